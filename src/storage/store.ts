@@ -1,0 +1,95 @@
+// The storage contracts. Every store (SQLite now; others later) implements these, and
+// one conformance suite (./conformance.ts) runs against each implementation.
+import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+
+/** A batch as it was accepted by ingest, kept until every span of it has been emitted. */
+export interface SpooledBatch {
+  id: number;
+  receivedAtMs: number;
+  spans: EbpfSpan[];
+}
+
+/**
+ * Spans accepted by ingest and not yet linked. Durability is the contract: once `append`
+ * returns, the batch survives a SIGKILL of the process; ingest answers 2xx only after it.
+ */
+export interface SpanSpool {
+  /** Stores a batch durably; returns its id (increasing). Throws SEQ_ERR_STORAGE_FULL when the disk is full. */
+  append(spans: EbpfSpan[], receivedAtMs: number): number;
+  /** Batches not yet marked done, oldest first: replayed into the linker after a restart. */
+  pending(): Iterable<SpooledBatch>;
+}
+
+/**
+ * Writes linked traces. `commit` is atomic: the sampled spans become queryable (and queued
+ * for export) and the batches whose spans are now all emitted leave the spool, in one
+ * transaction, so a crash never loses a span nor stores one twice. Writing a span whose
+ * spanId is already stored is a no-op (resent or replayed spans keep their ids).
+ */
+export interface TraceWriter {
+  commit(sampled: LinkedSpan[], doneBatchIds: number[]): void;
+}
+
+export interface TraceQuery {
+  service?: string;
+  /** Matches the span's `resource` (method + route), e.g. `GET /users/{id}`. */
+  operation?: string;
+  status?: 'ok' | 'warning' | 'error';
+  minDurationUs?: number;
+  maxDurationUs?: number;
+  /** Trace start range, µs since epoch, inclusive. */
+  startUs?: number;
+  endUs?: number;
+  /** Default 20, at most 1000. */
+  limit?: number;
+  /** Opaque cursor from a previous page (`TracePage.next`). */
+  cursor?: string;
+}
+
+export interface TraceSummary {
+  traceId: string;
+  rootService: string;
+  rootOperation: string;
+  startUs: number;
+  durationUs: number;
+  spanCount: number;
+  errorCount: number;
+  services: string[];
+  /** Spans that arrived after the trace was emitted. */
+  lateCount: number;
+}
+
+export interface TracePage {
+  traces: TraceSummary[];
+  /** Cursor for the next page, absent at the end. */
+  next?: string;
+}
+
+export interface DependencyEdge {
+  parent: string;
+  child: string;
+  callCount: number;
+  errorCount: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+/** Reads stored traces; every method sees what `commit` has returned for. */
+export interface TraceReader {
+  findTraces(q: TraceQuery): Promise<TracePage>;
+  /** All spans of one trace, ordered by start; undefined when unknown. */
+  getTrace(traceId: string): Promise<LinkedSpan[] | undefined>;
+  services(): Promise<string[]>;
+  operations(service: string): Promise<string[]>;
+  /** Client → server calls between services whose spans start in [startUs, endUs]. */
+  dependencies(startUs: number, endUs: number): Promise<DependencyEdge[]>;
+}
+
+/** Spans stored and not yet exported, for the OTLP exporter; see src/export. */
+export interface ExportQueue {
+  /** Up to `limit` stored spans not yet exported, oldest first, after `afterRowId`. */
+  unexported(afterRowId: number, limit: number): { rowId: number; span: LinkedSpan }[];
+  markExported(rowIds: number[]): void;
+  /** Number of stored spans not yet exported. */
+  backlog(): number;
+}
