@@ -1,0 +1,36 @@
+// The contract between ingest and linking. Ingest makes spans durable (SpanSpool), hands
+// them to a Joiner, and on a timer asks it for what is ready; the Joiner decides trees,
+// ids and sampling, and never does I/O itself except through its JoinState.
+import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+
+/** Spans leaving the linker together: a whole trace once its window closed, or late spans of an emitted one. */
+export interface EmittedTrace {
+  traceId: string;
+  /** Sampling decision for the whole trace (late spans follow the decision of their trace). */
+  sampled: boolean;
+  spans: LinkedSpan[];
+  /** batchIds[i] is the spool batch spans[i] came from. */
+  batchIds: number[];
+}
+
+export interface Joiner {
+  /** Adds an accepted span. `arrivalMs` is the linker's wall clock when it was accepted. */
+  add(span: EbpfSpan, batchId: number, arrivalMs: number): void;
+  /** Everything that is ready at `nowMs` (wall clock): closed traces and late spans. */
+  flush(nowMs: number): EmittedTrace[];
+  /** Everything still held, as if every window had closed (clean shutdown, tests). */
+  flushAll(nowMs: number): EmittedTrace[];
+  /** Counters for GET /metrics. */
+  stats(): JoinerStats;
+}
+
+export interface JoinerStats {
+  /** Spans waiting in open traces. */
+  pendingSpans: number;
+  openTraces: number;
+  linkedSpans: number;
+  lateSpans: number;
+  sampledOutSpans: number;
+  /** Exit spans that matched several server spans equally well and were left unlinked. */
+  ambiguousSeqMatches: number;
+}
