@@ -1,0 +1,588 @@
+// Incremental HTTP/1.x parser for ONE direction of a connection.
+//
+// It is fed what the kernel captured of each read or write: the TCP sequence number of the
+// first byte, the byte count, and the first (`head`) and last (`tail`) bytes. Bytes between
+// head and tail were moved but not captured; the parser still knows how many there were, so
+// content-length bodies and chunk data are skipped by count. Only message boundaries matter
+// here (where a message starts: its seq; where it ends: its time), plus the few headers that
+// decide framing and trace context.
+//
+// Hot path rules: work on the Buffers with indexOf, decode only small latin1 slices (method,
+// path, status, trace header values), never concatenate bodies. Header bytes split over
+// several calls are copied into one bounded buffer per parser (MAX_HEADER_BYTES).
+
+/** Header values that carry trace context; filled only when one is present. */
+export interface TraceHeaders {
+  traceparent?: string;
+  tracestate?: string;
+  b3?: string;
+  xB3TraceId?: string;
+  xB3SpanId?: string;
+  xB3Sampled?: string;
+  xB3Flags?: string;
+  uberTraceId?: string;
+  ddTraceId?: string;
+  ddParentId?: string;
+  ddSamplingPriority?: string;
+  sw8?: string;
+}
+
+export interface HttpMessage {
+  isRequest: boolean;
+  /** Request: method and target; response: ''. */
+  method: string;
+  target: string;
+  /** `1.1`, `1.0`. */
+  version: string;
+  /** Response status code; 0 for requests. */
+  status: number;
+  /** u32 TCP sequence number of the message's first byte. */
+  seq: number;
+  startNs: bigint;
+  /** Time of the call that moved the message's last byte (set when it ends). */
+  endNs: bigint;
+  /** Bytes of the message (head, headers and body) seen so far. */
+  bytes: number;
+  /** Some of the start line or headers were not captured. */
+  truncated: boolean;
+  /** Framing was lost inside a chunked body and recovered from the end bytes. */
+  framingLost: boolean;
+  /** `Connection: close` (or HTTP/1.0 without keep-alive). */
+  close: boolean;
+  trace: TraceHeaders | null;
+}
+
+export interface ParserSink {
+  /** A message's headers are complete. For a response, return true when it has no body (answer to HEAD). */
+  onHead(m: HttpMessage): boolean;
+  /** A message is complete (for responses: including 1xx interim ones, status < 200). */
+  onEnd(m: HttpMessage): void;
+}
+
+export interface ParserStats {
+  /** Calls whose bytes could not be understood (not a start line where one was due). */
+  parseErrors: number;
+  /** Messages whose headers were not fully captured. */
+  truncated: number;
+  /** Chunked bodies whose chunk boundary fell in uncaptured bytes. */
+  chunkedLost: number;
+}
+
+export const MAX_HEADER_BYTES = 8192;
+
+const enum S {
+  Idle,
+  Headers,
+  BodyLength,
+  ChunkSize,
+  ChunkData,
+  ChunkTrailer,
+  ChunkLost,
+  BodyClose,
+  /** Headers were cut short and gave no framing: the message ends with this call. */
+  BodyToCallEnd,
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const HTTP1 = Buffer.from('HTTP/1.', 'latin1');
+const CHUNKED_END = Buffer.from('0\r\n\r\n', 'latin1');
+const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'];
+const METHOD_BUFS = METHODS.map((m) => Buffer.from(m + ' ', 'latin1'));
+
+// Interesting headers, looked up by lower-cased name. Names are compared only when their length
+// matches one of these, so most headers cost one Map miss on a short latin1 string.
+const enum H {
+  ContentLength = 1,
+  TransferEncoding,
+  Connection,
+  Trace,
+}
+const HEADER_IDS = new Map<string, [H, keyof TraceHeaders | null]>([
+  ['content-length', [H.ContentLength, null]],
+  ['transfer-encoding', [H.TransferEncoding, null]],
+  ['connection', [H.Connection, null]],
+  ['traceparent', [H.Trace, 'traceparent']],
+  ['tracestate', [H.Trace, 'tracestate']],
+  ['b3', [H.Trace, 'b3']],
+  ['x-b3-traceid', [H.Trace, 'xB3TraceId']],
+  ['x-b3-spanid', [H.Trace, 'xB3SpanId']],
+  ['x-b3-sampled', [H.Trace, 'xB3Sampled']],
+  ['x-b3-flags', [H.Trace, 'xB3Flags']],
+  ['uber-trace-id', [H.Trace, 'uberTraceId']],
+  ['x-datadog-trace-id', [H.Trace, 'ddTraceId']],
+  ['x-datadog-parent-id', [H.Trace, 'ddParentId']],
+  ['x-datadog-sampling-priority', [H.Trace, 'ddSamplingPriority']],
+  ['sw8', [H.Trace, 'sw8']],
+]);
+const HEADER_LENGTHS = new Set([...HEADER_IDS.keys()].map((k) => k.length));
+
+/** Does `buf[at..]` start with an HTTP/1 request line (a known method and a space)? */
+export function looksLikeRequest(buf: Buffer, at = 0): boolean {
+  const c = buf[at];
+  // Quick reject on the first letter before comparing whole method names.
+  if (c !== 0x47 && c !== 0x50 && c !== 0x44 && c !== 0x48 && c !== 0x4f && c !== 0x43 && c !== 0x54) return false;
+  for (const m of METHOD_BUFS) {
+    if (buf.length - at >= m.length && buf.compare(m, 0, m.length, at, at + m.length) === 0) return true;
+  }
+  return false;
+}
+
+export function looksLikeResponse(buf: Buffer, at = 0): boolean {
+  return buf.length - at >= HTTP1.length && buf.compare(HTTP1, 0, HTTP1.length, at, at + HTTP1.length) === 0;
+}
+
+export interface Chunk {
+  seq: number;
+  len: number;
+  head: Buffer;
+  tail: Buffer;
+  tsNs: bigint;
+}
+
+export interface HttpParser {
+  feed(c: Chunk): void;
+  /** The connection closed: ends a read-until-close body. Returns the message left unfinished, if any. */
+  close(tsNs: bigint): HttpMessage | null;
+  /** A message is in progress (started, not ended). */
+  busy(): boolean;
+  readonly stats: ParserStats;
+}
+
+export function createParser(isRequest: boolean, sink: ParserSink, stats: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 }): HttpParser {
+  let state = S.Idle;
+  let msg: HttpMessage | null = null;
+  let remaining = 0; // BodyLength: body bytes left; ChunkData: chunk bytes + CRLF left
+  let chunkSize = 0; // ChunkSize: hex digits so far
+  let chunkSizeDigits = 0;
+  let chunkSizeDone = false; // saw ';' or non-hex (extension): wait for LF
+  let lineLen = 0; // ChunkTrailer: bytes of the current trailer line
+  let crlfMatched = 0; // Headers: bytes of "\r\n\r\n" matched at the end of what was seen
+  let endMatched = 0; // ChunkLost: bytes of "0\r\n\r\n" matched at the end of what was seen
+  let hdr: Buffer | null = null; // header bytes split over several calls
+  let hdrLen = 0;
+  let hdrGap = false; // part of the headers fell in uncaptured bytes
+
+  function newMessage(seq: number, tsNs: bigint): HttpMessage {
+    return {
+      isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
+      bytes: 0, truncated: false, framingLost: false, close: false, trace: null,
+    };
+  }
+
+  function finish(tsNs: bigint): void {
+    const m = msg!;
+    m.endNs = tsNs;
+    msg = null;
+    state = S.Idle;
+    sink.onEnd(m);
+  }
+
+  /** Parse the start line and headers in buf[0..end) (end excludes the blank line). */
+  function parseHead(m: HttpMessage, buf: Buffer, end: number): { length: number; chunked: boolean } {
+    let length = -1;
+    let chunked = false;
+    let lineEnd = buf.indexOf(10, 0);
+    if (lineEnd < 0 || lineEnd > end) lineEnd = end;
+    const line = lineEnd > 0 && buf[lineEnd - 1] === 13 ? lineEnd - 1 : lineEnd;
+    if (isRequest) {
+      const sp1 = buf.indexOf(32, 0);
+      const sp2 = sp1 < 0 ? -1 : buf.indexOf(32, sp1 + 1);
+      if (sp1 > 0) {
+        m.method = buf.toString('latin1', 0, sp1);
+        if (sp2 > 0 && sp2 < line) {
+          m.target = buf.toString('latin1', sp1 + 1, sp2);
+          m.version = versionOf(buf, sp2 + 1, line);
+        } else {
+          // Start line cut short (very long target): keep what was seen.
+          m.target = buf.toString('latin1', sp1 + 1, Math.min(line, buf.length));
+          m.truncated = true;
+        }
+      }
+    } else {
+      m.version = versionOf(buf, 0, line);
+      const sp1 = buf.indexOf(32, 0);
+      if (sp1 > 0 && sp1 + 4 <= line + 1) {
+        const d0 = buf[sp1 + 1] - 48, d1 = buf[sp1 + 2] - 48, d2 = buf[sp1 + 3] - 48;
+        if (d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) m.status = d0 * 100 + d1 * 10 + d2;
+      }
+    }
+    let keepAlive = false;
+    let closeHdr = false;
+    let pos = lineEnd + 1;
+    while (pos < end) {
+      let nl = buf.indexOf(10, pos);
+      if (nl < 0 || nl > end) nl = end;
+      const colon = buf.indexOf(58, pos);
+      if (colon > pos && colon < nl && HEADER_LENGTHS.has(colon - pos)) {
+        const def = HEADER_IDS.get(lower(buf, pos, colon));
+        if (def) {
+          let vs = colon + 1;
+          let ve = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
+          while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+          while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+          switch (def[0]) {
+            case H.ContentLength: {
+              let n = 0;
+              let ok = ve > vs;
+              for (let i = vs; i < ve; i++) {
+                const d = buf[i] - 48;
+                if (d < 0 || d > 9) { ok = false; break; }
+                n = n * 10 + d;
+              }
+              if (ok) length = n;
+              break;
+            }
+            case H.TransferEncoding:
+              // chunked must be the last coding; a substring test on a lower-cased value is enough.
+              if (lower(buf, vs, ve).endsWith('chunked')) chunked = true;
+              break;
+            case H.Connection: {
+              const v = lower(buf, vs, ve);
+              if (v.includes('close')) closeHdr = true;
+              else if (v.includes('keep-alive')) keepAlive = true;
+              break;
+            }
+            case H.Trace:
+              (m.trace ??= {})[def[1]!] = buf.toString('latin1', vs, ve);
+              break;
+          }
+        }
+      }
+      pos = nl + 1;
+    }
+    m.close = closeHdr || (m.version === '1.0' && !keepAlive);
+    return { length, chunked };
+  }
+
+  /** Headers complete: decide the body framing and tell the sink. */
+  function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: bigint): void {
+    const { length, chunked } = parseHead(m, buf, end);
+    if (m.truncated) stats.truncated++;
+    const noBody = sink.onHead(m);
+    if (isRequest) {
+      if (chunked) startChunked();
+      else if (length > 0) { state = S.BodyLength; remaining = length; }
+      else finish(tsNs); // requests without length have no body
+      return;
+    }
+    const st = m.status;
+    if (m.truncated && !chunked && length < 0 && !(st >= 100 && st < 200) && st !== 204 && st !== 304 && !noBody) {
+      state = S.BodyToCallEnd;
+      return;
+    }
+    if (noBody || (st >= 100 && st < 200) || st === 204 || st === 304) finish(tsNs);
+    else if (chunked) startChunked();
+    else if (length >= 0) {
+      if (length === 0) finish(tsNs);
+      else { state = S.BodyLength; remaining = length; }
+    } else state = S.BodyClose; // body until the connection closes
+  }
+
+  function startChunked(): void {
+    state = S.ChunkSize;
+    chunkSize = 0;
+    chunkSizeDigits = 0;
+    chunkSizeDone = false;
+  }
+
+  /** Bytes buf[from..to) at chunk offset `off`; returns bytes consumed (stops at a message end). */
+  function consume(buf: Buffer, from: number, to: number, c: Chunk): number {
+    let i = from;
+    while (i < to) {
+      switch (state) {
+        case S.Idle: {
+          // Tolerate stray CRLF between messages (some clients send one after a body).
+          while (i < to && (buf[i] === 13 || buf[i] === 10)) i++;
+          if (i >= to) return i - from;
+          // A read may end inside the start line's first word: accept a prefix of one.
+          const ok = to - i < 8 ? isStartPrefix(buf, i, to, isRequest) : isRequest ? looksLikeRequest(buf, i) : looksLikeResponse(buf, i);
+          if (!ok) {
+            stats.parseErrors++;
+            return to - from; // not a message start: skip these bytes
+          }
+          msg = newMessage((c.seq + (buf === c.head ? i : i + tailBase(c))) >>> 0, c.tsNs);
+          state = S.Headers;
+          crlfMatched = 0;
+          hdrLen = 0;
+          hdrGap = false;
+          // Fast path: whole head in this buffer.
+          const e = buf.indexOf(CRLFCRLF, i);
+          if (e >= 0 && e + 4 <= to) {
+            const body = e + 4;
+            msg.bytes += body - i;
+            headDone(msg, i === 0 ? buf : buf.subarray(i), e + 2 - i, c.tsNs);
+            i = body;
+            continue;
+          }
+          // Headers continue in later bytes: keep them (bounded).
+          appendHeader(buf, i, to);
+          crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, 0);
+          msg.bytes += to - i;
+          return to - from;
+        }
+        case S.Headers: {
+          const m = msg!;
+          // Finish a "\r\n\r\n" that straddles calls.
+          let j = i;
+          let end = -1;
+          let matched = crlfMatched;
+          while (matched > 0 && j < to) {
+            if (buf[j] === CRLFCRLF[matched]) { matched++; j++; if (matched === 4) { end = j; break; } } else { matched = 0; }
+          }
+          if (end < 0) {
+            const e = buf.indexOf(CRLFCRLF, i);
+            if (e >= 0 && e + 4 <= to) end = e + 4;
+          }
+          if (end >= 0) {
+            appendHeader(buf, i, end);
+            m.bytes += end - i;
+            if (hdrGap) m.truncated = true;
+            const h = hdr!;
+            // hdr holds the whole head; its blank line ends it (or it was cut at the cap).
+            let hend = hdrLen;
+            if (hend >= 2 && h[hend - 1] === 10 && h[hend - 2] === 13) hend -= 2;
+            headDone(m, h, hend, c.tsNs);
+            i = end;
+            continue;
+          }
+          appendHeader(buf, i, to);
+          crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, crlfMatched);
+          m.bytes += to - i;
+          return to - from;
+        }
+        case S.BodyLength: {
+          const n = Math.min(remaining, to - i);
+          remaining -= n;
+          msg!.bytes += n;
+          i += n;
+          if (remaining === 0) finish(c.tsNs);
+          continue;
+        }
+        case S.ChunkSize: {
+          const ch = buf[i++];
+          msg!.bytes++;
+          if (ch === 10) {
+            if (chunkSizeDigits === 0) { lostChunked(); continue; }
+            if (chunkSize === 0) { state = S.ChunkTrailer; lineLen = 0; } else { state = S.ChunkData; remaining = chunkSize + 2; }
+            continue;
+          }
+          if (chunkSizeDone || ch === 13) { chunkSizeDone = true; continue; }
+          const v = hexVal(ch);
+          if (v < 0 || chunkSizeDigits >= 13) {
+            if (chunkSizeDigits > 0 && (ch === 59 || ch === 32 || ch === 9)) { chunkSizeDone = true; continue; }
+            lostChunked();
+            continue;
+          }
+          chunkSize = chunkSize * 16 + v;
+          chunkSizeDigits++;
+          continue;
+        }
+        case S.ChunkData: {
+          const n = Math.min(remaining, to - i);
+          remaining -= n;
+          msg!.bytes += n;
+          i += n;
+          if (remaining === 0) startChunked();
+          continue;
+        }
+        case S.ChunkTrailer: {
+          const ch = buf[i++];
+          msg!.bytes++;
+          if (ch === 10) {
+            if (lineLen === 0) { finish(c.tsNs); continue; }
+            lineLen = 0;
+          } else if (ch !== 13) lineLen++;
+          continue;
+        }
+        case S.ChunkLost: {
+          // Without the chunk sizes, look for the last-chunk marker at the end of what we saw.
+          // A new response starting here also ends the lost one.
+          if (i === 0 && buf === c.head && (isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
+            // A new message starts here: the lost one ended with the previous call.
+            finish(msg!.endNs);
+            continue;
+          }
+          const e = buf.indexOf(CHUNKED_END, i);
+          if (e >= 0 && e + 5 <= to) {
+            // Only trusted at the very end of a call: inside one it may be body data.
+            if (e + 5 === to && isCallEnd(buf, to, c)) {
+              msg!.bytes += to - i;
+              i = to;
+              finish(c.tsNs);
+              continue;
+            }
+          }
+          endMatched = trailingMatch(buf, i, to, CHUNKED_END, endMatched);
+          msg!.bytes += to - i;
+          msg!.endNs = c.tsNs;
+          if (endMatched === 5 && isCallEnd(buf, to, c)) { endMatched = 0; finish(c.tsNs); }
+          return to - from;
+        }
+        case S.BodyClose:
+        case S.BodyToCallEnd:
+          msg!.bytes += to - i;
+          msg!.endNs = c.tsNs;
+          return to - from;
+      }
+    }
+    return i - from;
+  }
+
+  /** Skip `n` uncaptured bytes. */
+  function gap(n: number, c: Chunk): void {
+    switch (state) {
+      case S.Idle:
+        // A message started in bytes we did not see: we cannot know where. Wait for the next.
+        stats.parseErrors++;
+        return;
+      case S.Headers:
+        // Break the line at the hole so the bytes on either side never merge into a header.
+        if (!hdrGap) appendHeader(NEWLINE, 0, 1);
+        hdrGap = true;
+        crlfMatched = 0;
+        msg!.bytes += n;
+        return;
+      case S.BodyLength:
+      case S.ChunkData: {
+        const k = Math.min(remaining, n);
+        remaining -= k;
+        msg!.bytes += k;
+        if (remaining === 0) {
+          if (state === S.BodyLength) { finish(c.tsNs); if (n > k) stats.parseErrors++; return; }
+          startChunked();
+          if (n > k) { lostChunked(); msg!.bytes += n - k; }
+        }
+        return;
+      }
+      case S.ChunkSize:
+      case S.ChunkTrailer:
+        lostChunked();
+        msg!.bytes += n;
+        return;
+      case S.ChunkLost:
+        endMatched = 0;
+        msg!.bytes += n;
+        return;
+      case S.BodyClose:
+      case S.BodyToCallEnd:
+        msg!.bytes += n;
+        msg!.endNs = c.tsNs;
+        return;
+    }
+  }
+
+  function lostChunked(): void {
+    if (state !== S.ChunkLost) {
+      stats.chunkedLost++;
+      msg!.framingLost = true;
+    }
+    state = S.ChunkLost;
+    endMatched = 0;
+  }
+
+  function appendHeader(buf: Buffer, from: number, to: number): void {
+    if (!hdr) hdr = Buffer.allocUnsafe(MAX_HEADER_BYTES);
+    const n = Math.min(to - from, MAX_HEADER_BYTES - hdrLen);
+    if (n < to - from) hdrGap = true;
+    if (n > 0) {
+      buf.copy(hdr, hdrLen, from, from + n);
+      hdrLen += n;
+    }
+  }
+
+  return {
+    stats,
+    busy: () => state !== S.Idle,
+    feed(c: Chunk): void {
+      const headLen = Math.min(c.head.length, c.len);
+      consume(c.head, 0, headLen, c);
+      if (c.len <= headLen) {
+        if (state === S.BodyToCallEnd) finish(c.tsNs);
+        return;
+      }
+      const tb = tailBase(c);
+      const tailStart = Math.max(headLen, tb);
+      if (tailStart > headLen) gap(tailStart - headLen, c);
+      if (tailStart < c.len && c.tail.length > 0) {
+        const from = tailStart - tb;
+        // After a gap, an Idle parser must not treat tail bytes as a message start.
+        if (state === S.Idle && tailStart > headLen) return;
+        consume(c.tail, from, c.tail.length, c);
+      } else if (tailStart < c.len) {
+        gap(c.len - tailStart, c);
+      }
+      if (state === S.BodyToCallEnd) finish(c.tsNs);
+    },
+    close(tsNs: bigint): HttpMessage | null {
+      if (state === S.BodyClose) {
+        // A read-until-close body ends with its last data, not at the close.
+        finish(msg!.endNs);
+        return null;
+      }
+      const m = msg;
+      msg = null;
+      state = S.Idle;
+      if (m) m.endNs = tsNs;
+      return m;
+    },
+  };
+}
+
+const NEWLINE = Buffer.from('\n', 'latin1');
+
+const START_WORDS = [...METHOD_BUFS, HTTP1];
+function isStartPrefix(buf: Buffer, from: number, to: number, isRequest: boolean): boolean {
+  for (const w of START_WORDS) {
+    if ((w === HTTP1) === isRequest) continue;
+    const n = Math.min(to - from, w.length);
+    if (buf.compare(w, 0, n, from, from + n) === 0) return true;
+  }
+  return false;
+}
+
+function tailBase(c: Chunk): number {
+  return c.len - c.tail.length;
+}
+
+/** Is `to` in `buf` the last byte of the call (head without tail, or the tail's end)? */
+function isCallEnd(buf: Buffer, to: number, c: Chunk): boolean {
+  if (buf === c.tail) return to === c.tail.length;
+  return to === c.len;
+}
+
+function versionOf(buf: Buffer, from: number, to: number): string {
+  // "HTTP/1.1" → "1.1"
+  if (to - from >= 8 && buf[from] === 72 && buf[from + 4] === 47) {
+    const a = buf[from + 5], b = buf[from + 7];
+    if (a === 49 && b === 49) return '1.1';
+    if (a === 49 && b === 48) return '1.0';
+    return buf.toString('latin1', from + 5, from + 8);
+  }
+  return '';
+}
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+function lower(buf: Buffer, from: number, to: number): string {
+  return buf.toString('latin1', from, to).toLowerCase();
+}
+
+/** How many bytes of `pat` the end of buf[from..to) matches, continuing a previous match. */
+function trailingMatch(buf: Buffer, from: number, to: number, pat: Buffer, prev: number): number {
+  let m = prev;
+  // Only the last pat.length bytes can matter (plus a continued match when the span is short).
+  let start = Math.max(from, to - pat.length);
+  if (start > from) m = 0;
+  for (let i = start; i < to; i++) {
+    const ch = buf[i];
+    if (ch === pat[m]) m++;
+    else m = ch === pat[0] ? 1 : 0;
+    if (m === pat.length) m = i === to - 1 ? m : 0;
+  }
+  return m;
+}
