@@ -1,0 +1,376 @@
+// InfluxDB line protocol, decoded by hand: it is the ingest hot path (every span of every
+// agent passes here), so it scans char codes over one string, slices only when a token
+// has no escapes and allocates nothing per character. A malformed line becomes one error
+// (index, line, column, reason) and decoding resumes at the next line.
+//
+//   measurement[,tag=value...] field=value[,field=value...] [timestamp]
+//
+// Escapes: in the measurement `\,` `\ `; in tag keys, tag values and field keys `\,` `\=`
+// `\ `; everywhere `\\` is one backslash, and a backslash before any other character is
+// kept as is. String field values are double-quoted with `\"` and `\\` escaped and may span
+// lines. Integers end in `i` (int64) or `u` (uint64); values beyond 2^53 stay bigint.
+import { seqError } from '../errors.js';
+import type { EbpfSpan } from './span.js';
+import type { DecodedBatch, FieldValue, Point, PointError } from './point.js';
+import { shortValue } from './point.js';
+import { spanToPoint } from './validate.js';
+
+const NL = 10, CR = 13, SP = 32, TAB = 9, COMMA = 44, EQ = 61, BS = 92, DQ = 34, HASH = 35, MINUS = 45;
+
+const INT64_MAX = 9223372036854775807n;
+const INT64_MIN = -9223372036854775808n;
+const UINT64_MAX = 18446744073709551615n;
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+class Malformed {
+  constructor(readonly pos: number, readonly reason: string, readonly field = '', readonly value = '') {}
+}
+
+// Parser cursor: module-level so that the scanners return tokens without allocating tuples.
+let src = '';
+let pos = 0;
+let lineNo = 1;
+let lineStart = 0;
+let escaped = false;
+
+/** Scans a name or tag value up to an unescaped stop character; sets `escaped` when it saw a backslash. */
+function scanToken(stopAtEq: boolean, stopAtComma: boolean): number {
+  const n = src.length;
+  escaped = false;
+  let i = pos;
+  while (i < n) {
+    const c = src.charCodeAt(i);
+    if (c === BS) {
+      escaped = true;
+      i += i + 1 < n && src.charCodeAt(i + 1) !== NL ? 2 : 1;
+      continue;
+    }
+    if (c === SP || c === NL || c === CR || c === TAB || (stopAtComma && c === COMMA) || (stopAtEq && c === EQ)) break;
+    i++;
+  }
+  return i;
+}
+
+function unescapeName(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === BS && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d === COMMA || d === EQ || d === SP || d === BS) {
+        out += s[i + 1];
+        i++;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+function token(start: number, end: number): string {
+  const s = src.slice(start, end);
+  return escaped ? unescapeName(s) : s;
+}
+
+function fail(reason: string, field = '', value = ''): never {
+  throw new Malformed(pos, reason, field, value);
+}
+
+/** A double-quoted string starting at `pos` (on the quote). */
+function quoted(key: string): string {
+  const n = src.length;
+  let i = pos + 1;
+  const start = i;
+  let hasEscape = false;
+  while (i < n) {
+    const c = src.charCodeAt(i);
+    if (c === DQ) break;
+    if (c === BS) {
+      hasEscape = true;
+      i += 2;
+      continue;
+    }
+    if (c === NL) {
+      lineNo++;
+      lineStart = i + 1;
+    }
+    i++;
+  }
+  if (i >= n) fail('unterminated string value: a closing " is missing', key, src.slice(start, Math.min(n, start + 40)));
+  const raw = src.slice(start, i);
+  pos = i + 1;
+  if (!hasEscape) return raw;
+  let out = '';
+  for (let k = 0; k < raw.length; k++) {
+    const c = raw.charCodeAt(k);
+    if (c === BS && k + 1 < raw.length) {
+      const d = raw.charCodeAt(k + 1);
+      if (d === DQ || d === BS) {
+        out += raw[k + 1];
+        k++;
+        continue;
+      }
+    }
+    out += raw[k];
+  }
+  return out;
+}
+
+function integer(key: string, s: number, e: number, unsigned: boolean): number | bigint {
+  let i = s;
+  let neg = false;
+  if (src.charCodeAt(i) === MINUS) {
+    if (unsigned) fail('an unsigned integer (u) cannot be negative', key, src.slice(s, e + 1));
+    neg = true;
+    i++;
+  }
+  if (i === e) fail('an integer needs digits before its i/u suffix', key, src.slice(s, e + 1));
+  if (e - i <= 15) {
+    let v = 0;
+    for (; i < e; i++) {
+      const d = src.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) fail('an integer (i/u suffix) may only contain digits', key, src.slice(s, e + 1));
+      v = v * 10 + d;
+    }
+    return neg ? 0 - v : v;
+  }
+  for (let k = i; k < e; k++) {
+    const d = src.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) fail('an integer (i/u suffix) may only contain digits', key, src.slice(s, e + 1));
+  }
+  const b = BigInt(src.slice(s, e));
+  if (unsigned ? b > UINT64_MAX : b > INT64_MAX || b < INT64_MIN) {
+    fail(unsigned ? 'out of the uint64 range 0…18446744073709551615' : 'out of the int64 range; use the u suffix for values up to 2^64-1', key, src.slice(s, e + 1));
+  }
+  return b <= SAFE_MAX && b >= -SAFE_MAX ? Number(b) : b;
+}
+
+function isFloatChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || c === 46 || c === 43 || c === MINUS || c === 101 || c === 69;
+}
+
+/** An unquoted field value: integer, float or boolean. */
+function bare(key: string): FieldValue {
+  const s = pos;
+  const n = src.length;
+  let i = s;
+  while (i < n) {
+    const c = src.charCodeAt(i);
+    if (c === COMMA || c === SP || c === NL || c === CR || c === TAB) break;
+    i++;
+  }
+  pos = i;
+  if (i === s) fail('missing field value after =', key);
+  const last = src.charCodeAt(i - 1);
+  if (last === 105 /* i */) return integer(key, s, i - 1, false);
+  if (last === 117 /* u */) return integer(key, s, i - 1, true);
+  const first = src.charCodeAt(s);
+  if (first === 116 || first === 84 || first === 102 || first === 70) {
+    const w = src.slice(s, i);
+    if (w === 't' || w === 'T' || w === 'true' || w === 'True' || w === 'TRUE') return true;
+    if (w === 'f' || w === 'F' || w === 'false' || w === 'False' || w === 'FALSE') return false;
+    fail('not a valid field value: expected a number, an integer with i/u, true/false or a "string"', key, w);
+  }
+  for (let k = s; k < i; k++) {
+    if (!isFloatChar(src.charCodeAt(k))) fail('not a valid field value: expected a number, an integer with i/u, true/false or a "string"', key, src.slice(s, i));
+  }
+  const v = Number(src.slice(s, i));
+  if (!Number.isFinite(v)) fail('not a valid float', key, src.slice(s, i));
+  return v;
+}
+
+function parsePoint(index: number): Point {
+  const n = src.length;
+  // measurement
+  let end = scanToken(false, true);
+  if (end === pos) fail('missing measurement');
+  const measurement = token(pos, end);
+  pos = end;
+  const tags: Record<string, string> = {};
+  while (pos < n && src.charCodeAt(pos) === COMMA) {
+    pos++;
+    end = scanToken(true, true);
+    if (end === pos) fail('empty tag key');
+    const key = token(pos, end);
+    pos = end;
+    if (src.charCodeAt(pos) !== EQ) fail(`tag ${key} has no =value`, key);
+    pos++;
+    end = scanToken(false, true);
+    if (end === pos) fail(`tag ${key} has an empty value`, key);
+    tags[key] = token(pos, end);
+    pos = end;
+  }
+  if (pos >= n || src.charCodeAt(pos) !== SP) fail('missing fields: expected a space then key=value after the measurement and tags');
+  while (pos < n && src.charCodeAt(pos) === SP) pos++;
+  const fields: Record<string, FieldValue> = {};
+  let count = 0;
+  for (;;) {
+    end = scanToken(true, true);
+    if (end === pos) fail(count === 0 ? 'missing fields: a point needs at least one key=value' : 'empty field key after ,');
+    const key = token(pos, end);
+    pos = end;
+    if (src.charCodeAt(pos) !== EQ) fail(`field ${key} has no =value`, key);
+    pos++;
+    fields[key] = src.charCodeAt(pos) === DQ ? quoted(key) : bare(key);
+    count++;
+    if (pos < n && src.charCodeAt(pos) === COMMA) {
+      pos++;
+      continue;
+    }
+    break;
+  }
+  let time = '';
+  while (pos < n && (src.charCodeAt(pos) === SP || src.charCodeAt(pos) === TAB)) pos++;
+  if (pos < n && src.charCodeAt(pos) !== NL && src.charCodeAt(pos) !== CR) {
+    const s = pos;
+    if (src.charCodeAt(pos) === MINUS) pos++;
+    while (pos < n) {
+      const c = src.charCodeAt(pos);
+      if (c < 48 || c > 57) break;
+      pos++;
+    }
+    if (pos === s || (pos === s + 1 && src.charCodeAt(s) === MINUS)) fail('the timestamp must be an integer (nanoseconds)', 'time', src.slice(s, Math.min(n, s + 40)).split(/[\s]/)[0]);
+    time = src.slice(s, pos);
+    while (pos < n && (src.charCodeAt(pos) === SP || src.charCodeAt(pos) === TAB)) pos++;
+  }
+  if (pos < n && src.charCodeAt(pos) === CR) pos++;
+  if (pos < n && src.charCodeAt(pos) !== NL) fail('unexpected text after the timestamp', 'time', src.slice(pos, Math.min(n, pos + 40)));
+  return { index, measurement, tags, fields, time };
+}
+
+export interface DecodeOptions {
+  /** Most points accepted; one more throws SEQ_ERR_BODY_TOO_LARGE (413). */
+  maxPoints?: number;
+}
+
+/** Decodes a line-protocol body. Blank lines and `#` comments are skipped. */
+export function decodeLineProtocol(text: string, opts: DecodeOptions = {}): DecodedBatch {
+  const maxPoints = opts.maxPoints ?? Infinity;
+  const points: Point[] = [];
+  const errors: PointError[] = [];
+  src = text;
+  pos = 0;
+  lineNo = 1;
+  lineStart = 0;
+  const n = text.length;
+  let index = 0;
+  try {
+    while (pos < n) {
+      const c = text.charCodeAt(pos);
+      if (c === NL) {
+        pos++;
+        lineNo++;
+        lineStart = pos;
+        continue;
+      }
+      if (c === SP || c === TAB || c === CR) {
+        pos++;
+        continue;
+      }
+      if (c === HASH) {
+        const nl = text.indexOf('\n', pos);
+        pos = nl < 0 ? n : nl;
+        continue;
+      }
+      if (index >= maxPoints) {
+        throw seqError('SEQ_ERR_BODY_TOO_LARGE', `the batch has more than max_batch_spans = ${maxPoints} points; send smaller batches`, 413);
+      }
+      try {
+        points.push(parsePoint(index));
+      } catch (e) {
+        if (!(e instanceof Malformed)) throw e;
+        errors.push({ index, field: e.field, value: shortValue(e.value), reason: e.reason, line: lineNo, column: e.pos - lineStart + 1 });
+        const nl = text.indexOf('\n', e.pos);
+        pos = nl < 0 ? n : nl;
+      }
+      index++;
+    }
+  } finally {
+    src = '';
+  }
+  return { points, errors };
+}
+
+// ---- encoding ----
+
+function escapeName(s: string, measurement: boolean): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    let rep: string | undefined;
+    if (c === COMMA || c === SP || c === BS || (c === EQ && !measurement)) rep = '\\' + s[i];
+    else if (c === NL) rep = '\\n'; // line protocol cannot carry a newline in a name; keep it visible
+    else if (c === CR) rep = '\\r';
+    else if (c === TAB) rep = ' ';
+    if (rep !== undefined) {
+      out += s.slice(from, i) + rep;
+      from = i + 1;
+    }
+  }
+  return from === 0 ? s : out + s.slice(from);
+}
+
+function escapeString(s: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === DQ || c === BS) {
+      out += s.slice(from, i) + '\\' + s[i];
+      from = i + 1;
+    }
+  }
+  return from === 0 ? s : out + s.slice(from);
+}
+
+function encodeValue(v: FieldValue): string {
+  switch (typeof v) {
+    case 'string':
+      return `"${escapeString(v)}"`;
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'bigint':
+      return v > INT64_MAX ? `${v}u` : `${v}i`;
+    default:
+      if (Number.isInteger(v)) return `${v}i`;
+      if (!Number.isFinite(v)) throw new RangeError(`line protocol cannot carry the float ${v}`);
+      return String(v);
+  }
+}
+
+/** One line, without the newline. Empty-string tags are left out (line protocol has no empty tag value). */
+export function encodePoint(p: { measurement: string; tags?: Record<string, string>; fields: Record<string, FieldValue>; time?: string | number | bigint }): string {
+  let line = escapeName(p.measurement, true);
+  if (p.tags) {
+    for (const k of Object.keys(p.tags).sort()) {
+      const v = p.tags[k];
+      if (v === '') continue;
+      line += `,${escapeName(k, false)}=${escapeName(v, false)}`;
+    }
+  }
+  let sep = ' ';
+  for (const k in p.fields) {
+    const v = p.fields[k];
+    if (v === undefined) continue;
+    line += `${sep}${escapeName(k, false)}=${encodeValue(v)}`;
+    sep = ',';
+  }
+  if (sep === ' ') throw new RangeError('a line-protocol point needs at least one field');
+  if (p.time !== undefined && p.time !== '') line += ` ${p.time}`;
+  return line;
+}
+
+export function encodeLineProtocol(points: Iterable<Parameters<typeof encodePoint>[0]>): string {
+  let out = '';
+  for (const p of points) out += encodePoint(p) + '\n';
+  return out;
+}
+
+/** Spans as DataKit's agent sends them: `host` a tag, everything else a field; time = start in ns. */
+export function encodeSpans(spans: Iterable<EbpfSpan>): string {
+  let out = '';
+  for (const s of spans) out += encodePoint(spanToPoint(s)) + '\n';
+  return out;
+}
