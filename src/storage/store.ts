@@ -93,3 +93,19 @@ export interface ExportQueue {
   /** Number of stored spans not yet exported. */
   backlog(): number;
 }
+
+export interface SweepResult {
+  deletedTraces: number;
+  deletedSpans: number;
+  /** Deleted spans that were still waiting in the export queue (export drops). */
+  exportDropped: number;
+}
+
+/**
+ * Retention: whole traces are deleted, oldest first (by trace start), when older than the
+ * maximum age (retention_max_age) or while storage is above the maximum size
+ * (retention_max_bytes). The spool is never deleted. Stores also sweep on their own timer.
+ */
+export interface Retention {
+  sweep(nowMs?: number): SweepResult;
+}

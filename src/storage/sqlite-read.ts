@@ -1,0 +1,173 @@
+// The query side of the SQLite store: search over the trace summaries, whole traces,
+// services, operations and the service map. Every search walks one index in result order
+// (newest first) and stops after a page; see docs/storage.md for the plans.
+import type Database from 'better-sqlite3';
+import { SeqError } from '../errors.js';
+import type { LinkedSpan } from '../span/span.js';
+import type { DependencyEdge, TracePage, TraceQuery, TraceSummary } from './store.js';
+
+const STATUS_CODE = { ok: 0, warning: 1, error: 2 } as const;
+export const DEFAULT_LIMIT = 20;
+export const MAX_LIMIT = 1000;
+
+interface SummaryRow {
+  trace_id: string;
+  start_us: number;
+  duration_us: number;
+  span_count: number;
+  error_count: number;
+  late_count: number;
+  services: string;
+  root_service: string;
+  root_operation: string;
+}
+
+export function encodeCursor(startUs: number, traceId: string): string {
+  return Buffer.from(JSON.stringify({ s: startUs, t: traceId })).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { startUs: number; traceId: string } {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Number.isSafeInteger(v?.s) && typeof v?.t === 'string') return { startUs: v.s, traceId: v.t };
+  } catch {
+    // fall through to the error below
+  }
+  throw new SeqError('SEQ_ERR_BAD_QUERY', `cursor = ${JSON.stringify(cursor)}: expected the "next" value of a previous page`, 400);
+}
+
+function toSummary(r: SummaryRow): TraceSummary {
+  return {
+    traceId: r.trace_id,
+    rootService: r.root_service,
+    rootOperation: r.root_operation,
+    startUs: r.start_us,
+    durationUs: r.duration_us,
+    spanCount: r.span_count,
+    errorCount: r.error_count,
+    services: JSON.parse(r.services),
+    lateCount: r.late_count,
+  };
+}
+
+/** SQL and parameters of one search page; exported so tests can check its query plan. */
+export function searchSql(q: TraceQuery): { sql: string; params: unknown[]; limit: number } {
+  const limit = Math.min(Math.max(1, Math.floor(q.limit ?? DEFAULT_LIMIT)), MAX_LIMIT);
+  const where: string[] = [];
+  const params: unknown[] = [];
+  // The driving table is the one whose index yields rows in result order for the filter.
+  let from: string;
+  let key: string; // alias whose (start_us, trace_id) the order and the cursor use
+  if (q.service !== undefined && q.operation !== undefined) {
+    from = 'trace_ops x JOIN traces t ON t.trace_id = x.trace_id';
+    key = 'x';
+    where.push('x.service = ?', 'x.operation = ?');
+    params.push(q.service, q.operation);
+  } else if (q.service !== undefined) {
+    from = 'trace_services x JOIN traces t ON t.trace_id = x.trace_id';
+    key = 'x';
+    where.push('x.service = ?');
+    params.push(q.service);
+  } else {
+    from = q.status !== undefined ? 'traces t INDEXED BY traces_by_status' : 'traces t INDEXED BY traces_by_start';
+    key = 't';
+    if (q.operation !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM trace_ops o WHERE o.trace_id = t.trace_id AND o.operation = ?)');
+      params.push(q.operation);
+    }
+  }
+  if (q.status !== undefined) {
+    where.push('t.status = ?');
+    params.push(STATUS_CODE[q.status]);
+  }
+  if (q.minDurationUs !== undefined) {
+    where.push('t.duration_us >= ?');
+    params.push(q.minDurationUs);
+  }
+  if (q.maxDurationUs !== undefined) {
+    where.push('t.duration_us <= ?');
+    params.push(q.maxDurationUs);
+  }
+  if (q.startUs !== undefined) {
+    where.push(`${key}.start_us >= ?`);
+    params.push(q.startUs);
+  }
+  if (q.endUs !== undefined) {
+    where.push(`${key}.start_us <= ?`);
+    params.push(q.endUs);
+  }
+  if (q.cursor !== undefined) {
+    const c = decodeCursor(q.cursor);
+    where.push(`(${key}.start_us, ${key}.trace_id) < (?, ?)`);
+    params.push(c.startUs, c.traceId);
+  }
+  const sql = `SELECT t.trace_id, t.start_us, t.duration_us, t.span_count, t.error_count, t.late_count, t.services,
+    t.root_service, t.root_operation FROM ${from}
+    ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+    ORDER BY ${key}.start_us DESC, ${key}.trace_id DESC LIMIT ?`;
+  params.push(limit + 1);
+  return { sql, params, limit };
+}
+
+export function prepareReader(db: Database.Database) {
+  const statements = new Map<string, Database.Statement>();
+  const cached = (sql: string) => {
+    let st = statements.get(sql);
+    if (!st) statements.set(sql, (st = db.prepare(sql)));
+    return st;
+  };
+  const traceSpans = db.prepare(`SELECT data FROM spans WHERE trace_id = ? ORDER BY start_us, id`).pluck();
+  const allServices = db.prepare(`SELECT DISTINCT service FROM operations ORDER BY service`).pluck();
+  const serviceOps = db.prepare(`SELECT operation FROM operations WHERE service = ? ORDER BY operation`).pluck();
+  const edgeRows = db.prepare(`SELECT parent, child, duration_us, error FROM edges INDEXED BY edges_by_start
+    WHERE start_us >= ? AND start_us <= ?`).raw();
+
+  function findTraces(q: TraceQuery): TracePage {
+    const { sql, params, limit } = searchSql(q);
+    const rows = cached(sql).all(...params) as SummaryRow[];
+    const page: TracePage = { traces: rows.slice(0, limit).map(toSummary) };
+    if (rows.length > limit) {
+      const last = rows[limit - 1];
+      page.next = encodeCursor(last.start_us, last.trace_id);
+    }
+    return page;
+  }
+
+  function getTrace(traceId: string): LinkedSpan[] | undefined {
+    const rows = traceSpans.all(traceId) as string[];
+    if (rows.length === 0) return undefined;
+    return rows.map((d) => JSON.parse(d) as LinkedSpan);
+  }
+
+  function dependencies(startUs: number, endUs: number): DependencyEdge[] {
+    const groups = new Map<string, { parent: string; child: string; durations: number[]; errors: number }>();
+    for (const [parent, child, duration, error] of edgeRows.iterate(startUs, endUs) as Iterable<[string, string, number, number]>) {
+      const k = parent + '\u0000' + child;
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = { parent, child, durations: [], errors: 0 }));
+      g.durations.push(duration);
+      g.errors += error;
+    }
+    const out: DependencyEdge[] = [];
+    for (const g of groups.values()) {
+      const d = Float64Array.from(g.durations).sort();
+      out.push({ parent: g.parent, child: g.child, callCount: d.length, errorCount: g.errors, p50Us: rank(d, 0.5), p99Us: rank(d, 0.99) });
+    }
+    return out.sort((a, b) => (a.parent === b.parent ? cmp(a.child, b.child) : cmp(a.parent, b.parent)));
+  }
+
+  return {
+    findTraces,
+    getTrace,
+    services: () => allServices.all() as string[],
+    operations: (service: string) => serviceOps.all(service) as string[],
+    dependencies,
+  };
+}
+
+/** Nearest-rank percentile of sorted values. */
+function rank(sorted: Float64Array, p: number): number {
+  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -1,0 +1,76 @@
+// Retention: whole traces are deleted, oldest first (by trace start), when older than the
+// maximum age or while the database holds more than the maximum bytes. The spool is never
+// touched: it holds accepted spans not yet linked. Spans deleted before the exporter sent
+// them are counted as export drops.
+import type Database from 'better-sqlite3';
+import type { SweepResult } from './store.js';
+
+/** Traces deleted per transaction: short transactions so that ingest is never held long. */
+const CHUNK = 200;
+/** Size retention deletes down to this share of the maximum, so it does not run on every sweep. */
+const SIZE_TARGET = 0.9;
+
+export function prepareRetention(db: Database.Database) {
+  const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, trace_id LIMIT ?`).pluck();
+  const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, trace_id LIMIT ?`).pluck();
+  const unqueue = db.prepare(`DELETE FROM export_queue WHERE span_row IN (SELECT id FROM spans WHERE trace_id = ?)`);
+  const delSpans = db.prepare(`DELETE FROM spans WHERE trace_id = ?`);
+  const delServices = db.prepare(`DELETE FROM trace_services WHERE trace_id = ?`);
+  const delOps = db.prepare(`DELETE FROM trace_ops WHERE trace_id = ?`);
+  const delEdges = db.prepare(`DELETE FROM edges WHERE trace_id = ?`);
+  const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
+  const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
+  const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
+  const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
+  const pageCount = db.prepare(`PRAGMA page_count`).pluck();
+  const freePages = db.prepare(`PRAGMA freelist_count`).pluck();
+  const pageSize = db.prepare(`PRAGMA page_size`).pluck().get() as number;
+
+  const deleteTraces = db.transaction((ids: string[]): SweepResult => {
+    const r: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
+    for (const id of ids) {
+      r.exportDropped += unqueue.run(id).changes;
+      r.deletedSpans += delSpans.run(id).changes;
+      delServices.run(id);
+      delOps.run(id);
+      delEdges.run(id);
+      delPending.run(id);
+      r.deletedTraces += delTrace.run(id).changes;
+    }
+    return r;
+  });
+
+  /** Bytes of the database in use (free pages are reused before the file grows). */
+  function usedBytes(): number {
+    return ((pageCount.get() as number) - (freePages.get() as number)) * pageSize;
+  }
+
+  function sweep(nowMs: number, maxAgeMs: number, maxBytes: number): SweepResult {
+    const total: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
+    const add = (r: SweepResult) => {
+      total.deletedTraces += r.deletedTraces;
+      total.deletedSpans += r.deletedSpans;
+      total.exportDropped += r.exportDropped;
+    };
+    const cutoffUs = (nowMs - maxAgeMs) * 1000;
+    for (;;) {
+      const ids = oldestBefore.all(cutoffUs, CHUNK) as string[];
+      if (ids.length === 0) break;
+      add(deleteTraces(ids));
+    }
+    db.transaction(() => {
+      delOldOperations.run(cutoffUs);
+      delOldPending.run(cutoffUs);
+    })();
+    if (usedBytes() > maxBytes) {
+      while (usedBytes() > maxBytes * SIZE_TARGET) {
+        const ids = oldest.all(CHUNK) as string[];
+        if (ids.length === 0) break; // only the spool is left: it is never deleted
+        add(deleteTraces(ids));
+      }
+    }
+    return total;
+  }
+
+  return { sweep, usedBytes };
+}

@@ -1,0 +1,106 @@
+// The SQLite schema. One database file holds the spool, the stored spans, the per-trace
+// summaries search reads, the call edges the service map reads, and the export queue.
+// Why each index exists is noted beside it: every index costs on the commit path.
+import type Database from 'better-sqlite3';
+
+export const SCHEMA_VERSION = 1;
+
+const DDL = `
+-- Accepted batches not yet linked. AUTOINCREMENT: ids never come back after the newest
+-- batch is deleted, so a batch id the linker still holds can never name another batch.
+CREATE TABLE IF NOT EXISTS spool (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  received_at_ms INTEGER NOT NULL,
+  spans TEXT NOT NULL
+);
+
+-- Stored spans. data is the whole LinkedSpan as JSON (what getTrace returns); the other
+-- columns are what is searched. AUTOINCREMENT keeps the export order (id) monotonic.
+CREATE TABLE IF NOT EXISTS spans (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  span_id TEXT NOT NULL UNIQUE,          -- idempotent writes: INSERT OR IGNORE on it
+  trace_id TEXT NOT NULL,
+  start_us INTEGER NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans(trace_id, start_us); -- getTrace, retention
+
+-- Stored spans the exporter has not sent yet (ids of spans rows).
+CREATE TABLE IF NOT EXISTS export_queue (span_row INTEGER PRIMARY KEY);
+
+-- One row per trace, maintained by commit; search reads only this and the two tables below.
+CREATE TABLE IF NOT EXISTS traces (
+  trace_id TEXT PRIMARY KEY,
+  start_us INTEGER NOT NULL,
+  end_us INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  span_count INTEGER NOT NULL,
+  error_count INTEGER NOT NULL,
+  status INTEGER NOT NULL,               -- worst span status: 0 ok, 1 warning, 2 error
+  late_count INTEGER NOT NULL,
+  services TEXT NOT NULL,                -- JSON array, each service once
+  root_service TEXT NOT NULL,
+  root_operation TEXT NOT NULL,
+  root_rank INTEGER NOT NULL,            -- 1: a span without parent, 0: earliest span so far
+  root_start_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start_us, trace_id);         -- newest first, retention
+CREATE INDEX IF NOT EXISTS traces_by_status ON traces(status, start_us, trace_id); -- status=error is rare
+
+-- Which services / operations (resource) occur in a trace, with the trace's start copied in
+-- so that a filtered search walks one index in result order and stops after a page.
+CREATE TABLE IF NOT EXISTS trace_services (
+  trace_id TEXT NOT NULL, service TEXT NOT NULL, start_us INTEGER NOT NULL,
+  PRIMARY KEY (trace_id, service)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_services_search ON trace_services(service, start_us, trace_id);
+CREATE TABLE IF NOT EXISTS trace_ops (
+  trace_id TEXT NOT NULL, service TEXT NOT NULL, operation TEXT NOT NULL, start_us INTEGER NOT NULL,
+  PRIMARY KEY (trace_id, service, operation)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_ops_search ON trace_ops(service, operation, start_us, trace_id);
+
+-- Every service's operations, for the UI's pick lists (small: one row per pair).
+CREATE TABLE IF NOT EXISTS operations (
+  service TEXT NOT NULL, operation TEXT NOT NULL, last_us INTEGER NOT NULL,
+  PRIMARY KEY (service, operation)
+) WITHOUT ROWID;
+
+-- One row per client→server call between two services; dependencies() reads a time range
+-- of the covering index and never touches spans.
+CREATE TABLE IF NOT EXISTS edges (
+  id INTEGER PRIMARY KEY,
+  trace_id TEXT NOT NULL,
+  start_us INTEGER NOT NULL,
+  parent TEXT NOT NULL,
+  child TEXT NOT NULL,
+  duration_us INTEGER NOT NULL,
+  error INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edges_by_start ON edges(start_us, parent, child, duration_us, error);
+CREATE INDEX IF NOT EXISTS edges_by_trace ON edges(trace_id);
+
+-- Server spans stored before the client span they name as parent (late client spans):
+-- the edge is made when that client span arrives.
+CREATE TABLE IF NOT EXISTS pending_edges (
+  parent_span_id TEXT NOT NULL,
+  child_span_id TEXT NOT NULL,
+  trace_id TEXT NOT NULL,
+  child_service TEXT NOT NULL,
+  child_error INTEGER NOT NULL,
+  created_us INTEGER NOT NULL,
+  PRIMARY KEY (parent_span_id, child_span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_edges_by_trace ON pending_edges(trace_id);
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+export function createSchema(db: Database.Database): void {
+  db.exec(DDL);
+  const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: number } | undefined;
+  if (!row) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(SCHEMA_VERSION);
+  else if (row.value !== SCHEMA_VERSION) {
+    throw new Error(`database schema version ${row.value} is not the supported version ${SCHEMA_VERSION}`);
+  }
+}

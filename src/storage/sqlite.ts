@@ -1,0 +1,213 @@
+// The SQLite store: spool, traces, search and export queue in one database file
+// (`<dir>/seqtrace.db`), implementing every contract of ./store.ts.
+//
+// Durability: WAL with synchronous=NORMAL (the default, durability 'process'). A commit is
+// written to the WAL file before `append`/`commit` return, so it is in the kernel's page
+// cache and survives a SIGKILL or crash of the process; only an OS crash or power loss can
+// lose the last transactions (never corrupt the file). durability 'os' (synchronous=FULL)
+// fsyncs the WAL on every commit and survives those too, at the cost of one fsync per
+// ingest batch. See docs/storage.md.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { SeqError } from '../errors.js';
+import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import { createSchema } from './sqlite-schema.js';
+import { prepareReader } from './sqlite-read.js';
+import { prepareRetention } from './sqlite-retention.js';
+import { prepareWriter } from './sqlite-write.js';
+import type { ExportQueue, Retention, SpanSpool, SpooledBatch, SweepResult, TraceReader, TraceWriter } from './store.js';
+
+export const DB_FILE = 'seqtrace.db';
+
+export interface SqliteStoreOptions {
+  /** Traces whose start is older than this are deleted (LinkerConfig.retention_max_age, ms). */
+  retentionMaxAgeMs: number;
+  /** Oldest traces are deleted while the database uses more (LinkerConfig.retention_max_bytes). */
+  retentionMaxBytes: number;
+  /** Run the retention sweep this often (ms); 0 never (call `sweep()`). Default 60 000. */
+  sweepIntervalMs?: number;
+  /** 'process' (default): survives a process kill. 'os': also an OS crash (fsync per commit). */
+  durability?: 'process' | 'os';
+  /** Queue stored spans for the OTLP exporter; false when no exporter is configured. Default true. */
+  exportQueue?: boolean;
+  /** Wall clock in ms (tests). */
+  now?: () => number;
+}
+
+export interface StoreStats {
+  /** Batches in the spool (accepted, not yet linked). */
+  spooledBatches: number;
+  /** Spans stored by this process since it opened the store (replays not counted). */
+  storedSpans: number;
+  /** Stored spans not yet exported. */
+  exportBacklog: number;
+  /** Spans deleted by retention before the exporter sent them (since the database was created). */
+  exportDroppedByRetention: number;
+  /** Traces and spans deleted by retention (since the database was created). */
+  retentionDeletedTraces: number;
+  retentionDeletedSpans: number;
+  /** Bytes of the database in use. */
+  dbBytes: number;
+}
+
+export interface SqliteStore extends SpanSpool, TraceWriter, TraceReader, ExportQueue, Retention {
+  readonly path: string;
+  /** One retention pass now (also run every sweepIntervalMs). */
+  sweep(nowMs?: number): SweepResult;
+  stats(): StoreStats;
+  close(): void;
+}
+
+/** Turns a SQLite failure into the user-facing error: disk full is 503, the rest 500. */
+function storageError(e: unknown, what: string): SeqError {
+  if (e instanceof SeqError) return e;
+  const err = e as { code?: string; message?: string };
+  if (err.code === 'SQLITE_FULL' || /ENOSPC|database or disk is full/i.test(err.message ?? '')) {
+    return new SeqError('SEQ_ERR_STORAGE_FULL', `storage is full: cannot ${what} (${err.message}); data accepted before is kept, retry later or free disk space / lower retention_max_bytes`, 503);
+  }
+  return new SeqError('SEQ_ERR_STORAGE', `storage failed to ${what}: ${err.code ? err.code + ': ' : ''}${err.message}`, 500);
+}
+
+function guard<A extends unknown[], R>(what: string, fn: (...a: A) => R): (...a: A) => R {
+  return (...a: A) => {
+    try {
+      return fn(...a);
+    } catch (e) {
+      throw storageError(e, what);
+    }
+  };
+}
+
+export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteStore {
+  const now = opts.now ?? Date.now;
+  const path = join(dir, DB_FILE);
+  let db: Database.Database;
+  try {
+    mkdirSync(dir, { recursive: true });
+    db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.durability === 'os' ? 'FULL' : 'NORMAL'}`);
+    // Keep the WAL from staying large after a burst, and give readers page cache.
+    db.pragma('journal_size_limit = 67108864');
+    db.pragma('cache_size = -65536');
+    db.pragma('temp_store = MEMORY');
+    createSchema(db);
+  } catch (e) {
+    throw storageError(e, `open the database ${path}`);
+  }
+
+  const writer = prepareWriter(db, opts.exportQueue !== false);
+  const reader = prepareReader(db);
+  const retention = prepareRetention(db);
+
+  const insertBatch = db.prepare(`INSERT INTO spool (received_at_ms, spans) VALUES (?, ?)`);
+  const pendingPage = db.prepare(`SELECT id, received_at_ms, spans FROM spool WHERE id > ? ORDER BY id LIMIT 64`);
+  const countSpool = db.prepare(`SELECT count(*) FROM spool`).pluck();
+  const unexportedRows = db.prepare(`SELECT q.span_row, s.data FROM export_queue q JOIN spans s ON s.id = q.span_row
+    WHERE q.span_row > ? ORDER BY q.span_row LIMIT ?`).raw();
+  const unqueue = db.prepare(`DELETE FROM export_queue WHERE span_row = ?`);
+  const countQueue = db.prepare(`SELECT count(*) FROM export_queue`).pluck();
+  const getCounter = db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck();
+  const addCounter = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`);
+
+  let backlog = countQueue.get() as number;
+  let storedSpans = 0;
+
+  const commitTx = db.transaction(writer.commit);
+  const markTx = db.transaction((ids: number[]) => {
+    let n = 0;
+    for (const id of ids) n += unqueue.run(id).changes;
+    return n;
+  });
+
+  const append = guard('append a batch to the spool', (spans: EbpfSpan[], receivedAtMs: number): number => {
+    return Number(insertBatch.run(receivedAtMs, JSON.stringify(spans)).lastInsertRowid);
+  });
+
+  function* pending(): Iterable<SpooledBatch> {
+    // Pages, not one open iterator: the connection stays usable while the caller replays.
+    let after = 0;
+    for (;;) {
+      const rows = guard('read the spool', () => pendingPage.all(after) as { id: number; received_at_ms: number; spans: string }[])();
+      for (const r of rows) yield { id: r.id, receivedAtMs: r.received_at_ms, spans: JSON.parse(r.spans) as EbpfSpan[] };
+      if (rows.length < 64) return;
+      after = rows[rows.length - 1].id;
+    }
+  }
+
+  const commit = guard('store linked spans', (sampled: LinkedSpan[], doneBatchIds: number[]): void => {
+    const effect = commitTx(sampled, doneBatchIds);
+    storedSpans += effect.storedSpans;
+    backlog += effect.queuedForExport;
+  });
+
+  const sweep = guard('apply retention', (nowMs: number = now()): SweepResult => {
+    const r = retention.sweep(nowMs, opts.retentionMaxAgeMs, opts.retentionMaxBytes);
+    if (r.deletedTraces > 0) {
+      db.transaction(() => {
+        addCounter.run('retention_deleted_traces', r.deletedTraces);
+        addCounter.run('retention_deleted_spans', r.deletedSpans);
+        addCounter.run('export_dropped_by_retention', r.exportDropped);
+      })();
+      backlog -= r.exportDropped;
+    }
+    return r;
+  });
+
+  const interval = opts.sweepIntervalMs ?? 60_000;
+  const timer = interval > 0 ? setInterval(() => {
+    try {
+      sweep();
+    } catch (e) {
+      // A full disk must not stop the process; the next sweep retries.
+      process.emitWarning(`seqtrace retention sweep failed: ${(e as Error).message}`);
+    }
+  }, interval) : undefined;
+  timer?.unref();
+
+  const read = <A extends unknown[], R>(what: string, fn: (...a: A) => R) => {
+    const g = guard(what, fn);
+    return (...a: A): Promise<R> => {
+      try {
+        return Promise.resolve(g(...a));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    };
+  };
+
+  return {
+    path,
+    append,
+    pending,
+    commit,
+    findTraces: read('search traces', reader.findTraces),
+    getTrace: read('read a trace', reader.getTrace),
+    services: read('list services', reader.services),
+    operations: read('list operations', reader.operations),
+    dependencies: read('compute dependencies', reader.dependencies),
+    unexported: guard('read the export queue', (afterRowId: number, limit: number) => {
+      const rows = unexportedRows.all(afterRowId, limit) as [number, string][];
+      return rows.map(([rowId, data]) => ({ rowId, span: JSON.parse(data) as LinkedSpan }));
+    }),
+    markExported: guard('mark spans exported', (rowIds: number[]) => {
+      backlog -= markTx(rowIds);
+    }),
+    backlog: () => backlog,
+    sweep,
+    stats: guard('read statistics', (): StoreStats => ({
+      spooledBatches: countSpool.get() as number,
+      storedSpans,
+      exportBacklog: backlog,
+      exportDroppedByRetention: (getCounter.get('export_dropped_by_retention') as number | undefined) ?? 0,
+      retentionDeletedTraces: (getCounter.get('retention_deleted_traces') as number | undefined) ?? 0,
+      retentionDeletedSpans: (getCounter.get('retention_deleted_spans') as number | undefined) ?? 0,
+      dbBytes: retention.usedBytes(),
+    })),
+    close() {
+      if (timer) clearInterval(timer);
+      if (db.open) db.close();
+    },
+  };
+}
