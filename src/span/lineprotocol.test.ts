@@ -95,7 +95,7 @@ test('line protocol: more points than maxPoints is SEQ_ERR_BODY_TOO_LARGE', () =
 });
 
 test('line protocol: encode then decode gives the same point', () => {
-  const points = [
+  const points: { measurement: string; tags: Record<string, string>; fields: Record<string, FieldValue>; time?: string }[] = [
     { measurement: 'm e,a', tags: { 'k =,': 'v =,\\', h: 'x' }, fields: { 's =,': 'q"\\ \n x', i: 42, f: 1.25, b: true, big: 18446744073709551615n, neg: -9223372036854775808n }, time: '1732500000000000000' },
     { measurement: 'dketrace', tags: {}, fields: { only: 'x' } },
   ];
