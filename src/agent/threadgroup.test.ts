@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createThreadGroups, threadKey } from './threadgroup.js';
+
+test('an exit on a thread with one open group joins it', () => {
+  const g = createThreadGroups(5n);
+  const id = g.open(101, 100);
+  assert.equal(id, '6');
+  assert.equal(g.join(101), id);
+  assert.equal(g.join(101), id, 'several exits join the same group');
+  assert.equal(g.join(102), '', 'another thread joins nothing');
+  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1 });
+});
+
+test('a closed group is never joined', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(7, 1);
+  g.close(7, id);
+  assert.equal(g.join(7), '');
+  assert.equal(g.openCount(), 0);
+  const id2 = g.open(7, 1);
+  assert.notEqual(id2, id, 'the next entry on the thread gets a new group');
+  assert.equal(g.join(7), id2);
+});
+
+test('several open groups on one thread (event loop): the exit joins none, counted', () => {
+  const g = createThreadGroups(1n);
+  const a = g.open(9, 1);
+  const b = g.open(9, 1);
+  assert.equal(g.join(9), '');
+  assert.equal(g.stats.ambiguous, 1);
+  g.close(9, a);
+  assert.equal(g.join(9), b, 'once only one is left, exits join it');
+});
+
+test('goroutines are keyed by process and goroutine id, not tid', () => {
+  const g = createThreadGroups(1n);
+  const k = threadKey(50, 51, 7n);
+  const id = g.open(k, 50);
+  // The same goroutine may run on another OS thread when it makes its call.
+  assert.equal(g.join(threadKey(50, 99, 7n)), id);
+  assert.equal(g.join(threadKey(60, 99, 7n)), '', 'same goid in another process is another goroutine');
+  assert.equal(threadKey(50, 51, 0n), 51);
+});
+
+test('process exit drops its groups', () => {
+  const g = createThreadGroups(1n);
+  g.open(11, 10);
+  g.open(threadKey(10, 11, 3n), 10);
+  g.open(21, 20);
+  g.dropProcess(10);
+  assert.equal(g.openCount(), 1);
+  assert.equal(g.join(11), '');
+  assert.equal(g.join(21) !== '', true);
+});
+
+test('ids: u64 decimal, never 0, random base differs per start, wraps at 2^64', () => {
+  const g = createThreadGroups((1n << 64n) - 2n);
+  assert.equal(g.open(1, 1), ((1n << 64n) - 1n).toString());
+  assert.equal(g.open(2, 1), '1', 'skips 0, which means "no group"');
+  const a = createThreadGroups().open(1, 1);
+  const b = createThreadGroups().open(1, 1);
+  assert.notEqual(a, b);
+  assert.match(a, /^[1-9][0-9]*$/);
+  assert.ok(BigInt(a) < 1n << 64n);
+});

@@ -1,0 +1,103 @@
+// Thread groups: which exit spans a thread made while it was serving which entry.
+//
+// An entry opens a group on the thread (or goroutine) that read its request and closes it when
+// its response has been written. An exit whose request is written on a thread with exactly one
+// open group joins it. With several open groups on one thread (event-loop servers interleave
+// requests) nothing says which one the exit belongs to: it joins none and that is counted,
+// rather than guessed. A closed group is removed at once, so it can never be joined afterwards
+// (DataKit's defect §3.2: "started after" alone joined finished entries).
+import { randomBytes } from 'node:crypto';
+
+export interface ThreadGroupStats {
+  opened: number;
+  joined: number;
+  /** Exits that found several open groups on their thread and joined none. */
+  ambiguous: number;
+  /** Exits that found no open group. */
+  alone: number;
+}
+
+export interface ThreadGroups {
+  /** Open a group on thread `key` of process `pid`; returns its id (a u64 as a decimal string). */
+  open(key: ThreadKey, pid: number): string;
+  /** Close group `id` (opened on `key`); it can never be joined again. */
+  close(key: ThreadKey, id: string): void;
+  /** The group an exit started on `key` joins, or '' for none. */
+  join(key: ThreadKey): string;
+  /** Forget every group of a process (it exited). */
+  dropProcess(pid: number): void;
+  /** Open groups, for tests and metrics. */
+  openCount(): number;
+  readonly stats: ThreadGroupStats;
+}
+
+/**
+ * A thread: tid when the runtime has no user-level threads, else the goroutine id. tids are
+ * host-wide unique while the thread lives; goroutine ids are per process, hence the pid.
+ */
+export type ThreadKey = number | string;
+
+export function threadKey(pid: number, tid: number, goid: bigint): ThreadKey {
+  return goid === 0n ? tid : `${pid}/${goid}`;
+}
+
+const MASK = (1n << 64n) - 1n;
+
+/**
+ * Ids: a random 64-bit base drawn at agent start plus a counter, so ids never repeat within a
+ * run and collide across restarts only by chance (DataKit's constant seed repeated them, §3.3).
+ */
+export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE()): ThreadGroups {
+  let counter = 0n;
+  // Usually zero or one group per thread: the array is short.
+  const openByThread = new Map<ThreadKey, string[]>();
+  const pidOf = new Map<ThreadKey, number>();
+  let open = 0;
+  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0 };
+
+  function nextId(): string {
+    let id: bigint;
+    do id = (base + ++counter) & MASK; while (id === 0n); // 0 means "no group" on the wire
+    return id.toString();
+  }
+
+  return {
+    stats,
+    open(key, pid) {
+      const id = nextId();
+      pidOf.set(key, pid);
+      const list = openByThread.get(key);
+      if (list) list.push(id);
+      else openByThread.set(key, [id]);
+      open++;
+      stats.opened++;
+      return id;
+    },
+    close(key, id) {
+      const list = openByThread.get(key);
+      if (!list) return;
+      const i = list.indexOf(id);
+      if (i < 0) return;
+      list.splice(i, 1);
+      open--;
+      if (list.length === 0) { openByThread.delete(key); pidOf.delete(key); }
+    },
+    join(key) {
+      const list = openByThread.get(key);
+      if (!list) { stats.alone++; return ''; }
+      if (list.length > 1) { stats.ambiguous++; return ''; }
+      stats.joined++;
+      return list[0];
+    },
+    dropProcess(pid) {
+      for (const [key, list] of openByThread) {
+        if (typeof key === 'string' ? key.startsWith(`${pid}/`) : pidOf.get(key) === pid) {
+          open -= list.length;
+          openByThread.delete(key);
+          pidOf.delete(key);
+        }
+      }
+    },
+    openCount: () => open,
+  };
+}
