@@ -17,6 +17,7 @@ export const ERRORS = {
   SEQ_ERR_EBPF_UNAVAILABLE: 'eBPF cannot be loaded on this machine (privileges, BTF, kernel)',
   SEQ_ERR_EBPF_LOAD: 'the eBPF programs failed to load or attach',
   SEQ_ERR_AGENT: 'the agent failed at run time',
+  SEQ_ERR_INTERNAL: 'an unexpected failure inside seqtrace (a bug)',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
