@@ -1,0 +1,111 @@
+// @ts-check
+// Formatting shared by the views: durations, times, service colours, HTML escaping.
+
+/** @param {number} us microseconds */
+export function fmtDuration(us) {
+  if (!Number.isFinite(us)) return '–';
+  if (us < 1000) return `${Math.round(us)}µs`;
+  if (us < 1_000_000) return `${trim(us / 1000)}ms`;
+  if (us < 60_000_000) return `${trim(us / 1_000_000)}s`;
+  const m = Math.floor(us / 60_000_000);
+  return `${m}m ${Math.round((us - m * 60_000_000) / 1_000_000)}s`;
+}
+
+/** @param {number} v */
+function trim(v) {
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+/** @param {number} us µs since epoch → local `YYYY-MM-DD HH:MM:SS.mmm` */
+export function fmtTime(us) {
+  const d = new Date(us / 1000);
+  const p = (/** @type {number} */ n, w = 2) => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+/** @param {number} us */
+export function fmtAgo(us) {
+  const s = Math.max(0, (Date.now() * 1000 - us) / 1_000_000);
+  if (s < 60) return `${Math.floor(s)}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** @param {number} x a ratio 0…1 */
+export function fmtPct(x) {
+  if (!Number.isFinite(x)) return '–';
+  const p = x * 100;
+  return p === 0 ? '0%' : p < 0.1 ? '<0.1%' : p < 10 ? `${p.toFixed(1)}%` : `${Math.round(p)}%`;
+}
+
+/** @param {number} perSec */
+export function fmtRate(perSec) {
+  if (perSec >= 100) return `${Math.round(perSec)}/s`;
+  if (perSec >= 1) return `${perSec.toFixed(1)}/s`;
+  if (perSec * 60 >= 1) return `${(perSec * 60).toFixed(1)}/min`;
+  return `${(perSec * 3600).toFixed(1)}/h`;
+}
+
+// Colour-blind-friendly, distinct on white, dark enough for white text on bars.
+const PALETTE = ['#1f77b4', '#d95f02', '#2ca02c', '#7b4ea3', '#8c564b', '#c2185b', '#00838f', '#827717',
+  '#3949ab', '#ad1457', '#5d4037', '#00695c', '#6a1b9a', '#ef6c00', '#455a64', '#9e9d24'];
+
+/** Stable colour per service name (hash, so the same service has the same colour everywhere). */
+export function serviceColor(/** @type {string} */ name) {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return PALETTE[(h >>> 0) % PALETTE.length];
+}
+
+/** @param {unknown} s */
+export function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
+}
+
+/**
+ * Parses `250ms`, `1.5s`, `300us`/`300µs`, `2m` or a bare number of ms into µs; undefined
+ * when empty, NaN when malformed (the caller reports it).
+ * @param {string} s
+ */
+export function parseDurationUs(s) {
+  const t = s.trim();
+  if (!t) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?$/.exec(t);
+  if (!m) return NaN;
+  const mult = { us: 1, µs: 1, ms: 1000, s: 1e6, m: 6e7, h: 3.6e9 }[m[2] ?? 'ms'] ?? 1000;
+  return Math.round(Number(m[1]) * mult);
+}
+
+/** Lookbacks offered in the time range selectors; value in seconds. */
+export const LOOKBACKS = [
+  ['5m', 300], ['15m', 900], ['1h', 3600], ['6h', 21600], ['24h', 86400], ['7d', 604800],
+];
+
+/** @param {string} lb */
+export function lookbackSeconds(lb) {
+  const f = LOOKBACKS.find(([k]) => k === lb);
+  return f ? /** @type {number} */ (f[1]) : 3600;
+}
+
+/**
+ * Builds an element from an HTML string (trusted template, values passed through esc()).
+ * @param {string} html
+ * @returns {HTMLElement}
+ */
+export function h(html) {
+  const t = document.createElement('template');
+  t.innerHTML = html.trim();
+  return /** @type {HTMLElement} */ (t.content.firstElementChild);
+}
+
+/** `datetime-local` value ↔ µs since epoch (local time). */
+export function toLocalInput(/** @type {number} */ us) {
+  const d = new Date(us / 1000 - new Date(us / 1000).getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+}
+export function fromLocalInput(/** @type {string} */ v) {
+  if (!v) return undefined;
+  const ms = new Date(v).getTime();
+  return Number.isFinite(ms) ? ms * 1000 : undefined;
+}
