@@ -22,6 +22,7 @@ export function prepareRetention(db: Database.Database) {
   const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
+  const countTraces = db.prepare(`SELECT count(*) FROM traces`).pluck();
   const pageCount = db.prepare(`PRAGMA page_count`).pluck();
   const freePages = db.prepare(`PRAGMA freelist_count`).pluck();
   const pageSize = db.prepare(`PRAGMA page_size`).pluck().get() as number;
@@ -63,10 +64,18 @@ export function prepareRetention(db: Database.Database) {
       delOldPending.run(cutoffUs);
     })();
     if (usedBytes() > maxBytes) {
-      while (usedBytes() > maxBytes * SIZE_TARGET) {
-        const ids = oldest.all(CHUNK) as string[];
+      const target = maxBytes * SIZE_TARGET;
+      let traces = countTraces.get() as number;
+      for (let used = usedBytes(); used > target; used = usedBytes()) {
+        // Delete about as many traces as the excess holds (average trace size), so a small
+        // database is not emptied by one coarse chunk.
+        if (traces <= 0) break;
+        const chunk = Math.min(CHUNK, Math.max(1, Math.ceil(((used - target) / used) * traces)));
+        const ids = oldest.all(chunk) as string[];
         if (ids.length === 0) break; // only the spool is left: it is never deleted
-        add(deleteTraces(ids));
+        const r = deleteTraces(ids);
+        traces -= r.deletedTraces;
+        add(r);
       }
     }
     return total;
