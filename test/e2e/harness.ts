@@ -1,0 +1,554 @@
+// End-to-end harness: real servers in real processes (optionally in network namespaces acting as
+// separate hosts), a real linker and real agents started through `bin/seqtrace`, and the query
+// API to read what they made. Everything a test starts is registered in its Scope and removed
+// by closeScope() (process groups killed, namespaces deleted, temp dirs removed), and again on
+// process exit should a test die half-way.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const FIXTURES = join(here, 'fixtures');
+export const REPO = resolve(here, '..', '..');
+export const SEQTRACE = join(REPO, 'bin', 'seqtrace');
+/** Debian's interpreter, not a version manager's shim (a shim would be one more process name). */
+export const PYTHON = '/usr/bin/python3';
+
+/**
+ * Why the e2e suite cannot run, or undefined when it should. Only SEQTRACE_SKIP_EBPF=1 skips;
+ * without it a machine that lacks root or eBPF fails the tests, with the reason.
+ */
+export function ebpfSkipReason(): string | undefined {
+  if (process.env.SEQTRACE_SKIP_EBPF !== '1') return undefined;
+  const reason = 'SEQTRACE_SKIP_EBPF=1: end-to-end tests need root and eBPF and were skipped';
+  console.log(`# ${reason}`);
+  return reason;
+}
+
+export function assertRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error('end-to-end tests need root (eBPF, network namespaces); run as root or set SEQTRACE_SKIP_EBPF=1 to skip them');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scope: what one test file started, cleaned up in reverse order.
+
+export interface Scope {
+  dir: string;
+  /** Random lowercase letters, unique per scope; used in service names, ids and netns names. */
+  tag: string;
+  cleanups: Array<() => Promise<void> | void>;
+}
+
+const liveGroups = new Set<number>();
+const liveNetns = new Set<string>();
+process.on('exit', () => {
+  // Last resort when a test process dies without running after(): nothing may outlive it.
+  for (const pgid of liveGroups) try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ }
+  for (const ns of liveNetns) try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+});
+
+export function letters(n: number, width = 3): string {
+  let s = '';
+  for (let i = 0; i < width; i++) {
+    s = String.fromCharCode(97 + (n % 26)) + s;
+    n = Math.floor(n / 26);
+  }
+  return s;
+}
+
+export function newScope(name: string): Scope {
+  const dir = mkdtempSync(join(tmpdir(), `seqt-e2e-${name}-`));
+  const tag = letters(randomBytes(4).readUInt32BE() % 26 ** 4, 4);
+  const scope: Scope = { dir, tag, cleanups: [] };
+  scope.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return scope;
+}
+
+export async function closeScope(scope: Scope | undefined): Promise<void> {
+  if (!scope) return;
+  const errors: unknown[] = [];
+  while (scope.cleanups.length) {
+    const fn = scope.cleanups.pop()!;
+    try { await fn(); } catch (e) { errors.push(e); }
+  }
+  if (errors.length) console.error('e2e cleanup problems:', errors);
+}
+
+export function subdir(scope: Scope, name: string): string {
+  return mkdtempSync(join(scope.dir, `${name}-`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and readiness.
+
+/** A port nobody listens on right now (the kernel's choice of an ephemeral port). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep };
+
+function tryConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect({ host, port });
+    s.once('connect', () => { s.destroy(); res(true); });
+    s.once('error', () => res(false));
+    s.setTimeout(500, () => { s.destroy(); res(false); });
+  });
+}
+
+function listeningInNetns(ns: string, port: number): boolean {
+  try {
+    const out = execFileSync('ip', ['netns', 'exec', ns, 'ss', '-Hltn', `sport = :${port}`], { encoding: 'utf8' });
+    return out.trim().length > 0;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+export interface Proc {
+  name: string;
+  pid: number;
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or the signal's name) once the process has exited. */
+  exited: Promise<number | string>;
+  exitCode(): number | string | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  name: string;
+  cmd: string;
+  args?: string[];
+  /** Added to a clean environment (PATH, HOME, LANG only; nothing of the test's own). */
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Run inside this network namespace (`ip netns exec`, which execs: the pid is the program's). */
+  netns?: string;
+  /** Ready once something listens on this port (from the root namespace or inside `netns`). */
+  readyPort?: { host: string; port: number };
+  /** Ready once the output matches. */
+  readyLog?: RegExp;
+  /** Ready once this resolves true (polled). */
+  readyCheck?: () => Promise<boolean>;
+  readyTimeoutMs?: number;
+}
+
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ['PATH', 'HOME', 'LANG', 'TZ']) if (process.env[k]) env[k] = process.env[k]!;
+  return { ...env, ...extra };
+}
+
+/** Start a process in its own process group, registered for cleanup, and wait until it is ready. */
+export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc> {
+  const cmd = o.netns ? 'ip' : o.cmd;
+  const args = o.netns ? ['netns', 'exec', o.netns, o.cmd, ...(o.args ?? [])] : (o.args ?? []);
+  const child = spawn(cmd, args, { cwd: o.cwd, env: cleanEnv(o.env), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => { if (out.length < 1 << 20) out += b.toString(); };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let code: number | string | undefined;
+  const exited = new Promise<number | string>((res) => {
+    child.once('exit', (c, sig) => { code = c ?? sig ?? 'unknown'; liveGroups.delete(child.pid!); res(code); });
+    child.once('error', (e) => { out += `\nspawn error: ${e.message}`; code = 'spawn-error'; res(code); });
+  });
+  if (child.pid) liveGroups.add(child.pid);
+  const proc: Proc = {
+    name: o.name,
+    pid: child.pid ?? -1,
+    child,
+    output: () => out,
+    exited,
+    exitCode: () => code,
+    async stop() {
+      if (code !== undefined || !child.pid) return;
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      const done = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]);
+      // The group may hold children that outlive the leader (Apache's, nginx's workers).
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      if (!done) await Promise.race([exited, sleep(2000)]);
+      liveGroups.delete(child.pid);
+    },
+  };
+  scope.cleanups.push(() => proc.stop());
+
+  const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000);
+  for (;;) {
+    if (code !== undefined) {
+      throw new Error(`${o.name} exited (${code}) before it was ready: ${cmd} ${args.join(' ')}\n${out.slice(-4000)}`);
+    }
+    let ready = true;
+    if (o.readyPort) {
+      ready = o.netns ? listeningInNetns(o.netns, o.readyPort.port) : await tryConnect(o.readyPort.host, o.readyPort.port);
+    }
+    if (ready && o.readyLog) ready = o.readyLog.test(out);
+    if (ready && o.readyCheck) ready = await o.readyCheck().catch(() => false);
+    if (ready) return proc;
+    if (Date.now() > deadline) {
+      throw new Error(`${o.name} was not ready after ${o.readyTimeoutMs ?? 15_000} ms: ${cmd} ${args.join(' ')}\n${out.slice(-4000)}`);
+    }
+    await sleep(50);
+  }
+}
+
+/** Run a program to completion (a client); fails when it exits non-zero. Returns its stdout. */
+export async function runToEnd(scope: Scope, o: Omit<StartOptions, 'readyPort' | 'readyLog' | 'readyCheck'> & { timeoutMs?: number }): Promise<string> {
+  const cmd = o.netns ? 'ip' : o.cmd;
+  const args = o.netns ? ['netns', 'exec', o.netns, o.cmd, ...(o.args ?? [])] : (o.args ?? []);
+  const child = spawn(cmd, args, { cwd: o.cwd, env: cleanEnv(o.env), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid) liveGroups.add(child.pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
+  child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  const timer = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, o.timeoutMs ?? 60_000);
+  const code = await new Promise<number | string>((res) => {
+    child.once('exit', (c, sig) => res(c ?? sig ?? 'unknown'));
+    child.once('error', (e) => { stderr += e.message; res('spawn-error'); });
+  });
+  clearTimeout(timer);
+  if (child.pid) liveGroups.delete(child.pid);
+  if (code !== 0) throw new Error(`${o.name} exited ${code}: ${cmd} ${args.join(' ')}\n${stderr.slice(-4000)}`);
+  return stdout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces: separate hosts on one machine. Only namespaces made here, and only
+// link-local (169.254.0.0/16, never routed off a link) and ULA (fd00::/8) addresses on veth
+// pairs between them: no traffic can leave the machine.
+
+export interface Netns {
+  name: string;
+}
+
+export async function createNetns(scope: Scope, label: string): Promise<Netns> {
+  const name = `seqt-${scope.tag}-${label}-${randomBytes(2).toString('hex')}`.slice(0, 30);
+  execFileSync('ip', ['netns', 'add', name]);
+  liveNetns.add(name);
+  scope.cleanups.push(() => {
+    // Whatever still runs inside was started by this scope and has been stopped by now.
+    try { execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' }); } catch { /* gone */ }
+    liveNetns.delete(name);
+  });
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return { name };
+}
+
+export interface VethLink {
+  /** Addresses of end a and end b. */
+  a4: string;
+  b4: string;
+  a6: string;
+  b6: string;
+}
+
+function rootAddresses(): string {
+  return execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' });
+}
+
+/** A veth pair between two namespaces (null: the root namespace), a /30 and a /64 on it. */
+export async function linkNetns(scope: Scope, a: Netns | null, b: Netns | null): Promise<VethLink> {
+  const id = randomBytes(3).toString('hex');
+  const ifA = `sqa${id}`;
+  const ifB = `sqb${id}`;
+  let third = 0;
+  let base = 0;
+  const taken = rootAddresses();
+  do {
+    third = 1 + (randomBytes(1)[0] % 250);
+    base = (randomBytes(1)[0] % 63) * 4;
+  } while (third === 169 || taken.includes(`169.254.${third}.${base + 1}/`) || taken.includes(`169.254.${third}.${base + 2}/`));
+  const v6net = `fd00:5e9:${randomBytes(2).toString('hex')}:${randomBytes(2).toString('hex')}`;
+  const link: VethLink = { a4: `169.254.${third}.${base + 1}`, b4: `169.254.${third}.${base + 2}`, a6: `${v6net}::1`, b6: `${v6net}::2` };
+  const ipIn = (ns: Netns | null, ...args: string[]) => execFileSync('ip', ns ? ['-n', ns.name, ...args] : args);
+
+  ipIn(a, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB);
+  scope.cleanups.push(() => {
+    try { ipIn(a, 'link', 'del', ifA); } catch { /* deleted with its namespace */ }
+  });
+  if (b) execFileSync('ip', [...(a ? ['-n', a.name] : []), 'link', 'set', ifB, 'netns', b.name]);
+  for (const [ns, ifname, v4, v6] of [[a, ifA, link.a4, link.a6], [b, ifB, link.b4, link.b6]] as const) {
+    ipIn(ns, 'addr', 'add', `${v4}/30`, 'dev', ifname);
+    ipIn(ns, '-6', 'addr', 'add', `${v6}/64`, 'dev', ifname, 'nodad');
+    ipIn(ns, 'link', 'set', ifname, 'up');
+  }
+  return link;
+}
+
+// ---------------------------------------------------------------------------------------------
+// seqtrace itself: a linker and agents, through the real command line.
+
+export interface Linker {
+  proc: Proc;
+  url: string;
+  port: number;
+}
+
+function toml(table: string, values: Record<string, unknown>): string {
+  const lines = [`[[inputs.${table}]]`];
+  for (const [k, v] of Object.entries(values)) lines.push(`  ${k} = ${JSON.stringify(v)}`);
+  return lines.join('\n') + '\n';
+}
+
+export async function startLinker(scope: Scope, o: { window?: string; extra?: Record<string, unknown> } = {}): Promise<Linker> {
+  const dir = subdir(scope, 'linker');
+  const port = await freePort();
+  const conf = join(dir, 'seqtrace.toml');
+  writeFileSync(conf, toml('ebpftrace', { sqlite_path: join(dir, 'db'), window: o.window ?? '1s', sampling_rate: 1, ...o.extra }));
+  const url = `http://127.0.0.1:${port}`;
+  const proc = await startProcess(scope, {
+    name: 'linker',
+    cmd: SEQTRACE,
+    args: ['linker', '--config', conf],
+    env: { ENV_HTTP_LISTEN: `127.0.0.1:${port}` },
+    readyCheck: async () => (await fetch(`${url}/api/services`)).ok,
+    readyTimeoutMs: 20_000,
+  });
+  return { proc, url, port };
+}
+
+export interface Agent {
+  proc: Proc;
+  host: string;
+  metricsUrl: string;
+}
+
+export interface AgentOptions {
+  /** The `host` every span of this agent carries (ENV_HOSTNAME). */
+  host: string;
+  envset?: string[];
+  nameset?: string[];
+  extra?: Record<string, unknown>;
+}
+
+/** Start an agent sending to `linker`; fails with the agent's own words when eBPF cannot load. */
+export async function startAgent(scope: Scope, linker: Linker, o: AgentOptions): Promise<Agent> {
+  const dir = subdir(scope, 'agent');
+  const metricsPort = await freePort();
+  const conf = join(dir, 'seqtrace.toml');
+  const values: Record<string, unknown> = {
+    enabled_plugins: ['ebpf-net', 'ebpf-trace'],
+    l7net_enabled: ['httpflow'],
+    trace_server: `127.0.0.1:${linker.port}`,
+    metrics_listen: `127.0.0.1:${metricsPort}`,
+    ...o.extra,
+  };
+  if (o.envset) values.trace_envset = o.envset;
+  if (o.nameset) values.trace_nameset = o.nameset;
+  writeFileSync(conf, toml('ebpf', values));
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const proc = await startProcess(scope, {
+    name: `agent ${o.host}`,
+    cmd: SEQTRACE,
+    args: ['agent', '--config', conf],
+    env: { ENV_HOSTNAME: o.host },
+    readyCheck: async () => (await fetch(metricsUrl)).ok,
+    readyTimeoutMs: 30_000,
+  });
+  return { proc, host: o.host, metricsUrl };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The services under test (fixtures/).
+
+/** Environment that names a service and makes the default trace_envset trace it. */
+export function serviceEnv(service: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { OTEL_SERVICE_NAME: service, ...extra };
+}
+
+export interface Service {
+  proc: Proc;
+  name: string;
+  host: string;
+  port: number;
+  /** Base URL, e.g. http://127.0.0.1:4711 or http://[::1]:4711 */
+  url: string;
+}
+
+function hostUrl(host: string, port: number): string {
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}
+
+export interface PyServiceOptions {
+  name: string;
+  downstreams?: string[];
+  parallel?: boolean;
+  keepalive?: boolean;
+  sendTraceparent?: boolean;
+  /** Address to listen on (default 127.0.0.1; `::` for IPv6, both families). */
+  bind?: string;
+  /** Address to reach it on (default: bind, or ::1 / 127.0.0.1 for a wildcard bind). */
+  host?: string;
+  netns?: Netns;
+  env?: Record<string, string>;
+}
+
+export async function startPyService(scope: Scope, o: PyServiceOptions): Promise<Service> {
+  const bind = o.bind ?? '127.0.0.1';
+  const host = o.host ?? (bind === '::' ? '::1' : bind === '0.0.0.0' ? '127.0.0.1' : bind);
+  const port = await freePort(host.includes(':') ? '::1' : '127.0.0.1');
+  const args = [join(FIXTURES, 'pyservice.py'), '--port', String(port), '--bind', bind];
+  for (const d of o.downstreams ?? []) args.push('--down', d);
+  if (o.parallel) args.push('--parallel');
+  if (o.keepalive) args.push('--keepalive');
+  if (o.sendTraceparent) args.push('--send-traceparent');
+  const proc = await startProcess(scope, {
+    name: o.name, cmd: PYTHON, args, netns: o.netns?.name, env: serviceEnv(o.name, o.env), readyPort: { host, port },
+  });
+  return { proc, name: o.name, host, port, url: hostUrl(host, port) };
+}
+
+let javaClasses: Promise<string> | undefined;
+/** Compile fixtures/JavaService.java once per test process, into a temp dir. */
+export function compileJava(scope: Scope): Promise<string> {
+  javaClasses ??= (async () => {
+    const out = subdir(scope, 'java');
+    await runToEnd(scope, { name: 'javac', cmd: 'javac', args: ['-d', out, join(FIXTURES, 'JavaService.java')], timeoutMs: 120_000 });
+    return out;
+  })();
+  return javaClasses;
+}
+
+export async function startJavaService(scope: Scope, o: { name: string; downstreams: string[]; threads?: number; netns?: Netns }): Promise<Service> {
+  const classes = await compileJava(scope);
+  const port = await freePort();
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'java',
+    args: ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', classes, 'JavaService'],
+    netns: o.netns?.name,
+    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), THREADS: String(o.threads ?? 4) }),
+    readyPort: { host: '127.0.0.1', port },
+    readyTimeoutMs: 30_000,
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+export async function startNodeService(scope: Scope, o: { name: string; downstreams: string[]; netns?: Netns }): Promise<Service> {
+  const port = await freePort();
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: process.execPath,
+    args: [join(FIXTURES, 'node-service.mjs')],
+    netns: o.netns?.name,
+    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(',') }),
+    readyPort: { host: '127.0.0.1', port },
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+/** Apache httpd (mpm_worker, mod_proxy_http) in front of `backend` ("host:port"). */
+export async function startApache(scope: Scope, o: { name: string; backend: string }): Promise<Service> {
+  const dir = subdir(scope, 'apache');
+  execFileSync('chmod', ['755', dir]);
+  const port = await freePort();
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'apache2',
+    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND'],
+    env: { DK_BPFTRACE_SERVICE: o.name, SEQT_DIR: dir, SEQT_LISTEN: `127.0.0.1:${port}`, SEQT_BACKEND: o.backend },
+    readyPort: { host: '127.0.0.1', port },
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+/**
+ * nginx (one worker) in front of `backend`. nginx rewrites its own /proc/PID/environ (its
+ * process title overwrites it), so an agent cannot find OTEL_SERVICE_NAME there: trace it by
+ * name (trace_nameset = ["nginx"]); its service is then its process name, `nginx`.
+ */
+export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string }): Promise<Service> {
+  const dir = subdir(scope, 'nginx');
+  const host = o.listenHost ?? '127.0.0.1';
+  const port = await freePort(host);
+  const listen = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
+    .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '');
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'nginx',
+    args: ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')],
+    env: serviceEnv(o.name),
+    readyPort: { host, port },
+  });
+  return { proc, name: o.name, host, port, url: hostUrl(host, port) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients. Each is a traced process (it has a service name), so a trace's root is its exit span.
+// The agent learns of a new process asynchronously; a client waits `startDelay` seconds before
+// its first request so that it is traced from its first byte (a long-lived service is traced
+// long before its first request anyway).
+
+export const CLIENT_START_DELAY = '0.5';
+
+export interface ClientRun {
+  /** status by request id */
+  statuses: Record<string, number>;
+}
+
+export async function runPyClient(scope: Scope, o: {
+  name: string; urlTemplate: string; ids: string[]; concurrency: number; keepalive?: boolean;
+  headers?: string[]; traceparent?: boolean; netns?: Netns;
+}): Promise<ClientRun> {
+  const args = [join(FIXTURES, 'pyclient.py'), '--url', o.urlTemplate, '--concurrency', String(o.concurrency), '--start-delay', CLIENT_START_DELAY];
+  if (o.keepalive) args.push('--keepalive');
+  if (o.traceparent) args.push('--traceparent');
+  for (const h of o.headers ?? []) args.push('--header', h);
+  const out = await runToEnd(scope, { name: o.name, cmd: PYTHON, args: [...args, ...o.ids], netns: o.netns?.name, env: serviceEnv(o.name) });
+  return { statuses: JSON.parse(out.trim().split('\n').pop()!) };
+}
+
+/**
+ * curl clients: `concurrency` curl processes, each fetching its share of the ids in turn
+ * (keepalive: over one reused connection; otherwise "Connection: close", a new one each).
+ */
+export async function runCurl(scope: Scope, o: {
+  name: string; urlTemplate: string; ids: string[]; concurrency: number; keepalive?: boolean; headers?: string[]; netns?: Netns;
+}): Promise<ClientRun> {
+  const shares: string[][] = Array.from({ length: o.concurrency }, () => []);
+  o.ids.forEach((id, i) => shares[i % o.concurrency].push(id));
+  const statuses: Record<string, number> = {};
+  await Promise.all(shares.filter((s) => s.length).map(async (share) => {
+    const args = ['-s', '-g', '-o', '/dev/null', '-w', '%{http_code}\\n', '--max-time', '20'];
+    if (!o.keepalive) args.push('-H', 'Connection: close');
+    for (const h of o.headers ?? []) args.push('-H', h);
+    // One curl process for the whole share: --next keeps the options per URL.
+    const urls = share.flatMap((id, i) => [...(i ? ['--next', ...args] : []), o.urlTemplate.replace('{id}', id)]);
+    const out = await runToEnd(scope, {
+      name: o.name,
+      cmd: 'sh',
+      args: ['-c', `sleep ${CLIENT_START_DELAY}; exec curl "$@"`, 'curl', ...args, ...urls],
+      netns: o.netns?.name,
+      env: serviceEnv(o.name),
+    });
+    out.trim().split('\n').forEach((code, i) => { statuses[share[i]] = Number(code); });
+  }));
+  return { statuses };
+}
+
+/** `n` request ids: scope tag + a letter sequence (no digits: nothing a route normaliser folds). */
+export function requestIds(scope: Scope, prefix: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `${prefix}${scope.tag}${letters(i)}`);
+}
