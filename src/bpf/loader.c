@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * seqtrace-loader: loads seqtrace.bpf.c, attaches it, and streams its events.
+ *
+ *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
+ *                   [--pid PID]... [--verbose]
+ *   seqtrace-loader --print-layout
+ *
+ * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
+ *   `stats` by a STATS frame then the ACK)
+ * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
+ *   being an st_kind (seqtrace.h). READY first, then events; STATS every second.
+ * stderr: messages. Exit status: 0 on SIGTERM/SIGINT/stdin EOF, 2 when eBPF is unavailable
+ *   (privileges, BTF, kernel), 3 when the programs fail to load or attach, 1 on bad usage.
+ *
+ * Steps (as in libbpf-bootstrap): open -> set settings -> load -> attach -> drain; every
+ * failure goes to the one cleanup path, which detaches every program and frees every map.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include "seqtrace.h"
+#include "seqtrace.skel.h"
+
+#define EXIT_USAGE 1
+#define EXIT_UNAVAILABLE 2
+#define EXIT_LOAD 3
+
+#define DRAIN_MS 15          /* the ring buffer is drained at least this often */
+#define STATS_EVERY_NS 1000000000ULL
+
+static struct {
+	int mode; /* ST_MODE_*, 0 = auto */
+	unsigned capture_bytes;
+	unsigned ringbuf_bytes;
+	bool verbose;
+	int pids[64];
+	int npids;
+} opt = { .capture_bytes = ST_CAPTURE_DEFAULT, .ringbuf_bytes = 8 << 20 };
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !opt.verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* libbpf returns -errno; name the cause in words a user can act on. */
+static const char *hint(int err)
+{
+	switch (err) {
+	case EPERM:
+		return "needs CAP_BPF+CAP_PERFMON (or root)";
+	case EACCES:
+		return "the verifier rejected a program (its log is above; --verbose for more)";
+	case ENOENT:
+	case ESRCH:
+		return "a kernel feature is missing (BTF, tracepoint or tracefs)";
+	case EINVAL:
+	case E2BIG:
+		return "the kernel rejected a program (verifier log above; --verbose for more)";
+	case ENOMEM:
+		return "out of memory for BPF maps (lower --ringbuf-bytes or raise RLIMIT_MEMLOCK)";
+	default:
+		return "";
+	}
+}
+
+static int failed(const char *step, int err)
+{
+	err = err < 0 ? -err : err;
+	fprintf(stderr, "seqtrace-loader: %s failed: %s (errno %d)%s%s\n", step, strerror(err), err,
+		*hint(err) ? ": " : "", hint(err));
+	return err == EPERM ? EXIT_UNAVAILABLE : EXIT_LOAD;
+}
+
+/* ------------------------------------------------------------ output frames */
+
+static bool out_broken;
+
+static void frame(const void *data, __u32 len)
+{
+	if (fwrite(&len, sizeof(len), 1, stdout) != 1 || fwrite(data, len, 1, stdout) != 1)
+		out_broken = true;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	frame(data, (__u32)len);
+	return 0;
+}
+
+static __u64 now_ns(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void send_stats(struct seqtrace_bpf *skel)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 vals[ncpu > 0 ? ncpu : 1];
+	__u64 sum[ST_STAT_MAX] = {};
+	for (__u32 k = 0; k < ST_STAT_MAX && ncpu > 0; k++) {
+		if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stats), &k, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			sum[k] += vals[c];
+	}
+	struct st_stats_event s = { .kind = ST_EV_STATS };
+	s.events = sum[ST_STAT_EVENTS];
+	s.drops = sum[ST_STAT_DROPS];
+	s.truncated = sum[ST_STAT_TRUNCATED];
+	s.loader_cpu_ns = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	frame(&s, sizeof(s));
+}
+
+/* ------------------------------------------------------------ stdin commands */
+
+static void command(struct seqtrace_bpf *skel, char *line)
+{
+	char verb[16];
+	long pid = 0;
+	struct st_ack_event ack = { .kind = ST_EV_ACK };
+	int n = sscanf(line, "%15s %ld", verb, &pid);
+	if (n >= 1 && !strcmp(verb, "stats")) {
+		send_stats(skel);
+		ack.ok = 1;
+	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
+		__u32 key = (__u32)pid;
+		__u8 one = 1;
+		int fd = bpf_map__fd(skel->maps.traced);
+		int err = verb[0] == 'a' ? bpf_map_update_elem(fd, &key, &one, BPF_ANY) : bpf_map_delete_elem(fd, &key);
+		ack.ok = err == 0 || (verb[0] == 'd' && errno == ENOENT);
+		if (!ack.ok)
+			fprintf(stderr, "seqtrace-loader: %s %ld: %s\n", verb, pid, strerror(errno));
+		ack.pid = key;
+	} else {
+		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats)\n", line);
+	}
+	frame(&ack, sizeof(ack));
+}
+
+/* Reads what stdin has; returns false at EOF. */
+static bool read_commands(struct seqtrace_bpf *skel)
+{
+	static char buf[4096];
+	static size_t used;
+	ssize_t n = read(STDIN_FILENO, buf + used, sizeof(buf) - 1 - used);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (n == 0)
+		return false;
+	used += n;
+	buf[used] = 0;
+	char *start = buf, *nl;
+	while ((nl = strchr(start, '\n'))) {
+		*nl = 0;
+		if (nl > start)
+			command(skel, start);
+		start = nl + 1;
+	}
+	used -= start - buf;
+	memmove(buf, start, used);
+	if (used == sizeof(buf) - 1) /* a line longer than the buffer: drop it */
+		used = 0;
+	return true;
+}
+
+/* ------------------------------------------------------------ setup helpers */
+
+static bool kernel_has(const char *type_name)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	if (!btf)
+		return false;
+	bool has = btf__find_by_name_kind(btf, type_name, BTF_KIND_TYPEDEF) > 0;
+	btf__free(btf);
+	return has;
+}
+
+/* Syscall tracepoints are found through tracefs; mount it when nobody did. */
+static int ensure_tracefs(void)
+{
+	struct stat st;
+	if (!stat("/sys/kernel/tracing/events", &st) || !stat("/sys/kernel/debug/tracing/events", &st))
+		return 0;
+	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL))
+		return -errno;
+	return 0;
+}
+
+static void choose_programs(struct seqtrace_bpf *skel, int mode)
+{
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, skel->obj)
+	{
+		const char *sec = bpf_program__section_name(p);
+		bool syscall_prog = !strncmp(sec, "tracepoint/syscalls/", 20);
+		bool socket_prog = !strncmp(sec, "tp_btf/sock_", 12);
+		if ((mode == ST_MODE_SOCKET && syscall_prog) || (mode == ST_MODE_SYSCALL && socket_prog))
+			bpf_program__set_autoload(p, false);
+	}
+}
+
+#define FIELD(t, f) printf("%s\"%s\":%zu", first ? "" : ",", #f, offsetof(struct t, f)), first = false
+#define STRUCT(name, t, body)                                                          \
+	do {                                                                               \
+		bool first = true;                                                         \
+		printf("%s\"%s\":{", sfirst ? "" : ",", name);                             \
+		sfirst = false;                                                            \
+		body;                                                                      \
+		printf(",\"size\":%zu}", sizeof(struct t));                                \
+	} while (0)
+
+static void print_layout(void)
+{
+	bool sfirst = true;
+	printf("{");
+	STRUCT("data", st_data_event,
+	       (FIELD(st_data_event, kind), FIELD(st_data_event, dir), FIELD(st_data_event, family),
+		FIELD(st_data_event, flags), FIELD(st_data_event, pid), FIELD(st_data_event, tid),
+		FIELD(st_data_event, seq), FIELD(st_data_event, ts_ns), FIELD(st_data_event, sock_id),
+		FIELD(st_data_event, goid), FIELD(st_data_event, len), FIELD(st_data_event, head_len),
+		FIELD(st_data_event, tail_len), FIELD(st_data_event, src_port), FIELD(st_data_event, dst_port),
+		FIELD(st_data_event, src_addr), FIELD(st_data_event, dst_addr), FIELD(st_data_event, tail),
+		FIELD(st_data_event, head)));
+	STRUCT("close", st_close_event,
+	       (FIELD(st_close_event, kind), FIELD(st_close_event, pid), FIELD(st_close_event, ts_ns),
+		FIELD(st_close_event, sock_id)));
+	STRUCT("proc", st_proc_event,
+	       (FIELD(st_proc_event, kind), FIELD(st_proc_event, pid), FIELD(st_proc_event, ppid),
+		FIELD(st_proc_event, ts_ns)));
+	STRUCT("stats", st_stats_event,
+	       (FIELD(st_stats_event, kind), FIELD(st_stats_event, events), FIELD(st_stats_event, drops),
+		FIELD(st_stats_event, truncated), FIELD(st_stats_event, loader_cpu_ns)));
+	STRUCT("ready", st_ready_event,
+	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
+		FIELD(st_ready_event, ringbuf_bytes)));
+	STRUCT("ack", st_ack_event, (FIELD(st_ack_event, kind), FIELD(st_ack_event, ok), FIELD(st_ack_event, pid)));
+	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d}",
+	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK);
+	printf(",\"tailBytes\":%d,\"captureMax\":%d}\n", ST_TAIL_BYTES, ST_CAPTURE_MAX);
+}
+
+static unsigned parse_num(const char *flag, const char *v, unsigned min, unsigned max)
+{
+	char *end;
+	unsigned long n = v ? strtoul(v, &end, 10) : 0;
+	if (!v || *end || n < min || n > max) {
+		fprintf(stderr, "seqtrace-loader: %s must be a number from %u to %u, got \"%s\"\n", flag, min, max,
+			v ? v : "");
+		exit(EXIT_USAGE);
+	}
+	return (unsigned)n;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--print-layout")) {
+			print_layout();
+			exit(0);
+		} else if (!strcmp(a, "--verbose")) {
+			opt.verbose = true;
+		} else if (!strcmp(a, "--mode")) {
+			i++;
+			if (v && !strcmp(v, "socket"))
+				opt.mode = ST_MODE_SOCKET;
+			else if (v && !strcmp(v, "syscall"))
+				opt.mode = ST_MODE_SYSCALL;
+			else if (v && !strcmp(v, "auto"))
+				opt.mode = 0;
+			else {
+				fprintf(stderr, "seqtrace-loader: --mode must be socket, syscall or auto, got \"%s\"\n",
+					v ? v : "");
+				exit(EXIT_USAGE);
+			}
+		} else if (!strcmp(a, "--capture-bytes")) {
+			i++;
+			opt.capture_bytes = parse_num(a, v, 0, ST_CAPTURE_MAX);
+		} else if (!strcmp(a, "--ringbuf-bytes")) {
+			i++;
+			opt.ringbuf_bytes = parse_num(a, v, 4096, 1U << 30);
+			if (opt.ringbuf_bytes & (opt.ringbuf_bytes - 1)) {
+				fprintf(stderr, "seqtrace-loader: --ringbuf-bytes must be a power of two, got %u\n",
+					opt.ringbuf_bytes);
+				exit(EXIT_USAGE);
+			}
+		} else if (!strcmp(a, "--pid")) {
+			i++;
+			unsigned pid = parse_num(a, v, 1, INT_MAX);
+			if (opt.npids < (int)(sizeof(opt.pids) / sizeof(opt.pids[0])))
+				opt.pids[opt.npids++] = (int)pid;
+		} else {
+			fprintf(stderr,
+				"seqtrace-loader: unknown argument \"%s\" (accepted: --mode socket|syscall|auto, "
+				"--capture-bytes N, --ringbuf-bytes N, --pid PID, --verbose, --print-layout)\n",
+				a);
+			exit(EXIT_USAGE);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+	struct seqtrace_bpf *skel = NULL;
+	struct ring_buffer *rb = NULL;
+	int epfd = -1, sigfd = -1, status = 0, err;
+
+	parse_args(argc, argv);
+	libbpf_set_print(libbpf_print);
+	static char outbuf[1 << 20];
+	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
+
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		fprintf(stderr, "seqtrace-loader: the kernel has no BTF (/sys/kernel/btf/vmlinux): "
+				"needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.8+)\n");
+		return EXIT_UNAVAILABLE;
+	}
+	int mode = opt.mode;
+	if (!mode)
+		mode = kernel_has("btf_trace_sock_send_length") ? ST_MODE_SOCKET : ST_MODE_SYSCALL;
+	if (mode == ST_MODE_SOCKET && !kernel_has("btf_trace_sock_send_length")) {
+		fprintf(stderr, "seqtrace-loader: --mode socket needs the sock_send_length tracepoint (kernel 6.3+); "
+				"use --mode syscall or auto\n");
+		return EXIT_UNAVAILABLE;
+	}
+	if (mode == ST_MODE_SYSCALL && (err = ensure_tracefs())) {
+		fprintf(stderr, "seqtrace-loader: syscall mode needs tracefs at /sys/kernel/tracing and mounting it "
+				"failed: %s\n", strerror(-err));
+		return EXIT_UNAVAILABLE;
+	}
+
+	skel = seqtrace_bpf__open();
+	if (!skel) {
+		status = failed("open", -errno);
+		goto cleanup;
+	}
+	skel->rodata->capture_bytes = opt.capture_bytes;
+	skel->rodata->wakeup_bytes = opt.ringbuf_bytes / 4;
+	skel->rodata->syscall_mode = mode == ST_MODE_SYSCALL;
+	bpf_map__set_max_entries(skel->maps.rb, opt.ringbuf_bytes);
+	choose_programs(skel, mode);
+
+	err = seqtrace_bpf__load(skel);
+	if (err) {
+		status = failed("load", err);
+		goto cleanup;
+	}
+	for (int i = 0; i < opt.npids; i++) {
+		__u32 pid = opt.pids[i];
+		__u8 one = 1;
+		bpf_map_update_elem(bpf_map__fd(skel->maps.traced), &pid, &one, BPF_ANY);
+	}
+	err = seqtrace_bpf__attach(skel);
+	if (err) {
+		status = failed("attach", err);
+		goto cleanup;
+	}
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), on_event, NULL, NULL);
+	if (!rb) {
+		status = failed("ring buffer", -errno);
+		goto cleanup;
+	}
+
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN };
+	ev.data.fd = ring_buffer__epoll_fd(rb);
+	epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	ev.data.fd = STDIN_FILENO;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
+	ev.data.fd = sigfd;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev);
+
+	struct st_ready_event ready = { .kind = ST_EV_READY, .mode = mode, .capture_bytes = opt.capture_bytes,
+					 .ringbuf_bytes = opt.ringbuf_bytes };
+	frame(&ready, sizeof(ready));
+	fflush(stdout);
+
+	/* Drain: the kernel submits without wakeups, so read on a short timer; a forced
+	 * wakeup (buffer filling up) or a command ends the wait early. */
+	__u64 next_stats = now_ns(CLOCK_MONOTONIC) + STATS_EVERY_NS;
+	bool running = true;
+	while (running && !out_broken) {
+		struct epoll_event evs[4];
+		int n = epoll_wait(epfd, evs, 4, DRAIN_MS);
+		if (n < 0 && errno != EINTR) {
+			status = failed("epoll_wait", -errno);
+			break;
+		}
+		ring_buffer__consume(rb);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.fd == sigfd) {
+				running = false;
+			} else if (evs[i].data.fd == STDIN_FILENO) {
+				if (!read_commands(skel))
+					running = false;
+			}
+		}
+		if (now_ns(CLOCK_MONOTONIC) >= next_stats) {
+			send_stats(skel);
+			next_stats += STATS_EVERY_NS;
+		}
+		if (fflush(stdout))
+			out_broken = true;
+	}
+	/* what the kernel wrote before we stopped still goes out */
+	if (!out_broken) {
+		ring_buffer__consume(rb);
+		send_stats(skel);
+		fflush(stdout);
+	}
+
+cleanup:
+	if (sigfd >= 0)
+		close(sigfd);
+	if (epfd >= 0)
+		close(epfd);
+	ring_buffer__free(rb);
+	seqtrace_bpf__destroy(skel);
+	return status;
+}

@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * seqtrace kernel side: sees every send/receive on TCP sockets of traced processes and
+ * copies a bounded head (and a small tail) of the bytes with the TCP sequence number of
+ * the first byte. It only classifies and copies; user space parses.
+ *
+ * Two ways in, chosen by the loader before load (the other programs are not loaded):
+ *  - socket mode (kernel 6.3+): tp_btf/sock_send_length and sock_recv_length fire inside
+ *    sock_sendmsg/sock_recvmsg of the calling thread; the syscall and its user buffer come
+ *    from the task's saved registers. Only socket I/O pays.
+ *  - syscall mode (fallback): tracepoint/syscalls/sys_enter_* + sys_exit_* of the same
+ *    syscalls, fd -> file -> socket -> sock through BTF. Hooking syscall tracepoints slows
+ *    every syscall of every process, hence only the fallback.
+ * Both share the event construction below. x86_64 only (syscall numbers and pt_regs).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "seqtrace.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Settings, written by the loader between open and load. */
+const volatile __u32 capture_bytes = ST_CAPTURE_DEFAULT; /* head bytes copied, <= ST_CAPTURE_MAX */
+const volatile __u64 wakeup_bytes = 1 << 20; /* wake the reader once this much is waiting */
+const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted sock pointer) */
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define MSG_PEEK 2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define TCP_CLOSE 7
+
+/* x86_64 syscall numbers */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_splice 275
+#define NR_recvmmsg 299
+#define NR_sendmmsg 307
+#define NR_preadv2 327
+#define NR_pwritev2 328
+
+/* Traced processes: tgid -> 1. The loader adds and removes; a traced process's fork adds
+ * the child; the exit of a process removes it (a reused pid must not inherit tracing). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced SEC(".maps");
+
+/* Every event to user space. Size set by the loader (power of two, page multiple). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} rb SEC(".maps");
+
+/* Sockets that carried traced bytes: sock address -> id and last pid. Gives close events
+ * (only for these sockets) and, in syscall mode, a stable id. */
+struct sock_info {
+	__u64 id;
+	__u32 pid;
+	__u32 _pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_info);
+} seen SEC(".maps");
+
+/* Socket mode, sendmmsg/recvmmsg: which message of the call this thread is at (the
+ * tracepoint fires once per message; nothing marks a call's start). tid -> position. */
+struct mmsg_pos {
+	__u64 vec;
+	__u32 idx;
+	__u32 _pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct mmsg_pos);
+} mmsg_at SEC(".maps");
+
+/* Syscall mode: the arguments saved at syscall entry, tid -> args, read at exit. */
+struct call_args {
+	__u64 nr;
+	__u64 fd;
+	__u64 buf; /* buffer, iovec, msghdr or mmsghdr array */
+	__u64 cnt; /* iovec count or mmsg vlen */
+	__u64 fd2; /* splice: fd_out */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct call_args);
+} calls SEC(".maps");
+
+/* Where a data event is built: the header then the head bytes. The copy area is larger
+ * than the largest capture so that the verifier's bounds of a copy, offset < MAX plus
+ * size < 2*MAX (see copy_user), stay inside it. */
+struct scratch {
+	struct st_data_event ev;
+	__u8 data[3 * ST_CAPTURE_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+/* Counters (enum st_stat), per CPU, summed by the loader: never a silent loss. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
+__u64 next_id = 0;
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+	if (v)
+		*v += 1;
+}
+
+/* Submit without waking the reader (a wakeup per event is the dominant cost); the loader
+ * drains on a short timer, and is woken only when the buffer is filling up. */
+static __always_inline void output(void *data, __u64 size)
+{
+	__u64 waiting = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
+	__u64 flags = waiting + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&rb, data, size, flags))
+		stat_inc(ST_STAT_DROPS);
+	else
+		stat_inc(ST_STAT_EVENTS);
+}
+
+static __always_inline bool is_traced(__u32 pid)
+{
+	return bpf_map_lookup_elem(&traced, &pid) != NULL;
+}
+
+/* Where the bytes of one message are in user memory. */
+struct msg_src {
+	__u64 buf;    /* a single buffer, or 0 */
+	__u64 iov;    /* an iovec array, or 0 */
+	__u64 iovcnt;
+	bool no_payload;
+};
+
+/* Copy n (<= ST_CAPTURE_MAX) user bytes to data[off] (off < ST_CAPTURE_MAX). */
+static __always_inline long copy_user(struct scratch *s, __u64 off, __u64 src, __u64 n)
+{
+	off &= ST_CAPTURE_MAX - 1;
+	if (n > ST_CAPTURE_MAX)
+		n = ST_CAPTURE_MAX;
+	/* clang may hand the helper an unclamped copy of n; a mask on the very register
+	 * passed gives the verifier its bound (the value is already <= ST_CAPTURE_MAX) */
+	asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "i"(2 * ST_CAPTURE_MAX - 1));
+	return bpf_probe_read_user(&s->data[off], n, (void *)src);
+}
+
+static __always_inline long copy_tail(struct scratch *s, __u64 end, __u64 avail)
+{
+	__u64 t = avail < ST_TAIL_BYTES ? avail : ST_TAIL_BYTES;
+	if (t > ST_TAIL_BYTES)
+		t = ST_TAIL_BYTES;
+	asm volatile("%[t] &= %[m]" : [t] "+r"(t) : [m] "i"(2 * ST_TAIL_BYTES - 1)); /* as in copy_user */
+	s->ev.tail_len = t;
+	return bpf_probe_read_user(s->ev.tail, t, (void *)(end - t));
+}
+
+/* Copy the head (want bytes) and tail of a message held in an iovec array. A global
+ * function: the verifier checks it once, not once per caller path. Returns 1 when a read
+ * failed or the iovecs ended early. */
+__noinline int copy_iov(struct scratch *s, __u64 iov, __u64 iovcnt, __u64 len, __u64 want)
+{
+	__u64 got = 0;    /* bytes copied to head */
+	__u64 walked = 0; /* message bytes walked */
+	__u64 last_end = 0, last_len = 0;
+	int bad = 0;
+
+	if (!s)
+		return 1;
+	for (int i = 0; i < ST_MAX_IOV; i++) {
+		struct iovec v;
+		if (i >= iovcnt || walked >= len)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)))) {
+			bad = 1;
+			break;
+		}
+		__u64 in_iov = v.iov_len;
+		if (in_iov > len - walked)
+			in_iov = len - walked;
+		if (got < want) {
+			__u64 take = want - got;
+			if (take > in_iov)
+				take = in_iov;
+			if (copy_user(s, got, (__u64)v.iov_base, take))
+				bad = 1;
+			got += take;
+		}
+		walked += in_iov;
+		last_end = (__u64)v.iov_base + in_iov;
+		last_len = in_iov;
+	}
+	s->ev.head_len = got & (2 * ST_CAPTURE_MAX - 1);
+	/* the tail comes from the last entry holding data (only its own bytes) */
+	if (walked >= len && len > want && last_len && copy_tail(s, last_end, last_len))
+		bad = 1;
+	return bad || got < want;
+}
+
+/* Fill head/tail from the message's user memory; returns true when a read failed. */
+static __always_inline bool copy_payload(struct scratch *s, struct msg_src *m, __u32 len)
+{
+	__u64 want = len < capture_bytes ? len : capture_bytes;
+
+	if (want > ST_CAPTURE_MAX)
+		want = ST_CAPTURE_MAX;
+	if (!m->buf)
+		return copy_iov(s, m->iov, m->iovcnt, len, want);
+	if (copy_user(s, 0, m->buf, want))
+		return true;
+	s->ev.head_len = want;
+	return len > want && copy_tail(s, m->buf + len, len);
+}
+
+/* The id of a socket, remembered in `seen` with the pid that last used it. */
+static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	if (si) {
+		if (si->pid != pid)
+			si->pid = pid;
+		return si->id;
+	}
+	struct sock_info n = { .pid = pid };
+	if (trusted_sk)
+		n.id = bpf_get_socket_cookie(sk);
+	else
+		n.id = (1ULL << 63) | __sync_fetch_and_add(&next_id, 1);
+	bpf_map_update_elem(&seen, &key, &n, BPF_ANY);
+	return n.id;
+}
+
+/* Build and send one data event. sk must be a TCP socket (checked by the caller). */
+static __always_inline int emit_data(struct sock *sk, __u64 id, __u8 dir, __u32 len, __u32 seq,
+				     struct msg_src *m, __u64 pid_tgid)
+{
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct st_data_event *e = &s->ev;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	e->kind = ST_EV_DATA;
+	e->dir = dir;
+	e->flags = 0;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->seq = seq;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock_id = id;
+	e->goid = 0;
+	e->len = len;
+	e->head_len = 0;
+	e->tail_len = 0;
+	e->_pad0 = 0;
+	e->src_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dst_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(e->src_addr, 0, sizeof(e->src_addr));
+	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
+	if (family == AF_INET) {
+		e->family = 4;
+		BPF_CORE_READ_INTO(e->src_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(e->dst_addr, sk, __sk_common.skc_daddr);
+	} else {
+		e->family = 6;
+		BPF_CORE_READ_INTO(e->src_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(e->dst_addr, sk, __sk_common.skc_v6_daddr);
+	}
+
+	if (m->no_payload) {
+		e->flags = ST_F_NO_PAYLOAD;
+	} else if (copy_payload(s, m, len)) {
+		e->flags = ST_F_TRUNCATED;
+		stat_inc(ST_STAT_TRUNCATED);
+	}
+	__u64 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
+	if (size > sizeof(*e) + ST_CAPTURE_MAX)
+		size = sizeof(*e) + ST_CAPTURE_MAX;
+	output(e, size);
+	return 0;
+}
+
+static __always_inline bool is_tcp(struct sock *sk)
+{
+	if (!sk)
+		return false;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6;
+}
+
+static __always_inline __u32 seq_of(struct sock *sk, __u8 dir, __u32 len)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	/* both run after the data moved: write_seq/copied_seq already count these bytes */
+	if (dir == ST_DIR_SEND)
+		return BPF_CORE_READ(tp, write_seq) - len;
+	return BPF_CORE_READ(tp, copied_seq) - len;
+}
+
+/* ---------------------------------------------------------------- socket mode */
+
+static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	__u64 a1 = BPF_CORE_READ(regs, si);
+	__u64 a2 = BPF_CORE_READ(regs, dx);
+	struct msg_src m = {};
+
+	switch (nr) {
+	case NR_read:
+	case NR_write:
+	case NR_sendto:
+	case NR_recvfrom:
+		m.buf = a1;
+		break;
+	case NR_readv:
+	case NR_writev:
+	case NR_preadv2:
+	case NR_pwritev2:
+		m.iov = a1;
+		m.iovcnt = a2;
+		break;
+	case NR_sendmsg:
+	case NR_recvmsg: {
+		struct user_msghdr h;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)a1))
+			m.no_payload = true;
+		m.iov = (__u64)h.msg_iov;
+		m.iovcnt = h.msg_iovlen;
+		break;
+	}
+	case NR_sendmmsg:
+	case NR_recvmmsg: {
+		/* one firing per message: count this thread's position in the call. A call
+		 * ends early only on an error (which fires too, ret < 0) or a recvmmsg timeout. */
+		__u32 tid = (__u32)pid_tgid;
+		struct mmsg_pos *p = bpf_map_lookup_elem(&mmsg_at, &tid);
+		__u32 idx = 0;
+		if (p && p->vec == a1)
+			idx = p->idx;
+		if (ret < 0 || idx + 1 >= a2) {
+			if (p)
+				bpf_map_delete_elem(&mmsg_at, &tid);
+		} else if (p) {
+			p->vec = a1;
+			p->idx = idx + 1;
+		} else {
+			struct mmsg_pos n = { .vec = a1, .idx = 1 };
+			bpf_map_update_elem(&mmsg_at, &tid, &n, BPF_ANY);
+		}
+		struct user_msghdr h;
+		if (idx >= a2 || bpf_probe_read_user(&h, sizeof(h), (void *)(a1 + idx * sizeof(struct mmsghdr))))
+			m.no_payload = true;
+		m.iov = (__u64)h.msg_iov;
+		m.iovcnt = h.msg_iovlen;
+		break;
+	}
+	default: /* sendfile, splice, io_uring, ...: no user buffer to read */
+		m.no_payload = true;
+	}
+
+	if (ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK)))
+		return 0;
+	if (!is_tcp(sk))
+		return 0;
+	__u64 id = sock_id(sk, pid_tgid >> 32, true);
+	return emit_data(sk, id, dir, ret, seq_of(sk, dir, ret), &m, pid_tgid);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_sock(sk, ret, flags, ST_DIR_SEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
+{
+	return on_sock(sk, ret, flags, ST_DIR_RECV);
+}
+
+/* ---------------------------------------------------------------- syscall mode */
+
+static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64 fd2)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	__u32 tid = (__u32)pid_tgid;
+	struct call_args a = { .nr = nr, .fd = fd, .buf = buf, .cnt = cnt, .fd2 = fd2 };
+	bpf_map_update_elem(&calls, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+/* The TCP sock behind fd of the current process, or NULL. */
+static __always_inline struct sock *fd_sock(__u64 fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	return is_tcp(sk) ? sk : NULL;
+}
+
+static __always_inline int exit_call(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	__u32 tid = (__u32)pid_tgid;
+	struct call_args *ap = bpf_map_lookup_elem(&calls, &tid);
+	if (!ap)
+		return 0;
+	struct call_args a = *ap;
+	bpf_map_delete_elem(&calls, &tid);
+	if (ret <= 0)
+		return 0;
+
+	struct msg_src m = {};
+	__u8 dir = ST_DIR_SEND;
+	__u64 fd = a.fd;
+	switch (a.nr) {
+	case NR_read:
+	case NR_recvfrom:
+		dir = ST_DIR_RECV;
+		/* fallthrough */
+	case NR_write:
+	case NR_sendto:
+		m.buf = a.buf;
+		break;
+	case NR_readv:
+	case NR_preadv2:
+		dir = ST_DIR_RECV;
+		/* fallthrough */
+	case NR_writev:
+	case NR_pwritev2:
+		m.iov = a.buf;
+		m.iovcnt = a.cnt;
+		break;
+	case NR_recvmsg:
+		dir = ST_DIR_RECV;
+		/* fallthrough */
+	case NR_sendmsg: {
+		struct user_msghdr h;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)a.buf))
+			m.no_payload = true;
+		m.iov = (__u64)h.msg_iov;
+		m.iovcnt = h.msg_iovlen;
+		break;
+	}
+	case NR_sendfile:
+		m.no_payload = true;
+		break;
+	case NR_splice: {
+		/* splice into a socket is a send; out of one, a receive */
+		m.no_payload = true;
+		struct sock *out = fd_sock(a.fd2);
+		if (out) {
+			__u64 id = sock_id(out, pid_tgid >> 32, false);
+			return emit_data(out, id, ST_DIR_SEND, ret, seq_of(out, ST_DIR_SEND, ret), &m, pid_tgid);
+		}
+		dir = ST_DIR_RECV;
+		break;
+	}
+	default:
+		return 0;
+	}
+	struct sock *sk = fd_sock(fd);
+	if (!sk)
+		return 0;
+	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	return emit_data(sk, id, dir, ret, seq_of(sk, dir, ret), &m, pid_tgid);
+}
+
+/* *mmsg at exit: ret messages moved, each with its msg_len; the socket's sequence counter
+ * is past all of them, so message i starts at seq - (bytes of messages i..ret-1). */
+static __always_inline int exit_mmsg(long ret, __u8 dir)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	__u32 tid = (__u32)pid_tgid;
+	struct call_args *ap = bpf_map_lookup_elem(&calls, &tid);
+	if (!ap)
+		return 0;
+	struct call_args a = *ap;
+	bpf_map_delete_elem(&calls, &tid);
+	if (ret <= 0)
+		return 0;
+	struct sock *sk = fd_sock(a.fd);
+	if (!sk)
+		return 0;
+	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	__u32 n = ret < ST_MAX_MMSG ? ret : ST_MAX_MMSG;
+	__u32 total = 0;
+	for (int i = 0; i < ST_MAX_MMSG; i++) {
+		__u32 l = 0;
+		if (i >= n)
+			break;
+		bpf_probe_read_user(&l, sizeof(l), (void *)(a.buf + i * sizeof(struct mmsghdr) +
+							   offsetof(struct mmsghdr, msg_len)));
+		total += l;
+	}
+	__u32 seq = seq_of(sk, dir, total);
+	for (int i = 0; i < ST_MAX_MMSG; i++) {
+		if (i >= n)
+			break;
+		struct mmsghdr h;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)(a.buf + i * sizeof(struct mmsghdr))))
+			break;
+		struct msg_src m = { .iov = (__u64)h.msg_hdr.msg_iov, .iovcnt = h.msg_hdr.msg_iovlen };
+		if (h.msg_len > 0)
+			emit_data(sk, id, dir, h.msg_len, seq, &m, pid_tgid);
+		seq += h.msg_len;
+	}
+	return 0;
+}
+
+#define ARG(i) (ctx->args[i])
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct trace_event_raw_sys_enter *ctx) { return enter(NR_read, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return enter(NR_write, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return enter(NR_readv, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx) { return enter(NR_writev, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_preadv2")
+int sys_enter_preadv2(struct trace_event_raw_sys_enter *ctx) { return enter(NR_preadv2, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_pwritev2")
+int sys_enter_pwritev2(struct trace_event_raw_sys_enter *ctx) { return enter(NR_pwritev2, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendto, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvfrom, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendmsg, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvmsg, ARG(0), ARG(1), 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendmmsg, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvmmsg, ARG(0), ARG(1), ARG(2), 0); }
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendfile, ARG(0), 0, 0, 0); }
+SEC("tracepoint/syscalls/sys_enter_splice")
+int sys_enter_splice(struct trace_event_raw_sys_enter *ctx) { return enter(NR_splice, ARG(0), 0, 0, ARG(2)); }
+
+#define EXIT(name)                                                        \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
+	int sys_exit_##name(struct trace_event_raw_sys_exit *ctx) { return exit_call(ctx->ret); }
+EXIT(read)
+EXIT(write)
+EXIT(readv)
+EXIT(writev)
+EXIT(preadv2)
+EXIT(pwritev2)
+EXIT(sendto)
+EXIT(recvfrom)
+EXIT(sendmsg)
+EXIT(recvmsg)
+EXIT(sendfile64)
+EXIT(splice)
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int sys_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_mmsg(ctx->ret, ST_DIR_SEND); }
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int sys_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return exit_mmsg(ctx->ret, ST_DIR_RECV); }
+
+/* ---------------------------------------------------------------- both modes */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate != TCP_CLOSE)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	if (!si)
+		return 0;
+	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
+	bpf_map_delete_elem(&seen, &key);
+	output(&e, sizeof(e));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
+	e.pid = BPF_CORE_READ(p, tgid);
+	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
+	output(&e, sizeof(e));
+	return 0;
+}
+
+/* A traced process's child process (not thread) is traced from its first instruction:
+ * prefork servers (Apache) serve from children the agent never saw start. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	__u32 cpid = BPF_CORE_READ(child, tgid);
+	if (ppid == cpid || !is_traced(ppid))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&traced, &cpid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(proc_exit, struct task_struct *p)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	if (is_traced(pid)) {
+		bpf_map_delete_elem(&calls, &tid);
+		bpf_map_delete_elem(&mmsg_at, &tid);
+	}
+	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	bpf_map_delete_elem(&traced, &pid);
+	struct st_proc_event e = { .kind = ST_EV_EXIT, .pid = pid, .ts_ns = bpf_ktime_get_ns() };
+	output(&e, sizeof(e));
+	return 0;
+}

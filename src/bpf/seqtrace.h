@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The byte layout of what the kernel side reports, shared by the eBPF programs
+ * (seqtrace.bpf.c) and the loader (loader.c). Only the event layout and sizes live
+ * here. Every field has a fixed width and explicit padding so that TypeScript
+ * (src/agent/capture/decode.ts) decodes it by offset; `loader --print-layout` prints
+ * the offsets and a test compares them with decode.ts.
+ *
+ * All integers are little-endian host order (x86_64), ports included.
+ */
+#ifndef SEQTRACE_H
+#define SEQTRACE_H
+
+/* Sizes, in one place. */
+#define ST_CAPTURE_MAX 4096     /* largest capture_bytes; a power of two (verifier masks) */
+#define ST_CAPTURE_DEFAULT 1024
+#define ST_TAIL_BYTES 32        /* last bytes of a message kept when the head does not reach its end */
+#define ST_MAX_IOV 16           /* iovec entries walked per message */
+#define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
+
+/* First byte of every event and frame. */
+enum st_kind {
+	ST_EV_DATA = 1,  /* bytes moved on a TCP socket of a traced process */
+	ST_EV_CLOSE = 2, /* a socket seen before reached TCP_CLOSE */
+	ST_EV_EXEC = 3,  /* a process called exec (every process: user space decides what to trace) */
+	ST_EV_EXIT = 4,  /* the last thread of a process exited */
+	ST_EV_STATS = 5, /* counters (written by the loader, not the kernel) */
+	ST_EV_READY = 6, /* loader: programs attached (written once) */
+	ST_EV_ACK = 7,   /* loader: one stdin command handled */
+};
+
+enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
+
+enum st_flags {
+	ST_F_NO_PAYLOAD = 1, /* sendfile/splice/unknown syscall: counted, nothing copied */
+	ST_F_TRUNCATED = 2,  /* the user buffer could not be read completely */
+};
+
+/* Counters in the per-CPU `stats` array, summed by the loader. */
+enum st_stat {
+	ST_STAT_EVENTS = 0,    /* events written to the ring buffer */
+	ST_STAT_DROPS = 1,     /* events the ring buffer had no room for */
+	ST_STAT_TRUNCATED = 2, /* data events whose copy failed part-way */
+	ST_STAT_MAX = 4,
+};
+
+struct st_data_event {
+	__u8 kind;   /* ST_EV_DATA */
+	__u8 dir;    /* st_dir */
+	__u8 family; /* 4 or 6 */
+	__u8 flags;  /* st_flags */
+	__u32 pid;   /* tgid */
+	__u32 tid;
+	__u32 seq;   /* TCP sequence number of the first byte moved */
+	__u64 ts_ns; /* CLOCK_MONOTONIC */
+	__u64 sock_id;
+	__u64 goid;  /* 0 until Go uprobes fill it */
+	__u32 len;   /* bytes moved by this call (or this message of a *mmsg call) */
+	__u16 head_len;
+	__u16 tail_len;
+	__u16 src_port; /* src = this process's end */
+	__u16 dst_port;
+	__u32 _pad0;
+	__u8 src_addr[16]; /* IPv4: first 4 bytes */
+	__u8 dst_addr[16];
+	__u8 tail[ST_TAIL_BYTES];
+	__u8 head[]; /* head_len bytes follow; the event is sent with only those */
+};
+
+struct st_close_event {
+	__u8 kind; /* ST_EV_CLOSE */
+	__u8 _pad0[3];
+	__u32 pid; /* the process that last moved bytes on it */
+	__u64 ts_ns;
+	__u64 sock_id;
+};
+
+struct st_proc_event {
+	__u8 kind; /* ST_EV_EXEC or ST_EV_EXIT */
+	__u8 _pad0[3];
+	__u32 pid;
+	__u32 ppid; /* exec: parent tgid; exit: 0 */
+	__u32 _pad1;
+	__u64 ts_ns;
+};
+
+struct st_stats_event {
+	__u8 kind; /* ST_EV_STATS */
+	__u8 _pad0[7];
+	__u64 events;
+	__u64 drops;
+	__u64 truncated;
+	__u64 loader_cpu_ns; /* the loader's own CPU time (user+system) so far */
+};
+
+struct st_ready_event {
+	__u8 kind; /* ST_EV_READY */
+	__u8 mode; /* 1 socket, 2 syscall */
+	__u16 capture_bytes;
+	__u32 ringbuf_bytes;
+};
+
+struct st_ack_event {
+	__u8 kind; /* ST_EV_ACK */
+	__u8 ok;   /* 1 done, 0 refused */
+	__u8 _pad0[2];
+	__u32 pid; /* the pid of the command */
+};
+
+#define ST_MODE_SOCKET 1
+#define ST_MODE_SYSCALL 2
+
+#endif
