@@ -1,0 +1,188 @@
+// Turning a resolved cluster into traces: trace ids, the app trace id rule, sampling, and
+// the late-index records the emitted spans leave behind.
+//
+// A cluster can hold several trees (candidates that did not link) and frozen spans (already
+// emitted, brought back from the late index). Each new span goes out in:
+// - the trace of its nearest frozen ancestor, if it has one (a late span joining its trace);
+// - else, when its tree holds frozen spans below a new root (a late client whose server was
+//   emitted as a root), the trace of the frozen span closest to that root (ties: smallest
+//   trace id); late as well;
+// - else a new trace: eBPF trace id from the root's identity; the trace id is that, or with
+//   use_app_trace_id the application trace id of the span closest to the root that carries
+//   one (ties: smallest normalised id), for the whole tree (DataKit's §3.8 split traces).
+import type { EmittedTrace } from '../joiner.js';
+import type { LinkedSpan } from '../../span/span.js';
+import { ipHash, normaliseAppTraceId, traceIdOf } from './ids.js';
+import type { LateSpan, PendingSpan, TraceRef } from './node.js';
+import { isErrorSpan, keptByRate } from './sampling.js';
+import type { JoinState } from './state.js';
+
+export interface EmitOptions {
+  useAppTraceId: boolean;
+  keepErrorTraces: boolean;
+  threshold: bigint;
+  lateRetentionMs: number;
+}
+
+export interface EmitCounters {
+  linkedSpans: number;
+  lateSpans: number;
+  sampledOutSpans: number;
+}
+
+const LATE = 3, FRESH = 4;
+
+/** Depth, root and inherited trace of `p` and its ancestors (iterative: trees can be deep). */
+function place(p: PendingSpan, stack: PendingSpan[]): void {
+  if (p.depth >= 0) return;
+  stack.length = 0;
+  let q: PendingSpan | null = p;
+  while (q !== null && q.depth < 0) {
+    stack.push(q);
+    q = q.parent;
+  }
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const n = stack[i];
+    const par = n.parent;
+    if (par === null) {
+      n.depth = 0;
+      n.root = n;
+      n.tref = n.frozen !== null ? n.frozen.trace : null;
+    } else {
+      n.depth = par.depth + 1;
+      n.root = par.root;
+      n.tref = n.frozen !== null ? n.frozen.trace : par.tref;
+    }
+  }
+}
+
+interface Fresh {
+  root: PendingSpan;
+  appId: string;
+  appDepth: number;
+  flag: number;
+  flagDepth: number;
+  error: boolean;
+}
+
+function byStart(x: PendingSpan, y: PendingSpan): number {
+  return x.startUs - y.startUs || (x.spanId < y.spanId ? -1 : x.spanId > y.spanId ? 1 : 0);
+}
+
+export function emitCluster(
+  members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
+): void {
+  const stack: PendingSpan[] = [];
+  let hasFrozen = false;
+  for (let i = 0; i < members.length; i++) {
+    const p = members[i];
+    p.best = null;
+    if (p.frozen !== null) hasFrozen = true;
+  }
+  for (let i = 0; i < members.length; i++) if (members[i].dupOf === null) place(members[i], stack);
+
+  // Late spans under a new root: the frozen span closest to the root names the trace.
+  if (hasFrozen) {
+    for (let i = 0; i < members.length; i++) {
+      const f = members[i];
+      if (f.frozen === null) continue;
+      const r = f.root!;
+      if (r.frozen !== null) continue;
+      const cur = r.best;
+      if (cur === null || f.depth < cur.depth || (f.depth === cur.depth && f.frozen.trace.traceId < cur.frozen!.trace.traceId)) r.best = f;
+    }
+  }
+
+  // Which trace each new span goes to; aggregates of new trees.
+  let fresh: Map<PendingSpan, Fresh> | null = null;
+  for (let i = 0; i < members.length; i++) {
+    const p = members[i];
+    if (p.span === null || p.dupOf !== null) continue;
+    if (p.tref !== null) { p.mark = LATE; continue; }
+    const r = p.root!;
+    if (r.best !== null) { p.tref = r.best.frozen!.trace; p.mark = LATE; continue; }
+    p.mark = FRESH;
+    fresh ??= new Map();
+    let f = fresh.get(r);
+    if (f === undefined) {
+      f = { root: r, appId: '', appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
+      fresh.set(r, f);
+    }
+    const s = p.span;
+    if (!f.error && isErrorSpan(s)) f.error = true;
+    if (s.appTraceId !== '' && p.depth <= f.appDepth) {
+      const id = normaliseAppTraceId(s.appTraceId);
+      if (id !== '' && (p.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.depth; }
+    }
+    if (s.appSampled !== 0 && p.depth <= f.flagDepth) {
+      if (p.depth < f.flagDepth || s.appSampled > f.flag) { f.flag = s.appSampled; f.flagDepth = p.depth; }
+    }
+  }
+  if (fresh !== null) {
+    for (const f of fresh.values()) {
+      const r = f.root;
+      const ebpfTraceId = traceIdOf(r.a, r.b, r.c, r.d);
+      const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
+      const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
+      r.tref = { traceId, ebpfTraceId, sampled };
+    }
+    for (let i = 0; i < members.length; i++) {
+      const p = members[i];
+      if (p.mark === FRESH && p.span !== null && p.dupOf === null) p.tref = p.root!.tref;
+    }
+  }
+
+  // Group new spans by trace, in start order.
+  const byTrace = new Map<TraceRef, PendingSpan[]>();
+  for (let i = 0; i < members.length; i++) {
+    const p = members[i];
+    if (p.span === null) continue;
+    const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
+    const list = byTrace.get(t);
+    if (list === undefined) byTrace.set(t, [p]);
+    else list.push(p);
+  }
+  for (const [t, list] of byTrace) {
+    if (list.length > 1) list.sort(byStart);
+    const spans: LinkedSpan[] = new Array(list.length);
+    const batchIds: number[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i];
+      const o = p.dupOf ?? p;
+      const s = p.span as LinkedSpan;
+      s.traceId = t.traceId;
+      s.spanId = p.spanId;
+      s.parentId = o.parent !== null ? o.parent.spanId : '';
+      s.ebpfTraceId = t.ebpfTraceId;
+      s.late = o.mark === LATE;
+      spans[i] = s;
+      batchIds[i] = p.batchId;
+      if (s.late) counters.lateSpans++;
+    }
+    counters.linkedSpans += list.length;
+    if (!t.sampled) counters.sampledOutSpans += list.length;
+    out.push({ traceId: t.traceId, sampled: t.sampled, spans, batchIds });
+  }
+
+  // What the late index keeps.
+  const expireAtMs = nowMs + opts.lateRetentionMs;
+  for (let i = 0; i < members.length; i++) {
+    const p = members[i];
+    if (p.frozen !== null) {
+      if (p.seqLinked) state.settle(p.frozen);
+      continue;
+    }
+    if (p.dupOf !== null) continue;
+    const keepGroup = p.entry && p.gkey >= 0;
+    const keepSeq = p.skey >= 0 && !p.seqLinked;
+    if (!keepGroup && !keepSeq) continue;
+    const s = p.span!;
+    const ls: LateSpan = {
+      spanId: p.spanId, entry: p.entry, gkey: p.gkey, gchk: p.gchk, skey: p.skey,
+      reqSeq: p.reqSeq, respSeq: p.respSeq, startUs: p.startUs, endUs: p.endUs,
+      srcPort: p.srcPort, dstPort: p.dstPort, srcIpH: keepSeq ? ipHash(s.srcIp) : 0, dstIpH: keepSeq ? ipHash(s.dstIp) : 0,
+      trace: p.tref!, seqMatched: p.seqLinked, expireAtMs,
+    };
+    state.remember(ls);
+  }
+}

@@ -1,0 +1,134 @@
+// Deciding parents inside one cluster, at emission time, from the spans alone. Because the
+// decision looks at the whole cluster at once (never "whoever arrived first"), two linkers
+// holding the same spans decide the same parents whatever the arrival order.
+//
+// - Thread group: an exit's parent is the entry of its group (host, pid, thread group) whose
+//   time contains the exit's start (±GROUP_SLACK_US, one clock: same host); among several,
+//   the latest-starting one (the innermost), ties by span id. An entry that had already
+//   finished is never a parent (DataKit's §3.2).
+// - Sequence numbers: an exit and an entry with equal reqSeq and respSeq (not both 0) whose
+//   times fit (the entry lies within the exit, each end widened by clock_skew) are
+//   candidates. Score: 2 per port that agrees crosswise (exit.srcPort = entry.dstPort,
+//   exit.dstPort = entry.srcPort), 1 per address that agrees crosswise; 0 / '' never agree.
+//   A pair links when each is the other's unique best. A tie on either side leaves it
+//   unlinked and is counted as an ambiguous match.
+import { dstIpHashOf, srcIpHashOf, type PendingSpan } from './node.js';
+
+export const GROUP_SLACK_US = 1000;
+
+/** Times of a span (pending or remembered in the late index). */
+export interface Timed {
+  reqSeq: number;
+  respSeq: number;
+  startUs: number;
+  endUs: number;
+}
+
+export function groupContains(entry: Timed, exit: Timed): boolean {
+  return exit.startUs >= entry.startUs - GROUP_SLACK_US && exit.startUs <= entry.endUs + GROUP_SLACK_US;
+}
+
+export function seqFits(exit: Timed, entry: Timed, skewUs: number): boolean {
+  return exit.reqSeq === entry.reqSeq && exit.respSeq === entry.respSeq &&
+    entry.startUs >= exit.startUs - skewUs && entry.endUs <= exit.endUs + skewUs;
+}
+
+function score(x: PendingSpan, e: PendingSpan): number {
+  let s = 0;
+  if (x.srcPort !== 0 && x.srcPort === e.dstPort) s += 2;
+  if (x.dstPort !== 0 && x.dstPort === e.srcPort) s += 2;
+  const xs = srcIpHashOf(x), xd = dstIpHashOf(x);
+  if (xs !== 0 && xs === dstIpHashOf(e)) s += 1;
+  if (xd !== 0 && xd === srcIpHashOf(e)) s += 1;
+  return s;
+}
+
+/** Can `p` still take a parent / be matched? Frozen spans keep what they were emitted with. */
+function seqOpen(p: PendingSpan): boolean {
+  return p.dupOf === null && p.skey >= 0 && (p.frozen === null || !p.frozen.seqMatched);
+}
+
+function offer(x: PendingSpan, e: PendingSpan, s: number): void {
+  x.hasCandidates = true;
+  if (s > x.bestScore) { x.best = e; x.bestScore = s; x.bestTie = false; } else if (s === x.bestScore) x.bestTie = true;
+  if (s > e.bestScore) { e.best = x; e.bestScore = s; e.bestTie = false; } else if (s === e.bestScore) e.bestTie = true;
+}
+
+/**
+ * Sets `parent` (and `seqLinked`) on the members of a cluster. Returns how many exits were
+ * left unlinked because of a tie.
+ */
+export function resolveParents(members: PendingSpan[], skewUs: number): number {
+  const entries: PendingSpan[] = [];
+  for (let i = 0; i < members.length; i++) {
+    const p = members[i];
+    p.parent = null; p.seqLinked = false; p.best = null; p.bestScore = -1; p.bestTie = false;
+    p.hasCandidates = false; p.mark = 0; p.depth = -1; p.root = null; p.tref = null;
+    if (p.entry && p.dupOf === null) entries.push(p);
+  }
+  const exitsAndEntries = entries.length;
+  // Thread groups: new exits only (a frozen exit keeps the parent it was emitted with).
+  for (let i = 0; i < members.length; i++) {
+    const x = members[i];
+    if (x.entry || x.gkey < 0 || x.span === null || x.dupOf !== null) continue;
+    let best: PendingSpan | null = null;
+    for (let j = 0; j < exitsAndEntries; j++) {
+      const e = entries[j];
+      if (e.gkey !== x.gkey || e.gchk !== x.gchk || !groupContains(e, x)) continue;
+      if (best === null || e.startUs > best.startUs || (e.startUs === best.startUs && e.spanId < best.spanId)) best = e;
+    }
+    x.parent = best;
+  }
+  // Sequence numbers: gather every fitting pair and its score.
+  for (let i = 0; i < members.length; i++) {
+    const x = members[i];
+    if (x.entry || !seqOpen(x)) continue;
+    for (let j = 0; j < exitsAndEntries; j++) {
+      const e = entries[j];
+      if (e.skey !== x.skey || !seqOpen(e) || e === x) continue;
+      if (x.frozen !== null && e.frozen !== null) continue; // both already emitted: decided then
+      if (!seqFits(x, e, skewUs)) continue;
+      offer(x, e, score(x, e));
+    }
+  }
+  let ambiguous = 0;
+  for (let i = 0; i < members.length; i++) {
+    const x = members[i];
+    if (x.entry || !x.hasCandidates) continue;
+    const e = x.best!;
+    if (!x.bestTie && e.best === x && !e.bestTie) {
+      e.parent = x; // a frozen entry keeps its exported parent ''; the link only carries the trace id
+      e.seqLinked = true;
+      x.seqLinked = true;
+    } else if (x.bestTie || e.bestTie) ambiguous++;
+  }
+  breakCycles(members);
+  return ambiguous;
+}
+
+/**
+ * Parent pointers form a forest unless the agent sent contradictory keys (a thread group
+ * reused across a call to itself, say). A cycle is cut at its span with the smallest id, so
+ * the cut is the same for every linker.
+ */
+function breakCycles(members: PendingSpan[]): void {
+  // mark: 0 unvisited, 1 on the current walk, 2 done.
+  const walk: PendingSpan[] = [];
+  for (let i = 0; i < members.length; i++) {
+    let p: PendingSpan | null = members[i];
+    if (p.mark !== 0) continue;
+    walk.length = 0;
+    while (p !== null && p.mark === 0) {
+      p.mark = 1;
+      walk.push(p);
+      p = p.parent;
+    }
+    if (p !== null && p.mark === 1) {
+      let cut = p;
+      for (let q = p.parent!; q !== p; q = q.parent!) if (q.spanId < cut.spanId) cut = q;
+      if (cut.parent!.entry === false && cut.entry) { cut.parent!.seqLinked = false; cut.seqLinked = false; }
+      cut.parent = null;
+    }
+    for (let j = 0; j < walk.length; j++) walk[j].mark = 2;
+  }
+}

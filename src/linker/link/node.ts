@@ -1,0 +1,112 @@
+// The records the linking works on. Plain objects with a fixed shape (every field set in the
+// constructor functions) so V8 keeps them monomorphic on the hot path.
+import type { EbpfSpan } from '../../span/span.js';
+import { ipHash } from './ids.js';
+
+/** The outcome for one emitted trace, shared by every late record of it. */
+export interface TraceRef {
+  traceId: string;
+  ebpfTraceId: string;
+  sampled: boolean;
+}
+
+/**
+ * What the late index remembers of an emitted span: enough to join a span arriving after
+ * its trace left (its keys, times and connection) and the trace it went out in.
+ * Indexed by group key when it is an entry with a thread group, and by seq key while
+ * nothing matched it by sequence numbers.
+ */
+export interface LateSpan {
+  spanId: string;
+  entry: boolean;
+  gkey: number; // -1: no thread group
+  gchk: number;
+  skey: number; // -1: sequence numbers unusable (0/0)
+  reqSeq: number;
+  respSeq: number;
+  startUs: number;
+  endUs: number;
+  srcPort: number;
+  dstPort: number;
+  srcIpH: number;
+  dstIpH: number;
+  trace: TraceRef;
+  /** Matched by sequence numbers (now or when emitted): no longer a seq candidate. */
+  seqMatched: boolean;
+  expireAtMs: number;
+}
+
+/** A group of spans that may belong together; emitted together when its deadline passes. */
+export interface Cluster {
+  members: PendingSpan[];
+  maxEndMs: number;
+  maxArrivalMs: number;
+  alive: boolean;
+}
+
+/** A span waiting in an open cluster: either a new span, or a frozen one from the late index. */
+export interface PendingSpan {
+  spanId: string;
+  a: number; b: number; c: number; d: number; // identity hash lanes
+  /** null for a frozen span (already emitted; taken from the late index to join late spans). */
+  span: EbpfSpan | null;
+  frozen: LateSpan | null;
+  /** The pending span this one repeats (same identity): linked like it, never a candidate. */
+  dupOf: PendingSpan | null;
+  batchId: number;
+  entry: boolean;
+  gkey: number;
+  gchk: number;
+  skey: number;
+  reqSeq: number;
+  respSeq: number;
+  startUs: number;
+  endUs: number;
+  srcPort: number;
+  dstPort: number;
+  cluster: Cluster;
+  // Scratch of the resolution at emission time.
+  parent: PendingSpan | null;
+  seqLinked: boolean;
+  best: PendingSpan | null;
+  bestScore: number;
+  bestTie: boolean;
+  hasCandidates: boolean;
+  mark: number;
+  depth: number;
+  root: PendingSpan | null;
+  tref: TraceRef | null;
+}
+
+export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster): PendingSpan {
+  return {
+    spanId, a: 0, b: 0, c: 0, d: 0, span, frozen, dupOf: null, batchId: -1,
+    entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0, srcPort: 0, dstPort: 0,
+    cluster, parent: null, seqLinked: false, best: null, bestScore: -1, bestTie: false, hasCandidates: false,
+    mark: 0, depth: 0, root: null, tref: null,
+  };
+}
+
+/** A frozen pending span standing for an emitted one. */
+export function frozenPending(ls: LateSpan, cluster: Cluster): PendingSpan {
+  const p = newPending(null, ls, ls.spanId, cluster);
+  p.entry = ls.entry;
+  p.gkey = ls.gkey;
+  p.gchk = ls.gchk;
+  p.skey = ls.seqMatched ? -1 : ls.skey;
+  p.reqSeq = ls.reqSeq;
+  p.respSeq = ls.respSeq;
+  p.startUs = ls.startUs;
+  p.endUs = ls.endUs;
+  p.srcPort = ls.srcPort;
+  p.dstPort = ls.dstPort;
+  return p;
+}
+
+export function srcIpHashOf(p: PendingSpan): number {
+  return p.span ? ipHash(p.span.srcIp) : p.frozen!.srcIpH;
+}
+
+export function dstIpHashOf(p: PendingSpan): number {
+  return p.span ? ipHash(p.span.dstIp) : p.frozen!.dstIpH;
+}
