@@ -1,23 +1,146 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BASE_US, chainTrace, storeConformance, type ConformanceTarget } from './conformance.js';
-import { openSqliteStore } from './sqlite.js';
+import Database from 'better-sqlite3';
+import { SeqError } from '../errors.js';
+import { BASE_US, chainTrace, ebpfSpan, storeConformance, traceIdOf, type ConformanceTarget } from './conformance.js';
+import { openSqliteStore, DB_FILE } from './sqlite.js';
+import { searchSql } from './sqlite-read.js';
+import type { TraceQuery } from './store.js';
 
 const BIG = Number.MAX_SAFE_INTEGER;
+const limits = { retentionMaxAgeMs: BIG, retentionMaxBytes: BIG, sweepIntervalMs: 0 };
 
 function sqliteTarget(): ConformanceTarget {
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-store-'));
   return {
-    open: (limits) => openSqliteStore(join(dir, 'db'), {
-      retentionMaxAgeMs: limits?.retentionMaxAgeMs ?? BIG,
-      retentionMaxBytes: limits?.retentionMaxBytes ?? BIG,
-      sweepIntervalMs: 0,
-    }),
+    open: (l) => openSqliteStore(join(dir, 'db'), { ...limits, ...l }),
     destroy: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
 
 storeConformance('sqlite', sqliteTarget);
+
+describe('sqlite store', () => {
+  it('keeps every acknowledged append and commit when the process is killed with SIGKILL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-kill-'));
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'sqlite-kill-child.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const appended: number[] = [];
+      const committed = new Map<number, string>();
+      let buf = '';
+      await new Promise<void>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code} ${signal}`))));
+        child.stdout!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const [kind, id, traceId] = buf.slice(0, nl).split(' ');
+            buf = buf.slice(nl + 1);
+            if (kind === 'A') appended.push(Number(id));
+            else committed.set(Number(id), traceId);
+          }
+          if (committed.size >= 300 && child.exitCode === null && !child.killed) child.kill('SIGKILL');
+        });
+      });
+      const store = openSqliteStore(dir, limits);
+      try {
+        const pending = new Set([...store.pending()].map((b) => b.id));
+        for (const id of appended) {
+          if (committed.has(id)) assert.ok(!pending.has(id), `batch ${id} was committed done but is still pending`);
+          else assert.ok(pending.has(id), `acknowledged batch ${id} lost`);
+        }
+        for (const traceId of committed.values()) assert.equal((await store.getTrace(traceId))?.length, 5, `trace ${traceId} lost`);
+        assert.ok(appended.length >= 300);
+      } finally {
+        store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('answers SEQ_ERR_STORAGE_FULL (503) on a full filesystem and keeps what was accepted', async () => {
+    const mnt = mkdtempSync(join(tmpdir(), 'seqtrace-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      const dir = join(mnt, 'store');
+      let store = openSqliteStore(dir, limits);
+      const batch = Array.from({ length: 20 }, () => ebpfSpan({ attrs: { pad: 'p'.repeat(200) } }));
+      const accepted: number[] = [];
+      let full: unknown;
+      for (let i = 0; i < 10_000 && !full; i++) {
+        try {
+          accepted.push(store.append(batch, i));
+        } catch (e) {
+          full = e;
+        }
+      }
+      assert.ok(full instanceof SeqError, `expected a SeqError, got ${full}`);
+      assert.equal(full.code, 'SEQ_ERR_STORAGE_FULL');
+      assert.equal(full.status, 503);
+      assert.match(full.message, /full/);
+      assert.ok(accepted.length > 10, `only ${accepted.length} batches fit`);
+      // A commit on the full disk fails as a whole: no span of it is stored, the batch stays.
+      const spans = Array.from({ length: 200 }, (_, n) => chainTrace(n + 1, BASE_US + n)).flat();
+      assert.throws(() => store.commit(spans, [accepted[0]]), (e: SeqError) => e.code === 'SEQ_ERR_STORAGE_FULL' && e.status === 503);
+      assert.equal(await store.getTrace(traceIdOf(1)), undefined);
+      // Still readable and consistent in this process and after a reopen.
+      assert.deepEqual([...store.pending()].map((b) => b.id), accepted);
+      store.close();
+      store = openSqliteStore(dir, limits);
+      try {
+        const pending = [...store.pending()];
+        assert.deepEqual(pending.map((b) => b.id), accepted);
+        assert.deepEqual(pending[0].spans, batch);
+      } finally {
+        store.close();
+      }
+    } finally {
+      execFileSync('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
+  it('every search uses an index in result order (EXPLAIN QUERY PLAN)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-plan-'));
+    const store = openSqliteStore(dir, limits);
+    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    try {
+      const cursor = Buffer.from(JSON.stringify({ s: BASE_US, t: traceIdOf(1) })).toString('base64url');
+      const queries: TraceQuery[] = [
+        {}, { cursor }, { service: 'a' }, { service: 'a', cursor }, { service: 'a', operation: 'GET /', cursor },
+        { status: 'error' }, { status: 'error', cursor }, { minDurationUs: 5, maxDurationUs: 10, startUs: 1, endUs: 2 },
+        { service: 'a', status: 'ok', minDurationUs: 5, startUs: 1, endUs: 2 }, { operation: 'GET /' },
+      ];
+      for (const q of queries) {
+        const { sql, params } = searchSql(q);
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
+        const text = plan.join(' | ');
+        assert.ok(!/TEMP B-TREE/.test(text), `${JSON.stringify(q)} sorts: ${text}`);
+        assert.ok(/^(SEARCH|SCAN) [tx] USING (COVERING )?INDEX (traces_by_start|traces_by_status|trace_services_search|trace_ops_search)/.test(plan[0]), `${JSON.stringify(q)}: ${text}`);
+        assert.ok(!plan.some((p) => /^SCAN (?!t USING)/.test(p)), `${JSON.stringify(q)} scans a table: ${text}`);
+      }
+    } finally {
+      db.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('creates its folder and refuses a folder it cannot use with SEQ_ERR_STORAGE', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-open-'));
+    try {
+      const store = openSqliteStore(join(dir, 'a', 'b'), limits);
+      store.close();
+      writeFileSync(join(dir, 'plain-file'), 'not a folder');
+      assert.throws(() => openSqliteStore(join(dir, 'plain-file'), limits), (e: SeqError) => e.code === 'SEQ_ERR_STORAGE' && e.message.includes('plain-file'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
