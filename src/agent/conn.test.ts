@@ -1,0 +1,252 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createConnTable, type ConnTableOptions } from './conn.js';
+import { createThreadGroups } from './threadgroup.js';
+import { createClock } from './clock.js';
+import type { DataEvent } from './capture/event.js';
+import type { EbpfSpan } from '../span/span.js';
+
+interface Ev {
+  sock?: number;
+  dir: 'send' | 'recv';
+  data: string;
+  seq: number;
+  t: number; // µs
+  pid?: number;
+  tid?: number;
+  goid?: number;
+  capture?: number;
+}
+
+function ev(e: Ev): DataEvent {
+  const b = Buffer.from(e.data, 'latin1');
+  const cap = e.capture ?? 4096;
+  return {
+    kind: 'data', tsNs: BigInt(e.t) * 1000n, sockId: BigInt(e.sock ?? 1), pid: e.pid ?? 100, tid: e.tid ?? 101,
+    goid: BigInt(e.goid ?? 0), dir: e.dir, seq: e.seq >>> 0, len: b.length, head: b.subarray(0, cap),
+    tail: b.length > cap ? b.subarray(b.length - 64) : Buffer.alloc(0), family: 4,
+    srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 50000, noPayload: false,
+  };
+}
+
+function table(over: Partial<ConnTableOptions> = {}) {
+  const spans: EbpfSpan[] = [];
+  const groups = createThreadGroups(1000n);
+  const t = createConnTable({
+    host: 'h1', convToDdtrace: false, groups,
+    procs: { service: (pid) => `svc${pid}`, processName: () => 'proc', threadName: (_p, tid) => `t${tid}` },
+    clock: { epochUs: (ns) => Number(ns / 1000n) },
+    onSpan: (s) => spans.push(s),
+    ...over,
+  });
+  return { t, spans, groups };
+}
+
+const REQ = (path = '/users/7?x=1', extra = '') => `GET ${path} HTTP/1.1\r\nHost: a\r\n${extra}\r\n`;
+const RESP = (code = 200, body = 'ok') => `HTTP/1.1 ${code} X\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+
+test('server: request read then response written gives an entry span at once', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'recv', data: REQ(), seq: 5000, t: 10 }));
+  assert.equal(spans.length, 0);
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 9000, t: 25, tid: 102 }));
+  assert.equal(spans.length, 1, 'sent as soon as the response is complete');
+  const s = spans[0];
+  assert.equal(s.kind, 'entry');
+  assert.equal(s.reqSeq, 5000);
+  assert.equal(s.respSeq, 9000);
+  assert.equal(s.startUs, 10);
+  assert.equal(s.durationUs, 15);
+  assert.equal(s.tid, 101, 'the thread that read the request');
+  assert.equal(s.resource, 'GET /users/7');
+  assert.equal(s.httpRoute, '/users/7');
+  assert.equal(s.httpStatusCode, 200);
+  assert.equal(s.status, 'ok');
+  assert.equal(s.service, 'svc100');
+  assert.equal(s.operation, 'HTTP');
+  assert.notEqual(s.threadGroup, '');
+  assert.equal(s.attrs.thread_name, 't101');
+  assert.equal(s.attrs.bytes_read, REQ().length);
+  assert.equal(s.attrs.bytes_written, RESP().length);
+  assert.equal(s.attrs.http_version, '1.1');
+  assert.equal(s.srcPort, 8080);
+});
+
+test('client: request written then response read gives an exit span', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'send', data: REQ('/a'), seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: RESP(404, 'no').slice(0, 20), seq: 77, t: 3 }));
+  assert.equal(spans.length, 0);
+  t.onData(ev({ dir: 'recv', data: RESP(404, 'no').slice(20), seq: 97, t: 4 }));
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].kind, 'exit');
+  assert.equal(spans[0].reqSeq, 1);
+  assert.equal(spans[0].respSeq, 77);
+  assert.equal(spans[0].durationUs, 3);
+  assert.equal(spans[0].status, 'warning');
+  assert.equal(spans[0].threadGroup, '', 'no entry open on this thread');
+  assert.equal(spans[0].attrs.bytes_written, REQ('/a').length);
+});
+
+test('pipelined requests are answered in order', () => {
+  const { t, spans } = table();
+  const two = REQ('/one') + REQ('/two');
+  t.onData(ev({ dir: 'recv', data: two, seq: 100, t: 1 }));
+  t.onData(ev({ dir: 'send', data: RESP(200, 'a') + RESP(500, 'bb'), seq: 900, t: 2 }));
+  assert.deepEqual(spans.map((s) => [s.resource, s.reqSeq, s.respSeq, s.status]), [
+    ['GET /one', 100, 900, 'ok'],
+    ['GET /two', 100 + REQ('/one').length, 900 + RESP(200, 'a').length, 'error'],
+  ]);
+});
+
+test('connection closed before the response: failed span', () => {
+  const { t, spans, groups } = table();
+  t.onData(ev({ dir: 'recv', data: REQ(), seq: 1, t: 1 }));
+  t.onClose({ kind: 'close', tsNs: 9000n, sockId: 1n, pid: 100 });
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].status, 'error');
+  assert.equal(spans[0].httpStatusCode, 0);
+  assert.equal(spans[0].durationUs, 8);
+  assert.equal(spans[0].attrs.response_incomplete, true);
+  assert.equal(t.stats.failedSpans, 1);
+  assert.equal(t.stats.tracked, 0);
+  assert.equal(groups.openCount(), 0, 'the entry\'s group closed with it');
+});
+
+test('read-until-close response ends with its last data, at the close', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'send', data: 'GET / HTTP/1.0\r\n\r\n', seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: 'HTTP/1.0 200 OK\r\n\r\nhello', seq: 50, t: 2 }));
+  t.onData(ev({ dir: 'recv', data: ' world', seq: 74, t: 5 }));
+  assert.equal(spans.length, 0);
+  t.onClose({ kind: 'close', tsNs: 100_000n, sockId: 1n, pid: 100 });
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].status, 'ok');
+  assert.equal(spans[0].durationUs, 4);
+  assert.equal(spans[0].attrs.http_version, '1.0');
+});
+
+test('100 Continue: response seq is its first byte, span ends with the final response', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'recv', data: 'POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n', seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'send', data: 'HTTP/1.1 100 Continue\r\n\r\n', seq: 500, t: 2 }));
+  assert.equal(spans.length, 0);
+  t.onData(ev({ dir: 'recv', data: 'data', seq: 70, t: 3 }));
+  t.onData(ev({ dir: 'send', data: RESP(201), seq: 525, t: 4 }));
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].respSeq, 500);
+  assert.equal(spans[0].httpStatusCode, 201);
+  assert.equal(spans[0].durationUs, 3);
+});
+
+test('HEAD response has no body even with content-length', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'send', data: 'HEAD /f HTTP/1.1\r\n\r\n' + REQ('/g'), seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: 'HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n' + RESP(), seq: 10, t: 2 }));
+  assert.deepEqual(spans.map((s) => s.resource), ['HEAD /f', 'GET /g']);
+});
+
+test('thread groups across connections', async (tt) => {
+  await tt.test('an exit made while serving an entry joins its group', () => {
+    const { t, spans } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/in'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: REQ('/out'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: RESP(), seq: 1, t: 3, tid: 7 }));
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    // After the entry's response, a new exit on the same thread joins nothing.
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/late'), seq: 1, t: 5, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 6, tid: 7 }));
+    const [exit, entry, late] = spans;
+    assert.equal(exit.kind, 'exit');
+    assert.equal(entry.kind, 'entry');
+    assert.equal(exit.threadGroup, entry.threadGroup);
+    assert.notEqual(entry.threadGroup, '');
+    assert.equal(late.threadGroup, '', 'never joins a closed group');
+  });
+  await tt.test('goroutine: joins by goid even on another OS thread', () => {
+    const { t, spans } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/in'), seq: 1, t: 1, tid: 7, goid: 33 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: REQ('/out'), seq: 1, t: 2, tid: 8, goid: 33 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: RESP(), seq: 1, t: 3, tid: 9, goid: 33 }));
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 4, tid: 7, goid: 33 }));
+    assert.equal(spans[0].threadGroup, spans[1].threadGroup);
+    assert.equal(spans[0].attrs.tid_usr, 33);
+  });
+  await tt.test('event loop: two entries open on one thread, the exit joins none', () => {
+    const { t, spans, groups } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out'), seq: 1, t: 3, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    assert.equal(spans[0].threadGroup, '');
+    assert.equal(groups.stats.ambiguous, 1);
+  });
+});
+
+test('calls before any request start on a connection are ignored until one comes', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'recv', data: 'tail of a body we joined late', seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 1, t: 2 }));
+  assert.equal(t.stats.unclassified, 2);
+  t.onData(ev({ dir: 'recv', data: REQ(), seq: 40, t: 3 }));
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 80, t: 4 }));
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].kind, 'entry');
+});
+
+test('bounded table: least recently active connection evicted', () => {
+  const { t, spans, groups } = table({ maxConnections: 2 });
+  t.onData(ev({ sock: 1, dir: 'recv', data: REQ(), seq: 1, t: 1 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: REQ(), seq: 1, t: 2, tid: 5 }));
+  t.onData(ev({ sock: 1, dir: 'send', data: RESP().slice(0, 5), seq: 1, t: 3 })); // 1 is now the most recent
+  t.onData(ev({ sock: 3, dir: 'recv', data: REQ(), seq: 1, t: 4, tid: 6 }));
+  assert.equal(t.stats.evicted, 1);
+  assert.equal(t.stats.tracked, 2);
+  assert.equal(t.stats.droppedExchanges, 1);
+  assert.equal(groups.openCount(), 2, 'the evicted entry closed its group');
+  t.onData(ev({ sock: 1, dir: 'send', data: RESP().slice(5), seq: 6, t: 6 }));
+  assert.equal(spans.length, 1, 'connection 1 was kept');
+  t.onData(ev({ sock: 2, dir: 'send', data: RESP(), seq: 1, t: 7, tid: 5 }));
+  assert.equal(spans.length, 1, 'connection 2 was forgotten: its response alone makes no span');
+});
+
+test('process exit ends its connections', () => {
+  const { t, spans } = table();
+  t.onData(ev({ sock: 1, dir: 'recv', data: REQ(), seq: 1, t: 1, pid: 100 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: REQ(), seq: 1, t: 1, pid: 200 }));
+  t.onProcessExit(100, 5000n);
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].pid, 100);
+  assert.equal(spans[0].status, 'error');
+  assert.equal(t.stats.tracked, 1);
+  t.onProcessExit(999, 5000n);
+  assert.equal(t.stats.tracked, 1);
+});
+
+test('trace context and conv_to_ddtrace reach the span', () => {
+  const tp = 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n';
+  for (const conv of [false, true]) {
+    const { t, spans } = table({ convToDdtrace: conv });
+    t.onData(ev({ dir: 'recv', data: REQ('/', tp), seq: 1, t: 1 }));
+    t.onData(ev({ dir: 'send', data: RESP(), seq: 1, t: 2 }));
+    assert.equal(spans[0].appTraceId, conv ? '9532127138774266268' : '0af7651916cd43dd8448eb211c80319c');
+    assert.equal(spans[0].appSampled, -1);
+  }
+});
+
+test('response beyond capture bytes: counted through the gap, next exchange still parsed', () => {
+  const { t, spans } = table();
+  const big = RESP(200, 'z'.repeat(100_000));
+  t.onData(ev({ dir: 'recv', data: REQ(), seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'send', data: big, seq: 1000, t: 2, capture: 256 }));
+  t.onData(ev({ dir: 'recv', data: REQ('/2'), seq: 1 + REQ().length, t: 3 }));
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 1000 + big.length, t: 4 }));
+  assert.deepEqual(spans.map((s) => [s.httpRoute, s.respSeq]), [['/users/7', 1000], ['/2', 1000 + big.length]]);
+  assert.equal(spans[0].attrs.bytes_written, big.length);
+});
+
+test('clock: monotonic nanoseconds become epoch microseconds', () => {
+  const c = createClock();
+  const now = c.epochUs(process.hrtime.bigint());
+  assert.ok(Math.abs(now - Date.now() * 1000) < 5000, `${now} vs ${Date.now() * 1000}`);
+});

@@ -1,0 +1,275 @@
+// Per-connection state and span assembly.
+//
+// A connection (kernel socket cookie) gets a role from the first request seen on it: the
+// process that READS a request is the server (entry spans), the one that WRITES it is the
+// client (exit spans). Each direction has its own incremental parser. Requests queue up in
+// order (pipelining) and each is answered by the next final response.
+//
+//   entry: request read  → (reqSeq, start, open thread group) … response written → span
+//   exit:  request written (join thread group) → … response read → span
+//
+// A span is emitted the moment its response is complete (not when the next request starts:
+// DataKit's defect §3.10 held spans 10–20 s). A connection that ends before the response gives
+// a failed span (status error, http_status_code 0).
+//
+// The table is bounded: least recently active connections are evicted first.
+import type { DataEvent, CloseEvent } from './capture/event.js';
+import type { EbpfSpan } from '../span/span.js';
+import { createParser, looksLikeRequest, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
+import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
+import { threadKey, type ThreadGroups, type ThreadKey } from './threadgroup.js';
+import { buildSpan } from './spanbuild.js';
+import type { Clock } from './clock.js';
+
+export interface ProcessLookup {
+  service(pid: number): string;
+  processName(pid: number): string;
+  threadName(pid: number, tid: number): string;
+}
+
+export interface ConnTableOptions {
+  host: string;
+  convToDdtrace: boolean;
+  groups: ThreadGroups;
+  procs: ProcessLookup;
+  clock: Pick<Clock, 'epochUs'>;
+  onSpan(span: EbpfSpan): void;
+  /** Most connections tracked at once (default 65536). */
+  maxConnections?: number;
+  /** Most requests awaiting a response on one connection (pipelining; default 64). */
+  maxPending?: number;
+}
+
+export interface ConnStats {
+  /** Connections currently tracked. */
+  tracked: number;
+  opened: number;
+  closed: number;
+  evicted: number;
+  /** Calls on connections whose role is not known yet that were not a request start. */
+  unclassified: number;
+  /** Responses with no request waiting (tracing began mid-exchange). */
+  orphanResponses: number;
+  spans: number;
+  /** Spans of exchanges that ended without a complete response. */
+  failedSpans: number;
+  /** Requests dropped: connection evicted, or too many pipelined. */
+  droppedExchanges: number;
+  parse: ParserStats;
+  trace: TraceContextStats;
+}
+
+const ROLE_UNKNOWN = 0, ROLE_SERVER = 1, ROLE_CLIENT = 2;
+
+interface Exchange {
+  req: HttpMessage;
+  pid: number;
+  tid: number;
+  goid: bigint;
+  groupKey: ThreadKey;
+  threadGroup: string;
+  ctx: AppTraceContext | null;
+  respSeq: number;
+  respStatus: number;
+  respBytes: number;
+}
+
+interface Conn {
+  sockId: bigint;
+  pid: number;
+  role: number;
+  reqParser: HttpParser | null;
+  respParser: HttpParser | null;
+  srcIp: string;
+  srcPort: number;
+  dstIp: string;
+  dstPort: number;
+  lastNs: bigint;
+  /** Requests in order; the head is the one the next response answers. */
+  pending: Exchange[];
+  /** The event being fed (parsers call back synchronously). */
+  ev: DataEvent | null;
+}
+
+export interface ConnTable {
+  onData(ev: DataEvent): void;
+  onClose(ev: CloseEvent): void;
+  /** The process exited: its connections end (in-flight exchanges fail). */
+  onProcessExit(pid: number, tsNs: bigint): void;
+  /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
+  clear(): void;
+  readonly stats: ConnStats;
+}
+
+export function createConnTable(opts: ConnTableOptions): ConnTable {
+  const max = opts.maxConnections ?? 65536;
+  const maxPending = opts.maxPending ?? 64;
+  const conns = new Map<bigint, Conn>();
+  const perPid = new Map<number, number>();
+  const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
+  const stats: ConnStats = {
+    tracked: 0, opened: 0, closed: 0, evicted: 0, unclassified: 0, orphanResponses: 0,
+    spans: 0, failedSpans: 0, droppedExchanges: 0, parse, trace: { invalid: 0 },
+  };
+
+  function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: bigint): void {
+    const server = c.role === ROLE_SERVER;
+    if (server && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
+    const span = buildSpan({
+      kind: server ? 'entry' : 'exit',
+      host: opts.host,
+      pid: ex.pid,
+      tid: ex.tid,
+      goid: ex.goid,
+      threadGroup: ex.threadGroup,
+      req: ex.req,
+      resp,
+      respSeq: ex.respSeq,
+      partialStatus: ex.respStatus,
+      respBytes: resp ? resp.bytes : ex.respBytes,
+      startUs: opts.clock.epochUs(ex.req.startNs),
+      endUs: opts.clock.epochUs(endNs),
+      ctx: ex.ctx,
+      srcIp: c.srcIp, srcPort: c.srcPort, dstIp: c.dstIp, dstPort: c.dstPort,
+      service: opts.procs.service(ex.pid),
+      processName: opts.procs.processName(ex.pid),
+      threadName: opts.procs.threadName(ex.pid, ex.tid),
+    });
+    stats.spans++;
+    if (!resp) stats.failedSpans++;
+    opts.onSpan(span);
+  }
+
+  function requestSink(c: Conn): ParserSink {
+    return {
+      onHead(m) {
+        const ev = c.ev!;
+        if (c.pending.length >= maxPending) {
+          // A peer that never answers must not grow memory: forget the oldest request.
+          dropExchange(c, c.pending.shift()!);
+        }
+        const key = threadKey(ev.pid, ev.tid, ev.goid);
+        const threadGroup = c.role === ROLE_SERVER ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
+        c.pending.push({
+          req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
+          ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
+          respSeq: -1, respStatus: 0, respBytes: 0,
+        });
+        return false;
+      },
+      onEnd() {
+        // The request's byte count lives on the message; nothing else to do.
+      },
+    };
+  }
+
+  function responseSink(c: Conn): ParserSink {
+    return {
+      onHead(m) {
+        const ex = c.pending[0];
+        if (!ex) {
+          stats.orphanResponses++;
+          return false;
+        }
+        if (ex.respSeq < 0) ex.respSeq = m.seq;
+        if (m.status >= 200 || m.status === 0) ex.respStatus = m.status;
+        return ex.req.method === 'HEAD';
+      },
+      onEnd(m) {
+        const ex = c.pending[0];
+        if (!ex) return;
+        ex.respBytes += m.bytes;
+        if (m.status >= 100 && m.status < 200) return; // interim: the final response follows
+        c.pending.shift();
+        emit(c, ex, m, m.endNs);
+      },
+    };
+  }
+
+  function dropExchange(c: Conn, ex: Exchange): void {
+    if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
+    stats.droppedExchanges++;
+  }
+
+  function remove(c: Conn): void {
+    conns.delete(c.sockId);
+    stats.tracked = conns.size;
+    const n = (perPid.get(c.pid) ?? 1) - 1;
+    if (n > 0) perPid.set(c.pid, n);
+    else perPid.delete(c.pid);
+  }
+
+  /** End a connection: a read-until-close response completes, unanswered requests fail. */
+  function end(c: Conn, tsNs: bigint): void {
+    remove(c);
+    stats.closed++;
+    c.ev = null;
+    // A read-until-close response completes here (its onEnd emits); one cut short is counted.
+    const partial = c.respParser?.close(tsNs);
+    if (partial && c.pending[0]) c.pending[0].respBytes += partial.bytes;
+    c.reqParser?.close(tsNs);
+    for (const ex of c.pending) emit(c, ex, null, tsNs);
+    c.pending.length = 0;
+  }
+
+  function track(ev: DataEvent): Conn {
+    if (conns.size >= max) {
+      // Map iteration order is insertion order and every event re-inserts: first = least recent.
+      const oldest = conns.values().next().value as Conn;
+      remove(oldest);
+      stats.evicted++;
+      for (const ex of oldest.pending) dropExchange(oldest, ex);
+      oldest.pending.length = 0;
+    }
+    const c: Conn = {
+      sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
+      srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
+      lastNs: ev.tsNs, pending: [], ev: null,
+    };
+    conns.set(ev.sockId, c);
+    perPid.set(ev.pid, (perPid.get(ev.pid) ?? 0) + 1);
+    stats.opened++;
+    stats.tracked = conns.size;
+    return c;
+  }
+
+  return {
+    stats,
+    onData(ev) {
+      let c = conns.get(ev.sockId);
+      if (c) {
+        // Move to the most-recent end of the LRU order.
+        conns.delete(ev.sockId);
+        conns.set(ev.sockId, c);
+      } else c = track(ev);
+      c.lastNs = ev.tsNs;
+      if (c.role === ROLE_UNKNOWN) {
+        if (!looksLikeRequest(ev.head)) {
+          stats.unclassified++;
+          return;
+        }
+        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
+        c.reqParser = createParser(true, requestSink(c), parse);
+        c.respParser = createParser(false, responseSink(c), parse);
+      }
+      const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
+      c.ev = ev;
+      (ev.dir === requestDir ? c.reqParser! : c.respParser!).feed(ev);
+      c.ev = null;
+    },
+    onClose(ev) {
+      const c = conns.get(ev.sockId);
+      if (c) end(c, ev.tsNs);
+    },
+    onProcessExit(pid, tsNs) {
+      if (!perPid.has(pid)) return;
+      for (const c of [...conns.values()]) if (c.pid === pid) end(c, tsNs);
+    },
+    clear() {
+      for (const c of conns.values()) for (const ex of c.pending) dropExchange(c, ex);
+      conns.clear();
+      perPid.clear();
+      stats.tracked = 0;
+    },
+  };
+}

@@ -1,0 +1,103 @@
+// Turning one HTTP exchange into the span sent to the linker (docs/span-format.md).
+import type { EbpfSpan, SpanKind, AttrValue } from '../span/span.js';
+import type { HttpMessage } from './http/parser.js';
+import type { AppTraceContext } from './tracecontext.js';
+
+export interface ExchangeFacts {
+  kind: SpanKind;
+  host: string;
+  pid: number;
+  /** Thread that read (entry) or wrote (exit) the request. */
+  tid: number;
+  goid: bigint;
+  threadGroup: string;
+  req: HttpMessage;
+  /** The final response; null when the connection ended before it was complete. */
+  resp: HttpMessage | null;
+  /** First response byte (interim 1xx included); -1 when none was seen. */
+  respSeq: number;
+  /** Status seen on a response that did not complete (0 when none). */
+  partialStatus: number;
+  respBytes: number;
+  startUs: number;
+  endUs: number;
+  ctx: AppTraceContext | null;
+  srcIp: string;
+  srcPort: number;
+  dstIp: string;
+  dstPort: number;
+  service: string;
+  processName: string;
+  threadName: string;
+}
+
+/** `/users/7?x=1` → `/users/7`; absolute-form targets (proxies) lose scheme and authority. */
+export function routeOf(target: string): string {
+  let start = 0;
+  if (target.charCodeAt(0) !== 47 /* / */) {
+    const scheme = target.indexOf('://');
+    if (scheme > 0) {
+      const slash = target.indexOf('/', scheme + 3);
+      if (slash < 0) return '/';
+      start = slash;
+    }
+  }
+  let end = target.length;
+  const q = target.indexOf('?', start);
+  if (q >= 0) end = q;
+  const h = target.indexOf('#', start);
+  if (h >= 0 && h < end) end = h;
+  return start === 0 && end === target.length ? target : target.slice(start, end);
+}
+
+export function statusOf(code: number, complete: boolean): 'ok' | 'warning' | 'error' {
+  if (!complete || code === 0 || code >= 500) return 'error';
+  return code >= 400 ? 'warning' : 'ok';
+}
+
+export function buildSpan(f: ExchangeFacts): EbpfSpan {
+  const req = f.req;
+  const code = f.resp ? f.resp.status : f.partialStatus;
+  const route = routeOf(req.target);
+  const reqBytes = req.bytes;
+  const attrs: Record<string, AttrValue> = {
+    http_version: req.version,
+    thread_name: f.threadName,
+    bytes_read: f.kind === 'entry' ? reqBytes : f.respBytes,
+    bytes_written: f.kind === 'entry' ? f.respBytes : reqBytes,
+  };
+  if (f.goid !== 0n) attrs.tid_usr = Number(f.goid);
+  if (req.truncated || f.resp?.truncated) attrs.truncated = true;
+  if (f.resp === null) {
+    attrs.response_incomplete = true;
+    if (f.partialStatus) attrs.response_status_seen = f.partialStatus;
+  }
+  if (f.ctx?.traceState) attrs.app_trace_state = f.ctx.traceState;
+  return {
+    host: f.host,
+    kind: f.kind,
+    reqSeq: req.seq,
+    respSeq: f.respSeq < 0 ? 0 : f.respSeq,
+    threadGroup: f.threadGroup,
+    pid: f.pid,
+    tid: f.tid,
+    startUs: f.startUs,
+    durationUs: Math.max(0, f.endUs - f.startUs),
+    service: f.service,
+    processName: f.processName,
+    srcIp: f.srcIp,
+    srcPort: f.srcPort,
+    dstIp: f.dstIp,
+    dstPort: f.dstPort,
+    resource: `${req.method} ${route}`,
+    operation: 'HTTP',
+    status: statusOf(code, f.resp !== null),
+    httpMethod: req.method,
+    httpRoute: route,
+    httpStatusCode: f.resp ? code : 0,
+    appTraceId: f.ctx?.traceId ?? '',
+    appParentId: f.ctx?.parentId ?? '',
+    appSampled: f.ctx?.sampled ?? 0,
+    attrs,
+  };
+}
