@@ -1,0 +1,125 @@
+// POST /v1/bpftracing: body → points → spans → durable in the spool → 200 {accepted, rejected, errors}.
+// The answer is sent only after `sink.accept` returned, i.e. after the spool append committed:
+// a 2xx means the spans survive a SIGKILL. Nothing of a batch is stored when the whole batch
+// is refused (413/415/401/503, or every point bad).
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { seqError } from '../errors.js';
+import type { LinkerConfig } from '../config/config.js';
+import { decodeJsonPoints } from '../span/json.js';
+import { decodeLineProtocol } from '../span/lineprotocol.js';
+import type { PointError } from '../span/point.js';
+import type { EbpfSpan } from '../span/span.js';
+import { validatePoints } from '../span/validate.js';
+import { bearerGuard } from './http.js';
+
+const gunzipAsync = promisify(gunzip);
+
+export const INGEST_PATH = '/v1/bpftracing';
+/** At most this many point errors are listed in one answer (`rejected` counts them all). */
+export const MAX_LISTED_ERRORS = 100;
+
+/** Where accepted spans go: the pipeline, which appends them to the spool before returning. */
+export interface IngestSink {
+  /** Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503). */
+  accept(spans: EbpfSpan[], receivedAtMs: number): void;
+}
+
+export interface IngestStats {
+  requests: number;
+  /** Requests answered with an error status (4xx/5xx), whatever the reason. */
+  failedRequests: number;
+  spansAccepted: number;
+  spansRejected: number;
+  /** Body bytes as received, and after decompression. */
+  bytesReceived: number;
+  bytesDecoded: number;
+}
+
+export interface IngestOptions {
+  cfg: Pick<LinkerConfig, 'ingest_token' | 'max_body_bytes' | 'max_batch_spans' | 'max_field_bytes'>;
+  sink: IngestSink;
+  now?: () => number;
+}
+
+export interface IngestAnswer {
+  accepted: number;
+  rejected: number;
+  errors: PointError[];
+}
+
+async function decompress(req: FastifyRequest, body: Buffer, maxBytes: number): Promise<Buffer> {
+  const enc = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (enc === '' || enc === 'identity') return body;
+  if (enc !== 'gzip' && enc !== 'x-gzip') {
+    throw seqError('SEQ_ERR_UNSUPPORTED_MEDIA', `Content-Encoding "${enc}" is not accepted: send identity or gzip`, 415);
+  }
+  try {
+    // maxOutputLength stops inflating at the limit: a gzip bomb costs at most max_body_bytes.
+    return await gunzipAsync(body, { maxOutputLength: maxBytes });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+      throw seqError('SEQ_ERR_BODY_TOO_LARGE', `the gzip body inflates beyond max_body_bytes = ${maxBytes} bytes; send smaller batches`, 413);
+    }
+    throw seqError('SEQ_ERR_BAD_BODY', `the body is not valid gzip: ${err.message}`, 400);
+  }
+}
+
+function formatOf(req: FastifyRequest): 'lp' | 'json' {
+  const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (ct === '' || ct === 'text/plain') return 'lp';
+  if (ct === 'application/json') return 'json';
+  throw seqError('SEQ_ERR_UNSUPPORTED_MEDIA', `Content-Type "${ct}" is not accepted: send text/plain (line protocol) or application/json`, 415);
+}
+
+function byIndex(a: PointError, b: PointError): number {
+  return a.index - b.index;
+}
+
+/** Registers the ingest route (encapsulated: its body parsing does not leak into other routes). */
+export function registerIngest(app: FastifyInstance, opts: IngestOptions): IngestStats {
+  const { cfg, sink } = opts;
+  const now = opts.now ?? Date.now;
+  const stats: IngestStats = { requests: 0, failedRequests: 0, spansAccepted: 0, spansRejected: 0, bytesReceived: 0, bytesDecoded: 0 };
+
+  app.register(async (scope) => {
+    // Every body arrives as raw bytes; the route decides format and encoding itself.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: cfg.max_body_bytes }, (_req, body, done) => done(null, body));
+
+    scope.addHook('onResponse', async (_req, reply) => {
+      stats.requests++;
+      if (reply.statusCode >= 400) stats.failedRequests++;
+    });
+
+    scope.post(INGEST_PATH, { bodyLimit: cfg.max_body_bytes, onRequest: bearerGuard(cfg.ingest_token, `POST ${INGEST_PATH}`) }, async (req, reply) => {
+      const receivedAtMs = now();
+      const format = formatOf(req);
+      const raw = req.body as Buffer | undefined;
+      if (!raw || raw.length === 0) throw seqError('SEQ_ERR_BAD_BODY', 'the body is empty: send a batch of points', 400);
+      stats.bytesReceived += raw.length;
+      const body = await decompress(req, raw, cfg.max_body_bytes);
+      stats.bytesDecoded += body.length;
+      const text = body.toString('utf8');
+      const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+      const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes });
+      let all = errors;
+      if (decoded.errors.length) all = decoded.errors.concat(errors).sort(byIndex);
+      const rejected = all.length;
+      const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
+      if (spans.length === 0) {
+        stats.spansRejected += rejected;
+        const message = rejected ? `every point was rejected (${rejected}); see errors` : 'the body holds no points';
+        return reply.status(400).send({ code: 'SEQ_ERR_BAD_BODY', message, accepted: 0, rejected, errors: listed });
+      }
+      sink.accept(spans, receivedAtMs); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      stats.spansAccepted += spans.length;
+      stats.spansRejected += rejected;
+      const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };
+      return answer;
+    });
+  });
+  return stats;
+}

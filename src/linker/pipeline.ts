@@ -1,0 +1,158 @@
+// ingest → spool → Joiner → (timer) flush → TraceWriter.commit → exporter.
+//
+// A batch leaves the spool only once every one of its spans has been emitted by the joiner
+// (stored when sampled, dropped when not), in the same transaction that stores them; so at
+// any instant each accepted span is either in the spool or in the store, never neither. On
+// start the spool's pending batches are replayed into the joiner; spans of them that were
+// already stored keep their deterministic ids and the writer skips them.
+import type { Joiner } from './joiner.js';
+import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import type { SpanSpool, TraceWriter } from '../storage/store.js';
+import type { IngestSink } from './ingest.js';
+
+/** What every stage of the linker offers the service: start, stop, counters. */
+export interface Stage {
+  start(): Promise<void> | void;
+  stop(): Promise<void> | void;
+  counters(): Record<string, number>;
+}
+
+export interface PipelineOptions {
+  spool: SpanSpool;
+  writer: TraceWriter;
+  joiner: Joiner;
+  /** How often the joiner is asked for closed traces (ms). Default 200. */
+  flushIntervalMs?: number;
+  /** Wall clock (ms). */
+  now?: () => number;
+  /** Called after a commit that stored spans (wakes the exporter). */
+  onCommitted?: (storedSpans: number) => void;
+  /** Called when a commit fails; it is retried on the next tick. */
+  onError?: (e: Error) => void;
+}
+
+export interface PipelineCounters {
+  batchesAccepted: number;
+  spansAccepted: number;
+  replayedBatches: number;
+  replayedSpans: number;
+  commits: number;
+  commitFailures: number;
+  /** Sampled spans handed to the writer (replayed duplicates included). */
+  spansCommitted: number;
+  /** Spans emitted by the joiner and dropped by sampling. */
+  spansDropped: number;
+  batchesDone: number;
+  /** Batches with spans still held by the joiner. */
+  batchesHeld: number;
+  lastFlushMs: number;
+}
+
+export interface Pipeline extends Stage, IngestSink {
+  /** One flush + commit now (the timer calls it); returns the number of spans emitted. */
+  flush(nowMs?: number): number;
+  /** Emits everything, as if every window had closed (tests, `flushAll` on demand). */
+  flushAll(nowMs?: number): number;
+  counters(): Record<keyof PipelineCounters, number>;
+}
+
+export function createPipeline(opts: PipelineOptions): Pipeline {
+  const { spool, writer, joiner } = opts;
+  const now = opts.now ?? Date.now;
+  const interval = opts.flushIntervalMs ?? 200;
+  /** Spans of each batch still held by the joiner. */
+  const held = new Map<number, number>();
+  const c: PipelineCounters = {
+    batchesAccepted: 0, spansAccepted: 0, replayedBatches: 0, replayedSpans: 0, commits: 0, commitFailures: 0,
+    spansCommitted: 0, spansDropped: 0, batchesDone: 0, batchesHeld: 0, lastFlushMs: 0,
+  };
+  /** A commit that failed (disk full): retried before anything new is flushed. */
+  let retry: { sampled: LinkedSpan[]; done: number[] } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let running = false;
+  let stopped = false;
+
+  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number): void {
+    held.set(batchId, spans.length);
+    for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
+  }
+
+  function commit(sampled: LinkedSpan[], done: number[]): boolean {
+    try {
+      writer.commit(sampled, done);
+    } catch (e) {
+      c.commitFailures++;
+      retry = { sampled, done };
+      opts.onError?.(e as Error);
+      return false;
+    }
+    retry = undefined;
+    c.commits++;
+    c.spansCommitted += sampled.length;
+    c.batchesDone += done.length;
+    if (sampled.length) opts.onCommitted?.(sampled.length);
+    return true;
+  }
+
+  function emit(all: boolean, nowMs: number): number {
+    const t0 = performance.now();
+    if (retry && !commit(retry.sampled, retry.done)) return 0;
+    const traces = all ? joiner.flushAll(nowMs) : joiner.flush(nowMs);
+    if (traces.length === 0) return 0;
+    const sampled: LinkedSpan[] = [];
+    const done: number[] = [];
+    let emitted = 0;
+    for (const t of traces) {
+      emitted += t.spans.length;
+      if (t.sampled) for (const s of t.spans) sampled.push(s);
+      else c.spansDropped += t.spans.length;
+      for (const b of t.batchIds) {
+        const left = (held.get(b) ?? 1) - 1;
+        if (left <= 0) {
+          held.delete(b);
+          done.push(b);
+        } else held.set(b, left);
+      }
+    }
+    commit(sampled, done);
+    c.lastFlushMs = performance.now() - t0;
+    return emitted;
+  }
+
+  return {
+    accept(spans, receivedAtMs) {
+      const id = spool.append(spans, receivedAtMs); // durable from here on
+      c.batchesAccepted++;
+      c.spansAccepted += spans.length;
+      hand(spans, id, receivedAtMs);
+    },
+    start() {
+      if (running) return;
+      running = true;
+      for (const b of spool.pending()) {
+        if (held.has(b.id)) continue;
+        // The original arrival time: windows that closed while the linker was down close now.
+        hand(b.spans, b.id, b.receivedAtMs);
+        c.replayedBatches++;
+        c.replayedSpans += b.spans.length;
+      }
+      timer = setInterval(() => {
+        if (!stopped) emit(false, now());
+      }, interval);
+      timer.unref();
+    },
+    stop() {
+      // Only what is ready: traces still open stay in the spool and are replayed on start.
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearInterval(timer);
+      emit(false, now());
+    },
+    flush: (nowMs = now()) => emit(false, nowMs),
+    flushAll: (nowMs = now()) => emit(true, nowMs),
+    counters() {
+      c.batchesHeld = held.size;
+      return { ...c };
+    },
+  };
+}
