@@ -25,7 +25,7 @@ function ev(e: Ev): DataEvent {
     kind: 'data', tsNs: BigInt(e.t) * 1000n, sockId: BigInt(e.sock ?? 1), pid: e.pid ?? 100, tid: e.tid ?? 101,
     goid: BigInt(e.goid ?? 0), dir: e.dir, seq: e.seq >>> 0, len: b.length, head: b.subarray(0, cap),
     tail: b.length > cap ? b.subarray(b.length - 64) : Buffer.alloc(0), family: 4,
-    srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 50000, noPayload: false,
+    srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 50000, noPayload: false, truncated: false,
   };
 }
 

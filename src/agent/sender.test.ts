@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server, type IncomingMessage } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import type { AddressInfo } from 'node:net';
+import { createSender, ingestUrl } from './sender.js';
+import { decodeLineProtocol, encodeSpans } from '../span/lineprotocol.js';
+import type { EbpfSpan } from '../span/span.js';
+
+function span(i: number): EbpfSpan {
+  return {
+    host: 'h1', kind: 'entry', reqSeq: i, respSeq: i + 1, threadGroup: '18446744073709551615', pid: 42, tid: 43,
+    startUs: 1732500000000000 + i, durationUs: 10, service: 'svc', processName: 'p', srcIp: '10.0.0.1', srcPort: 80,
+    dstIp: '10.0.0.2', dstPort: 5000, resource: 'GET /x', operation: 'HTTP', status: 'ok', httpMethod: 'GET',
+    httpRoute: '/x', httpStatusCode: 200, appTraceId: '', appParentId: '', appSampled: 0, attrs: { http_version: '1.1', bytes_read: 5 },
+  };
+}
+
+interface Received { auth: string | undefined; encoding: string | undefined; lines: string }
+
+function linker(port: number, received: Received[], status = 200): Promise<Server> {
+  const srv = createServer((req: IncomingMessage, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(parts);
+      received.push({ auth: req.headers.authorization, encoding: req.headers['content-encoding'], lines: gunzipSync(body).toString('utf8') });
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ accepted: 1, rejected: 0, errors: [] }));
+    });
+  });
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = await linker(0, []);
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+const until = async (cond: () => boolean, ms = 10_000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+test('trace_server forms', () => {
+  assert.equal(ingestUrl('10.0.0.5:9529'), 'http://10.0.0.5:9529/v1/bpftracing');
+  assert.equal(ingestUrl('[::1]:9529'), 'http://[::1]:9529/v1/bpftracing');
+  assert.equal(ingestUrl('https://linker.example/prefix/'), 'https://linker.example/prefix/v1/bpftracing');
+  assert.equal(ingestUrl('http://l:1/v1/bpftracing'), 'http://l:1/v1/bpftracing');
+  assert.throws(() => ingestUrl('linker'), /trace_server = "linker": expected host:port/);
+  assert.throws(() => ingestUrl('ftp://x:1'), /SEQ_ERR_CONFIG|trace_server/);
+});
+
+test('linker down, then up: spans are retried and arrive gzipped with the token', async () => {
+  const port = await freePort();
+  const logs: string[] = [];
+  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: 'tok', sendBufferBytes: 1 << 20, flushIntervalMs: 50, retryInitialMs: 20, retryMaxMs: 100, log: (m) => logs.push(m) });
+  for (let i = 0; i < 10; i++) sender.send(span(i));
+  await until(() => sender.stats().retries >= 2);
+  assert.equal(sender.stats().sent, 0);
+  assert.match(logs[0], /cannot reach the linker/);
+  const received: Received[] = [];
+  const srv = await linker(port, received);
+  try {
+    await until(() => sender.stats().sent === 10);
+    sender.send(span(10));
+    await sender.flush();
+    const lines = received.map((r) => r.lines).join('');
+    const batch = decodeLineProtocol(lines);
+    assert.equal(batch.errors.length, 0);
+    assert.equal(batch.points.length, 11);
+    assert.deepEqual(received.map((r) => [r.auth, r.encoding])[0], ['Bearer tok', 'gzip']);
+    assert.match(lines, /thread_trace_id=18446744073709551615u?i?/);
+    assert.match(lines, /pid="42"/);
+    assert.equal(sender.stats().dropped, 0);
+  } finally {
+    await sender.close();
+    await new Promise((r) => srv.close(r));
+  }
+});
+
+test('bounded memory: beyond send_buffer_bytes the oldest spans are dropped and counted', async () => {
+  const port = await freePort();
+  const lineBytes = encodeSpans([span(99)]).length;
+  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: lineBytes * 5, flushIntervalMs: 10_000, maxBatchSpans: 1000, retryInitialMs: 10_000, log: () => {} });
+  for (let i = 0; i < 100; i++) sender.send(span(i));
+  const st = sender.stats();
+  assert.ok(st.dropped >= 90, `dropped ${st.dropped}`);
+  assert.ok(st.queueDepth <= 5 && st.queueDepth > 0);
+  const received: Received[] = [];
+  const srv = await linker(port, received);
+  try {
+    await sender.flush();
+    const got = decodeLineProtocol(received.map((r) => r.lines).join('')).points;
+    assert.equal(got.length, st.queueDepth);
+    // The newest spans were kept.
+    assert.match(received.at(-1)!.lines, /req_seq=99i/);
+    assert.equal(received[0].auth, undefined, 'no token configured: no Authorization header');
+  } finally {
+    await sender.close();
+    await new Promise((r) => srv.close(r));
+  }
+});
+
+test('a 400 answer is not retried (it would not get better), and is counted', async () => {
+  const received: Received[] = [];
+  const srv = await linker(0, received, 400);
+  const port = (srv.address() as AddressInfo).port;
+  const sender = createSender({ traceServer: `http://127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 20, log: () => {} });
+  try {
+    sender.send(span(1));
+    await sender.flush();
+    assert.equal(received.length, 1);
+    assert.equal(sender.stats().rejected, 1);
+    assert.equal(sender.stats().retries, 0);
+  } finally {
+    await sender.close();
+    await new Promise((r) => srv.close(r));
+  }
+});
