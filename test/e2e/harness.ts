@@ -510,13 +510,13 @@ export interface ClientRun {
 
 export async function runPyClient(scope: Scope, o: {
   name: string; urlTemplate: string; ids: string[]; concurrency: number; keepalive?: boolean;
-  headers?: string[]; traceparent?: boolean; netns?: Netns;
+  headers?: string[]; traceparent?: boolean; netns?: Netns; env?: Record<string, string>;
 }): Promise<ClientRun> {
   const args = [join(FIXTURES, 'pyclient.py'), '--url', o.urlTemplate, '--concurrency', String(o.concurrency), '--start-delay', CLIENT_START_DELAY];
   if (o.keepalive) args.push('--keepalive');
   if (o.traceparent) args.push('--traceparent');
   for (const h of o.headers ?? []) args.push('--header', h);
-  const out = await runToEnd(scope, { name: o.name, cmd: PYTHON, args: [...args, ...o.ids], netns: o.netns?.name, env: serviceEnv(o.name) });
+  const out = await runToEnd(scope, { name: o.name, cmd: PYTHON, args: [...args, ...o.ids], netns: o.netns?.name, env: serviceEnv(o.name, o.env) });
   return { statuses: JSON.parse(out.trim().split('\n').pop()!) };
 }
 
@@ -526,6 +526,7 @@ export async function runPyClient(scope: Scope, o: {
  */
 export async function runCurl(scope: Scope, o: {
   name: string; urlTemplate: string; ids: string[]; concurrency: number; keepalive?: boolean; headers?: string[]; netns?: Netns;
+  env?: Record<string, string>;
 }): Promise<ClientRun> {
   const shares: string[][] = Array.from({ length: o.concurrency }, () => []);
   o.ids.forEach((id, i) => shares[i % o.concurrency].push(id));
@@ -541,7 +542,7 @@ export async function runCurl(scope: Scope, o: {
       cmd: 'sh',
       args: ['-c', `sleep ${CLIENT_START_DELAY}; exec curl "$@"`, 'curl', ...args, ...urls],
       netns: o.netns?.name,
-      env: serviceEnv(o.name),
+      env: serviceEnv(o.name, o.env),
     });
     out.trim().split('\n').forEach((code, i) => { statuses[share[i]] = Number(code); });
   }));
@@ -551,4 +552,17 @@ export async function runCurl(scope: Scope, o: {
 /** `n` request ids: scope tag + a letter sequence (no digits: nothing a route normaliser folds). */
 export function requestIds(scope: Scope, prefix: string, n: number): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}${scope.tag}${letters(i)}`);
+}
+
+export interface Tracing {
+  linker: Linker;
+  agents: Agent[];
+}
+
+/** A linker and one agent per entry of `agents` (default: one agent with the default process selection). */
+export async function startTracing(scope: Scope, agents: AgentOptions[] = [{ host: `e2e-${scope.tag}` }], window = '1s'): Promise<Tracing> {
+  const linker = await startLinker(scope, { window });
+  const started: Agent[] = [];
+  for (const a of agents) started.push(await startAgent(scope, linker, a));
+  return { linker, agents: started };
 }

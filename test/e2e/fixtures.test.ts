@@ -1,0 +1,80 @@
+// The fixtures and the harness on their own, without seqtrace: every topology the e2e tests
+// trace answers as it should (statuses pass through chains, proxies and namespaces), and
+// everything started is gone afterwards. When an e2e test fails, this says whether the
+// fixture or seqtrace is at fault.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import {
+  assertRoot, closeScope, createNetns, linkNetns, newScope, runCurl, runPyClient, startApache, startJavaService, startNginx,
+  startNodeService, startPyService, type Scope, type Service,
+} from './harness.js';
+
+const ids = ['failx', 'ya', 'zb', 'wc'];
+const want = (failStatus: number) => Object.fromEntries(ids.map((id) => [id, id.startsWith('fail') ? failStatus : 200]));
+
+describe('e2e fixtures without seqtrace', () => {
+  let scope: Scope;
+  let py: Service;
+  before(async () => {
+    scope = newScope('fixtures');
+    py = await startPyService(scope, { name: 'fx-py' });
+  });
+  after(async () => {
+    const dir = scope.dir;
+    const pids = scope.cleanups.length;
+    await closeScope(scope);
+    assert.ok(!existsSync(dir), 'temp dir removed');
+    assert.ok(pids > 0);
+  });
+
+  it('Python chain, fresh and keep-alive, fan-out in threads', async () => {
+    const c = await startPyService(scope, { name: 'fx-c', keepalive: true });
+    const b = await startPyService(scope, { name: 'fx-b', keepalive: true, downstreams: [`${c.url}/c`, `${py.url}/py`], parallel: true });
+    const a = await startPyService(scope, { name: 'fx-a', downstreams: [`${b.url}/b`] });
+    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
+    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2 })).statuses, want(502));
+  });
+
+  it('large headers and a chunked response', async () => {
+    const a = await startPyService(scope, { name: 'fx-big', downstreams: [`${py.url}/big`] });
+    const res = await fetch(`${py.url}/big/q`);
+    assert.equal(res.headers.get('transfer-encoding'), 'chunked');
+    assert.equal(res.headers.get('x-big-7'), 'h'.repeat(1024));
+    assert.equal((await res.arrayBuffer()).byteLength, 256 * 1024);
+    const r = await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a.url}/h/{id}`, ids: ['ya'], concurrency: 1, headers: [`X-Big: ${'x'.repeat(8192)}`] });
+    assert.deepEqual(r.statuses, { ya: 200 });
+  });
+
+  it('Java thread pool, Node http, Apache and nginx in front of Python', async () => {
+    const java = await startJavaService(scope, { name: 'fx-java', downstreams: [`${py.url}/py`] });
+    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${java.url}/j/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
+    const node = await startNodeService(scope, { name: 'fx-node', downstreams: [`${py.url}/py`] });
+    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${node.url}/n/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
+    const apache = await startApache(scope, { name: 'fx-apache', backend: `127.0.0.1:${py.port}` });
+    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 2, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] })).statuses, want(500));
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}` });
+    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 2 })).statuses, want(500));
+    await apache.proc.stop();
+    await nginx.proc.stop();
+    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
+  it('network namespaces: IPv4 between two, IPv6 from the root namespace', async () => {
+    assertRoot();
+    const [nsA, nsB] = [await createNetns(scope, 'a'), await createNetns(scope, 'b')];
+    const link = await linkNetns(scope, nsA, nsB);
+    const b = await startPyService(scope, { name: 'fx-nb', bind: '0.0.0.0', host: link.b4, netns: nsB, downstreams: [`${py.url}/py`] });
+    const a = await startPyService(scope, { name: 'fx-na', netns: nsA, keepalive: true, downstreams: [`${b.url}/b`] });
+    // b in namespace B cannot reach py in the root namespace: a separate host indeed.
+    const r = await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${a.url}/a/{id}`, ids: ['ya'], concurrency: 1, netns: nsA });
+    assert.deepEqual(r.statuses, { ya: 502 });
+    const ns6 = await createNetns(scope, 'v6');
+    const l6 = await linkNetns(scope, null, ns6);
+    const b6 = await startPyService(scope, { name: 'fx-b6', bind: '::', host: l6.b6, netns: ns6 });
+    const a6 = await startPyService(scope, { name: 'fx-a6', bind: '::', host: '::1', downstreams: [`${b6.url}/b`] });
+    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a6.url}/a/{id}`, ids, concurrency: 2 })).statuses, want(502));
+    assert.ok(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(nsA.name));
+  });
+});

@@ -1,0 +1,58 @@
+// End-to-end: a Node.js `http` service (one event loop thread) calling a Python service with
+// http.request over a keep-alive agent. One request at a time: exact trees. Several in
+// flight: the event loop interleaves them on one thread, so the agent cannot tell which
+// request an outgoing call serves; the test asserts that nothing is linked wrongly.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  assertRoot, closeScope, ebpfSkipReason, newScope, requestIds, runPyClient, startNodeService, startPyService, startTracing,
+  type Scope, type Tracing,
+} from './harness.js';
+import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces } from './trees.js';
+
+const skip = ebpfSkipReason();
+
+describe('e2e: Node.js http service', { skip }, () => {
+  let scope: Scope;
+  let tracing: Tracing;
+
+  before(async () => {
+    assertRoot();
+    scope = newScope('node');
+    tracing = await startTracing(scope);
+  });
+  after(() => closeScope(scope));
+
+  async function topology(label: string) {
+    const t = scope.tag;
+    const names = { client: `${label}-client-${t}`, node: `${label}-node-${t}`, py: `${label}-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const node = await startNodeService(scope, { name: names.node, downstreams: [`${py.url}/py`] });
+    return { names, node };
+  }
+  const tree = (names: { client: string; node: string; py: string }, id: string) => {
+    const fail = id.startsWith('fail');
+    return hop(names.client, names.node, `GET /node/${id}`, fail ? 502 : 200, hop(names.node, names.py, `GET /py/${id}`, fail ? 500 : 200));
+  };
+
+  it('Python client → Node → Python, one request at a time over keep-alive: exact trees', async () => {
+    const { names, node } = await topology('nd1');
+    const ids = requestIds(scope, 's', 12).map((id, i) => (i % 6 === 2 ? `fail${id}` : id));
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${node.url}/node/{id}`, ids, concurrency: 1, keepalive: true });
+    for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 502 : 200);
+    const expected = new Map(ids.map((id) => [id, tree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('Python client → Node → Python, 30 requests from 6 clients: nothing linked wrongly (event loop)', async () => {
+    const { names, node } = await topology('ndc');
+    const ids = requestIds(scope, 'c', 30);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${node.url}/node/{id}`, ids, concurrency: 6, keepalive: true });
+    for (const id of ids) assert.equal(run.statuses[id], 200);
+    const expected = new Map(ids.map((id) => [id, tree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const report = assertNothingWrong(traces, expected, names.node);
+    console.log(`# node under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} node entry→exit links left open, none wrong`);
+  });
+});

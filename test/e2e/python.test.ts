@@ -1,0 +1,133 @@
+// End-to-end: Python ThreadingHTTPServer services calling each other, traced by a real agent,
+// linked by a real linker, every trace checked span by span.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import {
+  assertRoot, closeScope, ebpfSkipReason, newScope, requestIds, runCurl, runPyClient, startPyService, startTracing,
+  type Scope, type Tracing,
+} from './harness.js';
+import { assertExactTraces, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
+
+const skip = ebpfSkipReason();
+
+/** client → a → b → c, all on /<route>/<id>; a fail-… id makes c answer 500 and the others 502. */
+function chainTree(names: { client: string; a: string; b: string; c: string }, id: string): Expect {
+  const leaf = id.startsWith('fail') ? 500 : 200;
+  const mid = id.startsWith('fail') ? 502 : 200;
+  return hop(names.client, names.a, `GET /a/${id}`, mid,
+    hop(names.a, names.b, `GET /b/${id}`, mid,
+      hop(names.b, names.c, `GET /c/${id}`, leaf)));
+}
+
+function expectStatuses(statuses: Record<string, number>, ids: string[], want: (id: string) => number): void {
+  for (const id of ids) assert.equal(statuses[id], want(id), `client status of ${id}`);
+}
+
+describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
+  let scope: Scope;
+  let tracing: Tracing;
+
+  before(async () => {
+    assertRoot();
+    scope = newScope('python');
+    tracing = await startTracing(scope);
+  });
+  after(() => closeScope(scope));
+
+  async function chain(label: string, keepalive: boolean, sendTraceparent = false) {
+    const t = scope.tag;
+    const names = { client: `${label}-client-${t}`, a: `${label}-a-${t}`, b: `${label}-b-${t}`, c: `${label}-c-${t}` };
+    const c = await startPyService(scope, { name: names.c, keepalive });
+    const b = await startPyService(scope, { name: names.b, keepalive, downstreams: [`${c.url}/c`] });
+    const a = await startPyService(scope, { name: names.a, keepalive, sendTraceparent, downstreams: [`${b.url}/b`] });
+    return { names, a, b, c };
+  }
+
+  it('curl → A → B → C on fresh connections, 24 requests from 6 clients, with 500s', async () => {
+    const { names, a } = await chain('fresh', false);
+    const ids = requestIds(scope, 'f', 24).map((id, i) => (i % 6 === 5 ? `fail${id}` : id));
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6 });
+    expectStatuses(run.statuses, ids, (id) => (id.startsWith('fail') ? 502 : 200));
+    const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('Python client → A → B → C over keep-alive connections shared between threads, 30 requests from 6 clients', async () => {
+    const { names, a } = await chain('keep', true);
+    const ids = requestIds(scope, 'k', 30);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6, keepalive: true });
+    expectStatuses(run.statuses, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('A fans out to three downstreams in parallel threads, 20 requests from 4 clients', async () => {
+    const t = scope.tag;
+    const names = { client: `fan-client-${t}`, a: `fan-a-${t}`, x: `fan-x-${t}`, y: `fan-y-${t}`, z: `fan-z-${t}` };
+    const [x, y, z] = await Promise.all([names.x, names.y, names.z].map((name) => startPyService(scope, { name })));
+    const a = await startPyService(scope, { name: names.a, parallel: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
+    const ids = requestIds(scope, 'p', 20);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4 });
+    expectStatuses(run.statuses, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
+      hop(names.a, names.x, `GET /x/${id}`, 200),
+      hop(names.a, names.y, `GET /y/${id}`, 200),
+      hop(names.a, names.z, `GET /z/${id}`, 200))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('an 8 KiB request header, and a response with 8 KiB of headers and a chunked 256 KiB body, 20 requests from 4 clients', async () => {
+    const t = scope.tag;
+    const names = { client: `big-client-${t}`, a: `big-a-${t}`, b: `big-b-${t}` };
+    const b = await startPyService(scope, { name: names.b });
+    const a = await startPyService(scope, { name: names.a, downstreams: [`${b.url}/big`] });
+    const ids = requestIds(scope, 'h', 20);
+    const bigHeader = `X-Big: ${'h'.repeat(8192)}`;
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/h/{id}`, ids, concurrency: 4, keepalive: true, headers: [bigHeader] });
+    expectStatuses(run.statuses, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /h/${id}`, 200, hop(names.a, names.b, `GET /big/${id}`, 200))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('A sends a W3C traceparent mid-chain: the whole trace, A\'s caller included, takes its trace id', async () => {
+    const { names, a } = await chain('app', false, true);
+    const ids = requestIds(scope, 'w', 20);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4 });
+    expectStatuses(run.statuses, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+    for (const trace of traces) {
+      const root = trace.spans.find((s) => !trace.spans.some((p) => p.spanId === s.parentId))!;
+      const id = root.resource.split('/').pop()!;
+      const want = createHash('sha256').update(id).digest('hex').slice(0, 32); // pyservice.traceparent_for
+      assert.equal(trace.traceId, want, `trace of ${id} takes the application's trace id`);
+      for (const s of trace.spans) assert.equal(s.traceId, want, `${s.service} ${s.kind} ${s.resource} carries the trace id`);
+      // The exchange that carried the header has it on both ends (A's exit, B's entry); the
+      // rest of the trace has it only through the linker.
+      for (const s of trace.spans.filter((x) => (x.service === names.a && x.kind === 'exit') || (x.service === names.b && x.kind === 'entry'))) {
+        assert.equal(s.appTraceId, want, `${s.service} ${s.kind} app_trace_id`);
+      }
+    }
+  });
+
+  it('a client sends a traceparent at the root: every span takes it', async () => {
+    const { names, a } = await chain('root', true);
+    const ids = requestIds(scope, 'r', 12);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true, traceparent: true });
+    expectStatuses(run.statuses, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+    for (const trace of traces) {
+      const id = trace.spans.find((s) => s.service === names.a && s.kind === 'entry')!.resource.split('/').pop()!;
+      const want = createHash('sha256').update(id).digest('hex').slice(0, 32);
+      for (const s of trace.spans) assert.equal(s.traceId, want, `${s.service} ${s.kind} ${s.resource} carries the client's trace id`);
+    }
+  });
+});
