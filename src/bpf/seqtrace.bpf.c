@@ -294,12 +294,16 @@ static __always_inline int emit_data(struct sock *sk, __u64 id, __u8 dir, __u32 
 	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
 	if (family == AF_INET) {
 		e->family = 4;
-		BPF_CORE_READ_INTO(e->src_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(e->dst_addr, sk, __sk_common.skc_daddr);
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(e->src_addr, &a, 4);
+		a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->dst_addr, &a, 4);
 	} else {
 		e->family = 6;
-		BPF_CORE_READ_INTO(e->src_addr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(e->dst_addr, sk, __sk_common.skc_v6_daddr);
+		struct in6_addr a6 = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		__builtin_memcpy(e->src_addr, &a6, 16);
+		a6 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+		__builtin_memcpy(e->dst_addr, &a6, 16);
 	}
 
 	if (m->no_payload) {

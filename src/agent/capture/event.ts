@@ -23,14 +23,17 @@ export interface DataEvent {
   head: Buffer;
   /** The last bytes moved when len exceeds what head holds (for finding message ends); else empty. */
   tail: Buffer;
-  /** 4 or 6 */
+  /** 4 or 6 (an IPv6 socket carrying IPv4 is 6, with ::ffff:a.b.c.d addresses) */
   family: 4 | 6;
+  /** src is this process's own end of the connection, dst the peer (for sends and receives alike). */
   srcIp: string;
   srcPort: number;
   dstIp: string;
   dstPort: number;
   /** Bytes moved without a user buffer (sendfile, splice): counted, not captured. */
   noPayload: boolean;
+  /** Reading the user buffer failed part-way: head/tail are shorter than they should be. */
+  truncated: boolean;
 }
 
 export interface CloseEvent {
@@ -57,6 +60,8 @@ export interface StatsEvent {
   events: number;
   /** Captures cut short (buffer could not be read completely). */
   truncated: number;
+  /** CPU time the loader process has used so far (user+system), nanoseconds. */
+  loaderCpuNs: number;
 }
 
 export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | StatsEvent;

@@ -1,0 +1,164 @@
+// Decodes the loader's stdout (src/bpf/loader.c) into CaptureEvents, by offset.
+// The stream is frames: u32 little-endian length, then the bytes of one struct of
+// src/bpf/seqtrace.h, whose first byte is its kind. LAYOUT below mirrors the C structs;
+// decode.test.ts compares it with `seqtrace-loader --print-layout`.
+
+import type { CaptureEvent, DataEvent } from './event.js';
+
+export const LAYOUT = {
+  data: {
+    kind: 0, dir: 1, family: 2, flags: 3, pid: 4, tid: 8, seq: 12, ts_ns: 16, sock_id: 24, goid: 32,
+    len: 40, head_len: 44, tail_len: 46, src_port: 48, dst_port: 50, src_addr: 56, dst_addr: 72,
+    tail: 88, head: 120, size: 120,
+  },
+  close: { kind: 0, pid: 4, ts_ns: 8, sock_id: 16, size: 24 },
+  proc: { kind: 0, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
+  stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, size: 40 },
+  ready: { kind: 0, mode: 1, capture_bytes: 2, ringbuf_bytes: 4, size: 8 },
+  ack: { kind: 0, ok: 1, pid: 4, size: 8 },
+  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7 },
+  tailBytes: 32,
+  captureMax: 4096,
+} as const;
+
+const D = LAYOUT.data;
+const K = LAYOUT.kinds;
+const F_NO_PAYLOAD = 1;
+const F_TRUNCATED = 2;
+const EMPTY = Buffer.alloc(0);
+
+/** Frames only the loader's client sees: READY once, ACK per stdin command. */
+export type ControlFrame =
+  | { kind: 'ready'; mode: 'socket' | 'syscall'; captureBytes: number; ringbufBytes: number }
+  | { kind: 'ack'; ok: boolean; pid: number };
+
+function ipv4(b: Buffer, at: number): string {
+  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+}
+
+/** RFC 5952 text form (longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
+export function ipv6(b: Buffer, at: number): string {
+  let mapped = true;
+  for (let i = 0; i < 10; i++) if (b[at + i] !== 0) { mapped = false; break; }
+  if (mapped && b[at + 10] === 0xff && b[at + 11] === 0xff) return `::ffff:${ipv4(b, at + 12)}`;
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push(b.readUInt16BE(at + i));
+  let bestAt = -1, bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen && j - i > 1) { bestAt = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(':');
+  if (bestAt < 0) return hex(words);
+  return `${hex(words.slice(0, bestAt))}::${hex(words.slice(bestAt + bestLen))}`;
+}
+
+function decodeData(b: Buffer, at: number, size: number): DataEvent {
+  const family = b[at + D.family] === 4 ? 4 : 6;
+  const flags = b[at + D.flags];
+  const headLen = Math.min(b.readUInt16LE(at + D.head_len), size - D.head);
+  const tailLen = Math.min(b.readUInt16LE(at + D.tail_len), LAYOUT.tailBytes);
+  return {
+    kind: 'data',
+    tsNs: b.readBigUInt64LE(at + D.ts_ns),
+    sockId: b.readBigUInt64LE(at + D.sock_id),
+    pid: b.readUInt32LE(at + D.pid),
+    tid: b.readUInt32LE(at + D.tid),
+    goid: b.readBigUInt64LE(at + D.goid),
+    dir: b[at + D.dir] === 1 ? 'send' : 'recv',
+    seq: b.readUInt32LE(at + D.seq),
+    len: b.readUInt32LE(at + D.len),
+    // views into the frame, not copies: the stream never rewrites a chunk once read
+    head: headLen > 0 ? b.subarray(at + D.head, at + D.head + headLen) : EMPTY,
+    tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
+    family,
+    srcIp: family === 4 ? ipv4(b, at + D.src_addr) : ipv6(b, at + D.src_addr),
+    srcPort: b.readUInt16LE(at + D.src_port),
+    dstIp: family === 4 ? ipv4(b, at + D.dst_addr) : ipv6(b, at + D.dst_addr),
+    dstPort: b.readUInt16LE(at + D.dst_port),
+    noPayload: (flags & F_NO_PAYLOAD) !== 0,
+    truncated: (flags & F_TRUNCATED) !== 0,
+  };
+}
+
+/**
+ * One frame's bytes (b[at .. at+size)) to an event. Throws on a frame that does not fit its
+ * kind: the loader and this file disagree, which no later frame would fix.
+ */
+export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent | ControlFrame {
+  const kind = b[at];
+  const need = (n: number, what: string) => {
+    if (size < n) throw new Error(`capture frame of kind ${what} is ${size} bytes, expected at least ${n}`);
+  };
+  switch (kind) {
+    case K.data:
+      need(D.size, 'data');
+      return decodeData(b, at, size);
+    case K.close:
+      need(LAYOUT.close.size, 'close');
+      return {
+        kind: 'close',
+        tsNs: b.readBigUInt64LE(at + LAYOUT.close.ts_ns),
+        sockId: b.readBigUInt64LE(at + LAYOUT.close.sock_id),
+        pid: b.readUInt32LE(at + LAYOUT.close.pid),
+      };
+    case K.exec:
+    case K.exit:
+      need(LAYOUT.proc.size, 'exec/exit');
+      return {
+        kind: kind === K.exec ? 'exec' : 'exit',
+        tsNs: b.readBigUInt64LE(at + LAYOUT.proc.ts_ns),
+        pid: b.readUInt32LE(at + LAYOUT.proc.pid),
+        ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
+      };
+    case K.stats:
+      need(LAYOUT.stats.size, 'stats');
+      return {
+        kind: 'stats',
+        events: Number(b.readBigUInt64LE(at + LAYOUT.stats.events)),
+        ringbufDrops: Number(b.readBigUInt64LE(at + LAYOUT.stats.drops)),
+        truncated: Number(b.readBigUInt64LE(at + LAYOUT.stats.truncated)),
+        loaderCpuNs: Number(b.readBigUInt64LE(at + LAYOUT.stats.loader_cpu_ns)),
+      };
+    case K.ready:
+      need(LAYOUT.ready.size, 'ready');
+      return {
+        kind: 'ready',
+        mode: b[at + LAYOUT.ready.mode] === 2 ? 'syscall' : 'socket',
+        captureBytes: b.readUInt16LE(at + LAYOUT.ready.capture_bytes),
+        ringbufBytes: b.readUInt32LE(at + LAYOUT.ready.ringbuf_bytes),
+      };
+    case K.ack:
+      need(LAYOUT.ack.size, 'ack');
+      return { kind: 'ack', ok: b[at + LAYOUT.ack.ok] === 1, pid: b.readUInt32LE(at + LAYOUT.ack.pid) };
+    default:
+      throw new Error(`capture frame of unknown kind ${kind} (${size} bytes)`);
+  }
+}
+
+/**
+ * A reader of the loader's byte stream: feed it chunks as they arrive; it calls onFrame
+ * for every whole frame. Frames may be split across chunks; only a split frame's bytes
+ * are copied.
+ */
+export function frameReader(onFrame: (b: Buffer, at: number, size: number) => void): (chunk: Buffer) => void {
+  let pending: Buffer | null = null;
+  return (chunk: Buffer) => {
+    let b = chunk;
+    if (pending) {
+      b = Buffer.concat([pending, chunk]);
+      pending = null;
+    }
+    let at = 0;
+    while (b.length - at >= 4) {
+      const size = b.readUInt32LE(at);
+      if (b.length - at - 4 < size) break;
+      onFrame(b, at + 4, size);
+      at += 4 + size;
+    }
+    if (at < b.length) pending = b.subarray(at);
+  };
+}

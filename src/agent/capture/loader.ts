@@ -1,0 +1,208 @@
+// Runs the eBPF loader (src/bpf/loader.c) as a child process and turns its stdout into
+// CaptureEvents. The loader holds the programs and maps; when it exits (close(), or this
+// process dying and its stdin reaching EOF) the kernel side is gone with it.
+
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Readable, Writable } from 'node:stream';
+import { seqError, type SeqError } from '../../errors.js';
+import { decodeFrame, frameReader, type ControlFrame } from './decode.js';
+import type { CaptureEvent, StatsEvent } from './event.js';
+
+export type CaptureMode = 'socket' | 'syscall' | 'auto';
+
+export interface CaptureOptions {
+  /** socket: tp_btf sock_send/recv_length (6.3+); syscall: syscall tracepoints; auto: socket when the kernel has it. */
+  mode?: CaptureMode;
+  /** Head bytes copied per message, 0..4096 (config `capture_bytes`). */
+  captureBytes?: number;
+  /** Ring buffer size, a power of two (default 8 MiB). */
+  ringbufBytes?: number;
+  /** Processes traced from the start. */
+  pids?: number[];
+  /** The loader binary; default src/bpf/build/seqtrace-loader (env SEQTRACE_LOADER overrides). */
+  loaderPath?: string;
+  /** Events of one drain of the ring buffer (the array is not reused by the caller's next call). */
+  onEvents(events: CaptureEvent[]): void;
+  /** The loader failed after starting (died, bad frame). Capture has stopped. */
+  onError(err: SeqError): void;
+}
+
+export interface Capture {
+  /** The mode the loader chose. */
+  readonly mode: 'socket' | 'syscall';
+  /** Trace a process (tgid); resolves once the kernel map holds it. Its children are traced by the kernel. */
+  addPid(pid: number): Promise<void>;
+  /** Stop tracing a process; resolves once the kernel map no longer holds it. */
+  removePid(pid: number): Promise<void>;
+  /** The latest counters (updated every second, and by refreshStats()). */
+  stats(): StatsEvent;
+  /** Ask the loader for the counters now. */
+  refreshStats(): Promise<StatsEvent>;
+  /** Detach every program and free every map (the loader exits); resolves when it has. */
+  close(): Promise<void>;
+}
+
+const EXIT_UNAVAILABLE = 2;
+
+export function defaultLoaderPath(): string {
+  if (process.env.SEQTRACE_LOADER) return process.env.SEQTRACE_LOADER;
+  // from src/agent/capture (tsx) or dist/agent/capture (compiled), the binary is in src/bpf/build
+  for (const rel of ['../../bpf/build/seqtrace-loader', '../../../src/bpf/build/seqtrace-loader']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  return fileURLToPath(new URL('../../bpf/build/seqtrace-loader', import.meta.url));
+}
+
+function checkOptions(o: CaptureOptions): string[] {
+  const args: string[] = ['--mode', o.mode ?? 'auto'];
+  if (!['socket', 'syscall', 'auto'].includes(o.mode ?? 'auto')) {
+    throw seqError('SEQ_ERR_EBPF_LOAD', `capture mode "${o.mode}" is not one of socket, syscall, auto`);
+  }
+  if (o.captureBytes !== undefined) {
+    if (!Number.isInteger(o.captureBytes) || o.captureBytes < 0 || o.captureBytes > 4096) {
+      throw seqError('SEQ_ERR_EBPF_LOAD', `capture_bytes ${o.captureBytes} is not an integer from 0 to 4096`);
+    }
+    args.push('--capture-bytes', String(o.captureBytes));
+  }
+  if (o.ringbufBytes !== undefined) {
+    const r = o.ringbufBytes;
+    if (!Number.isInteger(r) || r < 4096 || (r & (r - 1)) !== 0) {
+      throw seqError('SEQ_ERR_EBPF_LOAD', `ring buffer size ${r} is not a power of two of at least 4096`);
+    }
+    args.push('--ringbuf-bytes', String(r));
+  }
+  for (const pid of o.pids ?? []) args.push('--pid', String(pid));
+  return args;
+}
+
+/** Loads the eBPF programs and starts streaming. Rejects with SEQ_ERR_EBPF_UNAVAILABLE or SEQ_ERR_EBPF_LOAD naming the cause. */
+export function startCapture(opts: CaptureOptions): Promise<Capture> {
+  const args = checkOptions(opts);
+  const bin = opts.loaderPath ?? defaultLoaderPath();
+  if (!existsSync(bin)) {
+    return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `the eBPF loader ${bin} is missing: build it with \`make -C src/bpf\` (npm run build)`));
+  }
+  const child: ChildProcessByStdio<Writable, Readable, Readable> = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let ready = false;
+  let closing = false;
+  let failed = false;
+  let latest: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0 };
+  // commands are answered in order: one ACK each
+  const waiting: Array<{ resolve: (ok: boolean) => void; reject: (e: Error) => void }> = [];
+  const statsWaiting: Array<(s: StatsEvent) => void> = [];
+  let batch: CaptureEvent[] = [];
+
+  return new Promise<Capture>((resolveStart, rejectStart) => {
+    const fail = (err: SeqError) => {
+      if (failed) return;
+      failed = true;
+      for (const w of waiting.splice(0)) w.reject(err);
+      if (!ready) rejectStart(err);
+      else if (!closing) opts.onError(err);
+    };
+
+    const onFrame = (b: Buffer, at: number, size: number) => {
+      let ev: CaptureEvent | ControlFrame;
+      try {
+        ev = decodeFrame(b, at, size);
+      } catch (e) {
+        fail(seqError('SEQ_ERR_EBPF_LOAD', `the eBPF loader sent a bad frame: ${(e as Error).message}`));
+        child.kill('SIGTERM');
+        return;
+      }
+      switch (ev.kind) {
+        case 'ready':
+          ready = true;
+          resolveStart(capture(ev.mode));
+          return;
+        case 'ack':
+          waiting.shift()?.resolve(ev.ok);
+          return;
+        case 'stats':
+          latest = ev;
+          for (const r of statsWaiting.splice(0)) r(ev);
+          batch.push(ev);
+          return;
+        default:
+          batch.push(ev);
+      }
+    };
+    const read = frameReader(onFrame);
+    child.stdout.on('data', (chunk: Buffer) => {
+      read(chunk);
+      // the loader flushes once per drain, so one chunk is about one drain
+      if (batch.length > 0) {
+        const out = batch;
+        batch = [];
+        opts.onEvents(out);
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (s: string) => {
+      stderr = (stderr + s).slice(-8192);
+    });
+    child.stdin.on('error', () => { /* the exit handler reports why */ });
+    child.on('error', (e) => fail(seqError('SEQ_ERR_EBPF_LOAD', `cannot run the eBPF loader ${bin}: ${e.message}`)));
+    child.on('exit', (code, signal) => {
+      if (closing && ready) return;
+      const why = lastLines(stderr) || `exit ${code ?? signal}`;
+      const code2 = code === EXIT_UNAVAILABLE ? 'SEQ_ERR_EBPF_UNAVAILABLE' : 'SEQ_ERR_EBPF_LOAD';
+      fail(seqError(code2, ready ? `the eBPF loader stopped: ${why}` : `eBPF capture could not start: ${why}`));
+    });
+
+    function command(line: string): Promise<boolean> {
+      if (failed || closing) return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', 'eBPF capture is not running'));
+      return new Promise((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        child.stdin.write(line + '\n');
+      });
+    }
+
+    function pidCommand(verb: 'add' | 'del', pid: number): Promise<void> {
+      if (!Number.isInteger(pid) || pid <= 0 || pid > 0x7fffffff) {
+        return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `pid ${pid} is not a positive integer`));
+      }
+      return command(`${verb} ${pid}`).then((ok) => {
+        if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused to ${verb === 'add' ? 'trace' : 'untrace'} pid ${pid} (traced-process map full?)`);
+      });
+    }
+
+    function capture(mode: 'socket' | 'syscall'): Capture {
+      return {
+        mode,
+        addPid: (pid) => pidCommand('add', pid),
+        removePid: (pid) => pidCommand('del', pid),
+        stats: () => latest,
+        refreshStats: () => new Promise<StatsEvent>((resolve, reject) => {
+          statsWaiting.push(resolve);
+          command('stats').catch(reject);
+        }),
+        close: () => {
+          if (closing) return exited;
+          closing = true;
+          if (child.exitCode === null && child.signalCode === null) {
+            child.stdin.end();
+            child.kill('SIGTERM');
+          }
+          return exited;
+        },
+      };
+    }
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null) resolve();
+      else child.once('close', () => resolve());
+    });
+  });
+}
+
+function lastLines(s: string): string {
+  // the loader's own message is its last line; libbpf's verifier log comes before it
+  const lines = s.trim().split('\n').filter((l) => l.length > 0);
+  const own = lines.filter((l) => l.startsWith('seqtrace-loader:'));
+  const pick = own.length > 0 ? own : lines.slice(-3);
+  return pick.join('; ');
+}
