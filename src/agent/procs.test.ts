@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createProcSelector, type ProcSelectorOptions } from './procs.js';
+import { AGENT_KEYS } from '../config/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'seqtrace-procs-'));
+const children: ChildProcess[] = [];
+
+/** A real process running `sleep` under the given file name (so comm is that name) and env. */
+function proc(name: string, env: Record<string, string> = {}, argv0?: string): ChildProcess {
+  const bin = join(dir, name);
+  try {
+    copyFileSync('/bin/sleep', bin);
+  } catch {
+    // already copied
+  }
+  const c = spawn(bin, ['60'], { env: { PATH: '/usr/bin:/bin', ...env }, argv0, stdio: 'ignore' });
+  children.push(c);
+  return c;
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 150)); // let exec finish so comm is the new name
+
+function selector(cfg: Partial<ProcSelectorOptions['cfg']>, denyPids: number[] = []) {
+  const added: number[] = [];
+  const removed: number[] = [];
+  const sel = createProcSelector({
+    cfg: {
+      trace_all_process: false,
+      trace_envset: AGENT_KEYS.trace_envset.default,
+      trace_nameset: [],
+      trace_namedenyset: [],
+      ...cfg,
+    },
+    addPid: (p) => added.push(p),
+    removePid: (p) => removed.push(p),
+    denyPids: () => denyPids,
+    intervalMs: 0,
+  });
+  return { sel, added, removed };
+}
+
+test.after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('env set, name set, deny list: selected as the seed says', async () => {
+  const withEnv = proc('svc-a', { DD_SERVICE: 'orders' });
+  const otel = proc('svc-b', { OTEL_SERVICE_NAME: 'billing', DK_BPFTRACE_SERVICE: 'payments' });
+  const byName = proc('mysleeper');
+  const byArgv0 = proc('plainsleep', {}, 'fancyname');
+  const plain = proc('untraced');
+  const datakit = proc('datakit', { DD_SERVICE: 'x' });
+  const deniedByConfig = proc('noisy', { DD_SERVICE: 'x' });
+  await settle();
+  const { sel, added } = selector({ trace_nameset: ['mysleeper', 'fancyname', 'noisy'], trace_namedenyset: ['noisy'] }, [process.pid]);
+  sel.scan();
+  const has = (c: ChildProcess) => added.includes(c.pid!);
+  assert.ok(has(withEnv), 'DD_SERVICE present');
+  assert.ok(has(otel), 'OTEL_SERVICE_NAME present');
+  assert.ok(has(byName), 'comm in trace_nameset');
+  assert.ok(has(byArgv0), 'argv0 in trace_nameset');
+  assert.ok(!has(plain), 'nothing matches');
+  assert.ok(!has(datakit), 'datakit is always denied');
+  assert.ok(!has(deniedByConfig), 'deny list wins over name and env');
+  assert.ok(!added.includes(process.pid));
+  assert.equal(sel.info(withEnv.pid!)!.reason, 'env');
+  assert.equal(sel.info(byName.pid!)!.reason, 'name');
+  assert.equal(sel.service(withEnv.pid!), 'orders');
+  assert.equal(sel.service(otel.pid!), 'payments', 'DK_BPFTRACE_SERVICE first');
+  assert.equal(sel.service(byName.pid!), 'mysleeper', 'no service variable: the process name');
+  assert.equal(sel.processName(withEnv.pid!), 'svc-a');
+  assert.equal(sel.threadName(withEnv.pid!, withEnv.pid!), 'svc-a');
+  sel.close();
+});
+
+test('trace_all_process: everything but the deny list, the agent itself and kernel threads', async () => {
+  const plain = proc('anything');
+  const datakitEbpf = proc('datakit-ebpf');
+  await settle();
+  const { sel, added } = selector({ trace_all_process: true }, [process.pid]);
+  sel.scan();
+  assert.ok(added.includes(plain.pid!));
+  assert.ok(!added.includes(datakitEbpf.pid!));
+  assert.ok(!added.includes(process.pid), 'the agent never traces itself');
+  assert.ok(!added.includes(2), 'kthreadd');
+  assert.equal(sel.info(plain.pid!)!.reason, 'all');
+  sel.close();
+});
+
+test('exit and exec: pids are removed, and re-examined when they exec', async () => {
+  const a = proc('mysleeper');
+  // A shell that later execs into a traced name: same pid, new comm.
+  const bin = join(dir, 'mysleeper');
+  const sh = spawn('/bin/sh', ['-c', `sleep 0.5; exec ${bin} 60`], { env: { PATH: '/usr/bin:/bin' }, stdio: 'ignore' });
+  children.push(sh);
+  await settle();
+  const { sel, added, removed } = selector({ trace_nameset: ['mysleeper'] });
+  sel.scan();
+  assert.ok(added.includes(a.pid!));
+  assert.ok(!added.includes(sh.pid!));
+  await new Promise((r) => setTimeout(r, 700));
+  sel.onExec(sh.pid!);
+  assert.ok(added.includes(sh.pid!), 'traced after exec');
+  a.kill('SIGKILL');
+  await new Promise((r) => a.once('exit', r));
+  await settle();
+  sel.scan();
+  assert.ok(removed.includes(a.pid!), 'removed once gone');
+  assert.equal(sel.isTraced(a.pid!), false);
+  assert.equal(sel.isTraced(sh.pid!), true);
+  sel.close();
+});

@@ -1,0 +1,224 @@
+// Which processes are traced, as the seed says:
+//   1. never: trace_namedenyset, plus seqtrace itself (its own pid and its loader's, and the
+//      names seqtrace, seqtrace-loader, datakit, datakit-ebpf), and kernel threads;
+//   2. then every process when trace_all_process;
+//   3. else a process having any variable of trace_envset in its environment;
+//   4. else a process whose name (comm, basename of its executable or of argv[0]) is in
+//      trace_nameset.
+// /proc is scanned every second, and a pid is re-examined at once on an exec event. The decision
+// is kept per (pid, start time), so a reused pid is examined afresh.
+//
+// Service name: DK_BPFTRACE_SERVICE, DD_SERVICE or OTEL_SERVICE_NAME from the process's
+// environment, else the process name. Reading another process's environ needs CAP_SYS_PTRACE
+// (or the same uid).
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { AgentConfig } from '../config/config.js';
+
+export const ALWAYS_DENIED = ['seqtrace', 'seqtrace-loader', 'datakit', 'datakit-ebpf'];
+export const SERVICE_ENV = ['DK_BPFTRACE_SERVICE', 'DD_SERVICE', 'OTEL_SERVICE_NAME'];
+
+export type SelectionReason = 'all' | 'env' | 'name' | 'denied' | 'none';
+
+export interface ProcInfo {
+  pid: number;
+  startTime: string;
+  comm: string;
+  /** comm, basename(exe), basename(argv0): every name the process goes by. */
+  names: string[];
+  traced: boolean;
+  reason: SelectionReason;
+  service: string;
+}
+
+export interface ProcSelectorOptions {
+  cfg: Pick<AgentConfig, 'trace_all_process' | 'trace_envset' | 'trace_nameset' | 'trace_namedenyset'>;
+  addPid(pid: number): void;
+  removePid(pid: number): void;
+  /** Pids never traced (the agent's own, its loader's); read at every decision. */
+  denyPids?(): Iterable<number>;
+  procRoot?: string;
+  /** Rescan period; 0 disables the timer (tests call scan()). Default 1000. */
+  intervalMs?: number;
+}
+
+export interface ProcSelectorStats {
+  scans: number;
+  traced: number;
+  added: number;
+  removed: number;
+  /** environ files that could not be read (permissions). */
+  environUnreadable: number;
+}
+
+export interface ProcSelector {
+  scan(): void;
+  onExec(pid: number): void;
+  onExit(pid: number): void;
+  isTraced(pid: number): boolean;
+  info(pid: number): ProcInfo | undefined;
+  service(pid: number): string;
+  processName(pid: number): string;
+  threadName(pid: number, tid: number): string;
+  close(): void;
+  readonly stats: ProcSelectorStats;
+}
+
+/** comm and start time (field 22) from /proc/PID/stat; comm may contain spaces and parens. */
+function readStat(root: string, pid: number): { comm: string; startTime: string; ppid: number } | null {
+  let s: string;
+  try {
+    s = readFileSync(`${root}/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  const open = s.indexOf('(');
+  const close = s.lastIndexOf(')');
+  if (open < 0 || close < open) return null;
+  const rest = s.slice(close + 2).split(' ');
+  // rest[0] is field 3 (state): field N is rest[N - 3].
+  return { comm: s.slice(open + 1, close), startTime: rest[19] ?? '', ppid: Number(rest[1]) };
+}
+
+function readEnviron(root: string, pid: number): Map<string, string> | null {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(`${root}/${pid}/environ`);
+  } catch {
+    return null;
+  }
+  const env = new Map<string, string>();
+  let start = 0;
+  while (start < raw.length) {
+    let end = raw.indexOf(0, start);
+    if (end < 0) end = raw.length;
+    const eq = raw.indexOf(61, start);
+    if (eq > start && eq < end) env.set(raw.toString('utf8', start, eq), raw.toString('utf8', eq + 1, end));
+    start = end + 1;
+  }
+  return env;
+}
+
+export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
+  const root = opts.procRoot ?? '/proc';
+  const deny = new Set([...ALWAYS_DENIED, ...opts.cfg.trace_namedenyset]);
+  const names = new Set(opts.cfg.trace_nameset);
+  const envset = opts.cfg.trace_envset;
+  const procs = new Map<number, ProcInfo>();
+  const threadNames = new Map<number, string>();
+  const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
+
+  function examine(pid: number, st: { comm: string; startTime: string; ppid: number }): ProcInfo {
+    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm };
+    let exe = '';
+    try {
+      exe = basename(readlinkSync(`${root}/${pid}/exe`).replace(/ \(deleted\)$/, ''));
+    } catch {
+      // Kernel threads have no executable; processes of other users need CAP_SYS_PTRACE.
+    }
+    let argv0 = '';
+    try {
+      const cmd = readFileSync(`${root}/${pid}/cmdline`);
+      const nul = cmd.indexOf(0);
+      argv0 = basename(cmd.toString('utf8', 0, nul < 0 ? cmd.length : nul));
+    } catch {
+      // gone already
+    }
+    if (exe && !info.names.includes(exe)) info.names.push(exe);
+    if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
+    const denied = opts.denyPids ? [...opts.denyPids()].includes(pid) : false;
+    // Kernel threads: children of kthreadd (pid 2) or kthreadd itself, no command line.
+    const kernel = pid === 2 || st.ppid === 2 || (!exe && !argv0);
+    if (denied || kernel || info.names.some((n) => deny.has(n))) {
+      info.reason = 'denied';
+      return info;
+    }
+    const env = readEnviron(root, pid);
+    if (!env) stats.environUnreadable++;
+    for (const k of SERVICE_ENV) {
+      const v = env?.get(k);
+      if (v) { info.service = v; break; }
+    }
+    if (opts.cfg.trace_all_process) info.reason = 'all';
+    else if (env && envset.some((k) => env.has(k))) info.reason = 'env';
+    else if (info.names.some((n) => names.has(n))) info.reason = 'name';
+    info.traced = info.reason !== 'none';
+    return info;
+  }
+
+  function untrack(pid: number): void {
+    const old = procs.get(pid);
+    if (!old) return;
+    procs.delete(pid);
+    if (old.traced) {
+      stats.traced--;
+      stats.removed++;
+      opts.removePid(pid);
+    }
+  }
+
+  function update(pid: number, force: boolean): void {
+    const st = readStat(root, pid);
+    if (!st) { untrack(pid); return; }
+    const old = procs.get(pid);
+    if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
+    const info = examine(pid, st);
+    if (old?.traced && !info.traced) { stats.traced--; stats.removed++; opts.removePid(pid); }
+    if (info.traced && !old?.traced) { stats.traced++; stats.added++; opts.addPid(pid); }
+    procs.set(pid, info);
+  }
+
+  function scan(): void {
+    stats.scans++;
+    const seen = new Set<number>();
+    let entries: string[];
+    try {
+      entries = readdirSync(root);
+    } catch {
+      return;
+    }
+    for (const name of entries) {
+      const c = name.charCodeAt(0);
+      if (c < 48 || c > 57) continue;
+      const pid = Number(name);
+      seen.add(pid);
+      update(pid, false);
+    }
+    for (const pid of [...procs.keys()]) if (!seen.has(pid)) untrack(pid);
+    // Thread names change rarely but do change (pthread_setname_np): re-read now and then.
+    if (stats.scans % 60 === 0 || threadNames.size > 50_000) threadNames.clear();
+  }
+
+  const timer = (opts.intervalMs ?? 1000) > 0 ? setInterval(scan, opts.intervalMs ?? 1000) : null;
+  timer?.unref();
+
+  return {
+    stats,
+    scan,
+    onExec: (pid) => update(pid, true),
+    onExit: (pid) => untrack(pid),
+    isTraced: (pid) => procs.get(pid)?.traced ?? false,
+    info: (pid) => procs.get(pid),
+    service(pid) {
+      return procs.get(pid)?.service ?? (readStat(root, pid)?.comm || 'unknown');
+    },
+    processName(pid) {
+      return procs.get(pid)?.comm ?? (readStat(root, pid)?.comm || '');
+    },
+    threadName(pid, tid) {
+      let n = threadNames.get(tid);
+      if (n === undefined) {
+        try {
+          n = readFileSync(`${root}/${pid}/task/${tid}/comm`, 'utf8').trimEnd();
+        } catch {
+          n = '';
+        }
+        threadNames.set(tid, n);
+      }
+      return n;
+    },
+    close() {
+      if (timer) clearInterval(timer);
+    },
+  };
+}
