@@ -40,10 +40,12 @@ export function installErrorHandling(app: FastifyInstance): void {
 
 /** A hook that answers 401 SEQ_ERR_UNAUTHORIZED unless `Authorization: Bearer <token>` matches; no-op for ''. */
 export function bearerGuard(token: string, what: string) {
-  const want = Buffer.from(`Bearer ${token}`);
+  const want = Buffer.from(token);
   return async (req: FastifyRequest): Promise<void> => {
     if (token === '') return;
-    const got = Buffer.from(req.headers.authorization ?? '');
+    // The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+    const m = /^\s*bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    const got = Buffer.from(m ? m[1] : '');
     if (got.length !== want.length || !timingSafeEqual(got, want)) {
       throw seqError('SEQ_ERR_UNAUTHORIZED', `${what} requires the header "Authorization: Bearer <token>" with the configured token`, 401);
     }
