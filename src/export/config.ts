@@ -77,7 +77,8 @@ export function parseOtlpHeaders(name: string, text: string): Record<string, str
       throw seqError('SEQ_ERR_CONFIG', `invalid ${name}: entry ${i + 1} is not valid URL encoding (expected key=value pairs separated by commas, percent-encoded)`);
     }
     if (eq < 0 || key === '') {
-      throw seqError('SEQ_ERR_CONFIG', `invalid ${name}: entry ${i + 1}${key ? ` (key "${key}")` : ''} is not of the form key=value (expected key=value pairs separated by commas)`);
+      // Without '=' the whole entry may be a credential: name its position only.
+      throw seqError('SEQ_ERR_CONFIG', `invalid ${name}: entry ${i + 1} is not of the form key=value (expected key=value pairs separated by commas)`);
     }
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
       throw seqError('SEQ_ERR_CONFIG', `invalid ${name}: entry ${i + 1} has key ${JSON.stringify(key)}, which is not a valid HTTP header name`);
