@@ -158,6 +158,12 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
   return { ...env, ...extra };
 }
 
+/**
+ * Servers that fork workers without exec (Apache's children, nginx's worker) reach the agent
+ * by its periodic /proc scan (1 s), not by an exec event: wait that long before traffic.
+ */
+export const FORKED_WORKER_SETTLE_MS = 1500;
+
 /** Start a process in its own process group, registered for cleanup, and wait until it is ready. */
 export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc> {
   const cmd = o.netns ? 'ip' : o.cmd;
@@ -310,9 +316,9 @@ function toml(table: string, values: Record<string, unknown>): string {
   return lines.join('\n') + '\n';
 }
 
-export async function startLinker(scope: Scope, o: { window?: string; extra?: Record<string, unknown> } = {}): Promise<Linker> {
+export async function startLinker(scope: Scope, o: { window?: string; port?: number; extra?: Record<string, unknown> } = {}): Promise<Linker> {
   const dir = subdir(scope, 'linker');
-  const port = await freePort();
+  const port = o.port ?? await freePort();
   const conf = join(dir, 'seqtrace.toml');
   writeFileSync(conf, toml('ebpftrace', { sqlite_path: join(dir, 'db'), window: o.window ?? '1s', sampling_rate: 1, ...o.extra }));
   const url = `http://127.0.0.1:${port}`;
@@ -342,7 +348,7 @@ export interface AgentOptions {
 }
 
 /** Start an agent sending to `linker`; fails with the agent's own words when eBPF cannot load. */
-export async function startAgent(scope: Scope, linker: Linker, o: AgentOptions): Promise<Agent> {
+export async function startAgent(scope: Scope, linker: { port: number }, o: AgentOptions): Promise<Agent> {
   const dir = subdir(scope, 'agent');
   const metricsPort = await freePort();
   const conf = join(dir, 'seqtrace.toml');
@@ -469,6 +475,7 @@ export async function startApache(scope: Scope, o: { name: string; backend: stri
     env: { DK_BPFTRACE_SERVICE: o.name, SEQT_DIR: dir, SEQT_LISTEN: `127.0.0.1:${port}`, SEQT_BACKEND: o.backend },
     readyPort: { host: '127.0.0.1', port },
   });
+  await sleep(FORKED_WORKER_SETTLE_MS);
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
@@ -492,6 +499,7 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
     env: serviceEnv(o.name),
     readyPort: { host, port },
   });
+  await sleep(FORKED_WORKER_SETTLE_MS);
   return { proc, name: o.name, host, port, url: hostUrl(host, port) };
 }
 
@@ -561,8 +569,11 @@ export interface Tracing {
 
 /** A linker and one agent per entry of `agents` (default: one agent with the default process selection). */
 export async function startTracing(scope: Scope, agents: AgentOptions[] = [{ host: `e2e-${scope.tag}` }], window = '1s'): Promise<Tracing> {
-  const linker = await startLinker(scope, { window });
-  const started: Agent[] = [];
-  for (const a of agents) started.push(await startAgent(scope, linker, a));
+  // All at once: each takes seconds to start, and an agent keeps its spans until the linker is up.
+  const port = await freePort();
+  const [linker, ...started] = await Promise.all([
+    startLinker(scope, { window, port }),
+    ...agents.map((a) => startAgent(scope, { port }, a)),
+  ]) as [Linker, ...Agent[]];
   return { linker, agents: started };
 }
