@@ -32,7 +32,6 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ico': 'image/x-icon',
-  '.json': 'application/json; charset=utf-8',
 };
 
 /** Client-side routes of the single-page app; each serves index.html. */

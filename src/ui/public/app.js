@@ -4,8 +4,8 @@
 import { renderSearch } from './search.js';
 import { renderTrace } from './trace.js';
 import { renderMap } from './map.js';
-import { ApiError, setToken } from './api.js';
-import { esc, h } from './format.js';
+import { ApiError, services, setToken } from './api.js';
+import { esc, h, setServiceOrder } from './format.js';
 
 const view = /** @type {HTMLElement} */ (document.getElementById('view'));
 /** @type {(() => void) | undefined} */
@@ -65,10 +65,16 @@ document.addEventListener('click', (e) => {
   navigate(/** @type {HTMLAnchorElement} */ (a).getAttribute('href') ?? '/');
 });
 window.addEventListener('popstate', route);
+/** Colours by service order need the service list; a slow or failing answer must not hold up the page. */
+async function start() {
+  const timeout = new Promise((resolve) => setTimeout(resolve, 1500));
+  await Promise.race([services().then(setServiceOrder).catch(() => {}), timeout]);
+  route();
+}
 document.getElementById('lookup')?.addEventListener('submit', (e) => {
   e.preventDefault();
   const input = /** @type {HTMLInputElement} */ (/** @type {HTMLFormElement} */ (e.target).elements.namedItem('traceId'));
   const id = input.value.trim().toLowerCase();
   if (id) { input.value = ''; navigate(`/trace/${encodeURIComponent(id)}`); }
 });
-route();
+start();

@@ -47,12 +47,26 @@ export function fmtRate(perSec) {
   return `${(perSec * 3600).toFixed(1)}/h`;
 }
 
-// Colour-blind-friendly, distinct on white, dark enough for white text on bars.
-const PALETTE = ['#1f77b4', '#d95f02', '#2ca02c', '#7b4ea3', '#8c564b', '#c2185b', '#00838f', '#827717',
-  '#3949ab', '#ad1457', '#5d4037', '#00695c', '#6a1b9a', '#ef6c00', '#455a64', '#9e9d24'];
+// Distinct on white and dark enough for white text; the first ones differ the most.
+const PALETTE = ['#2f6db5', '#e07b00', '#2e9e44', '#8e5bc6', '#0f9aa8', '#c2407f', '#7a8b00', '#b5542c',
+  '#3949ab', '#5b6b7a', '#00796b', '#9c6b00', '#6d4c9f', '#1e88e5', '#ad1457', '#558b2f'];
+/** @type {Map<string, string>} */
+const assigned = new Map();
 
-/** Stable colour per service name (hash, so the same service has the same colour everywhere). */
+/**
+ * Gives the known services (sorted, from /api/services) consecutive palette colours, so a
+ * handful of services never share a colour as hashing could make them.
+ * @param {string[]} services
+ */
+export function setServiceOrder(services) {
+  assigned.clear();
+  services.forEach((s, i) => assigned.set(s, PALETTE[i % PALETTE.length]));
+}
+
+/** Stable colour per service name: by its place among known services, else by hash. */
 export function serviceColor(/** @type {string} */ name) {
+  const c = assigned.get(name);
+  if (c) return c;
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
   return PALETTE[(h >>> 0) % PALETTE.length];

@@ -115,10 +115,12 @@ function mount(page, traceId, spans, selectedId) {
       for (const [a, b] of crit) {
         const l = ((a - n.startUs) / Math.max(1, n.endUs - n.startUs)) * 100;
         const w = ((b - a) / Math.max(1, n.endUs - n.startUs)) * 100;
-        cp += `<span class="cp" style="left:${l.toFixed(3)}%;width:${Math.max(0.5, w).toFixed(3)}%"></span>`;
+        cp += `<span class="cp" style="left:${l.toFixed(3)}%;width:${Math.max(0.1, w).toFixed(3)}%"></span>`;
       }
     }
+    // Duration label: right of the bar, else left of it, else inside a bar that fills the row.
     const labelRight = left + width < 80;
+    const labelInside = !labelRight && left < 12;
     const kind = s.kind === 'exit' ? '<span class="kb client">CLIENT</span>' : '<span class="kb server">SERVER</span>';
     return `<div class="wf-row${s.spanId === selectedId ? ' selected' : ''}${s.status === 'error' ? ' error' : ''}${crit ? ' on-cp' : ''}" role="treeitem" aria-level="${n.depth + 1}" aria-expanded="${hasKids ? !isCollapsed : ''}"
       data-span-id="${esc(s.spanId)}" data-depth="${n.depth}" data-parent-id="${esc(s.parentId)}" style="top:${i * ROW_H}px">
@@ -131,7 +133,7 @@ function mount(page, traceId, spans, selectedId) {
         ${isCollapsed ? `<span class="hidden-count">+${n.descendants}</span>` : ''}
       </div>
       <div class="wf-bar-cell"><div class="wf-bar${s.kind === 'exit' ? ' client' : ''}" style="left:${left.toFixed(3)}%;width:${width.toFixed(3)}%;--c:${color}">${cp}</div>
-        <span class="wf-dur" style="${labelRight ? `left:calc(${(left + width).toFixed(3)}% + 4px)` : `right:calc(${(100 - left).toFixed(3)}% + 4px)`}">${esc(fmtDuration(s.durationUs))}</span></div>
+        <span class="wf-dur${labelInside ? ' inside' : ''}" style="${labelRight ? `left:calc(${(left + width).toFixed(3)}% + 4px)` : labelInside ? `right:calc(${(100 - left - width).toFixed(3)}% + 6px)` : `right:calc(${(100 - left).toFixed(3)}% + 4px)`}">${esc(fmtDuration(s.durationUs))}</span></div>
     </div>`;
   }
 

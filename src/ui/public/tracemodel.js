@@ -114,10 +114,11 @@ export function buildTrace(spans) {
 }
 
 /**
- * The critical path: walking back from the root's end, the time each span is the one
- * holding up its parent (the child that finished last before the point reached, then its
- * own children recursively; the parent's self time fills the gaps). Children overrunning
- * their parent are clipped to it.
+ * The critical path (as Jaeger draws it): walking back from the root's end, the child that
+ * finished last before the point reached is what the parent waited for; then the same
+ * inside that child, and the parent's own time fills the gaps. A sibling still running at
+ * that point ran in parallel and is not on the path. Children overrunning their parent are
+ * clipped to it.
  * @param {SpanNode} root
  * @returns {Map<string, [number, number][]>}
  */
@@ -129,22 +130,21 @@ export function criticalPath(root) {
     const segs = out.get(n.id);
     if (segs) segs.push([a, b]); else out.set(n.id, [[a, b]]);
   };
-  // Explicit stack of (node, window end, window start) to stay iterative on deep traces.
+  // Explicit stack of (node, window start, window end) to stay iterative on deep traces.
   /** @type {[SpanNode, number, number][]} */
-  const work = [[root, root.endUs, root.startUs]];
+  const work = [[root, root.startUs, root.endUs]];
   while (work.length) {
-    const [n, limitEnd, limitStart] = /** @type {[SpanNode, number, number]} */ (work.pop());
-    const lo = Math.max(n.startUs, limitStart);
-    let cursor = Math.min(n.endUs, limitEnd);
-    const kids = n.children.slice().sort((a, b) => b.endUs - a.endUs);
-    for (const c of kids) {
+    const [n, lo, hi] = /** @type {[SpanNode, number, number]} */ (work.pop());
+    let cursor = hi;
+    const kids = n.children
+      .map((c) => /** @type {[SpanNode, number, number]} */ ([c, Math.max(c.startUs, lo), Math.min(c.endUs, hi)]))
+      .filter(([, a, b]) => b > a)
+      .sort((x, y) => y[2] - x[2]);
+    for (const [c, cStart, cEnd] of kids) {
       if (cursor <= lo) break;
-      if (c.startUs >= cursor) continue; // started after the point reached: not blocking it
-      const cEnd = Math.min(c.endUs, cursor);
-      if (cEnd < lo) continue;
-      add(n, cEnd, cursor); // self time after this child
-      const cStart = Math.max(c.startUs, lo);
-      work.push([c, cEnd, cStart]);
+      if (cEnd > cursor) continue; // still running at the point reached: parallel work
+      add(n, cEnd, cursor);
+      work.push([c, cStart, cEnd]);
       cursor = cStart;
     }
     add(n, lo, cursor);

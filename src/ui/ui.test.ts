@@ -1,0 +1,285 @@
+// The web UI in a real browser (Debian's Chromium via playwright-core) against a real server:
+// the query API and the UI over a real SQLite store holding linked traces. Also writes the
+// README screenshots to docs/screenshots/.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import type { LinkedSpan } from '../span/span.js';
+import { launchBrowser, startUiServer, type Browser, type UiServer } from './harness.js';
+import { bigTrace, cartOnlyTrace, checkoutTrace } from './sample-traces.js';
+
+const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots');
+const APP_TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+
+let server: UiServer;
+let browser: Browser;
+const nowUs = Date.now() * 1000;
+const traces = new Map<string, LinkedSpan[]>();
+let lateTraceId = '';
+let externalTraceId = '';
+let bigTraceId = '';
+const cartOnly: string[] = [];
+
+function store(spans: LinkedSpan[]) {
+  // A late span is committed after the rest of its trace, as the linker does.
+  server.store.commit(spans.filter((s) => !s.late), []);
+  const late = spans.filter((s) => s.late);
+  if (late.length) server.store.commit(late, []);
+  traces.set(spans[0].traceId, spans);
+  return spans[0].traceId;
+}
+
+async function open(path: string): Promise<Page> {
+  const page = await browser.context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  (page as Page & { errors: string[] }).errors = errors;
+  await page.goto(server.url + path);
+  return page;
+}
+const pageErrors = (p: Page) => (p as Page & { errors: string[] }).errors;
+
+describe('web UI in Chromium', () => {
+  before(async () => {
+    server = await startUiServer();
+    for (let i = 0; i < 30; i++) {
+      const id = store(checkoutTrace({
+        startUs: nowUs - (i + 1) * 50e6, seed: i + 1, error: i % 6 === 2, late: i === 3,
+        external: i === 5, appTraceId: i === 7 ? APP_TRACE_ID : undefined, items: 2 + (i % 3),
+      }));
+      if (i === 3) lateTraceId = id;
+      if (i === 5) externalTraceId = id;
+    }
+    for (let i = 0; i < 6; i++) cartOnly.push(store(cartOnlyTrace(nowUs - (i + 1) * 170e6, 500 + i)));
+    bigTraceId = store(bigTrace(nowUs - 40 * 60e6, 600));
+    browser = await launchBrowser();
+    mkdirSync(SHOTS, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test('serves the UI: deep-link routes get index.html, assets have types, ETags and gzip', async () => {
+    for (const path of ['/', '/search?service=cart', '/trace/abc', '/map']) {
+      const r = await fetch(server.url + path);
+      assert.equal(r.status, 200, path);
+      assert.match(r.headers.get('content-type') ?? '', /^text\/html/, path);
+      assert.match(await r.text(), /<script type="module" src="\/ui\/app.js">/);
+    }
+    const js = await fetch(`${server.url}/ui/app.js`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.equal(js.headers.get('content-encoding'), 'gzip');
+    const etag = js.headers.get('etag');
+    assert.ok(etag);
+    const again = await fetch(`${server.url}/ui/app.js`, { headers: { 'if-none-match': etag } });
+    assert.equal(again.status, 304);
+    assert.match((await fetch(`${server.url}/ui/styles.css`)).headers.get('content-type') ?? '', /^text\/css/);
+    const missing = await fetch(`${server.url}/ui/nope.js`);
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).code, 'SEQ_ERR_NOT_FOUND');
+  });
+
+  test('search: filters from the form go to the URL and the list shows what the API found', async () => {
+    const page = await open('/');
+    await page.waitForSelector('.trace-row');
+    await page.waitForSelector('#search-form select[name=service] option[value="cart"]', { state: 'attached' });
+    await page.screenshot({ path: join(SHOTS, 'search.png') });
+    await page.selectOption('#search-form select[name=service]', 'cart');
+    await page.waitForSelector('#search-form select[name=operation] option[value="DELETE /cart/{id}"]', { state: 'attached' });
+    await page.selectOption('#search-form select[name=operation]', 'DELETE /cart/{id}');
+    await page.click('#search-form button[type=submit]');
+    await page.waitForURL(/service=cart/);
+    assert.match(page.url(), /operation=DELETE\+%2Fcart%2F%7Bid%7D|operation=DELETE%20%2Fcart/);
+    await page.waitForFunction((n) => document.querySelectorAll('.trace-row').length === n, cartOnly.length);
+    const ids = await page.$$eval('.trace-row', (els) => els.map((e) => e.getAttribute('data-trace-id')));
+    assert.deepEqual(new Set(ids), new Set(cartOnly));
+    assert.equal(await page.locator('#scatter circle.dot').count(), cartOnly.length);
+
+    // Errors only: every row is marked, and the count matches the stored error traces.
+    await page.goto(`${server.url}/search?status=error&limit=100&lookback=24h`);
+    const errorIds = [...traces].filter(([, s]) => s.some((x) => x.status === 'error')).map(([id]) => id);
+    await page.waitForFunction((n) => document.querySelectorAll('.trace-row').length === n, errorIds.length);
+    assert.equal(await page.locator('.trace-row.has-error').count(), errorIds.length);
+    assert.equal(await page.locator('#scatter circle.dot.err').count(), errorIds.length);
+
+    // A malformed duration is named, and nothing is searched.
+    await page.fill('#search-form input[name=minDuration]', 'fast');
+    await page.click('#search-form button[type=submit]');
+    assert.match(await page.locator('.form-error').innerText(), /Min duration "fast" is not a duration/);
+    assert.deepEqual(pageErrors(page), []);
+    await page.close();
+  });
+
+  test('trace view: a click on a result opens the waterfall with the right nesting and marks', async () => {
+    const page = await open(`/search?lookback=24h&limit=100`);
+    await page.click(`.trace-row[data-trace-id="${lateTraceId}"] a`);
+    await page.waitForURL(new RegExp(`/trace/${lateTraceId}$`));
+    await page.waitForSelector('.wf-row');
+    const spans = traces.get(lateTraceId)!;
+    const rows = await page.$$eval('.wf-row', (els) => els.map((e) => ({
+      id: e.getAttribute('data-span-id')!, depth: Number(e.getAttribute('data-depth')),
+      client: !!e.querySelector('.kb.client'), server: !!e.querySelector('.kb.server'),
+      late: !!e.querySelector('.kb.late'), unlinked: !!e.querySelector('.kb.unlinked'),
+      critical: e.classList.contains('on-cp'),
+    })));
+    assert.equal(rows.length, spans.length);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const depth = (s: LinkedSpan): number => (s.parentId ? 1 + depth(byId.get(s.parentId)!) : 0);
+    for (const [i, r] of rows.entries()) {
+      const s = byId.get(r.id)!;
+      assert.equal(r.depth, depth(s), `depth of ${s.service} ${s.resource}`);
+      assert.equal(r.client, s.kind === 'exit');
+      assert.equal(r.server, s.kind === 'entry');
+      assert.equal(r.late, s.late);
+      assert.equal(r.unlinked, false);
+      // Depth-first: a row's parent is above it.
+      if (s.parentId) assert.ok(rows.findIndex((x) => x.id === s.parentId) < i);
+    }
+    assert.equal(rows.filter((r) => r.late).length, 1);
+    assert.ok(rows[0].critical, 'the root is on the critical path');
+    assert.ok(rows.some((r) => !r.critical), 'parallel calls off the critical path are not marked');
+    await page.screenshot({ path: join(SHOTS, 'trace.png') });
+    assert.deepEqual(pageErrors(page), []);
+    await page.close();
+  });
+
+  test('span detail: a click on a span shows its eBPF attributes, grouped', async () => {
+    const spans = traces.get(lateTraceId)!;
+    const pay = spans.find((s) => s.service === 'payments' && s.kind === 'entry')!;
+    const page = await open(`/trace/${lateTraceId}`);
+    await page.click(`.wf-row[data-span-id="${pay.spanId}"] .res`);
+    await page.waitForSelector('.detail [data-field=pid]');
+    const field = (f: string) => page.locator(`.detail tr[data-field="${f}"] td`).innerText();
+    assert.equal(await field('pid'), String(pay.pid));
+    assert.equal(await field('tid'), String(pay.tid));
+    assert.equal(await field('threadGroup'), pay.threadGroup);
+    assert.equal(await field('reqSeq'), String(pay.reqSeq));
+    assert.equal(await field('respSeq'), String(pay.respSeq));
+    assert.equal(await field('host'), pay.host);
+    assert.equal(await field('src'), `${pay.srcIp}:${pay.srcPort}`);
+    assert.equal(await field('dst'), `${pay.dstIp}:${pay.dstPort}`);
+    assert.equal(await field('httpStatusCode'), String(pay.httpStatusCode));
+    assert.equal(await field('attr.bytes_read'), String(pay.attrs.bytes_read));
+    assert.deepEqual(await page.$$eval('.detail .attr-group h4', (h) => h.map((x) => x.textContent)),
+      ['Span', 'HTTP', 'eBPF', 'Attributes', 'Children (1)']);
+    assert.match(page.url(), new RegExp(`\\?span=${pay.spanId}$`));
+    // The late ledger span says why it is marked.
+    const late = spans.find((s) => s.late)!;
+    await page.click(`.wf-row[data-span-id="${late.spanId}"] .res`);
+    await page.waitForSelector('.detail .flags');
+    assert.match(await page.locator('.detail .flags').innerText(), /Late: arrived after its trace had been emitted/);
+    await page.close();
+  });
+
+  test('deep link: /trace/<id>?span=<id> opens the trace and the span directly, app trace id shown', async () => {
+    const spans = traces.get(APP_TRACE_ID)!;
+    const ledger = spans.find((s) => s.service === 'ledger')!;
+    const page = await open(`/trace/${APP_TRACE_ID}?span=${ledger.spanId}`);
+    await page.waitForSelector(`.wf-row.selected[data-span-id="${ledger.spanId}"]`);
+    assert.equal(await page.locator('.detail tr[data-field=appTraceId] td').innerText(), APP_TRACE_ID);
+    assert.equal(await page.locator('.detail tr[data-field=ebpfTraceId] td').innerText(), ledger.ebpfTraceId);
+    assert.match(await page.locator('.trace-head').innerText(), new RegExp(`App trace id\\s+${APP_TRACE_ID}`));
+    await page.screenshot({ path: join(SHOTS, 'span-detail.png') });
+    // An unknown id says so.
+    await page.goto(`${server.url}/trace/00000000000000000000000000000bad`);
+    await page.waitForSelector('.error-box');
+    assert.match(await page.locator('.error-box').innerText(), /SEQ_ERR_NOT_FOUND/);
+    await page.close();
+  });
+
+  test('unlinked: a client call with no server side is marked, with the reason', async () => {
+    const spans = traces.get(externalTraceId)!;
+    const geo = spans.find((s) => s.resource === 'GET /geo')!;
+    const page = await open(`/trace/${externalTraceId}?span=${geo.spanId}`);
+    await page.waitForSelector(`.wf-row[data-span-id="${geo.spanId}"] .kb.unlinked`);
+    assert.equal(await page.locator('.wf-row .kb.unlinked').count(), 1);
+    assert.match(await page.locator('.detail .flags').innerText(), /client span without a server side/);
+    await page.close();
+  });
+
+  test('service map: every edge drawn, labelled with rate, error rate, p50 and p99', async () => {
+    const page = await open('/map?lookback=24h');
+    await page.waitForSelector('.service-map .edge-label');
+    const edges = await server.store.dependencies(nowUs - 24 * 3600e6, Date.now() * 1000);
+    assert.ok(edges.length >= 5);
+    assert.equal(await page.locator('.service-map .edge').count(), edges.length);
+    assert.equal(await page.locator('.service-map .node').count(), new Set(edges.flatMap((e) => [e.parent, e.child])).size);
+    const pay = edges.find((e) => e.parent === 'frontend' && e.child === 'payments')!;
+    const label = await page.locator('.service-map .edge-label[data-edge="frontend→payments"]').textContent();
+    const fmt = (us: number) => page.evaluate(async (v) => (await import('/ui/format.js' as string)).fmtDuration(v) as string, us);
+    assert.match(label ?? '', /\/(h|min|s) · \d/);
+    assert.ok(label?.includes(`p50 ${await fmt(pay.p50Us)} · p99 ${await fmt(pay.p99Us)}`), label ?? '');
+    const row = await page.locator('.edge-table tr[data-edge="frontend→payments"]').innerText();
+    const cells = row.split('\t').map((c) => c.trim());
+    assert.equal(cells[2], String(pay.callCount));
+    assert.equal(cells[4], String(pay.errorCount));
+    assert.ok(pay.errorCount > 0, 'payments errors appear on the frontend→payments edge');
+    await page.screenshot({ path: join(SHOTS, 'service-map.png') });
+    // A node leads to the search for its service.
+    await page.click('.service-map .node[data-service="ledger"]');
+    await page.waitForURL(/\/search\?service=ledger/);
+    assert.deepEqual(pageErrors(page), []);
+    await page.close();
+  });
+
+  test('live: a trace stored while the search is open appears without a reload', async () => {
+    const page = await open('/search?service=frontend');
+    await page.waitForSelector('.trace-row');
+    const before = await page.locator('.trace-row').count();
+    const id = store(checkoutTrace({ startUs: Date.now() * 1000, seed: 4242, error: true }));
+    await page.waitForSelector(`.trace-row[data-trace-id="${id}"].new`, { timeout: 10_000 });
+    assert.equal(await page.locator('.trace-row').count(), before + 1);
+    // Newest first: it is at the top.
+    assert.equal(await page.locator('.trace-row').first().getAttribute('data-trace-id'), id);
+    await page.close();
+  });
+
+  test('big trace: the waterfall keeps few rows in the DOM and scrolls to the last span', async () => {
+    const spans = traces.get(bigTraceId)!;
+    assert.ok(spans.length > 1000);
+    const page = await open(`/trace/${bigTraceId}`);
+    await page.waitForSelector('.wf-row');
+    const inDom = await page.locator('.wf-row').count();
+    assert.ok(inDom < 100, `${inDom} rows in the DOM for ${spans.length} spans`);
+    await page.locator('.wf-scroll').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+    const lastDepthFirst = await page.evaluate(async (all) => {
+      const m = await import('/ui/tracemodel.js' as string);
+      const model = m.buildTrace(all);
+      return model.nodes[model.nodes.length - 1].id as string;
+    }, spans);
+    await page.waitForSelector(`.wf-row[data-span-id="${lastDepthFirst}"]`);
+    // Collapsing the root leaves one row.
+    await page.locator('.wf-scroll').evaluate((el) => { el.scrollTop = 0; });
+    await page.click(`.wf-row[data-span-id="${spans[0].spanId}"] .tog`);
+    await page.waitForFunction(() => document.querySelectorAll('.wf-row').length === 1);
+    await page.close();
+  });
+
+  test('critical path: the child finishing last holds up its parent, parallel work does not', async () => {
+    const page = await open('/');
+    const cp = await page.evaluate(async () => {
+      const m = await import('/ui/tracemodel.js' as string);
+      const base = { kind: 'entry', service: 's', status: 'ok', late: false };
+      const model = m.buildTrace([
+        { ...base, spanId: 'r', parentId: '', startUs: 0, durationUs: 100 },
+        { ...base, spanId: 'a', parentId: 'r', startUs: 10, durationUs: 30 },
+        { ...base, spanId: 'b', parentId: 'r', startUs: 30, durationUs: 60 },
+        { ...base, spanId: 'c', parentId: 'r', startUs: 45, durationUs: 10 },
+        { ...base, spanId: 'o', parentId: 'zz', startUs: 50, durationUs: 5 },
+      ]);
+      return {
+        cp: Object.fromEntries(model.critical),
+        unlinked: model.nodes.filter((n: { flags: string[] }) => n.flags.length).map((n: { id: string }) => n.id),
+      };
+    });
+    assert.deepEqual(cp.cp, { r: [[0, 30], [90, 100]], b: [[30, 90]] });
+    assert.deepEqual(cp.unlinked, ['o']);
+    await page.close();
+  });
+});
