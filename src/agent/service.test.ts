@@ -1,0 +1,167 @@
+// End to end on the real kernel: the agent's eBPF capture sees three Python processes talk
+// HTTP (client → users → db) and sends their spans to a real HTTP server standing in for the
+// linker. Needs root and eBPF; skipped only with SEQTRACE_SKIP_EBPF=1.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { startAgent, type Agent } from './service.js';
+import { loadConfig } from '../config/config.js';
+import { decodeLineProtocol } from '../span/lineprotocol.js';
+import { validatePoints } from '../span/validate.js';
+import type { EbpfSpan } from '../span/span.js';
+
+const skip = process.env.SEQTRACE_SKIP_EBPF === '1';
+if (skip) console.log('# skipped: SEQTRACE_SKIP_EBPF=1 (agent end-to-end on eBPF)');
+
+const SERVER = `
+import http.client, http.server, os, sys
+down = os.environ.get('DOWN')
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        if down:
+            c = http.client.HTTPConnection('127.0.0.1', int(down))
+            # Keep-alive: the caller closes first. (With "Connection: close" the response's
+            # FIN can be read in the same call as its data, which moves copied_seq by one:
+            # a capture-side matter, see docs/agent.md.)
+            c.request('GET', '/back' + self.path)
+            c.getresponse().read()
+            c.close()
+        body = b'ok:' + self.path.encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+`;
+
+const CLIENT = `
+import http.client, os, sys
+port = int(os.environ['UP'])
+sys.stdin.readline()
+c = http.client.HTTPConnection('127.0.0.1', port)
+for i in range(3):
+    h = {'traceparent': '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'} if i == 0 else {}
+    c.request('GET', '/front/%d?q=1' % i, headers=h)
+    c.getresponse().read()
+c.close()
+print('done', flush=True)
+`;
+
+function py(code: string, env: Record<string, string>): ChildProcessWithoutNullStreams {
+  return spawn('/usr/bin/python3', ['-c', code], { env: { PATH: '/usr/bin:/bin', ...env } });
+}
+
+async function firstLine(p: ChildProcessWithoutNullStreams): Promise<string> {
+  let out = '';
+  for await (const chunk of p.stdout) {
+    out += chunk;
+    if (out.includes('\n')) return out.split('\n')[0];
+  }
+  throw new Error(`process exited before printing: ${out}`);
+}
+
+test('agent: spans of a real three-process chain reach the linker, linked by thread group and sequence numbers', { skip }, async () => {
+  const received: string[] = [];
+  const linker: Server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      received.push(gunzipSync(Buffer.concat(parts)).toString('utf8'));
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":1,"rejected":0,"errors":[]}');
+    });
+  });
+  linker.listen(0, '127.0.0.1');
+  await once(linker, 'listening');
+  const procs: ChildProcessWithoutNullStreams[] = [];
+  let agent: Agent | undefined;
+  try {
+    const db = py(SERVER, { DD_SERVICE: 'db' });
+    procs.push(db);
+    const dbPort = await firstLine(db);
+    const users = py(SERVER, { DD_SERVICE: 'users', DOWN: dbPort });
+    procs.push(users);
+    const usersPort = await firstLine(users);
+    const client = py(CLIENT, { OTEL_SERVICE_NAME: 'frontend', UP: usersPort });
+    procs.push(client);
+
+    const { agent: cfg } = loadConfig({
+      env: {
+        ENV_INPUT_EBPF_TRACE_SERVER: `127.0.0.1:${(linker.address() as AddressInfo).port}`,
+        ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0',
+        ENV_HOSTNAME: 'test-host',
+      },
+    });
+    agent = await startAgent(cfg, { flushIntervalMs: 100, log: () => {} });
+    client.stdin.write('go\n');
+    assert.equal(await firstLine(client), 'done');
+
+    const want = 12; // 3 × (client exit, users entry, users exit, db entry)
+    const deadline = Date.now() + 15_000;
+    let spans: EbpfSpan[] = [];
+    const mine = new Set([db.pid, users.pid, client.pid]);
+    while (Date.now() < deadline) {
+      const { points } = decodeLineProtocol(received.join(''));
+      spans = validatePoints(points, { maxFieldBytes: 8192 }).spans.filter((s) => mine.has(s.pid));
+      if (spans.length >= want) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const by = (pid: number | undefined, kind: string) => spans.filter((s) => s.pid === pid && s.kind === kind);
+    assert.equal(by(client.pid, 'exit').length, 3, 'client exits');
+    assert.equal(by(users.pid, 'entry').length, 3, 'users entries');
+    assert.equal(by(users.pid, 'exit').length, 3, 'users exits');
+    assert.equal(by(db.pid, 'entry').length, 3, 'db entries');
+
+    for (const entry of by(users.pid, 'entry')) {
+      assert.equal(entry.service, 'users');
+      assert.equal(entry.host, 'test-host');
+      assert.match(entry.resource, /^GET \/front\/\d$/, 'query string dropped');
+      assert.equal(entry.httpStatusCode, 200);
+      assert.notEqual(entry.threadGroup, '');
+      // The call it made on its handler thread joined its group…
+      const exit = by(users.pid, 'exit').find((x) => x.threadGroup === entry.threadGroup);
+      assert.ok(exit, `an exit in group ${entry.threadGroup}`);
+      assert.equal(exit.resource, `GET /back${entry.httpRoute}`);
+      // …and that call is the db's entry: same sequence numbers on both ends.
+      const dbEntry = by(db.pid, 'entry').find((x) => x.reqSeq === exit.reqSeq && x.respSeq === exit.respSeq);
+      assert.ok(dbEntry, `db entry with the exit's sequence numbers: ${JSON.stringify(spans.map((s) => [s.pid, s.kind, s.reqSeq, s.respSeq, s.resource, s.threadGroup, s.tid]))}`);
+      assert.equal(dbEntry.service, 'db');
+      // The client's call is this entry.
+      const clientExit = by(client.pid, 'exit').find((x) => x.reqSeq === entry.reqSeq && x.respSeq === entry.respSeq);
+      assert.ok(clientExit, 'client exit with the entry\'s sequence numbers');
+      assert.equal(clientExit.service, 'frontend');
+      assert.ok(clientExit.startUs <= entry.startUs && entry.startUs + entry.durationUs <= clientExit.startUs + clientExit.durationUs + 1000, 'server span inside client span');
+      assert.ok(Math.abs(entry.startUs - Date.now() * 1000) < 60e6, 'epoch microseconds');
+      assert.equal(entry.srcPort, Number(usersPort), 'src is the server\'s own end');
+    }
+    const withTrace = by(users.pid, 'entry').filter((s) => s.appTraceId);
+    assert.equal(withTrace.length, 1);
+    assert.equal(withTrace[0].appTraceId, '0af7651916cd43dd8448eb211c80319c');
+    assert.equal(withTrace[0].appSampled, 1);
+
+    const metrics = await (await fetch(agent.metricsUrl)).text();
+    const spansMade = Number(/^seqtrace_agent_spans_total (\d+)/m.exec(metrics)?.[1]);
+    assert.ok(spansMade >= want, `spans_total ${spansMade}`);
+    assert.match(metrics, /^seqtrace_agent_thread_group_joins_total [1-9]/m);
+    assert.match(metrics, /^seqtrace_agent_traced_processes [1-9]/m);
+    assert.match(metrics, /^seqtrace_agent_spans_sent_total [1-9]/m);
+  } finally {
+    await agent?.close();
+    for (const p of procs) p.kill('SIGKILL');
+    linker.close();
+  }
+});
+
+test('agent refuses a configuration that cannot trace', async () => {
+  const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_ENABLED_PLUGINS: 'ebpf-net' } });
+  await assert.rejects(startAgent(cfg), /cannot trace: enabled_plugins lacks "ebpf-trace"/);
+  const { agent: bad } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: 'nohostport' } });
+  await assert.rejects(startAgent(bad), /trace_server = "nohostport"/);
+});

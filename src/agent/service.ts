@@ -1,0 +1,243 @@
+// The agent: kernel capture → connections and HTTP parsing → spans → the linker.
+//
+//   startCapture (loader child) ──events──▶ createConnTable ──spans──▶ createSender ──▶ linker
+//          ▲ addPid/removePid                    │ thread groups, trace context
+//   createProcSelector (/proc every second, exec/exit events)
+//
+// GET /metrics on metrics_listen shows every counter (Prometheus text).
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import { checkAgentCanTrace, parseListen, type AgentConfig } from '../config/config.js';
+import { seqError } from '../errors.js';
+import { createRegistry, CONTENT_TYPE, type Registry } from '../metrics/registry.js';
+import { startCapture as realStartCapture, type Capture, type CaptureOptions } from './capture/loader.js';
+import type { CaptureEvent, StatsEvent } from './capture/event.js';
+import { createClock } from './clock.js';
+import { createConnTable, type ConnTable } from './conn.js';
+import { createProcSelector, type ProcSelector } from './procs.js';
+import { createSender, type Sender, type SenderStats } from './sender.js';
+import { createThreadGroups, type ThreadGroups } from './threadgroup.js';
+
+export interface AgentOptions {
+  /** Capture source (default: the eBPF loader). */
+  startCapture?: (opts: CaptureOptions) => Promise<Capture>;
+  /** /proc (tests may point elsewhere). */
+  procRoot?: string;
+  /** Process rescan period, ms (default 1000). */
+  scanIntervalMs?: number;
+  /** Sender tuning (tests use short intervals). */
+  flushIntervalMs?: number;
+  retryInitialMs?: number;
+  log?: (msg: string) => void;
+}
+
+export interface AgentStats {
+  captureMode: 'socket' | 'syscall';
+  capture: StatsEvent;
+  events: Record<CaptureEvent['kind'], number>;
+  eventErrors: number;
+  conns: ConnTable['stats'];
+  groups: ThreadGroups['stats'];
+  procs: ProcSelector['stats'];
+  sender: SenderStats;
+  pidErrors: number;
+}
+
+export interface Agent {
+  close(): Promise<void>;
+  /** `http://host:port/metrics`, or '' when metrics_listen is empty. */
+  metricsUrl: string;
+  stats(): AgentStats;
+  /** The linker URL spans go to. */
+  ingestUrl: string;
+}
+
+export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Promise<Agent> {
+  checkAgentCanTrace(cfg);
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const host = cfg.host || hostname();
+  const sender: Sender = createSender({
+    traceServer: cfg.trace_server, ingestToken: cfg.ingest_token, sendBufferBytes: cfg.send_buffer_bytes,
+    flushIntervalMs: opts.flushIntervalMs, retryInitialMs: opts.retryInitialMs, log,
+  });
+  const clock = createClock();
+  const clockTimer = setInterval(() => clock.refresh(), 60_000);
+  clockTimer.unref();
+  const groups = createThreadGroups();
+  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, stats: 0 };
+  let eventErrors = 0;
+  let pidErrors = 0;
+  let lastErrorLog = 0;
+  const rateLog = (m: string) => {
+    const now = Date.now();
+    if (now - lastErrorLog > 10_000) { lastErrorLog = now; log(m); }
+  };
+
+  // Pids chosen before the capture runs are handed to the loader at start; later ones by command.
+  let capture: Capture | null = null;
+  const initialPids = new Set<number>();
+  const pidCommand = (verb: 'add' | 'remove', pid: number) => {
+    if (!capture) {
+      if (verb === 'add') initialPids.add(pid);
+      else initialPids.delete(pid);
+      return;
+    }
+    (verb === 'add' ? capture.addPid(pid) : capture.removePid(pid)).catch((e: Error) => {
+      pidErrors++;
+      // A process that exited between the scan and the command is not worth a message.
+      rateLog(`seqtrace agent: ${verb} pid ${pid}: ${e.message}`);
+    });
+  };
+  const procs = createProcSelector({
+    cfg,
+    addPid: (pid) => pidCommand('add', pid),
+    removePid: (pid) => pidCommand('remove', pid),
+    denyPids: () => (capture ? [process.pid, capture.loaderPid] : [process.pid]),
+    procRoot: opts.procRoot,
+    intervalMs: 0, // the timer starts once capture runs
+  });
+  const conns = createConnTable({
+    host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock,
+    onSpan: (span) => sender.send(span),
+  });
+
+  function onEvents(batch: CaptureEvent[]): void {
+    for (let i = 0; i < batch.length; i++) {
+      const ev = batch[i];
+      events[ev.kind]++;
+      try {
+        switch (ev.kind) {
+          case 'data': conns.onData(ev); break;
+          case 'close': conns.onClose(ev); break;
+          case 'exec': procs.onExec(ev.pid); break;
+          case 'exit':
+            // Exit events come for every process on the host: keep the common case cheap.
+            conns.onProcessExit(ev.pid, ev.tsNs);
+            if (groups.openCount() > 0) groups.dropProcess(ev.pid);
+            procs.onExit(ev.pid);
+            break;
+          case 'stats': break;
+        }
+      } catch (e) {
+        // One malformed sequence must not stop the agent: count it, say it, go on.
+        eventErrors++;
+        rateLog(`seqtrace agent: ${seqError('SEQ_ERR_AGENT', `event ${ev.kind} failed: ${(e as Error).stack ?? e}`).message}`);
+      }
+    }
+  }
+
+  procs.scan();
+  const start = opts.startCapture ?? realStartCapture;
+  try {
+    capture = await start({
+      mode: cfg.capture_mode as CaptureOptions['mode'],
+      captureBytes: cfg.capture_bytes,
+      pids: [...initialPids],
+      onEvents,
+      onError: (err) => log(`seqtrace agent: ${err.code}: ${err.message}`),
+    });
+  } catch (e) {
+    procs.close();
+    clearInterval(clockTimer);
+    await sender.close(0);
+    throw e;
+  }
+  const cap = capture;
+  // Pids chosen while the loader was starting.
+  for (const pid of initialPids) if (!procs.isTraced(pid)) void cap.removePid(pid).catch(() => {});
+  const scanTimer = setInterval(() => procs.scan(), opts.scanIntervalMs ?? 1000);
+  scanTimer.unref();
+
+  const stats = (): AgentStats => ({
+    captureMode: cap.mode, capture: cap.stats(), events, eventErrors, conns: conns.stats, groups: groups.stats,
+    procs: procs.stats, sender: sender.stats(), pidErrors,
+  });
+  // Collectors read one snapshot taken per scrape, not one stats() per metric.
+  let snap: AgentStats = stats();
+  const registry = agentMetrics(() => snap, () => groups.openCount());
+
+  let server: Server | null = null;
+  let metricsUrl = '';
+  if (cfg.metrics_listen) {
+    const l = parseListen(cfg.metrics_listen)!;
+    server = createServer((req, res) => {
+      if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+        snap = stats();
+        res.writeHead(200, { 'content-type': CONTENT_TYPE });
+        res.end(registry.render());
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: the agent serves GET /metrics\n');
+      }
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(l.port, l.host, () => resolve());
+      });
+    } catch (e) {
+      clearInterval(scanTimer);
+      procs.close();
+      await cap.close();
+      await sender.close(0);
+      throw seqError('SEQ_ERR_CONFIG', `cannot listen on inputs.ebpf.metrics_listen = "${cfg.metrics_listen}": ${(e as Error).message}`);
+    }
+    const a = server.address() as AddressInfo;
+    metricsUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics`;
+  }
+
+  let closed: Promise<void> | null = null;
+  return {
+    metricsUrl,
+    ingestUrl: sender.url,
+    stats,
+    close() {
+      closed ??= (async () => {
+        clearInterval(scanTimer);
+        clearInterval(clockTimer);
+        procs.close();
+        await cap.close();
+        conns.clear();
+        await sender.close(3000);
+        if (server) await new Promise<void>((r) => server!.close(() => r()));
+      })();
+      return closed;
+    },
+  };
+}
+
+function agentMetrics(s: () => AgentStats, openGroups: () => number): Registry {
+  const r = createRegistry();
+  const p = 'seqtrace_agent_';
+  r.collect(`${p}capture_events_total`, 'events the kernel emitted', 'counter', () => s().capture.events);
+  r.collect(`${p}capture_drops_total`, 'events lost because the ring buffer was full', 'counter', () => s().capture.ringbufDrops);
+  r.collect(`${p}capture_truncated_total`, 'captures cut short in the kernel', 'counter', () => s().capture.truncated);
+  r.collect(`${p}loader_cpu_seconds_total`, 'CPU time of the eBPF loader process', 'counter', () => s().capture.loaderCpuNs / 1e9);
+  r.collect(`${p}events_total`, 'events received from the capture, by kind', 'counter', () => Object.entries(s().events).map(([kind, n]) => [{ kind }, n]));
+  r.collect(`${p}event_errors_total`, 'events whose processing failed', 'counter', () => s().eventErrors);
+  r.collect(`${p}parse_errors_total`, 'calls where an HTTP start line was due and none was found', 'counter', () => s().conns.parse.parseErrors);
+  r.collect(`${p}http_truncated_total`, 'messages whose start line or headers were not fully captured', 'counter', () => s().conns.parse.truncated);
+  r.collect(`${p}chunked_framing_lost_total`, 'chunked bodies whose chunk sizes fell in uncaptured bytes', 'counter', () => s().conns.parse.chunkedLost);
+  r.collect(`${p}trace_context_invalid_total`, 'trace headers present but malformed', 'counter', () => s().conns.trace.invalid);
+  r.collect(`${p}spans_total`, 'spans made', 'counter', () => s().conns.spans);
+  r.collect(`${p}spans_failed_total`, 'spans of exchanges that ended without a complete response', 'counter', () => s().conns.failedSpans);
+  r.collect(`${p}exchanges_dropped_total`, 'requests forgotten (connection evicted, too many pipelined)', 'counter', () => s().conns.droppedExchanges);
+  r.collect(`${p}orphan_responses_total`, 'responses with no request seen', 'counter', () => s().conns.orphanResponses);
+  r.collect(`${p}connections_tracked`, 'connections tracked now', 'gauge', () => s().conns.tracked);
+  r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
+  r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
+  r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
+  r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
+  r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);
+  r.collect(`${p}thread_groups_open`, 'thread groups open now', 'gauge', openGroups);
+  r.collect(`${p}spans_sent_total`, 'spans the linker accepted', 'counter', () => s().sender.sent);
+  r.collect(`${p}spans_dropped_total`, 'spans dropped because the send buffer was full', 'counter', () => s().sender.dropped);
+  r.collect(`${p}spans_send_failed_total`, 'spans given up on after sending failed', 'counter', () => s().sender.failed);
+  r.collect(`${p}spans_rejected_by_linker_total`, 'spans the linker rejected as malformed', 'counter', () => s().sender.rejectedByLinker);
+  r.collect(`${p}send_retries_total`, 'retried POSTs to the linker', 'counter', () => s().sender.retries);
+  r.collect(`${p}send_queue_spans`, 'spans waiting to be sent', 'gauge', () => s().sender.queueDepth + s().sender.inFlight);
+  r.collect(`${p}traced_processes`, 'processes selected for tracing', 'gauge', () => s().procs.traced);
+  r.collect(`${p}pid_command_errors_total`, 'add/remove pid commands the loader refused', 'counter', () => s().pidErrors);
+  return r;
+}
