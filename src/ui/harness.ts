@@ -1,25 +1,69 @@
-// Shared by the UI tests and bench/ui.ts: a real Fastify server (query API + UI) over a
-// real SQLite store, and a real headless Chromium (Debian's) driven by playwright-core.
+// Shared by the UI tests and bench/ui.ts: a real server (the linker, or the query API and UI
+// over a SQLite store) and a real headless Chromium (Debian's) driven by playwright-core.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
 import { chromium, type BrowserContext } from 'playwright-core';
+import { loadConfig } from '../config/config.js';
+import { startLinker } from '../linker/service.js';
 import { queryRoutes } from '../query/routes.js';
+import { encodeSpans } from '../span/lineprotocol.js';
+import type { EbpfSpan } from '../span/span.js';
 import { openSqliteStore, type SqliteStore } from '../storage/sqlite.js';
+import type { TraceReader, TraceWriter } from '../storage/store.js';
 import { uiRoutes } from './routes.js';
 
 export const CHROMIUM = process.env.SEQTRACE_CHROMIUM ?? '/usr/bin/chromium';
 
 export interface UiServer {
+  /** Base URL of the UI and the query API. */
   url: string;
-  store: SqliteStore;
-  app: FastifyInstance;
+  store: TraceWriter & TraceReader;
+  /** Sends spans the way an agent does (line protocol on POST /v1/bpftracing); linker mode only. */
+  post(spans: EbpfSpan[]): Promise<void>;
   close(): Promise<void>;
 }
 
-/** A store in a fresh temp dir and a server on an ephemeral port with the API and the UI. */
-export async function startUiServer(): Promise<UiServer> {
+/**
+ * The real linker (`startLinker`: ingest, joiner, SQLite, query API, UI) on an ephemeral
+ * port, with a short window and every trace kept, so posted spans are linked and stored
+ * within a second.
+ */
+export async function startLinkerUi(over: Record<string, string> = {}): Promise<UiServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'seqtrace-ui-'));
+  try {
+    const { linker: cfg } = loadConfig({
+      env: {
+        ENV_HTTP_LISTEN: '127.0.0.1:0', ENV_INPUT_EBPFTRACE_SQLITE_PATH: join(dir, 'db'),
+        ENV_INPUT_EBPFTRACE_WINDOW: '300ms', ENV_INPUT_EBPFTRACE_SAMPLING_RATE: '1', ...over,
+      },
+    });
+    const linker = await startLinker(cfg, { logger: false, flushIntervalMs: 100 });
+    return {
+      url: linker.queryUrl,
+      store: linker.store,
+      async post(spans) {
+        const r = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: encodeSpans(spans) });
+        const body = await r.text();
+        if (r.status !== 200 || JSON.parse(body).rejected) throw new Error(`ingest answered ${r.status}: ${body}`);
+      },
+      async close() {
+        await linker.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * The query API and the UI over a SQLite store filled directly with `commit` (the bench:
+ * 100,000 traces through HTTP and the joiner would measure the linker, not the UI).
+ */
+export async function startStoreUi(): Promise<UiServer & { store: SqliteStore }> {
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-ui-'));
   const store = openSqliteStore(dir, {
     retentionMaxAgeMs: 365 * 24 * 3600_000, retentionMaxBytes: 64 * 1024 ** 3, sweepIntervalMs: 0, exportQueue: false,
@@ -40,7 +84,9 @@ export async function startUiServer(): Promise<UiServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     store,
-    app,
+    async post() {
+      throw new Error('startStoreUi has no linker: commit() to the store');
+    },
     async close() {
       await app.close();
       store.close();

@@ -2,7 +2,7 @@
 // client (exit) spans joined to server (entry) spans by TCP sequence numbers, thread groups
 // per served request, chains, fan-out, errors, an application trace id, a late span and an
 // unlinked one. Deterministic for a seed, so tests can assert exact rows.
-import type { LinkedSpan } from '../span/span.js';
+import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 
 /** Small, seedable PRNG (mulberry32): same traces for the same seed. */
 export function rng(seed: number): () => number {
@@ -134,7 +134,8 @@ export function cartOnlyTrace(startUs: number, seed: number): LinkedSpan[] {
   const ebpfTraceId = hex(r, 32);
   const ctx: Ctx = { r, traceId: ebpfTraceId, ebpfTraceId, spans: [], opts: { startUs, seed } };
   span(ctx, 'cart', 'entry', {
-    parentId: '', startUs, durationUs: 800 + r() * 900, resource: 'DELETE /cart/{id}', reqSeq: 1, respSeq: 2,
+    parentId: '', startUs, durationUs: 800 + r() * 900, resource: 'DELETE /cart/{id}',
+    reqSeq: Math.floor(r() * 0xffffffff), respSeq: Math.floor(r() * 0xffffffff),
     threadGroup: '0', tid: SHOP.cart.pid + 3, peer: SHOP.frontend,
   });
   return ctx.spans;
@@ -150,7 +151,7 @@ export function bigTrace(startUs: number, calls: number, seed = 99): LinkedSpan[
   const ctx: Ctx = { r, traceId: ebpfTraceId, ebpfTraceId, spans: [], opts: { startUs, seed } };
   const per = 700;
   const root = span(ctx, 'frontend', 'entry', {
-    parentId: '', startUs, durationUs: calls * per + 2000, resource: 'GET /report', reqSeq: 11, respSeq: 12,
+    parentId: '', startUs, durationUs: calls * per + 2000, resource: 'GET /report', reqSeq: Math.floor(r() * 0xffffffff), respSeq: Math.floor(r() * 0xffffffff),
     threadGroup: '4242000000001', tid: SHOP.frontend.pid + 1, peer: { host: 'client', ip: '203.0.113.7', port: 0, pid: 0, process: '' },
   });
   const names = ['cart', 'inventory', 'payments'] as const;
@@ -167,4 +168,10 @@ export function bigTrace(startUs: number, calls: number, seed = 99): LinkedSpan[
     t += per;
   }
   return ctx.spans.sort((a, b) => a.startUs - b.startUs);
+}
+
+/** What an agent would have sent for a linked span: the span without the linker's ids. */
+export function toEbpf(s: LinkedSpan): EbpfSpan {
+  const { traceId: _t, spanId: _s, parentId: _p, ebpfTraceId: _e, late: _l, ...ebpf } = s;
+  return ebpf;
 }

@@ -1,6 +1,6 @@
-// The web UI in a real browser (Debian's Chromium via playwright-core) against a real server:
-// the query API and the UI over a real SQLite store holding linked traces. Also writes the
-// README screenshots to docs/screenshots/.
+// The web UI in a real browser (Debian's Chromium via playwright-core) against the real
+// linker: spans posted as an agent does, linked, stored in SQLite, served by the query API
+// and the UI. Also writes the README screenshots to docs/screenshots/.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -8,8 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import type { LinkedSpan } from '../span/span.js';
-import { launchBrowser, startUiServer, type Browser, type UiServer } from './harness.js';
-import { bigTrace, cartOnlyTrace, checkoutTrace } from './sample-traces.js';
+import type { TraceQuery, TraceSummary } from '../storage/store.js';
+import { launchBrowser, startLinkerUi, type Browser, type UiServer } from './harness.js';
+import { bigTrace, cartOnlyTrace, checkoutTrace, toEbpf } from './sample-traces.js';
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots');
 const APP_TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -17,19 +18,22 @@ const APP_TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 let server: UiServer;
 let browser: Browser;
 const nowUs = Date.now() * 1000;
+/** Traces as the linker stored them, by trace id. */
 const traces = new Map<string, LinkedSpan[]>();
 let lateTraceId = '';
 let externalTraceId = '';
 let bigTraceId = '';
-const cartOnly: string[] = [];
+let cartOnly: string[] = [];
 
-function store(spans: LinkedSpan[]) {
-  // A late span is committed after the rest of its trace, as the linker does.
-  server.store.commit(spans.filter((s) => !s.late), []);
-  const late = spans.filter((s) => s.late);
-  if (late.length) server.store.commit(late, []);
-  traces.set(spans[0].traceId, spans);
-  return spans[0].traceId;
+/** Waits until the store holds `n` traces (the linker emits a trace a window after its last span). */
+async function storedTraces(n: number, where: TraceQuery = {}): Promise<TraceSummary[]> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const page = await server.store.findTraces({ startUs: 0, limit: 1000, ...where });
+    if (page.traces.length >= n) return page.traces;
+    if (Date.now() > deadline) throw new Error(`the linker stored ${page.traces.length} traces, expected ${n}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function open(path: string): Promise<Page> {
@@ -45,17 +49,39 @@ const pageErrors = (p: Page) => (p as Page & { errors: string[] }).errors;
 
 describe('web UI in Chromium', () => {
   before(async () => {
-    server = await startUiServer();
+    server = await startLinkerUi();
+    // Spans as agents send them: the linker joins them into traces (ids, parents, late).
+    const sent: LinkedSpan[][] = [];
     for (let i = 0; i < 30; i++) {
-      const id = store(checkoutTrace({
+      sent.push(checkoutTrace({
         startUs: nowUs - (i + 1) * 50e6, seed: i + 1, error: i % 6 === 2, late: i === 3,
         external: i === 5, appTraceId: i === 7 ? APP_TRACE_ID : undefined, items: 2 + (i % 3),
       }));
-      if (i === 3) lateTraceId = id;
-      if (i === 5) externalTraceId = id;
     }
-    for (let i = 0; i < 6; i++) cartOnly.push(store(cartOnlyTrace(nowUs - (i + 1) * 170e6, 500 + i)));
-    bigTraceId = store(bigTrace(nowUs - 40 * 60e6, 600));
+    for (let i = 0; i < 6; i++) sent.push(cartOnlyTrace(nowUs - (i + 1) * 170e6, 500 + i));
+    sent.push(bigTrace(nowUs - 40 * 60e6, 600));
+    const all = sent.flat();
+    await server.post(all.filter((s) => !s.late).map(toEbpf));
+    await storedTraces(sent.length);
+    // The late span comes after its trace was emitted: the linker adds it, marked late.
+    await server.post(all.filter((s) => s.late).map(toEbpf));
+    const deadline = Date.now() + 10_000;
+    while (!(await server.store.findTraces({ startUs: 0, limit: 1000 })).traces.some((t) => t.lateCount)) {
+      assert.ok(Date.now() < deadline, 'the late span was not stored');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const t of await storedTraces(sent.length)) {
+      const spans = (await server.store.getTrace(t.traceId))!;
+      traces.set(t.traceId, spans);
+      if (t.lateCount) lateTraceId = t.traceId;
+      if (spans.some((s) => s.resource === 'GET /geo')) externalTraceId = t.traceId;
+      if (t.spanCount > 1000) bigTraceId = t.traceId;
+      if (t.rootOperation === 'DELETE /cart/{id}') cartOnly.push(t.traceId);
+    }
+    assert.equal(traces.size, sent.length);
+    assert.ok(traces.has(APP_TRACE_ID), 'the trace with an app trace id adopted it');
+    assert.ok(lateTraceId && externalTraceId && bigTraceId);
+    assert.equal(cartOnly.length, 6);
     browser = await launchBrowser();
     mkdirSync(SHOTS, { recursive: true });
   });
@@ -232,7 +258,9 @@ describe('web UI in Chromium', () => {
     const page = await open('/search?service=frontend');
     await page.waitForSelector('.trace-row');
     const before = await page.locator('.trace-row').count();
-    const id = store(checkoutTrace({ startUs: Date.now() * 1000, seed: 4242, error: true }));
+    const startUs = Date.now() * 1000;
+    await server.post(checkoutTrace({ startUs, seed: 4242, error: true }).map(toEbpf));
+    const [{ traceId: id }] = await storedTraces(1, { service: 'frontend', startUs });
     await page.waitForSelector(`.trace-row[data-trace-id="${id}"].new`, { timeout: 10_000 });
     assert.equal(await page.locator('.trace-row').count(), before + 1);
     // Newest first: it is at the top.
