@@ -4,6 +4,7 @@
 import type Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { LinkedSpan } from '../span/span.js';
+import { decodeLinkedSpan } from './codec.js';
 import type { DependencyEdge, TracePage, TraceQuery, TraceSummary } from './store.js';
 
 const STATUS_CODE = { ok: 0, warning: 1, error: 2 } as const;
@@ -136,7 +137,7 @@ export function prepareReader(db: Database.Database) {
   function getTrace(traceId: string): LinkedSpan[] | undefined {
     const rows = traceSpans.all(traceId) as string[];
     if (rows.length === 0) return undefined;
-    return rows.map((d) => JSON.parse(d) as LinkedSpan);
+    return rows.map(decodeLinkedSpan);
   }
 
   function dependencies(startUs: number, endUs: number): DependencyEdge[] {

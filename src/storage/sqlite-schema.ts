@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS spool (
   spans TEXT NOT NULL
 );
 
--- Stored spans. data is the whole LinkedSpan as JSON (what getTrace returns); the other
+-- Stored spans. data is the whole LinkedSpan (./codec.ts, what getTrace returns); the other
 -- columns are what is searched. AUTOINCREMENT keeps the export order (id) monotonic.
 CREATE TABLE IF NOT EXISTS spans (
   id INTEGER PRIMARY KEY AUTOINCREMENT,

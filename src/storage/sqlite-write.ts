@@ -4,6 +4,7 @@
 // a trace gets more spans after it was first stored.
 import type Database from 'better-sqlite3';
 import type { LinkedSpan } from '../span/span.js';
+import { decodeLinkedSpan, encodeLinkedSpan } from './codec.js';
 
 const STATUS_RANK = { ok: 0, warning: 1, error: 2 } as const;
 
@@ -55,7 +56,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
     const fresh: LinkedSpan[] = [];
     let queued = 0;
     for (const s of sampled) {
-      const r = insertSpan.run(s.spanId, s.traceId, s.startUs, JSON.stringify(s));
+      const r = insertSpan.run(s.spanId, s.traceId, s.startUs, encodeLinkedSpan(s));
       if (r.changes === 0) continue; // already stored: a replayed or resent span
       fresh.push(s);
       if (exportEnabled) {
@@ -147,7 +148,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         let parent = byId.get(s.parentId);
         if (!parent) {
           const data = spanData.get(s.parentId) as string | undefined;
-          if (data) parent = JSON.parse(data) as LinkedSpan;
+          if (data) parent = decodeLinkedSpan(data);
         }
         if (parent) {
           if (parent.kind === 'exit' && parent.service !== s.service) {

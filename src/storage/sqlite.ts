@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import { decodeEbpfSpans, decodeLinkedSpan, encodeEbpfSpans } from './codec.js';
 import { createSchema } from './sqlite-schema.js';
 import { prepareReader } from './sqlite-read.js';
 import { prepareRetention } from './sqlite-retention.js';
@@ -122,7 +123,7 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
   });
 
   const append = guard('append a batch to the spool', (spans: EbpfSpan[], receivedAtMs: number): number => {
-    return Number(insertBatch.run(receivedAtMs, JSON.stringify(spans)).lastInsertRowid);
+    return Number(insertBatch.run(receivedAtMs, encodeEbpfSpans(spans)).lastInsertRowid);
   });
 
   function* pending(): Iterable<SpooledBatch> {
@@ -130,7 +131,7 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     let after = 0;
     for (;;) {
       const rows = guard('read the spool', () => pendingPage.all(after) as { id: number; received_at_ms: number; spans: string }[])();
-      for (const r of rows) yield { id: r.id, receivedAtMs: r.received_at_ms, spans: JSON.parse(r.spans) as EbpfSpan[] };
+      for (const r of rows) yield { id: r.id, receivedAtMs: r.received_at_ms, spans: decodeEbpfSpans(r.spans) };
       if (rows.length < 64) return;
       after = rows[rows.length - 1].id;
     }
@@ -189,7 +190,7 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     dependencies: read('compute dependencies', reader.dependencies),
     unexported: guard('read the export queue', (afterRowId: number, limit: number) => {
       const rows = unexportedRows.all(afterRowId, limit) as [number, string][];
-      return rows.map(([rowId, data]) => ({ rowId, span: JSON.parse(data) as LinkedSpan }));
+      return rows.map(([rowId, data]) => ({ rowId, span: decodeLinkedSpan(data) }));
     }),
     markExported: guard('mark spans exported', (rowIds: number[]) => {
       backlog -= markTx(rowIds);
