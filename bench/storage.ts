@@ -21,6 +21,8 @@ const { values: args } = parseArgs({
 const TRACES = Number(args.traces);
 const BATCH = Number(args.batch);
 const START_US = 1_732_500_000_000_000;
+const DAY_US = 86_400_000_000;
+const SPACING_US = Math.floor(DAY_US / TRACES);
 const SERVICES = ['frontend', 'cart', 'payments', 'users', 'inventory', 'search', 'shipping', 'auth'];
 const ROUTES = ['GET /users/{id}', 'POST /cart/{id}', 'GET /items', 'PUT /orders/{id}', 'GET /health', 'DELETE /sessions/{id}'];
 
@@ -37,10 +39,10 @@ function ebpf(i: number, over: Partial<EbpfSpan>): EbpfSpan {
   };
 }
 
-/** Trace n: a → exit → b → exit → c, three services, 5 spans; 2% errors. One trace per 10 ms. */
+/** Trace n: a → exit → b → exit → c, three services, 5 spans; 2% errors. The traces span one day. */
 function trace(n: number): LinkedSpan[] {
   const traceId = hex(n, 32);
-  const start = START_US + n * 10_000;
+  const start = START_US + n * SPACING_US;
   const a = SERVICES[n % 8], b = SERVICES[(n + 3) % 8], c = SERVICES[(n + 5) % 8];
   const ra = ROUTES[n % 6], rb = ROUTES[(n >> 1) % 6], rc = ROUTES[(n >> 2) % 6];
   const dur = 500 + ((n * 7919) % 20_000);
@@ -129,7 +131,7 @@ try {
   console.log(`database: ${(st.dbBytes / 1024 ** 2).toFixed(0)} MiB in use, file ${(statSync(join(dir, DB_FILE)).size / 1024 ** 2).toFixed(0)} MiB, ${Math.round(st.dbBytes / spans)} bytes per span`);
 
   // 3. Reads with TRACES traces stored.
-  const endUs = START_US + TRACES * 10_000;
+  const endUs = START_US + (TRACES + 1) * SPACING_US;
   const queries: [string, TraceQuery][] = [
     ['findTraces {} (newest 20)', {}],
     ['findTraces service', { service: 'payments' }],
@@ -147,15 +149,15 @@ try {
   await timeIt('getTrace', 2000, (i) => store.getTrace(hex(1 + ((i * 7919) % TRACES), 32)));
   await timeIt('services', 200, () => store.services());
   await timeIt('operations', 200, () => store.operations('cart'));
-  await timeIt('dependencies, last hour (360,000 calls)', 50, () => store.dependencies(endUs - 3_600_000_000, endUs));
+  await timeIt(`dependencies, last hour (${Math.round((TRACES / 24) * 2).toLocaleString('en')} calls)`, 50, () => store.dependencies(endUs - 3_600_000_000, endUs));
   await timeIt(`dependencies, everything (${(TRACES * 2).toLocaleString('en')} calls)`, 10, () => store.dependencies(0, endUs));
   await timeIt('unexported(0, 1000) + markExported', 50, () => {
     const rows = store.unexported(0, 1000);
     store.markExported(rows.map((r) => r.rowId));
   });
   t0 = performance.now();
-  // Traces start 10 ms apart: "now" one hour after the middle trace deletes the older half.
-  const r = store.sweep(START_US / 1000 + TRACES * 5 + 3600_000);
+  // "now" one hour (the maximum age) after the middle trace: the older half is deleted.
+  const r = store.sweep((START_US + (TRACES / 2) * SPACING_US) / 1000 + 3600_000);
   s = (performance.now() - t0) / 1000;
   console.log(`retention sweep by age: ${r.deletedTraces.toLocaleString('en')} traces, ${r.deletedSpans.toLocaleString('en')} spans in ${s.toFixed(2)} s (${Math.round(r.deletedSpans / s).toLocaleString('en')} spans/s)`);
 } finally {
