@@ -53,6 +53,6 @@ describe('e2e: Node.js http service', { skip }, () => {
     const expected = new Map(ids.map((id) => [id, tree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     const report = assertNothingWrong(traces, expected, names.node);
-    console.log(`# node under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} node entry→exit links left open, none wrong`);
+    console.log(`node under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} node entry→exit links left open, none wrong`);
   });
 });

@@ -66,7 +66,8 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 1, keepalive: true });
     for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 500 : 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
-    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
   });
 
@@ -79,8 +80,9 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 6 });
     for (const id of ids) assert.equal(run.statuses[id], 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
-    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
     const report = assertNothingWrong(traces, expected, 'nginx');
-    console.log(`# nginx under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} nginx entry→exit links left open, none wrong`);
+    console.log(`nginx under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} nginx entry→exit links left open, none wrong`);
   });
 });

@@ -68,9 +68,10 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const t = scope.tag;
     const names = { client: `fan-client-${t}`, a: `fan-a-${t}`, x: `fan-x-${t}`, y: `fan-y-${t}`, z: `fan-z-${t}` };
     const [x, y, z] = await Promise.all([names.x, names.y, names.z].map((name) => startPyService(scope, { name })));
-    const a = await startPyService(scope, { name: names.a, parallel: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
+    // Keep-alive everywhere: what this test checks is the hand-off to the threads.
+    const a = await startPyService(scope, { name: names.a, parallel: true, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
     const ids = requestIds(scope, 'p', 20);
-    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4 });
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
     expectStatuses(run.statuses, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
       hop(names.a, names.x, `GET /x/${id}`, 200),
@@ -95,9 +96,9 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
   });
 
   it('A sends a W3C traceparent mid-chain: the whole trace, A\'s caller included, takes its trace id', async () => {
-    const { names, a } = await chain('app', false, true);
+    const { names, a } = await chain('app', true, true);
     const ids = requestIds(scope, 'w', 20);
-    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4 });
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
     expectStatuses(run.statuses, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });

@@ -48,6 +48,11 @@ export async function getTrace(linker: Linker, traceId: string): Promise<Trace> 
 export interface WaitOptions {
   /** A trace is this test's when it has a span of one of these services. */
   services: string[];
+  /**
+   * Services whose names are not this test's own (nginx is named by its process name): a trace
+   * made only of their spans is this test's when one of its spans uses one of `ports`.
+   */
+  shared?: { services: string[]; ports: number[] };
   /** Stop waiting once this many spans are stored in this test's traces (and nothing changed for settleMs). */
   spans: number;
   timeoutMs?: number;
@@ -65,8 +70,23 @@ export async function waitForTraces(linker: Linker, o: WaitOptions): Promise<Tra
   let last = '';
   let stableSince = Date.now();
   let summaries: TraceSummary[] = [];
+  const shared = new Set(o.shared?.services ?? []);
+  const ports = new Set(o.shared?.ports ?? []);
+  const portCheck = new Map<string, boolean>();
+  const isMine = async (t: TraceSummary): Promise<boolean> => {
+    if (t.services.some((s) => mine.has(s))) return true;
+    if (!t.services.some((s) => shared.has(s))) return false;
+    const key = `${t.traceId}:${t.spanCount}`;
+    if (!portCheck.has(key)) {
+      const spans = (await getTrace(linker, t.traceId)).spans;
+      portCheck.set(key, spans.some((s) => ports.has(s.srcPort) || ports.has(s.dstPort)));
+    }
+    return portCheck.get(key)!;
+  };
   for (;;) {
-    summaries = (await listTraces(linker)).filter((t) => t.services.some((s) => mine.has(s)));
+    const all = await listTraces(linker);
+    const keep = await Promise.all(all.map(isMine));
+    summaries = all.filter((_, i) => keep[i]);
     const count = summaries.reduce((n, t) => n + t.spanCount, 0);
     const key = summaries.map((t) => `${t.traceId}:${t.spanCount}`).sort().join(',');
     if (key !== last) { last = key; stableSince = Date.now(); }
@@ -244,6 +264,15 @@ export function assertNothingWrong(traces: Trace[], expected: Map<string, Expect
     if (inside) missing.push(edge);
     else problems.push(`missing link across processes: ${edge}`);
   }
-  if (problems.length) assert.fail(`${problems.length} problems:\n${problems.slice(0, 20).join('\n')}`);
+  if (problems.length) {
+    // Grouped by kind, a few of each: one kind of fault should not hide another.
+    const kinds = new Map<string, string[]>();
+    for (const p of problems) {
+      const kind = p.replace(/[:(].*$/s, '').replace(/ in trace$/, '');
+      kinds.set(kind, [...(kinds.get(kind) ?? []), p]);
+    }
+    const text = [...kinds].map(([kind, ps]) => `${ps.length} × ${kind}:\n  ${ps.slice(0, 6).join('\n  ')}`).join('\n');
+    assert.fail(`${problems.length} problems:\n${text}`);
+  }
   return { spans: [...seenSpans.values()].reduce((a, b) => a + b, 0), linked: seenEdges.size, missing };
 }
