@@ -62,7 +62,7 @@ try {
   await timed('search service=payments status=error, 24 h, 20 results', '/search?service=payments&status=error&lookback=24h', '.trace-row', 20);
   await timed('search minDuration=15ms, 24 h, 20 results', '/search?minDuration=15ms&lookback=24h', '.trace-row', 20);
   await timed('service map, last 1 h', '/map?lookback=1h', '.service-map .edge-label');
-  await timed('service map, 24 h (1.3 M spans in range)', '/map?lookback=24h', '.service-map .edge-label');
+  await timed(`service map, last 24 h (${(spans / 1e6).toFixed(1)} M spans in range)`, '/map?lookback=24h', '.service-map .edge-label');
   const bigId = big[0].traceId;
   await timed(`trace of ${big.length} spans: load → waterfall drawn`, `/trace/${bigId}`, '.wf-row');
 

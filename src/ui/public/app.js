@@ -67,7 +67,7 @@ document.addEventListener('click', (e) => {
 window.addEventListener('popstate', route);
 /** Colours by service order need the service list; a slow or failing answer must not hold up the page. */
 async function start() {
-  const timeout = new Promise((resolve) => setTimeout(resolve, 1500));
+  const timeout = new Promise((resolve) => setTimeout(resolve, 800));
   await Promise.race([services().then(setServiceOrder).catch(() => {}), timeout]);
   route();
 }

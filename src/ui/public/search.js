@@ -228,10 +228,10 @@ export function renderSearch(root, params) {
     else sorted.sort((a, b) => b.startUs - a.startUs);
     const maxDur = sorted.reduce((m, t) => Math.max(m, t.durationUs), 1);
     countEl.textContent = `${sorted.length} trace${sorted.length === 1 ? '' : 's'}${cursor ? ' (more available)' : ''}`;
-    const frag = document.createDocumentFragment();
-    for (const t of sorted) frag.append(row(t, maxDur, fresh?.has(t.traceId) ?? false));
-    list.replaceChildren(frag);
-    if (!sorted.length) list.append(h(`<li class="empty">No traces match. Widen the time range or clear a filter.</li>`));
+    // One string, parsed once: a thousand rows render in one go.
+    let html = '';
+    for (const t of sorted) html += row(t, maxDur, fresh?.has(t.traceId) ?? false);
+    list.innerHTML = html || '<li class="empty">No traces match. Widen the time range or clear a filter.</li>';
     moreBtn.hidden = !cursor;
     drawScatter(scatterEl, traces, (id) => navigate(`/trace/${id}`));
   }
@@ -239,7 +239,7 @@ export function renderSearch(root, params) {
   /** @param {api.TraceSummary} t @param {number} maxDur @param {boolean} isNew */
   function row(t, maxDur, isNew) {
     const pct = Math.max(0.5, (t.durationUs / maxDur) * 100);
-    const li = h(`<li class="trace-row${t.errorCount ? ' has-error' : ''}${isNew ? ' new' : ''}" data-trace-id="${esc(t.traceId)}">
+    return `<li class="trace-row${t.errorCount ? ' has-error' : ''}${isNew ? ' new' : ''}" data-trace-id="${esc(t.traceId)}">
       <a href="/trace/${esc(t.traceId)}" data-link>
         <div class="tr-title"><span class="svc-chip" style="--c:${serviceColor(t.rootService)}">${esc(t.rootService)}</span>
           <span class="op">${esc(t.rootOperation)}</span>
@@ -251,8 +251,7 @@ export function renderSearch(root, params) {
         <div class="tr-meta"><span class="spans">${t.spanCount} span${t.spanCount === 1 ? '' : 's'}</span>
           <span class="svcs">${t.services.map((s) => `<span class="svc-tag" style="--c:${serviceColor(s)}">${esc(s)}</span>`).join('')}</span>
           <span class="when" title="${esc(fmtTime(t.startUs))}">${esc(fmtTime(t.startUs))} · ${esc(fmtAgo(t.startUs))}</span></div>
-      </a></li>`);
-    return li;
+      </a></li>`;
   }
 
   loadPage(undefined).then(schedulePoll);

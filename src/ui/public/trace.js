@@ -81,23 +81,43 @@ function mount(page, traceId, spans, selectedId) {
   const rowsEl = /** @type {HTMLElement} */ (page.querySelector('.wf-rows'));
   const detail = /** @type {HTMLElement} */ (page.querySelector('.detail'));
   let raf = 0;
-  let lastRange = '';
+
+  /** Rows in the DOM by their index in `rows`: scrolling adds and removes only the rows that
+   *  enter or leave the view, instead of rebuilding them all each frame. */
+  /** @type {Map<number, Element>} */
+  let live = new Map();
+  let first = 0, last = 0;
 
   function layout() {
     spacer.style.height = `${rows.length * ROW_H}px`;
-    lastRange = '';
+    redraw();
+  }
+  /** Rebuild every row in view (rows, selection or marks changed). */
+  function redraw() {
+    rowsEl.replaceChildren();
+    live = new Map();
+    first = last = 0;
     draw();
   }
   function draw() {
     raf = 0;
-    const first = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
-    const last = Math.min(rows.length, Math.ceil((scroller.scrollTop + scroller.clientHeight) / ROW_H) + OVERSCAN);
-    const key = `${first}:${last}:${selectedId}:${showCritical}`;
-    if (key === lastRange) return;
-    lastRange = key;
+    const from = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
+    const to = Math.min(rows.length, Math.ceil((scroller.scrollTop + scroller.clientHeight) / ROW_H) + OVERSCAN);
+    if (from === first && to === last && live.size) return;
+    for (const [i, el] of live) if (i < from || i >= to) { el.remove(); live.delete(i); }
     let html = '';
-    for (let i = first; i < last; i++) html += rowHtml(rows[i], i);
-    rowsEl.innerHTML = html;
+    /** @type {number[]} */
+    const added = [];
+    for (let i = from; i < to; i++) if (!live.has(i)) { html += rowHtml(rows[i], i); added.push(i); }
+    if (html) {
+      const t = document.createElement('template');
+      t.innerHTML = html;
+      let el = t.content.firstElementChild;
+      for (const i of added) { if (!el) break; live.set(i, el); el = el.nextElementSibling; }
+      rowsEl.append(t.content);
+    }
+    first = from;
+    last = to;
   }
 
   /** @param {import('./tracemodel.js').SpanNode} n @param {number} i */
@@ -144,7 +164,7 @@ function mount(page, traceId, spans, selectedId) {
     const url = new URL(location.href);
     if (n) url.searchParams.set('span', id); else url.searchParams.delete('span');
     history.replaceState(null, '', url);
-    if (!n) { detail.hidden = true; lastRange = ''; draw(); return; }
+    if (!n) { detail.hidden = true; redraw(); return; }
     if (reveal) {
       // Expand collapsed ancestors, then scroll the row into view.
       for (let p = n.parent; p; p = p.parent) collapsed.delete(p.id);
@@ -160,8 +180,7 @@ function mount(page, traceId, spans, selectedId) {
       onClose: () => select(''),
       onSelect: (sid) => select(sid, true),
     });
-    lastRange = '';
-    draw();
+    redraw();
   }
 
   rowsEl.addEventListener('click', (e) => {
@@ -179,12 +198,11 @@ function mount(page, traceId, spans, selectedId) {
   });
   const onScroll = () => { if (!raf) raf = requestAnimationFrame(draw); };
   scroller.addEventListener('scroll', onScroll, { passive: true });
-  const ro = new ResizeObserver(() => { lastRange = ''; draw(); });
+  const ro = new ResizeObserver(() => draw());
   ro.observe(scroller);
   page.querySelector('input[name=critical]')?.addEventListener('change', (e) => {
     showCritical = /** @type {HTMLInputElement} */ (e.target).checked;
-    lastRange = '';
-    draw();
+    redraw();
   });
   page.querySelector('[data-act=collapse]')?.addEventListener('click', () => {
     for (const n of model.nodes) if (n.children.length && n.depth >= 1) collapsed.add(n.id);
