@@ -1,13 +1,14 @@
 // Spans → the linker: line protocol, gzip, POST {trace_server}/v1/bpftracing.
 //
-// Each span is encoded once, when it is made, and queued as its line: the queue is weighed in
+// Each span is encoded once, when it is made (./encode.ts: the shared encoder's output, built
+// faster), and queued as its line: the queue is weighed in
 // bytes, so `send_buffer_bytes` bounds memory exactly while the linker is unreachable (the
 // oldest lines are dropped and counted beyond it). Batching, retries with backoff and the
 // counting are the shared exporter helper's (src/export/exporter-helper.ts).
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { EbpfSpan } from '../span/span.js';
-import { encodeSpans } from '../span/lineprotocol.js';
+import { encodeSpanLine } from './encode.js';
 import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
 import { seqError } from '../errors.js';
 
@@ -116,7 +117,7 @@ export function createSender(opts: SenderOptions): Sender {
   return {
     url,
     send(span) {
-      helper.enqueue(encodeSpans([span]));
+      helper.enqueue(encodeSpanLine(span));
     },
     flush: () => helper.flush(),
     close: (timeoutMs = 3000) => helper.stop(timeoutMs),

@@ -12,6 +12,8 @@ test('formats, validity and sampling', async (t) => {
     { name: 'w3c not sampled (flags 00, not "0")', h: { traceparent: `00-${T128}-${S64}-00` }, want: { traceId: T128, parentId: S64, sampled: -1 } },
     { name: 'w3c upper case normalised', h: { traceparent: `00-${T128.toUpperCase()}-${S64}-01` }, want: { traceId: T128, parentId: S64, sampled: 1 } },
     { name: 'w3c all-zero trace id invalid', h: { traceparent: `00-${'0'.repeat(32)}-${S64}-01` }, want: null, invalid: 1 },
+    { name: 'w3c future version with more fields', h: { traceparent: `01-${T128}-${S64}-01-what-ever` }, want: { traceId: T128, parentId: S64, sampled: 1 } },
+    { name: 'w3c version 00 with more fields invalid', h: { traceparent: `00-${T128}-${S64}-01-x` }, want: null, invalid: 1 },
     { name: 'w3c version ff invalid', h: { traceparent: `ff-${T128}-${S64}-01` }, want: null, invalid: 1 },
     { name: 'w3c short id invalid, b3 used', h: { traceparent: `00-abc-${S64}-01`, b3: `${T128}-${S64}-1` }, want: { traceId: T128, parentId: S64, sampled: 1, format: 'b3' }, invalid: 1 },
     { name: 'b3 single 64-bit, deny', h: { b3: `${S64}-${S64}-0` }, want: { traceId: S64, parentId: S64, sampled: -1 } },

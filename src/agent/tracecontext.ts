@@ -36,16 +36,16 @@ function hexId(v: string | undefined, ...lengths: number[]): string | null {
 }
 
 function w3c(h: TraceHeaders): AppTraceContext | null {
+  // version-traceid-parentid-flags: fixed positions; future versions may append "-…".
   const v = h.traceparent!.trim().toLowerCase();
-  const parts = v.split('-');
-  // version-traceid-parentid-flags; future versions may append fields.
-  if (parts.length < 4 || parts[0].length !== 2 || !HEX.test(parts[0]) || parts[0] === 'ff') return null;
-  if (parts[0] === '00' && parts.length !== 4) return null;
-  const traceId = hexId(parts[1], 32);
-  const parentId = hexId(parts[2], 16);
-  if (!traceId || !parentId || parts[3].length !== 2 || !HEX.test(parts[3])) return null;
-  const flags = parseInt(parts[3], 16);
-  return { traceId, parentId, sampled: flags & 1 ? 1 : -1, traceState: h.tracestate?.trim() ?? '', format: 'w3c' };
+  if (v.length < 55 || v.charCodeAt(2) !== 45 || v.charCodeAt(35) !== 45 || v.charCodeAt(52) !== 45) return null;
+  const version = v.slice(0, 2);
+  if (!HEX.test(version) || version === 'ff' || (version === '00' ? v.length !== 55 : v.length > 55 && v.charCodeAt(55) !== 45)) return null;
+  const traceId = v.slice(3, 35);
+  const parentId = v.slice(36, 52);
+  const flags = v.slice(53, 55);
+  if (!HEX.test(traceId) || !HEX.test(parentId) || !HEX.test(flags) || ZERO.test(traceId) || ZERO.test(parentId)) return null;
+  return { traceId, parentId, sampled: parseInt(flags, 16) & 1 ? 1 : -1, traceState: h.tracestate?.trim() ?? '', format: 'w3c' };
 }
 
 function b3Sampled(s: string | undefined, flags?: string): 1 | 0 | -1 | null {

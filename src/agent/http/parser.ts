@@ -114,7 +114,23 @@ const HEADER_IDS = new Map<string, [H, keyof TraceHeaders | null]>([
   ['x-datadog-sampling-priority', [H.Trace, 'ddSamplingPriority']],
   ['sw8', [H.Trace, 'sw8']],
 ]);
-const HEADER_LENGTHS = new Set([...HEADER_IDS.keys()].map((k) => k.length));
+// By name length: the candidates' lower-case bytes, compared in place (no string per header).
+const HEADERS_BY_LENGTH: ([Buffer, [H, keyof TraceHeaders | null]][] | undefined)[] = [];
+for (const [k, def] of HEADER_IDS) (HEADERS_BY_LENGTH[k.length] ??= []).push([Buffer.from(k, 'latin1'), def]);
+
+function matchHeader(buf: Buffer, from: number, to: number): [H, keyof TraceHeaders | null] | null {
+  const cands = HEADERS_BY_LENGTH[to - from];
+  if (!cands) return null;
+  outer: for (const [name, def] of cands) {
+    for (let i = 0; i < name.length; i++) {
+      let c = buf[from + i];
+      if (c >= 65 && c <= 90) c |= 0x20;
+      if (c !== name[i]) continue outer;
+    }
+    return def;
+  }
+  return null;
+}
 
 /** Does `buf[at..]` start with an HTTP/1 request line (a known method and a space)? */
 export function looksLikeRequest(buf: Buffer, at = 0): boolean {
@@ -213,8 +229,8 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       let nl = buf.indexOf(10, pos);
       if (nl < 0 || nl > end) nl = end;
       const colon = buf.indexOf(58, pos);
-      if (colon > pos && colon < nl && HEADER_LENGTHS.has(colon - pos)) {
-        const def = HEADER_IDS.get(lower(buf, pos, colon));
+      if (colon > pos && colon < nl) {
+        const def = matchHeader(buf, pos, colon);
         if (def) {
           let vs = colon + 1;
           let ve = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
@@ -233,8 +249,8 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
               break;
             }
             case H.TransferEncoding:
-              // chunked must be the last coding; a substring test on a lower-cased value is enough.
-              if (lower(buf, vs, ve).endsWith('chunked')) chunked = true;
+              // chunked must be the last coding.
+              if (ve - vs >= 7 && lower(buf, ve - 7, ve) === 'chunked') chunked = true;
               break;
             case H.Connection: {
               const v = lower(buf, vs, ve);
