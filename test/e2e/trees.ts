@@ -53,6 +53,8 @@ export interface WaitOptions {
    * made only of their spans is this test's when one of its spans uses one of `ports`.
    */
   shared?: { services: string[]; ports: number[] };
+  /** Only traces whose root belongs to one of these requests (when services are reused across tests). */
+  ids?: string[];
   /** Stop waiting once this many spans are stored in this test's traces (and nothing changed for settleMs). */
   spans: number;
   timeoutMs?: number;
@@ -86,7 +88,8 @@ export async function waitForTraces(linker: Linker, o: WaitOptions): Promise<Tra
   for (;;) {
     const all = await listTraces(linker);
     const keep = await Promise.all(all.map(isMine));
-    summaries = all.filter((_, i) => keep[i]);
+    const ids = o.ids && new Set(o.ids);
+    summaries = all.filter((t, i) => keep[i] && (!ids || ids.has(requestIdOf(t.rootOperation))));
     const count = summaries.reduce((n, t) => n + t.spanCount, 0);
     const key = summaries.map((t) => `${t.traceId}:${t.spanCount}`).sort().join(',');
     if (key !== last) { last = key; stableSince = Date.now(); }
