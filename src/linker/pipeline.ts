@@ -129,10 +129,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     start() {
       if (running) return;
       running = true;
+      // Replayed spans count as arriving now: what agents resend after the restart (batches
+      // that got no answer) must still find them open, or a trace would be cut in two.
+      const restartMs = now();
       for (const b of spool.pending()) {
         if (held.has(b.id)) continue;
-        // The original arrival time: windows that closed while the linker was down close now.
-        hand(b.spans, b.id, b.receivedAtMs);
+        hand(b.spans, b.id, restartMs);
         c.replayedBatches++;
         c.replayedSpans += b.spans.length;
       }

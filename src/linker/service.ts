@@ -134,8 +134,6 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
       onCommitted: () => exporter?.notify(),
       onError: (e) => apps[0]?.log.error({ err: e }, 'commit failed; retrying'),
     });
-    pipeline.start(); // replays the spool before the first request is accepted
-    await exporter?.start();
 
     const metrics = createRegistry();
     const app = Fastify({ logger, bodyLimit: cfg.max_body_bytes });
@@ -164,6 +162,10 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
     }
     queryApp.register(uiRoutes());
 
+    // Replay the spool last before listening: replayed spans count as arriving now, and the
+    // agents' resends must find them still open (setting up routes can take a while).
+    pipeline.start();
+    await exporter?.start();
     const main = listenAddress(cfg.http_listen);
     await app.listen({ host: main.host, port: main.port });
     if (queryApp !== app) {
