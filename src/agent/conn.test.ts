@@ -131,7 +131,7 @@ test('100 Continue: response seq is its first byte, span ends with the final res
   t.onData(ev({ dir: 'recv', data: 'POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n', seq: 1, t: 1 }));
   t.onData(ev({ dir: 'send', data: 'HTTP/1.1 100 Continue\r\n\r\n', seq: 500, t: 2 }));
   assert.equal(spans.length, 0);
-  t.onData(ev({ dir: 'recv', data: 'data', seq: 70, t: 3 }));
+  t.onData(ev({ dir: 'recv', data: 'data', seq: 65, t: 3 }));
   t.onData(ev({ dir: 'send', data: RESP(201), seq: 525, t: 4 }));
   assert.equal(spans.length, 1);
   assert.equal(spans[0].respSeq, 500);
@@ -243,6 +243,32 @@ test('response beyond capture bytes: counted through the gap, next exchange stil
   t.onData(ev({ dir: 'send', data: RESP(), seq: 1000 + big.length, t: 4 }));
   assert.deepEqual(spans.map((s) => [s.httpRoute, s.respSeq]), [['/users/7', 1000], ['/2', 1000 + big.length]]);
   assert.equal(spans[0].attrs.bytes_written, big.length);
+});
+
+test('a lost event (sequence jump) is skipped by count: the next exchange still parses', () => {
+  const { t, spans } = table();
+  const resp = RESP(200, 'x'.repeat(3000));
+  t.onData(ev({ dir: 'recv', data: REQ('/1'), seq: 1, t: 1 }));
+  // The response went out in three writes; the middle one was lost in the ring buffer.
+  t.onData(ev({ dir: 'send', data: resp.slice(0, 1000), seq: 5000, t: 2 }));
+  t.onData(ev({ dir: 'send', data: resp.slice(2000), seq: 7000, t: 3 }));
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].attrs.bytes_written, resp.length);
+  assert.equal(t.stats.seqGaps, 1);
+  t.onData(ev({ dir: 'recv', data: REQ('/2'), seq: 1 + REQ('/1').length, t: 4 }));
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 5000 + resp.length, t: 5 }));
+  assert.deepEqual(spans.map((s) => s.httpRoute), ['/1', '/2']);
+  assert.equal(t.stats.parse.parseErrors, 0);
+});
+
+test('bytes seen twice (same sequence numbers) are fed once', () => {
+  const { t, spans } = table();
+  t.onData(ev({ dir: 'recv', data: REQ('/1'), seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: REQ('/1'), seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'send', data: RESP(), seq: 100, t: 2 }));
+  assert.equal(spans.length, 1);
+  assert.equal(t.stats.seqRepeats, 1);
+  assert.equal(t.stats.orphanResponses, 0);
 });
 
 test('clock: monotonic nanoseconds become epoch microseconds', () => {

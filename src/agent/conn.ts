@@ -55,6 +55,10 @@ export interface ConnStats {
   failedSpans: number;
   /** Requests dropped: connection evicted, or too many pipelined. */
   droppedExchanges: number;
+  /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
+  seqGaps: number;
+  /** Calls whose bytes had all been seen already (ignored). */
+  seqRepeats: number;
   parse: ParserStats;
   trace: TraceContextStats;
 }
@@ -89,6 +93,9 @@ interface Conn {
   pending: Exchange[];
   /** The event being fed (parsers call back synchronously). */
   ev: DataEvent | null;
+  /** Sequence number expected next per direction (-1: not known yet). */
+  nextSend: number;
+  nextRecv: number;
 }
 
 export interface ConnTable {
@@ -109,7 +116,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, parse, trace: { invalid: 0 },
+    spans: 0, failedSpans: 0, droppedExchanges: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
 
   function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: bigint): void {
@@ -224,7 +231,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     const c: Conn = {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
-      lastNs: ev.tsNs, pending: [], ev: null,
+      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1,
     };
     conns.set(ev.sockId, c);
     perPid.set(ev.pid, (perPid.get(ev.pid) ?? 0) + 1);
@@ -253,8 +260,27 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         c.respParser = createParser(false, responseSink(c), parse);
       }
       const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
+      const parser = ev.dir === requestDir ? c.reqParser! : c.respParser!;
+      // Sequence numbers say whether bytes are missing (a lost event) or were seen already.
+      const send = ev.dir === 'send';
+      const expected = send ? c.nextSend : c.nextRecv;
+      const next = (ev.seq + ev.len) >>> 0;
+      if (send) c.nextSend = next; else c.nextRecv = next;
       c.ev = ev;
-      (ev.dir === requestDir ? c.reqParser! : c.respParser!).feed(ev);
+      if (expected >= 0 && ev.seq !== expected) {
+        const d = (ev.seq - expected) | 0;
+        if (d < 0 && ((next - expected) | 0) <= 0) {
+          stats.seqRepeats++;
+          if (send) c.nextSend = expected; else c.nextRecv = expected;
+          c.ev = null;
+          return;
+        }
+        if (d > 0) {
+          stats.seqGaps++;
+          parser.skip(d, ev.tsNs);
+        }
+      }
+      parser.feed(ev);
       c.ev = null;
     },
     onClose(ev) {

@@ -168,3 +168,34 @@ test('Connection: close and HTTP/1.0 are noted', () => {
   const r = run(false, calls(['HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n', 'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n']));
   assert.deepEqual(r.ends.map((m) => m.close), [true, true, false]);
 });
+
+test('any split of a stream into calls gives the same messages as one call (random partitions)', () => {
+  // A deterministic PRNG: a failure can be replayed.
+  let x = 12345;
+  const rnd = (n: number) => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x % n;
+  };
+  const stream = [
+    'HTTP/1.1 100 Continue\r\n\r\n',
+    RESP('hello'),
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n',
+    'HTTP/1.1 204 No Content\r\n\r\n',
+    'HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n1;x=y\r\nz\r\n0\r\nT: 1\r\n\r\n',
+    RESP('x'.repeat(300)),
+  ].join('');
+  const whole = run(false, calls([stream]));
+  const shape = (ms: HttpMessage[]) => ms.map((m) => [m.status, m.seq, m.bytes, m.truncated]);
+  assert.equal(whole.ends.length, 6);
+  for (let round = 0; round < 300; round++) {
+    const parts: string[] = [];
+    for (let i = 0; i < stream.length;) {
+      const n = 1 + rnd(round % 3 === 0 ? 8 : 120);
+      parts.push(stream.slice(i, i + n));
+      i += n;
+    }
+    const r = run(false, calls(parts));
+    assert.deepEqual(shape(r.ends), shape(whole.ends), `partition ${round}: ${JSON.stringify(parts.map((p) => p.length))}`);
+    assert.equal(r.stats.parseErrors, 0);
+  }
+});

@@ -161,6 +161,11 @@ export interface HttpParser {
   close(tsNs: bigint): HttpMessage | null;
   /** A message is in progress (started, not ended). */
   busy(): boolean;
+  /**
+   * `n` bytes moved that the parser never received (an event lost in the ring buffer, found by
+   * the jump in sequence numbers): counted through a body like uncaptured bytes.
+   */
+  skip(n: number, tsNs: bigint): void;
   readonly stats: ParserStats;
 }
 
@@ -509,6 +514,11 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   return {
     stats,
     busy: () => state !== S.Idle,
+    skip(n: number, tsNs: bigint): void {
+      const c: Chunk = { seq: 0, len: n, head: EMPTY, tail: EMPTY, tsNs };
+      gap(n, c);
+      if (state === S.BodyToCallEnd) finish(tsNs);
+    },
     feed(c: Chunk): void {
       const headLen = Math.min(c.head.length, c.len);
       consume(c.head, 0, headLen, c);
@@ -545,6 +555,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
 }
 
 const NEWLINE = Buffer.from('\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
 
 const START_WORDS = [...METHOD_BUFS, HTTP1];
 function isStartPrefix(buf: Buffer, from: number, to: number, isRequest: boolean): boolean {
