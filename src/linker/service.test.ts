@@ -99,7 +99,13 @@ describe('linker over HTTP', () => {
     assert.deepEqual(r, { status: 200, json: { accepted: 9, rejected: 0, errors: [] } });
     assert.equal(h.advance(100), 0, 'nothing is emitted before the window closes');
     assert.equal(h.advance(5000), 9);
-    await assertLinked(h, built);
+    const stored = await assertLinked(h, built);
+    // the same trace through the query API on the same port
+    const api = await (await fetch(`${h.linker.url}/api/traces/${stored[0].traceId}`)).json();
+    assert.equal(JSON.stringify(api).includes(stored[0].spanId), true);
+    const services = await (await fetch(`${h.linker.url}/api/services`)).json();
+    assert.ok(JSON.stringify(services).includes('"e"'));
+    assert.equal((await fetch(`${h.linker.url}/`)).headers.get('content-type'), 'text/html; charset=utf-8');
   });
 
   test('fan-out and keep-alive, JSON gzip', async () => {
@@ -251,6 +257,22 @@ describe('linker limits and tokens', () => {
 
       h.advance(5000);
       assert.equal((await h.linker.store.findTraces({})).traces.length, 1, 'only the accepted batch was stored');
+    } finally {
+      await h.linker.close();
+    }
+  });
+
+  test('query_listen serves the query API and UI apart, guarded by query_token; ingest stays on http_listen', async () => {
+    const h = await start({ ENV_INPUT_EBPFTRACE_QUERY_LISTEN: '127.0.0.1:0', ENV_INPUT_EBPFTRACE_QUERY_TOKEN: 'q-token' });
+    try {
+      assert.notEqual(h.linker.queryUrl, h.linker.url);
+      assert.equal((await fetch(`${h.linker.url}/api/services`)).status, 404, 'no query API on the ingest port');
+      const denied = await fetch(`${h.linker.queryUrl}/api/services`);
+      assert.equal(denied.status, 401);
+      assert.equal((await denied.json()).code, 'SEQ_ERR_UNAUTHORIZED');
+      assert.equal((await fetch(`${h.linker.queryUrl}/api/services`, { headers: { authorization: 'Bearer q-token' } })).status, 200);
+      assert.equal((await fetch(`${h.linker.queryUrl}/`)).status, 200, 'the UI shell holds no data and needs no token');
+      assert.equal((await fetch(`${h.linker.queryUrl}/v1/bpftracing`, { method: 'POST', body: 'x' })).status, 404);
     } finally {
       await h.linker.close();
     }

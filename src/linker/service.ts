@@ -6,6 +6,7 @@ import { parseListen } from '../config/config.js';
 import { createRegistry, CONTENT_TYPE, type Registry } from '../metrics/registry.js';
 import type { ExportQueue, SpanSpool, TraceReader, TraceWriter } from '../storage/store.js';
 import { openSqliteStore } from '../storage/sqlite.js';
+import { queryRoutes } from '../query/routes.js';
 import { uiRoutes } from '../ui/routes.js';
 import type { Joiner } from './joiner.js';
 import { createJoiner } from './link/joiner.js';
@@ -61,18 +62,6 @@ function urlOf(app: FastifyInstance): string {
   if (!addr || typeof addr === 'string') return String(addr);
   const host = addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address === '::' ? '[::1]' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return `http://${host}:${addr.port}`;
-}
-
-/** The query API plugin, when src/query has landed (loaded by name so the linker runs without it). */
-async function loadQueryRoutes(): Promise<((reader: TraceReader) => (app: FastifyInstance) => Promise<void>) | undefined> {
-  const path = '../query/routes.js';
-  try {
-    const mod = await import(path);
-    return mod.queryRoutes;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes('query')) return undefined;
-    throw e;
-  }
 }
 
 function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, joiner: Joiner, store: LinkerStore, exporter?: ExporterStage): void {
@@ -151,15 +140,11 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
       installErrorHandling(queryApp);
       queryApp.get('/healthz', async () => ({ status: 'ok' }));
     }
-    const queryRoutes = await loadQueryRoutes();
-    if (queryRoutes) {
-      const routes = queryRoutes(store);
-      // The token guards the data (the API); the UI's static files hold none.
-      queryApp.register(async (scope) => {
-        scope.addHook('onRequest', bearerGuard(cfg.query_token, 'the query API'));
-        await scope.register(routes);
-      });
-    }
+    // The token guards the data (the API); the UI's static files hold none.
+    queryApp.register(async (scope) => {
+      scope.addHook('onRequest', bearerGuard(cfg.query_token, 'the query API'));
+      await scope.register(queryRoutes(store, { now }));
+    });
     queryApp.register(uiRoutes());
 
     // Replay the spool last before listening: replayed spans count as arriving now, and the
