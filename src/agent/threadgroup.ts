@@ -55,6 +55,15 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   let open = 0;
   const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0 };
 
+  function sweep(): void {
+    for (const [key, list] of openByThread) {
+      if (list.length === 0) {
+        openByThread.delete(key);
+        pidOf.delete(key);
+      }
+    }
+  }
+
   function nextId(): string {
     let id: bigint;
     do id = (base + ++counter) & MASK; while (id === 0n); // 0 means "no group" on the wire
@@ -65,10 +74,16 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     stats,
     open(key, pid) {
       const id = nextId();
-      pidOf.set(key, pid);
       const list = openByThread.get(key);
-      if (list) list.push(id);
-      else openByThread.set(key, [id]);
+      if (list) {
+        if (list.length === 0) pidOf.set(key, pid); // a tid may now belong to another process
+        list.push(id);
+      } else {
+        // Threads come and go: drop the empty lists of finished ones now and then.
+        if (openByThread.size >= 8192) sweep();
+        openByThread.set(key, [id]);
+        pidOf.set(key, pid);
+      }
       open++;
       stats.opened++;
       return id;
@@ -78,13 +93,14 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (!list) return;
       const i = list.indexOf(id);
       if (i < 0) return;
-      list.splice(i, 1);
+      // The list stays (usually empty) for the thread's next entry: no Map churn per request.
+      if (list.length === 1) list.pop();
+      else list.splice(i, 1);
       open--;
-      if (list.length === 0) { openByThread.delete(key); pidOf.delete(key); }
     },
     join(key) {
       const list = openByThread.get(key);
-      if (!list) { stats.alone++; return ''; }
+      if (!list || list.length === 0) { stats.alone++; return ''; }
       if (list.length > 1) { stats.ambiguous++; return ''; }
       stats.joined++;
       return list[0];
