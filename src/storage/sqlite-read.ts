@@ -5,7 +5,8 @@ import type Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { LinkedSpan } from '../span/span.js';
 import { decodeLinkedSpan } from './codec.js';
-import type { DependencyEdge, TracePage, TraceQuery, TraceSummary } from './store.js';
+import { prepareEdges } from './sqlite-edges.js';
+import type { TracePage, TraceQuery, TraceSummary } from './store.js';
 
 const STATUS_CODE = { ok: 0, warning: 1, error: 2 } as const;
 export const DEFAULT_LIMIT = 20;
@@ -120,10 +121,7 @@ export function prepareReader(db: Database.Database) {
   const traceSpans = db.prepare(`SELECT data FROM spans WHERE trace_id = ? ORDER BY start_us, id`).pluck();
   const allServices = db.prepare(`SELECT DISTINCT service FROM operations ORDER BY service`).pluck();
   const serviceOps = db.prepare(`SELECT operation FROM operations WHERE service = ? ORDER BY operation`).pluck();
-  // Aggregated in SQLite (one pass over the covering index, no row reaches JavaScript).
-  // percentile_disc: the duration at position floor((n - 1) * p) of the sorted durations.
-  const edgeStats = db.prepare(`SELECT parent, child, count(*), sum(error), percentile_disc(duration_us, 0.5), percentile_disc(duration_us, 0.99)
-    FROM edges INDEXED BY edges_by_start WHERE start_us >= ? AND start_us <= ? GROUP BY parent, child ORDER BY parent, child`).raw();
+  const edges = prepareEdges(db);
 
   function findTraces(q: TraceQuery): TracePage {
     const { sql, params, limit } = searchSql(q);
@@ -142,17 +140,12 @@ export function prepareReader(db: Database.Database) {
     return rows.map(decodeLinkedSpan);
   }
 
-  function dependencies(startUs: number, endUs: number): DependencyEdge[] {
-    return (edgeStats.all(startUs, endUs) as [string, string, number, number, number, number][]).map(
-      ([parent, child, callCount, errorCount, p50Us, p99Us]) => ({ parent, child, callCount, errorCount, p50Us, p99Us }));
-  }
-
   return {
     findTraces,
     getTrace,
     services: () => allServices.all() as string[],
     operations: (service: string) => serviceOps.all(service) as string[],
-    dependencies,
+    dependencies: edges.dependencies,
   };
 }
 

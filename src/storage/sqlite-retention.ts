@@ -3,6 +3,7 @@
 // touched: it holds accepted spans not yet linked. Spans deleted before the exporter sent
 // them are counted as export drops.
 import type Database from 'better-sqlite3';
+import { MINUTE_US } from './sqlite-edges.js';
 import type { SweepResult } from './store.js';
 
 /** Traces deleted per transaction: short transactions so that ingest is never held long. */
@@ -17,11 +18,12 @@ export function prepareRetention(db: Database.Database) {
   const delSpans = db.prepare(`DELETE FROM spans WHERE trace_id = ?`);
   const delServices = db.prepare(`DELETE FROM trace_services WHERE trace_id = ?`);
   const delOps = db.prepare(`DELETE FROM trace_ops WHERE trace_id = ?`);
-  const delEdges = db.prepare(`DELETE FROM edges WHERE trace_id = ?`);
   const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
   const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
+  const delOldMinutes = db.prepare(`DELETE FROM edge_minutes WHERE minute < ?`);
+  const oldestStart = db.prepare(`SELECT min(start_us) FROM traces`).pluck();
   const countTraces = db.prepare(`SELECT count(*) FROM traces`).pluck();
   const pageCount = db.prepare(`PRAGMA page_count`).pluck();
   const freePages = db.prepare(`PRAGMA freelist_count`).pluck();
@@ -34,7 +36,6 @@ export function prepareRetention(db: Database.Database) {
       r.deletedSpans += delSpans.run(id).changes;
       delServices.run(id);
       delOps.run(id);
-      delEdges.run(id);
       delPending.run(id);
       r.deletedTraces += delTrace.run(id).changes;
     }
@@ -62,6 +63,7 @@ export function prepareRetention(db: Database.Database) {
     db.transaction(() => {
       delOldOperations.run(cutoffUs);
       delOldPending.run(cutoffUs);
+      delOldMinutes.run(Math.floor(cutoffUs / MINUTE_US));
     })();
     if (usedBytes() > maxBytes) {
       const target = maxBytes * SIZE_TARGET;
@@ -77,6 +79,9 @@ export function prepareRetention(db: Database.Database) {
         traces -= r.deletedTraces;
         add(r);
       }
+      // Call statistics go with the traces they came from (by minute: the service map's resolution).
+      const firstStart = oldestStart.get() as number | null;
+      delOldMinutes.run(firstStart === null ? Number.MAX_SAFE_INTEGER : Math.floor(firstStart / MINUTE_US));
     }
     return total;
   }

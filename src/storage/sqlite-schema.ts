@@ -66,19 +66,17 @@ CREATE TABLE IF NOT EXISTS operations (
   PRIMARY KEY (service, operation)
 ) WITHOUT ROWID;
 
--- One row per client→server call between two services; dependencies() reads a time range
--- of the covering index and never touches spans.
-CREATE TABLE IF NOT EXISTS edges (
-  id INTEGER PRIMARY KEY,
-  trace_id TEXT NOT NULL,
-  start_us INTEGER NOT NULL,
+-- Client→server calls between services per minute and pair, with a duration histogram
+-- (./sqlite-edges.ts); dependencies() reads a range of minutes, never single calls.
+CREATE TABLE IF NOT EXISTS edge_minutes (
+  minute INTEGER NOT NULL,               -- client span start, minutes since the epoch
   parent TEXT NOT NULL,
   child TEXT NOT NULL,
-  duration_us INTEGER NOT NULL,
-  error INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS edges_by_start ON edges(start_us, parent, child, duration_us, error);
-CREATE INDEX IF NOT EXISTS edges_by_trace ON edges(trace_id);
+  calls INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  hist TEXT NOT NULL,                    -- JSON {bucket: count}
+  PRIMARY KEY (minute, parent, child)
+) WITHOUT ROWID;
 
 -- Server spans stored before the client span they name as parent (late client spans):
 -- the edge is made when that client span arrives.

@@ -5,6 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { LinkedSpan } from '../span/span.js';
 import { decodeLinkedSpan, encodeLinkedSpan } from './codec.js';
+import { prepareEdges, type Call } from './sqlite-edges.js';
 
 const STATUS_RANK = { ok: 0, warning: 1, error: 2 } as const;
 
@@ -44,7 +45,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   const touchOperation = db.prepare(`INSERT INTO operations (service, operation, last_us) VALUES (?, ?, ?)
     ON CONFLICT (service, operation) DO UPDATE SET last_us = max(last_us, excluded.last_us)`);
   const spanData = db.prepare(`SELECT data FROM spans WHERE span_id = ?`).pluck();
-  const addEdge = db.prepare(`INSERT INTO edges (trace_id, start_us, parent, child, duration_us, error) VALUES (?, ?, ?, ?, ?, ?)`);
+  const edges = prepareEdges(db);
   const addPending = db.prepare(`INSERT OR IGNORE INTO pending_edges VALUES (?, ?, ?, ?, ?, ?)`);
   const takePending = db.prepare(`SELECT child_span_id, child_service, child_error FROM pending_edges WHERE parent_span_id = ?`);
   const dropPending = db.prepare(`DELETE FROM pending_edges WHERE parent_span_id = ?`);
@@ -137,6 +138,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
 
   /** An edge is a client (exit) span whose child is a server (entry) span of another service. */
   function linkEdges(fresh: LinkedSpan[], sampled: LinkedSpan[]): void {
+    const calls: Call[] = [];
     let byId: Map<string, LinkedSpan> | undefined;
     let pendingKnown: boolean | undefined;
     for (const s of fresh) {
@@ -152,8 +154,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         }
         if (parent) {
           if (parent.kind === 'exit' && parent.service !== s.service) {
-            addEdge.run(s.traceId, parent.startUs, parent.service, s.service, parent.durationUs,
-              parent.status === 'error' || s.status === 'error' ? 1 : 0);
+            calls.push({ startUs: parent.startUs, parent: parent.service, child: s.service, durationUs: parent.durationUs, error: parent.status === 'error' || s.status === 'error' });
           }
         } else {
           addPending.run(s.parentId, s.spanId, s.traceId, s.service, s.status === 'error' ? 1 : 0, s.startUs);
@@ -167,12 +168,13 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         if (waiting.length === 0) continue;
         for (const w of waiting) {
           if (w.child_service !== s.service) {
-            addEdge.run(s.traceId, s.startUs, s.service, w.child_service, s.durationUs, s.status === 'error' || w.child_error ? 1 : 0);
+            calls.push({ startUs: s.startUs, parent: s.service, child: w.child_service, durationUs: s.durationUs, error: s.status === 'error' || w.child_error === 1 });
           }
         }
         dropPending.run(s.spanId);
       }
     }
+    if (calls.length > 0) edges.record(calls);
   }
 
   return { commit };

@@ -9,6 +9,7 @@ import { SeqError } from '../errors.js';
 import { BASE_US, chainTrace, ebpfSpan, storeConformance, traceIdOf, type ConformanceTarget } from './conformance.js';
 import { openSqliteStore, DB_FILE } from './sqlite.js';
 import { searchSql } from './sqlite-read.js';
+import { bucketOf, bucketValue } from './sqlite-edges.js';
 import type { TraceQuery } from './store.js';
 
 const BIG = Number.MAX_SAFE_INTEGER;
@@ -141,6 +142,18 @@ describe('sqlite store', () => {
       assert.throws(() => openSqliteStore(join(dir, 'plain-file'), limits), (e: SeqError) => e.code === 'SEQ_ERR_STORAGE' && e.message.includes('plain-file'));
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('service-map histogram buckets: exact below 64 µs, within 2.2% above', () => {
+    for (let d = 0; d < 64; d++) assert.equal(bucketValue(bucketOf(d)), d);
+    let last = -1;
+    for (let d = 64; d < 5e9; d = Math.ceil(d * 1.013) + 1) {
+      const b = bucketOf(d);
+      assert.ok(b >= last, `buckets grow with durations (${d})`);
+      last = b;
+      const v = bucketValue(b);
+      assert.ok(Math.abs(v - d) <= d * 0.022 + 0.5, `${d} µs reported as ${v}`);
     }
   });
 });

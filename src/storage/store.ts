@@ -81,7 +81,11 @@ export interface TraceReader {
   getTrace(traceId: string): Promise<LinkedSpan[] | undefined>;
   services(): Promise<string[]>;
   operations(service: string): Promise<string[]>;
-  /** Client → server calls between services whose spans start in [startUs, endUs]. */
+  /**
+   * Client → server calls between services (an exit span of one service that is the parent
+   * of an entry span of another) whose client span starts in [startUs, endUs]. Stores may
+   * round the range out to whole minutes and report percentiles within 2.2%.
+   */
   dependencies(startUs: number, endUs: number): Promise<DependencyEdge[]>;
 }
 
