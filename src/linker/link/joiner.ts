@@ -15,7 +15,7 @@ import { groupKey, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
 import { groupContains, resolveParents, seqFits } from './match.js';
 import { frozenPending, newPending, type Cluster, type LateSpan, type PendingSpan } from './node.js';
 import { rateThreshold } from './sampling.js';
-import { createMemoryJoinState, G_ENTRY, G_EXIT, S_ENTRY, S_EXIT, type JoinState } from './state.js';
+import { createMemoryJoinState, G_ENTRY, G_EXIT, nextWaiter, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
 
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
   /** Most records in the late index (default 1,000,000); the oldest go first beyond it. */
@@ -26,9 +26,7 @@ export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use
 export const MAX_ARRIVAL_GRACE_MS = 2000;
 export const DEFAULT_LATE_INDEX_MAX_KEYS = 1_000_000;
 
-function emitted(p: PendingSpan): boolean {
-  return !p.cluster.alive;
-}
+const EMPTY: PendingSpan[] = [];
 
 /**
  * A joiner. The EbpfSpan objects passed to add() become the LinkedSpans it emits (the id
@@ -72,39 +70,76 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     if (small.maxEndMs > big.maxEndMs) big.maxEndMs = small.maxEndMs;
     if (small.maxArrivalMs > big.maxArrivalMs) big.maxArrivalMs = small.maxArrivalMs;
     small.alive = false;
-    small.members = [];
+    small.members = EMPTY;
     openTraces--;
   }
 
+  /** A cluster of its own for `p` (queued by its deadline). */
+  function ownCluster(p: PendingSpan, endMs: number, arrivalMs: number): Cluster {
+    const c: Cluster = { members: [p], maxEndMs: endMs, maxArrivalMs: arrivalMs, alive: true };
+    p.cluster = c;
+    openTraces++;
+    heapPush(heap, deadline(c), c);
+    return c;
+  }
+
+  /** `p` (being added) may belong with `q`: same cluster. */
+  function attach(p: PendingSpan, q: PendingSpan): void {
+    const qc = q.cluster!;
+    if (p.cluster === null) {
+      p.cluster = qc;
+      qc.members.push(p);
+    } else union(p.cluster, qc);
+  }
+
   /** Brings an emitted span back into `p`'s cluster so a late span can join it. */
-  function joinFrozen(ls: LateSpan, p: PendingSpan): void {
-    const held = state.pending(ls.spanId);
+  function joinFrozen(ls: LateSpan, p: PendingSpan, endMs: number, arrivalMs: number): void {
+    const held = state.frozen(ls.spanId);
     if (held !== undefined) {
-      union(held.cluster, p.cluster);
+      attach(p, held);
       return;
     }
-    const f = frozenPending(ls, p.cluster);
-    p.cluster.members.push(f);
-    state.addPending(f);
+    const c = p.cluster ?? ownCluster(p, endMs, arrivalMs);
+    const f = frozenPending(ls, c);
+    c.members.push(f);
+    state.addFrozen(f);
+  }
+
+  /** The pending span with the same identity on the same side of `key`, if any. */
+  function findSame(table: WaitTable, key: number, spanId: string): PendingSpan | null {
+    for (let q = state.first(table, key) ?? null; q !== null; q = nextWaiter(table, q)) if (q.spanId === spanId) return q;
+    return null;
   }
 
   function add(span: EbpfSpan, batchId: number, arrivalMs: number): void {
     spanIdentity(span, ident);
+    const entry = span.kind === 'entry';
     const endUs = span.startUs + span.durationUs;
     // Span time drives the window, but a clock running ahead cannot hold a trace longer
     // than arrival + clock_skew.
     let endMs = endUs / 1000;
     if (endMs > arrivalMs + skewMs) endMs = arrivalMs + skewMs;
+    const hasSeq = span.reqSeq !== 0 || span.respSeq !== 0;
+    const skey = hasSeq ? seqKey(span.reqSeq, span.respSeq) : -1;
+    const tg = span.threadGroup;
+    let gkey = -1, gchk = 0;
+    if (tg !== '' && tg !== '0') {
+      groupKey(span, gk);
+      gkey = gk.key;
+      gchk = gk.check;
+    }
 
-    const held = state.pending(ident.spanId);
-    if (held !== undefined && held.span !== null) {
-      // The same span again (a resent batch): emitted with the ids of the first copy, and
-      // never a second candidate that would make its own match look ambiguous.
-      const c = held.cluster;
+    // The same span again (a resent batch): emitted with the ids of the first copy, and never
+    // a second candidate that would make its own match look ambiguous. Equal identities have
+    // equal keys, so looking on one key's list is enough.
+    const same = skey >= 0 ? findSame(entry ? S_ENTRY : S_EXIT, skey, ident.spanId)
+      : gkey >= 0 ? findSame(entry ? G_ENTRY : G_EXIT, gkey, ident.spanId) : null;
+    if (same !== null) {
+      const c = same.cluster!;
       const dup = newPending(span, null, ident.spanId, c);
-      dup.dupOf = held.dupOf ?? held;
+      dup.dupOf = same;
       dup.batchId = batchId;
-      dup.entry = held.entry;
+      dup.entry = entry;
       dup.startUs = span.startUs;
       c.members.push(dup);
       if (arrivalMs > c.maxArrivalMs) c.maxArrivalMs = arrivalMs;
@@ -112,72 +147,51 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       return;
     }
 
-    const cluster: Cluster = { members: [], maxEndMs: endMs, maxArrivalMs: arrivalMs, alive: true };
-    const p = newPending(span, null, ident.spanId, cluster);
-    cluster.members.push(p);
+    const p = newPending(span, null, ident.spanId, null);
     p.a = ident.a; p.b = ident.b; p.c = ident.c; p.d = ident.d;
     p.batchId = batchId;
-    p.entry = span.kind === 'entry';
+    p.entry = entry;
     p.reqSeq = span.reqSeq;
     p.respSeq = span.respSeq;
     p.startUs = span.startUs;
     p.endUs = endUs;
     p.srcPort = span.srcPort;
     p.dstPort = span.dstPort;
-    if (held === undefined) state.addPending(p);
+    p.gkey = gkey;
+    p.gchk = gchk;
+    p.skey = skey;
     pendingNew++;
-    openTraces++;
-    heapPush(heap, deadline(cluster), cluster);
 
-    const tg = span.threadGroup;
-    if (tg !== '' && tg !== '0') {
-      groupKey(span, gk);
-      const key = gk.key, chk = gk.check;
-      p.gkey = key;
-      p.gchk = chk;
-      if (p.entry) {
-        const xs = state.waiters(G_EXIT, key);
-        if (xs !== undefined) {
-          for (let i = 0; i < xs.length; i++) {
-            const x = xs[i];
-            if (x.gchk === chk && groupContains(p, x)) union(x.cluster, p.cluster);
-          }
-        }
-        state.wait(G_ENTRY, key, p);
+    if (gkey >= 0) {
+      if (entry) {
+        for (let x = state.first(G_EXIT, gkey) ?? null; x !== null; x = x.gNext) if (x.gchk === gchk && groupContains(p, x)) attach(p, x);
       } else {
-        const es = state.waiters(G_ENTRY, key);
-        if (es !== undefined) {
-          for (let i = 0; i < es.length; i++) {
-            const e = es[i];
-            if (e.gchk === chk && groupContains(e, p)) union(e.cluster, p.cluster);
-          }
-        }
-        const ls = state.lateGroup(key);
-        if (ls !== undefined && ls.gchk === chk && groupContains(ls, p)) joinFrozen(ls, p);
-        state.wait(G_EXIT, key, p);
+        for (let e = state.first(G_ENTRY, gkey) ?? null; e !== null; e = e.gNext) if (e.gchk === gchk && groupContains(e, p)) attach(p, e);
+        const ls = state.lateGroup(gkey);
+        if (ls !== undefined && ls.gchk === gchk && groupContains(ls, p)) joinFrozen(ls, p, endMs, arrivalMs);
       }
     }
-
-    if (span.reqSeq !== 0 || span.respSeq !== 0) {
-      const key = seqKey(span.reqSeq, span.respSeq);
-      p.skey = key;
-      if (p.entry) {
-        const xs = state.waiters(S_EXIT, key);
-        if (xs !== undefined) {
-          for (let i = 0; i < xs.length; i++) if (seqFits(xs[i], p, skewUs)) union(xs[i].cluster, p.cluster);
-        }
-        const ls = state.lateSeq(key);
-        if (ls !== undefined && !ls.entry && !ls.seqMatched && seqFits(ls, p, skewUs)) joinFrozen(ls, p);
-        state.wait(S_ENTRY, key, p);
+    if (skey >= 0) {
+      if (entry) {
+        for (let x = state.first(S_EXIT, skey) ?? null; x !== null; x = x.sNext) if (seqFits(x, p, skewUs)) attach(p, x);
+        const ls = state.lateSeq(skey);
+        if (ls !== undefined && !ls.entry && !ls.seqMatched && seqFits(ls, p, skewUs)) joinFrozen(ls, p, endMs, arrivalMs);
       } else {
-        const es = state.waiters(S_ENTRY, key);
-        if (es !== undefined) {
-          for (let i = 0; i < es.length; i++) if (seqFits(p, es[i], skewUs)) union(es[i].cluster, p.cluster);
-        }
-        const ls = state.lateSeq(key);
-        if (ls !== undefined && ls.entry && !ls.seqMatched && seqFits(p, ls, skewUs)) joinFrozen(ls, p);
-        state.wait(S_EXIT, key, p);
+        for (let e = state.first(S_ENTRY, skey) ?? null; e !== null; e = e.sNext) if (seqFits(p, e, skewUs)) attach(p, e);
+        const ls = state.lateSeq(skey);
+        if (ls !== undefined && ls.entry && !ls.seqMatched && seqFits(p, ls, skewUs)) joinFrozen(ls, p, endMs, arrivalMs);
       }
+    }
+    // Filed after the search, so a span never meets itself.
+    if (gkey >= 0) state.wait(entry ? G_ENTRY : G_EXIT, gkey, p);
+    if (skey >= 0) state.wait(entry ? S_ENTRY : S_EXIT, skey, p);
+
+    const c = p.cluster;
+    if (c === null) ownCluster(p, endMs, arrivalMs);
+    else {
+      // Joined an open cluster: its deadline may move later (the heap entry is re-queued lazily).
+      if (endMs > c.maxEndMs) c.maxEndMs = endMs;
+      if (arrivalMs > c.maxArrivalMs) c.maxArrivalMs = arrivalMs;
     }
   }
 
@@ -189,14 +203,16 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     emitCluster(members, emitOpts, state, nowMs, counters, out);
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
-      state.removePending(p);
-      if (p.frozen !== null) continue;
+      if (p.frozen !== null) {
+        state.removeFrozen(p);
+        continue;
+      }
       pendingNew--;
       if (p.dupOf !== null) continue;
-      if (p.gkey >= 0) state.unwait(p.entry ? G_ENTRY : G_EXIT, p.gkey, emitted);
-      if (p.skey >= 0) state.unwait(p.entry ? S_ENTRY : S_EXIT, p.skey, emitted);
+      if (p.gkey >= 0) state.unwait(p.entry ? G_ENTRY : G_EXIT, p.gkey);
+      if (p.skey >= 0) state.unwait(p.entry ? S_ENTRY : S_EXIT, p.skey);
     }
-    c.members = [];
+    c.members = EMPTY;
   }
 
   function flush(nowMs: number): EmittedTrace[] {

@@ -122,7 +122,7 @@ test('once late_retention has passed, a late span no longer joins (and memory is
   assert.notEqual(u.traceId, t.traceId);
   assert.equal(u.spans[0].parentId, '');
   assert.equal(u.spans[0].late, false);
-  assert.equal(state.pendingCount(), 0);
+  assert.equal(state.frozenCount(), 0);
 });
 
 test('the late index never holds more than its maximum, oldest evicted first', () => {
@@ -158,7 +158,7 @@ test('steady state: nothing of emitted traces stays but the expiring late index'
   assert.ok(sawLate > 0);
   assert.equal(j.stats().pendingSpans, 0);
   assert.equal(j.stats().openTraces, 0);
-  assert.equal(state.pendingCount(), 0);
+  assert.equal(state.frozenCount(), 0);
   j.flush(now + 20_000);
   assert.equal(state.lateCount(), 0);
 });

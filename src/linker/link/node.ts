@@ -64,7 +64,11 @@ export interface PendingSpan {
   endUs: number;
   srcPort: number;
   dstPort: number;
-  cluster: Cluster;
+  /** null only while add() is placing it. */
+  cluster: Cluster | null;
+  /** Next waiter on the same group key / seq key (intrusive lists: no array per key). */
+  gNext: PendingSpan | null;
+  sNext: PendingSpan | null;
   // Scratch of the resolution at emission time.
   parent: PendingSpan | null;
   seqLinked: boolean;
@@ -78,11 +82,11 @@ export interface PendingSpan {
   tref: TraceRef | null;
 }
 
-export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster): PendingSpan {
+export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster | null): PendingSpan {
   return {
     spanId, a: 0, b: 0, c: 0, d: 0, span, frozen, dupOf: null, batchId: -1,
     entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0, srcPort: 0, dstPort: 0,
-    cluster, parent: null, seqLinked: false, best: null, bestScore: -1, bestTie: false, hasCandidates: false,
+    cluster, gNext: null, sNext: null, parent: null, seqLinked: false, best: null, bestScore: -1, bestTie: false, hasCandidates: false,
     mark: 0, depth: 0, root: null, tref: null,
   };
 }

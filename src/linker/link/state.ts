@@ -2,34 +2,43 @@
 // that several linkers can later share it through a distributed store.
 //
 // Contract:
-// - Pending spans by span id: the spans (new and frozen) held in open clusters.
 // - Waiters: for each join key (a thread group or an exchange's sequence numbers) and each
-//   side (entry / exit), the pending spans that carry that key. Lists keep insertion order,
-//   but no decision depends on that order: the joiner only asks "who carries this key", and
-//   decides parents from the spans themselves (times, ports, ids).
+//   side (entry / exit), the pending spans that carry that key. No decision depends on the
+//   order of a list: the joiner only asks "who carries this key", and decides parents from
+//   the spans themselves (times, ports, ids) once their cluster is complete.
+// - Frozen spans by span id: emitted spans brought back from the late index into an open
+//   cluster, so that two late spans reaching the same emitted span meet in one cluster.
 // - The late index: for each key of an emitted trace, what it resolved to (`LateSpan`: the
 //   emitted span, its trace id and sampling decision). A record lives until `expireAtMs`
 //   (emission + late_retention) or until the index holds more than `maxKeys` records, oldest
 //   first; either way memory is bounded.
-// - A shared implementation must make `wait`+`waiters` and `remember`+`lateGroup`/`lateSeq`
-//   linearizable per key; keys are plain numbers so they shard well.
-// The in-process implementation below is a set of Maps.
+// - A shared implementation must make `wait`/`first` and `remember`/`lateGroup`/`lateSeq`
+//   linearizable per key; keys are plain numbers (hashes), so they shard well.
+// The in-process implementation below is a set of Maps; waiter lists are intrusive (each
+// pending span carries the link to the next waiter on its group key and on its seq key), so
+// waiting allocates nothing.
 import type { LateSpan, PendingSpan } from './node.js';
 
 /** Which waiter list: thread-group entries/exits, seq-key entries/exits. */
 export const G_ENTRY = 0, G_EXIT = 1, S_ENTRY = 2, S_EXIT = 3;
 export type WaitTable = 0 | 1 | 2 | 3;
 
-export interface JoinState {
-  pending(spanId: string): PendingSpan | undefined;
-  addPending(p: PendingSpan): void;
-  removePending(p: PendingSpan): void;
-  pendingCount(): number;
+/** The waiter after `p` in a list of `table`. */
+export function nextWaiter(table: WaitTable, p: PendingSpan): PendingSpan | null {
+  return table < S_ENTRY ? p.gNext : p.sNext;
+}
 
-  waiters(table: WaitTable, key: number): PendingSpan[] | undefined;
+export interface JoinState {
+  /** First pending span waiting on `key`; follow with nextWaiter(). */
+  first(table: WaitTable, key: number): PendingSpan | undefined;
   wait(table: WaitTable, key: number, p: PendingSpan): void;
-  /** Drops every emitted span (`isDone`) from the key's list. */
-  unwait(table: WaitTable, key: number, isDone: (p: PendingSpan) => boolean): void;
+  /** Drops every span of the key's list whose cluster was emitted. */
+  unwait(table: WaitTable, key: number): void;
+
+  frozen(spanId: string): PendingSpan | undefined;
+  addFrozen(p: PendingSpan): void;
+  removeFrozen(p: PendingSpan): void;
+  frozenCount(): number;
 
   lateGroup(key: number): LateSpan | undefined;
   lateSeq(key: number): LateSpan | undefined;
@@ -43,8 +52,8 @@ export interface JoinState {
 }
 
 export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState {
-  const pendingById = new Map<string, PendingSpan>();
-  const tables: Map<number, PendingSpan[]>[] = [new Map(), new Map(), new Map(), new Map()];
+  const tables: Map<number, PendingSpan>[] = [new Map(), new Map(), new Map(), new Map()];
+  const frozenById = new Map<string, PendingSpan>();
   const lateGroups = new Map<number, LateSpan>();
   const lateSeqs = new Map<number, LateSpan>();
   // Records in emission order: expiry times only grow, so the oldest is always first.
@@ -57,36 +66,47 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
   }
 
   function compact(): void {
-    if (head > 1024 && head * 2 > queue.length) {
+    if (head > 4096 && head * 2 > queue.length) {
       queue = queue.slice(head);
       head = 0;
     }
   }
 
   return {
-    pending: (id) => pendingById.get(id),
-    addPending: (p) => void pendingById.set(p.spanId, p),
-    removePending(p) {
-      if (pendingById.get(p.spanId) === p) pendingById.delete(p.spanId);
-    },
-    pendingCount: () => pendingById.size,
-
-    waiters: (t, key) => tables[t].get(key),
+    first: (t, key) => tables[t].get(key),
     wait(t, key, p) {
       const m = tables[t];
-      const list = m.get(key);
-      if (list === undefined) m.set(key, [p]);
-      else list.push(p);
+      const head = m.get(key);
+      if (t < S_ENTRY) p.gNext = head ?? null;
+      else p.sNext = head ?? null;
+      m.set(key, p);
     },
-    unwait(t, key, isDone) {
+    unwait(t, key) {
       const m = tables[t];
-      const list = m.get(key);
-      if (list === undefined) return;
-      let j = 0;
-      for (let i = 0; i < list.length; i++) if (!isDone(list[i])) list[j++] = list[i];
-      if (j === 0) m.delete(key);
-      else list.length = j;
+      const g = t < S_ENTRY;
+      let headP: PendingSpan | null = m.get(key) ?? null;
+      if (headP === null) return;
+      let prev: PendingSpan | null = null;
+      const start = headP;
+      for (let q: PendingSpan | null = headP; q !== null;) {
+        const next: PendingSpan | null = g ? q.gNext : q.sNext;
+        if (!q.cluster!.alive) {
+          if (prev === null) headP = next;
+          else if (g) prev.gNext = next;
+          else prev.sNext = next;
+        } else prev = q;
+        q = next;
+      }
+      if (headP === null) m.delete(key);
+      else if (headP !== start) m.set(key, headP);
     },
+
+    frozen: (id) => frozenById.get(id),
+    addFrozen: (p) => void frozenById.set(p.spanId, p),
+    removeFrozen(p) {
+      if (frozenById.get(p.spanId) === p) frozenById.delete(p.spanId);
+    },
+    frozenCount: () => frozenById.size,
 
     lateGroup: (key) => lateGroups.get(key),
     lateSeq: (key) => lateSeqs.get(key),
