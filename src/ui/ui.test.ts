@@ -134,6 +134,15 @@ describe('web UI in Chromium', () => {
     assert.equal(await page.locator('.trace-row.has-error').count(), errorIds.length);
     assert.equal(await page.locator('#scatter circle.dot.err').count(), errorIds.length);
 
+    // Paging: 20 at a time, "Load more" continues with the API's cursor, the last page hides it.
+    await page.goto(`${server.url}/search?lookback=24h&limit=20`);
+    await page.waitForFunction(() => document.querySelectorAll('.trace-row').length === 20);
+    await page.click('#load-more');
+    await page.waitForFunction((n) => document.querySelectorAll('.trace-row').length === n, traces.size);
+    assert.equal(await page.locator('#load-more').isHidden(), true);
+    const listed = await page.$$eval('.trace-row', (els) => els.map((e) => e.getAttribute('data-trace-id')));
+    assert.deepEqual(new Set(listed), new Set(traces.keys()));
+
     // A malformed duration is named, and nothing is searched.
     await page.fill('#search-form input[name=minDuration]', 'fast');
     await page.click('#search-form button[type=submit]');
@@ -212,6 +221,12 @@ describe('web UI in Chromium', () => {
     assert.equal(await page.locator('.detail tr[data-field=ebpfTraceId] td').innerText(), ledger.ebpfTraceId);
     assert.match(await page.locator('.trace-head').innerText(), new RegExp(`App trace id\\s+${APP_TRACE_ID}`));
     await page.screenshot({ path: join(SHOTS, 'span-detail.png') });
+    // The box in the top bar opens a trace by id.
+    await page.goto(server.url + '/map');
+    await page.fill('#lookup input', lateTraceId.toUpperCase());
+    await page.press('#lookup input', 'Enter');
+    await page.waitForURL(new RegExp(`/trace/${lateTraceId}$`));
+    await page.waitForSelector('.wf-row');
     // An unknown id says so.
     await page.goto(`${server.url}/trace/00000000000000000000000000000bad`);
     await page.waitForSelector('.error-box');
@@ -309,5 +324,31 @@ describe('web UI in Chromium', () => {
     assert.deepEqual(cp.cp, { r: [[0, 30], [90, 100]], b: [[30, 90]] });
     assert.deepEqual(cp.unlinked, ['o']);
     await page.close();
+  });
+
+  test('query token: the UI asks for it once, then the API answers', async () => {
+    const guarded = await startLinkerUi({ ENV_INPUT_EBPFTRACE_QUERY_TOKEN: 's3cret-token' });
+    const page = await browser.context.newPage();
+    try {
+      await guarded.post(cartOnlyTrace(Date.now() * 1000, 77).map(toEbpf));
+      await page.goto(guarded.url + '/');
+      await page.waitForSelector('.token-form');
+      await page.fill('.token-form input', 'wrong');
+      await page.click('.token-form button');
+      await page.waitForSelector('.token-form');
+      await page.fill('.token-form input', 's3cret-token');
+      await page.click('.token-form button');
+      await page.waitForSelector('.trace-row', { timeout: 10_000 });
+      // Kept in this browser: a new page needs no prompt.
+      const again = await browser.context.newPage();
+      await again.goto(guarded.url + '/map');
+      await again.waitForSelector('.map-box .empty, .service-map');
+      assert.equal(await again.locator('.token-form').count(), 0);
+      await again.close();
+    } finally {
+      await page.evaluate(() => localStorage.clear()).catch(() => undefined);
+      await page.close();
+      await guarded.close();
+    }
   });
 });

@@ -50,7 +50,9 @@ export function showError(where, err) {
       setToken(/** @type {HTMLInputElement} */ (form.querySelector('input')).value.trim());
       route();
     });
-    where.replaceChildren(form);
+    // The whole view: nothing in it can load without the token.
+    view.replaceChildren(form);
+    form.querySelector('input')?.focus();
     return;
   }
   const msg = err instanceof ApiError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
