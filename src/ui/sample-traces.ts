@@ -68,7 +68,7 @@ function span(ctx: Ctx, svc: string, kind: 'entry' | 'exit', p: {
     httpMethod: method, httpRoute: route, httpStatusCode: code,
     appTraceId: ctx.opts.appTraceId ?? '', appParentId: ctx.opts.appTraceId ? hex(ctx.r, 16) : '',
     appSampled: ctx.opts.appTraceId ? 1 : 0,
-    attrs: { http_version: '1.1', bytes_read: 200 + Math.floor(ctx.r() * 4000), bytes_written: 100 + Math.floor(ctx.r() * 9000) },
+    attrs: { http_version: '1.1', container: `shop-${svc}`, bytes_read: 200 + Math.floor(ctx.r() * 4000), bytes_written: 100 + Math.floor(ctx.r() * 9000) },
   };
   ctx.spans.push(s);
   return s;

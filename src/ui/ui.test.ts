@@ -201,6 +201,8 @@ describe('web UI in Chromium', () => {
     assert.equal(await field('dst'), `${pay.dstIp}:${pay.dstPort}`);
     assert.equal(await field('httpStatusCode'), String(pay.httpStatusCode));
     assert.equal(await field('attr.bytes_read'), String(pay.attrs.bytes_read));
+    assert.equal(await page.locator('.detail [data-group="eBPF"] tr[data-field="attr.bytes_read"]').count(), 1);
+    assert.equal(await page.locator('.detail [data-group="Attributes"] tr[data-field="attr.container"] td').innerText(), 'shop-payments');
     assert.deepEqual(await page.$$eval('.detail .attr-group h4', (h) => h.map((x) => x.textContent)),
       ['Span', 'HTTP', 'eBPF', 'Attributes', 'Children (1)']);
     assert.match(page.url(), new RegExp(`\\?span=${pay.spanId}$`));

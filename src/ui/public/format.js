@@ -13,7 +13,8 @@ export function fmtDuration(us) {
 
 /** @param {number} v */
 function trim(v) {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  // Three significant digits, without trailing zeros: 12.5ms, 20ms, 1.25s.
+  return String(Number(v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)));
 }
 
 /** @param {number} us µs since epoch → local `YYYY-MM-DD HH:MM:SS.mmm` */

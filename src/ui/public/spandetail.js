@@ -3,6 +3,10 @@
 // application trace context, other attributes) with the reasons it is marked.
 import { esc, fmtDuration, fmtTime, serviceColor } from './format.js';
 
+/** Agent keys that are not span fields but belong with the HTTP or eBPF groups. */
+const HTTP_ATTRS = { http_version: 'HTTP version' };
+const EBPF_ATTRS = { tid_usr: 'Goroutine id', thread_name: 'Thread name', bytes_read: 'Bytes read', bytes_written: 'Bytes written' };
+
 /**
  * @param {HTMLElement} el
  * @param {import('./tracemodel.js').SpanNode} n
@@ -15,6 +19,9 @@ export function renderSpanDetail(el, n, model, on) {
   const crit = model.critical.get(n.id);
   const critUs = crit ? crit.reduce((a, [x, y]) => a + (y - x), 0) : 0;
   const parent = n.parent?.span;
+  const attrs = s.attrs ?? {};
+  /** @param {Record<string, string>} known @returns {[string, string, unknown, string?][]} */
+  const known = (known) => Object.entries(known).filter(([k]) => k in attrs).map(([k, label]) => [`attr.${k}`, label, attrs[k], 'mono']);
   /** @type {[string, [string, string, unknown, string?][]][]} */
   const groups = [
     ['Span', [
@@ -35,6 +42,7 @@ export function renderSpanDetail(el, n, model, on) {
       ['httpRoute', 'Route', s.httpRoute],
       ['httpStatusCode', 'Status code', s.httpStatusCode || ''],
       ['operation', 'Protocol', s.operation],
+      ...known(HTTP_ATTRS),
     ]],
     ['eBPF', [
       ['host', 'Host', s.host],
@@ -46,13 +54,15 @@ export function renderSpanDetail(el, n, model, on) {
       ['src', s.kind === 'exit' ? 'Source (this client)' : 'Source (this server)', addr(s.srcIp, s.srcPort), 'mono'],
       ['dst', s.kind === 'exit' ? 'Destination (server)' : 'Destination (client)', addr(s.dstIp, s.dstPort), 'mono'],
       ['ebpfTraceId', 'eBPF trace id', s.ebpfTraceId, 'mono'],
+      ...known(EBPF_ATTRS),
     ]],
     ['Application trace context', [
       ['appTraceId', 'App trace id', s.appTraceId, 'mono'],
       ['appParentId', 'App parent id', s.appParentId, 'mono'],
       ['appSampled', 'App sampling', s.appSampled === 1 ? 'keep' : s.appSampled === -1 ? 'drop' : ''],
     ]],
-    ['Attributes', Object.keys(s.attrs ?? {}).sort().map((k) => [`attr.${k}`, k, s.attrs[k], 'mono'])],
+    ['Attributes', Object.keys(attrs).filter((k) => !(k in HTTP_ATTRS) && !(k in EBPF_ATTRS)).sort()
+      .map((k) => /** @type {[string, string, unknown, string]} */ ([`attr.${k}`, k, attrs[k], 'mono']))],
   ];
   const flags = [];
   if (s.late) flags.push('<li class="late-text">Late: arrived after its trace had been emitted</li>');
