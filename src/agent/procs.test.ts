@@ -93,6 +93,23 @@ test('trace_all_process: everything but the deny list, the agent itself and kern
   sel.close();
 });
 
+test('an exec event for a process that already exited keeps its names until its exit event', async () => {
+  const c = proc('svc-c', { DD_SERVICE: 'short' });
+  await settle();
+  const { sel, removed } = selector({});
+  sel.scan();
+  assert.ok(sel.isTraced(c.pid!));
+  c.kill('SIGKILL');
+  await new Promise((r) => c.once('exit', r));
+  sel.onExec(c.pid!);
+  assert.equal(sel.service(c.pid!), 'short');
+  assert.ok(!removed.includes(c.pid!));
+  sel.onExit(c.pid!);
+  assert.ok(removed.includes(c.pid!));
+  assert.equal(sel.service(c.pid!), 'short');
+  sel.close();
+});
+
 test('exit and exec: pids are removed, and re-examined when they exec', async () => {
   const a = proc('mysleeper');
   // A shell that later execs into a traced name: same pid, new comm.
@@ -112,6 +129,8 @@ test('exit and exec: pids are removed, and re-examined when they exec', async ()
   await settle();
   sel.scan();
   assert.ok(removed.includes(a.pid!), 'removed once gone');
+  assert.equal(sel.service(a.pid!), 'mysleeper', 'spans still queued for a gone process keep its names');
+  assert.equal(sel.processName(a.pid!), 'mysleeper');
   assert.equal(sel.isTraced(a.pid!), false);
   assert.equal(sel.isTraced(sh.pid!), true);
   sel.close();

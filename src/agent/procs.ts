@@ -105,6 +105,10 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   const names = new Set(opts.cfg.trace_nameset);
   const envset = opts.cfg.trace_envset;
   const procs = new Map<number, ProcInfo>();
+  // Processes that left /proc: their last spans may still be queued in the capture (a short
+  // curl exits before the agent reads its events), and must still get their service name.
+  const gone = new Map<number, ProcInfo>();
+  const GONE_MAX = 4096;
   const threadNames = new Map<number, string>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
@@ -150,6 +154,9 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     const old = procs.get(pid);
     if (!old) return;
     procs.delete(pid);
+    gone.delete(pid);
+    gone.set(pid, old);
+    if (gone.size > GONE_MAX) gone.delete(gone.keys().next().value as number);
     if (old.traced) {
       stats.traced--;
       stats.removed++;
@@ -159,7 +166,12 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
 
   function update(pid: number, force: boolean): void {
     const st = readStat(root, pid);
-    if (!st) { untrack(pid); return; }
+    if (!st) {
+      // On an exec event the process may already be gone: its exit event, which comes after
+      // its data in the stream, will untrack it; until then its spans keep its names.
+      if (!force) untrack(pid);
+      return;
+    }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
     const info = examine(pid, st);
@@ -189,6 +201,19 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (stats.scans % 60 === 0 || threadNames.size > 50_000) threadNames.clear();
   }
 
+  /**
+   * A pid the selector has not examined (a child the kernel traces since its fork, found
+   * before the next scan): examine it now so its spans get names; traced by the kernel anyway.
+   */
+  function lookup(pid: number): ProcInfo | undefined {
+    const st = readStat(root, pid);
+    if (!st) return undefined;
+    const info = examine(pid, st);
+    gone.set(pid, info); // not in procs: the next scan decides and calls addPid
+    if (gone.size > GONE_MAX) gone.delete(gone.keys().next().value as number);
+    return info;
+  }
+
   const timer = (opts.intervalMs ?? 1000) > 0 ? setInterval(scan, opts.intervalMs ?? 1000) : null;
   timer?.unref();
 
@@ -200,10 +225,10 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     isTraced: (pid) => procs.get(pid)?.traced ?? false,
     info: (pid) => procs.get(pid),
     service(pid) {
-      return procs.get(pid)?.service ?? (readStat(root, pid)?.comm || 'unknown');
+      return (procs.get(pid) ?? gone.get(pid) ?? lookup(pid))?.service ?? '';
     },
     processName(pid) {
-      return procs.get(pid)?.comm ?? (readStat(root, pid)?.comm || '');
+      return (procs.get(pid) ?? gone.get(pid) ?? lookup(pid))?.comm ?? '';
     },
     threadName(pid, tid) {
       let n = threadNames.get(tid);
