@@ -8,7 +8,7 @@ const store = openSqliteStore(process.argv[2], { retentionMaxAgeMs: Number.MAX_S
 const batch = Array.from({ length: 100 }, () => ebpfSpan());
 for (let n = 1; ; n++) {
   const id = store.append(batch, Date.now());
-  writeSync(1, `A ${id}\n`);
+  writeSync(1, `A ${id} ${n}\n`);
   if (n % 2 === 0) {
     // The trace made of this batch is stored and the batch leaves the spool, in one commit.
     store.commit(chainTrace(n, BASE_US + n), [id]);

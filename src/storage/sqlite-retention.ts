@@ -47,8 +47,15 @@ export function prepareRetention(db: Database.Database) {
     return ((pageCount.get() as number) - (freePages.get() as number)) * pageSize;
   }
 
-  function sweep(nowMs: number, maxAgeMs: number, maxBytes: number): SweepResult {
-    const total: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
+  /**
+   * One retention pass. With a budget it stops after about that many milliseconds and says
+   * `more`: the store's timer then continues on a later tick, so a large deletion never holds
+   * the event loop (and ingest) for long.
+   */
+  function sweep(nowMs: number, maxAgeMs: number, maxBytes: number, budgetMs = Infinity): SweepResult & { more: boolean } {
+    const deadline = performance.now() + budgetMs;
+    const total = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0, more: false };
+    const outOfTime = () => (performance.now() > deadline ? (total.more = true) : false);
     const add = (r: SweepResult) => {
       total.deletedTraces += r.deletedTraces;
       total.deletedSpans += r.deletedSpans;
@@ -59,6 +66,7 @@ export function prepareRetention(db: Database.Database) {
       const ids = oldestBefore.all(cutoffUs, CHUNK) as string[];
       if (ids.length === 0) break;
       add(deleteTraces(ids));
+      if (outOfTime()) return total;
     }
     db.transaction(() => {
       delOldOperations.run(cutoffUs);
@@ -78,6 +86,7 @@ export function prepareRetention(db: Database.Database) {
         const r = deleteTraces(ids);
         traces -= r.deletedTraces;
         add(r);
+        if (outOfTime()) break;
       }
       // Call statistics go with the traces they came from (by minute: the service map's resolution).
       const firstStart = oldestStart.get() as number | null;

@@ -20,6 +20,8 @@ import { prepareWriter } from './sqlite-write.js';
 import type { ExportQueue, Retention, SpanSpool, SpooledBatch, SweepResult, TraceReader, TraceWriter } from './store.js';
 
 export const DB_FILE = 'seqtrace.db';
+/** Longest the periodic retention sweep holds the event loop at a time. */
+const SWEEP_SLICE_MS = 50;
 
 export interface SqliteStoreOptions {
   /** Traces whose start is older than this are deleted (LinkerConfig.retention_max_age, ms). */
@@ -143,8 +145,8 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     backlog += effect.queuedForExport;
   });
 
-  const sweep = guard('apply retention', (nowMs: number = now()): SweepResult => {
-    const r = retention.sweep(nowMs, opts.retentionMaxAgeMs, opts.retentionMaxBytes);
+  const sweepFor = guard('apply retention', (nowMs: number, budgetMs: number) => {
+    const r = retention.sweep(nowMs, opts.retentionMaxAgeMs, opts.retentionMaxBytes, budgetMs);
     if (r.deletedTraces > 0) {
       db.transaction(() => {
         addCounter.run('retention_deleted_traces', r.deletedTraces);
@@ -155,15 +157,32 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     }
     return r;
   });
+  const sweep = (nowMs: number = now()): SweepResult => {
+    const { more: _more, ...r } = sweepFor(nowMs, Infinity);
+    return r;
+  };
 
+  // The periodic sweep works in slices of SWEEP_SLICE_MS with the event loop free in between.
   const interval = opts.sweepIntervalMs ?? 60_000;
-  const timer = interval > 0 ? setInterval(() => {
+  let sweeping = false;
+  let closed = false;
+  const slice = () => {
+    if (closed) return;
     try {
-      sweep();
+      if (sweepFor(now(), SWEEP_SLICE_MS).more) {
+        setTimeout(slice, 5).unref();
+        return;
+      }
     } catch (e) {
       // A full disk must not stop the process; the next sweep retries.
       process.emitWarning(`seqtrace retention sweep failed: ${(e as Error).message}`);
     }
+    sweeping = false;
+  };
+  const timer = interval > 0 ? setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    slice();
   }, interval) : undefined;
   timer?.unref();
 
@@ -207,6 +226,7 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
       dbBytes: retention.usedBytes(),
     })),
     close() {
+      closed = true;
       if (timer) clearInterval(timer);
       if (db.open) db.close();
     },
