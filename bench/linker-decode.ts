@@ -1,0 +1,38 @@
+// The ingest hot path without HTTP or storage: gunzip + line protocol → points → spans.
+//   node --import tsx bench/linker-decode.ts [spans=200000]
+// Prints µs per span for each step (best of 5 passes over the same gzip batches).
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { buildTrace, rng, shopTree } from '../src/linker/fixtures.js';
+import { decodeLineProtocol, encodeSpans } from '../src/span/lineprotocol.js';
+import { decodeJsonPoints, encodeJsonPoints } from '../src/span/json.js';
+import { spanToPoint, validatePoints } from '../src/span/validate.js';
+import type { EbpfSpan } from '../src/span/span.js';
+
+const total = Number(process.argv[2] ?? 200_000);
+const r = rng(7);
+const spans: EbpfSpan[] = [];
+while (spans.length < total) spans.push(...buildTrace(shopTree(r), { startUs: 1732500000000000 + spans.length * 10, random: r }).spans);
+const lp: string[] = [], js: string[] = [], gz: Buffer[] = [];
+for (let i = 0; i < spans.length; i += 1000) {
+  const part = spans.slice(i, i + 1000);
+  lp.push(encodeSpans(part));
+  js.push(encodeJsonPoints(part.map(spanToPoint)));
+  gz.push(gzipSync(lp[lp.length - 1], { level: 1 }));
+}
+const opts = { maxFieldBytes: 8192 };
+
+function best(name: string, fn: () => number): void {
+  let min = Infinity;
+  for (let pass = 0; pass < 5; pass++) {
+    const t = performance.now();
+    const n = fn();
+    min = Math.min(min, ((performance.now() - t) * 1000) / n);
+  }
+  console.log(`${name.padEnd(34)} ${min.toFixed(2)} µs/span`);
+}
+
+best('gunzip + utf8', () => { let n = 0; for (const b of gz) n += gunzipSync(b).toString('utf8').length > 0 ? 1000 : 0; return n; });
+best('line protocol decode', () => { let n = 0; for (const t of lp) n += decodeLineProtocol(t).points.length; return n; });
+best('line protocol decode + validate', () => { let n = 0; for (const t of lp) n += validatePoints(decodeLineProtocol(t).points, opts).spans.length; return n; });
+best('JSON decode + validate', () => { let n = 0; for (const t of js) n += validatePoints(decodeJsonPoints(t).points, opts).spans.length; return n; });
+best('encodeSpans (agent side)', () => { let n = 0; for (let i = 0; i < spans.length; i += 1000) n += encodeSpans(spans.slice(i, i + 1000)).length > 0 ? Math.min(1000, spans.length - i) : 0; return n; });
