@@ -68,6 +68,7 @@ function mount(page, traceId, spans, selectedId) {
       <button class="btn small" data-act="expand">Expand all</button>
       <span class="key"><span class="kb client">CLIENT</span> exit span · <span class="kb server">SERVER</span> entry span · <span class="cp-key"></span> critical path · <span class="kb late">LATE</span> <span class="kb unlinked">UNLINKED</span></span>
     </div>
+    <div class="minimap card" title="Overview of all rows: click or drag to scroll"><canvas></canvas><div class="mm-view"></div></div>
     <div class="waterfall-wrap">
       <div class="waterfall card" role="tree" aria-label="Spans of trace ${esc(traceId)}">
         <div class="wf-head"><div class="wf-name-h">Service · operation</div><div class="wf-ticks">${ticks(total)}</div></div>
@@ -81,6 +82,47 @@ function mount(page, traceId, spans, selectedId) {
   const rowsEl = /** @type {HTMLElement} */ (page.querySelector('.wf-rows'));
   const detail = /** @type {HTMLElement} */ (page.querySelector('.detail'));
   let raf = 0;
+  const mini = /** @type {HTMLElement} */ (page.querySelector('.minimap'));
+  const miniCanvas = /** @type {HTMLCanvasElement} */ (mini.querySelector('canvas'));
+  const miniView = /** @type {HTMLElement} */ (mini.querySelector('.mm-view'));
+  const MINI_H = 56;
+
+  /** Every row as a thin bar, so the shape of a big trace is visible at once. */
+  function drawMini() {
+    const w = mini.clientWidth, dpr = window.devicePixelRatio || 1;
+    miniCanvas.width = Math.max(1, Math.round(w * dpr));
+    miniCanvas.height = Math.round(MINI_H * dpr);
+    miniCanvas.style.width = `${w}px`;
+    miniCanvas.style.height = `${MINI_H}px`;
+    const ctx = miniCanvas.getContext('2d');
+    if (!ctx) return;
+    ctx.scale(dpr, dpr);
+    const rh = MINI_H / Math.max(1, rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const n = rows[i];
+      ctx.fillStyle = n.span.status === 'error' ? '#d32f2f' : serviceColor(n.span.service);
+      const x = ((n.startUs - model.startUs) / total) * w;
+      ctx.fillRect(x, i * rh, Math.max(1, ((n.endUs - n.startUs) / total) * w), Math.max(1, rh - (rh > 3 ? 1 : 0)));
+    }
+    placeMiniView();
+  }
+  function placeMiniView() {
+    const all = Math.max(1, rows.length * ROW_H);
+    miniView.style.top = `${(scroller.scrollTop / all) * MINI_H}px`;
+    miniView.style.height = `${Math.max(3, Math.min(1, scroller.clientHeight / all) * MINI_H)}px`;
+  }
+  /** @param {PointerEvent} e */
+  function miniScroll(e) {
+    const y = e.clientY - mini.getBoundingClientRect().top;
+    scroller.scrollTop = (y / MINI_H) * rows.length * ROW_H - scroller.clientHeight / 2;
+  }
+  mini.addEventListener('pointerdown', (e) => {
+    mini.setPointerCapture(e.pointerId);
+    miniScroll(e);
+    const move = (/** @type {PointerEvent} */ ev) => miniScroll(ev);
+    mini.addEventListener('pointermove', move);
+    mini.addEventListener('pointerup', () => mini.removeEventListener('pointermove', move), { once: true });
+  });
 
   /** Rows in the DOM by their index in `rows`: scrolling adds and removes only the rows that
    *  enter or leave the view, instead of rebuilding them all each frame. */
@@ -91,6 +133,7 @@ function mount(page, traceId, spans, selectedId) {
   function layout() {
     spacer.style.height = `${rows.length * ROW_H}px`;
     redraw();
+    drawMini();
   }
   /** Rebuild every row in view (rows, selection or marks changed). */
   function redraw() {
@@ -196,9 +239,9 @@ function mount(page, traceId, spans, selectedId) {
     const row = t.closest('[data-span-id]');
     if (row) select(/** @type {string} */ (row.getAttribute('data-span-id')));
   });
-  const onScroll = () => { if (!raf) raf = requestAnimationFrame(draw); };
+  const onScroll = () => { if (!raf) raf = requestAnimationFrame(() => { draw(); placeMiniView(); }); };
   scroller.addEventListener('scroll', onScroll, { passive: true });
-  const ro = new ResizeObserver(() => draw());
+  const ro = new ResizeObserver(() => { draw(); drawMini(); });
   ro.observe(scroller);
   page.querySelector('input[name=critical]')?.addEventListener('change', (e) => {
     showCritical = /** @type {HTMLInputElement} */ (e.target).checked;
