@@ -73,6 +73,8 @@ describe('sqlite store', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
     try {
       const dir = join(mnt, 'store');
+      const filler = join(mnt, 'filler');
+      writeFileSync(filler, Buffer.alloc(256 * 1024)); // freed later: space coming back
       let store = openSqliteStore(dir, limits);
       const batch = Array.from({ length: 20 }, () => ebpfSpan({ attrs: { pad: 'p'.repeat(200) } }));
       const accepted: number[] = [];
@@ -95,6 +97,12 @@ describe('sqlite store', () => {
       assert.equal(await store.getTrace(traceIdOf(1)), undefined);
       // Still readable and consistent in this process and after a reopen.
       assert.deepEqual([...store.pending()].map((b) => b.id), accepted);
+      // Once space is freed the same store accepts writes again, without a restart.
+      rmSync(filler);
+      accepted.push(store.append(batch, -1));
+      store.commit(chainTrace(1, BASE_US), [accepted[0]]);
+      accepted.shift();
+      assert.equal((await store.getTrace(traceIdOf(1)))?.length, 5);
       store.close();
       store = openSqliteStore(dir, limits);
       try {
