@@ -308,7 +308,7 @@ describe('web UI in Chromium', () => {
     await page.close();
   });
 
-  test('critical path: the child finishing last holds up its parent, parallel work does not', async () => {
+  test('rules: critical path (the child finishing last holds up its parent), unlinked spans, map layers', async () => {
     const page = await open('/');
     const cp = await page.evaluate(async () => {
       const m = await import('/ui/tracemodel.js' as string);
@@ -327,6 +327,16 @@ describe('web UI in Chromium', () => {
     });
     assert.deepEqual(cp.cp, { r: [[0, 30], [90, 100]], b: [[30, 90]] });
     assert.deepEqual(cp.unlinked, ['o']);
+    // Service map layout: callers left of callees by longest path; a cycle does not loop.
+    const layers = await page.evaluate(async () => {
+      const m = await import('/ui/maplayout.js' as string);
+      const dag = m.layoutGraph(['cart', 'frontend', 'ledger'], [
+        { parent: 'frontend', child: 'cart' }, { parent: 'cart', child: 'ledger' }, { parent: 'frontend', child: 'ledger' }]);
+      const cycle = m.layoutGraph(['a', 'b', 'c'], [{ parent: 'a', child: 'b' }, { parent: 'b', child: 'c' }, { parent: 'c', child: 'a' }]);
+      return [dag, cycle].map((g: Map<string, { layer: number }>) => [...g].map(([k, v]) => [k, v.layer]));
+    });
+    assert.deepEqual(Object.fromEntries(layers[0]), { frontend: 0, cart: 1, ledger: 2 });
+    assert.deepEqual(Object.fromEntries(layers[1]), { a: 0, b: 1, c: 2 });
     await page.close();
   });
 
