@@ -33,6 +33,10 @@ const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted soc
 #define MSG_PEEK 2
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define RCV_SHUTDOWN 1
+#define TCP_ESTABLISHED 1
+#define TCP_FIN_WAIT1 4
+#define TCP_FIN_WAIT2 5
 #define TCP_CLOSE 7
 
 /* x86_64 syscall numbers */
@@ -335,7 +339,19 @@ static __always_inline __u32 seq_of(struct sock *sk, __u8 dir, __u32 len)
 	/* both run after the data moved: write_seq/copied_seq already count these bytes */
 	if (dir == ST_DIR_SEND)
 		return BPF_CORE_READ(tp, write_seq) - len;
-	return BPF_CORE_READ(tp, copied_seq) - len;
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u32 seq = copied - len;
+	/* A read that reaches the peer's FIN also counts the FIN's sequence number into
+	 * copied_seq. It did when everything received is read (rcv_nxt counts the FIN too),
+	 * the receive side is shut, and the state says a FIN (not a reset, not our own
+	 * shutdown(SHUT_RD)) did it. */
+	if (copied == BPF_CORE_READ(tp, rcv_nxt) &&
+	    (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN) && !BPF_CORE_READ(sk, sk_err)) {
+		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		if (state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2)
+			seq -= 1;
+	}
+	return seq;
 }
 
 /* ---------------------------------------------------------------- socket mode */

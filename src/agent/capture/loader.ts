@@ -32,6 +32,8 @@ export interface CaptureOptions {
 export interface Capture {
   /** The mode the loader chose. */
   readonly mode: 'socket' | 'syscall';
+  /** The loader process (owner of the BPF programs and maps). */
+  readonly loaderPid: number;
   /** Trace a process (tgid); resolves once the kernel map holds it. Its children are traced by the kernel. */
   addPid(pid: number): Promise<void>;
   /** Stop tracing a process; resolves once the kernel map no longer holds it. */
@@ -80,7 +82,12 @@ function checkOptions(o: CaptureOptions): string[] {
 
 /** Loads the eBPF programs and starts streaming. Rejects with SEQ_ERR_EBPF_UNAVAILABLE or SEQ_ERR_EBPF_LOAD naming the cause. */
 export function startCapture(opts: CaptureOptions): Promise<Capture> {
-  const args = checkOptions(opts);
+  let args: string[];
+  try {
+    args = checkOptions(opts);
+  } catch (e) {
+    return Promise.reject(e);
+  }
   const bin = opts.loaderPath ?? defaultLoaderPath();
   if (!existsSync(bin)) {
     return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `the eBPF loader ${bin} is missing: build it with \`make -C src/bpf\` (npm run build)`));
@@ -174,6 +181,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
     function capture(mode: 'socket' | 'syscall'): Capture {
       return {
         mode,
+        loaderPid: child.pid ?? 0,
         addPid: (pid) => pidCommand('add', pid),
         removePid: (pid) => pidCommand('del', pid),
         stats: () => latest,

@@ -1,0 +1,344 @@
+// Real eBPF: loads the programs in both modes and checks what they see of real TCP traffic
+// (a Python ThreadingHTTPServer with curl, and a program using every covered syscall).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startCapture, type Capture } from './loader.js';
+import type { CaptureEvent, DataEvent } from './event.js';
+
+const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
+if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
+const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.url));
+
+interface Run {
+  cap: Capture;
+  events: CaptureEvent[];
+}
+
+async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number } = {}): Promise<Run> {
+  const events: CaptureEvent[] = [];
+  const cap = await startCapture({
+    mode,
+    ...extra,
+    onEvents: (evs) => { for (const e of evs) events.push(e); },
+    onError: (e) => { throw e; },
+  });
+  assert.equal(cap.mode, mode);
+  return { cap, events };
+}
+
+async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = get();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const data = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data');
+const text = (b: Buffer) => b.toString('latin1');
+
+/** Resolves when the process has exited and its piped output has been read to the end. */
+function exited(p: ChildProcess): Promise<number> {
+  return new Promise((r) => {
+    if (p.exitCode !== null) r(p.exitCode);
+    else p.on('close', (c) => r(c ?? -1));
+  });
+}
+
+/** Runs testdata/syscalls.py traced; returns its report. */
+async function runSyscalls(run: Run, family: 4 | 6) {
+  const p = spawn('python3', ['-u', SYSCALLS_PY, String(family)], { stdio: 'pipe' });
+  let out = '';
+  let err = '';
+  p.stderr.on('data', (d) => { err += d; });
+  p.stdout.on('data', (d) => { out += d; });
+  await waitFor('syscalls.py ready', () => out.includes('\n'), 10_000);
+  await run.cap.addPid(p.pid!);
+  p.stdin.write('go\n');
+  const code = await exited(p);
+  assert.equal(code, 0, `syscalls.py failed: ${err}`);
+  return JSON.parse(out.split('\n')[1]) as {
+    pid: number; clientTid: number; serverTid: number; childPid: number; childReceived: string;
+    ops: Array<{ name: string; bytes: number; received: number }>;
+  };
+}
+
+/** A Python http.server (ThreadingHTTPServer) on loopback; returns its port. */
+async function httpServer(dir: string, host: string) {
+  const p = spawn('python3', ['-u', '-m', 'http.server', '0', '--bind', host, '--directory', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  const m = await waitFor('http.server port', () => /port (\d+)/.exec(out) ?? undefined, 10_000);
+  return { proc: p, port: Number(m[1]) };
+}
+
+/** curl started stopped: its pid is known (and traced) before it connects. */
+function curlWaiting(url: string) {
+  const p = spawn('sh', ['-c', `read go; exec curl -s -o /dev/null --http1.1 '${url}'`], { stdio: ['pipe', 'ignore', 'inherit'] });
+  return { proc: p, go: () => p.stdin.write('go\n') };
+}
+
+/** BPF object ids (progs, links, maps) a process holds open, from /proc/PID/fdinfo. */
+function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Array<{ id: number; name: string }> } {
+  const progs: number[] = [];
+  const links: number[] = [];
+  const mapIds: number[] = [];
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return { progs, links, maps: [] }; // the process is gone
+  }
+  for (const fd of fds) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const id = (key: string) => { const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info); return m ? Number(m[1]) : undefined; };
+    const link = id('link_id');
+    const prog = id('prog_id');
+    const map = id('map_id');
+    if (link !== undefined) links.push(link);
+    else if (prog !== undefined) progs.push(prog);
+    else if (map !== undefined) mapIds.push(map);
+  }
+  const maps = mapIds.map((id) => {
+    const m = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', String(id)], { encoding: 'utf8' })) as { name?: string };
+    return { id, name: m.name ?? '' };
+  });
+  return { progs, links, maps };
+}
+
+function tracedPids(mapId: number): number[] {
+  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8' })) as Array<{ key: string[] | number; formatted?: { key: number } }>;
+  return entries.map((e) => e.formatted ? e.formatted.key : Buffer.from((e.key as string[]).map((x) => parseInt(x, 16))).readUInt32LE(0));
+}
+
+for (const mode of ['socket', 'syscall'] as const) {
+  describe(`capture, ${mode} mode`, { skip: SKIP, timeout: 120_000 }, () => {
+    let run: Run;
+    let dir: string;
+    before(async () => {
+      run = await start(mode);
+      dir = mkdtempSync(join(tmpdir(), 'seqtrace-capture-'));
+      writeFileSync(join(dir, 'hello.txt'), 'hello from the traced server\n');
+    });
+    after(async () => {
+      await run?.cap.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    for (const family of [4, 6] as const) {
+      test(`every covered syscall, IPv${family}: content, same seq on both ends, mirrored 4-tuple, tids`, async () => {
+        const r = await runSyscalls(run, family);
+        assert.ok(r.ops.every((o) => o.received === o.bytes), JSON.stringify(r.ops));
+        assert.equal(r.childReceived, 'F1:from-forked-child');
+        const mine = () => data(run.events).filter((e) => e.pid === r.pid || e.pid === r.childPid);
+        // the forked child's write is the last thing moved
+        await waitFor('the forked child\'s write and its receipt', () => mine().filter((e) => text(e.head).startsWith('F1:')).length === 2);
+        const evs = mine();
+        const sends = evs.filter((e) => e.dir === 'send');
+        const recvs = evs.filter((e) => e.dir === 'recv');
+        for (const e of sends) assert.equal(e.tid, e.pid === r.childPid ? r.childPid : r.clientTid, 'sends come from the client thread');
+        for (const e of recvs) assert.equal(e.tid, r.serverTid, 'receives come from the server thread');
+        const sent = (prefix: string) => {
+          const e = sends.find((x) => text(x.head).startsWith(prefix));
+          assert.ok(e, `no send event starting ${prefix}: ${sends.map((x) => text(x.head.subarray(0, 12))).join(' | ')}`);
+          return e;
+        };
+        const received = (seq: number) => {
+          const e = recvs.find((x) => x.seq === seq);
+          assert.ok(e, `no receive event with seq ${seq}`);
+          return e;
+        };
+        const pair = (prefix: string, content: string) => {
+          const s = sent(prefix);
+          const v = received(s.seq);
+          assert.equal(text(s.head), content);
+          assert.equal(text(v.head), content);
+          assert.equal(s.len, content.length);
+          assert.equal(v.len, content.length);
+          return [s, v] as const;
+        };
+        const [w, rd] = pair('W1:', 'W1:write-then-read');
+        pair('V1:', 'V1:writev-readv');
+        pair('S1:', 'S1:sendto-recvfrom');
+        pair('M1:', 'M1:sendmsg-recvmsg');
+        const [m1] = pair('MM1:', 'MM1:first-of-sendmmsg');
+        const [m2] = pair('MM2:', 'MM2:second-of-sendmmsg');
+        const [m3] = pair('MM3:', 'MM3:third');
+        assert.equal(m2.seq, m1.seq + m1.len);
+        assert.equal(m3.seq, m2.seq + m2.len);
+        const [f] = pair('F1:', 'F1:from-forked-child');
+        assert.equal(f.pid, r.childPid, 'the child of a traced process is traced by the kernel');
+
+        // sendfile and splice: counted, not captured; the receiver sees the bytes at that seq
+        const noPayload = sends.filter((e) => e.noPayload);
+        assert.deepEqual(noPayload.map((e) => e.len), [22, 19]);
+        assert.equal(text(received(noPayload[0].seq).head), 'SF1:sent-with-sendfile');
+        assert.equal(text(received(noPayload[1].seq).head), 'SP1:sent-with-splic');
+
+        // a large message: head of capture_bytes, the tail, the full length
+        const big = sent('BIG-HEAD:');
+        const bigBytes = r.ops.find((o) => o.name === 'big')!.bytes;
+        assert.equal(big.len, bigBytes);
+        assert.equal(big.head.length, 1024);
+        assert.equal(text(big.tail), 'z:BIG-TAIL-END-MARKER-0123456789');
+        const bigRecvs = recvs.filter((e) => e.seq >= big.seq && e.seq < big.seq + big.len);
+        assert.equal(bigRecvs.reduce((n, e) => n + e.len, 0), bigBytes, 'the receives add up to the message');
+        assert.ok(bigRecvs.every((e) => !e.truncated && e.head.length === Math.min(1024, e.len)));
+        assert.equal(text(bigRecvs[bigRecvs.length - 1].tail), 'z:BIG-TAIL-END-MARKER-0123456789');
+
+        // the 4-tuple: src is the own end, so the two ends mirror each other
+        const host = family === 4 ? '127.0.0.1' : '::1';
+        assert.equal(w.family, family);
+        assert.equal(w.srcIp, host);
+        assert.equal(w.dstIp, host);
+        assert.deepEqual([w.srcIp, w.srcPort, w.dstIp, w.dstPort], [rd.dstIp, rd.dstPort, rd.srcIp, rd.srcPort]);
+        assert.notEqual(w.sockId, rd.sockId);
+        assert.ok(evs.every((e) => e.sockId === (e.dir === 'send' ? w.sockId : rd.sockId)));
+
+        // close events for both sockets, and the kernel forgot the exited processes
+        await waitFor('close events of both sockets', () => {
+          const closed = run.events.filter((e) => e.kind === 'close').map((e) => e.kind === 'close' && e.sockId);
+          return closed.includes(w.sockId) && closed.includes(rd.sockId);
+        });
+        const traced = bpfObjectsOf(run.cap.loaderPid).maps.find((m) => m.name === 'traced');
+        assert.ok(traced, 'the loader holds a map named traced');
+        const left = tracedPids(traced.id);
+        assert.ok(!left.includes(r.pid) && !left.includes(r.childPid), `exited pids still traced: ${left}`);
+      });
+
+      test(`HTTP through Python http.server and curl, IPv${family}: request and response seen on both ends`, async () => {
+        const host = family === 4 ? '127.0.0.1' : '::1';
+        const srv = await httpServer(dir, host);
+        try {
+          await run.cap.addPid(srv.proc.pid!);
+          const url = `http://${family === 4 ? host : `[${host}]`}:${srv.port}/hello.txt`;
+          const curl = curlWaiting(url);
+          const curlPid = curl.proc.pid!;
+          await run.cap.addPid(curlPid);
+          curl.go();
+          assert.equal(await exited(curl.proc), 0, 'curl succeeded');
+          const evs = () => data(run.events);
+          const clientSend = await waitFor('curl\'s request', () => evs().find((e) => e.pid === curlPid && e.dir === 'send'));
+          const serverRecv = await waitFor('the server reading the request', () => evs().find((e) => e.pid === srv.proc.pid && e.dir === 'recv' && e.seq === clientSend.seq));
+          assert.match(text(clientSend.head), /^GET \/hello\.txt HTTP\/1\.1\r\nHost: /);
+          assert.ok(text(serverRecv.head).startsWith('GET /hello.txt HTTP/1.1\r\n'));
+          assert.deepEqual(serverRecv.head.subarray(0, clientSend.len), clientSend.head);
+          assert.equal(clientSend.tid, curlPid);
+          assert.notEqual(serverRecv.tid, srv.proc.pid, 'ThreadingHTTPServer reads on a handler thread');
+          assert.deepEqual([clientSend.srcIp, clientSend.srcPort, clientSend.dstIp, clientSend.dstPort],
+            [serverRecv.dstIp, serverRecv.dstPort, serverRecv.srcIp, serverRecv.srcPort]);
+          assert.equal(clientSend.dstPort, srv.port);
+
+          const serverSend = await waitFor('the response', () => evs().find((e) => e.pid === srv.proc.pid && e.dir === 'send'));
+          assert.match(text(serverSend.head), /^HTTP\/1\.0 200 OK\r\n/);
+          assert.equal(serverSend.tid, serverRecv.tid, 'the handler thread answers');
+          const clientRecv = await waitFor('curl reading the response', () => evs().find((e) => e.pid === curlPid && e.dir === 'recv' && e.seq === serverSend.seq));
+          assert.match(text(clientRecv.head), /^HTTP\/1\.0 200 OK\r\n/);
+          // the reads tile the response byte for byte, also the one that reaches the server's FIN
+          await waitFor('the whole response read', () => {
+            const sent = evs().filter((e) => e.pid === srv.proc.pid && e.dir === 'send' && e.sockId === serverSend.sockId);
+            const got = evs().filter((e) => e.pid === curlPid && e.dir === 'recv');
+            const n = (l: DataEvent[]) => l.reduce((a, e) => a + e.len, 0);
+            return n(sent) > 0 && n(got) === n(sent);
+          });
+          const reads = evs().filter((e) => e.pid === curlPid && e.dir === 'recv');
+          for (let i = 1; i < reads.length; i++) assert.equal(reads[i].seq, (reads[i - 1].seq + reads[i - 1].len) >>> 0, `read ${i} follows read ${i - 1}`);
+
+          // exec of curl (by the pid traced before), its exit, both sockets closed
+          await waitFor('exec, exit and close events', () => {
+            const kinds = run.events.map((e) => `${e.kind}:${'pid' in e ? e.pid : ''}:${'sockId' in e ? e.sockId : ''}`);
+            return kinds.includes(`exec:${curlPid}:`) && kinds.includes(`exit:${curlPid}:`) &&
+              kinds.includes(`close:${curlPid}:${clientSend.sockId}`) && run.events.some((e) => e.kind === 'close' && e.sockId === serverRecv.sockId);
+          });
+          const exec = run.events.find((e) => e.kind === 'exec' && e.pid === curlPid);
+          assert.ok(exec && exec.kind === 'exec' && exec.ppid === process.pid);
+        } finally {
+          srv.proc.kill();
+          await exited(srv.proc);
+        }
+      });
+    }
+
+    test('an untraced process produces no events', async () => {
+      const srv = await httpServer(dir, '127.0.0.1');
+      try {
+        const curl = curlWaiting(`http://127.0.0.1:${srv.port}/hello.txt`);
+        curl.go();
+        assert.equal(await exited(curl.proc), 0);
+        const stats = await run.cap.refreshStats(); // a drain happened after curl finished
+        assert.ok(stats.events > 0);
+        await new Promise((r) => setTimeout(r, 50));
+        const seen = data(run.events).filter((e) => e.pid === srv.proc.pid || e.pid === curl.proc.pid || e.dstPort === srv.port || e.srcPort === srv.port);
+        assert.deepEqual(seen, []);
+      } finally {
+        srv.proc.kill();
+        await exited(srv.proc);
+      }
+    });
+  });
+}
+
+describe('capture limits and cleanup', { skip: SKIP, timeout: 60_000 }, () => {
+  test('a full ring buffer counts lost events; nothing is left in the kernel after close', async () => {
+    const run = await start('socket', { ringbufBytes: 16384, captureBytes: 4096 });
+    const loaderPid = run.cap.loaderPid;
+    const held = bpfObjectsOf(loaderPid);
+    assert.ok(held.progs.length >= 6 && held.links.length >= 6, `loader holds programs and links: ${JSON.stringify(held)}`);
+    try {
+      // 3000 writes of 3000 bytes as fast as Python goes: far more than 16 KiB between drains
+      const burst = spawn('python3', ['-c', `
+import socket, threading, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+def drain():
+    while s.recv(1 << 20): pass
+threading.Thread(target=drain, daemon=True).start()
+print("ready", flush=True); sys.stdin.readline()
+msg = b"x" * 3000
+for _ in range(3000): c.sendall(msg)
+c.close()
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      burst.stdout.on('data', (d) => { out += d; });
+      await waitFor('burst ready', () => out.includes('ready'), 10_000);
+      await run.cap.addPid(burst.pid!);
+      burst.stdin.write('go\n');
+      assert.equal(await exited(burst), 0);
+      const stats = await run.cap.refreshStats();
+      assert.ok(stats.ringbufDrops > 0, `drops counted: ${JSON.stringify(stats)}`);
+      assert.ok(stats.events > 0);
+      assert.equal(stats.truncated, 0);
+      assert.ok(stats.loaderCpuNs > 0);
+    } finally {
+      await run.cap.close();
+    }
+    const left = bpfObjectsOf(loaderPid);
+    const ids = (what: string) => (JSON.parse(execFileSync('bpftool', ['-j', what, 'show'], { encoding: 'utf8' })) as Array<{ id: number }>).map((o) => o.id);
+    const progsNow = ids('prog');
+    const linksNow = ids('link');
+    const mapsNow = ids('map');
+    assert.deepEqual(left, { progs: [], links: [], maps: [] });
+    assert.deepEqual(held.progs.filter((id) => progsNow.includes(id)), [], 'programs detached and freed');
+    assert.deepEqual(held.links.filter((id) => linksNow.includes(id)), [], 'links gone');
+    assert.deepEqual(held.maps.map((m) => m.id).filter((id) => mapsNow.includes(id)), [], 'maps freed');
+  });
+
+  test('bad options are refused with a message naming the value', async () => {
+    await assert.rejects(startCapture({ captureBytes: 5000, onEvents() {}, onError() {} }), /capture_bytes 5000 is not an integer from 0 to 4096/);
+    await assert.rejects(startCapture({ ringbufBytes: 5000, onEvents() {}, onError() {} }), /5000 is not a power of two/);
+    await assert.rejects(startCapture({ loaderPath: '/nonexistent/loader', onEvents() {}, onError() {} }),
+      (e: Error & { code?: string }) => e.code === 'SEQ_ERR_EBPF_LOAD' && /missing/.test(e.message));
+  });
+});

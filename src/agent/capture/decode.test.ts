@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { LAYOUT, decodeFrame, frameReader, ipv6 } from './decode.js';
+import { defaultLoaderPath } from './loader.js';
+
+test('the TypeScript layout matches the C structs (seqtrace-loader --print-layout)', () => {
+  const bin = defaultLoaderPath();
+  assert.ok(existsSync(bin), `${bin} is missing: run make -C src/bpf`);
+  const fromC = JSON.parse(execFileSync(bin, ['--print-layout'], { encoding: 'utf8' }));
+  assert.deepEqual(fromC, JSON.parse(JSON.stringify(LAYOUT)));
+});
+
+function dataFrame(head: string, tail: string): Buffer {
+  const D = LAYOUT.data;
+  const b = Buffer.alloc(D.size + head.length);
+  b[D.kind] = LAYOUT.kinds.data;
+  b[D.dir] = 2;
+  b[D.family] = 6;
+  b[D.flags] = 2;
+  b.writeUInt32LE(42, D.pid);
+  b.writeUInt32LE(43, D.tid);
+  b.writeUInt32LE(0xfffffff0, D.seq);
+  b.writeBigUInt64LE(123456789n, D.ts_ns);
+  b.writeBigUInt64LE(7n, D.sock_id);
+  b.writeUInt32LE(5000, D.len);
+  b.writeUInt16LE(head.length, D.head_len);
+  b.writeUInt16LE(tail.length, D.tail_len);
+  b.writeUInt16LE(8080, D.src_port);
+  b.writeUInt16LE(51234, D.dst_port);
+  Buffer.from('20010db8000000000000000000000001', 'hex').copy(b, D.src_addr);
+  Buffer.from('00000000000000000000ffff0a000002', 'hex').copy(b, D.dst_addr);
+  b.write(tail, D.tail, 'latin1');
+  b.write(head, D.head, 'latin1');
+  return b;
+}
+
+test('a data frame decodes field by field', () => {
+  const f = dataFrame('GET / HTTP/1.1\r\n', 'end');
+  const ev = decodeFrame(f, 0, f.length);
+  assert.equal(ev.kind, 'data');
+  if (ev.kind !== 'data') return;
+  assert.equal(ev.dir, 'recv');
+  assert.equal(ev.pid, 42);
+  assert.equal(ev.tid, 43);
+  assert.equal(ev.seq, 0xfffffff0);
+  assert.equal(ev.tsNs, 123456789n);
+  assert.equal(ev.sockId, 7n);
+  assert.equal(ev.len, 5000);
+  assert.equal(ev.head.toString(), 'GET / HTTP/1.1\r\n');
+  assert.equal(ev.tail.toString(), 'end');
+  assert.equal(ev.family, 6);
+  assert.equal(ev.srcIp, '2001:db8::1');
+  assert.equal(ev.srcPort, 8080);
+  assert.equal(ev.dstIp, '::ffff:10.0.0.2');
+  assert.equal(ev.dstPort, 51234);
+  assert.equal(ev.truncated, true);
+  assert.equal(ev.noPayload, false);
+});
+
+test('frames split anywhere across chunks come out whole and in order', () => {
+  const frames = [dataFrame('first', ''), dataFrame('second message', 'tail'), dataFrame('', '')];
+  const stream = Buffer.concat(frames.flatMap((f) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(f.length);
+    return [len, f];
+  }));
+  for (const cut of [1, 3, 4, 5, 100, 150, stream.length - 1]) {
+    const heads: string[] = [];
+    const read = frameReader((b, at, size) => {
+      const ev = decodeFrame(b, at, size);
+      if (ev.kind === 'data') heads.push(ev.head.toString());
+    });
+    read(stream.subarray(0, cut));
+    read(stream.subarray(cut));
+    assert.deepEqual(heads, ['first', 'second message', ''], `cut at ${cut}`);
+  }
+});
+
+test('a frame of unknown kind or too short is an error naming it', () => {
+  assert.throws(() => decodeFrame(Buffer.from([99, 0, 0, 0]), 0, 4), /unknown kind 99/);
+  assert.throws(() => decodeFrame(Buffer.from([1, 0, 0, 0]), 0, 4), /kind data is 4 bytes, expected at least 120/);
+});
+
+test('IPv6 addresses print in RFC 5952 form', () => {
+  const h = (s: string) => Buffer.from(s, 'hex');
+  assert.equal(ipv6(h('00000000000000000000000000000001'), 0), '::1');
+  assert.equal(ipv6(h('fe800000000000000202b3fffe1e8329'), 0), 'fe80::202:b3ff:fe1e:8329');
+  assert.equal(ipv6(h('20010db8000000010000000000000001'), 0), '2001:db8:0:1::1');
+  assert.equal(ipv6(h('20010db8000100010001000100010001'), 0), '2001:db8:1:1:1:1:1:1');
+});
