@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startCapture, type Capture } from './loader.js';
+import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, DataEvent } from './event.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
@@ -333,6 +333,22 @@ c.close()
     assert.deepEqual(held.progs.filter((id) => progsNow.includes(id)), [], 'programs detached and freed');
     assert.deepEqual(held.links.filter((id) => linksNow.includes(id)), [], 'links gone');
     assert.deepEqual(held.maps.map((m) => m.id).filter((id) => mapsNow.includes(id)), [], 'maps freed');
+  });
+
+  test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-nopriv-'));
+    try {
+      const wrapper = join(dir, 'loader-as-nobody');
+      writeFileSync(wrapper, `#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups '${defaultLoaderPath()}' "$@"\n`, { mode: 0o755 });
+      await assert.rejects(startCapture({ mode: 'socket', loaderPath: wrapper, onEvents() {}, onError() {} }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'SEQ_ERR_EBPF_UNAVAILABLE');
+          assert.match(e.message, /Operation not permitted.*needs CAP_BPF\+CAP_PERFMON \(or root\)/);
+          return true;
+        });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('bad options are refused with a message naming the value', async () => {
