@@ -243,6 +243,9 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual(await q({ service: 'batch' }), t(9));
       assert.deepEqual(await q({ service: 'nobody' }), []);
       assert.deepEqual(await q({ operation: 'POST /job' }), t(9));
+      assert.deepEqual(await q({ operation: 'GET /item', status: 'error', limit: 1 }), t(6));
+      assert.deepEqual(await q({ operation: 'GET /item', minDurationUs: 8000 }), t(8, 7));
+      assert.deepEqual(await q({ operation: 'nothing' }), []);
       assert.deepEqual(await q({ service: 'cart', operation: 'GET /item' }), t(8, 7, 6, 5, 4, 3, 2, 1));
       assert.deepEqual(await q({ service: 'frontend', operation: 'GET /item' }), [], 'operation belongs to the service');
       assert.deepEqual(await q({ status: 'error' }), t(6, 3));
@@ -267,6 +270,8 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual(await allPages(s, { limit: 4 }), everything);
       assert.deepEqual(await allPages(s, { limit: 3, service: 'cart' }), everything);
       assert.deepEqual(await allPages(s, { limit: 7, service: 'cart', operation: 'GET /item' }), everything);
+      // An operation of two services (cart's client span, db's server span): each trace once.
+      assert.deepEqual(await allPages(s, { limit: 4, operation: 'GET /item' }), everything);
 
       const first = await s.findTraces({ limit: 5 });
       assert.deepEqual(first.traces, everything.slice(0, 5));

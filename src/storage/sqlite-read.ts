@@ -52,32 +52,11 @@ function toSummary(r: SummaryRow): TraceSummary {
   };
 }
 
-/** SQL and parameters of one search page; exported so tests can check its query plan. */
-export function searchSql(q: TraceQuery): { sql: string; params: unknown[]; limit: number } {
-  const limit = Math.min(Math.max(1, Math.floor(q.limit ?? DEFAULT_LIMIT)), MAX_LIMIT);
-  const where: string[] = [];
-  const params: unknown[] = [];
-  // The driving table is the one whose index yields rows in result order for the filter.
-  let from: string;
-  let key: string; // alias whose (start_us, trace_id) the order and the cursor use
-  if (q.service !== undefined && q.operation !== undefined) {
-    from = 'trace_ops x JOIN traces t ON t.trace_id = x.trace_id';
-    key = 'x';
-    where.push('x.service = ?', 'x.operation = ?');
-    params.push(q.service, q.operation);
-  } else if (q.service !== undefined) {
-    from = 'trace_services x JOIN traces t ON t.trace_id = x.trace_id';
-    key = 'x';
-    where.push('x.service = ?');
-    params.push(q.service);
-  } else {
-    from = q.status !== undefined ? 'traces t INDEXED BY traces_by_status' : 'traces t INDEXED BY traces_by_start';
-    key = 't';
-    if (q.operation !== undefined) {
-      where.push('EXISTS (SELECT 1 FROM trace_ops o WHERE o.trace_id = t.trace_id AND o.operation = ?)');
-      params.push(q.operation);
-    }
-  }
+const COLUMNS = `t.trace_id, t.start_us, t.duration_us, t.span_count, t.error_count, t.late_count, t.services,
+    t.root_service, t.root_operation`;
+
+/** Conditions every plan shares: on the summary (t) and on the driving rows' (start_us, trace_id). */
+function filters(q: TraceQuery, key: string, where: string[], params: unknown[]): void {
   if (q.status !== undefined) {
     where.push('t.status = ?');
     params.push(STATUS_CODE[q.status]);
@@ -103,9 +82,55 @@ export function searchSql(q: TraceQuery): { sql: string; params: unknown[]; limi
     where.push(`(${key}.start_us, ${key}.trace_id) < (?, ?)`);
     params.push(c.startUs, c.traceId);
   }
-  const sql = `SELECT t.trace_id, t.start_us, t.duration_us, t.span_count, t.error_count, t.late_count, t.services,
-    t.root_service, t.root_operation FROM ${from}
-    ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
+}
+
+const whereSql = (where: string[]) => (where.length ? 'WHERE ' + where.join(' AND ') : '');
+
+/**
+ * SQL and parameters of one search page; exported so tests can check its query plan.
+ * `opServices`: for an operation without a service, the services that have the operation.
+ */
+export function searchSql(q: TraceQuery, opServices: string[] = []): { sql: string; params: unknown[]; limit: number } {
+  const limit = Math.min(Math.max(1, Math.floor(q.limit ?? DEFAULT_LIMIT)), MAX_LIMIT);
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.operation !== undefined && q.service === undefined) {
+    // One page from each service's (service, operation) key range, merged: at most
+    // services × (limit + 1) rows are sorted, however many traces match.
+    const armWhere = ['x.service = ?', 'x.operation = ?'];
+    const armParams: unknown[] = [];
+    filters(q, 'x', armWhere, armParams);
+    const arm = `SELECT * FROM (SELECT x.start_us AS start_us, x.trace_id AS trace_id
+      FROM trace_ops x JOIN traces t ON t.trace_id = x.trace_id ${whereSql(armWhere)}
+      ORDER BY x.start_us DESC, x.trace_id DESC LIMIT ?)`;
+    const arms = opServices.map((service) => {
+      params.push(service, q.operation, ...armParams, limit + 1);
+      return arm;
+    });
+    const sql = `SELECT ${COLUMNS} FROM (${arms.join(' UNION ')}) u JOIN traces t ON t.trace_id = u.trace_id
+      ORDER BY u.start_us DESC, u.trace_id DESC LIMIT ?`;
+    params.push(limit + 1);
+    return { sql, params, limit };
+  }
+  // The driving table is the one whose key yields rows in result order for the filter.
+  let from: string;
+  let key: string; // alias whose (start_us, trace_id) the order and the cursor use
+  if (q.service !== undefined && q.operation !== undefined) {
+    from = 'trace_ops x JOIN traces t ON t.trace_id = x.trace_id';
+    key = 'x';
+    where.push('x.service = ?', 'x.operation = ?');
+    params.push(q.service, q.operation);
+  } else if (q.service !== undefined) {
+    from = 'trace_services x JOIN traces t ON t.trace_id = x.trace_id';
+    key = 'x';
+    where.push('x.service = ?');
+    params.push(q.service);
+  } else {
+    from = q.status !== undefined ? 'traces t INDEXED BY traces_by_status' : 'traces t INDEXED BY traces_by_start';
+    key = 't';
+  }
+  filters(q, key, where, params);
+  const sql = `SELECT ${COLUMNS} FROM ${from} ${whereSql(where)}
     ORDER BY ${key}.start_us DESC, ${key}.trace_id DESC LIMIT ?`;
   params.push(limit + 1);
   return { sql, params, limit };
@@ -123,8 +148,15 @@ export function prepareReader(db: Database.Database) {
   const serviceOps = db.prepare(`SELECT operation FROM operations WHERE service = ? ORDER BY operation`).pluck();
   const edges = prepareEdges(db);
 
+  const servicesWithOp = db.prepare(`SELECT service FROM operations WHERE operation = ? ORDER BY service`).pluck();
+
   function findTraces(q: TraceQuery): TracePage {
-    const { sql, params, limit } = searchSql(q);
+    let opServices: string[] = [];
+    if (q.operation !== undefined && q.service === undefined) {
+      opServices = servicesWithOp.all(q.operation) as string[];
+      if (opServices.length === 0) return { traces: [] };
+    }
+    const { sql, params, limit } = searchSql(q, opServices);
     const rows = cached(sql).all(...params) as SummaryRow[];
     const page: TracePage = { traces: rows.slice(0, limit).map(toSummary) };
     if (rows.length > limit) {

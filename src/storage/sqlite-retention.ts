@@ -16,8 +16,9 @@ export function prepareRetention(db: Database.Database) {
   const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, trace_id LIMIT ?`).pluck();
   const unqueue = db.prepare(`DELETE FROM export_queue WHERE span_row IN (SELECT id FROM spans WHERE trace_id = ?)`);
   const delSpans = db.prepare(`DELETE FROM spans WHERE trace_id = ?`);
-  const delServices = db.prepare(`DELETE FROM trace_services WHERE trace_id = ?`);
-  const delOps = db.prepare(`DELETE FROM trace_ops WHERE trace_id = ?`);
+  const summary = db.prepare(`SELECT start_us, services, ops FROM traces WHERE trace_id = ?`);
+  const delService = db.prepare(`DELETE FROM trace_services WHERE service = ? AND start_us = ? AND trace_id = ?`);
+  const delOp = db.prepare(`DELETE FROM trace_ops WHERE service = ? AND operation = ? AND start_us = ? AND trace_id = ?`);
   const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
   const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
@@ -34,8 +35,11 @@ export function prepareRetention(db: Database.Database) {
     for (const id of ids) {
       r.exportDropped += unqueue.run(id).changes;
       r.deletedSpans += delSpans.run(id).changes;
-      delServices.run(id);
-      delOps.run(id);
+      const t = summary.get(id) as { start_us: number; services: string; ops: string } | undefined;
+      if (t) {
+        for (const service of JSON.parse(t.services) as string[]) delService.run(service, t.start_us, id);
+        for (const [service, op] of JSON.parse(t.ops) as [string, string][]) delOp.run(service, op, t.start_us, id);
+      }
       delPending.run(id);
       r.deletedTraces += delTrace.run(id).changes;
     }

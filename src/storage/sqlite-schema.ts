@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS traces (
   status INTEGER NOT NULL,               -- worst span status: 0 ok, 1 warning, 2 error
   late_count INTEGER NOT NULL,
   services TEXT NOT NULL,                -- JSON array, each service once
+  ops TEXT NOT NULL,                     -- JSON array of [service, operation], each pair once
   root_service TEXT NOT NULL,
   root_operation TEXT NOT NULL,
   root_rank INTEGER NOT NULL,            -- 1: a span without parent, 0: earliest span so far
@@ -47,18 +48,18 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start_us, trace_id);         -- newest first, retention
 CREATE INDEX IF NOT EXISTS traces_by_status ON traces(status, start_us, trace_id); -- status=error is rare
 
--- Which services / operations (resource) occur in a trace, with the trace's start copied in
--- so that a filtered search walks one index in result order and stops after a page.
+-- Which services / operations (resource) occur in a trace, keyed in search order: a filtered
+-- search walks the primary key newest first and stops after a page. One B-tree each (no
+-- secondary index): rows are found for moves and deletion from the trace's summary
+-- (services, ops, start_us), which lists them.
 CREATE TABLE IF NOT EXISTS trace_services (
-  trace_id TEXT NOT NULL, service TEXT NOT NULL, start_us INTEGER NOT NULL,
-  PRIMARY KEY (trace_id, service)
+  service TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
+  PRIMARY KEY (service, start_us, trace_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS trace_services_search ON trace_services(service, start_us, trace_id);
 CREATE TABLE IF NOT EXISTS trace_ops (
-  trace_id TEXT NOT NULL, service TEXT NOT NULL, operation TEXT NOT NULL, start_us INTEGER NOT NULL,
-  PRIMARY KEY (trace_id, service, operation)
+  service TEXT NOT NULL, operation TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
+  PRIMARY KEY (service, operation, start_us, trace_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS trace_ops_search ON trace_ops(service, operation, start_us, trace_id);
 
 -- Every service's operations, for the UI's pick lists (small: one row per pair).
 CREATE TABLE IF NOT EXISTS operations (

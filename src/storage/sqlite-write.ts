@@ -19,6 +19,7 @@ interface SummaryRow {
   status: number;
   late_count: number;
   services: string;
+  ops: string;
   root_service: string;
   root_operation: string;
   root_rank: number;
@@ -37,11 +38,11 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   const getSummary = db.prepare(`SELECT * FROM traces WHERE trace_id = ?`);
   const putSummary = db.prepare(`INSERT OR REPLACE INTO traces VALUES
     (@trace_id, @start_us, @end_us, @duration_us, @span_count, @error_count, @status, @late_count,
-     @services, @root_service, @root_operation, @root_rank, @root_start_us)`);
-  const addService = db.prepare(`INSERT OR IGNORE INTO trace_services (trace_id, service, start_us) VALUES (?, ?, ?)`);
-  const addOp = db.prepare(`INSERT OR IGNORE INTO trace_ops (trace_id, service, operation, start_us) VALUES (?, ?, ?, ?)`);
-  const moveServices = db.prepare(`UPDATE trace_services SET start_us = ? WHERE trace_id = ?`);
-  const moveOps = db.prepare(`UPDATE trace_ops SET start_us = ? WHERE trace_id = ?`);
+     @services, @ops, @root_service, @root_operation, @root_rank, @root_start_us)`);
+  const addService = db.prepare(`INSERT OR IGNORE INTO trace_services (service, start_us, trace_id) VALUES (?, ?, ?)`);
+  const addOp = db.prepare(`INSERT OR IGNORE INTO trace_ops (service, operation, start_us, trace_id) VALUES (?, ?, ?, ?)`);
+  const moveService = db.prepare(`UPDATE trace_services SET start_us = ? WHERE service = ? AND start_us = ? AND trace_id = ?`);
+  const moveOp = db.prepare(`UPDATE trace_ops SET start_us = ? WHERE service = ? AND operation = ? AND start_us = ? AND trace_id = ?`);
   const touchOperation = db.prepare(`INSERT INTO operations (service, operation, last_us) VALUES (?, ?, ?)
     ON CONFLICT (service, operation) DO UPDATE SET last_us = max(last_us, excluded.last_us)`);
   const spanData = db.prepare(`SELECT data FROM spans WHERE span_id = ?`).pluck();
@@ -94,11 +95,12 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
     const old = getSummary.get(traceId) as SummaryRow | undefined;
     const row: SummaryRow = old ? { ...old } : {
       trace_id: traceId, start_us: Infinity, end_us: -Infinity, duration_us: 0, span_count: 0, error_count: 0,
-      status: 0, late_count: 0, services: '[]', root_service: '', root_operation: '', root_rank: -1, root_start_us: 0,
+      status: 0, late_count: 0, services: '[]', ops: '[]', root_service: '', root_operation: '', root_rank: -1, root_start_us: 0,
     };
     const services: string[] = old ? JSON.parse(old.services) : [];
-    const newServices: string[] = [];
-    const ops = new Set<string>();
+    const ops: [string, string][] = old ? JSON.parse(old.ops) : [];
+    const oldServiceCount = services.length;
+    const oldOpCount = ops.length;
     for (const s of spans) {
       if (s.startUs < row.start_us) row.start_us = s.startUs;
       const end = s.startUs + s.durationUs;
@@ -115,25 +117,20 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         row.root_service = s.service;
         row.root_operation = s.resource;
       }
-      if (!services.includes(s.service)) {
-        services.push(s.service);
-        newServices.push(s.service);
-      }
-      ops.add(s.service + '\u0000' + s.resource);
+      if (!services.includes(s.service)) services.push(s.service);
+      if (!ops.some((o) => o[1] === s.resource && o[0] === s.service)) ops.push([s.service, s.resource]);
     }
     row.duration_us = row.end_us - row.start_us;
-    row.services = JSON.stringify(services);
+    if (services.length !== oldServiceCount) row.services = JSON.stringify(services);
+    if (ops.length !== oldOpCount) row.ops = JSON.stringify(ops);
     putSummary.run(row);
-    // A late span that starts earlier moves the trace; keep the search rows in step.
+    // A late span that starts earlier moves the trace; its search rows move with it.
     if (old && row.start_us !== old.start_us) {
-      moveServices.run(row.start_us, traceId);
-      moveOps.run(row.start_us, traceId);
+      for (let i = 0; i < oldServiceCount; i++) moveService.run(row.start_us, services[i], old.start_us, traceId);
+      for (let i = 0; i < oldOpCount; i++) moveOp.run(row.start_us, ops[i][0], ops[i][1], old.start_us, traceId);
     }
-    for (const service of newServices) addService.run(traceId, service, row.start_us);
-    for (const key of ops) {
-      const i = key.indexOf('\u0000');
-      addOp.run(traceId, key.slice(0, i), key.slice(i + 1), row.start_us);
-    }
+    for (let i = oldServiceCount; i < services.length; i++) addService.run(services[i], row.start_us, traceId);
+    for (let i = oldOpCount; i < ops.length; i++) addOp.run(ops[i][0], ops[i][1], row.start_us, traceId);
   }
 
   /** An edge is a client (exit) span whose child is a server (entry) span of another service. */
