@@ -268,8 +268,13 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
 	return n.id;
 }
 
+/* A field of the socket: a plain load through the trusted BTF pointer of a tp_btf argument
+ * (socket mode, the hot path), else a probe read (syscall mode: sk came from memory).
+ * `direct` is a constant at every call site, so only one of the two is compiled in. */
+#define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
+
 /* Build and send one data event. sk must be a TCP socket (checked by the caller). */
-static __always_inline int emit_data(struct sock *sk, __u64 id, __u8 dir, __u32 len, __u32 seq,
+static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
 				     struct msg_src *m, __u64 pid_tgid)
 {
 	__u32 zero = 0;
@@ -277,7 +282,7 @@ static __always_inline int emit_data(struct sock *sk, __u64 id, __u8 dir, __u32 
 	if (!s)
 		return 0;
 	struct st_data_event *e = &s->ev;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = RD(direct, sk, __sk_common.skc_family);
 
 	e->kind = ST_EV_DATA;
 	e->dir = dir;
@@ -292,21 +297,21 @@ static __always_inline int emit_data(struct sock *sk, __u64 id, __u8 dir, __u32 
 	e->head_len = 0;
 	e->tail_len = 0;
 	e->_pad0 = 0;
-	e->src_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dst_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->src_port = RD(direct, sk, __sk_common.skc_num);
+	e->dst_port = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
 	__builtin_memset(e->src_addr, 0, sizeof(e->src_addr));
 	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
 	if (family == AF_INET) {
 		e->family = 4;
-		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 a = RD(direct, sk, __sk_common.skc_rcv_saddr);
 		__builtin_memcpy(e->src_addr, &a, 4);
-		a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		a = RD(direct, sk, __sk_common.skc_daddr);
 		__builtin_memcpy(e->dst_addr, &a, 4);
 	} else {
 		e->family = 6;
-		struct in6_addr a6 = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr);
+		struct in6_addr a6 = RD(direct, sk, __sk_common.skc_v6_rcv_saddr);
 		__builtin_memcpy(e->src_addr, &a6, 16);
-		a6 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+		a6 = RD(direct, sk, __sk_common.skc_v6_daddr);
 		__builtin_memcpy(e->dst_addr, &a6, 16);
 	}
 
@@ -333,24 +338,23 @@ static __always_inline bool is_tcp(struct sock *sk)
 	return family == AF_INET || family == AF_INET6;
 }
 
-static __always_inline __u32 seq_of(struct sock *sk, __u8 dir, __u32 len)
+static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir, __u32 len)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	/* both run after the data moved: write_seq/copied_seq already count these bytes */
 	if (dir == ST_DIR_SEND)
-		return BPF_CORE_READ(tp, write_seq) - len;
-	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+		return RD(direct, tp, write_seq) - len;
+	__u32 copied = RD(direct, tp, copied_seq);
 	__u32 seq = copied - len;
 	/* A read that reaches the peer's FIN also counts the FIN's sequence number into
 	 * copied_seq. It did when everything received is read (rcv_nxt counts the FIN too),
 	 * the receive side is shut, and the state says a FIN (not a reset, not our own
 	 * shutdown(SHUT_RD)) did it. */
-	if (copied == BPF_CORE_READ(tp, rcv_nxt) &&
-	    (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN) && !BPF_CORE_READ(sk, sk_err)) {
-		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
-		if (state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2)
-			seq -= 1;
-	}
+	if (copied != RD(direct, tp, rcv_nxt) || RD(direct, sk, sk_err))
+		return seq;
+	__u8 shut = direct ? BPF_CORE_READ_BITFIELD(sk, sk_shutdown) : BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown);
+	__u8 state = RD(direct, sk, __sk_common.skc_state);
+	if ((shut & RCV_SHUTDOWN) && state != TCP_ESTABLISHED && state != TCP_FIN_WAIT1 && state != TCP_FIN_WAIT2)
+		seq -= 1;
 	return seq;
 }
 
@@ -363,9 +367,9 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		return 0;
 
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	long nr = BPF_CORE_READ(regs, orig_ax);
-	__u64 a1 = BPF_CORE_READ(regs, si);
-	__u64 a2 = BPF_CORE_READ(regs, dx);
+	long nr = regs->orig_ax;
+	__u64 a1 = regs->si;
+	__u64 a2 = regs->dx;
 	struct msg_src m = {};
 
 	switch (nr) {
@@ -423,10 +427,14 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 
 	if (ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK)))
 		return 0;
-	if (!is_tcp(sk))
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk); /* NULL unless a full TCP socket */
+	if (!tp)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	__u64 id = sock_id(sk, pid_tgid >> 32, true);
-	return emit_data(sk, id, dir, ret, seq_of(sk, dir, ret), &m, pid_tgid);
+	return emit_data(sk, true, id, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
 }
 
 SEC("tp_btf/sock_send_length")
@@ -529,7 +537,8 @@ static __always_inline int exit_call(long ret)
 		struct sock *out = fd_sock(a.fd2);
 		if (out) {
 			__u64 id = sock_id(out, pid_tgid >> 32, false);
-			return emit_data(out, id, ST_DIR_SEND, ret, seq_of(out, ST_DIR_SEND, ret), &m, pid_tgid);
+			return emit_data(out, false, id, ST_DIR_SEND, ret,
+					 seq_of(out, (struct tcp_sock *)out, false, ST_DIR_SEND, ret), &m, pid_tgid);
 		}
 		dir = ST_DIR_RECV;
 		break;
@@ -541,7 +550,7 @@ static __always_inline int exit_call(long ret)
 	if (!sk)
 		return 0;
 	__u64 id = sock_id(sk, pid_tgid >> 32, false);
-	return emit_data(sk, id, dir, ret, seq_of(sk, dir, ret), &m, pid_tgid);
+	return emit_data(sk, false, id, dir, ret, seq_of(sk, (struct tcp_sock *)sk, false, dir, ret), &m, pid_tgid);
 }
 
 /* *mmsg at exit: ret messages moved, each with its msg_len; the socket's sequence counter
@@ -573,7 +582,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 							   offsetof(struct mmsghdr, msg_len)));
 		total += l;
 	}
-	__u32 seq = seq_of(sk, dir, total);
+	__u32 seq = seq_of(sk, (struct tcp_sock *)sk, false, dir, total);
 	for (int i = 0; i < ST_MAX_MMSG; i++) {
 		if (i >= n)
 			break;
@@ -582,7 +591,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 			break;
 		struct msg_src m = { .iov = (__u64)h.msg_hdr.msg_iov, .iovcnt = h.msg_hdr.msg_iovlen };
 		if (h.msg_len > 0)
-			emit_data(sk, id, dir, h.msg_len, seq, &m, pid_tgid);
+			emit_data(sk, false, id, dir, h.msg_len, seq, &m, pid_tgid);
 		seq += h.msg_len;
 	}
 	return 0;

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# What the kernel side of capture costs the servers it watches (docs/kernel.md).
+#   bench/capture-cost.sh [socket|syscall] [rounds=3] [seconds=5]
+# Set-up of /work/shared/reference/ebpf-costs.md: two identical Go net/http servers (T, U),
+# GOMAXPROCS=1, both pinned to CPU 1; wrk -t1 -c32 pinned to CPU 0, alternating T and U.
+# Phase "none": no probe loaded. Phase "probe": seqtrace-loader running (pinned to CPU 0,
+# events written to /dev/null) with T traced and U not. Figure: server CPU time
+# (utime+stime of /proc/PID/stat) per request served; and the loader's own CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-socket}; ROUNDS=${2:-3}; SECS=${3:-5}
+LOADER=src/bpf/build/seqtrace-loader
+[ -x "$LOADER" ] || make -s -C src/bpf
+command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/seqtrace-capture-cost.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+TICK=$(getconf CLK_TCK)
+
+HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
+
+start_server() { # -> "pid port"
+  local out=$TMP/server.$1
+  GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$out" 2>&1 &
+  local pid=$!; pids+=("$pid")
+  for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
+  echo "$pid $(head -1 "$out")"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# one wrk run against a server; prints µs of server CPU per request and req/s
+measure() {
+  local pid=$1 port=$2 before after out reqs
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 0 wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:$port/")
+  after=$(cpu_ticks "$pid")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  awk -v t=$((after - before)) -v hz="$TICK" -v n="$reqs" -v s="$SECS" \
+    'BEGIN { printf "%.3f %.0f\n", t / hz * 1e6 / n, n / s }'
+}
+
+read -r T TPORT <<<"$(start_server T)"
+read -r U UPORT <<<"$(start_server U)"
+measure "$T" "$TPORT" >/dev/null; measure "$U" "$UPORT" >/dev/null # warm up
+
+declare -A sum cnt
+run_phase() { # phase name
+  for r in $(seq "$ROUNDS"); do
+    for s in T U; do
+      if [ $s = T ]; then read -r us rps <<<"$(measure "$T" "$TPORT")"; else read -r us rps <<<"$(measure "$U" "$UPORT")"; fi
+      echo "  $1 round $r server $s: $us us/request, $rps req/s"
+      sum[$1$s]=$(awk -v a="${sum[$1$s]:-0}" -v b="$us" 'BEGIN{print a+b}'); cnt[$1$s]=$(( ${cnt[$1$s]:-0} + 1 ))
+    done
+  done
+}
+
+echo "capture cost, mode $MODE, $ROUNDS rounds of ${SECS}s per server, kernel $(uname -r)"
+run_phase none
+
+mkfifo "$TMP/cmd"
+taskset -c 0 "$LOADER" --mode "$MODE" --pid "$T" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
+LPID=$!; pids+=("$LPID")
+exec 3>"$TMP/cmd" # keeps the loader's stdin open
+sleep 2 # load and attach
+kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+lb=$(cpu_ticks "$LPID")
+run_phase probe
+la=$(cpu_ticks "$LPID")
+exec 3>&-
+wait "$LPID" 2>/dev/null || true
+
+avg() { awk -v a="${sum[$1]}" -v n="${cnt[$1]}" 'BEGIN{printf "%.3f", a/n}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%+.1f%%", (a/b-1)*100}'; }
+nT=$(avg noneT); nU=$(avg noneU); pT=$(avg probeT); pU=$(avg probeU)
+echo
+echo "server CPU per request (mean of $ROUNDS), mode $MODE:"
+echo "  no probe:        T $nT us   U $nU us"
+echo "  probe, T traced: T $pT us ($(pct "$pT" "$nT") vs no probe, $(pct "$pT" "$pU") vs U)"
+echo "  probe, U not:    U $pU us ($(pct "$pU" "$nU") vs no probe)"
+awk -v t=$((la - lb)) -v hz="$TICK" -v s="$((ROUNDS * 2 * SECS))" \
+  'BEGIN { printf "  loader CPU: %.2f s over %d s of load (%.2f%% of one CPU)\n", t/hz, s, t/hz/s*100 }'
