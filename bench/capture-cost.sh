@@ -3,8 +3,8 @@
 #   bench/capture-cost.sh [socket|syscall] [rounds=3] [seconds=5]
 # Set-up of /work/shared/reference/ebpf-costs.md: two identical Go net/http servers (T, U),
 # GOMAXPROCS=1, both pinned to CPU 1; wrk -t1 -c32 pinned to CPU 0, alternating T and U.
-# Phase "none": no probe loaded. Phase "probe": seqtrace-loader running (pinned to CPU 0,
-# events written to /dev/null) with T traced and U not. Figure: server CPU time
+# Each round: phase "none" (no probe loaded), then phase "probe" (seqtrace-loader started,
+# pinned to CPU 0, events written to /dev/null, T traced and U not; stopped after). Figure: server CPU time
 # (utime+stime of /proc/PID/stat) per request served; and the loader's own CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ LOADER=src/bpf/build/seqtrace-loader
 command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/seqtrace-capture-cost.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { exec 3>&- 2>/dev/null || true; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 TICK=$(getconf CLK_TCK)
 
@@ -44,39 +44,42 @@ read -r T TPORT <<<"$(start_server T)"
 read -r U UPORT <<<"$(start_server U)"
 measure "$T" "$TPORT" >/dev/null; measure "$U" "$UPORT" >/dev/null # warm up
 
-declare -A sum cnt
-run_phase() { # phase name
-  for r in $(seq "$ROUNDS"); do
-    for s in T U; do
-      if [ $s = T ]; then read -r us rps <<<"$(measure "$T" "$TPORT")"; else read -r us rps <<<"$(measure "$U" "$UPORT")"; fi
-      echo "  $1 round $r server $s: $us us/request, $rps req/s"
-      sum[$1$s]=$(awk -v a="${sum[$1$s]:-0}" -v b="$us" 'BEGIN{print a+b}'); cnt[$1$s]=$(( ${cnt[$1$s]:-0} + 1 ))
-    done
+
+declare -A all
+one_phase() { # phase round
+  for s in T U; do
+    if [ $s = T ]; then read -r us rps <<<"$(measure "$T" "$TPORT")"; else read -r us rps <<<"$(measure "$U" "$UPORT")"; fi
+    echo "  round $2 $1 server $s: $us us/request, $rps req/s"
+    all[$1$s]="${all[$1$s]:-} $us"
   done
 }
 
-echo "capture cost, mode $MODE, $ROUNDS rounds of ${SECS}s per server, kernel $(uname -r)"
-run_phase none
+echo "capture cost, mode $MODE, $ROUNDS rounds of ${SECS}s per server and phase, kernel $(uname -r)"
+loader_ticks=0
+# Phases alternate inside every round so that other load on the machine hits both alike.
+for r in $(seq "$ROUNDS"); do
+  one_phase none "$r"
+  rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
+  taskset -c 0 "$LOADER" --mode "$MODE" --pid "$T" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
+  LPID=$!
+  exec 3>"$TMP/cmd" # keeps the loader's stdin open
+  sleep 2           # load and attach
+  kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+  lb=$(cpu_ticks "$LPID")
+  one_phase probe "$r"
+  la=$(cpu_ticks "$LPID")
+  loader_ticks=$((loader_ticks + la - lb))
+  exec 3>&- # stdin EOF: the loader detaches and exits
+  wait "$LPID" 2>/dev/null || true
+done
 
-mkfifo "$TMP/cmd"
-taskset -c 0 "$LOADER" --mode "$MODE" --pid "$T" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-LPID=$!; pids+=("$LPID")
-exec 3>"$TMP/cmd" # keeps the loader's stdin open
-sleep 2 # load and attach
-kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
-lb=$(cpu_ticks "$LPID")
-run_phase probe
-la=$(cpu_ticks "$LPID")
-exec 3>&-
-wait "$LPID" 2>/dev/null || true
-
-avg() { awk -v a="${sum[$1]}" -v n="${cnt[$1]}" 'BEGIN{printf "%.3f", a/n}'; }
+median() { tr ' ' '\n' <<<"${all[$1]}" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%.3f", NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%+.1f%%", (a/b-1)*100}'; }
-nT=$(avg noneT); nU=$(avg noneU); pT=$(avg probeT); pU=$(avg probeU)
+nT=$(median noneT); nU=$(median noneU); pT=$(median probeT); pU=$(median probeU)
 echo
-echo "server CPU per request (mean of $ROUNDS), mode $MODE:"
+echo "server CPU per request (median of $ROUNDS), mode $MODE:"
 echo "  no probe:        T $nT us   U $nU us"
-echo "  probe, T traced: T $pT us ($(pct "$pT" "$nT") vs no probe, $(pct "$pT" "$pU") vs U)"
+echo "  probe, T traced: T $pT us ($(pct "$pT" "$nT") vs no probe; $(pct "$pT" "$pU") vs U, same phase)"
 echo "  probe, U not:    U $pU us ($(pct "$pU" "$nU") vs no probe)"
-awk -v t=$((la - lb)) -v hz="$TICK" -v s="$((ROUNDS * 2 * SECS))" \
+awk -v t="$loader_ticks" -v hz="$TICK" -v s="$((ROUNDS * 2 * SECS))" \
   'BEGIN { printf "  loader CPU: %.2f s over %d s of load (%.2f%% of one CPU)\n", t/hz, s, t/hz/s*100 }'
