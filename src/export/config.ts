@@ -21,6 +21,8 @@ export interface ExportConfig {
   maxQueue: number;
   /** A partial batch is sent after this long. */
   flushIntervalMs: number;
+  /** Requests in flight at once (hides the endpoint's latency; OTLP needs no ordering). */
+  maxInFlight: number;
   retry: { initialMs: number; maxMs: number; maxElapsedMs: number };
 }
 
@@ -29,6 +31,7 @@ export const EXPORT_DEFAULTS = {
   maxBatch: 512,
   maxQueue: 8192,
   flushIntervalMs: 1000,
+  maxInFlight: 2,
   retry: { initialMs: 1000, maxMs: 30_000, maxElapsedMs: 300_000 },
 } as const;
 
@@ -156,7 +159,7 @@ export function loadExportConfig(env: NodeJS.ProcessEnv = process.env): ExportCo
   const flushIntervalMs = positiveInt(env, 'OTEL_BSP_SCHEDULE_DELAY', EXPORT_DEFAULTS.flushIntervalMs);
 
   return {
-    url, protocol, headers, timeoutMs, compression, maxBatch, maxQueue, flushIntervalMs,
+    url, protocol, headers, timeoutMs, compression, maxBatch, maxQueue, flushIntervalMs, maxInFlight: EXPORT_DEFAULTS.maxInFlight,
     retry: { ...EXPORT_DEFAULTS.retry },
   };
 }

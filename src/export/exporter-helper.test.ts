@@ -72,6 +72,18 @@ describe('exporter helper', { timeout: 20_000 }, () => {
     await h.stop();
   });
 
+  it('keeps up to maxInFlight batches in flight at once', async () => {
+    const g = gate();
+    const h = helper<number>({ maxBatch: 2, maxInFlight: 3, send: async () => { await g.opened; } });
+    for (let i = 0; i < 10; i++) h.enqueue(i);
+    assert.equal(h.stats().inFlight, 6);
+    assert.equal(h.stats().queueDepth, 4);
+    g.open();
+    await h.flush();
+    assert.equal(h.stats().sent, 10);
+    await h.stop();
+  });
+
   it('weighs items when asked (a byte budget) and refuses one larger than the whole queue', async () => {
     const g = gate();
     const h = helper<string>({ maxBatch: 1, maxQueue: 10, weigh: (s) => s.length, send: async () => { await g.opened; } });

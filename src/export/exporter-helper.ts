@@ -62,6 +62,8 @@ export interface ExporterHelperOptions<T> {
   maxQueue: number;
   /** A partial batch is sent after waiting this long. */
   flushIntervalMs: number;
+  /** Batches sent at the same time (each retried on its own); default 1, which keeps order. */
+  maxInFlight?: number;
   retry: RetryPolicy;
   /** retry or drop a failed batch; default classifyHttpError. */
   classify?(err: unknown): Verdict;
@@ -127,7 +129,9 @@ export function createExporterHelper<T>(opts: ExporterHelperOptions<T>): Exporte
 
   const stats: ExporterStats = { sent: 0, failed: 0, rejected: 0, dropped: 0, retries: 0, queueDepth: 0, inFlight: 0, batchesSent: 0, batchesFailed: 0 };
 
-  let sending = false;
+  /** Batches being sent or retried now. */
+  let sending = 0;
+  const maxInFlight = Math.max(1, opts.maxInFlight ?? 1);
   let stopping = false;
   let stopped = false;
   let flushWanted = false;
@@ -184,7 +188,7 @@ export function createExporterHelper<T>(opts: ExporterHelperOptions<T>): Exporte
   }
 
   function armTimer(): void {
-    if (timer || sending) return;
+    if (timer || sending >= maxInFlight) return;
     timer = setTimeout(() => {
       timer = undefined;
       flushWanted = true;
@@ -210,34 +214,34 @@ export function createExporterHelper<T>(opts: ExporterHelperOptions<T>): Exporte
   }
 
   function kick(): void {
-    if (sending || stopped) return;
-    if (depth() === 0) {
-      flushWanted = false;
-      settleIdle();
-      return;
+    while (!stopped && sending < maxInFlight) {
+      if (depth() === 0) {
+        flushWanted = false;
+        settleIdle();
+        return;
+      }
+      if (depth() < opts.maxBatch && !flushWanted && !stopping) {
+        armTimer();
+        return;
+      }
+      if (timer) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+      sending++;
+      const batch = takeBatch();
+      stats.inFlight += batch.length;
+      void sendWithRetry(batch).finally(() => {
+        sending--;
+        stats.inFlight -= batch.length;
+        // Keep sending while a flush is pending or full batches are waiting.
+        kick();
+      });
     }
-    if (depth() < opts.maxBatch && !flushWanted && !stopping) {
-      armTimer();
-      return;
-    }
-    if (timer) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    sending = true;
-    const batch = takeBatch();
-    stats.inFlight = batch.length;
-    void sendWithRetry(batch).finally(() => {
-      sending = false;
-      stats.inFlight = 0;
-      // Keep sending while a flush is pending or full batches are waiting.
-      if (depth() === 0) flushWanted = false;
-      kick();
-    });
   }
 
   function settleIdle(): void {
-    if (sending || depth() > 0) return;
+    if (sending > 0 || depth() > 0) return;
     const waiters = idleWaiters;
     idleWaiters = [];
     for (const w of waiters) w();
@@ -294,7 +298,7 @@ export function createExporterHelper<T>(opts: ExporterHelperOptions<T>): Exporte
     enqueue,
     room: () => Math.max(0, opts.maxQueue - queuedUnits),
     flush(): Promise<void> {
-      if (!sending && depth() === 0) return Promise.resolve();
+      if (sending === 0 && depth() === 0) return Promise.resolve();
       return new Promise((resolve) => {
         idleWaiters.push(resolve);
         flushWanted = true;
@@ -315,7 +319,7 @@ export function createExporterHelper<T>(opts: ExporterHelperOptions<T>): Exporte
       });
       await Promise.race([drained, timedOut]);
       clearTimeout(deadline);
-      if (sending || depth() > 0) {
+      if (sending > 0 || depth() > 0) {
         // Out of time: abort the batch in flight and give up on what is still queued.
         abort.abort();
         const rest = takeAll();

@@ -225,7 +225,7 @@ describe('OTLP exporter', { timeout: 30_000 }, () => {
     await new Promise((r) => setTimeout(r, 200));
     const s = e.stats();
     assert.ok(s.queueDepth <= 50, `queue depth ${s.queueDepth}`);
-    assert.equal(s.inFlight, 10);
+    assert.equal(s.inFlight, 20, 'two requests of 10 in flight (maxInFlight 2)');
     assert.equal(s.dropped, 0, 'the store is the buffer: nothing is dropped');
     assert.equal(s.backlog, 500);
     assert.ok(notifyMs < 2000, `commits with notify took ${notifyMs} ms`);

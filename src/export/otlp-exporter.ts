@@ -4,6 +4,8 @@
 // room, so none is ever dropped for lack of memory, and after a restart export resumes from
 // the backlog. The one window for a duplicate: a crash after the endpoint's 2xx and before
 // markExported commits; those spans are sent again after the restart (see docs/export.md).
+import http from 'node:http';
+import https from 'node:https';
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { seqError } from '../errors.js';
@@ -87,32 +89,56 @@ export async function postOtlp(cfg: ExportConfig, body: Uint8Array | string, sig
     payload = await gzipAsync(typeof body === 'string' ? Buffer.from(body) : body);
     headers['content-encoding'] = 'gzip';
   }
-  // Node's fetch (undici) keeps connections alive between requests by default.
-  const res = await fetch(cfg.url, {
-    method: 'POST',
-    headers,
-    // Uint8Array<ArrayBufferLike> vs BodyInit is a typing gap only; undici sends any view.
-    body: payload as unknown as BodyInit,
-    signal: AbortSignal.any([signal, AbortSignal.timeout(cfg.timeoutMs)]),
-  });
-  // Always read the body: an unread one keeps the connection from being reused.
-  const answer = new Uint8Array(await res.arrayBuffer());
+  const res = await request(cfg.url, headers, payload, AbortSignal.any([signal, AbortSignal.timeout(cfg.timeoutMs)]));
   if (res.status >= 200 && res.status < 300) {
     try {
-      return decodeExportResponse(answer, res.headers.get('content-type') ?? '');
+      return decodeExportResponse(res.body, res.contentType);
     } catch {
       return { rejectedSpans: 0, errorMessage: '' }; // a 2xx with an odd body still took the spans
     }
   }
-  const text = Buffer.from(answer.subarray(0, 300)).toString('utf8').replace(/\s+/g, ' ').trim();
-  throw new HttpStatusError(res.status, `HTTP ${res.status}${text ? `: ${text}` : ''}`, parseRetryAfter(res.headers.get('retry-after')));
+  const text = Buffer.from(res.body.subarray(0, 300)).toString('utf8').replace(/\s+/g, ' ').trim();
+  throw new HttpStatusError(res.status, `HTTP ${res.status}${text ? `: ${text}` : ''}`, parseRetryAfter(res.retryAfter));
+}
+
+// node:http with keep-alive rather than fetch: measured here, a 425 KB request to a local
+// receiver costs 1.4 ms of CPU with node:http against 3.1 ms with fetch (docs/export.md).
+const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 8 }), https: new https.Agent({ keepAlive: true, maxSockets: 8 }) };
+
+interface Answer { status: number; body: Uint8Array; contentType: string; retryAfter: string | undefined }
+
+function request(url: string, headers: Record<string, string>, body: Uint8Array | string, signal: AbortSignal): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const tls = u.protocol === 'https:';
+    const payload = typeof body === 'string' ? Buffer.from(body) : body;
+    const req = (tls ? https : http).request(u, {
+      method: 'POST',
+      agent: tls ? agents.https : agents.http,
+      headers: { ...headers, 'content-length': String(payload.length) },
+      signal,
+    }, (res) => {
+      // Always read the body: an unread one keeps the connection from being reused.
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({
+        status: res.statusCode ?? 0,
+        body: Buffer.concat(chunks),
+        contentType: String(res.headers['content-type'] ?? ''),
+        retryAfter: res.headers['retry-after'],
+      }));
+      res.on('error', reject);
+    });
+    req.on('error', (e) => reject(signal.aborted && signal.reason instanceof Error ? signal.reason : e));
+    req.end(payload);
+  });
 }
 
 function describe(err: unknown): string {
   if (err instanceof HttpStatusError) return err.message;
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError') return 'request timed out';
-  const cause = e?.cause?.code ?? e?.cause?.message;
+  const cause = e?.cause?.code ?? e?.cause?.message ?? (e as { code?: string })?.code;
   return `${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`;
 }
 
@@ -168,6 +194,7 @@ function enabledExporter(cfg: ExportConfig, queue: ExportQueue, opts: OtlpExport
     maxBatch: cfg.maxBatch,
     maxQueue: cfg.maxQueue,
     flushIntervalMs: cfg.flushIntervalMs,
+    maxInFlight: cfg.maxInFlight,
     retry: cfg.retry,
     random: opts.random,
     async send(batch, signal) {
