@@ -368,6 +368,10 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	long nr = regs->orig_ax;
+	bool mmsg = nr == NR_sendmmsg || nr == NR_recvmmsg;
+	/* failed calls (EAGAIN of non-blocking reads) leave at once, except that *mmsg must count them */
+	if ((ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK))) && !mmsg)
+		return 0;
 	__u64 a1 = regs->si;
 	__u64 a2 = regs->dx;
 	struct msg_src m = {};
