@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import type { ExporterStage } from '../linker/service.js';
 import type { LinkedSpan } from '../span/span.js';
 import { openSqliteStore, type SqliteStore } from '../storage/sqlite.js';
 import { loadExportConfig, type ExportConfig } from './config.js';
@@ -235,7 +236,8 @@ describe('OTLP exporter', { timeout: 30_000 }, () => {
     const store = openStore(tempDir());
     commit(store, 2);
     const e = exporter(undefined, store);
-    e.notify();
+    const asStage: ExporterStage = e; // what startLinker({ exporter }) takes
+    asStage.notify();
     await e.flush();
     assert.deepEqual({ enabled: e.stats().enabled, exported: e.stats().exported, backlog: e.stats().backlog }, { enabled: 0, exported: 0, backlog: 2 });
   });
