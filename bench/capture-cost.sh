@@ -20,12 +20,12 @@ TICK=$(getconf CLK_TCK)
 
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 
-start_server() { # -> "pid port"
+start_server() { # name; sets SERVER_PID and SERVER_PORT (no subshell: cleanup must see the pid)
   local out=$TMP/server.$1
   GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$out" 2>&1 &
-  local pid=$!; pids+=("$pid")
+  SERVER_PID=$!; pids+=("$SERVER_PID")
   for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
-  echo "$pid $(head -1 "$out")"
+  SERVER_PORT=$(head -1 "$out")
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -40,8 +40,8 @@ measure() {
     'BEGIN { printf "%.3f %.0f\n", t / hz * 1e6 / n, n / s }'
 }
 
-read -r T TPORT <<<"$(start_server T)"
-read -r U UPORT <<<"$(start_server U)"
+start_server T; T=$SERVER_PID; TPORT=$SERVER_PORT
+start_server U; U=$SERVER_PID; UPORT=$SERVER_PORT
 measure "$T" "$TPORT" >/dev/null; measure "$U" "$UPORT" >/dev/null # warm up
 
 
@@ -61,7 +61,7 @@ for r in $(seq "$ROUNDS"); do
   one_phase none "$r"
   rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
   taskset -c 0 "$LOADER" --mode "$MODE" --pid "$T" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-  LPID=$!
+  LPID=$!; pids+=("$LPID")
   exec 3>"$TMP/cmd" # keeps the loader's stdin open
   sleep 2           # load and attach
   kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
