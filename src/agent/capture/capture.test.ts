@@ -359,6 +359,17 @@ c.close()
     }
   });
 
+  test('auto mode picks socket mode when the kernel has sock_send_length, else syscall mode', async () => {
+    const btf = execFileSync('bpftool', ['btf', 'dump', 'file', '/sys/kernel/btf/vmlinux', 'format', 'raw'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+    const expected = btf.includes("TYPEDEF 'btf_trace_sock_send_length'") ? 'socket' : 'syscall';
+    const cap = await startCapture({ mode: 'auto', onEvents() {}, onError(e) { throw e; } });
+    try {
+      assert.equal(cap.mode, expected);
+    } finally {
+      await cap.close();
+    }
+  });
+
   test('bad options are refused with a message naming the value', async () => {
     await assert.rejects(startCapture({ captureBytes: 5000, onEvents() {}, onError() {} }), /capture_bytes 5000 is not an integer from 0 to 4096/);
     await assert.rejects(startCapture({ ringbufBytes: 5000, onEvents() {}, onError() {} }), /5000 is not a power of two/);
