@@ -134,3 +134,25 @@ test('line protocol: the example of docs/span-format.md decodes and validates', 
   assert.equal(span.srcPort, 8080);
   assert.equal(span.kind, 'entry');
 });
+
+test('line protocol: tokens reused from the previous line never change what a line decodes to', () => {
+  const lines = [
+    'm,h=a,z=1 s="abc",k=1i,t="x y" 1',
+    'm,h=ab,z=1 s="abcd",k=2i,t="x y" 2',
+    'm,h=a,zz=1 s="ab",kk=3i,t="x\\"y" 3',
+    'mm,h=a\\ b s="abc",k=4i 4',
+    'm,h=a s="abc" 5',
+    ',h=a s="abc" 6',
+    'm,h=a s="abc",k="" 7',
+    'm,h=a s="",k="" 8',
+    'm,h=a\\,b s="a\\\\c",k="x" 9',
+    'm,h=a\\,b s="a\\\\c",k="x" 10',
+  ];
+  const together = decodeLineProtocol(lines.join('\n'));
+  const alone = lines.map((l, i) => decodeLineProtocol(l));
+  assert.deepEqual(together.points.map(({ index, ...p }) => p), alone.flatMap((d) => d.points.map(({ index, ...p }) => p)));
+  assert.deepEqual(together.errors.map((e) => [e.index, e.reason]), [[5, 'missing measurement']]);
+  assert.equal(together.points[2].fields.t, 'x"y');
+  assert.deepEqual(together.points[8].tags, { h: 'a,b' });
+  assert.equal(together.points[8].fields.s, 'a\\c');
+});

@@ -29,26 +29,57 @@ class Malformed {
 // Parser cursor: module-level so that the scanners return tokens without allocating tuples.
 let src = '';
 let pos = 0;
-let lineNo = 1;
-let lineStart = 0;
 let escaped = false;
+/** Index of the next backslash at or after the scan position (src.length when none): one indexOf per backslash, not per token. */
+let nextBs = 0;
+
+// Points of a batch repeat their keys in the same order, and many values (host, service,
+// addresses, routes): the previous point's token at the same position is tried first with a
+// native startsWith, which spares scanning and gives the same (internalised) string back.
+const prevTagKeys: string[] = [];
+const prevTagValues: string[] = [];
+const prevFieldKeys: string[] = [];
+const prevStrings: string[] = [];
+let prevMeasurement = '';
+
+/** Char classes: 1 ends every token (space, tab, CR, LF), 2 comma, 4 equals, 8 backslash. */
+const CLASS = new Uint8Array(128);
+CLASS[SP] = CLASS[TAB] = CLASS[CR] = CLASS[NL] = 1;
+CLASS[COMMA] = 2;
+CLASS[EQ] = 4;
+CLASS[BS] = 8;
 
 /** Scans a name or tag value up to an unescaped stop character; sets `escaped` when it saw a backslash. */
 function scanToken(stopAtEq: boolean, stopAtComma: boolean): number {
   const n = src.length;
+  const stop = 1 | (stopAtComma ? 2 : 0) | (stopAtEq ? 4 : 0);
   escaped = false;
   let i = pos;
   while (i < n) {
     const c = src.charCodeAt(i);
-    if (c === BS) {
+    const k = c < 128 ? CLASS[c] : 0;
+    if (k === 0) {
+      i++;
+      continue;
+    }
+    if (k === 8) {
       escaped = true;
       i += i + 1 < n && src.charCodeAt(i + 1) !== NL ? 2 : 1;
       continue;
     }
-    if (c === SP || c === NL || c === CR || c === TAB || (stopAtComma && c === COMMA) || (stopAtEq && c === EQ)) break;
+    if (k & stop) break;
     i++;
   }
   return i;
+}
+
+/** When `cached` is the token at pos (followed by a char of class `end`), moves past it and returns true. */
+function reuse(cached: string | undefined, end: number): boolean {
+  if (cached === undefined || cached === '' || !src.startsWith(cached, pos)) return false;
+  const c = src.charCodeAt(pos + cached.length);
+  if (!(c < 128 && CLASS[c] & end) && !(end & 1 && pos + cached.length === src.length)) return false;
+  pos += cached.length;
+  return true;
 }
 
 function unescapeName(s: string): string {
@@ -77,43 +108,47 @@ function fail(reason: string, field = '', value = ''): never {
   throw new Malformed(pos, reason, field, value);
 }
 
-/** A double-quoted string starting at `pos` (on the quote). */
-function quoted(key: string): string {
+/** A double-quoted string starting at `pos` (on the quote); `slot` indexes the previous point's string there. */
+function quoted(key: string, slot: number): string {
+  const start = pos + 1;
+  const cached = prevStrings[slot];
+  if (cached !== undefined && src.startsWith(cached, start) && src.charCodeAt(start + cached.length) === DQ) {
+    pos = start + cached.length + 1;
+    return cached;
+  }
+  if (nextBs < start) nextBs = src.indexOf('\\', start) >>> 0;
+  let end = src.indexOf('"', start);
+  if (nextBs >= end || end < 0) {
+    if (end < 0) fail('unterminated string value: a closing " is missing', key, src.slice(start, start + 40));
+    const raw = src.slice(start, end);
+    pos = end + 1;
+    prevStrings[slot] = raw;
+    return raw;
+  }
+  // Escapes inside: walk it.
   const n = src.length;
-  let i = pos + 1;
-  const start = i;
-  let hasEscape = false;
+  let i = start;
+  let out = '';
+  let from = start;
   while (i < n) {
     const c = src.charCodeAt(i);
     if (c === DQ) break;
-    if (c === BS) {
-      hasEscape = true;
+    if (c === BS && i + 1 < n) {
+      const d = src.charCodeAt(i + 1);
+      if (d === DQ || d === BS) {
+        out += src.slice(from, i);
+        from = i + 1;
+      }
       i += 2;
       continue;
     }
-    if (c === NL) {
-      lineNo++;
-      lineStart = i + 1;
-    }
     i++;
   }
-  if (i >= n) fail('unterminated string value: a closing " is missing', key, src.slice(start, Math.min(n, start + 40)));
-  const raw = src.slice(start, i);
-  pos = i + 1;
-  if (!hasEscape) return raw;
-  let out = '';
-  for (let k = 0; k < raw.length; k++) {
-    const c = raw.charCodeAt(k);
-    if (c === BS && k + 1 < raw.length) {
-      const d = raw.charCodeAt(k + 1);
-      if (d === DQ || d === BS) {
-        out += raw[k + 1];
-        k++;
-        continue;
-      }
-    }
-    out += raw[k];
-  }
+  if (i >= n) fail('unterminated string value: a closing " is missing', key, src.slice(start, start + 40));
+  end = i;
+  out += src.slice(from, end);
+  pos = end + 1;
+  nextBs = src.indexOf('\\', pos) >>> 0;
   return out;
 }
 
@@ -182,38 +217,57 @@ function bare(key: string): FieldValue {
 
 function parsePoint(index: number): Point {
   const n = src.length;
+  let end: number;
   // measurement
-  let end = scanToken(false, true);
-  if (end === pos) fail('missing measurement');
-  const measurement = token(pos, end);
-  pos = end;
+  let measurement: string;
+  if (reuse(prevMeasurement, 1 | 2)) measurement = prevMeasurement;
+  else {
+    end = scanToken(false, true);
+    if (end === pos) fail('missing measurement');
+    measurement = token(pos, end);
+    if (!escaped) prevMeasurement = measurement;
+    pos = end;
+  }
   const tags: Record<string, string> = {};
+  let slot = 0;
   while (pos < n && src.charCodeAt(pos) === COMMA) {
     pos++;
-    end = scanToken(true, true);
-    if (end === pos) fail('empty tag key');
-    const key = token(pos, end);
-    pos = end;
-    if (src.charCodeAt(pos) !== EQ) fail(`tag ${key} has no =value`, key);
+    let key = prevTagKeys[slot];
+    if (!reuse(key, 4)) {
+      end = scanToken(true, true);
+      if (end === pos) fail('empty tag key');
+      key = token(pos, end);
+      if (!escaped) prevTagKeys[slot] = key;
+      pos = end;
+      if (src.charCodeAt(pos) !== EQ) fail(`tag ${key} has no =value`, key);
+    }
     pos++;
-    end = scanToken(false, true);
-    if (end === pos) fail(`tag ${key} has an empty value`, key);
-    tags[key] = token(pos, end);
-    pos = end;
+    let value = prevTagValues[slot];
+    if (!reuse(value, 1 | 2)) {
+      end = scanToken(false, true);
+      if (end === pos) fail(`tag ${key} has an empty value`, key);
+      value = token(pos, end);
+      if (!escaped) prevTagValues[slot] = value;
+      pos = end;
+    }
+    tags[key!] = value!;
+    slot++;
   }
   if (pos >= n || src.charCodeAt(pos) !== SP) fail('missing fields: expected a space then key=value after the measurement and tags');
   while (pos < n && src.charCodeAt(pos) === SP) pos++;
   const fields: Record<string, FieldValue> = {};
-  let count = 0;
-  for (;;) {
-    end = scanToken(true, true);
-    if (end === pos) fail(count === 0 ? 'missing fields: a point needs at least one key=value' : 'empty field key after ,');
-    const key = token(pos, end);
-    pos = end;
-    if (src.charCodeAt(pos) !== EQ) fail(`field ${key} has no =value`, key);
+  for (slot = 0; ; slot++) {
+    let key = prevFieldKeys[slot];
+    if (!reuse(key, 4)) {
+      end = scanToken(true, true);
+      if (end === pos) fail(slot === 0 ? 'missing fields: a point needs at least one key=value' : 'empty field key after ,');
+      key = token(pos, end);
+      if (!escaped) prevFieldKeys[slot] = key;
+      pos = end;
+      if (src.charCodeAt(pos) !== EQ) fail(`field ${key} has no =value`, key);
+    }
     pos++;
-    fields[key] = src.charCodeAt(pos) === DQ ? quoted(key) : bare(key);
-    count++;
+    fields[key!] = src.charCodeAt(pos) === DQ ? quoted(key!, slot) : bare(key!);
     if (pos < n && src.charCodeAt(pos) === COMMA) {
       pos++;
       continue;
@@ -251,20 +305,18 @@ export function decodeLineProtocol(text: string, opts: DecodeOptions = {}): Deco
   const errors: PointError[] = [];
   src = text;
   pos = 0;
-  lineNo = 1;
-  lineStart = 0;
+  nextBs = text.indexOf('\\') >>> 0;
+  prevMeasurement = '';
+  prevTagKeys.length = prevTagValues.length = prevFieldKeys.length = prevStrings.length = 0;
+  // Line numbers are counted only when an error needs one, from the previous error onwards.
+  let countedTo = 0;
+  let line = 1;
   const n = text.length;
   let index = 0;
   try {
     while (pos < n) {
       const c = text.charCodeAt(pos);
-      if (c === NL) {
-        pos++;
-        lineNo++;
-        lineStart = pos;
-        continue;
-      }
-      if (c === SP || c === TAB || c === CR) {
+      if (c === NL || c === SP || c === TAB || c === CR) {
         pos++;
         continue;
       }
@@ -280,14 +332,20 @@ export function decodeLineProtocol(text: string, opts: DecodeOptions = {}): Deco
         points.push(parsePoint(index));
       } catch (e) {
         if (!(e instanceof Malformed)) throw e;
-        errors.push({ index, field: e.field, value: shortValue(e.value), reason: e.reason, line: lineNo, column: e.pos - lineStart + 1 });
+        for (let k = text.indexOf('\n', countedTo); k >= 0 && k < e.pos; k = text.indexOf('\n', k + 1)) line++;
+        countedTo = e.pos;
+        const lineStart = text.lastIndexOf('\n', e.pos - 1) + 1;
+        errors.push({ index, field: e.field, value: shortValue(e.value), reason: e.reason, line, column: e.pos - lineStart + 1 });
         const nl = text.indexOf('\n', e.pos);
         pos = nl < 0 ? n : nl;
+        if (nextBs < pos) nextBs = text.indexOf('\\', pos) >>> 0;
       }
       index++;
     }
   } finally {
     src = '';
+    prevMeasurement = '';
+    prevTagKeys.length = prevTagValues.length = prevFieldKeys.length = prevStrings.length = 0;
   }
   return { points, errors };
 }
