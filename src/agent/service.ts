@@ -114,7 +114,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'exit':
             // Exit events come for every process on the host: keep the common case cheap.
             conns.onProcessExit(ev.pid, ev.tsNs);
-            if (groups.openCount() > 0) groups.dropProcess(ev.pid);
+            groups.dropProcess(ev.pid);
             procs.onExit(ev.pid);
             break;
           case 'stats': break;

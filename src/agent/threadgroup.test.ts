@@ -9,7 +9,7 @@ test('an exit on a thread with one open group joins it', () => {
   assert.equal(g.join(101), id);
   assert.equal(g.join(101), id, 'several exits join the same group');
   assert.equal(g.join(102), '', 'another thread joins nothing');
-  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1 });
+  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1, inherited: 0 });
 });
 
 test('a closed group is never joined', () => {
@@ -63,4 +63,40 @@ test('ids: u64 decimal, never 0, random base differs per start, wraps at 2^64', 
   assert.notEqual(a, b);
   assert.match(a, /^[1-9][0-9]*$/);
   assert.ok(BigInt(a) < 1n << 64n);
+});
+
+test('a thread created while its creator serves one entry inherits the group until it closes', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1); // handler thread 10 starts worker 11 for a parallel call
+  g.inherit(11, 12, 1); // and that worker starts another
+  assert.equal(g.join(11), id);
+  assert.equal(g.join(12), id);
+  assert.equal(g.openCount(), 1, 'inherited memberships are not groups of their own');
+  g.close(10, id);
+  assert.equal(g.join(11), '', 'never after it closed');
+  assert.equal(g.join(12), '');
+  assert.equal(g.stats.inherited, 2);
+});
+
+test('a thread created while its creator serves several entries (or none) inherits nothing', () => {
+  const g = createThreadGroups(1n);
+  g.inherit(10, 11, 1);
+  assert.equal(g.join(11), '');
+  g.open(10, 1);
+  g.open(10, 1);
+  g.inherit(10, 12, 1);
+  assert.equal(g.join(12), '');
+  assert.equal(g.stats.inherited, 0);
+});
+
+test('process exit drops owned and inherited memberships', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  g.dropProcess(1);
+  assert.equal(g.openCount(), 0);
+  assert.equal(g.join(11), '');
+  assert.equal(g.join(10), '');
+  void id;
 });

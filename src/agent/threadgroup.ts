@@ -15,6 +15,8 @@ export interface ThreadGroupStats {
   ambiguous: number;
   /** Exits that found no open group. */
   alone: number;
+  /** Threads created while their creator served exactly one entry. */
+  inherited: number;
 }
 
 export interface ThreadGroups {
@@ -24,6 +26,12 @@ export interface ThreadGroups {
   close(key: ThreadKey, id: string): void;
   /** The group an exit started on `key` joins, or '' for none. */
   join(key: ThreadKey): string;
+  /**
+   * Thread `child` was created by thread `parent` of process `pid`. When the parent has exactly
+   * one open group, the child's exits join it too until it closes (a handler that fans its
+   * calls out to new threads). With none or several, the child inherits nothing.
+   */
+  inherit(parent: ThreadKey, child: ThreadKey, pid: number): void;
   /** Forget every group of a process (it exited). */
   dropProcess(pid: number): void;
   /** Open groups, for tests and metrics. */
@@ -52,14 +60,65 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   // Usually zero or one group per thread: the array is short.
   const openByThread = new Map<ThreadKey, string[]>();
   const pidOf = new Map<ThreadKey, number>();
-  let open = 0;
-  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0 };
+  // pid → its thread keys, so a process exit (reported for every process on the host) costs
+  // a lookup, not a walk over every thread.
+  const keysOf = new Map<number, Set<ThreadKey>>();
+
+  function bind(key: ThreadKey, pid: number): void {
+    const was = pidOf.get(key);
+    if (was === pid) return;
+    if (was !== undefined) keysOf.get(was)?.delete(key);
+    pidOf.set(key, pid);
+    let set = keysOf.get(pid);
+    if (!set) keysOf.set(pid, (set = new Set()));
+    set.add(key);
+  }
+
+  function unbind(key: ThreadKey): void {
+    const was = pidOf.get(key);
+    if (was === undefined) return;
+    pidOf.delete(key);
+    const set = keysOf.get(was);
+    if (set) {
+      set.delete(key);
+      if (set.size === 0) keysOf.delete(was);
+    }
+  }
+  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0, inherited: 0 };
+  // Group id → threads that inherited it (only groups whose thread created threads).
+  const inheritors = new Map<string, ThreadKey[]>();
+
+  function inheritedBy(id: string, key: ThreadKey): boolean {
+    return inheritors.get(id)?.includes(key) ?? false;
+  }
+
+  function removeFrom(key: ThreadKey, id: string): boolean {
+    const list = openByThread.get(key);
+    if (!list) return false;
+    const i = list.indexOf(id);
+    if (i < 0) return false;
+    // The list stays (usually empty) for the thread's next entry: no Map churn per request.
+    if (list.length === 1) list.pop();
+    else list.splice(i, 1);
+    return true;
+  }
+
+  function closeGroup(key: ThreadKey, id: string): void {
+    if (!removeFrom(key, id)) return;
+    if (inheritors.size > 0) {
+      const inh = inheritors.get(id);
+      if (inh) {
+        for (const k of inh) removeFrom(k, id);
+        inheritors.delete(id);
+      }
+    }
+  }
 
   function sweep(): void {
     for (const [key, list] of openByThread) {
       if (list.length === 0) {
         openByThread.delete(key);
-        pidOf.delete(key);
+        unbind(key);
       }
     }
   }
@@ -76,27 +135,30 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       const id = nextId();
       const list = openByThread.get(key);
       if (list) {
-        if (list.length === 0) pidOf.set(key, pid); // a tid may now belong to another process
+        if (list.length === 0) bind(key, pid); // a tid may now belong to another process
         list.push(id);
       } else {
         // Threads come and go: drop the empty lists of finished ones now and then.
         if (openByThread.size >= 8192) sweep();
         openByThread.set(key, [id]);
-        pidOf.set(key, pid);
+        bind(key, pid);
       }
-      open++;
       stats.opened++;
       return id;
     },
-    close(key, id) {
-      const list = openByThread.get(key);
-      if (!list) return;
-      const i = list.indexOf(id);
-      if (i < 0) return;
-      // The list stays (usually empty) for the thread's next entry: no Map churn per request.
-      if (list.length === 1) list.pop();
-      else list.splice(i, 1);
-      open--;
+    close: closeGroup,
+    inherit(parent, child, pid) {
+      const list = openByThread.get(parent);
+      if (!list || list.length !== 1) return;
+      const id = list[0];
+      const mine = openByThread.get(child);
+      if (mine) mine.push(id);
+      else openByThread.set(child, [id]);
+      bind(child, pid);
+      const inh = inheritors.get(id);
+      if (inh) inh.push(child);
+      else inheritors.set(id, [child]);
+      stats.inherited++;
     },
     join(key) {
       const list = openByThread.get(key);
@@ -106,14 +168,22 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       return list[0];
     },
     dropProcess(pid) {
-      for (const [key, list] of openByThread) {
-        if (typeof key === 'string' ? key.startsWith(`${pid}/`) : pidOf.get(key) === pid) {
-          open -= list.length;
-          openByThread.delete(key);
-          pidOf.delete(key);
+      const keys = keysOf.get(pid);
+      if (!keys) return;
+      for (const key of [...keys]) {
+        for (const id of [...(openByThread.get(key) ?? [])]) {
+          if (inheritedBy(id, key)) removeFrom(key, id);
+          else closeGroup(key, id);
         }
+        openByThread.delete(key);
+        unbind(key);
       }
     },
-    openCount: () => open,
+    openCount() {
+      // For metrics and tests only: count the groups each thread owns (not inherited ones).
+      let n = 0;
+      for (const [key, list] of openByThread) for (const id of list) if (!inheritedBy(id, key)) n++;
+      return n;
+    },
   };
 }
