@@ -12,6 +12,7 @@
 //   one (ties: smallest normalised id), for the whole tree (DataKit's §3.8 split traces).
 import type { EmittedTrace } from '../joiner.js';
 import type { LinkedSpan } from '../../span/span.js';
+import { linkedSpan } from './linked.js';
 import { ipHash, normaliseAppTraceId, traceIdOf } from './ids.js';
 import type { LateSpan, PendingSpan, TraceRef } from './node.js';
 import { isErrorSpan, keptByRate } from './sampling.js';
@@ -149,12 +150,7 @@ export function emitCluster(
     for (let i = 0; i < list.length; i++) {
       const p = list[i];
       const o = p.dupOf ?? p;
-      const s = p.span as LinkedSpan;
-      s.traceId = t.traceId;
-      s.spanId = p.spanId;
-      s.parentId = o.parent !== null ? o.parent.spanId : '';
-      s.ebpfTraceId = t.ebpfTraceId;
-      s.late = o.mark === LATE;
+      const s = linkedSpan(p.span!, t.traceId, p.spanId, o.parent !== null ? o.parent.spanId : '', t.ebpfTraceId, o.mark === LATE);
       spans[i] = s;
       batchIds[i] = p.batchId;
       if (s.late) counters.lateSpans++;

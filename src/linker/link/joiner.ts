@@ -28,10 +28,7 @@ export const DEFAULT_LATE_INDEX_MAX_KEYS = 1_000_000;
 
 const EMPTY: PendingSpan[] = [];
 
-/**
- * A joiner. The EbpfSpan objects passed to add() become the LinkedSpans it emits (the id
- * fields are added to them in place, to spare a copy per span).
- */
+/** A joiner. Emitted LinkedSpans are new objects; the EbpfSpans passed to add() are not changed. */
 export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner {
   const windowMs = opts.window;
   const graceMs = Math.min(windowMs, MAX_ARRIVAL_GRACE_MS);

@@ -22,16 +22,28 @@ export interface Service {
   port: number;
 }
 
+/**
+ * A span with defaults. Built as one object literal of fixed field order, as a decoder would
+ * build it, so all spans share a hidden class (spread objects with different overrides do not).
+ */
 export function makeSpan(over: Partial<EbpfSpan>): EbpfSpan {
+  const o = { ...DEFAULTS, ...over };
   return {
-    host: 'h', kind: 'entry', reqSeq: 0, respSeq: 0, threadGroup: '', pid: 1, tid: 1,
-    startUs: 1_732_500_000_000_000, durationUs: 1000, service: 'svc', processName: 'svc',
-    srcIp: '', srcPort: 0, dstIp: '', dstPort: 0, resource: 'GET /', operation: 'HTTP', status: 'ok',
-    httpMethod: 'GET', httpRoute: '/', httpStatusCode: 200, appTraceId: '', appParentId: '', appSampled: 0,
-    attrs: {},
-    ...over,
+    host: o.host, kind: o.kind, reqSeq: o.reqSeq, respSeq: o.respSeq, threadGroup: o.threadGroup, pid: o.pid, tid: o.tid,
+    startUs: o.startUs, durationUs: o.durationUs, service: o.service, processName: o.processName,
+    srcIp: o.srcIp, srcPort: o.srcPort, dstIp: o.dstIp, dstPort: o.dstPort, resource: o.resource, operation: o.operation,
+    status: o.status, httpMethod: o.httpMethod, httpRoute: o.httpRoute, httpStatusCode: o.httpStatusCode,
+    appTraceId: o.appTraceId, appParentId: o.appParentId, appSampled: o.appSampled, attrs: o.attrs,
   };
 }
+
+const DEFAULTS: EbpfSpan = {
+  host: 'h', kind: 'entry', reqSeq: 0, respSeq: 0, threadGroup: '', pid: 1, tid: 1,
+  startUs: 1_732_500_000_000_000, durationUs: 1000, service: 'svc', processName: 'svc',
+  srcIp: '', srcPort: 0, dstIp: '', dstPort: 0, resource: 'GET /', operation: 'HTTP', status: 'ok',
+  httpMethod: 'GET', httpRoute: '/', httpStatusCode: 200, appTraceId: '', appParentId: '', appSampled: 0,
+  attrs: {},
+};
 
 /** The simulated world: spans plus the parent each truly has (by label). */
 export interface World {
