@@ -25,10 +25,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if down:
             c = http.client.HTTPConnection('127.0.0.1', int(down))
-            # Keep-alive: the caller closes first. (With "Connection: close" the response's
-            # FIN can be read in the same call as its data, which moves copied_seq by one:
-            # a capture-side matter, see docs/agent.md.)
-            c.request('GET', '/back' + self.path)
+            # "Connection: close": the response and the server's FIN may be read in one call,
+            # whose sequence number the capture corrects (copied_seq counts the FIN).
+            c.request('GET', '/back' + self.path, headers={'Connection': 'close'})
             c.getresponse().read()
             c.close()
         body = b'ok:' + self.path.encode()
