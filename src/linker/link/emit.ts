@@ -70,10 +70,31 @@ function byStart(x: PendingSpan, y: PendingSpan): number {
   return x.startUs - y.startUs || (x.spanId < y.spanId ? -1 : x.spanId > y.spanId ? 1 : 0);
 }
 
+function pushTrace(t: TraceRef, list: PendingSpan[], counters: EmitCounters, out: EmittedTrace[]): void {
+  if (list.length > 1) list.sort(byStart);
+  const spans: LinkedSpan[] = new Array(list.length);
+  const batchIds: number[] = new Array(list.length);
+  let late = 0;
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i];
+    const o = p.dupOf ?? p;
+    const isLate = o.mark === LATE;
+    spans[i] = linkedSpan(p.span!, t.traceId, p.spanId, o.parent !== null ? o.parent.spanId : '', t.ebpfTraceId, isLate);
+    batchIds[i] = p.batchId;
+    if (isLate) late++;
+  }
+  counters.lateSpans += late;
+  counters.linkedSpans += list.length;
+  if (!t.sampled) counters.sampledOutSpans += list.length;
+  out.push({ traceId: t.traceId, sampled: t.sampled, spans, batchIds });
+}
+
+const fresh: Fresh[] = [];
+const stack: PendingSpan[] = [];
+
 export function emitCluster(
   members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
 ): void {
-  const stack: PendingSpan[] = [];
   let hasFrozen = false;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
@@ -95,7 +116,10 @@ export function emitCluster(
   }
 
   // Which trace each new span goes to; aggregates of new trees.
-  let fresh: Map<PendingSpan, Fresh> | null = null;
+  // A cluster is one tree nearly always: aggregates go in a small array indexed through the
+  // root's (no longer needed) bestScore, not a Map.
+  fresh.length = 0;
+  for (let i = 0; i < members.length; i++) members[i].bestScore = -1;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     if (p.span === null || p.dupOf !== null) continue;
@@ -103,12 +127,12 @@ export function emitCluster(
     const r = p.root!;
     if (r.best !== null) { p.tref = r.best.frozen!.trace; p.mark = LATE; continue; }
     p.mark = FRESH;
-    fresh ??= new Map();
-    let f = fresh.get(r);
-    if (f === undefined) {
+    let f: Fresh;
+    if (r.bestScore < 0) {
+      r.bestScore = fresh.length;
       f = { root: r, appId: '', appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
-      fresh.set(r, f);
-    }
+      fresh.push(f);
+    } else f = fresh[r.bestScore];
     const s = p.span;
     if (!f.error && isErrorSpan(s)) f.error = true;
     if (s.appTraceId !== '' && p.depth <= f.appDepth) {
@@ -119,8 +143,9 @@ export function emitCluster(
       if (p.depth < f.flagDepth || s.appSampled > f.flag) { f.flag = s.appSampled; f.flagDepth = p.depth; }
     }
   }
-  if (fresh !== null) {
-    for (const f of fresh.values()) {
+  if (fresh.length > 0) {
+    for (let k = 0; k < fresh.length; k++) {
+      const f = fresh[k];
       const r = f.root;
       const ebpfTraceId = traceIdOf(r.a, r.b, r.c, r.d);
       const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
@@ -131,33 +156,35 @@ export function emitCluster(
       const p = members[i];
       if (p.mark === FRESH && p.span !== null && p.dupOf === null) p.tref = p.root!.tref;
     }
+    fresh.length = 0; // hold no spans between calls
   }
+  stack.length = 0;
 
-  // Group new spans by trace, in start order.
-  const byTrace = new Map<TraceRef, PendingSpan[]>();
+  // Group new spans by trace, in start order. One trace per cluster is the common case.
+  let only: TraceRef | null = null;
+  let several = false;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     if (p.span === null) continue;
     const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
-    const list = byTrace.get(t);
-    if (list === undefined) byTrace.set(t, [p]);
-    else list.push(p);
+    if (only === null) only = t;
+    else if (t !== only) { several = true; break; }
   }
-  for (const [t, list] of byTrace) {
-    if (list.length > 1) list.sort(byStart);
-    const spans: LinkedSpan[] = new Array(list.length);
-    const batchIds: number[] = new Array(list.length);
-    for (let i = 0; i < list.length; i++) {
-      const p = list[i];
-      const o = p.dupOf ?? p;
-      const s = linkedSpan(p.span!, t.traceId, p.spanId, o.parent !== null ? o.parent.spanId : '', t.ebpfTraceId, o.mark === LATE);
-      spans[i] = s;
-      batchIds[i] = p.batchId;
-      if (s.late) counters.lateSpans++;
+  if (!several && only !== null) {
+    const list: PendingSpan[] = [];
+    for (let i = 0; i < members.length; i++) if (members[i].span !== null) list.push(members[i]);
+    pushTrace(only, list, counters, out);
+  } else if (several) {
+    const byTrace = new Map<TraceRef, PendingSpan[]>();
+    for (let i = 0; i < members.length; i++) {
+      const p = members[i];
+      if (p.span === null) continue;
+      const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
+      const list = byTrace.get(t);
+      if (list === undefined) byTrace.set(t, [p]);
+      else list.push(p);
     }
-    counters.linkedSpans += list.length;
-    if (!t.sampled) counters.sampledOutSpans += list.length;
-    out.push({ traceId: t.traceId, sampled: t.sampled, spans, batchIds });
+    for (const [t, list] of byTrace) pushTrace(t, list, counters, out);
   }
 
   // What the late index keeps.

@@ -58,8 +58,11 @@ function offer(x: PendingSpan, e: PendingSpan, s: number): void {
  * Sets `parent` (and `seqLinked`) on the members of a cluster. Returns how many exits were
  * left unlinked because of a tie.
  */
+const entries: PendingSpan[] = [];
+const walk: PendingSpan[] = [];
+
 export function resolveParents(members: PendingSpan[], skewUs: number): number {
-  const entries: PendingSpan[] = [];
+  entries.length = 0;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     p.parent = null; p.seqLinked = false; p.best = null; p.bestScore = -1; p.bestTie = false;
@@ -103,6 +106,7 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
     } else if (x.bestTie || e.bestTie) ambiguous++;
   }
   breakCycles(members);
+  entries.length = 0; // hold no spans between calls
   return ambiguous;
 }
 
@@ -113,7 +117,6 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
  */
 function breakCycles(members: PendingSpan[]): void {
   // mark: 0 unvisited, 1 on the current walk, 2 done.
-  const walk: PendingSpan[] = [];
   for (let i = 0; i < members.length; i++) {
     let p: PendingSpan | null = members[i];
     if (p.mark !== 0) continue;
@@ -131,4 +134,5 @@ function breakCycles(members: PendingSpan[]): void {
     }
     for (let j = 0; j < walk.length; j++) walk[j].mark = 2;
   }
+  walk.length = 0;
 }
