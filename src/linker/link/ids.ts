@@ -151,8 +151,10 @@ export function spanIdentity(span: EbpfSpan, out: SpanIdentity): void {
 }
 
 /**
- * Key of a thread group (host, pid, thread group id): a 52-bit number for the Map plus a
- * 32-bit check, so two groups are confused only when 84 hash bits agree.
+ * Key of a thread group (host, pid, thread group id): a 30-bit key (a small integer: V8's
+ * Maps hash and store those without boxing) plus a 32-bit check. Spans of two groups with the
+ * same key share a waiter list and are told apart by the check: 62 bits must agree to confuse
+ * two groups.
  */
 export function groupKey(span: EbpfSpan, out: { key: number; check: number }): void {
   begin();
@@ -160,17 +162,16 @@ export function groupKey(span: EbpfSpan, out: { key: number; check: number }): v
   word(span.pid);
   text(span.threadGroup);
   finish(GROUP_SEED);
-  out.key = (h1 & 0xfffff) * 4294967296 + (h2 >>> 0);
-  out.check = h3;
+  out.key = h1 & 0x3fffffff;
+  out.check = h2;
 }
 
 /**
- * Key of an exchange by its sequence numbers. Exact as a 53-bit number would allow: two
- * different pairs share a key only when reqSeq is equal and respSeq agrees in its low 21 bits;
- * candidates are always compared on both full numbers.
+ * Key of an exchange by its sequence numbers: a 30-bit hash of both. Different exchanges may
+ * share a key (and a waiter list); candidates are always compared on both full numbers.
  */
 export function seqKey(reqSeq: number, respSeq: number): number {
-  return reqSeq * 2097152 + (respSeq & 0x1fffff);
+  return fmix(Math.imul(reqSeq ^ fmix(respSeq ^ 0x5bd1e995), 0x9e3779b1)) & 0x3fffffff;
 }
 
 /** eBPF trace id of a trace: its root span's identity, re-mixed so it is not the span id padded. */
