@@ -271,6 +271,21 @@ test('bytes seen twice (same sequence numbers) are fed once', () => {
   assert.equal(t.stats.orphanResponses, 0);
 });
 
+test('request headers whose end was not captured (writev, too many iovecs) end when the response comes', () => {
+  const { t, spans } = table();
+  const req = `GET /p/z HTTP/1.1\r\nX-Big: ${'b'.repeat(8000)}\r\n\r\n`;
+  const e = ev({ dir: 'send', data: req, seq: 1, t: 1, capture: 1024 });
+  e.tail = Buffer.alloc(0);
+  t.onData(e);
+  t.onData(ev({ dir: 'recv', data: RESP(), seq: 500, t: 3 }));
+  assert.equal(spans.length, 1);
+  assert.equal(spans[0].httpRoute, '/p/z');
+  assert.equal(spans[0].reqSeq, 1);
+  assert.equal(spans[0].durationUs, 2);
+  assert.equal(spans[0].attrs.truncated, true);
+  assert.equal(t.stats.orphanResponses, 0);
+});
+
 test('clock: monotonic nanoseconds become epoch microseconds', () => {
   const c = createClock();
   const now = c.epochUs(process.hrtime.bigint());

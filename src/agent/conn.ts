@@ -173,6 +173,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   function responseSink(c: Conn): ParserSink {
     return {
       onHead(m) {
+        // A request whose headers' end fell in uncaptured bytes is over once its answer comes.
+        if (!c.pending[0]) c.reqParser!.endCutHead();
         const ex = c.pending[0];
         if (!ex) {
           stats.orphanResponses++;

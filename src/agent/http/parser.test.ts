@@ -136,6 +136,28 @@ test('captures cut short: head truncated, body beyond capture', async (t) => {
     assert.equal(r.ends[0].truncated, true);
     assert.equal(r.ends[1].seq, 1000 + resp.length);
   });
+  await t.test('writev whose last iovec is the blank line: the tail "\\r\\n" ends the headers', () => {
+    const head = `GET /p/x HTTP/1.1\r\nHost: b\r\nX-Big: ${'b'.repeat(8000)}\r\n`;
+    const b = Buffer.from(head + '\r\n', 'latin1');
+    // The capture's tail holds only the last iovec's own bytes: "\r\n".
+    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: b.subarray(b.length - 2), tsNs: 1000n };
+    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000n }))]);
+    assert.equal(r.ends.length, 2);
+    assert.equal(r.ends[0].target, '/p/x');
+    assert.equal(r.ends[0].truncated, true);
+    assert.equal(Number(r.ends[0].endNs), 1000);
+    assert.equal(r.ends[1].seq, 1 + b.length);
+  });
+  await t.test('headers whose end was never captured end when the next message starts', () => {
+    const b = Buffer.from(`GET /p/y HTTP/1.1\r\nX-Big: ${'b'.repeat(8000)}\r\n\r\n`, 'latin1');
+    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: Buffer.alloc(0), tsNs: 1000n };
+    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000n }))]);
+    assert.equal(r.ends.length, 2);
+    assert.equal(r.ends[0].target, '/p/y');
+    assert.equal(Number(r.ends[0].endNs), 1000);
+    assert.equal(r.ends[1].method, 'GET');
+    assert.equal(r.ends[1].seq, 1 + b.length);
+  });
   await t.test('headers longer than the cap are not kept whole', () => {
     const req = `GET / HTTP/1.1\r\n${'X-A: 1\r\n'.repeat(MAX_HEADER_BYTES / 4)}traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n`;
     const parts: string[] = [];

@@ -166,6 +166,11 @@ export interface HttpParser {
    * the jump in sequence numbers): counted through a body like uncaptured bytes.
    */
   skip(n: number, tsNs: bigint): void;
+  /**
+   * The other direction answered: if this message's headers were cut by uncaptured bytes and
+   * their end never seen, they are over — end them now (marked truncated). True when it did.
+   */
+  endCutHead(): boolean;
   readonly stats: ParserStats;
 }
 
@@ -182,6 +187,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   let hdr: Buffer | null = null; // header bytes split over several calls
   let hdrLen = 0;
   let hdrGap = false; // part of the headers fell in uncaptured bytes
+  let lastTs = 0n; // time of the previous call
 
   function newMessage(seq: number, tsNs: bigint): HttpMessage {
     return {
@@ -343,6 +349,13 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
         }
         case S.Headers: {
           const m = msg!;
+          if (hdrGap && i === 0 && buf === c.head && to >= 8 && (isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
+            // A new message starts: the previous one's headers ended in bytes we never saw.
+            m.truncated = true;
+            headDone(m, hdr!, hdrLen, lastTs);
+            if ((state as S) !== S.Idle) finish(lastTs);
+            continue;
+          }
           // Finish a "\r\n\r\n" that straddles calls.
           let j = i;
           let end = -1;
@@ -514,6 +527,13 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   return {
     stats,
     busy: () => state !== S.Idle,
+    endCutHead(): boolean {
+      if (state !== S.Headers || !hdrGap) return false;
+      msg!.truncated = true;
+      headDone(msg!, hdr!, hdrLen, lastTs);
+      if ((state as S) !== S.Idle) finish(lastTs);
+      return true;
+    },
     skip(n: number, tsNs: bigint): void {
       const c: Chunk = { seq: 0, len: n, head: EMPTY, tail: EMPTY, tsNs };
       gap(n, c);
@@ -524,6 +544,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       consume(c.head, 0, headLen, c);
       if (c.len <= headLen) {
         if (state === S.BodyToCallEnd) finish(c.tsNs);
+        lastTs = c.tsNs;
         return;
       }
       const tb = tailBase(c);
@@ -532,12 +553,16 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       if (tailStart < c.len && c.tail.length > 0) {
         const from = tailStart - tb;
         // After a gap, an Idle parser must not treat tail bytes as a message start.
-        if (state === S.Idle && tailStart > headLen) return;
+        if (state === S.Idle && tailStart > headLen) { lastTs = c.tsNs; return; }
+        // A writev's tail is its last iovec only; a lone "\r\n" there is the blank line that
+        // ends the headers (servers such as Apache send it as its own buffer).
+        if (state === S.Headers && tailStart > headLen && c.tail.length - from === 2 && c.tail[from] === 13 && c.tail[from + 1] === 10) crlfMatched = 2;
         consume(c.tail, from, c.tail.length, c);
       } else if (tailStart < c.len) {
         gap(c.len - tailStart, c);
       }
       if (state === S.BodyToCallEnd) finish(c.tsNs);
+      lastTs = c.tsNs;
     },
     close(tsNs: bigint): HttpMessage | null {
       if (state === S.BodyClose) {
