@@ -33,6 +33,7 @@ export const LINKER_KEYS = {
   keep_error_traces: { kind: 'bool', default: true, env: 'ENV_INPUT_EBPFTRACE_KEEP_ERROR_TRACES', doc: 'traces with an error are kept whatever the sampling rate' },
   clock_skew: { kind: 'duration', default: 500, env: 'ENV_INPUT_EBPFTRACE_CLOCK_SKEW', check: nonNegative, doc: 'tolerated clock difference between hosts when joining client and server spans' },
   late_retention: { kind: 'duration', default: 600_000, env: 'ENV_INPUT_EBPFTRACE_LATE_RETENTION', check: nonNegative, doc: 'how long an emitted trace is remembered so that late spans still join it' },
+  late_index_max_keys: { kind: 'number', default: 1_000_000, env: 'ENV_INPUT_EBPFTRACE_LATE_INDEX_MAX_KEYS', check: (v: number) => (Number.isInteger(v) && v >= 0 ? undefined : 'a whole number of 0 or more'), doc: 'most emitted spans remembered for late spans (about 150 bytes each); the oldest are forgotten first beyond it' },
   retention_max_age: { kind: 'duration', default: 7 * 24 * 3600_000, env: 'ENV_INPUT_EBPFTRACE_RETENTION_MAX_AGE', check: positive, doc: 'stored traces older than this are deleted' },
   retention_max_bytes: { kind: 'bytes', default: 10 * 1024 ** 3, env: 'ENV_INPUT_EBPFTRACE_RETENTION_MAX_BYTES', check: positive, doc: 'the oldest stored traces are deleted above this database size' },
   ingest_token: { kind: 'string', default: '', env: 'ENV_INPUT_EBPFTRACE_INGEST_TOKEN', doc: 'when set, POST /v1/bpftracing requires `Authorization: Bearer <token>`' },
