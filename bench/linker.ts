@@ -184,7 +184,12 @@ async function main(): Promise<void> {
   const probe = templates().spans;
   const rounds = Math.max(1, Math.ceil(spansWanted / probe));
   const workers = Math.max(1, Math.min(availableParallelism(), 4));
-  const t0Us = Date.now() * 1000 + 0; // shifted below once generation is done
+  // Span times start when sending starts: one round generated here estimates how long the
+  // workers will take, so spans neither lag the clock (traces would close early) nor lead it.
+  const calStart = performance.now();
+  generate({ from: 0, to: 1, batch, t0Us: 0, rate: timeRate, samplesPerRound: 1 });
+  const roundMs = performance.now() - calStart;
+  const t0Us = Date.now() * 1000 + Math.round(roundMs * 1000 * (1.2 * Math.ceil(rounds / workers) + 2));
   const genStart = performance.now();
   const parts = await Promise.all(Array.from({ length: workers }, (_, w) => {
     const from = Math.floor((rounds * w) / workers), to = Math.floor((rounds * (w + 1)) / workers);
@@ -201,7 +206,7 @@ async function main(): Promise<void> {
   const totalSpans = batches.reduce((n, b) => n + b.spans, 0);
   const gzBytes = batches.reduce((n, b) => n + b.gz.length, 0);
   console.log(`generated ${totalSpans} spans in ${batches.length} gzip batches (${mib(gzBytes)}, ${(gzBytes / totalSpans).toFixed(0)} B/span) in ${((performance.now() - genStart) / 1000).toFixed(1)} s`);
-  const genDelayUs = Date.now() * 1000 - t0Us; // span times were planned from t0; sending starts now
+  const genDelayUs = Date.now() * 1000 - t0Us; // > 0: span times lag the clock by that much
 
   // Linker.
   let url = arg('url', '');
@@ -218,7 +223,7 @@ async function main(): Promise<void> {
     dbDir = join(tmp, 'db');
   }
   console.log(`linker ${url} pid ${pid || '?'}, window ${windowArg}, sampling ${sampling}, ${conns} connections, ${rate ? `${rate} spans/s paced` : 'as fast as possible'}`);
-  if (genDelayUs > 5e6) console.log(`(span times lag the clock by ${(genDelayUs / 1e6).toFixed(0)} s of generation: traces close that much earlier)`);
+  console.log(`span times ${genDelayUs >= 0 ? 'lag' : 'lead'} the clock by ${(Math.abs(genDelayUs) / 1e6).toFixed(1)} s at the start`);
 
   // Send.
   const lat: number[] = [];

@@ -64,8 +64,15 @@ function uint(key: string, max: number, required: boolean, accepted: string): nu
   }
   let n: number;
   if (typeof v === 'number') n = v;
-  else if (typeof v === 'string' && v.length > 0 && v.length <= 16 && /^\d+$/.test(v)) n = Number(v);
-  else throw new Bad(key, v, `expected ${accepted}`);
+  else if (typeof v === 'string' && v.length > 0 && v.length <= 15) {
+    // digits by hand: pid and ports arrive as strings from DataKit's agent on every span
+    n = 0;
+    for (let i = 0; i < v.length; i++) {
+      const d = v.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) throw new Bad(key, v, `expected ${accepted}`);
+      n = n * 10 + d;
+    }
+  } else throw new Bad(key, v, `expected ${accepted}`);
   if (!Number.isInteger(n) || n < 0 || n > max) throw new Bad(key, v, `expected ${accepted}`);
   return n;
 }
@@ -93,9 +100,15 @@ function u64(key: string): string {
   return b === 0n ? '' : b.toString();
 }
 
+/** Addresses already seen valid: a few thousand distinct ones carry every span. */
+const goodIps = new Set<string>();
+
 function ip(key: string): string {
   const s = str(key);
-  if (s !== '' && isIP(s) === 0) throw new Bad(key, s, 'expected an IPv4 or IPv6 address');
+  if (s === '' || goodIps.has(s)) return s;
+  if (isIP(s) === 0) throw new Bad(key, s, 'expected an IPv4 or IPv6 address');
+  if (goodIps.size >= 65536) goodIps.clear();
+  goodIps.add(s);
   return s;
 }
 
