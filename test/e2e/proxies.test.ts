@@ -31,16 +31,29 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     return hop(client, proxy, `GET /p/${id}`, status, hop(proxy, backend, `GET /p/${id}`, status));
   }
 
-  it('curl → Apache (mpm_worker, mod_proxy) → Python, 24 requests from 6 clients, keep-alive, 8 KiB header, with 500s', async () => {
+  it('curl → Apache (mpm_worker, mod_proxy) → Python, 24 requests from 6 keep-alive clients, with 500s', async () => {
     const t = scope.tag;
     const names = { client: `ap-client-${t}`, apache: `ap-apache-${t}`, py: `ap-py-${t}` };
     const py = await startPyService(scope, { name: names.py });
     const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'a', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
-    const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 6, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] });
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 6, keepalive: true });
     for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 500 : 200, `client status of ${id}`);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, names.apache, names.py, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('curl → Apache → Python with an 8 KiB request header, which Apache forwards, 16 requests from 4 clients', async () => {
+    const t = scope.tag;
+    const names = { client: `apb-client-${t}`, apache: `apb-apache-${t}`, py: `apb-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${py.port}` });
+    const ids = requestIds(scope, 'g', 16);
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 4, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] });
+    for (const id of ids) assert.equal(run.statuses[id], 200, `client status of ${id}`);
+    const expected = new Map(ids.map((id) => [id, proxyTree(names.client, names.apache, names.py, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected), timeoutMs: 15_000 });
     assertExactTraces(traces, expected);
   });
 
