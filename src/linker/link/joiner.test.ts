@@ -206,3 +206,17 @@ test('the tree checker itself catches a wrong parent, a split trace and a merged
   assert.ok(checkTrees(w, merged).some((p) => p.includes('shared')));
   assert.ok(checkTrees(w, out.slice(1)).some((p) => p.includes('not emitted')));
 });
+
+test('contradictory keys that would make a cycle are cut, the same way in any order', () => {
+  // An exit and an entry of one thread group that also match each other by seqs: each would
+  // be the other's parent.
+  const e = makeSpan({ host: 'a', kind: 'entry', pid: 1, threadGroup: '5', reqSeq: 9, respSeq: 10, startUs: T0, durationUs: 1000, attrs: { label: 'e' } });
+  const x = makeSpan({ host: 'a', kind: 'exit', pid: 1, threadGroup: '5', reqSeq: 9, respSeq: 10, startUs: T0, durationUs: 1000, attrs: { label: 'x' } });
+  const one = feed([{ ...e }, { ...x }]).out;
+  const two = feed([{ ...x }, { ...e }]).out;
+  for (const out of [one, two]) {
+    assert.equal(out.filter((s) => s.parentId === '').length, 1);
+    assert.equal(new Set(out.map((s) => s.traceId)).size, 1);
+  }
+  assert.deepEqual(one.map((s) => [s.spanId, s.parentId]).sort(), two.map((s) => [s.spanId, s.parentId]).sort());
+});
