@@ -186,10 +186,15 @@ async function main(): Promise<void> {
   const workers = Math.max(1, Math.min(availableParallelism(), 4));
   // Span times start when sending starts: one round generated here estimates how long the
   // workers will take, so spans neither lag the clock (traces would close early) nor lead it.
-  const calStart = performance.now();
-  generate({ from: 0, to: 1, batch, t0Us: 0, rate: timeRate, samplesPerRound: 1 });
-  const roundMs = performance.now() - calStart;
-  const t0Us = Date.now() * 1000 + Math.round(roundMs * 1000 * (1.2 * Math.ceil(rounds / workers) + 2));
+  const timed = (n: number) => {
+    const t = performance.now();
+    generate({ from: 0, to: n, batch, t0Us: 0, rate: timeRate, samplesPerRound: 1 });
+    return performance.now() - t;
+  };
+  timed(1); // warm-up
+  const one = timed(1), three = timed(3);
+  const perRound = (three - one) / 2, setup = Math.max(0, one - perRound);
+  const t0Us = Date.now() * 1000 + Math.round(1000 * (setup + perRound * Math.ceil(rounds / workers)));
   const genStart = performance.now();
   const parts = await Promise.all(Array.from({ length: workers }, (_, w) => {
     const from = Math.floor((rounds * w) / workers), to = Math.floor((rounds * (w + 1)) / workers);
@@ -218,6 +223,13 @@ async function main(): Promise<void> {
     tmp = mkdtempSync(join(tmpdir(), 'seqtrace-bench-'));
     const s = await spawnLinker(tmp, windowArg, sampling);
     child = s.proc;
+    // Never leave the linker or its folder behind, whatever ends the bench.
+    const cleanup = () => {
+      child?.kill('SIGKILL');
+      rmSync(tmp!, { recursive: true, force: true });
+    };
+    process.once('exit', cleanup);
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
     url = s.url;
     pid = s.proc.pid!;
     dbDir = join(tmp, 'db');
