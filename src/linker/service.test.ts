@@ -48,7 +48,7 @@ async function start(over: Record<string, string> = {}): Promise<Harness> {
     linker,
     clock,
     async post(body, headers = {}) {
-      const r = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body, headers });
+      const r = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: body as unknown as string, headers });
       return { status: r.status, json: await r.json() };
     },
     advance(ms) {
@@ -78,7 +78,7 @@ async function assertLinked(h: Harness, built: BuiltTrace): Promise<LinkedSpan[]
     const got = byKey.get(spanKey(s));
     assert.ok(got, `span ${spanKey(s)} missing`);
     const wantParent = built.parents.get(spanKey(s))!;
-    const gotParent = found.find((p) => p.spanId === got.parentId);
+    const gotParent: LinkedSpan | undefined = found.find((p) => p.spanId === got.parentId);
     assert.equal(gotParent ? spanKey(gotParent) : '', wantParent, `parent of ${spanKey(s)}`);
   }
   assert.equal(new Set(found.map((s) => s.traceId)).size, 1, 'one trace id');
