@@ -4,6 +4,8 @@
 import { Command } from 'commander';
 import { SeqError } from '../errors.js';
 import { checkAgentCanTrace, loadConfig, type AgentConfig, type Config } from '../config/config.js';
+import { describeExportConfig, loadExportConfig } from '../export/config.js';
+import { createOtlpExporter } from '../export/otlp-exporter.js';
 import { startLinker, type LinkerHandle } from '../linker/service.js';
 
 interface Running {
@@ -54,7 +56,10 @@ function stopOnSignals(parts: Running[]): void {
 }
 
 async function runLinker(cfg: Config): Promise<LinkerHandle> {
-  const linker = await startLinker(cfg.linker);
+  // OTLP export from the standard OTEL_EXPORTER_OTLP_* variables; none set: no export queue.
+  const exportCfg = loadExportConfig(process.env);
+  const linker = await startLinker(cfg.linker, exportCfg ? { exporter: (q) => createOtlpExporter(exportCfg, q) } : {});
+  process.stderr.write(`seqtrace linker: ${describeExportConfig(exportCfg)}\n`);
   const where = linker.queryUrl === linker.url ? '' : `, query API and UI on ${linker.queryUrl}`;
   process.stderr.write(`seqtrace linker: ingest on ${linker.url}/v1/bpftracing${where}, storage in ${cfg.linker.sqlite_path}\n`);
   return linker;
