@@ -1,8 +1,10 @@
 // The web UI in a real browser (Debian's Chromium via playwright-core) against the real
 // linker: spans posted as an agent does, linked, stored in SQLite, served by the query API
-// and the UI. Also writes the README screenshots to docs/screenshots/.
+// and the UI. Screenshots go to a temp dir; with SEQTRACE_UPDATE_SCREENSHOTS=1 they replace
+// the README's in docs/screenshots/ (so a test run never dirties the work tree).
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +14,9 @@ import type { TraceQuery, TraceSummary } from '../storage/store.js';
 import { launchBrowser, startLinkerUi, type Browser, type UiServer } from './harness.js';
 import { bigTrace, cartOnlyTrace, checkoutTrace, toEbpf } from './sample-traces.js';
 
-const SHOTS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots');
+const SHOTS = process.env.SEQTRACE_UPDATE_SCREENSHOTS === '1'
+  ? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots')
+  : mkdtempSync(join(tmpdir(), 'seqtrace-shots-'));
 const APP_TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 let server: UiServer;
@@ -88,6 +92,7 @@ describe('web UI in Chromium', () => {
   after(async () => {
     await browser?.close();
     await server?.close();
+    if (process.env.SEQTRACE_UPDATE_SCREENSHOTS !== '1') rmSync(SHOTS, { recursive: true, force: true });
   });
 
   test('serves the UI: deep-link routes get index.html, assets have types, ETags and gzip', async () => {
