@@ -158,11 +158,15 @@ function loadTable<S extends Record<string, KeyDef>>(table: string, schema: S, f
   const out: Record<string, unknown> = {};
   for (const [key, def] of Object.entries(schema)) {
     let value: unknown = def.default;
+    let source = `${table}.${key}`;
     if (key in fileTable) value = convert(table, key, def, fileTable[key], false);
     const envValue = def.env ? env[def.env] : undefined;
-    if (envValue !== undefined && envValue !== '') value = convert(def.env!, '', def, envValue, true);
+    if (envValue !== undefined && envValue !== '') {
+      source = def.env!;
+      value = convert(source, '', def, envValue, true);
+    }
     const problem = def.check?.(value);
-    if (problem) bad(table, key, value, problem);
+    if (problem) bad(source, '', value, problem);
     out[key] = value;
   }
   return out as Values<S>;
