@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# What the whole agent (bin/seqtrace agent + its eBPF loader) costs the servers it watches,
+# and what it costs itself (docs/agent.md, "Overhead of the running agent").
+#   bench/agent-overhead.sh [rounds=3] [seconds=5]
+# Set-up of /work/shared/reference/ebpf-costs.md: two identical Go net/http servers answering a
+# few bytes (bench/capture-cost-server.go), GOMAXPROCS=1, both pinned to CPU 1: T has
+# OTEL_SERVICE_NAME (the agent's default trace_envset selects it), U has none. wrk -t1 -c32
+# --latency pinned to CPU 0 alternates T and U, several rounds per phase. A linker (temporary
+# sqlite_path) receives the spans. Agent and linker are pinned to CPU 0 with wrk
+# (AGENT_CPU=... to change), so the servers' CPU stays theirs.
+# Phases, in one run with the same server processes:
+#   none   rounds without the agent (linker running, idle)
+#   agent  the agent started once and running throughout all rounds of this phase
+#   none2  rounds after the agent stopped (shows drift of the machine over the run)
+# Figures: server CPU (utime+stime of /proc/PID/stat) per request, req/s, p99 (wrk);
+# agent CPU (agent + loader) over the agent phase ÷ traced requests; VmHWM of agent and loader;
+# spans made by the agent and accepted by the linker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}; SECS=${2:-5}; AGENT_CPU=${AGENT_CPU:-0}
+LOADER=src/bpf/build/seqtrace-loader
+[ -x "$LOADER" ] || make -s -C src/bpf
+command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" >&2; exit 1; }
+command -v go >/dev/null || { echo "go is needed to build bench/capture-cost-server.go" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/seqtrace-agent-overhead.XXXXXX)
+pids=()
+cleanup() {
+  # The agent first (it detaches its eBPF programs and stops its loader), then the rest.
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+TICK=$(getconf CLK_TCK)
+# Nothing of the caller's environment may select U (or the linker) for tracing.
+unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
+
+HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
+
+start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: cleanup must see the pid)
+  local out=$TMP/server.$1; shift
+  env "$@" GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$out" 2>&1 &
+  SERVER_PID=$!; pids+=("$SERVER_PID")
+  for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
+  SERVER_PORT=$(head -1 "$out")
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+metric() { # url name: sum of the samples of one metric (0 when absent)
+  curl -s "$1" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+}
+
+# one wrk run against a server; prints µs of server CPU per request, req/s, p99 µs, requests
+measure() {
+  local pid=$1 port=$2 secs=${3:-$SECS} before after out
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "http://127.0.0.1:$port/")
+  after=$(cpu_ticks "$pid")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$TICK" -v s="$secs" '
+    /requests in/ { n = $1 }
+    $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+      p99 = v * (u == "us" ? 1 : u == "ms" ? 1000 : u == "s" ? 1e6 : u == "m" ? 6e7 : 0) }
+    /Non-2xx|Socket errors/ { print "wrk: " $0 > "/dev/stderr" }
+    END { printf "%.3f %.0f %.0f %d\n", t / hz * 1e6 / n, n / s, p99, n }'
+}
+
+start_server T OTEL_SERVICE_NAME=bench-traced; T=$SERVER_PID; TPORT=$SERVER_PORT
+start_server U; U=$SERVER_PID; UPORT=$SERVER_PORT
+
+# The linker, idle until the agent phase. window 2s: each request is a trace of its own, emitted
+# 2 s after its span instead of 20 s (keeps the linker's memory small; not the agent's concern).
+mkdir -p "$TMP/db"
+ENV_HTTP_LISTEN=127.0.0.1:0 ENV_INPUT_EBPFTRACE_SQLITE_PATH=$TMP/db ENV_INPUT_EBPFTRACE_WINDOW=2s \
+  taskset -c "$AGENT_CPU" bin/seqtrace linker 2>"$TMP/linker.err" &
+LINKER=$!; pids+=("$LINKER")
+LURL=
+for _ in $(seq 300); do
+  LURL=$(sed -n 's#.*ingest on \(http://[^ ]*\)/v1/bpftracing.*#\1#p' "$TMP/linker.err" | head -1)
+  [ -n "$LURL" ] && break
+  kill -0 "$LINKER" 2>/dev/null || { cat "$TMP/linker.err" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$LURL" ] || { echo "linker did not start:" >&2; cat "$TMP/linker.err" >&2; exit 1; }
+
+measure "$T" "$TPORT" 2 >/dev/null; measure "$U" "$UPORT" 2 >/dev/null # warm up
+
+declare -A cpu rps p99 reqs
+one_round() { # phase round
+  local s us r p n
+  for s in T U; do
+    if [ $s = T ]; then read -r us r p n <<<"$(measure "$T" "$TPORT")"; else read -r us r p n <<<"$(measure "$U" "$UPORT")"; fi
+    echo "  round $2 $1 server $s: $us us/request, $r req/s, p99 $p us"
+    cpu[$1$s]="${cpu[$1$s]:-} $us"; rps[$1$s]="${rps[$1$s]:-} $r"; p99[$1$s]="${p99[$1$s]:-} $p"
+    reqs[$1$s]=$(( ${reqs[$1$s]:-0} + n ))
+  done
+}
+
+echo "agent overhead: $ROUNDS rounds of ${SECS}s per server and phase, kernel $(uname -r), agent and linker on CPU $AGENT_CPU"
+for r in $(seq "$ROUNDS"); do one_round none "$r"; done
+
+# The agent, with its defaults (trace_envset selects T), sending to the linker.
+ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
+  taskset -c "$AGENT_CPU" bin/seqtrace agent 2>"$TMP/agent.err" &
+AGENT=$!; pids+=("$AGENT")
+AURL=
+for _ in $(seq 300); do
+  kill -0 "$AGENT" 2>/dev/null || { echo "agent exited:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
+  port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$AGENT," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
+  if [ -n "$port" ]; then
+    AURL=http://127.0.0.1:$port/metrics
+    [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] && break
+  fi
+  sleep 0.1
+done
+[ -n "$AURL" ] && [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] \
+  || { echo "agent did not start tracing T:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
+ALOADER=$(pgrep -P "$AGENT" -x seqtrace-loader | head -1)
+[ -n "$ALOADER" ] || { echo "the agent's loader child was not found" >&2; exit 1; }
+# Which processes the agent traces: T must be one; others (tests of other people) are listed.
+tracedN=$(metric "$AURL" seqtrace_agent_traced_processes)
+measure "$T" "$TPORT" 2 >/dev/null # warm the agent's JIT; not counted
+sleep 1.5
+spans0=$(metric "$AURL" seqtrace_agent_spans_total); sent0=$(metric "$AURL" seqtrace_agent_spans_sent_total)
+acc0=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
+a0=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l0=$(cpu_ticks "$LINKER")
+for r in $(seq "$ROUNDS"); do one_round agent "$r"; done
+sleep 2.5 # the last batch: the agent flushes every second
+a1=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l1=$(cpu_ticks "$LINKER")
+spans1=$(metric "$AURL" seqtrace_agent_spans_total); sent1=$(metric "$AURL" seqtrace_agent_spans_sent_total)
+acc1=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
+drops=$(metric "$AURL" seqtrace_agent_capture_drops_total); errs=$(metric "$AURL" seqtrace_agent_event_errors_total)
+hwmA=$(hwm_kb "$AGENT"); hwmL=$(hwm_kb "$ALOADER")
+kill -TERM "$AGENT"; for _ in $(seq 100); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
+sleep 1
+
+for r in $(seq "$ROUNDS"); do one_round none2 "$r"; done
+sleep 2 # the linker emits the last traces (window 2s) and stores the sampled ones
+traces=$(curl -s "$LURL/api/traces?service=bench-traced&limit=5" | grep -o '"traceId"\|"trace_id"' | wc -l)
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%.3f", NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%+.1f%%", (a/b-1)*100}'; }
+m() { median "${cpu[$1]}"; }
+row() { printf "  %-6s %-2s %8.3f us/req  %7.0f req/s  p99 %6.0f us\n" "$1" "$2" "$(m "$1$2")" "$(median "${rps[$1$2]}")" "$(median "${p99[$1$2]}")"; }
+echo
+echo "medians of $ROUNDS rounds (server CPU per request, throughput, p99):"
+for ph in none agent none2; do row $ph T; row $ph U; done
+nT=$(m noneT); nU=$(m noneU); aT=$(m agentT); aU=$(m agentU); zT=$(m none2T); zU=$(m none2U)
+# T and U differ a little as instances; T's overhead is read against U in the same phase,
+# corrected by the T/U ratio without the agent (both no-agent phases averaged).
+ratio=$(awk -v a="$nT" -v b="$nU" -v c="$zT" -v d="$zU" 'BEGIN{print (a/b + c/d) / 2}')
+bU=$(awk -v a="$nU" -v b="$zU" 'BEGIN{print (a+b)/2}')
+bT=$(awk -v a="$nT" -v b="$zT" 'BEGIN{print (a+b)/2}')
+echo
+echo "traced server T: $(pct "$aT" "$bT") vs no agent; $(pct "$(awk -v a="$aT" -v b="$aU" -v r="$ratio" 'BEGIN{print a/b/r}')" 1) vs U in the same phase (T/U without agent $ratio)   goal <= +3%"
+echo "untraced server U: $(pct "$aU" "$bU") vs no agent (none $nU, none2 $zU)   goal <= +1%"
+echo "p99 T: $(median "${p99[agentT]}") us with the agent, $(median "${p99[noneT]}") / $(median "${p99[none2T]}") us without   goal <= +50 us"
+tr=${reqs[agentT]}
+awk -v t=$((a1 - a0)) -v l=$((l1 - l0)) -v hz="$TICK" -v n="$tr" -v s="$((ROUNDS * 2 * SECS))" 'BEGIN {
+  printf "agent CPU (agent + loader): %.2f s over the phase, %.2f us per traced request (%d requests)   goal < 10 us\n", t/hz, t/hz*1e6/n, n
+  printf "linker CPU (not the agent'"'"'s budget): %.2f s, %.2f us per traced request\n", l/hz, l/hz*1e6/n }'
+echo "agent RSS peak (VmHWM): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB   goal < 100 MB"
+echo "spans: agent made $((spans1 - spans0)), sent $((sent1 - sent0)), linker accepted $((acc1 - acc0)) for $tr traced requests; capture drops $drops, event errors $errs; processes traced $tracedN; traces of bench-traced stored (first 5 asked): $traces"
+[ $((acc1 - acc0)) -gt 0 ] || { echo "FAIL: the linker accepted no spans from the traced run" >&2; exit 1; }
