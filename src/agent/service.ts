@@ -17,7 +17,7 @@ import { createClock } from './clock.js';
 import { createConnTable, type ConnTable } from './conn.js';
 import { createProcSelector, type ProcSelector } from './procs.js';
 import { createSender, type Sender, type SenderStats } from './sender.js';
-import { createThreadGroups, type ThreadGroups } from './threadgroup.js';
+import { createThreadGroups, threadKey, type ThreadGroups } from './threadgroup.js';
 
 export interface AgentOptions {
   /** Capture source (default: the eBPF loader). */
@@ -65,7 +65,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const clockTimer = setInterval(() => clock.refresh(), 60_000);
   clockTimer.unref();
   const groups = createThreadGroups();
-  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, stats: 0 };
+  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, stats: 0 };
   let eventErrors = 0;
   let pidErrors = 0;
   let lastErrorLog = 0;
@@ -111,6 +111,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
           case 'exec': procs.onExec(ev.pid); break;
+          case 'thread':
+            // A handler that starts threads for its downstream calls: the new thread joins
+            // the group its creator serves now (if exactly one), until that group closes.
+            // The kernel reports this before the new thread runs, so it precedes its calls.
+            groups.inherit(threadKey(ev.pid, ev.ptid, 0n), threadKey(ev.pid, ev.tid, 0n), ev.pid);
+            break;
           case 'exit':
             // Exit events come for every process on the host: keep the common case cheap.
             conns.onProcessExit(ev.pid, ev.tsNs);
@@ -230,6 +236,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number): Registry {
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
   r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);
+  r.collect(`${p}thread_group_inherited_total`, 'threads created while their creator served one entry (they join its group until it closes)', 'counter', () => s().groups.inherited);
   r.collect(`${p}thread_groups_open`, 'thread groups open now', 'gauge', openGroups);
   r.collect(`${p}spans_sent_total`, 'spans the linker accepted', 'counter', () => s().sender.sent);
   r.collect(`${p}spans_dropped_total`, 'spans dropped because the send buffer was full', 'counter', () => s().sender.dropped);

@@ -100,3 +100,54 @@ test('process exit drops owned and inherited memberships', () => {
   assert.equal(g.join(10), '');
   void id;
 });
+
+test('a thread created after its creator\'s group closed inherits nothing (no join of a closed group)', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  g.close(10, id);
+  g.inherit(10, 12, 1); // the handler starts a thread after writing its response
+  g.inherit(11, 13, 1); // an outliving child starts one too
+  assert.equal(g.join(11), '');
+  assert.equal(g.join(12), '');
+  assert.equal(g.join(13), '');
+  const next = g.open(10, 1); // the handler's next entry
+  assert.notEqual(next, id);
+  assert.equal(g.join(11), '', 'an outliving child does not follow its creator into the next entry');
+  g.inherit(10, 14, 1);
+  assert.equal(g.join(14), next);
+  assert.equal(g.stats.inherited, 2);
+});
+
+test('concurrent handlers: each one\'s threads join only its own group', () => {
+  const g = createThreadGroups(1n);
+  const a = g.open(10, 1);
+  const b = g.open(20, 1);
+  g.inherit(10, 11, 1);
+  g.inherit(20, 21, 1);
+  g.inherit(10, 12, 1);
+  assert.equal(g.join(11), a);
+  assert.equal(g.join(12), a);
+  assert.equal(g.join(21), b);
+  g.close(10, a);
+  assert.equal(g.join(11), '');
+  assert.equal(g.join(21), b, 'closing one group leaves the other\'s threads alone');
+});
+
+test('a new thread with a reused tid forgets what an earlier thread with that tid had', () => {
+  const g = createThreadGroups(1n);
+  const a = g.open(10, 1);
+  g.inherit(10, 11, 1); // thread 11 ends while a is open; the next thread gets tid 11 again
+  g.inherit(10, 11, 1);
+  assert.equal(g.join(11), a, 'the same group listed twice would have made it ambiguous');
+  // An owner thread that died mid-entry and whose tid went to a new thread of another entry.
+  const b = g.open(30, 1);
+  g.inherit(30, 31, 1);
+  const c = g.open(40, 1);
+  g.inherit(40, 30, 1);
+  assert.equal(g.join(30), c);
+  g.close(30, b); // the dead owner's entry ends (its connection closed)
+  assert.equal(g.join(31), '', 'b\'s inheritors leave it although its owner\'s tid was reused');
+  assert.equal(g.join(30), c);
+  void a;
+});

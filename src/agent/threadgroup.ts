@@ -27,9 +27,13 @@ export interface ThreadGroups {
   /** The group an exit started on `key` joins, or '' for none. */
   join(key: ThreadKey): string;
   /**
-   * Thread `child` was created by thread `parent` of process `pid`. When the parent has exactly
-   * one open group, the child's exits join it too until it closes (a handler that fans its
-   * calls out to new threads). With none or several, the child inherits nothing.
+   * Thread `child` was created by thread `parent` of process `pid` (call it when the creation
+   * is reported, before any event of the child). When the parent has exactly one open group at
+   * that moment, the child's exits join it too until it closes (a handler that fans its calls
+   * out to new threads); the group's close removes it from every thread that inherited it, so
+   * a child that outlives the group joins nothing afterwards. With none or several open groups
+   * on the parent, the child inherits nothing. Anything still listed under the child's tid
+   * (an earlier thread with the same tid) is forgotten.
    */
   inherit(parent: ThreadKey, child: ThreadKey, pid: number): void;
   /** Forget every group of a process (it exited). */
@@ -104,7 +108,9 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   }
 
   function closeGroup(key: ThreadKey, id: string): void {
-    if (!removeFrom(key, id)) return;
+    // Not "return when the owner no longer lists it": a new thread that reused the owner's
+    // tid has cleared its list (inherit), yet the group's inheritors must still leave it.
+    removeFrom(key, id);
     if (inheritors.size > 0) {
       const inh = inheritors.get(id);
       if (inh) {
@@ -152,7 +158,10 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (!list || list.length !== 1) return;
       const id = list[0];
       const mine = openByThread.get(child);
-      if (mine) mine.push(id);
+      // A new thread has no groups: whatever is listed under its tid belonged to an earlier
+      // thread that had the same tid and is gone. Keeping it would make the new thread's
+      // exits ambiguous (or join a stranger's group).
+      if (mine) { mine.length = 0; mine.push(id); }
       else openByThread.set(child, [id]);
       bind(child, pid);
       const inh = inheritors.get(id);

@@ -248,6 +248,9 @@ static void print_layout(void)
 	STRUCT("proc", st_proc_event,
 	       (FIELD(st_proc_event, kind), FIELD(st_proc_event, pid), FIELD(st_proc_event, ppid),
 		FIELD(st_proc_event, ts_ns)));
+	STRUCT("thread", st_thread_event,
+	       (FIELD(st_thread_event, kind), FIELD(st_thread_event, pid), FIELD(st_thread_event, tid),
+		FIELD(st_thread_event, ptid), FIELD(st_thread_event, ts_ns)));
 	STRUCT("stats", st_stats_event,
 	       (FIELD(st_stats_event, kind), FIELD(st_stats_event, events), FIELD(st_stats_event, drops),
 		FIELD(st_stats_event, truncated), FIELD(st_stats_event, loader_cpu_ns)));
@@ -255,8 +258,8 @@ static void print_layout(void)
 	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
 		FIELD(st_ready_event, ringbuf_bytes)));
 	STRUCT("ack", st_ack_event, (FIELD(st_ack_event, kind), FIELD(st_ack_event, ok), FIELD(st_ack_event, pid)));
-	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d}",
-	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK);
+	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d}",
+	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK, ST_EV_THREAD);
 	printf(",\"tailBytes\":%d,\"captureMax\":%d}\n", ST_TAIL_BYTES, ST_CAPTURE_MAX);
 }
 

@@ -680,15 +680,26 @@ int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	return 0;
 }
 
-/* A traced process's child process (not thread) is traced from its first instruction:
- * prefork servers (Apache) serve from children the agent never saw start. */
+/* Fork of a traced process. A child process (not thread) is traced from its first instruction:
+ * prefork servers (Apache) serve from children the agent never saw start. A new thread is
+ * reported (creator and new tid) so user space can let it inherit its creator's thread group.
+ * The tracepoint fires in the creator's context before the new task is first woken, so this
+ * event precedes everything the new thread does in the ring buffer. Untraced processes pay
+ * one hash lookup. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ppid = BPF_CORE_READ(parent, tgid);
-	__u32 cpid = BPF_CORE_READ(child, tgid);
-	if (ppid == cpid || !is_traced(ppid))
+	if (!is_traced(ppid))
 		return 0;
+	__u32 cpid = BPF_CORE_READ(child, tgid);
+	if (ppid == cpid) {
+		struct st_thread_event e = { .kind = ST_EV_THREAD, .pid = ppid, .ts_ns = bpf_ktime_get_ns() };
+		e.tid = BPF_CORE_READ(child, pid);
+		e.ptid = BPF_CORE_READ(parent, pid);
+		output(&e, sizeof(e));
+		return 0;
+	}
 	__u8 one = 1;
 	bpf_map_update_elem(&traced, &cpid, &one, BPF_ANY);
 	return 0;

@@ -27,6 +27,7 @@ enum st_kind {
 	ST_EV_STATS = 5, /* counters (written by the loader, not the kernel) */
 	ST_EV_READY = 6, /* loader: programs attached (written once) */
 	ST_EV_ACK = 7,   /* loader: one stdin command handled */
+	ST_EV_THREAD = 8, /* a traced process created a thread (same tgid) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -81,6 +82,17 @@ struct st_proc_event {
 	__u32 pid;
 	__u32 ppid; /* exec: parent tgid; exit: 0 */
 	__u32 _pad1;
+	__u64 ts_ns;
+};
+
+/* A thread of a traced process started another thread of it: user space lets the new thread
+ * inherit the thread group its creator is serving (a handler fanning calls out to threads). */
+struct st_thread_event {
+	__u8 kind; /* ST_EV_THREAD */
+	__u8 _pad0[3];
+	__u32 pid;  /* tgid of both threads */
+	__u32 tid;  /* the new thread */
+	__u32 ptid; /* the thread that created it */
 	__u64 ts_ns;
 };
 

@@ -90,3 +90,15 @@ test('IPv6 addresses print in RFC 5952 form', () => {
   assert.equal(ipv6(h('20010db8000000010000000000000001'), 0), '2001:db8:0:1::1');
   assert.equal(ipv6(h('20010db8000100010001000100010001'), 0), '2001:db8:1:1:1:1:1:1');
 });
+
+test('a thread frame decodes field by field', () => {
+  const T = LAYOUT.thread;
+  const b = Buffer.alloc(T.size);
+  b[T.kind] = LAYOUT.kinds.thread;
+  b.writeUInt32LE(500, T.pid);
+  b.writeUInt32LE(502, T.tid);
+  b.writeUInt32LE(501, T.ptid);
+  b.writeBigUInt64LE(987654321n, T.ts_ns);
+  assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread', pid: 500, tid: 502, ptid: 501, tsNs: 987654321n });
+  assert.throws(() => decodeFrame(b, 0, 12), /kind thread is 12 bytes, expected at least 24/);
+});

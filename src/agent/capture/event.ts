@@ -1,7 +1,7 @@
 // What the kernel side reports, decoded. The byte layout is in src/bpf/seqtrace.h and is
 // decoded by offset in ./decode.ts; this is the form the rest of the agent works with.
 
-export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'stats';
+export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'stats';
 
 export interface DataEvent {
   kind: 'data';
@@ -51,6 +51,21 @@ export interface ProcessEvent {
   ppid: number;
 }
 
+/**
+ * A thread of a traced process created another thread of the same process. Reported before
+ * the new thread runs, so it precedes every event of that thread.
+ */
+export interface ThreadEvent {
+  kind: 'thread';
+  tsNs: bigint;
+  /** The process (tgid) of both threads. */
+  pid: number;
+  /** The new thread. */
+  tid: number;
+  /** The thread that created it. */
+  ptid: number;
+}
+
 /** Kernel counters, reported periodically by the loader. */
 export interface StatsEvent {
   kind: 'stats';
@@ -64,4 +79,4 @@ export interface StatsEvent {
   loaderCpuNs: number;
 }
 
-export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | StatsEvent;
+export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | StatsEvent;
