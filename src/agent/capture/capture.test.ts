@@ -8,11 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
-import type { CaptureEvent, DataEvent } from './event.js';
+import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
 const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.url));
+const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
 
 interface Run {
   cap: Capture;
@@ -270,6 +271,35 @@ for (const mode of ['socket', 'syscall'] as const) {
         }
       });
     }
+
+    test('a traced process starting threads: a thread event per new thread (creator, new tid) before its first send; none untraced', async () => {
+      const runThreads = async (traced: boolean) => {
+        const p = spawn('python3', ['-u', THREADS_PY], { stdio: 'pipe' });
+        let out = '';
+        let err = '';
+        p.stdout.on('data', (d) => { out += d; });
+        p.stderr.on('data', (d) => { err += d; });
+        await waitFor('threads.py ready', () => out.includes('ready\n'), 10_000);
+        if (traced) await run.cap.addPid(p.pid!);
+        p.stdin.write('go\n');
+        assert.equal(await exited(p), 0, `threads.py failed: ${err}`);
+        return JSON.parse(out.split('\n')[1]) as { pid: number; main: number; a: number; b: number };
+      };
+      const ids = await runThreads(true);
+      assert.equal(ids.main, ids.pid);
+      await waitFor('thread B\'s send', () => data(run.events).some((e) => e.pid === ids.pid && text(e.head).startsWith('TB:')));
+      const threads = run.events.filter((e): e is ThreadEvent => e.kind === 'thread' && e.pid === ids.pid);
+      assert.deepEqual(threads.map((e) => [e.ptid, e.tid]), [[ids.main, ids.a], [ids.a, ids.b]], 'main starts A, A starts B');
+      const at = (e: CaptureEvent) => run.events.indexOf(e);
+      const bSend = data(run.events).find((e) => e.pid === ids.pid && text(e.head).startsWith('TB:'))!;
+      assert.equal(bSend.tid, ids.b);
+      assert.ok(at(threads[1]) < at(bSend), 'B\'s creation is reported before anything B does');
+      assert.ok(threads[0].tsNs <= threads[1].tsNs && threads[1].tsNs <= bSend.tsNs);
+
+      const untraced = await runThreads(false);
+      await run.cap.refreshStats(); // a drain happened after it finished
+      assert.deepEqual(run.events.filter((e) => e.kind === 'thread' && e.pid === untraced.pid), [], 'no thread events of an untraced process');
+    });
 
     test('an untraced process produces no events', async () => {
       const srv = await httpServer(dir, '127.0.0.1');
