@@ -190,6 +190,7 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
     const rssStart = vmRssKiB(linker.proc.pid);
     let rssPeak = rssStart;
     let goodSent = 0;
+    let oversizedCut = 0;
     let goodAccepted = 0;
     const statuses = new Map<string, number>();
     const failures: string[] = [];
@@ -201,6 +202,10 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
       try {
         res = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: c.body, headers: c.headers, signal: AbortSignal.timeout(15_000) });
       } catch (e) {
+        const cause = String((e as Error & { cause?: unknown }).cause);
+        // Known (see the todo test below): an oversized body is sometimes cut by the linker's
+        // early close before the client has read the 413. Counted, not a failure here.
+        if (c.label === 'oversized' && /EPIPE|ECONNRESET/.test(cause) && linker.proc.exitCode() === undefined) { oversizedCut++; return; }
         failures.push(`case ${i} ${c.label}: no answer (${(e as Error).message}: ${String((e as Error & { cause?: unknown }).cause)}); linker exit=${linker.proc.exitCode()}`);
         return;
       }
@@ -267,7 +272,7 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
     await sleep(1500);
     const rssEnd = vmRssKiB(linker.proc.pid);
     rssPeak = Math.max(rssPeak, rssEnd);
-    const figures = { seed: SEED, cases: CASES, seconds, statuses: Object.fromEntries(statuses), goodSent, goodAccepted, stored, rssStartMiB: +(rssStart / 1024).toFixed(1), rssPeakMiB: +(rssPeak / 1024).toFixed(1), rssEndMiB: +(rssEnd / 1024).toFixed(1) };
+    const figures = { seed: SEED, cases: CASES, seconds, oversizedCut, statuses: Object.fromEntries(statuses), goodSent, goodAccepted, stored, rssStartMiB: +(rssStart / 1024).toFixed(1), rssPeakMiB: +(rssPeak / 1024).toFixed(1), rssEndMiB: +(rssEnd / 1024).toFixed(1) };
     console.log(`# fuzz figures: ${JSON.stringify(figures)}`);
     assert.equal(goodAccepted, goodSent, 'every good span mixed into a bad batch was accepted');
     assert.equal(stored, goodSent, 'every accepted good span is stored and queryable');
@@ -295,5 +300,25 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
       }
     }
     assert.ok((await fetch(`${linker.url}/healthz`)).ok, 'the linker still answers');
+  });
+
+  // Found by this fuzzer: a body larger than max_body_bytes (announced by Content-Length) gets
+  // its 413 and the connection closed while the client is still sending; about one client in
+  // ten sees EPIPE/ECONNRESET instead of the 413 (the unread upload makes the kernel reset the
+  // connection). A linker that drained (bounded) the rest of the body, or answered 413 before
+  // the client sent it (Expect: 100-continue), would let every client read its answer.
+  it('100 bodies over max_body_bytes: every client reads a 413 (no EPIPE/ECONNRESET)', { todo: 'the linker closes the connection under an unread oversized upload: ~10% of clients get EPIPE instead of the 413' }, async () => {
+    const cut: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      try {
+        const res = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: Buffer.alloc(MAX_BODY + 1 + i * 9000, 'x'), headers: { 'content-type': 'text/plain' }, signal: AbortSignal.timeout(15_000) });
+        const body = await res.json() as { code: string };
+        assert.equal(res.status, 413);
+        assert.equal(body.code, 'SEQ_ERR_BODY_TOO_LARGE');
+      } catch (e) {
+        cut.push(`${i}: ${String((e as Error & { cause?: unknown }).cause ?? e)}`);
+      }
+    }
+    assert.deepEqual(cut, [], `${cut.length} of 100 clients got no 413`);
   });
 });
