@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { encodeSpans } from '../src/span/lineprotocol.js';
 import type { EbpfSpan, LinkedSpan } from '../src/span/span.js';
 import { openSqliteStore, DB_FILE } from '../src/storage/sqlite.js';
 import type { TraceQuery } from '../src/storage/store.js';
@@ -98,6 +100,13 @@ try {
   for (let i = 0; i < APPENDS; i++) appendIds.push(store.append(batchSpans, Date.now()));
   let s = (performance.now() - t0) / 1000;
   console.log(`spool append: ${Math.round((APPENDS * BATCH) / s).toLocaleString('en')} spans/s wall, ${Math.round((APPENDS * BATCH) / cpuS()).toLocaleString('en')} spans/s CPU (${((s / APPENDS) * 1000).toFixed(2)} ms per ${BATCH}-span batch)`);
+  // 1b. Spool of the raw body as received (what the linker does): gzip'd line protocol.
+  const rawBody = gzipSync(encodeSpans(batchSpans));
+  t0 = performance.now();
+  cpu0 = process.cpuUsage();
+  for (let i = 0; i < APPENDS; i++) appendIds.push(store.append(batchSpans, Date.now(), { body: rawBody, format: 'lp', gzip: true }));
+  s = (performance.now() - t0) / 1000;
+  console.log(`spool append raw (gzip LP, ${(rawBody.length / BATCH).toFixed(0)} B/span): ${Math.round((APPENDS * BATCH) / s).toLocaleString('en')} spans/s wall, ${Math.round((APPENDS * BATCH) / cpuS()).toLocaleString('en')} spans/s CPU (${((s / APPENDS) * 1000).toFixed(2)} ms per ${BATCH}-span batch)`);
 
   // 2. Commit: linked spans stored, summaries, search rows, edges, export queue; done batches leave the spool.
   // The traces are made beforehand so that only storage is measured.

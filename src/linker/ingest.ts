@@ -3,7 +3,7 @@
 // a 2xx means the spans survive a SIGKILL. Nothing of a batch is stored when the whole batch
 // is refused (413/415/401/503, or every point bad).
 import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
+import { gunzip, gunzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
@@ -11,6 +11,7 @@ import { decodeJsonPoints } from '../span/json.js';
 import { decodeLineProtocol } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
 import type { EbpfSpan } from '../span/span.js';
+import type { RawBatch } from '../storage/store.js';
 import { validatePoints } from '../span/validate.js';
 import { bearerGuard } from './http.js';
 
@@ -22,8 +23,11 @@ export const MAX_LISTED_ERRORS = 100;
 
 /** Where accepted spans go: the pipeline, which appends them to the spool before returning. */
 export interface IngestSink {
-  /** Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503). */
-  accept(spans: EbpfSpan[], receivedAtMs: number): void;
+  /**
+   * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
+   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch).
+   */
+  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): void;
 }
 
 export interface IngestStats {
@@ -74,6 +78,26 @@ function formatOf(req: FastifyRequest): 'lp' | 'json' {
   throw seqError('SEQ_ERR_UNSUPPORTED_MEDIA', `Content-Type "${ct}" is not accepted: send text/plain (line protocol) or application/json`, 415);
 }
 
+export type DecodeLimits = Pick<LinkerConfig, 'max_body_bytes' | 'max_batch_spans' | 'max_field_bytes'>;
+
+/** Body text → the valid spans and every point error, as the route decides them. */
+function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): { spans: EbpfSpan[]; errors: PointError[] } {
+  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes });
+  if (decoded.errors.length === 0) return { spans, errors };
+  return { spans, errors: decoded.errors.concat(errors).sort(byIndex) };
+}
+
+/**
+ * The spans of a spooled raw body (replay after a restart): the same decoding and validation
+ * as when it was accepted, so the same spans in the same order (same limits assumed; a limit
+ * lowered since can only drop points, never change one).
+ */
+export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): EbpfSpan[] {
+  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+  return decodeText(body.toString('utf8'), raw.format, cfg).spans;
+}
+
 function byIndex(a: PointError, b: PointError): number {
   return a.index - b.index;
 }
@@ -103,10 +127,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       const body = await decompress(req, raw, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
       const text = body.toString('utf8');
-      const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
-      const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes });
-      let all = errors;
-      if (decoded.errors.length) all = decoded.errors.concat(errors).sort(byIndex);
+      const { spans, errors: all } = decodeText(text, format, cfg);
       const rejected = all.length;
       const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
       if (spans.length === 0) {
@@ -114,7 +135,9 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
         const message = rejected ? `every point was rejected (${rejected}); see errors` : 'the body holds no points';
         return reply.status(400).send({ code: 'SEQ_ERR_BAD_BODY', message, accepted: 0, rejected, errors: listed });
       }
-      sink.accept(spans, receivedAtMs); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
+      const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
+      sink.accept(spans, receivedAtMs, rawBatch); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += spans.length;
       stats.spansRejected += rejected;
       const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };

@@ -7,7 +7,7 @@
 // already stored keep their deterministic ids and the writer skips them.
 import type { Joiner } from './joiner.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
-import type { SpanSpool, TraceWriter } from '../storage/store.js';
+import type { RawBatch, SpanSpool, TraceWriter } from '../storage/store.js';
 import type { IngestSink } from './ingest.js';
 
 /** What every stage of the linker offers the service: start, stop, counters. */
@@ -25,6 +25,11 @@ export interface PipelineOptions {
   flushIntervalMs?: number;
   /** Wall clock (ms). */
   now?: () => number;
+  /**
+   * The spans of a spooled raw body (`accept` with `raw`), for replay; required when the
+   * spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
+   */
+  decodeRaw?: (raw: RawBatch) => EbpfSpan[];
   /** Called after a commit that stored spans (wakes the exporter). */
   onCommitted?: (storedSpans: number) => void;
   /** Called when a commit fails; it is retried on the next tick. */
@@ -120,8 +125,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   return {
-    accept(spans, receivedAtMs) {
-      const id = spool.append(spans, receivedAtMs); // durable from here on
+    accept(spans, receivedAtMs, raw) {
+      // Without a decoder for replay the spool must keep the spans themselves.
+      const id = spool.append(spans, receivedAtMs, opts.decodeRaw ? raw : undefined); // durable from here on
       c.batchesAccepted++;
       c.spansAccepted += spans.length;
       hand(spans, id, receivedAtMs);
@@ -134,9 +140,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const restartMs = now();
       for (const b of spool.pending()) {
         if (held.has(b.id)) continue;
-        hand(b.spans, b.id, restartMs);
+        let spans: EbpfSpan[];
+        if (b.raw === undefined) spans = b.spans;
+        else if (opts.decodeRaw) spans = opts.decodeRaw(b.raw);
+        else throw new Error(`spool batch ${b.id} holds a raw body and the pipeline has no decodeRaw`);
+        hand(spans, b.id, restartMs);
         c.replayedBatches++;
-        c.replayedSpans += b.spans.length;
+        c.replayedSpans += spans.length;
       }
       timer = setInterval(() => {
         if (!stopped) emit(false, now());

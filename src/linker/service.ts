@@ -11,7 +11,7 @@ import { uiRoutes } from '../ui/routes.js';
 import type { Joiner } from './joiner.js';
 import { createJoiner } from './link/joiner.js';
 import { bearerGuard, installErrorHandling } from './http.js';
-import { registerIngest, type IngestStats } from './ingest.js';
+import { decodeRawBatch, registerIngest, type IngestStats } from './ingest.js';
 import { createPipeline, type Pipeline, type Stage } from './pipeline.js';
 
 /** The store as the linker uses it; `stats` and `close` are used when present. */
@@ -120,6 +120,7 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
   try {
     pipeline = createPipeline({
       spool: store, writer: store, joiner, now, flushIntervalMs: opts.flushIntervalMs,
+      decodeRaw: (raw) => decodeRawBatch(raw, cfg),
       onCommitted: () => exporter?.notify(),
       onError: (e) => apps[0]?.log.error({ err: e }, 'commit failed; retrying'),
     });

@@ -3,6 +3,7 @@
 // and read, on the ingest hot path (the spool) and the commit path. Changing the field
 // lists changes the stored format: bump SCHEMA_VERSION (./sqlite-schema.ts) when you do.
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import type { RawBatch } from './store.js';
 
 const EBPF_FIELDS = [
   'host', 'kind', 'reqSeq', 'respSeq', 'threadGroup', 'pid', 'tid', 'startUs', 'durationUs', 'service', 'processName',
@@ -50,4 +51,19 @@ export function encodeLinkedSpan(span: LinkedSpan): string {
 
 export function decodeLinkedSpan(text: string): LinkedSpan {
   return decodeRow<LinkedSpan>(JSON.parse(text) as unknown[], LINKED_FIELDS);
+}
+
+// A spooled raw body: one flag byte (bit 0 gzip, bit 1 JSON), then the body as received.
+const RAW_GZIP = 1, RAW_JSON = 2;
+
+export function encodeRawBatch(raw: RawBatch): Buffer {
+  const out = Buffer.allocUnsafe(raw.body.length + 1);
+  out[0] = (raw.gzip ? RAW_GZIP : 0) | (raw.format === 'json' ? RAW_JSON : 0);
+  raw.body.copy(out, 1);
+  return out;
+}
+
+export function decodeRawBatch(data: Buffer): RawBatch {
+  const flags = data[0];
+  return { body: data.subarray(1), format: flags & RAW_JSON ? 'json' : 'lp', gzip: (flags & RAW_GZIP) !== 0 };
 }

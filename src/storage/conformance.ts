@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
-import type { ExportQueue, Retention, SpanSpool, TraceReader, TraceSummary, TraceWriter } from './store.js';
+import type { ExportQueue, RawBatch, Retention, SpanSpool, TraceReader, TraceSummary, TraceWriter } from './store.js';
 
 export type Stores = SpanSpool & TraceWriter & TraceReader & ExportQueue & Retention & { close(): void };
 
@@ -123,6 +123,35 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
         const p = [...again.pending()];
         assert.deepEqual(p.map((x) => x.id), appended);
         assert.deepEqual(p.map((x) => x.spans), batches);
+      } finally {
+        again.close();
+      }
+    }));
+
+    it('a batch appended with its raw body comes back as its spans or as that body, byte for byte, after reopening', withStore((s, target) => {
+      const spans = [ebpfSpan(), ebpfSpan({ kind: 'exit' })];
+      const raws: RawBatch[] = [
+        { body: Buffer.from([0x1f, 0x8b, 0, 1, 2, 255, 0]), format: 'lp', gzip: true },
+        { body: Buffer.from('[{"measurement":"dketrace"}]'), format: 'json', gzip: false },
+        { body: Buffer.from('dketrace a=1i 1\n'), format: 'lp', gzip: false },
+      ];
+      const ids = raws.map((r, i) => s.append(spans, 10 + i, r));
+      const plain = s.append(spans, 20);
+      s.close();
+      const again = target.open();
+      try {
+        const p = [...again.pending()];
+        assert.deepEqual(p.map((x) => x.id), [...ids, plain]);
+        assert.deepEqual(p.map((x) => x.receivedAtMs), [10, 11, 12, 20]);
+        for (let i = 0; i < raws.length; i++) {
+          const b = p[i];
+          if (b.raw) {
+            assert.equal(b.spans, undefined);
+            assert.deepEqual({ ...b.raw, body: Buffer.from(b.raw.body) }, raws[i]);
+          } else assert.deepEqual(b.spans, spans);
+        }
+        assert.deepEqual(p[3].spans, spans);
+        assert.equal(p[3].raw, undefined);
       } finally {
         again.close();
       }

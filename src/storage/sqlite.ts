@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
-import { decodeEbpfSpans, decodeLinkedSpan, encodeEbpfSpans } from './codec.js';
+import { decodeEbpfSpans, decodeLinkedSpan, decodeRawBatch, encodeEbpfSpans, encodeRawBatch } from './codec.js';
 import { createSchema } from './sqlite-schema.js';
 import { prepareReader } from './sqlite-read.js';
 import { prepareRetention } from './sqlite-retention.js';
 import { prepareWriter } from './sqlite-write.js';
-import type { ExportQueue, Retention, SpanSpool, SpooledBatch, SweepResult, TraceReader, TraceWriter } from './store.js';
+import type { ExportQueue, Retention, RawBatch, SpanSpool, SpooledBatch, SweepResult, TraceReader, TraceWriter } from './store.js';
 
 export const DB_FILE = 'seqtrace.db';
 /** Longest the periodic retention sweep holds the event loop at a time. */
@@ -124,16 +124,22 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     return n;
   });
 
-  const append = guard('append a batch to the spool', (spans: EbpfSpan[], receivedAtMs: number): number => {
-    return Number(insertBatch.run(receivedAtMs, encodeEbpfSpans(spans)).lastInsertRowid);
+  const append = guard('append a batch to the spool', (spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): number => {
+    // A raw body is stored as a BLOB (the column's TEXT affinity leaves BLOBs alone), encoded
+    // spans as TEXT: pending() tells them apart by type, so old spools still replay.
+    const data = raw ? encodeRawBatch(raw) : encodeEbpfSpans(spans);
+    return Number(insertBatch.run(receivedAtMs, data).lastInsertRowid);
   });
 
   function* pending(): Iterable<SpooledBatch> {
     // Pages, not one open iterator: the connection stays usable while the caller replays.
     let after = 0;
     for (;;) {
-      const rows = guard('read the spool', () => pendingPage.all(after) as { id: number; received_at_ms: number; spans: string }[])();
-      for (const r of rows) yield { id: r.id, receivedAtMs: r.received_at_ms, spans: decodeEbpfSpans(r.spans) };
+      const rows = guard('read the spool', () => pendingPage.all(after) as { id: number; received_at_ms: number; spans: string | Buffer }[])();
+      for (const r of rows) {
+        if (typeof r.spans === 'string') yield { id: r.id, receivedAtMs: r.received_at_ms, spans: decodeEbpfSpans(r.spans) };
+        else yield { id: r.id, receivedAtMs: r.received_at_ms, raw: decodeRawBatch(r.spans) };
+      }
       if (rows.length < 64) return;
       after = rows[rows.length - 1].id;
     }
