@@ -33,13 +33,23 @@ cleanup() {
   done
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$TMP"
+  rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
+  rmdir bench/build 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 TICK=$(getconf CLK_TCK)
 # Nothing of the caller's environment may select U (or the linker) for tracing.
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
+
+# The agent runs as installed (scripts/install.sh: `npm run build`, compiled JS, no tsx at
+# run time), compiled here into a private folder (build/ is ignored by git) so that nobody's
+# dist/ is touched. tsc emits even when someone else's file is mid-edit and does not type-check.
+JS=$PWD/bench/build/agent-overhead.$$
+mkdir -p "$JS"; ON_EXIT_RM=$JS
+npx tsc -p . --outDir "$JS" --sourceMap false >"$TMP/tsc.out" 2>&1 || echo "note: tsc reported errors (output emitted anyway): $(head -3 "$TMP/tsc.out")" >&2
+[ -f "$JS/cli/main.js" ] || { cat "$TMP/tsc.out" >&2; exit 1; }
+export SEQTRACE_LOADER=$PWD/$LOADER
 
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 
@@ -53,7 +63,7 @@ start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 metric() { # url name: sum of the samples of one metric (0 when absent)
-  curl -s "$1" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+  { curl -s "$1" || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
 }
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, p99 µs, requests
@@ -91,6 +101,7 @@ done
 measure "$T" "$TPORT" 2 >/dev/null; measure "$U" "$UPORT" 2 >/dev/null # warm up
 
 declare -A cpu rps p99 reqs
+others=0
 one_round() { # phase round
   local s us r p n
   for s in T U; do
@@ -99,14 +110,20 @@ one_round() { # phase round
     cpu[$1$s]="${cpu[$1$s]:-} $us"; rps[$1$s]="${rps[$1$s]:-} $r"; p99[$1$s]="${p99[$1$s]:-} $p"
     reqs[$1$s]=$(( ${reqs[$1$s]:-0} + n ))
   done
+  # Other agents on the machine (other people's tests) load programs of their own that may run
+  # in these servers' system calls too: count them, so that a noisy run can be told.
+  others=$(( others + $(pgrep -x seqtrace-loader | grep -vcx "${ALOADER:-0}" || true) ))
 }
 
 echo "agent overhead: $ROUNDS rounds of ${SECS}s per server and phase, kernel $(uname -r), agent and linker on CPU $AGENT_CPU"
 for r in $(seq "$ROUNDS"); do one_round none "$r"; done
 
 # The agent, with its defaults (trace_envset selects T), sending to the linker.
+# AGENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") runs the agent's node with these flags.
+extra=(); [ -n "${AGENT_NODE_ARGS:-}" ] && read -ra extra <<<"$AGENT_NODE_ARGS"
+agent_cmd=(node ${extra[@]+"${extra[@]}"} "$JS/cli/main.js" agent)
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
-  taskset -c "$AGENT_CPU" bin/seqtrace agent 2>"$TMP/agent.err" &
+  taskset -c "$AGENT_CPU" "${agent_cmd[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")
 AURL=
 for _ in $(seq 300); do
@@ -129,9 +146,17 @@ sleep 1.5
 spans0=$(metric "$AURL" seqtrace_agent_spans_total); sent0=$(metric "$AURL" seqtrace_agent_spans_sent_total)
 acc0=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
 a0=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l0=$(cpu_ticks "$LINKER")
-for r in $(seq "$ROUNDS"); do one_round agent "$r"; done
+# split: the agent's main thread (JS), its other threads (libuv pool doing gzip, V8 GC helpers), the loader
+m0=$(cpu_ticks "$AGENT/task/$AGENT"); p0=$(cpu_ticks "$AGENT")
+rss=""
+for r in $(seq "$ROUNDS"); do
+  one_round agent "$r"
+  rss="$rss $(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status")"
+done
 sleep 2.5 # the last batch: the agent flushes every second
+kill -0 "$AGENT" 2>/dev/null || { echo "FAIL: the agent stopped during the run:" >&2; tail -20 "$TMP/agent.err" >&2; exit 1; }
 a1=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l1=$(cpu_ticks "$LINKER")
+m1=$(cpu_ticks "$AGENT/task/$AGENT"); p1=$(cpu_ticks "$AGENT")
 spans1=$(metric "$AURL" seqtrace_agent_spans_total); sent1=$(metric "$AURL" seqtrace_agent_spans_sent_total)
 acc1=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
 drops=$(metric "$AURL" seqtrace_agent_capture_drops_total); errs=$(metric "$AURL" seqtrace_agent_event_errors_total)
@@ -161,9 +186,11 @@ echo "traced server T: $(pct "$aT" "$bT") vs no agent; $(pct "$(awk -v a="$aT" -
 echo "untraced server U: $(pct "$aU" "$bU") vs no agent (none $nU, none2 $zU)   goal <= +1%"
 echo "p99 T: $(median "${p99[agentT]}") us with the agent, $(median "${p99[noneT]}") / $(median "${p99[none2T]}") us without   goal <= +50 us"
 tr=${reqs[agentT]}
-awk -v t=$((a1 - a0)) -v l=$((l1 - l0)) -v hz="$TICK" -v n="$tr" -v s="$((ROUNDS * 2 * SECS))" 'BEGIN {
+awk -v t=$((a1 - a0)) -v m=$((m1 - m0)) -v o=$((p1 - p0 - m1 + m0)) -v l=$((l1 - l0)) -v hz="$TICK" -v n="$tr" -v s="$((ROUNDS * 2 * SECS))" 'BEGIN {
   printf "agent CPU (agent + loader): %.2f s over the phase, %.2f us per traced request (%d requests)   goal < 10 us\n", t/hz, t/hz*1e6/n, n
+  printf "  of which: agent main thread %.2f s, its other threads (libuv pool: gzip; V8 GC helpers) %.2f s, loader %.2f s\n", m/hz, o/hz, (t-m-o)/hz
   printf "linker CPU (not the agent'"'"'s budget): %.2f s, %.2f us per traced request\n", l/hz, l/hz*1e6/n }'
-echo "agent RSS peak (VmHWM): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB   goal < 100 MB"
+echo "agent RSS peak (VmHWM): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB   goal < 100 MB; agent VmRSS after each round (MiB):$rss"
 echo "spans: agent made $((spans1 - spans0)), sent $((sent1 - sent0)), linker accepted $((acc1 - acc0)) for $tr traced requests; capture drops $drops, event errors $errs; processes traced $tracedN; traces of bench-traced stored (first 5 asked): $traces"
+echo "other seqtrace-loaders seen (summed over the $((ROUNDS * 3)) rounds): $others; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ $((acc1 - acc0)) -gt 0 ] || { echo "FAIL: the linker accepted no spans from the traced run" >&2; exit 1; }
