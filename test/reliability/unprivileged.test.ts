@@ -1,0 +1,164 @@
+// Reliability: least privilege. The linker needs no privilege at all; the agent needs exactly
+// CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (docs/agent.md, Privileges):
+//   * `bin/seqtrace linker` as user nobody, its database in a directory nobody owns: ingest and
+//     query work;
+//   * `bin/seqtrace agent` as user nobody with only those four capabilities (ambient, so that
+//     they reach node and its seqtrace-loader child): a traced Python chain's traces arrive whole;
+//   * the agent as nobody with no capability: it refuses to start with SEQ_ERR_EBPF_UNAVAILABLE
+//     and says why.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  SEQTRACE, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runPyClient, sleep, startLinker,
+  startProcess, startPyService, type Linker, type Proc, type Scope,
+} from '../e2e/harness.js';
+import { assertExactTraces, hop, listTraces, totalSpans, waitForTraces, type Expect } from '../e2e/trees.js';
+import { loaderOf } from './bpf.js';
+import { encodeSpans } from '../../src/span/lineprotocol.js';
+import { buildTrace, rng } from '../../src/linker/fixtures.js';
+
+const skip = ebpfSkipReason();
+const NOBODY = 65534;
+const NOGROUP = 65534;
+const AGENT_CAPS = '+bpf,+perfmon,+sys_ptrace,+dac_read_search';
+
+/** A directory user nobody owns (the scope's own dir is root's, mode 0700). */
+function nobodyDir(scope: Scope, label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `seqt-rel-${label}-`));
+  chmodSync(dir, 0o755);
+  chownSync(dir, NOBODY, NOGROUP);
+  scope.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function asNobody(args: string[], caps?: string): string[] {
+  const base = ['--reuid=nobody', '--regid=nogroup', '--clear-groups'];
+  // Without caps: an empty bounding set as well, so nothing can be regained by exec.
+  const capArgs = caps ? [`--inh-caps=-all,${caps}`, `--ambient-caps=${caps}`] : ['--inh-caps=-all', '--bounding-set=-all'];
+  return [...base, ...capArgs, '--', ...args];
+}
+
+async function startAgentAs(scope: Scope, linkerPort: number, host: string, caps: string | undefined, readyTimeoutMs: number): Promise<{ proc: Proc; metricsUrl: string }> {
+  const dir = nobodyDir(scope, 'agent');
+  const metricsPort = await freePort();
+  const conf = join(dir, 'seqtrace.toml');
+  writeFileSync(conf, [
+    '[[inputs.ebpf]]',
+    '  enabled_plugins = ["ebpf-net", "ebpf-trace"]',
+    '  l7net_enabled = ["httpflow"]',
+    `  trace_server = "127.0.0.1:${linkerPort}"`,
+    `  metrics_listen = "127.0.0.1:${metricsPort}"`,
+    '',
+  ].join('\n'));
+  chmodSync(conf, 0o644);
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const proc = await startProcess(scope, {
+    name: `agent ${host}`, cmd: 'setpriv', args: asNobody([SEQTRACE, 'agent', '--config', conf], caps),
+    env: { ENV_HOSTNAME: host, HOME: dir }, readyCheck: async () => (await fetch(metricsUrl)).ok, readyTimeoutMs,
+  });
+  return { proc, metricsUrl };
+}
+
+function statusUid(pid: number): string {
+  return /^Uid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+}
+
+function capsOf(pid: number): { eff: bigint; amb: bigint } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { eff: BigInt(`0x${/^CapEff:\s+([0-9a-f]+)/m.exec(s)![1]}`), amb: BigInt(`0x${/^CapAmb:\s+([0-9a-f]+)/m.exec(s)![1]}`) };
+}
+
+describe('reliability: least privilege', { skip }, () => {
+  let scope: Scope;
+
+  before(() => { assertRoot(); scope = newScope('unpriv'); });
+  after(() => closeScope(scope));
+
+  it('the linker runs as nobody (database owned by nobody): ingest and query work', async () => {
+    const dir = nobodyDir(scope, 'linker');
+    const port = await freePort();
+    const conf = join(dir, 'seqtrace.toml');
+    writeFileSync(conf, `[[inputs.ebpftrace]]\n  sqlite_path = ${JSON.stringify(join(dir, 'db'))}\n  window = "1s"\n  sampling_rate = 1\n`);
+    chmodSync(conf, 0o644);
+    const url = `http://127.0.0.1:${port}`;
+    const proc = await startProcess(scope, {
+      name: 'linker as nobody', cmd: 'setpriv', args: asNobody([SEQTRACE, 'linker', '--config', conf]),
+      env: { ENV_HTTP_LISTEN: `127.0.0.1:${port}`, HOME: dir },
+      readyCheck: async () => (await fetch(`${url}/api/services`)).ok, readyTimeoutMs: 30_000,
+    });
+    const uid = statusUid(proc.pid);
+    assert.match(uid, /^65534\s+65534\s+65534\s+65534$/, `the linker runs as nobody (Uid: ${uid})`);
+    assert.equal(capsOf(proc.pid).eff, 0n, 'with no capability');
+
+    // Three 4-service traces, posted as gzip line protocol as an agent would.
+    const tag = scope.tag;
+    const random = rng(7);
+    const nowUs = Date.now() * 1000;
+    const built = [0, 1, 2].map((i) => buildTrace({ service: `np-a-${tag}`, calls: [{ service: `np-b-${tag}`, calls: [{ service: `np-c-${tag}` }] }, { service: `np-d-${tag}` }] }, { startUs: nowUs - 1_000_000 + i * 1000, random }));
+    const spans = built.flatMap((b) => b.spans);
+    const res = await fetch(`${url}/v1/bpftracing`, { method: 'POST', body: gzipSync(encodeSpans(spans)), headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' } });
+    const answer = await res.json() as { accepted: number };
+    assert.equal(res.status, 200, JSON.stringify(answer));
+    assert.equal(answer.accepted, spans.length);
+
+    const linker: Linker = { proc, url, port };
+    let mine: Awaited<ReturnType<typeof listTraces>> = [];
+    for (let i = 0; i < 60; i++) {
+      mine = (await listTraces(linker)).filter((t) => t.services.includes(`np-a-${tag}`));
+      if (mine.length === 3 && mine.every((t) => t.spanCount === built[0].spans.length)) break;
+      await sleep(250);
+    }
+    assert.equal(mine.length, 3, 'three traces stored and queried back');
+    for (const t of mine) assert.equal(t.spanCount, built[0].spans.length);
+    const st = statSync(join(dir, 'db'));
+    assert.equal(st.uid, NOBODY, 'the database is nobody\'s');
+  });
+
+  it('the agent as nobody with only CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH traces a Python chain', async () => {
+    const t = scope.tag;
+    const linker = await startLinker(scope);
+    const agent = await startAgentAs(scope, linker.port, `rel-caps-${t}`, AGENT_CAPS, 30_000);
+    const uid = statusUid(agent.proc.pid);
+    assert.match(uid, /^65534\s/, `the agent runs as nobody (Uid: ${uid})`);
+    // CAP_DAC_READ_SEARCH=2, CAP_SYS_PTRACE=19, CAP_PERFMON=38, CAP_BPF=39: exactly these.
+    const want = (1n << 2n) | (1n << 19n) | (1n << 38n) | (1n << 39n);
+    assert.equal(capsOf(agent.proc.pid).eff, want, 'the agent holds exactly the four capabilities');
+    const loader = await loaderOf(agent.proc.pid);
+    assert.match(statusUid(loader), /^65534\s/, 'its seqtrace-loader runs as nobody too');
+    assert.equal(capsOf(loader).eff, want, 'with the same four capabilities');
+
+    const names = { client: `caps-client-${t}`, a: `caps-a-${t}`, b: `caps-b-${t}` };
+    const b = await startPyService(scope, { name: names.b, keepalive: true });
+    const a = await startPyService(scope, { name: names.a, keepalive: true, downstreams: [`${b.url}/b`] });
+    await sleep(1500);
+    const ids = requestIds(scope, 'c', 12);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 3, keepalive: true });
+    for (const id of ids) assert.equal(run.statuses[id], 200);
+    const expected = new Map<string, Expect>(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200, hop(names.a, names.b, `GET /b/${id}`, 200))]));
+    const traces = await waitForTraces(linker, { services: Object.values(names), spans: totalSpans(expected) });
+    console.log(`# capabilities-only agent figures: ${traces.length} traces, ${traces.reduce((n, x) => n + x.spans.length, 0)} spans for ${ids.length} requests`);
+    assertExactTraces(traces, expected);
+  });
+
+  it('the agent as nobody with no capability fails with SEQ_ERR_EBPF_UNAVAILABLE naming the cause', async () => {
+    const linker = await startLinker(scope);
+    let err: Error | undefined;
+    let proc: Proc | undefined;
+    try {
+      ({ proc } = await startAgentAs(scope, linker.port, `rel-nocaps-${scope.tag}`, undefined, 20_000));
+    } catch (e) {
+      err = e as Error;
+    }
+    assert.ok(err, `the agent started without capabilities: ${proc?.output()}`);
+    console.log(`# no-capability agent says: ${/seqtrace:.*SEQ_ERR_EBPF_UNAVAILABLE.*/.exec(err.message)?.[0] ?? err.message.slice(-500)}`);
+    assert.match(err.message, /exited \((\d+)\)/, 'the agent exits by itself');
+    assert.doesNotMatch(err.message, /exited \(0\)/, 'with a non-zero status');
+    assert.match(err.message, /SEQ_ERR_EBPF_UNAVAILABLE/);
+    assert.match(err.message, /Operation not permitted/, 'the kernel\'s refusal is quoted');
+    assert.match(err.message, /CAP_BPF/, 'the missing capability is named');
+  });
+});
