@@ -316,11 +316,16 @@ function toml(table: string, values: Record<string, unknown>): string {
   return lines.join('\n') + '\n';
 }
 
+/** The linking window of the e2e linkers. The agent sends every second; on a loaded 2-core
+ * machine a client span can reach the linker more than a second after its server span, which a
+ * 1 s window would (rightly, by its contract) treat as late. 3 s keeps the tests about the trees. */
+export const E2E_WINDOW = '3s';
+
 export async function startLinker(scope: Scope, o: { window?: string; port?: number; extra?: Record<string, unknown> } = {}): Promise<Linker> {
   const dir = subdir(scope, 'linker');
   const port = o.port ?? await freePort();
   const conf = join(dir, 'seqtrace.toml');
-  writeFileSync(conf, toml('ebpftrace', { sqlite_path: join(dir, 'db'), window: o.window ?? '1s', sampling_rate: 1, ...o.extra }));
+  writeFileSync(conf, toml('ebpftrace', { sqlite_path: join(dir, 'db'), window: o.window ?? E2E_WINDOW, sampling_rate: 1, ...o.extra }));
   const url = `http://127.0.0.1:${port}`;
   const proc = await startProcess(scope, {
     name: 'linker',
@@ -568,7 +573,7 @@ export interface Tracing {
 }
 
 /** A linker and one agent per entry of `agents` (default: one agent with the default process selection). */
-export async function startTracing(scope: Scope, agents: AgentOptions[] = [{ host: `e2e-${scope.tag}` }], window = '1s'): Promise<Tracing> {
+export async function startTracing(scope: Scope, agents: AgentOptions[] = [{ host: `e2e-${scope.tag}` }], window = E2E_WINDOW): Promise<Tracing> {
   // All at once: each takes seconds to start, and an agent keeps its spans until the linker is up.
   const port = await freePort();
   const [linker, ...started] = await Promise.all([
