@@ -8,8 +8,13 @@ export interface EmittedTrace {
   traceId: string;
   /** Sampling decision for the whole trace (late spans follow the decision of their trace). */
   sampled: boolean;
+  /**
+   * The spans, ordered by start. Empty for a trace that is not sampled when the joiner was
+   * created with `link_sampled_out: false` (the linker: 90% of spans at the default rate are
+   * only counted and released, so building them would be waste); batchIds is complete anyway.
+   */
   spans: LinkedSpan[];
-  /** batchIds[i] is the spool batch spans[i] came from. */
+  /** One entry per span of the trace (built or not): batchIds[i] is the spool batch span i came from. */
   batchIds: number[];
 }
 

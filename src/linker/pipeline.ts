@@ -108,9 +108,10 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const done: number[] = [];
     let emitted = 0;
     for (const t of traces) {
-      emitted += t.spans.length;
+      // batchIds counts every span; spans may be empty for a trace that is not sampled.
+      emitted += t.batchIds.length;
       if (t.sampled) for (const s of t.spans) sampled.push(s);
-      else c.spansDropped += t.spans.length;
+      else c.spansDropped += t.batchIds.length;
       for (const b of t.batchIds) {
         const left = (held.get(b) ?? 1) - 1;
         if (left <= 0) {

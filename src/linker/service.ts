@@ -112,7 +112,7 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
     now,
   }) as unknown as LinkerStore;
   const exporter = typeof opts.exporter === 'function' ? opts.exporter(store) : opts.exporter;
-  const joiner = opts.joiner ?? createJoiner(cfg);
+  const joiner = opts.joiner ?? createJoiner({ ...cfg, link_sampled_out: false });
   const logger = opts.logger ?? { level: 'warn' };
 
   const apps: FastifyInstance[] = [];

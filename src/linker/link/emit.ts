@@ -23,6 +23,8 @@ export interface EmitOptions {
   keepErrorTraces: boolean;
   threshold: bigint;
   lateRetentionMs: number;
+  /** False: a trace that is not sampled goes out with its batchIds and no spans. */
+  linkSampledOut: boolean;
 }
 
 export interface EmitCounters {
@@ -70,7 +72,21 @@ function byStart(x: PendingSpan, y: PendingSpan): number {
   return x.startUs - y.startUs || (x.spanId < y.spanId ? -1 : x.spanId > y.spanId ? 1 : 0);
 }
 
-function pushTrace(t: TraceRef, list: PendingSpan[], counters: EmitCounters, out: EmittedTrace[]): void {
+function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[]): void {
+  if (!t.sampled && !linkSampledOut) {
+    const batchIds: number[] = new Array(list.length);
+    let late = 0;
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i];
+      batchIds[i] = p.batchId;
+      if ((p.dupOf ?? p).mark === LATE) late++;
+    }
+    counters.lateSpans += late;
+    counters.linkedSpans += list.length;
+    counters.sampledOutSpans += list.length;
+    out.push({ traceId: t.traceId, sampled: false, spans: [], batchIds });
+    return;
+  }
   if (list.length > 1) list.sort(byStart);
   const spans: LinkedSpan[] = new Array(list.length);
   const batchIds: number[] = new Array(list.length);
@@ -173,7 +189,7 @@ export function emitCluster(
   if (!several && only !== null) {
     const list: PendingSpan[] = [];
     for (let i = 0; i < members.length; i++) if (members[i].span !== null) list.push(members[i]);
-    pushTrace(only, list, counters, out);
+    pushTrace(only, list, opts.linkSampledOut, counters, out);
   } else if (several) {
     const byTrace = new Map<TraceRef, PendingSpan[]>();
     for (let i = 0; i < members.length; i++) {
@@ -184,7 +200,7 @@ export function emitCluster(
       if (list === undefined) byTrace.set(t, [p]);
       else list.push(p);
     }
-    for (const [t, list] of byTrace) pushTrace(t, list, counters, out);
+    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out);
   }
 
   // What the late index keeps.

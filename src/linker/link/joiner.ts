@@ -20,6 +20,8 @@ import { createMemoryJoinState, G_ENTRY, G_EXIT, nextWaiter, S_ENTRY, S_EXIT, ty
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
   /** Most records in the late index (default 1,000,000); the oldest go first beyond it. */
   late_index_max_keys?: number;
+  /** Build the LinkedSpans of traces that are not sampled (default true; the linker passes false). */
+  link_sampled_out?: boolean;
 };
 
 /** Longest extra wait after the latest arrival into a trace: agents flush every second. */
@@ -40,6 +42,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     keepErrorTraces: opts.keep_error_traces,
     threshold: rateThreshold(opts.sampling_rate),
     lateRetentionMs: opts.late_retention,
+    linkSampledOut: opts.link_sampled_out ?? true,
   };
   const counters: EmitCounters = { linkedSpans: 0, lateSpans: 0, sampledOutSpans: 0 };
   const heap = newHeap();

@@ -1,7 +1,7 @@
 // Whole-trace sampling and the application trace id rule.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createJoiner } from './joiner.js';
+import { createJoiner, type JoinerOptions } from './joiner.js';
 import { keptByRate, rateThreshold } from './sampling.js';
 import { OPTS, allSpans, chain, checkTrees, label, newWorld, serve, service, shuffle, type CallPlan, type World } from './testkit.js';
 import type { EmittedTrace } from '../joiner.js';
@@ -10,7 +10,7 @@ const T0 = 1_732_500_000_000_000;
 const NOW = T0 / 1000;
 const svcs = [0, 1, 2, 3, 4].map((i) => service(i));
 
-function run(w: World, opts = OPTS): EmittedTrace[] {
+function run(w: World, opts: JoinerOptions = OPTS): EmittedTrace[] {
   const j = createJoiner(opts);
   shuffle(w.spans, w.rand).forEach((s, i) => j.add(s, i, NOW));
   return j.flushAll(NOW);
@@ -136,4 +136,28 @@ test('Datadog decimal app ids become 128-bit hex; several ids: the one closest t
   const v = newWorld(43);
   serve(v, { svc: svcs[0], calls: [{ svc: svcs[1], appTraceId: 'b'.repeat(32) }, { svc: svcs[2], appTraceId: 'a'.repeat(32) }] }, T0, null);
   for (const s of allSpans(run(v))) assert.equal(s.traceId, 'a'.repeat(32));
+});
+
+test('link_sampled_out: false emits the same traces and decisions, a batch id per span, with no spans for dropped traces', () => {
+  const w = many(2_000, () => chain(svcs.slice(0, 3)));
+  const opts = { ...OPTS, sampling_rate: 0.1 };
+  // run() shuffles with the world's generator: compare by trace id, not by position.
+  const byId = (a: EmittedTrace, b: EmittedTrace) => (a.traceId < b.traceId ? -1 : a.traceId > b.traceId ? 1 : 0);
+  const full = run(w, opts).sort(byId);
+  const lean = run(w, { ...opts, link_sampled_out: false }).sort(byId);
+  assert.equal(lean.length, full.length);
+  let dropped = 0;
+  for (let i = 0; i < full.length; i++) {
+    const f = full[i], l = lean[i];
+    assert.equal(l.traceId, f.traceId);
+    assert.equal(l.sampled, f.sampled);
+    // Batch ids are positions in each run's shuffle: one per span either way.
+    assert.equal(l.batchIds.length, f.batchIds.length);
+    if (f.sampled) assert.deepEqual(l.spans, f.spans);
+    else {
+      assert.deepEqual(l.spans, []);
+      dropped += f.spans.length;
+    }
+  }
+  assert.ok(dropped > 0);
 });
