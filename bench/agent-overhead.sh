@@ -139,6 +139,7 @@ done
   || { echo "agent did not start tracing T:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
 ALOADER=$(pgrep -P "$AGENT" -x seqtrace-loader | head -1)
 [ -n "$ALOADER" ] || { echo "the agent's loader child was not found" >&2; exit 1; }
+pids+=("$ALOADER") # after the agent in the list: it normally stops with it
 # Which processes the agent traces: T must be one; others (tests of other people) are listed.
 tracedN=$(metric "$AURL" seqtrace_agent_traced_processes)
 measure "$T" "$TPORT" 2 >/dev/null # warm the agent's JIT; not counted
