@@ -52,6 +52,8 @@ async function startAgentAs(scope: Scope, linkerPort: number, host: string, caps
     '  l7net_enabled = ["httpflow"]',
     `  trace_server = "127.0.0.1:${linkerPort}"`,
     `  metrics_listen = "127.0.0.1:${metricsPort}"`,
+    // Only this test's processes (see linker-down.test.ts): others' traced load stays out.
+    `  trace_envset = ["SEQT_REL_UNPRIV_${scope.tag.toUpperCase()}"]`,
     '',
   ].join('\n'));
   chmodSync(conf, 0o644);
@@ -132,11 +134,12 @@ describe('reliability: least privilege', { skip }, () => {
     assert.equal(capsOf(loader).eff, want, 'with the same four capabilities');
 
     const names = { client: `caps-client-${t}`, a: `caps-a-${t}`, b: `caps-b-${t}` };
-    const b = await startPyService(scope, { name: names.b, keepalive: true });
-    const a = await startPyService(scope, { name: names.a, keepalive: true, downstreams: [`${b.url}/b`] });
+    const env = { [`SEQT_REL_UNPRIV_${scope.tag.toUpperCase()}`]: '1' };
+    const b = await startPyService(scope, { name: names.b, keepalive: true, env });
+    const a = await startPyService(scope, { name: names.a, keepalive: true, env, downstreams: [`${b.url}/b`] });
     await sleep(1500);
     const ids = requestIds(scope, 'c', 12);
-    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 3, keepalive: true });
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 3, keepalive: true, env });
     for (const id of ids) assert.equal(run.statuses[id], 200);
     const expected = new Map<string, Expect>(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200, hop(names.a, names.b, `GET /b/${id}`, 200))]));
     const traces = await waitForTraces(linker, { services: Object.values(names), spans: totalSpans(expected) });
