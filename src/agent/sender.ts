@@ -85,7 +85,8 @@ export function createSender(opts: SenderOptions): Sender {
     // 500 from a linker that is starting or failing is worth retrying too; 4xx is not.
     classify: (err) => (err instanceof HttpStatusError && err.status === 500 ? 'retry' : classifyHttpError(err)),
     async send(batch, signal) {
-      const body = await gzipAsync(Buffer.from(batch.join(''), 'utf8'));
+      // level 1: 1.0 µs a span instead of 2.4 at the default level, for a ratio of 16 instead of 20
+      const body = await gzipAsync(Buffer.from(batch.join(''), 'utf8'), { level: 1 });
       let res: Response;
       try {
         res = await fetch(url, { method: 'POST', headers, body, signal });
