@@ -49,7 +49,33 @@ function decodeOne(raw: unknown, index: number): Point | PointError {
 }
 
 /** Decodes a JSON body: an array of points (a single point object is accepted too). */
+/** Points nest three levels deep ([ {fields: {…}} ]); anything far deeper is not a batch of
+ * points, and refusing it before parsing keeps later recursive work (error messages
+ * stringify values) from overflowing the stack. */
+const MAX_JSON_DEPTH = 32;
+
+/** Deepest nesting of arrays and objects in a JSON text, counted outside strings; stops counting past `limit`. */
+function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \\ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 /* [ */ || c === 123 /* { */) {
+      if (++depth > max && (max = depth) > limit) return max;
+    } else if (c === 93 /* ] */ || c === 125 /* } */) depth--;
+  }
+  return max;
+}
+
 export function decodeJsonPoints(text: string, opts: DecodeOptions = {}): DecodedBatch {
+  if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw seqError('SEQ_ERR_BAD_BODY', `the JSON body nests arrays/objects more than ${MAX_JSON_DEPTH} levels deep; a batch is [{measurement, tags, fields, time}] with flat tags and fields`, 400);
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -46,6 +46,7 @@ const accepted: [string, Record<string, FieldValue>, Record<string, string>, str
   ['thread group negative int64 → two\'s complement', { thread_trace_id: -1 }, {}, '', { threadGroup: '18446744073709551615' }],
   ['start falls back to point time', { start: undefined as any }, {}, '1732500000123456789', { startUs: 1732500000123456 }],
   ['start wins over time', {}, {}, '5000', { startUs: 1_000_000 }],
+  ['start as a 16-digit string (encodeJsonPoints writes bigints so)', { start: '1732500000123456' }, {}, '', { startUs: 1732500000123456 }],
   ['keys as tags', { pid: undefined as any }, { host: 'h1', pid: '7', service: 'svc' }, '', { pid: 7, service: 'svc' }],
   ['field wins over tag', { service: 'f' }, { host: 'h1', service: 't' }, '', { service: 'f' }],
   ['service from process_name', { process_name: 'nginx' }, {}, '', { service: 'nginx', processName: 'nginx' }],

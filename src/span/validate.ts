@@ -64,8 +64,9 @@ function uint(key: string, max: number, required: boolean, accepted: string): nu
   }
   let n: number;
   if (typeof v === 'number') n = v;
-  else if (typeof v === 'string' && v.length > 0 && v.length <= 15) {
-    // digits by hand: pid and ports arrive as strings from DataKit's agent on every span
+  else if (typeof v === 'string' && v.length > 0 && v.length <= 16) {
+    // digits by hand: pid and ports arrive as strings from DataKit's agent on every span;
+    // 16 digits hold a µs timestamp (an inexact value beyond 2^53 still fails `n > max`)
     n = 0;
     for (let i = 0; i < v.length; i++) {
       const d = v.charCodeAt(i) - 48;
