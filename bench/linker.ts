@@ -23,6 +23,9 @@ import { keptByRate, rateThreshold } from '../src/linker/link/sampling.js';
 import type { EbpfSpan } from '../src/span/span.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
 
+/** A Buffer as fetch's BodyInit: a Uint8Array view, no copy. */
+const bytes = (b: Buffer): Uint8Array<ArrayBuffer> => new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength);
+
 interface Sample {
   spans: EbpfSpan[];
   parents: [string, string][];
@@ -261,7 +264,7 @@ async function main(): Promise<void> {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       const t = performance.now();
-      const r = await fetch(`${url}/v1/bpftracing`, { method: 'POST', body: batches[i].gz, headers: { 'content-encoding': 'gzip', 'content-type': 'text/plain' } });
+      const r = await fetch(`${url}/v1/bpftracing`, { method: 'POST', body: bytes(batches[i].gz), headers: { 'content-encoding': 'gzip', 'content-type': 'text/plain' } });
       const body = (await r.json()) as { accepted?: number };
       lat.push(performance.now() - t);
       if (r.status === 200) accepted += body.accepted ?? 0;

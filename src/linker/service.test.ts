@@ -16,6 +16,9 @@ import { openSqliteStore } from '../storage/sqlite.js';
 import { buildTrace, chain, rng, spanKey, type BuiltTrace, type CallTree } from './fixtures.js';
 import { startLinker, type LinkerHandle } from './service.js';
 
+/** A Buffer as fetch's BodyInit: a Uint8Array view, no copy. */
+const bytes = (b: Buffer): Uint8Array<ArrayBuffer> => new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength);
+
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -48,7 +51,7 @@ async function start(over: Record<string, string> = {}): Promise<Harness> {
     linker,
     clock,
     async post(body, headers = {}) {
-      const r = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: body as unknown as string, headers });
+      const r = await fetch(`${linker.url}/v1/bpftracing`, { method: 'POST', body: typeof body === 'string' ? body : bytes(body), headers });
       return { status: r.status, json: await r.json() };
     },
     advance(ms) {
