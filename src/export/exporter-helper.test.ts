@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { afterEach, describe, it } from 'node:test';
-import { classifyHttpError, createExporterHelper, HttpStatusError, parseRetryAfter, type ExporterHelperOptions } from './exporter-helper.js';
+import { classifyHttpError, createExporterHelper, HttpStatusError, parseRetryAfter, withTimeout, type ExporterHelperOptions } from './exporter-helper.js';
 import { startReceiver as start, type Receiver, type Respond } from './test-receiver.js';
 
 // Receivers are closed after each test even when it fails, so a failure never hangs the run.
@@ -32,8 +32,11 @@ function gate() {
 
 /** POSTs the batch as JSON to a URL; throws HttpStatusError for a non-2xx answer. */
 async function post(url: string, batch: unknown[], signal: AbortSignal): Promise<void> {
-  const res = await fetch(url, { method: 'POST', body: JSON.stringify(batch), headers: { 'content-type': 'application/json' }, signal: AbortSignal.any([signal, AbortSignal.timeout(300)]) });
-  await res.arrayBuffer();
+  const res = await withTimeout(signal, 300, async (sig) => {
+    const r = await fetch(url, { method: 'POST', body: JSON.stringify(batch), headers: { 'content-type': 'application/json' }, signal: sig });
+    await r.arrayBuffer();
+    return r;
+  });
   if (res.status >= 300) throw new HttpStatusError(res.status, `HTTP ${res.status}`, parseRetryAfter(res.headers.get('retry-after')));
 }
 

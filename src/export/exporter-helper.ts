@@ -32,6 +32,26 @@ export function parseRetryAfter(value: string | null | undefined, nowMs = Date.n
 }
 
 /** The statuses OTLP/HTTP says to retry: throttled or a gateway/server that may come back. */
+/**
+ * Runs `fn` with a signal that aborts when `parent` does or after `ms`. Not
+ * `AbortSignal.any([parent, AbortSignal.timeout(ms)])`: on Node 20 the composite signal can be
+ * collected before its timeout fires, and the request then hangs (seen in CI: a 300 ms
+ * timeout that took 17 s). Here the timer holds the controller until it is cleared.
+ */
+export async function withTimeout<R>(parent: AbortSignal, ms: number, fn: (signal: AbortSignal) => Promise<R>): Promise<R> {
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort(parent.reason);
+  if (parent.aborted) onAbort();
+  else parent.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => ctl.abort(new DOMException(`timed out after ${ms} ms`, 'TimeoutError')), ms);
+  try {
+    return await fn(ctl.signal);
+  } finally {
+    clearTimeout(timer);
+    parent.removeEventListener('abort', onAbort);
+  }
+}
+
 export const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
 /**

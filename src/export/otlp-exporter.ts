@@ -12,7 +12,7 @@ import { seqError } from '../errors.js';
 import type { LinkedSpan } from '../span/span.js';
 import type { ExportQueue } from '../storage/store.js';
 import { redactUrl, type ExportConfig } from './config.js';
-import { createExporterHelper, HttpStatusError, parseRetryAfter, type GiveUpReason } from './exporter-helper.js';
+import { createExporterHelper, HttpStatusError, parseRetryAfter, withTimeout, type GiveUpReason } from './exporter-helper.js';
 import { CONTENT_TYPE, decodeExportResponse, encodeRequest } from './otlp-encode.js';
 import { SCOPE_VERSION } from './otlp.js';
 
@@ -89,7 +89,7 @@ export async function postOtlp(cfg: ExportConfig, body: Uint8Array | string, sig
     payload = await gzipAsync(typeof body === 'string' ? Buffer.from(body) : body);
     headers['content-encoding'] = 'gzip';
   }
-  const res = await request(cfg.url, headers, payload, AbortSignal.any([signal, AbortSignal.timeout(cfg.timeoutMs)]));
+  const res = await withTimeout(signal, cfg.timeoutMs, (sig) => request(cfg.url, headers, payload, sig));
   if (res.status >= 200 && res.status < 300) {
     try {
       return decodeExportResponse(res.body, res.contentType);
