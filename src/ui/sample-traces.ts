@@ -2,19 +2,11 @@
 // client (exit) spans joined to server (entry) spans by TCP sequence numbers, thread groups
 // per served request, chains, fan-out, errors, an application trace id, a late span and an
 // unlinked one. Deterministic for a seed, so tests can assert exact rows.
+import { rng } from '../linker/fixtures.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 
-/** Small, seedable PRNG (mulberry32): same traces for the same seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seedable PRNG of the linker's fixtures: same traces for the same seed. */
+export { rng };
 
 const hex = (r: () => number, digits: number) => {
   let s = '';
