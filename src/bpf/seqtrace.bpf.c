@@ -486,17 +486,24 @@ static __always_inline struct sock *fd_sock(__u64 fd)
 	return is_tcp(sk) ? sk : NULL;
 }
 
+/* Syscall mode, at exit: the arguments saved at entry for this thread, removed from `calls`
+ * (whatever the outcome, so a failed call leaves nothing behind). */
+static __always_inline bool take_call(__u32 tid, struct call_args *out)
+{
+	struct call_args *ap = bpf_map_lookup_elem(&calls, &tid);
+	if (!ap)
+		return false;
+	*out = *ap;
+	bpf_map_delete_elem(&calls, &tid);
+	return true;
+}
+
 static __always_inline int exit_call(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_traced(pid_tgid >> 32))
+	struct call_args a;
+	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
 		return 0;
-	__u32 tid = (__u32)pid_tgid;
-	struct call_args *ap = bpf_map_lookup_elem(&calls, &tid);
-	if (!ap)
-		return 0;
-	struct call_args a = *ap;
-	bpf_map_delete_elem(&calls, &tid);
 	if (ret <= 0)
 		return 0;
 
@@ -562,14 +569,9 @@ static __always_inline int exit_call(long ret)
 static __always_inline int exit_mmsg(long ret, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_traced(pid_tgid >> 32))
+	struct call_args a;
+	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
 		return 0;
-	__u32 tid = (__u32)pid_tgid;
-	struct call_args *ap = bpf_map_lookup_elem(&calls, &tid);
-	if (!ap)
-		return 0;
-	struct call_args a = *ap;
-	bpf_map_delete_elem(&calls, &tid);
 	if (ret <= 0)
 		return 0;
 	struct sock *sk = fd_sock(a.fd);
