@@ -284,7 +284,9 @@ export async function linkNetns(scope: Scope, a: Netns | null, b: Netns | null):
     third = 1 + (randomBytes(1)[0] % 250);
     base = (randomBytes(1)[0] % 63) * 4;
   } while (third === 169 || taken.includes(`169.254.${third}.${base + 1}/`) || taken.includes(`169.254.${third}.${base + 2}/`));
-  const v6net = `fd00:5e9:${randomBytes(2).toString('hex')}:${randomBytes(2).toString('hex')}`;
+  // hextets without leading zeros: the canonical form the agent reports (RFC 5952)
+  const hextet = () => randomBytes(2).readUInt16BE(0).toString(16);
+  const v6net = `fd00:5e9:${hextet()}:${hextet()}`;
   const link: VethLink = { a4: `169.254.${third}.${base + 1}`, b4: `169.254.${third}.${base + 2}`, a6: `${v6net}::1`, b6: `${v6net}::2` };
   const ipIn = (ns: Netns | null, ...args: string[]) => execFileSync('ip', ns ? ['-n', ns.name, ...args] : args);
 
