@@ -2,6 +2,7 @@
 // The answer is sent only after `sink.accept` returned, i.e. after the spool append committed:
 // a 2xx means the spans survive a SIGKILL. Nothing of a batch is stored when the whole batch
 // is refused (413/415/401/503, or every point bad).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, gunzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -20,6 +21,86 @@ const gunzipAsync = promisify(gunzip);
 export const INGEST_PATH = '/v1/bpftracing';
 /** At most this many point errors are listed in one answer (`rejected` counts them all). */
 export const MAX_LISTED_ERRORS = 100;
+/**
+ * How much of an oversized body is read and thrown away before the 413 goes out: at least
+ * 64 MiB, 4 × max_body_bytes when that is more. Answering (and closing, as a refused upload
+ * must) while the client is still sending makes the kernel reset the connection over the
+ * unread bytes, and the client then sees EPIPE/ECONNRESET instead of the 413. Beyond the
+ * bound the answer goes out at once and the connection is cut.
+ */
+export function drainBound(maxBodyBytes: number): number {
+  return Math.max(64 * 1024 * 1024, 4 * maxBodyBytes);
+}
+
+function tooLarge(size: string, maxBytes: number) {
+  return seqError('SEQ_ERR_BODY_TOO_LARGE', `the body is ${size} bytes, over max_body_bytes = ${maxBytes} bytes; send smaller batches`, 413);
+}
+
+/**
+ * The body as one Buffer, at most `maxBytes`. An oversized one is read to its end and
+ * discarded (up to drainBound) before the 413, so that the client has sent everything and can
+ * read the answer; the 413 names the limit and the size (Content-Length, or the bytes read).
+ */
+function readBody(req: IncomingMessage, maxBytes: number, done: (err: Error | null, body?: Buffer) => void): void {
+  const announced = req.headers['content-length'] === undefined ? NaN : Number(req.headers['content-length']);
+  const bound = drainBound(maxBytes);
+  if (announced > bound) {
+    done(tooLarge(String(announced), maxBytes)); // too much to drain: answer now, the connection is cut
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let over = announced > maxBytes;
+  let finished = false;
+  const finish = (err: Error | null, body?: Buffer) => {
+    if (finished) return;
+    finished = true;
+    req.removeListener('data', onData);
+    req.removeListener('end', onEnd);
+    req.removeListener('error', onError);
+    done(err, body);
+  };
+  const onData = (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > maxBytes && !over) {
+      over = true;
+      chunks.length = 0; // from here on bytes are only counted
+    }
+    if (!over) chunks.push(chunk);
+    else if (received > bound) finish(tooLarge(`more than ${bound}`, maxBytes));
+  };
+  const onEnd = () => {
+    if (over) finish(tooLarge(String(Number.isNaN(announced) ? received : announced), maxBytes));
+    else if (!Number.isNaN(announced) && received !== announced) finish(seqError('SEQ_ERR_BAD_BODY', `the body has ${received} bytes, Content-Length said ${announced}`, 400));
+    else finish(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+  };
+  const onError = (e: Error) => finish(seqError('SEQ_ERR_BAD_BODY', `the body could not be read: ${e.message}`, 400));
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', onError);
+  req.resume();
+}
+
+/**
+ * `Expect: 100-continue` with a Content-Length over the limit is refused before the body is
+ * sent (curl asks so for bodies over 1 MiB); every other request goes on as usual.
+ */
+function refuseEarly(app: FastifyInstance, maxBytes: number, stats: IngestStats): void {
+  const server = app.server;
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const length = Number(req.headers['content-length']);
+    if (req.method === 'POST' && (req.url ?? '').split('?')[0] === INGEST_PATH && length > maxBytes) {
+      stats.requests++;
+      stats.failedRequests++;
+      const e = tooLarge(String(length), maxBytes);
+      res.writeHead(413, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+      res.end(JSON.stringify({ code: e.code, message: e.message }));
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
+}
 
 /** Where accepted spans go: the pipeline, which appends them to the spool before returning. */
 export interface IngestSink {
@@ -107,11 +188,12 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
   const { cfg, sink } = opts;
   const now = opts.now ?? Date.now;
   const stats: IngestStats = { requests: 0, failedRequests: 0, spansAccepted: 0, spansRejected: 0, bytesReceived: 0, bytesDecoded: 0 };
+  refuseEarly(app, cfg.max_body_bytes, stats);
 
   app.register(async (scope) => {
     // Every body arrives as raw bytes; the route decides format and encoding itself.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: cfg.max_body_bytes }, (_req, body, done) => done(null, body));
+    scope.addContentTypeParser('*', (req, payload, done) => readBody(payload, cfg.max_body_bytes, done));
 
     scope.addHook('onResponse', async (_req, reply) => {
       stats.requests++;
