@@ -4,14 +4,21 @@
 // checked in the store. Prints spans/s, ingest latency, CPU and peak RSS of the linker.
 //
 //   node --import tsx bench/linker.ts [--spans 3000000] [--rate 0] [--conns 4] [--batch 1000]
-//        [--window 20s] [--sampling 0.1] [--verify 300] [--url http://.. --pid N --db DIR]
+//        [--window 20s] [--sampling 0.1] [--verify 300] [--cpu 1|none] [--url http://.. --pid N --db DIR]
+//
+// "One core" is the linker's CPU time, all its threads (GC helpers, zlib's thread pool): the
+// figure is spans per CPU-second, printed for the send phase and for send + drain (the drain
+// emits and commits the traces whose windows closed after the last batch). By default the
+// spawned linker is pinned to the last CPU (taskset) and this process to the others, so that
+// even its helper threads share one core.
 //
 // --rate 0 sends as fast as the linker answers; --rate N paces N spans/s (--duration S
 // seconds instead of --spans). Batches are generated before the clock starts, in worker
 // threads, so the client costs the linker nothing while it is measured. See docs/linker.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, availableParallelism } from 'node:os';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, availableParallelism, loadavg } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -139,6 +146,29 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
 }
 
+/** CPU seconds per kind of thread (main, V8 GC/compiler helpers, libuv pool, ...) of a live process. */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = Number(tid) === pid ? 'main' : st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')).replace(/\d+$/, '').trim();
+      const f = st.slice(st.lastIndexOf(') ') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    } catch { /* thread ended */ }
+  }
+  return out;
+}
+
+function threadShares(before: Map<string, number>, after: Map<string, number>): string {
+  const d = [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const).filter(([, v]) => v > 0.005).sort((a, b) => b[1] - a[1]);
+  return d.map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ');
+}
+
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 async function metric(url: string, name: string): Promise<number> {
@@ -146,14 +176,15 @@ async function metric(url: string, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 }
 
-async function spawnLinker(dir: string, windowArg: string, sampling: string): Promise<{ proc: ChildProcess; url: string }> {
+async function spawnLinker(dir: string, windowArg: string, sampling: string, cpu: string): Promise<{ proc: ChildProcess; url: string }> {
   const conf = join(dir, 'seqtrace.toml');
   writeFileSync(conf, `[[inputs.ebpftrace]]\nsqlite_path = "${join(dir, 'db')}"\nwindow = "${windowArg}"\nsampling_rate = ${sampling}\n`);
   const bin = fileURLToPath(new URL('../bin/seqtrace', import.meta.url));
   // LINKER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the linker (node flags not allowed in NODE_OPTIONS).
   const nodeArgs = (process.env.LINKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-  const [cmd, args] = nodeArgs.length ? [process.execPath, [...nodeArgs, '--import', 'tsx', main, 'linker', '--config', conf]] : [bin, ['linker', '--config', conf]];
+  let [cmd, args] = nodeArgs.length ? [process.execPath, [...nodeArgs, '--import', 'tsx', main, 'linker', '--config', conf]] : [bin, ['linker', '--config', conf]];
+  if (cpu !== 'none') [cmd, args] = ['taskset', ['-c', cpu, cmd, ...args]]; // every thread of it on that CPU
   const proc = spawn(cmd, args, {
     env: { ...process.env, ENV_HTTP_LISTEN: '127.0.0.1:0' },
     stdio: ['ignore', 'inherit', 'pipe'],
@@ -182,6 +213,14 @@ async function main(): Promise<void> {
   const spansWanted = rate > 0 && duration > 0 ? rate * duration : Number(arg('spans', '3000000'));
   // Span times follow the expected send rate, so spans arrive about when they "happened".
   const timeRate = rate > 0 ? rate : Number(arg('assume-rate', '100000'));
+  // The linker on the last CPU, this process (and its generator workers) on the others.
+  const ncpu = availableParallelism();
+  const pinCpu = arg('cpu', ncpu > 1 ? String(ncpu - 1) : 'none');
+  if (pinCpu !== 'none' && !arg('url', '')) {
+    const others = Array.from({ length: ncpu }, (_, i) => i).filter((i) => String(i) !== pinCpu).join(',');
+    if (others) execFileSync('taskset', ['-apc', others, String(process.pid)], { stdio: 'ignore' });
+  }
+  console.log(`${new Date().toISOString()}, load average ${load()}, ${ncpu} CPUs, linker ${pinCpu === 'none' ? 'not pinned' : `pinned to CPU ${pinCpu}`}`);
 
   // Generate.
   const probe = templates().spans;
@@ -224,7 +263,7 @@ async function main(): Promise<void> {
   let tmp: string | undefined;
   if (!url) {
     tmp = mkdtempSync(join(tmpdir(), 'seqtrace-bench-'));
-    const s = await spawnLinker(tmp, windowArg, sampling);
+    const s = await spawnLinker(tmp, windowArg, sampling, pinCpu);
     child = s.proc;
     // Never leave the linker or its folder behind, whatever ends the bench.
     const cleanup = () => {
@@ -246,6 +285,7 @@ async function main(): Promise<void> {
   let peakRss = 0;
   const rssTrace: [number, number][] = [];
   const cpu0 = pid ? cpuSeconds(pid) : 0;
+  const threads0 = pid ? threadCpu(pid) : new Map<string, number>();
   const start = performance.now();
   const sampler = setInterval(() => {
     if (!pid) return;
@@ -279,11 +319,15 @@ async function main(): Promise<void> {
   }));
   const secs = (performance.now() - start) / 1000;
   const cpu = pid ? cpuSeconds(pid) - cpu0 : NaN;
+  const threadsSent = pid ? threadCpu(pid) : new Map<string, number>();
   lat.sort((a, b) => a - b);
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(1);
   console.log(`sent ${accepted} spans in ${secs.toFixed(1)} s: ${(accepted / secs).toFixed(0)} spans/s accepted; ${failed} failed requests`);
   console.log(`ingest latency per batch: p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1].toFixed(1)} ms`);
-  if (pid) console.log(`linker CPU ${cpu.toFixed(1)} s over ${secs.toFixed(1)} s (${((100 * cpu) / secs).toFixed(0)}% of one core; ${(accepted / cpu).toFixed(0)} spans per CPU-second)`);
+  if (pid) {
+    console.log(`linker CPU ${cpu.toFixed(1)} s over ${secs.toFixed(1)} s (${((100 * cpu) / secs).toFixed(0)}% of one core; ${(accepted / cpu).toFixed(0)} spans per CPU-second while sending)`);
+    console.log(`  by thread: ${threadShares(threads0, threadsSent)}`);
+  }
 
   // Let every window close, then check a sample of traces in the store.
   const drainStart = performance.now();
@@ -299,12 +343,18 @@ async function main(): Promise<void> {
   }
   clearInterval(sampler);
   if (pid) {
+    // Spans left open by the send phase are emitted (and the sampled ones committed) while
+    // draining: that CPU belongs to the same spans.
+    const cpuAll = cpuSeconds(pid) - cpu0;
+    console.log(`linker CPU send + drain ${cpuAll.toFixed(1)} s: ${(accepted / cpuAll).toFixed(0)} spans per CPU-second (${((1e6 * cpuAll) / accepted).toFixed(1)} µs a span); by thread over the drain: ${threadShares(threadsSent, threadCpu(pid))}`);
     const st = procStatus(pid);
     peakRss = Math.max(peakRss, st.hwm);
     console.log(`linker peak RSS ${mib(peakRss)} (VmHWM), RSS now ${mib(st.rss)}; drained in ${((performance.now() - drainStart) / 1000).toFixed(1)} s`);
     if (rssTrace.length > 6) {
       const third = rssTrace.slice(Math.floor(rssTrace.length / 3)).map((x) => x[1]);
       console.log(`RSS over the last two thirds of the run: min ${mib(Math.min(...third))}, max ${mib(Math.max(...third))}`);
+      const step = Math.max(1, Math.floor(rssTrace.length / 12));
+      console.log(`RSS over time: ${rssTrace.filter((_, i) => i % step === 0).map(([t, r]) => `${t.toFixed(0)} s ${mib(r)}`).join(', ')}`);
     }
   }
   const m = await (await fetch(`${url}/metrics`)).text();
@@ -354,6 +404,7 @@ async function verify(dbDir: string, samples: Sample[], rate: number): Promise<v
   } finally {
     store.close();
   }
+  console.log(`load average at the end ${load()}`);
   console.log(`verified ${samples.length} traces: ${kept} stored and linked exactly, ${dropped} sampled out as expected, ${bad} wrong`);
   if (bad) process.exitCode = 1;
 }

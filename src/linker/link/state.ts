@@ -17,7 +17,8 @@
 // The in-process implementation below is a set of Maps; waiter lists are intrusive (each
 // pending span carries the link to the next waiter on its group key and on its seq key), so
 // waiting allocates nothing.
-import type { LateSpan, PendingSpan } from './node.js';
+import { hex16 } from './ids.js';
+import type { LateSpan, PendingSpan, TraceRef } from './node.js';
 
 /** Which waiter list: thread-group entries/exits, seq-key entries/exits. */
 export const G_ENTRY = 0, G_EXIT = 1, S_ENTRY = 2, S_EXIT = 3;
@@ -51,25 +52,130 @@ export interface JoinState {
   lateCount(): number;
 }
 
+/** The 64 bits of a 16-hex span id as two words (no substring allocated). */
+function idWord(id: string, from: number): number {
+  let w = 0;
+  for (let i = from; i < from + 8; i++) {
+    const c = id.charCodeAt(i);
+    w = (w << 4) | (c <= 57 ? c - 48 : c - 87);
+  }
+  return w >>> 0;
+}
+
+const F_ENTRY = 1, F_SEQ_MATCHED = 2;
+
+/**
+ * The late index in columns: one slot per remembered span in typed arrays (about 76 bytes a
+ * record, with the keys' Map entries ~110) instead of one object per span (~250 bytes with
+ * its span id string), which at 1,000,000 records was a few hundred MB of old-generation
+ * heap for the GC to trace. Records are numbered in emission order (`seq`); slot = seq mod
+ * capacity; the capacity doubles on demand up to maxLateKeys. The Maps from key to record
+ * hold seq numbers; a LateSpan object is made only when a lookup hits.
+ */
+function createLateColumns(maxKeys: number) {
+  let cap = 0;
+  let idA = new Uint32Array(0), idB = new Uint32Array(0);
+  let flags = new Uint8Array(0);
+  let gkey = new Int32Array(0), gchk = new Int32Array(0), skey = new Int32Array(0);
+  let reqSeq = new Uint32Array(0), respSeq = new Uint32Array(0);
+  let startUs = new Float64Array(0), endUs = new Float64Array(0), expireAt = new Float64Array(0);
+  let srcPort = new Uint16Array(0), dstPort = new Uint16Array(0);
+  let srcIpH = new Int32Array(0), dstIpH = new Int32Array(0);
+  let trace: (TraceRef | undefined)[] = [];
+  let head = 0; // oldest live seq
+  let tail = 0; // next seq
+
+  function grow(): void {
+    const next = Math.min(maxKeys, Math.max(4096, cap * 2));
+    const move = <T extends Uint32Array | Uint8Array | Int32Array | Float64Array | Uint16Array>(old: T, make: (n: number) => T): T => {
+      const a = make(next);
+      for (let q = head; q < tail; q++) a[q % next] = old[q % cap];
+      return a;
+    };
+    idA = move(idA, (n) => new Uint32Array(n)); idB = move(idB, (n) => new Uint32Array(n));
+    flags = move(flags, (n) => new Uint8Array(n));
+    gkey = move(gkey, (n) => new Int32Array(n)); gchk = move(gchk, (n) => new Int32Array(n)); skey = move(skey, (n) => new Int32Array(n));
+    reqSeq = move(reqSeq, (n) => new Uint32Array(n)); respSeq = move(respSeq, (n) => new Uint32Array(n));
+    startUs = move(startUs, (n) => new Float64Array(n)); endUs = move(endUs, (n) => new Float64Array(n)); expireAt = move(expireAt, (n) => new Float64Array(n));
+    srcPort = move(srcPort, (n) => new Uint16Array(n)); dstPort = move(dstPort, (n) => new Uint16Array(n));
+    srcIpH = move(srcIpH, (n) => new Int32Array(n)); dstIpH = move(dstIpH, (n) => new Int32Array(n));
+    const t: (TraceRef | undefined)[] = new Array(next).fill(undefined);
+    for (let q = head; q < tail; q++) t[q % next] = trace[q % cap];
+    trace = t;
+    cap = next;
+  }
+
+  return {
+    count: () => tail - head,
+    oldest: () => head,
+    end: () => tail,
+    expireAt: (q: number) => expireAt[q % cap],
+    gkeyOf: (q: number) => gkey[q % cap],
+    skeyOf: (q: number) => skey[q % cap],
+    isEntry: (q: number) => (flags[q % cap] & F_ENTRY) !== 0,
+    sameSpan(q: number, id: string): boolean {
+      const i = q % cap;
+      return idA[i] === idWord(id, 0) && idB[i] === idWord(id, 8);
+    },
+    /** Appends a record; the caller makes room first (count < maxKeys). */
+    push(ls: LateSpan): number {
+      if (tail - head >= cap) grow();
+      const q = tail++;
+      const i = q % cap;
+      idA[i] = idWord(ls.spanId, 0); idB[i] = idWord(ls.spanId, 8);
+      flags[i] = (ls.entry ? F_ENTRY : 0) | (ls.seqMatched ? F_SEQ_MATCHED : 0);
+      gkey[i] = ls.gkey; gchk[i] = ls.gchk; skey[i] = ls.skey;
+      reqSeq[i] = ls.reqSeq; respSeq[i] = ls.respSeq;
+      startUs[i] = ls.startUs; endUs[i] = ls.endUs; expireAt[i] = ls.expireAtMs;
+      srcPort[i] = ls.srcPort; dstPort[i] = ls.dstPort; srcIpH[i] = ls.srcIpH; dstIpH[i] = ls.dstIpH;
+      trace[i] = ls.trace;
+      return q;
+    },
+    /** Forgets the oldest record (its trace reference goes with it). */
+    shift(): number {
+      const q = head++;
+      trace[q % cap] = undefined;
+      return q;
+    },
+    settle(q: number): void {
+      flags[q % cap] |= F_SEQ_MATCHED;
+    },
+    /** The record as an object (only when a lookup hits: rare, late spans and key collisions). */
+    record(q: number): LateSpan {
+      const i = q % cap;
+      return {
+        spanId: hex16(idA[i], idB[i]), entry: (flags[i] & F_ENTRY) !== 0, gkey: gkey[i], gchk: gchk[i], skey: skey[i],
+        reqSeq: reqSeq[i], respSeq: respSeq[i], startUs: startUs[i], endUs: endUs[i], srcPort: srcPort[i], dstPort: dstPort[i],
+        srcIpH: srcIpH[i], dstIpH: dstIpH[i], trace: trace[i]!, seqMatched: (flags[i] & F_SEQ_MATCHED) !== 0, expireAtMs: expireAt[i],
+      };
+    },
+    /** Drops everything once nothing is live (memory back at idle). */
+    reset(): void {
+      if (head !== tail || cap === 0) return;
+      cap = 0; head = 0; tail = 0;
+      idA = idB = reqSeq = respSeq = new Uint32Array(0);
+      flags = new Uint8Array(0);
+      gkey = gchk = skey = srcIpH = dstIpH = new Int32Array(0);
+      startUs = endUs = expireAt = new Float64Array(0);
+      srcPort = dstPort = new Uint16Array(0);
+      trace = [];
+    },
+  };
+}
+
 export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState {
   const tables: Map<number, PendingSpan>[] = [new Map(), new Map(), new Map(), new Map()];
   const frozenById = new Map<string, PendingSpan>();
-  const lateGroups = new Map<number, LateSpan>();
-  const lateSeqs = new Map<number, LateSpan>();
-  // Records in emission order: expiry times only grow, so the oldest is always first.
-  let queue: LateSpan[] = [];
-  let head = 0;
+  // key → seq of the record in `late`.
+  const lateGroups = new Map<number, number>();
+  const lateSeqs = new Map<number, number>();
+  const late = createLateColumns(opts.maxLateKeys);
 
-  function drop(ls: LateSpan): void {
-    if (ls.gkey >= 0 && lateGroups.get(ls.gkey) === ls) lateGroups.delete(ls.gkey);
-    if (ls.skey >= 0 && lateSeqs.get(ls.skey) === ls) lateSeqs.delete(ls.skey);
-  }
-
-  function compact(): void {
-    if (head > 4096 && head * 2 > queue.length) {
-      queue = queue.slice(head);
-      head = 0;
-    }
+  function dropOldest(): void {
+    const q = late.shift();
+    const g = late.gkeyOf(q), k = late.skeyOf(q);
+    if (g >= 0 && lateGroups.get(g) === q) lateGroups.delete(g);
+    if (k >= 0 && lateSeqs.get(k) === q) lateSeqs.delete(k);
   }
 
   return {
@@ -108,34 +214,40 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
     },
     frozenCount: () => frozenById.size,
 
-    lateGroup: (key) => lateGroups.get(key),
-    lateSeq: (key) => lateSeqs.get(key),
+    lateGroup(key) {
+      const q = lateGroups.get(key);
+      return q === undefined ? undefined : late.record(q);
+    },
+    lateSeq(key) {
+      const q = lateSeqs.get(key);
+      return q === undefined ? undefined : late.record(q);
+    },
     remember(ls) {
-      let indexed = false;
-      if (ls.entry && ls.gkey >= 0) {
-        lateGroups.set(ls.gkey, ls);
-        indexed = true;
-      }
-      if (ls.skey >= 0 && !ls.seqMatched) {
-        lateSeqs.set(ls.skey, ls);
-        indexed = true;
-      }
-      if (!indexed) return;
-      queue.push(ls);
-      while (queue.length - head > opts.maxLateKeys) drop(queue[head++]);
-      compact();
+      const byGroup = ls.entry && ls.gkey >= 0;
+      const bySeq = ls.skey >= 0 && !ls.seqMatched;
+      if ((!byGroup && !bySeq) || opts.maxLateKeys <= 0) return;
+      while (late.count() >= opts.maxLateKeys) dropOldest(); // room first: the oldest slot is reused
+      const q = late.push(ls);
+      if (byGroup) lateGroups.set(ls.gkey, q);
+      if (bySeq) lateSeqs.set(ls.skey, q);
     },
     settle(ls) {
       ls.seqMatched = true;
-      if (ls.skey >= 0 && lateSeqs.get(ls.skey) === ls) lateSeqs.delete(ls.skey);
+      // The record may be reachable by its seq key, or (replaced there by a colliding key) by
+      // its group key only: mark it wherever it is, drop it from the seq index.
+      const bySeq = ls.skey >= 0 ? lateSeqs.get(ls.skey) : undefined;
+      if (bySeq !== undefined && late.sameSpan(bySeq, ls.spanId)) {
+        late.settle(bySeq);
+        lateSeqs.delete(ls.skey);
+        return;
+      }
+      const byGroup = ls.entry && ls.gkey >= 0 ? lateGroups.get(ls.gkey) : undefined;
+      if (byGroup !== undefined && late.sameSpan(byGroup, ls.spanId)) late.settle(byGroup);
     },
     expire(nowMs) {
-      while (head < queue.length && queue[head].expireAtMs <= nowMs) drop(queue[head++]);
-      if (head === queue.length) {
-        queue = [];
-        head = 0;
-      } else compact();
+      while (late.count() > 0 && late.expireAt(late.oldest()) <= nowMs) dropOldest();
+      late.reset();
     },
-    lateCount: () => queue.length - head,
+    lateCount: () => late.count(),
   };
 }
