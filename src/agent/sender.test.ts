@@ -87,23 +87,53 @@ test('linker down, then up: spans are retried and arrive gzipped with the token'
   }
 });
 
-test('bounded memory: beyond send_buffer_bytes the oldest spans are dropped and counted', async () => {
+test('bounded memory: beyond send_buffer_bytes the oldest batches are dropped and their spans counted', async () => {
   const port = await freePort();
-  const lineBytes = encodeSpans([span(99)]).length;
-  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: lineBytes * 5, flushIntervalMs: 10_000, maxBatchSpans: 1000, retryInitialMs: 10_000, log: () => {} });
-  for (let i = 0; i < 100; i++) sender.send(span(i));
-  const st = sender.stats();
-  assert.ok(st.dropped >= 90, `dropped ${st.dropped}`);
-  assert.ok(st.queueDepth <= 5 && st.queueDepth > 0);
+  const bound = 2000; // compressed bytes: a few batches of 10 spans
+  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: bound, flushIntervalMs: 10_000, maxBatchSpans: 10, retryInitialMs: 300, retryMaxMs: 300, log: () => {} });
   const received: Received[] = [];
-  const srv = await linker(port, received);
+  let srv: Server | null = null;
   try {
+    for (let i = 0; i < 200; i++) sender.send(span(i));
+    // Every span is accounted for at any moment; wait until all batches are compressed and queued.
+    await until(() => { const s = sender.stats(); return s.dropped > 0 && s.queueDepth + s.inFlight + s.dropped === 200 && s.queueBytes <= bound; });
+    await new Promise((r) => setTimeout(r, 100));
+    const st = sender.stats();
+    assert.equal(st.queueDepth + st.inFlight + st.dropped + st.sent, 200);
+    assert.ok(st.dropped >= 100, `dropped ${st.dropped}`);
+    assert.ok(st.queueBytes <= bound, `queue holds ${st.queueBytes} bytes, bound ${bound}`);
+    assert.ok(st.queueDepth > 0);
+    srv = await linker(port, received);
     await sender.flush();
     const got = decodeLineProtocol(received.map((r) => r.lines).join('')).points;
-    assert.equal(got.length, st.queueDepth);
+    assert.equal(got.length, 200 - st.dropped);
+    assert.equal(sender.stats().sent, 200 - st.dropped);
     // The newest spans were kept.
-    assert.match(received.at(-1)!.lines, /req_seq=99i/);
+    assert.match(received.at(-1)!.lines, /req_seq=199i/);
     assert.equal(received[0].auth, undefined, 'no token configured: no Authorization header');
+  } finally {
+    await sender.close(100);
+    if (srv) await new Promise((r) => srv!.close(r));
+  }
+});
+
+test('a batch is sealed at maxBatchSpans: lines are whole and in order across batches', async () => {
+  const received: Received[] = [];
+  const srv = await linker(0, received);
+  const port = (srv.address() as AddressInfo).port;
+  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 10_000, maxBatchSpans: 7, log: () => {} });
+  try {
+    for (let i = 0; i < 50; i++) sender.send({ ...span(i), service: i % 2 ? 'sérvice-ü' : 'svc' });
+    await sender.flush();
+    assert.equal(received.length, 8);
+    const pts = decodeLineProtocol(received.map((r) => r.lines).join('')).points;
+    assert.equal(pts.length, 50);
+    assert.deepEqual(pts.map((p) => p.fields.req_seq), Array.from({ length: 50 }, (_, i) => i));
+    assert.equal(pts[1].fields.service, 'sérvice-ü');
+    assert.equal(received.map((r) => r.lines).join(''), encodeSpans(Array.from({ length: 50 }, (_, i) => ({ ...span(i), service: i % 2 ? 'sérvice-ü' : 'svc' }))));
+    const st = sender.stats();
+    assert.equal(st.sent, 50);
+    assert.equal(st.queueDepth + st.inFlight + st.queueBytes, 0);
   } finally {
     await sender.close();
     await new Promise((r) => srv.close(r));

@@ -1,18 +1,25 @@
 // Spans → the linker: line protocol, gzip, POST {trace_server}/v1/bpftracing.
 //
-// Each span is encoded once, when it is made (./encode.ts: the shared encoder's output, built
-// faster), and queued as its line: the queue is weighed in
-// bytes, so `send_buffer_bytes` bounds memory exactly while the linker is unreachable (the
-// oldest lines are dropped and counted beyond it). Batching, retries with backoff and the
-// counting are the shared exporter helper's (src/export/exporter-helper.ts).
+// Each span is encoded once, when it is made (./encode.ts), and its line is written at once
+// into the batch being built: a Buffer outside the JS heap. The line string dies young, so the
+// garbage collector never copies or marks it. Queueing strings for up to a second (the flush
+// interval) made every one of them survive two scavenges and be promoted: at tens of thousands
+// of spans a second the old generation filled with lines, and GC (main thread and helpers)
+// cost more than the parsing (docs/agent.md, "Overhead of the running agent").
+//
+// A batch is sealed at maxBatchSpans spans, at BATCH_BYTES or after flushIntervalMs, gzipped
+// (level 1, in the libuv pool, one batch at a time so that order is kept) and queued
+// compressed. The queue is weighed in compressed bytes and bounded by `send_buffer_bytes`:
+// beyond it the oldest batches are dropped and their spans counted. Retries with backoff are
+// the shared exporter helper's (src/export/exporter-helper.ts), one batch per POST.
 import { gzip } from 'node:zlib';
-import { promisify } from 'node:util';
 import type { EbpfSpan } from '../span/span.js';
 import { encodeSpanLine } from './encode.js';
 import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
 import { seqError } from '../errors.js';
 
-const gzipAsync = promisify(gzip);
+/** Most bytes of lines in one batch (before compression). */
+const BATCH_BYTES = 4 << 20;
 
 export interface SenderOptions {
   /** `host:port`, `[v6]:port` or an http(s) URL (its path, if any, is the prefix of /v1/bpftracing). */
@@ -32,10 +39,17 @@ export interface SenderOptions {
   log?: (msg: string) => void;
 }
 
+/**
+ * Counts are spans (sent, failed, rejected, dropped, queueDepth, inFlight), except retries
+ * and batches*, which count POSTs.
+ */
 export interface SenderStats extends ExporterStats {
   /** Spans the linker answered 200 for but rejected as malformed. */
   rejectedByLinker: number;
+  /** Compressed bytes posted. */
   bytesSent: number;
+  /** Bytes held for sending now: the batch being built (uncompressed) plus the compressed queue. */
+  queueBytes: number;
 }
 
 export interface Sender {
@@ -63,6 +77,11 @@ export function ingestUrl(traceServer: string): string {
   return `${u.protocol}//${u.host}${path}`;
 }
 
+interface Batch {
+  body: Buffer;
+  spans: number;
+}
+
 export function createSender(opts: SenderOptions): Sender {
   const url = ingestUrl(opts.traceServer);
   const log = opts.log ?? ((m: string) => console.error(m));
@@ -71,25 +90,50 @@ export function createSender(opts: SenderOptions): Sender {
     const now = Date.now();
     if (now - lastLog > 10_000) { lastLog = now; log(m); }
   };
+  const maxBatchSpans = opts.maxBatchSpans ?? 5000;
+  const flushIntervalMs = opts.flushIntervalMs ?? 1000;
+  // A batch being built counts against the bound too.
+  const batchCap = Math.max(256, Math.min(BATCH_BYTES, opts.sendBufferBytes));
   let rejectedByLinker = 0;
   let bytesSent = 0;
+  // Span counts (the helper counts batches).
+  let sent = 0, failed = 0, rejected = 0, dropped = 0, inFlight = 0;
   const headers: Record<string, string> = { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' };
   if (opts.ingestToken) headers.Authorization = `Bearer ${opts.ingestToken}`;
 
-  const helper = createExporterHelper<string>({
-    maxBatch: opts.maxBatchSpans ?? 5000,
+  // The batch being built; buffers are reused once their batch is compressed.
+  let raw: Buffer = Buffer.allocUnsafeSlow(batchCap);
+  let rawLen = 0;
+  let rawSpans = 0;
+  const spare: Buffer[] = [];
+  let flushTimer: NodeJS.Timeout | undefined;
+  // Sealed batches not compressed yet (one is in the pool at a time).
+  const toCompress: Batch[] = [];
+  let compressing: Batch | null = null;
+  let compressedWaiters: (() => void)[] = [];
+  // Batches in the helper's queue, oldest first (the helper drops and takes from the head).
+  const queued: Batch[] = [];
+  let queuedBytes = 0;
+  let closing = false;
+
+  const helper = createExporterHelper<Batch>({
+    maxBatch: 1,
     maxQueue: opts.sendBufferBytes,
-    flushIntervalMs: opts.flushIntervalMs ?? 1000,
+    flushIntervalMs,
     retry: { initialMs: opts.retryInitialMs ?? 200, maxMs: opts.retryMaxMs ?? 5000, maxElapsedMs: opts.retryMaxElapsedMs ?? 600_000 },
-    weigh: (line) => line.length,
+    weigh: (b) => b.body.length,
     // 500 from a linker that is starting or failing is worth retrying too; 4xx is not.
     classify: (err) => (err instanceof HttpStatusError && err.status === 500 ? 'retry' : classifyHttpError(err)),
     async send(batch, signal) {
-      // level 1: 1.0 µs a span instead of 2.4 at the default level, for a ratio of 16 instead of 20
-      const body = await gzipAsync(Buffer.from(batch.join(''), 'utf8'), { level: 1 });
+      const b = batch[0];
+      if (queued[0] === b) {
+        queued.shift();
+        queuedBytes -= b.body.length;
+        inFlight += b.spans;
+      }
       let res: Response;
       try {
-        res = await fetch(url, { method: 'POST', headers, body, signal });
+        res = await fetch(url, { method: 'POST', headers, body: new Uint8Array(b.body.buffer as ArrayBuffer, b.body.byteOffset, b.body.length), signal });
       } catch (e) {
         report(`seqtrace agent: cannot reach the linker at ${url}: ${(e as Error).cause ?? (e as Error).message} (retrying)`);
         throw e;
@@ -99,7 +143,7 @@ export function createSender(opts: SenderOptions): Sender {
         report(`seqtrace agent: linker at ${url} answered ${res.status}: ${text.slice(0, 300)}`);
         throw new HttpStatusError(res.status, text.slice(0, 300), parseRetryAfter(res.headers.get('retry-after')));
       }
-      bytesSent += body.length;
+      bytesSent += b.body.length;
       try {
         const r = JSON.parse(text) as { rejected?: number; errors?: unknown[] };
         if (r.rejected) {
@@ -110,18 +154,121 @@ export function createSender(opts: SenderOptions): Sender {
         // A linker that answers 200 without a JSON body (DataKit) accepted everything.
       }
     },
+    onSent(batch) {
+      sent += batch[0].spans;
+      inFlight -= batch[0].spans;
+    },
+    onDrop(count) {
+      // The queue was full: the helper dropped its `count` oldest batches.
+      for (let i = 0; i < count && queued.length > 0; i++) {
+        const b = queued.shift()!;
+        queuedBytes -= b.body.length;
+        dropped += b.spans;
+      }
+    },
     onGiveUp(batch, reason, err) {
-      report(`seqtrace agent: gave up on ${batch.length} span(s) (${reason}): ${(err as Error | undefined)?.message ?? ''}`);
+      let n = 0;
+      for (const b of batch) {
+        n += b.spans;
+        const i = queued.indexOf(b);
+        if (i >= 0) { queued.splice(i, 1); queuedBytes -= b.body.length; } else inFlight -= b.spans;
+      }
+      failed += n;
+      if (reason === 'rejected') rejected += n;
+      report(`seqtrace agent: gave up on ${n} span(s) (${reason}): ${(err as Error | undefined)?.message ?? ''}`);
     },
   });
+
+  function seal(): void {
+    if (flushTimer) { clearTimeout(flushTimer); flushTimer = undefined; }
+    if (rawSpans === 0) return;
+    toCompress.push({ body: raw.subarray(0, rawLen), spans: rawSpans });
+    raw = spare.pop() ?? Buffer.allocUnsafeSlow(batchCap);
+    rawLen = 0;
+    rawSpans = 0;
+    compressNext();
+  }
+
+  function compressNext(): void {
+    if (compressing || toCompress.length === 0) return;
+    const b = toCompress.shift()!;
+    compressing = b;
+    // level 1: 1.0 µs a span instead of 2.4 at the default level, for a ratio of 16 instead of 20
+    gzip(b.body, { level: 1 }, (err, body) => {
+      compressing = null;
+      if (spare.length < 2) spare.push(Buffer.from(b.body.buffer, b.body.byteOffset, batchCap));
+      if (err) {
+        failed += b.spans;
+        report(`seqtrace agent: cannot compress ${b.spans} span(s): ${err.message}`);
+      } else {
+        const c: Batch = { body, spans: b.spans };
+        if (body.length > opts.sendBufferBytes) {
+          dropped += b.spans;
+        } else {
+          queued.push(c);
+          queuedBytes += body.length;
+          helper.enqueue(c);
+        }
+      }
+      compressNext();
+      if (!compressing) {
+        const w = compressedWaiters;
+        compressedWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  }
+
+  /** Resolves when every sealed batch is in the helper's queue. */
+  function compressed(): Promise<void> {
+    if (!compressing && toCompress.length === 0) return Promise.resolve();
+    return new Promise((resolve) => compressedWaiters.push(resolve));
+  }
+
+  function pendingSpans(): number {
+    let n = rawSpans + (compressing?.spans ?? 0);
+    for (const b of toCompress) n += b.spans;
+    for (const b of queued) n += b.spans;
+    return n;
+  }
 
   return {
     url,
     send(span) {
-      helper.enqueue(encodeSpanLine(span));
+      if (closing) { dropped++; return; }
+      const line = encodeSpanLine(span);
+      // A line is at most 3 bytes per UTF-16 unit; measure exactly only when that may not fit.
+      if (rawLen + line.length * 3 > batchCap) {
+        const need = Buffer.byteLength(line);
+        if (rawLen + need > batchCap) {
+          seal();
+          if (need > batchCap) { dropped++; return; }
+        }
+      }
+      rawLen += raw.write(line, rawLen);
+      if (++rawSpans >= maxBatchSpans) seal();
+      else if (!flushTimer) {
+        flushTimer = setTimeout(seal, flushIntervalMs);
+        flushTimer.unref();
+      }
     },
-    flush: () => helper.flush(),
-    close: (timeoutMs = 3000) => helper.stop(timeoutMs),
-    stats: () => ({ ...helper.stats(), rejectedByLinker, bytesSent }),
+    async flush() {
+      seal();
+      await compressed();
+      await helper.flush();
+    },
+    async close(timeoutMs = 3000) {
+      seal();
+      closing = true;
+      await compressed();
+      await helper.stop(timeoutMs);
+    },
+    stats: () => {
+      const h = helper.stats();
+      return {
+        ...h, sent, failed, rejected, dropped, inFlight, queueDepth: pendingSpans(),
+        rejectedByLinker, bytesSent, queueBytes: rawLen + (compressing?.body.length ?? 0) + queuedBytes,
+      };
+    },
   };
 }

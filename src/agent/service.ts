@@ -244,6 +244,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number): Registry {
   r.collect(`${p}spans_rejected_by_linker_total`, 'spans the linker rejected as malformed', 'counter', () => s().sender.rejectedByLinker);
   r.collect(`${p}send_retries_total`, 'retried POSTs to the linker', 'counter', () => s().sender.retries);
   r.collect(`${p}send_queue_spans`, 'spans waiting to be sent', 'gauge', () => s().sender.queueDepth + s().sender.inFlight);
+  r.collect(`${p}send_queue_bytes`, 'bytes held for sending: the batch being built plus the compressed queue (bounded by send_buffer_bytes)', 'gauge', () => s().sender.queueBytes);
   r.collect(`${p}traced_processes`, 'processes selected for tracing', 'gauge', () => s().procs.traced);
   r.collect(`${p}pid_command_errors_total`, 'add/remove pid commands the loader refused', 'counter', () => s().pidErrors);
   return r;

@@ -1,0 +1,44 @@
+// A stand-in for the linker in bench/agent-overhead.sh: accepts POST /v1/bpftracing (gzip),
+// counts the spans (lines) and answers like the linker, spending as little CPU as it can, so
+// that the agent's figures are not disturbed by the linker's own work (≈ 30–50 µs per span on
+// the CPU the bench shares with wrk). GET /metrics shows seqtrace_spans_accepted_total.
+// Prints its base URL on stdout.
+//
+//   node --import tsx bench/agent-sink.ts [port=0]
+import { createServer } from 'node:http';
+import { gunzip } from 'node:zlib';
+import type { AddressInfo } from 'node:net';
+
+let accepted = 0;
+let posts = 0;
+let bytes = 0;
+const srv = createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/metrics') {
+    res.end(`seqtrace_spans_accepted_total ${accepted}\nseqtrace_sink_posts_total ${posts}\nseqtrace_sink_bytes_total ${bytes}\n`);
+    return;
+  }
+  if (req.method !== 'POST' || !req.url?.endsWith('/v1/bpftracing')) {
+    res.writeHead(404).end();
+    return;
+  }
+  const parts: Buffer[] = [];
+  req.on('data', (d: Buffer) => parts.push(d));
+  req.on('end', () => {
+    const body = Buffer.concat(parts);
+    const gz = req.headers['content-encoding'] === 'gzip';
+    const done = (err: Error | null, text: Buffer) => {
+      if (err) { res.writeHead(400).end(err.message); return; }
+      let n = 0;
+      for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) n++;
+      accepted += n;
+      posts++;
+      bytes += body.length;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`{"accepted":${n},"rejected":0,"errors":[]}`);
+    };
+    if (gz) gunzip(body, done); else done(null, body);
+  });
+});
+srv.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
+  console.log(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`);
+});
+process.on('SIGTERM', () => srv.close(() => process.exit(0)));
