@@ -13,7 +13,7 @@
 import type { EmittedTrace } from '../joiner.js';
 import type { LinkedSpan } from '../../span/span.js';
 import { linkedSpan } from './linked.js';
-import { ipHash, normaliseAppTraceId, traceIdOf } from './ids.js';
+import { ipHash, normaliseAppTraceId, spanIdentity, traceIdOf, type SpanIdentity } from './ids.js';
 import type { LateSpan, PendingSpan, TraceRef } from './node.js';
 import { isErrorSpan, keptByRate } from './sampling.js';
 import type { JoinState } from './state.js';
@@ -107,6 +107,7 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
 
 const fresh: Fresh[] = [];
 const stack: PendingSpan[] = [];
+const rootIdent: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
 
 export function emitCluster(
   members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
@@ -163,7 +164,10 @@ export function emitCluster(
     for (let k = 0; k < fresh.length; k++) {
       const f = fresh[k];
       const r = f.root;
-      const ebpfTraceId = traceIdOf(r.a, r.b, r.c, r.d);
+      // The root's identity again (one hash per trace) rather than four lanes kept on every
+      // pending span for the whole window.
+      spanIdentity(r.span!, rootIdent);
+      const ebpfTraceId = traceIdOf(rootIdent.a, rootIdent.b, rootIdent.c, rootIdent.d);
       const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
       const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
       r.tref = { traceId, ebpfTraceId, sampled };

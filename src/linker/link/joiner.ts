@@ -148,7 +148,6 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     }
 
     const p = newPending(span, null, ident.spanId, null);
-    p.a = ident.a; p.b = ident.b; p.c = ident.c; p.d = ident.d;
     p.batchId = batchId;
     p.entry = entry;
     p.reqSeq = span.reqSeq;

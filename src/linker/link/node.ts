@@ -47,7 +47,6 @@ export interface Cluster {
 /** A span waiting in an open cluster: either a new span, or a frozen one from the late index. */
 export interface PendingSpan {
   spanId: string;
-  a: number; b: number; c: number; d: number; // identity hash lanes
   /** null for a frozen span (already emitted; taken from the late index to join late spans). */
   span: EbpfSpan | null;
   frozen: LateSpan | null;
@@ -84,7 +83,7 @@ export interface PendingSpan {
 
 export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster | null): PendingSpan {
   return {
-    spanId, a: 0, b: 0, c: 0, d: 0, span, frozen, dupOf: null, batchId: -1,
+    spanId, span, frozen, dupOf: null, batchId: -1,
     entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0, srcPort: 0, dstPort: 0,
     cluster, gNext: null, sNext: null, parent: null, seqLinked: false, best: null, bestScore: -1, bestTie: false, hasCandidates: false,
     mark: 0, depth: 0, root: null, tref: null,
