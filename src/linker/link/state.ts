@@ -85,43 +85,54 @@ function createLateColumns(maxKeys: number) {
   let head = 0; // oldest live seq
   let tail = 0; // next seq
 
+  let base = 0; // slot of seq q is (q - base) % cap
+
+  /** A bigger ring: the live records are copied to the start of new arrays (memcpy). */
   function grow(): void {
     const next = Math.min(maxKeys, Math.max(4096, cap * 2));
-    const move = <T extends Uint32Array | Uint8Array | Int32Array | Float64Array | Uint16Array>(old: T, make: (n: number) => T): T => {
-      const a = make(next);
-      for (let q = head; q < tail; q++) a[q % next] = old[q % cap];
+    const count = tail - head;
+    const from = cap === 0 ? 0 : (head - base) % cap;
+    const first = Math.min(count, cap - from);
+    function move<T extends Uint32Array | Uint8Array | Int32Array | Float64Array | Uint16Array>(old: T, a: T): T {
+      if (count > 0) {
+        a.set(old.subarray(from, from + first), 0);
+        if (count > first) a.set(old.subarray(0, count - first), first);
+      }
       return a;
-    };
-    idA = move(idA, (n) => new Uint32Array(n)); idB = move(idB, (n) => new Uint32Array(n));
-    flags = move(flags, (n) => new Uint8Array(n));
-    gkey = move(gkey, (n) => new Int32Array(n)); gchk = move(gchk, (n) => new Int32Array(n)); skey = move(skey, (n) => new Int32Array(n));
-    reqSeq = move(reqSeq, (n) => new Uint32Array(n)); respSeq = move(respSeq, (n) => new Uint32Array(n));
-    startUs = move(startUs, (n) => new Float64Array(n)); endUs = move(endUs, (n) => new Float64Array(n)); expireAt = move(expireAt, (n) => new Float64Array(n));
-    srcPort = move(srcPort, (n) => new Uint16Array(n)); dstPort = move(dstPort, (n) => new Uint16Array(n));
-    srcIpH = move(srcIpH, (n) => new Int32Array(n)); dstIpH = move(dstIpH, (n) => new Int32Array(n));
+    }
+    idA = move(idA, new Uint32Array(next)); idB = move(idB, new Uint32Array(next));
+    flags = move(flags, new Uint8Array(next));
+    gkey = move(gkey, new Int32Array(next)); gchk = move(gchk, new Int32Array(next)); skey = move(skey, new Int32Array(next));
+    reqSeq = move(reqSeq, new Uint32Array(next)); respSeq = move(respSeq, new Uint32Array(next));
+    startUs = move(startUs, new Float64Array(next)); endUs = move(endUs, new Float64Array(next)); expireAt = move(expireAt, new Float64Array(next));
+    srcPort = move(srcPort, new Uint16Array(next)); dstPort = move(dstPort, new Uint16Array(next));
+    srcIpH = move(srcIpH, new Int32Array(next)); dstIpH = move(dstIpH, new Int32Array(next));
     const t: (TraceRef | undefined)[] = new Array(next).fill(undefined);
-    for (let q = head; q < tail; q++) t[q % next] = trace[q % cap];
+    for (let k = 0; k < count; k++) t[k] = trace[(from + k) % cap];
     trace = t;
     cap = next;
+    base = head;
   }
+
+  const slot = (q: number) => (q - base) % cap;
 
   return {
     count: () => tail - head,
     oldest: () => head,
     end: () => tail,
-    expireAt: (q: number) => expireAt[q % cap],
-    gkeyOf: (q: number) => gkey[q % cap],
-    skeyOf: (q: number) => skey[q % cap],
-    isEntry: (q: number) => (flags[q % cap] & F_ENTRY) !== 0,
+    expireAt: (q: number) => expireAt[slot(q)],
+    gkeyOf: (q: number) => gkey[slot(q)],
+    skeyOf: (q: number) => skey[slot(q)],
+    isEntry: (q: number) => (flags[slot(q)] & F_ENTRY) !== 0,
     sameSpan(q: number, id: string): boolean {
-      const i = q % cap;
+      const i = slot(q);
       return idA[i] === idWord(id, 0) && idB[i] === idWord(id, 8);
     },
     /** Appends a record; the caller makes room first (count < maxKeys). */
     push(ls: LateSpan): number {
       if (tail - head >= cap) grow();
       const q = tail++;
-      const i = q % cap;
+      const i = slot(q);
       idA[i] = idWord(ls.spanId, 0); idB[i] = idWord(ls.spanId, 8);
       flags[i] = (ls.entry ? F_ENTRY : 0) | (ls.seqMatched ? F_SEQ_MATCHED : 0);
       gkey[i] = ls.gkey; gchk[i] = ls.gchk; skey[i] = ls.skey;
@@ -134,15 +145,15 @@ function createLateColumns(maxKeys: number) {
     /** Forgets the oldest record (its trace reference goes with it). */
     shift(): number {
       const q = head++;
-      trace[q % cap] = undefined;
+      trace[slot(q)] = undefined;
       return q;
     },
     settle(q: number): void {
-      flags[q % cap] |= F_SEQ_MATCHED;
+      flags[slot(q)] |= F_SEQ_MATCHED;
     },
     /** The record as an object (only when a lookup hits: rare, late spans and key collisions). */
     record(q: number): LateSpan {
-      const i = q % cap;
+      const i = slot(q);
       return {
         spanId: hex16(idA[i], idB[i]), entry: (flags[i] & F_ENTRY) !== 0, gkey: gkey[i], gchk: gchk[i], skey: skey[i],
         reqSeq: reqSeq[i], respSeq: respSeq[i], startUs: startUs[i], endUs: endUs[i], srcPort: srcPort[i], dstPort: dstPort[i],
@@ -152,7 +163,7 @@ function createLateColumns(maxKeys: number) {
     /** Drops everything once nothing is live (memory back at idle). */
     reset(): void {
       if (head !== tail || cap === 0) return;
-      cap = 0; head = 0; tail = 0;
+      cap = 0; head = 0; tail = 0; base = 0;
       idA = idB = reqSeq = respSeq = new Uint32Array(0);
       flags = new Uint8Array(0);
       gkey = gchk = skey = srcIpH = dstIpH = new Int32Array(0);
