@@ -1,14 +1,18 @@
 // Agent user-space cost per traced HTTP request: synthetic capture events through the
 // connection table, the HTTP parser, thread groups, trace context and span assembly
 // (and, in the second figure, the line-protocol encoding the sender does per span).
+// The fourth starts from the loader's bytes: frames decoded (capture/decode.ts), then the
+// same path, then each line written into a batch buffer as the sender does (no gzip, no POST):
+// the agent's main-thread work per request minus the pipe reads.
 //
-//   node --import tsx bench/agent-parse.ts [requests] [only: 1 | 2 | 3]
+//   node --import tsx bench/agent-parse.ts [requests] [only: 1 | 2 | 3 | 4]
 import { createConnTable } from '../src/agent/conn.js';
 import { createThreadGroups } from '../src/agent/threadgroup.js';
 import { createClock } from '../src/agent/clock.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
 import { encodeSpanLine } from '../src/agent/encode.js';
-import type { DataEvent } from '../src/agent/capture/event.js';
+import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
+import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
 import type { EbpfSpan } from '../src/span/span.js';
 
 const N = Number(process.argv[2] ?? 300_000);
@@ -35,7 +39,30 @@ function event(sock: number, dir: 'send' | 'recv', data: Buffer, tid: number): D
   };
 }
 
-function run(label: string, onSpan: (s: EbpfSpan) => void): void {
+/** The loader's frame for one data event (src/bpf/seqtrace.h layout, capture/decode.ts). */
+function frame(ev: DataEvent): Buffer {
+  const D = LAYOUT.data;
+  const headLen = Math.min(ev.head.length, 512);
+  const b = Buffer.alloc(4 + D.head + headLen);
+  b.writeUInt32LE(D.head + headLen, 0);
+  const at = 4;
+  b[at + D.kind] = LAYOUT.kinds.data;
+  b[at + D.dir] = ev.dir === 'send' ? 1 : 2;
+  b[at + D.family] = 4;
+  b.writeUInt32LE(ev.pid, at + D.pid);
+  b.writeUInt32LE(ev.tid, at + D.tid);
+  b.writeBigUInt64LE(ev.sockId, at + D.sock_id);
+  b.writeUInt32LE(ev.len, at + D.len);
+  b.writeUInt16LE(headLen, at + D.head_len);
+  b.writeUInt16LE(ev.srcPort, at + D.src_port);
+  b.writeUInt16LE(ev.dstPort, at + D.dst_port);
+  b.set([10, 0, 0, 1], at + D.src_addr);
+  b.set([10, 0, 0, 2], at + D.dst_addr);
+  ev.head.copy(b, at + D.head, 0, headLen);
+  return b;
+}
+
+function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): void {
   const conns = createConnTable({
     host: 'bench-host', convToDdtrace: false, groups: createThreadGroups(), clock: createClock(),
     procs: { service: () => 'users', processName: () => 'python3', threadName: () => 'worker' },
@@ -49,7 +76,30 @@ function run(label: string, onSpan: (s: EbpfSpan) => void): void {
   }
   let seq = 1;
   let ts = process.hrtime.bigint();
-  const one = (i: number) => {
+  // From frames: 64 requests' frames per chunk, as a drain of the ring buffer arrives in one pipe read.
+  const PER_CHUNK = 64;
+  const frames = evs.map(([q, r]) => [frame(q), frame(r)]);
+  const chunk = Buffer.alloc(PER_CHUNK * (frames[0][0].length + frames[0][1].length) * 2);
+  let batch: CaptureEvent[] = [];
+  const read = frameReader((b, at, size) => { batch.push(decodeFrame(b, at, size) as CaptureEvent); });
+  const D = LAYOUT.data;
+  const viaFrames = (i: number) => {
+    let off = 0;
+    for (let k = 0; k < PER_CHUNK; k++) {
+      const [qf, rf] = frames[(i + k) % CONNS];
+      qf.writeUInt32LE(seq, 4 + D.seq); qf.writeBigUInt64LE(ts, 4 + D.ts_ns);
+      seq = (seq + REQ.length) >>> 0; ts += 50_000n;
+      off += qf.copy(chunk, off);
+      rf.writeUInt32LE(seq, 4 + D.seq); rf.writeBigUInt64LE(ts, 4 + D.ts_ns);
+      seq = (seq + RESP.length) >>> 0; ts += 10_000n;
+      off += rf.copy(chunk, off);
+    }
+    read(chunk.subarray(0, off));
+    const evsNow = batch;
+    batch = [];
+    for (const ev of evsNow) if (ev.kind === 'data') conns.onData(ev);
+  };
+  const one = fromFrames ? (i: number) => { if (i % PER_CHUNK === 0) viaFrames(i); } : (i: number) => {
     const [req, resp] = evs[i % CONNS];
     req.seq = seq; req.tsNs = ts;
     seq = (seq + REQ.length) >>> 0; ts += 50_000n;
@@ -61,7 +111,7 @@ function run(label: string, onSpan: (s: EbpfSpan) => void): void {
   for (let i = 0; i < 20_000; i++) one(i); // warm up the JIT
   // The machine is shared: several rounds, the best and the median are reported.
   const ROUNDS = 5;
-  const per = Math.ceil(N / ROUNDS);
+  const per = Math.ceil(N / ROUNDS / 64) * 64; // whole chunks of 64 requests (configuration 4)
   const cpuUs: number[] = [];
   const wallUs: number[] = [];
   const before = conns.stats.spans;
@@ -87,4 +137,14 @@ let sink = 0;
 if (!only || only === 1) run('parse + assemble', (s) => { sink += s.durationUs; });
 if (!only || only === 2) run('parse + assemble + encode (agent encoder, what the sender does)', (s) => { sink += encodeSpanLine(s).length; });
 if (!only || only === 3) run('parse + assemble + encode (shared encodeSpans, for comparison)', (s) => { sink += encodeSpans([s]).length; });
+if (!only || only === 4) {
+  // The sender's batch buffer (src/agent/sender.ts): each line written at once, off the JS heap.
+  const raw = Buffer.allocUnsafeSlow(1 << 20);
+  let len = 0;
+  run('decode frames + parse + assemble + encode + write into the batch (the main thread per request, without pipe reads)', (s) => {
+    const line = encodeSpanLine(s);
+    if (len + line.length * 3 > raw.length) { sink += len; len = 0; }
+    len += raw.write(line, len);
+  }, true);
+}
 if (sink < 0) console.log(sink);

@@ -12,7 +12,8 @@
 // DataKit's defect §3.10 held spans 10–20 s). A connection that ends before the response gives
 // a failed span (status error, http_status_code 0).
 //
-// The table is bounded: least recently active connections are evicted first.
+// The table is bounded: least recently active connections are evicted first (an eighth of the
+// table at a time, when it is full).
 import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
 import { createParser, looksLikeRequest, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
@@ -105,6 +106,8 @@ export interface ConnTable {
   onProcessExit(pid: number, tsNs: bigint): void;
   /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
   clear(): void;
+  /** Requests waiting for their responses, over all connections (for metrics: walks the table). */
+  pendingExchanges(): number;
   readonly stats: ConnStats;
 }
 
@@ -221,15 +224,26 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     c.pending.length = 0;
   }
 
+  function evict(c: Conn): void {
+    remove(c);
+    stats.evicted++;
+    for (const ex of c.pending) dropExchange(c, ex);
+    c.pending.length = 0;
+  }
+
+  /**
+   * The table is full: evict the least recently active eighth at once (by the time of their
+   * last call). Keeping the Map in recency order instead cost a delete and a set on every
+   * event; this costs a sort of the table once per max/8 new connections.
+   */
+  function evictOldest(): void {
+    const all = [...conns.values()].sort((a, b) => (a.lastNs < b.lastNs ? -1 : a.lastNs > b.lastNs ? 1 : 0));
+    const n = Math.max(1, max >> 3);
+    for (let i = 0; i < n && i < all.length; i++) evict(all[i]);
+  }
+
   function track(ev: DataEvent): Conn {
-    if (conns.size >= max) {
-      // Map iteration order is insertion order and every event re-inserts: first = least recent.
-      const oldest = conns.values().next().value as Conn;
-      remove(oldest);
-      stats.evicted++;
-      for (const ex of oldest.pending) dropExchange(oldest, ex);
-      oldest.pending.length = 0;
-    }
+    if (conns.size >= max) evictOldest();
     const c: Conn = {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
@@ -245,12 +259,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   return {
     stats,
     onData(ev) {
-      let c = conns.get(ev.sockId);
-      if (c) {
-        // Move to the most-recent end of the LRU order.
-        conns.delete(ev.sockId);
-        conns.set(ev.sockId, c);
-      } else c = track(ev);
+      const c = conns.get(ev.sockId) ?? track(ev);
       c.lastNs = ev.tsNs;
       if (c.role === ROLE_UNKNOWN) {
         if (!looksLikeRequest(ev.head)) {
@@ -292,6 +301,11 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     onProcessExit(pid, tsNs) {
       if (!perPid.has(pid)) return;
       for (const c of [...conns.values()]) if (c.pid === pid) end(c, tsNs);
+    },
+    pendingExchanges() {
+      let n = 0;
+      for (const c of conns.values()) n += c.pending.length;
+      return n;
     },
     clear() {
       for (const c of conns.values()) for (const ex of c.pending) dropExchange(c, ex);

@@ -19,7 +19,7 @@ import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpErr
 import { seqError } from '../errors.js';
 
 /** Most bytes of lines in one batch (before compression). */
-const BATCH_BYTES = 4 << 20;
+const BATCH_BYTES = 1 << 20;
 
 export interface SenderOptions {
   /** `host:port`, `[v6]:port` or an http(s) URL (its path, if any, is the prefix of /v1/bpftracing). */

@@ -161,7 +161,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
   let snap: AgentStats = stats();
-  const registry = agentMetrics(() => snap, () => groups.openCount());
+  const registry = agentMetrics(() => snap, () => groups.openCount(), () => conns.pendingExchanges());
 
   let server: Server | null = null;
   let metricsUrl = '';
@@ -213,7 +213,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   };
 }
 
-function agentMetrics(s: () => AgentStats, openGroups: () => number): Registry {
+function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExchanges: () => number): Registry {
   const r = createRegistry();
   const p = 'seqtrace_agent_';
   r.collect(`${p}capture_events_total`, 'events the kernel emitted', 'counter', () => s().capture.events);
@@ -231,6 +231,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number): Registry {
   r.collect(`${p}exchanges_dropped_total`, 'requests forgotten (connection evicted, too many pipelined)', 'counter', () => s().conns.droppedExchanges);
   r.collect(`${p}orphan_responses_total`, 'responses with no request seen', 'counter', () => s().conns.orphanResponses);
   r.collect(`${p}connections_tracked`, 'connections tracked now', 'gauge', () => s().conns.tracked);
+  r.collect(`${p}exchanges_pending`, 'requests waiting for their responses, over all tracked connections', 'gauge', pendingExchanges);
   r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);

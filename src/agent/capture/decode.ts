@@ -37,6 +37,37 @@ function ipv4(b: Buffer, at: number): string {
   return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
 }
 
+// Every data event carries both addresses, and a busy host talks to few of them: the text
+// form is looked up by the address's 32 bits instead of being built twice per event.
+const ipv4Text = new Map<number, string>();
+function ipv4Cached(b: Buffer, at: number): string {
+  const key = b.readUInt32LE(at);
+  let s = ipv4Text.get(key);
+  if (s === undefined) {
+    if (ipv4Text.size >= 4096) ipv4Text.clear();
+    s = ipv4(b, at);
+    ipv4Text.set(key, s);
+  }
+  return s;
+}
+
+const ipv6Text = new Map<string, string>();
+function ipv6Cached(b: Buffer, at: number): string {
+  const key = b.toString('latin1', at, at + 16);
+  let s = ipv6Text.get(key);
+  if (s === undefined) {
+    if (ipv6Text.size >= 4096) ipv6Text.clear();
+    s = ipv6(b, at);
+    ipv6Text.set(key, s);
+  }
+  return s;
+}
+
+/** u64 at `at`; the common zero (no goroutine id) without allocating a BigInt. */
+function u64OrZero(b: Buffer, at: number): bigint {
+  return b.readUInt32LE(at) === 0 && b.readUInt32LE(at + 4) === 0 ? 0n : b.readBigUInt64LE(at);
+}
+
 /** RFC 5952 text form (longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
 export function ipv6(b: Buffer, at: number): string {
   let mapped = true;
@@ -68,7 +99,7 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     sockId: b.readBigUInt64LE(at + D.sock_id),
     pid: b.readUInt32LE(at + D.pid),
     tid: b.readUInt32LE(at + D.tid),
-    goid: b.readBigUInt64LE(at + D.goid),
+    goid: u64OrZero(b, at + D.goid),
     dir: b[at + D.dir] === 1 ? 'send' : 'recv',
     seq: b.readUInt32LE(at + D.seq),
     len: b.readUInt32LE(at + D.len),
@@ -76,9 +107,9 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     head: headLen > 0 ? b.subarray(at + D.head, at + D.head + headLen) : EMPTY,
     tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
     family,
-    srcIp: family === 4 ? ipv4(b, at + D.src_addr) : ipv6(b, at + D.src_addr),
+    srcIp: family === 4 ? ipv4Cached(b, at + D.src_addr) : ipv6Cached(b, at + D.src_addr),
     srcPort: b.readUInt16LE(at + D.src_port),
-    dstIp: family === 4 ? ipv4(b, at + D.dst_addr) : ipv6(b, at + D.dst_addr),
+    dstIp: family === 4 ? ipv4Cached(b, at + D.dst_addr) : ipv6Cached(b, at + D.dst_addr),
     dstPort: b.readUInt16LE(at + D.dst_port),
     noPayload: (flags & F_NO_PAYLOAD) !== 0,
     truncated: (flags & F_TRUNCATED) !== 0,
