@@ -138,8 +138,11 @@ for r in $(seq "$ROUNDS"); do one_round none "$r"; done
 
 # The agent, with its defaults (trace_envset selects T), sending to the linker.
 # AGENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") runs the agent's node with these flags.
-extra=(); [ -n "${AGENT_NODE_ARGS:-}" ] && read -ra extra <<<"$AGENT_NODE_ARGS"
+# The agent's own V8 flags, as bin/seqtrace passes them (AGENT_NODE_FLAGS there), unless
+# AGENT_NODE_ARGS is set (then only those: AGENT_NODE_ARGS="" runs node's defaults).
+extra=(); read -ra extra <<<"${AGENT_NODE_ARGS-$(sed -n 's/^AGENT_NODE_FLAGS="\(.*\)"$/\1/p' bin/seqtrace)}"
 agent_cmd=(node ${extra[@]+"${extra[@]}"} "$JS/cli/main.js" agent)
+echo "  agent phase: node ${extra[*]:-} .../cli/main.js agent"
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
   taskset -c "$AGENT_CPU" "${agent_cmd[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")

@@ -291,3 +291,24 @@ test('clock: monotonic nanoseconds become epoch microseconds', () => {
   const now = c.epochUs(process.hrtime.bigint());
   assert.ok(Math.abs(now - Date.now() * 1000) < 5000, `${now} vs ${Date.now() * 1000}`);
 });
+
+test('idle connections expire: a lost close does not keep a connection and its waiting request forever', () => {
+  const { t, spans, groups } = table({ idleMs: 1000 });
+  t.onData(ev({ sock: 1, dir: 'recv', data: REQ(), seq: 1, t: 1, tid: 5 })); // its close will never come
+  t.onData(ev({ sock: 2, dir: 'recv', data: REQ(), seq: 1, t: 2, tid: 6 }));
+  assert.equal(t.pendingExchanges(), 2);
+  assert.equal(t.expireIdle(), 0, 'nothing idle yet');
+  t.onData(ev({ sock: 2, dir: 'send', data: RESP(), seq: 1, t: 1_500_000, tid: 6 }));
+  assert.equal(t.expireIdle(), 1, 'connection 1 was idle for more than 1 s of kernel time');
+  assert.equal(t.stats.tracked, 1);
+  assert.equal(t.stats.expired, 1);
+  assert.equal(t.stats.evicted, 0);
+  assert.equal(t.stats.droppedExchanges, 1);
+  assert.equal(t.pendingExchanges(), 0);
+  assert.equal(groups.openCount(), 0, 'the expired entry closed its group');
+  assert.equal(spans.length, 1);
+  // A later call on it starts afresh from its next request.
+  t.onData(ev({ sock: 1, dir: 'recv', data: REQ(), seq: 500, t: 1_600_000, tid: 5 }));
+  t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 900, t: 1_600_001, tid: 5 }));
+  assert.equal(spans.length, 2);
+});

@@ -39,6 +39,8 @@ export interface ConnTableOptions {
   maxConnections?: number;
   /** Most requests awaiting a response on one connection (pipelining; default 64). */
   maxPending?: number;
+  /** A connection with no call for this long is forgotten by expireIdle() (default 120 s). */
+  idleMs?: number;
 }
 
 export interface ConnStats {
@@ -47,6 +49,8 @@ export interface ConnStats {
   opened: number;
   closed: number;
   evicted: number;
+  /** Connections forgotten after idleMs without a call (not counted in `evicted`). */
+  expired: number;
   /** Calls on connections whose role is not known yet that were not a request start. */
   unclassified: number;
   /** Responses with no request waiting (tracing began mid-exchange). */
@@ -106,6 +110,13 @@ export interface ConnTable {
   onProcessExit(pid: number, tsNs: bigint): void;
   /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
   clear(): void;
+  /**
+   * Forget connections with no call for idleMs (by the kernel's clock, the latest event seen):
+   * their close may have been lost with a full ring buffer, or come from a process we stopped
+   * tracing. Their waiting requests are dropped (counted), their thread groups closed. A later
+   * call on such a connection starts it afresh, from its next request. Call it every few seconds.
+   */
+  expireIdle(): number;
   /** Requests waiting for their responses, over all connections (for metrics: walks the table). */
   pendingExchanges(): number;
   readonly stats: ConnStats;
@@ -114,11 +125,13 @@ export interface ConnTable {
 export function createConnTable(opts: ConnTableOptions): ConnTable {
   const max = opts.maxConnections ?? 65536;
   const maxPending = opts.maxPending ?? 64;
+  const idleNs = BigInt(Math.round((opts.idleMs ?? 120_000) * 1e6));
+  let latestNs = 0n;
   const conns = new Map<bigint, Conn>();
   const perPid = new Map<number, number>();
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const stats: ConnStats = {
-    tracked: 0, opened: 0, closed: 0, evicted: 0, unclassified: 0, orphanResponses: 0,
+    tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
     spans: 0, failedSpans: 0, droppedExchanges: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
 
@@ -224,11 +237,16 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     c.pending.length = 0;
   }
 
-  function evict(c: Conn): void {
+  /** Forget a connection without ending it: its waiting requests are dropped, not failed. */
+  function forget(c: Conn): void {
     remove(c);
-    stats.evicted++;
     for (const ex of c.pending) dropExchange(c, ex);
     c.pending.length = 0;
+  }
+
+  function evict(c: Conn): void {
+    forget(c);
+    stats.evicted++;
   }
 
   /**
@@ -261,6 +279,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     onData(ev) {
       const c = conns.get(ev.sockId) ?? track(ev);
       c.lastNs = ev.tsNs;
+      latestNs = ev.tsNs;
       if (c.role === ROLE_UNKNOWN) {
         if (!looksLikeRequest(ev.head)) {
           stats.unclassified++;
@@ -301,6 +320,14 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     onProcessExit(pid, tsNs) {
       if (!perPid.has(pid)) return;
       for (const c of [...conns.values()]) if (c.pid === pid) end(c, tsNs);
+    },
+    expireIdle() {
+      const before = latestNs - idleNs;
+      let n = 0;
+      for (const c of conns.values()) {
+        if (c.lastNs < before) { forget(c); stats.expired++; n++; }
+      }
+      return n;
     },
     pendingExchanges() {
       let n = 0;

@@ -152,7 +152,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const cap = capture;
   // Pids chosen while the loader was starting.
   for (const pid of initialPids) if (!procs.isTraced(pid)) void cap.removePid(pid).catch(() => {});
-  const scanTimer = setInterval(() => procs.scan(), opts.scanIntervalMs ?? 1000);
+  let ticks = 0;
+  const scanTimer = setInterval(() => {
+    procs.scan();
+    // Connections whose close was never seen (lost in a full ring buffer) must not stay forever.
+    if (++ticks % 10 === 0) conns.expireIdle();
+  }, opts.scanIntervalMs ?? 1000);
   scanTimer.unref();
 
   const stats = (): AgentStats => ({
@@ -233,6 +238,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_tracked`, 'connections tracked now', 'gauge', () => s().conns.tracked);
   r.collect(`${p}exchanges_pending`, 'requests waiting for their responses, over all tracked connections', 'gauge', pendingExchanges);
   r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
+  r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (their close was not seen)', 'counter', () => s().conns.expired);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
