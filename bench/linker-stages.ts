@@ -9,8 +9,9 @@
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
 //
-//   node --import tsx bench/linker-stages.ts [--spans 300000] [--rounds 3] [--sampling 0.1]
-// Prints each round and the median per stage (µs per span), with the load average.
+//   node --expose-gc --import tsx bench/linker-stages.ts [--spans 300000] [--rounds 3] [--sampling 0.1]
+// Prints each round and the median per stage (µs per span), with the load average; with
+// --expose-gc also the heap held per pending span (all spans added, none emitted yet).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,14 +55,19 @@ const cpuUs = () => { const c = process.cpuUsage(); return c.user + c.system; };
 const STAGES = ['decode', 'spool', 'add', 'emit', 'commit'] as const;
 type Stage = typeof STAGES[number];
 
-function round(): Record<Stage, number> & { spans: number } {
+const gc = (globalThis as { gc?: () => void }).gc;
+const heapNow = () => { gc!(); gc!(); return process.memoryUsage().heapUsed; };
+
+function round(): Record<Stage, number> & { spans: number; heapPerPending: number } {
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-stages-'));
   const store = openSqliteStore(dir, { retentionMaxAgeMs: 1e13, retentionMaxBytes: 1e15, sweepIntervalMs: 0, exportQueue: false });
   const joiner = createJoiner({ window: 20_000, sampling_rate: sampling, use_app_trace_id: false, keep_error_traces: true, clock_skew: 500, late_retention: 600_000, link_sampled_out: false });
   const took: Record<Stage, number> = { decode: 0, spool: 0, add: 0, emit: 0, commit: 0 };
   const held = new Map<number, number>();
   let spans = 0;
+  let heapPerPending = NaN;
   try {
+    const heap0 = gc ? heapNow() : 0;
     const now = Date.now();
     for (const body of bodies) {
       const raw: RawBatch = { body, format: 'lp', gzip: true };
@@ -75,6 +81,7 @@ function round(): Record<Stage, number> & { spans: number } {
       d = cpuUs(); took.add += d - c;
       spans += batch.length;
     }
+    if (gc) heapPerPending = (heapNow() - heap0) / spans;
     let c = cpuUs();
     const traces = joiner.flushAll(now + 60_000);
     let d = cpuUs(); took.emit += d - c; c = d;
@@ -96,7 +103,7 @@ function round(): Record<Stage, number> & { spans: number } {
     store.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { ...took, spans };
+  return { ...took, spans, heapPerPending };
 }
 
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -107,7 +114,8 @@ for (let k = 0; k < rounds; k++) {
   results.push(res);
   const per = STAGES.map((s) => `${s} ${(res[s] / res.spans).toFixed(2)}`).join(', ');
   const sum = STAGES.reduce((a, s) => a + res[s], 0) / res.spans;
-  console.log(`round ${k + 1}: ${res.spans} spans; µs per span: ${per}; total ${sum.toFixed(2)} (${Math.round(1e6 / sum)} spans per CPU-second)`);
+  const heap = Number.isNaN(res.heapPerPending) ? '' : `; heap ${res.heapPerPending.toFixed(0)} B per pending span`;
+  console.log(`round ${k + 1}: ${res.spans} spans; µs per span: ${per}; total ${sum.toFixed(2)} (${Math.round(1e6 / sum)} spans per CPU-second)${heap}`);
 }
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const med = STAGES.map((s) => [s, median(results.map((x) => x[s] / x.spans))] as const);
