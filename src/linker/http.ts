@@ -6,10 +6,10 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { SeqError, seqError } from '../errors.js';
 
 /** Fastify's own errors, mapped onto seqtrace codes. */
-function fromFastify(e: FastifyError): SeqError | undefined {
+function fromFastify(e: FastifyError, bodyLimit: number): SeqError | undefined {
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return seqError('SEQ_ERR_BODY_TOO_LARGE', `${e.message} (max_body_bytes)`, 413);
+      return seqError('SEQ_ERR_BODY_TOO_LARGE', `${e.message}: over the limit of ${bodyLimit} bytes (max_body_bytes)`, 413);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return seqError('SEQ_ERR_UNSUPPORTED_MEDIA', e.message, 415);
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -25,7 +25,7 @@ function fromFastify(e: FastifyError): SeqError | undefined {
 
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | SeqError, req: FastifyRequest, reply: FastifyReply) => {
-    const e = err instanceof SeqError ? err : fromFastify(err as FastifyError);
+    const e = err instanceof SeqError ? err : fromFastify(err as FastifyError, app.initialConfig.bodyLimit ?? 1048576);
     if (!e) {
       req.log.error({ err }, 'unexpected failure');
       return reply.status(500).send({ code: 'SEQ_ERR_INTERNAL', message: `internal error: ${err.message}` });
