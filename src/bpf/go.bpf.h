@@ -9,7 +9,7 @@
  * ELF symbols: src/agent/go/gooffsets) and reach the kernel through the loader's `go` command.
  *
  * Two uprobes per Go binary, both per event they describe, never per switch:
- *  - runtime.newproc1 (entry + each RET: no uretprobe, which rewrites the return address Go's
+ *  - runtime.newproc1 (at each RET: no uretprobe, which rewrites the return address Go's
  *    tracebacks check): a goroutine event (parent goid, child goid) so user space lets a child
  *    goroutine inherit its creator's thread group, like a thread event.
  *  - net/http.(*persistConn).roundTrip: runs on the caller's goroutine (a handler or its child)
@@ -41,15 +41,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } go_rt SEC(".maps");
-
-/* runtime.newproc1 in flight: tid -> parent goid, from entry to its RET. newproc1 runs on the
- * system stack and does not yield the thread, so the tid is the key. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, __u64);
-} go_newproc SEC(".maps");
 
 /* Counters of the Go probes: [0] goroutine events, [1] round trips recorded, [2] round trips
  * whose connection was not a *net.TCPConn (TLS, custom dialers: left to the goroutine id). */
@@ -99,7 +90,7 @@ static __always_inline void go_sock_closed(__u64 sk)
 
 static __always_inline void go_thread_exit(__u32 pid, __u32 tid)
 {
-	bpf_map_delete_elem(&go_newproc, &tid);
+	/* nothing kept per thread (yet): the hook stays for per-thread Go state */
 }
 
 static __always_inline void go_proc_exit(__u32 pid)
@@ -107,35 +98,26 @@ static __always_inline void go_proc_exit(__u32 pid)
 	bpf_map_delete_elem(&go_procs, &pid);
 }
 
+/* At each RET of runtime.newproc1 (no probe at its entry: one trap per goroutine started, not
+ * two). It runs on the system stack: TLS holds g0, whose m's curg is the goroutine that
+ * executed the go statement; the new g is the result, in RAX. */
 SEC("uprobe")
-int BPF_KPROBE(go_newproc1)
+int BPF_KPROBE(go_newproc1_ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
-	/* newproc1(fn *funcval, callergp *g, callerpc uintptr): register ABI, callergp in RBX */
-	__u64 parent = 0;
-	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(ctx->bx + gp->goid_off)))
-		return 0;
-	bpf_map_update_elem(&go_newproc, &tid, &parent, BPF_ANY);
-	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(go_newproc1_ret)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	__u64 *parent = bpf_map_lookup_elem(&go_newproc, &tid);
-	if (!parent)
-		return 0;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-	struct st_goroutine_event e = { .kind = ST_EV_GOROUTINE, .pid = pid, .tid = tid, .pgoid = *parent };
-	bpf_map_delete_elem(&go_newproc, &tid);
-	/* the new g is newproc1's result, in RAX at its RET */
-	if (!gp || bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(ctx->ax + gp->goid_off)) || !e.goid)
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 fsbase = t->thread.fsbase;
+	__u64 g0 = 0, m = 0, curg = 0;
+	struct st_goroutine_event e = { .kind = ST_EV_GOROUTINE, .pid = pid, .tid = tid };
+	if (bpf_probe_read_user(&g0, sizeof(g0), (void *)(fsbase + gp->tls_off)) || !g0 ||
+	    bpf_probe_read_user(&m, sizeof(m), (void *)(g0 + gp->g_m)) || !m ||
+	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + gp->m_curg)) || !curg ||
+	    bpf_probe_read_user(&e.pgoid, sizeof(e.pgoid), (void *)(curg + gp->goid_off)) ||
+	    bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(ctx->ax + gp->goid_off)) || !e.goid)
 		return 0;
 	e.ts_ns = bpf_ktime_get_ns();
 	output(&e, sizeof(e));
@@ -185,6 +167,29 @@ int BPF_KPROBE(go_round_trip)
 		return 0;
 	bpf_map_update_elem(&go_rt, &sk, &goid, BPF_ANY);
 	go_stat(1);
+	return 0;
+}
+
+/* For comparison only (bench/go-switch-cost.sh): the seed's design, a uprobe on the scheduler's
+ * runtime.execute(gp *g, ...) recording tid -> goid at every goroutine switch. Not used by the
+ * agent: it is what the TLS read above avoids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} go_running SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(go_execute)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u64 goid = 0;
+	if (!gp || bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->ax + gp->goid_off)))
+		return 0;
+	bpf_map_update_elem(&go_running, &tid, &goid, BPF_ANY);
 	return 0;
 }
 

@@ -8,8 +8,9 @@
  *
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
  *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
- *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD
- *     uprobe newproc1|newproc1_ret|roundtrip FILE_OFFSET PATH   (every process of that binary)
+ *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
+ *     uprobe newproc1_ret|roundtrip FILE_OFFSET PATH   (every process of that binary)
+ *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events; STATS every second.
  * stderr: messages. Exit status: 0 on SIGTERM/SIGINT/stdin EOF, 2 when eBPF is unavailable
@@ -141,22 +142,23 @@ static void send_stats(struct seqtrace_bpf *skel)
 static struct bpf_link *go_links[256];
 static int go_nlinks;
 
-/* go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD */
+/* go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG */
 static bool go_command(struct seqtrace_bpf *skel, const char *line, __u32 *pid_out)
 {
 	long pid;
 	long long tls;
-	unsigned long long goid, pconn, itab, tfd, sysfd;
-	if (sscanf(line, "go %ld %lld %llu %llu %llu %llu %llu", &pid, &tls, &goid, &pconn, &itab, &tfd, &sysfd) != 7 ||
+	unsigned long long goid, pconn, itab, tfd, sysfd, gm, mcurg;
+	if (sscanf(line, "go %ld %lld %llu %llu %llu %llu %llu %llu %llu", &pid, &tls, &goid, &pconn, &itab, &tfd, &sysfd,
+		   &gm, &mcurg) != 9 ||
 	    pid <= 0 || pid > INT_MAX || goid > 65536) {
 		fprintf(stderr, "seqtrace-loader: bad go command \"%s\" (accepted: go PID TLS_OFF GOID_OFF PCONN_CONN "
-				"TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD)\n", line);
+				"TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG)\n", line);
 		return false;
 	}
 	__u32 key = (__u32)pid;
 	*pid_out = key;
 	struct st_go_proc v = { .tls_off = tls, .goid_off = goid, .pconn_conn = pconn, .tcpconn_itab = itab,
-			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd };
+			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd, .g_m = gm, .m_curg = mcurg };
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.go_procs), &key, &v, BPF_ANY)) {
 		fprintf(stderr, "seqtrace-loader: go %ld: %s\n", pid, strerror(errno));
 		return false;
@@ -164,7 +166,7 @@ static bool go_command(struct seqtrace_bpf *skel, const char *line, __u32 *pid_o
 	return true;
 }
 
-/* uprobe newproc1|newproc1_ret|roundtrip FILE_OFFSET PATH: attached for every process running
+/* uprobe newproc1_ret|roundtrip|execute FILE_OFFSET PATH: attached for every process running
  * PATH; the programs act only for pids in go_procs. */
 static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
 {
@@ -173,12 +175,12 @@ static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
 	int at = 0;
 	if (sscanf(line, "uprobe %15s %llu %n", which, &off, &at) != 2 || !at || !line[at]) {
 		fprintf(stderr, "seqtrace-loader: bad uprobe command \"%s\" (accepted: uprobe "
-				"newproc1|newproc1_ret|roundtrip FILE_OFFSET PATH)\n", line);
+				"newproc1_ret|roundtrip|execute FILE_OFFSET PATH)\n", line);
 		return false;
 	}
-	struct bpf_program *prog = !strcmp(which, "newproc1")	  ? skel->progs.go_newproc1
-				   : !strcmp(which, "newproc1_ret") ? skel->progs.go_newproc1_ret
+	struct bpf_program *prog = !strcmp(which, "newproc1_ret") ? skel->progs.go_newproc1_ret
 				   : !strcmp(which, "roundtrip")	  ? skel->progs.go_round_trip
+				   : !strcmp(which, "execute")	  ? skel->progs.go_execute
 								  : NULL;
 	if (!prog || go_nlinks >= (int)(sizeof(go_links) / sizeof(go_links[0]))) {
 		fprintf(stderr, "seqtrace-loader: uprobe %s: %s\n", which, prog ? "too many uprobes" : "unknown program");

@@ -119,6 +119,8 @@ struct st_go_proc {
 	__u64 tcpconn_itab; /* itab address of *net.TCPConn in net.Conn */
 	__u64 tcpconn_fd;   /* TCPConn -> conn.fd (*netFD) */
 	__u64 netfd_sysfd;  /* netFD -> pfd.Sysfd */
+	__u64 g_m;          /* g.m (*m) */
+	__u64 m_curg;       /* m.curg (*g) */
 };
 
 struct st_stats_event {

@@ -44,7 +44,7 @@ export interface Capture {
    */
   goProcess(pid: number, offsets: GoProcOffsets): Promise<void>;
   /** Attach a Go uprobe to every process running the binary at `path` (file offset). */
-  goUprobe(which: 'newproc1' | 'newproc1_ret' | 'roundtrip', path: string, offset: number): Promise<void>;
+  goUprobe(which: 'newproc1_ret' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;
   /** Ask the loader for the counters now. */
@@ -62,6 +62,9 @@ export interface GoProcOffsets {
   tcpConnItab: number;
   tcpConnFd: number;
   netFdSysfd: number;
+  /** g.m and m.curg: the parent goroutine at newproc1's RET (on g0). */
+  gM: number;
+  mCurg: number;
 }
 
 const EXIT_UNAVAILABLE = 2;
@@ -203,7 +206,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
         addPid: (pid) => pidCommand('add', pid),
         removePid: (pid) => pidCommand('del', pid),
         goProcess(pid, o) {
-          const nums = [o.tlsOffset, o.goidOffset, o.pconnConn, o.tcpConnItab, o.tcpConnFd, o.netFdSysfd];
+          const nums = [o.tlsOffset, o.goidOffset, o.pconnConn, o.tcpConnItab, o.tcpConnFd, o.netFdSysfd, o.gM, o.mCurg];
           if (!Number.isInteger(pid) || pid <= 0 || !nums.every(Number.isSafeInteger) || nums.slice(1).some((n) => n < 0)) {
             return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `go offsets for pid ${pid} are not integers (tls may be negative, others not): ${nums.join(' ')}`));
           }

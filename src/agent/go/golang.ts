@@ -67,7 +67,6 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       if (!up) {
         // The magic link resolves to the binary's inode, in whatever mount namespace it lives.
         up = (async () => {
-          await cap.goUprobe('newproc1', exe, bin.newproc1);
           for (const r of bin.newproc1Ret) await cap.goUprobe('newproc1_ret', exe, r);
           if (bin.roundTrip) await cap.goUprobe('roundtrip', exe, bin.roundTrip);
         })();

@@ -18,6 +18,8 @@ export interface GoBinaryInfo extends GoProcOffsets {
   newproc1Ret: number[];
   /** 0 when the binary has no net/http client. */
   roundTrip: number;
+  /** runtime.execute (only bench/go-switch-cost.sh attaches it: the seed's per-switch probe). */
+  execute: number;
 }
 
 const TOOL_DIR = fileURLToPath(new URL('./gooffsets/', import.meta.url));
@@ -38,7 +40,7 @@ export function ensureGoOffsetsTool(): string {
 export function readGoBinary(path: string, tool = goOffsetsToolPath()): Promise<GoBinaryInfo> {
   const failed = (reason: string): GoBinaryInfo => ({
     ok: false, reason, goVersion: '', tlsOffset: 0, goidOffset: 0, pconnConn: 0, tcpConnItab: 0, tcpConnFd: 0,
-    netFdSysfd: 0, newproc1: 0, newproc1Ret: [], roundTrip: 0,
+    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], roundTrip: 0, execute: 0,
   });
   return new Promise((resolve) => {
     execFile(tool, [path], { timeout: 20_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {

@@ -26,13 +26,18 @@ type result struct {
 	// g = *(fsbase + TLSOffset); goid = *(g + GoidOffset)
 	TLSOffset  int64 `json:"tlsOffset"`
 	GoidOffset int64 `json:"goidOffset"`
-	// runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g: entry (RBX = parent g)
-	// and the file offsets of its RET instructions (RAX = new g). No uretprobe: it rewrites the
-	// return address on the stack, which the Go runtime's tracebacks reject.
+	// runtime.newproc1(fn *funcval, callergp *g, callerpc uintptr) *g: the file offsets of its
+	// RET instructions (RAX = new g; it runs on the system stack, so TLS holds g0 and the parent
+	// is g0.m.curg). No uretprobe: it rewrites the return address on the stack, which the Go
+	// runtime's tracebacks reject. Newproc1 is the entry, for the checks.
 	Newproc1    uint64   `json:"newproc1"`
+	GM          int64    `json:"gM"`    // g.m (*m)
+	MCurg       int64    `json:"mCurg"` // m.curg (*g)
 	Newproc1Ret []uint64 `json:"newproc1Ret"`
 	// net/http.(*persistConn).roundTrip(pc *persistConn, ...): RAX = pc. 0 when not linked in.
 	RoundTrip uint64 `json:"roundTrip"`
+	// runtime.execute: only for the benchmark comparing the seed's per-switch probe.
+	Execute uint64 `json:"execute"`
 	// pc.conn is a net.Conn interface; its itab is TCPConnItab when it holds a *net.TCPConn.
 	PconnConn   int64  `json:"pconnConn"`
 	TCPConnItab uint64 `json:"tcpConnItab"`
@@ -96,7 +101,7 @@ func structType(d *dwarf.Data, name string) (*dwarf.StructType, error) {
 				continue
 			}
 			switch n {
-			case "runtime.g", "net/http.persistConn", "net.TCPConn", "net.conn", "net.netFD", "internal/poll.FD":
+			case "runtime.g", "runtime.m", "net/http.persistConn", "net.TCPConn", "net.conn", "net.netFD", "internal/poll.FD":
 			default:
 				continue
 			}
@@ -190,6 +195,12 @@ func main() {
 	if r.GoidOffset, err = member(d, "runtime.g", "goid"); err != nil {
 		fail(r, "%v", err)
 	}
+	if r.GM, err = member(d, "runtime.g", "m"); err != nil {
+		fail(r, "%v", err)
+	}
+	if r.MCurg, err = member(d, "runtime.m", "curg"); err != nil {
+		fail(r, "%v", err)
+	}
 
 	// Where g is. A binary linked by the system linker (cgo) has a TLS segment: g is
 	// runtime.tlsg's offset in it, and on x86_64 (TLS variant II) the executable's block ends at
@@ -228,6 +239,10 @@ func main() {
 	}
 	if len(r.Newproc1Ret) == 0 {
 		fail(r, "no recognisable return in runtime.newproc1 (Go %s)", bi.GoVersion)
+	}
+
+	if ex, ok := bySym["runtime.execute"]; ok {
+		r.Execute, _ = fileOffset(f, ex.Value)
 	}
 
 	// The HTTP client, when linked in; without it the binary still gets goroutine ids.
