@@ -37,6 +37,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
   // binary (dev:inode:mtime) → its info, and whether its uprobes are attached
   const binaries = new Map<string, Promise<GoBinaryInfo>>();
   const attached = new Map<string, Promise<void>>();
+  let toolWarned = false;
 
   async function onTraced(pid: number): Promise<void> {
     const exe = `${root}/${pid}/exe`;
@@ -54,7 +55,14 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       binaries.set(key, info);
     }
     const bin = await info;
-    if (!bin.goVersion) return; // not Go: nothing to do
+    if (!bin.goVersion) {
+      // Not Go, or the reader itself is missing: say that once, or every Go process is silently traced by thread.
+      if (!toolWarned && bin.reason?.includes('failed') && bin.reason.includes('ENOENT')) {
+        toolWarned = true;
+        opts.log(`seqtrace agent: Go processes are traced by thread, not goroutine: ${bin.reason} (build it with npm run build)`);
+      }
+      return;
+    }
     if (!bin.ok) {
       stats.byThread++;
       if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced by thread, not goroutine: ${bin.reason}`);

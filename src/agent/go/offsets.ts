@@ -22,9 +22,11 @@ export interface GoBinaryInfo extends GoProcOffsets {
   execute: number;
 }
 
-const TOOL_DIR = fileURLToPath(new URL('./gooffsets/', import.meta.url));
+// The tool's sources stay in src/ (tsc does not copy them): from src/agent/go (tsx) or
+// dist/agent/go (compiled), the same directory.
+const TOOL_DIR = fileURLToPath(new URL('../../../src/agent/go/gooffsets/', import.meta.url));
 
-/** The tool's binary: SEQTRACE_GOOFFSETS, else gooffsets/build/seqtrace-gooffsets (scripts/install.sh builds it). */
+/** The tool's binary: SEQTRACE_GOOFFSETS, else src/agent/go/gooffsets/build/seqtrace-gooffsets (npm run build makes it). */
 export function goOffsetsToolPath(): string {
   return process.env.SEQTRACE_GOOFFSETS ?? `${TOOL_DIR}build/seqtrace-gooffsets`;
 }
