@@ -5,7 +5,7 @@
 //            programs, newproc1 RET uprobes, the round-trip uprobe (src/bpf/go.bpf.h)
 //   execute  the same plus the seed's design: a uprobe on runtime.execute at every switch
 // Prints per round, then medians. Needs root (eBPF); builds the Go program and the tool.
-//   node --import tsx bench/go-switch-cost.ts [rounds=5] [switches=2000000] [spawns=200000]
+//   node --import tsx bench/go-switch-cost.ts [rounds=5] [round trips=500000] [goroutines=100000]
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { startCapture, type Capture } from '../src/agent/capture/loader.js';
 import { goBuild } from '../src/agent/go/gobuild.js';
 import { ensureGoOffsetsTool, readGoBinary } from '../src/agent/go/offsets.js';
 
-const [rounds = 5, switches = 2_000_000, spawns = 200_000] = process.argv.slice(2).map(Number);
+const [rounds = 5, switches = 500_000, spawns = 100_000] = process.argv.slice(2).map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'seqtrace-goswitch-'));
 try {
   ensureGoOffsetsTool();
