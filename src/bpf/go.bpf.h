@@ -9,8 +9,9 @@
  * ELF symbols: src/agent/go/gooffsets) and reach the kernel through the loader's `go` command.
  *
  * Two uprobes per Go binary, both per event they describe, never per switch:
- *  - runtime.newproc1 (at each RET: no uretprobe, which rewrites the return address Go's
- *    tracebacks check): a goroutine event (parent goid, child goid) so user space lets a child
+ *  - runtime.newproc1's result (at the NOP5 before newproc.func1's call to runqput, else at each
+ *    RET of newproc1; no uretprobe, which rewrites the return address Go's tracebacks check):
+ *    a goroutine event (parent goid, child goid) so user space lets a child
  *    goroutine inherit its creator's thread group, like a thread event.
  *  - net/http.(*persistConn).roundTrip: runs on the caller's goroutine (a handler or its child)
  *    while the transport's own goroutines (writeLoop, readLoop) do the I/O. It records
@@ -98,11 +99,9 @@ static __always_inline void go_proc_exit(__u32 pid)
 	bpf_map_delete_elem(&go_procs, &pid);
 }
 
-/* At each RET of runtime.newproc1 (no probe at its entry: one trap per goroutine started, not
- * two). It runs on the system stack: TLS holds g0, whose m's curg is the goroutine that
- * executed the go statement; the new g is the result, in RAX. */
-SEC("uprobe")
-int BPF_KPROBE(go_newproc1_ret)
+/* A goroutine was started: newg is the new g; the thread runs on the system stack (newproc's
+ * systemstack closure), so TLS holds g0, whose m's curg is the goroutine that executed `go`. */
+static __always_inline int go_report_newproc(__u64 newg)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
@@ -117,12 +116,28 @@ int BPF_KPROBE(go_newproc1_ret)
 	    bpf_probe_read_user(&m, sizeof(m), (void *)(g0 + gp->g_m)) || !m ||
 	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + gp->m_curg)) || !curg ||
 	    bpf_probe_read_user(&e.pgoid, sizeof(e.pgoid), (void *)(curg + gp->goid_off)) ||
-	    bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(ctx->ax + gp->goid_off)) || !e.goid)
+	    bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(newg + gp->goid_off)) || !e.goid)
 		return 0;
 	e.ts_ns = bpf_ktime_get_ns();
 	output(&e, sizeof(e));
 	go_stat(0);
 	return 0;
+}
+
+/* Each RET of runtime.newproc1: the new g is its result, in RAX. */
+SEC("uprobe")
+int BPF_KPROBE(go_newproc1_ret)
+{
+	return go_report_newproc(ctx->ax);
+}
+
+/* The NOP5 right before newproc.func1's call runqput(pp, newg, next): newg in RBX. Preferred
+ * when the binary has it (gooffsets): the kernel turns a uprobe on a NOP5 into a call, not a
+ * trap. */
+SEC("uprobe")
+int BPF_KPROBE(go_newproc_nop5)
+{
+	return go_report_newproc(ctx->bx);
 }
 
 /* The TCP sock behind fd of the current process, or 0. */

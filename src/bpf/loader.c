@@ -9,7 +9,7 @@
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
  *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
- *     uprobe newproc1_ret|roundtrip FILE_OFFSET PATH   (every process of that binary)
+ *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (every process of that binary)
  *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events; STATS every second.
@@ -166,7 +166,7 @@ static bool go_command(struct seqtrace_bpf *skel, const char *line, __u32 *pid_o
 	return true;
 }
 
-/* uprobe newproc1_ret|roundtrip|execute FILE_OFFSET PATH: attached for every process running
+/* uprobe newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH: attached for every process running
  * PATH; the programs act only for pids in go_procs. */
 static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
 {
@@ -175,10 +175,11 @@ static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
 	int at = 0;
 	if (sscanf(line, "uprobe %15s %llu %n", which, &off, &at) != 2 || !at || !line[at]) {
 		fprintf(stderr, "seqtrace-loader: bad uprobe command \"%s\" (accepted: uprobe "
-				"newproc1_ret|roundtrip|execute FILE_OFFSET PATH)\n", line);
+				"newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH)\n", line);
 		return false;
 	}
 	struct bpf_program *prog = !strcmp(which, "newproc1_ret") ? skel->progs.go_newproc1_ret
+				   : !strcmp(which, "newproc_nop5") ? skel->progs.go_newproc_nop5
 				   : !strcmp(which, "roundtrip")	  ? skel->progs.go_round_trip
 				   : !strcmp(which, "execute")	  ? skel->progs.go_execute
 								  : NULL;

@@ -44,7 +44,7 @@ export interface Capture {
    */
   goProcess(pid: number, offsets: GoProcOffsets): Promise<void>;
   /** Attach a Go uprobe to every process running the binary at `path` (file offset). */
-  goUprobe(which: 'newproc1_ret' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
+  goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;
   /** Ask the loader for the counters now. */

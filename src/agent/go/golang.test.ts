@@ -40,6 +40,10 @@ describe('offsets from the binary', () => {
     // the RETs really are RET instructions (0xc3) at those file offsets
     const code = execFileSync('od', ['-An', '-tx1', '-j', String(info.newproc1Ret[0]), '-N1', bin], { encoding: 'utf8' }).trim();
     assert.equal(code, 'c3');
+    // the NOP5 right before newproc.func1's call to runqput (this Go's compiler leaves one)
+    assert.ok(info.newprocNop5 > 0, 'a NOP5 before the call to runqput');
+    const nop = execFileSync('od', ['-An', '-tx1', '-j', String(info.newprocNop5), '-N6', bin], { encoding: 'utf8' }).trim();
+    assert.equal(nop, '0f 1f 44 00 00 e8');
   });
 
   test('cgo-style external linking: the TLS offset still comes from the binary', async () => {
@@ -95,7 +99,8 @@ for (const mode of ['socket', 'syscall'] as const) {
       pid = j.pid;
       port = j.port;
       await cap.addPid(pid);
-      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m) });
+      // socket mode probes goroutine starts at the NOP5, syscall mode at newproc1's RETs: both paths
+      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
       await go.onTraced(pid);
       assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
     });

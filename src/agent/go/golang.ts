@@ -28,6 +28,8 @@ export interface GoTracerOptions {
   procRoot?: string;
   log(msg: string): void;
   read?: (path: string) => Promise<GoBinaryInfo>;
+  /** Where goroutine starts are probed: 'auto' (the NOP5 when the binary has one) or 'ret' (tests). */
+  parentProbe?: 'auto' | 'ret';
 }
 
 export function createGoTracer(opts: GoTracerOptions): GoTracer {
@@ -75,7 +77,10 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       if (!up) {
         // The magic link resolves to the binary's inode, in whatever mount namespace it lives.
         up = (async () => {
-          for (const r of bin.newproc1Ret) await cap.goUprobe('newproc1_ret', exe, r);
+          // One probe per goroutine started: the NOP5 (a call, not a trap, on kernels that
+          // optimise it) when the compiler left one, else every RET of newproc1.
+          if (bin.newprocNop5 && opts.parentProbe !== 'ret') await cap.goUprobe('newproc_nop5', exe, bin.newprocNop5);
+          else for (const r of bin.newproc1Ret) await cap.goUprobe('newproc1_ret', exe, r);
           if (bin.roundTrip) await cap.goUprobe('roundtrip', exe, bin.roundTrip);
         })();
         attached.set(key, up);

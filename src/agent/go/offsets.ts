@@ -16,6 +16,8 @@ export interface GoBinaryInfo extends GoProcOffsets {
   goVersion: string;
   newproc1: number;
   newproc1Ret: number[];
+  /** The NOP5 before newproc.func1's call to runqput (new g in RBX), 0 when absent: cheaper than the RETs. */
+  newprocNop5: number;
   /** 0 when the binary has no net/http client. */
   roundTrip: number;
   /** runtime.execute (only bench/go-switch-cost.sh attaches it: the seed's per-switch probe). */
@@ -42,7 +44,7 @@ export function ensureGoOffsetsTool(): string {
 export function readGoBinary(path: string, tool = goOffsetsToolPath()): Promise<GoBinaryInfo> {
   const failed = (reason: string): GoBinaryInfo => ({
     ok: false, reason, goVersion: '', tlsOffset: 0, goidOffset: 0, pconnConn: 0, tcpConnItab: 0, tcpConnFd: 0,
-    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], roundTrip: 0, execute: 0,
+    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0,
   });
   return new Promise((resolve) => {
     execFile(tool, [path], { timeout: 20_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {

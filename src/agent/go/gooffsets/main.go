@@ -30,7 +30,12 @@ type result struct {
 	// RET instructions (RAX = new g; it runs on the system stack, so TLS holds g0 and the parent
 	// is g0.m.curg). No uretprobe: it rewrites the return address on the stack, which the Go
 	// runtime's tracebacks reject. Newproc1 is the entry, for the checks.
-	Newproc1    uint64   `json:"newproc1"`
+	Newproc1 uint64 `json:"newproc1"`
+	// The 5-byte NOP the compiler put right before runtime.newproc.func1's call to runqput(pp,
+	// newg, next), when there is one: there RBX already holds the new g (register ABI, second
+	// argument) and a uprobe on a NOP5 is optimised by recent kernels (6.18 here) into a call
+	// instead of a breakpoint trap, about 9x cheaper. 0: none, the RETs are used.
+	NewprocNop5 uint64   `json:"newprocNop5"`
 	GM          int64    `json:"gM"`    // g.m (*m)
 	MCurg       int64    `json:"mCurg"` // m.curg (*g)
 	Newproc1Ret []uint64 `json:"newproc1Ret"`
@@ -161,6 +166,33 @@ func rets(code []byte) []uint64 {
 	return out
 }
 
+// nop5BeforeCall finds, in fn, a CALL rel32 whose target is callee and which directly follows a
+// 5-byte NOP (0f 1f 44 00 00); returns the NOP's file offset, or 0. The call's target is
+// computed, not guessed, so a byte pattern inside another instruction cannot pass.
+func nop5BeforeCall(f *elf.File, fn, callee elf.Symbol) uint64 {
+	if fn.Value == 0 || callee.Value == 0 {
+		return 0
+	}
+	code, ok := funcBytes(f, fn)
+	if !ok {
+		return 0
+	}
+	nop5 := []byte{0x0f, 0x1f, 0x44, 0x00, 0x00}
+	for i := 5; i+5 <= len(code); i++ {
+		if code[i] != 0xe8 || !bytes.Equal(code[i-5:i], nop5) {
+			continue
+		}
+		rel := int32(uint32(code[i+1]) | uint32(code[i+2])<<8 | uint32(code[i+3])<<16 | uint32(code[i+4])<<24)
+		if fn.Value+uint64(i)+5+uint64(int64(rel)) == callee.Value {
+			off, ok := fileOffset(f, fn.Value+uint64(i-5))
+			if ok {
+				return off
+			}
+		}
+	}
+	return 0
+}
+
 func main() {
 	r := &result{}
 	if len(os.Args) != 2 {
@@ -244,6 +276,8 @@ func main() {
 	if ex, ok := bySym["runtime.execute"]; ok {
 		r.Execute, _ = fileOffset(f, ex.Value)
 	}
+
+	r.NewprocNop5 = nop5BeforeCall(f, bySym["runtime.newproc.func1"], bySym["runtime.runqput"])
 
 	// The HTTP client, when linked in; without it the binary still gets goroutine ids.
 	if rt, ok := bySym["net/http.(*persistConn).roundTrip"]; ok {
