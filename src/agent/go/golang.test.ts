@@ -113,7 +113,7 @@ for (const mode of ['socket', 'syscall'] as const) {
     test('fan-out: children inherit by newproc1 events; client exits carry the caller goroutine; keep-alive', async () => {
       // N requests on one keep-alive connection
       const N = 4;
-      const body = execFileSync('curl', ['-sS', ...Array(N).fill(`http://127.0.0.1:${port}/front`)], { encoding: 'utf8' });
+      const body = execFileSync('curl', ['-sS', '--max-time', '20', ...Array(N).fill(`http://127.0.0.1:${port}/front`)], { encoding: 'utf8', timeout: 30_000 });
       assert.equal(body, 'down i=1\ndown i=2\ndown i=3\n'.repeat(N));
       const data = () => events.filter((e): e is DataEvent => e.kind === 'data' && e.pid === pid);
       const head = (e: DataEvent) => e.head.toString('latin1');
