@@ -17,6 +17,8 @@ import { goBuild } from '../src/agent/go/gobuild.js';
 import { ensureGoOffsetsTool, readGoBinary } from '../src/agent/go/offsets.js';
 
 const [rounds = 5, switches = 500_000, spawns = 100_000] = process.argv.slice(2).map(Number);
+// SEQTRACE_GO_PARENT_PROBE=ret: probe newproc1's RETs even when the binary has the NOP5 (comparison)
+const retOnly = process.env.SEQTRACE_GO_PARENT_PROBE === 'ret';
 const dir = mkdtempSync(join(tmpdir(), 'seqtrace-goswitch-'));
 try {
   ensureGoOffsetsTool();
@@ -39,15 +41,17 @@ try {
   const states: State[] = ['off', 'seqtrace', 'execute'];
   const results: Record<State, Array<{ sw: number; swCpu: number; sp: number; spCpu: number }>> = { off: [], seqtrace: [], execute: [] };
   await ask('switch 100000'); // warm up
-  console.log(`go-switch-cost: ${info.goVersion}, ${rounds} rounds, ${switches * 2} switches and ${spawns} goroutines per measurement, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`go-switch-cost: ${info.goVersion}, goroutine starts probed at ${info.newprocNop5 && !retOnly ? 'the NOP5 before runqput' : 'the RETs of newproc1'}, ${rounds} rounds, ${switches * 2} switches and ${spawns} goroutines per measurement, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log('round state     ns/switch (wall cpu)   ns/goroutine started (wall cpu)');
   for (let r = 1; r <= rounds; r++) {
     for (const state of states) {
       let cap: Capture | null = null;
       if (state !== 'off') {
         cap = await startCapture({ mode: 'auto', pids: [pid], onEvents: () => {}, onError: (e) => { throw e; } });
-        for (const o of info.newproc1Ret) await cap.goUprobe('newproc1_ret', bin, o);
-        await cap.goUprobe('roundtrip', bin, info.roundTrip || info.newproc1); // no client here: any function works for attach cost
+        // where the agent probes goroutine starts (src/agent/go/golang.ts): the NOP5, else the RETs
+        if (info.newprocNop5 && !retOnly) await cap.goUprobe('newproc_nop5', bin, info.newprocNop5);
+        else for (const o of info.newproc1Ret) await cap.goUprobe('newproc1_ret', bin, o);
+        if (info.roundTrip) await cap.goUprobe('roundtrip', bin, info.roundTrip); // (this program has no HTTP client)
         if (state === 'execute') await cap.goUprobe('execute', bin, info.execute);
         await cap.goProcess(pid, info);
       }
