@@ -2,7 +2,7 @@
 // goroutine started, for one Go binary in one run, in three states alternating round by round:
 //   off      no seqtrace loader at all
 //   seqtrace the process traced with the agent's Go design: goids read from TLS in the socket
-//            programs, newproc1 RET uprobes, the round-trip uprobe (src/bpf/go.bpf.h)
+//            programs, the goroutine-start uprobe (NOP5 before runqput, else newproc1's RETs) (src/bpf/go.bpf.h)
 //   execute  the same plus the seed's design: a uprobe on runtime.execute at every switch
 // Prints per round, then medians. Needs root (eBPF); builds the Go program and the tool.
 //   node --import tsx bench/go-switch-cost.ts [rounds=5] [round trips=500000] [goroutines=100000]
