@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what seqtrace needs on Debian 12 as root, then builds it.
-#   scripts/install.sh          run-time needs: clang/libbpf to build the eBPF side, npm packages
+#   scripts/install.sh          run-time needs: clang/libbpf to build the eBPF side, Go to build the
+#                               Go-binary reader (src/agent/go/gooffsets), npm packages
 #   scripts/install.sh --test   also what the test suite drives: real servers, wrk, Go, Java, Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make gcc pkg-config iproute2 curl)
+pkgs=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make gcc pkg-config iproute2 curl golang-go)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(golang-go nginx apache2 wrk chromium python3 openjdk-17-jdk-headless procps psmisc)
+  pkgs+=(nginx apache2 wrk chromium python3 openjdk-17-jdk-headless procps psmisc)
 fi
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -18,6 +18,7 @@ import { createConnTable, type ConnTable } from './conn.js';
 import { createProcSelector, type ProcSelector } from './procs.js';
 import { createSender, type Sender, type SenderStats } from './sender.js';
 import { createThreadGroups, threadKey, type ThreadGroups } from './threadgroup.js';
+import { createGoTracer, type GoStats } from './go/golang.js';
 
 export interface AgentOptions {
   /** Capture source (default: the eBPF loader). */
@@ -42,6 +43,7 @@ export interface AgentStats {
   procs: ProcSelector['stats'];
   sender: SenderStats;
   pidErrors: number;
+  go: GoStats;
 }
 
 export interface Agent {
@@ -65,7 +67,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const clockTimer = setInterval(() => clock.refresh(), 60_000);
   clockTimer.unref();
   const groups = createThreadGroups();
-  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, stats: 0 };
+  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, goroutine: 0, stats: 0 };
   let eventErrors = 0;
   let pidErrors = 0;
   let lastErrorLog = 0;
@@ -77,13 +79,15 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   // Pids chosen before the capture runs are handed to the loader at start; later ones by command.
   let capture: Capture | null = null;
   const initialPids = new Set<number>();
+  // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
+  const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log });
   const pidCommand = (verb: 'add' | 'remove', pid: number) => {
     if (!capture) {
       if (verb === 'add') initialPids.add(pid);
       else initialPids.delete(pid);
       return;
     }
-    (verb === 'add' ? capture.addPid(pid) : capture.removePid(pid)).catch((e: Error) => {
+    (verb === 'add' ? capture.addPid(pid).then(() => golang.onTraced(pid)) : capture.removePid(pid)).catch((e: Error) => {
       pidErrors++;
       // A process that exited between the scan and the command is not worth a message.
       rateLog(`seqtrace agent: ${verb} pid ${pid}: ${e.message}`);
@@ -116,6 +120,10 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             // the group its creator serves now (if exactly one), until that group closes.
             // The kernel reports this before the new thread runs, so it precedes its calls.
             groups.inherit(threadKey(ev.pid, ev.ptid, 0n), threadKey(ev.pid, ev.tid, 0n), ev.pid);
+            break;
+          case 'goroutine':
+            // The same for a goroutine started by another (a handler's fan-out).
+            groups.inherit(threadKey(ev.pid, 0, ev.pgoid), threadKey(ev.pid, 0, ev.goid), ev.pid);
             break;
           case 'exit':
             // Exit events come for every process on the host: keep the common case cheap.
@@ -152,6 +160,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const cap = capture;
   // Pids chosen while the loader was starting.
   for (const pid of initialPids) if (!procs.isTraced(pid)) void cap.removePid(pid).catch(() => {});
+  for (const pid of initialPids) if (procs.isTraced(pid)) void golang.onTraced(pid);
   let ticks = 0;
   const scanTimer = setInterval(() => {
     procs.scan();
@@ -162,7 +171,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
 
   const stats = (): AgentStats => ({
     captureMode: cap.mode, capture: cap.stats(), events, eventErrors, conns: conns.stats, groups: groups.stats,
-    procs: procs.stats, sender: sender.stats(), pidErrors,
+    procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
   let snap: AgentStats = stats();
@@ -253,6 +262,8 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}send_queue_spans`, 'spans waiting to be sent', 'gauge', () => s().sender.queueDepth + s().sender.inFlight);
   r.collect(`${p}send_queue_bytes`, 'bytes held for sending: the batch being built plus the compressed queue (bounded by send_buffer_bytes)', 'gauge', () => s().sender.queueBytes);
   r.collect(`${p}traced_processes`, 'processes selected for tracing', 'gauge', () => s().procs.traced);
+  r.collect(`${p}go_processes_total`, 'Go processes traced, by how: goroutine (ids from the binary) or thread (binary unreadable: no DWARF, stripped)', 'counter', () => [[{ by: 'goroutine' }, s().go.byGoroutine], [{ by: 'thread' }, s().go.byThread]]);
+  r.collect(`${p}go_errors_total`, 'Go processes whose offsets or uprobes the kernel refused (traced by thread)', 'counter', () => s().go.errors);
   r.collect(`${p}pid_command_errors_total`, 'add/remove pid commands the loader refused', 'counter', () => s().pidErrors);
   return r;
 }

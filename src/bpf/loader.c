@@ -7,7 +7,10 @@
  *   seqtrace-loader --print-layout
  *
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
- *   `stats` by a STATS frame then the ACK)
+ *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
+ *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
+ *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (every process of that binary)
+ *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events; STATS every second.
  * stderr: messages. Exit status: 0 on SIGTERM/SIGINT/stdin EOF, 2 when eBPF is unavailable
@@ -134,13 +137,76 @@ static void send_stats(struct seqtrace_bpf *skel)
 
 /* ------------------------------------------------------------ stdin commands */
 
+/* ---- Go (go.bpf.h): offsets per process, uprobes per binary ---- */
+
+static struct bpf_link *go_links[256];
+static int go_nlinks;
+
+/* go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG */
+static bool go_command(struct seqtrace_bpf *skel, const char *line, __u32 *pid_out)
+{
+	long pid;
+	long long tls;
+	unsigned long long goid, pconn, itab, tfd, sysfd, gm, mcurg;
+	if (sscanf(line, "go %ld %lld %llu %llu %llu %llu %llu %llu %llu", &pid, &tls, &goid, &pconn, &itab, &tfd, &sysfd,
+		   &gm, &mcurg) != 9 ||
+	    pid <= 0 || pid > INT_MAX || goid > 65536) {
+		fprintf(stderr, "seqtrace-loader: bad go command \"%s\" (accepted: go PID TLS_OFF GOID_OFF PCONN_CONN "
+				"TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG)\n", line);
+		return false;
+	}
+	__u32 key = (__u32)pid;
+	*pid_out = key;
+	struct st_go_proc v = { .tls_off = tls, .goid_off = goid, .pconn_conn = pconn, .tcpconn_itab = itab,
+			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd, .g_m = gm, .m_curg = mcurg };
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.go_procs), &key, &v, BPF_ANY)) {
+		fprintf(stderr, "seqtrace-loader: go %ld: %s\n", pid, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* uprobe newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH: attached for every process running
+ * PATH; the programs act only for pids in go_procs. */
+static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
+{
+	char which[16];
+	unsigned long long off;
+	int at = 0;
+	if (sscanf(line, "uprobe %15s %llu %n", which, &off, &at) != 2 || !at || !line[at]) {
+		fprintf(stderr, "seqtrace-loader: bad uprobe command \"%s\" (accepted: uprobe "
+				"newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH)\n", line);
+		return false;
+	}
+	struct bpf_program *prog = !strcmp(which, "newproc1_ret") ? skel->progs.go_newproc1_ret
+				   : !strcmp(which, "newproc_nop5") ? skel->progs.go_newproc_nop5
+				   : !strcmp(which, "roundtrip")	  ? skel->progs.go_round_trip
+				   : !strcmp(which, "execute")	  ? skel->progs.go_execute
+								  : NULL;
+	if (!prog || go_nlinks >= (int)(sizeof(go_links) / sizeof(go_links[0]))) {
+		fprintf(stderr, "seqtrace-loader: uprobe %s: %s\n", which, prog ? "too many uprobes" : "unknown program");
+		return false;
+	}
+	struct bpf_link *l = bpf_program__attach_uprobe(prog, false, -1, line + at, (size_t)off);
+	if (!l) {
+		fprintf(stderr, "seqtrace-loader: uprobe %s at %llu of %s: %s\n", which, off, line + at, strerror(errno));
+		return false;
+	}
+	go_links[go_nlinks++] = l;
+	return true;
+}
+
 static void command(struct seqtrace_bpf *skel, char *line)
 {
 	char verb[16];
 	long pid = 0;
 	struct st_ack_event ack = { .kind = ST_EV_ACK };
 	int n = sscanf(line, "%15s %ld", verb, &pid);
-	if (n >= 1 && !strcmp(verb, "stats")) {
+	if (n >= 1 && !strcmp(verb, "go")) {
+		ack.ok = go_command(skel, line, &ack.pid);
+	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
+		ack.ok = uprobe_command(skel, line);
+	} else if (n >= 1 && !strcmp(verb, "stats")) {
 		send_stats(skel);
 		ack.ok = 1;
 	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
@@ -149,11 +215,13 @@ static void command(struct seqtrace_bpf *skel, char *line)
 		int fd = bpf_map__fd(skel->maps.traced);
 		int err = verb[0] == 'a' ? bpf_map_update_elem(fd, &key, &one, BPF_ANY) : bpf_map_delete_elem(fd, &key);
 		ack.ok = err == 0 || (verb[0] == 'd' && errno == ENOENT);
+		if (verb[0] == 'd')
+			bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key); /* Go offsets, if any */
 		if (!ack.ok)
 			fprintf(stderr, "seqtrace-loader: %s %ld: %s\n", verb, pid, strerror(errno));
 		ack.pid = key;
 	} else {
-		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats)\n", line);
+		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, go ..., uprobe ...)\n", line);
 	}
 	frame(&ack, sizeof(ack));
 }
@@ -217,6 +285,8 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		bool socket_prog = !strncmp(sec, "tp_btf/sock_", 12);
 		if ((mode == ST_MODE_SOCKET && syscall_prog) || (mode == ST_MODE_SYSCALL && socket_prog))
 			bpf_program__set_autoload(p, false);
+		if (!strcmp(sec, "uprobe")) /* Go uprobes: attached by the uprobe command */
+			bpf_program__set_autoattach(p, false);
 	}
 }
 
@@ -251,6 +321,9 @@ static void print_layout(void)
 	STRUCT("thread", st_thread_event,
 	       (FIELD(st_thread_event, kind), FIELD(st_thread_event, pid), FIELD(st_thread_event, tid),
 		FIELD(st_thread_event, ptid), FIELD(st_thread_event, ts_ns)));
+	STRUCT("goroutine", st_goroutine_event,
+	       (FIELD(st_goroutine_event, kind), FIELD(st_goroutine_event, pid), FIELD(st_goroutine_event, tid),
+		FIELD(st_goroutine_event, goid), FIELD(st_goroutine_event, pgoid), FIELD(st_goroutine_event, ts_ns)));
 	STRUCT("stats", st_stats_event,
 	       (FIELD(st_stats_event, kind), FIELD(st_stats_event, events), FIELD(st_stats_event, drops),
 		FIELD(st_stats_event, truncated), FIELD(st_stats_event, loader_cpu_ns)));
@@ -258,8 +331,9 @@ static void print_layout(void)
 	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
 		FIELD(st_ready_event, ringbuf_bytes)));
 	STRUCT("ack", st_ack_event, (FIELD(st_ack_event, kind), FIELD(st_ack_event, ok), FIELD(st_ack_event, pid)));
-	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d}",
-	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK, ST_EV_THREAD);
+	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d,\"goroutine\":%d}",
+	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK, ST_EV_THREAD,
+	       ST_EV_GOROUTINE);
 	printf(",\"tailBytes\":%d,\"captureMax\":%d}\n", ST_TAIL_BYTES, ST_CAPTURE_MAX);
 }
 
@@ -450,6 +524,8 @@ cleanup:
 	if (epfd >= 0)
 		close(epfd);
 	ring_buffer__free(rb);
+	for (int i = 0; i < go_nlinks; i++)
+		bpf_link__destroy(go_links[i]);
 	seqtrace_bpf__destroy(skel);
 	return status;
 }

@@ -268,6 +268,9 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
 	return n.id;
 }
 
+/* ---- Go (issue #6): goroutine ids and parents; everything in go.bpf.h ---- */
+#include "go.bpf.h"
+
 /* A field of the socket: a plain load through the trusted BTF pointer of a tp_btf argument
  * (socket mode, the hot path), else a probe read (syscall mode: sk came from memory).
  * `direct` is a constant at every call site, so only one of the two is compiled in. */
@@ -292,7 +295,7 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	e->seq = seq;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->sock_id = id;
-	e->goid = 0;
+	e->goid = go_goid(e->pid, (__u64)sk); /* Go hook: 0 unless pid is a Go process */
 	e->len = len;
 	e->head_len = 0;
 	e->tail_len = 0;
@@ -668,6 +671,7 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 		return 0;
 	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
 	bpf_map_delete_elem(&seen, &key);
+	go_sock_closed(key); /* Go hook */
 	output(&e, sizeof(e));
 	return 0;
 }
@@ -715,11 +719,13 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (is_traced(pid)) {
 		bpf_map_delete_elem(&calls, &tid);
 		bpf_map_delete_elem(&mmsg_at, &tid);
+		go_thread_exit(pid, tid); /* Go hook */
 	}
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 	bpf_map_delete_elem(&traced, &pid);
+	go_proc_exit(pid); /* Go hook */
 	struct st_proc_event e = { .kind = ST_EV_EXIT, .pid = pid, .ts_ns = bpf_ktime_get_ns() };
 	output(&e, sizeof(e));
 	return 0;

@@ -28,6 +28,7 @@ enum st_kind {
 	ST_EV_READY = 6, /* loader: programs attached (written once) */
 	ST_EV_ACK = 7,   /* loader: one stdin command handled */
 	ST_EV_THREAD = 8, /* a traced process created a thread (same tgid) */
+	ST_EV_GOROUTINE = 9, /* a goroutine of a Go process started another (go.bpf.h) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -94,6 +95,32 @@ struct st_thread_event {
 	__u32 tid;  /* the new thread */
 	__u32 ptid; /* the thread that created it */
 	__u64 ts_ns;
+};
+
+/* A goroutine of a traced Go process started another (runtime.newproc1): user space lets the
+ * child inherit the thread group its creator serves, as for threads. Reported before the child
+ * can run (newproc1 returns before the new g is scheduled). */
+struct st_goroutine_event {
+	__u8 kind; /* ST_EV_GOROUTINE */
+	__u8 _pad0[3];
+	__u32 pid;
+	__u32 tid;   /* the thread that ran newproc1 */
+	__u32 _pad1;
+	__u64 goid;  /* the new goroutine */
+	__u64 pgoid; /* the goroutine that started it */
+	__u64 ts_ns;
+};
+
+/* Value of the go_procs map (go.bpf.h), written by the loader's `go` command. */
+struct st_go_proc {
+	__s64 tls_off;      /* g = *(fsbase + tls_off) */
+	__u64 goid_off;     /* goid = *(g + goid_off) */
+	__u64 pconn_conn;   /* persistConn.conn (net.Conn interface: itab, data); 0: no round-trip probe */
+	__u64 tcpconn_itab; /* itab address of *net.TCPConn in net.Conn */
+	__u64 tcpconn_fd;   /* TCPConn -> conn.fd (*netFD) */
+	__u64 netfd_sysfd;  /* netFD -> pfd.Sysfd */
+	__u64 g_m;          /* g.m (*m) */
+	__u64 m_curg;       /* m.curg (*g) */
 };
 
 struct st_stats_event {

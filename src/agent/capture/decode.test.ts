@@ -102,3 +102,16 @@ test('a thread frame decodes field by field', () => {
   assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread', pid: 500, tid: 502, ptid: 501, tsNs: 987654321n });
   assert.throws(() => decodeFrame(b, 0, 12), /kind thread is 12 bytes, expected at least 24/);
 });
+
+test('a goroutine frame decodes field by field', () => {
+  const G = LAYOUT.goroutine;
+  const b = Buffer.alloc(G.size);
+  b[G.kind] = LAYOUT.kinds.goroutine;
+  b.writeUInt32LE(42, G.pid);
+  b.writeUInt32LE(43, G.tid);
+  b.writeBigUInt64LE(9000000001n, G.goid);
+  b.writeBigUInt64LE(17n, G.pgoid);
+  b.writeBigUInt64LE(5n, G.ts_ns);
+  assert.deepEqual(decodeFrame(b, 0, G.size), { kind: 'goroutine', tsNs: 5n, pid: 42, tid: 43, goid: 9000000001n, pgoid: 17n });
+  assert.throws(() => decodeFrame(b, 0, G.size - 1), /kind goroutine is 39 bytes, expected at least 40/);
+});

@@ -14,10 +14,11 @@ export const LAYOUT = {
   close: { kind: 0, pid: 4, ts_ns: 8, sock_id: 16, size: 24 },
   proc: { kind: 0, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
   thread: { kind: 0, pid: 4, tid: 8, ptid: 12, ts_ns: 16, size: 24 },
+  goroutine: { kind: 0, pid: 4, tid: 8, goid: 16, pgoid: 24, ts_ns: 32, size: 40 },
   stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, size: 40 },
   ready: { kind: 0, mode: 1, capture_bytes: 2, ringbuf_bytes: 4, size: 8 },
   ack: { kind: 0, ok: 1, pid: 4, size: 8 },
-  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8 },
+  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9 },
   tailBytes: 32,
   captureMax: 4096,
 } as const;
@@ -154,6 +155,16 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         pid: b.readUInt32LE(at + LAYOUT.thread.pid),
         tid: b.readUInt32LE(at + LAYOUT.thread.tid),
         ptid: b.readUInt32LE(at + LAYOUT.thread.ptid),
+      };
+    case K.goroutine:
+      need(LAYOUT.goroutine.size, 'goroutine');
+      return {
+        kind: 'goroutine',
+        tsNs: b.readBigUInt64LE(at + LAYOUT.goroutine.ts_ns),
+        pid: b.readUInt32LE(at + LAYOUT.goroutine.pid),
+        tid: b.readUInt32LE(at + LAYOUT.goroutine.tid),
+        goid: b.readBigUInt64LE(at + LAYOUT.goroutine.goid),
+        pgoid: b.readBigUInt64LE(at + LAYOUT.goroutine.pgoid),
       };
     case K.stats:
       need(LAYOUT.stats.size, 'stats');

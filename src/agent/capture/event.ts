@@ -1,7 +1,7 @@
 // What the kernel side reports, decoded. The byte layout is in src/bpf/seqtrace.h and is
 // decoded by offset in ./decode.ts; this is the form the rest of the agent works with.
 
-export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'stats';
+export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'goroutine' | 'stats';
 
 export interface DataEvent {
   kind: 'data';
@@ -66,6 +66,22 @@ export interface ThreadEvent {
   ptid: number;
 }
 
+/**
+ * A goroutine of a traced Go process started another (runtime.newproc1, src/bpf/go.bpf.h).
+ * Reported before the new goroutine runs, so it precedes every event of it.
+ */
+export interface GoroutineEvent {
+  kind: 'goroutine';
+  tsNs: bigint;
+  pid: number;
+  /** The thread that ran newproc1. */
+  tid: number;
+  /** The new goroutine. */
+  goid: bigint;
+  /** The goroutine that started it. */
+  pgoid: bigint;
+}
+
 /** Kernel counters, reported periodically by the loader. */
 export interface StatsEvent {
   kind: 'stats';
@@ -79,4 +95,4 @@ export interface StatsEvent {
   loaderCpuNs: number;
 }
 
-export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | StatsEvent;
+export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | GoroutineEvent | StatsEvent;

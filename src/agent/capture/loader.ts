@@ -38,12 +38,33 @@ export interface Capture {
   addPid(pid: number): Promise<void>;
   /** Stop tracing a process; resolves once the kernel map no longer holds it. */
   removePid(pid: number): Promise<void>;
+  /**
+   * Go process (src/bpf/go.bpf.h): where its goroutine ids are. Its data events then carry
+   * goids, and round trips of its HTTP client the caller's goid. Resolves once the kernel has it.
+   */
+  goProcess(pid: number, offsets: GoProcOffsets): Promise<void>;
+  /** Attach a Go uprobe to every process running the binary at `path` (file offset). */
+  goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;
   /** Ask the loader for the counters now. */
   refreshStats(): Promise<StatsEvent>;
   /** Detach every program and free every map (the loader exits); resolves when it has. */
   close(): Promise<void>;
+}
+
+/** The offsets of src/bpf/seqtrace.h struct st_go_proc (from src/agent/go/gooffsets). */
+export interface GoProcOffsets {
+  tlsOffset: number;
+  goidOffset: number;
+  /** 0: no round-trip probe (the binary has no net/http client). */
+  pconnConn: number;
+  tcpConnItab: number;
+  tcpConnFd: number;
+  netFdSysfd: number;
+  /** g.m and m.curg: the parent goroutine at newproc1's RET (on g0). */
+  gM: number;
+  mCurg: number;
 }
 
 const EXIT_UNAVAILABLE = 2;
@@ -184,6 +205,23 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
         loaderPid: child.pid ?? 0,
         addPid: (pid) => pidCommand('add', pid),
         removePid: (pid) => pidCommand('del', pid),
+        goProcess(pid, o) {
+          const nums = [o.tlsOffset, o.goidOffset, o.pconnConn, o.tcpConnItab, o.tcpConnFd, o.netFdSysfd, o.gM, o.mCurg];
+          if (!Number.isInteger(pid) || pid <= 0 || !nums.every(Number.isSafeInteger) || nums.slice(1).some((n) => n < 0)) {
+            return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `go offsets for pid ${pid} are not integers (tls may be negative, others not): ${nums.join(' ')}`));
+          }
+          return command(`go ${pid} ${nums.join(' ')}`).then((ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the Go offsets of pid ${pid} (go-process map full?)`);
+          });
+        },
+        goUprobe(which, path, offset) {
+          if (!Number.isSafeInteger(offset) || offset < 0 || /[\n\r]/.test(path) || !path.startsWith('/')) {
+            return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `uprobe ${which}: offset ${offset} / path ${JSON.stringify(path)} not accepted (an absolute path without newlines, a non-negative offset)`));
+          }
+          return command(`uprobe ${which} ${offset} ${path}`).then((ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the ${which} uprobe at offset ${offset} of ${path} (the loader's message is on its stderr)`);
+          });
+        },
         stats: () => latest,
         refreshStats: () => new Promise<StatsEvent>((resolve, reject) => {
           statsWaiting.push(resolve);

@@ -1,0 +1,173 @@
+// Go offsets from real binaries (built here with the machine's Go), and real eBPF: the data
+// events of a Go service carry goroutine ids, newproc1 reports parents, and the HTTP client's
+// round trips carry the calling goroutine's id although the transport's goroutines do the I/O.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startCapture, type Capture } from '../capture/loader.js';
+import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.js';
+import { ensureGoOffsetsTool, readGoBinary } from './offsets.js';
+import { goBuild } from './gobuild.js';
+import { createGoTracer } from './golang.js';
+
+const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
+if (SKIP) console.log('# Go capture tests skipped: SEQTRACE_SKIP_EBPF=1');
+const FANOUT = fileURLToPath(new URL('./testdata/fanout/', import.meta.url));
+
+let dir = '';
+let bin = '';
+before(() => {
+  ensureGoOffsetsTool();
+  dir = mkdtempSync(join(tmpdir(), 'seqtrace-go-'));
+  cpSync(FANOUT, `${dir}/src`, { recursive: true });
+  bin = goBuild(`${dir}/src`, `${dir}/fanout`);
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('offsets from the binary', () => {
+  test('a Go binary: goid in runtime.g, g at -8(FS), newproc1 and its RETs, the client chain', async () => {
+    const info = await readGoBinary(bin);
+    assert.equal(info.ok, true, info.reason);
+    assert.match(info.goVersion, /^go1\.\d+/);
+    assert.equal(info.tlsOffset, -8); // internal linker, no cgo
+    assert.ok(info.goidOffset > 0 && info.goidOffset < 1024, `goid at ${info.goidOffset}`);
+    assert.ok(info.newproc1 > 0 && info.newproc1Ret.length > 0 && info.newproc1Ret.every((r) => r > info.newproc1));
+    assert.ok(info.roundTrip > 0 && info.tcpConnItab > 0, 'net/http client found');
+    // the RETs really are RET instructions (0xc3) at those file offsets
+    const code = execFileSync('od', ['-An', '-tx1', '-j', String(info.newproc1Ret[0]), '-N1', bin], { encoding: 'utf8' }).trim();
+    assert.equal(code, 'c3');
+    // the NOP5 right before newproc.func1's call to runqput (this Go's compiler leaves one)
+    assert.ok(info.newprocNop5 > 0, 'a NOP5 before the call to runqput');
+    const nop = execFileSync('od', ['-An', '-tx1', '-j', String(info.newprocNop5), '-N6', bin], { encoding: 'utf8' }).trim();
+    assert.equal(nop, '0f 1f 44 00 00 e8');
+  });
+
+  test('cgo-style external linking: the TLS offset still comes from the binary', async () => {
+    let ext = '';
+    try {
+      ext = goBuild(`${dir}/src`, `${dir}/fanout-ext`, ['-ldflags=-linkmode=external']);
+    } catch (e) {
+      assert.fail(`external linking needs gcc: ${(e as Error).message}`);
+    }
+    const info = await readGoBinary(ext);
+    assert.equal(info.ok, true, info.reason);
+    assert.equal(info.tlsOffset, -8);
+  });
+
+  test('without DWARF (-ldflags=-w) or not Go: not ok, with the reason', async () => {
+    const w = goBuild(`${dir}/src`, `${dir}/fanout-w`, ['-ldflags=-w']);
+    const info = await readGoBinary(w);
+    assert.equal(info.ok, false);
+    assert.match(info.goVersion, /^go1\./);
+    assert.match(info.reason ?? '', /no DWARF/);
+    const sh = await readGoBinary('/bin/sh');
+    assert.equal(sh.ok, false);
+    assert.equal(sh.goVersion, '');
+    assert.match(sh.reason ?? '', /not a Go executable/);
+  });
+});
+
+async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 8000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = get();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const mode of ['socket', 'syscall'] as const) {
+  describe(`Go goroutines in the kernel (${mode} mode)`, { skip: SKIP, timeout: 60_000 }, () => {
+    let cap: Capture;
+    let svc: ChildProcessWithoutNullStreams;
+    let port = 0;
+    let pid = 0;
+    const events: CaptureEvent[] = [];
+    const logs: string[] = [];
+
+    before(async () => {
+      cap = await startCapture({ mode, onEvents: (evs) => { for (const e of evs) events.push(e); }, onError: (e) => { throw e; } });
+      svc = spawn(bin, [], { stdio: 'pipe' });
+      let out = '';
+      svc.stdout.on('data', (d) => { out += d; });
+      const j = JSON.parse(await waitFor('service ready', () => out.includes('\n') && out.split('\n')[0]));
+      pid = j.pid;
+      port = j.port;
+      await cap.addPid(pid);
+      // socket mode probes goroutine starts at the NOP5, syscall mode at newproc1's RETs: both paths
+      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
+      await go.onTraced(pid);
+      assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
+    });
+    after(async () => {
+      svc?.stdin.end();
+      svc?.kill();
+      await cap?.close();
+    });
+
+    test('fan-out: children inherit by newproc1 events; client exits carry the caller goroutine; keep-alive', async () => {
+      // N requests on one keep-alive connection
+      const N = 4;
+      const body = execFileSync('curl', ['-sS', '--max-time', '20', ...Array(N).fill(`http://127.0.0.1:${port}/front`)], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(body, 'down i=1\ndown i=2\ndown i=3\n'.repeat(N));
+      const data = () => events.filter((e): e is DataEvent => e.kind === 'data' && e.pid === pid);
+      const head = (e: DataEvent) => e.head.toString('latin1');
+      await waitFor('the second front response', () => data().filter((e) => e.dir === 'send' && head(e).includes('down i=2\ndown i=3')).length === N);
+      const all = data();
+      assert.ok(all.every((e) => e.goid > 0n), 'every data event of the Go process has a goid');
+      // Go's server may read the first byte of the next request on its backgroundRead goroutine
+      // (started while the handler runs); the rest of the head then comes on the serve goroutine,
+      // which is the read that completes the head (where conn.ts opens the group).
+      const fronts = all.filter((e, i) => e.dir === 'recv' && (head(e).startsWith('GET /front') ||
+        (head(e).startsWith('ET /front') && all.slice(0, i).reverse().find((p) => p.sockId === e.sockId && p.dir === 'recv')?.len === 1)));
+      assert.equal(fronts.length, N, `N front requests: ${all.filter((e) => e.dir === 'recv').map((e) => JSON.stringify(head(e).slice(0, 12))).join(' ')}`);
+      // keep-alive: one connection, served by one goroutine (conn.serve), for both requests
+      for (const f of fronts) assert.equal(f.sockId, fronts[0].sockId);
+      for (const f of fronts) assert.equal(f.goid, fronts[0].goid);
+      const serveG = fronts[0].goid;
+      const gor = events.filter((e): e is GoroutineEvent => e.kind === 'goroutine' && e.pid === pid);
+      const allKids = new Set(gor.filter((e) => e.pgoid === serveG).map((e) => e.goid));
+      for (const [i, front] of fronts.entries()) {
+        const inRequest = (e: { tsNs: bigint }) => e.tsNs > front.tsNs && (i + 1 < N ? e.tsNs < fronts[i + 1].tsNs : true);
+        const after = all.filter(inRequest);
+        // this request's children only: the second request reuses the pooled connections the
+        // first one's children opened, and must carry its own children's goids on them
+        const kids = new Set(gor.filter((e) => e.pgoid === serveG && inRequest(e)).map((e) => e.goid));
+        const sent = (q: string) => after.find((e) => e.dir === 'send' && head(e).startsWith(`GET /down?i=${q} `))!;
+        const [d1, d2, d3] = ['1', '2', '3'].map(sent);
+        assert.ok(d1 && d2 && d3, `request ${i}: three downstream calls sent`);
+        // parallel calls: on the handler's child goroutines (not the transport's writeLoop)
+        assert.ok(kids.has(d1.goid), `i=1 sent by goroutine ${d1.goid}, a child of ${serveG}: ${[...kids]}`);
+        assert.ok(kids.has(d2.goid), `i=2 sent by goroutine ${d2.goid}, a child of ${serveG}`);
+        assert.notEqual(d1.goid, d2.goid);
+        // the sequential call: the handler's own goroutine
+        assert.equal(d3.goid, serveG);
+        // each downstream response is read (by readLoop) under the same caller goid
+        for (const d of [d1, d2, d3]) {
+          const resp = after.find((e) => e.dir === 'recv' && e.sockId === d.sockId && e.tsNs > d.tsNs && head(e).startsWith('HTTP/1.1 200'));
+          assert.ok(resp, 'response read');
+          assert.equal(resp.goid, d.goid);
+        }
+        // the downstream server reads each call on its own goroutine, not the caller's
+        const downRecv = after.filter((e) => e.dir === 'recv' && head(e).startsWith('GET /down'));
+        assert.ok(downRecv.length >= 3);
+        for (const e of downRecv) assert.ok(e.goid !== serveG && !kids.has(e.goid), `${head(e).slice(0, 16)} read by ${e.goid}, not by the caller ${serveG} or its children ${[...kids]}`);
+        // the front response is written by the serving goroutine
+        const resp = after.find((e) => e.dir === 'send' && head(e).includes('down i=2\ndown i=3'))!;
+        assert.equal(resp.goid, serveG);
+      }
+      // the transport's writeLoop/readLoop were started by dialling goroutines, yet no data
+      // event carries their goids on client connections
+      const clientSocks = new Set(all.filter((e) => head(e).startsWith('GET /down')  && e.dir === 'send').map((e) => e.sockId));
+      for (const e of all.filter((x) => clientSocks.has(x.sockId))) assert.ok(e.goid === serveG || allKids.has(e.goid));
+      // and the pool did reuse connections from one request to the next (else this proves less)
+      const firstSocks = new Set(all.filter((e) => e.tsNs < fronts[1].tsNs && e.dir === 'send' && head(e).startsWith('GET /down')).map((e) => e.sockId));
+      assert.ok(all.some((e) => e.tsNs > fronts[1].tsNs && e.dir === 'send' && head(e).startsWith('GET /down') && firstSocks.has(e.sockId)), 'a connection of the first request reused later');
+    });
+  });
+}

@@ -1,0 +1,99 @@
+// Go processes: when a process is selected for tracing, find out whether it is a Go binary
+// (its build info) and, when the agent can read it, hand the kernel its offsets and attach the
+// Go uprobes to its binary (once per binary). From then on its data events carry goroutine ids
+// and its goroutine events let children inherit their creator's thread group. A Go binary the
+// agent cannot read (no DWARF, stripped, not amd64) is traced by thread, as any process, and
+// the agent says so once per binary.
+import { statSync } from 'node:fs';
+import type { Capture } from '../capture/loader.js';
+import { readGoBinary, type GoBinaryInfo } from './offsets.js';
+
+export interface GoStats {
+  /** Go processes whose goroutines are followed. */
+  byGoroutine: number;
+  /** Go processes traced by thread because their binary could not be read. */
+  byThread: number;
+  /** Failures telling the kernel (offsets or uprobes refused). */
+  errors: number;
+}
+
+export interface GoTracer {
+  /** A process was just selected for tracing (the kernel traces it already). Resolves when done. */
+  onTraced(pid: number): Promise<void>;
+  readonly stats: GoStats;
+}
+
+export interface GoTracerOptions {
+  capture: () => Pick<Capture, 'goProcess' | 'goUprobe'> | null;
+  procRoot?: string;
+  log(msg: string): void;
+  read?: (path: string) => Promise<GoBinaryInfo>;
+  /** Where goroutine starts are probed: 'auto' (the NOP5 when the binary has one) or 'ret' (tests). */
+  parentProbe?: 'auto' | 'ret';
+}
+
+export function createGoTracer(opts: GoTracerOptions): GoTracer {
+  const root = opts.procRoot ?? '/proc';
+  const read = opts.read ?? readGoBinary;
+  const stats: GoStats = { byGoroutine: 0, byThread: 0, errors: 0 };
+  // binary (dev:inode:mtime) → its info, and whether its uprobes are attached
+  const binaries = new Map<string, Promise<GoBinaryInfo>>();
+  const attached = new Map<string, Promise<void>>();
+  let toolWarned = false;
+
+  async function onTraced(pid: number): Promise<void> {
+    const exe = `${root}/${pid}/exe`;
+    let key: string;
+    try {
+      const st = statSync(exe);
+      key = `${st.dev}:${st.ino}:${st.mtimeMs}`;
+    } catch {
+      return; // gone, or a kernel thread
+    }
+    let info = binaries.get(key);
+    const first = !info;
+    if (!info) {
+      info = read(exe);
+      binaries.set(key, info);
+    }
+    const bin = await info;
+    if (!bin.goVersion) {
+      // Not Go, or the reader itself is missing: say that once, or every Go process is silently traced by thread.
+      if (!toolWarned && bin.reason?.includes('failed') && bin.reason.includes('ENOENT')) {
+        toolWarned = true;
+        opts.log(`seqtrace agent: Go processes are traced by thread, not goroutine: ${bin.reason} (build it with npm run build)`);
+      }
+      return;
+    }
+    if (!bin.ok) {
+      stats.byThread++;
+      if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced by thread, not goroutine: ${bin.reason}`);
+      return;
+    }
+    const cap = opts.capture();
+    if (!cap) return;
+    try {
+      let up = attached.get(key);
+      if (!up) {
+        // The magic link resolves to the binary's inode, in whatever mount namespace it lives.
+        up = (async () => {
+          // One probe per goroutine started: the NOP5 (a call, not a trap, on kernels that
+          // optimise it) when the compiler left one, else every RET of newproc1.
+          if (bin.newprocNop5 && opts.parentProbe !== 'ret') await cap.goUprobe('newproc_nop5', exe, bin.newprocNop5);
+          else for (const r of bin.newproc1Ret) await cap.goUprobe('newproc1_ret', exe, r);
+          if (bin.roundTrip) await cap.goUprobe('roundtrip', exe, bin.roundTrip);
+        })();
+        attached.set(key, up);
+        up.catch(() => attached.delete(key));
+      }
+      await up;
+      await cap.goProcess(pid, bin.roundTrip ? bin : { ...bin, pconnConn: 0 });
+      stats.byGoroutine++;
+    } catch (e) {
+      stats.errors++;
+      opts.log(`seqtrace agent: Go process ${pid} (${exe}) stays traced by thread: ${(e as Error).message}`);
+    }
+  }
+
+  return { stats, onTraced };
+}

@@ -1,0 +1,3 @@
+module seqtrace/gooffsets
+
+go 1.19

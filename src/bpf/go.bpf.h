@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * Go: goroutine ids for the data events of Go processes, without a probe on the scheduler.
+ *
+ * A socket tracepoint fires inside the syscall of the goroutine that made it, and Go keeps the
+ * running goroutine's g in thread-local storage (on linux/amd64 at fsbase + a per-binary offset,
+ * -8 for internally linked binaries). So the data path reads fsbase from the task (BTF), then
+ * g, then g->goid: a goroutine switch costs nothing extra. Offsets come from the binary (DWARF,
+ * ELF symbols: src/agent/go/gooffsets) and reach the kernel through the loader's `go` command.
+ *
+ * Two uprobes per Go binary, both per event they describe, never per switch:
+ *  - runtime.newproc1's result (at the NOP5 before newproc.func1's call to runqput, else at each
+ *    RET of newproc1; no uretprobe, which rewrites the return address Go's tracebacks check):
+ *    a goroutine event (parent goid, child goid) so user space lets a child
+ *    goroutine inherit its creator's thread group, like a thread event.
+ *  - net/http.(*persistConn).roundTrip: runs on the caller's goroutine (a handler or its child)
+ *    while the transport's own goroutines (writeLoop, readLoop) do the I/O. It records
+ *    sock -> caller goid; data events on that socket carry the caller's goid. Go's HTTP/1.1
+ *    client has one request at a time per connection, so the record holds until the next round
+ *    trip on it or the socket's close.
+ * Included by seqtrace.bpf.c after output(); the data path calls go_goid() (one hash lookup for
+ * processes that are not Go).
+ */
+#ifndef SEQTRACE_GO_BPF_H
+#define SEQTRACE_GO_BPF_H
+
+/* Go processes: tgid -> offsets read from its binary. Loader `go` command; removed on `del`
+ * and at process exit. Processes not in it are traced by thread (goid 0). */
+#define go_proc st_go_proc /* the value layout is in seqtrace.h (the loader writes it) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct go_proc);
+} go_procs SEC(".maps");
+
+/* HTTP client sockets: sock address -> goid of the goroutine whose round trip uses it now.
+ * Removed when the socket closes (sock_state); LRU so a missed close cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} go_rt SEC(".maps");
+
+/* Counters of the Go probes: [0] goroutine events, [1] round trips recorded, [2] round trips
+ * whose connection was not a *net.TCPConn (TLS, custom dialers: left to the goroutine id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} go_stats SEC(".maps");
+
+static __always_inline void go_stat(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&go_stats, &which);
+	if (v)
+		*v += 1;
+}
+
+/* The goid of the goroutine running on the current thread, 0 when it cannot be read. */
+static __always_inline __u64 go_current_goid(const struct go_proc *gp)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 fsbase = t->thread.fsbase;
+	__u64 g = 0, goid = 0;
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + gp->tls_off)) || !g)
+		return 0;
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->goid_off));
+	return goid;
+}
+
+/* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). */
+static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
+{
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	if (!gp)
+		return 0;
+	__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
+	if (caller)
+		return *caller;
+	return go_current_goid(gp);
+}
+
+/* Hooks for the close and exit paths. */
+static __always_inline void go_sock_closed(__u64 sk)
+{
+	bpf_map_delete_elem(&go_rt, &sk);
+}
+
+static __always_inline void go_thread_exit(__u32 pid, __u32 tid)
+{
+	/* nothing kept per thread (yet): the hook stays for per-thread Go state */
+}
+
+static __always_inline void go_proc_exit(__u32 pid)
+{
+	bpf_map_delete_elem(&go_procs, &pid);
+}
+
+/* A goroutine was started: newg is the new g; the thread runs on the system stack (newproc's
+ * systemstack closure), so TLS holds g0, whose m's curg is the goroutine that executed `go`. */
+static __always_inline int go_report_newproc(__u64 newg)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	if (!gp)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 fsbase = t->thread.fsbase;
+	__u64 g0 = 0, m = 0, curg = 0;
+	struct st_goroutine_event e = { .kind = ST_EV_GOROUTINE, .pid = pid, .tid = tid };
+	if (bpf_probe_read_user(&g0, sizeof(g0), (void *)(fsbase + gp->tls_off)) || !g0 ||
+	    bpf_probe_read_user(&m, sizeof(m), (void *)(g0 + gp->g_m)) || !m ||
+	    bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + gp->m_curg)) || !curg ||
+	    bpf_probe_read_user(&e.pgoid, sizeof(e.pgoid), (void *)(curg + gp->goid_off)) ||
+	    bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(newg + gp->goid_off)) || !e.goid)
+		return 0;
+	e.ts_ns = bpf_ktime_get_ns();
+	output(&e, sizeof(e));
+	go_stat(0);
+	return 0;
+}
+
+/* Each RET of runtime.newproc1: the new g is its result, in RAX. */
+SEC("uprobe")
+int BPF_KPROBE(go_newproc1_ret)
+{
+	return go_report_newproc(ctx->ax);
+}
+
+/* The NOP5 right before newproc.func1's call runqput(pp, newg, next): newg in RBX. Preferred
+ * when the binary has it (gooffsets): the kernel turns a uprobe on a NOP5 into a call, not a
+ * trap. */
+SEC("uprobe")
+int BPF_KPROBE(go_newproc_nop5)
+{
+	return go_report_newproc(ctx->bx);
+}
+
+/* The TCP sock behind fd of the current process, or 0. */
+static __always_inline __u64 go_fd_sock(__u64 fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return (__u64)BPF_CORE_READ(sock, sk);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(go_round_trip)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	if (!gp || !gp->pconn_conn)
+		return 0;
+	/* (*persistConn).roundTrip(pc, req): pc in RAX; pc.conn is an interface {itab, data} */
+	__u64 iface[2] = {};
+	__u64 netfd = 0;
+	__s64 fd = -1;
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(ctx->ax + gp->pconn_conn)))
+		return 0;
+	if (iface[0] != gp->tcpconn_itab || !iface[1]) {
+		go_stat(2);
+		return 0;
+	}
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(iface[1] + gp->tcpconn_fd)) || !netfd ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + gp->netfd_sysfd)) || fd < 0)
+		return 0;
+	__u64 sk = go_fd_sock(fd);
+	__u64 goid = go_current_goid(gp);
+	if (!sk || !goid)
+		return 0;
+	bpf_map_update_elem(&go_rt, &sk, &goid, BPF_ANY);
+	go_stat(1);
+	return 0;
+}
+
+/* For comparison only (bench/go-switch-cost.sh): the seed's design, a uprobe on the scheduler's
+ * runtime.execute(gp *g, ...) recording tid -> goid at every goroutine switch. Not used by the
+ * agent: it is what the TLS read above avoids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} go_running SEC(".maps");
+
+SEC("uprobe")
+int BPF_KPROBE(go_execute)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	__u64 goid = 0;
+	if (!gp || bpf_probe_read_user(&goid, sizeof(goid), (void *)(ctx->ax + gp->goid_off)))
+		return 0;
+	bpf_map_update_elem(&go_running, &tid, &goid, BPF_ANY);
+	return 0;
+}
+
+#endif

@@ -1,0 +1,118 @@
+// End-to-end: Go net/http services (built here with the machine's Go) calling other services
+// with the standard client, with goroutine fan-out, under concurrency and keep-alive, traced by
+// a real agent that follows goroutines (src/agent/go), linked by a real linker; exact trees.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  FIXTURES, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runCurl, runPyClient, serviceEnv,
+  startProcess, startPyService, startTracing, subdir, sleep, type Scope, type Service, type Tracing,
+} from './harness.js';
+import { assertExactTraces, hop, totalSpans, waitForTraces } from './trees.js';
+import { goBuild } from '../../src/agent/go/gobuild.js';
+import { ensureGoOffsetsTool } from '../../src/agent/go/offsets.js';
+
+const skip = ebpfSkipReason();
+
+describe('e2e: Go net/http services', { skip }, () => {
+  let scope: Scope;
+  let tracing: Tracing;
+  let bin = '';
+  let binNoDwarf = '';
+
+  before(async () => {
+    assertRoot();
+    scope = newScope('go');
+    ensureGoOffsetsTool();
+    const src = subdir(scope, 'gosrc');
+    cpSync(join(FIXTURES, 'go'), src, { recursive: true });
+    bin = goBuild(src, join(subdir(scope, 'gobin'), 'goservice'));
+    binNoDwarf = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-nodwarf'), ['-ldflags=-w']);
+    tracing = await startTracing(scope);
+  });
+  after(() => closeScope(scope));
+
+  /** The agent's count of Go processes traced by goroutine / by thread. */
+  async function goCounts(): Promise<{ goroutine: number; thread: number }> {
+    const text = await (await fetch(tracing.agents[0].metricsUrl)).text();
+    const get = (by: string) => Number(new RegExp(`seqtrace_agent_go_processes_total\\{by="${by}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    return { goroutine: get('goroutine'), thread: get('thread') };
+  }
+  async function waitGo(want: { goroutine: number; thread: number }): Promise<void> {
+    const end = Date.now() + 15_000;
+    for (;;) {
+      const c = await goCounts();
+      if (c.goroutine >= want.goroutine && c.thread >= want.thread) return;
+      if (Date.now() > end) throw new Error(`the agent follows ${JSON.stringify(c)} Go processes, expected ${JSON.stringify(want)}`);
+      await sleep(100);
+    }
+  }
+
+  async function startGo(name: string, o: { parallel?: string[]; sequential?: string[]; binary?: string } = {}): Promise<Service> {
+    const port = await freePort();
+    const proc = await startProcess(scope, {
+      name, cmd: o.binary ?? bin,
+      env: serviceEnv(name, { PORT: String(port), PARALLEL: (o.parallel ?? []).join(','), SEQUENTIAL: (o.sequential ?? []).join(',') }),
+      readyPort: { host: '127.0.0.1', port },
+    });
+    return { proc, name, host: '127.0.0.1', port, url: `http://127.0.0.1:${port}` };
+  }
+
+  it('client → Go front: parallel goroutines to Go and Python, then a sequential call; 36 requests from 6 keep-alive clients', async () => {
+    const t = scope.tag;
+    const names = { client: `gof-client-${t}`, front: `gof-front-${t}`, x: `gof-x-${t}`, y: `gof-y-${t}`, z: `gof-z-${t}` };
+    const before = await goCounts();
+    const x = await startGo(names.x);
+    const y = await startPyService(scope, { name: names.y });
+    const z = await startGo(names.z);
+    const front = await startGo(names.front, { parallel: [`${x.url}/x`, `${y.url}/y`], sequential: [`${z.url}/z`] });
+    await waitGo({ goroutine: before.goroutine + 3, thread: 0 });
+    const ids = requestIds(scope, 'g', 36).map((id, i) => (i % 9 === 4 ? `fail${id}` : id));
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${front.url}/f/{id}`, ids, concurrency: 6, keepalive: true });
+    const fail = (id: string) => id.startsWith('fail');
+    for (const id of ids) assert.equal(run.statuses[id], fail(id) ? 502 : 200, `client status of ${id}`);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.front, `GET /f/${id}`, fail(id) ? 502 : 200,
+      hop(names.front, names.x, `GET /x/${id}`, fail(id) ? 500 : 200),
+      hop(names.front, names.y, `GET /y/${id}`, fail(id) ? 500 : 200),
+      hop(names.front, names.z, `GET /z/${id}`, fail(id) ? 500 : 200))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('Go → Go → Go chain on fresh connections (curl, 24 requests from 6 clients)', async () => {
+    const t = scope.tag;
+    const names = { client: `goc-client-${t}`, a: `goc-a-${t}`, b: `goc-b-${t}`, c: `goc-c-${t}` };
+    const before = await goCounts();
+    const c = await startGo(names.c);
+    const b = await startGo(names.b, { sequential: [`${c.url}/c`] });
+    const a = await startGo(names.a, { sequential: [`${b.url}/b`] });
+    await waitGo({ goroutine: before.goroutine + 3, thread: 0 });
+    const ids = requestIds(scope, 'c', 24);
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6 });
+    for (const id of ids) assert.equal(run.statuses[id], 200);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
+      hop(names.a, names.b, `GET /b/${id}`, 200, hop(names.b, names.c, `GET /c/${id}`, 200)))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
+  it('a Go binary without DWARF (-ldflags=-w) is traced by thread, and the agent says so', async () => {
+    const t = scope.tag;
+    const names = { client: `gow-client-${t}`, front: `gow-front-${t}`, leaf: `gow-leaf-${t}` };
+    const before = await goCounts();
+    const leaf = await startPyService(scope, { name: names.leaf });
+    const front = await startGo(names.front, { sequential: [`${leaf.url}/l`], binary: binNoDwarf });
+    await waitGo({ goroutine: before.goroutine, thread: before.thread + 1 });
+    const log = tracing.agents[0].proc.output();
+    assert.match(log, new RegExp(`Go process ${front.proc.pid} \\(/proc/${front.proc.pid}/exe, go1\\.[0-9.]+\\) is traced by thread, not goroutine: no DWARF`));
+    // Still traced: its entries and exits are spans (linking by thread is what it gets).
+    const ids = requestIds(scope, 'w', 4);
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${front.url}/w/{id}`, ids, concurrency: 1 });
+    for (const id of ids) assert.equal(run.statuses[id], 200);
+    const traces = await waitForTraces(tracing.linker, { services: [names.front, names.leaf], spans: ids.length * 3 });
+    const spans = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.front);
+    assert.equal(spans.filter((s) => s.kind === 'entry').length, ids.length);
+    assert.equal(spans.filter((s) => s.kind === 'exit').length, ids.length);
+  });
+});
