@@ -26,6 +26,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 capture_bytes = ST_CAPTURE_DEFAULT; /* head bytes copied, <= ST_CAPTURE_MAX */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the reader once this much is waiting */
 const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted sock pointer) */
+const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_MAX); 0: no batching */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -127,6 +128,30 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
+/* Per-CPU batch: events are built straight into it and sent to the ring buffer as one record
+ * (ST_EV_BATCH) when the next data event might not fit, and at every drain by the loader
+ * (flush_cpu). A ring buffer record costs its reserve/commit, the ring's lock and the
+ * producer/consumer cache lines shared with the reader's CPU: one batch pays that once for
+ * tens of events. Events of different CPUs reach the ring buffer out of time order; the
+ * loader puts them back in ts_ns order (see loader.c, "Order"). `busy` counts events being
+ * built on this CPU (a close from softirq can interrupt a data event): a nested event goes
+ * straight to the ring buffer, and the loader's flush waits until it is 0, so that after a
+ * flush every event stamped before it is in the ring buffer. */
+struct batch {
+	__u32 used; /* bytes of records in recs */
+	__u32 busy;
+	__u64 _pad;
+	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
+	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
+	__u8 recs[ST_BATCH_MAX + sizeof(struct st_batch_rec) + sizeof(struct scratch)];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct batch);
+} batches SEC(".maps");
+
 /* Counters (enum st_stat), per CPU, summed by the loader: never a silent loss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,23 +163,113 @@ struct {
 /* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
 __u64 next_id = 0;
 
-static __always_inline void stat_inc(__u32 which)
+static __always_inline void stat_add(__u32 which, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &which);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void stat_inc(__u32 which)
+{
+	stat_add(which, 1);
 }
 
 /* Submit without waking the reader (a wakeup per event is the dominant cost); the loader
- * drains on a short timer, and is woken only when the buffer is filling up. */
-static __always_inline void output(void *data, __u64 size)
+ * drains on a short timer, and is woken only when the buffer is filling up. Returns 0 when
+ * the ring buffer took it. */
+static __always_inline long ring_output(void *data, __u64 size)
 {
 	__u64 waiting = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
 	__u64 flags = waiting + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&rb, data, size, flags))
+	return bpf_ringbuf_output(&rb, data, size, flags);
+}
+
+/* One event straight to the ring buffer (no batching, or nested in another event). */
+static __always_inline void output(void *data, __u64 size)
+{
+	if (ring_output(data, size))
 		stat_inc(ST_STAT_DROPS);
 	else
 		stat_inc(ST_STAT_EVENTS);
+}
+
+/* The batch record of the largest data event (capture_bytes of head). */
+static __always_inline __u32 rec_max(void)
+{
+	return (sizeof(struct st_batch_rec) + sizeof(struct st_data_event) + capture_bytes + 7) & ~7;
+}
+
+/* Send what the batch holds as one ring buffer record; a failure loses (and counts) all of it. */
+static __always_inline void flush(struct batch *b)
+{
+	__u32 used = b->used;
+	__u32 n = b->hdr.count;
+	if (!used)
+		return;
+	b->hdr.kind = ST_EV_BATCH;
+	b->hdr.bytes = used;
+	__u64 size = sizeof(b->hdr) + (used & (ST_BATCH_MAX - 1));
+	if (ring_output(&b->hdr, size)) {
+		stat_add(ST_STAT_DROPS, n);
+	} else {
+		stat_add(ST_STAT_EVENTS, n);
+		stat_inc(ST_STAT_BATCHES);
+	}
+	b->used = 0;
+	b->hdr.count = 0;
+}
+
+/* Start an event on this CPU: from here to end_event() a flush of this CPU's batch waits
+ * (the loader retries), and a nested event does not touch the batch. Take ts_ns after this. */
+static __always_inline struct batch *begin_event(void)
+{
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (b) {
+		b->busy += 1;
+		asm volatile("" ::: "memory");
+	}
+	return b;
+}
+
+static __always_inline void end_event(struct batch *b)
+{
+	asm volatile("" ::: "memory");
+	b->busy -= 1;
+}
+
+/* Whether this event goes into the batch: batching on and not nested in another event. */
+static __always_inline bool batching(struct batch *b)
+{
+	return batch_bytes && b->busy == 1;
+}
+
+/* The record at off (where recs[used] was) now holds an event of size bytes. Flushes when the
+ * largest data event might not fit after it: the next event always has room. */
+static __always_inline void commit(struct batch *b, __u32 off, __u32 size)
+{
+	struct st_batch_rec *r = (void *)&b->recs[off & (ST_BATCH_MAX - 1)];
+	r->len = size;
+	b->used = off + ((sizeof(*r) + size + 7) & ~7);
+	b->hdr.count += 1;
+	if (b->used + rec_max() > batch_bytes)
+		flush(b);
+}
+
+/* A small fixed-size event (close, exec, exit, thread) between begin_event and end_event. */
+static __always_inline void send_small(struct batch *b, void *e, __u32 size)
+{
+	if (!batching(b)) {
+		output(e, size);
+		return;
+	}
+	__u32 off = b->used & (ST_BATCH_MAX - 1);
+	if (bpf_probe_read_kernel(&b->recs[off + sizeof(struct st_batch_rec)], size & 63, e)) {
+		output(e, size);
+		return;
+	}
+	commit(b, off, size);
 }
 
 static __always_inline bool is_traced(__u32 pid)
@@ -273,14 +388,11 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
  * `direct` is a constant at every call site, so only one of the two is compiled in. */
 #define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
 
-/* Build and send one data event. sk must be a TCP socket (checked by the caller). */
-static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
-				     struct msg_src *m, __u64 pid_tgid)
+/* Build one data event at s (in the CPU's batch or in scratch); returns its size. sk must be a
+ * TCP socket (checked by the caller). The one place a data event's fields are filled. */
+static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk, bool direct, __u64 id, __u8 dir,
+					     __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
 {
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
 	struct st_data_event *e = &s->ev;
 	__u16 family = RD(direct, sk, __sk_common.skc_family);
 
@@ -321,10 +433,31 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 		e->flags = ST_F_TRUNCATED;
 		stat_inc(ST_STAT_TRUNCATED);
 	}
-	__u64 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
+	__u32 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
 	if (size > sizeof(*e) + ST_CAPTURE_MAX)
 		size = sizeof(*e) + ST_CAPTURE_MAX;
-	output(e, size);
+	return size;
+}
+
+/* Build one data event into this CPU's batch (or, nested or without batching, into scratch
+ * and straight to the ring buffer). */
+static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
+				     struct msg_src *m, __u64 pid_tgid)
+{
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	if (batching(b)) {
+		__u32 off = b->used & (ST_BATCH_MAX - 1);
+		struct scratch *s = (void *)&b->recs[off + sizeof(struct st_batch_rec)];
+		commit(b, off, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
+	} else {
+		__u32 zero = 0;
+		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		if (s)
+			output(s, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
+	}
+	end_event(b);
 	return 0;
 }
 
@@ -666,19 +799,27 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
 	if (!si)
 		return 0;
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
 	bpf_map_delete_elem(&seen, &key);
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
 	e.pid = BPF_CORE_READ(p, tgid);
 	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
 	return 0;
 }
 
@@ -696,10 +837,14 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	__u32 cpid = BPF_CORE_READ(child, tgid);
 	if (ppid == cpid) {
+		struct batch *b = begin_event();
+		if (!b)
+			return 0;
 		struct st_thread_event e = { .kind = ST_EV_THREAD, .pid = ppid, .ts_ns = bpf_ktime_get_ns() };
 		e.tid = BPF_CORE_READ(child, pid);
 		e.ptid = BPF_CORE_READ(parent, pid);
-		output(&e, sizeof(e));
+		send_small(b, &e, sizeof(e));
+		end_event(b);
 		return 0;
 	}
 	__u8 one = 1;
@@ -720,7 +865,28 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 	bpf_map_delete_elem(&traced, &pid);
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	struct st_proc_event e = { .kind = ST_EV_EXIT, .pid = pid, .ts_ns = bpf_ktime_get_ns() };
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
+	return 0;
+}
+
+/* Run by the loader on every CPU at every drain (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU:
+ * an IPI to that CPU, so nothing else runs there meanwhile): sends what the CPU's batch holds.
+ * Returns 1 when an event is being built on that CPU (the interrupted code): the loader tries
+ * again. After a 0, every event of that CPU stamped before the call is in the ring buffer. */
+SEC("raw_tp")
+int flush_cpu(void *ctx)
+{
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b)
+		return 0;
+	if (b->busy)
+		return 1;
+	flush(b);
 	return 0;
 }
