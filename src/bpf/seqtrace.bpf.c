@@ -71,13 +71,24 @@ struct {
 	__uint(max_entries, 8 << 20);
 } rb SEC(".maps");
 
-/* Sockets that carried traced bytes: sock address -> id and last pid. Gives close events
- * (only for these sockets) and, in syscall mode, a stable id. */
+/* Sockets that carried traced bytes: their id and the pid that last moved bytes on them.
+ * Gives close events (only for these sockets) and, in syscall mode, a stable id. */
 struct sock_info {
 	__u64 id;
 	__u32 pid;
 	__u32 _pad;
 };
+
+/* Socket mode: on the socket itself (bpf_sk_storage_get on the trusted sk of the tracepoint):
+ * a short list walk instead of a hash lookup, freed with the socket, never evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sk_info SEC(".maps");
+
+/* Syscall mode (no trusted sock pointer for sk_storage): sock address -> sock_info. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -364,6 +375,19 @@ static __always_inline bool copy_payload(struct scratch *s, struct msg_src *m, _
 	return len > want && copy_tail(s, m->buf + len, len);
 }
 
+/* Socket mode: the socket's cookie as its id, and the pid that last used it, in sk_info. */
+static __always_inline __u64 sock_id_trusted(struct sock *sk, __u32 pid)
+{
+	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) /* no memory: the events still carry the id, the close goes unreported */
+		return bpf_get_socket_cookie(sk);
+	if (!si->id)
+		si->id = bpf_get_socket_cookie(sk);
+	if (si->pid != pid)
+		si->pid = pid;
+	return si->id;
+}
+
 /* The id of a socket, remembered in `seen` with the pid that last used it. */
 static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
 {
@@ -570,7 +594,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u64 id = sock_id(sk, pid_tgid >> 32, true);
+	__u64 id = sock_id_trusted(sk, pid_tgid >> 32);
 	return emit_data(sk, true, id, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
 }
 
@@ -796,14 +820,21 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-	if (!si)
+	struct sock_info *si;
+	if (syscall_mode)
+		si = bpf_map_lookup_elem(&seen, &key);
+	else
+		si = bpf_sk_storage_get(&sk_info, (struct sock *)sk, 0, 0);
+	if (!si || !si->id)
 		return 0;
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
 	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
-	bpf_map_delete_elem(&seen, &key);
+	if (syscall_mode)
+		bpf_map_delete_elem(&seen, &key);
+	else
+		bpf_sk_storage_delete(&sk_info, (struct sock *)sk);
 	send_small(b, &e, sizeof(e));
 	end_event(b);
 	return 0;
