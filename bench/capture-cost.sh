@@ -9,6 +9,10 @@
 # Each round: phase "none" (no probe loaded), then one phase per LOADER (started pinned to
 # CPU 0, events to /dev/null, T traced and U not; stopped after). Figures:
 #  - server CPU time (utime+stime of /proc/PID/stat) per request served, median of rounds;
+#  - the same with T and U loaded at the same time (two wrk -t1 -c16, both on CPU 0) so that
+#    whatever else runs on the machine hits both alike: the ratio T/U of a probe phase over
+#    the ratio T/U of the no-probe phase is the cost of tracing T, and stays readable on a
+#    busy machine where the sequential figures drift by ±20 % between phases;
 #  - kernel run time of the loader's eBPF programs per request of T (kernel.bpf_stats_enabled
 #    switched on for an extra short wrk run of T only, then restored; much less noisy than
 #    server CPU on a shared machine);
@@ -56,6 +60,21 @@ measure() {
     'BEGIN { printf "%.3f %.0f %d\n", t / hz * 1e6 / n, n / s, n }'
 }
 
+# T and U loaded at once; prints µs of server CPU per request of T and of U
+measure_both() {
+  local bt bu at au ot ou nt nu
+  bt=$(cpu_ticks "$T"); bu=$(cpu_ticks "$U")
+  taskset -c 0 wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$TPORT/" >"$TMP/wrk.T" &
+  local w1=$!
+  taskset -c 0 wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$UPORT/" >"$TMP/wrk.U" &
+  local w2=$!
+  wait $w1 $w2
+  at=$(cpu_ticks "$T"); au=$(cpu_ticks "$U")
+  nt=$(awk '/requests in/ {print $1}' "$TMP/wrk.T"); nu=$(awk '/requests in/ {print $1}' "$TMP/wrk.U")
+  awk -v t=$((at - bt)) -v u=$((au - bu)) -v hz="$TICK" -v nt="$nt" -v nu="$nu" \
+    'BEGIN { printf "%.3f %.3f\n", t / hz * 1e6 / nt, u / hz * 1e6 / nu }'
+}
+
 # total run_time_ns and run_cnt of the eBPF programs a process holds
 prog_run() {
   local ids id sum=0 cnt=0 t c
@@ -79,6 +98,10 @@ one_phase() { # phase round
     echo "  round $2 $1 server $s: $us us/request, $rps req/s"
     all[$1$s]="${all[$1$s]:-} $us"
   done
+  local bt bu
+  read -r bt bu <<<"$(measure_both)"
+  echo "  round $2 $1 T and U at once: T $bt, U $bu us/request, T/U $(awk -v a="$bt" -v b="$bu" 'BEGIN {printf "%.4f", a/b}')"
+  all[$1ratio]="${all[$1ratio]:-} $(awk -v a="$bt" -v b="$bu" 'BEGIN {printf "%.4f", a/b}')"
 }
 
 echo "capture cost, mode $MODE, $ROUNDS rounds of ${SECS}s per server and phase, kernel $(uname -r), $(nproc) CPUs"
@@ -125,7 +148,8 @@ for i in "${!LOADERS[@]}"; do
   echo " loader $i: ${LOADERS[$i]}"
   echo "  probe, T traced: T $pT us ($(pct "$pT" "$nT") vs no probe; $(pct "$pT" "$pU") vs U, same phase)"
   echo "  probe, U not:    U $pU us ($(pct "$pU" "$nU") vs no probe)"
+  echo "  T and U at once: T/U $(median "probe${i}ratio") vs $(median noneratio) without probe: tracing costs T $(pct "$(median "probe${i}ratio")" "$(median noneratio)")"
   echo "  eBPF run time:   $(median "run$i" | cut -d. -f1) ns per request of T (bpf_stats, median)"
-  awk -v t="${loader_ticks[$i]}" -v hz="$TICK" -v s="$((ROUNDS * 2 * SECS))" \
+  awk -v t="${loader_ticks[$i]}" -v hz="$TICK" -v s="$((ROUNDS * 3 * SECS))" \
     'BEGIN { printf "  loader CPU:      %.2f s over %d s of load (%.2f%% of one CPU)\n", t/hz, s, t/hz/s*100 }'
 done

@@ -14,22 +14,29 @@ const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
 const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.url));
 const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
+const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.url));
 
 interface Run {
   cap: Capture;
   events: CaptureEvent[];
+  /** When each event reached us (CLOCK_MONOTONIC ns, the clock of tsNs), by event. */
+  arrived: Map<CaptureEvent, bigint>;
 }
 
 async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number } = {}): Promise<Run> {
   const events: CaptureEvent[] = [];
+  const arrived = new Map<CaptureEvent, bigint>();
   const cap = await startCapture({
     mode,
     ...extra,
-    onEvents: (evs) => { for (const e of evs) events.push(e); },
+    onEvents: (evs) => {
+      const now = process.hrtime.bigint(); // libuv: CLOCK_MONOTONIC, as bpf_ktime_get_ns
+      for (const e of evs) { events.push(e); arrived.set(e, now); }
+    },
     onError: (e) => { throw e; },
   });
   assert.equal(cap.mode, mode);
-  return { cap, events };
+  return { cap, events, arrived };
 }
 
 async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
@@ -299,6 +306,84 @@ for (const mode of ['socket', 'syscall'] as const) {
       const untraced = await runThreads(false);
       await run.cap.refreshStats(); // a drain happened after it finished
       assert.deepEqual(run.events.filter((e) => e.kind === 'thread' && e.pid === untraced.pid), [], 'no thread events of an untraced process');
+    });
+
+    test('round trips across CPUs (events batched per CPU): complete, in time order, per socket in seq order, closes last; an event on an idle CPU arrives within the drain period', async () => {
+      const N = 3000; // ~12000 events of ~290 bytes: hundreds of 16 KiB batches
+      const before = await run.cap.refreshStats();
+      const p = spawn('python3', ['-u', PINGPONG_PY, String(N), '3000'], { stdio: 'pipe' });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      try {
+        await waitFor('pingpong.py ready', () => out.includes('ready\n'), 10_000);
+        await run.cap.addPid(p.pid!);
+        p.stdin.write('go\n');
+        await waitFor('the round trips done', () => out.split('\n').length > 2, 60_000);
+        const ids = JSON.parse(out.split('\n')[1]) as { pid: number; client: number; server: number; cpus: number };
+        const mine = () => data(run.events).filter((e) => e.pid === ids.pid);
+        const tag = (e: DataEvent) => text(e.head.subarray(0, 8)); // "Q000123:"
+        await waitFor('every round trip seen on both ends', () => mine().filter((e) => /^[QA]\d{6}:/.test(tag(e))).length >= 4 * N, 20_000);
+        const sockets = new Set(mine().filter((e) => /^[QA]\d{6}:/.test(tag(e))).map((e) => e.sockId));
+        assert.equal(sockets.size, 2, 'client and server end');
+        await waitFor('both sockets closed', () => [...sockets].every((id) => run.events.some((e) => e.kind === 'close' && e.sockId === id)), 10_000);
+
+        // one time order over all CPUs (the loader merges the per-CPU batches)
+        const kernelEvents = run.events.filter((e) => e.kind !== 'stats');
+        for (let i = 1; i < kernelEvents.length; i++) {
+          const a = kernelEvents[i - 1] as { tsNs: bigint }, b = kernelEvents[i] as { tsNs: bigint };
+          assert.ok(a.tsNs <= b.tsNs, `event ${i} (${kernelEvents[i].kind}) is older than the one before it`);
+        }
+        // each thread in its own program order; each message whole, in seq order per socket and direction
+        const rt = mine().filter((e) => /^[QA]\d{6}:/.test(tag(e)));
+        const expect = (tid: number, first: 'send' | 'recv') => {
+          const evs = rt.filter((e) => e.tid === tid);
+          assert.equal(evs.length, 2 * N);
+          evs.forEach((e, k) => {
+            const i = Math.floor(k / 2);
+            const q = k % 2 === 0; // both threads: Q(i) first, then A(i)
+            assert.equal(e.dir, k % 2 === 0 ? first : first === 'send' ? 'recv' : 'send');
+            assert.equal(tag(e), `${q ? 'Q' : 'A'}${String(i).padStart(6, '0')}:`, `event ${k} of thread ${tid}`);
+            assert.equal(e.len, 158);
+          });
+        };
+        expect(ids.client, 'send');
+        expect(ids.server, 'recv');
+        for (const id of sockets) {
+          for (const dir of ['send', 'recv'] as const) {
+            const evs = rt.filter((e) => e.sockId === id && e.dir === dir);
+            for (let k = 1; k < evs.length; k++) assert.equal(evs[k].seq, (evs[k - 1].seq + evs[k - 1].len) >>> 0);
+          }
+          const closeAt = run.events.findIndex((e) => e.kind === 'close' && e.sockId === id);
+          const lastData = run.events.reduce((last, e, k) => (e.kind === 'data' && e.sockId === id ? k : last), -1);
+          assert.ok(closeAt > lastData, 'the close of a socket comes after all its data');
+        }
+        // across CPUs, what caused what comes first: the server read Q(i) before the client
+        // could send Q(i+1); the client read A(i) before the server could read Q(i+1)
+        const at = new Map(rt.map((e) => [`${e.tid}:${e.dir}:${tag(e)}`, run.events.indexOf(e)]));
+        for (let i = 0; i + 1 < N; i++) {
+          const t = (k: number) => String(k).padStart(6, '0');
+          assert.ok(at.get(`${ids.server}:recv:Q${t(i)}:`)! < at.get(`${ids.client}:send:Q${t(i + 1)}:`)!, `round trip ${i}: server read before the next request`);
+          assert.ok(at.get(`${ids.client}:recv:A${t(i)}:`)! < at.get(`${ids.server}:recv:Q${t(i + 1)}:`)!, `round trip ${i}: client read before the server's next read`);
+        }
+
+        // the process then sends one message and sleeps on an otherwise quiet CPU: only the
+        // loader's flush at its next drain brings that event out of the CPU's batch
+        const idle = await waitFor('the message before the pause', () => mine().filter((e) => text(e.head).startsWith('IDLE:')), 2_000);
+        assert.equal(idle.length, 2, 'its send and its receive');
+        for (const e of idle) {
+          const lateMs = Number(run.arrived.get(e)! - e.tsNs) / 1e6;
+          assert.ok(lateMs < 1000, `the event arrived ${lateMs.toFixed(1)} ms after it happened (drains every 15 ms)`);
+        }
+        assert.equal(p.exitCode, null, 'it arrived while the process was still sleeping');
+        const after = await run.cap.refreshStats();
+        assert.equal(after.ringbufDrops, before.ringbufDrops, 'nothing lost');
+      } finally {
+        p.kill();
+        await exited(p);
+      }
+      assert.ok(err === '' || p.signalCode === 'SIGTERM', err);
     });
 
     test('an untraced process produces no events', async () => {
