@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -292,6 +293,50 @@ static void send_stats(struct seqtrace_bpf *skel)
 
 /* ------------------------------------------------------------ stdin commands */
 
+/* ------------------------------------------------------------ traced processes */
+
+/* The kernel's `traced` bitmap, mapped here: bits are set and cleared with atomics, as the
+ * programs do on fork and exit. */
+static __u64 *traced_words;
+static __u32 traced_nwords;
+
+static unsigned pid_max(void)
+{
+	unsigned n = 0;
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+	if (f) {
+		if (fscanf(f, "%u", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n ? n : 1U << 22; /* the kernel's limit (PID_MAX_LIMIT on 64-bit) */
+}
+
+static int map_traced(struct seqtrace_bpf *skel)
+{
+	size_t bytes = (size_t)traced_nwords * sizeof(__u64);
+	long page = sysconf(_SC_PAGESIZE);
+	bytes = (bytes + page - 1) / page * page;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel->maps.traced), 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	traced_words = p;
+	return 0;
+}
+
+/* false: the pid is past the bitmap (kernel.pid_max raised after the loader started) */
+static bool set_traced(__u32 pid, bool on)
+{
+	if (pid / 64 >= traced_nwords)
+		return false;
+	__u64 bit = 1ULL << (pid % 64);
+	if (on)
+		__atomic_fetch_or(&traced_words[pid / 64], bit, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&traced_words[pid / 64], ~bit, __ATOMIC_SEQ_CST);
+	return true;
+}
+
 static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *line)
 {
 	char verb[16];
@@ -304,12 +349,10 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 		ack.ok = 1;
 	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
 		__u32 key = (__u32)pid;
-		__u8 one = 1;
-		int fd = bpf_map__fd(skel->maps.traced);
-		int err = verb[0] == 'a' ? bpf_map_update_elem(fd, &key, &one, BPF_ANY) : bpf_map_delete_elem(fd, &key);
-		ack.ok = err == 0 || (verb[0] == 'd' && errno == ENOENT);
+		ack.ok = set_traced(key, verb[0] == 'a');
 		if (!ack.ok)
-			fprintf(stderr, "seqtrace-loader: %s %ld: %s\n", verb, pid, strerror(errno));
+			fprintf(stderr, "seqtrace-loader: %s %ld: past kernel.pid_max when the loader started (%u)\n",
+				verb, pid, traced_nwords * 64);
 		ack.pid = key;
 	} else {
 		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats)\n", line);
@@ -545,6 +588,8 @@ int main(int argc, char **argv)
 		batch = 0;
 	skel->rodata->batch_bytes = batch;
 	bpf_map__set_max_entries(skel->maps.rb, opt.ringbuf_bytes);
+	traced_nwords = (pid_max() + 63) / 64;
+	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
 
 	err = seqtrace_bpf__load(skel);
@@ -552,11 +597,13 @@ int main(int argc, char **argv)
 		status = failed("load", err);
 		goto cleanup;
 	}
-	for (int i = 0; i < opt.npids; i++) {
-		__u32 pid = opt.pids[i];
-		__u8 one = 1;
-		bpf_map_update_elem(bpf_map__fd(skel->maps.traced), &pid, &one, BPF_ANY);
+	err = map_traced(skel);
+	if (err) {
+		status = failed("mmap of the traced map", err);
+		goto cleanup;
 	}
+	for (int i = 0; i < opt.npids; i++)
+		set_traced(opt.pids[i], true);
 	err = seqtrace_bpf__attach(skel);
 	if (err) {
 		status = failed("attach", err);
@@ -629,6 +676,9 @@ cleanup:
 	if (epfd >= 0)
 		close(epfd);
 	ring_buffer__free(rb);
+	if (traced_words)
+		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /
+					     sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE));
 	seqtrace_bpf__destroy(skel);
 	return status;
 }

@@ -56,13 +56,18 @@ const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
-/* Traced processes: tgid -> 1. The loader adds and removes; a traced process's fork adds
- * the child; the exit of a process removes it (a reused pid must not inherit tracing). */
+/* Traced processes: a bitmap by tgid (bit tgid % 64 of word tgid / 64), sized by the loader
+ * from kernel.pid_max. Looked up first on every send/receive of every process: an array
+ * lookup is inlined by the JIT (a load of a word that stays in cache), where a hash lookup
+ * walked a bucket (a cache miss). The loader sets and clears bits with atomics on its mmap
+ * of the map; a traced process's fork sets the child's bit; the exit of a process clears
+ * its bit (a reused pid must not inherit tracing). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, (1 << 22) / 64);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } traced SEC(".maps");
 
 /* Every event to user space. Size set by the loader (power of two, page multiple). */
@@ -285,7 +290,21 @@ static __always_inline void send_small(struct batch *b, void *e, __u32 size)
 
 static __always_inline bool is_traced(__u32 pid)
 {
-	return bpf_map_lookup_elem(&traced, &pid) != NULL;
+	__u32 word = pid / 64;
+	__u64 *w = bpf_map_lookup_elem(&traced, &word);
+	return w && (*w & (1ULL << (pid % 64)));
+}
+
+static __always_inline void set_traced(__u32 pid, bool on)
+{
+	__u32 word = pid / 64;
+	__u64 *w = bpf_map_lookup_elem(&traced, &word);
+	if (!w)
+		return;
+	if (on)
+		__sync_fetch_and_or(w, 1ULL << (pid % 64));
+	else
+		__sync_fetch_and_and(w, ~(1ULL << (pid % 64)));
 }
 
 /* Where the bytes of one message are in user memory. */
@@ -878,8 +897,7 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		end_event(b);
 		return 0;
 	}
-	__u8 one = 1;
-	bpf_map_update_elem(&traced, &cpid, &one, BPF_ANY);
+	set_traced(cpid, true);
 	return 0;
 }
 
@@ -895,7 +913,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	bpf_map_delete_elem(&traced, &pid);
+	set_traced(pid, false);
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;

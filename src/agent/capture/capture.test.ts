@@ -126,9 +126,17 @@ function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Ar
   return { progs, links, maps };
 }
 
+/** The pids set in the kernel's `traced` bitmap (bit pid % 64 of word pid / 64). */
 function tracedPids(mapId: number): number[] {
-  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8' })) as Array<{ key: string[] | number; formatted?: { key: number } }>;
-  return entries.map((e) => e.formatted ? e.formatted.key : Buffer.from((e.key as string[]).map((x) => parseInt(x, 16))).readUInt32LE(0));
+  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
+  const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
+  const pids: number[] = [];
+  for (const e of entries) {
+    const word = bytes(e.key).readUInt32LE(0);
+    const bits = bytes(e.value).readBigUInt64LE(0);
+    for (let i = 0; i < 64; i++) if ((bits >> BigInt(i)) & 1n) pids.push(word * 64 + i);
+  }
+  return pids;
 }
 
 for (const mode of ['socket', 'syscall'] as const) {
@@ -231,6 +239,8 @@ for (const mode of ['socket', 'syscall'] as const) {
         const srv = await httpServer(dir, host);
         try {
           await run.cap.addPid(srv.proc.pid!);
+          const traced = bpfObjectsOf(run.cap.loaderPid).maps.find((m) => m.name === 'traced')!;
+          assert.ok(tracedPids(traced.id).includes(srv.proc.pid!), 'addPid set the pid in the kernel map');
           const url = `http://${family === 4 ? host : `[${host}]`}:${srv.port}/hello.txt`;
           const curl = curlWaiting(url);
           const curlPid = curl.proc.pid!;
