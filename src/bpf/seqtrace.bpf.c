@@ -153,10 +153,18 @@ struct {
  * built on this CPU (a close from softirq can interrupt a data event): a nested event goes
  * straight to the ring buffer, and the loader's flush waits until it is 0, so that after a
  * flush every event stamped before it is in the ring buffer. */
+#define SOCK_CACHE 16 /* a power of two */
 struct batch {
 	__u32 used; /* bytes of records in recs */
 	__u32 busy;
 	__u64 _pad;
+	/* Socket mode: sockets this CPU recorded in sk_info lately, by cookie (cookies are never
+	 * reused): an event on one of them with the same pid skips bpf_sk_storage_get. */
+	struct {
+		__u64 id;
+		__u32 pid;
+		__u32 _pad;
+	} recent[SOCK_CACHE];
 	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
 	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
 	__u8 recs[ST_BATCH_MAX + sizeof(struct st_batch_rec) + sizeof(struct scratch)];
@@ -394,17 +402,29 @@ static __always_inline bool copy_payload(struct scratch *s, struct msg_src *m, _
 	return len > want && copy_tail(s, m->buf + len, len);
 }
 
-/* Socket mode: the socket's cookie as its id, and the pid that last used it, in sk_info. */
+/* Socket mode: the socket's cookie is its id; sk_info on the socket holds it and the pid that
+ * last used it (for the close event). A per-CPU cache of recent sockets saves the storage
+ * lookup when this CPU already recorded this socket with this pid: the common case of a
+ * connection served by one process. (Two processes taking turns on one socket on different
+ * CPUs can leave the other one's pid in sk_info: the close then names that one.) */
 static __always_inline __u64 sock_id_trusted(struct sock *sk, __u32 pid)
 {
+	__u64 id = bpf_get_socket_cookie(sk);
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b)
+		return id;
+	__u32 slot = (id ^ (id >> 8)) & (SOCK_CACHE - 1);
+	if (b->recent[slot].id == id && b->recent[slot].pid == pid)
+		return id;
 	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) /* no memory: the events still carry the id, the close goes unreported */
-		return bpf_get_socket_cookie(sk);
-	if (!si->id)
-		si->id = bpf_get_socket_cookie(sk);
-	if (si->pid != pid)
-		si->pid = pid;
-	return si->id;
+		return id;
+	si->id = id;
+	si->pid = pid;
+	b->recent[slot].id = id;
+	b->recent[slot].pid = pid;
+	return id;
 }
 
 /* The id of a socket, remembered in `seen` with the pid that last used it. */
