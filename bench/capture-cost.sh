@@ -8,7 +8,9 @@
 # GOMAXPROCS=1, both pinned to CPU 1; wrk -t1 -c32 pinned to CPU 0, alternating T and U.
 # Each round: phase "none" (no probe loaded), then one phase per LOADER (started pinned to
 # CPU 0, events to /dev/null, T traced and U not; stopped after). Figures:
-#  - server CPU time (utime+stime of /proc/PID/stat) per request served, median of rounds;
+#  - server CPU time per request served (sum of the threads' run time in ns from
+#    /proc/PID/task/*/schedstat: exact, where utime+stime are sampled at clock ticks),
+#    median of rounds;
 #  - the same with T and U loaded at the same time (two wrk -t1 -c16, both on CPU 0) so that
 #    whatever else runs on the machine hits both alike: the ratio T/U of a probe phase over
 #    the ratio T/U of the no-probe phase is the cost of tracing T, and stays readable on a
@@ -48,31 +50,32 @@ start_server() { # name; sets SERVER_PID and SERVER_PORT (no subshell: cleanup m
   SERVER_PORT=$(head -1 "$out")
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, requests
 measure() {
   local pid=$1 port=$2 secs=${3:-$SECS} before after out reqs
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ns "$pid")
   out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" "http://127.0.0.1:$port/")
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ns "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  awk -v t=$((after - before)) -v hz="$TICK" -v n="$reqs" -v s="$secs" \
-    'BEGIN { printf "%.3f %.0f %d\n", t / hz * 1e6 / n, n / s, n }'
+  awk -v t=$((after - before)) -v n="$reqs" -v s="$secs" \
+    'BEGIN { printf "%.3f %.0f %d\n", t / 1e3 / n, n / s, n }'
 }
 
 # T and U loaded at once; prints µs of server CPU per request of T and of U
 measure_both() {
   local bt bu at au ot ou nt nu
-  bt=$(cpu_ticks "$T"); bu=$(cpu_ticks "$U")
+  bt=$(cpu_ns "$T"); bu=$(cpu_ns "$U")
   taskset -c 0 wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$TPORT/" >"$TMP/wrk.T" &
   local w1=$!
   taskset -c 0 wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$UPORT/" >"$TMP/wrk.U" &
   local w2=$!
   wait $w1 $w2
-  at=$(cpu_ticks "$T"); au=$(cpu_ticks "$U")
+  at=$(cpu_ns "$T"); au=$(cpu_ns "$U")
   nt=$(awk '/requests in/ {print $1}' "$TMP/wrk.T"); nu=$(awk '/requests in/ {print $1}' "$TMP/wrk.U")
-  awk -v t=$((at - bt)) -v u=$((au - bu)) -v hz="$TICK" -v nt="$nt" -v nu="$nu" \
-    'BEGIN { printf "%.3f %.3f\n", t / hz * 1e6 / nt, u / hz * 1e6 / nu }'
+  awk -v t=$((at - bt)) -v u=$((au - bu)) -v nt="$nt" -v nu="$nu" \
+    'BEGIN { printf "%.3f %.3f\n", t / 1e3 / nt, u / 1e3 / nu }'
 }
 
 # total run_time_ns and run_cnt of the eBPF programs a process holds
