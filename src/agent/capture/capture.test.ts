@@ -380,7 +380,10 @@ for (const mode of ['socket', 'syscall'] as const) {
 
         // the process then sends one message and sleeps on an otherwise quiet CPU: only the
         // loader's flush at its next drain brings that event out of the CPU's batch
-        const idle = await waitFor('the message before the pause', () => mine().filter((e) => text(e.head).startsWith('IDLE:')), 2_000);
+        const idle = await waitFor('the message before the pause', () => {
+          const l = mine().filter((e) => text(e.head).startsWith('IDLE:'));
+          return l.length >= 2 && l;
+        }, 2_000);
         assert.equal(idle.length, 2, 'its send and its receive');
         for (const e of idle) {
           const lateMs = Number(run.arrived.get(e)! - e.tsNs) / 1e6;
