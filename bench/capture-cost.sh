@@ -15,9 +15,11 @@
 #    whatever else runs on the machine hits both alike: the ratio T/U of a probe phase over
 #    the ratio T/U of the no-probe phase is the cost of tracing T, and stays readable on a
 #    busy machine where the sequential figures drift by ±20 % between phases;
-#  - kernel run time of the loader's eBPF programs per request of T (kernel.bpf_stats_enabled
-#    switched on for an extra short wrk run of T only, then restored; much less noisy than
-#    server CPU on a shared machine);
+#  - kernel run time of the loader's data-path programs (sock_send/sock_recv, or the syscall
+#    ones) per request: kernel.bpf_stats_enabled switched on for an extra 2 s wrk run of T and
+#    one of U, then restored. These programs run for every process's sockets, so the U figure
+#    (untraced: what wrk and everything else on the machine cost them meanwhile) is taken off
+#    T's; less noisy than server CPU on a shared machine, but busy neighbours still show;
 #  - the loader's own CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,12 +80,12 @@ measure_both() {
     'BEGIN { printf "%.3f %.3f\n", t / 1e3 / nt, u / 1e3 / nu }'
 }
 
-# total run_time_ns and run_cnt of the eBPF programs a process holds
+# total run_time_ns and run_cnt of the data-path eBPF programs a process holds
 prog_run() {
   local ids id sum=0 cnt=0 t c
   ids=$(grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u)
   for id in $ids; do
-    read -r t c <<<"$(bpftool prog show id "$id" 2>/dev/null | awk '{for (i=1;i<NF;i++) {if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} END {print t+0, c+0}')"
+    read -r t c <<<"$(bpftool prog show id "$id" 2>/dev/null | awk '/ name (sock_send|sock_recv|sys_enter_|sys_exit_)/ {for (i=1;i<NF;i++) {if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} END {print t+0, c+0}')"
     sum=$((sum + t)); cnt=$((cnt + c))
   done
   echo "$sum $cnt"
@@ -126,14 +128,18 @@ for r in $(seq "$ROUNDS"); do
     one_phase "probe$i" "$r"
     la=$(cpu_ticks "$LPID")
     loader_ticks[$i]=$(( ${loader_ticks[$i]:-0} + la - lb ))
-    # kernel run time per request of T, with bpf_stats on for this run only
+    # kernel run time per request of T and of U, with bpf_stats on for these runs only
     sysctl -qw kernel.bpf_stats_enabled=1
     read -r t0 c0 <<<"$(prog_run "$LPID")"
     read -r _ _ n <<<"$(measure "$T" "$TPORT" 2)"
     read -r t1 c1 <<<"$(prog_run "$LPID")"
+    read -r _ _ nu <<<"$(measure "$U" "$UPORT" 2)"
+    read -r t2 c2 <<<"$(prog_run "$LPID")"
     sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
-    ns=$(awk -v t=$((t1 - t0)) -v n="$n" 'BEGIN {printf "%.0f", t / n}')
-    echo "  round $r probe$i bpf run time: $ns ns/request of T ($(((c1 - c0) / (n > 0 ? n : 1))) program runs/request, wrk's own included)"
+    nsT=$(awk -v t=$((t1 - t0)) -v n="$n" 'BEGIN {printf "%.0f", t / n}')
+    nsU=$(awk -v t=$((t2 - t1)) -v n="$nu" 'BEGIN {printf "%.0f", t / n}')
+    ns=$((nsT - nsU))
+    echo "  round $r probe$i bpf run time: T $nsT - U $nsU = $ns ns/request ($(((c1 - c0) / (n > 0 ? n : 1))) / $(((c2 - c1) / (nu > 0 ? nu : 1))) program runs/request)"
     all[run$i]="${all[run$i]:-} $ns"
     exec 3>&- # stdin EOF: the loader detaches and exits
     wait "$LPID" 2>/dev/null || true
@@ -152,7 +158,7 @@ for i in "${!LOADERS[@]}"; do
   echo "  probe, T traced: T $pT us ($(pct "$pT" "$nT") vs no probe; $(pct "$pT" "$pU") vs U, same phase)"
   echo "  probe, U not:    U $pU us ($(pct "$pU" "$nU") vs no probe)"
   echo "  T and U at once: T/U $(median "probe${i}ratio") vs $(median noneratio) without probe: tracing costs T $(pct "$(median "probe${i}ratio")" "$(median noneratio)")"
-  echo "  eBPF run time:   $(median "run$i" | cut -d. -f1) ns per request of T (bpf_stats, median)"
+  echo "  eBPF run time:   $(median "run$i" | cut -d. -f1) ns per request of T over U (bpf_stats, data path, median)"
   awk -v t="${loader_ticks[$i]}" -v hz="$TICK" -v s="$((ROUNDS * 3 * SECS))" \
     'BEGIN { printf "  loader CPU:      %.2f s over %d s of load (%.2f%% of one CPU)\n", t/hz, s, t/hz/s*100 }'
 done

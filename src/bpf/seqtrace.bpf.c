@@ -233,7 +233,11 @@ static __always_inline void flush(struct batch *b)
 		return;
 	b->hdr.kind = ST_EV_BATCH;
 	b->hdr.bytes = used;
-	__u64 size = sizeof(b->hdr) + (used & (ST_BATCH_MAX - 1));
+	/* used <= batch_bytes <= ST_BATCH_MAX (a full batch may reach it exactly) */
+	__u64 size = used & (2 * ST_BATCH_MAX - 1);
+	if (size > sizeof(b->recs))
+		size = sizeof(b->recs);
+	size += sizeof(b->hdr);
 	if (ring_output(&b->hdr, size)) {
 		stat_add(ST_STAT_DROPS, n);
 	} else {
