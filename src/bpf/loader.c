@@ -138,6 +138,7 @@ static struct pend_list pend, spare;
 static __u64 written_upto;  /* every event stamped before this has been written */
 static __u64 late_events;   /* events that arrived after their time was written (should stay 0) */
 static int flush_fd = -1;   /* flush_cpu, or -1 without batching */
+static bool exec_seen;      /* an exec event was read: write out now (the agent decides at exec) */
 static int ncpus;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t unit)
@@ -201,6 +202,8 @@ static void take(const void *data, size_t len)
 	}
 	if (ts < written_upto)
 		late_events++;
+	if (*(const __u8 *)data == ST_EV_EXEC)
+		exec_seen = true;
 	pend_add(&pend, ts, data, (__u32)len);
 }
 
@@ -265,7 +268,7 @@ static void flush_cpus(void)
 }
 
 /* One drain: read the ring buffer (it must not fill up). Every FLUSH_NS (and when asked:
- * `stats`, exit) also flush every CPU and write out what is complete. A flush of another CPU
+ * `stats`, exit, or an exec event was read) also flush every CPU and write out what is complete. A flush of another CPU
  * is an IPI (≈ 100 µs round trip on the test VM, some µs of the other CPU's time), so not at
  * every 15 ms drain: events reach stdout within FLUSH_NS + DRAIN_MS. all: at exit, everything. */
 static __u64 next_flush;
@@ -275,8 +278,11 @@ static void drain(struct ring_buffer *rb, bool all, bool now)
 	__u64 t = now_ns(CLOCK_MONOTONIC);
 	if (flush_fd >= 0 && !all && !now && t < next_flush) {
 		ring_buffer__consume(rb);
-		return;
+		if (!exec_seen)
+			return;
+		t = now_ns(CLOCK_MONOTONIC);
 	}
+	exec_seen = false;
 	next_flush = t + FLUSH_NS;
 	__u64 upto = all ? UINT64_MAX : t;
 	flush_cpus();

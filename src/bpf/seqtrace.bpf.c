@@ -892,7 +892,14 @@ int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
 	e.pid = BPF_CORE_READ(p, tgid);
 	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	send_small(b, &e, sizeof(e));
+	/* User space decides at exec whether to trace the process, and a short-lived client
+	 * (curl) makes its request within milliseconds: not batched, and the reader is woken
+	 * (the loader then writes everything up to now at once). An exec costs far more than
+	 * the wakeup. */
+	if (bpf_ringbuf_output(&rb, &e, sizeof(e), BPF_RB_FORCE_WAKEUP))
+		stat_inc(ST_STAT_DROPS);
+	else
+		stat_inc(ST_STAT_EVENTS);
 	end_event(b);
 	return 0;
 }
