@@ -116,12 +116,13 @@ static __u64 now_ns(clockid_t c)
  * The kernel collects events per CPU (seqtrace.bpf.c, `batches`), so events of different CPUs
  * reach the ring buffer out of time order: a thread event on CPU 0 could come after the new
  * thread's send on CPU 1, a close after data still waiting in another CPU's batch. Every
- * drain therefore: takes T = now (CLOCK_MONOTONIC, the clock of ts_ns); flushes every CPU's
- * batch (flush_cpu run on that CPU, retried while an event is being built there), after which
- * every event stamped before T is in the ring buffer; reads the ring buffer into `pend`; and
- * writes out the pending events stamped before T in ts_ns order (ties in arrival order). The
- * others wait for the next drain (at most one drain period, DRAIN_MS). So stdout carries one
- * time order, as the single ring buffer gave before batching.
+ * write-out (drain(): every FLUSH_NS, after an exec event, on `stats`, at exit) therefore:
+ * takes T = now (CLOCK_MONOTONIC, the clock of ts_ns); flushes every CPU's batch (flush_cpu
+ * run on that CPU, retried while an event is being built there), after which every event
+ * stamped before T is in the ring buffer; reads the ring buffer into `pend`; and writes out
+ * the pending events stamped before T in ts_ns order (ties in arrival order). The others wait
+ * for the next write-out. So stdout carries one time order, as the single ring buffer gave
+ * before batching.
  */
 struct pending {
 	__u64 ts;
