@@ -18,7 +18,7 @@
  *    sock -> caller goid; data events on that socket carry the caller's goid. Go's HTTP/1.1
  *    client has one request at a time per connection, so the record holds until the next round
  *    trip on it or the socket's close.
- * Included by seqtrace.bpf.c after output(); the data path calls go_goid() (one hash lookup for
+ * Included by seqtrace.bpf.c after the batch helpers (begin_event, send_small); the data path calls go_goid() (one hash lookup for
  * processes that are not Go).
  */
 #ifndef SEQTRACE_GO_BPF_H
@@ -118,8 +118,12 @@ static __always_inline int go_report_newproc(__u64 newg)
 	    bpf_probe_read_user(&e.pgoid, sizeof(e.pgoid), (void *)(curg + gp->goid_off)) ||
 	    bpf_probe_read_user(&e.goid, sizeof(e.goid), (void *)(newg + gp->goid_off)) || !e.goid)
 		return 0;
+	struct batch *b = begin_event(); /* into this CPU's batch, in time order with the data events */
+	if (!b)
+		return 0;
 	e.ts_ns = bpf_ktime_get_ns();
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
 	go_stat(0);
 	return 0;
 }

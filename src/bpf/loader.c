@@ -3,7 +3,7 @@
  * seqtrace-loader: loads seqtrace.bpf.c, attaches it, and streams its events.
  *
  *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
- *                   [--pid PID]... [--verbose]
+ *                   [--batch-bytes N] [--pid PID]... [--verbose]
  *   seqtrace-loader --print-layout
  *
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
@@ -12,7 +12,8 @@
  *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (every process of that binary)
  *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
- *   being an st_kind (seqtrace.h). READY first, then events; STATS every second.
+ *   being an st_kind (seqtrace.h). READY first, then events in ts_ns order (batches of the
+ *   kernel unpacked, see "Order"); STATS every second.
  * stderr: messages. Exit status: 0 on SIGTERM/SIGINT/stdin EOF, 2 when eBPF is unavailable
  *   (privileges, BTF, kernel), 3 when the programs fail to load or attach, 1 on bad usage.
  *
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -46,16 +48,18 @@
 #define EXIT_LOAD 3
 
 #define DRAIN_MS 15          /* the ring buffer is drained at least this often */
+#define FLUSH_NS 50000000ULL /* the CPUs' batches are flushed and events written this often */
 #define STATS_EVERY_NS 1000000000ULL
 
 static struct {
 	int mode; /* ST_MODE_*, 0 = auto */
 	unsigned capture_bytes;
 	unsigned ringbuf_bytes;
+	int batch_bytes; /* -1: default (min(ST_BATCH_MAX, ringbuf_bytes / 8)) */
 	bool verbose;
 	int pids[64];
 	int npids;
-} opt = { .capture_bytes = ST_CAPTURE_DEFAULT, .ringbuf_bytes = 8 << 20 };
+} opt = { .capture_bytes = ST_CAPTURE_DEFAULT, .ringbuf_bytes = 8 << 20, .batch_bytes = -1 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -103,17 +107,194 @@ static void frame(const void *data, __u32 len)
 		out_broken = true;
 }
 
-static int on_event(void *ctx, void *data, size_t len)
-{
-	frame(data, (__u32)len);
-	return 0;
-}
-
 static __u64 now_ns(clockid_t c)
 {
 	struct timespec ts;
 	clock_gettime(c, &ts);
 	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ order */
+/*
+ * The kernel collects events per CPU (seqtrace.bpf.c, `batches`), so events of different CPUs
+ * reach the ring buffer out of time order: a thread event on CPU 0 could come after the new
+ * thread's send on CPU 1, a close after data still waiting in another CPU's batch. Every
+ * write-out (drain(): every FLUSH_NS, after an exec event, on `stats`, at exit) therefore:
+ * takes T = now (CLOCK_MONOTONIC, the clock of ts_ns); flushes every CPU's batch (flush_cpu
+ * run on that CPU, retried while an event is being built there), after which every event
+ * stamped before T is in the ring buffer; reads the ring buffer into `pend`; and writes out
+ * the pending events stamped before T in ts_ns order (ties in arrival order). The others wait
+ * for the next write-out. So stdout carries one time order, as the single ring buffer gave
+ * before batching.
+ */
+struct pending {
+	__u64 ts;
+	__u32 off; /* in pend.buf */
+	__u32 len;
+};
+struct pend_list {
+	char *buf;
+	size_t used, cap;
+	struct pending *ev;
+	size_t n, cap_n;
+};
+static struct pend_list pend, spare;
+static __u64 written_upto;  /* every event stamped before this has been written */
+static __u64 late_events;   /* events that arrived after their time was written (should stay 0) */
+static int flush_fd = -1;   /* flush_cpu, or -1 without batching */
+static bool exec_seen;      /* an exec event was read: write out now (the agent decides at exec) */
+static int ncpus;
+
+static void *grow(void *p, size_t *cap, size_t need, size_t unit)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap : 4096;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(p, c * unit);
+	if (!q) {
+		fprintf(stderr, "seqtrace-loader: out of memory for %zu pending events\n", need);
+		exit(EXIT_LOAD);
+	}
+	*cap = c;
+	return q;
+}
+
+static void pend_add(struct pend_list *l, __u64 ts, const void *data, __u32 len)
+{
+	l->buf = grow(l->buf, &l->cap, l->used + len, 1);
+	l->ev = grow(l->ev, &l->cap_n, l->n + 1, sizeof(*l->ev));
+	memcpy(l->buf + l->used, data, len);
+	l->ev[l->n++] = (struct pending){ .ts = ts, .off = (__u32)l->used, .len = len };
+	l->used += len;
+}
+
+/* ts_ns of a kernel event, by its kind (every kernel event has one). */
+static bool event_ts(const void *data, size_t len, __u64 *ts)
+{
+	size_t at;
+	switch (*(const __u8 *)data) {
+	case ST_EV_DATA:
+		at = offsetof(struct st_data_event, ts_ns);
+		break;
+	case ST_EV_CLOSE:
+		at = offsetof(struct st_close_event, ts_ns);
+		break;
+	case ST_EV_EXEC:
+	case ST_EV_EXIT:
+		at = offsetof(struct st_proc_event, ts_ns);
+		break;
+	case ST_EV_THREAD:
+		at = offsetof(struct st_thread_event, ts_ns);
+		break;
+	case ST_EV_GOROUTINE:
+		at = offsetof(struct st_goroutine_event, ts_ns);
+		break;
+	default:
+		return false;
+	}
+	if (len < at + sizeof(*ts))
+		return false;
+	memcpy(ts, (const char *)data + at, sizeof(*ts));
+	return true;
+}
+
+static void take(const void *data, size_t len)
+{
+	__u64 ts;
+	if (!event_ts(data, len, &ts)) {
+		fprintf(stderr, "seqtrace-loader: unknown kernel event kind %u (%zu bytes) dropped\n", *(const __u8 *)data, len);
+		return;
+	}
+	if (ts < written_upto)
+		late_events++;
+	if (*(const __u8 *)data == ST_EV_EXEC)
+		exec_seen = true;
+	pend_add(&pend, ts, data, (__u32)len);
+}
+
+/* A ring buffer record: one event, or a batch of them. */
+static int on_event(void *ctx, void *data, size_t len)
+{
+	if (len < 1)
+		return 0;
+	if (*(__u8 *)data != ST_EV_BATCH) {
+		take(data, len);
+		return 0;
+	}
+	const struct st_batch_event *b = data;
+	const char *p = (const char *)(b + 1), *end = p + (b->bytes < len - sizeof(*b) ? b->bytes : len - sizeof(*b));
+	for (__u32 i = 0; i < b->count && p + sizeof(struct st_batch_rec) <= end; i++) {
+		const struct st_batch_rec *r = (const void *)p;
+		if (r->len == 0 || p + sizeof(*r) + r->len > end)
+			break;
+		take(p + sizeof(*r), r->len);
+		p += (sizeof(*r) + r->len + 7) & ~7UL;
+	}
+	return 0;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off; /* arrival order */
+}
+
+/* Write the pending events stamped before upto, in time order; keep the rest. */
+static void write_before(__u64 upto)
+{
+	qsort(pend.ev, pend.n, sizeof(*pend.ev), by_time);
+	size_t i = 0;
+	for (; i < pend.n && pend.ev[i].ts < upto; i++)
+		frame(pend.buf + pend.ev[i].off, pend.ev[i].len);
+	spare.used = spare.n = 0;
+	for (size_t k = i; k < pend.n; k++)
+		pend_add(&spare, pend.ev[k].ts, pend.buf + pend.ev[k].off, pend.ev[k].len);
+	struct pend_list t = pend;
+	pend = spare;
+	spare = t;
+	if (upto > written_upto)
+		written_upto = upto;
+}
+
+/* Every CPU's batch into the ring buffer (see "Order"). */
+static void flush_cpus(void)
+{
+	if (flush_fd < 0)
+		return;
+	for (int c = 0; c < ncpus; c++) {
+		for (int tries = 0; tries < 10000; tries++) {
+			LIBBPF_OPTS(bpf_test_run_opts, o, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = c);
+			if (bpf_prog_test_run_opts(flush_fd, &o) || o.retval == 0)
+				break; /* an error: that CPU is offline */
+		}
+	}
+}
+
+/* One drain: read the ring buffer (it must not fill up). Every FLUSH_NS (and when asked:
+ * `stats`, exit, or an exec event was read) also flush every CPU and write out what is complete. A flush of another CPU
+ * is an IPI (≈ 100 µs round trip on the test VM, some µs of the other CPU's time), so not at
+ * every 15 ms drain: events reach stdout within FLUSH_NS + DRAIN_MS. all: at exit, everything. */
+static __u64 next_flush;
+
+static void drain(struct ring_buffer *rb, bool all, bool now)
+{
+	__u64 t = now_ns(CLOCK_MONOTONIC);
+	if (flush_fd >= 0 && !all && !now && t < next_flush) {
+		ring_buffer__consume(rb);
+		if (!exec_seen)
+			return;
+		t = now_ns(CLOCK_MONOTONIC);
+	}
+	exec_seen = false;
+	next_flush = t + FLUSH_NS;
+	__u64 upto = all ? UINT64_MAX : t;
+	flush_cpus();
+	ring_buffer__consume(rb);
+	write_before(upto);
 }
 
 static void send_stats(struct seqtrace_bpf *skel)
@@ -196,7 +377,51 @@ static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
 	return true;
 }
 
-static void command(struct seqtrace_bpf *skel, char *line)
+/* ------------------------------------------------------------ traced processes */
+
+/* The kernel's `traced` bitmap, mapped here: bits are set and cleared with atomics, as the
+ * programs do on fork and exit. */
+static __u64 *traced_words;
+static __u32 traced_nwords;
+
+static unsigned pid_max(void)
+{
+	unsigned n = 0;
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+	if (f) {
+		if (fscanf(f, "%u", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n ? n : 1U << 22; /* the kernel's limit (PID_MAX_LIMIT on 64-bit) */
+}
+
+static int map_traced(struct seqtrace_bpf *skel)
+{
+	size_t bytes = (size_t)traced_nwords * sizeof(__u64);
+	long page = sysconf(_SC_PAGESIZE);
+	bytes = (bytes + page - 1) / page * page;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel->maps.traced), 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	traced_words = p;
+	return 0;
+}
+
+/* false: the pid is past the bitmap (kernel.pid_max raised after the loader started) */
+static bool set_traced(__u32 pid, bool on)
+{
+	if (pid / 64 >= traced_nwords)
+		return false;
+	__u64 bit = 1ULL << (pid % 64);
+	if (on)
+		__atomic_fetch_or(&traced_words[pid / 64], bit, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&traced_words[pid / 64], ~bit, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *line)
 {
 	char verb[16];
 	long pid = 0;
@@ -207,18 +432,17 @@ static void command(struct seqtrace_bpf *skel, char *line)
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = uprobe_command(skel, line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
+		drain(rb, false, true); /* the counters then cover what was written before them */
 		send_stats(skel);
 		ack.ok = 1;
 	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
 		__u32 key = (__u32)pid;
-		__u8 one = 1;
-		int fd = bpf_map__fd(skel->maps.traced);
-		int err = verb[0] == 'a' ? bpf_map_update_elem(fd, &key, &one, BPF_ANY) : bpf_map_delete_elem(fd, &key);
-		ack.ok = err == 0 || (verb[0] == 'd' && errno == ENOENT);
+		ack.ok = set_traced(key, verb[0] == 'a');
 		if (verb[0] == 'd')
 			bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key); /* Go offsets, if any */
 		if (!ack.ok)
-			fprintf(stderr, "seqtrace-loader: %s %ld: %s\n", verb, pid, strerror(errno));
+			fprintf(stderr, "seqtrace-loader: %s %ld: past kernel.pid_max when the loader started (%u)\n",
+				verb, pid, traced_nwords * 64);
 		ack.pid = key;
 	} else {
 		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, go ..., uprobe ...)\n", line);
@@ -227,7 +451,7 @@ static void command(struct seqtrace_bpf *skel, char *line)
 }
 
 /* Reads what stdin has; returns false at EOF. */
-static bool read_commands(struct seqtrace_bpf *skel)
+static bool read_commands(struct seqtrace_bpf *skel, struct ring_buffer *rb)
 {
 	static char buf[4096];
 	static size_t used;
@@ -242,7 +466,7 @@ static bool read_commands(struct seqtrace_bpf *skel)
 	while ((nl = strchr(start, '\n'))) {
 		*nl = 0;
 		if (nl > start)
-			command(skel, start);
+			command(skel, rb, start);
 		start = nl + 1;
 	}
 	used -= start - buf;
@@ -285,7 +509,8 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		bool socket_prog = !strncmp(sec, "tp_btf/sock_", 12);
 		if ((mode == ST_MODE_SOCKET && syscall_prog) || (mode == ST_MODE_SYSCALL && socket_prog))
 			bpf_program__set_autoload(p, false);
-		if (!strcmp(sec, "uprobe")) /* Go uprobes: attached by the uprobe command */
+		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command */
+		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
 			bpf_program__set_autoattach(p, false);
 	}
 }
@@ -382,6 +607,9 @@ static void parse_args(int argc, char **argv)
 					opt.ringbuf_bytes);
 				exit(EXIT_USAGE);
 			}
+		} else if (!strcmp(a, "--batch-bytes")) {
+			i++;
+			opt.batch_bytes = (int)parse_num(a, v, 0, ST_BATCH_MAX);
 		} else if (!strcmp(a, "--pid")) {
 			i++;
 			unsigned pid = parse_num(a, v, 1, INT_MAX);
@@ -390,7 +618,8 @@ static void parse_args(int argc, char **argv)
 		} else {
 			fprintf(stderr,
 				"seqtrace-loader: unknown argument \"%s\" (accepted: --mode socket|syscall|auto, "
-				"--capture-bytes N, --ringbuf-bytes N, --pid PID, --verbose, --print-layout)\n",
+				"--capture-bytes N, --ringbuf-bytes N, --batch-bytes N, --pid PID, --verbose, "
+				"--print-layout)\n",
 				a);
 			exit(EXIT_USAGE);
 		}
@@ -445,7 +674,17 @@ int main(int argc, char **argv)
 	skel->rodata->capture_bytes = opt.capture_bytes;
 	skel->rodata->wakeup_bytes = opt.ringbuf_bytes / 4;
 	skel->rodata->syscall_mode = mode == ST_MODE_SYSCALL;
+	/* A batch must hold the largest data event and stay small against the ring buffer (a full
+	 * ring loses a whole batch); too small a ring buffer means no batching. */
+	unsigned batch = opt.batch_bytes >= 0 ? (unsigned)opt.batch_bytes
+					      : (opt.ringbuf_bytes / 8 < ST_BATCH_MAX ? opt.ringbuf_bytes / 8 : ST_BATCH_MAX);
+	unsigned rec_max = (sizeof(struct st_batch_rec) + sizeof(struct st_data_event) + opt.capture_bytes + 7) & ~7U;
+	if (batch < rec_max || batch > opt.ringbuf_bytes / 2)
+		batch = 0;
+	skel->rodata->batch_bytes = batch;
 	bpf_map__set_max_entries(skel->maps.rb, opt.ringbuf_bytes);
+	traced_nwords = (pid_max() + 63) / 64;
+	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
 
 	err = seqtrace_bpf__load(skel);
@@ -453,16 +692,21 @@ int main(int argc, char **argv)
 		status = failed("load", err);
 		goto cleanup;
 	}
-	for (int i = 0; i < opt.npids; i++) {
-		__u32 pid = opt.pids[i];
-		__u8 one = 1;
-		bpf_map_update_elem(bpf_map__fd(skel->maps.traced), &pid, &one, BPF_ANY);
+	err = map_traced(skel);
+	if (err) {
+		status = failed("mmap of the traced map", err);
+		goto cleanup;
 	}
+	for (int i = 0; i < opt.npids; i++)
+		set_traced(opt.pids[i], true);
 	err = seqtrace_bpf__attach(skel);
 	if (err) {
 		status = failed("attach", err);
 		goto cleanup;
 	}
+	ncpus = libbpf_num_possible_cpus();
+	if (batch)
+		flush_fd = bpf_program__fd(skel->progs.flush_cpu);
 	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), on_event, NULL, NULL);
 	if (!rb) {
 		status = failed("ring buffer", -errno);
@@ -495,12 +739,12 @@ int main(int argc, char **argv)
 			status = failed("epoll_wait", -errno);
 			break;
 		}
-		ring_buffer__consume(rb);
+		drain(rb, false, false);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.fd == sigfd) {
 				running = false;
 			} else if (evs[i].data.fd == STDIN_FILENO) {
-				if (!read_commands(skel))
+				if (!read_commands(skel, rb))
 					running = false;
 			}
 		}
@@ -513,10 +757,13 @@ int main(int argc, char **argv)
 	}
 	/* what the kernel wrote before we stopped still goes out */
 	if (!out_broken) {
-		ring_buffer__consume(rb);
+		drain(rb, true, true);
 		send_stats(skel);
 		fflush(stdout);
 	}
+	if (opt.verbose || late_events)
+		fprintf(stderr, "seqtrace-loader: %llu events arrived after their time was written\n",
+			(unsigned long long)late_events);
 
 cleanup:
 	if (sigfd >= 0)
@@ -526,6 +773,9 @@ cleanup:
 	ring_buffer__free(rb);
 	for (int i = 0; i < go_nlinks; i++)
 		bpf_link__destroy(go_links[i]);
+	if (traced_words)
+		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /
+					     sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE));
 	seqtrace_bpf__destroy(skel);
 	return status;
 }

@@ -26,6 +26,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 capture_bytes = ST_CAPTURE_DEFAULT; /* head bytes copied, <= ST_CAPTURE_MAX */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the reader once this much is waiting */
 const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted sock pointer) */
+const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_MAX); 0: no batching */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -55,13 +56,18 @@ const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted soc
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
-/* Traced processes: tgid -> 1. The loader adds and removes; a traced process's fork adds
- * the child; the exit of a process removes it (a reused pid must not inherit tracing). */
+/* Traced processes: a bitmap by tgid (bit tgid % 64 of word tgid / 64), sized by the loader
+ * from kernel.pid_max. Looked up first on every send/receive of every process: an array
+ * lookup is inlined by the JIT (a load of a word that stays in cache), where a hash lookup
+ * walked a bucket (a cache miss). The loader sets and clears bits with atomics on its mmap
+ * of the map; a traced process's fork sets the child's bit; the exit of a process clears
+ * its bit (a reused pid must not inherit tracing). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, (1 << 22) / 64);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } traced SEC(".maps");
 
 /* Every event to user space. Size set by the loader (power of two, page multiple). */
@@ -70,13 +76,24 @@ struct {
 	__uint(max_entries, 8 << 20);
 } rb SEC(".maps");
 
-/* Sockets that carried traced bytes: sock address -> id and last pid. Gives close events
- * (only for these sockets) and, in syscall mode, a stable id. */
+/* Sockets that carried traced bytes: their id and the pid that last moved bytes on them.
+ * Gives close events (only for these sockets) and, in syscall mode, a stable id. */
 struct sock_info {
 	__u64 id;
 	__u32 pid;
 	__u32 _pad;
 };
+
+/* Socket mode: on the socket itself (bpf_sk_storage_get on the trusted sk of the tracepoint):
+ * a short list walk instead of a hash lookup, freed with the socket, never evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sk_info SEC(".maps");
+
+/* Syscall mode (no trusted sock pointer for sk_storage): sock address -> sock_info. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -127,6 +144,38 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
+/* Per-CPU batch: events are built straight into it and sent to the ring buffer as one record
+ * (ST_EV_BATCH) when the next data event might not fit, and at every drain by the loader
+ * (flush_cpu). A ring buffer record costs its reserve/commit, the ring's lock and the
+ * producer/consumer cache lines shared with the reader's CPU: one batch pays that once for
+ * tens of events. Events of different CPUs reach the ring buffer out of time order; the
+ * loader puts them back in ts_ns order (see loader.c, "Order"). `busy` counts events being
+ * built on this CPU (a close from softirq can interrupt a data event): a nested event goes
+ * straight to the ring buffer, and the loader's flush waits until it is 0, so that after a
+ * flush every event stamped before it is in the ring buffer. */
+#define SOCK_CACHE 16 /* a power of two */
+struct batch {
+	__u32 used; /* bytes of records in recs */
+	__u32 busy;
+	__u64 _pad;
+	/* Socket mode: sockets this CPU recorded in sk_info lately, by cookie (cookies are never
+	 * reused): an event on one of them with the same pid skips bpf_sk_storage_get. */
+	struct {
+		__u64 id;
+		__u32 pid;
+		__u32 _pad;
+	} recent[SOCK_CACHE];
+	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
+	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
+	__u8 recs[ST_BATCH_MAX + sizeof(struct st_batch_rec) + sizeof(struct scratch)];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct batch);
+} batches SEC(".maps");
+
 /* Counters (enum st_stat), per CPU, summed by the loader: never a silent loss. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,28 +187,136 @@ struct {
 /* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
 __u64 next_id = 0;
 
-static __always_inline void stat_inc(__u32 which)
+static __always_inline void stat_add(__u32 which, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &which);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void stat_inc(__u32 which)
+{
+	stat_add(which, 1);
 }
 
 /* Submit without waking the reader (a wakeup per event is the dominant cost); the loader
- * drains on a short timer, and is woken only when the buffer is filling up. */
-static __always_inline void output(void *data, __u64 size)
+ * drains on a short timer, and is woken only when the buffer is filling up. Returns 0 when
+ * the ring buffer took it. */
+static __always_inline long ring_output(void *data, __u64 size)
 {
 	__u64 waiting = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
 	__u64 flags = waiting + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&rb, data, size, flags))
+	return bpf_ringbuf_output(&rb, data, size, flags);
+}
+
+/* One event straight to the ring buffer (no batching, or nested in another event). */
+static __always_inline void output(void *data, __u64 size)
+{
+	if (ring_output(data, size))
 		stat_inc(ST_STAT_DROPS);
 	else
 		stat_inc(ST_STAT_EVENTS);
 }
 
+/* The batch record of the largest data event (capture_bytes of head). */
+static __always_inline __u32 rec_max(void)
+{
+	return (sizeof(struct st_batch_rec) + sizeof(struct st_data_event) + capture_bytes + 7) & ~7;
+}
+
+/* Send what the batch holds as one ring buffer record; a failure loses (and counts) all of it. */
+static __always_inline void flush(struct batch *b)
+{
+	__u32 used = b->used;
+	__u32 n = b->hdr.count;
+	if (!used)
+		return;
+	b->hdr.kind = ST_EV_BATCH;
+	b->hdr.bytes = used;
+	/* used <= batch_bytes <= ST_BATCH_MAX (a full batch may reach it exactly) */
+	__u64 size = used & (2 * ST_BATCH_MAX - 1);
+	if (size > sizeof(b->recs))
+		size = sizeof(b->recs);
+	size += sizeof(b->hdr);
+	if (ring_output(&b->hdr, size)) {
+		stat_add(ST_STAT_DROPS, n);
+	} else {
+		stat_add(ST_STAT_EVENTS, n);
+		stat_inc(ST_STAT_BATCHES);
+	}
+	b->used = 0;
+	b->hdr.count = 0;
+}
+
+/* Start an event on this CPU: from here to end_event() a flush of this CPU's batch waits
+ * (the loader retries), and a nested event does not touch the batch. Take ts_ns after this. */
+static __always_inline struct batch *begin_event(void)
+{
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (b) {
+		b->busy += 1;
+		asm volatile("" ::: "memory");
+	}
+	return b;
+}
+
+static __always_inline void end_event(struct batch *b)
+{
+	asm volatile("" ::: "memory");
+	b->busy -= 1;
+}
+
+/* Whether this event goes into the batch: batching on and not nested in another event. */
+static __always_inline bool batching(struct batch *b)
+{
+	return batch_bytes && b->busy == 1;
+}
+
+/* The record at off (where recs[used] was) now holds an event of size bytes. Flushes when the
+ * largest data event might not fit after it: the next event always has room. */
+static __always_inline void commit(struct batch *b, __u32 off, __u32 size)
+{
+	struct st_batch_rec *r = (void *)&b->recs[off & (ST_BATCH_MAX - 1)];
+	r->len = size;
+	b->used = off + ((sizeof(*r) + size + 7) & ~7);
+	b->hdr.count += 1;
+	if (b->used + rec_max() > batch_bytes)
+		flush(b);
+}
+
+/* A small fixed-size event (close, exec, exit, thread) between begin_event and end_event. */
+static __always_inline void send_small(struct batch *b, void *e, __u32 size)
+{
+	if (!batching(b)) {
+		output(e, size);
+		return;
+	}
+	__u32 off = b->used & (ST_BATCH_MAX - 1);
+	if (bpf_probe_read_kernel(&b->recs[off + sizeof(struct st_batch_rec)], size & 63, e)) {
+		output(e, size);
+		return;
+	}
+	commit(b, off, size);
+}
+
 static __always_inline bool is_traced(__u32 pid)
 {
-	return bpf_map_lookup_elem(&traced, &pid) != NULL;
+	__u32 word = pid / 64;
+	__u64 *w = bpf_map_lookup_elem(&traced, &word);
+	return w && (*w & (1ULL << (pid % 64)));
+}
+
+static __always_inline void set_traced(__u32 pid, bool on)
+{
+	__u32 word = pid / 64;
+	__u64 *w = bpf_map_lookup_elem(&traced, &word);
+	if (!w)
+		return;
+	if (on)
+		__sync_fetch_and_or(w, 1ULL << (pid % 64));
+	else
+		__sync_fetch_and_and(w, ~(1ULL << (pid % 64)));
 }
 
 /* Where the bytes of one message are in user memory. */
@@ -249,6 +406,31 @@ static __always_inline bool copy_payload(struct scratch *s, struct msg_src *m, _
 	return len > want && copy_tail(s, m->buf + len, len);
 }
 
+/* Socket mode: the socket's cookie is its id; sk_info on the socket holds it and the pid that
+ * last used it (for the close event). A per-CPU cache of recent sockets saves the storage
+ * lookup when this CPU already recorded this socket with this pid: the common case of a
+ * connection served by one process. (Two processes taking turns on one socket on different
+ * CPUs can leave the other one's pid in sk_info: the close then names that one.) */
+static __always_inline __u64 sock_id_trusted(struct sock *sk, __u32 pid)
+{
+	__u64 id = bpf_get_socket_cookie(sk);
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b)
+		return id;
+	__u32 slot = (id ^ (id >> 8)) & (SOCK_CACHE - 1);
+	if (b->recent[slot].id == id && b->recent[slot].pid == pid)
+		return id;
+	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) /* no memory: the events still carry the id, the close goes unreported */
+		return id;
+	si->id = id;
+	si->pid = pid;
+	b->recent[slot].id = id;
+	b->recent[slot].pid = pid;
+	return id;
+}
+
 /* The id of a socket, remembered in `seen` with the pid that last used it. */
 static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
 {
@@ -276,14 +458,11 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
  * `direct` is a constant at every call site, so only one of the two is compiled in. */
 #define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
 
-/* Build and send one data event. sk must be a TCP socket (checked by the caller). */
-static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
-				     struct msg_src *m, __u64 pid_tgid)
+/* Build one data event at s (in the CPU's batch or in scratch); returns its size. sk must be a
+ * TCP socket (checked by the caller). The one place a data event's fields are filled. */
+static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk, bool direct, __u64 id, __u8 dir,
+					     __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
 {
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 0;
 	struct st_data_event *e = &s->ev;
 	__u16 family = RD(direct, sk, __sk_common.skc_family);
 
@@ -324,10 +503,31 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 		e->flags = ST_F_TRUNCATED;
 		stat_inc(ST_STAT_TRUNCATED);
 	}
-	__u64 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
+	__u32 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
 	if (size > sizeof(*e) + ST_CAPTURE_MAX)
 		size = sizeof(*e) + ST_CAPTURE_MAX;
-	output(e, size);
+	return size;
+}
+
+/* Build one data event into this CPU's batch (or, nested or without batching, into scratch
+ * and straight to the ring buffer). */
+static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
+				     struct msg_src *m, __u64 pid_tgid)
+{
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	if (batching(b)) {
+		__u32 off = b->used & (ST_BATCH_MAX - 1);
+		struct scratch *s = (void *)&b->recs[off + sizeof(struct st_batch_rec)];
+		commit(b, off, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
+	} else {
+		__u32 zero = 0;
+		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		if (s)
+			output(s, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
+	}
+	end_event(b);
 	return 0;
 }
 
@@ -440,7 +640,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u64 id = sock_id(sk, pid_tgid >> 32, true);
+	__u64 id = sock_id_trusted(sk, pid_tgid >> 32);
 	return emit_data(sk, true, id, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
 }
 
@@ -666,23 +866,45 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	__u64 key = (__u64)sk;
-	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-	if (!si)
+	struct sock_info *si;
+	if (syscall_mode)
+		si = bpf_map_lookup_elem(&seen, &key);
+	else
+		si = bpf_sk_storage_get(&sk_info, (struct sock *)sk, 0, 0);
+	if (!si || !si->id)
+		return 0;
+	struct batch *b = begin_event();
+	if (!b)
 		return 0;
 	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
-	bpf_map_delete_elem(&seen, &key);
+	if (syscall_mode)
+		bpf_map_delete_elem(&seen, &key);
+	else
+		bpf_sk_storage_delete(&sk_info, (struct sock *)sk);
 	go_sock_closed(key); /* Go hook */
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
 	e.pid = BPF_CORE_READ(p, tgid);
 	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	output(&e, sizeof(e));
+	/* User space decides at exec whether to trace the process, and a short-lived client
+	 * (curl) makes its request within milliseconds: not batched, and the reader is woken
+	 * (the loader then writes everything up to now at once). An exec costs far more than
+	 * the wakeup. */
+	if (bpf_ringbuf_output(&rb, &e, sizeof(e), BPF_RB_FORCE_WAKEUP))
+		stat_inc(ST_STAT_DROPS);
+	else
+		stat_inc(ST_STAT_EVENTS);
+	end_event(b);
 	return 0;
 }
 
@@ -700,14 +922,17 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	__u32 cpid = BPF_CORE_READ(child, tgid);
 	if (ppid == cpid) {
+		struct batch *b = begin_event();
+		if (!b)
+			return 0;
 		struct st_thread_event e = { .kind = ST_EV_THREAD, .pid = ppid, .ts_ns = bpf_ktime_get_ns() };
 		e.tid = BPF_CORE_READ(child, pid);
 		e.ptid = BPF_CORE_READ(parent, pid);
-		output(&e, sizeof(e));
+		send_small(b, &e, sizeof(e));
+		end_event(b);
 		return 0;
 	}
-	__u8 one = 1;
-	bpf_map_update_elem(&traced, &cpid, &one, BPF_ANY);
+	set_traced(cpid, true);
 	return 0;
 }
 
@@ -724,9 +949,30 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	bpf_map_delete_elem(&traced, &pid);
+	set_traced(pid, false);
 	go_proc_exit(pid); /* Go hook */
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	struct st_proc_event e = { .kind = ST_EV_EXIT, .pid = pid, .ts_ns = bpf_ktime_get_ns() };
-	output(&e, sizeof(e));
+	send_small(b, &e, sizeof(e));
+	end_event(b);
+	return 0;
+}
+
+/* Run by the loader on every CPU at every drain (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU:
+ * an IPI to that CPU, so nothing else runs there meanwhile): sends what the CPU's batch holds.
+ * Returns 1 when an event is being built on that CPU (the interrupted code): the loader tries
+ * again. After a 0, every event of that CPU stamped before the call is in the ring buffer. */
+SEC("raw_tp")
+int flush_cpu(void *ctx)
+{
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b)
+		return 0;
+	if (b->busy)
+		return 1;
+	flush(b);
 	return 0;
 }

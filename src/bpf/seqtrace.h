@@ -17,6 +17,7 @@
 #define ST_TAIL_BYTES 32        /* last bytes of a message kept when the head does not reach its end */
 #define ST_MAX_IOV 16           /* iovec entries walked per message */
 #define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
+#define ST_BATCH_MAX 16384      /* largest per-CPU batch of events; a power of two (verifier masks) */
 
 /* First byte of every event and frame. */
 enum st_kind {
@@ -29,6 +30,7 @@ enum st_kind {
 	ST_EV_ACK = 7,   /* loader: one stdin command handled */
 	ST_EV_THREAD = 8, /* a traced process created a thread (same tgid) */
 	ST_EV_GOROUTINE = 9, /* a goroutine of a Go process started another (go.bpf.h) */
+	ST_EV_BATCH = 10, /* kernel -> loader only: several events of one CPU (never on stdout) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -43,6 +45,7 @@ enum st_stat {
 	ST_STAT_EVENTS = 0,    /* events written to the ring buffer */
 	ST_STAT_DROPS = 1,     /* events the ring buffer had no room for */
 	ST_STAT_TRUNCATED = 2, /* data events whose copy failed part-way */
+	ST_STAT_BATCHES = 3,   /* ring buffer records holding a batch of events */
 	ST_STAT_MAX = 4,
 };
 
@@ -121,6 +124,23 @@ struct st_go_proc {
 	__u64 netfd_sysfd;  /* netFD -> pfd.Sysfd */
 	__u64 g_m;          /* g.m (*m) */
 	__u64 m_curg;       /* m.curg (*g) */
+};
+
+/* Kernel -> loader only (the loader unpacks it; decode.ts never sees it): the events one CPU
+ * collected, as records, each an st_batch_rec then its event of len bytes, the next record at
+ * the following multiple of 8. Events of one batch are in the order (and ts_ns order) they
+ * happened on that CPU. */
+struct st_batch_event {
+	__u8 kind; /* ST_EV_BATCH */
+	__u8 _pad0[3];
+	__u32 count; /* records */
+	__u32 bytes; /* of records, after this header */
+	__u32 _pad1;
+};
+
+struct st_batch_rec {
+	__u32 len; /* of the event that follows */
+	__u32 _pad0;
 };
 
 struct st_stats_event {

@@ -14,22 +14,29 @@ const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
 const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.url));
 const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
+const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.url));
 
 interface Run {
   cap: Capture;
   events: CaptureEvent[];
+  /** When each event reached us (CLOCK_MONOTONIC ns, the clock of tsNs), by event. */
+  arrived: Map<CaptureEvent, bigint>;
 }
 
 async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number } = {}): Promise<Run> {
   const events: CaptureEvent[] = [];
+  const arrived = new Map<CaptureEvent, bigint>();
   const cap = await startCapture({
     mode,
     ...extra,
-    onEvents: (evs) => { for (const e of evs) events.push(e); },
+    onEvents: (evs) => {
+      const now = process.hrtime.bigint(); // libuv: CLOCK_MONOTONIC, as bpf_ktime_get_ns
+      for (const e of evs) { events.push(e); arrived.set(e, now); }
+    },
     onError: (e) => { throw e; },
   });
   assert.equal(cap.mode, mode);
-  return { cap, events };
+  return { cap, events, arrived };
 }
 
 async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
@@ -119,9 +126,17 @@ function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Ar
   return { progs, links, maps };
 }
 
+/** The pids set in the kernel's `traced` bitmap (bit pid % 64 of word pid / 64). */
 function tracedPids(mapId: number): number[] {
-  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8' })) as Array<{ key: string[] | number; formatted?: { key: number } }>;
-  return entries.map((e) => e.formatted ? e.formatted.key : Buffer.from((e.key as string[]).map((x) => parseInt(x, 16))).readUInt32LE(0));
+  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
+  const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
+  const pids: number[] = [];
+  for (const e of entries) {
+    const word = bytes(e.key).readUInt32LE(0);
+    const bits = bytes(e.value).readBigUInt64LE(0);
+    for (let i = 0; i < 64; i++) if ((bits >> BigInt(i)) & 1n) pids.push(word * 64 + i);
+  }
+  return pids;
 }
 
 for (const mode of ['socket', 'syscall'] as const) {
@@ -224,6 +239,8 @@ for (const mode of ['socket', 'syscall'] as const) {
         const srv = await httpServer(dir, host);
         try {
           await run.cap.addPid(srv.proc.pid!);
+          const traced = bpfObjectsOf(run.cap.loaderPid).maps.find((m) => m.name === 'traced')!;
+          assert.ok(tracedPids(traced.id).includes(srv.proc.pid!), 'addPid set the pid in the kernel map');
           const url = `http://${family === 4 ? host : `[${host}]`}:${srv.port}/hello.txt`;
           const curl = curlWaiting(url);
           const curlPid = curl.proc.pid!;
@@ -301,6 +318,87 @@ for (const mode of ['socket', 'syscall'] as const) {
       assert.deepEqual(run.events.filter((e) => e.kind === 'thread' && e.pid === untraced.pid), [], 'no thread events of an untraced process');
     });
 
+    test('round trips across CPUs (events batched per CPU): complete, in time order, per socket in seq order, closes last; an event on an idle CPU arrives within the flush period (50 ms)', async () => {
+      const N = 3000; // ~12000 events of ~290 bytes: hundreds of 16 KiB batches
+      const before = await run.cap.refreshStats();
+      const p = spawn('python3', ['-u', PINGPONG_PY, String(N), '3000'], { stdio: 'pipe' });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      try {
+        await waitFor('pingpong.py ready', () => out.includes('ready\n'), 10_000);
+        await run.cap.addPid(p.pid!);
+        p.stdin.write('go\n');
+        await waitFor('the round trips done', () => out.split('\n').length > 2, 60_000);
+        const ids = JSON.parse(out.split('\n')[1]) as { pid: number; client: number; server: number; cpus: number };
+        const mine = () => data(run.events).filter((e) => e.pid === ids.pid);
+        const tag = (e: DataEvent) => text(e.head.subarray(0, 8)); // "Q000123:"
+        await waitFor('every round trip seen on both ends', () => mine().filter((e) => /^[QA]\d{6}:/.test(tag(e))).length >= 4 * N, 20_000);
+        const sockets = new Set(mine().filter((e) => /^[QA]\d{6}:/.test(tag(e))).map((e) => e.sockId));
+        assert.equal(sockets.size, 2, 'client and server end');
+        await waitFor('both sockets closed', () => [...sockets].every((id) => run.events.some((e) => e.kind === 'close' && e.sockId === id)), 10_000);
+
+        // one time order over all CPUs (the loader merges the per-CPU batches)
+        const kernelEvents = run.events.filter((e) => e.kind !== 'stats');
+        for (let i = 1; i < kernelEvents.length; i++) {
+          const a = kernelEvents[i - 1] as { tsNs: bigint }, b = kernelEvents[i] as { tsNs: bigint };
+          assert.ok(a.tsNs <= b.tsNs, `event ${i} (${kernelEvents[i].kind}) is older than the one before it`);
+        }
+        // each thread in its own program order; each message whole, in seq order per socket and direction
+        const rt = mine().filter((e) => /^[QA]\d{6}:/.test(tag(e)));
+        const expect = (tid: number, first: 'send' | 'recv') => {
+          const evs = rt.filter((e) => e.tid === tid);
+          assert.equal(evs.length, 2 * N);
+          evs.forEach((e, k) => {
+            const i = Math.floor(k / 2);
+            const q = k % 2 === 0; // both threads: Q(i) first, then A(i)
+            assert.equal(e.dir, k % 2 === 0 ? first : first === 'send' ? 'recv' : 'send');
+            assert.equal(tag(e), `${q ? 'Q' : 'A'}${String(i).padStart(6, '0')}:`, `event ${k} of thread ${tid}`);
+            assert.equal(e.len, 158);
+          });
+        };
+        expect(ids.client, 'send');
+        expect(ids.server, 'recv');
+        for (const id of sockets) {
+          for (const dir of ['send', 'recv'] as const) {
+            const evs = rt.filter((e) => e.sockId === id && e.dir === dir);
+            for (let k = 1; k < evs.length; k++) assert.equal(evs[k].seq, (evs[k - 1].seq + evs[k - 1].len) >>> 0);
+          }
+          const closeAt = run.events.findIndex((e) => e.kind === 'close' && e.sockId === id);
+          const lastData = run.events.reduce((last, e, k) => (e.kind === 'data' && e.sockId === id ? k : last), -1);
+          assert.ok(closeAt > lastData, 'the close of a socket comes after all its data');
+        }
+        // across CPUs, what caused what comes first: the server read Q(i) before the client
+        // could send Q(i+1); the client read A(i) before the server could read Q(i+1)
+        const at = new Map(rt.map((e) => [`${e.tid}:${e.dir}:${tag(e)}`, run.events.indexOf(e)]));
+        for (let i = 0; i + 1 < N; i++) {
+          const t = (k: number) => String(k).padStart(6, '0');
+          assert.ok(at.get(`${ids.server}:recv:Q${t(i)}:`)! < at.get(`${ids.client}:send:Q${t(i + 1)}:`)!, `round trip ${i}: server read before the next request`);
+          assert.ok(at.get(`${ids.client}:recv:A${t(i)}:`)! < at.get(`${ids.server}:recv:Q${t(i + 1)}:`)!, `round trip ${i}: client read before the server's next read`);
+        }
+
+        // the process then sends one message and sleeps on an otherwise quiet CPU: only the
+        // loader's flush at its next drain brings that event out of the CPU's batch
+        const idle = await waitFor('the message before the pause', () => {
+          const l = mine().filter((e) => text(e.head).startsWith('IDLE:'));
+          return l.length >= 2 && l;
+        }, 2_000);
+        assert.equal(idle.length, 2, 'its send and its receive');
+        for (const e of idle) {
+          const lateMs = Number(run.arrived.get(e)! - e.tsNs) / 1e6;
+          assert.ok(lateMs < 1000, `the event arrived ${lateMs.toFixed(1)} ms after it happened (flushes every 50 ms)`);
+        }
+        assert.equal(p.exitCode, null, 'it arrived while the process was still sleeping');
+        const after = await run.cap.refreshStats();
+        assert.equal(after.ringbufDrops, before.ringbufDrops, 'nothing lost');
+      } finally {
+        p.kill();
+        await exited(p);
+      }
+      assert.ok(err === '' || p.signalCode === 'SIGTERM', err);
+    });
+
     test('an untraced process produces no events', async () => {
       const srv = await httpServer(dir, '127.0.0.1');
       try {
@@ -320,15 +418,9 @@ for (const mode of ['socket', 'syscall'] as const) {
   });
 }
 
-describe('capture limits and cleanup', { skip: SKIP, timeout: 60_000 }, () => {
-  test('a full ring buffer counts lost events; nothing is left in the kernel after close', async () => {
-    const run = await start('socket', { ringbufBytes: 16384, captureBytes: 4096 });
-    const loaderPid = run.cap.loaderPid;
-    const held = bpfObjectsOf(loaderPid);
-    assert.ok(held.progs.length >= 6 && held.links.length >= 6, `loader holds programs and links: ${JSON.stringify(held)}`);
-    try {
-      // 3000 writes of 3000 bytes as fast as Python goes: far more than 16 KiB between drains
-      const burst = spawn('python3', ['-c', `
+/** 3000 writes of 3000 bytes by a traced process as fast as Python goes: far more than a small ring buffer holds between drains. */
+async function burst(run: Run) {
+  const p = spawn('python3', ['-c', `
 import socket, threading, sys
 l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
 c = socket.create_connection(l.getsockname()); s, _ = l.accept()
@@ -340,12 +432,36 @@ msg = b"x" * 3000
 for _ in range(3000): c.sendall(msg)
 c.close()
 `], { stdio: ['pipe', 'pipe', 'inherit'] });
-      let out = '';
-      burst.stdout.on('data', (d) => { out += d; });
-      await waitFor('burst ready', () => out.includes('ready'), 10_000);
-      await run.cap.addPid(burst.pid!);
-      burst.stdin.write('go\n');
-      assert.equal(await exited(burst), 0);
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  await waitFor('burst ready', () => out.includes('ready'), 10_000);
+  await run.cap.addPid(p.pid!);
+  p.stdin.write('go\n');
+  assert.equal(await exited(p), 0);
+}
+
+describe('capture limits and cleanup', { skip: SKIP, timeout: 60_000 }, () => {
+  test('a full ring buffer counts lost batches of events (64 KiB ring, 8 KiB batches)', async () => {
+    const run = await start('socket', { ringbufBytes: 65536, captureBytes: 1024 });
+    try {
+      await burst(run);
+      const stats = await run.cap.refreshStats();
+      assert.ok(stats.ringbufDrops > 0, `drops counted: ${JSON.stringify(stats)}`);
+      assert.ok(stats.events > 0);
+      const sends = data(run.events).filter((e) => e.dir === 'send' && e.len === 3000).length;
+      assert.ok(sends > 0 && sends < 3000, `some of the 3000 writes seen, not all: ${sends}`);
+    } finally {
+      await run.cap.close();
+    }
+  });
+
+  test('a full ring buffer counts lost events; nothing is left in the kernel after close', async () => {
+    const run = await start('socket', { ringbufBytes: 16384, captureBytes: 4096 });
+    const loaderPid = run.cap.loaderPid;
+    const held = bpfObjectsOf(loaderPid);
+    assert.ok(held.progs.length >= 6 && held.links.length >= 6, `loader holds programs and links: ${JSON.stringify(held)}`);
+    try {
+      await burst(run);
       const stats = await run.cap.refreshStats();
       assert.ok(stats.ringbufDrops > 0, `drops counted: ${JSON.stringify(stats)}`);
       assert.ok(stats.events > 0);

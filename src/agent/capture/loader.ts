@@ -195,7 +195,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
         return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `pid ${pid} is not a positive integer`));
       }
       return command(`${verb} ${pid}`).then((ok) => {
-        if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused to ${verb === 'add' ? 'trace' : 'untrace'} pid ${pid} (traced-process map full?)`);
+        if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused to ${verb === 'add' ? 'trace' : 'untrace'} pid ${pid} (a pid past kernel.pid_max as it was when capture started?)`);
       });
     }
 
