@@ -3,8 +3,10 @@
 // linker's own functions, each stage timed in CPU time of this process (all threads):
 //   decode   gunzip + line protocol + validate (ingest's decodeRawBatch)
 //   spool    SpanSpool.append of the raw body (one SQLite transaction a batch)
-//   add      Joiner.add of every span
+//   add      Joiner.add of every span, by loc (the joiner keeps join metadata, not the span)
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
+//   load     the kept traces' spans decoded again from their raw bodies (loadRawSpans, called
+//            by flushAll once per batch; its time is taken out of emit)
 //   commit   TraceWriter.commit of the sampled spans and the finished batches, ~200 traces a call
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
@@ -17,7 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildTrace, rng, shopTree } from '../src/linker/fixtures.js';
-import { decodeRawBatch } from '../src/linker/ingest.js';
+import { decodeRawBatch, loadRawSpans } from '../src/linker/ingest.js';
 import { createJoiner } from '../src/linker/link/joiner.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
 import type { LinkedSpan } from '../src/span/span.js';
@@ -52,7 +54,7 @@ while (n < total) {
 if (inBatch) bodies.push(gzipSync(text, { level: 1 }));
 
 const cpuUs = () => { const c = process.cpuUsage(); return c.user + c.system; };
-const STAGES = ['decode', 'spool', 'add', 'emit', 'commit'] as const;
+const STAGES = ['decode', 'spool', 'add', 'emit', 'load', 'commit'] as const;
 type Stage = typeof STAGES[number];
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -62,8 +64,15 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-stages-'));
   const store = openSqliteStore(dir, { retentionMaxAgeMs: 1e13, retentionMaxBytes: 1e15, sweepIntervalMs: 0, exportQueue: false });
   const joiner = createJoiner({ window: 20_000, sampling_rate: sampling, use_app_trace_id: false, keep_error_traces: true, clock_skew: 500, late_retention: 600_000, link_sampled_out: false });
-  const took: Record<Stage, number> = { decode: 0, spool: 0, add: 0, emit: 0, commit: 0 };
+  const took: Record<Stage, number> = { decode: 0, spool: 0, add: 0, emit: 0, load: 0, commit: 0 };
   const held = new Map<number, number>();
+  const raws = new Map<number, RawBatch>();
+  const load = (batchId: number, locs: number[]) => {
+    const c = cpuUs();
+    const got = loadRawSpans(raws.get(batchId)!, locs, limits);
+    took.load += cpuUs() - c;
+    return got;
+  };
   let spans = 0;
   let heapPerPending = NaN;
   try {
@@ -72,19 +81,20 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     for (const body of bodies) {
       const raw: RawBatch = { body, format: 'lp', gzip: true };
       let c = cpuUs();
-      const batch = decodeRawBatch(raw, limits);
+      const { spans: batch, locs } = decodeRawBatch(raw, limits);
       let d = cpuUs(); took.decode += d - c; c = d;
       const id = store.append(batch, now, raw);
       d = cpuUs(); took.spool += d - c; c = d;
       held.set(id, batch.length);
-      for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now);
+      raws.set(id, raw);
+      for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now, locs[i]);
       d = cpuUs(); took.add += d - c;
       spans += batch.length;
     }
     if (gc) heapPerPending = (heapNow() - heap0) / spans;
     let c = cpuUs();
-    const traces = joiner.flushAll(now + 60_000);
-    let d = cpuUs(); took.emit += d - c; c = d;
+    const traces = joiner.flushAll(now + 60_000, load);
+    let d = cpuUs(); took.emit += d - c - took.load; c = d;
     // Commits of ~200 traces, as the 200 ms flush makes at ~15k spans/s.
     for (let i = 0; i < traces.length; i += 200) {
       const sampled: LinkedSpan[] = [];
@@ -93,7 +103,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
         if (t.sampled) for (const s of t.spans) sampled.push(s);
         for (const b of t.batchIds) {
           const left = held.get(b)! - 1;
-          if (left === 0) { held.delete(b); done.push(b); } else held.set(b, left);
+          if (left === 0) { held.delete(b); raws.delete(b); done.push(b); } else held.set(b, left);
         }
       }
       store.commit(sampled, done);

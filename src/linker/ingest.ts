@@ -9,11 +9,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
 import { decodeJsonPoints } from '../span/json.js';
-import { decodeLineProtocol } from '../span/lineprotocol.js';
+import { decodeLineProtocol, decodeLineProtocolAt } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
 import type { EbpfSpan } from '../span/span.js';
 import type { RawBatch } from '../storage/store.js';
-import { validatePoints } from '../span/validate.js';
+import { validatePoint, validatePoints } from '../span/validate.js';
 import { bearerGuard } from './http.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -106,9 +106,10 @@ function refuseEarly(app: FastifyInstance, maxBytes: number, stats: IngestStats)
 export interface IngestSink {
   /**
    * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
-   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch).
+   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch);
+   * `locs[i]` is where spans[i] is in it (see loadRawSpans).
    */
-  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): void;
+  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, locs?: number[]): void;
 }
 
 export interface IngestStats {
@@ -161,22 +162,120 @@ function formatOf(req: FastifyRequest): 'lp' | 'json' {
 
 export type DecodeLimits = Pick<LinkerConfig, 'max_body_bytes' | 'max_batch_spans' | 'max_field_bytes'>;
 
+/**
+ * The valid spans of a body, every point error, and where each span is in the body (`locs`):
+ * for line protocol the text offset of its line, for JSON its point index. The linker keeps
+ * only join metadata of a pending span and loads the full span again by its loc (loadRawSpans).
+ */
+export interface DecodedSpans {
+  spans: EbpfSpan[];
+  errors: PointError[];
+  locs: number[];
+}
+
 /** Body text → the valid spans and every point error, as the route decides them. */
-function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): { spans: EbpfSpan[]; errors: PointError[] } {
-  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
-  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes });
-  if (decoded.errors.length === 0) return { spans, errors };
-  return { spans, errors: decoded.errors.concat(errors).sort(byIndex) };
+function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
+  const starts: number[] | undefined = format === 'lp' ? [] : undefined;
+  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans, starts }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  const locs: number[] = [];
+  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
+  if (starts !== undefined) for (let i = 0; i < locs.length; i++) locs[i] = starts[locs[i]];
+  if (decoded.errors.length === 0) return { spans, errors, locs };
+  return { spans, errors: decoded.errors.concat(errors).sort(byIndex), locs };
+}
+
+function bodyText(raw: RawBatch, cfg: DecodeLimits): string {
+  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+  return body.toString('utf8');
 }
 
 /**
  * The spans of a spooled raw body (replay after a restart): the same decoding and validation
- * as when it was accepted, so the same spans in the same order (same limits assumed; a limit
- * lowered since can only drop points, never change one).
+ * as when it was accepted, so the same spans in the same order and at the same locs (same
+ * limits assumed; a limit lowered since can only drop points, never change one).
  */
-export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): EbpfSpan[] {
-  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
-  return decodeText(body.toString('utf8'), raw.format, cfg).spans;
+export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
+  return decodeText(bodyText(raw, cfg), raw.format, cfg);
+}
+
+/**
+ * The spans at `locs` (ascending, from decodeRawBatch or the ingest route) of a raw body, in
+ * that order: one gunzip, and for line protocol only the wanted lines are decoded and
+ * validated. Throws when a loc holds no valid span (not this body's locs).
+ */
+export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
+  return spansAt(bodyText(raw, cfg), raw.format, locs, cfg);
+}
+
+/** Loads spans of held raw bodies by batch id; see createRawLoader. */
+export interface RawLoader {
+  load(batchId: number, raw: RawBatch, locs: readonly number[]): EbpfSpan[];
+  /** The batch is done: its text leaves the cache. */
+  forget(batchId: number): void;
+  /** Bytes of body text cached. */
+  cachedBytes(): number;
+}
+
+/**
+ * loadRawSpans with the inflated texts of the last bodies kept, up to `cacheBytes`: the traces
+ * of one batch close over several flushes (their ends spread over the second the agent
+ * batched), and each flush would otherwise inflate the same body again. A body's text goes
+ * when its batch is done or when the cache is over its bound (least recently used first).
+ * The texts are flat strings of large-object space: the garbage collector never copies them.
+ */
+export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoader {
+  const texts = new Map<number, string>();
+  let bytes = 0;
+  return {
+    load(batchId, raw, locs) {
+      let text = texts.get(batchId);
+      if (text === undefined) {
+        text = bodyText(raw, cfg);
+        if (text.length <= cacheBytes) {
+          texts.set(batchId, text);
+          bytes += text.length;
+          for (const [id, t] of texts) {
+            if (bytes <= cacheBytes) break;
+            texts.delete(id);
+            bytes -= t.length;
+          }
+        }
+      } else {
+        texts.delete(batchId); // most recently used goes last
+        texts.set(batchId, text);
+      }
+      return spansAt(text, raw.format, locs, cfg);
+    },
+    forget(batchId) {
+      const t = texts.get(batchId);
+      if (t === undefined) return;
+      texts.delete(batchId);
+      bytes -= t.length;
+    },
+    cachedBytes: () => bytes,
+  };
+}
+
+function spansAt(text: string, format: 'lp' | 'json', locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
+  const vopts = { maxFieldBytes: cfg.max_field_bytes };
+  const out: EbpfSpan[] = new Array(locs.length);
+  if (format === 'lp') {
+    const points = decodeLineProtocolAt(text, locs);
+    for (let k = 0; k < points.length; k++) out[k] = validOrThrow(validatePoint(points[k], vopts), locs[k]);
+    return out;
+  }
+  const { points } = decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  let k = 0;
+  for (let i = 0; i < points.length && k < locs.length; i++) {
+    if (points[i].index === locs[k]) out[k] = validOrThrow(validatePoint(points[i], vopts), locs[k++]);
+  }
+  if (k !== locs.length) throw new Error(`no point at index ${locs[k]} of a spooled JSON body`);
+  return out;
+}
+
+function validOrThrow(r: EbpfSpan | PointError, loc: number): EbpfSpan {
+  if ('reason' in r) throw new Error(`the point at ${loc} of a spooled body is not valid any more: ${r.field}: ${r.reason}`);
+  return r;
 }
 
 function byIndex(a: PointError, b: PointError): number {
@@ -209,7 +308,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       const body = await decompress(req, raw, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
       const text = body.toString('utf8');
-      const { spans, errors: all } = decodeText(text, format, cfg);
+      const { spans, errors: all, locs } = decodeText(text, format, cfg);
       const rejected = all.length;
       const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
       if (spans.length === 0) {
@@ -219,7 +318,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       }
       // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
       const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
-      sink.accept(spans, receivedAtMs, rawBatch); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      sink.accept(spans, receivedAtMs, rawBatch, locs); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += spans.length;
       stats.spansRejected += rejected;
       const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };
