@@ -107,9 +107,15 @@ export interface IngestSink {
   /**
    * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
    * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch);
-   * `locs[i]` is where spans[i] is in it (see loadRawSpans).
+   * `at` says where each span is in it (see loadRawSpans).
    */
-  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, locs?: number[]): void;
+  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, at?: SpanLocations): void;
+}
+
+/** Where the spans of a batch are in its body: `locs[i]` for spans[i], and the body's decoded text. */
+export interface SpanLocations {
+  locs: number[];
+  text: string;
 }
 
 export interface IngestStats {
@@ -194,8 +200,10 @@ function bodyText(raw: RawBatch, cfg: DecodeLimits): string {
  * as when it was accepted, so the same spans in the same order and at the same locs (same
  * limits assumed; a limit lowered since can only drop points, never change one).
  */
-export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
-  return decodeText(bodyText(raw, cfg), raw.format, cfg);
+export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans & { text: string } {
+  const text = bodyText(raw, cfg);
+  const d = decodeText(text, raw.format, cfg);
+  return { spans: d.spans, errors: d.errors, locs: d.locs, text };
 }
 
 /**
@@ -209,40 +217,38 @@ export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: Decode
 
 /** Loads spans of held raw bodies by batch id; see createRawLoader. */
 export interface RawLoader {
+  /** The body's text as ingest decoded it: kept while the cache has room (spares the inflate). */
+  hold(batchId: number, text: string): void;
   load(batchId: number, raw: RawBatch, locs: readonly number[]): EbpfSpan[];
   /** The batch is done: its text leaves the cache. */
   forget(batchId: number): void;
-  /** Bytes of body text cached. */
+  /** Characters of body text cached. */
   cachedBytes(): number;
 }
 
 /**
- * loadRawSpans with the inflated texts of the last bodies kept, up to `cacheBytes`: the traces
- * of one batch close over several flushes (their ends spread over the second the agent
- * batched), and each flush would otherwise inflate the same body again. A body's text goes
- * when its batch is done or when the cache is over its bound (least recently used first).
- * The texts are flat strings of large-object space: the garbage collector never copies them.
+ * loadRawSpans with the decoded texts of held bodies kept while they fit in `cacheBytes`:
+ * from ingest on (the text exists then anyway), or from their first load (the traces of one
+ * batch close over several flushes). A text leaves when its batch is done; a batch that
+ * found no room is inflated again when its kept spans are loaded. Texts of a few hundred KB
+ * are flat strings in large-object space: the garbage collector neither copies nor traces
+ * them, unlike the decoded spans the joiner used to hold (~900 B of traced heap a span).
  */
 export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoader {
   const texts = new Map<number, string>();
   let bytes = 0;
+  function keep(batchId: number, text: string): void {
+    if (bytes + text.length > cacheBytes || texts.has(batchId)) return;
+    texts.set(batchId, text);
+    bytes += text.length;
+  }
   return {
+    hold: keep,
     load(batchId, raw, locs) {
       let text = texts.get(batchId);
       if (text === undefined) {
         text = bodyText(raw, cfg);
-        if (text.length <= cacheBytes) {
-          texts.set(batchId, text);
-          bytes += text.length;
-          for (const [id, t] of texts) {
-            if (bytes <= cacheBytes) break;
-            texts.delete(id);
-            bytes -= t.length;
-          }
-        }
-      } else {
-        texts.delete(batchId); // most recently used goes last
-        texts.set(batchId, text);
+        keep(batchId, text);
       }
       return spansAt(text, raw.format, locs, cfg);
     },
@@ -318,7 +324,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       }
       // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
       const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
-      sink.accept(spans, receivedAtMs, rawBatch, locs); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      sink.accept(spans, receivedAtMs, rawBatch, { locs, text }); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += spans.length;
       stats.spansRejected += rejected;
       const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };

@@ -8,7 +8,7 @@
 import type { Joiner, SpanLoader } from './joiner.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 import type { RawBatch, SpanSpool, TraceWriter } from '../storage/store.js';
-import type { DecodedSpans, IngestSink, RawLoader } from './ingest.js';
+import type { DecodedSpans, IngestSink, RawLoader, SpanLocations } from './ingest.js';
 
 /** What every stage of the linker offers the service: start, stop, counters. */
 export interface Stage {
@@ -29,7 +29,7 @@ export interface PipelineOptions {
    * The spans of a spooled raw body (`accept` with `raw`) and their locs, for replay; required
    * when the spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
    */
-  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'>;
+  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'> & { text?: string };
   /**
    * Loads spans of a raw body by loc (ingest's `createRawLoader`). With it (and decodeRaw), the
    * joiner holds only join metadata per span, the pipeline holds each raw body in memory while
@@ -92,10 +92,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   let stopped = false;
 
   /** With `raw` and `locs` (and loadRaw) the joiner holds the spans by loc, not the spans. */
-  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number, raw?: RawBatch, locs?: number[]): void {
+  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number, raw?: RawBatch, at?: Partial<SpanLocations>): void {
     held.set(batchId, spans.length);
+    const locs = at?.locs;
     if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
       raws.set(batchId, raw);
+      if (at!.text !== undefined) loadRaw.hold(batchId, at!.text);
       for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
     } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
   }
@@ -145,13 +147,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   return {
-    accept(spans, receivedAtMs, raw, locs) {
+    accept(spans, receivedAtMs, raw, at) {
       // Without a decoder for replay the spool must keep the spans themselves.
       const keepRaw = opts.decodeRaw ? raw : undefined;
       const id = spool.append(spans, receivedAtMs, keepRaw); // durable from here on
       c.batchesAccepted++;
       c.spansAccepted += spans.length;
-      hand(spans, id, receivedAtMs, keepRaw, locs);
+      hand(spans, id, receivedAtMs, keepRaw, at);
     },
     start() {
       if (running) return;
@@ -168,7 +170,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         } else if (opts.decodeRaw) {
           const d = opts.decodeRaw(b.raw);
           spans = d.spans;
-          hand(spans, b.id, restartMs, b.raw, d.locs);
+          hand(spans, b.id, restartMs, b.raw, d);
         } else throw new Error(`spool batch ${b.id} holds a raw body and the pipeline has no decodeRaw`);
         c.replayedBatches++;
         c.replayedSpans += spans.length;

@@ -102,10 +102,11 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
 }
 
 /**
- * Inflated bodies kept for loading kept spans again (createRawLoader): ~1.5 s of spans at
- * 100,000 spans/s, about the spread over which one batch's traces close.
+ * Decoded body text kept for loading kept spans again (createRawLoader), about 470 bytes a
+ * pending span: all of them at 1e6 spans/min with a 20 s window (~160 MB); beyond it the
+ * batches that find no room are inflated again at emission.
  */
-const RAW_TEXT_CACHE_BYTES = 64 * 1024 * 1024;
+const RAW_TEXT_CACHE_BYTES = 192 * 1024 * 1024;
 
 export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): Promise<LinkerHandle> {
   const now = opts.nowMs ?? Date.now;
