@@ -67,6 +67,17 @@ export interface Pipeline extends Stage, IngestSink {
   counters(): Record<keyof PipelineCounters, number>;
 }
 
+/**
+ * The raw batch with a body that owns its memory: a body that arrived in one chunk is a slice
+ * of the socket's read buffer (64 KiB or more), which would stay alive as long as the batch
+ * is held (the window), whatever the body's size.
+ */
+function ownBytes(raw: RawBatch): RawBatch {
+  const b = raw.body;
+  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return raw;
+  return { body: Buffer.from(b), format: raw.format, gzip: raw.gzip };
+}
+
 export function createPipeline(opts: PipelineOptions): Pipeline {
   const { spool, writer, joiner } = opts;
   const now = opts.now ?? Date.now;
@@ -96,8 +107,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     held.set(batchId, spans.length);
     const locs = at?.locs;
     if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
-      raws.set(batchId, raw);
-      if (at!.text !== undefined) loadRaw.hold(batchId, at!.text);
+      raws.set(batchId, ownBytes(raw));
+      // A plain body is its text already (no inflate to spare): only gzip'd ones are cached.
+      if (raw.gzip && at!.text !== undefined) loadRaw.hold(batchId, at!.text);
       for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
     } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
   }

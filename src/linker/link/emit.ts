@@ -88,17 +88,16 @@ interface Deferred {
   ebpfTraceId: string;
   late: boolean;
 }
-let deferred: Deferred[] = [];
+export type DeferredList = Deferred[];
 
 function byBatchLoc(x: Deferred, y: Deferred): number {
   return x.batchId - y.batchId || x.loc - y.loc;
 }
 
-/** Makes the LinkedSpans deferred during a flush, one `load` call per batch. */
-export function loadDeferred(load: SpanLoader | undefined): void {
+/** Makes the LinkedSpans deferred during a flush (and empties `list`), one `load` call per batch. */
+export function loadDeferred(deferred: DeferredList, load: SpanLoader | undefined): void {
   if (deferred.length === 0) return;
-  const list = deferred;
-  deferred = [];
+  const list = deferred.splice(0, deferred.length);
   if (load === undefined) throw new Error('the joiner holds spans by location (add with loc) and flush got no SpanLoader');
   list.sort(byBatchLoc);
   const locs: number[] = [];
@@ -117,7 +116,7 @@ export function loadDeferred(load: SpanLoader | undefined): void {
   }
 }
 
-function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[]): void {
+function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[], deferred: DeferredList): void {
   if (!t.sampled && !linkSampledOut) {
     const batchIds: number[] = new Array(list.length);
     let late = 0;
@@ -157,6 +156,7 @@ const stack: PendingSpan[] = [];
 
 export function emitCluster(
   members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
+  deferred: DeferredList,
 ): void {
   let hasFrozen = false;
   for (let i = 0; i < members.length; i++) {
@@ -234,7 +234,7 @@ export function emitCluster(
   if (!several && only !== null) {
     const list: PendingSpan[] = [];
     for (let i = 0; i < members.length; i++) if (members[i].frozen === null) list.push(members[i]);
-    pushTrace(only, list, opts.linkSampledOut, counters, out);
+    pushTrace(only, list, opts.linkSampledOut, counters, out, deferred);
   } else if (several) {
     const byTrace = new Map<TraceRef, PendingSpan[]>();
     for (let i = 0; i < members.length; i++) {
@@ -245,7 +245,7 @@ export function emitCluster(
       if (list === undefined) byTrace.set(t, [p]);
       else list.push(p);
     }
-    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out);
+    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out, deferred);
   }
 
   // What the late index keeps.

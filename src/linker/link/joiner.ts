@@ -9,7 +9,7 @@
 import type { EbpfSpan } from '../../span/span.js';
 import type { LinkerConfig } from '../../config/config.js';
 import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js';
-import { emitCluster, loadDeferred, type EmitCounters, type EmitOptions } from './emit.js';
+import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
 import { heapPop, heapPush, heapTopKey, newHeap } from './heap.js';
 import { groupKey, ipHash, normaliseAppTraceId, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
 import { groupContains, resolveParents, seqFits } from './match.js';
@@ -46,6 +46,8 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
   };
   const counters: EmitCounters = { linkedSpans: 0, lateSpans: 0, sampledOutSpans: 0 };
   const heap = newHeap();
+  /** Kept spans held by loc, made into LinkedSpans at the end of the flush. */
+  const deferred: DeferredList = [];
   const ident: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
   const gk = { key: 0, check: 0 };
   let pendingNew = 0;
@@ -209,7 +211,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     openTraces--;
     const members = c.members;
     ambiguous += resolveParents(members, skewUs);
-    emitCluster(members, emitOpts, state, nowMs, counters, out);
+    emitCluster(members, emitOpts, state, nowMs, counters, out, deferred);
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
       if (p.frozen !== null) {
@@ -234,7 +236,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       else emit(c, nowMs, out);
     }
     state.expire(nowMs);
-    loadDeferred(load);
+    loadDeferred(deferred, load);
     return out;
   }
 
@@ -242,7 +244,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     const out: EmittedTrace[] = [];
     for (let c = heapPop(heap); c !== undefined; c = heapPop(heap)) if (c.alive) emit(c, nowMs, out);
     state.expire(nowMs);
-    loadDeferred(load);
+    loadDeferred(deferred, load);
     return out;
   }
 
