@@ -7,7 +7,7 @@
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
 //   load     the kept traces' spans decoded again from their batch's text (createRawLoader,
 //            called by flushAll once per batch; its time is taken out of emit); the text kept
-//            from decode while it fits in --text-cache MiB (the linker's 192), else inflated again
+//            from decode while it fits in --text-cache MiB (the linker's 64), else inflated again
 //   commit   TraceWriter.commit of the sampled spans and the finished batches, ~200 traces a call
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
@@ -34,7 +34,7 @@ function arg(name: string, def: string): string {
 const total = Number(arg('spans', '300000'));
 const rounds = Number(arg('rounds', '3'));
 const sampling = Number(arg('sampling', '0.1'));
-const textCacheBytes = Number(arg('text-cache', '192')) * 1024 * 1024;
+const textCacheBytes = Number(arg('text-cache', '64')) * 1024 * 1024;
 const limits = { max_body_bytes: 16 * 1024 * 1024, max_batch_spans: 50_000, max_field_bytes: 8192 };
 
 // Batches: whole traces, ~1000 spans each (per host grouping does not change the per-span work).

@@ -102,11 +102,13 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
 }
 
 /**
- * Decoded body text kept for loading kept spans again (createRawLoader), about 470 bytes a
- * pending span: all of them at 1e6 spans/min with a 20 s window (~160 MB); beyond it the
- * batches that find no room are inflated again at emission.
+ * Decoded body text kept for loading kept spans again (createRawLoader). The text costs ~470
+ * bytes a pending span (untraced by the GC, but resident) against ~2–4 µs a span to inflate
+ * the body again at emission: the bound keeps the batches emitted next (the oldest) and the
+ * ones being emitted over several flushes; the rest are inflated again. docs/linker.md has
+ * the measured trade-off (bench/linker-stages.ts --text-cache MiB).
  */
-const RAW_TEXT_CACHE_BYTES = 192 * 1024 * 1024;
+const RAW_TEXT_CACHE_BYTES = 64 * 1024 * 1024;
 
 export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): Promise<LinkerHandle> {
   const now = opts.nowMs ?? Date.now;
