@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, gunzipSync } from 'node:zlib';
+import { isAscii } from 'node:buffer';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
@@ -227,39 +228,92 @@ export interface RawLoader {
 }
 
 /**
- * loadRawSpans with the decoded texts of held bodies kept while they fit in `cacheBytes`:
- * from ingest on (the text exists then anyway), or from their first load (the traces of one
- * batch close over several flushes). A text leaves when its batch is done; a batch that
- * found no room is inflated again when its kept spans are loaded. Texts of a few hundred KB
- * are flat strings in large-object space: the garbage collector neither copies nor traces
+ * loadRawSpans with bodies kept while they fit in `cacheBytes`: the decoded text from ingest
+ * on (it exists then anyway), or the inflated bytes from the first load (the traces of one
+ * batch close over several flushes; the oldest such body leaves first when room is needed).
+ * Everything of a batch leaves when it is done. Texts of a few hundred KB are flat strings in
+ * large-object space and bytes are off-heap: the garbage collector neither copies nor traces
  * them, unlike the decoded spans the joiner used to hold (~900 B of traced heap a span).
+ * From bytes, an ASCII line-protocol body (text offsets = byte offsets) has only its wanted
+ * lines made into strings: a whole-body string per load would be large-object garbage that
+ * only a full GC frees.
  */
 export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoader {
   const texts = new Map<number, string>();
+  const inflated = new Map<number, Buffer>();
   let bytes = 0;
   function keep(batchId: number, text: string): void {
     if (bytes + text.length > cacheBytes || texts.has(batchId)) return;
     texts.set(batchId, text);
     bytes += text.length;
   }
+  function keepBytes(batchId: number, b: Buffer): void {
+    if (b.length > cacheBytes) return;
+    for (const [id, old] of inflated) {
+      if (bytes + b.length <= cacheBytes) break;
+      inflated.delete(id);
+      bytes -= old.length;
+    }
+    if (bytes + b.length > cacheBytes) return;
+    inflated.set(batchId, b);
+    bytes += b.length;
+  }
   return {
     hold: keep,
     load(batchId, raw, locs) {
-      let text = texts.get(batchId);
-      if (text === undefined) {
-        text = bodyText(raw, cfg);
-        keep(batchId, text);
+      const text = texts.get(batchId);
+      if (text !== undefined) return spansAt(text, raw.format, locs, cfg);
+      let b = inflated.get(batchId);
+      if (b === undefined) {
+        b = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+        if (raw.gzip) keepBytes(batchId, b);
       }
-      return spansAt(text, raw.format, locs, cfg);
+      if (raw.format === 'lp' && isAscii(b)) {
+        const got = linesAt(b, locs, cfg);
+        if (got !== undefined) return got;
+      }
+      return spansAt(b.toString('utf8'), raw.format, locs, cfg);
     },
     forget(batchId) {
       const t = texts.get(batchId);
-      if (t === undefined) return;
-      texts.delete(batchId);
-      bytes -= t.length;
+      if (t !== undefined) {
+        texts.delete(batchId);
+        bytes -= t.length;
+      }
+      const b = inflated.get(batchId);
+      if (b !== undefined) {
+        inflated.delete(batchId);
+        bytes -= b.length;
+      }
     },
     cachedBytes: () => bytes,
   };
+}
+
+/**
+ * The spans at `locs` of an ASCII line-protocol body, each line made into its own small
+ * string; undefined when a line does not decode alone (a quoted string holding a newline):
+ * the caller decodes from the whole text then.
+ */
+function linesAt(b: Buffer, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] | undefined {
+  const vopts = { maxFieldBytes: cfg.max_field_bytes };
+  const out: EbpfSpan[] = new Array(locs.length);
+  const at0 = [0];
+  for (let k = 0; k < locs.length; k++) {
+    const from = locs[k];
+    let to = b.indexOf(10, from);
+    if (to < 0) to = b.length;
+    let p;
+    try {
+      p = decodeLineProtocolAt(b.toString('latin1', from, to), at0)[0];
+    } catch {
+      return undefined;
+    }
+    const r = validatePoint(p, vopts);
+    if ('reason' in r) return undefined;
+    out[k] = r;
+  }
+  return out;
 }
 
 function spansAt(text: string, format: 'lp' | 'json', locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {

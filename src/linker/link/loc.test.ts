@@ -58,3 +58,38 @@ test('a flush without a SpanLoader refuses spans held by loc', () => {
   w.spans.forEach((s, i) => j.add(s, 0, NOW, i));
   assert.throws(() => j.flushAll(NOW), /no SpanLoader/);
 });
+
+test('createRawLoader loads the spans at locs of gzip and plain bodies, line protocol and JSON, cached or not', async () => {
+  const { createRawLoader, decodeRawBatch } = await import('../ingest.js');
+  const { encodeSpans } = await import('../../span/lineprotocol.js');
+  const { encodeJsonPoints } = await import('../../span/json.js');
+  const { spanToPoint } = await import('../../span/validate.js');
+  const { gzipSync } = await import('node:zlib');
+  const w = world();
+  const spans = w.spans.slice(0, 60);
+  spans[3] = { ...spans[3], service: 'sérvice-ü', attrs: { note: 'two\nlines' } };
+  const limits = { max_body_bytes: 1 << 24, max_batch_spans: 1000, max_field_bytes: 8192 };
+  const lp = '# comment\n' + encodeSpans(spans.slice(0, 30)) + 'dketrace,host=x broken\n' + encodeSpans(spans.slice(30));
+  const asciiLp = encodeSpans(spans.slice(4));
+  const json = encodeJsonPoints(spans.map(spanToPoint));
+  const bodies = [
+    { body: Buffer.from(lp), format: 'lp' as const, gzip: false },
+    { body: gzipSync(lp), format: 'lp' as const, gzip: true },
+    { body: gzipSync(asciiLp), format: 'lp' as const, gzip: true },
+    { body: gzipSync(json), format: 'json' as const, gzip: true },
+  ];
+  for (const cache of [0, 1 << 20]) {
+    const loader = createRawLoader(limits, cache);
+    bodies.forEach((raw, id) => {
+      const d = decodeRawBatch(raw, limits);
+      if (cache > 0 && id === 0) loader.hold(id, d.text);
+      const pick = [0, 3, 7, d.spans.length - 1].filter((i, k, a) => i < d.spans.length && a.indexOf(i) === k);
+      for (let round = 0; round < 2; round++) {
+        const got = loader.load(id, raw, pick.map((i) => d.locs[i]));
+        assert.deepEqual(got, pick.map((i) => d.spans[i]), `body ${id}, cache ${cache}, round ${round}`);
+      }
+    });
+    bodies.forEach((_, id) => loader.forget(id));
+    assert.equal(loader.cachedBytes(), 0);
+  }
+});
