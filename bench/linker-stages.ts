@@ -6,8 +6,9 @@
 //   add      Joiner.add of every span, by loc (the joiner keeps join metadata, not the span)
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
 //   load     the kept traces' spans decoded again from their batch's text (createRawLoader,
-//            called by flushAll once per batch; its time is taken out of emit); the text kept
-//            from decode while it fits in --text-cache MiB (the linker's 64), else inflated again
+//            called by flushAll once per batch; its time is taken out of emit): each body is
+//            inflated again (the linker does so too), or with --hold-text its decoded text is
+//            kept from decode on while it fits in --text-cache MiB (default 64)
 //   commit   TraceWriter.commit of the sampled spans and the finished batches, ~200 traces a call
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
@@ -35,6 +36,8 @@ const total = Number(arg('spans', '300000'));
 const rounds = Number(arg('rounds', '3'));
 const sampling = Number(arg('sampling', '0.1'));
 const textCacheBytes = Number(arg('text-cache', '64')) * 1024 * 1024;
+// --hold-text: the decoded texts are held from decode on, while they fit (the linker does not).
+const holdText = process.argv.includes('--hold-text');
 const limits = { max_body_bytes: 16 * 1024 * 1024, max_batch_spans: 50_000, max_field_bytes: 8192 };
 
 // Batches: whole traces, ~1000 spans each (per host grouping does not change the per-span work).
@@ -90,7 +93,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
       d = cpuUs(); took.spool += d - c; c = d;
       held.set(id, batch.length);
       raws.set(id, raw);
-      loader.hold(id, text);
+      if (holdText) loader.hold(id, text);
       for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now, locs[i]);
       d = cpuUs(); took.add += d - c;
       spans += batch.length;

@@ -108,8 +108,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const locs = at?.locs;
     if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
       raws.set(batchId, ownBytes(raw));
-      // A plain body is its text already (no inflate to spare): only gzip'd ones are cached.
-      if (raw.gzip && at!.text !== undefined) loadRaw.hold(batchId, at!.text);
+      // The text is not held from ingest on (RawLoader.hold): at 1e6 spans/min such texts
+      // filled the cache with the newest batches while the ones being emitted were inflated
+      // again at every flush (docs/linker.md); the loader caches bodies at their first load.
       for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
     } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
   }

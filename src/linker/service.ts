@@ -102,11 +102,10 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
 }
 
 /**
- * Decoded body text kept for loading kept spans again (createRawLoader). The text costs ~470
- * bytes a pending span (untraced by the GC, but resident) against ~2–4 µs a span to inflate
- * the body again at emission: the bound keeps the batches emitted next (the oldest) and the
- * ones being emitted over several flushes; the rest are inflated again. docs/linker.md has
- * the measured trade-off (bench/linker-stages.ts --text-cache MiB).
+ * Inflated bodies kept by the raw loader (createRawLoader) from their first load on: one
+ * batch's traces close over several flushes (their ends spread over the second the agent
+ * batched), and each flush would otherwise inflate the same body again. ~1–2 s of batches
+ * are in that phase: ~16 MB at 1e6 spans/min, ~90 MB at 100,000 spans/s.
  */
 const RAW_TEXT_CACHE_BYTES = 64 * 1024 * 1024;
 
