@@ -3,8 +3,12 @@
 // linker's own functions, each stage timed in CPU time of this process (all threads):
 //   decode   gunzip + line protocol + validate (ingest's decodeRawBatch)
 //   spool    SpanSpool.append of the raw body (one SQLite transaction a batch)
-//   add      Joiner.add of every span
+//   add      Joiner.add of every span, by loc (the joiner keeps join metadata, not the span)
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
+//   load     the kept traces' spans decoded again from their batch's text (createRawLoader,
+//            called by flushAll once per batch; its time is taken out of emit): each body is
+//            inflated again (the linker does so too), or with --hold-text its decoded text is
+//            kept from decode on while it fits in --text-cache MiB (default 64)
 //   commit   TraceWriter.commit of the sampled spans and the finished batches, ~200 traces a call
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
@@ -17,7 +21,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildTrace, rng, shopTree } from '../src/linker/fixtures.js';
-import { decodeRawBatch } from '../src/linker/ingest.js';
+import { createRawLoader, decodeRawBatch } from '../src/linker/ingest.js';
 import { createJoiner } from '../src/linker/link/joiner.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
 import type { LinkedSpan } from '../src/span/span.js';
@@ -31,6 +35,9 @@ function arg(name: string, def: string): string {
 const total = Number(arg('spans', '300000'));
 const rounds = Number(arg('rounds', '3'));
 const sampling = Number(arg('sampling', '0.1'));
+const textCacheBytes = Number(arg('text-cache', '64')) * 1024 * 1024;
+// --hold-text: the decoded texts are held from decode on, while they fit (the linker does not).
+const holdText = process.argv.includes('--hold-text');
 const limits = { max_body_bytes: 16 * 1024 * 1024, max_batch_spans: 50_000, max_field_bytes: 8192 };
 
 // Batches: whole traces, ~1000 spans each (per host grouping does not change the per-span work).
@@ -52,39 +59,51 @@ while (n < total) {
 if (inBatch) bodies.push(gzipSync(text, { level: 1 }));
 
 const cpuUs = () => { const c = process.cpuUsage(); return c.user + c.system; };
-const STAGES = ['decode', 'spool', 'add', 'emit', 'commit'] as const;
+const STAGES = ['decode', 'spool', 'add', 'emit', 'load', 'commit'] as const;
 type Stage = typeof STAGES[number];
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const heapNow = () => { gc!(); gc!(); return process.memoryUsage().heapUsed; };
 
-function round(): Record<Stage, number> & { spans: number; heapPerPending: number } {
+function round(): Record<Stage, number> & { spans: number; heapPerPending: number; textPerPending: number } {
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-stages-'));
   const store = openSqliteStore(dir, { retentionMaxAgeMs: 1e13, retentionMaxBytes: 1e15, sweepIntervalMs: 0, exportQueue: false });
   const joiner = createJoiner({ window: 20_000, sampling_rate: sampling, use_app_trace_id: false, keep_error_traces: true, clock_skew: 500, late_retention: 600_000, link_sampled_out: false });
-  const took: Record<Stage, number> = { decode: 0, spool: 0, add: 0, emit: 0, commit: 0 };
+  const took: Record<Stage, number> = { decode: 0, spool: 0, add: 0, emit: 0, load: 0, commit: 0 };
   const held = new Map<number, number>();
+  const raws = new Map<number, RawBatch>();
+  const loader = createRawLoader(limits, textCacheBytes);
+  const load = (batchId: number, locs: number[]) => {
+    const c = cpuUs();
+    const got = loader.load(batchId, raws.get(batchId)!, locs);
+    took.load += cpuUs() - c;
+    return got;
+  };
   let spans = 0;
-  let heapPerPending = NaN;
+  let heapPerPending = NaN, textPerPending = NaN;
   try {
     const heap0 = gc ? heapNow() : 0;
     const now = Date.now();
     for (const body of bodies) {
       const raw: RawBatch = { body, format: 'lp', gzip: true };
       let c = cpuUs();
-      const batch = decodeRawBatch(raw, limits);
+      const { spans: batch, locs, text } = decodeRawBatch(raw, limits);
       let d = cpuUs(); took.decode += d - c; c = d;
       const id = store.append(batch, now, raw);
       d = cpuUs(); took.spool += d - c; c = d;
       held.set(id, batch.length);
-      for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now);
+      raws.set(id, raw);
+      if (holdText) loader.hold(id, text);
+      for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now, locs[i]);
       d = cpuUs(); took.add += d - c;
       spans += batch.length;
     }
-    if (gc) heapPerPending = (heapNow() - heap0) / spans;
+    // The cached texts are in the heap's large-object space (never copied nor traced): apart.
+    textPerPending = loader.cachedBytes() / spans;
+    if (gc) heapPerPending = (heapNow() - heap0) / spans - textPerPending;
     let c = cpuUs();
-    const traces = joiner.flushAll(now + 60_000);
-    let d = cpuUs(); took.emit += d - c; c = d;
+    const traces = joiner.flushAll(now + 60_000, load);
+    let d = cpuUs(); took.emit += d - c - took.load; c = d;
     // Commits of ~200 traces, as the 200 ms flush makes at ~15k spans/s.
     for (let i = 0; i < traces.length; i += 200) {
       const sampled: LinkedSpan[] = [];
@@ -93,7 +112,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
         if (t.sampled) for (const s of t.spans) sampled.push(s);
         for (const b of t.batchIds) {
           const left = held.get(b)! - 1;
-          if (left === 0) { held.delete(b); done.push(b); } else held.set(b, left);
+          if (left === 0) { held.delete(b); raws.delete(b); loader.forget(b); done.push(b); } else held.set(b, left);
         }
       }
       store.commit(sampled, done);
@@ -103,7 +122,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     store.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { ...took, spans, heapPerPending };
+  return { ...took, spans, heapPerPending, textPerPending };
 }
 
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -114,7 +133,7 @@ for (let k = 0; k < rounds; k++) {
   results.push(res);
   const per = STAGES.map((s) => `${s} ${(res[s] / res.spans).toFixed(2)}`).join(', ');
   const sum = STAGES.reduce((a, s) => a + res[s], 0) / res.spans;
-  const heap = Number.isNaN(res.heapPerPending) ? '' : `; heap ${res.heapPerPending.toFixed(0)} B per pending span`;
+  const heap = (Number.isNaN(res.heapPerPending) ? '' : `; heap ${res.heapPerPending.toFixed(0)} B per pending span`) + ` + ${res.textPerPending.toFixed(0)} B of cached body text`;
   console.log(`round ${k + 1}: ${res.spans} spans; µs per span: ${per}; total ${sum.toFixed(2)} (${Math.round(1e6 / sum)} spans per CPU-second)${heap}`);
 }
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -5,15 +5,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, gunzipSync } from 'node:zlib';
+import { isAscii } from 'node:buffer';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
 import { decodeJsonPoints } from '../span/json.js';
-import { decodeLineProtocol } from '../span/lineprotocol.js';
+import { decodeLineProtocol, decodeLineProtocolAt } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
 import type { EbpfSpan } from '../span/span.js';
 import type { RawBatch } from '../storage/store.js';
-import { validatePoints } from '../span/validate.js';
+import { validatePoint, validatePoints } from '../span/validate.js';
 import { bearerGuard } from './http.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -106,9 +107,16 @@ function refuseEarly(app: FastifyInstance, maxBytes: number, stats: IngestStats)
 export interface IngestSink {
   /**
    * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
-   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch).
+   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch);
+   * `at` says where each span is in it (see loadRawSpans).
    */
-  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): void;
+  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, at?: SpanLocations): void;
+}
+
+/** Where the spans of a batch are in its body: `locs[i]` for spans[i], and the body's decoded text. */
+export interface SpanLocations {
+  locs: number[];
+  text: string;
 }
 
 export interface IngestStats {
@@ -161,22 +169,173 @@ function formatOf(req: FastifyRequest): 'lp' | 'json' {
 
 export type DecodeLimits = Pick<LinkerConfig, 'max_body_bytes' | 'max_batch_spans' | 'max_field_bytes'>;
 
+/**
+ * The valid spans of a body, every point error, and where each span is in the body (`locs`):
+ * for line protocol the text offset of its line, for JSON its point index. The linker keeps
+ * only join metadata of a pending span and loads the full span again by its loc (loadRawSpans).
+ */
+export interface DecodedSpans {
+  spans: EbpfSpan[];
+  errors: PointError[];
+  locs: number[];
+}
+
 /** Body text → the valid spans and every point error, as the route decides them. */
-function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): { spans: EbpfSpan[]; errors: PointError[] } {
-  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
-  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes });
-  if (decoded.errors.length === 0) return { spans, errors };
-  return { spans, errors: decoded.errors.concat(errors).sort(byIndex) };
+function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
+  const starts: number[] | undefined = format === 'lp' ? [] : undefined;
+  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans, starts }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  const locs: number[] = [];
+  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
+  if (starts !== undefined) for (let i = 0; i < locs.length; i++) locs[i] = starts[locs[i]];
+  if (decoded.errors.length === 0) return { spans, errors, locs };
+  return { spans, errors: decoded.errors.concat(errors).sort(byIndex), locs };
+}
+
+function bodyText(raw: RawBatch, cfg: DecodeLimits): string {
+  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+  return body.toString('utf8');
 }
 
 /**
  * The spans of a spooled raw body (replay after a restart): the same decoding and validation
- * as when it was accepted, so the same spans in the same order (same limits assumed; a limit
- * lowered since can only drop points, never change one).
+ * as when it was accepted, so the same spans in the same order and at the same locs (same
+ * limits assumed; a limit lowered since can only drop points, never change one).
  */
-export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): EbpfSpan[] {
-  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
-  return decodeText(body.toString('utf8'), raw.format, cfg).spans;
+export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans & { text: string } {
+  const text = bodyText(raw, cfg);
+  const d = decodeText(text, raw.format, cfg);
+  return { spans: d.spans, errors: d.errors, locs: d.locs, text };
+}
+
+/**
+ * The spans at `locs` (ascending, from decodeRawBatch or the ingest route) of a raw body, in
+ * that order: one gunzip, and for line protocol only the wanted lines are decoded and
+ * validated. Throws when a loc holds no valid span (not this body's locs).
+ */
+export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
+  return spansAt(bodyText(raw, cfg), raw.format, locs, cfg);
+}
+
+/** Loads spans of held raw bodies by batch id; see createRawLoader. */
+export interface RawLoader {
+  /** The body's text as ingest decoded it: kept while the cache has room (spares the inflate). */
+  hold(batchId: number, text: string): void;
+  load(batchId: number, raw: RawBatch, locs: readonly number[]): EbpfSpan[];
+  /** The batch is done: its text leaves the cache. */
+  forget(batchId: number): void;
+  /** Characters of body text cached. */
+  cachedBytes(): number;
+}
+
+/**
+ * loadRawSpans with bodies kept while they fit in `cacheBytes`: the decoded text from ingest
+ * on (it exists then anyway), or the inflated bytes from the first load (the traces of one
+ * batch close over several flushes; the oldest such body leaves first when room is needed).
+ * Everything of a batch leaves when it is done. Texts of a few hundred KB are flat strings in
+ * large-object space and bytes are off-heap: the garbage collector neither copies nor traces
+ * them, unlike the decoded spans the joiner used to hold (~900 B of traced heap a span).
+ * From bytes, an ASCII line-protocol body (text offsets = byte offsets) has only its wanted
+ * lines made into strings: a whole-body string per load would be large-object garbage that
+ * only a full GC frees.
+ */
+export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoader {
+  const texts = new Map<number, string>();
+  const inflated = new Map<number, Buffer>();
+  let bytes = 0;
+  function keep(batchId: number, text: string): void {
+    if (bytes + text.length > cacheBytes || texts.has(batchId)) return;
+    texts.set(batchId, text);
+    bytes += text.length;
+  }
+  function keepBytes(batchId: number, b: Buffer): void {
+    if (b.length > cacheBytes) return;
+    for (const [id, old] of inflated) {
+      if (bytes + b.length <= cacheBytes) break;
+      inflated.delete(id);
+      bytes -= old.length;
+    }
+    if (bytes + b.length > cacheBytes) return;
+    inflated.set(batchId, b);
+    bytes += b.length;
+  }
+  return {
+    hold: keep,
+    load(batchId, raw, locs) {
+      const text = texts.get(batchId);
+      if (text !== undefined) return spansAt(text, raw.format, locs, cfg);
+      let b = inflated.get(batchId);
+      if (b === undefined) {
+        b = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+        if (raw.gzip) keepBytes(batchId, b);
+      }
+      if (raw.format === 'lp' && isAscii(b)) {
+        const got = linesAt(b, locs, cfg);
+        if (got !== undefined) return got;
+      }
+      return spansAt(b.toString('utf8'), raw.format, locs, cfg);
+    },
+    forget(batchId) {
+      const t = texts.get(batchId);
+      if (t !== undefined) {
+        texts.delete(batchId);
+        bytes -= t.length;
+      }
+      const b = inflated.get(batchId);
+      if (b !== undefined) {
+        inflated.delete(batchId);
+        bytes -= b.length;
+      }
+    },
+    cachedBytes: () => bytes,
+  };
+}
+
+/**
+ * The spans at `locs` of an ASCII line-protocol body, each line made into its own small
+ * string; undefined when a line does not decode alone (a quoted string holding a newline):
+ * the caller decodes from the whole text then.
+ */
+function linesAt(b: Buffer, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] | undefined {
+  const vopts = { maxFieldBytes: cfg.max_field_bytes };
+  const out: EbpfSpan[] = new Array(locs.length);
+  const at0 = [0];
+  for (let k = 0; k < locs.length; k++) {
+    const from = locs[k];
+    let to = b.indexOf(10, from);
+    if (to < 0) to = b.length;
+    let p;
+    try {
+      p = decodeLineProtocolAt(b.toString('latin1', from, to), at0)[0];
+    } catch {
+      return undefined;
+    }
+    const r = validatePoint(p, vopts);
+    if ('reason' in r) return undefined;
+    out[k] = r;
+  }
+  return out;
+}
+
+function spansAt(text: string, format: 'lp' | 'json', locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
+  const vopts = { maxFieldBytes: cfg.max_field_bytes };
+  const out: EbpfSpan[] = new Array(locs.length);
+  if (format === 'lp') {
+    const points = decodeLineProtocolAt(text, locs);
+    for (let k = 0; k < points.length; k++) out[k] = validOrThrow(validatePoint(points[k], vopts), locs[k]);
+    return out;
+  }
+  const { points } = decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  let k = 0;
+  for (let i = 0; i < points.length && k < locs.length; i++) {
+    if (points[i].index === locs[k]) out[k] = validOrThrow(validatePoint(points[i], vopts), locs[k++]);
+  }
+  if (k !== locs.length) throw new Error(`no point at index ${locs[k]} of a spooled JSON body`);
+  return out;
+}
+
+function validOrThrow(r: EbpfSpan | PointError, loc: number): EbpfSpan {
+  if ('reason' in r) throw new Error(`the point at ${loc} of a spooled body is not valid any more: ${r.field}: ${r.reason}`);
+  return r;
 }
 
 function byIndex(a: PointError, b: PointError): number {
@@ -209,7 +368,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       const body = await decompress(req, raw, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
       const text = body.toString('utf8');
-      const { spans, errors: all } = decodeText(text, format, cfg);
+      const { spans, errors: all, locs } = decodeText(text, format, cfg);
       const rejected = all.length;
       const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
       if (spans.length === 0) {
@@ -219,7 +378,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       }
       // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
       const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
-      sink.accept(spans, receivedAtMs, rawBatch); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      sink.accept(spans, receivedAtMs, rawBatch, { locs, text }); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += spans.length;
       stats.spansRejected += rejected;
       const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };

@@ -18,13 +18,24 @@ export interface EmittedTrace {
   batchIds: number[];
 }
 
+/**
+ * The full spans at `locs` of batch `batchId`, in the order of `locs` (the `loc`s given to
+ * Joiner.add). The linker decodes them again from the batch's raw body.
+ */
+export type SpanLoader = (batchId: number, locs: number[]) => EbpfSpan[];
+
 export interface Joiner {
-  /** Adds an accepted span. `arrivalMs` is the linker's wall clock when it was accepted. */
-  add(span: EbpfSpan, batchId: number, arrivalMs: number): void;
+  /**
+   * Adds an accepted span. `arrivalMs` is the linker's wall clock when it was accepted.
+   * With `loc` (≥ 0: where the span is in its batch) the joiner keeps only what linking needs,
+   * not the span, and the spans it emits are loaded again with the flush's SpanLoader; without,
+   * it holds the span until its trace is emitted.
+   */
+  add(span: EbpfSpan, batchId: number, arrivalMs: number, loc?: number): void;
   /** Everything that is ready at `nowMs` (wall clock): closed traces and late spans. */
-  flush(nowMs: number): EmittedTrace[];
+  flush(nowMs: number, load?: SpanLoader): EmittedTrace[];
   /** Everything still held, as if every window had closed (clean shutdown, tests). */
-  flushAll(nowMs: number): EmittedTrace[];
+  flushAll(nowMs: number, load?: SpanLoader): EmittedTrace[];
   /** Counters for GET /metrics. */
   stats(): JoinerStats;
 }

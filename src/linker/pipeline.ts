@@ -5,10 +5,10 @@
 // any instant each accepted span is either in the spool or in the store, never neither. On
 // start the spool's pending batches are replayed into the joiner; spans of them that were
 // already stored keep their deterministic ids and the writer skips them.
-import type { Joiner } from './joiner.js';
+import type { Joiner, SpanLoader } from './joiner.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 import type { RawBatch, SpanSpool, TraceWriter } from '../storage/store.js';
-import type { IngestSink } from './ingest.js';
+import type { DecodedSpans, IngestSink, RawLoader, SpanLocations } from './ingest.js';
 
 /** What every stage of the linker offers the service: start, stop, counters. */
 export interface Stage {
@@ -26,10 +26,16 @@ export interface PipelineOptions {
   /** Wall clock (ms). */
   now?: () => number;
   /**
-   * The spans of a spooled raw body (`accept` with `raw`), for replay; required when the
-   * spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
+   * The spans of a spooled raw body (`accept` with `raw`) and their locs, for replay; required
+   * when the spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
    */
-  decodeRaw?: (raw: RawBatch) => EbpfSpan[];
+  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'> & { text?: string };
+  /**
+   * Loads spans of a raw body by loc (ingest's `createRawLoader`). With it (and decodeRaw), the
+   * joiner holds only join metadata per span, the pipeline holds each raw body in memory while
+   * any of its spans is pending, and the spans of kept traces are decoded again from it.
+   */
+  loadRaw?: RawLoader;
   /** Called after a commit that stored spans (wakes the exporter). */
   onCommitted?: (storedSpans: number) => void;
   /** Called when a commit fails; it is retried on the next tick. */
@@ -61,12 +67,31 @@ export interface Pipeline extends Stage, IngestSink {
   counters(): Record<keyof PipelineCounters, number>;
 }
 
+/**
+ * The raw batch with a body that owns its memory: a body that arrived in one chunk is a slice
+ * of the socket's read buffer (64 KiB or more), which would stay alive as long as the batch
+ * is held (the window), whatever the body's size.
+ */
+function ownBytes(raw: RawBatch): RawBatch {
+  const b = raw.body;
+  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return raw;
+  return { body: Buffer.from(b), format: raw.format, gzip: raw.gzip };
+}
+
 export function createPipeline(opts: PipelineOptions): Pipeline {
   const { spool, writer, joiner } = opts;
   const now = opts.now ?? Date.now;
   const interval = opts.flushIntervalMs ?? 200;
   /** Spans of each batch still held by the joiner. */
   const held = new Map<number, number>();
+  /** Raw bodies of the batches in `held` whose spans the joiner holds by loc. */
+  const raws = new Map<number, RawBatch>();
+  const loadRaw = opts.decodeRaw ? opts.loadRaw : undefined;
+  const load: SpanLoader = (batchId, locs) => {
+    const raw = raws.get(batchId);
+    if (raw === undefined) throw new Error(`spool batch ${batchId} is not held in memory any more`);
+    return loadRaw!.load(batchId, raw, locs);
+  };
   const c: PipelineCounters = {
     batchesAccepted: 0, spansAccepted: 0, replayedBatches: 0, replayedSpans: 0, commits: 0, commitFailures: 0,
     spansCommitted: 0, spansDropped: 0, batchesDone: 0, batchesHeld: 0, lastFlushMs: 0,
@@ -77,9 +102,17 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   let running = false;
   let stopped = false;
 
-  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number): void {
+  /** With `raw` and `locs` (and loadRaw) the joiner holds the spans by loc, not the spans. */
+  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number, raw?: RawBatch, at?: Partial<SpanLocations>): void {
     held.set(batchId, spans.length);
-    for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
+    const locs = at?.locs;
+    if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
+      raws.set(batchId, ownBytes(raw));
+      // The text is not held from ingest on (RawLoader.hold): at 1e6 spans/min such texts
+      // filled the cache with the newest batches while the ones being emitted were inflated
+      // again at every flush (docs/linker.md); the loader caches bodies at their first load.
+      for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
+    } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
   }
 
   function commit(sampled: LinkedSpan[], done: number[]): boolean {
@@ -102,7 +135,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   function emit(all: boolean, nowMs: number): number {
     const t0 = performance.now();
     if (retry && !commit(retry.sampled, retry.done)) return 0;
-    const traces = all ? joiner.flushAll(nowMs) : joiner.flush(nowMs);
+    const traces = all ? joiner.flushAll(nowMs, load) : joiner.flush(nowMs, load);
     if (traces.length === 0) return 0;
     const sampled: LinkedSpan[] = [];
     const done: number[] = [];
@@ -116,6 +149,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         const left = (held.get(b) ?? 1) - 1;
         if (left <= 0) {
           held.delete(b);
+          if (raws.delete(b)) loadRaw!.forget(b);
           done.push(b);
         } else held.set(b, left);
       }
@@ -126,12 +160,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   return {
-    accept(spans, receivedAtMs, raw) {
+    accept(spans, receivedAtMs, raw, at) {
       // Without a decoder for replay the spool must keep the spans themselves.
-      const id = spool.append(spans, receivedAtMs, opts.decodeRaw ? raw : undefined); // durable from here on
+      const keepRaw = opts.decodeRaw ? raw : undefined;
+      const id = spool.append(spans, receivedAtMs, keepRaw); // durable from here on
       c.batchesAccepted++;
       c.spansAccepted += spans.length;
-      hand(spans, id, receivedAtMs);
+      hand(spans, id, receivedAtMs, keepRaw, at);
     },
     start() {
       if (running) return;
@@ -142,10 +177,14 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       for (const b of spool.pending()) {
         if (held.has(b.id)) continue;
         let spans: EbpfSpan[];
-        if (b.raw === undefined) spans = b.spans;
-        else if (opts.decodeRaw) spans = opts.decodeRaw(b.raw);
-        else throw new Error(`spool batch ${b.id} holds a raw body and the pipeline has no decodeRaw`);
-        hand(spans, b.id, restartMs);
+        if (b.raw === undefined) {
+          spans = b.spans;
+          hand(spans, b.id, restartMs);
+        } else if (opts.decodeRaw) {
+          const d = opts.decodeRaw(b.raw);
+          spans = d.spans;
+          hand(spans, b.id, restartMs, b.raw, d);
+        } else throw new Error(`spool batch ${b.id} holds a raw body and the pipeline has no decodeRaw`);
         c.replayedBatches++;
         c.replayedSpans += spans.length;
       }

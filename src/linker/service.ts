@@ -11,7 +11,7 @@ import { uiRoutes } from '../ui/routes.js';
 import type { Joiner } from './joiner.js';
 import { createJoiner } from './link/joiner.js';
 import { bearerGuard, installErrorHandling } from './http.js';
-import { decodeRawBatch, registerIngest, type IngestStats } from './ingest.js';
+import { createRawLoader, decodeRawBatch, registerIngest, type IngestStats } from './ingest.js';
 import { createPipeline, type Pipeline, type Stage } from './pipeline.js';
 
 /** The store as the linker uses it; `stats` and `close` are used when present. */
@@ -101,6 +101,14 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
   });
 }
 
+/**
+ * Inflated bodies kept by the raw loader (createRawLoader) from their first load on: one
+ * batch's traces close over several flushes (their ends spread over the second the agent
+ * batched), and each flush would otherwise inflate the same body again. ~1–2 s of batches
+ * are in that phase: ~16 MB at 1e6 spans/min, ~90 MB at 100,000 spans/s.
+ */
+const RAW_TEXT_CACHE_BYTES = 64 * 1024 * 1024;
+
 export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): Promise<LinkerHandle> {
   const now = opts.nowMs ?? Date.now;
   const wantsExport = opts.exporter !== undefined;
@@ -121,6 +129,7 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
     pipeline = createPipeline({
       spool: store, writer: store, joiner, now, flushIntervalMs: opts.flushIntervalMs,
       decodeRaw: (raw) => decodeRawBatch(raw, cfg),
+      loadRaw: createRawLoader(cfg, RAW_TEXT_CACHE_BYTES),
       onCommitted: () => exporter?.notify(),
       onError: (e) => apps[0]?.log.error({ err: e }, 'commit failed; retrying'),
     });

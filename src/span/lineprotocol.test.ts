@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeLineProtocol, encodeLineProtocol, encodePoint, encodeSpans } from './lineprotocol.js';
+import { decodeLineProtocol, decodeLineProtocolAt, encodeLineProtocol, encodePoint, encodeSpans } from './lineprotocol.js';
 import { validatePoint } from './validate.js';
 import type { FieldValue } from './point.js';
 import type { EbpfSpan } from './span.js';
@@ -155,4 +155,26 @@ test('line protocol: tokens reused from the previous line never change what a li
   assert.equal(together.points[2].fields.t, 'x"y');
   assert.deepEqual(together.points[8].tags, { h: 'a,b' });
   assert.equal(together.points[8].fields.s, 'a\\c');
+});
+
+test('decodeLineProtocolAt decodes single lines again exactly as the whole body decoded them', () => {
+  const body = [
+    '# a comment',
+    'dketrace,host=a req_seq=1i,service="x y" 1000',
+    '',
+    'dketrace,host=b broken',
+    'dketrace,host=a\\ b,k=v req_seq=2i,resource="GET /a\\"b",n=1.5 2000',
+    '  dketrace,host=c ok=true',
+    'dketrace,host=d s="multi',
+    'line" 3000',
+  ].join('\n');
+  const starts: number[] = [];
+  const all = decodeLineProtocol(body, { starts });
+  assert.equal(starts.length, all.points.length + all.errors.length, 'one start per point, good or bad');
+  const good = all.points.map((p) => starts[p.index]);
+  // any subset, any order
+  const pick = [good[3], good[0], good[2]];
+  const again = decodeLineProtocolAt(body, pick);
+  assert.deepEqual(again.map((p) => ({ ...p, index: 0 })), [all.points[3], all.points[0], all.points[2]].map((p) => ({ ...p, index: 0 })));
+  assert.throws(() => decodeLineProtocolAt(body, [starts[all.errors[0].index]]), /no point at offset/);
 });

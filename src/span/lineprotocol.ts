@@ -296,6 +296,11 @@ function parsePoint(index: number): Point {
 export interface DecodeOptions {
   /** Most points accepted; one more throws SEQ_ERR_BODY_TOO_LARGE (413). */
   maxPoints?: number;
+  /**
+   * Filled with the text offset where each point's line starts (starts[point.index]), so that
+   * decodeLineProtocolAt can later decode single points of the same text again.
+   */
+  starts?: number[];
 }
 
 /** Decodes a line-protocol body. Blank lines and `#` comments are skipped. */
@@ -328,6 +333,7 @@ export function decodeLineProtocol(text: string, opts: DecodeOptions = {}): Deco
       if (index >= maxPoints) {
         throw seqError('SEQ_ERR_BODY_TOO_LARGE', `the batch has more than max_batch_spans = ${maxPoints} points; send smaller batches`, 413);
       }
+      if (opts.starts !== undefined) opts.starts.push(pos);
       try {
         points.push(parsePoint(index));
       } catch (e) {
@@ -348,6 +354,41 @@ export function decodeLineProtocol(text: string, opts: DecodeOptions = {}): Deco
     prevTagKeys.length = prevTagValues.length = prevFieldKeys.length = prevStrings.length = 0;
   }
   return { points, errors };
+}
+
+/**
+ * The points whose lines start at `starts` (offsets from decodeLineProtocol's `starts`, any
+ * order), decoded exactly as decodeLineProtocol decoded them; the rest of the text is not
+ * looked at. The linker keeps only join metadata of a pending span and decodes the full span
+ * again this way when its trace is kept. Point indexes are positions in `starts`. Throws
+ * when a line does not decode (the offsets are not from this text).
+ */
+export function decodeLineProtocolAt(text: string, starts: readonly number[]): Point[] {
+  const points: Point[] = new Array(starts.length);
+  src = text;
+  // nextBs stays valid while the offsets ascend and it lies ahead; searched again otherwise.
+  nextBs = 0;
+  let last = -1;
+  prevMeasurement = '';
+  prevTagKeys.length = prevTagValues.length = prevFieldKeys.length = prevStrings.length = 0;
+  try {
+    for (let k = 0; k < starts.length; k++) {
+      pos = starts[k];
+      if (pos < last || nextBs < pos) nextBs = text.indexOf('\\', pos) >>> 0;
+      last = pos;
+      try {
+        points[k] = parsePoint(k);
+      } catch (e) {
+        if (!(e instanceof Malformed)) throw e;
+        throw new Error(`no point at offset ${starts[k]}: ${e.reason}`);
+      }
+    }
+  } finally {
+    src = '';
+    prevMeasurement = '';
+    prevTagKeys.length = prevTagValues.length = prevFieldKeys.length = prevStrings.length = 0;
+  }
+  return points;
 }
 
 // ---- encoding ----

@@ -243,14 +243,20 @@ export function validatePoint(p: Point, opts: ValidateOptions): EbpfSpan | Point
   }
 }
 
-/** Validates a batch: good spans kept in order, one error per bad point. */
-export function validatePoints(points: Point[], opts: ValidateOptions): { spans: EbpfSpan[]; errors: PointError[] } {
+/**
+ * Validates a batch: good spans kept in order, one error per bad point. With `indexes`, the
+ * point index of every good span is pushed there (indexes[i] for spans[i]).
+ */
+export function validatePoints(points: Point[], opts: ValidateOptions, indexes?: number[]): { spans: EbpfSpan[]; errors: PointError[] } {
   const spans: EbpfSpan[] = [];
   const errors: PointError[] = [];
   for (const p of points) {
     const r = validatePoint(p, opts);
     if ('reason' in r) errors.push(r);
-    else spans.push(r);
+    else {
+      spans.push(r);
+      if (indexes !== undefined) indexes.push(p.index);
+    }
   }
   return { spans, errors };
 }

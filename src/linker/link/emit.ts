@@ -10,12 +10,12 @@
 // - else a new trace: eBPF trace id from the root's identity; the trace id is that, or with
 //   use_app_trace_id the application trace id of the span closest to the root that carries
 //   one (ties: smallest normalised id), for the whole tree (DataKit's §3.8 split traces).
-import type { EmittedTrace } from '../joiner.js';
-import type { LinkedSpan } from '../../span/span.js';
+import type { EmittedTrace, SpanLoader } from '../joiner.js';
+import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
 import { linkedSpan } from './linked.js';
-import { ipHash, normaliseAppTraceId, spanIdentity, traceIdOf, type SpanIdentity } from './ids.js';
+import { hexWord, traceIdOf } from './ids.js';
 import type { LateSpan, PendingSpan, TraceRef } from './node.js';
-import { isErrorSpan, keptByRate } from './sampling.js';
+import { keptByRate } from './sampling.js';
 import type { JoinState } from './state.js';
 
 export interface EmitOptions {
@@ -72,7 +72,51 @@ function byStart(x: PendingSpan, y: PendingSpan): number {
   return x.startUs - y.startUs || (x.spanId < y.spanId ? -1 : x.spanId > y.spanId ? 1 : 0);
 }
 
-function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[]): void {
+/**
+ * Emitted spans whose pending record holds no span (added with a `loc`): their LinkedSpans are
+ * made at the end of the flush, once per batch through the SpanLoader (one decode of a raw
+ * body for all the kept spans it holds). deferred[k] is filled into its trace's spans array.
+ */
+interface Deferred {
+  spans: LinkedSpan[];
+  i: number;
+  batchId: number;
+  loc: number;
+  traceId: string;
+  spanId: string;
+  parentId: string;
+  ebpfTraceId: string;
+  late: boolean;
+}
+export type DeferredList = Deferred[];
+
+function byBatchLoc(x: Deferred, y: Deferred): number {
+  return x.batchId - y.batchId || x.loc - y.loc;
+}
+
+/** Makes the LinkedSpans deferred during a flush (and empties `list`), one `load` call per batch. */
+export function loadDeferred(deferred: DeferredList, load: SpanLoader | undefined): void {
+  if (deferred.length === 0) return;
+  const list = deferred.splice(0, deferred.length);
+  if (load === undefined) throw new Error('the joiner holds spans by location (add with loc) and flush got no SpanLoader');
+  list.sort(byBatchLoc);
+  const locs: number[] = [];
+  for (let k = 0; k < list.length;) {
+    const b = list[k].batchId;
+    let e = k;
+    locs.length = 0;
+    while (e < list.length && list[e].batchId === b) locs.push(list[e++].loc);
+    const got: EbpfSpan[] = load(b, locs);
+    if (got.length !== locs.length) throw new Error(`batch ${b}: ${locs.length} spans asked, ${got.length} loaded`);
+    for (let j = k; j < e; j++) {
+      const d = list[j];
+      d.spans[d.i] = linkedSpan(got[j - k], d.traceId, d.spanId, d.parentId, d.ebpfTraceId, d.late);
+    }
+    k = e;
+  }
+}
+
+function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[], deferred: DeferredList): void {
   if (!t.sampled && !linkSampledOut) {
     const batchIds: number[] = new Array(list.length);
     let late = 0;
@@ -95,7 +139,9 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
     const p = list[i];
     const o = p.dupOf ?? p;
     const isLate = o.mark === LATE;
-    spans[i] = linkedSpan(p.span!, t.traceId, p.spanId, o.parent !== null ? o.parent.spanId : '', t.ebpfTraceId, isLate);
+    const parentId = o.parent !== null ? o.parent.spanId : '';
+    if (p.span !== null) spans[i] = linkedSpan(p.span, t.traceId, p.spanId, parentId, t.ebpfTraceId, isLate);
+    else deferred.push({ spans, i, batchId: p.batchId, loc: p.loc, traceId: t.traceId, spanId: p.spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
     batchIds[i] = p.batchId;
     if (isLate) late++;
   }
@@ -107,10 +153,10 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
 
 const fresh: Fresh[] = [];
 const stack: PendingSpan[] = [];
-const rootIdent: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
 
 export function emitCluster(
   members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
+  deferred: DeferredList,
 ): void {
   let hasFrozen = false;
   for (let i = 0; i < members.length; i++) {
@@ -139,7 +185,7 @@ export function emitCluster(
   for (let i = 0; i < members.length; i++) members[i].bestScore = -1;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
-    if (p.span === null || p.dupOf !== null) continue;
+    if (p.frozen !== null || p.dupOf !== null) continue;
     if (p.tref !== null) { p.mark = LATE; continue; }
     const r = p.root!;
     if (r.best !== null) { p.tref = r.best.frozen!.trace; p.mark = LATE; continue; }
@@ -150,31 +196,26 @@ export function emitCluster(
       f = { root: r, appId: '', appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
       fresh.push(f);
     } else f = fresh[r.bestScore];
-    const s = p.span;
-    if (!f.error && isErrorSpan(s)) f.error = true;
-    if (s.appTraceId !== '' && p.depth <= f.appDepth) {
-      const id = normaliseAppTraceId(s.appTraceId);
-      if (id !== '' && (p.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.depth; }
-    }
-    if (s.appSampled !== 0 && p.depth <= f.flagDepth) {
-      if (p.depth < f.flagDepth || s.appSampled > f.flag) { f.flag = s.appSampled; f.flagDepth = p.depth; }
+    if (p.error) f.error = true;
+    const id = p.appTraceId; // normalised at add
+    if (id !== '' && p.depth <= f.appDepth && (p.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.depth; }
+    if (p.appSampled !== 0 && p.depth <= f.flagDepth) {
+      if (p.depth < f.flagDepth || p.appSampled > f.flag) { f.flag = p.appSampled; f.flagDepth = p.depth; }
     }
   }
   if (fresh.length > 0) {
     for (let k = 0; k < fresh.length; k++) {
       const f = fresh[k];
       const r = f.root;
-      // The root's identity again (one hash per trace) rather than four lanes kept on every
-      // pending span for the whole window.
-      spanIdentity(r.span!, rootIdent);
-      const ebpfTraceId = traceIdOf(rootIdent.a, rootIdent.b, rootIdent.c, rootIdent.d);
+      // The root's identity: lanes a and b are its span id's two words.
+      const ebpfTraceId = traceIdOf(hexWord(r.spanId, 0), hexWord(r.spanId, 8), r.idC, r.idD);
       const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
       const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
       r.tref = { traceId, ebpfTraceId, sampled };
     }
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
-      if (p.mark === FRESH && p.span !== null && p.dupOf === null) p.tref = p.root!.tref;
+      if (p.mark === FRESH && p.frozen === null && p.dupOf === null) p.tref = p.root!.tref;
     }
     fresh.length = 0; // hold no spans between calls
   }
@@ -185,26 +226,26 @@ export function emitCluster(
   let several = false;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
-    if (p.span === null) continue;
+    if (p.frozen !== null) continue;
     const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
     if (only === null) only = t;
     else if (t !== only) { several = true; break; }
   }
   if (!several && only !== null) {
     const list: PendingSpan[] = [];
-    for (let i = 0; i < members.length; i++) if (members[i].span !== null) list.push(members[i]);
-    pushTrace(only, list, opts.linkSampledOut, counters, out);
+    for (let i = 0; i < members.length; i++) if (members[i].frozen === null) list.push(members[i]);
+    pushTrace(only, list, opts.linkSampledOut, counters, out, deferred);
   } else if (several) {
     const byTrace = new Map<TraceRef, PendingSpan[]>();
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
-      if (p.span === null) continue;
+      if (p.frozen !== null) continue;
       const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
       const list = byTrace.get(t);
       if (list === undefined) byTrace.set(t, [p]);
       else list.push(p);
     }
-    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out);
+    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out, deferred);
   }
 
   // What the late index keeps.
@@ -219,11 +260,10 @@ export function emitCluster(
     const keepGroup = p.entry && p.gkey >= 0;
     const keepSeq = p.skey >= 0 && !p.seqLinked;
     if (!keepGroup && !keepSeq) continue;
-    const s = p.span!;
     const ls: LateSpan = {
       spanId: p.spanId, entry: p.entry, gkey: p.gkey, gchk: p.gchk, skey: p.skey,
       reqSeq: p.reqSeq, respSeq: p.respSeq, startUs: p.startUs, endUs: p.endUs,
-      srcPort: p.srcPort, dstPort: p.dstPort, srcIpH: keepSeq ? ipHash(s.srcIp) : 0, dstIpH: keepSeq ? ipHash(s.dstIp) : 0,
+      srcPort: p.srcPort, dstPort: p.dstPort, srcIpH: keepSeq ? p.srcIpH : 0, dstIpH: keepSeq ? p.dstIpH : 0,
       trace: p.tref!, seqMatched: p.seqLinked, expireAtMs,
     };
     state.remember(ls);

@@ -109,6 +109,16 @@ export function hex16(x: number, y: number): string {
   );
 }
 
+/** 8 lowercase hex digits of `id` from `from` as a 32-bit word (hex16's inverse, half of it). */
+export function hexWord(id: string, from: number): number {
+  let w = 0;
+  for (let i = from; i < from + 8; i++) {
+    const c = id.charCodeAt(i);
+    w = (w << 4) | (c <= 57 ? c - 48 : c - 87);
+  }
+  return w >>> 0;
+}
+
 /** The 128 bits of a span's identity; lanes a..d. The span id is hex(a, b). */
 export interface SpanIdentity {
   a: number;

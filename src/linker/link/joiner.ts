@@ -8,13 +8,13 @@
 // live in a min-heap.
 import type { EbpfSpan } from '../../span/span.js';
 import type { LinkerConfig } from '../../config/config.js';
-import type { EmittedTrace, Joiner, JoinerStats } from '../joiner.js';
-import { emitCluster, type EmitCounters, type EmitOptions } from './emit.js';
+import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js';
+import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
 import { heapPop, heapPush, heapTopKey, newHeap } from './heap.js';
-import { groupKey, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
+import { groupKey, ipHash, normaliseAppTraceId, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
 import { groupContains, resolveParents, seqFits } from './match.js';
 import { frozenPending, newPending, type Cluster, type LateSpan, type PendingSpan } from './node.js';
-import { rateThreshold } from './sampling.js';
+import { isErrorSpan, rateThreshold } from './sampling.js';
 import { createMemoryJoinState, G_ENTRY, G_EXIT, nextWaiter, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
 
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
@@ -46,6 +46,8 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
   };
   const counters: EmitCounters = { linkedSpans: 0, lateSpans: 0, sampledOutSpans: 0 };
   const heap = newHeap();
+  /** Kept spans held by loc, made into LinkedSpans at the end of the flush. */
+  const deferred: DeferredList = [];
   const ident: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
   const gk = { key: 0, check: 0 };
   let pendingNew = 0;
@@ -111,7 +113,8 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     return null;
   }
 
-  function add(span: EbpfSpan, batchId: number, arrivalMs: number): void {
+  function add(span: EbpfSpan, batchId: number, arrivalMs: number, loc = -1): void {
+    const keep = loc < 0;
     spanIdentity(span, ident);
     const entry = span.kind === 'entry';
     const endUs = span.startUs + span.durationUs;
@@ -136,9 +139,10 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       : gkey >= 0 ? findSame(entry ? G_ENTRY : G_EXIT, gkey, ident.spanId) : null;
     if (same !== null) {
       const c = same.cluster!;
-      const dup = newPending(span, null, ident.spanId, c);
+      const dup = newPending(keep ? span : null, null, ident.spanId, c);
       dup.dupOf = same;
       dup.batchId = batchId;
+      dup.loc = loc;
       dup.entry = entry;
       dup.startUs = span.startUs;
       c.members.push(dup);
@@ -147,8 +151,16 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       return;
     }
 
-    const p = newPending(span, null, ident.spanId, null);
+    const p = newPending(keep ? span : null, null, ident.spanId, null);
     p.batchId = batchId;
+    p.loc = loc;
+    p.idC = ident.c;
+    p.idD = ident.d;
+    p.srcIpH = ipHash(span.srcIp);
+    p.dstIpH = ipHash(span.dstIp);
+    p.error = isErrorSpan(span);
+    p.appTraceId = span.appTraceId === '' ? '' : normaliseAppTraceId(span.appTraceId);
+    p.appSampled = span.appSampled;
     p.entry = entry;
     p.reqSeq = span.reqSeq;
     p.respSeq = span.respSeq;
@@ -199,7 +211,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     openTraces--;
     const members = c.members;
     ambiguous += resolveParents(members, skewUs);
-    emitCluster(members, emitOpts, state, nowMs, counters, out);
+    emitCluster(members, emitOpts, state, nowMs, counters, out, deferred);
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
       if (p.frozen !== null) {
@@ -214,7 +226,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     c.members = EMPTY;
   }
 
-  function flush(nowMs: number): EmittedTrace[] {
+  function flush(nowMs: number, load?: SpanLoader): EmittedTrace[] {
     const out: EmittedTrace[] = [];
     while (heapTopKey(heap) <= nowMs) {
       const c = heapPop(heap)!;
@@ -224,13 +236,15 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       else emit(c, nowMs, out);
     }
     state.expire(nowMs);
+    loadDeferred(deferred, load);
     return out;
   }
 
-  function flushAll(nowMs: number): EmittedTrace[] {
+  function flushAll(nowMs: number, load?: SpanLoader): EmittedTrace[] {
     const out: EmittedTrace[] = [];
     for (let c = heapPop(heap); c !== undefined; c = heapPop(heap)) if (c.alive) emit(c, nowMs, out);
     state.expire(nowMs);
+    loadDeferred(deferred, load);
     return out;
   }
 

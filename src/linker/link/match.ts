@@ -12,7 +12,7 @@
 //   exit.dstPort = entry.srcPort), 1 per address that agrees crosswise; 0 / '' never agree.
 //   A pair links when each is the other's unique best. A tie on either side leaves it
 //   unlinked and is counted as an ambiguous match.
-import { dstIpHashOf, srcIpHashOf, type PendingSpan } from './node.js';
+import type { PendingSpan } from './node.js';
 
 export const GROUP_SLACK_US = 1000;
 
@@ -37,9 +37,8 @@ function score(x: PendingSpan, e: PendingSpan): number {
   let s = 0;
   if (x.srcPort !== 0 && x.srcPort === e.dstPort) s += 2;
   if (x.dstPort !== 0 && x.dstPort === e.srcPort) s += 2;
-  const xs = srcIpHashOf(x), xd = dstIpHashOf(x);
-  if (xs !== 0 && xs === dstIpHashOf(e)) s += 1;
-  if (xd !== 0 && xd === srcIpHashOf(e)) s += 1;
+  if (x.srcIpH !== 0 && x.srcIpH === e.dstIpH) s += 1;
+  if (x.dstIpH !== 0 && x.dstIpH === e.srcIpH) s += 1;
   return s;
 }
 
@@ -73,7 +72,7 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
   // Thread groups: new exits only (a frozen exit keeps the parent it was emitted with).
   for (let i = 0; i < members.length; i++) {
     const x = members[i];
-    if (x.entry || x.gkey < 0 || x.span === null || x.dupOf !== null) continue;
+    if (x.entry || x.gkey < 0 || x.frozen !== null || x.dupOf !== null) continue;
     let best: PendingSpan | null = null;
     for (let j = 0; j < exitsAndEntries; j++) {
       const e = entries[j];

@@ -1,7 +1,6 @@
 // The records the linking works on. Plain objects with a fixed shape (every field set in the
 // constructor functions) so V8 keeps them monomorphic on the hot path.
 import type { EbpfSpan } from '../../span/span.js';
-import { ipHash } from './ids.js';
 
 /** The outcome for one emitted trace, shared by every late record of it. */
 export interface TraceRef {
@@ -44,15 +43,34 @@ export interface Cluster {
   alive: boolean;
 }
 
-/** A span waiting in an open cluster: either a new span, or a frozen one from the late index. */
+/**
+ * A span waiting in an open cluster: either a new span, or a frozen one from the late index.
+ * Only what linking, ids and sampling need is held (numbers, the span id, a normalised app
+ * trace id when there is one), not the span: the full span is decoded again from its batch
+ * (`batchId`, `loc`) when its trace is kept. Holding every decoded span for the window cost
+ * ~900 bytes of heap a span and most of the decode time in garbage collection.
+ */
 export interface PendingSpan {
   spanId: string;
-  /** null for a frozen span (already emitted; taken from the late index to join late spans). */
+  /** The decoded span, held only when it was added without a `loc` (tests, direct callers). */
   span: EbpfSpan | null;
+  /** Non-null for a frozen span (already emitted; taken from the late index to join late spans). */
   frozen: LateSpan | null;
   /** The pending span this one repeats (same identity): linked like it, never a candidate. */
   dupOf: PendingSpan | null;
   batchId: number;
+  /** Where the span is in its batch (see Joiner.add); -1 when `span` is held. */
+  loc: number;
+  /** Lanes c and d of the span's identity (a and b are the span id): a root's trace id. */
+  idC: number;
+  idD: number;
+  srcIpH: number;
+  dstIpH: number;
+  /** isErrorSpan() of the span. */
+  error: boolean;
+  /** normaliseAppTraceId of the span's app trace id ('' when none or unusable). */
+  appTraceId: string;
+  appSampled: number;
   entry: boolean;
   gkey: number;
   gchk: number;
@@ -83,7 +101,7 @@ export interface PendingSpan {
 
 export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster | null): PendingSpan {
   return {
-    spanId, span, frozen, dupOf: null, batchId: -1,
+    spanId, span, frozen, dupOf: null, batchId: -1, loc: -1, idC: 0, idD: 0, srcIpH: 0, dstIpH: 0, error: false, appTraceId: '', appSampled: 0,
     entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0, srcPort: 0, dstPort: 0,
     cluster, gNext: null, sNext: null, parent: null, seqLinked: false, best: null, bestScore: -1, bestTie: false, hasCandidates: false,
     mark: 0, depth: 0, root: null, tref: null,
@@ -103,13 +121,7 @@ export function frozenPending(ls: LateSpan, cluster: Cluster): PendingSpan {
   p.endUs = ls.endUs;
   p.srcPort = ls.srcPort;
   p.dstPort = ls.dstPort;
+  p.srcIpH = ls.srcIpH;
+  p.dstIpH = ls.dstIpH;
   return p;
-}
-
-export function srcIpHashOf(p: PendingSpan): number {
-  return p.span ? ipHash(p.span.srcIp) : p.frozen!.srcIpH;
-}
-
-export function dstIpHashOf(p: PendingSpan): number {
-  return p.span ? ipHash(p.span.dstIp) : p.frozen!.dstIpH;
 }
