@@ -159,8 +159,10 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   }
   const cap = capture;
   // Pids chosen while the loader was starting.
-  for (const pid of initialPids) if (!procs.isTraced(pid)) void cap.removePid(pid).catch(() => {});
-  for (const pid of initialPids) if (procs.isTraced(pid)) void golang.onTraced(pid);
+  for (const pid of initialPids) {
+    if (procs.isTraced(pid)) void golang.onTraced(pid);
+    else void cap.removePid(pid).catch(() => {});
+  }
   let ticks = 0;
   const scanTimer = setInterval(() => {
     procs.scan();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
+import { waitFor } from './testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -37,16 +38,6 @@ async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number;
   });
   assert.equal(cap.mode, mode);
   return { cap, events, arrived };
-}
-
-async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const data = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data');

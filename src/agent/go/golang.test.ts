@@ -13,6 +13,7 @@ import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.j
 import { ensureGoOffsetsTool, readGoBinary } from './offsets.js';
 import { goBuild } from './gobuild.js';
 import { createGoTracer } from './golang.js';
+import { waitFor } from '../capture/testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# Go capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -71,16 +72,6 @@ describe('offsets from the binary', () => {
   });
 });
 
-async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 for (const mode of ['socket', 'syscall'] as const) {
   describe(`Go goroutines in the kernel (${mode} mode)`, { skip: SKIP, timeout: 60_000 }, () => {
     let cap: Capture;
@@ -95,7 +86,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       svc = spawn(bin, [], { stdio: 'pipe' });
       let out = '';
       svc.stdout.on('data', (d) => { out += d; });
-      const j = JSON.parse(await waitFor('service ready', () => out.includes('\n') && out.split('\n')[0]));
+      const j = JSON.parse(await waitFor('service ready', () => out.includes('\n') && out.split('\n')[0], 8000));
       pid = j.pid;
       port = j.port;
       await cap.addPid(pid);
@@ -117,7 +108,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       assert.equal(body, 'down i=1\ndown i=2\ndown i=3\n'.repeat(N));
       const data = () => events.filter((e): e is DataEvent => e.kind === 'data' && e.pid === pid);
       const head = (e: DataEvent) => e.head.toString('latin1');
-      await waitFor('the second front response', () => data().filter((e) => e.dir === 'send' && head(e).includes('down i=2\ndown i=3')).length === N);
+      await waitFor('the second front response', () => data().filter((e) => e.dir === 'send' && head(e).includes('down i=2\ndown i=3')).length === N, 8000);
       const all = data();
       assert.ok(all.every((e) => e.goid > 0n), 'every data event of the Go process has a goid');
       // Go's server may read the first byte of the next request on its backgroundRead goroutine
