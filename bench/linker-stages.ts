@@ -7,8 +7,8 @@
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
 //   load     the kept traces' spans decoded again from their batch's text (createRawLoader,
 //            called by flushAll once per batch; its time is taken out of emit): each body is
-//            inflated again (the linker does so too), or with --hold-text its decoded text is
-//            kept from decode on while it fits in --text-cache MiB (default 64)
+//            inflated again at its first load and kept while it fits in --text-cache MiB
+//            (default 64), as the linker does
 //   commit   TraceWriter.commit of the sampled spans and the finished batches, ~200 traces a call
 // The sum is the linker's work per span apart from HTTP and the timers; its inverse is the
 // ceiling of spans per CPU-second on one core.
@@ -36,8 +36,6 @@ const total = Number(arg('spans', '300000'));
 const rounds = Number(arg('rounds', '3'));
 const sampling = Number(arg('sampling', '0.1'));
 const textCacheBytes = Number(arg('text-cache', '64')) * 1024 * 1024;
-// --hold-text: the decoded texts are held from decode on, while they fit (the linker does not).
-const holdText = process.argv.includes('--hold-text');
 const limits = { max_body_bytes: 16 * 1024 * 1024, max_batch_spans: 50_000, max_field_bytes: 8192 };
 
 // Batches: whole traces, ~1000 spans each (per host grouping does not change the per-span work).
@@ -87,13 +85,12 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     for (const body of bodies) {
       const raw: RawBatch = { body, format: 'lp', gzip: true };
       let c = cpuUs();
-      const { spans: batch, locs, text } = decodeRawBatch(raw, limits);
+      const { spans: batch, locs } = decodeRawBatch(raw, limits);
       let d = cpuUs(); took.decode += d - c; c = d;
       const id = store.append(batch, now, raw);
       d = cpuUs(); took.spool += d - c; c = d;
       held.set(id, batch.length);
       raws.set(id, raw);
-      if (holdText) loader.hold(id, text);
       for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now, locs[i]);
       d = cpuUs(); took.add += d - c;
       spans += batch.length;

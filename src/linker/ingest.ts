@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
 import { decodeJsonPoints } from '../span/json.js';
-import { decodeLineProtocol, decodeLineProtocolAt } from '../span/lineprotocol.js';
+import { decodeLineProtocolAt, decodeLineProtocolBytes } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
 import type { EbpfSpan } from '../span/span.js';
 import type { RawBatch } from '../storage/store.js';
@@ -113,10 +113,9 @@ export interface IngestSink {
   accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, at?: SpanLocations): void;
 }
 
-/** Where the spans of a batch are in its body: `locs[i]` for spans[i], and the body's decoded text. */
+/** Where the spans of a batch are in its body: `locs[i]` for spans[i]. */
 export interface SpanLocations {
   locs: number[];
-  text: string;
 }
 
 export interface IngestStats {
@@ -180,10 +179,12 @@ export interface DecodedSpans {
   locs: number[];
 }
 
-/** Body text → the valid spans and every point error, as the route decides them. */
-function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
+/** A body (inflated) → the valid spans and every point error, as the route decides them. */
+function decodeBody(body: Buffer, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
   const starts: number[] | undefined = format === 'lp' ? [] : undefined;
-  const decoded = format === 'lp' ? decodeLineProtocol(text, { maxPoints: cfg.max_batch_spans, starts }) : decodeJsonPoints(text, { maxPoints: cfg.max_batch_spans });
+  const decoded = format === 'lp'
+    ? decodeLineProtocolBytes(body, { maxPoints: cfg.max_batch_spans, starts })
+    : decodeJsonPoints(body.toString('utf8'), { maxPoints: cfg.max_batch_spans });
   const locs: number[] = [];
   const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
   if (starts !== undefined) for (let i = 0; i < locs.length; i++) locs[i] = starts[locs[i]];
@@ -191,9 +192,8 @@ function decodeText(text: string, format: 'lp' | 'json', cfg: DecodeLimits): Dec
   return { spans, errors: decoded.errors.concat(errors).sort(byIndex), locs };
 }
 
-function bodyText(raw: RawBatch, cfg: DecodeLimits): string {
-  const body = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
-  return body.toString('utf8');
+function inflate(raw: RawBatch, cfg: DecodeLimits): Buffer {
+  return raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
 }
 
 /**
@@ -201,10 +201,8 @@ function bodyText(raw: RawBatch, cfg: DecodeLimits): string {
  * as when it was accepted, so the same spans in the same order and at the same locs (same
  * limits assumed; a limit lowered since can only drop points, never change one).
  */
-export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans & { text: string } {
-  const text = bodyText(raw, cfg);
-  const d = decodeText(text, raw.format, cfg);
-  return { spans: d.spans, errors: d.errors, locs: d.locs, text };
+export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
+  return decodeBody(inflate(raw, cfg), raw.format, cfg);
 }
 
 /**
@@ -213,40 +211,35 @@ export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans &
  * validated. Throws when a loc holds no valid span (not this body's locs).
  */
 export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
-  return spansAt(bodyText(raw, cfg), raw.format, locs, cfg);
+  const b = inflate(raw, cfg);
+  if (raw.format === 'lp' && isAscii(b)) {
+    const got = linesAt(b, locs, cfg);
+    if (got !== undefined) return got;
+  }
+  return spansAt(b.toString('utf8'), raw.format, locs, cfg);
 }
 
 /** Loads spans of held raw bodies by batch id; see createRawLoader. */
 export interface RawLoader {
-  /** The body's text as ingest decoded it: kept while the cache has room (spares the inflate). */
-  hold(batchId: number, text: string): void;
   load(batchId: number, raw: RawBatch, locs: readonly number[]): EbpfSpan[];
-  /** The batch is done: its text leaves the cache. */
+  /** The batch is done: its inflated body leaves the cache. */
   forget(batchId: number): void;
-  /** Characters of body text cached. */
+  /** Bytes of inflated bodies cached. */
   cachedBytes(): number;
 }
 
 /**
- * loadRawSpans with bodies kept while they fit in `cacheBytes`: the decoded text from ingest
- * on (it exists then anyway), or the inflated bytes from the first load (the traces of one
- * batch close over several flushes; the oldest such body leaves first when room is needed).
- * Everything of a batch leaves when it is done. Texts of a few hundred KB are flat strings in
- * large-object space and bytes are off-heap: the garbage collector neither copies nor traces
- * them, unlike the decoded spans the joiner used to hold (~900 B of traced heap a span).
- * From bytes, an ASCII line-protocol body (text offsets = byte offsets) has only its wanted
- * lines made into strings: a whole-body string per load would be large-object garbage that
- * only a full GC frees.
+ * loadRawSpans with inflated bodies kept from their first load while they fit in
+ * `cacheBytes` (the traces of one batch close over several flushes; the oldest body leaves
+ * first when room is needed); a body leaves when its batch is done. Bytes are off-heap: the
+ * garbage collector neither copies nor traces them. An ASCII line-protocol body (text offsets
+ * = byte offsets) has only its wanted lines made into strings: a whole-body string is a
+ * large-object allocation (see decodeLineProtocolBytes). Holding the decoded texts from
+ * ingest on was tried and dropped (docs/linker.md).
  */
 export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoader {
-  const texts = new Map<number, string>();
   const inflated = new Map<number, Buffer>();
   let bytes = 0;
-  function keep(batchId: number, text: string): void {
-    if (bytes + text.length > cacheBytes || texts.has(batchId)) return;
-    texts.set(batchId, text);
-    bytes += text.length;
-  }
   function keepBytes(batchId: number, b: Buffer): void {
     if (b.length > cacheBytes) return;
     for (const [id, old] of inflated) {
@@ -259,13 +252,10 @@ export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoade
     bytes += b.length;
   }
   return {
-    hold: keep,
     load(batchId, raw, locs) {
-      const text = texts.get(batchId);
-      if (text !== undefined) return spansAt(text, raw.format, locs, cfg);
       let b = inflated.get(batchId);
       if (b === undefined) {
-        b = raw.gzip ? gunzipSync(raw.body, { maxOutputLength: cfg.max_body_bytes }) : raw.body;
+        b = inflate(raw, cfg);
         if (raw.gzip) keepBytes(batchId, b);
       }
       if (raw.format === 'lp' && isAscii(b)) {
@@ -275,11 +265,6 @@ export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoade
       return spansAt(b.toString('utf8'), raw.format, locs, cfg);
     },
     forget(batchId) {
-      const t = texts.get(batchId);
-      if (t !== undefined) {
-        texts.delete(batchId);
-        bytes -= t.length;
-      }
       const b = inflated.get(batchId);
       if (b !== undefined) {
         inflated.delete(batchId);
@@ -367,8 +352,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       stats.bytesReceived += raw.length;
       const body = await decompress(req, raw, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
-      const text = body.toString('utf8');
-      const { spans, errors: all, locs } = decodeText(text, format, cfg);
+      const { spans, errors: all, locs } = decodeBody(body, format, cfg);
       const rejected = all.length;
       const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
       if (spans.length === 0) {
@@ -378,7 +362,7 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       }
       // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
       const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
-      sink.accept(spans, receivedAtMs, rawBatch, { locs, text }); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      sink.accept(spans, receivedAtMs, rawBatch, { locs }); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += spans.length;
       stats.spansRejected += rejected;
       const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };

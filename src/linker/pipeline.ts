@@ -29,7 +29,7 @@ export interface PipelineOptions {
    * The spans of a spooled raw body (`accept` with `raw`) and their locs, for replay; required
    * when the spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
    */
-  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'> & { text?: string };
+  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'>;
   /**
    * Loads spans of a raw body by loc (ingest's `createRawLoader`). With it (and decodeRaw), the
    * joiner holds only join metadata per span, the pipeline holds each raw body in memory while
@@ -108,9 +108,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const locs = at?.locs;
     if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
       raws.set(batchId, ownBytes(raw));
-      // The text is not held from ingest on (RawLoader.hold): at 1e6 spans/min such texts
-      // filled the cache with the newest batches while the ones being emitted were inflated
-      // again at every flush (docs/linker.md); the loader caches bodies at their first load.
+      // The decoded text is not held from ingest on: at 1e6 spans/min such texts filled the
+      // cache with the newest batches while the ones being emitted were inflated again at
+      // every flush (docs/linker.md); the loader caches bodies at their first load.
       for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
     } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeLineProtocol, decodeLineProtocolAt, encodeLineProtocol, encodePoint, encodeSpans } from './lineprotocol.js';
+import { decodeLineProtocol, decodeLineProtocolAt, decodeLineProtocolBytes, encodeLineProtocol, encodePoint, encodeSpans } from './lineprotocol.js';
 import { validatePoint } from './validate.js';
 import type { FieldValue } from './point.js';
 import type { EbpfSpan } from './span.js';
@@ -177,4 +177,28 @@ test('decodeLineProtocolAt decodes single lines again exactly as the whole body 
   const again = decodeLineProtocolAt(body, pick);
   assert.deepEqual(again.map((p) => ({ ...p, index: 0 })), [all.points[3], all.points[0], all.points[2]].map((p) => ({ ...p, index: 0 })));
   assert.throws(() => decodeLineProtocolAt(body, [starts[all.errors[0].index]]), /no point at offset/);
+});
+
+test('decodeLineProtocolBytes decodes a large body in pieces exactly as decodeLineProtocol decodes its text', () => {
+  const line = (i: number) => `dketrace,host=h${i % 7} req_seq=${i}i,service="svc ${i % 13}",resource="GET /a\\"b/${i}",n=${i}.5 ${1000 + i}`;
+  const lines: string[] = [];
+  for (let i = 0; i < 4000; i++) lines.push(i % 500 === 0 ? '# comment' : i % 333 === 0 ? '' : line(i));
+  const clean = lines.join('\n') + '\n';
+  // a string across lines (cut there, a piece would end inside it), an error line, non-ASCII
+  const multi = lines.slice(0, 1500).join('\n') + '\ndketrace,host=x s="' + 'y'.repeat(70000) + '\nstill inside" 5\n' + lines.slice(1500).join('\n');
+  const bad = lines.slice(0, 3000).join('\n') + '\ndketrace,host=b broken\n' + lines.slice(3000).join('\n');
+  const unicode = lines.slice(0, 2000).join('\n') + '\ndketrace,host=hôte s="日本" 9\n' + lines.slice(2000).join('\n');
+  for (const [name, text] of [['clean', clean], ['multi-line string', multi], ['bad line', bad], ['non-ASCII', unicode], ['small', line(1)]] as const) {
+    const starts: number[] = [];
+    const want = decodeLineProtocol(text, { starts });
+    const gotStarts: number[] = [7]; // appended to, as decodeLineProtocol does
+    const got = decodeLineProtocolBytes(Buffer.from(text), { starts: gotStarts });
+    assert.deepEqual(got, want, name);
+    assert.deepEqual(gotStarts, [7, ...starts], name);
+    assert.ok(Buffer.byteLength(text) < 65536 || name === 'non-ASCII' || want.points.length > 1000, name);
+  }
+  assert.equal(decodeLineProtocol(bad).errors.length, 1);
+  const all = decodeLineProtocol(clean).points.length;
+  assert.throws(() => decodeLineProtocolBytes(Buffer.from(clean), { maxPoints: all - 1 }), (e: any) => e.code === 'SEQ_ERR_BODY_TOO_LARGE' && e.status === 413);
+  assert.equal(decodeLineProtocolBytes(Buffer.from(clean), { maxPoints: all }).points.length, all);
 });
