@@ -5,7 +5,9 @@
 // same path, then each line written into a batch buffer as the sender does (no gzip, no POST):
 // the agent's main-thread work per request minus the pipe reads.
 //
-//   node --import tsx bench/agent-parse.ts [requests] [only: 1 | 2 | 3 | 4]
+//   node --import tsx bench/agent-parse.ts [requests] [only: 1 | 2 | 3 | 4] [messages: rich | wrk]
+// rich (default): a request with a traceparent and several headers, a 512-byte JSON answer;
+// wrk: what bench/agent-overhead.sh produces (wrk's two-line GET, Go net/http's 6-byte answer).
 import { createConnTable } from '../src/agent/conn.js';
 import { createThreadGroups } from '../src/agent/threadgroup.js';
 import { createClock } from '../src/agent/clock.js';
@@ -18,13 +20,14 @@ import type { EbpfSpan } from '../src/span/span.js';
 const N = Number(process.argv[2] ?? 300_000);
 const CONNS = 200;
 
-const REQ = Buffer.from(
+const WRK = process.argv[4] === 'wrk';
+const REQ = WRK ? Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1:40123\r\n\r\n', 'latin1') : Buffer.from(
   'GET /api/users/12345?expand=orders HTTP/1.1\r\nHost: users.internal:8080\r\nUser-Agent: python-requests/2.31\r\n' +
   'Accept: application/json\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n' +
   'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n',
   'latin1',
 );
-const RESP = Buffer.from(
+const RESP = WRK ? Buffer.from('HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n', 'latin1') : Buffer.from(
   'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 512\r\nDate: Wed, 25 Nov 2026 04:00:00 GMT\r\nServer: gunicorn\r\n\r\n' +
   '{"id":12345,"name":"x"' + ' '.repeat(512 - 23) + '}',
   'latin1',
