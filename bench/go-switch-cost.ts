@@ -54,6 +54,9 @@ try {
         if (info.roundTrip) await cap.goUprobe('roundtrip', bin, info.roundTrip); // (this program has no HTTP client)
         if (state === 'execute') await cap.goUprobe('execute', bin, info.execute);
         await cap.goProcess(pid, info);
+        // as a process that calls out: the loader attaches the goroutine-start probe within 100 ms
+        await ask('dial 1');
+        await new Promise((r) => setTimeout(r, 300));
       }
       const sw = await ask(`switch ${switches}`);
       const sp = await ask(`spawn ${spawns}`);

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -42,6 +43,16 @@ func main() {
 				<-pong
 			}
 			n *= 2
+		case "dial":
+			// a TCP connection to itself: a process that calls out gets the goroutine-start
+			// probe (go_probes.c); this one has no net/http client to say so
+			if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+					c.Close()
+				}
+				ln.Close()
+			}
+			n = 1
 		case "spawn":
 			var wg sync.WaitGroup
 			for i := 0; i < n; i++ {

@@ -8,18 +8,23 @@
  * g, then g->goid: a goroutine switch costs nothing extra. Offsets come from the binary (DWARF,
  * ELF symbols: src/agent/go/gooffsets) and reach the kernel through the loader's `go` command.
  *
- * Two uprobes per Go binary, both per event they describe, never per switch:
+ * Two uprobes, attached by the loader to each Go process (not to every process running the
+ * binary: an untraced process of the same binary pays nothing), both per event they describe,
+ * never per switch:
  *  - runtime.newproc1's result (at the NOP5 before newproc.func1's call to runqput, else at each
  *    RET of newproc1; no uretprobe, which rewrites the return address Go's tracebacks check):
  *    a goroutine event (parent goid, child goid) so user space lets a child
- *    goroutine inherit its creator's thread group, like a thread event.
+ *    goroutine inherit its creator's thread group, like a thread event. Only for a process that
+ *    can call out: its binary links net/http's client, or it opened a TCP connection
+ *    (go_calls_out). A server that calls nobody has no thread group for a child to inherit
+ *    into an exit span, and a net/http server starts a goroutine per request.
  *  - net/http.(*persistConn).roundTrip: runs on the caller's goroutine (a handler or its child)
  *    while the transport's own goroutines (writeLoop, readLoop) do the I/O. It records
  *    sock -> caller goid; data events on that socket carry the caller's goid. Go's HTTP/1.1
  *    client has one request at a time per connection, so the record holds until the next round
  *    trip on it or the socket's close.
- * Included by seqtrace.bpf.c after the batch helpers (begin_event, send_small); the data path calls go_goid() (one hash lookup for
- * processes that are not Go).
+ * Included by seqtrace.bpf.c after the batch helpers (begin_event, send_small); the data path
+ * calls go_goid() (a bit of the traced word for processes that are not Go).
  */
 #ifndef SEQTRACE_GO_BPF_H
 #define SEQTRACE_GO_BPF_H
@@ -74,6 +79,8 @@ static __always_inline __u64 go_current_goid(const struct go_proc *gp)
 /* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). */
 static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
 {
+	if (!is_go(pid)) /* the bit next to the traced one: no hash lookup for other processes */
+		return 0;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
@@ -81,6 +88,19 @@ static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
 	if (caller)
 		return *caller;
 	return go_current_goid(gp);
+}
+
+/* Hook of the state-change path: a thread of pid is opening a TCP connection (SYN_SENT is set
+ * by connect() in the caller's context). A Go process that calls out gets its goroutine-start
+ * probe from the loader (see go_probes.c); one that never does (a leaf server) is spared the
+ * uprobe on every goroutine start, one per request of a net/http server. */
+static __always_inline void go_calls_out(__u32 pid)
+{
+	if (!is_go(pid))
+		return;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	if (gp && !(gp->flags & ST_GO_CALLS_OUT))
+		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
 }
 
 /* Hooks for the close and exit paths. */
@@ -105,6 +125,8 @@ static __always_inline int go_report_newproc(__u64 newg)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	if (!is_go(pid))
+		return 0;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
@@ -167,6 +189,8 @@ int BPF_KPROBE(go_round_trip)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp || !gp->pconn_conn)
 		return 0;
+	if (!(gp->flags & ST_GO_CALLS_OUT)) /* a pooled connection opened before the loader knew pid */
+		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
 	/* (*persistConn).roundTrip(pc, req): pc in RAX; pc.conn is an interface {itab, data} */
 	__u64 iface[2] = {};
 	__u64 netfd = 0;

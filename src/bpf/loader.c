@@ -9,7 +9,8 @@
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
  *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
- *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (every process of that binary)
+ *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (attached to each Go process of
+ *       that binary by its `go` command: go_probes.c)
  *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events in ts_ns order (batches of the
@@ -42,6 +43,7 @@
 #include <bpf/libbpf.h>
 #include "seqtrace.h"
 #include "seqtrace.skel.h"
+#include "go_probes.h"
 
 #define EXIT_USAGE 1
 #define EXIT_UNAVAILABLE 2
@@ -50,6 +52,7 @@
 #define DRAIN_MS 15          /* the ring buffer is drained at least this often */
 #define FLUSH_NS 50000000ULL /* the CPUs' batches are flushed and events written this often */
 #define STATS_EVERY_NS 1000000000ULL
+#define GO_POLL_NS 100000000ULL /* Go processes that began calling out get their goroutine-start probe */
 
 static struct {
 	int mode; /* ST_MODE_*, 0 = auto */
@@ -318,69 +321,10 @@ static void send_stats(struct seqtrace_bpf *skel)
 
 /* ------------------------------------------------------------ stdin commands */
 
-/* ---- Go (go.bpf.h): offsets per process, uprobes per binary ---- */
-
-static struct bpf_link *go_links[256];
-static int go_nlinks;
-
-/* go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG */
-static bool go_command(struct seqtrace_bpf *skel, const char *line, __u32 *pid_out)
-{
-	long pid;
-	long long tls;
-	unsigned long long goid, pconn, itab, tfd, sysfd, gm, mcurg;
-	if (sscanf(line, "go %ld %lld %llu %llu %llu %llu %llu %llu %llu", &pid, &tls, &goid, &pconn, &itab, &tfd, &sysfd,
-		   &gm, &mcurg) != 9 ||
-	    pid <= 0 || pid > INT_MAX || goid > 65536) {
-		fprintf(stderr, "seqtrace-loader: bad go command \"%s\" (accepted: go PID TLS_OFF GOID_OFF PCONN_CONN "
-				"TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG)\n", line);
-		return false;
-	}
-	__u32 key = (__u32)pid;
-	*pid_out = key;
-	struct st_go_proc v = { .tls_off = tls, .goid_off = goid, .pconn_conn = pconn, .tcpconn_itab = itab,
-			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd, .g_m = gm, .m_curg = mcurg };
-	if (bpf_map_update_elem(bpf_map__fd(skel->maps.go_procs), &key, &v, BPF_ANY)) {
-		fprintf(stderr, "seqtrace-loader: go %ld: %s\n", pid, strerror(errno));
-		return false;
-	}
-	return true;
-}
-
-/* uprobe newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH: attached for every process running
- * PATH; the programs act only for pids in go_procs. */
-static bool uprobe_command(struct seqtrace_bpf *skel, const char *line)
-{
-	char which[16];
-	unsigned long long off;
-	int at = 0;
-	if (sscanf(line, "uprobe %15s %llu %n", which, &off, &at) != 2 || !at || !line[at]) {
-		fprintf(stderr, "seqtrace-loader: bad uprobe command \"%s\" (accepted: uprobe "
-				"newproc1_ret|newproc_nop5|roundtrip|execute FILE_OFFSET PATH)\n", line);
-		return false;
-	}
-	struct bpf_program *prog = !strcmp(which, "newproc1_ret") ? skel->progs.go_newproc1_ret
-				   : !strcmp(which, "newproc_nop5") ? skel->progs.go_newproc_nop5
-				   : !strcmp(which, "roundtrip")	  ? skel->progs.go_round_trip
-				   : !strcmp(which, "execute")	  ? skel->progs.go_execute
-								  : NULL;
-	if (!prog || go_nlinks >= (int)(sizeof(go_links) / sizeof(go_links[0]))) {
-		fprintf(stderr, "seqtrace-loader: uprobe %s: %s\n", which, prog ? "too many uprobes" : "unknown program");
-		return false;
-	}
-	struct bpf_link *l = bpf_program__attach_uprobe(prog, false, -1, line + at, (size_t)off);
-	if (!l) {
-		fprintf(stderr, "seqtrace-loader: uprobe %s at %llu of %s: %s\n", which, off, line + at, strerror(errno));
-		return false;
-	}
-	go_links[go_nlinks++] = l;
-	return true;
-}
-
 /* ------------------------------------------------------------ traced processes */
 
-/* The kernel's `traced` bitmap, mapped here: bits are set and cleared with atomics, as the
- * programs do on fork and exit. */
+/* The kernel's `traced` map (two bits per pid, ST_PID_*), mapped here: bits are set and cleared
+ * with atomics, as the programs do on fork and exit. */
 static __u64 *traced_words;
 static __u32 traced_nwords;
 
@@ -408,16 +352,16 @@ static int map_traced(struct seqtrace_bpf *skel)
 	return 0;
 }
 
-/* false: the pid is past the bitmap (kernel.pid_max raised after the loader started) */
-static bool set_traced(__u32 pid, bool on)
+/* false: the pid is past the map (kernel.pid_max raised after the loader started) */
+static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 {
-	if (pid / 64 >= traced_nwords)
+	if (pid / 32 >= traced_nwords)
 		return false;
-	__u64 bit = 1ULL << (pid % 64);
+	bits <<= 2 * (pid % 32);
 	if (on)
-		__atomic_fetch_or(&traced_words[pid / 64], bit, __ATOMIC_SEQ_CST);
+		__atomic_fetch_or(&traced_words[pid / 32], bits, __ATOMIC_SEQ_CST);
 	else
-		__atomic_fetch_and(&traced_words[pid / 64], ~bit, __ATOMIC_SEQ_CST);
+		__atomic_fetch_and(&traced_words[pid / 32], ~bits, __ATOMIC_SEQ_CST);
 	return true;
 }
 
@@ -428,21 +372,24 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 	struct st_ack_event ack = { .kind = ST_EV_ACK };
 	int n = sscanf(line, "%15s %ld", verb, &pid);
 	if (n >= 1 && !strcmp(verb, "go")) {
-		ack.ok = go_command(skel, line, &ack.pid);
+		ack.ok = go_process_command(line, &ack.pid) && set_pid_bits(ack.pid, ST_PID_GO, true);
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
-		ack.ok = uprobe_command(skel, line);
+		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
 		drain(rb, false, true); /* the counters then cover what was written before them */
 		send_stats(skel);
 		ack.ok = 1;
 	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
 		__u32 key = (__u32)pid;
-		ack.ok = set_traced(key, verb[0] == 'a');
-		if (verb[0] == 'd')
+		if (verb[0] == 'a') {
+			ack.ok = set_pid_bits(key, ST_PID_TRACED, true);
+		} else {
+			ack.ok = set_pid_bits(key, ST_PID_TRACED | ST_PID_GO, false);
 			bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key); /* Go offsets, if any */
+		}
 		if (!ack.ok)
 			fprintf(stderr, "seqtrace-loader: %s %ld: past kernel.pid_max when the loader started (%u)\n",
-				verb, pid, traced_nwords * 64);
+				verb, pid, traced_nwords * 32);
 		ack.pid = key;
 	} else {
 		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, go ..., uprobe ...)\n", line);
@@ -683,7 +630,7 @@ int main(int argc, char **argv)
 		batch = 0;
 	skel->rodata->batch_bytes = batch;
 	bpf_map__set_max_entries(skel->maps.rb, opt.ringbuf_bytes);
-	traced_nwords = (pid_max() + 63) / 64;
+	traced_nwords = (pid_max() + 31) / 32;
 	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
 
@@ -698,12 +645,16 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	for (int i = 0; i < opt.npids; i++)
-		set_traced(opt.pids[i], true);
+		set_pid_bits(opt.pids[i], ST_PID_TRACED, true);
 	err = seqtrace_bpf__attach(skel);
 	if (err) {
 		status = failed("attach", err);
 		goto cleanup;
 	}
+	struct go_programs gp = { .newproc1_ret = skel->progs.go_newproc1_ret, .newproc_nop5 = skel->progs.go_newproc_nop5,
+				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
+				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };
+	go_probes_init(&gp);
 	ncpus = libbpf_num_possible_cpus();
 	if (batch)
 		flush_fd = bpf_program__fd(skel->progs.flush_cpu);
@@ -730,7 +681,7 @@ int main(int argc, char **argv)
 
 	/* Drain: the kernel submits without wakeups, so read on a short timer; a forced
 	 * wakeup (buffer filling up) or a command ends the wait early. */
-	__u64 next_stats = now_ns(CLOCK_MONOTONIC) + STATS_EVERY_NS;
+	__u64 next_stats = now_ns(CLOCK_MONOTONIC) + STATS_EVERY_NS, next_go_poll = 0;
 	bool running = true;
 	while (running && !out_broken) {
 		struct epoll_event evs[4];
@@ -748,7 +699,12 @@ int main(int argc, char **argv)
 					running = false;
 			}
 		}
-		if (now_ns(CLOCK_MONOTONIC) >= next_stats) {
+		__u64 now = now_ns(CLOCK_MONOTONIC);
+		if (now >= next_go_poll) {
+			go_poll();
+			next_go_poll = now + GO_POLL_NS;
+		}
+		if (now >= next_stats) {
 			send_stats(skel);
 			next_stats += STATS_EVERY_NS;
 		}
@@ -771,8 +727,7 @@ cleanup:
 	if (epfd >= 0)
 		close(epfd);
 	ring_buffer__free(rb);
-	for (int i = 0; i < go_nlinks; i++)
-		bpf_link__destroy(go_links[i]);
+	go_probes_free();
 	if (traced_words)
 		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /
 					     sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE));

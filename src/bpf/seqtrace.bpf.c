@@ -36,6 +36,7 @@ const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_
 #define S_IFSOCK 0140000
 #define RCV_SHUTDOWN 1
 #define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
 #define TCP_FIN_WAIT1 4
 #define TCP_FIN_WAIT2 5
 #define TCP_CLOSE 7
@@ -56,16 +57,17 @@ const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
-/* Traced processes: a bitmap by tgid (bit tgid % 64 of word tgid / 64), sized by the loader
- * from kernel.pid_max. Looked up first on every send/receive of every process: an array
- * lookup is inlined by the JIT (a load of a word that stays in cache), where a hash lookup
- * walked a bucket (a cache miss). The loader sets and clears bits with atomics on its mmap
- * of the map; a traced process's fork sets the child's bit; the exit of a process clears
- * its bit (a reused pid must not inherit tracing). */
+/* Traced processes: two bits per tgid (ST_PID_TRACED, ST_PID_GO at bit 2 * (tgid % 32) of word
+ * tgid / 32), sized by the loader from kernel.pid_max. Looked up first on every send/receive of
+ * every process: an array lookup is inlined by the JIT (a load of a word that stays in cache),
+ * where a hash lookup walked a bucket (a cache miss); the Go bit rides in the same word, so
+ * processes that are not Go skip the go_procs lookup for free. The loader sets and clears bits
+ * with atomics on its mmap of the map; a traced process's fork sets the child's traced bit; the
+ * exit of a process clears both (a reused pid must not inherit tracing). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, (1 << 22) / 64);
+	__uint(max_entries, (1 << 22) / 32);
 	__type(key, __u32);
 	__type(value, __u64);
 } traced SEC(".maps");
@@ -300,23 +302,36 @@ static __always_inline void send_small(struct batch *b, void *e, __u32 size)
 	commit(b, off, size);
 }
 
-static __always_inline bool is_traced(__u32 pid)
+static __always_inline __u64 pid_bits(__u32 pid)
 {
-	__u32 word = pid / 64;
+	__u32 word = pid / 32;
 	__u64 *w = bpf_map_lookup_elem(&traced, &word);
-	return w && (*w & (1ULL << (pid % 64)));
+	return w ? *w >> (2 * (pid % 32)) : 0;
 }
 
-static __always_inline void set_traced(__u32 pid, bool on)
+static __always_inline bool is_traced(__u32 pid)
 {
-	__u32 word = pid / 64;
+	return pid_bits(pid) & ST_PID_TRACED;
+}
+
+/* A Go process the loader registered (go_procs holds its offsets). */
+static __always_inline bool is_go(__u32 pid)
+{
+	return pid_bits(pid) & ST_PID_GO;
+}
+
+/* Sets or clears `bits` (ST_PID_*) of pid. */
+static __always_inline void set_pid_bits(__u32 pid, __u64 bits, bool on)
+{
+	__u32 word = pid / 32;
 	__u64 *w = bpf_map_lookup_elem(&traced, &word);
 	if (!w)
 		return;
+	bits <<= 2 * (pid % 32);
 	if (on)
-		__sync_fetch_and_or(w, 1ULL << (pid % 64));
+		__sync_fetch_and_or(w, bits);
 	else
-		__sync_fetch_and_and(w, ~(1ULL << (pid % 64)));
+		__sync_fetch_and_and(w, ~bits);
 }
 
 /* Where the bytes of one message are in user memory. */
@@ -664,6 +679,10 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 {
+	if (newstate == TCP_SYN_SENT) {
+		go_calls_out(bpf_get_current_pid_tgid() >> 32); /* Go hook */
+		return 0;
+	}
 	if (newstate != TCP_CLOSE)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -733,7 +752,7 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		end_event(b);
 		return 0;
 	}
-	set_traced(cpid, true);
+	set_pid_bits(cpid, ST_PID_TRACED, true);
 	return 0;
 }
 
@@ -750,7 +769,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	set_traced(pid, false);
+	set_pid_bits(pid, ST_PID_TRACED | ST_PID_GO, false);
 	go_proc_exit(pid); /* Go hook */
 	struct batch *b = begin_event();
 	if (!b)

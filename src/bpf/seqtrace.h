@@ -18,6 +18,11 @@
 #define ST_MAX_IOV 16           /* iovec entries walked per message */
 #define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
 #define ST_BATCH_MAX 16384      /* largest per-CPU batch of events; a power of two (verifier masks) */
+#define ST_GO_MAX_PROBES 32     /* uprobes of one Go binary (newproc1 RETs, round trip, ...) */
+
+/* Bits of a pid in the kernel's `traced` map (two per pid; the loader maps it). */
+#define ST_PID_TRACED 1 /* its sends and receives are captured */
+#define ST_PID_GO 2     /* a Go process with offsets in go_procs */
 
 /* First byte of every event and frame. */
 enum st_kind {
@@ -124,6 +129,13 @@ struct st_go_proc {
 	__u64 netfd_sysfd;  /* netFD -> pfd.Sysfd */
 	__u64 g_m;          /* g.m (*m) */
 	__u64 m_curg;       /* m.curg (*g) */
+	__u64 flags;        /* st_go_flags, set by the kernel */
+};
+
+enum st_go_flags {
+	/* The process opened a TCP connection or made a net/http round trip (kernel): the loader
+	 * then attaches the goroutine-start probe to it, if it was not attached from the start. */
+	ST_GO_CALLS_OUT = 1,
 };
 
 /* Kernel -> loader only (the loader unpacks it; decode.ts never sees it): the events one CPU

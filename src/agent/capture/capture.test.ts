@@ -117,7 +117,7 @@ function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Ar
   return { progs, links, maps };
 }
 
-/** The pids set in the kernel's `traced` bitmap (bit pid % 64 of word pid / 64). */
+/** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
 function tracedPids(mapId: number): number[] {
   const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
   const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
@@ -125,7 +125,7 @@ function tracedPids(mapId: number): number[] {
   for (const e of entries) {
     const word = bytes(e.key).readUInt32LE(0);
     const bits = bytes(e.value).readBigUInt64LE(0);
-    for (let i = 0; i < 64; i++) if ((bits >> BigInt(i)) & 1n) pids.push(word * 64 + i);
+    for (let i = 0; i < 32; i++) if ((bits >> BigInt(2 * i)) & 1n) pids.push(word * 32 + i);
   }
   return pids;
 }

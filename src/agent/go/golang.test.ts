@@ -4,7 +4,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -165,3 +165,87 @@ for (const mode of ['socket', 'syscall'] as const) {
     });
   });
 }
+
+// Probes go to each traced Go process, not to its binary, and the goroutine-start probe only to
+// a process that calls out (its binary links net/http's client, or it opened a TCP connection):
+// a leaf server starts a goroutine per request and has no exit span to give a parent to.
+describe('Go uprobes per process; goroutine starts probed once the process calls out', { skip: SKIP, timeout: 60_000 }, () => {
+  const LEAF = fileURLToPath(new URL('./testdata/leaf/', import.meta.url));
+  let cap: Capture;
+  const svcs: ChildProcessWithoutNullStreams[] = [];
+  const events: CaptureEvent[] = [];
+  after(async () => {
+    for (const s of svcs) { s.stdin.end(); s.kill(); }
+    await cap?.close();
+  });
+
+  async function startLeaf(leaf: string): Promise<{ pid: number; port: number }> {
+    const svc = spawn(leaf, [], { stdio: 'pipe' });
+    svcs.push(svc);
+    let out = '';
+    svc.stdout.on('data', (d) => { out += d; });
+    return JSON.parse(await waitFor('leaf ready', () => out.includes('\n') && out.split('\n')[0], 8000));
+  }
+  /** The 5 bytes of pid's memory where its binary's file offset `off` is mapped. */
+  function textAt(pid: number, leaf: string, off: number): string {
+    for (const line of readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \d+\s+(.*)$/.exec(line);
+      if (!m || m[4] !== leaf) continue;
+      const [start, end, foff] = [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)];
+      if (off < foff || off >= foff + (end - start)) continue;
+      const fd = openSync(`/proc/${pid}/mem`, 'r');
+      try {
+        const b = Buffer.alloc(5);
+        readSync(fd, b, 0, 5, start + off - foff);
+        return b.toString('hex');
+      } finally {
+        closeSync(fd);
+      }
+    }
+    throw new Error(`offset ${off} of ${leaf} is not mapped in ${pid}`);
+  }
+  const curl = (port: number, path: string) => execFileSync('curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${port}${path}`], { encoding: 'utf8' });
+
+  test('a leaf server: no goroutine probe until it connects out; an untraced process of the binary never', async () => {
+    const leaf = goBuild(LEAF, `${dir}/leaf`);
+    const info = await readGoBinary(leaf);
+    assert.equal(info.ok, true, info.reason);
+    assert.equal(info.roundTrip, 0, 'no net/http client in this binary');
+    assert.ok(info.newprocNop5 > 0);
+    const NOP5 = '0f1f440000';
+    cap = await startCapture({ mode: 'socket', onEvents: (evs) => { for (const e of evs) events.push(e); }, onError: (e) => { throw e; } });
+    const a = await startLeaf(leaf);
+    const b = await startLeaf(leaf); // same binary, never traced
+    await cap.addPid(a.pid);
+    const logs: string[] = [];
+    const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m) });
+    await go.onTraced(a.pid);
+    assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
+    const started = () => events.filter((e): e is GoroutineEvent => e.kind === 'goroutine' && e.pid === a.pid);
+    const dataOf = (pid: number) => events.filter((e): e is DataEvent => e.kind === 'data' && e.pid === pid);
+
+    assert.equal(curl(a.port, '/spawn'), 'spawned\n');
+    await waitFor('the /spawn response captured', () => dataOf(a.pid).some((e) => e.dir === 'send' && e.head.toString('latin1').includes('spawned')), 8000);
+    assert.ok(dataOf(a.pid).every((e) => e.goid > 0n), 'goroutine ids without the start probe');
+    assert.equal(started().length, 0, 'no goroutine events before the process called out');
+    assert.equal(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'no probe in the traced leaf yet');
+
+    assert.equal(curl(a.port, '/dial'), 'dialled true\n');
+    // the loader looks for processes that began calling out every 100 ms
+    let lastSpawn = 0;
+    await waitFor('goroutine events after the connection', () => {
+      if (started().length === 0 && Date.now() - lastSpawn > 150) {
+        lastSpawn = Date.now();
+        curl(a.port, '/spawn');
+      }
+      return started().length >= 2;
+    }, 8000);
+    assert.ok(started().every((e) => e.pgoid > 0n && e.goid > 0n));
+    assert.notEqual(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'the probe is in the traced process now');
+    // the untraced process of the same binary never got a probe, and its requests pay nothing
+    assert.equal(curl(b.port, '/spawn'), 'spawned\n');
+    assert.equal(curl(b.port, '/dial'), 'dialled true\n');
+    assert.equal(textAt(b.pid, leaf, info.newprocNop5), NOP5, 'no probe in the untraced process');
+    assert.equal(dataOf(b.pid).length, 0);
+  });
+});

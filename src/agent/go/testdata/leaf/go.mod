@@ -1,0 +1,3 @@
+module seqtrace/testprog
+
+go 1.19
