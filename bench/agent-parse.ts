@@ -12,7 +12,8 @@ import { createConnTable } from '../src/agent/conn.js';
 import { createThreadGroups } from '../src/agent/threadgroup.js';
 import { createClock } from '../src/agent/clock.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
-import { encodeSpanLine } from '../src/agent/encode.js';
+import * as encode from '../src/agent/encode.js';
+const { encodeSpanLine } = encode;
 import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
 import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
 import type { EbpfSpan } from '../src/span/span.js';
@@ -144,7 +145,13 @@ if (!only || only === 4) {
   // The sender's batch buffer (src/agent/sender.ts): each line written at once, off the JS heap.
   const raw = Buffer.allocUnsafeSlow(1 << 20);
   let len = 0;
-  run('decode frames + parse + assemble + encode + write into the batch (the main thread per request, without pipe reads)', (s) => {
+  // writeSpanLine: what the sender does now; an older tree without it (A/B runs) writes the string.
+  const write = (encode as { writeSpanLine?: (b: Uint8Array, at: number, s: EbpfSpan) => number }).writeSpanLine;
+  run('decode frames + parse + assemble + encode + write into the batch (the main thread per request, without pipe reads)', write ? (s) => {
+    let end = write(raw, len, s);
+    if (end > raw.length) { sink += len; end = write(raw, 0, s); }
+    len = end;
+  } : (s) => {
     const line = encodeSpanLine(s);
     if (len + line.length * 3 > raw.length) { sink += len; len = 0; }
     len += raw.write(line, len);

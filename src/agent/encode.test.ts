@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeSpanLine } from './encode.js';
+import { encodeSpanLine, writeSpanLine } from './encode.js';
 import { encodeSpans, decodeLineProtocol } from '../span/lineprotocol.js';
 import { validatePoints } from '../span/validate.js';
 import type { EbpfSpan } from '../span/span.js';
@@ -39,6 +39,43 @@ test('the agent encoder and the shared encoder produce the same spans', async (t
       const shared = encodeSpans([s]);
       assert.deepEqual(decode(mine), decode(shared));
       assert.equal(mine, shared, 'byte for byte');
+      assertWritesSame(s);
     });
   }
+});
+
+/** writeSpanLine must give exactly the bytes of encodeSpanLine, and respect the buffer's end. */
+function assertWritesSame(s: EbpfSpan): void {
+  const want = Buffer.from(encodeSpanLine(s));
+  const buf = Buffer.alloc(want.length + 40, 0xaa);
+  const end = writeSpanLine(buf, 20, s);
+  assert.equal(end, 20 + want.length, 'length');
+  assert.equal(buf.subarray(20, end).toString('latin1'), want.toString('latin1'));
+  assert.ok(buf.subarray(0, 20).every((b) => b === 0xaa) && buf.subarray(end).every((b) => b === 0xaa), 'nothing written outside the line');
+  // A buffer too short for it: nothing past its end, and the result says it did not fit.
+  const short = Buffer.alloc(want.length - 1);
+  assert.ok(writeSpanLine(short, 0, s) > short.length);
+}
+
+test('writeSpanLine writes the bytes of encodeSpanLine for unusual values', () => {
+  const cases: Partial<EbpfSpan>[] = [
+    { host: '' },
+    { host: 'h\t\n\r\\,= x' },
+    { service: 'sérvice ü', resource: 'GET /ä/€/😀', httpRoute: '/ä/€/😀', processName: 'p"q\\' },
+    { resource: 'GET /lone\ud800x\udc00y\ud800', httpRoute: '/\udbff' },
+    { resource: 'GET /\u0080\u00ff\u07ff\u0800\uffff' },
+    { reqSeq: 0, respSeq: 4294967295, pid: 1, tid: 9007199254740991, startUs: 0, durationUs: 0 },
+    { startUs: 1.5, durationUs: -3, httpStatusCode: NaN, srcPort: 1e21, dstPort: -0 },
+    { tid: NaN, srcPort: NaN },
+    { pid: -12, appSampled: -1, threadGroup: '0' },
+    { threadGroup: '9223372036854775808' },
+    { threadGroup: '1' },
+    { appSampled: 0, appTraceId: '123"', appParentId: 'a\\b' },
+    { attrs: {} },
+    { attrs: { 'k y,=\\\n\r\t': 'v"\\', n: -7, f: 0.25, big: 1e21, neg0: -0, t: true, f2: false, 'é': 'ü', host: 'skipped', pid: 'skipped' } },
+    { attrs: { 2: 'numeric key first', a: 1 } },
+  ];
+  for (const over of cases) assertWritesSame({ ...base, ...over, attrs: { ...base.attrs, ...over.attrs } });
+  for (const over of cases) assertWritesSame({ ...base, ...over, kind: 'exit' });
+  assert.throws(() => writeSpanLine(Buffer.alloc(2000), 0, { ...base, attrs: { x: Infinity } }), /cannot carry the float Infinity/);
 });

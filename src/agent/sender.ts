@@ -1,8 +1,7 @@
 // Spans → the linker: line protocol, gzip, POST {trace_server}/v1/bpftracing.
 //
-// Each span is encoded once, when it is made (./encode.ts), and its line is written at once
-// into the batch being built: a Buffer outside the JS heap. The line string dies young, so the
-// garbage collector never copies or marks it. Queueing strings for up to a second (the flush
+// Each span is encoded once, when it is made, straight into the batch being built: a Buffer
+// outside the JS heap (./encode.ts writeSpanLine: bytes, no line string at all). Queueing strings for up to a second (the flush
 // interval) made every one of them survive two scavenges and be promoted: at tens of thousands
 // of spans a second the old generation filled with lines, and GC (main thread and helpers)
 // cost more than the parsing (docs/agent.md, "Overhead of the running agent").
@@ -14,7 +13,7 @@
 // the shared exporter helper's (src/export/exporter-helper.ts), one batch per POST.
 import { gzip } from 'node:zlib';
 import type { EbpfSpan } from '../span/span.js';
-import { encodeSpanLine } from './encode.js';
+import { writeSpanLine } from './encode.js';
 import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
 import { seqError } from '../errors.js';
 
@@ -247,16 +246,15 @@ export function createSender(opts: SenderOptions): Sender {
     url,
     send(span) {
       if (closing) { dropped++; return; }
-      const line = encodeSpanLine(span);
-      // A line is at most 3 bytes per UTF-16 unit; measure exactly only when that may not fit.
-      if (rawLen + line.length * 3 > batchCap) {
-        const need = Buffer.byteLength(line);
-        if (rawLen + need > batchCap) {
-          seal();
-          if (need > batchCap) { dropped++; return; }
-        }
+      // Straight into the batch, no string (encode.ts); a line that does not fit is written
+      // again into the next batch (what was written past the end was never stored).
+      let end = writeSpanLine(raw, rawLen, span);
+      if (end > batchCap) {
+        seal();
+        end = writeSpanLine(raw, 0, span);
+        if (end > batchCap) { dropped++; return; }
       }
-      rawLen += raw.write(line, rawLen);
+      rawLen = end;
       if (++rawSpans >= maxBatchSpans) seal();
       else if (!flushTimer) {
         flushTimer = setTimeout(seal, flushIntervalMs);

@@ -64,9 +64,18 @@ function ipv6Cached(b: Buffer, at: number): string {
   return s;
 }
 
+/**
+ * u64 at `at`. Buffer.readBigUInt64LE allocates four BigInts (two halves, a shift, a sum);
+ * times and socket cookies are below 2^53, where one BigInt made from a double is exact.
+ */
+function u64(b: Buffer, at: number): bigint {
+  const hi = b.readUInt32LE(at + 4);
+  return hi < 0x200000 ? BigInt(hi * 4294967296 + b.readUInt32LE(at)) : b.readBigUInt64LE(at);
+}
+
 /** u64 at `at`; the common zero (no goroutine id) without allocating a BigInt. */
 function u64OrZero(b: Buffer, at: number): bigint {
-  return b.readUInt32LE(at) === 0 && b.readUInt32LE(at + 4) === 0 ? 0n : b.readBigUInt64LE(at);
+  return b.readUInt32LE(at) === 0 && b.readUInt32LE(at + 4) === 0 ? 0n : u64(b, at);
 }
 
 /** RFC 5952 text form (longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
@@ -96,8 +105,8 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
   const tailLen = Math.min(b.readUInt16LE(at + D.tail_len), LAYOUT.tailBytes);
   return {
     kind: 'data',
-    tsNs: b.readBigUInt64LE(at + D.ts_ns),
-    sockId: b.readBigUInt64LE(at + D.sock_id),
+    tsNs: u64(b, at + D.ts_ns),
+    sockId: u64(b, at + D.sock_id),
     pid: b.readUInt32LE(at + D.pid),
     tid: b.readUInt32LE(at + D.tid),
     goid: u64OrZero(b, at + D.goid),
@@ -134,8 +143,8 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
       need(LAYOUT.close.size, 'close');
       return {
         kind: 'close',
-        tsNs: b.readBigUInt64LE(at + LAYOUT.close.ts_ns),
-        sockId: b.readBigUInt64LE(at + LAYOUT.close.sock_id),
+        tsNs: u64(b, at + LAYOUT.close.ts_ns),
+        sockId: u64(b, at + LAYOUT.close.sock_id),
         pid: b.readUInt32LE(at + LAYOUT.close.pid),
       };
     case K.exec:
