@@ -79,3 +79,24 @@ test('writeSpanLine writes the bytes of encodeSpanLine for unusual values', () =
   for (const over of cases) assertWritesSame({ ...base, ...over, kind: 'exit' });
   assert.throws(() => writeSpanLine(Buffer.alloc(2000), 0, { ...base, attrs: { x: Infinity } }), /cannot carry the float Infinity/);
 });
+
+test('writeSpanLine: runs remembered from earlier spans survive the reuse of the batch buffer', () => {
+  const batch = Buffer.alloc(4096);
+  const spans: EbpfSpan[] = [
+    base,
+    { ...base, resource: 'GET /other', httpRoute: '/other' },
+    { ...base, httpStatusCode: 404, status: 'warning' },
+    { ...base, service: 'another' },
+    { ...base, srcIp: '10.9.9.9' },
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const s of spans) {
+      // twice in a row (the second copies what the first remembered), at other offsets
+      for (const at of [7, 1000, 7]) {
+        batch.fill(round === 1 ? 0 : 0x55);
+        const end = writeSpanLine(batch, at, s);
+        assert.equal(batch.toString('utf8', at, end), encodeSpanLine(s));
+      }
+    }
+  }
+});

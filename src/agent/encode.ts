@@ -73,16 +73,18 @@ export function encodeSpanLine(s: EbpfSpan): string {
 //
 // encodeSpanLine builds ~30 strings per span (numbers, template parts, the rope flattened by
 // Buffer.write); writeSpanLine writes the same bytes (UTF-8, the same escapes) into the batch
-// with no string at all: constant parts are copied from pre-encoded bytes, numbers written as
-// digits, strings char by char. encode.test.ts checks the two byte for byte.
+// with no string at all. Byte stores from JS cost about 1 ns each while a native copy of a
+// whole line costs ~20 ns, so what repeats from span to span is copied as pre-encoded bytes:
+// the host prefix, the keys, and the run from `service` to `http_status_code` (the same for
+// every exchange of a connection that asks the same thing), remembered per port pair.
+// Numbers are written as digits with integer arithmetic. encode.test.ts checks the two
+// encoders byte for byte.
 
 const enum Esc { Raw, Quoted, Name }
 
 const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
-const K_INCOMING = ascii(' direction="incoming",ebpf_span_type="entry",req_seq=');
-const K_OUTGOING = ascii(' direction="outgoing",ebpf_span_type="exit",req_seq=');
-const K_HOST = ascii(`${MEASUREMENT},host=`);
-const K_MEASUREMENT = ascii(MEASUREMENT);
+const K_INCOMING = ' direction="incoming",ebpf_span_type="entry",req_seq=';
+const K_OUTGOING = ' direction="outgoing",ebpf_span_type="exit",req_seq=';
 const K_RESP_SEQ = ascii('i,resp_seq=');
 const K_THREAD = ascii(',thread_trace_id=');
 const K_PID = ascii(',pid="');
@@ -107,9 +109,15 @@ const K_SAMPLED = ascii(',app_span_sampled=');
 const K_TRUE = ascii('true');
 const K_FALSE = ascii('false');
 
+/** Constant bytes: a native copy when long, stores when short; nothing past buf's end. */
 function bytes(buf: Uint8Array, at: number, k: Uint8Array): number {
-  for (let i = 0; i < k.length; i++) buf[at + i] = k[i];
-  return at + k.length;
+  const n = k.length;
+  if (n > 24) {
+    if (at + n <= buf.length) buf.set(k, at);
+  } else {
+    for (let i = 0; i < n; i++) buf[at + i] = k[i];
+  }
+  return at + n;
 }
 
 /** `s` as UTF-8 (what Buffer.write does, lone surrogates as U+FFFD), escaped for its place. */
@@ -157,20 +165,36 @@ function quoted(buf: Uint8Array, at: number, s: string): number {
   return at + 1;
 }
 
-/** `${v}`: digits for safe integers, String(v) otherwise. */
-function num(buf: Uint8Array, at: number, v: number): number {
-  if (!Number.isSafeInteger(v)) return text(buf, at, String(v), Esc.Raw);
-  if (v < 0) { buf[at++] = 45; v = -v; }
-  let n = 1;
-  for (let x = v; x >= 10; x = Math.floor(x / 10)) n++;
-  const end = at + n;
-  for (let p = end - 1; p > at; p--) {
-    const q = Math.floor(v / 10);
-    buf[p] = 48 + (v - q * 10);
+/** Digits of an integer 0 ≤ v < 2^31. */
+function digits(buf: Uint8Array, at: number, v: number): number {
+  const end = at + (v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : v < 1e4 ? 4 : v < 1e5 ? 5 : v < 1e6 ? 6 : v < 1e7 ? 7 : v < 1e8 ? 8 : v < 1e9 ? 9 : 10);
+  for (let p = end - 1; p >= at; p--) {
+    const q = (v / 10) | 0;
+    buf[p] = 48 + v - q * 10;
     v = q;
   }
-  buf[at] = 48 + v;
   return end;
+}
+
+/** `${v}`: digits for safe integers (integer arithmetic), String(v) otherwise. */
+function num(buf: Uint8Array, at: number, v: number): number {
+  if (v >= 0 && v < 2147483648 && (v | 0) === v) return digits(buf, at, v);
+  if (!Number.isSafeInteger(v)) return text(buf, at, String(v), Esc.Raw);
+  if (v < 0) {
+    buf[at++] = 45;
+    v = -v;
+    if (v < 2147483648) return digits(buf, at, v);
+  }
+  // 2^31 ≤ v < 2^53 (microsecond times): the high part, then nine digits padded with zeros.
+  const hi = Math.floor(v / 1e9);
+  let lo = v - hi * 1e9;
+  at = digits(buf, at, hi);
+  for (let p = at + 8; p >= at; p--) {
+    const q = (lo / 10) | 0;
+    buf[p] = 48 + lo - q * 10;
+    lo = q;
+  }
+  return at + 9;
 }
 
 function attrValue(buf: Uint8Array, at: number, v: AttrValue): number {
@@ -181,30 +205,58 @@ function attrValue(buf: Uint8Array, at: number, v: AttrValue): number {
   return text(buf, at, String(v), Esc.Raw);
 }
 
-/**
- * Writes the line of encodeSpanLine(s) (same bytes) into buf at `at`; returns the offset after
- * its newline. Bytes that would fall past buf's end are not written: a result above
- * buf.length means the line did not fit (write it again elsewhere).
- */
-export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number {
-  const entry = s.kind === 'entry';
-  if (!entry && s.kind !== 'exit') return text(buf, at, encodeSpanLine(s), Esc.Raw);
-  if (s.host === '') at = bytes(buf, at, K_MEASUREMENT);
-  else at = text(buf, bytes(buf, at, K_HOST), s.host, Esc.Name);
-  at = bytes(buf, at, entry ? K_INCOMING : K_OUTGOING);
-  at = bytes(buf, num(buf, at, s.reqSeq), K_RESP_SEQ);
-  at = num(buf, at, s.respSeq);
-  buf[at++] = 105;
-  const g = s.threadGroup;
-  if (g !== '' && g !== '0') {
-    at = text(buf, bytes(buf, at, K_THREAD), g, Esc.Raw);
-    buf[at++] = g.length > 19 || (g.length === 19 && g > INT64_MAX) ? 117 : 105;
+/** `dketrace,host=… direction=…,ebpf_span_type=…,req_seq=` for the last host seen. */
+let prefixHost: string | null = null;
+let entryPrefix = ascii('');
+let exitPrefix = ascii('');
+
+function prefix(host: string, entry: boolean): Uint8Array {
+  if (host !== prefixHost) {
+    const h = host === '' ? MEASUREMENT : `${MEASUREMENT},host=${name(host)}`;
+    entryPrefix = Buffer.from(h + K_INCOMING);
+    exitPrefix = Buffer.from(h + K_OUTGOING);
+    prefixHost = host;
   }
-  at = num(buf, bytes(buf, at, K_PID), s.pid);
-  buf[at++] = 34;
-  if (s.tid) { at = num(buf, bytes(buf, at, K_TID), s.tid); buf[at++] = 105; }
-  at = num(buf, bytes(buf, at, K_START), s.startUs);
-  at = num(buf, bytes(buf, at, K_DURATION), s.durationUs);
+  return entry ? entryPrefix : exitPrefix;
+}
+
+/** `,key=` for attribute keys (null: a known key, not repeated as an attribute). */
+const attrKeys = new Map<string, Uint8Array | null>();
+
+function attrKey(k: string): Uint8Array | null {
+  let b = attrKeys.get(k);
+  if (b === undefined) {
+    if (attrKeys.size >= 1024) attrKeys.clear();
+    b = KNOWN.has(k) ? null : Buffer.from(`,${name(k)}=`);
+    attrKeys.set(k, b);
+  }
+  return b;
+}
+
+/** The run from `i,service=` to `http_status_code=…i` of the last span per port pair. */
+interface Middle {
+  service: string; processName: string; srcIp: string; srcPort: number; dstIp: string; dstPort: number;
+  operation: string; resource: string; status: string; httpMethod: string; httpRoute: string; httpStatusCode: number;
+  bytes: Uint8Array;
+}
+const middles = new Map<number, Middle>();
+const MIDDLE_MAX_BYTES = 512;
+
+/** A copy (Buffer#slice would be a view into the batch, which is overwritten). */
+function copyOf(buf: Uint8Array, from: number, to: number): Uint8Array {
+  const b = new Uint8Array(to - from);
+  b.set(buf.subarray(from, to));
+  return b;
+}
+
+function sameMiddle(m: Middle, s: EbpfSpan): boolean {
+  return m.srcPort === s.srcPort && m.dstPort === s.dstPort && m.httpStatusCode === s.httpStatusCode &&
+    m.resource === s.resource && m.httpRoute === s.httpRoute && m.httpMethod === s.httpMethod && m.status === s.status &&
+    m.service === s.service && m.processName === s.processName && m.srcIp === s.srcIp && m.dstIp === s.dstIp &&
+    m.operation === s.operation;
+}
+
+function writeMiddle(buf: Uint8Array, at: number, s: EbpfSpan): number {
   at = quoted(buf, bytes(buf, at, K_SERVICE), s.service);
   if (s.processName) at = quoted(buf, bytes(buf, at, K_PROCESS), s.processName);
   if (s.srcIp) { at = text(buf, bytes(buf, at, K_SRC_IP), s.srcIp, Esc.Raw); buf[at++] = 34; }
@@ -219,16 +271,56 @@ export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number 
   if (s.httpRoute) at = quoted(buf, bytes(buf, at, K_ROUTE), s.httpRoute);
   at = num(buf, bytes(buf, at, K_CODE), s.httpStatusCode);
   buf[at++] = 105;
+  return at;
+}
+
+/**
+ * Writes the line of encodeSpanLine(s) (same bytes) into buf at `at`; returns the offset after
+ * its newline. Bytes that would fall past buf's end are not written: a result above
+ * buf.length means the line did not fit (write it again elsewhere).
+ */
+export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number {
+  const entry = s.kind === 'entry';
+  if (!entry && s.kind !== 'exit') return text(buf, at, encodeSpanLine(s), Esc.Raw);
+  at = bytes(buf, at, prefix(s.host, entry));
+  at = bytes(buf, num(buf, at, s.reqSeq), K_RESP_SEQ);
+  at = num(buf, at, s.respSeq);
+  buf[at++] = 105;
+  const g = s.threadGroup;
+  if (g !== '' && g !== '0') {
+    at = text(buf, bytes(buf, at, K_THREAD), g, Esc.Raw);
+    buf[at++] = g.length > 19 || (g.length === 19 && g > INT64_MAX) ? 117 : 105;
+  }
+  at = num(buf, bytes(buf, at, K_PID), s.pid);
+  buf[at++] = 34;
+  if (s.tid) { at = num(buf, bytes(buf, at, K_TID), s.tid); buf[at++] = 105; }
+  at = num(buf, bytes(buf, at, K_START), s.startUs);
+  at = num(buf, bytes(buf, at, K_DURATION), s.durationUs);
+  // The middle run: copied when this port pair's last span had the same values.
+  const key = s.srcPort * 65536 + s.dstPort;
+  const m = middles.get(key);
+  if (m !== undefined && sameMiddle(m, s)) {
+    at = bytes(buf, at, m.bytes);
+  } else {
+    const from = at;
+    at = writeMiddle(buf, at, s);
+    if (at <= buf.length && at - from <= MIDDLE_MAX_BYTES) {
+      if (middles.size >= 4096) middles.clear();
+      middles.set(key, {
+        service: s.service, processName: s.processName, srcIp: s.srcIp, srcPort: s.srcPort, dstIp: s.dstIp, dstPort: s.dstPort,
+        operation: s.operation, resource: s.resource, status: s.status, httpMethod: s.httpMethod, httpRoute: s.httpRoute,
+        httpStatusCode: s.httpStatusCode, bytes: copyOf(buf, from, at),
+      });
+    }
+  }
   if (s.appTraceId) at = quoted(buf, bytes(buf, at, K_TRACE), s.appTraceId);
   if (s.appParentId) at = quoted(buf, bytes(buf, at, K_PARENT), s.appParentId);
   if (s.appSampled) { at = num(buf, bytes(buf, at, K_SAMPLED), s.appSampled); buf[at++] = 105; }
   const attrs = s.attrs;
   for (const k in attrs) {
-    if (KNOWN.has(k)) continue;
-    buf[at++] = 44;
-    at = text(buf, at, k, Esc.Name);
-    buf[at++] = 61;
-    at = attrValue(buf, at, attrs[k]);
+    const kb = attrKey(k);
+    if (kb === null) continue;
+    at = attrValue(buf, bytes(buf, at, kb), attrs[k]);
   }
   buf[at++] = 32;
   at = num(buf, at, s.startUs);
