@@ -26,6 +26,9 @@ const good: [string, string, Want][] = [
   ['int64 min', 'm i=-9223372036854775808i', { measurement: 'm', fields: { i: -9223372036854775808n } }],
   ['uint64 max', 'm u=18446744073709551615u', { measurement: 'm', fields: { u: 18446744073709551615n } }],
   ['16 digits safe becomes number', 'm i=1234567890123456i', { measurement: 'm', fields: { i: 1234567890123456 } }],
+  ['2^53-1 is a number, 2^53+1 stays bigint', 'm a=9007199254740991i,b=9007199254740993i,c=-9007199254740993i,d=9999999999999999u,e=0000000000000042i', {
+    measurement: 'm', fields: { a: 9007199254740991, b: 9007199254740993n, c: -9007199254740993n, d: 9999999999999999n, e: 42 },
+  }],
   ['floats', 'm a=1,b=-1.5,c=1e3,d=2.5E-2,e=.5', { measurement: 'm', fields: { a: 1, b: -1.5, c: 1000, d: 0.025, e: 0.5 } }],
   ['booleans', 'm a=t,b=T,c=true,d=True,e=TRUE,f=f,g=F,h=false,i=False,j=FALSE', {
     measurement: 'm', fields: { a: true, b: true, c: true, d: true, e: true, f: false, g: false, h: false, i: false, j: false },

@@ -162,14 +162,17 @@ function integer(key: string, s: number, e: number, unsigned: boolean): number |
     i++;
   }
   if (i === e) fail('an integer needs digits before its i/u suffix', key, src.slice(s, e + 1));
-  if (e - i <= 15) {
+  // Up to 16 digits by hand: every partial value is at most the final one, so when that is
+  // ≤ 2^53 - 1 each step was exact (µs timestamps have 16 digits; BigInt parsing is dear).
+  if (e - i <= 16) {
     let v = 0;
     for (; i < e; i++) {
       const d = src.charCodeAt(i) - 48;
       if (d < 0 || d > 9) fail('an integer (i/u suffix) may only contain digits', key, src.slice(s, e + 1));
       v = v * 10 + d;
     }
-    return neg ? 0 - v : v;
+    if (v <= Number.MAX_SAFE_INTEGER) return neg ? 0 - v : v;
+    i = neg ? s + 1 : s;
   }
   for (let k = i; k < e; k++) {
     const d = src.charCodeAt(k) - 48;
