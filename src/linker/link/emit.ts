@@ -37,24 +37,24 @@ const LATE = 3, FRESH = 4;
 
 /** Depth, root and inherited trace of `p` and its ancestors (iterative: trees can be deep). */
 function place(p: PendingSpan, stack: PendingSpan[]): void {
-  if (p.depth >= 0) return;
+  if (p.res.depth >= 0) return;
   stack.length = 0;
   let q: PendingSpan | null = p;
-  while (q !== null && q.depth < 0) {
+  while (q !== null && q.res.depth < 0) {
     stack.push(q);
-    q = q.parent;
+    q = q.res.parent;
   }
   for (let i = stack.length - 1; i >= 0; i--) {
     const n = stack[i];
-    const par = n.parent;
+    const par = n.res.parent;
     if (par === null) {
-      n.depth = 0;
-      n.root = n;
-      n.tref = n.frozen !== null ? n.frozen.trace : null;
+      n.res.depth = 0;
+      n.res.root = n;
+      n.res.tref = n.frozen !== null ? n.frozen.trace : null;
     } else {
-      n.depth = par.depth + 1;
-      n.root = par.root;
-      n.tref = n.frozen !== null ? n.frozen.trace : par.tref;
+      n.res.depth = par.res.depth + 1;
+      n.res.root = par.res.root;
+      n.res.tref = n.frozen !== null ? n.frozen.trace : par.res.tref;
     }
   }
 }
@@ -123,7 +123,7 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
     for (let i = 0; i < list.length; i++) {
       const p = list[i];
       batchIds[i] = p.batchId;
-      if ((p.dupOf ?? p).mark === LATE) late++;
+      if ((p.dupOf ?? p).res.mark === LATE) late++;
     }
     counters.lateSpans += late;
     counters.linkedSpans += list.length;
@@ -138,8 +138,8 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
   for (let i = 0; i < list.length; i++) {
     const p = list[i];
     const o = p.dupOf ?? p;
-    const isLate = o.mark === LATE;
-    const parentId = o.parent !== null ? o.parent.spanId : '';
+    const isLate = o.res.mark === LATE;
+    const parentId = o.res.parent !== null ? o.res.parent.spanId : '';
     if (p.span !== null) spans[i] = linkedSpan(p.span, t.traceId, p.spanId, parentId, t.ebpfTraceId, isLate);
     else deferred.push({ spans, i, batchId: p.batchId, loc: p.loc, traceId: t.traceId, spanId: p.spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
     batchIds[i] = p.batchId;
@@ -161,7 +161,7 @@ export function emitCluster(
   let hasFrozen = false;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
-    p.best = null;
+    p.res.best = null;
     if (p.frozen !== null) hasFrozen = true;
   }
   for (let i = 0; i < members.length; i++) if (members[i].dupOf === null) place(members[i], stack);
@@ -171,10 +171,10 @@ export function emitCluster(
     for (let i = 0; i < members.length; i++) {
       const f = members[i];
       if (f.frozen === null) continue;
-      const r = f.root!;
+      const r = f.res.root!;
       if (r.frozen !== null) continue;
-      const cur = r.best;
-      if (cur === null || f.depth < cur.depth || (f.depth === cur.depth && f.frozen.trace.traceId < cur.frozen!.trace.traceId)) r.best = f;
+      const cur = r.res.best;
+      if (cur === null || f.res.depth < cur.res.depth || (f.res.depth === cur.res.depth && f.frozen.trace.traceId < cur.frozen!.trace.traceId)) r.res.best = f;
     }
   }
 
@@ -182,25 +182,25 @@ export function emitCluster(
   // A cluster is one tree nearly always: aggregates go in a small array indexed through the
   // root's (no longer needed) bestScore, not a Map.
   fresh.length = 0;
-  for (let i = 0; i < members.length; i++) members[i].bestScore = -1;
+  for (let i = 0; i < members.length; i++) members[i].res.bestScore = -1;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     if (p.frozen !== null || p.dupOf !== null) continue;
-    if (p.tref !== null) { p.mark = LATE; continue; }
-    const r = p.root!;
-    if (r.best !== null) { p.tref = r.best.frozen!.trace; p.mark = LATE; continue; }
-    p.mark = FRESH;
+    if (p.res.tref !== null) { p.res.mark = LATE; continue; }
+    const r = p.res.root!;
+    if (r.res.best !== null) { p.res.tref = r.res.best.frozen!.trace; p.res.mark = LATE; continue; }
+    p.res.mark = FRESH;
     let f: Fresh;
-    if (r.bestScore < 0) {
-      r.bestScore = fresh.length;
+    if (r.res.bestScore < 0) {
+      r.res.bestScore = fresh.length;
       f = { root: r, appId: '', appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
       fresh.push(f);
-    } else f = fresh[r.bestScore];
+    } else f = fresh[r.res.bestScore];
     if (p.error) f.error = true;
     const id = p.appTraceId; // normalised at add
-    if (id !== '' && p.depth <= f.appDepth && (p.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.depth; }
-    if (p.appSampled !== 0 && p.depth <= f.flagDepth) {
-      if (p.depth < f.flagDepth || p.appSampled > f.flag) { f.flag = p.appSampled; f.flagDepth = p.depth; }
+    if (id !== '' && p.res.depth <= f.appDepth && (p.res.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.res.depth; }
+    if (p.appSampled !== 0 && p.res.depth <= f.flagDepth) {
+      if (p.res.depth < f.flagDepth || p.appSampled > f.flag) { f.flag = p.appSampled; f.flagDepth = p.res.depth; }
     }
   }
   if (fresh.length > 0) {
@@ -211,11 +211,11 @@ export function emitCluster(
       const ebpfTraceId = traceIdOf(hexWord(r.spanId, 0), hexWord(r.spanId, 8), r.idC, r.idD);
       const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
       const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
-      r.tref = { traceId, ebpfTraceId, sampled };
+      r.res.tref = { traceId, ebpfTraceId, sampled };
     }
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
-      if (p.mark === FRESH && p.frozen === null && p.dupOf === null) p.tref = p.root!.tref;
+      if (p.res.mark === FRESH && p.frozen === null && p.dupOf === null) p.res.tref = p.res.root!.res.tref;
     }
     fresh.length = 0; // hold no spans between calls
   }
@@ -227,7 +227,7 @@ export function emitCluster(
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     if (p.frozen !== null) continue;
-    const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
+    const t = p.dupOf !== null ? p.dupOf.res.tref! : p.res.tref!;
     if (only === null) only = t;
     else if (t !== only) { several = true; break; }
   }
@@ -240,7 +240,7 @@ export function emitCluster(
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
       if (p.frozen !== null) continue;
-      const t = p.dupOf !== null ? p.dupOf.tref! : p.tref!;
+      const t = p.dupOf !== null ? p.dupOf.res.tref! : p.res.tref!;
       const list = byTrace.get(t);
       if (list === undefined) byTrace.set(t, [p]);
       else list.push(p);
@@ -253,18 +253,18 @@ export function emitCluster(
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
     if (p.frozen !== null) {
-      if (p.seqLinked) state.settle(p.frozen);
+      if (p.res.seqLinked) state.settle(p.frozen);
       continue;
     }
     if (p.dupOf !== null) continue;
     const keepGroup = p.entry && p.gkey >= 0;
-    const keepSeq = p.skey >= 0 && !p.seqLinked;
+    const keepSeq = p.skey >= 0 && !p.res.seqLinked;
     if (!keepGroup && !keepSeq) continue;
     const ls: LateSpan = {
       spanId: p.spanId, entry: p.entry, gkey: p.gkey, gchk: p.gchk, skey: p.skey,
       reqSeq: p.reqSeq, respSeq: p.respSeq, startUs: p.startUs, endUs: p.endUs,
       srcPort: p.srcPort, dstPort: p.dstPort, srcIpH: keepSeq ? p.srcIpH : 0, dstIpH: keepSeq ? p.dstIpH : 0,
-      trace: p.tref!, seqMatched: p.seqLinked, expireAtMs,
+      trace: p.res.tref!, seqMatched: p.res.seqLinked, expireAtMs,
     };
     state.remember(ls);
   }

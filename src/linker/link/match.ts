@@ -12,7 +12,7 @@
 //   exit.dstPort = entry.srcPort), 1 per address that agrees crosswise; 0 / '' never agree.
 //   A pair links when each is the other's unique best. A tie on either side leaves it
 //   unlinked and is counted as an ambiguous match.
-import type { PendingSpan } from './node.js';
+import { newResolution, type PendingSpan } from './node.js';
 
 export const GROUP_SLACK_US = 1000;
 
@@ -48,9 +48,9 @@ function seqOpen(p: PendingSpan): boolean {
 }
 
 function offer(x: PendingSpan, e: PendingSpan, s: number): void {
-  x.hasCandidates = true;
-  if (s > x.bestScore) { x.best = e; x.bestScore = s; x.bestTie = false; } else if (s === x.bestScore) x.bestTie = true;
-  if (s > e.bestScore) { e.best = x; e.bestScore = s; e.bestTie = false; } else if (s === e.bestScore) e.bestTie = true;
+  x.res.hasCandidates = true;
+  if (s > x.res.bestScore) { x.res.best = e; x.res.bestScore = s; x.res.bestTie = false; } else if (s === x.res.bestScore) x.res.bestTie = true;
+  if (s > e.res.bestScore) { e.res.best = x; e.res.bestScore = s; e.res.bestTie = false; } else if (s === e.res.bestScore) e.res.bestTie = true;
 }
 
 /**
@@ -64,8 +64,7 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
   entries.length = 0;
   for (let i = 0; i < members.length; i++) {
     const p = members[i];
-    p.parent = null; p.seqLinked = false; p.best = null; p.bestScore = -1; p.bestTie = false;
-    p.hasCandidates = false; p.mark = 0; p.depth = -1; p.root = null; p.tref = null;
+    p.res = newResolution();
     if (p.entry && p.dupOf === null) entries.push(p);
   }
   const exitsAndEntries = entries.length;
@@ -79,7 +78,7 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
       if (e.gkey !== x.gkey || e.gchk !== x.gchk || !groupContains(e, x)) continue;
       if (best === null || e.startUs > best.startUs || (e.startUs === best.startUs && e.spanId < best.spanId)) best = e;
     }
-    x.parent = best;
+    x.res.parent = best;
   }
   // Sequence numbers: gather every fitting pair and its score.
   for (let i = 0; i < members.length; i++) {
@@ -96,13 +95,13 @@ export function resolveParents(members: PendingSpan[], skewUs: number): number {
   let ambiguous = 0;
   for (let i = 0; i < members.length; i++) {
     const x = members[i];
-    if (x.entry || !x.hasCandidates) continue;
-    const e = x.best!;
-    if (!x.bestTie && e.best === x && !e.bestTie) {
-      e.parent = x; // a frozen entry keeps its exported parent ''; the link only carries the trace id
-      e.seqLinked = true;
-      x.seqLinked = true;
-    } else if (x.bestTie || e.bestTie) ambiguous++;
+    if (x.entry || !x.res.hasCandidates) continue;
+    const e = x.res.best!;
+    if (!x.res.bestTie && e.res.best === x && !e.res.bestTie) {
+      e.res.parent = x; // a frozen entry keeps its exported parent ''; the link only carries the trace id
+      e.res.seqLinked = true;
+      x.res.seqLinked = true;
+    } else if (x.res.bestTie || e.res.bestTie) ambiguous++;
   }
   breakCycles(members);
   entries.length = 0; // hold no spans between calls
@@ -118,20 +117,20 @@ function breakCycles(members: PendingSpan[]): void {
   // mark: 0 unvisited, 1 on the current walk, 2 done.
   for (let i = 0; i < members.length; i++) {
     let p: PendingSpan | null = members[i];
-    if (p.mark !== 0) continue;
+    if (p.res.mark !== 0) continue;
     walk.length = 0;
-    while (p !== null && p.mark === 0) {
-      p.mark = 1;
+    while (p !== null && p.res.mark === 0) {
+      p.res.mark = 1;
       walk.push(p);
-      p = p.parent;
+      p = p.res.parent;
     }
-    if (p !== null && p.mark === 1) {
+    if (p !== null && p.res.mark === 1) {
       let cut = p;
-      for (let q = p.parent!; q !== p; q = q.parent!) if (q.spanId < cut.spanId) cut = q;
-      if (cut.parent!.entry === false && cut.entry) { cut.parent!.seqLinked = false; cut.seqLinked = false; }
-      cut.parent = null;
+      for (let q = p.res.parent!; q !== p; q = q.res.parent!) if (q.spanId < cut.spanId) cut = q;
+      if (cut.res.parent!.entry === false && cut.entry) { cut.res.parent!.res.seqLinked = false; cut.res.seqLinked = false; }
+      cut.res.parent = null;
     }
-    for (let j = 0; j < walk.length; j++) walk[j].mark = 2;
+    for (let j = 0; j < walk.length; j++) walk[j].res.mark = 2;
   }
   walk.length = 0;
 }
