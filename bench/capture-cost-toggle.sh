@@ -3,6 +3,8 @@
 # one server on and off every PERIOD ms under constant load (docs/kernel.md, "Cost").
 #   bench/capture-cost-toggle.sh [socket|syscall] [seconds=20] [period_ms=500] [LOADER...]
 # LOADER: a loader command (default src/bpf/build/seqtrace-loader), several to compare them.
+# GO=1: trace the server as the agent does a Go process (its offsets with every `add`, so the
+# data path reads goroutine ids; this server has no HTTP client: no goroutine-start probe).
 # Why: on a machine shared with other work, CPU per request drifts by ±20 % between
 # benchmark phases seconds apart, more than the cost being measured. Here the server
 # (bench/capture-cost-server.go, GOMAXPROCS=1, pinned to CPU 1; wrk -t1 -c32 pinned to CPU 0
@@ -30,9 +32,18 @@ STATS_MS=50 GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
 S=$!; pids+=("$S")
 for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
 PORT=$(head -1 "$TMP/server.out")
+ADD="add $S"
+if [ "${GO:-}" = 1 ]; then
+  OFF=src/agent/go/gooffsets/build/seqtrace-gooffsets
+  [ -x "$OFF" ] || { echo "GO=1 needs $OFF (npm run build)" >&2; exit 1; }
+  # go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG (loader.c)
+  ADD="$ADD
+$("$OFF" "$TMP/server" | node -e 'const j = JSON.parse(require("fs").readFileSync(0)); if (!j.ok) { console.error(j.reason); process.exit(1); }
+console.log(["go", process.argv[1], j.tlsOffset, j.goidOffset, j.pconnConn, j.tcpConnItab, j.tcpConnFd, j.netFdSysfd, j.gM, j.mCurg].join(" "))' "$S")"
+fi
 taskset -c 0 wrk -t1 -c32 -d2s "http://127.0.0.1:$PORT/" >/dev/null # warm up
 
-echo "capture cost by switching tracing, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"
+echo "capture cost by switching tracing${GO:+ (as a Go process)}, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"
 for i in "${!LOADERS[@]}"; do
   echo " loader $i: ${LOADERS[$i]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
@@ -50,7 +61,7 @@ for i in "${!LOADERS[@]}"; do
   end=$(($(date +%s%N) + SECS * 1000000000))
   on=0
   while [ "$(date +%s%N)" -lt "$end" ]; do
-    if [ $on = 0 ]; then echo "add $S" >&3; on=1; else echo "del $S" >&3; on=0; fi
+    if [ $on = 0 ]; then echo "$ADD" >&3; on=1; else echo "del $S" >&3; on=0; fi
     echo "$(date +%s%N) $on" >>"$TMP/switches"
     sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
   done

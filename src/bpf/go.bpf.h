@@ -84,9 +84,13 @@ static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp)
 		return 0;
-	__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
-	if (caller)
-		return *caller;
+	/* go_rt holds sockets of round trips, and a round trip sets ST_GO_CALLS_OUT first: a
+	 * server that never called out skips the lookup */
+	if (gp->flags & ST_GO_CALLS_OUT) {
+		__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
+		if (caller)
+			return *caller;
+	}
 	return go_current_goid(gp);
 }
 
