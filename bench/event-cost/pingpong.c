@@ -1,0 +1,35 @@
+// A loopback TCP ping-pong in one process, for bench/kernel-event-cost.sh: the client writes an
+// HTTP request, the server end reads it and writes a response, the client reads it; N times
+// (4 socket calls, 4 data events when traced). With WAIT set it starts when a byte arrives on
+// stdin (so the loader can be told to trace it first). Prints nothing.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  long n = argc > 1 ? atol(argv[1]) : 100000;
+  int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  socklen_t al = sizeof a;
+  bind(l, (void *)&a, sizeof a); listen(l, 1); getsockname(l, (void *)&a, &al);
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  connect(c, (void *)&a, sizeof a);
+  int s = accept(l, 0, 0);
+  setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+  char resp[] = "HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n";
+  char buf[4096];
+  if (getenv("WAIT")) { char x; read(0, &x, 1); }
+  for (long i = 0; i < n; i++) {
+    write(c, req, sizeof req - 1);
+    read(s, buf, sizeof buf);
+    write(s, resp, sizeof resp - 1);
+    read(c, buf, sizeof buf);
+  }
+  return 0;
+}
