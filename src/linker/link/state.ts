@@ -14,10 +14,11 @@
 //   first; either way memory is bounded.
 // - A shared implementation must make `wait`/`first` and `remember`/`lateGroup`/`lateSeq`
 //   linearizable per key; keys are plain numbers (hashes), so they shard well.
-// The in-process implementation below is a set of Maps; waiter lists are intrusive (each
+// The in-process implementation below is a set of hash tables (./keytable.ts); waiter lists are intrusive (each
 // pending span carries the link to the next waiter on its group key and on its seq key), so
 // waiting allocates nothing.
 import { hex16 } from './ids.js';
+import { KeyTable } from './keytable.js';
 import type { LateSpan, PendingSpan, TraceRef } from './node.js';
 
 /** Which waiter list: thread-group entries/exits, seq-key entries/exits. */
@@ -175,11 +176,11 @@ function createLateColumns(maxKeys: number) {
 }
 
 export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState {
-  const tables: Map<number, PendingSpan>[] = [new Map(), new Map(), new Map(), new Map()];
+  const tables: KeyTable<PendingSpan>[] = [new KeyTable(), new KeyTable(), new KeyTable(), new KeyTable()];
   const frozenById = new Map<string, PendingSpan>();
   // key → seq of the record in `late`.
-  const lateGroups = new Map<number, number>();
-  const lateSeqs = new Map<number, number>();
+  const lateGroups = new KeyTable<number>();
+  const lateSeqs = new KeyTable<number>();
   const late = createLateColumns(opts.maxLateKeys);
 
   function dropOldest(): void {
