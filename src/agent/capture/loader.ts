@@ -43,7 +43,7 @@ export interface Capture {
    * goids, and round trips of its HTTP client the caller's goid. Resolves once the kernel has it.
    */
   goProcess(pid: number, offsets: GoProcOffsets): Promise<void>;
-  /** Attach a Go uprobe to every process running the binary at `path` (file offset). */
+  /** Name a Go uprobe of the binary at `path` (file offset): attached to each of its processes given to goProcess (src/bpf/go_probes.c). */
   goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;

@@ -1,7 +1,8 @@
 // Go processes: when a process is selected for tracing, find out whether it is a Go binary
-// (its build info) and, when the agent can read it, hand the kernel its offsets and attach the
-// Go uprobes to its binary (once per binary). From then on its data events carry goroutine ids
-// and its goroutine events let children inherit their creator's thread group. A Go binary the
+// (its build info) and, when the agent can read it, name the binary's uprobes to the loader
+// (once per binary) and hand it the process's offsets; the loader attaches the probes to that
+// process only (src/bpf/go_probes.c). From then on its data events carry goroutine ids and its
+// goroutine events let children inherit their creator's thread group. A Go binary the
 // agent cannot read (no DWARF, stripped, not amd64) is traced by thread, as any process, and
 // the agent says so once per binary.
 import { statSync } from 'node:fs';
@@ -36,7 +37,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
   const root = opts.procRoot ?? '/proc';
   const read = opts.read ?? readGoBinary;
   const stats: GoStats = { byGoroutine: 0, byThread: 0, errors: 0 };
-  // binary (dev:inode:mtime) → its info, and whether its uprobes are attached
+  // binary (dev:inode:mtime) → its info, and whether its uprobes were named to the loader
   const binaries = new Map<string, Promise<GoBinaryInfo>>();
   const attached = new Map<string, Promise<void>>();
   let toolWarned = false;
