@@ -1,17 +1,18 @@
 // Spans → the linker: line protocol, gzip, POST {trace_server}/v1/bpftracing.
 //
 // Each span is encoded once, when it is made, straight into the batch being built: a Buffer
-// outside the JS heap (./encode.ts writeSpanLine: bytes, no line string at all). Queueing strings for up to a second (the flush
-// interval) made every one of them survive two scavenges and be promoted: at tens of thousands
-// of spans a second the old generation filled with lines, and GC (main thread and helpers)
-// cost more than the parsing (docs/agent.md, "Overhead of the running agent").
+// outside the JS heap (./encode.ts writeSpanLine: bytes, no line string at all). Queueing line
+// strings for up to a second (the flush interval) made every one of them survive two
+// scavenges and be promoted: at tens of thousands of spans a second the old generation filled
+// with lines, and GC (main thread and helpers) cost more than the parsing (docs/agent.md,
+// "Overhead of the running agent").
 //
 // A batch is sealed at maxBatchSpans spans, at BATCH_BYTES or after flushIntervalMs, gzipped
-// (level 1, in the libuv pool, one batch at a time so that order is kept) and queued
-// compressed. The queue is weighed in compressed bytes and bounded by `send_buffer_bytes`:
-// beyond it the oldest batches are dropped and their spans counted. Retries with backoff are
-// the shared exporter helper's (src/export/exporter-helper.ts), one batch per POST.
-import { gzip } from 'node:zlib';
+// at once (level 1, on the main thread) and queued compressed. The queue is weighed in
+// compressed bytes and bounded by `send_buffer_bytes`: beyond it the oldest batches are
+// dropped and their spans counted. Retries with backoff are the shared exporter helper's
+// (src/export/exporter-helper.ts), one batch per POST.
+import { gzipSync } from 'node:zlib';
 import type { EbpfSpan } from '../span/span.js';
 import { writeSpanLine } from './encode.js';
 import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
@@ -19,6 +20,8 @@ import { seqError } from '../errors.js';
 
 /** Most bytes of lines in one batch (before compression). */
 const BATCH_BYTES = 1 << 20;
+/** level 1: 1.0 µs a span instead of 2.4 at the default level, for a ratio of 14 instead of 17. */
+const GZIP = { level: 1 };
 
 export interface SenderOptions {
   /** `host:port`, `[v6]:port` or an http(s) URL (its path, if any, is the prefix of /v1/bpftracing). */
@@ -100,17 +103,11 @@ export function createSender(opts: SenderOptions): Sender {
   const headers: Record<string, string> = { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' };
   if (opts.ingestToken) headers.Authorization = `Bearer ${opts.ingestToken}`;
 
-  // The batch being built; buffers are reused once their batch is compressed.
-  let raw: Buffer = Buffer.allocUnsafeSlow(batchCap);
+  // The batch being built, reused once its batch is compressed (at once, see seal()).
+  const raw: Buffer = Buffer.allocUnsafeSlow(batchCap);
   let rawLen = 0;
   let rawSpans = 0;
-  const spare: Buffer[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
-  // Sealed batches not compressed yet (one is in the pool at a time).
-  const toCompress: Batch[] = [];
-  let toCompressBytes = 0;
-  let compressing: Batch | null = null;
-  let compressedWaiters: (() => void)[] = [];
   // Batches in the helper's queue, oldest first (the helper drops and takes from the head).
   const queued: Batch[] = [];
   let queuedBytes = 0;
@@ -182,62 +179,33 @@ export function createSender(opts: SenderOptions): Sender {
   function seal(): void {
     if (flushTimer) { clearTimeout(flushTimer); flushTimer = undefined; }
     if (rawSpans === 0) return;
-    // gzip keeps up by far (about 1 µs a span against the 10+ µs it took to make it), but
-    // if the pool stalls, the sealed batches waiting for it are bounded too (four batches'
-    // bytes): the oldest are dropped.
-    while (toCompress.length > 0 && toCompressBytes + rawLen > 4 * batchCap) {
-      const old = toCompress.shift()!;
-      toCompressBytes -= old.body.length;
-      dropped += old.spans;
+    const spans = rawSpans;
+    // Compressed here, on the main thread, not in the libuv pool: the pool's round trip
+    // (a thread woken per batch, its completion waiting behind the pipe reads of a burst)
+    // let sealed batches pile up uncompressed, and they were dropped beyond four of them;
+    // level 1 costs about 1 µs a span either way, and no batch waits for it.
+    let body: Buffer | null = null;
+    try {
+      body = gzipSync(raw.subarray(0, rawLen), GZIP);
+    } catch (err) {
+      failed += spans;
+      report(`seqtrace agent: cannot compress ${spans} span(s): ${(err as Error).message}`);
     }
-    toCompress.push({ body: raw.subarray(0, rawLen), spans: rawSpans });
-    toCompressBytes += rawLen;
-    raw = spare.pop() ?? Buffer.allocUnsafeSlow(batchCap);
     rawLen = 0;
     rawSpans = 0;
-    compressNext();
-  }
-
-  function compressNext(): void {
-    if (compressing || toCompress.length === 0) return;
-    const b = toCompress.shift()!;
-    toCompressBytes -= b.body.length;
-    compressing = b;
-    // level 1: 1.0 µs a span instead of 2.4 at the default level, for a ratio of 16 instead of 20
-    gzip(b.body, { level: 1 }, (err, body) => {
-      compressing = null;
-      if (spare.length < 2) spare.push(Buffer.from(b.body.buffer, b.body.byteOffset, batchCap));
-      if (err) {
-        failed += b.spans;
-        report(`seqtrace agent: cannot compress ${b.spans} span(s): ${err.message}`);
-      } else {
-        const c: Batch = { body, spans: b.spans };
-        if (body.length > opts.sendBufferBytes) {
-          dropped += b.spans;
-        } else {
-          queued.push(c);
-          queuedBytes += body.length;
-          helper.enqueue(c);
-        }
-      }
-      compressNext();
-      if (!compressing) {
-        const w = compressedWaiters;
-        compressedWaiters = [];
-        for (const f of w) f();
-      }
-    });
-  }
-
-  /** Resolves when every sealed batch is in the helper's queue. */
-  function compressed(): Promise<void> {
-    if (!compressing && toCompress.length === 0) return Promise.resolve();
-    return new Promise((resolve) => compressedWaiters.push(resolve));
+    if (!body) return;
+    if (body.length > opts.sendBufferBytes) {
+      dropped += spans;
+      return;
+    }
+    const c: Batch = { body, spans };
+    queued.push(c);
+    queuedBytes += body.length;
+    helper.enqueue(c);
   }
 
   function pendingSpans(): number {
-    let n = rawSpans + (compressing?.spans ?? 0);
-    for (const b of toCompress) n += b.spans;
+    let n = rawSpans;
     for (const b of queued) n += b.spans;
     return n;
   }
@@ -263,20 +231,18 @@ export function createSender(opts: SenderOptions): Sender {
     },
     async flush() {
       seal();
-      await compressed();
       await helper.flush();
     },
     async close(timeoutMs = 3000) {
       seal();
       closing = true;
-      await compressed();
       await helper.stop(timeoutMs);
     },
     stats: () => {
       const h = helper.stats();
       return {
         ...h, sent, failed, rejected, dropped, inFlight, queueDepth: pendingSpans(),
-        rejectedByLinker, bytesSent, queueBytes: rawLen + (compressing?.body.length ?? 0) + toCompressBytes + queuedBytes,
+        rejectedByLinker, bytesSent, queueBytes: rawLen + queuedBytes,
       };
     },
   };
