@@ -12,7 +12,7 @@ import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js
 import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
 import { heapPop, heapPush, heapTopKey, newHeap } from './heap.js';
 import { groupKey, ipHash, normaliseAppTraceId, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
-import { groupContains, resolveParents, seqFits } from './match.js';
+import { groupContains, releaseResolutions, resolveParents, seqFits } from './match.js';
 import { frozenPending, newPending, type Cluster, type LateSpan, type PendingSpan } from './node.js';
 import { isErrorSpan, rateThreshold } from './sampling.js';
 import { createMemoryJoinState, G_ENTRY, G_EXIT, nextWaiter, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
@@ -212,6 +212,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     const members = c.members;
     ambiguous += resolveParents(members, skewUs);
     emitCluster(members, emitOpts, state, nowMs, counters, out, deferred);
+    releaseResolutions(members);
     for (let i = 0; i < members.length; i++) {
       const p = members[i];
       if (p.frozen !== null) {

@@ -91,10 +91,11 @@ export interface PendingSpan {
 }
 
 /**
- * What the emission works out for a pending span (parent, tree, trace). Made per member when
- * its cluster is emitted, not carried by every pending span for its whole window: ten fields
- * less on a record held ~22 s (heap per pending span 497 → ~415 B; the allocation of a
- * retained 40-field record cost ~2 µs a span here, about half that for one of 26 fields).
+ * What the emission works out for a pending span (parent, tree, trace). Lent to the members
+ * of the cluster being emitted (match.ts), not carried by every pending span for its whole
+ * window: ten fields less on a record held ~22 s (heap per pending span 499 → 427 B; the
+ * allocation of a retained 40-field record cost ~2 µs a span here, about half that for one
+ * of 26 fields).
  */
 export interface Resolution {
   parent: PendingSpan | null;
@@ -114,7 +115,7 @@ export function newResolution(): Resolution {
 }
 
 /** Placeholder of a pending span not being emitted (shared, never written). */
-const NO_RESOLUTION: Resolution = Object.freeze(newResolution()) as Resolution;
+export const NO_RESOLUTION: Resolution = Object.freeze(newResolution()) as Resolution;
 
 export function newPending(span: EbpfSpan | null, frozen: LateSpan | null, spanId: string, cluster: Cluster | null): PendingSpan {
   return {
