@@ -13,6 +13,8 @@
 // dropped and their spans counted. Retries with backoff are the shared exporter helper's
 // (src/export/exporter-helper.ts), one batch per POST.
 import { gzipSync } from 'node:zlib';
+import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { EbpfSpan } from '../span/span.js';
 import { writeSpanLine } from './encode.js';
 import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
@@ -84,6 +86,34 @@ interface Batch {
   spans: number;
 }
 
+interface Answer { status: number; text: string; retryAfter: string | undefined }
+
+/** A linker that accepts the connection but never answers is given up on after this (retried). */
+const ANSWER_TIMEOUT_MS = 60_000;
+
+/**
+ * One POST with node:http on a kept-alive connection. fetch (undici: web streams, a dozen
+ * promises per request) cost the agent more per batch than gzip did.
+ */
+function post(u: URL, agent: HttpAgent, headers: Record<string, string>, body: Buffer, signal: AbortSignal): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
+      method: 'POST', agent, signal, headers: { ...headers, 'Content-Length': String(body.length) },
+    }, (res: IncomingMessage) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('error', reject);
+      res.on('end', () => {
+        const ra = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8'), retryAfter: Array.isArray(ra) ? ra[0] : ra });
+      });
+    });
+    req.setTimeout(ANSWER_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${ANSWER_TIMEOUT_MS / 1000} s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 export function createSender(opts: SenderOptions): Sender {
   const url = ingestUrl(opts.traceServer);
   const log = opts.log ?? ((m: string) => console.error(m));
@@ -101,6 +131,9 @@ export function createSender(opts: SenderOptions): Sender {
   // Span counts (the helper counts batches).
   let sent = 0, failed = 0, rejected = 0, dropped = 0, inFlight = 0;
   const headers: Record<string, string> = { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' };
+  const target = new URL(url);
+  // One kept-alive connection: batches go one at a time, in order.
+  const httpAgent = new (target.protocol === 'https:' ? HttpsAgent : HttpAgent)({ keepAlive: true, maxSockets: 1 });
   if (opts.ingestToken) headers.Authorization = `Bearer ${opts.ingestToken}`;
 
   // The batch being built, reused once its batch is compressed (at once, see seal()).
@@ -128,17 +161,17 @@ export function createSender(opts: SenderOptions): Sender {
         queuedBytes -= b.body.length;
         inFlight += b.spans;
       }
-      let res: Response;
+      let res: Answer;
       try {
-        res = await fetch(url, { method: 'POST', headers, body: new Uint8Array(b.body.buffer as ArrayBuffer, b.body.byteOffset, b.body.length), signal });
+        res = await post(target, httpAgent, headers, b.body, signal);
       } catch (e) {
         report(`seqtrace agent: cannot reach the linker at ${url}: ${(e as Error).cause ?? (e as Error).message} (retrying)`);
         throw e;
       }
-      const text = await res.text();
-      if (!res.ok) {
+      const text = res.text;
+      if (res.status < 200 || res.status > 299) {
         report(`seqtrace agent: linker at ${url} answered ${res.status}: ${text.slice(0, 300)}`);
-        throw new HttpStatusError(res.status, text.slice(0, 300), parseRetryAfter(res.headers.get('retry-after')));
+        throw new HttpStatusError(res.status, text.slice(0, 300), parseRetryAfter(res.retryAfter ?? null));
       }
       bytesSent += b.body.length;
       try {
@@ -237,6 +270,7 @@ export function createSender(opts: SenderOptions): Sender {
       seal();
       closing = true;
       await helper.stop(timeoutMs);
+      httpAgent.destroy();
     },
     stats: () => {
       const h = helper.stats();
