@@ -64,34 +64,98 @@ static __always_inline void go_stat(__u32 which)
 		*v += 1;
 }
 
-/* The goid of the goroutine running on the current thread, 0 when it cannot be read. */
-static __always_inline __u64 go_current_goid(const struct go_proc *gp)
+/* Bumped whenever an entry of go_procs changes (the loader's go and del, through its mmap of
+ * .bss; the kernel when it sets a flag or a process exits): the per-CPU copy in go_cache is
+ * then read again. */
+__u32 go_gen = 0;
+
+static __always_inline void go_changed(void)
+{
+	__sync_fetch_and_add(&go_gen, 1);
+}
+
+#define GO_G_HEAD 256 /* bytes of runtime.g read at once: stack bounds through goid */
+
+/* Per CPU: the go_procs entry of the last Go process seen on it (a hash lookup per data event
+ * cost ≈ 100 ns here), and room to read the head of a g. */
+struct go_cached {
+	__u32 pid;
+	__u32 gen;
+	__s64 tls_off;
+	__u64 goid_off;
+	__u64 flags;
+	__u64 head[GO_G_HEAD / 8];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct go_cached);
+} go_cache SEC(".maps");
+
+/* pid's go_procs entry, from this CPU's copy while nothing changed. */
+static __always_inline struct go_cached *go_proc_of(__u32 pid)
+{
+	__u32 zero = 0;
+	struct go_cached *c = bpf_map_lookup_elem(&go_cache, &zero);
+	if (!c)
+		return NULL;
+	__u32 gen = *(volatile __u32 *)&go_gen; /* before the lookup: a change after it refreshes next time */
+	if (c->pid == pid && c->gen == gen)
+		return c;
+	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
+	if (!gp)
+		return NULL;
+	c->pid = pid;
+	c->gen = gen;
+	c->tls_off = gp->tls_off;
+	c->goid_off = gp->goid_off;
+	c->flags = gp->flags;
+	return c;
+}
+
+/* The goid of the goroutine running on the current thread, 0 when it cannot be read. In Go's
+ * register ABI (Go 1.17+) R14 holds the running g, and the syscall stubs and the functions the
+ * uprobes sit on keep it there: one read of g's head gives its stack bounds, which must hold the
+ * thread's user stack pointer (so R14 really was this goroutine's g), and its goid. Otherwise
+ * (the runtime's own stubs, cgo) g comes from thread-local storage: two reads. */
+static __always_inline __u64 go_current_goid(struct go_cached *c)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	__u64 g = regs->r14, sp = regs->sp, off = c->goid_off, goid = 0;
+	if (g && !(off & 7) && off + 8 <= GO_G_HEAD) {
+		__u64 n = (off + 8) & (2 * GO_G_HEAD - 1);
+		if (n > GO_G_HEAD)
+			n = GO_G_HEAD;
+		asm volatile("%[n] &= %[m]" : [n] "+r"(n) : [m] "i"(2 * GO_G_HEAD - 1)); /* as in copy_user */
+		if (!bpf_probe_read_user(c->head, n, (void *)g) && c->head[0] <= sp && sp < c->head[1])
+			return c->head[(off / 8) & (GO_G_HEAD / 8 - 1)];
+	}
 	__u64 fsbase = t->thread.fsbase;
-	__u64 g = 0, goid = 0;
-	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + gp->tls_off)) || !g)
+	g = 0;
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + c->tls_off)) || !g)
 		return 0;
-	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->goid_off));
+	bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + off));
 	return goid;
 }
 
 /* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). */
 static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
 {
-	if (!is_go(pid)) /* the bit next to the traced one: no hash lookup for other processes */
+	if (!is_go(pid)) /* the bit next to the traced one: no lookup at all for other processes */
 		return 0;
-	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-	if (!gp)
+	struct go_cached *c = go_proc_of(pid);
+	if (!c)
 		return 0;
 	/* go_rt holds sockets of round trips, and a round trip sets ST_GO_CALLS_OUT first: a
 	 * server that never called out skips the lookup */
-	if (gp->flags & ST_GO_CALLS_OUT) {
+	if (c->flags & ST_GO_CALLS_OUT) {
 		__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
 		if (caller)
 			return *caller;
 	}
-	return go_current_goid(gp);
+	return go_current_goid(c);
 }
 
 /* Hook of the state-change path: a thread of pid is opening a TCP connection (SYN_SENT is set
@@ -103,8 +167,10 @@ static __always_inline void go_calls_out(__u32 pid)
 	if (!is_go(pid))
 		return;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-	if (gp && !(gp->flags & ST_GO_CALLS_OUT))
+	if (gp && !(gp->flags & ST_GO_CALLS_OUT)) {
 		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
+		go_changed();
+	}
 }
 
 /* Hooks for the close and exit paths. */
@@ -120,7 +186,8 @@ static __always_inline void go_thread_exit(__u32 pid, __u32 tid)
 
 static __always_inline void go_proc_exit(__u32 pid)
 {
-	bpf_map_delete_elem(&go_procs, &pid);
+	if (bpf_map_delete_elem(&go_procs, &pid) == 0)
+		go_changed();
 }
 
 /* A goroutine was started: newg is the new g; the thread runs on the system stack (newproc's
@@ -193,8 +260,10 @@ int BPF_KPROBE(go_round_trip)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp || !gp->pconn_conn)
 		return 0;
-	if (!(gp->flags & ST_GO_CALLS_OUT)) /* a pooled connection opened before the loader knew pid */
+	if (!(gp->flags & ST_GO_CALLS_OUT)) { /* a pooled connection opened before the loader knew pid */
 		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
+		go_changed();
+	}
 	/* (*persistConn).roundTrip(pc, req): pc in RAX; pc.conn is an interface {itab, data} */
 	__u64 iface[2] = {};
 	__u64 netfd = 0;
@@ -209,7 +278,8 @@ int BPF_KPROBE(go_round_trip)
 	    bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + gp->netfd_sysfd)) || fd < 0)
 		return 0;
 	__u64 sk = go_fd_sock(fd);
-	__u64 goid = go_current_goid(gp);
+	struct go_cached *c = go_proc_of(pid);
+	__u64 goid = c ? go_current_goid(c) : 0;
 	if (!sk || !goid)
 		return 0;
 	bpf_map_update_elem(&go_rt, &sk, &goid, BPF_ANY);

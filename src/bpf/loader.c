@@ -412,6 +412,12 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 	return true;
 }
 
+/* go_procs changed: the programs' per-CPU copies of its entries (go_cache) are stale. */
+static void go_changed(struct seqtrace_bpf *skel)
+{
+	__atomic_fetch_add(&skel->bss->go_gen, 1, __ATOMIC_SEQ_CST);
+}
+
 static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *line)
 {
 	char verb[16];
@@ -420,6 +426,7 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 	int n = sscanf(line, "%15s %ld", verb, &pid);
 	if (n >= 1 && !strcmp(verb, "go")) {
 		ack.ok = go_process_command(line, &ack.pid) && set_pid_bits(ack.pid, ST_PID_GO, true);
+		go_changed(skel);
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
@@ -432,7 +439,8 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 			ack.ok = set_pid_bits(key, ST_PID_TRACED, true);
 		} else {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED | ST_PID_GO, false);
-			bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key); /* Go offsets, if any */
+			if (bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key) == 0) /* Go offsets, if any */
+				go_changed(skel);
 		}
 		if (!ack.ok)
 			fprintf(stderr, "seqtrace-loader: %s %ld: past kernel.pid_max when the loader started (%u)\n",
