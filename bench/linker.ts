@@ -146,6 +146,16 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
 }
 
+/**
+ * System CPU seconds and minor page faults of a live process. Fresh memory is dear on this
+ * machine (a page fault costs several µs: a 470 KB string took 3.4 ms, docs/linker.md), so
+ * heap growth shows up as system time.
+ */
+function kernelSide(pid: number): { sys: number; faults: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { sys: Number(f[12]) / 100, faults: Number(f[7]) };
+}
+
 /** CPU seconds per kind of thread (main, V8 GC/compiler helpers, libuv pool, ...) of a live process. */
 function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -292,6 +302,7 @@ async function main(): Promise<void> {
   let peakRss = 0;
   const rssTrace: [number, number][] = [];
   const cpu0 = pid ? cpuSeconds(pid) : 0;
+  const kernel0 = pid ? kernelSide(pid) : { sys: 0, faults: 0 };
   const threads0 = pid ? threadCpu(pid) : new Map<string, number>();
   const start = performance.now();
   const sampler = setInterval(() => {
@@ -354,6 +365,8 @@ async function main(): Promise<void> {
     // draining: that CPU belongs to the same spans.
     const cpuAll = cpuSeconds(pid) - cpu0;
     console.log(`linker CPU send + drain ${cpuAll.toFixed(1)} s: ${(accepted / cpuAll).toFixed(0)} spans per CPU-second (${((1e6 * cpuAll) / accepted).toFixed(1)} µs a span); by thread over the drain: ${threadShares(threadsSent, threadCpu(pid))}`);
+    const k = kernelSide(pid);
+    console.log(`  of which system time ${(k.sys - kernel0.sys).toFixed(1)} s; ${k.faults - kernel0.faults} minor page faults (${((k.faults - kernel0.faults) / accepted).toFixed(2)} a span)`);
     const st = procStatus(pid);
     peakRss = Math.max(peakRss, st.hwm);
     console.log(`linker peak RSS ${mib(peakRss)} (VmHWM), RSS now ${mib(st.rss)}; drained in ${((performance.now() - drainStart) / 1000).toFixed(1)} s`);
