@@ -38,11 +38,21 @@ function ipv4(b: Buffer, at: number): string {
   return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
 }
 
+// Fields are read with byte arithmetic: Buffer's readUInt32LE & co validate their arguments
+// and were called ~15 times per data event (callers guarantee the frame is whole).
+function u32(b: Buffer, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16)) + b[at + 3] * 0x1000000;
+}
+
+function u16(b: Buffer, at: number): number {
+  return b[at] | (b[at + 1] << 8);
+}
+
 // Every data event carries both addresses, and a busy host talks to few of them: the text
 // form is looked up by the address's 32 bits instead of being built twice per event.
 const ipv4Text = new Map<number, string>();
 function ipv4Cached(b: Buffer, at: number): string {
-  const key = b.readUInt32LE(at);
+  const key = u32(b, at);
   let s = ipv4Text.get(key);
   if (s === undefined) {
     if (ipv4Text.size >= 4096) ipv4Text.clear();
@@ -69,13 +79,13 @@ function ipv6Cached(b: Buffer, at: number): string {
  * times and socket cookies are below 2^53, where one BigInt made from a double is exact.
  */
 function u64(b: Buffer, at: number): bigint {
-  const hi = b.readUInt32LE(at + 4);
-  return hi < 0x200000 ? BigInt(hi * 4294967296 + b.readUInt32LE(at)) : b.readBigUInt64LE(at);
+  const hi = u32(b, at + 4);
+  return hi < 0x200000 ? BigInt(hi * 4294967296 + u32(b, at)) : b.readBigUInt64LE(at);
 }
 
 /** u64 at `at`; the common zero (no goroutine id) without allocating a BigInt. */
 function u64OrZero(b: Buffer, at: number): bigint {
-  return b.readUInt32LE(at) === 0 && b.readUInt32LE(at + 4) === 0 ? 0n : u64(b, at);
+  return u32(b, at) === 0 && u32(b, at + 4) === 0 ? 0n : u64(b, at);
 }
 
 /** RFC 5952 text form (longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
@@ -101,29 +111,33 @@ export function ipv6(b: Buffer, at: number): string {
 function decodeData(b: Buffer, at: number, size: number): DataEvent {
   const family = b[at + D.family] === 4 ? 4 : 6;
   const flags = b[at + D.flags];
-  const headLen = Math.min(b.readUInt16LE(at + D.head_len), size - D.head);
-  const tailLen = Math.min(b.readUInt16LE(at + D.tail_len), LAYOUT.tailBytes);
+  const headLen = Math.min(u16(b, at + D.head_len), size - D.head);
+  const tailLen = Math.min(u16(b, at + D.tail_len), LAYOUT.tailBytes);
   return {
     kind: 'data',
     tsNs: u64(b, at + D.ts_ns),
     sockId: u64(b, at + D.sock_id),
-    pid: b.readUInt32LE(at + D.pid),
-    tid: b.readUInt32LE(at + D.tid),
+    pid: u32(b, at + D.pid),
+    tid: u32(b, at + D.tid),
     goid: u64OrZero(b, at + D.goid),
     dir: b[at + D.dir] === 1 ? 'send' : 'recv',
-    seq: b.readUInt32LE(at + D.seq),
-    len: b.readUInt32LE(at + D.len),
+    seq: u32(b, at + D.seq),
+    len: u32(b, at + D.len),
     // views into the frame, not copies: the stream never rewrites a chunk once read
     head: headLen > 0 ? b.subarray(at + D.head, at + D.head + headLen) : EMPTY,
     tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
     family,
     srcIp: family === 4 ? ipv4Cached(b, at + D.src_addr) : ipv6Cached(b, at + D.src_addr),
-    srcPort: b.readUInt16LE(at + D.src_port),
+    srcPort: u16(b, at + D.src_port),
     dstIp: family === 4 ? ipv4Cached(b, at + D.dst_addr) : ipv6Cached(b, at + D.dst_addr),
-    dstPort: b.readUInt16LE(at + D.dst_port),
+    dstPort: u16(b, at + D.dst_port),
     noPayload: (flags & F_NO_PAYLOAD) !== 0,
     truncated: (flags & F_TRUNCATED) !== 0,
   };
+}
+
+function need(size: number, n: number, what: string): void {
+  if (size < n) throw new Error(`capture frame of kind ${what} is ${size} bytes, expected at least ${n}`);
 }
 
 /**
@@ -132,15 +146,12 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
  */
 export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent | ControlFrame {
   const kind = b[at];
-  const need = (n: number, what: string) => {
-    if (size < n) throw new Error(`capture frame of kind ${what} is ${size} bytes, expected at least ${n}`);
-  };
   switch (kind) {
     case K.data:
-      need(D.size, 'data');
+      need(size, D.size, 'data');
       return decodeData(b, at, size);
     case K.close:
-      need(LAYOUT.close.size, 'close');
+      need(size, LAYOUT.close.size, 'close');
       return {
         kind: 'close',
         tsNs: u64(b, at + LAYOUT.close.ts_ns),
@@ -149,7 +160,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
       };
     case K.exec:
     case K.exit:
-      need(LAYOUT.proc.size, 'exec/exit');
+      need(size, LAYOUT.proc.size, 'exec/exit');
       return {
         kind: kind === K.exec ? 'exec' : 'exit',
         tsNs: b.readBigUInt64LE(at + LAYOUT.proc.ts_ns),
@@ -157,7 +168,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
       };
     case K.thread:
-      need(LAYOUT.thread.size, 'thread');
+      need(size, LAYOUT.thread.size, 'thread');
       return {
         kind: 'thread',
         tsNs: b.readBigUInt64LE(at + LAYOUT.thread.ts_ns),
@@ -166,7 +177,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         ptid: b.readUInt32LE(at + LAYOUT.thread.ptid),
       };
     case K.goroutine:
-      need(LAYOUT.goroutine.size, 'goroutine');
+      need(size, LAYOUT.goroutine.size, 'goroutine');
       return {
         kind: 'goroutine',
         tsNs: b.readBigUInt64LE(at + LAYOUT.goroutine.ts_ns),
@@ -176,7 +187,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         pgoid: b.readBigUInt64LE(at + LAYOUT.goroutine.pgoid),
       };
     case K.stats:
-      need(LAYOUT.stats.size, 'stats');
+      need(size, LAYOUT.stats.size, 'stats');
       return {
         kind: 'stats',
         events: Number(b.readBigUInt64LE(at + LAYOUT.stats.events)),
@@ -185,7 +196,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         loaderCpuNs: Number(b.readBigUInt64LE(at + LAYOUT.stats.loader_cpu_ns)),
       };
     case K.ready:
-      need(LAYOUT.ready.size, 'ready');
+      need(size, LAYOUT.ready.size, 'ready');
       return {
         kind: 'ready',
         mode: b[at + LAYOUT.ready.mode] === 2 ? 'syscall' : 'socket',
@@ -193,7 +204,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         ringbufBytes: b.readUInt32LE(at + LAYOUT.ready.ringbuf_bytes),
       };
     case K.ack:
-      need(LAYOUT.ack.size, 'ack');
+      need(size, LAYOUT.ack.size, 'ack');
       return { kind: 'ack', ok: b[at + LAYOUT.ack.ok] === 1, pid: b.readUInt32LE(at + LAYOUT.ack.pid) };
     default:
       throw new Error(`capture frame of unknown kind ${kind} (${size} bytes)`);
@@ -215,7 +226,7 @@ export function frameReader(onFrame: (b: Buffer, at: number, size: number) => vo
     }
     let at = 0;
     while (b.length - at >= 4) {
-      const size = b.readUInt32LE(at);
+      const size = u32(b, at);
       if (b.length - at - 4 < size) break;
       onFrame(b, at + 4, size);
       at += 4 + size;

@@ -132,19 +132,56 @@ function matchHeader(buf: Buffer, from: number, to: number): [H, keyof TraceHead
   return null;
 }
 
+// Heads are short (tens to hundreds of bytes): a byte loop in JS finds a byte or compares a
+// word faster than a call into Buffer's native indexOf/compare, which cost ~20 such calls per
+// exchange. Long ranges still go to the native search.
+const NATIVE_SEARCH_FROM = 512;
+
+/** buf.indexOf(byte, from) (to the end of buf). */
+function indexOfByte(buf: Buffer, byte: number, from: number): number {
+  const n = buf.length;
+  if (n - from > NATIVE_SEARCH_FROM) return buf.indexOf(byte, from);
+  for (let i = from; i < n; i++) if (buf[i] === byte) return i;
+  return -1;
+}
+
+/** buf.indexOf("\r\n\r\n", from) (to the end of buf). */
+function indexOfBlankLine(buf: Buffer, from: number): number {
+  const n = buf.length;
+  if (n - from > NATIVE_SEARCH_FROM) return buf.indexOf(CRLFCRLF, from);
+  for (let i = from + 3; i < n; i++) {
+    if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) return i - 3;
+  }
+  return -1;
+}
+
+/** Does buf hold all of `word` at `at`? */
+function startsWith(buf: Buffer, at: number, word: Buffer): boolean {
+  if (buf.length - at < word.length) return false;
+  for (let i = 0; i < word.length; i++) if (buf[at + i] !== word[i]) return false;
+  return true;
+}
+
 /** Does `buf[at..]` start with an HTTP/1 request line (a known method and a space)? */
 export function looksLikeRequest(buf: Buffer, at = 0): boolean {
   const c = buf[at];
   // Quick reject on the first letter before comparing whole method names.
   if (c !== 0x47 && c !== 0x50 && c !== 0x44 && c !== 0x48 && c !== 0x4f && c !== 0x43 && c !== 0x54) return false;
-  for (const m of METHOD_BUFS) {
-    if (buf.length - at >= m.length && buf.compare(m, 0, m.length, at, at + m.length) === 0) return true;
-  }
+  for (const m of METHOD_BUFS) if (startsWith(buf, at, m)) return true;
   return false;
 }
 
 export function looksLikeResponse(buf: Buffer, at = 0): boolean {
-  return buf.length - at >= HTTP1.length && buf.compare(HTTP1, 0, HTTP1.length, at, at + HTTP1.length) === 0;
+  return startsWith(buf, at, HTTP1);
+}
+
+/** The method at buf[0..end) as one of the known names' strings (none allocated), else decoded. */
+function methodOf(buf: Buffer, end: number): string {
+  for (let k = 0; k < METHOD_BUFS.length; k++) {
+    const m = METHOD_BUFS[k];
+    if (m.length - 1 === end && startsWith(buf, 0, m)) return METHODS[k];
+  }
+  return buf.toString('latin1', 0, end);
 }
 
 export interface Chunk {
@@ -188,6 +225,9 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   let hdrLen = 0;
   let hdrGap = false; // part of the headers fell in uncaptured bytes
   let lastTs = 0n; // time of the previous call
+  // parseHead's findings (not an object per message)
+  let headLength = -1;
+  let headChunked = false;
 
   function newMessage(seq: number, tsNs: bigint): HttpMessage {
     return {
@@ -205,17 +245,17 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   }
 
   /** Parse the start line and headers in buf[0..end) (end excludes the blank line). */
-  function parseHead(m: HttpMessage, buf: Buffer, end: number): { length: number; chunked: boolean } {
+  function parseHead(m: HttpMessage, buf: Buffer, end: number): void {
     let length = -1;
     let chunked = false;
-    let lineEnd = buf.indexOf(10, 0);
+    let lineEnd = indexOfByte(buf, 10, 0);
     if (lineEnd < 0 || lineEnd > end) lineEnd = end;
     const line = lineEnd > 0 && buf[lineEnd - 1] === 13 ? lineEnd - 1 : lineEnd;
     if (isRequest) {
-      const sp1 = buf.indexOf(32, 0);
-      const sp2 = sp1 < 0 ? -1 : buf.indexOf(32, sp1 + 1);
+      const sp1 = indexOfByte(buf, 32, 0);
+      const sp2 = sp1 < 0 ? -1 : indexOfByte(buf, 32, sp1 + 1);
       if (sp1 > 0) {
-        m.method = buf.toString('latin1', 0, sp1);
+        m.method = methodOf(buf, sp1);
         if (sp2 > 0 && sp2 < line) {
           m.target = buf.toString('latin1', sp1 + 1, sp2);
           m.version = versionOf(buf, sp2 + 1, line);
@@ -227,7 +267,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       }
     } else {
       m.version = versionOf(buf, 0, line);
-      const sp1 = buf.indexOf(32, 0);
+      const sp1 = indexOfByte(buf, 32, 0);
       if (sp1 > 0 && sp1 + 4 <= line + 1) {
         const d0 = buf[sp1 + 1] - 48, d1 = buf[sp1 + 2] - 48, d2 = buf[sp1 + 3] - 48;
         if (d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) m.status = d0 * 100 + d1 * 10 + d2;
@@ -237,9 +277,9 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
     let closeHdr = false;
     let pos = lineEnd + 1;
     while (pos < end) {
-      let nl = buf.indexOf(10, pos);
+      let nl = indexOfByte(buf, 10, pos);
       if (nl < 0 || nl > end) nl = end;
-      const colon = buf.indexOf(58, pos);
+      const colon = indexOfByte(buf, 58, pos);
       if (colon > pos && colon < nl) {
         const def = matchHeader(buf, pos, colon);
         if (def) {
@@ -278,12 +318,14 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       pos = nl + 1;
     }
     m.close = closeHdr || (m.version === '1.0' && !keepAlive);
-    return { length, chunked };
+    headLength = length;
+    headChunked = chunked;
   }
 
   /** Headers complete: decide the body framing and tell the sink. */
   function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: bigint): void {
-    const { length, chunked } = parseHead(m, buf, end);
+    parseHead(m, buf, end);
+    const length = headLength, chunked = headChunked;
     if (m.truncated) stats.truncated++;
     const noBody = sink.onHead(m);
     if (isRequest) {
@@ -333,7 +375,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
           hdrLen = 0;
           hdrGap = false;
           // Fast path: whole head in this buffer.
-          const e = buf.indexOf(CRLFCRLF, i);
+          const e = indexOfBlankLine(buf, i);
           if (e >= 0 && e + 4 <= to) {
             const body = e + 4;
             msg.bytes += body - i;
@@ -364,7 +406,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
             if (buf[j] === CRLFCRLF[matched]) { matched++; j++; if (matched === 4) { end = j; break; } } else { matched = 0; }
           }
           if (end < 0) {
-            const e = buf.indexOf(CRLFCRLF, i);
+            const e = indexOfBlankLine(buf, i);
             if (e >= 0 && e + 4 <= to) end = e + 4;
           }
           if (end >= 0) {
