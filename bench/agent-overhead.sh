@@ -168,7 +168,7 @@ sleep 1.5
 spans0=$(metric "$AURL" seqtrace_agent_spans_total); sent0=$(metric "$AURL" seqtrace_agent_spans_sent_total)
 acc0=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
 a0=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l0=$(cpu_ticks "$LINKER")
-# split: the agent's main thread (JS), its other threads (libuv pool doing gzip, V8 GC helpers), the loader
+# split: the agent's main thread (JS, gzip since 2026-11-25), its other threads (V8 GC helpers and compiler), the loader
 m0=$(cpu_ticks "$AGENT/task/$AGENT"); p0=$(cpu_ticks "$AGENT")
 rss=""
 # Every second: the agent's VmRSS (MiB) and what its sender holds (bytes), for the whole phase.
@@ -218,7 +218,7 @@ echo "p99 T: $(median "${p99[agentT]}") us with the agent, $(median "${p99[noneT
 tr=${reqs[agentT]}
 awk -v t=$((a1 - a0)) -v m=$((m1 - m0)) -v o=$((p1 - p0 - m1 + m0)) -v l=$((l1 - l0)) -v hz="$TICK" -v n="$tr" -v s="$((ROUNDS * 2 * SECS))" 'BEGIN {
   printf "agent CPU (agent + loader): %.2f s over the phase, %.2f us per traced request (%d requests)   goal < 10 us\n", t/hz, t/hz*1e6/n, n
-  printf "  of which: agent main thread %.2f s, its other threads (libuv pool: gzip; V8 GC helpers) %.2f s, loader %.2f s\n", m/hz, o/hz, (t-m-o)/hz
+  printf "  of which: agent main thread %.2f s, its other threads (V8 GC helpers, compiler) %.2f s, loader %.2f s\n", m/hz, o/hz, (t-m-o)/hz
   printf "'"$SINK"' sink CPU (not the agent'"'"'s budget): %.2f s, %.2f us per traced request\n", l/hz, l/hz*1e6/n }'
 echo "agent RSS peak (VmHWM): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB   goal < 100 MB; agent VmRSS after each round (MiB):$rss"
 awk 'NF == 2 { r[NR] = $1; if ($2 > q) q = $2 } END {
