@@ -640,10 +640,6 @@ int main(int argc, char **argv)
 	libbpf_set_print(libbpf_print);
 	static char outbuf[1 << 20];
 	setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
-	/* The pending buffers grow to the largest write-out and are reused: keep them (and any
-	 * large block) in the heap instead of fresh mmaps that fault their pages in every time. */
-	mallopt(M_MMAP_THRESHOLD, 256 << 20);
-	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -722,6 +718,13 @@ int main(int argc, char **argv)
 		status = failed("ring buffer", -errno);
 		goto cleanup;
 	}
+
+	/* Loading parsed the kernel's BTF (~15 MiB of heap, freed now): give it back. From here the
+	 * pending buffers grow to the largest write-out and are reused: keep them (and any large
+	 * block) in the heap instead of fresh mmaps that fault their pages in every time. */
+	malloc_trim(0);
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
