@@ -75,7 +75,7 @@ struct {
 /* Every event to user space. Size set by the loader (power of two, page multiple). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
+	__uint(max_entries, 4 << 20);
 } rb SEC(".maps");
 
 /* Sockets that carried traced bytes: their id and the pid that last moved bytes on them.
