@@ -240,7 +240,7 @@ echo
 echo "traced server T: $(pct "$aT" "$bT") vs no agent; $(pct "$(awk -v a="$aT" -v b="$aU" -v r="$ratio" 'BEGIN{print a/b/r}')" 1) vs U in the same phase (T/U without agent $ratio)   goal <= +3%"
 both=$(awk -v a="$(m agentTT)" -v b="$(m agentUU)" -v c="$(m noneTT)" -v d="$(m noneUU)" -v e="$(m none2TT)" -v f="$(m none2UU)" 'BEGIN{print (a/b) / ((c/d + e/f) / 2)}')
 echo "traced server T, both servers loaded at once: $(pct "$both" 1) (T/U with the agent over T/U without; medians: with $(m agentTT) / $(m agentUU), without $(m noneTT) / $(m noneUU) and $(m none2TT) / $(m none2UU) us per request)   goal <= +3%"
-echo "untraced server U: $(pct "$aU" "$bU") vs no agent (none $nU, none2 $zU)   goal <= +1%"
+echo "untraced server U: $(pct "$aU" "$bU") vs no agent (none $nU, none2 $zU); both loaded at once: $(pct "$(m agentUU)" "$(awk -v a="$(m noneUU)" -v b="$(m none2UU)" 'BEGIN{print (a+b)/2}')") ($(m agentUU) against $(m noneUU) / $(m none2UU) us)   goal <= +1%"
 echo "p99 T: $(median "${p99[agentT]}") us with the agent, $(median "${p99[noneT]}") / $(median "${p99[none2T]}") us without   goal <= +50 us"
 tr=${reqs[agentT]}
 awk -v t=$((a1 - a0)) -v m=$((m1 - m0)) -v o=$((p1 - p0 - m1 + m0)) -v l=$((l1 - l0)) -v hz="$TICK" -v n="$tr" -v s="$((ROUNDS * 2 * SECS))" 'BEGIN {
