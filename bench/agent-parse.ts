@@ -12,8 +12,7 @@ import { createConnTable } from '../src/agent/conn.js';
 import { createThreadGroups } from '../src/agent/threadgroup.js';
 import { createClock } from '../src/agent/clock.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
-import * as encode from '../src/agent/encode.js';
-const { encodeSpanLine } = encode;
+import { writeSpanLine } from '../src/agent/encode.js';
 import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
 import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
 import type { EbpfSpan } from '../src/span/span.js';
@@ -139,22 +138,15 @@ function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): 
 const only = Number(process.argv[3] ?? 0);
 let sink = 0;
 if (!only || only === 1) run('parse + assemble', (s) => { sink += s.durationUs; });
-if (!only || only === 2) run('parse + assemble + encode (agent encoder, what the sender does)', (s) => { sink += encodeSpanLine(s).length; });
+// The sender's batch buffer (src/agent/sender.ts): each line written at once, off the JS heap.
+const raw = Buffer.allocUnsafeSlow(1 << 20);
+let len = 0;
+const write = (s: EbpfSpan) => {
+  let end = writeSpanLine(raw, len, s);
+  if (end > raw.length) { sink += len; end = writeSpanLine(raw, 0, s); }
+  len = end;
+};
+if (!only || only === 2) run('parse + assemble + encode (agent encoder into the batch buffer, what the sender does)', write);
 if (!only || only === 3) run('parse + assemble + encode (shared encodeSpans, for comparison)', (s) => { sink += encodeSpans([s]).length; });
-if (!only || only === 4) {
-  // The sender's batch buffer (src/agent/sender.ts): each line written at once, off the JS heap.
-  const raw = Buffer.allocUnsafeSlow(1 << 20);
-  let len = 0;
-  // writeSpanLine: what the sender does now; an older tree without it (A/B runs) writes the string.
-  const write = (encode as { writeSpanLine?: (b: Uint8Array, at: number, s: EbpfSpan) => number }).writeSpanLine;
-  run('decode frames + parse + assemble + encode + write into the batch (the main thread per request, without pipe reads)', write ? (s) => {
-    let end = write(raw, len, s);
-    if (end > raw.length) { sink += len; end = write(raw, 0, s); }
-    len = end;
-  } : (s) => {
-    const line = encodeSpanLine(s);
-    if (len + line.length * 3 > raw.length) { sink += len; len = 0; }
-    len += raw.write(line, len);
-  }, true);
-}
+if (!only || only === 4) run('decode frames + parse + assemble + encode + write into the batch (the main thread per request, without pipe reads)', write, true);
 if (sink < 0) console.log(sink);

@@ -1,9 +1,73 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeSpanLine, writeSpanLine } from './encode.js';
+import { writeSpanLine } from './encode.js';
 import { encodeSpans, decodeLineProtocol } from '../span/lineprotocol.js';
 import { validatePoints } from '../span/validate.js';
-import type { EbpfSpan } from '../span/span.js';
+import { MEASUREMENT, type AttrValue, type EbpfSpan } from '../span/span.js';
+
+// The agent's line as the string it was built as before writeSpanLine (kept here as the
+// reference for the byte writer, including values the shared encoder refuses).
+const NEEDS_STRING_ESCAPE = /["\\]/;
+const NEEDS_NAME_ESCAPE = /[, =\\\n\r\t]/;
+
+function str(s: string): string {
+  return NEEDS_STRING_ESCAPE.test(s) ? `"${s.replace(/["\\]/g, '\\$&')}"` : `"${s}"`;
+}
+
+/** Tag values and keys: commas, spaces, equals and backslashes escaped; newlines kept visible. */
+function name(s: string): string {
+  if (!NEEDS_NAME_ESCAPE.test(s)) return s;
+  return s.replace(/[, =\\\n\r\t]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? ' ' : '\\' + c));
+}
+
+function value(v: AttrValue): string {
+  if (typeof v === 'string') return str(v);
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (Number.isInteger(v)) return `${v}i`;
+  if (!Number.isFinite(v)) throw new RangeError(`line protocol cannot carry the float ${v}`);
+  return String(v);
+}
+
+const INT64_MAX = '9223372036854775807';
+
+/** u64 decimal string as a line-protocol integer: `u` above the int64 range. */
+function u64(s: string): string {
+  return s.length > 19 || (s.length === 19 && s > INT64_MAX) ? `${s}u` : `${s}i`;
+}
+
+const KNOWN = new Set([
+  'host', 'direction', 'ebpf_span_type', 'req_seq', 'resp_seq', 'thread_trace_id', 'pid', 'tid', 'start', 'duration',
+  'service', 'process_name', 'src_ip', 'src_port', 'dst_ip', 'dst_port', 'operation', 'resource', 'status',
+  'http_method', 'http_route', 'http_status_code', 'app_trace_id', 'app_parent_id', 'app_span_sampled',
+]);
+
+/** The line for one span, built as a string: the oracle writeSpanLine is checked against. */
+function encodeSpanLine(s: EbpfSpan): string {
+  let l = `${MEASUREMENT}${s.host === '' ? '' : `,host=${name(s.host)}`} direction=${s.kind === 'entry' ? '"incoming"' : '"outgoing"'},ebpf_span_type="${s.kind}",req_seq=${s.reqSeq}i,resp_seq=${s.respSeq}i`;
+  if (s.threadGroup !== '' && s.threadGroup !== '0') l += `,thread_trace_id=${u64(s.threadGroup)}`;
+  l += `,pid="${s.pid}"`;
+  if (s.tid) l += `,tid=${s.tid}i`;
+  l += `,start=${s.startUs}i,duration=${s.durationUs}i,service=${str(s.service)}`;
+  if (s.processName) l += `,process_name=${str(s.processName)}`;
+  if (s.srcIp) l += `,src_ip="${s.srcIp}"`;
+  if (s.srcPort) l += `,src_port="${s.srcPort}"`;
+  if (s.dstIp) l += `,dst_ip="${s.dstIp}"`;
+  if (s.dstPort) l += `,dst_port="${s.dstPort}"`;
+  if (s.operation) l += `,operation=${str(s.operation)}`;
+  if (s.resource) l += `,resource=${str(s.resource)}`;
+  l += `,status="${s.status}"`;
+  if (s.httpMethod) l += `,http_method=${str(s.httpMethod)}`;
+  if (s.httpRoute) l += `,http_route=${str(s.httpRoute)}`;
+  l += `,http_status_code=${s.httpStatusCode}i`;
+  if (s.appTraceId) l += `,app_trace_id=${str(s.appTraceId)}`;
+  if (s.appParentId) l += `,app_parent_id=${str(s.appParentId)}`;
+  if (s.appSampled) l += `,app_span_sampled=${s.appSampled}i`;
+  for (const k in s.attrs) {
+    if (KNOWN.has(k)) continue;
+    l += `,${name(k)}=${value(s.attrs[k])}`;
+  }
+  return `${l} ${s.startUs}000\n`;
+}
 
 const base: EbpfSpan = {
   host: 'web-1', kind: 'entry', reqSeq: 3735928559, respSeq: 16909060, threadGroup: '8812345678901234567', pid: 4242, tid: 4243,

@@ -1,18 +1,12 @@
 // One span → one line of line protocol, on the agent's hot path (every span is encoded once,
-// when it is made). The output is the same as src/span/lineprotocol.ts encodeSpans() (the
-// shared, general encoder: same keys, order and types; encode.test.ts checks both decode to
-// the same span), written as straight string building for the known keys: the general
-// encoder goes through an intermediate point object and costs about 15 µs per span here,
-// more than the whole parse (see docs/agent.md).
+// when it is made). The output is the bytes of src/span/lineprotocol.ts encodeSpans() (the
+// shared, general encoder: same keys, order and types; encode.test.ts checks byte for byte),
+// written for the known keys without it: the general encoder goes through an intermediate
+// point object and costs about 15 µs per span here, more than the whole parse (docs/agent.md).
 import type { EbpfSpan, AttrValue } from '../span/span.js';
 import { MEASUREMENT } from '../span/span.js';
 
-const NEEDS_STRING_ESCAPE = /["\\]/;
 const NEEDS_NAME_ESCAPE = /[, =\\\n\r\t]/;
-
-function str(s: string): string {
-  return NEEDS_STRING_ESCAPE.test(s) ? `"${s.replace(/["\\]/g, '\\$&')}"` : `"${s}"`;
-}
 
 /** Tag values and keys: commas, spaces, equals and backslashes escaped; newlines kept visible. */
 function name(s: string): string {
@@ -20,20 +14,7 @@ function name(s: string): string {
   return s.replace(/[, =\\\n\r\t]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? ' ' : '\\' + c));
 }
 
-function value(v: AttrValue): string {
-  if (typeof v === 'string') return str(v);
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (Number.isInteger(v)) return `${v}i`;
-  if (!Number.isFinite(v)) throw new RangeError(`line protocol cannot carry the float ${v}`);
-  return String(v);
-}
-
 const INT64_MAX = '9223372036854775807';
-
-/** u64 decimal string as a line-protocol integer: `u` above the int64 range. */
-function u64(s: string): string {
-  return s.length > 19 || (s.length === 19 && s > INT64_MAX) ? `${s}u` : `${s}i`;
-}
 
 const KNOWN = new Set([
   'host', 'direction', 'ebpf_span_type', 'req_seq', 'resp_seq', 'thread_trace_id', 'pid', 'tid', 'start', 'duration',
@@ -41,44 +22,15 @@ const KNOWN = new Set([
   'http_method', 'http_route', 'http_status_code', 'app_trace_id', 'app_parent_id', 'app_span_sampled',
 ]);
 
-/** The line for one span, with its newline. */
-export function encodeSpanLine(s: EbpfSpan): string {
-  let l = `${MEASUREMENT}${s.host === '' ? '' : `,host=${name(s.host)}`} direction=${s.kind === 'entry' ? '"incoming"' : '"outgoing"'},ebpf_span_type="${s.kind}",req_seq=${s.reqSeq}i,resp_seq=${s.respSeq}i`;
-  if (s.threadGroup !== '' && s.threadGroup !== '0') l += `,thread_trace_id=${u64(s.threadGroup)}`;
-  l += `,pid="${s.pid}"`;
-  if (s.tid) l += `,tid=${s.tid}i`;
-  l += `,start=${s.startUs}i,duration=${s.durationUs}i,service=${str(s.service)}`;
-  if (s.processName) l += `,process_name=${str(s.processName)}`;
-  if (s.srcIp) l += `,src_ip="${s.srcIp}"`;
-  if (s.srcPort) l += `,src_port="${s.srcPort}"`;
-  if (s.dstIp) l += `,dst_ip="${s.dstIp}"`;
-  if (s.dstPort) l += `,dst_port="${s.dstPort}"`;
-  if (s.operation) l += `,operation=${str(s.operation)}`;
-  if (s.resource) l += `,resource=${str(s.resource)}`;
-  l += `,status="${s.status}"`;
-  if (s.httpMethod) l += `,http_method=${str(s.httpMethod)}`;
-  if (s.httpRoute) l += `,http_route=${str(s.httpRoute)}`;
-  l += `,http_status_code=${s.httpStatusCode}i`;
-  if (s.appTraceId) l += `,app_trace_id=${str(s.appTraceId)}`;
-  if (s.appParentId) l += `,app_parent_id=${str(s.appParentId)}`;
-  if (s.appSampled) l += `,app_span_sampled=${s.appSampled}i`;
-  for (const k in s.attrs) {
-    if (KNOWN.has(k)) continue;
-    l += `,${name(k)}=${value(s.attrs[k])}`;
-  }
-  return `${l} ${s.startUs}000\n`;
-}
-
-// ---- The same line, written as bytes straight into the sender's batch buffer ----
+// ---- Written as bytes straight into the sender's batch buffer ----
 //
-// encodeSpanLine builds ~30 strings per span (numbers, template parts, the rope flattened by
-// Buffer.write); writeSpanLine writes the same bytes (UTF-8, the same escapes) into the batch
-// with no string at all. Byte stores from JS cost about 1 ns each while a native copy of a
+// A line built as a string took ~30 strings per span (numbers, template parts, the rope
+// flattened by Buffer.write); writeSpanLine writes the bytes (UTF-8, the same escapes) into the
+// batch with no string at all. Byte stores from JS cost about 1 ns each while a native copy of a
 // whole line costs ~20 ns, so what repeats from span to span is copied as pre-encoded bytes:
 // the host prefix, the keys, and the run from `service` to `http_status_code` (the same for
 // every exchange of a connection that asks the same thing), remembered per port pair.
-// Numbers are written as digits with integer arithmetic. encode.test.ts checks the two
-// encoders byte for byte.
+// Numbers are written as digits with integer arithmetic.
 
 const enum Esc { Raw, Quoted, Name }
 
@@ -275,13 +227,12 @@ function writeMiddle(buf: Uint8Array, at: number, s: EbpfSpan): number {
 }
 
 /**
- * Writes the line of encodeSpanLine(s) (same bytes) into buf at `at`; returns the offset after
+ * Writes the line of encodeSpans([s]) (same bytes) into buf at `at`; returns the offset after
  * its newline. Bytes that would fall past buf's end are not written: a result above
  * buf.length means the line did not fit (write it again elsewhere).
  */
 export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number {
   const entry = s.kind === 'entry';
-  if (!entry && s.kind !== 'exit') return text(buf, at, encodeSpanLine(s), Esc.Raw);
   at = bytes(buf, at, prefix(s.host, entry));
   at = bytes(buf, num(buf, at, s.reqSeq), K_RESP_SEQ);
   at = num(buf, at, s.respSeq);
