@@ -369,8 +369,6 @@ static void send_stats(struct seqtrace_bpf *skel)
 	frame(&s, sizeof(s));
 }
 
-/* ------------------------------------------------------------ stdin commands */
-
 /* ------------------------------------------------------------ traced processes */
 
 /* The kernel's `traced` map (two bits per pid, ST_PID_*), mapped here: bits are set and cleared
@@ -414,6 +412,8 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 		__atomic_fetch_and(&traced_words[pid / 32], ~bits, __ATOMIC_SEQ_CST);
 	return true;
 }
+
+/* ------------------------------------------------------------ stdin commands */
 
 /* go_procs changed: the programs' per-CPU copies of its entries (go_cache) are stale. */
 static void go_changed(struct seqtrace_bpf *skel)
