@@ -17,7 +17,7 @@ export interface CaptureOptions {
   mode?: CaptureMode;
   /** Head bytes copied per message, 0..4096 (config `capture_bytes`). */
   captureBytes?: number;
-  /** Ring buffer size, a power of two (default 8 MiB). */
+  /** Ring buffer size, a power of two (default 4 MiB). */
   ringbufBytes?: number;
   /** Processes traced from the start. */
   pids?: number[];
