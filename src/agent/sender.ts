@@ -13,11 +13,11 @@
 // dropped and their spans counted. Retries with backoff are the shared exporter helper's
 // (src/export/exporter-helper.ts), one batch per POST.
 import { gzipSync } from 'node:zlib';
-import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
-import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { EbpfSpan } from '../span/span.js';
 import { writeSpanLine } from './encode.js';
-import { createExporterHelper, HttpStatusError, parseRetryAfter, classifyHttpError, type ExporterStats } from '../export/exporter-helper.js';
+import { createExporterHelper, HttpStatusError, httpPost, parseRetryAfter, classifyHttpError, type ExporterStats, type HttpAnswer } from '../export/exporter-helper.js';
 import { seqError } from '../errors.js';
 
 /** Most bytes of lines in one batch (before compression). */
@@ -86,33 +86,8 @@ interface Batch {
   spans: number;
 }
 
-interface Answer { status: number; text: string; retryAfter: string | undefined }
-
 /** A linker that accepts the connection but never answers is given up on after this (retried). */
 const ANSWER_TIMEOUT_MS = 60_000;
-
-/**
- * One POST with node:http on a kept-alive connection. fetch (undici: web streams, a dozen
- * promises per request) cost the agent more per batch than gzip did.
- */
-function post(u: URL, agent: HttpAgent, headers: Record<string, string>, body: Buffer, signal: AbortSignal): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
-      method: 'POST', agent, signal, headers: { ...headers, 'Content-Length': String(body.length) },
-    }, (res: IncomingMessage) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const ra = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8'), retryAfter: Array.isArray(ra) ? ra[0] : ra });
-      });
-    });
-    req.setTimeout(ANSWER_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${ANSWER_TIMEOUT_MS / 1000} s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 export function createSender(opts: SenderOptions): Sender {
   const url = ingestUrl(opts.traceServer);
@@ -161,17 +136,17 @@ export function createSender(opts: SenderOptions): Sender {
         queuedBytes -= b.body.length;
         inFlight += b.spans;
       }
-      let res: Answer;
+      let res: HttpAnswer;
       try {
-        res = await post(target, httpAgent, headers, b.body, signal);
+        res = await httpPost(target, httpAgent, headers, b.body, signal, ANSWER_TIMEOUT_MS);
       } catch (e) {
         report(`seqtrace agent: cannot reach the linker at ${url}: ${(e as Error).cause ?? (e as Error).message} (retrying)`);
         throw e;
       }
-      const text = res.text;
+      const text = res.body.toString('utf8');
       if (res.status < 200 || res.status > 299) {
         report(`seqtrace agent: linker at ${url} answered ${res.status}: ${text.slice(0, 300)}`);
-        throw new HttpStatusError(res.status, text.slice(0, 300), parseRetryAfter(res.retryAfter ?? null));
+        throw new HttpStatusError(res.status, text.slice(0, 300), parseRetryAfter(res.retryAfter));
       }
       bytesSent += b.body.length;
       try {
