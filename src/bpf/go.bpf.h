@@ -162,26 +162,27 @@ static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
  * by connect() in the caller's context). A Go process that calls out gets its goroutine-start
  * probe from the loader (see go_probes.c); one that never does (a leaf server) is spared the
  * uprobe on every goroutine start, one per request of a net/http server. */
+static __always_inline void go_mark_calls_out(struct go_proc *gp)
+{
+	if (!(gp->flags & ST_GO_CALLS_OUT)) {
+		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
+		go_changed();
+	}
+}
+
 static __always_inline void go_calls_out(__u32 pid)
 {
 	if (!is_go(pid))
 		return;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
-	if (gp && !(gp->flags & ST_GO_CALLS_OUT)) {
-		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
-		go_changed();
-	}
+	if (gp)
+		go_mark_calls_out(gp);
 }
 
 /* Hooks for the close and exit paths. */
 static __always_inline void go_sock_closed(__u64 sk)
 {
 	bpf_map_delete_elem(&go_rt, &sk);
-}
-
-static __always_inline void go_thread_exit(__u32 pid, __u32 tid)
-{
-	/* nothing kept per thread (yet): the hook stays for per-thread Go state */
 }
 
 static __always_inline void go_proc_exit(__u32 pid)
@@ -260,10 +261,7 @@ int BPF_KPROBE(go_round_trip)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp || !gp->pconn_conn)
 		return 0;
-	if (!(gp->flags & ST_GO_CALLS_OUT)) { /* a pooled connection opened before the loader knew pid */
-		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
-		go_changed();
-	}
+	go_mark_calls_out(gp); /* also for a pooled connection opened before the loader knew pid */
 	/* (*persistConn).roundTrip(pc, req): pc in RAX; pc.conn is an interface {itab, data} */
 	__u64 iface[2] = {};
 	__u64 netfd = 0;

@@ -764,7 +764,6 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (is_traced(pid)) {
 		bpf_map_delete_elem(&calls, &tid);
 		bpf_map_delete_elem(&mmsg_at, &tid);
-		go_thread_exit(pid, tid); /* Go hook */
 	}
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
