@@ -218,12 +218,16 @@ export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
  * validated. Throws when a loc holds no valid span (not this body's locs).
  */
 export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
-  const b = inflate(raw, cfg);
-  if (raw.format === 'lp' && isAscii(b)) {
+  return spansOfBody(inflate(raw, cfg), raw.format, locs, cfg);
+}
+
+/** The spans at `locs` of an inflated body: for an ASCII line-protocol body, only those lines. */
+function spansOfBody(b: Buffer, format: RawBatch['format'], locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
+  if (format === 'lp' && isAscii(b)) {
     const got = linesAt(b, locs, cfg);
     if (got !== undefined) return got;
   }
-  return spansAt(b.toString('utf8'), raw.format, locs, cfg);
+  return spansAt(b.toString('utf8'), format, locs, cfg);
 }
 
 /** Loads spans of held raw bodies by batch id; see createRawLoader. */
@@ -265,11 +269,7 @@ export function createRawLoader(cfg: DecodeLimits, cacheBytes: number): RawLoade
         b = inflate(raw, cfg);
         if (raw.gzip) keepBytes(batchId, b);
       }
-      if (raw.format === 'lp' && isAscii(b)) {
-        const got = linesAt(b, locs, cfg);
-        if (got !== undefined) return got;
-      }
-      return spansAt(b.toString('utf8'), raw.format, locs, cfg);
+      return spansOfBody(b, raw.format, locs, cfg);
     },
     forget(batchId) {
       const b = inflated.get(batchId);
