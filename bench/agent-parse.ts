@@ -15,6 +15,7 @@ import { encodeSpans } from '../src/span/lineprotocol.js';
 import { writeSpanLine } from '../src/agent/encode.js';
 import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
 import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
+import { dataFrame } from '../src/agent/capture/testkit.js';
 import type { EbpfSpan } from '../src/span/span.js';
 
 const N = Number(process.argv[2] ?? 300_000);
@@ -42,27 +43,9 @@ function event(sock: number, dir: 'send' | 'recv', data: Buffer, tid: number): D
   };
 }
 
-/** The loader's frame for one data event (src/bpf/seqtrace.h layout, capture/decode.ts). */
+/** The loader's frame for one data event (at most 512 bytes of head). */
 function frame(ev: DataEvent): Buffer {
-  const D = LAYOUT.data;
-  const headLen = Math.min(ev.head.length, 512);
-  const b = Buffer.alloc(4 + D.head + headLen);
-  b.writeUInt32LE(D.head + headLen, 0);
-  const at = 4;
-  b[at + D.kind] = LAYOUT.kinds.data;
-  b[at + D.dir] = ev.dir === 'send' ? 1 : 2;
-  b[at + D.family] = 4;
-  b.writeUInt32LE(ev.pid, at + D.pid);
-  b.writeUInt32LE(ev.tid, at + D.tid);
-  b.writeBigUInt64LE(ev.sockId, at + D.sock_id);
-  b.writeUInt32LE(ev.len, at + D.len);
-  b.writeUInt16LE(headLen, at + D.head_len);
-  b.writeUInt16LE(ev.srcPort, at + D.src_port);
-  b.writeUInt16LE(ev.dstPort, at + D.dst_port);
-  b.set([10, 0, 0, 1], at + D.src_addr);
-  b.set([10, 0, 0, 2], at + D.dst_addr);
-  ev.head.copy(b, at + D.head, 0, headLen);
-  return b;
+  return dataFrame({ ...ev, head: ev.head.subarray(0, 512), srcAddr: [10, 0, 0, 1], dstAddr: [10, 0, 0, 2] }, true);
 }
 
 function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): void {

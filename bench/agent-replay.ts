@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LAYOUT } from '../src/agent/capture/decode.js';
+import { dataFrame } from '../src/agent/capture/testkit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -66,26 +67,11 @@ function fakeLoader(): void {
   const RESP = Buffer.from('HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n', 'latin1');
   const D = LAYOUT.data;
   const CONNS = 32;
-  const mk = (conn: number, dir: 1 | 2, data: Buffer): Buffer => {
-    const b = Buffer.alloc(4 + D.head + data.length);
-    b.writeUInt32LE(D.head + data.length, 0);
-    const at = 4;
-    b[at + D.kind] = LAYOUT.kinds.data;
-    b[at + D.dir] = dir;
-    b[at + D.family] = 4;
-    b.writeUInt32LE(pid, at + D.pid);
-    b.writeUInt32LE(pid, at + D.tid);
-    b.writeBigUInt64LE(BigInt(1_000_000 + conn), at + D.sock_id);
-    b.writeUInt32LE(data.length, at + D.len);
-    b.writeUInt16LE(data.length, at + D.head_len);
-    b.writeUInt16LE(41235, at + D.src_port);
-    b.writeUInt16LE(50000 + conn, at + D.dst_port);
-    b.set([127, 0, 0, 1], at + D.src_addr);
-    b.set([127, 0, 0, 1], at + D.dst_addr);
-    data.copy(b, at + D.head);
-    return b;
-  };
-  const frames = Array.from({ length: CONNS }, (_, c) => [mk(c, 2, REQ), mk(c, 1, RESP)]);
+  const mk = (conn: number, dir: 'send' | 'recv', data: Buffer): Buffer => dataFrame({
+    dir, pid, tid: pid, sockId: BigInt(1_000_000 + conn), head: data,
+    srcAddr: [127, 0, 0, 1], dstAddr: [127, 0, 0, 1], srcPort: 41235, dstPort: 50000 + conn,
+  }, true);
+  const frames = Array.from({ length: CONNS }, (_, c) => [mk(c, 'recv', REQ), mk(c, 'send', RESP)]);
   const recvSeq = new Array<number>(CONNS).fill(1000), sendSeq = new Array<number>(CONNS).fill(5000);
   let next = 0;
   // One drain every 10 ms, as the loader writes (DRAIN_MS); the real loader's drains carry
@@ -132,15 +118,20 @@ async function driver(): Promise<void> {
   const rounds = Number(process.argv[4] ?? 3);
   const tmp = mkdtempSync(join(tmpdir(), 'seqtrace-agent-replay.'));
   const kids: ChildProcess[] = [];
+  let tmpJs = '';
   const cleanup = () => {
     for (const k of kids) { try { k.kill('SIGTERM'); } catch { /* gone */ } }
     rmSync(tmp, { recursive: true, force: true });
+    if (tmpJs) rmSync(tmpJs, { recursive: true, force: true });
   };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
   try {
     let js = process.env.AGENT_JS;
     if (!js) {
-      js = join(tmp, 'js');
+      // inside the checkout (build/ is ignored), where the compiled code finds node_modules,
+      // as bench/agent-overhead.sh does
+      js = join(here, 'build', `agent-replay.${process.pid}`);
+      tmpJs = js;
       try {
         execFileSync('npx', ['tsc', '-p', '.', '--outDir', js, '--sourceMap', 'false'], { cwd: root, stdio: 'pipe' });
       } catch { /* emitted anyway; checked below */ }

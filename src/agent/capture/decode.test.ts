@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { LAYOUT, decodeFrame, frameReader, ipv6 } from './decode.js';
 import { defaultLoaderPath } from './loader.js';
+import { dataFrame } from './testkit.js';
 
 test('the TypeScript layout matches the C structs (seqtrace-loader --print-layout)', () => {
   const bin = defaultLoaderPath();
@@ -12,32 +13,16 @@ test('the TypeScript layout matches the C structs (seqtrace-loader --print-layou
   assert.deepEqual(fromC, JSON.parse(JSON.stringify(LAYOUT)));
 });
 
-function dataFrame(head: string, tail: string): Buffer {
-  const D = LAYOUT.data;
-  const b = Buffer.alloc(D.size + head.length);
-  b[D.kind] = LAYOUT.kinds.data;
-  b[D.dir] = 2;
-  b[D.family] = 6;
-  b[D.flags] = 2;
-  b.writeUInt32LE(42, D.pid);
-  b.writeUInt32LE(43, D.tid);
-  b.writeUInt32LE(0xfffffff0, D.seq);
-  b.writeBigUInt64LE(123456789n, D.ts_ns);
-  b.writeBigUInt64LE(7n, D.sock_id);
-  b.writeUInt32LE(5000, D.len);
-  b.writeUInt16LE(head.length, D.head_len);
-  b.writeUInt16LE(tail.length, D.tail_len);
-  b.writeUInt16LE(8080, D.src_port);
-  b.writeUInt16LE(51234, D.dst_port);
-  Buffer.from('20010db8000000000000000000000001', 'hex').copy(b, D.src_addr);
-  Buffer.from('00000000000000000000ffff0a000002', 'hex').copy(b, D.dst_addr);
-  b.write(tail, D.tail, 'latin1');
-  b.write(head, D.head, 'latin1');
-  return b;
+function frameOf(head: string, tail: string): Buffer {
+  return dataFrame({
+    dir: 'recv', family: 6, flags: 2, pid: 42, tid: 43, seq: 0xfffffff0, tsNs: 123456789n, sockId: 7n, len: 5000,
+    head: Buffer.from(head, 'latin1'), tail: Buffer.from(tail, 'latin1'), srcPort: 8080, dstPort: 51234,
+    srcAddr: Buffer.from('20010db8000000000000000000000001', 'hex'), dstAddr: Buffer.from('00000000000000000000ffff0a000002', 'hex'),
+  });
 }
 
 test('a data frame decodes field by field', () => {
-  const f = dataFrame('GET / HTTP/1.1\r\n', 'end');
+  const f = frameOf('GET / HTTP/1.1\r\n', 'end');
   const ev = decodeFrame(f, 0, f.length);
   assert.equal(ev.kind, 'data');
   if (ev.kind !== 'data') return;
@@ -60,7 +45,7 @@ test('a data frame decodes field by field', () => {
 });
 
 test('frames split anywhere across chunks come out whole and in order', () => {
-  const frames = [dataFrame('first', ''), dataFrame('second message', 'tail'), dataFrame('', '')];
+  const frames = [frameOf('first', ''), frameOf('second message', 'tail'), frameOf('', '')];
   const stream = Buffer.concat(frames.flatMap((f) => {
     const len = Buffer.alloc(4);
     len.writeUInt32LE(f.length);

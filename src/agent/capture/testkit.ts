@@ -1,4 +1,6 @@
-// Shared by the real-eBPF tests (capture, Go): events arrive asynchronously from the loader.
+// Shared by the capture tests (real eBPF: events arrive asynchronously from the loader) and by
+// the agent benches that stand in for the loader (the frames it writes).
+import { LAYOUT } from './decode.js';
 
 /** Polls get() every 20 ms until it returns something truthy; throws naming `what` after ms. */
 export async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
@@ -9,4 +11,54 @@ export async function waitFor<T>(what: string, get: () => T | undefined | false,
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** The fields of a data event as the loader writes them (src/bpf/seqtrace.h, st_data_event). */
+export interface DataFrameFields {
+  dir: 'send' | 'recv';
+  pid: number;
+  tid: number;
+  sockId: bigint;
+  head: Buffer;
+  tail?: Buffer;
+  tsNs?: bigint;
+  seq?: number;
+  /** Bytes the call moved (default: the head's length). */
+  len?: number;
+  family?: 4 | 6;
+  /** st_flags bits (ST_F_NO_PAYLOAD, ST_F_TRUNCATED). */
+  flags?: number;
+  /** 4 bytes (IPv4) or 16 (IPv6). */
+  srcAddr: ArrayLike<number>;
+  dstAddr: ArrayLike<number>;
+  srcPort: number;
+  dstPort: number;
+}
+
+/** One data event's bytes in the loader's layout; with `prefixed`, as a frame (u32 length first). */
+export function dataFrame(f: DataFrameFields, prefixed = false): Buffer {
+  const D = LAYOUT.data;
+  const tail = f.tail ?? Buffer.alloc(0);
+  const at = prefixed ? 4 : 0;
+  const b = Buffer.alloc(at + D.head + f.head.length);
+  if (prefixed) b.writeUInt32LE(D.head + f.head.length, 0);
+  b[at + D.kind] = LAYOUT.kinds.data;
+  b[at + D.dir] = f.dir === 'send' ? 1 : 2;
+  b[at + D.family] = f.family ?? 4;
+  b[at + D.flags] = f.flags ?? 0;
+  b.writeUInt32LE(f.pid, at + D.pid);
+  b.writeUInt32LE(f.tid, at + D.tid);
+  b.writeUInt32LE(f.seq ?? 0, at + D.seq);
+  b.writeBigUInt64LE(f.tsNs ?? 0n, at + D.ts_ns);
+  b.writeBigUInt64LE(f.sockId, at + D.sock_id);
+  b.writeUInt32LE(f.len ?? f.head.length, at + D.len);
+  b.writeUInt16LE(f.head.length, at + D.head_len);
+  b.writeUInt16LE(tail.length, at + D.tail_len);
+  b.writeUInt16LE(f.srcPort, at + D.src_port);
+  b.writeUInt16LE(f.dstPort, at + D.dst_port);
+  b.set(f.srcAddr, at + D.src_addr);
+  b.set(f.dstAddr, at + D.dst_addr);
+  tail.copy(b, at + D.tail);
+  f.head.copy(b, at + D.head);
+  return b;
 }
