@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   SEQTRACE, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runPyClient, sleep, startLinker,
   startProcess, startPyService, type Linker, type Proc, type Scope,
@@ -33,6 +33,16 @@ function nobodyDir(scope: Scope, label: string): string {
   chownSync(dir, NOBODY, NOGROUP);
   scope.cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Fails, naming the directory, when user nobody cannot pass through to `path` (e.g. a checkout in a 0700 dir). */
+function assertNobodyReaches(path: string): void {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    assert.ok(mode & 0o001, `user nobody cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}), so it cannot run ${path}: ` +
+      'put the checkout where others may pass (chmod o+x on that directory; scripts/test.sh does it for the checkout itself)');
+    if (dir === '/') return;
+  }
 }
 
 function asNobody(args: string[], caps?: string): string[] {
@@ -77,7 +87,11 @@ function capsOf(pid: number): { eff: bigint; amb: bigint } {
 describe('reliability: least privilege', { skip }, () => {
   let scope: Scope;
 
-  before(() => { assertRoot(); scope = newScope('unpriv'); });
+  before(() => {
+    assertRoot();
+    assertNobodyReaches(SEQTRACE);
+    scope = newScope('unpriv');
+  });
   after(() => closeScope(scope));
 
   it('the linker runs as nobody (database owned by nobody): ingest and query work', async () => {
