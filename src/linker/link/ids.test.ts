@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { groupKey, normaliseAppTraceId, seqKey, spanIdentity, traceIdOf, type SpanIdentity } from './ids.js';
+import { groupKey, groupKeyAt, ipHash, ipHashAt, newIdentityParts, normaliseAppTraceId, seqKey, spanIdentity, spanIdentityAt, traceIdOf, type SpanIdentity } from './ids.js';
 import { makeSpan, rng } from './testkit.js';
 
 const ident = (): SpanIdentity => ({ a: 0, b: 0, c: 0, d: 0, spanId: '' });
@@ -73,4 +73,34 @@ test('app trace ids are normalised to 32 hex', () => {
   assert.equal(normaliseAppTraceId('0'), '');
   assert.equal(normaliseAppTraceId('not-an-id'), '');
   assert.equal(normaliseAppTraceId(''), '');
+});
+
+test('identity, group key and address hash from byte ranges equal those from strings', () => {
+  const s = makeSpan({ host: 'web-01.example', pid: 4242, tid: 4243, kind: 'exit', reqSeq: 3735928559, respSeq: 16909060, startUs: 1_732_500_000_123_456, srcIp: '10.0.0.2', srcPort: 51234, dstIp: 'fe80::1', dstPort: 8080, threadGroup: '8812345678901234567' });
+  const text = `x${s.host}|${s.srcIp}|${s.dstIp}|${s.threadGroup}|`;
+  const b = Buffer.from(text, 'latin1');
+  const at = (v: string) => text.indexOf(v);
+  const p = newIdentityParts();
+  p.hostStart = at(s.host); p.hostEnd = p.hostStart + s.host.length;
+  p.pid = s.pid; p.tid = s.tid; p.entry = false; p.reqSeq = s.reqSeq; p.respSeq = s.respSeq; p.startUs = s.startUs;
+  p.srcIpStart = at(s.srcIp); p.srcIpEnd = p.srcIpStart + s.srcIp.length; p.srcPort = s.srcPort;
+  p.dstIpStart = at(s.dstIp); p.dstIpEnd = p.dstIpStart + s.dstIp.length; p.dstPort = s.dstPort;
+  p.groupStart = at(s.threadGroup); p.groupEnd = p.groupStart + s.threadGroup.length;
+  const x: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
+  const y = { a: 0, b: 0, c: 0, d: 0 };
+  spanIdentity(s, x);
+  spanIdentityAt(b, p, y);
+  assert.deepEqual(y, { a: x.a, b: x.b, c: x.c, d: x.d });
+  const g1 = { key: 0, check: 0 }, g2 = { key: 0, check: 0 };
+  groupKey(s, g1);
+  groupKeyAt(b, p, g2);
+  assert.deepEqual(g2, g1);
+  assert.equal(ipHashAt(b, p.srcIpStart, p.srcIpEnd), ipHash(s.srcIp));
+  assert.equal(ipHashAt(b, 0, 0), ipHash(''));
+  // an empty address hashes as the empty string in the identity too
+  const s2 = { ...s, srcIp: '' };
+  spanIdentity(s2, x);
+  p.srcIpEnd = p.srcIpStart;
+  spanIdentityAt(b, p, y);
+  assert.deepEqual(y, { a: x.a, b: x.b, c: x.c, d: x.d });
 });

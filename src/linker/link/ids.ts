@@ -56,6 +56,19 @@ function text(s: string): void {
   if (i < len) word(s.charCodeAt(i));
 }
 
+/**
+ * The words text() makes of the string these bytes spell, for ASCII bytes (each byte is then
+ * one UTF-16 unit): ingest's scanner hashes values where they lie in the body, without making
+ * strings, and gets the ids the decoded span would get.
+ */
+function bytes(b: Uint8Array, from: number, to: number): void {
+  const len = to - from;
+  word(len);
+  let i = from;
+  for (; i + 1 < to; i += 2) word(b[i] | (b[i + 1] << 16));
+  if (i < to) word(b[i]);
+}
+
 /** MurmurHash3 x86_128 over buf[0..n), result in h1..h4. */
 function finish(seed: number): void {
   const b = buf;
@@ -120,11 +133,7 @@ export function hexWord(id: string, from: number): number {
 }
 
 /** The 128 bits of a span's identity; lanes a..d. The span id is hex(a, b). */
-export interface SpanIdentity {
-  a: number;
-  b: number;
-  c: number;
-  d: number;
+export interface SpanIdentity extends IdLanes {
   spanId: string;
 }
 
@@ -140,16 +149,25 @@ const TRACE_SALT = 0x7ace1d5f;
 export function spanIdentity(span: EbpfSpan, out: SpanIdentity): void {
   begin();
   text(span.host);
-  word(span.pid);
-  word(span.tid);
-  word(span.kind === 'entry' ? 1 : 2);
-  word(span.reqSeq);
-  word(span.respSeq);
-  wideWord(span.startUs);
+  identityNumbers(span.pid, span.tid, span.kind === 'entry', span.reqSeq, span.respSeq, span.startUs);
   text(span.srcIp);
   word(span.srcPort);
   text(span.dstIp);
   word(span.dstPort);
+  finishIdentity(out);
+  out.spanId = hex16(h1, h2);
+}
+
+function identityNumbers(pid: number, tid: number, entry: boolean, reqSeq: number, respSeq: number, startUs: number): void {
+  word(pid);
+  word(tid);
+  word(entry ? 1 : 2);
+  word(reqSeq);
+  word(respSeq);
+  wideWord(startUs);
+}
+
+function finishIdentity(out: IdLanes): void {
   finish(SPAN_SEED);
   // A span id of all zeros is invalid in W3C and OTLP.
   if (h1 === 0 && h2 === 0) h2 = 1;
@@ -157,7 +175,58 @@ export function spanIdentity(span: EbpfSpan, out: SpanIdentity): void {
   out.b = h2;
   out.c = h3;
   out.d = h4;
-  out.spanId = hex16(h1, h2);
+}
+
+/** The 128 bits of an identity without the span id string (lanes as int32; hex16(a, b) is the span id). */
+export interface IdLanes {
+  a: number;
+  b: number;
+  c: number;
+  d: number;
+}
+
+/**
+ * Where a span's identity is in a body, for spanIdentityAt: the text parts as byte ranges
+ * [start, end) of ASCII bytes, the numbers as decoded. One object, filled again for every span.
+ */
+export interface IdentityParts {
+  hostStart: number;
+  hostEnd: number;
+  pid: number;
+  tid: number;
+  entry: boolean;
+  reqSeq: number;
+  respSeq: number;
+  startUs: number;
+  /** start = end for an absent address */
+  srcIpStart: number;
+  srcIpEnd: number;
+  srcPort: number;
+  dstIpStart: number;
+  dstIpEnd: number;
+  dstPort: number;
+  /** digits of the thread group as the validator writes it (no leading zeros); start = end for none */
+  groupStart: number;
+  groupEnd: number;
+}
+
+export function newIdentityParts(): IdentityParts {
+  return {
+    hostStart: 0, hostEnd: 0, pid: 0, tid: 0, entry: false, reqSeq: 0, respSeq: 0, startUs: 0,
+    srcIpStart: 0, srcIpEnd: 0, srcPort: 0, dstIpStart: 0, dstIpEnd: 0, dstPort: 0, groupStart: 0, groupEnd: 0,
+  };
+}
+
+/** spanIdentity of the span whose parts lie in `b` as `p` says (same lanes for the same span). */
+export function spanIdentityAt(b: Uint8Array, p: IdentityParts, out: IdLanes): void {
+  begin();
+  bytes(b, p.hostStart, p.hostEnd);
+  identityNumbers(p.pid, p.tid, p.entry, p.reqSeq, p.respSeq, p.startUs);
+  bytes(b, p.srcIpStart, p.srcIpEnd);
+  word(p.srcPort);
+  bytes(b, p.dstIpStart, p.dstIpEnd);
+  word(p.dstPort);
+  finishIdentity(out);
 }
 
 /**
@@ -171,6 +240,17 @@ export function groupKey(span: EbpfSpan, out: { key: number; check: number }): v
   text(span.host);
   word(span.pid);
   text(span.threadGroup);
+  finish(GROUP_SEED);
+  out.key = h1 & 0x3fffffff;
+  out.check = h2;
+}
+
+/** groupKey of the span whose parts lie in `b` (p.groupStart < p.groupEnd). */
+export function groupKeyAt(b: Uint8Array, p: IdentityParts, out: { key: number; check: number }): void {
+  begin();
+  bytes(b, p.hostStart, p.hostEnd);
+  word(p.pid);
+  bytes(b, p.groupStart, p.groupEnd);
   finish(GROUP_SEED);
   out.key = h1 & 0x3fffffff;
   out.check = h2;
@@ -196,6 +276,14 @@ export function ipHash(ip: string): number {
   if (ip === '') return 0;
   let h = 0x811c9dc5;
   for (let i = 0; i < ip.length; i++) h = Math.imul(h ^ ip.charCodeAt(i), 0x01000193);
+  return h === 0 ? 1 : h;
+}
+
+/** ipHash of the address spelt by the ASCII bytes b[from, to). */
+export function ipHashAt(b: Uint8Array, from: number, to: number): number {
+  if (from === to) return 0;
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i], 0x01000193);
   return h === 0 ? 1 : h;
 }
 
