@@ -2,6 +2,7 @@
 // them to a Joiner, and on a timer asks it for what is ready; the Joiner decides trees,
 // ids and sampling, and never does I/O itself except through its JoinState.
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import type { JoinBatch } from './link/fields.js';
 
 /** Spans leaving the linker together: a whole trace once its window closed, or late spans of an emitted one. */
 export interface EmittedTrace {
@@ -32,6 +33,12 @@ export interface Joiner {
    * it holds the span until its trace is emitted.
    */
   add(span: EbpfSpan, batchId: number, arrivalMs: number, loc?: number): void;
+  /**
+   * Adds the spans of one body by their join fields (the rows of `b`, each with its `loc`):
+   * the path of ingest, which never builds the spans. They are loaded with the flush's
+   * SpanLoader when their trace is kept. `b` is not kept.
+   */
+  addBatch(b: JoinBatch, batchId: number, arrivalMs: number): void;
   /** Everything that is ready at `nowMs` (wall clock): closed traces and late spans. */
   flush(nowMs: number, load?: SpanLoader): EmittedTrace[];
   /** Everything still held, as if every window had closed (clean shutdown, tests). */

@@ -13,10 +13,11 @@
 import type { EmittedTrace, SpanLoader } from '../joiner.js';
 import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
 import { linkedSpan } from './linked.js';
-import { hexWord, traceIdOf } from './ids.js';
-import type { LateSpan, PendingSpan, TraceRef } from './node.js';
+import { hex16, traceIdOf } from './ids.js';
+import type { Emission } from './match.js';
+import { P_DUP, P_ENTRY, P_ERROR, P_FROZEN, type PendingSpans } from './pending.js';
 import { keptByRate } from './sampling.js';
-import type { JoinState } from './state.js';
+import type { JoinState, LateSpan, TraceRef } from './state.js';
 
 export interface EmitOptions {
   useAppTraceId: boolean;
@@ -33,49 +34,58 @@ export interface EmitCounters {
   sampledOutSpans: number;
 }
 
+// E.mark after resolveParents: 2 (done); the emission sets LATE or FRESH on new spans.
 const LATE = 3, FRESH = 4;
 
-/** Depth, root and inherited trace of `p` and its ancestors (iterative: trees can be deep). */
-function place(p: PendingSpan, stack: PendingSpan[]): void {
-  if (p.res.depth >= 0) return;
+const stack: number[] = [];
+
+/** Depth, root and inherited trace of member k and its ancestors (iterative: trees can be deep). */
+function place(P: PendingSpans, E: Emission, k: number): void {
+  if (E.depth[k] >= 0) return;
   stack.length = 0;
-  let q: PendingSpan | null = p;
-  while (q !== null && q.res.depth < 0) {
-    stack.push(q);
-    q = q.res.parent;
-  }
+  for (let q = k; q >= 0 && E.depth[q] < 0; q = E.parent[q]) stack.push(q);
   for (let i = stack.length - 1; i >= 0; i--) {
-    const n = stack[i];
-    const par = n.res.parent;
-    if (par === null) {
-      n.res.depth = 0;
-      n.res.root = n;
-      n.res.tref = n.frozen !== null ? n.frozen.trace : null;
+    const m = stack[i];
+    const par = E.parent[m];
+    const slot = E.mem[m];
+    const own = P.flags[slot] & P_FROZEN ? P.frozen.get(slot)!.trace : null;
+    if (par < 0) {
+      E.depth[m] = 0;
+      E.root[m] = m;
+      E.tref[m] = own;
     } else {
-      n.res.depth = par.res.depth + 1;
-      n.res.root = par.res.root;
-      n.res.tref = n.frozen !== null ? n.frozen.trace : par.res.tref;
+      E.depth[m] = E.depth[par] + 1;
+      E.root[m] = E.root[par];
+      E.tref[m] = own ?? E.tref[par];
     }
   }
+  stack.length = 0;
 }
 
+/** A new tree of the cluster and what decides its trace id and sampling. */
 interface Fresh {
-  root: PendingSpan;
-  appId: string;
+  root: number;
+  /** member whose app trace id the tree takes (-1: none yet) */
+  app: number;
   appDepth: number;
   flag: number;
   flagDepth: number;
   error: boolean;
 }
 
-function byStart(x: PendingSpan, y: PendingSpan): number {
-  return x.startUs - y.startUs || (x.spanId < y.spanId ? -1 : x.spanId > y.spanId ? 1 : 0);
+/** Compares the app trace ids of two slots (as their hex strings compare). */
+function appLess(app: Uint32Array, a: number, b: number): boolean {
+  for (let w = 0; w < 4; w++) {
+    const x = app[4 * a + w], y = app[4 * b + w];
+    if (x !== y) return x < y;
+  }
+  return false;
 }
 
 /**
- * Emitted spans whose pending record holds no span (added with a `loc`): their LinkedSpans are
- * made at the end of the flush, once per batch through the SpanLoader (one decode of a raw
- * body for all the kept spans it holds). deferred[k] is filled into its trace's spans array.
+ * Emitted spans whose slot holds no span (added with a `loc`): their LinkedSpans are made at
+ * the end of the flush, once per batch through the SpanLoader (one decode of a raw body for
+ * all the kept spans it holds). deferred[k] is filled into its trace's spans array.
  */
 interface Deferred {
   spans: LinkedSpan[];
@@ -116,14 +126,24 @@ export function loadDeferred(deferred: DeferredList, load: SpanLoader | undefine
   }
 }
 
-function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, counters: EmitCounters, out: EmittedTrace[], deferred: DeferredList): void {
+/** The member a duplicate repeats, or k itself. */
+function original(P: PendingSpans, E: Emission, k: number): number {
+  const slot = E.mem[k];
+  return P.flags[slot] & P_DUP ? P.pos[P.dupOf[slot]] : k;
+}
+
+function pushTrace(
+  P: PendingSpans, E: Emission, t: TraceRef, list: number[], linkSampledOut: boolean, counters: EmitCounters,
+  out: EmittedTrace[], deferred: DeferredList,
+): void {
+  const mem = E.mem;
+  const batchIds: number[] = new Array(list.length);
+  let late = 0;
   if (!t.sampled && !linkSampledOut) {
-    const batchIds: number[] = new Array(list.length);
-    let late = 0;
     for (let i = 0; i < list.length; i++) {
-      const p = list[i];
-      batchIds[i] = p.batchId;
-      if ((p.dupOf ?? p).res.mark === LATE) late++;
+      const k = list[i];
+      batchIds[i] = P.batchId[mem[k]];
+      if (E.mark[original(P, E, k)] === LATE) late++;
     }
     counters.lateSpans += late;
     counters.linkedSpans += list.length;
@@ -131,18 +151,25 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
     out.push({ traceId: t.traceId, sampled: false, spans: [], batchIds });
     return;
   }
-  if (list.length > 1) list.sort(byStart);
+  if (list.length > 1) {
+    const startUs = P.startUs;
+    list.sort((x, y) => {
+      const a = mem[x], b = mem[y];
+      return startUs[a] - startUs[b] || (P.idLess(a, b) ? -1 : P.idLess(b, a) ? 1 : 0);
+    });
+  }
   const spans: LinkedSpan[] = new Array(list.length);
-  const batchIds: number[] = new Array(list.length);
-  let late = 0;
   for (let i = 0; i < list.length; i++) {
-    const p = list[i];
-    const o = p.dupOf ?? p;
-    const isLate = o.res.mark === LATE;
-    const parentId = o.res.parent !== null ? o.res.parent.spanId : '';
-    if (p.span !== null) spans[i] = linkedSpan(p.span, t.traceId, p.spanId, parentId, t.ebpfTraceId, isLate);
-    else deferred.push({ spans, i, batchId: p.batchId, loc: p.loc, traceId: t.traceId, spanId: p.spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
-    batchIds[i] = p.batchId;
+    const k = list[i], slot = mem[k];
+    const o = original(P, E, k);
+    const isLate = E.mark[o] === LATE;
+    const par = E.parent[o];
+    const parentId = par >= 0 ? hex16(P.idA[mem[par]], P.idB[mem[par]]) : '';
+    const spanId = hex16(P.idA[slot], P.idB[slot]);
+    const held = P.loc[slot] < 0 ? P.held.get(slot) : undefined;
+    if (held !== undefined) spans[i] = linkedSpan(held, t.traceId, spanId, parentId, t.ebpfTraceId, isLate);
+    else deferred.push({ spans, i, batchId: P.batchId[slot], loc: P.loc[slot], traceId: t.traceId, spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
+    batchIds[i] = P.batchId[slot];
     if (isLate) late++;
   }
   counters.lateSpans += late;
@@ -152,120 +179,138 @@ function pushTrace(t: TraceRef, list: PendingSpan[], linkSampledOut: boolean, co
 }
 
 const fresh: Fresh[] = [];
-const stack: PendingSpan[] = [];
+/** Per member: index into `fresh` of its root's tree (roots only), or the frozen member closest to the root. */
+let freshOf = new Int32Array(64);
+let frozenNear = new Int32Array(64);
+const late: LateSpan = {
+  idA: 0, idB: 0, entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0,
+  srcPort: 0, dstPort: 0, srcIpH: 0, dstIpH: 0, trace: { traceId: '', ebpfTraceId: '', sampled: false }, seqMatched: false, expireAtMs: 0,
+};
 
 export function emitCluster(
-  members: PendingSpan[], opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters, out: EmittedTrace[],
-  deferred: DeferredList,
+  P: PendingSpans, E: Emission, opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters,
+  out: EmittedTrace[], deferred: DeferredList,
 ): void {
-  let hasFrozen = false;
-  for (let i = 0; i < members.length; i++) {
-    const p = members[i];
-    p.res.best = null;
-    if (p.frozen !== null) hasFrozen = true;
+  const n = E.n, mem = E.mem, flags = P.flags;
+  if (freshOf.length < n) {
+    let cap = freshOf.length;
+    while (cap < n) cap *= 2;
+    freshOf = new Int32Array(cap);
+    frozenNear = new Int32Array(cap);
   }
-  for (let i = 0; i < members.length; i++) if (members[i].dupOf === null) place(members[i], stack);
+  freshOf.fill(-1, 0, n);
+  frozenNear.fill(-1, 0, n);
+  let hasFrozen = false;
+  for (let k = 0; k < n; k++) {
+    const f = flags[mem[k]];
+    if (f & P_FROZEN) hasFrozen = true;
+    if ((f & P_DUP) === 0) place(P, E, k);
+  }
 
   // Late spans under a new root: the frozen span closest to the root names the trace.
   if (hasFrozen) {
-    for (let i = 0; i < members.length; i++) {
-      const f = members[i];
-      if (f.frozen === null) continue;
-      const r = f.res.root!;
-      if (r.frozen !== null) continue;
-      const cur = r.res.best;
-      if (cur === null || f.res.depth < cur.res.depth || (f.res.depth === cur.res.depth && f.frozen.trace.traceId < cur.frozen!.trace.traceId)) r.res.best = f;
+    for (let k = 0; k < n; k++) {
+      const slot = mem[k];
+      if ((flags[slot] & P_FROZEN) === 0) continue;
+      const r = E.root[k];
+      if (flags[mem[r]] & P_FROZEN) continue;
+      const cur = frozenNear[r];
+      if (cur < 0 || E.depth[k] < E.depth[cur] ||
+        (E.depth[k] === E.depth[cur] && P.frozen.get(slot)!.trace.traceId < P.frozen.get(mem[cur])!.trace.traceId)) frozenNear[r] = k;
     }
   }
 
-  // Which trace each new span goes to; aggregates of new trees.
-  // A cluster is one tree nearly always: aggregates go in a small array indexed through the
-  // root's (no longer needed) bestScore, not a Map.
+  // Which trace each new span goes to; aggregates of new trees (one per cluster nearly always).
   fresh.length = 0;
-  for (let i = 0; i < members.length; i++) members[i].res.bestScore = -1;
-  for (let i = 0; i < members.length; i++) {
-    const p = members[i];
-    if (p.frozen !== null || p.dupOf !== null) continue;
-    if (p.res.tref !== null) { p.res.mark = LATE; continue; }
-    const r = p.res.root!;
-    if (r.res.best !== null) { p.res.tref = r.res.best.frozen!.trace; p.res.mark = LATE; continue; }
-    p.res.mark = FRESH;
+  const app = P.app;
+  for (let k = 0; k < n; k++) {
+    const slot = mem[k];
+    const fl = flags[slot];
+    if (fl & (P_FROZEN | P_DUP)) continue;
+    if (E.tref[k] !== null) { E.mark[k] = LATE; continue; }
+    const r = E.root[k];
+    if (frozenNear[r] >= 0) { E.tref[k] = P.frozen.get(mem[frozenNear[r]])!.trace; E.mark[k] = LATE; continue; }
+    E.mark[k] = FRESH;
     let f: Fresh;
-    if (r.res.bestScore < 0) {
-      r.res.bestScore = fresh.length;
-      f = { root: r, appId: '', appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
+    if (freshOf[r] < 0) {
+      freshOf[r] = fresh.length;
+      f = { root: r, app: -1, appDepth: Infinity, flag: 0, flagDepth: Infinity, error: false };
       fresh.push(f);
-    } else f = fresh[r.res.bestScore];
-    if (p.error) f.error = true;
-    const id = p.appTraceId; // normalised at add
-    if (id !== '' && p.res.depth <= f.appDepth && (p.res.depth < f.appDepth || id < f.appId)) { f.appId = id; f.appDepth = p.res.depth; }
-    if (p.appSampled !== 0 && p.res.depth <= f.flagDepth) {
-      if (p.res.depth < f.flagDepth || p.appSampled > f.flag) { f.flag = p.appSampled; f.flagDepth = p.res.depth; }
+    } else f = fresh[freshOf[r]];
+    if (fl & P_ERROR) f.error = true;
+    const d = E.depth[k];
+    if ((app[4 * slot] | app[4 * slot + 1] | app[4 * slot + 2] | app[4 * slot + 3]) !== 0 && d <= f.appDepth &&
+      (d < f.appDepth || appLess(app, slot, mem[f.app]))) { f.app = k; f.appDepth = d; }
+    const as = P.appSampled[slot];
+    if (as !== 0 && d <= f.flagDepth) {
+      if (d < f.flagDepth || as > f.flag) { f.flag = as; f.flagDepth = d; }
     }
   }
   if (fresh.length > 0) {
-    for (let k = 0; k < fresh.length; k++) {
-      const f = fresh[k];
-      const r = f.root;
-      // The root's identity: lanes a and b are its span id's two words.
-      const ebpfTraceId = traceIdOf(hexWord(r.spanId, 0), hexWord(r.spanId, 8), r.idC, r.idD);
-      const traceId = opts.useAppTraceId && f.appId !== '' ? f.appId : ebpfTraceId;
+    for (let i = 0; i < fresh.length; i++) {
+      const f = fresh[i];
+      const r = mem[f.root];
+      const ebpfTraceId = traceIdOf(P.idA[r], P.idB[r], P.idC[r], P.idD[r]);
+      let traceId = ebpfTraceId;
+      if (opts.useAppTraceId && f.app >= 0) {
+        const a = 4 * mem[f.app];
+        traceId = hex16(app[a], app[a + 1]) + hex16(app[a + 2], app[a + 3]);
+      }
       const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
-      r.res.tref = { traceId, ebpfTraceId, sampled };
+      E.tref[f.root] = { traceId, ebpfTraceId, sampled };
     }
-    for (let i = 0; i < members.length; i++) {
-      const p = members[i];
-      if (p.res.mark === FRESH && p.frozen === null && p.dupOf === null) p.res.tref = p.res.root!.res.tref;
-    }
-    fresh.length = 0; // hold no spans between calls
+    for (let k = 0; k < n; k++) if (E.mark[k] === FRESH) E.tref[k] = E.tref[E.root[k]];
+    fresh.length = 0;
   }
-  stack.length = 0;
 
   // Group new spans by trace, in start order. One trace per cluster is the common case.
   let only: TraceRef | null = null;
   let several = false;
-  for (let i = 0; i < members.length; i++) {
-    const p = members[i];
-    if (p.frozen !== null) continue;
-    const t = p.dupOf !== null ? p.dupOf.res.tref! : p.res.tref!;
+  for (let k = 0; k < n; k++) {
+    if (flags[mem[k]] & P_FROZEN) continue;
+    const t = E.tref[original(P, E, k)]!;
     if (only === null) only = t;
     else if (t !== only) { several = true; break; }
   }
   if (!several && only !== null) {
-    const list: PendingSpan[] = [];
-    for (let i = 0; i < members.length; i++) if (members[i].frozen === null) list.push(members[i]);
-    pushTrace(only, list, opts.linkSampledOut, counters, out, deferred);
+    const list: number[] = [];
+    for (let k = 0; k < n; k++) if ((flags[mem[k]] & P_FROZEN) === 0) list.push(k);
+    pushTrace(P, E, only, list, opts.linkSampledOut, counters, out, deferred);
   } else if (several) {
-    const byTrace = new Map<TraceRef, PendingSpan[]>();
-    for (let i = 0; i < members.length; i++) {
-      const p = members[i];
-      if (p.frozen !== null) continue;
-      const t = p.dupOf !== null ? p.dupOf.res.tref! : p.res.tref!;
+    const byTrace = new Map<TraceRef, number[]>();
+    for (let k = 0; k < n; k++) {
+      if (flags[mem[k]] & P_FROZEN) continue;
+      const t = E.tref[original(P, E, k)]!;
       const list = byTrace.get(t);
-      if (list === undefined) byTrace.set(t, [p]);
-      else list.push(p);
+      if (list === undefined) byTrace.set(t, [k]);
+      else list.push(k);
     }
-    for (const [t, list] of byTrace) pushTrace(t, list, opts.linkSampledOut, counters, out, deferred);
+    for (const [t, list] of byTrace) pushTrace(P, E, t, list, opts.linkSampledOut, counters, out, deferred);
   }
 
   // What the late index keeps.
   const expireAtMs = nowMs + opts.lateRetentionMs;
-  for (let i = 0; i < members.length; i++) {
-    const p = members[i];
-    if (p.frozen !== null) {
-      if (p.res.seqLinked) state.settle(p.frozen);
+  for (let k = 0; k < n; k++) {
+    const slot = mem[k];
+    const fl = flags[slot];
+    if (fl & P_FROZEN) {
+      if (E.seqLinked[k]) state.settle(P.frozen.get(slot)!);
       continue;
     }
-    if (p.dupOf !== null) continue;
-    const keepGroup = p.entry && p.gkey >= 0;
-    const keepSeq = p.skey >= 0 && !p.res.seqLinked;
+    if (fl & P_DUP) continue;
+    const entry = (fl & P_ENTRY) !== 0;
+    const keepGroup = entry && P.gkey[slot] >= 0;
+    const keepSeq = P.skey[slot] >= 0 && !E.seqLinked[k];
     if (!keepGroup && !keepSeq) continue;
-    const ls: LateSpan = {
-      spanId: p.spanId, entry: p.entry, gkey: p.gkey, gchk: p.gchk, skey: p.skey,
-      reqSeq: p.reqSeq, respSeq: p.respSeq, startUs: p.startUs, endUs: p.endUs,
-      srcPort: p.srcPort, dstPort: p.dstPort, srcIpH: keepSeq ? p.srcIpH : 0, dstIpH: keepSeq ? p.dstIpH : 0,
-      trace: p.res.tref!, seqMatched: p.res.seqLinked, expireAtMs,
-    };
-    state.remember(ls);
+    late.idA = P.idA[slot]; late.idB = P.idB[slot]; late.entry = entry;
+    late.gkey = P.gkey[slot]; late.gchk = P.gchk[slot]; late.skey = P.skey[slot];
+    late.reqSeq = P.reqSeq[slot]; late.respSeq = P.respSeq[slot]; late.startUs = P.startUs[slot]; late.endUs = P.endUs[slot];
+    late.srcPort = P.srcPort[slot]; late.dstPort = P.dstPort[slot];
+    late.srcIpH = keepSeq ? P.srcIpH[slot] : 0; late.dstIpH = keepSeq ? P.dstIpH[slot] : 0;
+    late.trace = E.tref[k]!; late.seqMatched = E.seqLinked[k] === 1; late.expireAtMs = expireAtMs;
+    state.remember(late);
   }
+  late.trace = NO_TRACE; // hold no trace between calls
 }
+
+const NO_TRACE: TraceRef = { traceId: '', ebpfTraceId: '', sampled: false };

@@ -6,16 +6,20 @@
 // emission (./match.ts), from the whole cluster, so arrival order never matters. A cluster
 // is emitted once nowMs ≥ max(latest span end + window, latest arrival + grace); deadlines
 // live in a min-heap.
+//
+// Pending spans and clusters are slots in typed-array columns (./pending.ts, ./clusters.ts):
+// adding a span allocates nothing, and the spans waiting for their window are no work for
+// the garbage collector.
 import type { EbpfSpan } from '../../span/span.js';
 import type { LinkerConfig } from '../../config/config.js';
 import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js';
+import { Clusters, DeadlineHeap } from './clusters.js';
 import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
-import { heapPop, heapPush, heapTopKey, newHeap } from './heap.js';
-import { groupKey, ipHash, normaliseAppTraceId, seqKey, spanIdentity, type SpanIdentity } from './ids.js';
-import { groupContains, releaseResolutions, resolveParents, seqFits } from './match.js';
-import { frozenPending, newPending, type Cluster, type LateSpan, type PendingSpan } from './node.js';
-import { isErrorSpan, rateThreshold } from './sampling.js';
-import { createMemoryJoinState, G_ENTRY, G_EXIT, nextWaiter, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
+import { F_ENTRY, JoinBatch, joinFieldsOf } from './fields.js';
+import { Emission, GROUP_SLACK_US, resolveParents } from './match.js';
+import { NONE, P_DUP, P_EMITTED, P_ENTRY, P_FROZEN } from './pending.js';
+import { rateThreshold } from './sampling.js';
+import { createMemoryJoinState, G_ENTRY, G_EXIT, S_ENTRY, S_EXIT, type JoinState, type LateSpan, type WaitTable } from './state.js';
 
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
   /** Most records in the late index (default 1,000,000); the oldest go first beyond it. */
@@ -28,8 +32,6 @@ export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use
 export const MAX_ARRIVAL_GRACE_MS = 2000;
 export const DEFAULT_LATE_INDEX_MAX_KEYS = 1_000_000;
 
-const EMPTY: PendingSpan[] = [];
-
 /** A joiner. Emitted LinkedSpans are new objects; the EbpfSpans passed to add() are not changed. */
 export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner {
   const windowMs = opts.window;
@@ -37,6 +39,10 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
   const skewMs = opts.clock_skew;
   const skewUs = skewMs * 1000;
   const state = joinState ?? createMemoryJoinState({ maxLateKeys: opts.late_index_max_keys ?? DEFAULT_LATE_INDEX_MAX_KEYS });
+  const P = state.spans;
+  const C = new Clusters();
+  const heap = new DeadlineHeap();
+  const E = new Emission();
   const emitOpts: EmitOptions = {
     useAppTraceId: opts.use_app_trace_id,
     keepErrorTraces: opts.keep_error_traces,
@@ -45,195 +51,234 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     linkSampledOut: opts.link_sampled_out ?? true,
   };
   const counters: EmitCounters = { linkedSpans: 0, lateSpans: 0, sampledOutSpans: 0 };
-  const heap = newHeap();
   /** Kept spans held by loc, made into LinkedSpans at the end of the flush. */
   const deferred: DeferredList = [];
-  const ident: SpanIdentity = { a: 0, b: 0, c: 0, d: 0, spanId: '' };
-  const gk = { key: 0, check: 0 };
+  /** One row for add(span): the same path as a batch. */
+  const one = new JoinBatch(1);
   let pendingNew = 0;
-  let openTraces = 0;
   let ambiguous = 0;
 
-  function deadline(c: Cluster): number {
-    const bySpanTime = c.maxEndMs + windowMs;
-    const byArrival = c.maxArrivalMs + graceMs;
+  function deadline(c: number): number {
+    const bySpanTime = C.maxEndMs[c] + windowMs;
+    const byArrival = C.maxArrivalMs[c] + graceMs;
     return bySpanTime > byArrival ? bySpanTime : byArrival;
   }
 
-  function union(x: Cluster, y: Cluster): void {
-    if (x === y) return;
-    let big = x, small = y;
-    if (small.members.length > big.members.length) { big = y; small = x; }
-    const from = small.members, to = big.members;
-    for (let i = 0; i < from.length; i++) {
-      from[i].cluster = big;
-      to.push(from[i]);
-    }
-    if (small.maxEndMs > big.maxEndMs) big.maxEndMs = small.maxEndMs;
-    if (small.maxArrivalMs > big.maxArrivalMs) big.maxArrivalMs = small.maxArrivalMs;
-    small.alive = false;
-    small.members = EMPTY;
-    openTraces--;
+  /** Appends slot s to cluster c's members. */
+  function join(s: number, c: number): void {
+    P.cluster[s] = c;
+    P.mNext[s] = NONE;
+    if (C.size[c] === 0) C.head[c] = s;
+    else P.mNext[C.tail[c]] = s;
+    C.tail[c] = s;
+    C.size[c]++;
   }
 
-  /** A cluster of its own for `p` (queued by its deadline). */
-  function ownCluster(p: PendingSpan, endMs: number, arrivalMs: number): Cluster {
-    const c: Cluster = { members: [p], maxEndMs: endMs, maxArrivalMs: arrivalMs, alive: true };
-    p.cluster = c;
-    openTraces++;
-    heapPush(heap, deadline(c), c);
+  /** Merges clusters x and y (the smaller one's members are renumbered); returns the one that lives. */
+  function union(x: number, y: number): number {
+    if (x === y) return x;
+    let big = x, small = y;
+    if (C.size[small] > C.size[big]) { big = y; small = x; }
+    const cluster = P.cluster, mNext = P.mNext;
+    for (let s = C.head[small]; s !== NONE; s = mNext[s]) cluster[s] = big;
+    mNext[C.tail[big]] = C.head[small];
+    C.tail[big] = C.tail[small];
+    C.size[big] += C.size[small];
+    if (C.maxEndMs[small] > C.maxEndMs[big]) C.maxEndMs[big] = C.maxEndMs[small];
+    if (C.maxArrivalMs[small] > C.maxArrivalMs[big]) C.maxArrivalMs[big] = C.maxArrivalMs[small];
+    C.size[small] = 0;
+    C.free(small);
+    return big;
+  }
+
+  /** A cluster of its own for slot s (queued by its deadline). */
+  function ownCluster(s: number, endMs: number, arrivalMs: number): number {
+    const c = C.alloc();
+    C.size[c] = 0;
+    C.maxEndMs[c] = endMs;
+    C.maxArrivalMs[c] = arrivalMs;
+    join(s, c);
+    heap.push(deadline(c), c, C.gen[c]);
     return c;
   }
 
-  /** `p` (being added) may belong with `q`: same cluster. */
-  function attach(p: PendingSpan, q: PendingSpan): void {
-    const qc = q.cluster!;
-    if (p.cluster === null) {
-      p.cluster = qc;
-      qc.members.push(p);
-    } else union(p.cluster, qc);
+  /** Slot p (being added) may belong with slot q: same cluster. */
+  function attach(p: number, q: number): void {
+    const qc = P.cluster[q];
+    const pc = P.cluster[p];
+    if (pc === NONE) join(p, qc);
+    else if (pc !== qc) union(pc, qc);
   }
 
-  /** Brings an emitted span back into `p`'s cluster so a late span can join it. */
-  function joinFrozen(ls: LateSpan, p: PendingSpan, endMs: number, arrivalMs: number): void {
-    const held = state.frozen(ls.spanId);
-    if (held !== undefined) {
+  /** Brings an emitted span back into p's cluster so a late span can join it. */
+  function joinFrozen(ls: LateSpan, p: number, endMs: number, arrivalMs: number): void {
+    const held = state.frozen(ls.idA, ls.idB);
+    if (held !== NONE) {
       attach(p, held);
       return;
     }
-    const c = p.cluster ?? ownCluster(p, endMs, arrivalMs);
-    const f = frozenPending(ls, c);
-    c.members.push(f);
-    state.addFrozen(f);
+    const c = P.cluster[p] !== NONE ? P.cluster[p] : ownCluster(p, endMs, arrivalMs);
+    const f = P.alloc();
+    P.flags[f] = (ls.entry ? P_ENTRY : 0) | P_FROZEN;
+    P.idA[f] = ls.idA; P.idB[f] = ls.idB; P.idC[f] = 0; P.idD[f] = 0;
+    P.gkey[f] = ls.gkey; P.gchk[f] = ls.gchk; P.skey[f] = ls.seqMatched ? -1 : ls.skey;
+    P.reqSeq[f] = ls.reqSeq; P.respSeq[f] = ls.respSeq; P.startUs[f] = ls.startUs; P.endUs[f] = ls.endUs;
+    P.srcPort[f] = ls.srcPort; P.dstPort[f] = ls.dstPort; P.srcIpH[f] = ls.srcIpH; P.dstIpH[f] = ls.dstIpH;
+    P.appSampled[f] = 0; P.app.fill(0, 4 * f, 4 * f + 4);
+    P.batchId[f] = -1; P.loc[f] = -1; P.dupOf[f] = NONE;
+    join(f, c);
+    state.addFrozen(f, ls);
   }
 
-  /** The pending span with the same identity on the same side of `key`, if any. */
-  function findSame(table: WaitTable, key: number, spanId: string): PendingSpan | null {
-    for (let q = state.first(table, key) ?? null; q !== null; q = nextWaiter(table, q)) if (q.spanId === spanId) return q;
-    return null;
+  /** The pending span with the same identity as slot p on the same side of `key`, or NONE. */
+  function findSame(table: WaitTable, key: number, p: number): number {
+    const next = table < S_ENTRY ? P.gNext : P.sNext;
+    for (let q = state.first(table, key); q !== NONE; q = next[q]) if (P.sameId(q, p)) return q;
+    return NONE;
   }
 
-  function add(span: EbpfSpan, batchId: number, arrivalMs: number, loc = -1): void {
-    const keep = loc < 0;
-    spanIdentity(span, ident);
-    const entry = span.kind === 'entry';
-    const endUs = span.startUs + span.durationUs;
+  /** Row i of b as a new pending span. */
+  function addRow(b: JoinBatch, i: number, batchId: number, arrivalMs: number, loc: number): number {
+    const p = P.alloc();
+    const entry = (b.flags[i] & F_ENTRY) !== 0;
+    P.flags[p] = b.flags[i]; // F_ENTRY, F_ERROR = P_ENTRY, P_ERROR
+    P.idA[p] = b.idA[i]; P.idB[p] = b.idB[i]; P.idC[p] = b.idC[i]; P.idD[p] = b.idD[i];
+    const gkey = b.gkey[i], skey = b.skey[i];
+    P.gkey[p] = gkey; P.gchk[p] = b.gchk[i]; P.skey[p] = skey;
+    P.reqSeq[p] = b.reqSeq[i]; P.respSeq[p] = b.respSeq[i];
+    const startUs = b.startUs[i], endUs = b.endUs[i];
+    P.startUs[p] = startUs; P.endUs[p] = endUs;
+    P.srcPort[p] = b.srcPort[i]; P.dstPort[p] = b.dstPort[i]; P.srcIpH[p] = b.srcIpH[i]; P.dstIpH[p] = b.dstIpH[i];
+    P.appSampled[p] = b.appSampled[i];
+    P.app[4 * p] = b.app[4 * i]; P.app[4 * p + 1] = b.app[4 * i + 1]; P.app[4 * p + 2] = b.app[4 * i + 2]; P.app[4 * p + 3] = b.app[4 * i + 3];
+    P.batchId[p] = batchId;
+    P.loc[p] = loc;
+    P.cluster[p] = NONE;
+    P.dupOf[p] = NONE;
+    pendingNew++;
+
     // Span time drives the window, but a clock running ahead cannot hold a trace longer
     // than arrival + clock_skew.
     let endMs = endUs / 1000;
     if (endMs > arrivalMs + skewMs) endMs = arrivalMs + skewMs;
-    const hasSeq = span.reqSeq !== 0 || span.respSeq !== 0;
-    const skey = hasSeq ? seqKey(span.reqSeq, span.respSeq) : -1;
-    const tg = span.threadGroup;
-    let gkey = -1, gchk = 0;
-    if (tg !== '' && tg !== '0') {
-      groupKey(span, gk);
-      gkey = gk.key;
-      gchk = gk.check;
-    }
 
     // The same span again (a resent batch): emitted with the ids of the first copy, and never
     // a second candidate that would make its own match look ambiguous. Equal identities have
     // equal keys, so looking on one key's list is enough.
-    const same = skey >= 0 ? findSame(entry ? S_ENTRY : S_EXIT, skey, ident.spanId)
-      : gkey >= 0 ? findSame(entry ? G_ENTRY : G_EXIT, gkey, ident.spanId) : null;
-    if (same !== null) {
-      const c = same.cluster!;
-      const dup = newPending(keep ? span : null, null, ident.spanId, c);
-      dup.dupOf = same;
-      dup.batchId = batchId;
-      dup.loc = loc;
-      dup.entry = entry;
-      dup.startUs = span.startUs;
-      c.members.push(dup);
-      if (arrivalMs > c.maxArrivalMs) c.maxArrivalMs = arrivalMs;
-      pendingNew++;
-      return;
+    const same = skey >= 0 ? findSame(entry ? S_ENTRY : S_EXIT, skey, p)
+      : gkey >= 0 ? findSame(entry ? G_ENTRY : G_EXIT, gkey, p) : NONE;
+    if (same !== NONE) {
+      P.flags[p] |= P_DUP;
+      P.dupOf[p] = same;
+      const c = P.cluster[same];
+      join(p, c);
+      if (arrivalMs > C.maxArrivalMs[c]) C.maxArrivalMs[c] = arrivalMs;
+      return p;
     }
 
-    const p = newPending(keep ? span : null, null, ident.spanId, null);
-    p.batchId = batchId;
-    p.loc = loc;
-    p.idC = ident.c;
-    p.idD = ident.d;
-    p.srcIpH = ipHash(span.srcIp);
-    p.dstIpH = ipHash(span.dstIp);
-    p.error = isErrorSpan(span);
-    p.appTraceId = span.appTraceId === '' ? '' : normaliseAppTraceId(span.appTraceId);
-    p.appSampled = span.appSampled;
-    p.entry = entry;
-    p.reqSeq = span.reqSeq;
-    p.respSeq = span.respSeq;
-    p.startUs = span.startUs;
-    p.endUs = endUs;
-    p.srcPort = span.srcPort;
-    p.dstPort = span.dstPort;
-    p.gkey = gkey;
-    p.gchk = gchk;
-    p.skey = skey;
-    pendingNew++;
-
     if (gkey >= 0) {
+      const gchk = P.gchk[p];
+      const lo = startUs - GROUP_SLACK_US, hi = endUs + GROUP_SLACK_US;
       if (entry) {
-        for (let x = state.first(G_EXIT, gkey) ?? null; x !== null; x = x.gNext) if (x.gchk === gchk && groupContains(p, x)) attach(p, x);
+        // exits of the group that start within this entry
+        for (let x = state.first(G_EXIT, gkey); x !== NONE; x = P.gNext[x]) {
+          if (P.gchk[x] === gchk && P.startUs[x] >= lo && P.startUs[x] <= hi) attach(p, x);
+        }
       } else {
-        for (let e = state.first(G_ENTRY, gkey) ?? null; e !== null; e = e.gNext) if (e.gchk === gchk && groupContains(e, p)) attach(p, e);
+        for (let e = state.first(G_ENTRY, gkey); e !== NONE; e = P.gNext[e]) {
+          if (P.gchk[e] === gchk && startUs >= P.startUs[e] - GROUP_SLACK_US && startUs <= P.endUs[e] + GROUP_SLACK_US) attach(p, e);
+        }
         const ls = state.lateGroup(gkey);
-        if (ls !== undefined && ls.gchk === gchk && groupContains(ls, p)) joinFrozen(ls, p, endMs, arrivalMs);
+        if (ls !== undefined && ls.gchk === gchk && startUs >= ls.startUs - GROUP_SLACK_US && startUs <= ls.endUs + GROUP_SLACK_US) joinFrozen(ls, p, endMs, arrivalMs);
       }
     }
     if (skey >= 0) {
+      const rq = P.reqSeq[p], rs = P.respSeq[p];
       if (entry) {
-        for (let x = state.first(S_EXIT, skey) ?? null; x !== null; x = x.sNext) if (seqFits(x, p, skewUs)) attach(p, x);
+        // exits of the exchange that contain this entry (widened by the skew)
+        for (let x = state.first(S_EXIT, skey); x !== NONE; x = P.sNext[x]) {
+          if (P.reqSeq[x] === rq && P.respSeq[x] === rs && startUs >= P.startUs[x] - skewUs && endUs <= P.endUs[x] + skewUs) attach(p, x);
+        }
         const ls = state.lateSeq(skey);
-        if (ls !== undefined && !ls.entry && !ls.seqMatched && seqFits(ls, p, skewUs)) joinFrozen(ls, p, endMs, arrivalMs);
+        if (ls !== undefined && !ls.entry && !ls.seqMatched && ls.reqSeq === rq && ls.respSeq === rs &&
+          startUs >= ls.startUs - skewUs && endUs <= ls.endUs + skewUs) joinFrozen(ls, p, endMs, arrivalMs);
       } else {
-        for (let e = state.first(S_ENTRY, skey) ?? null; e !== null; e = e.sNext) if (seqFits(p, e, skewUs)) attach(p, e);
+        for (let e = state.first(S_ENTRY, skey); e !== NONE; e = P.sNext[e]) {
+          if (P.reqSeq[e] === rq && P.respSeq[e] === rs && P.startUs[e] >= startUs - skewUs && P.endUs[e] <= endUs + skewUs) attach(p, e);
+        }
         const ls = state.lateSeq(skey);
-        if (ls !== undefined && ls.entry && !ls.seqMatched && seqFits(p, ls, skewUs)) joinFrozen(ls, p, endMs, arrivalMs);
+        if (ls !== undefined && ls.entry && !ls.seqMatched && ls.reqSeq === rq && ls.respSeq === rs &&
+          ls.startUs >= startUs - skewUs && ls.endUs <= endUs + skewUs) joinFrozen(ls, p, endMs, arrivalMs);
       }
     }
     // Filed after the search, so a span never meets itself.
     if (gkey >= 0) state.wait(entry ? G_ENTRY : G_EXIT, gkey, p);
     if (skey >= 0) state.wait(entry ? S_ENTRY : S_EXIT, skey, p);
 
-    const c = p.cluster;
-    if (c === null) ownCluster(p, endMs, arrivalMs);
+    const c = P.cluster[p];
+    if (c === NONE) ownCluster(p, endMs, arrivalMs);
     else {
       // Joined an open cluster: its deadline may move later (the heap entry is re-queued lazily).
-      if (endMs > c.maxEndMs) c.maxEndMs = endMs;
-      if (arrivalMs > c.maxArrivalMs) c.maxArrivalMs = arrivalMs;
+      if (endMs > C.maxEndMs[c]) C.maxEndMs[c] = endMs;
+      if (arrivalMs > C.maxArrivalMs[c]) C.maxArrivalMs[c] = arrivalMs;
     }
+    return p;
   }
 
-  function emit(c: Cluster, nowMs: number, out: EmittedTrace[]): void {
-    c.alive = false;
-    openTraces--;
-    const members = c.members;
-    ambiguous += resolveParents(members, skewUs);
-    emitCluster(members, emitOpts, state, nowMs, counters, out, deferred);
-    releaseResolutions(members);
-    for (let i = 0; i < members.length; i++) {
-      const p = members[i];
-      if (p.frozen !== null) {
-        state.removeFrozen(p);
+  function addBatch(b: JoinBatch, batchId: number, arrivalMs: number): void {
+    // A span makes at most three slots (itself and two frozen stand-ins).
+    P.reserve(3 * b.n);
+    for (let i = 0; i < b.n; i++) addRow(b, i, batchId, arrivalMs, b.loc[i]);
+  }
+
+  function add(span: EbpfSpan, batchId: number, arrivalMs: number, loc = -1): void {
+    one.clear();
+    joinFieldsOf(span, one, loc);
+    P.reserve(3);
+    const p = addRow(one, 0, batchId, arrivalMs, loc);
+    if (loc < 0) P.held.set(p, span);
+  }
+
+  function emit(c: number, nowMs: number, out: EmittedTrace[]): void {
+    const n = C.size[c];
+    E.begin(n);
+    const mem = E.mem;
+    let k = 0;
+    for (let s = C.head[c]; s !== NONE; s = P.mNext[s]) {
+      mem[k] = s;
+      P.pos[s] = k++;
+    }
+    ambiguous += resolveParents(P, E, skewUs);
+    emitCluster(P, E, emitOpts, state, nowMs, counters, out, deferred);
+    E.end();
+    const flags = P.flags;
+    for (let i = 0; i < n; i++) flags[mem[i]] |= P_EMITTED;
+    for (let i = 0; i < n; i++) {
+      const s = mem[i];
+      const f = flags[s];
+      if (f & P_FROZEN) {
+        state.removeFrozen(s);
         continue;
       }
       pendingNew--;
-      if (p.dupOf !== null) continue;
-      if (p.gkey >= 0) state.unwait(p.entry ? G_ENTRY : G_EXIT, p.gkey);
-      if (p.skey >= 0) state.unwait(p.entry ? S_ENTRY : S_EXIT, p.skey);
+      if (f & P_DUP) continue;
+      const entry = (f & P_ENTRY) !== 0;
+      if (P.gkey[s] >= 0) state.unwait(entry ? G_ENTRY : G_EXIT, P.gkey[s]);
+      if (P.skey[s] >= 0) state.unwait(entry ? S_ENTRY : S_EXIT, P.skey[s]);
     }
-    c.members = EMPTY;
+    for (let i = 0; i < n; i++) P.free(mem[i]);
+    C.size[c] = 0;
+    C.free(c);
   }
 
   function flush(nowMs: number, load?: SpanLoader): EmittedTrace[] {
     const out: EmittedTrace[] = [];
-    while (heapTopKey(heap) <= nowMs) {
-      const c = heapPop(heap)!;
-      if (!c.alive) continue;
+    while (heap.topKey() <= nowMs) {
+      heap.pop();
+      const c = heap.poppedId;
+      if (!C.alive[c] || C.gen[c] !== heap.poppedGen) continue;
       const d = deadline(c);
-      if (d > nowMs) heapPush(heap, d, c);
+      if (d > nowMs) heap.push(d, c, C.gen[c]);
       else emit(c, nowMs, out);
     }
     state.expire(nowMs);
@@ -243,7 +288,10 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
 
   function flushAll(nowMs: number, load?: SpanLoader): EmittedTrace[] {
     const out: EmittedTrace[] = [];
-    for (let c = heapPop(heap); c !== undefined; c = heapPop(heap)) if (c.alive) emit(c, nowMs, out);
+    while (heap.pop()) {
+      const c = heap.poppedId;
+      if (C.alive[c] && C.gen[c] === heap.poppedGen) emit(c, nowMs, out);
+    }
     state.expire(nowMs);
     loadDeferred(deferred, load);
     return out;
@@ -252,7 +300,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
   function stats(): JoinerStats {
     return {
       pendingSpans: pendingNew,
-      openTraces,
+      openTraces: C.open,
       linkedSpans: counters.linkedSpans,
       lateSpans: counters.lateSpans,
       sampledOutSpans: counters.sampledOutSpans,
@@ -260,5 +308,5 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     };
   }
 
-  return { add, flush, flushAll, stats };
+  return { add, addBatch, flush, flushAll, stats };
 }

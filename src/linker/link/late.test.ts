@@ -5,7 +5,7 @@ import { createJoiner } from './joiner.js';
 import { createMemoryJoinState } from './state.js';
 import { OPTS, allSpans, chain, label, makeSpan, newWorld, serve, service } from './testkit.js';
 import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
-import type { LateSpan } from './node.js';
+import type { LateSpan } from './state.js';
 
 const T0 = 1_732_500_000_000_000;
 const NOW = T0 / 1000;
@@ -169,9 +169,8 @@ test('late index columns: records read back exactly through growth, wrap-around,
   const state = createMemoryJoinState({ maxLateKeys: maxKeys });
   const trace = (i: number) => ({ traceId: `t${i}`, ebpfTraceId: `e${i}`, sampled: i % 3 === 0 });
   const traces = Array.from({ length: 50 }, (_, i) => trace(i));
-  const hex = (i: number) => (0x9e3779b1 * (i + 1) >>> 0).toString(16).padStart(8, '0') + (i >>> 0).toString(16).padStart(8, '0');
   const rec = (i: number): LateSpan => ({
-    spanId: hex(i), entry: true, gkey: i + 1, gchk: (i * 2654435761) | 0, skey: i % 2 ? i + 7 : -1,
+    idA: Math.imul(0x9e3779b1, i + 1), idB: i | 0, entry: true, gkey: i + 1, gchk: (i * 2654435761) | 0, skey: i % 2 ? i + 7 : -1,
     reqSeq: (i * 40503) >>> 0, respSeq: 4294967295 - i, startUs: 1732500000000000 + i * 1.5e3, endUs: 1732500000000000 + i * 1.5e3 + 77,
     srcPort: i % 65536, dstPort: 65535 - (i % 65536), srcIpH: i % 2 ? -123456 - i : 0, dstIpH: i % 2 ? 987654 + i : 0,
     trace: traces[i % 50], seqMatched: false, expireAtMs: 1000 + i,
@@ -196,7 +195,7 @@ test('late index columns: records read back exactly through growth, wrap-around,
   for (let k = 30_000 - keep; k < 30_000; k += 97) assert.deepEqual(state.lateGroup(k + 1), rec(k), `record ${k} at the end`);
   // settle: no longer a seq candidate, still found by group with seqMatched set.
   const r = state.lateSeq(29_999 + 7)!;
-  assert.equal(r.spanId, hex(29_999));
+  assert.deepEqual([r.idA, r.idB], [Math.imul(0x9e3779b1, 30_000), 29_999]);
   state.settle(r);
   assert.equal(state.lateSeq(29_999 + 7), undefined);
   assert.equal(state.lateGroup(30_000)!.seqMatched, true);

@@ -12,7 +12,13 @@
 //   exit.dstPort = entry.srcPort), 1 per address that agrees crosswise; 0 / '' never agree.
 //   A pair links when each is the other's unique best. A tie on either side leaves it
 //   unlinked and is counted as an ambiguous match.
-import { newResolution, NO_RESOLUTION, type PendingSpan, type Resolution } from './node.js';
+//
+// The members of the cluster being emitted are numbered 0..n-1 (`Emission.mem[k]` is the
+// slot of member k, PendingSpans.pos[slot] = k) and what the emission works out for them
+// (parent, best candidate, depth, root, trace) lives in the Emission's columns by that
+// number: one scratch reused for every cluster, nothing carried by a pending span.
+import { P_DUP, P_ENTRY, P_FROZEN, type PendingSpans } from './pending.js';
+import type { LateSpan, TraceRef } from './state.js';
 
 export const GROUP_SLACK_US = 1000;
 
@@ -33,128 +39,154 @@ export function seqFits(exit: Timed, entry: Timed, skewUs: number): boolean {
     entry.startUs >= exit.startUs - skewUs && entry.endUs <= exit.endUs + skewUs;
 }
 
-function score(x: PendingSpan, e: PendingSpan): number {
-  let s = 0;
-  if (x.srcPort !== 0 && x.srcPort === e.dstPort) s += 2;
-  if (x.dstPort !== 0 && x.dstPort === e.srcPort) s += 2;
-  if (x.srcIpH !== 0 && x.srcIpH === e.dstIpH) s += 1;
-  if (x.dstIpH !== 0 && x.dstIpH === e.srcIpH) s += 1;
-  return s;
+/** The emission's scratch: member slots and, by member number, what is worked out for them. */
+export class Emission {
+  n = 0;
+  mem = new Int32Array(64);
+  parent = new Int32Array(64); // member number, -1: none
+  seqLinked = new Uint8Array(64);
+  best = new Int32Array(64);
+  bestScore = new Int32Array(64);
+  bestTie = new Uint8Array(64);
+  hasCandidates = new Uint8Array(64);
+  mark = new Uint8Array(64);
+  depth = new Int32Array(64);
+  root = new Int32Array(64);
+  tref: (TraceRef | null)[] = [];
+  /** Entries among the members (member numbers), not duplicates. */
+  entries = new Int32Array(64);
+  entryCount = 0;
+
+  /** Room for n members, every column reset. */
+  begin(n: number): void {
+    if (n > this.mem.length) {
+      let cap = this.mem.length;
+      while (cap < n) cap *= 2;
+      this.mem = new Int32Array(cap); this.parent = new Int32Array(cap); this.seqLinked = new Uint8Array(cap);
+      this.best = new Int32Array(cap); this.bestScore = new Int32Array(cap); this.bestTie = new Uint8Array(cap);
+      this.hasCandidates = new Uint8Array(cap); this.mark = new Uint8Array(cap); this.depth = new Int32Array(cap);
+      this.root = new Int32Array(cap); this.entries = new Int32Array(cap);
+    }
+    this.n = n;
+    this.parent.fill(-1, 0, n); this.seqLinked.fill(0, 0, n); this.best.fill(-1, 0, n); this.bestScore.fill(-1, 0, n);
+    this.bestTie.fill(0, 0, n); this.hasCandidates.fill(0, 0, n); this.mark.fill(0, 0, n); this.depth.fill(-1, 0, n);
+    this.root.fill(-1, 0, n);
+    this.tref.length = n;
+    this.tref.fill(null, 0, n);
+    this.entryCount = 0;
+  }
+
+  /** Holds no trace between clusters. */
+  end(): void {
+    this.tref.fill(null, 0, this.n);
+  }
 }
 
-/** Can `p` still take a parent / be matched? Frozen spans keep what they were emitted with. */
-function seqOpen(p: PendingSpan): boolean {
-  return p.dupOf === null && p.skey >= 0 && (p.frozen === null || !p.frozen.seqMatched);
+/** Can member k still take a parent / be matched by seq? Frozen spans keep what they were emitted with. */
+function seqOpen(P: PendingSpans, frozen: Map<number, LateSpan>, slot: number): boolean {
+  const f = P.flags[slot];
+  if (f & P_DUP || P.skey[slot] < 0) return false;
+  return (f & P_FROZEN) === 0 || !frozen.get(slot)!.seqMatched;
 }
 
-function offer(x: PendingSpan, e: PendingSpan, s: number): void {
-  x.res.hasCandidates = true;
-  if (s > x.res.bestScore) { x.res.best = e; x.res.bestScore = s; x.res.bestTie = false; } else if (s === x.res.bestScore) x.res.bestTie = true;
-  if (s > e.res.bestScore) { e.res.best = x; e.res.bestScore = s; e.res.bestTie = false; } else if (s === e.res.bestScore) e.res.bestTie = true;
+function offer(E: Emission, x: number, e: number, s: number): void {
+  E.hasCandidates[x] = 1;
+  if (s > E.bestScore[x]) { E.best[x] = e; E.bestScore[x] = s; E.bestTie[x] = 0; } else if (s === E.bestScore[x]) E.bestTie[x] = 1;
+  if (s > E.bestScore[e]) { E.best[e] = x; E.bestScore[e] = s; E.bestTie[e] = 0; } else if (s === E.bestScore[e]) E.bestTie[e] = 1;
 }
 
 /**
- * Sets `parent` (and `seqLinked`) on the members of a cluster. Returns how many exits were
+ * Sets `parent` (and `seqLinked`) of the members E.mem[0..n). Returns how many exits were
  * left unlinked because of a tie.
  */
-const entries: PendingSpan[] = [];
-const walk: PendingSpan[] = [];
-/**
- * Resolutions lent to the members of the cluster being emitted (members[i].res = lent[i]),
- * reused for the next cluster: one cluster is resolved and emitted at a time, and nothing
- * reads a member's resolution after its emission. Allocating one per member cost ~1 µs a span.
- */
-const lent: Resolution[] = [];
-
-export function resolveParents(members: PendingSpan[], skewUs: number): number {
-  entries.length = 0;
-  for (let i = 0; i < members.length; i++) {
-    const p = members[i];
-    let r = lent[i];
-    if (r === undefined) lent[i] = r = newResolution();
-    else {
-      r.parent = null; r.seqLinked = false; r.best = null; r.bestScore = -1; r.bestTie = false;
-      r.hasCandidates = false; r.mark = 0; r.depth = -1; r.root = null; r.tref = null;
-    }
-    p.res = r;
-    if (p.entry && p.dupOf === null) entries.push(p);
+export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): number {
+  const n = E.n, mem = E.mem, flags = P.flags;
+  const entries = E.entries;
+  let ne = 0;
+  for (let k = 0; k < n; k++) {
+    const f = flags[mem[k]];
+    if (f & P_ENTRY && (f & P_DUP) === 0) entries[ne++] = k;
   }
-  const exitsAndEntries = entries.length;
+  E.entryCount = ne;
+  const gkey = P.gkey, gchk = P.gchk, startUs = P.startUs, endUs = P.endUs;
   // Thread groups: new exits only (a frozen exit keeps the parent it was emitted with).
-  for (let i = 0; i < members.length; i++) {
-    const x = members[i];
-    if (x.entry || x.gkey < 0 || x.frozen !== null || x.dupOf !== null) continue;
-    let best: PendingSpan | null = null;
-    for (let j = 0; j < exitsAndEntries; j++) {
-      const e = entries[j];
-      if (e.gkey !== x.gkey || e.gchk !== x.gchk || !groupContains(e, x)) continue;
-      if (best === null || e.startUs > best.startUs || (e.startUs === best.startUs && e.spanId < best.spanId)) best = e;
+  for (let k = 0; k < n; k++) {
+    const x = mem[k];
+    if (flags[x] & (P_ENTRY | P_FROZEN | P_DUP) || gkey[x] < 0) continue;
+    let best = -1;
+    const xs = startUs[x];
+    for (let j = 0; j < ne; j++) {
+      const ek = entries[j], e = mem[ek];
+      if (gkey[e] !== gkey[x] || gchk[e] !== gchk[x]) continue;
+      if (!(xs >= startUs[e] - GROUP_SLACK_US && xs <= endUs[e] + GROUP_SLACK_US)) continue;
+      if (best < 0) { best = ek; continue; }
+      const b = mem[best];
+      if (startUs[e] > startUs[b] || (startUs[e] === startUs[b] && P.idLess(e, b))) best = ek;
     }
-    x.res.parent = best;
+    E.parent[k] = best;
   }
   // Sequence numbers: gather every fitting pair and its score.
-  for (let i = 0; i < members.length; i++) {
-    const x = members[i];
-    if (x.entry || !seqOpen(x)) continue;
-    for (let j = 0; j < exitsAndEntries; j++) {
-      const e = entries[j];
-      if (e.skey !== x.skey || !seqOpen(e) || e === x) continue;
-      if (x.frozen !== null && e.frozen !== null) continue; // both already emitted: decided then
-      if (!seqFits(x, e, skewUs)) continue;
-      offer(x, e, score(x, e));
+  const skey = P.skey, reqSeq = P.reqSeq, respSeq = P.respSeq, frozen = P.frozen;
+  const srcPort = P.srcPort, dstPort = P.dstPort, srcIpH = P.srcIpH, dstIpH = P.dstIpH;
+  for (let k = 0; k < n; k++) {
+    const x = mem[k];
+    if (flags[x] & P_ENTRY || !seqOpen(P, frozen, x)) continue;
+    const xFrozen = (flags[x] & P_FROZEN) !== 0;
+    for (let j = 0; j < ne; j++) {
+      const ek = entries[j], e = mem[ek];
+      if (skey[e] !== skey[x] || ek === k || !seqOpen(P, frozen, e)) continue;
+      if (xFrozen && flags[e] & P_FROZEN) continue; // both already emitted: decided then
+      if (reqSeq[x] !== reqSeq[e] || respSeq[x] !== respSeq[e]) continue;
+      if (!(startUs[e] >= startUs[x] - skewUs && endUs[e] <= endUs[x] + skewUs)) continue;
+      let s = 0;
+      if (srcPort[x] !== 0 && srcPort[x] === dstPort[e]) s += 2;
+      if (dstPort[x] !== 0 && dstPort[x] === srcPort[e]) s += 2;
+      if (srcIpH[x] !== 0 && srcIpH[x] === dstIpH[e]) s += 1;
+      if (dstIpH[x] !== 0 && dstIpH[x] === srcIpH[e]) s += 1;
+      offer(E, k, ek, s);
     }
   }
   let ambiguous = 0;
-  for (let i = 0; i < members.length; i++) {
-    const x = members[i];
-    if (x.entry || !x.res.hasCandidates) continue;
-    const e = x.res.best!;
-    if (!x.res.bestTie && e.res.best === x && !e.res.bestTie) {
-      e.res.parent = x; // a frozen entry keeps its exported parent ''; the link only carries the trace id
-      e.res.seqLinked = true;
-      x.res.seqLinked = true;
-    } else if (x.res.bestTie || e.res.bestTie) ambiguous++;
+  for (let k = 0; k < n; k++) {
+    if (flags[mem[k]] & P_ENTRY || !E.hasCandidates[k]) continue;
+    const e = E.best[k];
+    if (!E.bestTie[k] && E.best[e] === k && !E.bestTie[e]) {
+      E.parent[e] = k; // a frozen entry keeps its exported parent ''; the link only carries the trace id
+      E.seqLinked[e] = 1;
+      E.seqLinked[k] = 1;
+    } else if (E.bestTie[k] || E.bestTie[e]) ambiguous++;
   }
-  breakCycles(members);
-  entries.length = 0; // hold no spans between calls
+  breakCycles(P, E);
   return ambiguous;
 }
+
+const walk: number[] = [];
 
 /**
  * Parent pointers form a forest unless the agent sent contradictory keys (a thread group
  * reused across a call to itself, say). A cycle is cut at its span with the smallest id, so
  * the cut is the same for every linker.
  */
-function breakCycles(members: PendingSpan[]): void {
+function breakCycles(P: PendingSpans, E: Emission): void {
   // mark: 0 unvisited, 1 on the current walk, 2 done.
-  for (let i = 0; i < members.length; i++) {
-    let p: PendingSpan | null = members[i];
-    if (p.res.mark !== 0) continue;
+  const mark = E.mark, parent = E.parent, mem = E.mem;
+  for (let i = 0; i < E.n; i++) {
+    let p = i;
+    if (mark[p] !== 0) continue;
     walk.length = 0;
-    while (p !== null && p.res.mark === 0) {
-      p.res.mark = 1;
+    while (p >= 0 && mark[p] === 0) {
+      mark[p] = 1;
       walk.push(p);
-      p = p.res.parent;
+      p = parent[p];
     }
-    if (p !== null && p.res.mark === 1) {
+    if (p >= 0 && mark[p] === 1) {
       let cut = p;
-      for (let q = p.res.parent!; q !== p; q = q.res.parent!) if (q.spanId < cut.spanId) cut = q;
-      if (cut.res.parent!.entry === false && cut.entry) { cut.res.parent!.res.seqLinked = false; cut.res.seqLinked = false; }
-      cut.res.parent = null;
+      for (let q = parent[p]; q !== p; q = parent[q]) if (P.idLess(mem[q], mem[cut])) cut = q;
+      const par = parent[cut];
+      if ((P.flags[mem[par]] & P_ENTRY) === 0 && P.flags[mem[cut]] & P_ENTRY) { E.seqLinked[par] = 0; E.seqLinked[cut] = 0; }
+      parent[cut] = -1;
     }
-    for (let j = 0; j < walk.length; j++) walk[j].res.mark = 2;
+    for (let j = 0; j < walk.length; j++) mark[walk[j]] = 2;
   }
   walk.length = 0;
-}
-
-/**
- * After the emission of `members` (resolveParents, then emitCluster): their resolutions go
- * back to be lent again, holding no spans in between.
- */
-export function releaseResolutions(members: PendingSpan[]): void {
-  for (let i = 0; i < members.length; i++) {
-    const r = members[i].res;
-    r.parent = null; r.best = null; r.root = null; r.tref = null;
-    members[i].res = NO_RESOLUTION;
-  }
 }

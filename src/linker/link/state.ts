@@ -2,65 +2,91 @@
 // that several linkers can later share it through a distributed store.
 //
 // Contract:
+// - Pending spans (`spans`, pending.ts): one slot per span waiting in an open cluster, in
+//   columns; slots are local to one linker's process (a shared store would hold the same
+//   fields by span id).
 // - Waiters: for each join key (a thread group or an exchange's sequence numbers) and each
-//   side (entry / exit), the pending spans that carry that key. No decision depends on the
-//   order of a list: the joiner only asks "who carries this key", and decides parents from
-//   the spans themselves (times, ports, ids) once their cluster is complete.
+//   side (entry / exit), the pending spans that carry that key, as a list through the
+//   slots' gNext / sNext. No decision depends on the order of a list: the joiner only asks
+//   "who carries this key", and decides parents from the spans themselves (times, ports,
+//   ids) once their cluster is complete.
 // - Frozen spans by span id: emitted spans brought back from the late index into an open
-//   cluster, so that two late spans reaching the same emitted span meet in one cluster.
+//   cluster (a P_FROZEN slot), so that two late spans reaching the same emitted span meet in
+//   one cluster.
 // - The late index: for each key of an emitted trace, what it resolved to (`LateSpan`: the
 //   emitted span, its trace id and sampling decision). A record lives until `expireAtMs`
 //   (emission + late_retention) or until the index holds more than `maxKeys` records, oldest
 //   first; either way memory is bounded.
 // - A shared implementation must make `wait`/`first` and `remember`/`lateGroup`/`lateSeq`
 //   linearizable per key; keys are plain numbers (hashes), so they shard well.
-// The in-process implementation below is a set of hash tables (./keytable.ts); waiter lists are intrusive (each
-// pending span carries the link to the next waiter on its group key and on its seq key), so
-// waiting allocates nothing.
+// The in-process implementation below is a set of hash tables (./keytable.ts) over the slot
+// columns; waiting allocates nothing.
 import { hex16 } from './ids.js';
 import { KeyTable } from './keytable.js';
-import type { LateSpan, PendingSpan, TraceRef } from './node.js';
+import { NONE, P_EMITTED, PendingSpans } from './pending.js';
+
+/** The outcome for one emitted trace, shared by every late record of it. */
+export interface TraceRef {
+  traceId: string;
+  ebpfTraceId: string;
+  sampled: boolean;
+}
+
+/**
+ * What the late index remembers of an emitted span: enough to join a span arriving after
+ * its trace left (its keys, times and connection) and the trace it went out in.
+ * Indexed by group key when it is an entry with a thread group, and by seq key while
+ * nothing matched it by sequence numbers.
+ */
+export interface LateSpan {
+  /** the span id's two words (hex16(idA, idB)), int32 */
+  idA: number;
+  idB: number;
+  entry: boolean;
+  gkey: number; // -1: no thread group
+  gchk: number;
+  skey: number; // -1: sequence numbers unusable (0/0)
+  reqSeq: number;
+  respSeq: number;
+  startUs: number;
+  endUs: number;
+  srcPort: number;
+  dstPort: number;
+  srcIpH: number;
+  dstIpH: number;
+  trace: TraceRef;
+  /** Matched by sequence numbers (now or when emitted): no longer a seq candidate. */
+  seqMatched: boolean;
+  expireAtMs: number;
+}
 
 /** Which waiter list: thread-group entries/exits, seq-key entries/exits. */
 export const G_ENTRY = 0, G_EXIT = 1, S_ENTRY = 2, S_EXIT = 3;
 export type WaitTable = 0 | 1 | 2 | 3;
 
-/** The waiter after `p` in a list of `table`. */
-export function nextWaiter(table: WaitTable, p: PendingSpan): PendingSpan | null {
-  return table < S_ENTRY ? p.gNext : p.sNext;
-}
-
 export interface JoinState {
-  /** First pending span waiting on `key`; follow with nextWaiter(). */
-  first(table: WaitTable, key: number): PendingSpan | undefined;
-  wait(table: WaitTable, key: number, p: PendingSpan): void;
-  /** Drops every span of the key's list whose cluster was emitted. */
+  readonly spans: PendingSpans;
+  /** First pending span (slot) waiting on `key`, NONE when none; follow gNext / sNext. */
+  first(table: WaitTable, key: number): number;
+  wait(table: WaitTable, key: number, slot: number): void;
+  /** Drops every span of the key's list whose cluster was emitted (P_EMITTED). */
   unwait(table: WaitTable, key: number): void;
 
-  frozen(spanId: string): PendingSpan | undefined;
-  addFrozen(p: PendingSpan): void;
-  removeFrozen(p: PendingSpan): void;
+  /** The P_FROZEN slot standing for the emitted span with id (idA, idB), or NONE. */
+  frozen(idA: number, idB: number): number;
+  addFrozen(slot: number, ls: LateSpan): void;
+  removeFrozen(slot: number): void;
   frozenCount(): number;
 
   lateGroup(key: number): LateSpan | undefined;
   lateSeq(key: number): LateSpan | undefined;
-  /** Indexes an emitted span under its keys until `ls.expireAtMs`. */
+  /** Indexes an emitted span under its keys until `ls.expireAtMs` (copies it: `ls` may be reused). */
   remember(ls: LateSpan): void;
   /** The span was matched by sequence numbers after all: no longer a seq candidate. */
   settle(ls: LateSpan): void;
   /** Forgets records whose time is up. */
   expire(nowMs: number): void;
   lateCount(): number;
-}
-
-/** The 64 bits of a 16-hex span id as two words (no substring allocated). */
-function idWord(id: string, from: number): number {
-  let w = 0;
-  for (let i = from; i < from + 8; i++) {
-    const c = id.charCodeAt(i);
-    w = (w << 4) | (c <= 57 ? c - 48 : c - 87);
-  }
-  return w >>> 0;
 }
 
 const F_ENTRY = 1, F_SEQ_MATCHED = 2;
@@ -125,16 +151,16 @@ function createLateColumns(maxKeys: number) {
     gkeyOf: (q: number) => gkey[slot(q)],
     skeyOf: (q: number) => skey[slot(q)],
     isEntry: (q: number) => (flags[slot(q)] & F_ENTRY) !== 0,
-    sameSpan(q: number, id: string): boolean {
+    sameSpan(q: number, a: number, b: number): boolean {
       const i = slot(q);
-      return idA[i] === idWord(id, 0) && idB[i] === idWord(id, 8);
+      return idA[i] === (a >>> 0) && idB[i] === (b >>> 0);
     },
     /** Appends a record; the caller makes room first (count < maxKeys). */
     push(ls: LateSpan): number {
       if (tail - head >= cap) grow();
       const q = tail++;
       const i = slot(q);
-      idA[i] = idWord(ls.spanId, 0); idB[i] = idWord(ls.spanId, 8);
+      idA[i] = ls.idA; idB[i] = ls.idB;
       flags[i] = (ls.entry ? F_ENTRY : 0) | (ls.seqMatched ? F_SEQ_MATCHED : 0);
       gkey[i] = ls.gkey; gchk[i] = ls.gchk; skey[i] = ls.skey;
       reqSeq[i] = ls.reqSeq; respSeq[i] = ls.respSeq;
@@ -156,7 +182,7 @@ function createLateColumns(maxKeys: number) {
     record(q: number): LateSpan {
       const i = slot(q);
       return {
-        spanId: hex16(idA[i], idB[i]), entry: (flags[i] & F_ENTRY) !== 0, gkey: gkey[i], gchk: gchk[i], skey: skey[i],
+        idA: idA[i] | 0, idB: idB[i] | 0, entry: (flags[i] & F_ENTRY) !== 0, gkey: gkey[i], gchk: gchk[i], skey: skey[i],
         reqSeq: reqSeq[i], respSeq: respSeq[i], startUs: startUs[i], endUs: endUs[i], srcPort: srcPort[i], dstPort: dstPort[i],
         srcIpH: srcIpH[i], dstIpH: dstIpH[i], trace: trace[i]!, seqMatched: (flags[i] & F_SEQ_MATCHED) !== 0, expireAtMs: expireAt[i],
       };
@@ -176,8 +202,11 @@ function createLateColumns(maxKeys: number) {
 }
 
 export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState {
-  const tables: KeyTable<PendingSpan>[] = [new KeyTable(), new KeyTable(), new KeyTable(), new KeyTable()];
-  const frozenById = new Map<string, PendingSpan>();
+  const spans = new PendingSpans();
+  // key → head slot of the waiter list
+  const tables: KeyTable<number>[] = [new KeyTable(), new KeyTable(), new KeyTable(), new KeyTable()];
+  // Frozen stand-ins by span id (rare: only while late spans join emitted traces).
+  const frozenById = new Map<string, number>();
   // key → seq of the record in `late`.
   const lateGroups = new KeyTable<number>();
   const lateSeqs = new KeyTable<number>();
@@ -191,38 +220,45 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
   }
 
   return {
-    first: (t, key) => tables[t].get(key),
-    wait(t, key, p) {
+    spans,
+    first: (t, key) => tables[t].get(key) ?? NONE,
+    wait(t, key, slot) {
       const m = tables[t];
-      const head = m.get(key);
-      if (t < S_ENTRY) p.gNext = head ?? null;
-      else p.sNext = head ?? null;
-      m.set(key, p);
+      const head = m.get(key) ?? NONE;
+      if (t < S_ENTRY) spans.gNext[slot] = head;
+      else spans.sNext[slot] = head;
+      m.set(key, slot);
     },
     unwait(t, key) {
       const m = tables[t];
-      const g = t < S_ENTRY;
-      let headP: PendingSpan | null = m.get(key) ?? null;
-      if (headP === null) return;
-      let prev: PendingSpan | null = null;
-      const start = headP;
-      for (let q: PendingSpan | null = headP; q !== null;) {
-        const next: PendingSpan | null = g ? q.gNext : q.sNext;
-        if (!q.cluster!.alive) {
-          if (prev === null) headP = next;
-          else if (g) prev.gNext = next;
-          else prev.sNext = next;
+      const start = m.get(key);
+      if (start === undefined) return;
+      const next = t < S_ENTRY ? spans.gNext : spans.sNext;
+      const flags = spans.flags;
+      let head = start;
+      let prev = NONE;
+      for (let q = start; q !== NONE;) {
+        const n = next[q];
+        if (flags[q] & P_EMITTED) {
+          if (prev === NONE) head = n;
+          else next[prev] = n;
         } else prev = q;
-        q = next;
+        q = n;
       }
-      if (headP === null) m.delete(key);
-      else if (headP !== start) m.set(key, headP);
+      if (head === NONE) m.delete(key);
+      else if (head !== start) m.set(key, head);
     },
 
-    frozen: (id) => frozenById.get(id),
-    addFrozen: (p) => void frozenById.set(p.spanId, p),
-    removeFrozen(p) {
-      if (frozenById.get(p.spanId) === p) frozenById.delete(p.spanId);
+    frozen: (a, b) => frozenById.get(hex16(a, b)) ?? NONE,
+    addFrozen(slot, ls) {
+      spans.frozen.set(slot, ls);
+      frozenById.set(hex16(ls.idA, ls.idB), slot);
+    },
+    removeFrozen(slot) {
+      const ls = spans.frozen.get(slot);
+      if (ls === undefined) return;
+      const id = hex16(ls.idA, ls.idB);
+      if (frozenById.get(id) === slot) frozenById.delete(id);
     },
     frozenCount: () => frozenById.size,
 
@@ -248,13 +284,13 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
       // The record may be reachable by its seq key, or (replaced there by a colliding key) by
       // its group key only: mark it wherever it is, drop it from the seq index.
       const bySeq = ls.skey >= 0 ? lateSeqs.get(ls.skey) : undefined;
-      if (bySeq !== undefined && late.sameSpan(bySeq, ls.spanId)) {
+      if (bySeq !== undefined && late.sameSpan(bySeq, ls.idA, ls.idB)) {
         late.settle(bySeq);
         lateSeqs.delete(ls.skey);
         return;
       }
       const byGroup = ls.entry && ls.gkey >= 0 ? lateGroups.get(ls.gkey) : undefined;
-      if (byGroup !== undefined && late.sameSpan(byGroup, ls.spanId)) late.settle(byGroup);
+      if (byGroup !== undefined && late.sameSpan(byGroup, ls.idA, ls.idB)) late.settle(byGroup);
     },
     expire(nowMs) {
       while (late.count() > 0 && late.expireAt(late.oldest()) <= nowMs) dropOldest();
