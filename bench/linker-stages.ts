@@ -1,9 +1,9 @@
 // Where a linker's CPU goes, stage by stage, without HTTP: the same gzip line-protocol batches
 // as bench/linker.ts (traces from the shop fixture, ~1000 spans a batch) go through the
 // linker's own functions, each stage timed in CPU time of this process (all threads):
-//   decode   gunzip + line protocol + validate (ingest's decodeRawBatch)
+//   decode   gunzip + the join fields of every span (ingest's decodeRawFields)
 //   spool    SpanSpool.append of the raw body (one SQLite transaction a batch)
-//   add      Joiner.add of every span, by loc (the joiner keeps join metadata, not the span)
+//   add      Joiner.addBatch of the body's join fields (the joiner keeps those, not the span)
 //   emit     Joiner.flushAll (parents, ids, sampling; no LinkedSpans for sampled-out traces)
 //   load     the kept traces' spans decoded again from their batch's text (createRawLoader,
 //            called by flushAll once per batch; its time is taken out of emit): each body is
@@ -15,13 +15,15 @@
 //
 //   node --expose-gc --import tsx bench/linker-stages.ts [--spans 300000] [--rounds 3] [--sampling 0.1]
 // Prints each round and the median per stage (µs per span), with the load average; with
-// --expose-gc also the heap held per pending span (all spans added, none emitted yet).
+// --expose-gc also the memory held per pending span (all spans added, none emitted yet): the
+// heap the GC traces, and apart the off-heap columns (typed arrays) and cached body text.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildTrace, rng, shopTree } from '../src/linker/fixtures.js';
-import { createRawLoader, decodeRawBatch } from '../src/linker/ingest.js';
+import { createRawLoader, decodeRawFields } from '../src/linker/ingest.js';
+import { JoinBatch } from '../src/linker/link/fields.js';
 import { createJoiner } from '../src/linker/link/joiner.js';
 import { encodeSpans } from '../src/span/lineprotocol.js';
 import type { LinkedSpan } from '../src/span/span.js';
@@ -62,8 +64,9 @@ type Stage = typeof STAGES[number];
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const heapNow = () => { gc!(); gc!(); return process.memoryUsage().heapUsed; };
+const offHeapNow = () => process.memoryUsage().arrayBuffers;
 
-function round(): Record<Stage, number> & { spans: number; heapPerPending: number; textPerPending: number } {
+function round(): Record<Stage, number> & { spans: number; heapPerPending: number; offHeapPerPending: number; textPerPending: number } {
   const dir = mkdtempSync(join(tmpdir(), 'seqtrace-stages-'));
   const store = openSqliteStore(dir, { retentionMaxAgeMs: 1e13, retentionMaxBytes: 1e15, sweepIntervalMs: 0, exportQueue: false });
   const joiner = createJoiner({ window: 20_000, sampling_rate: sampling, use_app_trace_id: false, keep_error_traces: true, clock_skew: 500, late_retention: 600_000, link_sampled_out: false });
@@ -78,26 +81,29 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     return got;
   };
   let spans = 0;
-  let heapPerPending = NaN, textPerPending = NaN;
+  let heapPerPending = NaN, offHeapPerPending = NaN, textPerPending = NaN;
+  const fields = new JoinBatch();
   try {
     const heap0 = gc ? heapNow() : 0;
+    const off0 = offHeapNow();
     const now = Date.now();
     for (const body of bodies) {
       const raw: RawBatch = { body, format: 'lp', gzip: true };
       let c = cpuUs();
-      const { spans: batch, locs } = decodeRawBatch(raw, limits);
+      decodeRawFields(raw, limits, fields);
       let d = cpuUs(); took.decode += d - c; c = d;
-      const id = store.append(batch, now, raw);
+      const id = store.append([], now, raw);
       d = cpuUs(); took.spool += d - c; c = d;
-      held.set(id, batch.length);
+      held.set(id, fields.n);
       raws.set(id, raw);
-      for (let i = 0; i < batch.length; i++) joiner.add(batch[i], id, now, locs[i]);
+      joiner.addBatch(fields, id, now);
       d = cpuUs(); took.add += d - c;
-      spans += batch.length;
+      spans += fields.n;
     }
     // The cached texts are in the heap's large-object space (never copied nor traced): apart.
     textPerPending = loader.cachedBytes() / spans;
     if (gc) heapPerPending = (heapNow() - heap0) / spans - textPerPending;
+    offHeapPerPending = (offHeapNow() - off0) / spans;
     let c = cpuUs();
     const traces = joiner.flushAll(now + 60_000, load);
     let d = cpuUs(); took.emit += d - c - took.load; c = d;
@@ -119,7 +125,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     store.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { ...took, spans, heapPerPending, textPerPending };
+  return { ...took, spans, heapPerPending, offHeapPerPending, textPerPending };
 }
 
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -130,7 +136,8 @@ for (let k = 0; k < rounds; k++) {
   results.push(res);
   const per = STAGES.map((s) => `${s} ${(res[s] / res.spans).toFixed(2)}`).join(', ');
   const sum = STAGES.reduce((a, s) => a + res[s], 0) / res.spans;
-  const heap = (Number.isNaN(res.heapPerPending) ? '' : `; heap ${res.heapPerPending.toFixed(0)} B per pending span`) + ` + ${res.textPerPending.toFixed(0)} B of cached body text`;
+  const heap = (Number.isNaN(res.heapPerPending) ? '' : `; per pending span: heap ${res.heapPerPending.toFixed(0)} B`) +
+    ` + off-heap ${res.offHeapPerPending.toFixed(0)} B (columns, gzip'd bodies) + ${res.textPerPending.toFixed(0)} B of cached body text`;
   console.log(`round ${k + 1}: ${res.spans} spans; µs per span: ${per}; total ${sum.toFixed(2)} (${Math.round(1e6 / sum)} spans per CPU-second)${heap}`);
 }
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];

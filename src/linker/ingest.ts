@@ -15,6 +15,7 @@ import type { EbpfSpan } from '../span/span.js';
 import type { RawBatch } from '../storage/store.js';
 import { validatePoint, validatePoints } from '../span/validate.js';
 import { bearerGuard } from './http.js';
+import { JoinBatch, joinFieldsOf } from './link/fields.js';
 
 /**
  * Inflating is synchronous. The linker runs on one core, so the thread pool bought no
@@ -114,15 +115,11 @@ function refuseEarly(app: FastifyInstance, maxBytes: number, stats: IngestStats)
 export interface IngestSink {
   /**
    * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
-   * `raw` is the body as received, which the spool keeps instead of the spans (see decodeRawBatch);
-   * `at` says where each span is in it (see loadRawSpans).
+   * `raw` is the body as received, which the spool keeps (see decodeRawFields); `fields` are
+   * the join fields of its accepted spans, each with its loc (see loadRawSpans). `fields` is
+   * ingest's scratch: read it before returning, do not keep it.
    */
-  accept(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch, at?: SpanLocations): void;
-}
-
-/** Where the spans of a batch are in its body: `locs[i]` for spans[i]. */
-export interface SpanLocations {
-  locs: number[];
+  accept(fields: JoinBatch, receivedAtMs: number, raw: RawBatch): void;
 }
 
 export interface IngestStats {
@@ -187,7 +184,7 @@ export interface DecodedSpans {
 }
 
 /** A body (inflated) → the valid spans and every point error, as the route decides them. */
-function decodeBody(body: Buffer, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
+export function decodeBody(body: Buffer, format: 'lp' | 'json', cfg: DecodeLimits): DecodedSpans {
   const starts: number[] | undefined = format === 'lp' ? [] : undefined;
   const decoded = format === 'lp'
     ? decodeLineProtocolBytes(body, { maxPoints: cfg.max_batch_spans, starts })
@@ -199,17 +196,33 @@ function decodeBody(body: Buffer, format: 'lp' | 'json', cfg: DecodeLimits): Dec
   return { spans, errors: decoded.errors.concat(errors).sort(byIndex), locs };
 }
 
+/**
+ * A body (inflated) → the join fields of its valid spans into `out` (cleared first), and every
+ * point error: what the route and the replay work from. The spans themselves are not kept.
+ */
+export function decodeJoinFields(body: Buffer, format: 'lp' | 'json', cfg: DecodeLimits, out: JoinBatch): { errors: PointError[] } {
+  const { spans, errors, locs } = decodeBody(body, format, cfg);
+  out.clear();
+  for (let i = 0; i < spans.length; i++) joinFieldsOf(spans[i], out, locs[i]);
+  return { errors };
+}
+
 function inflate(raw: RawBatch, cfg: DecodeLimits): Buffer {
   return raw.gzip ? gunzipBody(raw.body, cfg.max_body_bytes) : raw.body;
 }
 
 /**
- * The spans of a spooled raw body (replay after a restart): the same decoding and validation
- * as when it was accepted, so the same spans in the same order and at the same locs (same
- * limits assumed; a limit lowered since can only drop points, never change one).
+ * The spans of a spooled raw body (tests; the replay uses decodeRawFields): the same decoding
+ * and validation as when it was accepted, so the same spans in the same order and at the same
+ * locs (same limits assumed; a limit lowered since can only drop points, never change one).
  */
 export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
   return decodeBody(inflate(raw, cfg), raw.format, cfg);
+}
+
+/** The join fields of a spooled raw body's spans into `out` (replay after a restart), as ingest made them. */
+export function decodeRawFields(raw: RawBatch, cfg: DecodeLimits, out: JoinBatch): void {
+  decodeJoinFields(inflate(raw, cfg), raw.format, cfg, out);
 }
 
 /**
@@ -340,6 +353,9 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
   const now = opts.now ?? Date.now;
   const stats: IngestStats = { requests: 0, failedRequests: 0, spansAccepted: 0, spansRejected: 0, bytesReceived: 0, bytesDecoded: 0 };
   refuseEarly(app, cfg.max_body_bytes, stats);
+  // One scratch for every request: a handler runs to its end (the spool append is synchronous)
+  // before another one starts decoding.
+  const fields = new JoinBatch();
 
   app.register(async (scope) => {
     // Every body arrives as raw bytes; the route decides format and encoding itself.
@@ -359,20 +375,21 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       stats.bytesReceived += raw.length;
       const body = decompress(req, raw, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
-      const { spans, errors: all, locs } = decodeBody(body, format, cfg);
+      const { errors: all } = decodeJoinFields(body, format, cfg, fields);
+      const accepted = fields.n;
       const rejected = all.length;
       const listed = rejected > MAX_LISTED_ERRORS ? all.slice(0, MAX_LISTED_ERRORS) : all;
-      if (spans.length === 0) {
+      if (accepted === 0) {
         stats.spansRejected += rejected;
         const message = rejected ? `every point was rejected (${rejected}); see errors` : 'the body holds no points';
         return reply.status(400).send({ code: 'SEQ_ERR_BAD_BODY', message, accepted: 0, rejected, errors: listed });
       }
       // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
       const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
-      sink.accept(spans, receivedAtMs, rawBatch, { locs }); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
-      stats.spansAccepted += spans.length;
+      sink.accept(fields, receivedAtMs, rawBatch); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
+      stats.spansAccepted += accepted;
       stats.spansRejected += rejected;
-      const answer: IngestAnswer = { accepted: spans.length, rejected, errors: listed };
+      const answer: IngestAnswer = { accepted, rejected, errors: listed };
       return answer;
     });
   });

@@ -6,9 +6,10 @@
 // start the spool's pending batches are replayed into the joiner; spans of them that were
 // already stored keep their deterministic ids and the writer skips them.
 import type { Joiner, SpanLoader } from './joiner.js';
-import type { EbpfSpan, LinkedSpan } from '../span/span.js';
+import type { LinkedSpan } from '../span/span.js';
 import type { RawBatch, SpanSpool, TraceWriter } from '../storage/store.js';
-import type { DecodedSpans, IngestSink, RawLoader, SpanLocations } from './ingest.js';
+import type { IngestSink, RawLoader } from './ingest.js';
+import { JoinBatch } from './link/fields.js';
 
 /** What every stage of the linker offers the service: start, stop, counters. */
 export interface Stage {
@@ -26,16 +27,16 @@ export interface PipelineOptions {
   /** Wall clock (ms). */
   now?: () => number;
   /**
-   * The spans of a spooled raw body (`accept` with `raw`) and their locs, for replay; required
-   * when the spool holds raw bodies. The service passes ingest's `decodeRawBatch` with its limits.
+   * The join fields of a spooled raw body's spans into `out`, for replay (ingest's
+   * `decodeRawFields` with the service's limits).
    */
-  decodeRaw?: (raw: RawBatch) => Pick<DecodedSpans, 'spans' | 'locs'>;
+  decodeRaw: (raw: RawBatch, out: JoinBatch) => void;
   /**
-   * Loads spans of a raw body by loc (ingest's `createRawLoader`). With it (and decodeRaw), the
-   * joiner holds only join metadata per span, the pipeline holds each raw body in memory while
-   * any of its spans is pending, and the spans of kept traces are decoded again from it.
+   * Loads spans of a raw body by loc (ingest's `createRawLoader`): the joiner holds only join
+   * fields per span, the pipeline holds each raw body in memory while any of its spans is
+   * pending, and the spans of kept traces are decoded again from it.
    */
-  loadRaw?: RawLoader;
+  loadRaw: RawLoader;
   /** Called after a commit that stored spans (wakes the exporter). */
   onCommitted?: (storedSpans: number) => void;
   /** Called when a commit fails; it is retried on the next tick. */
@@ -86,11 +87,11 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const held = new Map<number, number>();
   /** Raw bodies of the batches in `held` whose spans the joiner holds by loc. */
   const raws = new Map<number, RawBatch>();
-  const loadRaw = opts.decodeRaw ? opts.loadRaw : undefined;
+  const loadRaw = opts.loadRaw;
   const load: SpanLoader = (batchId, locs) => {
     const raw = raws.get(batchId);
     if (raw === undefined) throw new Error(`spool batch ${batchId} is not held in memory any more`);
-    return loadRaw!.load(batchId, raw, locs);
+    return loadRaw.load(batchId, raw, locs);
   };
   const c: PipelineCounters = {
     batchesAccepted: 0, spansAccepted: 0, replayedBatches: 0, replayedSpans: 0, commits: 0, commitFailures: 0,
@@ -102,17 +103,14 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   let running = false;
   let stopped = false;
 
-  /** With `raw` and `locs` (and loadRaw) the joiner holds the spans by loc, not the spans. */
-  function hand(spans: EbpfSpan[], batchId: number, arrivalMs: number, raw?: RawBatch, at?: Partial<SpanLocations>): void {
-    held.set(batchId, spans.length);
-    const locs = at?.locs;
-    if (raw !== undefined && locs !== undefined && loadRaw !== undefined && locs.length === spans.length) {
-      raws.set(batchId, ownBytes(raw));
-      // The decoded text is not held from ingest on: at 1e6 spans/min such texts filled the
-      // cache with the newest batches while the ones being emitted were inflated again at
-      // every flush (docs/linker.md); the loader caches bodies at their first load.
-      for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs, locs[i]);
-    } else for (let i = 0; i < spans.length; i++) joiner.add(spans[i], batchId, arrivalMs);
+  /** Hands a durable batch's spans to the joiner by their join fields; its raw body is held for loading. */
+  function hand(fields: JoinBatch, batchId: number, arrivalMs: number, raw: RawBatch): void {
+    held.set(batchId, fields.n);
+    raws.set(batchId, ownBytes(raw));
+    // The decoded text is not held from ingest on: at 1e6 spans/min such texts filled the
+    // cache with the newest batches while the ones being emitted were inflated again at
+    // every flush (docs/linker.md); the loader caches bodies at their first load.
+    joiner.addBatch(fields, batchId, arrivalMs);
   }
 
   function commit(sampled: LinkedSpan[], done: number[]): boolean {
@@ -149,7 +147,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         const left = (held.get(b) ?? 1) - 1;
         if (left <= 0) {
           held.delete(b);
-          if (raws.delete(b)) loadRaw!.forget(b);
+          if (raws.delete(b)) loadRaw.forget(b);
           done.push(b);
         } else held.set(b, left);
       }
@@ -160,13 +158,11 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   return {
-    accept(spans, receivedAtMs, raw, at) {
-      // Without a decoder for replay the spool must keep the spans themselves.
-      const keepRaw = opts.decodeRaw ? raw : undefined;
-      const id = spool.append(spans, receivedAtMs, keepRaw); // durable from here on
+    accept(fields, receivedAtMs, raw) {
+      const id = spool.append([], receivedAtMs, raw); // durable from here on
       c.batchesAccepted++;
-      c.spansAccepted += spans.length;
-      hand(spans, id, receivedAtMs, keepRaw, at);
+      c.spansAccepted += fields.n;
+      hand(fields, id, receivedAtMs, raw);
     },
     start() {
       if (running) return;
@@ -174,19 +170,22 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       // Replayed spans count as arriving now: what agents resend after the restart (batches
       // that got no answer) must still find them open, or a trace would be cut in two.
       const restartMs = now();
+      const fields = new JoinBatch();
       for (const b of spool.pending()) {
         if (held.has(b.id)) continue;
-        let spans: EbpfSpan[];
+        let n: number;
         if (b.raw === undefined) {
-          spans = b.spans;
-          hand(spans, b.id, restartMs);
-        } else if (opts.decodeRaw) {
-          const d = opts.decodeRaw(b.raw);
-          spans = d.spans;
-          hand(spans, b.id, restartMs, b.raw, d);
-        } else throw new Error(`spool batch ${b.id} holds a raw body and the pipeline has no decodeRaw`);
+          // A spool written before raw bodies were kept: the spans are held whole.
+          n = b.spans.length;
+          held.set(b.id, n);
+          for (const s of b.spans) joiner.add(s, b.id, restartMs);
+        } else {
+          opts.decodeRaw(b.raw, fields);
+          n = fields.n;
+          hand(fields, b.id, restartMs, b.raw);
+        }
         c.replayedBatches++;
-        c.replayedSpans += spans.length;
+        c.replayedSpans += n;
       }
       timer = setInterval(() => {
         if (!stopped) emit(false, now());

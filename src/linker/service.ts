@@ -11,7 +11,7 @@ import { uiRoutes } from '../ui/routes.js';
 import type { Joiner } from './joiner.js';
 import { createJoiner } from './link/joiner.js';
 import { bearerGuard, installErrorHandling } from './http.js';
-import { createRawLoader, decodeRawBatch, registerIngest, type IngestStats } from './ingest.js';
+import { createRawLoader, decodeRawFields, registerIngest, type IngestStats } from './ingest.js';
 import { createPipeline, type Pipeline, type Stage } from './pipeline.js';
 
 /** The store as the linker uses it; `stats` and `close` are used when present. */
@@ -128,7 +128,7 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
   try {
     pipeline = createPipeline({
       spool: store, writer: store, joiner, now, flushIntervalMs: opts.flushIntervalMs,
-      decodeRaw: (raw) => decodeRawBatch(raw, cfg),
+      decodeRaw: (raw, out) => decodeRawFields(raw, cfg, out),
       loadRaw: createRawLoader(cfg, RAW_TEXT_CACHE_BYTES),
       onCommitted: () => exporter?.notify(),
       onError: (e) => apps[0]?.log.error({ err: e }, 'commit failed; retrying'),
