@@ -1,13 +1,25 @@
 // Clusters (spans that may belong together, emitted together) and the deadline heap, in
-// typed-array columns like the pending spans (pending.ts). A cluster's members are a list
-// through PendingSpans.mNext (head, tail: appending or merging two lists is O(1); the
-// smaller cluster's members are renumbered to the larger one).
+// typed arrays like the pending spans (pending.ts). A cluster's members are a list through
+// the pending records' MNEXT (head, tail: appending or merging two lists is O(1); the smaller
+// cluster's members are renumbered to the larger one).
 //
 // The heap holds (deadline, cluster, generation). Entries are lazy: a cluster's deadline only
 // moves later, so a popped cluster whose deadline has grown is queued again, and an entry of
 // a cluster that was merged away or emitted (its id since reused: another generation) is
 // skipped.
 
+/** int32 words per cluster record (32 bytes: one cache line holds two) */
+const CW = 8;
+// float64 fields (index c * CW / 2 + k)
+const MAX_END = 0, MAX_ARRIVAL = 1;
+// int32 fields (index c * CW + k); words 0..3 hold the doubles
+const HEAD = 4, TAIL = 5, SIZE = 6, GEN = 7;
+
+/**
+ * Clusters as records of one buffer (a cluster's fields are read together, for a random
+ * cluster: one cache line, not one per field). `gen` is bumped when an id is freed: heap
+ * entries of an older generation are stale. Alive = not on the free list.
+ */
 export class Clusters {
   cap = 0;
   private freeList = new Int32Array(0);
@@ -15,17 +27,11 @@ export class Clusters {
   private top = 0;
   /** Live clusters. */
   open = 0;
+  private i32 = new Int32Array(0);
+  private f64 = new Float64Array(0);
+  private live = new Uint8Array(0);
 
-  head = new Int32Array(0);
-  tail = new Int32Array(0);
-  size = new Int32Array(0);
-  maxEndMs = new Float64Array(0);
-  maxArrivalMs = new Float64Array(0);
-  /** bumped when the id is freed: heap entries of an older generation are stale */
-  gen = new Int32Array(0);
-  alive = new Uint8Array(0);
-
-  constructor(capacity = 1024) {
+  constructor(capacity = 4096) {
     this.grow(capacity);
   }
 
@@ -36,29 +42,51 @@ export class Clusters {
       if (this.top === this.cap) this.grow(this.cap * 2);
       c = this.top++;
     }
-    this.alive[c] = 1;
+    this.live[c] = 1;
+    this.i32[c * CW + SIZE] = 0;
     this.open++;
     return c;
   }
 
   free(c: number): void {
-    this.alive[c] = 0;
-    this.gen[c] = (this.gen[c] + 1) | 0;
+    this.live[c] = 0;
+    this.i32[c * CW + GEN] = (this.i32[c * CW + GEN] + 1) | 0;
+    this.i32[c * CW + SIZE] = 0;
     this.freeList[this.freeCount++] = c;
     this.open--;
   }
 
+  alive(c: number): boolean { return this.live[c] === 1; }
+  gen(c: number): number { return this.i32[c * CW + GEN]; }
+  head(c: number): number { return this.i32[c * CW + HEAD]; }
+  tail(c: number): number { return this.i32[c * CW + TAIL]; }
+  size(c: number): number { return this.i32[c * CW + SIZE]; }
+  maxEndMs(c: number): number { return this.f64[c * (CW / 2) + MAX_END]; }
+  maxArrivalMs(c: number): number { return this.f64[c * (CW / 2) + MAX_ARRIVAL]; }
+  setHead(c: number, s: number): void { this.i32[c * CW + HEAD] = s; }
+  setTail(c: number, s: number): void { this.i32[c * CW + TAIL] = s; }
+  setSize(c: number, n: number): void { this.i32[c * CW + SIZE] = n; }
+  /** Raises the latest span end / arrival of c to at least these. */
+  raise(c: number, endMs: number, arrivalMs: number): void {
+    const f = this.f64, b = c * (CW / 2);
+    if (endMs > f[b + MAX_END]) f[b + MAX_END] = endMs;
+    if (arrivalMs > f[b + MAX_ARRIVAL]) f[b + MAX_ARRIVAL] = arrivalMs;
+  }
+  setTimes(c: number, endMs: number, arrivalMs: number): void {
+    const b = c * (CW / 2);
+    this.f64[b + MAX_END] = endMs;
+    this.f64[b + MAX_ARRIVAL] = arrivalMs;
+  }
+
   private grow(cap: number): void {
-    const n = this.top;
-    const g = <T extends Int32Array | Float64Array | Uint8Array>(a: T, make: (k: number) => T): T => {
-      const b = make(cap);
-      b.set(a.subarray(0, n));
-      return b;
-    };
-    const i32 = (k: number) => new Int32Array(k), f64 = (k: number) => new Float64Array(k);
-    this.head = g(this.head, i32); this.tail = g(this.tail, i32); this.size = g(this.size, i32);
-    this.maxEndMs = g(this.maxEndMs, f64); this.maxArrivalMs = g(this.maxArrivalMs, f64);
-    this.gen = g(this.gen, i32); this.alive = g(this.alive, (k) => new Uint8Array(k));
+    const buf = new ArrayBuffer(cap * 4 * CW);
+    const i32 = new Int32Array(buf);
+    i32.set(this.i32);
+    this.i32 = i32;
+    this.f64 = new Float64Array(buf);
+    const live = new Uint8Array(cap);
+    live.set(this.live);
+    this.live = live;
     const free = new Int32Array(cap);
     free.set(this.freeList.subarray(0, this.freeCount));
     this.freeList = free;

@@ -15,7 +15,7 @@ import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
 import { linkedSpan } from './linked.js';
 import { hex16, traceIdOf } from './ids.js';
 import type { Emission } from './match.js';
-import { P_DUP, P_ENTRY, P_ERROR, P_FROZEN, type PendingSpans } from './pending.js';
+import { APP, APP_SAMPLED, BATCH, DST_IPH, DST_PORT, DUP, DW, END, FLAGS, GCHK, GKEY, IDA, IDB, IDC, IDD, LOC, P_DUP, P_ENTRY, P_ERROR, P_FROZEN, POS, REQ, RESP, SKEY, SRC_IPH, SRC_PORT, START, W, type PendingSpans } from './pending.js';
 import { keptByRate } from './sampling.js';
 import type { JoinState, LateSpan, TraceRef } from './state.js';
 
@@ -48,7 +48,7 @@ function place(P: PendingSpans, E: Emission, k: number): void {
     const m = stack[i];
     const par = E.parent[m];
     const slot = E.mem[m];
-    const own = P.flags[slot] & P_FROZEN ? P.frozen.get(slot)!.trace : null;
+    const own = P.i32[slot * W + FLAGS] & P_FROZEN ? P.frozen.get(slot)!.trace : null;
     if (par < 0) {
       E.depth[m] = 0;
       E.root[m] = m;
@@ -74,9 +74,9 @@ interface Fresh {
 }
 
 /** Compares the app trace ids of two slots (as their hex strings compare). */
-function appLess(app: Uint32Array, a: number, b: number): boolean {
-  for (let w = 0; w < 4; w++) {
-    const x = app[4 * a + w], y = app[4 * b + w];
+function appLess(I: Int32Array, a: number, b: number): boolean {
+  for (let w = APP; w < APP + 4; w++) {
+    const x = I[a * W + w] >>> 0, y = I[b * W + w] >>> 0;
     if (x !== y) return x < y;
   }
   return false;
@@ -128,8 +128,8 @@ export function loadDeferred(deferred: DeferredList, load: SpanLoader | undefine
 
 /** The member a duplicate repeats, or k itself. */
 function original(P: PendingSpans, E: Emission, k: number): number {
-  const slot = E.mem[k];
-  return P.flags[slot] & P_DUP ? P.pos[P.dupOf[slot]] : k;
+  const s = E.mem[k] * W;
+  return P.i32[s + FLAGS] & P_DUP ? P.i32[P.i32[s + DUP] * W + POS] : k;
 }
 
 function pushTrace(
@@ -142,7 +142,7 @@ function pushTrace(
   if (!t.sampled && !linkSampledOut) {
     for (let i = 0; i < list.length; i++) {
       const k = list[i];
-      batchIds[i] = P.batchId[mem[k]];
+      batchIds[i] = P.f64[mem[k] * DW + BATCH];
       if (E.mark[original(P, E, k)] === LATE) late++;
     }
     counters.lateSpans += late;
@@ -152,24 +152,27 @@ function pushTrace(
     return;
   }
   if (list.length > 1) {
-    const startUs = P.startUs;
+    const D = P.f64;
     list.sort((x, y) => {
       const a = mem[x], b = mem[y];
-      return startUs[a] - startUs[b] || (P.idLess(a, b) ? -1 : P.idLess(b, a) ? 1 : 0);
+      return D[a * DW + START] - D[b * DW + START] || (P.idLess(a, b) ? -1 : P.idLess(b, a) ? 1 : 0);
     });
   }
+  const I = P.i32;
   const spans: LinkedSpan[] = new Array(list.length);
   for (let i = 0; i < list.length; i++) {
     const k = list[i], slot = mem[k];
     const o = original(P, E, k);
     const isLate = E.mark[o] === LATE;
     const par = E.parent[o];
-    const parentId = par >= 0 ? hex16(P.idA[mem[par]], P.idB[mem[par]]) : '';
-    const spanId = hex16(P.idA[slot], P.idB[slot]);
-    const held = P.loc[slot] < 0 ? P.held.get(slot) : undefined;
+    const parentId = par >= 0 ? hex16(I[mem[par] * W + IDA], I[mem[par] * W + IDB]) : '';
+    const spanId = hex16(I[slot * W + IDA], I[slot * W + IDB]);
+    const loc = I[slot * W + LOC];
+    const batchId = P.f64[slot * DW + BATCH];
+    const held = loc < 0 ? P.held.get(slot) : undefined;
     if (held !== undefined) spans[i] = linkedSpan(held, t.traceId, spanId, parentId, t.ebpfTraceId, isLate);
-    else deferred.push({ spans, i, batchId: P.batchId[slot], loc: P.loc[slot], traceId: t.traceId, spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
-    batchIds[i] = P.batchId[slot];
+    else deferred.push({ spans, i, batchId, loc, traceId: t.traceId, spanId, parentId, ebpfTraceId: t.ebpfTraceId, late: isLate });
+    batchIds[i] = batchId;
     if (isLate) late++;
   }
   counters.lateSpans += late;
@@ -191,7 +194,7 @@ export function emitCluster(
   P: PendingSpans, E: Emission, opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters,
   out: EmittedTrace[], deferred: DeferredList,
 ): void {
-  const n = E.n, mem = E.mem, flags = P.flags;
+  const n = E.n, mem = E.mem, I = P.i32;
   if (freshOf.length < n) {
     let cap = freshOf.length;
     while (cap < n) cap *= 2;
@@ -202,7 +205,7 @@ export function emitCluster(
   frozenNear.fill(-1, 0, n);
   let hasFrozen = false;
   for (let k = 0; k < n; k++) {
-    const f = flags[mem[k]];
+    const f = I[mem[k] * W + FLAGS];
     if (f & P_FROZEN) hasFrozen = true;
     if ((f & P_DUP) === 0) place(P, E, k);
   }
@@ -211,9 +214,9 @@ export function emitCluster(
   if (hasFrozen) {
     for (let k = 0; k < n; k++) {
       const slot = mem[k];
-      if ((flags[slot] & P_FROZEN) === 0) continue;
+      if ((I[slot * W + FLAGS] & P_FROZEN) === 0) continue;
       const r = E.root[k];
-      if (flags[mem[r]] & P_FROZEN) continue;
+      if (I[mem[r] * W + FLAGS] & P_FROZEN) continue;
       const cur = frozenNear[r];
       if (cur < 0 || E.depth[k] < E.depth[cur] ||
         (E.depth[k] === E.depth[cur] && P.frozen.get(slot)!.trace.traceId < P.frozen.get(mem[cur])!.trace.traceId)) frozenNear[r] = k;
@@ -222,10 +225,9 @@ export function emitCluster(
 
   // Which trace each new span goes to; aggregates of new trees (one per cluster nearly always).
   fresh.length = 0;
-  const app = P.app;
   for (let k = 0; k < n; k++) {
-    const slot = mem[k];
-    const fl = flags[slot];
+    const slot = mem[k], b = slot * W;
+    const fl = I[b + FLAGS];
     if (fl & (P_FROZEN | P_DUP)) continue;
     if (E.tref[k] !== null) { E.mark[k] = LATE; continue; }
     const r = E.root[k];
@@ -239,9 +241,9 @@ export function emitCluster(
     } else f = fresh[freshOf[r]];
     if (fl & P_ERROR) f.error = true;
     const d = E.depth[k];
-    if ((app[4 * slot] | app[4 * slot + 1] | app[4 * slot + 2] | app[4 * slot + 3]) !== 0 && d <= f.appDepth &&
-      (d < f.appDepth || appLess(app, slot, mem[f.app]))) { f.app = k; f.appDepth = d; }
-    const as = P.appSampled[slot];
+    if ((I[b + APP] | I[b + APP + 1] | I[b + APP + 2] | I[b + APP + 3]) !== 0 && d <= f.appDepth &&
+      (d < f.appDepth || appLess(I, slot, mem[f.app]))) { f.app = k; f.appDepth = d; }
+    const as = I[b + APP_SAMPLED];
     if (as !== 0 && d <= f.flagDepth) {
       if (d < f.flagDepth || as > f.flag) { f.flag = as; f.flagDepth = d; }
     }
@@ -249,12 +251,12 @@ export function emitCluster(
   if (fresh.length > 0) {
     for (let i = 0; i < fresh.length; i++) {
       const f = fresh[i];
-      const r = mem[f.root];
-      const ebpfTraceId = traceIdOf(P.idA[r], P.idB[r], P.idC[r], P.idD[r]);
+      const r = mem[f.root] * W;
+      const ebpfTraceId = traceIdOf(I[r + IDA], I[r + IDB], I[r + IDC], I[r + IDD]);
       let traceId = ebpfTraceId;
       if (opts.useAppTraceId && f.app >= 0) {
-        const a = 4 * mem[f.app];
-        traceId = hex16(app[a], app[a + 1]) + hex16(app[a + 2], app[a + 3]);
+        const a = mem[f.app] * W + APP;
+        traceId = hex16(I[a], I[a + 1]) + hex16(I[a + 2], I[a + 3]);
       }
       const sampled = (opts.keepErrorTraces && f.error) ? true : f.flag !== 0 ? f.flag > 0 : keptByRate(traceId, opts.threshold);
       E.tref[f.root] = { traceId, ebpfTraceId, sampled };
@@ -267,19 +269,19 @@ export function emitCluster(
   let only: TraceRef | null = null;
   let several = false;
   for (let k = 0; k < n; k++) {
-    if (flags[mem[k]] & P_FROZEN) continue;
+    if (I[mem[k] * W + FLAGS] & P_FROZEN) continue;
     const t = E.tref[original(P, E, k)]!;
     if (only === null) only = t;
     else if (t !== only) { several = true; break; }
   }
   if (!several && only !== null) {
     const list: number[] = [];
-    for (let k = 0; k < n; k++) if ((flags[mem[k]] & P_FROZEN) === 0) list.push(k);
+    for (let k = 0; k < n; k++) if ((I[mem[k] * W + FLAGS] & P_FROZEN) === 0) list.push(k);
     pushTrace(P, E, only, list, opts.linkSampledOut, counters, out, deferred);
   } else if (several) {
     const byTrace = new Map<TraceRef, number[]>();
     for (let k = 0; k < n; k++) {
-      if (flags[mem[k]] & P_FROZEN) continue;
+      if (I[mem[k] * W + FLAGS] & P_FROZEN) continue;
       const t = E.tref[original(P, E, k)]!;
       const list = byTrace.get(t);
       if (list === undefined) byTrace.set(t, [k]);
@@ -290,23 +292,25 @@ export function emitCluster(
 
   // What the late index keeps.
   const expireAtMs = nowMs + opts.lateRetentionMs;
+  const D = P.f64;
   for (let k = 0; k < n; k++) {
-    const slot = mem[k];
-    const fl = flags[slot];
+    const slot = mem[k], b = slot * W;
+    const fl = I[b + FLAGS];
     if (fl & P_FROZEN) {
       if (E.seqLinked[k]) state.settle(P.frozen.get(slot)!);
       continue;
     }
     if (fl & P_DUP) continue;
     const entry = (fl & P_ENTRY) !== 0;
-    const keepGroup = entry && P.gkey[slot] >= 0;
-    const keepSeq = P.skey[slot] >= 0 && !E.seqLinked[k];
+    const keepGroup = entry && I[b + GKEY] >= 0;
+    const keepSeq = I[b + SKEY] >= 0 && !E.seqLinked[k];
     if (!keepGroup && !keepSeq) continue;
-    late.idA = P.idA[slot]; late.idB = P.idB[slot]; late.entry = entry;
-    late.gkey = P.gkey[slot]; late.gchk = P.gchk[slot]; late.skey = P.skey[slot];
-    late.reqSeq = P.reqSeq[slot]; late.respSeq = P.respSeq[slot]; late.startUs = P.startUs[slot]; late.endUs = P.endUs[slot];
-    late.srcPort = P.srcPort[slot]; late.dstPort = P.dstPort[slot];
-    late.srcIpH = keepSeq ? P.srcIpH[slot] : 0; late.dstIpH = keepSeq ? P.dstIpH[slot] : 0;
+    late.idA = I[b + IDA]; late.idB = I[b + IDB]; late.entry = entry;
+    late.gkey = I[b + GKEY]; late.gchk = I[b + GCHK]; late.skey = I[b + SKEY];
+    late.reqSeq = I[b + REQ] >>> 0; late.respSeq = I[b + RESP] >>> 0;
+    late.startUs = D[slot * DW + START]; late.endUs = D[slot * DW + END];
+    late.srcPort = I[b + SRC_PORT]; late.dstPort = I[b + DST_PORT];
+    late.srcIpH = keepSeq ? I[b + SRC_IPH] : 0; late.dstIpH = keepSeq ? I[b + DST_IPH] : 0;
     late.trace = E.tref[k]!; late.seqMatched = E.seqLinked[k] === 1; late.expireAtMs = expireAtMs;
     state.remember(late);
   }

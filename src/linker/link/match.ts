@@ -17,8 +17,8 @@
 // slot of member k, PendingSpans.pos[slot] = k) and what the emission works out for them
 // (parent, best candidate, depth, root, trace) lives in the Emission's columns by that
 // number: one scratch reused for every cluster, nothing carried by a pending span.
-import { P_DUP, P_ENTRY, P_FROZEN, type PendingSpans } from './pending.js';
-import type { LateSpan, TraceRef } from './state.js';
+import { DST_IPH, DST_PORT, DW, END, FLAGS, GCHK, GKEY, P_DUP, P_ENTRY, P_FROZEN, REQ, RESP, SKEY, SRC_IPH, SRC_PORT, START, W, type PendingSpans } from './pending.js';
+import type { TraceRef } from './state.js';
 
 export const GROUP_SLACK_US = 1000;
 
@@ -82,11 +82,11 @@ export class Emission {
   }
 }
 
-/** Can member k still take a parent / be matched by seq? Frozen spans keep what they were emitted with. */
-function seqOpen(P: PendingSpans, frozen: Map<number, LateSpan>, slot: number): boolean {
-  const f = P.flags[slot];
-  if (f & P_DUP || P.skey[slot] < 0) return false;
-  return (f & P_FROZEN) === 0 || !frozen.get(slot)!.seqMatched;
+/** Can slot s still take a parent / be matched by seq? Frozen spans keep what they were emitted with. */
+function seqOpen(P: PendingSpans, s: number): boolean {
+  const f = P.i32[s * W + FLAGS];
+  if (f & P_DUP || P.i32[s * W + SKEY] < 0) return false;
+  return (f & P_FROZEN) === 0 || !P.frozen.get(s)!.seqMatched;
 }
 
 function offer(E: Emission, x: number, e: number, s: number): void {
@@ -100,55 +100,52 @@ function offer(E: Emission, x: number, e: number, s: number): void {
  * left unlinked because of a tie.
  */
 export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): number {
-  const n = E.n, mem = E.mem, flags = P.flags;
+  const n = E.n, mem = E.mem, I = P.i32, D = P.f64;
   const entries = E.entries;
   let ne = 0;
   for (let k = 0; k < n; k++) {
-    const f = flags[mem[k]];
+    const f = I[mem[k] * W + FLAGS];
     if (f & P_ENTRY && (f & P_DUP) === 0) entries[ne++] = k;
   }
   E.entryCount = ne;
-  const gkey = P.gkey, gchk = P.gchk, startUs = P.startUs, endUs = P.endUs;
   // Thread groups: new exits only (a frozen exit keeps the parent it was emitted with).
   for (let k = 0; k < n; k++) {
-    const x = mem[k];
-    if (flags[x] & (P_ENTRY | P_FROZEN | P_DUP) || gkey[x] < 0) continue;
-    let best = -1;
-    const xs = startUs[x];
+    const x = mem[k] * W;
+    if (I[x + FLAGS] & (P_ENTRY | P_FROZEN | P_DUP) || I[x + GKEY] < 0) continue;
+    let best = -1, bestStart = 0;
+    const xs = D[mem[k] * DW + START];
     for (let j = 0; j < ne; j++) {
       const ek = entries[j], e = mem[ek];
-      if (gkey[e] !== gkey[x] || gchk[e] !== gchk[x]) continue;
-      if (!(xs >= startUs[e] - GROUP_SLACK_US && xs <= endUs[e] + GROUP_SLACK_US)) continue;
-      if (best < 0) { best = ek; continue; }
-      const b = mem[best];
-      if (startUs[e] > startUs[b] || (startUs[e] === startUs[b] && P.idLess(e, b))) best = ek;
+      if (I[e * W + GKEY] !== I[x + GKEY] || I[e * W + GCHK] !== I[x + GCHK]) continue;
+      const es = D[e * DW + START];
+      if (!(xs >= es - GROUP_SLACK_US && xs <= D[e * DW + END] + GROUP_SLACK_US)) continue;
+      if (best < 0 || es > bestStart || (es === bestStart && P.idLess(e, mem[best]))) { best = ek; bestStart = es; }
     }
     E.parent[k] = best;
   }
   // Sequence numbers: gather every fitting pair and its score.
-  const skey = P.skey, reqSeq = P.reqSeq, respSeq = P.respSeq, frozen = P.frozen;
-  const srcPort = P.srcPort, dstPort = P.dstPort, srcIpH = P.srcIpH, dstIpH = P.dstIpH;
   for (let k = 0; k < n; k++) {
-    const x = mem[k];
-    if (flags[x] & P_ENTRY || !seqOpen(P, frozen, x)) continue;
-    const xFrozen = (flags[x] & P_FROZEN) !== 0;
+    const xs = mem[k], x = xs * W;
+    if (I[x + FLAGS] & P_ENTRY || !seqOpen(P, xs)) continue;
+    const xFrozen = (I[x + FLAGS] & P_FROZEN) !== 0;
+    const xStart = D[xs * DW + START], xEnd = D[xs * DW + END];
     for (let j = 0; j < ne; j++) {
-      const ek = entries[j], e = mem[ek];
-      if (skey[e] !== skey[x] || ek === k || !seqOpen(P, frozen, e)) continue;
-      if (xFrozen && flags[e] & P_FROZEN) continue; // both already emitted: decided then
-      if (reqSeq[x] !== reqSeq[e] || respSeq[x] !== respSeq[e]) continue;
-      if (!(startUs[e] >= startUs[x] - skewUs && endUs[e] <= endUs[x] + skewUs)) continue;
-      let s = 0;
-      if (srcPort[x] !== 0 && srcPort[x] === dstPort[e]) s += 2;
-      if (dstPort[x] !== 0 && dstPort[x] === srcPort[e]) s += 2;
-      if (srcIpH[x] !== 0 && srcIpH[x] === dstIpH[e]) s += 1;
-      if (dstIpH[x] !== 0 && dstIpH[x] === srcIpH[e]) s += 1;
-      offer(E, k, ek, s);
+      const ek = entries[j], es = mem[ek], e = es * W;
+      if (I[e + SKEY] !== I[x + SKEY] || ek === k || !seqOpen(P, es)) continue;
+      if (xFrozen && I[e + FLAGS] & P_FROZEN) continue; // both already emitted: decided then
+      if (I[x + REQ] !== I[e + REQ] || I[x + RESP] !== I[e + RESP]) continue;
+      if (!(D[es * DW + START] >= xStart - skewUs && D[es * DW + END] <= xEnd + skewUs)) continue;
+      let sc = 0;
+      if (I[x + SRC_PORT] !== 0 && I[x + SRC_PORT] === I[e + DST_PORT]) sc += 2;
+      if (I[x + DST_PORT] !== 0 && I[x + DST_PORT] === I[e + SRC_PORT]) sc += 2;
+      if (I[x + SRC_IPH] !== 0 && I[x + SRC_IPH] === I[e + DST_IPH]) sc += 1;
+      if (I[x + DST_IPH] !== 0 && I[x + DST_IPH] === I[e + SRC_IPH]) sc += 1;
+      offer(E, k, ek, sc);
     }
   }
   let ambiguous = 0;
   for (let k = 0; k < n; k++) {
-    if (flags[mem[k]] & P_ENTRY || !E.hasCandidates[k]) continue;
+    if (I[mem[k] * W + FLAGS] & P_ENTRY || !E.hasCandidates[k]) continue;
     const e = E.best[k];
     if (!E.bestTie[k] && E.best[e] === k && !E.bestTie[e]) {
       E.parent[e] = k; // a frozen entry keeps its exported parent ''; the link only carries the trace id
@@ -183,7 +180,7 @@ function breakCycles(P: PendingSpans, E: Emission): void {
       let cut = p;
       for (let q = parent[p]; q !== p; q = parent[q]) if (P.idLess(mem[q], mem[cut])) cut = q;
       const par = parent[cut];
-      if ((P.flags[mem[par]] & P_ENTRY) === 0 && P.flags[mem[cut]] & P_ENTRY) { E.seqLinked[par] = 0; E.seqLinked[cut] = 0; }
+      if ((P.i32[mem[par] * W + FLAGS] & P_ENTRY) === 0 && P.i32[mem[cut] * W + FLAGS] & P_ENTRY) { E.seqLinked[par] = 0; E.seqLinked[cut] = 0; }
       parent[cut] = -1;
     }
     for (let j = 0; j < walk.length; j++) mark[walk[j]] = 2;

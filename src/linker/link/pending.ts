@@ -1,21 +1,56 @@
-// The spans waiting in open clusters, one slot each in typed-array columns: no object per
-// span, so the ~2 million spans pending at 100,000 spans/s × 22 s cost the garbage collector
-// nothing to copy or trace (one object per span, ~400 bytes with its fields, was most of the
-// linker's GC work and heap growth). A slot holds only what linking, ids and sampling need
-// (JoinBatch's fields, see fields.ts) plus the links that put it in its cluster's member list
-// and in the waiter lists of its keys; the span itself is decoded again from its batch when
-// its trace is kept.
+// The spans waiting in open clusters: one fixed-size record per span (a slot) in one
+// ArrayBuffer. No object per span, so the ~2 million spans pending at 100,000 spans/s × 22 s
+// cost the garbage collector nothing to copy or trace (one object per span, ~400 bytes with
+// its fields, was most of the linker's GC work and heap growth). A record holds only what
+// linking, ids and sampling need (JoinBatch's fields, see fields.ts) plus the links that put
+// it in its cluster's member list and in the waiter lists of its keys; the span itself is
+// decoded again from its batch when its trace is kept.
 //
-// Slots are reused through a free list. Columns are replaced when they grow: callers reserve
-// room before a step that allocates (reserve), and must not keep a column across a reserve.
+// Record, not columns: the joiner touches a span's fields together, at random slots (a
+// cluster's members, a key's waiters), so all of them sit in 128 bytes, two cache lines; with
+// one typed array per field (tried first) every span touched cost a cache miss per field.
+// Fields are read and written through two views of the buffer:
+//   doubles: P.f64[s * DW + START]     int32s: P.i32[s * W + GKEY]
+// Slots are reused through a free list. The buffer is replaced when it grows: callers
+// reserve room before a step that allocates (reserve), and must not keep a view across it.
 import type { EbpfSpan } from '../../span/span.js';
 import type { LateSpan } from './state.js';
 
-/** flags bits (F_ENTRY and F_ERROR are fields.ts's) */
+/** int32 words per record (128 bytes) */
+export const W = 32;
+/** float64 words per record */
+export const DW = W / 2;
+
+// float64 fields (index s * DW + k)
+export const START = 0, END = 1, BATCH = 2;
+// int32 fields (index s * W + k); words 0..5 hold the doubles above
+export const IDA = 6, IDB = 7, IDC = 8, IDD = 9, GKEY = 10, GCHK = 11, SKEY = 12;
+/** sequence numbers, u32 stored as int32 (compare with `| 0` / read with `>>> 0`) */
+export const REQ = 13, RESP = 14;
+export const SRC_IPH = 15, DST_IPH = 16;
+/** the normalised app trace id as four words, most significant first (all 0: none) */
+export const APP = 17;
+/** where the span is in its batch; -1 when the span is held whole (`held`) */
+export const LOC = 21;
+export const CLUSTER = 22;
+/** next member of the same cluster */
+export const MNEXT = 23;
+/** next waiter on the same group key / seq key */
+export const GNEXT = 24, SNEXT = 25;
+/** P_DUP: the slot this one repeats */
+export const DUP = 26;
+/** scratch of the emission: the slot's number among the members being emitted */
+export const POS = 27;
+export const SRC_PORT = 28, DST_PORT = 29;
+export const FLAGS = 30;
+/** 1 keep, -1 drop, 0 none */
+export const APP_SAMPLED = 31;
+
+/** FLAGS bits (P_ENTRY and P_ERROR are fields.ts's F_ENTRY and F_ERROR) */
 export const P_ENTRY = 1, P_ERROR = 2;
 /** A stand-in for an already emitted span, brought back from the late index (see `frozen`). */
 export const P_FROZEN = 4;
-/** The same span as slot dupOf (a resent batch): linked like it, never a candidate. */
+/** The same span as slot DUP (a resent batch): linked like it, never a candidate. */
 export const P_DUP = 8;
 /** Its cluster was emitted: waiter lists drop it (JoinState.unwait). */
 export const P_EMITTED = 16;
@@ -31,49 +66,19 @@ export class PendingSpans {
   private freeCount = 0;
   private top = 0; // slots [0, top) have been handed out at least once
 
-  idA = new Int32Array(0);
-  idB = new Int32Array(0);
-  idC = new Int32Array(0);
-  idD = new Int32Array(0);
-  gkey = new Int32Array(0);
-  gchk = new Int32Array(0);
-  skey = new Int32Array(0);
-  reqSeq = new Uint32Array(0);
-  respSeq = new Uint32Array(0);
-  startUs = new Float64Array(0);
-  endUs = new Float64Array(0);
-  srcPort = new Uint16Array(0);
-  dstPort = new Uint16Array(0);
-  srcIpH = new Int32Array(0);
-  dstIpH = new Int32Array(0);
-  flags = new Uint8Array(0);
-  appSampled = new Int8Array(0);
-  /** normalised app trace id, four words per slot (all 0: none) */
-  app = new Uint32Array(0);
-  batchId = new Int32Array(0);
-  /** where the span is in its batch; -1 when the span is held whole (`held`) */
-  loc = new Int32Array(0);
-  cluster = new Int32Array(0);
-  /** next member of the same cluster */
-  mNext = new Int32Array(0);
-  /** next waiter on the same group key / seq key */
-  gNext = new Int32Array(0);
-  sNext = new Int32Array(0);
-  /** P_DUP: the slot this one repeats */
-  dupOf = new Int32Array(0);
-  /** scratch of the emission: the slot's position among the members being emitted */
-  pos = new Int32Array(0);
+  i32 = new Int32Array(0);
+  f64 = new Float64Array(0);
 
   /** Spans added whole (Joiner.add without a loc: tests, direct callers), by slot. */
   readonly held = new Map<number, EbpfSpan>();
   /** P_FROZEN slots: the late-index record each stands for. */
   readonly frozen = new Map<number, LateSpan>();
 
-  constructor(capacity = 4096) {
+  constructor(capacity = 16384) {
     this.grow(capacity);
   }
 
-  /** Room for `n` more slots without growing (so columns held in locals stay valid meanwhile). */
+  /** Room for `n` more slots without growing (so views held in locals stay valid meanwhile). */
   reserve(n: number): void {
     if (this.used + n > this.cap) this.grow(Math.max(this.used + n, Math.ceil(this.cap * 1.5)));
   }
@@ -90,53 +95,40 @@ export class PendingSpans {
   }
 
   free(slot: number): void {
-    if (this.flags[slot] & P_FROZEN) this.frozen.delete(slot);
-    if (this.loc[slot] < 0) this.held.delete(slot);
-    this.flags[slot] = 0;
+    const f = this.i32[slot * W + FLAGS];
+    if (f & P_FROZEN) this.frozen.delete(slot);
+    else if (this.i32[slot * W + LOC] < 0) this.held.delete(slot);
+    this.i32[slot * W + FLAGS] = 0;
     this.freeList[this.freeCount++] = slot;
     this.used--;
   }
 
-  /** (idA, idB) of a before b's as unsigned words: the order of their hex span ids. */
+  /** Slot a's span id before b's (the order of their hex strings). */
   idLess(a: number, b: number): boolean {
-    const x = this.idA[a] >>> 0, y = this.idA[b] >>> 0;
-    return x < y || (x === y && this.idB[a] >>> 0 < this.idB[b] >>> 0);
+    const I = this.i32;
+    const x = I[a * W + IDA] >>> 0, y = I[b * W + IDA] >>> 0;
+    return x < y || (x === y && I[a * W + IDB] >>> 0 < I[b * W + IDB] >>> 0);
   }
 
   sameId(a: number, b: number): boolean {
-    return this.idA[a] === this.idA[b] && this.idB[a] === this.idB[b];
+    const I = this.i32;
+    return I[a * W + IDA] === I[b * W + IDA] && I[a * W + IDB] === I[b * W + IDB];
   }
 
-  /** Bytes of the columns (for the heap figures). */
+  /** Bytes of the records and the free list. */
   bytes(): number {
-    return this.cap * BYTES_PER_SLOT;
+    return this.cap * (4 * W + 4);
   }
 
   private grow(cap: number): void {
-    const n = this.top;
-    const g = <T extends Int32Array | Uint32Array | Float64Array | Uint16Array | Uint8Array | Int8Array>(a: T, make: (k: number) => T, per = 1): T => {
-      const b = make(cap * per);
-      b.set(a.subarray(0, n * per));
-      return b;
-    };
-    const i32 = (k: number) => new Int32Array(k), u32 = (k: number) => new Uint32Array(k), f64 = (k: number) => new Float64Array(k);
-    this.idA = g(this.idA, i32); this.idB = g(this.idB, i32); this.idC = g(this.idC, i32); this.idD = g(this.idD, i32);
-    this.gkey = g(this.gkey, i32); this.gchk = g(this.gchk, i32); this.skey = g(this.skey, i32);
-    this.reqSeq = g(this.reqSeq, u32); this.respSeq = g(this.respSeq, u32);
-    this.startUs = g(this.startUs, f64); this.endUs = g(this.endUs, f64);
-    this.srcPort = g(this.srcPort, (k) => new Uint16Array(k)); this.dstPort = g(this.dstPort, (k) => new Uint16Array(k));
-    this.srcIpH = g(this.srcIpH, i32); this.dstIpH = g(this.dstIpH, i32);
-    this.flags = g(this.flags, (k) => new Uint8Array(k)); this.appSampled = g(this.appSampled, (k) => new Int8Array(k));
-    this.app = g(this.app, u32, 4);
-    this.batchId = g(this.batchId, i32); this.loc = g(this.loc, i32); this.cluster = g(this.cluster, i32);
-    this.mNext = g(this.mNext, i32); this.gNext = g(this.gNext, i32); this.sNext = g(this.sNext, i32);
-    this.dupOf = g(this.dupOf, i32); this.pos = g(this.pos, i32);
+    const buf = new ArrayBuffer(cap * 4 * W);
+    const i32 = new Int32Array(buf);
+    i32.set(this.i32.subarray(0, this.top * W));
+    this.i32 = i32;
+    this.f64 = new Float64Array(buf);
     const free = new Int32Array(cap);
     free.set(this.freeList.subarray(0, this.freeCount));
     this.freeList = free;
     this.cap = cap;
   }
 }
-
-/** Column bytes per slot (the free list included). */
-export const BYTES_PER_SLOT = 4 * 4 + 3 * 4 + 2 * 4 + 2 * 8 + 2 * 2 + 2 * 4 + 1 + 1 + 16 + 3 * 4 + 3 * 4 + 4 + 4 + 4;

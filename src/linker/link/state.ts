@@ -23,7 +23,7 @@
 // columns; waiting allocates nothing.
 import { hex16 } from './ids.js';
 import { KeyTable } from './keytable.js';
-import { NONE, P_EMITTED, PendingSpans } from './pending.js';
+import { FLAGS, GNEXT, NONE, P_EMITTED, PendingSpans, SNEXT, W } from './pending.js';
 
 /** The outcome for one emitted trace, shared by every late record of it. */
 export interface TraceRef {
@@ -204,44 +204,43 @@ function createLateColumns(maxKeys: number) {
 export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState {
   const spans = new PendingSpans();
   // key → head slot of the waiter list
-  const tables: KeyTable<number>[] = [new KeyTable(), new KeyTable(), new KeyTable(), new KeyTable()];
+  // key → head slot of the waiter list
+  const tables: KeyTable[] = [new KeyTable(), new KeyTable(), new KeyTable(), new KeyTable()];
   // Frozen stand-ins by span id (rare: only while late spans join emitted traces).
   const frozenById = new Map<string, number>();
   // key → seq of the record in `late`.
-  const lateGroups = new KeyTable<number>();
-  const lateSeqs = new KeyTable<number>();
+  const lateGroups = new KeyTable();
+  const lateSeqs = new KeyTable();
   const late = createLateColumns(opts.maxLateKeys);
 
   function dropOldest(): void {
     const q = late.shift();
     const g = late.gkeyOf(q), k = late.skeyOf(q);
-    if (g >= 0 && lateGroups.get(g) === q) lateGroups.delete(g);
-    if (k >= 0 && lateSeqs.get(k) === q) lateSeqs.delete(k);
+    if (g >= 0 && lateGroups.get(g, -1) === q) lateGroups.delete(g);
+    if (k >= 0 && lateSeqs.get(k, -1) === q) lateSeqs.delete(k);
   }
 
   return {
     spans,
-    first: (t, key) => tables[t].get(key) ?? NONE,
+    first: (t, key) => tables[t].get(key, NONE),
     wait(t, key, slot) {
       const m = tables[t];
-      const head = m.get(key) ?? NONE;
-      if (t < S_ENTRY) spans.gNext[slot] = head;
-      else spans.sNext[slot] = head;
+      spans.i32[slot * W + (t < S_ENTRY ? GNEXT : SNEXT)] = m.get(key, NONE);
       m.set(key, slot);
     },
     unwait(t, key) {
       const m = tables[t];
-      const start = m.get(key);
-      if (start === undefined) return;
-      const next = t < S_ENTRY ? spans.gNext : spans.sNext;
-      const flags = spans.flags;
+      const start = m.get(key, NONE);
+      if (start === NONE) return;
+      const I = spans.i32;
+      const next = t < S_ENTRY ? GNEXT : SNEXT;
       let head = start;
       let prev = NONE;
       for (let q = start; q !== NONE;) {
-        const n = next[q];
-        if (flags[q] & P_EMITTED) {
+        const n = I[q * W + next];
+        if (I[q * W + FLAGS] & P_EMITTED) {
           if (prev === NONE) head = n;
-          else next[prev] = n;
+          else I[prev * W + next] = n;
         } else prev = q;
         q = n;
       }
@@ -263,12 +262,12 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
     frozenCount: () => frozenById.size,
 
     lateGroup(key) {
-      const q = lateGroups.get(key);
-      return q === undefined ? undefined : late.record(q);
+      const q = lateGroups.get(key, -1);
+      return q < 0 ? undefined : late.record(q);
     },
     lateSeq(key) {
-      const q = lateSeqs.get(key);
-      return q === undefined ? undefined : late.record(q);
+      const q = lateSeqs.get(key, -1);
+      return q < 0 ? undefined : late.record(q);
     },
     remember(ls) {
       const byGroup = ls.entry && ls.gkey >= 0;
@@ -283,14 +282,14 @@ export function createMemoryJoinState(opts: { maxLateKeys: number }): JoinState 
       ls.seqMatched = true;
       // The record may be reachable by its seq key, or (replaced there by a colliding key) by
       // its group key only: mark it wherever it is, drop it from the seq index.
-      const bySeq = ls.skey >= 0 ? lateSeqs.get(ls.skey) : undefined;
-      if (bySeq !== undefined && late.sameSpan(bySeq, ls.idA, ls.idB)) {
+      const bySeq = ls.skey >= 0 ? lateSeqs.get(ls.skey, -1) : -1;
+      if (bySeq >= 0 && late.sameSpan(bySeq, ls.idA, ls.idB)) {
         late.settle(bySeq);
         lateSeqs.delete(ls.skey);
         return;
       }
-      const byGroup = ls.entry && ls.gkey >= 0 ? lateGroups.get(ls.gkey) : undefined;
-      if (byGroup !== undefined && late.sameSpan(byGroup, ls.idA, ls.idB)) late.settle(byGroup);
+      const byGroup = ls.entry && ls.gkey >= 0 ? lateGroups.get(ls.gkey, -1) : -1;
+      if (byGroup >= 0 && late.sameSpan(byGroup, ls.idA, ls.idB)) late.settle(byGroup);
     },
     expire(nowMs) {
       while (late.count() > 0 && late.expireAt(late.oldest()) <= nowMs) dropOldest();
