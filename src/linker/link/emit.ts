@@ -1,8 +1,7 @@
-// Turning a resolved cluster into traces: trace ids, the app trace id rule, sampling, and
-// the late-index records the emitted spans leave behind.
+// Turning a resolved cluster into traces: trace ids, the app trace id rule, sampling.
 //
 // A cluster can hold several trees (candidates that did not link) and frozen spans (already
-// emitted, brought back from the late index). Each new span goes out in:
+// emitted, retained for late spans and pulled back in by one). Each new span goes out in:
 // - the trace of its nearest frozen ancestor, if it has one (a late span joining its trace);
 // - else, when its tree holds frozen spans below a new root (a late client whose server was
 //   emitted as a root), the trace of the frozen span closest to that root (ties: smallest
@@ -15,15 +14,14 @@ import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
 import { linkedSpan } from './linked.js';
 import { hex16, traceIdOf } from './ids.js';
 import type { Emission } from './match.js';
-import { APP, APP_SAMPLED, BATCH, DST_IPH, DST_PORT, DUP, DW, END, FLAGS, GCHK, GKEY, IDA, IDB, IDC, IDD, LOC, P_DUP, P_ENTRY, P_ERROR, P_FROZEN, POS, REQ, RESP, SKEY, SRC_IPH, SRC_PORT, START, W, type PendingSpans } from './pending.js';
+import { APP, APP_SAMPLED, BATCH, DUP, DW, FLAGS, IDA, IDB, IDC, IDD, LOC, P_DUP, P_ERROR, P_FROZEN, POS, START, W, type PendingSpans } from './pending.js';
 import { keptByRate } from './sampling.js';
-import type { JoinState, LateSpan, TraceRef } from './state.js';
+import type { TraceRef } from './state.js';
 
 export interface EmitOptions {
   useAppTraceId: boolean;
   keepErrorTraces: boolean;
   threshold: bigint;
-  lateRetentionMs: number;
   /** False: a trace that is not sampled goes out with its batchIds and no spans. */
   linkSampledOut: boolean;
 }
@@ -48,7 +46,7 @@ function place(P: PendingSpans, E: Emission, k: number): void {
     const m = stack[i];
     const par = E.parent[m];
     const slot = E.mem[m];
-    const own = P.i32[slot * W + FLAGS] & P_FROZEN ? P.frozen.get(slot)!.trace : null;
+    const own = P.i32[slot * W + FLAGS] & P_FROZEN ? P.trace[slot]! : null;
     if (par < 0) {
       E.depth[m] = 0;
       E.root[m] = m;
@@ -185,15 +183,8 @@ const fresh: Fresh[] = [];
 /** Per member: index into `fresh` of its root's tree (roots only), or the frozen member closest to the root. */
 let freshOf = new Int32Array(64);
 let frozenNear = new Int32Array(64);
-const late: LateSpan = {
-  idA: 0, idB: 0, entry: false, gkey: -1, gchk: 0, skey: -1, reqSeq: 0, respSeq: 0, startUs: 0, endUs: 0,
-  srcPort: 0, dstPort: 0, srcIpH: 0, dstIpH: 0, trace: { traceId: '', ebpfTraceId: '', sampled: false }, seqMatched: false, expireAtMs: 0,
-};
-
-export function emitCluster(
-  P: PendingSpans, E: Emission, opts: EmitOptions, state: JoinState, nowMs: number, counters: EmitCounters,
-  out: EmittedTrace[], deferred: DeferredList,
-): void {
+/** Decides the traces of the members E.mem[0..n) (resolved: resolveParents) and pushes them to `out`; E.tref[k] is member k's trace. */
+export function emitCluster(P: PendingSpans, E: Emission, opts: EmitOptions, counters: EmitCounters, out: EmittedTrace[], deferred: DeferredList): void {
   const n = E.n, mem = E.mem, I = P.i32;
   if (freshOf.length < n) {
     let cap = freshOf.length;
@@ -219,7 +210,7 @@ export function emitCluster(
       if (I[mem[r] * W + FLAGS] & P_FROZEN) continue;
       const cur = frozenNear[r];
       if (cur < 0 || E.depth[k] < E.depth[cur] ||
-        (E.depth[k] === E.depth[cur] && P.frozen.get(slot)!.trace.traceId < P.frozen.get(mem[cur])!.trace.traceId)) frozenNear[r] = k;
+        (E.depth[k] === E.depth[cur] && P.trace[slot]!.traceId < P.trace[mem[cur]]!.traceId)) frozenNear[r] = k;
     }
   }
 
@@ -231,7 +222,7 @@ export function emitCluster(
     if (fl & (P_FROZEN | P_DUP)) continue;
     if (E.tref[k] !== null) { E.mark[k] = LATE; continue; }
     const r = E.root[k];
-    if (frozenNear[r] >= 0) { E.tref[k] = P.frozen.get(mem[frozenNear[r]])!.trace; E.mark[k] = LATE; continue; }
+    if (frozenNear[r] >= 0) { E.tref[k] = P.trace[mem[frozenNear[r]]]!; E.mark[k] = LATE; continue; }
     E.mark[k] = FRESH;
     let f: Fresh;
     if (freshOf[r] < 0) {
@@ -290,31 +281,4 @@ export function emitCluster(
     for (const [t, list] of byTrace) pushTrace(P, E, t, list, opts.linkSampledOut, counters, out, deferred);
   }
 
-  // What the late index keeps.
-  const expireAtMs = nowMs + opts.lateRetentionMs;
-  const D = P.f64;
-  for (let k = 0; k < n; k++) {
-    const slot = mem[k], b = slot * W;
-    const fl = I[b + FLAGS];
-    if (fl & P_FROZEN) {
-      if (E.seqLinked[k]) state.settle(P.frozen.get(slot)!);
-      continue;
-    }
-    if (fl & P_DUP) continue;
-    const entry = (fl & P_ENTRY) !== 0;
-    const keepGroup = entry && I[b + GKEY] >= 0;
-    const keepSeq = I[b + SKEY] >= 0 && !E.seqLinked[k];
-    if (!keepGroup && !keepSeq) continue;
-    late.idA = I[b + IDA]; late.idB = I[b + IDB]; late.entry = entry;
-    late.gkey = I[b + GKEY]; late.gchk = I[b + GCHK]; late.skey = I[b + SKEY];
-    late.reqSeq = I[b + REQ] >>> 0; late.respSeq = I[b + RESP] >>> 0;
-    late.startUs = D[slot * DW + START]; late.endUs = D[slot * DW + END];
-    late.srcPort = I[b + SRC_PORT]; late.dstPort = I[b + DST_PORT];
-    late.srcIpH = keepSeq ? I[b + SRC_IPH] : 0; late.dstIpH = keepSeq ? I[b + DST_IPH] : 0;
-    late.trace = E.tref[k]!; late.seqMatched = E.seqLinked[k] === 1; late.expireAtMs = expireAtMs;
-    state.remember(late);
-  }
-  late.trace = NO_TRACE; // hold no trace between calls
 }
-
-const NO_TRACE: TraceRef = { traceId: '', ebpfTraceId: '', sampled: false };

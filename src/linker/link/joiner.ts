@@ -19,10 +19,10 @@ import { F_ENTRY, JoinBatch, joinFieldsOf } from './fields.js';
 import { Emission, GROUP_SLACK_US, resolveParents } from './match.js';
 import {
   APP, APP_SAMPLED, BATCH, CLUSTER, DST_IPH, DST_PORT, DUP, DW, END, FLAGS, GCHK, GKEY, GNEXT, IDA, IDB, IDC, IDD, LOC, MNEXT, NONE,
-  P_DUP, P_EMITTED, P_ENTRY, P_FROZEN, POS, REQ, RESP, SKEY, SNEXT, SRC_IPH, SRC_PORT, START, W,
+  P_DUP, P_EMITTED, P_ENTRY, P_FROZEN, P_KEEP_G, P_KEEP_S, POS, REQ, RESP, SKEY, SNEXT, SRC_IPH, SRC_PORT, START, W,
 } from './pending.js';
 import { rateThreshold } from './sampling.js';
-import { createMemoryJoinState, G_ENTRY, G_EXIT, S_ENTRY, S_EXIT, type JoinState, type LateSpan, type WaitTable } from './state.js';
+import { createMemoryJoinState, G_ENTRY, G_EXIT, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
 
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
   /** Most records in the late index (default 1,000,000); the oldest go first beyond it. */
@@ -41,7 +41,10 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
   const graceMs = Math.min(windowMs, MAX_ARRIVAL_GRACE_MS);
   const skewMs = opts.clock_skew;
   const skewUs = skewMs * 1000;
-  const state = joinState ?? createMemoryJoinState({ maxLateKeys: opts.late_index_max_keys ?? DEFAULT_LATE_INDEX_MAX_KEYS });
+  const maxLate = opts.late_index_max_keys ?? DEFAULT_LATE_INDEX_MAX_KEYS;
+  const state = joinState ?? createMemoryJoinState({ maxLateKeys: maxLate });
+  const retaining = maxLate > 0;
+  const lateRetentionMs = opts.late_retention;
   const P = state.spans;
   const C = new Clusters();
   const heap = new DeadlineHeap();
@@ -50,7 +53,6 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     useAppTraceId: opts.use_app_trace_id,
     keepErrorTraces: opts.keep_error_traces,
     threshold: rateThreshold(opts.sampling_rate),
-    lateRetentionMs: opts.late_retention,
     linkSampledOut: opts.link_sampled_out ?? true,
   };
   const counters: EmitCounters = { linkedSpans: 0, lateSpans: 0, sampledOutSpans: 0 };
@@ -112,33 +114,27 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     else if (pc !== qc) union(pc, qc);
   }
 
-  /** Brings an emitted span back into p's cluster so a late span can join it (room reserved). */
-  function joinFrozen(ls: LateSpan, p: number, endMs: number, arrivalMs: number): void {
-    const held = state.frozen(ls.idA, ls.idB);
-    if (held !== NONE) {
-      attach(p, held);
+  /**
+   * Slot p (being added) may belong with the emitted span q (retained for late spans): q is
+   * pulled back into p's cluster, frozen (it keeps its parent and trace), so that p takes
+   * q's trace and two late spans reaching q meet in one cluster.
+   */
+  function lateJoin(p: number, q: number, endMs: number, arrivalMs: number): void {
+    if (P.i32[q * W + FLAGS] & P_FROZEN) {
+      attach(p, q); // already in an open cluster
       return;
     }
     const pc = P.i32[p * W + CLUSTER];
     const c = pc !== NONE ? pc : ownCluster(p, endMs, arrivalMs);
-    const f = P.alloc();
-    const I = P.i32, D = P.f64, b = f * W;
-    I[b + FLAGS] = (ls.entry ? P_ENTRY : 0) | P_FROZEN;
-    I[b + IDA] = ls.idA; I[b + IDB] = ls.idB; I[b + IDC] = 0; I[b + IDD] = 0;
-    I[b + GKEY] = ls.gkey; I[b + GCHK] = ls.gchk; I[b + SKEY] = ls.seqMatched ? -1 : ls.skey;
-    I[b + REQ] = ls.reqSeq; I[b + RESP] = ls.respSeq;
-    D[f * DW + START] = ls.startUs; D[f * DW + END] = ls.endUs; D[f * DW + BATCH] = -1;
-    I[b + SRC_PORT] = ls.srcPort; I[b + DST_PORT] = ls.dstPort; I[b + SRC_IPH] = ls.srcIpH; I[b + DST_IPH] = ls.dstIpH;
-    I[b + APP_SAMPLED] = 0; I[b + APP] = 0; I[b + APP + 1] = 0; I[b + APP + 2] = 0; I[b + APP + 3] = 0;
-    I[b + LOC] = -1; I[b + DUP] = NONE;
-    join(f, c);
-    state.addFrozen(f, ls);
+    state.freeze(q);
+    join(q, c);
   }
 
   /** The pending span with the same identity as slot p on the same side of `key`, or NONE. */
   function findSame(table: WaitTable, key: number, p: number): number {
     const next = table < S_ENTRY ? GNEXT : SNEXT;
-    for (let q = state.first(table, key); q !== NONE; q = P.i32[q * W + next]) if (P.sameId(q, p)) return q;
+    const I = P.i32;
+    for (let q = state.first(table, key); q !== NONE; q = I[q * W + next]) if ((I[q * W + FLAGS] & P_EMITTED) === 0 && P.sameId(q, p)) return q;
     return NONE;
   }
 
@@ -184,38 +180,38 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       return p;
     }
 
+    // Every span listed under p's keys that it could belong with: pending ones join p's
+    // cluster, emitted ones (retained for late spans) are pulled into it.
     if (gkey >= 0) {
-      const lo = startUs - GROUP_SLACK_US, hi = endUs + GROUP_SLACK_US;
       if (entry) {
-        // exits of the group that start within this entry
+        // exits of the group that start within this entry (emitted exits are not kept by group)
+        const lo = startUs - GROUP_SLACK_US, hi = endUs + GROUP_SLACK_US;
         for (let x = state.first(G_EXIT, gkey); x !== NONE; x = I[x * W + GNEXT]) {
           const xs = D[x * DW + START];
           if (I[x * W + GCHK] === gchk && xs >= lo && xs <= hi) attach(p, x);
         }
       } else {
         for (let e = state.first(G_ENTRY, gkey); e !== NONE; e = I[e * W + GNEXT]) {
-          if (I[e * W + GCHK] === gchk && startUs >= D[e * DW + START] - GROUP_SLACK_US && startUs <= D[e * DW + END] + GROUP_SLACK_US) attach(p, e);
+          if (I[e * W + GCHK] !== gchk || startUs < D[e * DW + START] - GROUP_SLACK_US || startUs > D[e * DW + END] + GROUP_SLACK_US) continue;
+          if (I[e * W + FLAGS] & P_EMITTED) lateJoin(p, e, endMs, arrivalMs);
+          else attach(p, e);
         }
-        const ls = state.lateGroup(gkey);
-        if (ls !== undefined && ls.gchk === gchk && startUs >= ls.startUs - GROUP_SLACK_US && startUs <= ls.endUs + GROUP_SLACK_US) joinFrozen(ls, p, endMs, arrivalMs);
       }
     }
     if (skey >= 0) {
       if (entry) {
         // exits of the exchange that contain this entry (widened by the skew)
         for (let x = state.first(S_EXIT, skey); x !== NONE; x = I[x * W + SNEXT]) {
-          if (I[x * W + REQ] === rq && I[x * W + RESP] === rs && startUs >= D[x * DW + START] - skewUs && endUs <= D[x * DW + END] + skewUs) attach(p, x);
+          if (I[x * W + REQ] !== rq || I[x * W + RESP] !== rs || startUs < D[x * DW + START] - skewUs || endUs > D[x * DW + END] + skewUs) continue;
+          if (I[x * W + FLAGS] & P_EMITTED) lateJoin(p, x, endMs, arrivalMs);
+          else attach(p, x);
         }
-        const ls = state.lateSeq(skey);
-        if (ls !== undefined && !ls.entry && !ls.seqMatched && (ls.reqSeq | 0) === rq && (ls.respSeq | 0) === rs &&
-          startUs >= ls.startUs - skewUs && endUs <= ls.endUs + skewUs) joinFrozen(ls, p, endMs, arrivalMs);
       } else {
         for (let e = state.first(S_ENTRY, skey); e !== NONE; e = I[e * W + SNEXT]) {
-          if (I[e * W + REQ] === rq && I[e * W + RESP] === rs && D[e * DW + START] >= startUs - skewUs && D[e * DW + END] <= endUs + skewUs) attach(p, e);
+          if (I[e * W + REQ] !== rq || I[e * W + RESP] !== rs || D[e * DW + START] < startUs - skewUs || D[e * DW + END] > endUs + skewUs) continue;
+          if (I[e * W + FLAGS] & P_EMITTED) lateJoin(p, e, endMs, arrivalMs);
+          else attach(p, e);
         }
-        const ls = state.lateSeq(skey);
-        if (ls !== undefined && ls.entry && !ls.seqMatched && (ls.reqSeq | 0) === rq && (ls.respSeq | 0) === rs &&
-          ls.startUs >= startUs - skewUs && ls.endUs <= endUs + skewUs) joinFrozen(ls, p, endMs, arrivalMs);
       }
     }
     // Filed after the search, so a span never meets itself.
@@ -256,23 +252,41 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       I[s * W + POS] = k++;
     }
     ambiguous += resolveParents(P, E, skewUs);
-    emitCluster(P, E, emitOpts, state, nowMs, counters, out, deferred);
-    E.end();
-    for (let i = 0; i < n; i++) I[mem[i] * W + FLAGS] |= P_EMITTED;
+    emitCluster(P, E, emitOpts, counters, out, deferred);
+
+    // What stays for late spans: an entry in its thread group's list, a span no sequence-number
+    // match took in its exchange's list (every bit set before any list is pruned).
+    for (let i = 0; i < n; i++) {
+      const b = mem[i] * W;
+      const f = I[b + FLAGS];
+      if (f & P_FROZEN) continue;
+      let keep = 0;
+      if (retaining && (f & P_DUP) === 0) {
+        if (f & P_ENTRY && I[b + GKEY] >= 0) keep |= P_KEEP_G;
+        if (I[b + SKEY] >= 0 && !E.seqLinked[i]) keep |= P_KEEP_S;
+      }
+      I[b + FLAGS] = f | P_EMITTED | keep;
+    }
+    for (let i = 0; i < n; i++) {
+      const b = mem[i] * W;
+      const f = I[b + FLAGS];
+      if (f & P_FROZEN) continue;
+      pendingNew--;
+      if (f & P_DUP) continue; // never listed
+      const entry = (f & P_ENTRY) !== 0;
+      if (I[b + GKEY] >= 0 && (f & P_KEEP_G) === 0) state.unwait(entry ? G_ENTRY : G_EXIT, I[b + GKEY]);
+      if (I[b + SKEY] >= 0 && (f & P_KEEP_S) === 0) state.unwait(entry ? S_ENTRY : S_EXIT, I[b + SKEY]);
+    }
+    const expireAtMs = nowMs + lateRetentionMs;
     for (let i = 0; i < n; i++) {
       const s = mem[i], b = s * W;
       const f = I[b + FLAGS];
-      if (f & P_FROZEN) {
-        state.removeFrozen(s);
-        continue;
-      }
-      pendingNew--;
-      if (f & P_DUP) continue;
-      const entry = (f & P_ENTRY) !== 0;
-      if (I[b + GKEY] >= 0) state.unwait(entry ? G_ENTRY : G_EXIT, I[b + GKEY]);
-      if (I[b + SKEY] >= 0) state.unwait(entry ? S_ENTRY : S_EXIT, I[b + SKEY]);
+      I[b + CLUSTER] = NONE;
+      if (f & P_FROZEN) state.thaw(s, E.seqLinked[i] === 1);
+      else if (f & (P_KEEP_G | P_KEEP_S)) state.retain(s, E.tref[i]!, expireAtMs);
+      else P.free(s);
     }
-    for (let i = 0; i < n; i++) P.free(mem[i]);
+    E.end();
     C.free(c);
   }
 

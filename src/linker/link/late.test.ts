@@ -5,7 +5,6 @@ import { createJoiner } from './joiner.js';
 import { createMemoryJoinState } from './state.js';
 import { OPTS, allSpans, chain, label, makeSpan, newWorld, serve, service } from './testkit.js';
 import type { EbpfSpan, LinkedSpan } from '../../span/span.js';
-import type { LateSpan } from './state.js';
 
 const T0 = 1_732_500_000_000_000;
 const NOW = T0 / 1000;
@@ -164,42 +163,62 @@ test('steady state: nothing of emitted traces stays but the expiring late index'
   assert.equal(state.lateCount(), 0);
 });
 
-test('late index columns: records read back exactly through growth, wrap-around, eviction and expiry', () => {
-  for (const [maxKeys, keep] of [[3500, 3000], [100_000, 15_000]]) {
-  const state = createMemoryJoinState({ maxLateKeys: maxKeys });
-  const trace = (i: number) => ({ traceId: `t${i}`, ebpfTraceId: `e${i}`, sampled: i % 3 === 0 });
-  const traces = Array.from({ length: 50 }, (_, i) => trace(i));
-  const rec = (i: number): LateSpan => ({
-    idA: Math.imul(0x9e3779b1, i + 1), idB: i | 0, entry: true, gkey: i + 1, gchk: (i * 2654435761) | 0, skey: i % 2 ? i + 7 : -1,
-    reqSeq: (i * 40503) >>> 0, respSeq: 4294967295 - i, startUs: 1732500000000000 + i * 1.5e3, endUs: 1732500000000000 + i * 1.5e3 + 77,
-    srcPort: i % 65536, dstPort: 65535 - (i % 65536), srcIpH: i % 2 ? -123456 - i : 0, dstIpH: i % 2 ? 987654 + i : 0,
-    trace: traces[i % 50], seqMatched: false, expireAtMs: 1000 + i,
-  });
-  for (let i = 0; i < 30_000; i++) {
-    state.remember(rec(i));
-    // Expiring the first half moves the ring's head; then the ring must grow (when maxKeys
-    // allows) with its live records wrapped around the end of the arrays.
-    if (i % 1000 === 999 && i < 15_000) state.expire(1000 + i - 3000);
-    if (i % 7919 === 0) {
-      // Any live record reads back as it was written.
-      for (const k of [i, i - 1, i - 2500]) {
-        if (k < 0) continue;
-        const got = state.lateGroup(k + 1);
-        assert.deepEqual(got, rec(k), `record ${k} at ${i}`);
-      }
-    }
-  }
-  state.expire(1000 + 29_999 - keep);
-  assert.equal(state.lateCount(), keep);
-  assert.equal(state.lateGroup(30_000 - keep - 1 + 1), undefined, 'expired');
-  for (let k = 30_000 - keep; k < 30_000; k += 97) assert.deepEqual(state.lateGroup(k + 1), rec(k), `record ${k} at the end`);
-  // settle: no longer a seq candidate, still found by group with seqMatched set.
-  const r = state.lateSeq(29_999 + 7)!;
-  assert.deepEqual([r.idA, r.idB], [Math.imul(0x9e3779b1, 30_000), 29_999]);
-  state.settle(r);
-  assert.equal(state.lateSeq(29_999 + 7), undefined);
-  assert.equal(state.lateGroup(30_000)!.seqMatched, true);
-  state.expire(1e9);
+test('a retained span whose retention ends while a late span holds it frozen is released once that cluster is emitted', () => {
+  const { aIn, aOut, bIn, bOut, cIn } = abc();
+  const state = createMemoryJoinState({ maxLateKeys: 1000 });
+  const j = createJoiner({ ...OPTS, late_retention: 5_000 }, state);
+  [aIn, aOut, bIn, cIn].forEach((s, i) => j.add(s, i, NOW));
+  const first = byLabel(allSpans(j.flush(NOW + 30_000)));
+  const retained = state.lateCount();
+  assert.ok(retained > 0);
+  // b's exit arrives late (at +33 s): it pulls b's entry (and c's entry) back in, frozen.
+  j.add(bOut, 5, NOW + 33_000);
+  assert.equal(j.flush(NOW + 33_000).length, 0, 'held for the arrival grace');
+  assert.ok(state.frozenCount() > 0);
+  // Their retention (emitted at +30 s, 5 s) ends at +35 s, before the late cluster's deadline.
+  j.flush(NOW + 34_999);
+  assert.ok(state.frozenCount() > 0);
+  const [t] = j.flush(NOW + 35_000 + OPTS.window);
+  const x = t.spans[0];
+  assert.equal(x.parentId, first.get(label(bIn))!.spanId);
+  assert.equal(x.traceId, first.get(label(aIn))!.traceId);
+  assert.equal(x.late, true);
+  // Everything was released: nothing retained, nothing frozen, nothing pending.
+  assert.equal(state.frozenCount(), 0);
   assert.equal(state.lateCount(), 0);
+  assert.equal(j.stats().pendingSpans, 0);
+  assert.equal(state.spans.used, 0, 'every record is free again');
+  // A late span for b's group now starts a trace of its own.
+  j.add({ ...bOut, startUs: bOut.startUs + 1, reqSeq: 99, respSeq: 98 } as EbpfSpan, 6, NOW + 60_000);
+  const [u] = j.flushAll(NOW + 60_000);
+  assert.equal(u.spans[0].late, false);
+  assert.equal(u.spans[0].parentId, '');
+});
+
+test('retention and eviction free every record: a long run with a small late index ends empty', () => {
+  const state = createMemoryJoinState({ maxLateKeys: 400 });
+  const j = createJoiner({ ...OPTS, window: 1000, late_retention: 3000 }, state);
+  const svcs = [0, 1, 2].map((i) => service(i));
+  let now = NOW;
+  let prev: EbpfSpan[] = [];
+  let sawFrozen = 0;
+  for (let round = 0; round < 40; round++) {
+    const w = newWorld(300 + round);
+    for (let i = 0; i < 50; i++) serve(w, chain(svcs), now * 1000 + i * 1000, null);
+    w.spans.forEach((s, i) => j.add(s, i, now + 5));
+    // every third round, exits of two rounds ago arrive again, late: they pull their emitted entries back in
+    if (round % 3 === 2) prev.filter((s) => s.kind === 'exit').slice(0, 20).forEach((s, i) => j.add(s, 1000 + i, now + 5));
+    sawFrozen = Math.max(sawFrozen, state.frozenCount());
+    if (round % 2 === 0) prev = w.spans;
+    now += 1000;
+    j.flush(now);
+    assert.ok(state.lateCount() <= 400);
   }
+  assert.ok(sawFrozen > 0, 'late spans pulled retained spans back in');
+  assert.ok(j.stats().lateSpans > 0);
+  j.flushAll(now + 1);
+  j.flush(now + 10_000);
+  assert.equal(state.lateCount(), 0);
+  assert.equal(state.frozenCount(), 0);
+  assert.equal(state.spans.used, 0);
 });

@@ -17,7 +17,7 @@
 // slot of member k, PendingSpans.pos[slot] = k) and what the emission works out for them
 // (parent, best candidate, depth, root, trace) lives in the Emission's columns by that
 // number: one scratch reused for every cluster, nothing carried by a pending span.
-import { DST_IPH, DST_PORT, DW, END, FLAGS, GCHK, GKEY, P_DUP, P_ENTRY, P_FROZEN, REQ, RESP, SKEY, SRC_IPH, SRC_PORT, START, W, type PendingSpans } from './pending.js';
+import { DST_IPH, DST_PORT, DW, END, FLAGS, GCHK, GKEY, P_DUP, P_ENTRY, P_FROZEN, P_KEEP_S, REQ, RESP, SKEY, SRC_IPH, SRC_PORT, START, W, type PendingSpans } from './pending.js';
 import type { TraceRef } from './state.js';
 
 export const GROUP_SLACK_US = 1000;
@@ -82,11 +82,14 @@ export class Emission {
   }
 }
 
-/** Can slot s still take a parent / be matched by seq? Frozen spans keep what they were emitted with. */
+/**
+ * Can slot s still be matched by sequence numbers? A frozen (emitted) span only while no
+ * match took it (it is still kept by its exchange).
+ */
 function seqOpen(P: PendingSpans, s: number): boolean {
   const f = P.i32[s * W + FLAGS];
   if (f & P_DUP || P.i32[s * W + SKEY] < 0) return false;
-  return (f & P_FROZEN) === 0 || !P.frozen.get(s)!.seqMatched;
+  return (f & P_FROZEN) === 0 || (f & P_KEEP_S) !== 0;
 }
 
 function offer(E: Emission, x: number, e: number, s: number): void {

@@ -14,7 +14,7 @@
 // Slots are reused through a free list. The buffer is replaced when it grows: callers
 // reserve room before a step that allocates (reserve), and must not keep a view across it.
 import type { EbpfSpan } from '../../span/span.js';
-import type { LateSpan } from './state.js';
+import type { TraceRef } from './state.js';
 
 /** int32 words per record (128 bytes) */
 export const W = 32;
@@ -48,12 +48,21 @@ export const APP_SAMPLED = 31;
 
 /** FLAGS bits (P_ENTRY and P_ERROR are fields.ts's F_ENTRY and F_ERROR) */
 export const P_ENTRY = 1, P_ERROR = 2;
-/** A stand-in for an already emitted span, brought back from the late index (see `frozen`). */
-export const P_FROZEN = 4;
 /** The same span as slot DUP (a resent batch): linked like it, never a candidate. */
 export const P_DUP = 8;
-/** Its cluster was emitted: waiter lists drop it (JoinState.unwait). */
+/** Its cluster was emitted: no longer pending. Waiter lists drop it unless it is kept there. */
 export const P_EMITTED = 16;
+/**
+ * Emitted and kept (JoinState.retain) until late_retention, so that a late span can still
+ * join it: an entry with a thread group stays in its group's entry list (P_KEEP_G), a span
+ * no sequence-number match took stays in its exchange's list (P_KEEP_S). Its trace is
+ * `trace[slot]`.
+ */
+export const P_RETAINED = 32, P_KEEP_G = 64, P_KEEP_S = 128;
+/** A retained span pulled back into an open cluster by a late span (decided already: never re-linked). */
+export const P_FROZEN = 4;
+/** Its retention ended while it was frozen: freed when that cluster is emitted. */
+export const P_EXPIRED = 256;
 
 /** No slot / no cluster. */
 export const NONE = -1;
@@ -71,8 +80,8 @@ export class PendingSpans {
 
   /** Spans added whole (Joiner.add without a loc: tests, direct callers), by slot. */
   readonly held = new Map<number, EbpfSpan>();
-  /** P_FROZEN slots: the late-index record each stands for. */
-  readonly frozen = new Map<number, LateSpan>();
+  /** The trace a P_RETAINED slot went out in (by slot; one TraceRef shared by a trace's spans). */
+  trace: (TraceRef | undefined)[] = [];
 
   constructor(capacity = 16384) {
     this.grow(capacity);
@@ -95,9 +104,8 @@ export class PendingSpans {
   }
 
   free(slot: number): void {
-    const f = this.i32[slot * W + FLAGS];
-    if (f & P_FROZEN) this.frozen.delete(slot);
-    else if (this.i32[slot * W + LOC] < 0) this.held.delete(slot);
+    if (this.i32[slot * W + LOC] < 0) this.held.delete(slot);
+    this.trace[slot] = undefined;
     this.i32[slot * W + FLAGS] = 0;
     this.freeList[this.freeCount++] = slot;
     this.used--;
@@ -129,6 +137,7 @@ export class PendingSpans {
     const free = new Int32Array(cap);
     free.set(this.freeList.subarray(0, this.freeCount));
     this.freeList = free;
+    for (let i = this.trace.length; i < cap; i++) this.trace.push(undefined);
     this.cap = cap;
   }
 }
