@@ -158,19 +158,7 @@ struct {
 struct batch {
 	__u32 used; /* bytes of records in recs */
 	__u32 busy;
-	__u32 gen; /* tuple_gen when `recent` was last emptied */
-	__u32 _pad;
-	/* Socket mode: sockets this CPU recorded in sk_info and whose tuple its batches sent lately,
-	 * by cookie (cookies are never reused) with the socket's addresses and ports (a socket
-	 * disconnected and connected again elsewhere misses): an event on one of them with the same
-	 * pid skips bpf_sk_storage_get and leaves the tuple out (st_data_rec; the loader keeps the
-	 * same cache per CPU). */
-	struct {
-		__u64 id;
-		__u64 addrs;
-		__u32 ports;
-		__u32 pid;
-	} recent[ST_SOCK_CACHE];
+	__u64 _pad;
 	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
 	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
 	__u8 recs[ST_BATCH_MAX + sizeof(struct scratch)];
@@ -181,6 +169,31 @@ struct {
 	__type(key, __u32);
 	__type(value, struct batch);
 } batches SEC(".maps");
+
+/* Socket mode, per CPU: the sockets this CPU recorded in sk_info and whose tuple its batches
+ * sent lately, by cookie (cookies are never reused) with the socket's addresses and ports (a
+ * socket disconnected and connected again elsewhere misses): an event on one of them with the
+ * same pid skips bpf_sk_storage_get and leaves the tuple out (st_data_rec; the loader keeps the
+ * same cache per CPU). A slot counts only in the epoch it was filled in: a new epoch empties
+ * the cache (a lost batch, or the loader's tuple_gen). */
+struct sock_cache {
+	__u32 gen;   /* tuple_gen seen last */
+	__u32 epoch;
+	struct {
+		__u64 id;
+		__u64 addrs;
+		__u32 ports;
+		__u32 pid;
+		__u32 epoch;
+		__u32 _pad;
+	} slot[ST_SOCK_CACHE];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_cache);
+} sock_cache SEC(".maps");
 
 /* Counters (enum st_stat), per CPU, summed by the loader: never a silent loss. */
 struct {
@@ -236,10 +249,12 @@ static __always_inline __u32 rec_max(void)
 }
 
 /* Forget the sockets of this CPU's cache: their next events carry the tuple again. */
-static __always_inline void forget_recent(struct batch *b)
+static __always_inline void forget_recent(void)
 {
-	for (int i = 0; i < ST_SOCK_CACHE; i++)
-		b->recent[i].id = 0;
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (c)
+		c->epoch += 1;
 }
 
 /* Send what the batch holds as one ring buffer record; a failure loses (and counts) all of it. */
@@ -259,7 +274,7 @@ static __always_inline void flush(struct batch *b)
 	size += sizeof(b->hdr);
 	if (ring_output(&b->hdr, size)) {
 		stat_add(ST_STAT_DROPS, n);
-		forget_recent(b); /* the tuples it carried are lost with it */
+		forget_recent(); /* the tuples it carried are lost with it */
 	} else {
 		stat_add(ST_STAT_EVENTS, n);
 		stat_inc(ST_STAT_BATCHES);
@@ -357,6 +372,8 @@ struct msg_src {
 	__u64 iov;    /* an iovec array, or 0 */
 	__u64 iovcnt;
 	bool no_payload;
+	bool go;               /* the process's ST_PID_GO bit */
+	struct pt_regs *regs;  /* the thread's saved registers, NULL when not read */
 };
 
 /* Copy n (<= ST_CAPTURE_MAX) user bytes to data[off] (off < ST_CAPTURE_MAX). */
@@ -457,12 +474,18 @@ static __always_inline void record_sock(struct sock *sk, __u64 id, __u32 pid)
  * sk_info and in the cache, and the event carries the tuple. (Two processes taking turns on one
  * socket on different CPUs can leave the other one's pid in sk_info: the close then names that
  * one.) */
-static __always_inline bool sock_cached(struct batch *b, struct sock *sk, __u64 id, __u32 pid, __u16 family)
+static __always_inline bool sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
 {
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (!c) {
+		record_sock(sk, id, pid);
+		return false;
+	}
 	__u32 gen = *(volatile __u32 *)&tuple_gen;
-	if (b->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
-		forget_recent(b);
-		b->gen = gen;
+	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
+		c->epoch += 1;
+		c->gen = gen;
 	}
 	__u32 ports = sk->__sk_common.skc_portpair;
 	__u64 addrs;
@@ -471,15 +494,16 @@ static __always_inline bool sock_cached(struct batch *b, struct sock *sk, __u64 
 	else
 		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
 			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
-	__u32 slot = st_sock_slot(id);
-	if (b->recent[slot].id == id && b->recent[slot].pid == pid && b->recent[slot].addrs == addrs &&
-	    b->recent[slot].ports == ports)
+	__u32 i = st_sock_slot(id);
+	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
+	    c->slot[i].epoch == c->epoch)
 		return true;
 	record_sock(sk, id, pid);
-	b->recent[slot].id = id;
-	b->recent[slot].pid = pid;
-	b->recent[slot].addrs = addrs;
-	b->recent[slot].ports = ports;
+	c->slot[i].id = id;
+	c->slot[i].pid = pid;
+	c->slot[i].addrs = addrs;
+	c->slot[i].ports = ports;
+	c->slot[i].epoch = c->epoch;
 	return false;
 }
 
@@ -524,14 +548,26 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	e->tid = (__u32)pid_tgid;
 	e->pid = pid_tgid >> 32;
 	e->seq = seq;
+#ifdef EXP_NOKTIME
+	e->ts_ns = seq;
+#else
 	e->ts_ns = bpf_ktime_get_ns();
+#endif
 	e->sock_id = id;
 	e->len = len;
 	e->head_len = 0;
 	e->tail_len = 0;
 	e->_pad0 = 0;
 
+#ifdef EXP_STOP2
+	e->flags = 0;
+	return sizeof(*e);
+#endif
+#ifdef EXP_NOHEAD
+	if (1) {
+#else
 	if (m->no_payload) {
+#endif
 		flags = ST_F_NO_PAYLOAD;
 	} else if (copy_payload(s, m, len)) {
 		flags = ST_F_TRUNCATED;
@@ -539,7 +575,7 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	}
 	/* after the head and tail: the goid, then the tuple */
 	__u32 at = (ST_ALIGN8(e->head_len) & (2 * ST_CAPTURE_MAX - 1)) + (ST_ALIGN8(e->tail_len) & (2 * ST_TAIL_BYTES - 1));
-	__u64 goid = go_goid(pid_tgid >> 32, (__u64)sk); /* Go hook: 0 unless pid is a Go process */
+	__u64 goid = go_goid(m->go, pid_tgid >> 32, (__u64)sk, m->regs); /* Go hook: 0 unless a Go process */
 	if (goid) {
 		*(__u64 *)&s->data[at] = goid;
 		at += 8;
@@ -584,6 +620,10 @@ static __always_inline void emit_in(struct batch *b, struct sock *sk, bool direc
 	if (batching(b)) {
 		__u32 off = b->used & (ST_BATCH_MAX - 1);
 		struct scratch *s = (void *)&b->recs[off];
+#ifdef EXP_NOCOMMIT
+		if (fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid) == 1) commit(b, off, 1);
+		return;
+#endif
 		commit(b, off, fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid));
 	} else {
 		__u32 zero = 0;
@@ -600,6 +640,7 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
+	m->go = is_go(pid_tgid >> 32);
 	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid);
 	end_event(b);
 	return 0;
@@ -640,7 +681,8 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_traced(pid_tgid >> 32))
+	__u64 bits = pid_bits(pid_tgid >> 32);
+	if (!(bits & ST_PID_TRACED))
 		return 0;
 
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
@@ -651,7 +693,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		return 0;
 	__u64 a1 = regs->si;
 	__u64 a2 = regs->dx;
-	struct msg_src m = {};
+	struct msg_src m = { .go = bits & ST_PID_GO, .regs = regs };
 
 	switch (nr) {
 	case NR_read:
@@ -714,15 +756,24 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
+#ifdef EXP_EARLY
+	return 0;
+#endif
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
-	__u64 id = bpf_get_socket_cookie(sk);
+	__u64 id = sk->__sk_common.skc_cookie.counter; /* what the helper returns once it was made */
+	if (!id)
+		id = bpf_get_socket_cookie(sk);
 	bool tuple = true;
 	if (batching(b))
-		tuple = !sock_cached(b, sk, id, pid_tgid >> 32, family);
+		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
+#ifdef EXP_STOP1
+	end_event(b);
+	return 0;
+#endif
 	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
 	end_event(b);
 	return 0;
