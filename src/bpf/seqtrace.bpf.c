@@ -548,26 +548,14 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	e->tid = (__u32)pid_tgid;
 	e->pid = pid_tgid >> 32;
 	e->seq = seq;
-#ifdef EXP_NOKTIME
-	e->ts_ns = seq;
-#else
 	e->ts_ns = bpf_ktime_get_ns();
-#endif
 	e->sock_id = id;
 	e->len = len;
 	e->head_len = 0;
 	e->tail_len = 0;
 	e->_pad0 = 0;
 
-#ifdef EXP_STOP2
-	e->flags = 0;
-	return sizeof(*e);
-#endif
-#ifdef EXP_NOHEAD
-	if (1) {
-#else
 	if (m->no_payload) {
-#endif
 		flags = ST_F_NO_PAYLOAD;
 	} else if (copy_payload(s, m, len)) {
 		flags = ST_F_TRUNCATED;
@@ -620,10 +608,6 @@ static __always_inline void emit_in(struct batch *b, struct sock *sk, bool direc
 	if (batching(b)) {
 		__u32 off = b->used & (ST_BATCH_MAX - 1);
 		struct scratch *s = (void *)&b->recs[off];
-#ifdef EXP_NOCOMMIT
-		if (fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid) == 1) commit(b, off, 1);
-		return;
-#endif
 		commit(b, off, fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid));
 	} else {
 		__u32 zero = 0;
@@ -756,9 +740,6 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-#ifdef EXP_EARLY
-	return 0;
-#endif
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
@@ -770,10 +751,6 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
-#ifdef EXP_STOP1
-	end_event(b);
-	return 0;
-#endif
 	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
 	end_event(b);
 	return 0;

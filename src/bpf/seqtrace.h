@@ -215,9 +215,7 @@ static inline __u32 st_data_rec_size(const struct st_data_rec *r)
 
 /* The per-CPU cache of recent sockets (kernel and loader alike): ST_SOCK_CACHE slots, a socket
  * (by cookie) in slot st_sock_slot(cookie). */
-#ifndef ST_SOCK_CACHE
 #define ST_SOCK_CACHE 256 /* a power of two */
-#endif
 static inline __u32 st_sock_slot(__u64 id)
 {
 	return (id ^ (id >> 8)) & (ST_SOCK_CACHE - 1);
