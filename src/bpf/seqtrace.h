@@ -161,7 +161,7 @@ struct st_batch_event {
  * padded to a multiple of 8, by: head_len head bytes; tail_len tail bytes; the goroutine id
  * (ST_R_GOID, when not 0); the 4-tuple (ST_R_TUPLE). The tuple is left out when this CPU's
  * batch sent it before for this socket: the kernel keeps the last sockets of each CPU in a
- * small cache (seqtrace.bpf.c, `recent`) and sends the tuple whenever the socket is not in it
+ * small cache (seqtrace.bpf.c, `sock_cache`) and sends the tuple whenever the socket is not in it
  * (a miss fills the slot). The loader keeps the same cache per CPU, filled by the batched
  * records that carry a tuple, in the CPU's order; a record without one takes it from there.
  * A record sent outside a batch (nested, or batching off) always carries its tuple and leaves
