@@ -119,10 +119,10 @@ static __always_inline struct go_cached *go_proc_of(__u32 pid)
  * uprobes sit on keep it there: one read of g's head gives its stack bounds, which must hold the
  * thread's user stack pointer (so R14 really was this goroutine's g), and its goid. Otherwise
  * (the runtime's own stubs, cgo) g comes from thread-local storage: two reads. */
-static __always_inline __u64 go_current_goid(struct go_cached *c)
+static __always_inline __u64 go_current_goid(struct go_cached *c, struct pt_regs *regs)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	if (!regs) /* the caller had not read them */
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u64 g = regs->r14, sp = regs->sp, off = c->goid_off, goid = 0;
 	if (g && !(off & 7) && off + 8 <= GO_G_HEAD) {
 		__u64 n = (off + 8) & (2 * GO_G_HEAD - 1);
@@ -132,7 +132,7 @@ static __always_inline __u64 go_current_goid(struct go_cached *c)
 		if (!bpf_probe_read_user(c->head, n, (void *)g) && c->head[0] <= sp && sp < c->head[1])
 			return c->head[(off / 8) & (GO_G_HEAD / 8 - 1)];
 	}
-	__u64 fsbase = t->thread.fsbase;
+	__u64 fsbase = bpf_get_current_task_btf()->thread.fsbase;
 	g = 0;
 	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + c->tls_off)) || !g)
 		return 0;
@@ -140,10 +140,12 @@ static __always_inline __u64 go_current_goid(struct go_cached *c)
 	return goid;
 }
 
-/* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). */
-static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
+/* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). is_go: the
+ * pid's ST_PID_GO bit (read with its traced bit: no lookup at all for other processes); regs:
+ * the thread's saved registers, or NULL. */
+static __always_inline __u64 go_goid(bool is_go, __u32 pid, __u64 sk, struct pt_regs *regs)
 {
-	if (!is_go(pid)) /* the bit next to the traced one: no lookup at all for other processes */
+	if (!is_go)
 		return 0;
 	struct go_cached *c = go_proc_of(pid);
 	if (!c)
@@ -155,7 +157,7 @@ static __always_inline __u64 go_goid(__u32 pid, __u64 sk)
 		if (caller)
 			return *caller;
 	}
-	return go_current_goid(c);
+	return go_current_goid(c, regs);
 }
 
 /* Hook of the state-change path: a thread of pid is opening a TCP connection (SYN_SENT is set
@@ -277,7 +279,7 @@ int BPF_KPROBE(go_round_trip)
 		return 0;
 	__u64 sk = go_fd_sock(fd);
 	struct go_cached *c = go_proc_of(pid);
-	__u64 goid = c ? go_current_goid(c) : 0;
+	__u64 goid = c ? go_current_goid(c, NULL) : 0;
 	if (!sk || !goid)
 		return 0;
 	bpf_map_update_elem(&go_rt, &sk, &goid, BPF_ANY);

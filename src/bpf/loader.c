@@ -169,13 +169,20 @@ static void *grow(void *p, size_t *cap, size_t need, size_t unit)
 	return q;
 }
 
-static void pend_add(struct pend_list *l, __u64 ts, const void *data, __u32 len)
+/* Room for an event of len bytes at the end of l, stamped ts: filled by the caller. */
+static void *pend_reserve(struct pend_list *l, __u64 ts, __u32 len)
 {
 	l->buf = grow(l->buf, &l->cap, l->used + len, 1);
 	l->ev = grow(l->ev, &l->cap_n, l->n + 1, sizeof(*l->ev));
-	memcpy(l->buf + l->used, data, len);
+	void *at = l->buf + l->used;
 	l->ev[l->n++] = (struct pending){ .ts = ts, .off = (__u32)l->used, .len = len };
 	l->used += len;
+	return at;
+}
+
+static void pend_add(struct pend_list *l, __u64 ts, const void *data, __u32 len)
+{
+	memcpy(pend_reserve(l, ts, len), data, len);
 }
 
 /* ts_ns of a kernel event, by its kind (every kernel event has one). */
@@ -183,9 +190,6 @@ static bool event_ts(const void *data, size_t len, __u64 *ts)
 {
 	size_t at;
 	switch (*(const __u8 *)data) {
-	case ST_EV_DATA:
-		at = offsetof(struct st_data_event, ts_ns);
-		break;
 	case ST_EV_CLOSE:
 		at = offsetof(struct st_close_event, ts_ns);
 		break;
@@ -208,8 +212,122 @@ static bool event_ts(const void *data, size_t len, __u64 *ts)
 	return true;
 }
 
-static void take(const void *data, size_t len)
+/* ------------------------------------------------------------ data records */
+/*
+ * The kernel writes a data event as an st_data_rec (seqtrace.h): a 40-byte header, the head and
+ * tail, the goid when there is one, and the 4-tuple only when the socket was not in the CPU's
+ * cache of recent sockets. Here each record becomes the st_data_event of stdout. `tuples` is
+ * that cache of every CPU as the CPU's batches filled it: a batched record with a tuple filled
+ * its slot in the kernel, so it fills the same slot here, in the CPU's order; a record without
+ * one takes the slot's tuple. A record whose socket the slot does not hold (its batch lost, or
+ * anything unforeseen) is dropped and counted, and tuple_gen bumped: the kernel then empties
+ * every CPU's cache and each socket's next event brings its tuple. Never a wrong tuple.
+ */
+struct tuple_slot {
+	__u64 id; /* socket cookie, 0: empty */
+	__u8 family;
+	__u16 src_port, dst_port;
+	__u8 src_addr[16], dst_addr[16];
+};
+static struct tuple_slot *tuples; /* ncpus * ST_SOCK_CACHE */
+static __u64 tuple_drops;         /* records dropped for want of their tuple */
+static __u32 *tuple_gen;          /* the kernel's, in the mmap'd .bss */
+static bool tuple_gen_bumped;     /* once per drain is enough */
+
+static void take_data(const struct st_data_rec *r, int cpu)
 {
+	__u32 head = r->head_len, tail = r->tail_len;
+	const __u8 *p = (const __u8 *)(r + 1);
+	const __u8 *h = p, *t = p + ST_ALIGN8(head), *after = t + ST_ALIGN8(tail);
+	struct tuple_slot got, *slot = NULL;
+	__u64 goid = 0;
+	if (r->flags & ST_R_GOID) {
+		memcpy(&goid, after, 8);
+		after += 8;
+	}
+	if (cpu >= 0 && cpu < ncpus)
+		slot = &tuples[(size_t)cpu * ST_SOCK_CACHE + st_sock_slot(r->sock_id)];
+	if (r->flags & ST_R_TUPLE) {
+		got = (struct tuple_slot){ .id = r->sock_id };
+		if (r->flags & ST_R_V6) {
+			const struct st_tuple6 *t6 = (const void *)after;
+			got.family = 6;
+			got.src_port = t6->src_port;
+			got.dst_port = t6->dst_port;
+			memcpy(got.src_addr, t6->src_addr, 16);
+			memcpy(got.dst_addr, t6->dst_addr, 16);
+		} else {
+			const struct st_tuple4 *t4 = (const void *)after;
+			got.family = 4;
+			got.src_port = t4->src_port;
+			got.dst_port = t4->dst_port;
+			memcpy(got.src_addr, t4->src_addr, 4);
+			memcpy(got.dst_addr, t4->dst_addr, 4);
+		}
+		if (slot)
+			*slot = got;
+		slot = &got;
+	} else if (!slot || slot->id != r->sock_id) {
+		tuple_drops++;
+		if (tuple_gen && !tuple_gen_bumped) {
+			__atomic_fetch_add(tuple_gen, 1, __ATOMIC_SEQ_CST);
+			tuple_gen_bumped = true;
+		}
+		return;
+	}
+	if (r->ts_ns < written_upto)
+		late_events++;
+	struct st_data_event *e = pend_reserve(&pend, r->ts_ns, sizeof(*e) + head);
+	*e = (struct st_data_event){
+		.kind = ST_EV_DATA, .dir = r->dir, .family = slot->family, .flags = r->flags & (ST_F_NO_PAYLOAD | ST_F_TRUNCATED),
+		.pid = r->pid, .tid = r->tid, .seq = r->seq, .ts_ns = r->ts_ns, .sock_id = r->sock_id, .goid = goid,
+		.len = r->len, .head_len = head, .tail_len = tail, .src_port = slot->src_port, .dst_port = slot->dst_port,
+	};
+	memcpy(e->src_addr, slot->src_addr, 16);
+	memcpy(e->dst_addr, slot->dst_addr, 16);
+	memcpy(e->tail, t, tail);
+	memcpy(e->head, h, head);
+}
+
+/* Bytes of the kernel record at data (len available), 0 when it does not fit or is unknown. */
+static size_t rec_size(const void *data, size_t len)
+{
+	size_t n;
+	if (len < 8) /* every record is at least 8 bytes */
+		return 0;
+	switch (*(const __u8 *)data) {
+	case ST_EV_DATA_REC:
+		n = len >= sizeof(struct st_data_rec) ? st_data_rec_size(data) : len + 1;
+		break;
+	case ST_EV_CLOSE:
+		n = sizeof(struct st_close_event);
+		break;
+	case ST_EV_EXEC:
+	case ST_EV_EXIT:
+		n = sizeof(struct st_proc_event);
+		break;
+	case ST_EV_THREAD:
+		n = sizeof(struct st_thread_event);
+		break;
+	case ST_EV_GOROUTINE:
+		n = sizeof(struct st_goroutine_event);
+		break;
+	default:
+		return 0;
+	}
+	return n <= len ? n : 0;
+}
+
+/* One kernel record (not a batch); cpu: the CPU whose batch held it, -1 for one sent alone. */
+static void take(const void *data, size_t len, int cpu)
+{
+	if (*(const __u8 *)data == ST_EV_DATA_REC) {
+		if (rec_size(data, len))
+			take_data(data, cpu);
+		else
+			fprintf(stderr, "seqtrace-loader: data record of %zu bytes does not fit its fields: dropped\n", len);
+		return;
+	}
 	__u64 ts;
 	if (!event_ts(data, len, &ts)) {
 		fprintf(stderr, "seqtrace-loader: unknown kernel event kind %u (%zu bytes) dropped\n", *(const __u8 *)data, len);
@@ -228,17 +346,22 @@ static int on_event(void *ctx, void *data, size_t len)
 	if (len < 1)
 		return 0;
 	if (*(__u8 *)data != ST_EV_BATCH) {
-		take(data, len);
+		take(data, len, -1);
 		return 0;
 	}
 	const struct st_batch_event *b = data;
+	if (len < sizeof(*b))
+		return 0;
 	const char *p = (const char *)(b + 1), *end = p + (b->bytes < len - sizeof(*b) ? b->bytes : len - sizeof(*b));
-	for (__u32 i = 0; i < b->count && p + sizeof(struct st_batch_rec) <= end; i++) {
-		const struct st_batch_rec *r = (const void *)p;
-		if (r->len == 0 || p + sizeof(*r) + r->len > end)
+	for (__u32 i = 0; i < b->count; i++) {
+		size_t n = rec_size(p, p < end ? (size_t)(end - p) : 0);
+		if (!n) {
+			fprintf(stderr, "seqtrace-loader: batch of CPU %u: record %u of %u (kind %u) unreadable: rest dropped\n",
+				b->cpu, i, b->count, p < end ? *(const __u8 *)p : 0);
 			break;
-		take(p + sizeof(*r), r->len);
-		p += (sizeof(*r) + r->len + 7) & ~7UL;
+		}
+		take(p, n, (int)b->cpu);
+		p += ST_ALIGN8(n);
 	}
 	return 0;
 }
@@ -343,6 +466,7 @@ static void drain(struct ring_buffer *rb, bool all, bool now)
 		t = now_ns(CLOCK_MONOTONIC);
 	}
 	exec_seen = false;
+	tuple_gen_bumped = false;
 	next_flush = t + FLUSH_NS;
 	__u64 upto = all ? UINT64_MAX : t;
 	flush_cpus();
@@ -363,7 +487,7 @@ static void send_stats(struct seqtrace_bpf *skel)
 	}
 	struct st_stats_event s = { .kind = ST_EV_STATS };
 	s.events = sum[ST_STAT_EVENTS];
-	s.drops = sum[ST_STAT_DROPS];
+	s.drops = sum[ST_STAT_DROPS] + tuple_drops; /* both lost events */
 	s.truncated = sum[ST_STAT_TRUNCATED];
 	s.loader_cpu_ns = now_ns(CLOCK_PROCESS_CPUTIME_ID);
 	frame(&s, sizeof(s));
@@ -683,7 +807,7 @@ int main(int argc, char **argv)
 	 * ring loses a whole batch); too small a ring buffer means no batching. */
 	unsigned batch = opt.batch_bytes >= 0 ? (unsigned)opt.batch_bytes
 					      : (opt.ringbuf_bytes / 8 < ST_BATCH_MAX ? opt.ringbuf_bytes / 8 : ST_BATCH_MAX);
-	unsigned rec_max = (sizeof(struct st_batch_rec) + sizeof(struct st_data_event) + opt.capture_bytes + 7) & ~7U;
+	unsigned rec_max = ST_DATA_REC_MAX(opt.capture_bytes);
 	if (batch < rec_max || batch > opt.ringbuf_bytes / 2)
 		batch = 0;
 	skel->rodata->batch_bytes = batch;
@@ -716,6 +840,12 @@ int main(int argc, char **argv)
 	ncpus = libbpf_num_possible_cpus();
 	if (batch)
 		flush_fd = bpf_program__fd(skel->progs.flush_cpu);
+	tuples = calloc(ncpus > 0 ? ncpus : 1, ST_SOCK_CACHE * sizeof(*tuples));
+	if (!tuples) {
+		status = failed("allocation", -ENOMEM);
+		goto cleanup;
+	}
+	tuple_gen = &skel->bss->tuple_gen;
 	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), on_event, NULL, NULL);
 	if (!rb) {
 		status = failed("ring buffer", -errno);
@@ -785,6 +915,9 @@ int main(int argc, char **argv)
 	if (opt.verbose || late_events)
 		fprintf(stderr, "seqtrace-loader: %llu events arrived after their time was written\n",
 			(unsigned long long)late_events);
+	if (opt.verbose || tuple_drops)
+		fprintf(stderr, "seqtrace-loader: %llu data events dropped without their 4-tuple (counted as drops)\n",
+			(unsigned long long)tuple_drops);
 
 cleanup:
 	if (sigfd >= 0)

@@ -132,11 +132,11 @@ struct {
 	__type(value, struct call_args);
 } calls SEC(".maps");
 
-/* Where a data event is built: the header then the head bytes. The copy area is larger
- * than the largest capture so that the verifier's bounds of a copy, offset < MAX plus
- * size < 2*MAX (see copy_user), stay inside it. */
+/* Where a data event is built: the compact header (st_data_rec) then the head, tail, goid and
+ * tuple. The area is larger than the largest record so that the verifier's bounds of a copy,
+ * offset < MAX plus size < 2*MAX (see copy_user), stay inside it. */
 struct scratch {
-	struct st_data_event ev;
+	struct st_data_rec ev;
 	__u8 data[3 * ST_CAPTURE_MAX];
 };
 struct {
@@ -155,21 +155,13 @@ struct {
  * built on this CPU (a close from softirq can interrupt a data event): a nested event goes
  * straight to the ring buffer, and the loader's flush waits until it is 0, so that after a
  * flush every event stamped before it is in the ring buffer. */
-#define SOCK_CACHE 16 /* a power of two */
 struct batch {
 	__u32 used; /* bytes of records in recs */
 	__u32 busy;
 	__u64 _pad;
-	/* Socket mode: sockets this CPU recorded in sk_info lately, by cookie (cookies are never
-	 * reused): an event on one of them with the same pid skips bpf_sk_storage_get. */
-	struct {
-		__u64 id;
-		__u32 pid;
-		__u32 _pad;
-	} recent[SOCK_CACHE];
 	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
 	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
-	__u8 recs[ST_BATCH_MAX + sizeof(struct st_batch_rec) + sizeof(struct scratch)];
+	__u8 recs[ST_BATCH_MAX + sizeof(struct scratch)];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -177,6 +169,31 @@ struct {
 	__type(key, __u32);
 	__type(value, struct batch);
 } batches SEC(".maps");
+
+/* Socket mode, per CPU: the sockets this CPU recorded in sk_info and whose tuple its batches
+ * sent lately, by cookie (cookies are never reused) with the socket's addresses and ports (a
+ * socket disconnected and connected again elsewhere misses): an event on one of them with the
+ * same pid skips bpf_sk_storage_get and leaves the tuple out (st_data_rec; the loader keeps the
+ * same cache per CPU). A slot counts only in the epoch it was filled in: a new epoch empties
+ * the cache (a lost batch, or the loader's tuple_gen). */
+struct sock_cache {
+	__u32 gen;   /* tuple_gen seen last */
+	__u32 epoch;
+	struct {
+		__u64 id;
+		__u64 addrs;
+		__u32 ports;
+		__u32 pid;
+		__u32 epoch;
+		__u32 _pad;
+	} slot[ST_SOCK_CACHE];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_cache);
+} sock_cache SEC(".maps");
 
 /* Counters (enum st_stat), per CPU, summed by the loader: never a silent loss. */
 struct {
@@ -188,6 +205,11 @@ struct {
 
 /* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
 __u64 next_id = 0;
+
+/* Bumped by the loader when a record reached it without a tuple it knows (st_data_rec): every
+ * CPU empties its cache of recent sockets at its next event, so each socket's next event
+ * carries its tuple again. */
+__u32 tuple_gen = 0;
 
 static __always_inline void stat_add(__u32 which, __u64 n)
 {
@@ -223,7 +245,16 @@ static __always_inline void output(void *data, __u64 size)
 /* The batch record of the largest data event (capture_bytes of head). */
 static __always_inline __u32 rec_max(void)
 {
-	return (sizeof(struct st_batch_rec) + sizeof(struct st_data_event) + capture_bytes + 7) & ~7;
+	return ST_DATA_REC_MAX(capture_bytes);
+}
+
+/* Forget the sockets of this CPU's cache: their next events carry the tuple again. */
+static __always_inline void forget_recent(void)
+{
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (c)
+		c->epoch += 1;
 }
 
 /* Send what the batch holds as one ring buffer record; a failure loses (and counts) all of it. */
@@ -235,6 +266,7 @@ static __always_inline void flush(struct batch *b)
 		return;
 	b->hdr.kind = ST_EV_BATCH;
 	b->hdr.bytes = used;
+	b->hdr.cpu = bpf_get_smp_processor_id();
 	/* used <= batch_bytes <= ST_BATCH_MAX (a full batch may reach it exactly) */
 	__u64 size = used & (2 * ST_BATCH_MAX - 1);
 	if (size > sizeof(b->recs))
@@ -242,6 +274,7 @@ static __always_inline void flush(struct batch *b)
 	size += sizeof(b->hdr);
 	if (ring_output(&b->hdr, size)) {
 		stat_add(ST_STAT_DROPS, n);
+		forget_recent(); /* the tuples it carried are lost with it */
 	} else {
 		stat_add(ST_STAT_EVENTS, n);
 		stat_inc(ST_STAT_BATCHES);
@@ -275,13 +308,12 @@ static __always_inline bool batching(struct batch *b)
 	return batch_bytes && b->busy == 1;
 }
 
-/* The record at off (where recs[used] was) now holds an event of size bytes. Flushes when the
- * largest data event might not fit after it: the next event always has room. */
+/* The record at off (where recs[used] was) now holds an event of size bytes (its size follows
+ * from its kind and fields). Flushes when the largest data event might not fit after it: the
+ * next event always has room. */
 static __always_inline void commit(struct batch *b, __u32 off, __u32 size)
 {
-	struct st_batch_rec *r = (void *)&b->recs[off & (ST_BATCH_MAX - 1)];
-	r->len = size;
-	b->used = off + ((sizeof(*r) + size + 7) & ~7);
+	b->used = off + ST_ALIGN8(size);
 	b->hdr.count += 1;
 	if (b->used + rec_max() > batch_bytes)
 		flush(b);
@@ -295,7 +327,7 @@ static __always_inline void send_small(struct batch *b, void *e, __u32 size)
 		return;
 	}
 	__u32 off = b->used & (ST_BATCH_MAX - 1);
-	if (bpf_probe_read_kernel(&b->recs[off + sizeof(struct st_batch_rec)], size & 63, e)) {
+	if (bpf_probe_read_kernel(&b->recs[off], size & 63, e)) {
 		output(e, size);
 		return;
 	}
@@ -340,6 +372,8 @@ struct msg_src {
 	__u64 iov;    /* an iovec array, or 0 */
 	__u64 iovcnt;
 	bool no_payload;
+	bool go;               /* the process's ST_PID_GO bit */
+	struct pt_regs *regs;  /* the thread's saved registers, NULL when not read */
 };
 
 /* Copy n (<= ST_CAPTURE_MAX) user bytes to data[off] (off < ST_CAPTURE_MAX). */
@@ -354,6 +388,7 @@ static __always_inline long copy_user(struct scratch *s, __u64 off, __u64 src, _
 	return bpf_probe_read_user(&s->data[off], n, (void *)src);
 }
 
+/* The tail goes after the head (head_len set), at the next multiple of 8. */
 static __always_inline long copy_tail(struct scratch *s, __u64 end, __u64 avail)
 {
 	__u64 t = avail < ST_TAIL_BYTES ? avail : ST_TAIL_BYTES;
@@ -361,7 +396,8 @@ static __always_inline long copy_tail(struct scratch *s, __u64 end, __u64 avail)
 		t = ST_TAIL_BYTES;
 	asm volatile("%[t] &= %[m]" : [t] "+r"(t) : [m] "i"(2 * ST_TAIL_BYTES - 1)); /* as in copy_user */
 	s->ev.tail_len = t;
-	return bpf_probe_read_user(s->ev.tail, t, (void *)(end - t));
+	__u64 at = ST_ALIGN8(s->ev.head_len) & (2 * ST_CAPTURE_MAX - 1);
+	return bpf_probe_read_user(&s->data[at], t, (void *)(end - t));
 }
 
 /* Copy the head (want bytes) and tail of a message held in an iovec array. A global
@@ -422,28 +458,53 @@ static __always_inline bool copy_payload(struct scratch *s, struct msg_src *m, _
 }
 
 /* Socket mode: the socket's cookie is its id; sk_info on the socket holds it and the pid that
- * last used it (for the close event). A per-CPU cache of recent sockets saves the storage
- * lookup when this CPU already recorded this socket with this pid: the common case of a
- * connection served by one process. (Two processes taking turns on one socket on different
- * CPUs can leave the other one's pid in sk_info: the close then names that one.) */
-static __always_inline __u64 sock_id_trusted(struct sock *sk, __u32 pid)
+ * last used it (for the close event). */
+static __always_inline void record_sock(struct sock *sk, __u64 id, __u32 pid)
 {
-	__u64 id = bpf_get_socket_cookie(sk);
-	__u32 zero = 0;
-	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
-	if (!b)
-		return id;
-	__u32 slot = (id ^ (id >> 8)) & (SOCK_CACHE - 1);
-	if (b->recent[slot].id == id && b->recent[slot].pid == pid)
-		return id;
 	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) /* no memory: the events still carry the id, the close goes unreported */
-		return id;
+		return;
 	si->id = id;
 	si->pid = pid;
-	b->recent[slot].id = id;
-	b->recent[slot].pid = pid;
-	return id;
+}
+
+/* Socket mode, an event going into this CPU's batch: whether the socket is in the CPU's cache of
+ * recent sockets with this pid and these addresses (then its tuple went out in an earlier record
+ * of this CPU's batches and sk_info holds this pid: nothing to do); else it is recorded in
+ * sk_info and in the cache, and the event carries the tuple. (Two processes taking turns on one
+ * socket on different CPUs can leave the other one's pid in sk_info: the close then names that
+ * one.) */
+static __always_inline bool sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+{
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (!c) {
+		record_sock(sk, id, pid);
+		return false;
+	}
+	__u32 gen = *(volatile __u32 *)&tuple_gen;
+	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
+		c->epoch += 1;
+		c->gen = gen;
+	}
+	__u32 ports = sk->__sk_common.skc_portpair;
+	__u64 addrs;
+	if (family == AF_INET)
+		addrs = sk->__sk_common.skc_addrpair;
+	else
+		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
+			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
+	__u32 i = st_sock_slot(id);
+	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
+	    c->slot[i].epoch == c->epoch)
+		return true;
+	record_sock(sk, id, pid);
+	c->slot[i].id = id;
+	c->slot[i].pid = pid;
+	c->slot[i].addrs = addrs;
+	c->slot[i].ports = ports;
+	c->slot[i].epoch = c->epoch;
+	return false;
 }
 
 /* The id of a socket, remembered in `seen` with the pid that last used it. */
@@ -473,75 +534,98 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
  * `direct` is a constant at every call site, so only one of the two is compiled in. */
 #define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
 
-/* Build one data event at s (in the CPU's batch or in scratch); returns its size. sk must be a
- * TCP socket (checked by the caller). The one place a data event's fields are filled. */
-static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk, bool direct, __u64 id, __u8 dir,
-					     __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
+/* Build one data record at s (in the CPU's batch or in scratch); returns its size. sk must be a
+ * TCP socket (checked by the caller). The one place a data event's fields are filled. tuple:
+ * whether the record carries the 4-tuple (see st_data_rec). */
+static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk, bool direct, __u64 id, bool tuple,
+					     __u8 dir, __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
 {
-	struct st_data_event *e = &s->ev;
-	__u16 family = RD(direct, sk, __sk_common.skc_family);
+	struct st_data_rec *e = &s->ev;
+	__u8 flags = 0;
 
-	e->kind = ST_EV_DATA;
+	e->kind = ST_EV_DATA_REC;
 	e->dir = dir;
-	e->flags = 0;
-	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
+	e->pid = pid_tgid >> 32;
 	e->seq = seq;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->sock_id = id;
-	e->goid = go_goid(e->pid, (__u64)sk); /* Go hook: 0 unless pid is a Go process */
 	e->len = len;
 	e->head_len = 0;
 	e->tail_len = 0;
 	e->_pad0 = 0;
-	e->src_port = RD(direct, sk, __sk_common.skc_num);
-	e->dst_port = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
-	__builtin_memset(e->src_addr, 0, sizeof(e->src_addr));
-	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
-	if (family == AF_INET) {
-		e->family = 4;
-		__u32 a = RD(direct, sk, __sk_common.skc_rcv_saddr);
-		__builtin_memcpy(e->src_addr, &a, 4);
-		a = RD(direct, sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e->dst_addr, &a, 4);
-	} else {
-		e->family = 6;
-		struct in6_addr a6 = RD(direct, sk, __sk_common.skc_v6_rcv_saddr);
-		__builtin_memcpy(e->src_addr, &a6, 16);
-		a6 = RD(direct, sk, __sk_common.skc_v6_daddr);
-		__builtin_memcpy(e->dst_addr, &a6, 16);
-	}
 
 	if (m->no_payload) {
-		e->flags = ST_F_NO_PAYLOAD;
+		flags = ST_F_NO_PAYLOAD;
 	} else if (copy_payload(s, m, len)) {
-		e->flags = ST_F_TRUNCATED;
+		flags = ST_F_TRUNCATED;
 		stat_inc(ST_STAT_TRUNCATED);
 	}
-	__u32 size = sizeof(*e) + (e->head_len & (2 * ST_CAPTURE_MAX - 1));
-	if (size > sizeof(*e) + ST_CAPTURE_MAX)
-		size = sizeof(*e) + ST_CAPTURE_MAX;
-	return size;
+	/* after the head and tail: the goid, then the tuple */
+	__u32 at = (ST_ALIGN8(e->head_len) & (2 * ST_CAPTURE_MAX - 1)) + (ST_ALIGN8(e->tail_len) & (2 * ST_TAIL_BYTES - 1));
+	__u64 goid = go_goid(m->go, pid_tgid >> 32, (__u64)sk, m->regs); /* Go hook: 0 unless a Go process */
+	if (goid) {
+		*(__u64 *)&s->data[at] = goid;
+		at += 8;
+		flags |= ST_R_GOID;
+	}
+	if (tuple) {
+		flags |= ST_R_TUPLE;
+		__u16 sport = RD(direct, sk, __sk_common.skc_num);
+		__u16 dport = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
+		if (RD(direct, sk, __sk_common.skc_family) == AF_INET) {
+			struct st_tuple4 *t = (void *)&s->data[at];
+			t->src_port = sport;
+			t->dst_port = dport;
+			__u32 a = RD(direct, sk, __sk_common.skc_rcv_saddr);
+			__builtin_memcpy(t->src_addr, &a, 4);
+			a = RD(direct, sk, __sk_common.skc_daddr);
+			__builtin_memcpy(t->dst_addr, &a, 4);
+			t->_pad0 = 0;
+			at += sizeof(*t);
+		} else {
+			struct st_tuple6 *t = (void *)&s->data[at];
+			flags |= ST_R_V6;
+			t->src_port = sport;
+			t->dst_port = dport;
+			t->_pad0 = 0;
+			struct in6_addr a6 = RD(direct, sk, __sk_common.skc_v6_rcv_saddr);
+			__builtin_memcpy(t->src_addr, &a6, 16);
+			a6 = RD(direct, sk, __sk_common.skc_v6_daddr);
+			__builtin_memcpy(t->dst_addr, &a6, 16);
+			at += sizeof(*t);
+		}
+	}
+	e->flags = flags;
+	return sizeof(*e) + at;
 }
 
-/* Build one data event into this CPU's batch (or, nested or without batching, into scratch
- * and straight to the ring buffer). */
+/* Build one data event into this CPU's batch (or, nested or without batching, into scratch and
+ * straight to the ring buffer), between begin_event and end_event. */
+static __always_inline void emit_in(struct batch *b, struct sock *sk, bool direct, __u64 id, bool tuple, __u8 dir,
+				    __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
+{
+	if (batching(b)) {
+		__u32 off = b->used & (ST_BATCH_MAX - 1);
+		struct scratch *s = (void *)&b->recs[off];
+		commit(b, off, fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid));
+	} else {
+		__u32 zero = 0;
+		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		if (s)
+			output(s, fill_data_event(s, sk, direct, id, true, dir, len, seq, m, pid_tgid));
+	}
+}
+
+/* Syscall mode: every record carries its tuple. */
 static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u8 dir, __u32 len, __u32 seq,
 				     struct msg_src *m, __u64 pid_tgid)
 {
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
-	if (batching(b)) {
-		__u32 off = b->used & (ST_BATCH_MAX - 1);
-		struct scratch *s = (void *)&b->recs[off + sizeof(struct st_batch_rec)];
-		commit(b, off, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
-	} else {
-		__u32 zero = 0;
-		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-		if (s)
-			output(s, fill_data_event(s, sk, direct, id, dir, len, seq, m, pid_tgid));
-	}
+	m->go = is_go(pid_tgid >> 32);
+	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid);
 	end_event(b);
 	return 0;
 }
@@ -581,7 +665,8 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!is_traced(pid_tgid >> 32))
+	__u64 bits = pid_bits(pid_tgid >> 32);
+	if (!(bits & ST_PID_TRACED))
 		return 0;
 
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
@@ -592,7 +677,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		return 0;
 	__u64 a1 = regs->si;
 	__u64 a2 = regs->dx;
-	struct msg_src m = {};
+	struct msg_src m = { .go = bits & ST_PID_GO, .regs = regs };
 
 	switch (nr) {
 	case NR_read:
@@ -655,8 +740,20 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u64 id = sock_id_trusted(sk, pid_tgid >> 32);
-	return emit_data(sk, true, id, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	__u64 id = sk->__sk_common.skc_cookie.counter; /* what the helper returns once it was made */
+	if (!id)
+		id = bpf_get_socket_cookie(sk);
+	bool tuple = true;
+	if (batching(b))
+		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
+	else
+		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
+	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
+	end_event(b);
+	return 0;
 }
 
 SEC("tp_btf/sock_send_length")

@@ -36,6 +36,7 @@ enum st_kind {
 	ST_EV_THREAD = 8, /* a traced process created a thread (same tgid) */
 	ST_EV_GOROUTINE = 9, /* a goroutine of a Go process started another (go.bpf.h) */
 	ST_EV_BATCH = 10, /* kernel -> loader only: several events of one CPU (never on stdout) */
+	ST_EV_DATA_REC = 11, /* kernel -> loader only: a data event, compact (the loader expands it) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -43,6 +44,10 @@ enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
 enum st_flags {
 	ST_F_NO_PAYLOAD = 1, /* sendfile/splice/unknown syscall: counted, nothing copied */
 	ST_F_TRUNCATED = 2,  /* the user buffer could not be read completely */
+	/* st_data_rec only (kernel -> loader): what follows its header */
+	ST_R_TUPLE = 4, /* a tuple (st_tuple4, or st_tuple6 with ST_R_V6) */
+	ST_R_V6 = 8,    /* family 6 */
+	ST_R_GOID = 16, /* a u64 goroutine id */
 };
 
 /* Counters in the per-CPU `stats` array, summed by the loader. */
@@ -139,21 +144,85 @@ enum st_go_flags {
 };
 
 /* Kernel -> loader only (the loader unpacks it; decode.ts never sees it): the events one CPU
- * collected, as records, each an st_batch_rec then its event of len bytes, the next record at
- * the following multiple of 8. Events of one batch are in the order (and ts_ns order) they
- * happened on that CPU. */
+ * collected, one after the other, each starting at a multiple of 8: st_data_rec (its size
+ * from its fields: st_data_rec_size) or a close, exec, exit, thread or goroutine event (size
+ * by kind). Events of one batch are in the order (and ts_ns order) they happened on that CPU. */
 struct st_batch_event {
 	__u8 kind; /* ST_EV_BATCH */
 	__u8 _pad0[3];
 	__u32 count; /* records */
 	__u32 bytes; /* of records, after this header */
-	__u32 _pad1;
+	__u32 cpu;   /* the CPU whose batch it is */
 };
 
-struct st_batch_rec {
-	__u32 len; /* of the event that follows */
+/*
+ * Kernel -> loader only: a data event as the kernel writes it; the loader expands it into an
+ * st_data_event (the only data layout on stdout). Its header (40 bytes) is followed, each part
+ * padded to a multiple of 8, by: head_len head bytes; tail_len tail bytes; the goroutine id
+ * (ST_R_GOID, when not 0); the 4-tuple (ST_R_TUPLE). The tuple is left out when this CPU's
+ * batch sent it before for this socket: the kernel keeps the last sockets of each CPU in a
+ * small cache (seqtrace.bpf.c, `sock_cache`) and sends the tuple whenever the socket is not in it
+ * (a miss fills the slot). The loader keeps the same cache per CPU, filled by the batched
+ * records that carry a tuple, in the CPU's order; a record without one takes it from there.
+ * A record sent outside a batch (nested, or batching off) always carries its tuple and leaves
+ * the cache alone. A lost batch empties that CPU's cache in the kernel; a record whose socket
+ * the loader's cache does not hold is dropped, counted, and every CPU's cache emptied
+ * (`tuple_gen`): never a wrong tuple.
+ */
+struct st_data_rec {
+	__u8 kind;  /* ST_EV_DATA_REC */
+	__u8 flags; /* st_flags, ST_R_* */
+	__u16 head_len;
+	__u32 len;
+	__u32 tid;  /* tid then pid: the u64 pid_tgid as the kernel gives it */
+	__u32 pid;
+	__u64 ts_ns;
+	__u64 sock_id;
+	__u32 seq;
+	__u8 dir;
+	__u8 tail_len;
+	__u16 _pad0;
+};
+
+struct st_tuple4 {
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 src_addr[4];
+	__u8 dst_addr[4];
 	__u32 _pad0;
 };
+
+struct st_tuple6 {
+	__u16 src_port;
+	__u16 dst_port;
+	__u32 _pad0;
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+};
+
+#define ST_ALIGN8(n) (((n) + 7) & ~7U)
+
+/* Bytes of an st_data_rec with its head, tail, goid and tuple. */
+static inline __u32 st_data_rec_size(const struct st_data_rec *r)
+{
+	__u32 n = sizeof(*r) + ST_ALIGN8(r->head_len) + ST_ALIGN8(r->tail_len);
+	if (r->flags & ST_R_GOID)
+		n += 8;
+	if (r->flags & ST_R_TUPLE)
+		n += r->flags & ST_R_V6 ? sizeof(struct st_tuple6) : sizeof(struct st_tuple4);
+	return n;
+}
+
+/* The per-CPU cache of recent sockets (kernel and loader alike): ST_SOCK_CACHE slots, a socket
+ * (by cookie) in slot st_sock_slot(cookie). */
+#define ST_SOCK_CACHE 256 /* a power of two */
+static inline __u32 st_sock_slot(__u64 id)
+{
+	return (id ^ (id >> 8)) & (ST_SOCK_CACHE - 1);
+}
+/* The largest st_data_rec with capture_bytes of head. */
+#define ST_DATA_REC_MAX(capture)                                                                              \
+	(sizeof(struct st_data_rec) + ST_ALIGN8(capture) + ST_TAIL_BYTES + 8 + sizeof(struct st_tuple6))
 
 struct st_stats_event {
 	__u8 kind; /* ST_EV_STATS */
