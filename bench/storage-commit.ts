@@ -5,7 +5,7 @@
 //
 //   flock /tmp/seqtrace-bench.lock node --import tsx bench/storage-commit.ts \
 //     [--prefill 1000000] [--spans 200000] [--rate 100000] [--sampling 0.1] [--batch 1000]
-//     [--lag 10] [--late 0.02] [--rounds 3] [--export both|on|off] [--dir DIR]
+//     [--lag 10] [--late 0.02] [--rounds 3] [--export both|on|off] [--dir DIR [--reuse]]
 //
 // At --rate ingested spans/s and a 200 ms flush, a commit holds rate × 0.2 × sampling stored
 // spans (2000 by default, ~135 traces) and the batches of rate × 0.2 / batch ingested spans
@@ -14,12 +14,13 @@
 // The stored traces are spaced as at that rate (10,000 stored spans/s), newest last.
 //
 // The prefilled database is built once (commits of the same shape), closed, and copied for
-// every measurement, so that each one starts from the same file. Export queue on and off
+// every measurement, so that each one starts from the same file. With --dir it is kept in
+// DIR/template, and --reuse takes it from there instead of building it again (same code only). Export queue on and off
 // alternate. Printed per measurement and as medians: CPU µs per stored span of commit (its
 // whole transaction: spans, summaries, search rows, edges, export queue, spool deletes), the
 // same per ingested span at --sampling, and the spool append of the raw bodies (one
 // transaction per batch, as ingest does) per ingested span.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -42,6 +43,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     export: { type: 'string', default: 'both' },
     dir: { type: 'string' },
+    reuse: { type: 'boolean', default: false },
   },
 });
 const PREFILL = Number(args.prefill);
@@ -138,18 +140,19 @@ try {
   // 1. The prefilled database: the same kind of commits, no export queue (a working exporter keeps it short).
   const gen = linkedTraces(1, 0);
   const r = rng(7);
-  let t0 = performance.now();
+  const t0 = performance.now();
+  const reuse = args.reuse && existsSync(join(template, DB_FILE));
   {
-    const store = open(template, false);
+    const store = reuse ? undefined : open(template, false);
     let stored = 0;
     while (stored < PREFILL) {
       const [g] = groups(gen, 1, 0, r);
-      store.commit(g, []);
+      store?.commit(g, []);
       stored += g.length;
     }
-    store.close();
+    store?.close();
   }
-  console.log(`prefill: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(statSync(join(template, DB_FILE)).size / 1024 ** 2).toFixed(0)} MiB`);
+  console.log(`prefill${reuse ? ' (reused)' : ''}: ${((performance.now() - t0) / 1000).toFixed(1)} s, ${(statSync(join(template, DB_FILE)).size / 1024 ** 2).toFixed(0)} MiB`);
 
   // 2. The measured commits: the traces that follow the prefilled ones.
   const measured = groups(gen, MEASURE, LATE, r);

@@ -4,8 +4,9 @@
 import type Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { LinkedSpan } from '../span/span.js';
-import { decodeLinkedSpan } from './codec.js';
+import { decodeChunk } from './codec.js';
 import { prepareEdges } from './sqlite-edges.js';
+import { chunkIds } from './sqlite-write.js';
 import type { TracePage, TraceQuery, TraceSummary } from './store.js';
 
 const STATUS_CODE = { ok: 0, warning: 1, error: 2 } as const;
@@ -143,7 +144,8 @@ export function prepareReader(db: Database.Database) {
     if (!st) statements.set(sql, (st = db.prepare(sql)));
     return st;
   };
-  const traceSpans = db.prepare(`SELECT data FROM spans WHERE trace_id = ? ORDER BY start_us, id`).pluck();
+  const traceChunks = db.prepare(`SELECT chunks FROM traces WHERE trace_id = ?`).pluck();
+  const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
   const allServices = db.prepare(`SELECT DISTINCT service FROM operations ORDER BY service`).pluck();
   const serviceOps = db.prepare(`SELECT operation FROM operations WHERE service = ? ORDER BY operation`).pluck();
   const edges = prepareEdges(db);
@@ -167,9 +169,17 @@ export function prepareReader(db: Database.Database) {
   }
 
   function getTrace(traceId: string): LinkedSpan[] | undefined {
-    const rows = traceSpans.all(traceId) as string[];
-    if (rows.length === 0) return undefined;
-    return rows.map(decodeLinkedSpan);
+    const list = traceChunks.get(traceId) as string | undefined;
+    if (list === undefined) return undefined;
+    const spans: LinkedSpan[] = [];
+    for (const id of chunkIds(list)) {
+      const data = chunkData.get(id) as string | undefined;
+      if (data !== undefined) for (const s of decodeChunk(data)) spans.push(s);
+    }
+    if (spans.length === 0) return undefined;
+    // By start; spans that start together in the order they were stored (chunks oldest
+    // first, spans in commit order): Array#sort is stable.
+    return spans.sort((a, b) => a.startUs - b.startUs);
   }
 
   return {

@@ -163,6 +163,27 @@ describe('sqlite store', () => {
     }
   });
 
+  it('refuses a database of another schema version with a clear error, and leaves it as it was', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-version-'));
+    try {
+      const old = new Database(join(dir, DB_FILE));
+      old.exec(`CREATE TABLE spans (id INTEGER PRIMARY KEY, span_id TEXT UNIQUE, data TEXT);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', 1);`);
+      old.close();
+      assert.throws(() => openSqliteStore(dir, limits), (e: SeqError) =>
+        e.code === 'SEQ_ERR_STORAGE' && /schema version 1 is not the supported version 2/.test(e.message) && e.message.includes(dir));
+      const again = new Database(join(dir, DB_FILE), { readonly: true });
+      try {
+        assert.deepEqual(again.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all(), ['meta', 'spans']);
+      } finally {
+        again.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('service-map histogram buckets: exact below 64 µs, within 2.2% above', () => {
     for (let d = 0; d < 64; d++) assert.equal(bucketValue(bucketOf(d)), d);
     let last = -1;
