@@ -14,19 +14,22 @@ const CHUNK = 200;
 const SIZE_TARGET = 0.9;
 
 export function prepareRetention(db: Database.Database) {
-  const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, trace_id LIMIT ?`).pluck();
-  const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, trace_id LIMIT ?`).pluck();
-  const summary = db.prepare(`SELECT start_us, services, chunks FROM traces WHERE trace_id = ?`);
+  const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, id LIMIT ?`).pluck();
+  const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, id LIMIT ?`).pluck();
+  const summary = db.prepare(`SELECT id, start_us, services, chunks FROM traces WHERE trace_id = ?`);
   const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
   const queued = db.prepare(`SELECT left FROM export_queue WHERE chunk = ?`).pluck();
   const unqueue = db.prepare(`DELETE FROM export_queue WHERE chunk = ?`);
   const delChunk = db.prepare(`DELETE FROM chunks WHERE id = ?`);
   const delKey = db.prepare(`DELETE FROM span_keys WHERE start_us = ? AND span_id = ?`);
-  const delService = db.prepare(`DELETE FROM trace_services WHERE service = ? AND start_us = ? AND trace_id = ?`);
-  const delOp = db.prepare(`DELETE FROM trace_ops WHERE service = ? AND operation = ? AND start_us = ? AND trace_id = ?`);
+  const delService = db.prepare(`DELETE FROM trace_services WHERE service = ? AND start_us = ? AND trace = ?`);
+  const serviceId = db.prepare(`SELECT id FROM services WHERE service = ?`).pluck();
+  const operationId = db.prepare(`SELECT id FROM operations WHERE service = ? AND operation = ?`).pluck();
+  const delOp = db.prepare(`DELETE FROM trace_ops WHERE op = ? AND start_us = ? AND trace = ?`);
   const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
   const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
+  const delOldServices = db.prepare(`DELETE FROM services WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
   const delOldMinutes = db.prepare(`DELETE FROM edge_minutes WHERE minute < ?`);
   const oldestStart = db.prepare(`SELECT min(start_us) FROM traces`).pluck();
@@ -38,7 +41,7 @@ export function prepareRetention(db: Database.Database) {
   const deleteTraces = db.transaction((ids: string[]): SweepResult => {
     const r: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
     for (const id of ids) {
-      const t = summary.get(id) as { start_us: number; services: string; chunks: string } | undefined;
+      const t = summary.get(id) as { id: number; start_us: number; services: string; chunks: string } | undefined;
       if (t) {
         // The trace's spans are in its chunks: their keys and operations come from there.
         const ops = new Set<string>();
@@ -50,7 +53,8 @@ export function prepareRetention(db: Database.Database) {
             const key = s.service + '\u0000' + s.resource;
             if (!ops.has(key)) {
               ops.add(key);
-              delOp.run(s.service, s.resource, t.start_us, id);
+              const op = operationId.get(s.service, s.resource) as number | undefined;
+              if (op !== undefined) delOp.run(op, t.start_us, t.id);
             }
             r.deletedSpans++;
           }
@@ -61,7 +65,10 @@ export function prepareRetention(db: Database.Database) {
           }
           delChunk.run(chunk);
         }
-        for (const service of JSON.parse(t.services) as string[]) delService.run(service, t.start_us, id);
+        for (const service of JSON.parse(t.services) as string[]) {
+          const sid = serviceId.get(service) as number | undefined;
+          if (sid !== undefined) delService.run(sid, t.start_us, t.id);
+        }
       }
       delPending.run(id);
       r.deletedTraces += delTrace.run(id).changes;
@@ -97,6 +104,7 @@ export function prepareRetention(db: Database.Database) {
     }
     db.transaction(() => {
       delOldOperations.run(cutoffUs);
+      delOldServices.run(cutoffUs);
       delOldPending.run(cutoffUs);
       delOldMinutes.run(Math.floor(cutoffUs / MINUTE_US));
     })();

@@ -65,26 +65,34 @@ CREATE TABLE IF NOT EXISTS traces (
   root_start_us INTEGER NOT NULL,
   chunks TEXT NOT NULL                   -- ids of its chunks, comma-separated, oldest first
 );
-CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start_us, trace_id);         -- newest first, retention
-CREATE INDEX IF NOT EXISTS traces_by_status ON traces(status, start_us, trace_id); -- status=error is rare
+-- Both end in the row id (implicit): search order is (start_us, id), newest first.
+CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start_us);          -- newest first, retention
+CREATE INDEX IF NOT EXISTS traces_by_status ON traces(status, start_us); -- status=error is rare
+
+-- Names of the services (services) and (service, operation) pairs (operations) that search
+-- rows refer to by id; operations is also the UI's pick lists. Small: one row per name. A
+-- row whose last_us is older than the retention age goes with the last trace using it.
+CREATE TABLE IF NOT EXISTS services (
+  id INTEGER PRIMARY KEY, service TEXT NOT NULL UNIQUE, last_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+  id INTEGER PRIMARY KEY, service TEXT NOT NULL, operation TEXT NOT NULL, last_us INTEGER NOT NULL,
+  UNIQUE (service, operation)
+);
 
 -- Which services / operations (resource) occur in a trace, keyed in search order: a filtered
--- search walks the primary key newest first and stops after a page. One B-tree each (no
--- secondary index): rows are found for moves and deletion from the trace's start_us, its
--- services (summary) and its spans' operations (chunks).
+-- search walks the primary key newest first and stops after a page. Integers only (name
+-- ids, start, trace row id): a commit inserts ~1.4 of these rows a span, and with the names
+-- and the 32-digit trace id in the key they cost more than all the rest of a commit
+-- (docs/storage.md). One B-tree each (no secondary index): rows are found for moves and
+-- deletion from the trace's start_us, its services (summary) and its spans' operations (chunks).
 CREATE TABLE IF NOT EXISTS trace_services (
-  service TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
-  PRIMARY KEY (service, start_us, trace_id)
+  service INTEGER NOT NULL, start_us INTEGER NOT NULL, trace INTEGER NOT NULL,
+  PRIMARY KEY (service, start_us, trace)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trace_ops (
-  service TEXT NOT NULL, operation TEXT NOT NULL, start_us INTEGER NOT NULL, trace_id TEXT NOT NULL,
-  PRIMARY KEY (service, operation, start_us, trace_id)
-) WITHOUT ROWID;
-
--- Every service's operations, for the UI's pick lists (small: one row per pair).
-CREATE TABLE IF NOT EXISTS operations (
-  service TEXT NOT NULL, operation TEXT NOT NULL, last_us INTEGER NOT NULL,
-  PRIMARY KEY (service, operation)
+  op INTEGER NOT NULL, start_us INTEGER NOT NULL, trace INTEGER NOT NULL,
+  PRIMARY KEY (op, start_us, trace)
 ) WITHOUT ROWID;
 
 -- Client→server calls between services per minute and pair, with a duration histogram

@@ -67,42 +67,45 @@ export function multiRow(db: Database.Database, head: string, columns: number, m
   };
 }
 
-/** Search rows of one commit by key prefix (service, or service NUL operation). */
-interface SearchRows {
-  services: Map<string, SearchGroup>;
-  ops: Map<string, SearchGroup>;
-}
-interface SearchGroup {
-  prefix: string[];
-  /** start_us, trace_id, start_us, trace_id, ... */
-  rows: (number | string)[];
+/** Search rows of one commit by name id: start_us, trace row id, start_us, trace row id, ... */
+type SearchRows = Map<number, number[]>;
+
+function searchRow(groups: SearchRows, id: number, startUs: number, trace: number): void {
+  const g = groups.get(id);
+  if (g) g.push(startUs, trace);
+  else groups.set(id, [startUs, trace]);
 }
 
-function searchRow(groups: Map<string, SearchGroup>, key: string, prefix: string[], startUs: number, traceId: string): void {
-  const g = groups.get(key);
-  if (g) g.rows.push(startUs, traceId);
-  else groups.set(key, { prefix, rows: [startUs, traceId] });
-}
-
-/** The parameters of all rows, groups in key order and rows by (start_us, trace_id) within a group. */
-function inKeyOrder(groups: Map<string, SearchGroup>): unknown[] {
-  const keys = [...groups.keys()].sort();
-  const out: unknown[] = [];
-  for (const k of keys) {
-    const { prefix, rows } = groups.get(k)!;
-    const order: number[] = [];
+/** The parameters of all rows (id, start_us, trace): in key order, so that consecutive inserts land next to each other. */
+function inKeyOrder(groups: SearchRows): number[] {
+  const ids = [...groups.keys()].sort((a, b) => a - b);
+  const out: number[] = [];
+  for (const id of ids) {
+    const rows = groups.get(id)!;
     let sorted = true;
-    for (let i = 0; i < rows.length; i += 2) {
-      if (i > 0 && (rows[i] < rows[i - 2] || (rows[i] === rows[i - 2] && rows[i + 1] < rows[i - 1]))) sorted = false;
-      order.push(i);
+    for (let i = 2; i < rows.length && sorted; i += 2) {
+      if (rows[i] < rows[i - 2] || (rows[i] === rows[i - 2] && rows[i + 1] < rows[i - 1])) sorted = false;
     }
-    if (!sorted) order.sort((a, b) => (rows[a] as number) - (rows[b] as number) || (rows[a + 1] < rows[b + 1] ? -1 : 1));
-    for (const i of order) {
-      for (const p of prefix) out.push(p);
-      out.push(rows[i], rows[i + 1]);
+    if (sorted) {
+      for (let i = 0; i < rows.length; i += 2) out.push(id, rows[i], rows[i + 1]);
+    } else {
+      const order: number[] = [];
+      for (let i = 0; i < rows.length; i += 2) order.push(i);
+      order.sort((a, b) => rows[a] - rows[b] || rows[a + 1] - rows[b + 1]);
+      for (const i of order) out.push(id, rows[i], rows[i + 1]);
     }
   }
   return out;
+}
+
+/** Ids of the service and (service NUL operation) names of one commit. */
+interface Names {
+  services: Map<string, number>;
+  ops: Map<string, number>;
+}
+interface Search {
+  services: SearchRows;
+  ops: SearchRows;
 }
 
 export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
@@ -120,12 +123,16 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   const updateSummary = db.prepare(`UPDATE traces SET start_us = ?, end_us = ?, duration_us = ?, span_count = ?, error_count = ?,
     status = ?, late_count = ?, services = ?, root_service = ?, root_operation = ?, root_rank = ?, root_start_us = ?, chunks = ?
     WHERE id = ?`);
-  const addServices = multiRow(db, `INSERT OR IGNORE INTO trace_services (service, start_us, trace_id)`, 3, 100);
-  const addOps = multiRow(db, `INSERT OR IGNORE INTO trace_ops (service, operation, start_us, trace_id)`, 4, 100);
-  const moveService = db.prepare(`UPDATE trace_services SET start_us = ? WHERE service = ? AND start_us = ? AND trace_id = ?`);
-  const moveOp = db.prepare(`UPDATE trace_ops SET start_us = ? WHERE service = ? AND operation = ? AND start_us = ? AND trace_id = ?`);
+  const addServices = multiRow(db, `INSERT OR IGNORE INTO trace_services (service, start_us, trace)`, 3, 150);
+  const addOps = multiRow(db, `INSERT OR IGNORE INTO trace_ops (op, start_us, trace)`, 3, 150);
+  const moveService = db.prepare(`UPDATE trace_services SET start_us = ? WHERE service = ? AND start_us = ? AND trace = ?`);
+  const moveOp = db.prepare(`UPDATE trace_ops SET start_us = ? WHERE op = ? AND start_us = ? AND trace = ?`);
+  const touchService = db.prepare(`INSERT INTO services (service, last_us) VALUES (?, ?)
+    ON CONFLICT (service) DO UPDATE SET last_us = max(last_us, excluded.last_us) RETURNING id`).pluck();
   const touchOperation = db.prepare(`INSERT INTO operations (service, operation, last_us) VALUES (?, ?, ?)
-    ON CONFLICT (service, operation) DO UPDATE SET last_us = max(last_us, excluded.last_us)`);
+    ON CONFLICT (service, operation) DO UPDATE SET last_us = max(last_us, excluded.last_us) RETURNING id`).pluck();
+  const serviceId = db.prepare(`SELECT id FROM services WHERE service = ?`).pluck();
+  const operationId = db.prepare(`SELECT id FROM operations WHERE service = ? AND operation = ?`).pluck();
   const edges = prepareEdges(db);
   const addPending = db.prepare(`INSERT OR IGNORE INTO pending_edges VALUES (?, ?, ?, ?, ?, ?)`);
   const takePending = db.prepare(`SELECT child_span_id, child_service, child_error FROM pending_edges WHERE parent_span_id = ?`);
@@ -176,34 +183,38 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
     return { storedSpans: fresh.length, queuedForExport: queued };
   }
 
-  /** Chunks, summaries, search rows and operations of the fresh spans. */
+  /** Chunks, summaries, search rows and the names of the fresh spans. */
   function summarize(fresh: LinkedSpan[]): { queued: number; oldChunks: Map<string, number[]> } {
     // Spans of one trace usually come together; group without sorting.
     const byTrace = new Map<string, LinkedSpan[]>();
-    const ops = new Map<string, [string, string, number]>();
+    const services = new Map<string, number>(); // service → latest start, then its id
+    const ops = new Map<string, [string, string, number]>(); // service NUL operation → [service, operation, latest start]
     for (const s of fresh) {
       const list = byTrace.get(s.traceId);
       if (list) list.push(s);
       else byTrace.set(s.traceId, [s]);
+      const last = services.get(s.service);
+      if (last === undefined || s.startUs > last) services.set(s.service, s.startUs);
       const key = s.service + '\u0000' + s.resource;
       const op = ops.get(key);
       if (!op) ops.set(key, [s.service, s.resource, s.startUs]);
       else if (s.startUs > op[2]) op[2] = s.startUs;
     }
-    const rows: SearchRows = { services: new Map(), ops: new Map() };
+    const names: Names = { services: new Map(), ops: new Map() };
+    for (const [service, lastUs] of services) names.services.set(service, touchService.get(service, lastUs) as number);
+    for (const [key, [service, operation, lastUs]] of ops) names.ops.set(key, touchOperation.get(service, operation, lastUs) as number);
+    const rows: Search = { services: new Map(), ops: new Map() };
     const oldChunks = new Map<string, number[]>();
     let queued = 0;
-    for (const [traceId, spans] of byTrace) queued += storeTrace(traceId, spans, rows, oldChunks);
-    // In key order: consecutive inserts then land next to each other in the B-tree (in
-    // commit order they jumped from service to service: twice the CPU).
+    for (const [traceId, spans] of byTrace) queued += storeTrace(traceId, spans, names, rows, oldChunks);
+    // In key order: consecutive inserts then land next to each other in the B-tree.
     addServices(inKeyOrder(rows.services));
     addOps(inKeyOrder(rows.ops));
-    for (const [service, operation, lastUs] of ops.values()) touchOperation.run(service, operation, lastUs);
     return { queued, oldChunks };
   }
 
   /** One trace's new spans: its chunk(s), export queue entries, summary and search rows. */
-  function storeTrace(traceId: string, spans: LinkedSpan[], search: SearchRows, oldChunks: Map<string, number[]>): number {
+  function storeTrace(traceId: string, spans: LinkedSpan[], names: Names, search: Search, oldChunks: Map<string, number[]>): number {
     let chunks = '';
     let queued = 0;
     for (let i = 0; i < spans.length; i += CHUNK_SPANS) {
@@ -222,8 +233,8 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
     };
     const services: string[] = old ? JSON.parse(old.services) : [];
     const oldServiceCount = services.length;
-    // (service, operation) pairs of these spans; for a new trace, all of its pairs.
-    const pairs: string[] = [];
+    // Ids of the (service, operation) pairs of these spans, each once.
+    const pairs: number[] = [];
     for (const s of spans) {
       if (s.startUs < row.start_us) row.start_us = s.startUs;
       const end = s.startUs + s.durationUs;
@@ -241,41 +252,39 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         row.root_operation = s.resource;
       }
       if (!services.includes(s.service)) services.push(s.service);
-      let known = false;
-      for (let i = 0; i < pairs.length; i += 2) {
-        if (pairs[i + 1] === s.resource && pairs[i] === s.service) {
-          known = true;
-          break;
-        }
-      }
-      if (!known) pairs.push(s.service, s.resource);
+      const op = names.ops.get(s.service + '\u0000' + s.resource)!;
+      if (!pairs.includes(op)) pairs.push(op);
     }
     row.duration_us = row.end_us - row.start_us;
     if (services.length !== oldServiceCount) row.services = JSON.stringify(services);
     row.chunks = old && old.chunks !== '' ? old.chunks + ',' + chunks : chunks;
     const values = [row.start_us, row.end_us, row.duration_us, row.span_count, row.error_count, row.status, row.late_count,
       row.services, row.root_service, row.root_operation, row.root_rank, row.root_start_us, row.chunks];
-    if (old) updateSummary.run(values, old.id);
-    else addSummary.run(values, traceId);
+    let trace: number;
     if (old) {
+      trace = old.id!;
+      updateSummary.run(values, trace);
       const before = chunkIds(old.chunks);
       oldChunks.set(traceId, before);
       // A late span that starts earlier moves the trace; its search rows move with it (the
       // operations of its stored spans are in its chunks).
       if (row.start_us !== old.start_us) {
-        for (let i = 0; i < oldServiceCount; i++) moveService.run(row.start_us, services[i], old.start_us, traceId);
-        const moved = new Set<string>();
+        for (let i = 0; i < oldServiceCount; i++) {
+          const id = serviceId.get(services[i]) as number | undefined;
+          if (id !== undefined) moveService.run(row.start_us, id, old.start_us, trace);
+        }
+        const moved = new Set<number>();
         for (const s of storedSpans(before)) {
-          const key = s.service + '\u0000' + s.resource;
-          if (moved.has(key)) continue;
-          moved.add(key);
-          moveOp.run(row.start_us, s.service, s.resource, old.start_us, traceId);
+          const id = operationId.get(s.service, s.resource) as number | undefined;
+          if (id === undefined || moved.has(id)) continue;
+          moved.add(id);
+          moveOp.run(row.start_us, id, old.start_us, trace);
         }
       }
-    }
-    for (let i = oldServiceCount; i < services.length; i++) searchRow(search.services, services[i], [services[i]], row.start_us, traceId);
+    } else trace = Number(addSummary.run(values, traceId).lastInsertRowid);
+    for (let i = oldServiceCount; i < services.length; i++) searchRow(search.services, names.services.get(services[i])!, row.start_us, trace);
     // A pair the trace had already is ignored (same key).
-    for (let i = 0; i < pairs.length; i += 2) searchRow(search.ops, pairs[i] + '\u0000' + pairs[i + 1], [pairs[i], pairs[i + 1]], row.start_us, traceId);
+    for (const op of pairs) searchRow(search.ops, op, row.start_us, trace);
     return queued;
   }
 
