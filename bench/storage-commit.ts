@@ -15,11 +15,11 @@
 //
 // The prefilled database is built once (commits of the same shape), closed, and copied for
 // every measurement, so that each one starts from the same file. With --dir it is kept in
-// DIR/template, and --reuse takes it from there instead of building it again (same code only). Export queue on and off
-// alternate. Printed per measurement and as medians: CPU µs per stored span of commit (its
+// DIR/template, and --reuse takes it from there instead of building it again (same schema
+// only). Export queue on and off alternate. Printed per measurement and as medians: CPU µs per stored span of commit (its
 // whole transaction: spans, summaries, search rows, edges, export queue, spool deletes), the
 // same per ingested span at --sampling, and the spool append of the raw bodies (one
-// transaction per batch, as ingest does) per ingested span.
+// transaction per batch, as ingest does) per ingested span. Results: docs/storage.md.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
