@@ -6,7 +6,7 @@ import { SeqError } from '../errors.js';
 import type { LinkedSpan } from '../span/span.js';
 import { decodeChunk } from './codec.js';
 import { prepareEdges } from './sqlite-edges.js';
-import { chunkIds } from './sqlite-write.js';
+import { chunkIds, traceKey } from './sqlite-write.js';
 import type { TracePage, TraceQuery, TraceSummary } from './store.js';
 
 const STATUS_CODE = { ok: 0, warning: 1, error: 2 } as const;
@@ -155,7 +155,7 @@ export function prepareReader(db: Database.Database) {
     if (!st) statements.set(sql, (st = db.prepare(sql)));
     return st;
   };
-  const traceChunks = db.prepare(`SELECT chunks FROM traces WHERE trace_id = ?`).pluck();
+  const traceChunks = db.prepare(`SELECT chunks FROM traces WHERE trace_key = ? AND trace_id = ?`).pluck();
   const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
   const allServices = db.prepare(`SELECT DISTINCT service FROM operations ORDER BY service`).pluck();
   const serviceOps = db.prepare(`SELECT operation FROM operations WHERE service = ? ORDER BY operation`).pluck();
@@ -189,7 +189,7 @@ export function prepareReader(db: Database.Database) {
   }
 
   function getTrace(traceId: string): LinkedSpan[] | undefined {
-    const list = traceChunks.get(traceId) as string | undefined;
+    const list = traceChunks.get(traceKey(traceId), traceId) as string | undefined;
     if (list === undefined) return undefined;
     const spans: LinkedSpan[] = [];
     for (const id of chunkIds(list)) {

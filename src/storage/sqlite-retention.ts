@@ -5,7 +5,7 @@
 import type Database from 'better-sqlite3';
 import { decodeChunk } from './codec.js';
 import { MINUTE_US } from './sqlite-edges.js';
-import { chunkIds } from './sqlite-write.js';
+import { chunkIds, traceKey } from './sqlite-write.js';
 import type { SweepResult } from './store.js';
 
 /** Traces deleted per transaction: short transactions so that ingest is never held long. */
@@ -16,7 +16,7 @@ const SIZE_TARGET = 0.9;
 export function prepareRetention(db: Database.Database) {
   const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, id LIMIT ?`).pluck();
   const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, id LIMIT ?`).pluck();
-  const summary = db.prepare(`SELECT id, start_us, services, chunks FROM traces WHERE trace_id = ?`);
+  const summary = db.prepare(`SELECT id, start_us, services, chunks FROM traces WHERE trace_key = ? AND trace_id = ?`);
   const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
   const queued = db.prepare(`SELECT left FROM export_queue WHERE chunk = ?`).pluck();
   const unqueue = db.prepare(`DELETE FROM export_queue WHERE chunk = ?`);
@@ -27,7 +27,7 @@ export function prepareRetention(db: Database.Database) {
   const operationId = db.prepare(`SELECT id FROM operations WHERE service = ? AND operation = ?`).pluck();
   const delOp = db.prepare(`DELETE FROM trace_ops WHERE op = ? AND start_us = ? AND trace = ?`);
   const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
-  const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
+  const delTrace = db.prepare(`DELETE FROM traces WHERE id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
   const delOldServices = db.prepare(`DELETE FROM services WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
@@ -41,7 +41,7 @@ export function prepareRetention(db: Database.Database) {
   const deleteTraces = db.transaction((ids: string[]): SweepResult => {
     const r: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
     for (const id of ids) {
-      const t = summary.get(id) as { id: number; start_us: number; services: string; chunks: string } | undefined;
+      const t = summary.get(traceKey(id), id) as { id: number; start_us: number; services: string; chunks: string } | undefined;
       if (t) {
         // The trace's spans are in its chunks: their keys and operations come from there.
         const ops = new Set<string>();
@@ -71,7 +71,7 @@ export function prepareRetention(db: Database.Database) {
         }
       }
       delPending.run(id);
-      r.deletedTraces += delTrace.run(id).changes;
+      if (t) r.deletedTraces += delTrace.run(t.id).changes;
     }
     return r;
   });

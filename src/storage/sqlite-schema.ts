@@ -46,11 +46,15 @@ CREATE TABLE IF NOT EXISTS export_queue (
 
 -- One row per trace, maintained by commit; search reads only this and the two tables below.
 -- A rowid table: a new trace's row is appended (ids grow), and the one random-key write per
--- trace is the narrow entry of the trace_id index (the row itself, ~200 bytes, keyed by the
--- trace id, cost ~1.7 page writes a trace: splits of pages of few rows).
+-- trace is its entry in traces_by_key (the row itself, ~200 bytes, keyed by the trace id, cost
+-- ~1.7 page writes a trace: splits of pages of few rows). trace_key is a 52-bit hash of the
+-- trace id (traceKey in ./sqlite-write.ts): an index of integers is 2.5 times denser than one
+-- of the 32-digit ids, so a commit's new traces land in fewer of its pages. Lookups check
+-- trace_id on the row; a trace id is stored once (commit looks it up before adding it).
 CREATE TABLE IF NOT EXISTS traces (
   id INTEGER PRIMARY KEY,
-  trace_id TEXT NOT NULL UNIQUE,
+  trace_key INTEGER NOT NULL,
+  trace_id TEXT NOT NULL,
   start_us INTEGER NOT NULL,
   end_us INTEGER NOT NULL,
   duration_us INTEGER NOT NULL,
@@ -65,6 +69,7 @@ CREATE TABLE IF NOT EXISTS traces (
   root_start_us INTEGER NOT NULL,
   chunks TEXT NOT NULL                   -- ids of its chunks, comma-separated, oldest first
 );
+CREATE INDEX IF NOT EXISTS traces_by_key ON traces(trace_key);
 -- Both end in the row id (implicit): search order is (start_us, id), newest first.
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces(start_us);          -- newest first, retention
 CREATE INDEX IF NOT EXISTS traces_by_status ON traces(status, start_us); -- status=error is rare

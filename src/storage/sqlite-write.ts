@@ -42,6 +42,18 @@ export interface CommitEffect {
   queuedForExport: number;
 }
 
+/** traces.trace_key of a trace id: a 52-bit hash (two 32-bit FNV-1a variants, 26 bits of each). */
+export function traceKey(traceId: string): number {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (let i = 0; i < traceId.length; i++) {
+    const c = traceId.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  return (a >>> 6) * 0x4000000 + (b >>> 6);
+}
+
 /** Chunk ids listed in a summary's `chunks`. */
 export function chunkIds(list: string): number[] {
   return list === '' ? [] : list.split(',').map(Number);
@@ -117,9 +129,9 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   const insertChunk = db.prepare(`INSERT INTO chunks (data) VALUES (?)`);
   const queueChunk = db.prepare(`INSERT INTO export_queue (chunk, count, left, done) VALUES (?, ?, ?, NULL)`);
   const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
-  const getSummary = db.prepare(`SELECT * FROM traces WHERE trace_id = ?`);
+  const getSummary = db.prepare(`SELECT * FROM traces WHERE trace_key = ? AND trace_id = ?`);
   const addSummary = db.prepare(`INSERT INTO traces (start_us, end_us, duration_us, span_count, error_count, status, late_count,
-    services, root_service, root_operation, root_rank, root_start_us, chunks, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    services, root_service, root_operation, root_rank, root_start_us, chunks, trace_key, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const updateSummary = db.prepare(`UPDATE traces SET start_us = ?, end_us = ?, duration_us = ?, span_count = ?, error_count = ?,
     status = ?, late_count = ?, services = ?, root_service = ?, root_operation = ?, root_rank = ?, root_start_us = ?, chunks = ?
     WHERE id = ?`);
@@ -226,7 +238,8 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         queued += part.length;
       }
     }
-    const old = getSummary.get(traceId) as SummaryRow | undefined;
+    const key = traceKey(traceId);
+    const old = getSummary.get(key, traceId) as SummaryRow | undefined;
     const row: SummaryRow = old ? { ...old } : {
       trace_id: traceId, start_us: Infinity, end_us: -Infinity, duration_us: 0, span_count: 0, error_count: 0,
       status: 0, late_count: 0, services: '[]', root_service: '', root_operation: '', root_rank: -1, root_start_us: 0, chunks: '',
@@ -281,7 +294,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
           moveOp.run(row.start_us, id, old.start_us, trace);
         }
       }
-    } else trace = Number(addSummary.run(values, traceId).lastInsertRowid);
+    } else trace = Number(addSummary.run(values, key, traceId).lastInsertRowid);
     for (let i = oldServiceCount; i < services.length; i++) searchRow(search.services, names.services.get(services[i])!, row.start_us, trace);
     // A pair the trace had already is ignored (same key).
     for (const op of pairs) searchRow(search.ops, op, row.start_us, trace);
