@@ -212,6 +212,55 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual(deps.map((d) => d.callCount), [1, 1]);
     }));
 
+    it('a resent span is skipped among new ones, and a span twice in one commit is stored once', withStore(async (s) => {
+      const spans = chainTrace(8, BASE_US);
+      s.commit(spans.slice(0, 3), []);
+      const backlog = s.backlog();
+      // Spans 1..2 again (a replay), 3 twice in the same commit, 4 new.
+      s.commit([spans[1], spans[3], spans[2], spans[3], spans[4]], []);
+      assert.deepEqual(await s.getTrace(traceIdOf(8)), spans);
+      assert.equal((await s.findTraces({})).traces[0].spanCount, 5);
+      assert.equal(s.backlog(), backlog + 2, 'only the new spans are queued');
+      assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => d.callCount), [1, 1]);
+      // A replayed span linked into another trace (its parent's batch was done): still skipped.
+      s.commit([{ ...spans[4], traceId: traceIdOf(9), parentId: '' }], []);
+      assert.equal(await s.getTrace(traceIdOf(9)), undefined);
+    }));
+
+    it('late spans of a stored trace: getTrace, export and edges see the spans of every commit', withStore(async (s) => {
+      const spans = chainTrace(10, BASE_US);
+      // The server spans first; their client spans (parents) arrive in later commits.
+      s.commit([spans[2], spans[4]], []);
+      s.commit([{ ...spans[3], late: true }], []);
+      s.commit([{ ...spans[0], late: true }, { ...spans[1], late: true }], []);
+      const late = (i: number) => (i === 2 || i === 4 ? spans[i] : { ...spans[i], late: true });
+      assert.deepEqual(await s.getTrace(traceIdOf(10)), spans.map((_, i) => late(i)));
+      assert.deepEqual(s.unexported(0, 100).map((x) => x.span.spanId), [2, 4, 3, 0, 1].map((i) => spans[i].spanId), 'storage order');
+      assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => `${d.parent}>${d.child} ${d.callCount}`), ['cart>db 1', 'frontend>cart 1']);
+      // And the other way round: a server span stored after its client span (a late entry).
+      const t = chainTrace(11, BASE_US + 1000);
+      s.commit([t[0], t[1], t[2], t[3]], []);
+      s.commit([{ ...t[4], late: true }], []);
+      assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => `${d.parent}>${d.child} ${d.callCount}`), ['cart>db 2', 'frontend>cart 2']);
+      const [summary] = (await s.findTraces({ service: 'db', limit: 1 })).traces;
+      assert.deepEqual([summary.traceId, summary.spanCount, summary.lateCount], [traceIdOf(11), 5, 1]);
+    }));
+
+    it('a trace with thousands of spans in one commit', withStore(async (s) => {
+      const traceId = traceIdOf(12);
+      const spans = Array.from({ length: 5000 }, (_, i) => linkedSpan({ traceId, spanId: hex(0x120000 + i, 16), startUs: BASE_US + (i % 100), service: `svc-${i % 7}`, resource: `GET /r${i % 13}` }));
+      s.commit(spans, []);
+      const got = await s.getTrace(traceId);
+      assert.equal(got?.length, 5000);
+      assert.deepEqual(got, [...spans].sort((a, b) => a.startUs - b.startUs), 'by start, ties in commit order');
+      const rows = s.unexported(0, 10_000);
+      assert.deepEqual(rows.map((r) => r.span), spans);
+      assert.equal(new Set(rows.map((r) => r.rowId)).size, 5000);
+      assert.deepEqual(rows.map((r) => r.rowId), rows.map((r) => r.rowId).sort((a, b) => a - b));
+      const [t] = (await s.findTraces({ operation: 'GET /r12', service: 'svc-3' })).traces;
+      assert.equal(t.spanCount, 5000);
+    }));
+
     it('committed data survives closing and reopening', withStore(async (s, target) => {
       const spans = chainTrace(5, BASE_US);
       s.commit(spans, []);
@@ -400,6 +449,29 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual(s.unexported(0, 100), []);
     }));
 
+    it('marks single spans of a commit exported, in any order, and keeps the rest queued across a reopen', withStore((s, target) => {
+      const spans = [...chainTrace(1, BASE_US), ...chainTrace(2, BASE_US + 10)];
+      s.commit(spans, []);
+      const all = s.unexported(0, 100);
+      assert.deepEqual(all.map((x) => x.span.spanId).sort(), spans.map((x) => x.spanId).sort());
+      s.markExported([all[7].rowId, all[2].rowId, all[9].rowId, all[2].rowId]);
+      assert.equal(s.backlog(), 7);
+      const left = all.filter((_, i) => i !== 2 && i !== 7 && i !== 9);
+      assert.deepEqual(s.unexported(0, 100), left);
+      assert.deepEqual(s.unexported(all[2].rowId, 3), left.slice(2, 5), 'after a row id inside a commit');
+      s.close();
+      const again = target.open();
+      try {
+        assert.equal(again.backlog(), 7);
+        assert.deepEqual(again.unexported(0, 100), left);
+        again.markExported(left.map((x) => x.rowId));
+        assert.equal(again.backlog(), 0);
+        assert.deepEqual(again.unexported(0, 100), []);
+      } finally {
+        again.close();
+      }
+    }));
+
     it('the queue survives closing and reopening', withStore((s, target) => {
       s.commit(chainTrace(1, BASE_US), []);
       const first = s.unexported(0, 2);
@@ -433,6 +505,22 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual([...s.pending()].map((b) => b.id), [batch]);
       assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => d.callCount), [2, 2]);
       assert.deepEqual(s.sweep(nowMs), { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 });
+    }, { retentionMaxAgeMs: 10 * 3600_000 }));
+
+    it('deletes a trace stored by several commits whole, and its spans can be stored again', withStore(async (s) => {
+      const old = chainTrace(1, (nowMs - 12 * 3600_000) * 1000);
+      s.commit(old.slice(0, 2), []);
+      s.commit(chainTrace(2, (nowMs - 3600_000) * 1000), []);
+      s.commit(old.slice(2).map((x) => ({ ...x, late: true })), []);
+      const r = s.sweep(nowMs);
+      assert.deepEqual(r, { deletedTraces: 1, deletedSpans: 5, exportDropped: 5 });
+      assert.equal(await s.getTrace(traceIdOf(1)), undefined);
+      assert.deepEqual(s.unexported(0, 100).map((x) => x.span.traceId), Array(5).fill(traceIdOf(2)));
+      assert.deepEqual(ids((await allPages(s, { service: 'db' }))), [traceIdOf(2)]);
+      assert.deepEqual(ids((await allPages(s, { service: 'db', operation: 'GET /item' }))), [traceIdOf(2)]);
+      // Deleted spans are not stored any more: committing them again stores them.
+      s.commit(old, []);
+      assert.deepEqual(await s.getTrace(traceIdOf(1)), old);
     }, { retentionMaxAgeMs: 10 * 3600_000 }));
 
     it('deletes the oldest whole traces while storage is above the maximum size', withStore(async (s) => {

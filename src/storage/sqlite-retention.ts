@@ -3,7 +3,9 @@
 // touched: it holds accepted spans not yet linked. Spans deleted before the exporter sent
 // them are counted as export drops.
 import type Database from 'better-sqlite3';
+import { decodeChunk } from './codec.js';
 import { MINUTE_US } from './sqlite-edges.js';
+import { chunkIds, traceKey } from './sqlite-write.js';
 import type { SweepResult } from './store.js';
 
 /** Traces deleted per transaction: short transactions so that ingest is never held long. */
@@ -12,16 +14,22 @@ const CHUNK = 200;
 const SIZE_TARGET = 0.9;
 
 export function prepareRetention(db: Database.Database) {
-  const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, trace_id LIMIT ?`).pluck();
-  const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, trace_id LIMIT ?`).pluck();
-  const unqueue = db.prepare(`DELETE FROM export_queue WHERE span_row IN (SELECT id FROM spans WHERE trace_id = ?)`);
-  const delSpans = db.prepare(`DELETE FROM spans WHERE trace_id = ?`);
-  const summary = db.prepare(`SELECT start_us, services, ops FROM traces WHERE trace_id = ?`);
-  const delService = db.prepare(`DELETE FROM trace_services WHERE service = ? AND start_us = ? AND trace_id = ?`);
-  const delOp = db.prepare(`DELETE FROM trace_ops WHERE service = ? AND operation = ? AND start_us = ? AND trace_id = ?`);
+  const oldestBefore = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start WHERE start_us < ? ORDER BY start_us, id LIMIT ?`).pluck();
+  const oldest = db.prepare(`SELECT trace_id FROM traces INDEXED BY traces_by_start ORDER BY start_us, id LIMIT ?`).pluck();
+  const summary = db.prepare(`SELECT id, start_us, services, chunks FROM traces WHERE trace_key = ? AND trace_id = ?`);
+  const chunkData = db.prepare(`SELECT data FROM chunks WHERE id = ?`).pluck();
+  const queued = db.prepare(`SELECT left FROM export_queue WHERE chunk = ?`).pluck();
+  const unqueue = db.prepare(`DELETE FROM export_queue WHERE chunk = ?`);
+  const delChunk = db.prepare(`DELETE FROM chunks WHERE id = ?`);
+  const delKey = db.prepare(`DELETE FROM span_keys WHERE start_us = ? AND span_id = ?`);
+  const delService = db.prepare(`DELETE FROM trace_services WHERE service = ? AND start_us = ? AND trace = ?`);
+  const serviceId = db.prepare(`SELECT id FROM services WHERE service = ?`).pluck();
+  const operationId = db.prepare(`SELECT id FROM operations WHERE service = ? AND operation = ?`).pluck();
+  const delOp = db.prepare(`DELETE FROM trace_ops WHERE op = ? AND start_us = ? AND trace = ?`);
   const delPending = db.prepare(`DELETE FROM pending_edges WHERE trace_id = ?`);
-  const delTrace = db.prepare(`DELETE FROM traces WHERE trace_id = ?`);
+  const delTrace = db.prepare(`DELETE FROM traces WHERE id = ?`);
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
+  const delOldServices = db.prepare(`DELETE FROM services WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
   const delOldMinutes = db.prepare(`DELETE FROM edge_minutes WHERE minute < ?`);
   const oldestStart = db.prepare(`SELECT min(start_us) FROM traces`).pluck();
@@ -33,15 +41,37 @@ export function prepareRetention(db: Database.Database) {
   const deleteTraces = db.transaction((ids: string[]): SweepResult => {
     const r: SweepResult = { deletedTraces: 0, deletedSpans: 0, exportDropped: 0 };
     for (const id of ids) {
-      r.exportDropped += unqueue.run(id).changes;
-      r.deletedSpans += delSpans.run(id).changes;
-      const t = summary.get(id) as { start_us: number; services: string; ops: string } | undefined;
+      const t = summary.get(traceKey(id), id) as { id: number; start_us: number; services: string; chunks: string } | undefined;
       if (t) {
-        for (const service of JSON.parse(t.services) as string[]) delService.run(service, t.start_us, id);
-        for (const [service, op] of JSON.parse(t.ops) as [string, string][]) delOp.run(service, op, t.start_us, id);
+        // The trace's spans are in its chunks: their keys and operations come from there.
+        const ops = new Set<string>();
+        for (const chunk of chunkIds(t.chunks)) {
+          const data = chunkData.get(chunk) as string | undefined;
+          if (data === undefined) continue;
+          for (const s of decodeChunk(data)) {
+            delKey.run(s.startUs, s.spanId);
+            const key = s.service + '\u0000' + s.resource;
+            if (!ops.has(key)) {
+              ops.add(key);
+              const op = operationId.get(s.service, s.resource) as number | undefined;
+              if (op !== undefined) delOp.run(op, t.start_us, t.id);
+            }
+            r.deletedSpans++;
+          }
+          const left = queued.get(chunk) as number | undefined;
+          if (left !== undefined) {
+            r.exportDropped += left;
+            unqueue.run(chunk);
+          }
+          delChunk.run(chunk);
+        }
+        for (const service of JSON.parse(t.services) as string[]) {
+          const sid = serviceId.get(service) as number | undefined;
+          if (sid !== undefined) delService.run(sid, t.start_us, t.id);
+        }
       }
       delPending.run(id);
-      r.deletedTraces += delTrace.run(id).changes;
+      if (t) r.deletedTraces += delTrace.run(t.id).changes;
     }
     return r;
   });
@@ -74,6 +104,7 @@ export function prepareRetention(db: Database.Database) {
     }
     db.transaction(() => {
       delOldOperations.run(cutoffUs);
+      delOldServices.run(cutoffUs);
       delOldPending.run(cutoffUs);
       delOldMinutes.run(Math.floor(cutoffUs / MINUTE_US));
     })();

@@ -70,11 +70,12 @@ describe('sqlite store', () => {
 
   it('answers SEQ_ERR_STORAGE_FULL (503) on a full filesystem and keeps what was accepted', async () => {
     const mnt = mkdtempSync(join(tmpdir(), 'seqtrace-full-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
     try {
       const dir = join(mnt, 'store');
       const filler = join(mnt, 'filler');
-      writeFileSync(filler, Buffer.alloc(256 * 1024)); // freed later: space coming back
+      // Freed later: space coming back (a commit writes a 16 KiB page per table it touches).
+      writeFileSync(filler, Buffer.alloc(1024 * 1024));
       let store = openSqliteStore(dir, limits);
       const batch = Array.from({ length: 20 }, () => ebpfSpan({ attrs: { pad: 'p'.repeat(200) } }));
       const accepted: number[] = [];
@@ -123,26 +124,26 @@ describe('sqlite store', () => {
     const store = openSqliteStore(dir, limits);
     const db = new Database(join(dir, DB_FILE), { readonly: true });
     try {
-      const cursor = Buffer.from(JSON.stringify({ s: BASE_US, t: traceIdOf(1) })).toString('base64url');
+      const cursor = Buffer.from(JSON.stringify({ s: BASE_US, r: 1 })).toString('base64url');
       const queries: TraceQuery[] = [
         {}, { cursor }, { service: 'a' }, { service: 'a', cursor }, { service: 'a', operation: 'GET /', cursor },
         { status: 'error' }, { status: 'error', cursor }, { minDurationUs: 5, maxDurationUs: 10, startUs: 1, endUs: 2 },
         { service: 'a', status: 'ok', minDurationUs: 5, startUs: 1, endUs: 2 },
       ];
       for (const q of queries) {
-        const { sql, params } = searchSql(q);
+        const { sql, params } = searchSql(q, { service: 1, op: 1 });
         const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
         const text = plan.join(' | ');
         assert.ok(!/TEMP B-TREE|AUTOMATIC/.test(text), `${JSON.stringify(q)} sorts: ${text}`);
         assert.ok(/^(SEARCH|SCAN) (t USING INDEX (traces_by_start|traces_by_status)|x USING PRIMARY KEY)/.test(plan[0]), `${JSON.stringify(q)}: ${text}`);
         assert.ok(!plan.some((p) => /^SCAN (?!t USING)/.test(p)), `${JSON.stringify(q)} scans a table: ${text}`);
       }
-      // An operation without a service: one key-range walk per service that has it, then a
-      // sort of at most services × (limit + 1) rows.
-      const { sql, params } = searchSql({ operation: 'GET /', status: 'error', cursor }, ['a', 'b']);
+      // An operation without a service: one key-range walk per (service, operation) that has
+      // it, then a sort of at most services × (limit + 1) rows.
+      const { sql, params } = searchSql({ operation: 'GET /', status: 'error', cursor }, { ops: [1, 2] });
       const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
       const text = plan.join(' | ');
-      assert.equal(plan.filter((p) => /^SEARCH x USING PRIMARY KEY \(service=\? AND operation=\?/.test(p)).length, 2, text);
+      assert.equal(plan.filter((p) => /^SEARCH x USING PRIMARY KEY \(op=\?/.test(p)).length, 2, text);
       assert.ok(!/AUTOMATIC|SCAN (?!u\b|\(subquery)/.test(text), text);
     } finally {
       db.close();
@@ -158,6 +159,27 @@ describe('sqlite store', () => {
       store.close();
       writeFileSync(join(dir, 'plain-file'), 'not a folder');
       assert.throws(() => openSqliteStore(join(dir, 'plain-file'), limits), (e: SeqError) => e.code === 'SEQ_ERR_STORAGE' && e.message.includes('plain-file'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a database of another schema version with a clear error, and leaves it as it was', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-version-'));
+    try {
+      const old = new Database(join(dir, DB_FILE));
+      old.exec(`CREATE TABLE spans (id INTEGER PRIMARY KEY, span_id TEXT UNIQUE, data TEXT);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', 1);`);
+      old.close();
+      assert.throws(() => openSqliteStore(dir, limits), (e: SeqError) =>
+        e.code === 'SEQ_ERR_STORAGE' && /schema version 1 is not the supported version 2/.test(e.message) && e.message.includes(dir));
+      const again = new Database(join(dir, DB_FILE), { readonly: true });
+      try {
+        assert.deepEqual(again.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all(), ['meta', 'spans']);
+      } finally {
+        again.close();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -12,14 +12,16 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SeqError } from '../errors.js';
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
-import { decodeEbpfSpans, decodeLinkedSpan, decodeRawBatch, encodeEbpfSpans, encodeRawBatch } from './codec.js';
+import { decodeChunk, decodeEbpfSpans, decodeRawBatch, encodeEbpfSpans, encodeRawBatch } from './codec.js';
 import { createSchema } from './sqlite-schema.js';
 import { prepareReader } from './sqlite-read.js';
 import { prepareRetention } from './sqlite-retention.js';
-import { prepareWriter } from './sqlite-write.js';
+import { CHUNK_SPANS, prepareWriter } from './sqlite-write.js';
 import type { ExportQueue, Retention, RawBatch, SpanSpool, SpooledBatch, SweepResult, TraceReader, TraceWriter } from './store.js';
 
 export const DB_FILE = 'seqtrace.db';
+/** Page size of a new database (docs/storage.md: 4 and 8 KiB measured). */
+const PAGE_SIZE = 16384;
 /** Longest the periodic retention sweep holds the event loop at a time. */
 const SWEEP_SLICE_MS = 50;
 
@@ -89,11 +91,15 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
   try {
     mkdirSync(dir, { recursive: true });
     db = new Database(path);
+    // 16 KiB pages (a new database only; before WAL mode): what a commit costs is mostly
+    // pages written (each a WAL frame, again at the checkpoint: a few system calls each), and
+    // a chunk or a spooled body takes a quarter of the pages it takes with 4 KiB ones.
+    db.pragma(`page_size = ${PAGE_SIZE}`);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.durability === 'os' ? 'FULL' : 'NORMAL'}`);
     // Keep the WAL from staying large after a burst, and give readers page cache.
     db.pragma('journal_size_limit = 67108864');
-    db.pragma('cache_size = -65536');
+    db.pragma('cache_size = -65536'); // KiB
     db.pragma('temp_store = MEMORY');
     createSchema(db);
   } catch (e) {
@@ -107,10 +113,12 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
   const insertBatch = db.prepare(`INSERT INTO spool (received_at_ms, spans) VALUES (?, ?)`);
   const pendingPage = db.prepare(`SELECT id, received_at_ms, spans FROM spool WHERE id > ? ORDER BY id LIMIT 64`);
   const countSpool = db.prepare(`SELECT count(*) FROM spool`).pluck();
-  const unexportedRows = db.prepare(`SELECT q.span_row, s.data FROM export_queue q JOIN spans s ON s.id = q.span_row
-    WHERE q.span_row > ? ORDER BY q.span_row LIMIT ?`).raw();
-  const unqueue = db.prepare(`DELETE FROM export_queue WHERE span_row = ?`);
-  const countQueue = db.prepare(`SELECT count(*) FROM export_queue`).pluck();
+  const queuedChunks = db.prepare(`SELECT q.chunk, q.done, c.data FROM export_queue q JOIN chunks c ON c.id = q.chunk
+    WHERE q.chunk >= ? ORDER BY q.chunk LIMIT ?`).raw();
+  const queueRow = db.prepare(`SELECT count, left, done FROM export_queue WHERE chunk = ?`);
+  const unqueue = db.prepare(`DELETE FROM export_queue WHERE chunk = ?`);
+  const markQueue = db.prepare(`UPDATE export_queue SET left = ?, done = ? WHERE chunk = ?`);
+  const countQueue = db.prepare(`SELECT coalesce(sum(left), 0) FROM export_queue`).pluck();
   const getCounter = db.prepare(`SELECT value FROM meta WHERE key = ?`).pluck();
   const addCounter = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`);
 
@@ -118,11 +126,53 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
   let storedSpans = 0;
 
   const commitTx = db.transaction(writer.commit);
+  /** Marks spans (export row ids) sent; returns how many were not marked before. */
   const markTx = db.transaction((ids: number[]) => {
+    const byChunk = new Map<number, number[]>();
+    for (const id of ids) {
+      const chunk = Math.floor(id / CHUNK_SPANS);
+      const list = byChunk.get(chunk);
+      if (list) list.push(id % CHUNK_SPANS);
+      else byChunk.set(chunk, [id % CHUNK_SPANS]);
+    }
     let n = 0;
-    for (const id of ids) n += unqueue.run(id).changes;
+    for (const [chunk, indexes] of byChunk) {
+      const q = queueRow.get(chunk) as { count: number; left: number; done: Buffer | null } | undefined;
+      if (!q) continue;
+      const done = q.done ?? Buffer.alloc((q.count + 7) >> 3);
+      let left = q.left;
+      for (const i of indexes) {
+        if (i >= q.count || done[i >> 3] & (1 << (i & 7))) continue;
+        done[i >> 3] |= 1 << (i & 7);
+        left--;
+        n++;
+      }
+      if (left === 0) unqueue.run(chunk);
+      else if (left !== q.left) markQueue.run(left, done, chunk);
+    }
     return n;
   });
+
+  /** Up to `limit` queued spans after export row id `after`, oldest first. */
+  function unexported(after: number, limit: number): { rowId: number; span: LinkedSpan }[] {
+    const out: { rowId: number; span: LinkedSpan }[] = [];
+    let chunk = Math.max(0, Math.floor(after / CHUNK_SPANS));
+    while (out.length < limit) {
+      const rows = queuedChunks.all(chunk, 64) as [number, Buffer | null, string][];
+      for (const [id, done, data] of rows) {
+        const spans = decodeChunk(data);
+        for (let i = 0; i < spans.length && out.length < limit; i++) {
+          const rowId = id * CHUNK_SPANS + i;
+          if (rowId <= after || (done && done[i >> 3] & (1 << (i & 7)))) continue;
+          out.push({ rowId, span: spans[i] });
+        }
+        if (out.length >= limit) break;
+      }
+      if (rows.length < 64) break;
+      chunk = rows[rows.length - 1][0] + 1;
+    }
+    return out;
+  }
 
   const append = guard('append a batch to the spool', (spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): number => {
     // A raw body is stored as a BLOB (the column's TEXT affinity leaves BLOBs alone), encoded
@@ -213,10 +263,7 @@ export function openSqliteStore(dir: string, opts: SqliteStoreOptions): SqliteSt
     services: read('list services', reader.services),
     operations: read('list operations', reader.operations),
     dependencies: read('compute dependencies', reader.dependencies),
-    unexported: guard('read the export queue', (afterRowId: number, limit: number) => {
-      const rows = unexportedRows.all(afterRowId, limit) as [number, string][];
-      return rows.map(([rowId, data]) => ({ rowId, span: decodeLinkedSpan(data) }));
-    }),
+    unexported: guard('read the export queue', unexported),
     markExported: guard('mark spans exported', (rowIds: number[]) => {
       backlog -= markTx(rowIds);
     }),
