@@ -1,0 +1,739 @@
+// Ingest's scanner: the join fields of a line-protocol body's spans, read straight from the
+// inflated bytes into a JoinBatch, with no string and no object per span. The reference is
+// the decoder + validator (src/span/lineprotocol.ts, src/span/validate.ts) followed by
+// joinFieldsOf (link/fields.ts): for every body the scanner gives the same rows, in the same
+// order, at the same locs, the same errors and the same thrown SeqError.
+//
+// How it stays exact:
+// - Only an ASCII body is scanned (text offsets = byte offsets); any other goes to the reference.
+// - A line is taken on the fast path only when every token is in a form whose decoding and
+//   validation the scanner has checked itself (see scanLine and finishLine: no backslash, no
+//   quoted string past the line's end, integers in range with their suffix, enums exactly as
+//   the validator takes them, addresses verified with isIP, lengths within max_field_bytes...).
+//   A value of another form is not an error: the line is decoded alone with the reference
+//   (decodeLineProtocolAt + validatePoint, then joinFieldsOf).
+// - When that line has any error (decoding or validation), or the body has more points than
+//   max_batch_spans, what was scanned is dropped and the reference decodes the whole body, so
+//   that errors (index, line, column, reason) and thrown errors are the reference's own.
+import { isAscii } from 'node:buffer';
+import { isIP } from 'node:net';
+import type { LinkerConfig } from '../config/config.js';
+import { decodeLineProtocolAt, decodeLineProtocolBytes } from '../span/lineprotocol.js';
+import type { PointError } from '../span/point.js';
+import { validatePoint, validatePoints } from '../span/validate.js';
+import { F_ENTRY, F_ERROR, joinFieldsOf, type JoinBatch } from './link/fields.js';
+import { groupKeyAt, ipHashAt, newIdentityParts, seqKey, spanIdentityAt, type IdLanes } from './link/ids.js';
+
+export type ScanLimits = Pick<LinkerConfig, 'max_batch_spans' | 'max_field_bytes'>;
+
+/** How lines went, for tests and metrics: counted over the module's life. */
+export const scanStats = {
+  /** Points taken on the fast path. */
+  fast: 0,
+  /** Points decoded alone with the reference (a form the scanner does not take itself). */
+  slow: 0,
+  /** Bodies handed whole to the reference (not ASCII, an error, too many points). */
+  whole: 0,
+};
+
+function ascii(s: string): Uint8Array {
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+const NL = 10, CR = 13, SP = 32, TAB = 9, COMMA = 44, EQ = 61, BS = 92, DQ = 34, HASH = 35, MINUS = 45, DOT = 46;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const U32_MAX = 4294967295;
+
+/** Char classes as the decoder's: 1 ends every token (space, tab, CR, LF), 2 comma, 4 equals. */
+const CLS = new Uint8Array(256);
+CLS[SP] = CLS[TAB] = CLS[CR] = CLS[NL] = 1;
+CLS[COMMA] = 2;
+CLS[EQ] = 4;
+/** Keys end at any of 1|2|4; tag values and bare field values at 1|2 (the decoder's stops). */
+const KEY_STOP = 7, VALUE_STOP = 3;
+/** Hex digit value + 1 (0: not a hex digit). */
+const HEX = new Uint8Array(256);
+for (let c = 0; c < 10; c++) HEX[48 + c] = c + 1;
+for (let c = 0; c < 6; c++) HEX[97 + c] = HEX[65 + c] = c + 11;
+
+// ---- keys ----
+// The validator's KNOWN keys (ids 0..24, their last value kept per line and judged after the
+// line), then its COUNT_ATTRS (judged at once, like every other attribute).
+const KEYS = [
+  'host', 'ebpf_span_type', 'direction', 'req_seq', 'resp_seq', 'thread_trace_id', 'pid', 'tid', 'start', 'duration',
+  'service', 'process_name', 'src_ip', 'dst_ip', 'src_port', 'dst_port', 'operation', 'resource', 'status',
+  'http_method', 'http_route', 'http_status_code', 'app_trace_id', 'app_parent_id', 'app_span_sampled',
+  'bytes_read', 'bytes_written', 'tid_usr',
+] as const;
+const K_HOST = 0, K_TYPE = 1, K_DIR = 2, K_REQ = 3, K_RESP = 4, K_GROUP = 5, K_PID = 6, K_TID = 7, K_START = 8, K_DURATION = 9,
+  K_SERVICE = 10, K_PROCESS = 11, K_SRC_IP = 12, K_DST_IP = 13, K_SRC_PORT = 14, K_DST_PORT = 15, K_OPERATION = 16,
+  K_RESOURCE = 17, K_STATUS = 18, K_METHOD = 19, K_ROUTE = 20, K_CODE = 21, K_APP_TRACE = 22, K_APP_PARENT = 23, K_SAMPLED = 24;
+/** Ids from here on are count attributes. */
+const N_KNOWN = 25;
+/** The keys' bytes, and the ids of the keys of each length. */
+const KEY_BYTES: Uint8Array[] = KEYS.map(ascii);
+const BY_LENGTH: Int32Array[] = [];
+for (let len = 0; len <= 16; len++) BY_LENGTH.push(Int32Array.from(KEYS.map((k, id) => (k.length === len ? id : -1)).filter((id) => id >= 0)));
+
+/** Id of the key spelt by b[s, e), -1 for any other key. */
+function keyId(b: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  if (len > 16) return -1;
+  const ids = BY_LENGTH[len];
+  const c0 = b[s];
+  next: for (let j = 0; j < ids.length; j++) {
+    const id = ids[j];
+    const k = KEY_BYTES[id];
+    if (k[0] !== c0) continue;
+    for (let i = 1; i < len; i++) if (k[i] !== b[s + i]) continue next;
+    return id;
+  }
+  return -1;
+}
+
+// ---- values ----
+// A value's form, as the decoder would type it: a string (tag value or quoted field), an
+// integer with i (T_INT non-negative, T_NEG negative: the range then excludes the minus) or u,
+// a boolean, or a float in the plain form -?digits(.digits)?. The range of an integer is its
+// digits, without sign and suffix.
+const T_STR = 1, T_INT = 2, T_NEG = 3, T_UINT = 4, T_TRUE = 5, T_FALSE = 6, T_FLOAT = 7;
+
+const LIM_I64 = ascii('9223372036854775807');
+const LIM_I64_NEG = ascii('9223372036854775808');
+const LIM_U64 = ascii('18446744073709551615');
+const TWO_64 = ascii('18446744073709551616');
+
+/** b[s, s + lim.length) compared with lim as numbers of that many digits: <0, 0, >0. */
+function cmpDigits(b: Uint8Array, s: number, lim: Uint8Array): number {
+  for (let i = 0; i < lim.length; i++) {
+    const d = b[s + i] - lim[i];
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** First index in [s, e) that is not '0' (e when all are). */
+function skipZeros(b: Uint8Array, s: number, e: number): number {
+  while (s < e && b[s] === 48) s++;
+  return s;
+}
+
+/** The validator's digit loop over b[s, e) (its value for a digit string); -1 when a byte is not a digit. */
+function digitsValue(b: Uint8Array, s: number, e: number): number {
+  let v = 0;
+  for (let i = s; i < e; i++) {
+    const d = b[i] - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/** Range of the last integer bareType saw. */
+let intS = 0, intE = 0;
+
+/**
+ * The form of the bare field value b[s, e) (non-empty) when the decoder certainly takes it,
+ * 0 otherwise (a decode error, or a form the fast path leaves to the reference).
+ */
+function bareType(b: Uint8Array, s: number, e: number): number {
+  const last = b[e - 1];
+  if (last === 105 /* i */ || last === 117 /* u */) {
+    const unsigned = last === 117;
+    let i = s;
+    let neg = false;
+    if (b[i] === MINUS) {
+      if (unsigned) return 0;
+      neg = true;
+      i++;
+    }
+    const de = e - 1;
+    if (i === de) return 0;
+    for (let k = i; k < de; k++) {
+      const c = b[k];
+      if (c < 48 || c > 57) return 0;
+    }
+    const z = skipZeros(b, i, de);
+    const sig = de - z;
+    if (sig >= 19) {
+      if (unsigned) {
+        if (sig > 20 || (sig === 20 && cmpDigits(b, z, LIM_U64) > 0)) return 0;
+      } else if (sig > 19 || cmpDigits(b, z, neg ? LIM_I64_NEG : LIM_I64) > 0) return 0;
+    }
+    intS = i;
+    intE = de;
+    return unsigned ? T_UINT : neg ? T_NEG : T_INT;
+  }
+  const c0 = b[s];
+  const len = e - s;
+  if (c0 === 116 || c0 === 84) { // t T true True TRUE
+    if (len === 1) return T_TRUE;
+    if (len !== 4) return 0;
+    const r = b[s + 1], u = b[s + 2], x = b[s + 3];
+    if ((r === 114 && u === 117 && x === 101) || (c0 === 84 && r === 82 && u === 85 && x === 69)) return T_TRUE;
+    return 0;
+  }
+  if (c0 === 102 || c0 === 70) { // f F false False FALSE
+    if (len === 1) return T_FALSE;
+    if (len !== 5) return 0;
+    const a = b[s + 1], l = b[s + 2], q = b[s + 3], x = b[s + 4];
+    if ((a === 97 && l === 108 && q === 115 && x === 101) || (c0 === 70 && a === 65 && l === 76 && q === 83 && x === 69)) return T_FALSE;
+    return 0;
+  }
+  // -?digits(.digits)?, short enough to be finite
+  if (len > 300) return 0;
+  let i = s;
+  if (c0 === MINUS) i++;
+  const ds = i;
+  while (i < e && b[i] >= 48 && b[i] <= 57) i++;
+  if (i === ds) return 0;
+  if (i < e && b[i] === DOT) {
+    const fs = ++i;
+    while (i < e && b[i] >= 48 && b[i] <= 57) i++;
+    if (i === fs) return 0;
+  }
+  return i === e ? T_FLOAT : 0;
+}
+
+// ---- the line being scanned ----
+/** Known keys seen on this line (bit per id), and their last value: range and form. */
+let seen = 0;
+const vS = new Int32Array(N_KNOWN), vE = new Int32Array(N_KNOWN), vT = new Uint8Array(N_KNOWN);
+/** The timestamp's digits (timeS = -1: none; timeNeg: it had a minus). */
+let timeS = -1, timeE = -1, timeNeg = false;
+let maxBytes = 0;
+
+/** A count attribute (bytes_read...) the validator certainly takes. */
+function countAttrOk(t: number, s: number, e: number, b: Uint8Array): boolean {
+  if (t === T_INT || t === T_UINT) return true;
+  if (t !== T_STR || e === s || e - s > 20) return false;
+  for (let i = s; i < e; i++) if (b[i] < 48 || b[i] > 57) return false;
+  return true;
+}
+
+/** Notes the value of key b[ks, ke); false when the fast path cannot take it. */
+function keyValue(b: Uint8Array, ks: number, ke: number, t: number, s: number, e: number): boolean {
+  const id = keyId(b, ks, ke);
+  if (id >= 0 && id < N_KNOWN) {
+    seen |= 1 << id;
+    vS[id] = s;
+    vE[id] = e;
+    vT[id] = t;
+    return true;
+  }
+  if (id >= N_KNOWN) return countAttrOk(t, s, e, b);
+  // Any other attribute: a string within max_field_bytes (ASCII: bytes = length), or any value
+  // the decoder took. (Checked whatever key: a tag the validator skips because a field or an
+  // inherited property has its name is still checked here; that can only send a line slow.)
+  return t !== T_STR || e - s <= maxBytes;
+}
+
+/**
+ * Scans the point at b[s...] up to its line's end, noting its keys; returns the offset of the
+ * line's end (its newline, or n) when every token is in a form the fast path takes, else -1.
+ */
+function scanLine(b: Uint8Array, s: number, n: number): number {
+  seen = 0;
+  timeS = -1;
+  // measurement: exactly dketrace, then a comma or a space
+  if (n - s < 9 || b[s] !== 100 || b[s + 1] !== 107 || b[s + 2] !== 101 || b[s + 3] !== 116 || b[s + 4] !== 114 ||
+    b[s + 5] !== 97 || b[s + 6] !== 99 || b[s + 7] !== 101) return -1;
+  let p = s + 8;
+  let c = b[p];
+  while (c === COMMA) {
+    const ks = ++p;
+    while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
+    if (p === ks || p === n || b[p] !== EQ) return -1;
+    const ke = p;
+    const vs = ++p;
+    while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
+    if (p === vs || !keyValue(b, ks, ke, T_STR, vs, p)) return -1;
+    c = p < n ? b[p] : NL;
+  }
+  if (c !== SP) return -1;
+  while (p < n && b[p] === SP) p++;
+  for (;;) {
+    const ks = p;
+    while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
+    if (p === ks || p === n || b[p] !== EQ) return -1;
+    const ke = p;
+    p++;
+    if (p < n && b[p] === DQ) {
+      // A quoted string must close on this line (one spanning lines goes to the reference).
+      const vs = ++p;
+      while (p < n) {
+        c = b[p];
+        if (c === DQ || c === NL) break;
+        p++;
+      }
+      if (p === n || c !== DQ || !keyValue(b, ks, ke, T_STR, vs, p)) return -1;
+      p++;
+    } else {
+      const vs = p;
+      while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
+      if (p === vs) return -1;
+      const t = bareType(b, vs, p);
+      if (t === 0) return -1;
+      if (t <= T_UINT ? !keyValue(b, ks, ke, t, intS, intE) : !keyValue(b, ks, ke, t, vs, p)) return -1;
+    }
+    if (p < n && b[p] === COMMA) {
+      p++;
+      continue;
+    }
+    break;
+  }
+  while (p < n && ((c = b[p]) === SP || c === TAB)) p++;
+  if (p < n && (c = b[p]) !== NL && c !== CR) {
+    timeNeg = c === MINUS;
+    if (timeNeg) p++;
+    const ds = p;
+    while (p < n && (c = b[p]) >= 48 && c <= 57) p++;
+    if (p === ds) return -1;
+    timeS = ds;
+    timeE = p;
+    while (p < n && ((c = b[p]) === SP || c === TAB)) p++;
+  }
+  if (p < n && b[p] === CR) p++;
+  return p === n || b[p] === NL ? p : -1;
+}
+
+// ---- judging the known keys and filling the row ----
+const parts = newIdentityParts();
+const lanes: IdLanes = { a: 0, b: 0, c: 0, d: 0 };
+const gk = { key: 0, check: 0 };
+/** Host then the digits of a thread group that are not in the body (negative int64 written as u64). */
+let scratch = new Uint8Array(256);
+const groupParts = newIdentityParts();
+
+/** A uint key's value as the validator reads it (≤ max), -1 when the fast path cannot take it. */
+function uintOf(b: Uint8Array, id: number, max: number): number {
+  const t = vT[id], s = vS[id], e = vE[id];
+  if (t === T_INT || t === T_UINT) {
+    // Every partial value is at most the final one: when that is ≤ max (≤ 2^53 - 1) each step
+    // was exact, as it is in the decoder; above max, the validator rejects it too.
+    const v = digitsValue(b, s, e);
+    return v <= max ? v : -1;
+  }
+  if (t === T_STR && e > s && e - s <= 16) {
+    const v = digitsValue(b, s, e); // the validator's own loop (-1: not digits)
+    return v <= max ? v : -1;
+  }
+  return -1;
+}
+
+/** A string key read with the validator's str(): absent, a string within max_field_bytes, or a number. */
+function strOk(id: number): boolean {
+  if ((seen & (1 << id)) === 0) return true;
+  const t = vT[id];
+  if (t === T_STR) return vE[id] - vS[id] <= maxBytes;
+  return t !== T_TRUE && t !== T_FALSE;
+}
+
+/** b[s, e) equals the ASCII string `w`. */
+function bytesAre(b: Uint8Array, s: number, e: number, w: Uint8Array): boolean {
+  if (e - s !== w.length) return false;
+  for (let i = 0; i < w.length; i++) if (b[s + i] !== w[i]) return false;
+  return true;
+}
+
+/** b[s, e) lowercased equals the lowercase ASCII string `w` (String#toLowerCase, for ASCII). */
+function lowerBytesAre(b: Uint8Array, s: number, e: number, w: Uint8Array): boolean {
+  if (e - s !== w.length) return false;
+  for (let i = 0; i < w.length; i++) {
+    let c = b[s + i];
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== w[i]) return false;
+  }
+  return true;
+}
+
+const W_ENTRY = ascii('entry'), W_EXIT = ascii('exit'), W_INCOMING = ascii('incoming'), W_OUTGOING = ascii('outgoing');
+const W_OK = ascii('ok'), W_WARNING = ascii('warning'), W_ERROR = ascii('error');
+
+
+/** The word of 8 hex digits at b[s] (checked hex). */
+function hexWordAt(b: Uint8Array, s: number): number {
+  let w = 0;
+  for (let i = s; i < s + 8; i++) w = (w << 4) | (HEX[b[i]] - 1);
+  return w >>> 0;
+}
+
+/** app words of the row (most significant first). */
+let app0 = 0, app1 = 0, app2 = 0, app3 = 0;
+
+/**
+ * app0..3 of the app trace id whose normalised text (ids.ts normaliseAppTraceId) comes from
+ * the digits b[s, e) (lowercase-able hex): 32 hex, 16 hex, else decimal up to 2^64 - 1, else none.
+ */
+function appWordsOf(b: Uint8Array, s: number, e: number): void {
+  app0 = app1 = app2 = app3 = 0;
+  const len = e - s;
+  if (len === 32) {
+    app0 = hexWordAt(b, s); app1 = hexWordAt(b, s + 8); app2 = hexWordAt(b, s + 16); app3 = hexWordAt(b, s + 24);
+    return;
+  }
+  if (len === 16) {
+    app2 = hexWordAt(b, s); app3 = hexWordAt(b, s + 8);
+    return;
+  }
+  if (len === 0 || len > 20) return;
+  let hi = 0, lo = 0;
+  for (let i = s; i < e; i++) {
+    const d = b[i] - 48;
+    if (d < 0 || d > 9) return; // hex letters and not 16/32 long: no id
+    lo = lo * 10 + d;
+    const carry = Math.floor(lo / 4294967296);
+    lo -= carry * 4294967296;
+    hi = hi * 10 + carry;
+    if (hi > U32_MAX) return; // beyond 2^64 - 1: no id
+  }
+  app2 = hi;
+  app3 = lo;
+}
+
+/** app_trace_id → app0..3; false when the fast path cannot take its form (or it is invalid). */
+function appTraceOf(b: Uint8Array): boolean {
+  app0 = app1 = app2 = app3 = 0;
+  if ((seen & (1 << K_APP_TRACE)) === 0) return true;
+  const t = vT[K_APP_TRACE], s = vS[K_APP_TRACE], e = vE[K_APP_TRACE];
+  if (t === T_STR) {
+    // appId: at most 32 hex digits, lowercased; then normalised
+    if (e - s > 32) return false;
+    for (let i = s; i < e; i++) if (HEX[b[i]] === 0) return false;
+    appWordsOf(b, s, e);
+    return true;
+  }
+  if (t === T_INT || t === T_UINT) {
+    // appId: the decimal text of the number (no leading zeros); then normalised
+    appWordsOf(b, skipZeros(b, s, e), e);
+    return true;
+  }
+  return false;
+}
+
+/** app_parent_id: the validator takes it (appId with at most 20 digits). */
+function appParentOk(b: Uint8Array): boolean {
+  if ((seen & (1 << K_APP_PARENT)) === 0) return true;
+  const t = vT[K_APP_PARENT], s = vS[K_APP_PARENT], e = vE[K_APP_PARENT];
+  if (t === T_INT || t === T_UINT) return true;
+  if (t !== T_STR || e - s > 20) return false;
+  for (let i = s; i < e; i++) if (HEX[b[i]] === 0) return false;
+  return true;
+}
+
+/** app_span_sampled as 1 / -1 / 0; 2 when the fast path cannot take its form. */
+function sampledOf(b: Uint8Array): number {
+  if ((seen & (1 << K_SAMPLED)) === 0) return 0;
+  const t = vT[K_SAMPLED], s = vS[K_SAMPLED], e = vE[K_SAMPLED];
+  if (t === T_TRUE) return 1;
+  if (t === T_FALSE) return -1;
+  if (t === T_INT || t === T_UINT || t === T_NEG) {
+    const z = skipZeros(b, s, e);
+    if (z === e) return 0; // 0, or -0 (stored as 0)
+    if (z === e - 1 && b[z] === 49) return t === T_NEG ? -1 : 1;
+    return 2;
+  }
+  if (t === T_STR) {
+    // Number(v) is 1, 0 or -1 for many texts (" 1", "1.0", "0x1"): only the plain ones here
+    if (e - s === 1) return b[s] === 49 ? 1 : b[s] === 48 ? 0 : 2;
+    if (e - s === 2 && b[s] === MINUS && b[s + 1] === 49) return -1;
+  }
+  return 2;
+}
+
+/**
+ * The thread group into groupParts/parts: 0 none, 1 digits in the body at parts.group*, 2
+ * digits in scratch (a negative int64, written as its u64 two's complement); -1 when the fast
+ * path cannot take it.
+ */
+function groupOf(b: Uint8Array): number {
+  if ((seen & (1 << K_GROUP)) === 0) return 0;
+  const t = vT[K_GROUP], s = vS[K_GROUP], e = vE[K_GROUP];
+  if (t === T_STR) {
+    // /^\d{1,20}$/, then at most 2^64 - 1
+    if (e === s || e - s > 20) return -1;
+    for (let i = s; i < e; i++) if (b[i] < 48 || b[i] > 57) return -1;
+  } else if (t !== T_INT && t !== T_UINT && t !== T_NEG) return -1;
+  const z = skipZeros(b, s, e);
+  if (z === e) return 0;
+  if (t === T_STR && e - z === 20 && cmpDigits(b, z, LIM_U64) > 0) return -1;
+  if (t !== T_NEG) {
+    parts.groupStart = z;
+    parts.groupEnd = e;
+    return 1;
+  }
+  // 2^64 - v for 0 < v ≤ 2^63 (checked by bareType): 19 or 20 digits.
+  const hl = parts.hostEnd - parts.hostStart;
+  if (scratch.length < hl + 20) scratch = new Uint8Array(2 * (hl + 20));
+  for (let i = 0; i < hl; i++) scratch[i] = b[parts.hostStart + i];
+  let borrow = 0;
+  let j = e - 1;
+  for (let k = 19; k >= 0; k--, j--) {
+    let d = TWO_64[k] - 48 - borrow - (j >= z ? b[j] - 48 : 0);
+    borrow = d < 0 ? 1 : 0;
+    if (d < 0) d += 10;
+    scratch[hl + k] = 48 + d;
+  }
+  groupParts.hostStart = 0;
+  groupParts.hostEnd = hl;
+  groupParts.pid = parts.pid;
+  groupParts.groupStart = skipZeros(scratch, hl, hl + 20);
+  groupParts.groupEnd = hl + 20;
+  return 2;
+}
+
+// ---- addresses ----
+// Addresses the scanner has seen pass isIP, by ipHashAt, each with its text: a hit is a hash
+// and a byte compare, so IPv6 costs no more than IPv4. Cleared when 3/4 full.
+const IP_SLOTS = 8192;
+const ipHashes = new Int32Array(IP_SLOTS);
+const ipTexts: string[] = new Array<string>(IP_SLOTS).fill('');
+let ipCount = 0;
+let body: Buffer = Buffer.alloc(0);
+
+/** b[s, e) (hash h) is an address isIP takes. */
+function ipOk(b: Uint8Array, s: number, e: number, h: number): boolean {
+  const len = e - s;
+  let slot = h & (IP_SLOTS - 1);
+  for (;;) {
+    const t = ipTexts[slot];
+    if (t === '') break;
+    if (ipHashes[slot] === h && t.length === len) {
+      let i = 0;
+      while (i < len && t.charCodeAt(i) === b[s + i]) i++;
+      if (i === len) return true;
+    }
+    slot = (slot + 1) & (IP_SLOTS - 1);
+  }
+  const text = body.toString('latin1', s, e);
+  if (isIP(text) === 0) return false;
+  if (ipCount >= (IP_SLOTS >> 2) * 3) {
+    ipTexts.fill('');
+    ipCount = 0;
+    slot = h & (IP_SLOTS - 1);
+  }
+  ipHashes[slot] = h;
+  ipTexts[slot] = text;
+  ipCount++;
+  return true;
+}
+
+/** ipHash of the last address addressOf took (0: none). */
+let ipH = 0;
+
+/**
+ * An address key (absent, an empty string, or a string isIP takes): sets its range in parts
+ * (src or dst) and its hash in ipH; false when the fast path cannot take it.
+ */
+function addressOf(b: Uint8Array, id: number, src: boolean): boolean {
+  let s = 0, e = 0;
+  if ((seen & (1 << id)) !== 0) {
+    if (vT[id] !== T_STR) return false;
+    s = vS[id];
+    e = vE[id];
+    if (e - s > maxBytes) return false;
+  }
+  if (src) {
+    parts.srcIpStart = s;
+    parts.srcIpEnd = e;
+  } else {
+    parts.dstIpStart = s;
+    parts.dstIpEnd = e;
+  }
+  ipH = ipHashAt(b, s, e);
+  return s === e || ipOk(b, s, e, ipH);
+}
+
+/**
+ * Judges the known keys of the scanned line as validate.ts would and, when the span is
+ * certainly valid, appends its row at `loc`; false (nothing appended) otherwise.
+ */
+function finishLine(b: Uint8Array, out: JoinBatch, loc: number): boolean {
+  const has = seen;
+  // required keys
+  const REQUIRED = (1 << K_HOST) | (1 << K_REQ) | (1 << K_RESP) | (1 << K_PID) | (1 << K_DURATION);
+  if ((has & REQUIRED) !== REQUIRED || (has & ((1 << K_TYPE) | (1 << K_DIR))) === 0) return false;
+  // host: a non-empty string
+  if (vT[K_HOST] !== T_STR || vE[K_HOST] === vS[K_HOST] || vE[K_HOST] - vS[K_HOST] > maxBytes) return false;
+  parts.hostStart = vS[K_HOST];
+  parts.hostEnd = vE[K_HOST];
+  // kind: ebpf_span_type and/or direction, agreeing
+  let kind = 0;
+  if ((has & (1 << K_TYPE)) !== 0) {
+    if (vT[K_TYPE] !== T_STR) return false;
+    kind = bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_ENTRY) ? 1 : bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_EXIT) ? 2 : 0;
+    if (kind === 0) return false;
+  }
+  if ((has & (1 << K_DIR)) !== 0) {
+    if (vT[K_DIR] !== T_STR) return false;
+    const d = bytesAre(b, vS[K_DIR], vE[K_DIR], W_INCOMING) ? 1 : bytesAre(b, vS[K_DIR], vE[K_DIR], W_OUTGOING) ? 2 : 0;
+    if (d === 0 || (kind !== 0 && kind !== d)) return false;
+    kind = d;
+  }
+  const reqSeq = uintOf(b, K_REQ, U32_MAX);
+  const respSeq = uintOf(b, K_RESP, U32_MAX);
+  const pid = uintOf(b, K_PID, U32_MAX);
+  const tid = (has & (1 << K_TID)) !== 0 ? uintOf(b, K_TID, U32_MAX) : 0;
+  const duration = uintOf(b, K_DURATION, MAX_SAFE);
+  if (reqSeq < 0 || respSeq < 0 || pid < 0 || tid < 0 || duration < 0) return false;
+  let start: number;
+  if ((has & (1 << K_START)) !== 0) start = uintOf(b, K_START, MAX_SAFE);
+  else if (timeS < 0 || timeNeg) return false; // no start: the timestamp, after the epoch
+  else if (timeE - timeS <= 3) start = 0;
+  else {
+    start = digitsValue(b, timeS, timeE - 3); // Number(time.slice(0, -3)): exact up to 2^53 - 1
+    if (start > MAX_SAFE) return false;
+  }
+  if (start < 0) return false;
+  const srcPort = (has & (1 << K_SRC_PORT)) !== 0 ? uintOf(b, K_SRC_PORT, 65535) : 0;
+  const dstPort = (has & (1 << K_DST_PORT)) !== 0 ? uintOf(b, K_DST_PORT, 65535) : 0;
+  const code = (has & (1 << K_CODE)) !== 0 ? uintOf(b, K_CODE, 999) : 0;
+  if (srcPort < 0 || dstPort < 0 || code < 0) return false;
+  // status: a string, any case, else derived from the code
+  let statusError = code >= 500;
+  if ((has & (1 << K_STATUS)) !== 0) {
+    const s = vS[K_STATUS], e = vE[K_STATUS];
+    if (vT[K_STATUS] !== T_STR) return false;
+    statusError = lowerBytesAre(b, s, e, W_ERROR);
+    if (!statusError && !lowerBytesAre(b, s, e, W_OK) && !lowerBytesAre(b, s, e, W_WARNING)) return false;
+  }
+  if (!strOk(K_SERVICE) || !strOk(K_PROCESS) || !strOk(K_METHOD) || !strOk(K_ROUTE) || !strOk(K_RESOURCE) || !strOk(K_OPERATION)) return false;
+  if (!appTraceOf(b) || !appParentOk(b)) return false;
+  const sampled = sampledOf(b);
+  if (sampled === 2) return false;
+  parts.pid = pid;
+  const group = groupOf(b);
+  if (group < 0) return false;
+  if (!addressOf(b, K_SRC_IP, true)) return false;
+  const srcIpH = ipH;
+  if (!addressOf(b, K_DST_IP, false)) return false;
+  const dstIpH = ipH;
+
+  const i = out.push();
+  parts.tid = tid;
+  parts.entry = kind === 1;
+  parts.reqSeq = reqSeq;
+  parts.respSeq = respSeq;
+  parts.startUs = start;
+  parts.srcPort = srcPort;
+  parts.dstPort = dstPort;
+  spanIdentityAt(b, parts, lanes);
+  out.idA[i] = lanes.a; out.idB[i] = lanes.b; out.idC[i] = lanes.c; out.idD[i] = lanes.d;
+  if (group === 0) {
+    out.gkey[i] = -1;
+    out.gchk[i] = 0;
+  } else {
+    if (group === 1) groupKeyAt(b, parts, gk);
+    else groupKeyAt(scratch, groupParts, gk);
+    out.gkey[i] = gk.key;
+    out.gchk[i] = gk.check;
+  }
+  out.skey[i] = reqSeq !== 0 || respSeq !== 0 ? seqKey(reqSeq, respSeq) : -1;
+  out.reqSeq[i] = reqSeq;
+  out.respSeq[i] = respSeq;
+  out.startUs[i] = start;
+  out.endUs[i] = start + duration;
+  out.srcPort[i] = srcPort;
+  out.dstPort[i] = dstPort;
+  out.srcIpH[i] = srcIpH;
+  out.dstIpH[i] = dstIpH;
+  out.flags[i] = (kind === 1 ? F_ENTRY : 0) | (statusError || code >= 500 || code === 0 ? F_ERROR : 0);
+  out.appSampled[i] = sampled;
+  const a = 4 * i;
+  out.app[a] = app0; out.app[a + 1] = app1; out.app[a + 2] = app2; out.app[a + 3] = app3;
+  out.loc[i] = loc;
+  return true;
+}
+
+// ---- the body ----
+const AT0 = [0];
+
+/** The point at b[s, e) decoded alone with the reference; false when it has an error. */
+function slowLine(buf: Buffer, s: number, e: number, out: JoinBatch): boolean {
+  let span;
+  try {
+    const p = decodeLineProtocolAt(buf.toString('latin1', s, e), AT0)[0];
+    span = validatePoint(p, { maxFieldBytes: maxBytes });
+  } catch {
+    return false;
+  }
+  if ('reason' in span) return false;
+  joinFieldsOf(span, out, s);
+  return true;
+}
+
+function byIndex(a: PointError, b: PointError): number {
+  return a.index - b.index;
+}
+
+/** The reference: ingest's decodeBody for line protocol, then joinFieldsOf on every span. */
+export function referenceScan(buf: Buffer, cfg: ScanLimits, out: JoinBatch): { errors: PointError[] } {
+  out.clear();
+  const starts: number[] = [];
+  const decoded = decodeLineProtocolBytes(buf, { maxPoints: cfg.max_batch_spans, starts });
+  const locs: number[] = [];
+  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
+  for (let i = 0; i < spans.length; i++) joinFieldsOf(spans[i], out, starts[locs[i]]);
+  if (decoded.errors.length === 0) return { errors };
+  return { errors: decoded.errors.concat(errors).sort(byIndex) };
+}
+
+/**
+ * Clears `out` and fills it with the join fields of the body's valid spans (row i = i-th
+ * valid span, loc = byte offset of its line); returns the point errors. Exactly what ingest's
+ * decodeBody(body, 'lp', cfg) + joinFieldsOf give, thrown SeqErrors (413) included.
+ */
+export function scanLineProtocol(buf: Buffer, cfg: ScanLimits, out: JoinBatch): { errors: PointError[] } {
+  out.clear();
+  if (!isAscii(buf)) {
+    scanStats.whole++;
+    return referenceScan(buf, cfg, out);
+  }
+  const b = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+  const n = b.length;
+  const maxPoints = cfg.max_batch_spans;
+  maxBytes = cfg.max_field_bytes;
+  body = buf;
+  let nextBs = -2; // index of the next backslash at or after pos (n: none); -2: not searched yet
+  let index = 0;
+  let pos = 0;
+  try {
+    while (pos < n) {
+      const c = b[pos];
+      if (c === NL || c === SP || c === TAB || c === CR) {
+        pos++;
+        continue;
+      }
+      if (c === HASH) {
+        const nl = buf.indexOf(NL, pos);
+        pos = nl < 0 ? n : nl;
+        continue;
+      }
+      if (index >= maxPoints) break; // the reference throws its 413
+      let end = scanLine(b, pos, n);
+      if (end >= 0) {
+        if (nextBs < pos) {
+          nextBs = buf.indexOf(BS, pos);
+          if (nextBs < 0) nextBs = n;
+        }
+        if (nextBs < end || !finishLine(b, out, pos)) end = -1;
+        else scanStats.fast++;
+      }
+      if (end < 0) {
+        end = buf.indexOf(NL, pos);
+        if (end < 0) end = n;
+        if (!slowLine(buf, pos, end, out)) break;
+        scanStats.slow++;
+      }
+      index++;
+      pos = end;
+    }
+  } finally {
+    body = EMPTY;
+  }
+  if (pos >= n) return { errors: [] };
+  scanStats.whole++;
+  return referenceScan(buf, cfg, out);
+}
+
+const EMPTY = Buffer.alloc(0);
