@@ -7,7 +7,7 @@
 // How it stays exact:
 // - Only an ASCII body is scanned (text offsets = byte offsets); any other goes to the reference.
 // - A line is taken on the fast path only when every token is in a form whose decoding and
-//   validation the scanner has checked itself (see scanLine and finishLine: no backslash, no
+//   validation the scanner has checked itself (see scanLine and judge: no backslash, no
 //   quoted string past the line's end, integers in range with their suffix, enums exactly as
 //   the validator takes them, addresses verified with isIP, lengths within max_field_bytes...).
 //   A value of another form is not an error: the line is decoded alone with the reference
@@ -118,16 +118,24 @@ function skipZeros(b: Uint8Array, s: number, e: number): number {
   return s;
 }
 
-/** The validator's digit loop over b[s, e) (its value for a digit string); -1 when a byte is not a digit. */
-function digitsValue(b: Uint8Array, s: number, e: number): number {
+/**
+ * The validator's digit loop over b[s, e) (its value for a digit string) into runValue[0];
+ * false when a byte is not a digit. (Values cross functions in runValue, never as arguments
+ * or results: a double there would be boxed, an allocation per span.)
+ */
+function digitsValue(b: Uint8Array, s: number, e: number): boolean {
   let v = 0;
   for (let i = s; i < e; i++) {
     const d = b[i] - 48;
-    if (d < 0 || d > 9) return -1;
+    if (d < 0 || d > 9) return false;
     v = v * 10 + d;
   }
-  return v;
+  runValue[0] = v;
+  return true;
 }
+
+/** The value of the last digitRun or digitsValue. */
+const runValue = new Float64Array(1);
 
 /** Range of the last integer bareType saw. */
 let intS = 0, intE = 0;
@@ -211,70 +219,194 @@ function countAttrOk(t: number, s: number, e: number, b: Uint8Array): boolean {
   return true;
 }
 
-/** Notes the value of key b[ks, ke); false when the fast path cannot take it. */
-function keyValue(b: Uint8Array, ks: number, ke: number, t: number, s: number, e: number): boolean {
-  const id = keyId(b, ks, ke);
+/** The decoded value of a known integer key (the validator's digit loop; exact up to 2^53 - 1). */
+const vNum = new Float64Array(N_KNOWN);
+
+/**
+ * Notes the value of key `id` (keyId): b[s, e) of form t (an integer's value in runValue[0]);
+ * false when the fast path cannot take it.
+ */
+function keyValue(b: Uint8Array, id: number, t: number, s: number, e: number): boolean {
+  // A string over max_field_bytes (ASCII: bytes = length) is an error for every string the
+  // validator measures; the others it takes only short (≤ 32) or in exact words, so a long one
+  // is left to the reference too.
+  if (t === T_STR && e - s > maxBytes) return false;
   if (id >= 0 && id < N_KNOWN) {
     seen |= 1 << id;
     vS[id] = s;
     vE[id] = e;
     vT[id] = t;
+    vNum[id] = runValue[0];
     return true;
   }
-  if (id >= N_KNOWN) return countAttrOk(t, s, e, b);
-  // Any other attribute: a string within max_field_bytes (ASCII: bytes = length), or any value
-  // the decoder took. (Checked whatever key: a tag the validator skips because a field or an
-  // inherited property has its name is still checked here; that can only send a line slow.)
-  return t !== T_STR || e - s <= maxBytes;
+  // Any other attribute: a string within max_field_bytes, or any value the decoder took.
+  // (Checked whatever key: a tag the validator skips because a field or an inherited property
+  // has its name is still checked here; that can only send a line slow.)
+  return id < N_KNOWN || countAttrOk(t, s, e, b);
 }
+
+// Lines of a body repeat their keys in the same order (and often their tag values): the key
+// (with its '=') and the tag value of the previous line at the same position are compared
+// first, four bytes at a time, which spares scanning them and looking the key up. The
+// offsets point into the current body (reset for every body); a key or value is noted only
+// when it was scanned whole, so it holds no stop character and ends where the noted length says.
+const SLOTS = 64;
+/** Tag slots: key start, key length + 1 ('='), key id, value start, value length. */
+const tKeyS = new Int32Array(SLOTS), tKeyL = new Int32Array(SLOTS), tKeyId = new Int32Array(SLOTS);
+const tValS = new Int32Array(SLOTS), tValL = new Int32Array(SLOTS);
+/** Field slots: key start, key length + 1, key id. */
+const fKeyS = new Int32Array(SLOTS), fKeyL = new Int32Array(SLOTS), fKeyId = new Int32Array(SLOTS);
+/** Slots noted in this body. */
+let tNoted = 0, fNoted = 0;
+
+/** b[p, p + len) equals b[q, q + len) (both within b). */
+function sameRun(b: Uint8Array, dv: DataView, p: number, q: number, len: number): boolean {
+  if (len < 4) {
+    for (let i = 0; i < len; i++) if (b[p + i] !== b[q + i]) return false;
+    return true;
+  }
+  const last = len - 4;
+  for (let k = 0; k < last; k += 4) if (dv.getInt32(p + k) !== dv.getInt32(q + k)) return false;
+  return dv.getInt32(p + last) === dv.getInt32(q + last);
+}
+
+/**
+ * Index of the first '"' at or after p, four bytes at a time (a zero-byte test on the word
+ * xor'ed with the character: the lowest flagged byte is always a true match); -1 when a
+ * newline (a string spanning lines: the reference's) or the end comes first.
+ */
+function closingQuote(b: Uint8Array, dv: DataView, p: number, n: number): number {
+  for (; p + 4 <= n; p += 4) {
+    const w = dv.getInt32(p, true);
+    const x = w ^ 0x22222222, y = w ^ 0x0a0a0a0a;
+    const t = (((x - 0x01010101) & ~x) | ((y - 0x01010101) & ~y)) & 0x80808080;
+    if (t !== 0) {
+      const k = p + ((31 - Math.clz32(t & -t)) >> 3);
+      return b[k] === DQ ? k : -1;
+    }
+  }
+  for (; p < n; p++) {
+    const c = b[p];
+    if (c === DQ) return p;
+    if (c === NL) return -1;
+  }
+  return -1;
+}
+
+/**
+ * End of the run of decimal digits from p; their value (the digit loop's: exact up to 2^53 - 1,
+ * and above 2^53 - 1 whenever the digits are) in runValue[0]. Four digits a word while it can.
+ */
+function digitRun(b: Uint8Array, dv: DataView, p: number, n: number): number {
+  let v = 0;
+  for (; p + 4 <= n; p += 4) {
+    const w = dv.getInt32(p, true);
+    // every byte 0x30..0x39: high nibbles 3, and still 3 once 6 is added to each byte
+    if ((w & 0xf0f0f0f0) !== 0x30303030 || ((w + 0x06060606) & 0xf0f0f0f0) !== 0x30303030) break;
+    const d = w - 0x30303030; // the four digits, first in the low byte
+    const e = (d * 10 + (d >>> 8)) & 0x00ff00ff; // two two-digit numbers
+    v = v * 10000 + ((e & 0xff) * 100 + (e >>> 16));
+  }
+  for (; p < n; p++) {
+    const d = b[p] - 48;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+  }
+  runValue[0] = v;
+  return p;
+}
+
+const M0 = 0x646b6574, M1 = 0x72616365; // "dket" "race", big-endian
 
 /**
  * Scans the point at b[s...] up to its line's end, noting its keys; returns the offset of the
  * line's end (its newline, or n) when every token is in a form the fast path takes, else -1.
  */
-function scanLine(b: Uint8Array, s: number, n: number): number {
+function scanLine(b: Uint8Array, dv: DataView, s: number, n: number): number {
   seen = 0;
   timeS = -1;
   // measurement: exactly dketrace, then a comma or a space
-  if (n - s < 9 || b[s] !== 100 || b[s + 1] !== 107 || b[s + 2] !== 101 || b[s + 3] !== 116 || b[s + 4] !== 114 ||
-    b[s + 5] !== 97 || b[s + 6] !== 99 || b[s + 7] !== 101) return -1;
+  if (n - s < 9 || dv.getInt32(s) !== M0 || dv.getInt32(s + 4) !== M1) return -1;
   let p = s + 8;
   let c = b[p];
-  while (c === COMMA) {
+  let id = 0, ke = 0, len = 0;
+  for (let slot = 0; c === COMMA; slot++) {
     const ks = ++p;
-    while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
-    if (p === ks || p === n || b[p] !== EQ) return -1;
-    const ke = p;
-    const vs = ++p;
-    while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
-    if (p === vs || !keyValue(b, ks, ke, T_STR, vs, p)) return -1;
+    if (slot < tNoted && (len = tKeyL[slot]) < n - p && sameRun(b, dv, p, tKeyS[slot], len)) {
+      ke = p + len - 1;
+      id = tKeyId[slot];
+    } else {
+      while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
+      if (p === ks || p === n || b[p] !== EQ) return -1;
+      ke = p;
+      id = keyId(b, ks, ke);
+      if (slot < SLOTS) {
+        tKeyS[slot] = ks; tKeyL[slot] = ke - ks + 1; tKeyId[slot] = id; tValL[slot] = 0;
+        if (slot >= tNoted) tNoted = slot + 1;
+      }
+    }
+    const vs = p = ke + 1;
+    if (slot < tNoted && (len = tValL[slot]) > 0 && len < n - p && sameRun(b, dv, p, tValS[slot], len) && (CLS[b[p + len]] & VALUE_STOP) !== 0) {
+      p += len;
+    } else {
+      while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
+      if (p === vs) return -1;
+      if (slot < SLOTS) {
+        tValS[slot] = vs;
+        tValL[slot] = p - vs;
+      }
+    }
+    if (!keyValue(b, id, T_STR, vs, p)) return -1;
     c = p < n ? b[p] : NL;
   }
   if (c !== SP) return -1;
   while (p < n && b[p] === SP) p++;
-  for (;;) {
+  for (let slot = 0; ; slot++) {
     const ks = p;
-    while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
-    if (p === ks || p === n || b[p] !== EQ) return -1;
-    const ke = p;
-    p++;
+    if (slot < fNoted && (len = fKeyL[slot]) < n - p && sameRun(b, dv, p, fKeyS[slot], len)) {
+      ke = p + len - 1;
+      id = fKeyId[slot];
+    } else {
+      while (p < n && (CLS[b[p]] & KEY_STOP) === 0) p++;
+      if (p === ks || p === n || b[p] !== EQ) return -1;
+      ke = p;
+      id = keyId(b, ks, ke);
+      if (slot < SLOTS) {
+        fKeyS[slot] = ks; fKeyL[slot] = ke - ks + 1; fKeyId[slot] = id;
+        if (slot >= fNoted) fNoted = slot + 1;
+      }
+    }
+    p = ke + 1;
     if (p < n && b[p] === DQ) {
       // A quoted string must close on this line (one spanning lines goes to the reference).
-      const vs = ++p;
-      while (p < n) {
-        c = b[p];
-        if (c === DQ || c === NL) break;
-        p++;
-      }
-      if (p === n || c !== DQ || !keyValue(b, ks, ke, T_STR, vs, p)) return -1;
-      p++;
+      const q = closingQuote(b, dv, p + 1, n);
+      if (q < 0 || !keyValue(b, id, T_STR, p + 1, q)) return -1;
+      p = q + 1;
     } else {
+      // The common bare value: digits then i or u, in range (up to 18 digits always; 19 or 20
+      // without leading zeros: compared with the limit), valued in the same pass; anything
+      // else goes through bareType.
       const vs = p;
-      while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
-      if (p === vs) return -1;
-      const t = bareType(b, vs, p);
-      if (t === 0) return -1;
-      if (t <= T_UINT ? !keyValue(b, ks, ke, t, intS, intE) : !keyValue(b, ks, ke, t, vs, p)) return -1;
+      const neg = p < n && b[p] === MINUS;
+      if (neg) p++;
+      const ds = p;
+      p = digitRun(b, dv, p, n);
+      c = p < n ? b[p] : 0;
+      const count = p - ds;
+      if (count > 0 && (c === 105 || (c === 117 && !neg)) && (p + 1 === n || (CLS[b[p + 1]] & VALUE_STOP) !== 0) &&
+        (count <= 18 || (b[ds] !== 48 && (c === 117
+          ? count === 19 || (count === 20 && cmpDigits(b, ds, LIM_U64) <= 0)
+          : count === 19 && cmpDigits(b, ds, neg ? LIM_I64_NEG : LIM_I64) <= 0)))) {
+        if (!keyValue(b, id, c === 117 ? T_UINT : neg ? T_NEG : T_INT, ds, p)) return -1;
+        p++;
+      } else {
+        p = vs;
+        while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
+        if (p === vs) return -1;
+        const t = bareType(b, vs, p);
+        if (t === 0) return -1;
+        if (t <= T_UINT ? !digitsValue(b, intS, intE) || !keyValue(b, id, t, intS, intE) : !keyValue(b, id, t, vs, p)) return -1;
+      }
     }
     if (p < n && b[p] === COMMA) {
       p++;
@@ -287,7 +419,7 @@ function scanLine(b: Uint8Array, s: number, n: number): number {
     timeNeg = c === MINUS;
     if (timeNeg) p++;
     const ds = p;
-    while (p < n && (c = b[p]) >= 48 && c <= 57) p++;
+    p = digitRun(b, dv, p, n);
     if (p === ds) return -1;
     timeS = ds;
     timeE = p;
@@ -305,27 +437,30 @@ const gk = { key: 0, check: 0 };
 let scratch = new Uint8Array(256);
 const groupParts = newIdentityParts();
 
-/** A uint key's value as the validator reads it (≤ max), -1 when the fast path cannot take it. */
-function uintOf(b: Uint8Array, id: number, max: number): number {
+/**
+ * A uint key as the validator reads it: its value (≤ max) in vNum[id], 0 when absent and not
+ * required; false when the fast path cannot take it.
+ */
+function uintOk(b: Uint8Array, id: number, max: number, required: boolean): boolean {
+  if ((seen & (1 << id)) === 0) {
+    vNum[id] = 0;
+    return !required;
+  }
   const t = vT[id], s = vS[id], e = vE[id];
-  if (t === T_INT || t === T_UINT) {
-    // Every partial value is at most the final one: when that is ≤ max (≤ 2^53 - 1) each step
-    // was exact, as it is in the decoder; above max, the validator rejects it too.
-    const v = digitsValue(b, s, e);
-    return v <= max ? v : -1;
-  }
-  if (t === T_STR && e > s && e - s <= 16) {
-    const v = digitsValue(b, s, e); // the validator's own loop (-1: not digits)
-    return v <= max ? v : -1;
-  }
-  return -1;
+  // An integer's digit-loop value: every partial value is at most the final one, so when that
+  // is ≤ max (≤ 2^53 - 1) each step was exact, as in the decoder; above max the validator
+  // rejects it too.
+  if (t === T_INT || t === T_UINT) return vNum[id] <= max;
+  // A digit string: the validator's own loop
+  if (t !== T_STR || e === s || e - s > 16 || !digitsValue(b, s, e)) return false;
+  vNum[id] = runValue[0];
+  return runValue[0] <= max;
 }
 
-/** A string key read with the validator's str(): absent, a string within max_field_bytes, or a number. */
+/** A string key read with the validator's str(): absent, a string (within max_field_bytes: keyValue), or a number. */
 function strOk(id: number): boolean {
   if ((seen & (1 << id)) === 0) return true;
   const t = vT[id];
-  if (t === T_STR) return vE[id] - vS[id] <= maxBytes;
   return t !== T_TRUE && t !== T_FALSE;
 }
 
@@ -358,22 +493,22 @@ function hexWordAt(b: Uint8Array, s: number): number {
   return w >>> 0;
 }
 
-/** app words of the row (most significant first). */
-let app0 = 0, app1 = 0, app2 = 0, app3 = 0;
+/** The app words of the row (most significant first). */
+const appW = new Uint32Array(4);
 
 /**
- * app0..3 of the app trace id whose normalised text (ids.ts normaliseAppTraceId) comes from
+ * appW of the app trace id whose normalised text (ids.ts normaliseAppTraceId) comes from
  * the digits b[s, e) (lowercase-able hex): 32 hex, 16 hex, else decimal up to 2^64 - 1, else none.
  */
 function appWordsOf(b: Uint8Array, s: number, e: number): void {
-  app0 = app1 = app2 = app3 = 0;
+  appW.fill(0);
   const len = e - s;
   if (len === 32) {
-    app0 = hexWordAt(b, s); app1 = hexWordAt(b, s + 8); app2 = hexWordAt(b, s + 16); app3 = hexWordAt(b, s + 24);
+    appW[0] = hexWordAt(b, s); appW[1] = hexWordAt(b, s + 8); appW[2] = hexWordAt(b, s + 16); appW[3] = hexWordAt(b, s + 24);
     return;
   }
   if (len === 16) {
-    app2 = hexWordAt(b, s); app3 = hexWordAt(b, s + 8);
+    appW[2] = hexWordAt(b, s); appW[3] = hexWordAt(b, s + 8);
     return;
   }
   if (len === 0 || len > 20) return;
@@ -387,13 +522,13 @@ function appWordsOf(b: Uint8Array, s: number, e: number): void {
     hi = hi * 10 + carry;
     if (hi > U32_MAX) return; // beyond 2^64 - 1: no id
   }
-  app2 = hi;
-  app3 = lo;
+  appW[2] = hi;
+  appW[3] = lo;
 }
 
-/** app_trace_id → app0..3; false when the fast path cannot take its form (or it is invalid). */
+/** app_trace_id → appW; false when the fast path cannot take its form (or it is invalid). */
 function appTraceOf(b: Uint8Array): boolean {
-  app0 = app1 = app2 = app3 = 0;
+  appW.fill(0);
   if ((seen & (1 << K_APP_TRACE)) === 0) return true;
   const t = vT[K_APP_TRACE], s = vS[K_APP_TRACE], e = vE[K_APP_TRACE];
   if (t === T_STR) {
@@ -519,7 +654,7 @@ function ipOk(b: Uint8Array, s: number, e: number, h: number): boolean {
 }
 
 /** ipHash of the last address addressOf took (0: none). */
-let ipH = 0;
+const ipH = new Int32Array(1);
 
 /**
  * An address key (absent, an empty string, or a string isIP takes): sets its range in parts
@@ -531,7 +666,6 @@ function addressOf(b: Uint8Array, id: number, src: boolean): boolean {
     if (vT[id] !== T_STR) return false;
     s = vS[id];
     e = vE[id];
-    if (e - s > maxBytes) return false;
   }
   if (src) {
     parts.srcIpStart = s;
@@ -540,84 +674,102 @@ function addressOf(b: Uint8Array, id: number, src: boolean): boolean {
     parts.dstIpStart = s;
     parts.dstIpEnd = e;
   }
-  ipH = ipHashAt(b, s, e);
-  return s === e || ipOk(b, s, e, ipH);
+  const h = ipHashAt(b, s, e);
+  ipH[0] = h;
+  return s === e || ipOk(b, s, e, h);
 }
 
+/** What judge() found for writeRow: kind (1 entry), error flag, app_span_sampled, address hashes. */
+const judged = new Int32Array(5);
+const J_ENTRY = 0, J_ERROR = 1, J_SAMPLED = 2, J_SRC_IP = 3, J_DST_IP = 4;
+
 /**
- * Judges the known keys of the scanned line as validate.ts would and, when the span is
- * certainly valid, appends its row at `loc`; false (nothing appended) otherwise.
+ * Judges the known keys of the scanned line as validate.ts would: -1 when the fast path cannot
+ * take the span, else its thread group as groupOf says (0 none, 1 in the body, 2 in scratch),
+ * with the identity parts, vNum and `judged` filled for writeRow.
  */
-function finishLine(b: Uint8Array, out: JoinBatch, loc: number): boolean {
+function judge(b: Uint8Array): number {
   const has = seen;
   // required keys
   const REQUIRED = (1 << K_HOST) | (1 << K_REQ) | (1 << K_RESP) | (1 << K_PID) | (1 << K_DURATION);
-  if ((has & REQUIRED) !== REQUIRED || (has & ((1 << K_TYPE) | (1 << K_DIR))) === 0) return false;
+  if ((has & REQUIRED) !== REQUIRED || (has & ((1 << K_TYPE) | (1 << K_DIR))) === 0) return -1;
   // host: a non-empty string
-  if (vT[K_HOST] !== T_STR || vE[K_HOST] === vS[K_HOST] || vE[K_HOST] - vS[K_HOST] > maxBytes) return false;
+  if (vT[K_HOST] !== T_STR || vE[K_HOST] === vS[K_HOST]) return -1;
   parts.hostStart = vS[K_HOST];
   parts.hostEnd = vE[K_HOST];
   // kind: ebpf_span_type and/or direction, agreeing
   let kind = 0;
   if ((has & (1 << K_TYPE)) !== 0) {
-    if (vT[K_TYPE] !== T_STR) return false;
+    if (vT[K_TYPE] !== T_STR) return -1;
     kind = bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_ENTRY) ? 1 : bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_EXIT) ? 2 : 0;
-    if (kind === 0) return false;
+    if (kind === 0) return -1;
   }
   if ((has & (1 << K_DIR)) !== 0) {
-    if (vT[K_DIR] !== T_STR) return false;
+    if (vT[K_DIR] !== T_STR) return -1;
     const d = bytesAre(b, vS[K_DIR], vE[K_DIR], W_INCOMING) ? 1 : bytesAre(b, vS[K_DIR], vE[K_DIR], W_OUTGOING) ? 2 : 0;
-    if (d === 0 || (kind !== 0 && kind !== d)) return false;
+    if (d === 0 || (kind !== 0 && kind !== d)) return -1;
     kind = d;
   }
-  const reqSeq = uintOf(b, K_REQ, U32_MAX);
-  const respSeq = uintOf(b, K_RESP, U32_MAX);
-  const pid = uintOf(b, K_PID, U32_MAX);
-  const tid = (has & (1 << K_TID)) !== 0 ? uintOf(b, K_TID, U32_MAX) : 0;
-  const duration = uintOf(b, K_DURATION, MAX_SAFE);
-  if (reqSeq < 0 || respSeq < 0 || pid < 0 || tid < 0 || duration < 0) return false;
-  let start: number;
-  if ((has & (1 << K_START)) !== 0) start = uintOf(b, K_START, MAX_SAFE);
-  else if (timeS < 0 || timeNeg) return false; // no start: the timestamp, after the epoch
-  else if (timeE - timeS <= 3) start = 0;
-  else {
-    start = digitsValue(b, timeS, timeE - 3); // Number(time.slice(0, -3)): exact up to 2^53 - 1
-    if (start > MAX_SAFE) return false;
+  if (!uintOk(b, K_REQ, U32_MAX, true) || !uintOk(b, K_RESP, U32_MAX, true) || !uintOk(b, K_PID, U32_MAX, true) ||
+    !uintOk(b, K_TID, U32_MAX, false) || !uintOk(b, K_DURATION, MAX_SAFE, true) || !uintOk(b, K_SRC_PORT, 65535, false) ||
+    !uintOk(b, K_DST_PORT, 65535, false) || !uintOk(b, K_CODE, 999, false)) return -1;
+  if ((has & (1 << K_START)) !== 0) {
+    if (!uintOk(b, K_START, MAX_SAFE, true)) return -1;
+  } else {
+    // no start: the timestamp (after the epoch), Number(time.slice(0, -3)), exact up to 2^53 - 1
+    if (timeS < 0 || timeNeg) return -1;
+    if (timeE - timeS <= 3) vNum[K_START] = 0;
+    else if (!digitsValue(b, timeS, timeE - 3) || runValue[0] > MAX_SAFE) return -1;
+    else vNum[K_START] = runValue[0];
   }
-  if (start < 0) return false;
-  const srcPort = (has & (1 << K_SRC_PORT)) !== 0 ? uintOf(b, K_SRC_PORT, 65535) : 0;
-  const dstPort = (has & (1 << K_DST_PORT)) !== 0 ? uintOf(b, K_DST_PORT, 65535) : 0;
-  const code = (has & (1 << K_CODE)) !== 0 ? uintOf(b, K_CODE, 999) : 0;
-  if (srcPort < 0 || dstPort < 0 || code < 0) return false;
+  const code = vNum[K_CODE];
   // status: a string, any case, else derived from the code
   let statusError = code >= 500;
   if ((has & (1 << K_STATUS)) !== 0) {
     const s = vS[K_STATUS], e = vE[K_STATUS];
-    if (vT[K_STATUS] !== T_STR) return false;
+    if (vT[K_STATUS] !== T_STR) return -1;
     statusError = lowerBytesAre(b, s, e, W_ERROR);
-    if (!statusError && !lowerBytesAre(b, s, e, W_OK) && !lowerBytesAre(b, s, e, W_WARNING)) return false;
+    if (!statusError && !lowerBytesAre(b, s, e, W_OK) && !lowerBytesAre(b, s, e, W_WARNING)) return -1;
   }
-  if (!strOk(K_SERVICE) || !strOk(K_PROCESS) || !strOk(K_METHOD) || !strOk(K_ROUTE) || !strOk(K_RESOURCE) || !strOk(K_OPERATION)) return false;
-  if (!appTraceOf(b) || !appParentOk(b)) return false;
+  if (!strOk(K_SERVICE) || !strOk(K_PROCESS) || !strOk(K_METHOD) || !strOk(K_ROUTE) || !strOk(K_RESOURCE) || !strOk(K_OPERATION)) return -1;
+  if (!appTraceOf(b) || !appParentOk(b)) return -1;
   const sampled = sampledOf(b);
-  if (sampled === 2) return false;
-  parts.pid = pid;
+  if (sampled === 2) return -1;
+  judged[J_SAMPLED] = sampled;
+  parts.pid = vNum[K_PID];
   const group = groupOf(b);
-  if (group < 0) return false;
-  if (!addressOf(b, K_SRC_IP, true)) return false;
-  const srcIpH = ipH;
-  if (!addressOf(b, K_DST_IP, false)) return false;
-  const dstIpH = ipH;
-
-  const i = out.push();
-  parts.tid = tid;
+  if (group < 0) return -1;
+  if (!addressOf(b, K_SRC_IP, true)) return -1;
+  judged[J_SRC_IP] = ipH[0];
+  if (!addressOf(b, K_DST_IP, false)) return -1;
+  judged[J_DST_IP] = ipH[0];
+  judged[J_ENTRY] = kind === 1 ? 1 : 0;
+  judged[J_ERROR] = statusError || code >= 500 || code === 0 ? 1 : 0;
+  parts.tid = vNum[K_TID];
   parts.entry = kind === 1;
-  parts.reqSeq = reqSeq;
-  parts.respSeq = respSeq;
-  parts.startUs = start;
-  parts.srcPort = srcPort;
-  parts.dstPort = dstPort;
-  spanIdentityAt(b, parts, lanes);
+  parts.reqSeq = vNum[K_REQ];
+  parts.respSeq = vNum[K_RESP];
+  parts.startUs = vNum[K_START];
+  parts.srcPort = vNum[K_SRC_PORT];
+  parts.dstPort = vNum[K_DST_PORT];
+  return group;
+}
+
+/**
+ * Appends the row of the judged line at `loc` (group: judge's answer), its identity already in
+ * `lanes`.
+ *
+ * Where the hash functions are called matters: each passes its numbers to small helpers
+ * (ids.ts word, wideWord), and when V8 inlines spanIdentityAt into a caller that has already
+ * spent its inlining budget, some of those calls stay calls and every 32-bit word or µs time
+ * they pass is boxed: 16 to 32 bytes of garbage a span (measured), against none when
+ * spanIdentityAt is inlined with a fresh budget. So spanIdentityAt is called from the body loop
+ * (whose other callees are too big to inline), and the group key and seqKey from here (a
+ * function too big to be inlined itself, so they get its budget).
+ */
+function writeRow(b: Uint8Array, out: JoinBatch, loc: number, group: number): void {
+  const i = out.push();
+  const reqSeq = vNum[K_REQ], respSeq = vNum[K_RESP], start = vNum[K_START];
   out.idA[i] = lanes.a; out.idB[i] = lanes.b; out.idC[i] = lanes.c; out.idD[i] = lanes.d;
   if (group === 0) {
     out.gkey[i] = -1;
@@ -632,17 +784,16 @@ function finishLine(b: Uint8Array, out: JoinBatch, loc: number): boolean {
   out.reqSeq[i] = reqSeq;
   out.respSeq[i] = respSeq;
   out.startUs[i] = start;
-  out.endUs[i] = start + duration;
-  out.srcPort[i] = srcPort;
-  out.dstPort[i] = dstPort;
-  out.srcIpH[i] = srcIpH;
-  out.dstIpH[i] = dstIpH;
-  out.flags[i] = (kind === 1 ? F_ENTRY : 0) | (statusError || code >= 500 || code === 0 ? F_ERROR : 0);
-  out.appSampled[i] = sampled;
+  out.endUs[i] = start + vNum[K_DURATION];
+  out.srcPort[i] = vNum[K_SRC_PORT];
+  out.dstPort[i] = vNum[K_DST_PORT];
+  out.srcIpH[i] = judged[J_SRC_IP];
+  out.dstIpH[i] = judged[J_DST_IP];
+  out.flags[i] = (judged[J_ENTRY] === 1 ? F_ENTRY : 0) | (judged[J_ERROR] === 1 ? F_ERROR : 0);
+  out.appSampled[i] = judged[J_SAMPLED];
   const a = 4 * i;
-  out.app[a] = app0; out.app[a + 1] = app1; out.app[a + 2] = app2; out.app[a + 3] = app3;
+  out.app[a] = appW[0]; out.app[a + 1] = appW[1]; out.app[a + 2] = appW[2]; out.app[a + 3] = appW[3];
   out.loc[i] = loc;
-  return true;
 }
 
 // ---- the body ----
@@ -690,7 +841,9 @@ export function scanLineProtocol(buf: Buffer, cfg: ScanLimits, out: JoinBatch): 
     return referenceScan(buf, cfg, out);
   }
   const b = new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const n = b.length;
+  tNoted = fNoted = 0;
   const maxPoints = cfg.max_batch_spans;
   maxBytes = cfg.max_field_bytes;
   body = buf;
@@ -710,14 +863,19 @@ export function scanLineProtocol(buf: Buffer, cfg: ScanLimits, out: JoinBatch): 
         continue;
       }
       if (index >= maxPoints) break; // the reference throws its 413
-      let end = scanLine(b, pos, n);
+      let end = scanLine(b, dv, pos, n);
       if (end >= 0) {
         if (nextBs < pos) {
           nextBs = buf.indexOf(BS, pos);
           if (nextBs < 0) nextBs = n;
         }
-        if (nextBs < end || !finishLine(b, out, pos)) end = -1;
-        else scanStats.fast++;
+        const group = nextBs < end ? -1 : judge(b);
+        if (group < 0) end = -1;
+        else {
+          spanIdentityAt(b, parts, lanes); // here, not in writeRow: see writeRow
+          writeRow(b, out, pos, group);
+          scanStats.fast++;
+        }
       }
       if (end < 0) {
         end = buf.indexOf(NL, pos);
