@@ -437,53 +437,41 @@ const gk = { key: 0, check: 0 };
 let scratch = new Uint8Array(256);
 const groupParts = newIdentityParts();
 
-/**
- * A uint key as the validator reads it: its value (≤ max) in vNum[id], 0 when absent and not
- * required; false when the fast path cannot take it.
- */
-function uintOk(b: Uint8Array, id: number, max: number, required: boolean): boolean {
-  if ((seen & (1 << id)) === 0) {
-    vNum[id] = 0;
-    return !required;
+/** The keys read with the validator's uint(), and their maxima (start: see judge). */
+const UINT_IDS = Int32Array.of(K_REQ, K_RESP, K_PID, K_TID, K_DURATION, K_SRC_PORT, K_DST_PORT, K_CODE, K_START);
+const UINT_MAX = Float64Array.of(U32_MAX, U32_MAX, U32_MAX, U32_MAX, MAX_SAFE, 65535, 65535, 999, MAX_SAFE);
+/** The keys read with the validator's str() (host and addresses apart). */
+const STR_IDS = Int32Array.of(K_SERVICE, K_PROCESS, K_METHOD, K_ROUTE, K_RESOURCE, K_OPERATION);
+
+/** The big-endian word of four ASCII characters. */
+function word4(w: string): number {
+  return ((w.charCodeAt(0) << 24) | (w.charCodeAt(1) << 16) | (w.charCodeAt(2) << 8) | w.charCodeAt(3)) | 0;
+}
+const W_ENTR = word4('entr'), W_EXIT = word4('exit'), W_INCO = word4('inco'), W_MING = word4('ming'), W_OUTG = word4('outg'),
+  W_OING = word4('oing'), W_ERRO = word4('erro'), W_WARN = word4('warn'), W_NING = word4('ning');
+/** Ored into a word, makes its ASCII letters lowercase (and for a letter, only a letter of either case gives it). */
+const LOWER = 0x20202020;
+
+/** ebpf_span_type (direction: false) or direction (true) b[s, e) as a kind: 1 entry, 2 exit, 0 neither. */
+function kindOf(dv: DataView, b: Uint8Array, s: number, e: number, direction: boolean): number {
+  const len = e - s;
+  if (direction) {
+    if (len !== 8) return 0;
+    const w = dv.getInt32(s), x = dv.getInt32(s + 4);
+    return w === W_INCO && x === W_MING ? 1 : w === W_OUTG && x === W_OING ? 2 : 0;
   }
-  const t = vT[id], s = vS[id], e = vE[id];
-  // An integer's digit-loop value: every partial value is at most the final one, so when that
-  // is ≤ max (≤ 2^53 - 1) each step was exact, as in the decoder; above max the validator
-  // rejects it too.
-  if (t === T_INT || t === T_UINT) return vNum[id] <= max;
-  // A digit string: the validator's own loop
-  if (t !== T_STR || e === s || e - s > 16 || !digitsValue(b, s, e)) return false;
-  vNum[id] = runValue[0];
-  return runValue[0] <= max;
+  if (len === 5) return dv.getInt32(s) === W_ENTR && b[s + 4] === 121 /* y */ ? 1 : 0;
+  return len === 4 && dv.getInt32(s) === W_EXIT ? 2 : 0;
 }
 
-/** A string key read with the validator's str(): absent, a string (within max_field_bytes: keyValue), or a number. */
-function strOk(id: number): boolean {
-  if ((seen & (1 << id)) === 0) return true;
-  const t = vT[id];
-  return t !== T_TRUE && t !== T_FALSE;
+/** status b[s, e) lowercased (String#toLowerCase, for ASCII): 1 ok or warning, 2 error, 0 neither. */
+function statusOf(dv: DataView, b: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  if (len === 2) return (b[s] | 0x20) === 111 && (b[s + 1] | 0x20) === 107 ? 1 : 0;
+  if (len === 5) return (dv.getInt32(s) | LOWER) === W_ERRO && (b[s + 4] | 0x20) === 114 ? 2 : 0;
+  if (len === 7) return (dv.getInt32(s) | LOWER) === W_WARN && (dv.getInt32(s + 3) | LOWER) === W_NING ? 1 : 0;
+  return 0;
 }
-
-/** b[s, e) equals the ASCII string `w`. */
-function bytesAre(b: Uint8Array, s: number, e: number, w: Uint8Array): boolean {
-  if (e - s !== w.length) return false;
-  for (let i = 0; i < w.length; i++) if (b[s + i] !== w[i]) return false;
-  return true;
-}
-
-/** b[s, e) lowercased equals the lowercase ASCII string `w` (String#toLowerCase, for ASCII). */
-function lowerBytesAre(b: Uint8Array, s: number, e: number, w: Uint8Array): boolean {
-  if (e - s !== w.length) return false;
-  for (let i = 0; i < w.length; i++) {
-    let c = b[s + i];
-    if (c >= 65 && c <= 90) c += 32;
-    if (c !== w[i]) return false;
-  }
-  return true;
-}
-
-const W_ENTRY = ascii('entry'), W_EXIT = ascii('exit'), W_INCOMING = ascii('incoming'), W_OUTGOING = ascii('outgoing');
-const W_OK = ascii('ok'), W_WARNING = ascii('warning'), W_ERROR = ascii('error');
 
 
 /** The word of 8 hex digits at b[s] (checked hex). */
@@ -501,7 +489,7 @@ const appW = new Uint32Array(4);
  * the digits b[s, e) (lowercase-able hex): 32 hex, 16 hex, else decimal up to 2^64 - 1, else none.
  */
 function appWordsOf(b: Uint8Array, s: number, e: number): void {
-  appW.fill(0);
+  appW[0] = appW[1] = appW[2] = appW[3] = 0;
   const len = e - s;
   if (len === 32) {
     appW[0] = hexWordAt(b, s); appW[1] = hexWordAt(b, s + 8); appW[2] = hexWordAt(b, s + 16); appW[3] = hexWordAt(b, s + 24);
@@ -528,7 +516,7 @@ function appWordsOf(b: Uint8Array, s: number, e: number): void {
 
 /** app_trace_id → appW; false when the fast path cannot take its form (or it is invalid). */
 function appTraceOf(b: Uint8Array): boolean {
-  appW.fill(0);
+  appW[0] = appW[1] = appW[2] = appW[3] = 0;
   if ((seen & (1 << K_APP_TRACE)) === 0) return true;
   const t = vT[K_APP_TRACE], s = vS[K_APP_TRACE], e = vE[K_APP_TRACE];
   if (t === T_STR) {
@@ -688,7 +676,7 @@ const J_ENTRY = 0, J_ERROR = 1, J_SAMPLED = 2, J_SRC_IP = 3, J_DST_IP = 4;
  * take the span, else its thread group as groupOf says (0 none, 1 in the body, 2 in scratch),
  * with the identity parts, vNum and `judged` filled for writeRow.
  */
-function judge(b: Uint8Array): number {
+function judge(b: Uint8Array, dv: DataView): number {
   const has = seen;
   // required keys
   const REQUIRED = (1 << K_HOST) | (1 << K_REQ) | (1 << K_RESP) | (1 << K_PID) | (1 << K_DURATION);
@@ -701,21 +689,43 @@ function judge(b: Uint8Array): number {
   let kind = 0;
   if ((has & (1 << K_TYPE)) !== 0) {
     if (vT[K_TYPE] !== T_STR) return -1;
-    kind = bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_ENTRY) ? 1 : bytesAre(b, vS[K_TYPE], vE[K_TYPE], W_EXIT) ? 2 : 0;
+    kind = kindOf(dv, b, vS[K_TYPE], vE[K_TYPE], false);
     if (kind === 0) return -1;
   }
   if ((has & (1 << K_DIR)) !== 0) {
     if (vT[K_DIR] !== T_STR) return -1;
-    const d = bytesAre(b, vS[K_DIR], vE[K_DIR], W_INCOMING) ? 1 : bytesAre(b, vS[K_DIR], vE[K_DIR], W_OUTGOING) ? 2 : 0;
+    const d = kindOf(dv, b, vS[K_DIR], vE[K_DIR], true);
     if (d === 0 || (kind !== 0 && kind !== d)) return -1;
     kind = d;
   }
-  if (!uintOk(b, K_REQ, U32_MAX, true) || !uintOk(b, K_RESP, U32_MAX, true) || !uintOk(b, K_PID, U32_MAX, true) ||
-    !uintOk(b, K_TID, U32_MAX, false) || !uintOk(b, K_DURATION, MAX_SAFE, true) || !uintOk(b, K_SRC_PORT, 65535, false) ||
-    !uintOk(b, K_DST_PORT, 65535, false) || !uintOk(b, K_CODE, 999, false)) return -1;
-  if ((has & (1 << K_START)) !== 0) {
-    if (!uintOk(b, K_START, MAX_SAFE, true)) return -1;
-  } else {
+  // uint(): its value (≤ max) in vNum, 0 when absent (the required ones are present)
+  for (let k = 0; k < UINT_IDS.length; k++) {
+    const id = UINT_IDS[k];
+    if ((has & (1 << id)) === 0) {
+      vNum[id] = 0;
+      continue;
+    }
+    const t = vT[id];
+    // An integer's digit-loop value: every partial value is at most the final one, so when
+    // that is ≤ max (≤ 2^53 - 1) each step was exact, as in the decoder; above max the
+    // validator rejects it too.
+    if (t === T_INT || t === T_UINT) {
+      if (vNum[id] > UINT_MAX[k]) return -1;
+      continue;
+    }
+    // A digit string of 1 to 16 characters: the validator's own loop
+    const s = vS[id], e = vE[id];
+    if (t !== T_STR || e === s || e - s > 16) return -1;
+    let v = 0;
+    for (let i = s; i < e; i++) {
+      const d = b[i] - 48;
+      if (d < 0 || d > 9) return -1;
+      v = v * 10 + d;
+    }
+    if (v > UINT_MAX[k]) return -1;
+    vNum[id] = v;
+  }
+  if ((has & (1 << K_START)) === 0) {
     // no start: the timestamp (after the epoch), Number(time.slice(0, -3)), exact up to 2^53 - 1
     if (timeS < 0 || timeNeg) return -1;
     if (timeE - timeS <= 3) vNum[K_START] = 0;
@@ -728,10 +738,15 @@ function judge(b: Uint8Array): number {
   if ((has & (1 << K_STATUS)) !== 0) {
     const s = vS[K_STATUS], e = vE[K_STATUS];
     if (vT[K_STATUS] !== T_STR) return -1;
-    statusError = lowerBytesAre(b, s, e, W_ERROR);
-    if (!statusError && !lowerBytesAre(b, s, e, W_OK) && !lowerBytesAre(b, s, e, W_WARNING)) return -1;
+    const st = statusOf(dv, b, s, e);
+    if (st === 0) return -1;
+    statusError = st === 2;
   }
-  if (!strOk(K_SERVICE) || !strOk(K_PROCESS) || !strOk(K_METHOD) || !strOk(K_ROUTE) || !strOk(K_RESOURCE) || !strOk(K_OPERATION)) return -1;
+  // str(): absent, a string (within max_field_bytes: keyValue) or a number; not a boolean
+  for (let k = 0; k < STR_IDS.length; k++) {
+    const id = STR_IDS[k];
+    if ((has & (1 << id)) !== 0 && (vT[id] === T_TRUE || vT[id] === T_FALSE)) return -1;
+  }
   if (!appTraceOf(b) || !appParentOk(b)) return -1;
   const sampled = sampledOf(b);
   if (sampled === 2) return -1;
@@ -869,7 +884,7 @@ export function scanLineProtocol(buf: Buffer, cfg: ScanLimits, out: JoinBatch): 
           nextBs = buf.indexOf(BS, pos);
           if (nextBs < 0) nextBs = n;
         }
-        const group = nextBs < end ? -1 : judge(b);
+        const group = nextBs < end ? -1 : judge(b, dv);
         if (group < 0) end = -1;
         else {
           spanIdentityAt(b, parts, lanes); // here, not in writeRow: see writeRow
