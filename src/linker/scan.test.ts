@@ -237,6 +237,7 @@ const cases: [string, string, Path, Cfg?][] = [
   ['addresses absent', line({ f: { src_ip: null, dst_ip: null } }), F],
   ['address 256', line({ f: { dst_ip: '"10.0.0.256"' } }), W],
   ['address with zone', line({ f: { dst_ip: '"fe80::1%eth0"' } }), F],
+  ['address longer than the scanner caches', line({ f: { dst_ip: `"fe80::1%${'z'.repeat(60)}"` } }), F],
   ['address as a tag', line({ tags: ',dst_ip=10.9.9.9,host=h', f: { dst_ip: null } }), F],
   ['address a hostname', line({ f: { dst_ip: '"localhost"' } }), W],
   ['address a number', line({ f: { src_ip: '5i' } }), W],
@@ -399,6 +400,19 @@ test('scan ≡ reference: bodies over 64 KiB (decoded in pieces by the reference
   const at = big.indexOf('\n', 70_000) + 1;
   same(big.slice(0, at) + 'dketrace,host=h note="a\n' + 'b" 5\n' + big.slice(at)); // a string across the piece's cut
   same(big.slice(0, at) + line({ f: { note: '"a\nb"' } }) + big.slice(at));
+});
+
+test('scan ≡ reference: more distinct addresses than the scanner caches (the cache is cleared)', () => {
+  let body = '';
+  for (let i = 0; i < 7000; i++) {
+    const ip = i % 3 === 0 ? `"2001:db8::${i.toString(16)}"` : `"10.${i >> 16}.${(i >> 8) & 255}.${i & 255}"`;
+    body += line({ f: { src_ip: ip, dst_ip: i % 7 === 0 ? '"10.0.0.256"' : ip } });
+    if (i % 500 === 499) {
+      same(body);
+      body = '';
+    }
+  }
+  same(body);
 });
 
 test('scan: no row of an earlier body leaks into the next one', () => {

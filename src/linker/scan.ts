@@ -620,10 +620,13 @@ function groupOf(b: Uint8Array): number {
 }
 
 // ---- addresses ----
-// Addresses the scanner has seen pass isIP, by ipHashAt, each with its bytes in an arena: a hit
-// is a hash and a compare four bytes at a time, so IPv6 costs little more than IPv4. Cleared
-// when 3/4 full. (Longer addresses than a slot holds are checked with isIP every time.)
+// Addresses the scanner has seen pass isIP, each with its bytes in an arena and its ipHashAt:
+// a hit is a compare four bytes at a time (so IPv6 costs little more than IPv4) and gives the
+// address hash without computing it. Slots are found by a cheap hash of the length and the
+// first and last four bytes. Cleared when 3/4 full. (Longer addresses than a slot holds are
+// checked with isIP every time.)
 const IP_SLOTS = 8192, IP_BYTES = 48;
+/** ipHashAt of the address in each slot. */
 const ipHashes = new Int32Array(IP_SLOTS);
 /** Length of the address in each slot; 0: empty. */
 const ipLens = new Int32Array(IP_SLOTS);
@@ -631,6 +634,8 @@ const ipArena = new Uint8Array(IP_SLOTS * IP_BYTES);
 const ipView = new DataView(ipArena.buffer);
 let ipCount = 0;
 let body: Buffer = Buffer.alloc(0);
+/** ipHashAt of the last address addressOf took (0: none). */
+const ipH = new Int32Array(1);
 
 /** b[s, s + len) equals ipArena[q, q + len). */
 function sameAsKnown(b: Uint8Array, dv: DataView, s: number, q: number, len: number): boolean {
@@ -643,20 +648,31 @@ function sameAsKnown(b: Uint8Array, dv: DataView, s: number, q: number, len: num
   return dv.getInt32(s + last) === ipView.getInt32(q + last);
 }
 
-/** b[s, e) (hash h) is an address isIP takes. */
-function ipOk(b: Uint8Array, dv: DataView, s: number, e: number, h: number): boolean {
+/**
+ * b[s, e) (not empty) is an address isIP takes: then its ipHashAt is in ipH[0].
+ */
+function ipOk(b: Uint8Array, dv: DataView, s: number, e: number): boolean {
   const len = e - s;
-  let slot = h & (IP_SLOTS - 1);
+  let x = len;
+  if (len >= 4) x ^= dv.getInt32(s) ^ Math.imul(dv.getInt32(e - 4), 0x01000193);
+  else for (let i = s; i < e; i++) x = Math.imul(x ^ b[i], 0x01000193);
+  const home = Math.imul(x, 0x9e3779b1) >>> 19; // 13 bits: IP_SLOTS
+  let slot = home;
   for (let l = ipLens[slot]; l !== 0; l = ipLens[slot]) {
-    if (l === len && ipHashes[slot] === h && sameAsKnown(b, dv, s, slot * IP_BYTES, len)) return true;
+    if (l === len && sameAsKnown(b, dv, s, slot * IP_BYTES, len)) {
+      ipH[0] = ipHashes[slot];
+      return true;
+    }
     slot = (slot + 1) & (IP_SLOTS - 1);
   }
   if (isIP(body.toString('latin1', s, e)) === 0) return false;
+  const h = ipHashAt(b, s, e);
+  ipH[0] = h;
   if (len > IP_BYTES) return true;
   if (ipCount >= (IP_SLOTS >> 2) * 3) {
     ipLens.fill(0);
     ipCount = 0;
-    slot = h & (IP_SLOTS - 1);
+    slot = home;
   }
   ipHashes[slot] = h;
   ipLens[slot] = len;
@@ -665,8 +681,6 @@ function ipOk(b: Uint8Array, dv: DataView, s: number, e: number, h: number): boo
   return true;
 }
 
-/** ipHash of the last address addressOf took (0: none). */
-const ipH = new Int32Array(1);
 
 /**
  * An address key (absent, an empty string, or a string isIP takes): sets its range in parts
@@ -686,9 +700,9 @@ function addressOf(b: Uint8Array, dv: DataView, id: number, src: boolean): boole
     parts.dstIpStart = s;
     parts.dstIpEnd = e;
   }
-  const h = ipHashAt(b, s, e);
-  ipH[0] = h;
-  return s === e || ipOk(b, dv, s, e, h);
+  if (s !== e) return ipOk(b, dv, s, e);
+  ipH[0] = 0; // ipHashAt of nothing
+  return true;
 }
 
 /** What judge() found for writeRow: kind (1 entry), error flag, app_span_sampled, address hashes. */
