@@ -174,6 +174,7 @@ const cases: [string, string, Path, Cfg?][] = [
   ['thread group negative with zeros below -2^63', line({ f: { thread_trace_id: '-0009223372036854775809i' } }), W],
   ['thread group negative 19 digits', line({ f: { thread_trace_id: '-1234567890123456789i' } }), F],
   ['thread group negative small', line({ f: { thread_trace_id: '-42i' } }), F],
+  ['thread group negative, long host', line({ tags: `,host=${'h'.repeat(600)}`, f: { thread_trace_id: '-42i' } }), F],
   ['thread group 0', line({ f: { thread_trace_id: '0i' } }), F],
   ['thread group -0', line({ f: { thread_trace_id: '-0i' } }), F],
   ['thread group absent', line({ f: { thread_trace_id: null } }), F],

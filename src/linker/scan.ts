@@ -228,8 +228,8 @@ const vNum = new Float64Array(N_KNOWN);
  */
 function keyValue(b: Uint8Array, id: number, t: number, s: number, e: number): boolean {
   // A string over max_field_bytes (ASCII: bytes = length) is an error for every string the
-  // validator measures; the others it takes only short (≤ 32) or in exact words, so a long one
-  // is left to the reference too.
+  // validator measures; a long one of the others (enums, digit strings, app ids: short when
+  // valid) is left to the reference too.
   if (t === T_STR && e - s > maxBytes) return false;
   if (id >= 0 && id < N_KNOWN) {
     seen |= 1 << id;
@@ -680,7 +680,6 @@ function ipOk(b: Uint8Array, dv: DataView, s: number, e: number): boolean {
   ipCount++;
   return true;
 }
-
 
 /**
  * An address key (absent, an empty string, or a string isIP takes): sets its range in parts
