@@ -8,7 +8,8 @@
 import type { Joiner, SpanLoader } from './joiner.js';
 import type { LinkedSpan } from '../span/span.js';
 import type { RawBatch, SpanSpool, TraceWriter } from '../storage/store.js';
-import type { IngestSink, RawLoader } from './ingest.js';
+import type { RawLoader } from './decode.js';
+import type { IngestSink } from './ingest.js';
 import { JoinBatch } from './link/fields.js';
 
 /** What every stage of the linker offers the service: start, stop, counters. */

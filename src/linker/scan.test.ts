@@ -5,9 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeqError } from '../errors.js';
-import { decodeLineProtocolBytes } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
-import { validatePoints } from '../span/validate.js';
+import { decodeBody } from './decode.js';
 import { JoinBatch, joinFieldsOf, joinRow } from './link/fields.js';
 import { scanLineProtocol, scanStats } from './scan.js';
 
@@ -16,15 +15,10 @@ const CFG: Cfg = { max_batch_spans: 50_000, max_field_bytes: 8192 };
 
 /** The reference, as ingest.ts decodeBody(body, 'lp', cfg) does it, then joinFieldsOf. */
 function reference(body: Buffer, cfg: Cfg, out: JoinBatch): { errors: PointError[] } {
-  const starts: number[] = [];
-  const decoded = decodeLineProtocolBytes(body, { maxPoints: cfg.max_batch_spans, starts });
-  const locs: number[] = [];
-  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
-  for (let i = 0; i < locs.length; i++) locs[i] = starts[locs[i]];
-  const all = decoded.errors.length === 0 ? errors : decoded.errors.concat(errors).sort((a, b) => a.index - b.index);
+  const { spans, errors, locs } = decodeBody(body, 'lp', cfg);
   out.clear();
   spans.forEach((s, i) => joinFieldsOf(s, out, locs[i]));
-  return { errors: all };
+  return { errors };
 }
 
 type Outcome = { rows: Record<string, number>[]; errors: PointError[] } | { thrown: string };

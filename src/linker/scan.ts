@@ -18,9 +18,10 @@
 import { isAscii } from 'node:buffer';
 import { isIP } from 'node:net';
 import type { LinkerConfig } from '../config/config.js';
-import { decodeLineProtocolAt, decodeLineProtocolBytes } from '../span/lineprotocol.js';
+import { decodeLineProtocolAt } from '../span/lineprotocol.js';
 import type { PointError } from '../span/point.js';
-import { validatePoint, validatePoints } from '../span/validate.js';
+import { validatePoint } from '../span/validate.js';
+import { decodeBody } from './decode.js';
 import { F_ENTRY, F_ERROR, joinFieldsOf, type JoinBatch } from './link/fields.js';
 import { groupKeyAt, ipHashAt, newIdentityParts, seqKey, spanIdentityAt, type IdLanes } from './link/ids.js';
 
@@ -865,20 +866,12 @@ function slowLine(buf: Buffer, s: number, e: number, out: JoinBatch): boolean {
   return true;
 }
 
-function byIndex(a: PointError, b: PointError): number {
-  return a.index - b.index;
-}
-
 /** The reference: ingest's decodeBody for line protocol, then joinFieldsOf on every span. */
 export function referenceScan(buf: Buffer, cfg: ScanLimits, out: JoinBatch): { errors: PointError[] } {
   out.clear();
-  const starts: number[] = [];
-  const decoded = decodeLineProtocolBytes(buf, { maxPoints: cfg.max_batch_spans, starts });
-  const locs: number[] = [];
-  const { spans, errors } = validatePoints(decoded.points, { maxFieldBytes: cfg.max_field_bytes }, locs);
-  for (let i = 0; i < spans.length; i++) joinFieldsOf(spans[i], out, starts[locs[i]]);
-  if (decoded.errors.length === 0) return { errors };
-  return { errors: decoded.errors.concat(errors).sort(byIndex) };
+  const { spans, errors, locs } = decodeBody(buf, 'lp', cfg);
+  for (let i = 0; i < spans.length; i++) joinFieldsOf(spans[i], out, locs[i]);
+  return { errors };
 }
 
 /**

@@ -11,7 +11,8 @@ import { uiRoutes } from '../ui/routes.js';
 import type { Joiner } from './joiner.js';
 import { createJoiner } from './link/joiner.js';
 import { bearerGuard, installErrorHandling } from './http.js';
-import { createRawLoader, decodeRawFields, registerIngest, type IngestStats } from './ingest.js';
+import { createRawLoader } from './decode.js';
+import { decodeRawFields, registerIngest, type IngestStats } from './ingest.js';
 import { createPipeline, type Pipeline, type Stage } from './pipeline.js';
 
 /** The store as the linker uses it; `stats` and `close` are used when present. */

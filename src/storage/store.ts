@@ -29,8 +29,10 @@ export type SpooledBatch =
 export interface SpanSpool {
   /**
    * Stores a batch durably; returns its id (increasing). Throws SEQ_ERR_STORAGE_FULL when the
-   * disk is full. With `raw` (the body `spans` were decoded from) a store may keep those bytes
-   * instead of the spans; `pending` then returns the batch with `raw` and the caller decodes it.
+   * disk is full. With `raw` (the body the batch's spans are decoded from) the store keeps
+   * those bytes and `spans` is not read (the linker passes none: it never builds them);
+   * `pending` then returns the batch with `raw` and the caller decodes it. Without, the spans
+   * themselves are kept (tests, and spools written before raw bodies).
    */
   append(spans: EbpfSpan[], receivedAtMs: number, raw?: RawBatch): number;
   /** Batches not yet marked done, oldest first: replayed into the linker after a restart. */
@@ -41,7 +43,11 @@ export interface SpanSpool {
  * Writes linked traces. `commit` is atomic: the sampled spans become queryable (and queued
  * for export) and the batches whose spans are now all emitted leave the spool, in one
  * transaction, so a crash never loses a span nor stores one twice. Writing a span whose
- * spanId is already stored is a no-op (resent or replayed spans keep their ids).
+ * (spanId, startUs) is already stored is a no-op: resent or replayed spans keep their ids, and
+ * a span id is a hash of the span's identity, which includes its start (link/ids.ts), so the
+ * pair names the span as well as its id does. (Keyed by start first, a commit's keys land at
+ * the end of the index; keyed by the random span id alone, every span cost a random page
+ * write: ~10 µs here, docs/storage.md.)
  */
 export interface TraceWriter {
   commit(sampled: LinkedSpan[], doneBatchIds: number[]): void;

@@ -60,7 +60,7 @@ test('a flush without a SpanLoader refuses spans held by loc', () => {
 });
 
 test('createRawLoader loads the spans at locs of gzip and plain bodies, line protocol and JSON, cached or not', async () => {
-  const { createRawLoader, decodeRawBatch } = await import('../ingest.js');
+  const { createRawLoader, decodeRawBatch } = await import('../decode.js');
   const { encodeSpans } = await import('../../span/lineprotocol.js');
   const { encodeJsonPoints } = await import('../../span/json.js');
   const { spanToPoint } = await import('../../span/validate.js');
