@@ -9,7 +9,9 @@ import type { EbpfSpan } from '../../span/span.js';
 
 // Words to hash are first written to one reusable buffer, then hashed in a single function
 // over local variables (module-level `let` registers were ~30× slower: every access is a
-// context slot with a hole check).
+// context slot with a hole check). begin() makes room for the whole input at once, so that
+// writing a word is one store: a word() that could grow the buffer was too big to inline
+// everywhere, and where it stayed a call it boxed every word (16–32 bytes of garbage a span).
 let buf = new Int32Array(256);
 let n = 0;
 // The hash's 128-bit result.
@@ -29,16 +31,20 @@ function fmix(h: number): number {
   return h ^ (h >>> 16);
 }
 
-function begin(): void {
+/** Starts a hash of at most `words` words. */
+function begin(words: number): void {
   n = 0;
+  if (words > buf.length) {
+    let cap = buf.length;
+    while (cap < words) cap *= 2;
+    buf = new Int32Array(cap);
+  }
 }
 
+/** Words a text of `len` UTF-16 units takes (see text). */
+const textWords = (len: number) => 2 + (len >> 1);
+
 function word(w: number): void {
-  if (n === buf.length) {
-    const bigger = new Int32Array(buf.length * 2);
-    bigger.set(buf);
-    buf = bigger;
-  }
   buf[n++] = w;
 }
 
@@ -49,11 +55,13 @@ function wideWord(v: number): void {
 }
 
 function text(s: string): void {
-  const len = s.length;
-  word(len);
+  const len = s.length, b = buf;
+  let k = n;
+  b[k++] = len;
   let i = 0;
-  for (; i + 1 < len; i += 2) word(s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16));
-  if (i < len) word(s.charCodeAt(i));
+  for (; i + 1 < len; i += 2) b[k++] = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
+  if (i < len) b[k++] = s.charCodeAt(i);
+  n = k;
 }
 
 /**
@@ -62,11 +70,13 @@ function text(s: string): void {
  * strings, and gets the ids the decoded span would get.
  */
 function bytes(b: Uint8Array, from: number, to: number): void {
-  const len = to - from;
-  word(len);
+  const w = buf;
+  let k = n;
+  w[k++] = to - from;
   let i = from;
-  for (; i + 1 < to; i += 2) word(b[i] | (b[i + 1] << 16));
-  if (i < to) word(b[i]);
+  for (; i + 1 < to; i += 2) w[k++] = b[i] | (b[i + 1] << 16);
+  if (i < to) w[k++] = b[i];
+  n = k;
 }
 
 /** MurmurHash3 x86_128 over buf[0..n), result in h1..h4. */
@@ -147,7 +157,7 @@ const TRACE_SALT = 0x7ace1d5f;
  * same span sent twice.
  */
 export function spanIdentity(span: EbpfSpan, out: SpanIdentity): void {
-  begin();
+  begin(textWords(span.host.length) + textWords(span.srcIp.length) + textWords(span.dstIp.length) + 9);
   text(span.host);
   identityNumbers(span.pid, span.tid, span.kind === 'entry', span.reqSeq, span.respSeq, span.startUs);
   text(span.srcIp);
@@ -219,7 +229,7 @@ export function newIdentityParts(): IdentityParts {
 
 /** spanIdentity of the span whose parts lie in `b` as `p` says (same lanes for the same span). */
 export function spanIdentityAt(b: Uint8Array, p: IdentityParts, out: IdLanes): void {
-  begin();
+  begin(textWords(p.hostEnd - p.hostStart) + textWords(p.srcIpEnd - p.srcIpStart) + textWords(p.dstIpEnd - p.dstIpStart) + 9);
   bytes(b, p.hostStart, p.hostEnd);
   identityNumbers(p.pid, p.tid, p.entry, p.reqSeq, p.respSeq, p.startUs);
   bytes(b, p.srcIpStart, p.srcIpEnd);
@@ -236,7 +246,7 @@ export function spanIdentityAt(b: Uint8Array, p: IdentityParts, out: IdLanes): v
  * two groups.
  */
 export function groupKey(span: EbpfSpan, out: { key: number; check: number }): void {
-  begin();
+  begin(textWords(span.host.length) + textWords(span.threadGroup.length) + 1);
   text(span.host);
   word(span.pid);
   text(span.threadGroup);
@@ -247,7 +257,7 @@ export function groupKey(span: EbpfSpan, out: { key: number; check: number }): v
 
 /** groupKey of the span whose parts lie in `b` (p.groupStart < p.groupEnd). */
 export function groupKeyAt(b: Uint8Array, p: IdentityParts, out: { key: number; check: number }): void {
-  begin();
+  begin(textWords(p.hostEnd - p.hostStart) + textWords(p.groupEnd - p.groupStart) + 1);
   bytes(b, p.hostStart, p.hostEnd);
   word(p.pid);
   bytes(b, p.groupStart, p.groupEnd);
