@@ -83,13 +83,20 @@ export class PendingSpans {
   /** The trace a P_RETAINED slot went out in (by slot; one TraceRef shared by a trace's spans). */
   trace: (TraceRef | undefined)[] = [];
 
-  constructor(capacity = 16384) {
+  /**
+   * The buffer is reserved for `capacity` records at once (4 Mi records, 512 MiB, by default):
+   * memory the process never touched is not resident, so this costs only what is used, and
+   * the buffer never has to grow. A growth (beyond the reservation) copies the records into a
+   * buffer twice as large: while it copies, both are resident, and every page of the new one
+   * faults in (a page fault costs µs here).
+   */
+  constructor(capacity = 1 << 22) {
     this.grow(capacity);
   }
 
   /** Room for `n` more slots without growing (so views held in locals stay valid meanwhile). */
   reserve(n: number): void {
-    if (this.used + n > this.cap) this.grow(Math.max(this.used + n, Math.ceil(this.cap * 1.5)));
+    if (this.used + n > this.cap) this.grow(Math.max(this.used + n, this.cap * 2));
   }
 
   /** A slot; its fields hold whatever its last user left: set every one. */
@@ -98,8 +105,9 @@ export class PendingSpans {
       this.used++;
       return this.freeList[--this.freeCount];
     }
-    if (this.top === this.cap) this.grow(Math.ceil(this.cap * 1.5));
+    if (this.top === this.cap) this.grow(this.cap * 2);
     this.used++;
+    this.trace.push(undefined); // as long as the slots handed out
     return this.top++;
   }
 
@@ -123,9 +131,9 @@ export class PendingSpans {
     return I[a * W + IDA] === I[b * W + IDA] && I[a * W + IDB] === I[b * W + IDB];
   }
 
-  /** Bytes of the records and the free list. */
+  /** Bytes of the records and the free list that have been used (the rest is not resident). */
   bytes(): number {
-    return this.cap * (4 * W + 4);
+    return this.top * (4 * W + 4);
   }
 
   private grow(cap: number): void {
@@ -137,7 +145,6 @@ export class PendingSpans {
     const free = new Int32Array(cap);
     free.set(this.freeList.subarray(0, this.freeCount));
     this.freeList = free;
-    for (let i = this.trace.length; i < cap; i++) this.trace.push(undefined);
     this.cap = cap;
   }
 }
