@@ -300,8 +300,9 @@ const cases: [string, string, Path, Cfg?][] = [
   ['attr over max_field_bytes', line({ f: { note: `"${'n'.repeat(8193)}"` } }), W],
   ['tag attr over max_field_bytes', line({ tags: `,host=h,note=${'n'.repeat(8193)}` }), W],
   ['tag attr over max_field_bytes overridden by a field', line({ tags: `,host=h,note=${'n'.repeat(8193)}`, f: { note: '1i' } }), S],
-  ['attr __proto__ over max_field_bytes (the decoder drops it)', line({ f: { ['__proto__']: `"${'n'.repeat(8193)}"` } }), S],
-  ['tag constructor over max_field_bytes (the validator skips it)', line({ tags: `,constructor=${'n'.repeat(8193)},host=h` }), S],
+  ['attr __proto__ over max_field_bytes (a key like any other)', line({ f: { ['__proto__']: `"${'n'.repeat(8193)}"` } }), W],
+  ['tag constructor over max_field_bytes (a key like any other)', line({ tags: `,constructor=${'n'.repeat(8193)},host=h` }), W],
+  ['attrs named like Object.prototype members', line({ tags: ',constructor=c,host=h', f: { ['__proto__']: '"p"', toString: '1i' } }), F],
   ['attr with quotes and = in key', line({ f: { 'a"b': '1i', 'k#': '"v"' } }), F],
   ['attr string with #, spaces, commas', line({ f: { note: '"# a, b = c"' } }), F],
   // syntax

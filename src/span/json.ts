@@ -3,7 +3,7 @@
 // 64-bit keys (send them as strings of digits), so no id silently changes.
 import { seqError } from '../errors.js';
 import type { DecodedBatch, FieldValue, Point, PointError } from './point.js';
-import { shortValue } from './point.js';
+import { setOwn, shortValue } from './point.js';
 import type { DecodeOptions } from './lineprotocol.js';
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -30,8 +30,8 @@ function decodeOne(raw: unknown, index: number): Point | PointError {
     if (!isObject(raw.tags)) return bad('tags', raw.tags, 'tags must be an object of strings');
     for (const k in raw.tags) {
       const v = raw.tags[k];
-      if (typeof v === 'string') tags[k] = v;
-      else if (typeof v === 'number' || typeof v === 'boolean') tags[k] = String(v);
+      if (typeof v === 'string') setOwn(tags, k, v);
+      else if (typeof v === 'number' || typeof v === 'boolean') setOwn(tags, k, String(v));
       else return bad(k, v, 'a tag value must be a string');
     }
   }
@@ -39,7 +39,7 @@ function decodeOne(raw: unknown, index: number): Point | PointError {
   const fields: Record<string, FieldValue> = {};
   for (const k in raw.fields) {
     const v = raw.fields[k];
-    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) fields[k] = v;
+    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) setOwn(fields, k, v);
     else if (v === null) continue;
     else return bad(k, v, 'a field value must be a string, a number or a boolean');
   }

@@ -13,7 +13,7 @@ import { isAscii } from 'node:buffer';
 import { seqError } from '../errors.js';
 import type { EbpfSpan } from './span.js';
 import type { DecodedBatch, FieldValue, Point, PointError } from './point.js';
-import { shortValue } from './point.js';
+import { setOwn, shortValue } from './point.js';
 import { spanToPoint } from './validate.js';
 
 const NL = 10, CR = 13, SP = 32, TAB = 9, COMMA = 44, EQ = 61, BS = 92, DQ = 34, HASH = 35, MINUS = 45;
@@ -254,7 +254,7 @@ function parsePoint(index: number): Point {
       if (!escaped) prevTagValues[slot] = value;
       pos = end;
     }
-    tags[key!] = value!;
+    setOwn(tags, key!, value!);
     slot++;
   }
   if (pos >= n || src.charCodeAt(pos) !== SP) fail('missing fields: expected a space then key=value after the measurement and tags');
@@ -271,7 +271,7 @@ function parsePoint(index: number): Point {
       if (src.charCodeAt(pos) !== EQ) fail(`field ${key} has no =value`, key);
     }
     pos++;
-    fields[key!] = src.charCodeAt(pos) === DQ ? quoted(key!, slot) : bare(key!);
+    setOwn(fields, key!, src.charCodeAt(pos) === DQ ? quoted(key!, slot) : bare(key!));
     if (pos < n && src.charCodeAt(pos) === COMMA) {
       pos++;
       continue;

@@ -32,6 +32,16 @@ export interface DecodedBatch {
   errors: PointError[];
 }
 
+/**
+ * Sets own property `k` of a record of tags, fields or attributes. A key is data: `__proto__`
+ * must become a property like any other, not the object's prototype (plain assignment would
+ * drop it, or with an object value replace the prototype).
+ */
+export function setOwn<T>(o: Record<string, T>, k: string, v: T): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
 /** Shortens a value quoted in an error so one huge field cannot blow up a response. */
 export function shortValue(v: unknown): string {
   const s = typeof v === 'string' ? v : typeof v === 'bigint' ? v.toString() : JSON.stringify(v) ?? String(v);

@@ -162,3 +162,22 @@ test('JSON points: encode → decode keeps bigint ids exact; same spans as line 
   assert.deepEqual(fromJson, fromLp);
   assert.equal(fromJson[0].threadGroup, '8812345678901234567');
 });
+
+test('keys named like Object.prototype members are attributes like any other, in line protocol and JSON', () => {
+  const lp = 'dketrace,host=h,constructor=c1,__proto__=p1 ebpf_span_type="exit",req_seq=1i,resp_seq=2i,pid="42",start=1000000i,duration=10i,toString="t1",hasOwnProperty=3i 1732500000000000000';
+  const [fromLp] = validatePoints(decodeLineProtocol(lp).points, OPTS).spans;
+  // (pairs, not an object literal: `__proto__: ...` in a literal sets the prototype)
+  const want: [string, string | number][] = [['constructor', 'c1'], ['__proto__', 'p1'], ['toString', 't1'], ['hasOwnProperty', 3]];
+  for (const [k, v] of want) {
+    assert.ok(Object.hasOwn(fromLp.attrs, k), `line protocol: attribute ${k} kept`);
+    assert.equal(fromLp.attrs[k], v);
+  }
+  assert.equal(Object.getPrototypeOf(fromLp.attrs), Object.prototype, 'no prototype replaced');
+  const json = '[{"measurement":"dketrace","tags":{"host":"h","constructor":"c1","__proto__":"p1"},"fields":{"ebpf_span_type":"exit","req_seq":1,"resp_seq":2,"pid":"42","start":1000000,"duration":10,"toString":"t1","hasOwnProperty":3},"time":1732500000000000000}]';
+  const [fromJson] = validatePoints(decodeJsonPoints(json).points, OPTS).spans;
+  for (const [k, v] of want) assert.equal(Object.hasOwn(fromJson.attrs, k) ? fromJson.attrs[k] : undefined, v, `JSON: attribute ${k} kept`);
+  // a tag of such a name is checked like any other value
+  const long = lp.replace('constructor=c1', `constructor=${'x'.repeat(9000)}`);
+  const { errors } = validatePoints(decodeLineProtocol(long).points, OPTS);
+  assert.equal(errors[0]?.field, 'constructor');
+});

@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import type { AttrValue, EbpfSpan, SpanKind } from './span.js';
 import { MEASUREMENT } from './span.js';
 import type { FieldValue, Point, PointError } from './point.js';
-import { shortValue } from './point.js';
+import { setOwn, shortValue } from './point.js';
 
 export interface ValidateOptions {
   /** Longest string value (UTF-8 bytes) of one key; `max_field_bytes`. */
@@ -216,8 +216,10 @@ function build(p: Point): EbpfSpan {
   const resource = str('resource') || (httpMethod && httpRoute ? `${httpMethod} ${httpRoute}` : httpMethod || httpRoute);
   const operation = str('operation') || (httpMethod ? 'HTTP' : '');
   const attrs: Record<string, AttrValue> = {};
-  for (const k in tags) if (!KNOWN.has(k) && fields[k] === undefined) attrs[k] = attrValue(k, tags[k]);
-  for (const k in fields) if (!KNOWN.has(k)) attrs[k] = attrValue(k, fields[k]);
+  // Own properties only: a key named like an Object.prototype member (constructor, toString)
+  // is data too.
+  for (const k in tags) if (!KNOWN.has(k) && !Object.hasOwn(fields, k)) setOwn(attrs, k, attrValue(k, tags[k]));
+  for (const k in fields) if (!KNOWN.has(k)) setOwn(attrs, k, attrValue(k, fields[k]));
   return {
     host, kind, reqSeq, respSeq, threadGroup, pid, tid, startUs: start, durationUs, service, processName,
     srcIp: ip('src_ip'), srcPort: uint('src_port', 65535, false, 'a port 0…65535'),
@@ -289,6 +291,6 @@ export function spanToPoint(s: EbpfSpan): { measurement: string; tags: Record<st
   if (s.appTraceId) f.app_trace_id = s.appTraceId;
   if (s.appParentId) f.app_parent_id = s.appParentId;
   if (s.appSampled) f.app_span_sampled = s.appSampled;
-  for (const k in s.attrs) if (!(k in f) && k !== 'host') f[k] = s.attrs[k];
+  for (const k in s.attrs) if (!Object.hasOwn(f, k) && k !== 'host') setOwn(f, k, s.attrs[k]);
   return { measurement: MEASUREMENT, tags: { host: s.host }, fields: f, time: `${s.startUs}000` };
 }
