@@ -7,9 +7,10 @@
 // is emitted once nowMs ≥ max(latest span end + window, latest arrival + grace); deadlines
 // live in a min-heap.
 //
-// Pending spans are fixed-size records in one buffer (./pending.ts), clusters and deadlines
-// typed-array columns (./clusters.ts): adding a span allocates nothing, and the spans waiting
-// for their window are no work for the garbage collector.
+// Spans are fixed-size records in one buffer (./pending.ts), clusters 32-byte records and the
+// deadlines a typed-array heap (./clusters.ts): adding a span allocates nothing, and the spans
+// waiting for their window are no work for the garbage collector. An emitted span a late span
+// could still join stays listed under its keys, retained (./state.ts): the late index.
 import type { EbpfSpan } from '../../span/span.js';
 import type { LinkerConfig } from '../../config/config.js';
 import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js';
@@ -25,7 +26,7 @@ import { rateThreshold } from './sampling.js';
 import { createMemoryJoinState, G_ENTRY, G_EXIT, S_ENTRY, S_EXIT, type JoinState, type WaitTable } from './state.js';
 
 export type JoinerOptions = Pick<LinkerConfig, 'window' | 'sampling_rate' | 'use_app_trace_id' | 'keep_error_traces' | 'clock_skew' | 'late_retention'> & {
-  /** Most records in the late index (default 1,000,000); the oldest go first beyond it. */
+  /** Most emitted spans retained for late spans (default 1,000,000); the oldest go first beyond it. */
   late_index_max_keys?: number;
   /** Build the LinkedSpans of traces that are not sampled (default true; the linker passes false). */
   link_sampled_out?: boolean;
