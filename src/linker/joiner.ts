@@ -56,4 +56,6 @@ export interface JoinerStats {
   sampledOutSpans: number;
   /** Exit spans that matched several server spans equally well and were left unlinked. */
   ambiguousSeqMatches: number;
+  /** Emitted spans kept for late spans (the late index; at most late_index_max_keys). */
+  retainedSpans: number;
 }

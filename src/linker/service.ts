@@ -80,6 +80,7 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
   m.collect('seqtrace_ambiguous_seq_matches_total', 'Exit spans left unlinked because several server spans matched equally', 'counter', () => joiner.stats().ambiguousSeqMatches);
   m.collect('seqtrace_joiner_pending_spans', 'Spans waiting in open traces', 'gauge', () => joiner.stats().pendingSpans);
   m.collect('seqtrace_joiner_open_traces', 'Open traces', 'gauge', () => joiner.stats().openTraces);
+  m.collect('seqtrace_joiner_retained_spans', 'Emitted spans kept for late spans (the late index)', 'gauge', () => joiner.stats().retainedSpans);
   m.collect('seqtrace_spans_committed_total', 'Sampled spans handed to storage', 'counter', () => pipeline.counters().spansCommitted);
   m.collect('seqtrace_commit_failures_total', 'Storage commits that failed (retried)', 'counter', () => pipeline.counters().commitFailures);
   m.collect('seqtrace_spool_batches_held', 'Spool batches with spans still in open traces', 'gauge', () => pipeline.counters().batchesHeld);

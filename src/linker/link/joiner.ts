@@ -325,6 +325,7 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       lateSpans: counters.lateSpans,
       sampledOutSpans: counters.sampledOutSpans,
       ambiguousSeqMatches: ambiguous,
+      retainedSpans: state.lateCount(),
     };
   }
 
