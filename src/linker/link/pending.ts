@@ -67,6 +67,9 @@ export const P_EXPIRED = 256;
 /** No slot / no cluster. */
 export const NONE = -1;
 
+/** Records to start with when the reservation cannot be had. */
+const MIN_CAPACITY = 65536;
+
 export class PendingSpans {
   cap = 0;
   /** Slots in use. */
@@ -91,7 +94,14 @@ export class PendingSpans {
    * faults in (a page fault costs µs here).
    */
   constructor(capacity = 1 << 22) {
-    this.grow(capacity);
+    try {
+      this.grow(capacity);
+    } catch (e) {
+      // Strict overcommit (vm.overcommit_memory=2) counts a reservation as used: start small
+      // and grow instead.
+      if (!(e instanceof RangeError) || capacity <= MIN_CAPACITY) throw e;
+      this.grow(MIN_CAPACITY);
+    }
   }
 
   /** Room for `n` more slots without growing (so views held in locals stay valid meanwhile). */
