@@ -220,6 +220,10 @@ describe('linker over HTTP', () => {
     assert.ok(value('seqtrace_ingest_failed_requests_total') >= 6);
     assert.match(m, /^seqtrace_export_backlog \d+$/m);
     assert.match(m, /^seqtrace_joiner_pending_spans \d+$/m);
+    assert.match(m, /^seqtrace_joiner_retained_spans \d+$/m);
+    // the suite's line-protocol bodies went through the scanner; the malformed ones whole to the reference
+    assert.ok(Number(/^seqtrace_ingest_scanned_points_total\{path="fast"\} (\d+)$/m.exec(m)?.[1]) > 0);
+    assert.ok(value('seqtrace_ingest_reference_bodies_total') >= 1);
     assert.match(m, /^process_resident_memory_bytes \d+$/m);
     assert.deepEqual(await (await fetch(`${h.linker.url}/healthz`)).json(), { status: 'ok' });
   });

@@ -14,6 +14,7 @@ import { bearerGuard, installErrorHandling } from './http.js';
 import { createRawLoader } from './decode.js';
 import { decodeRawFields, registerIngest, type IngestStats } from './ingest.js';
 import { createPipeline, type Pipeline, type Stage } from './pipeline.js';
+import { scanStats } from './scan.js';
 
 /** The store as the linker uses it; `stats` and `close` are used when present. */
 export type LinkerStore = SpanSpool & TraceWriter & TraceReader & ExportQueue & {
@@ -71,6 +72,11 @@ function registerMetrics(m: Registry, ingest: IngestStats, pipeline: Pipeline, j
   m.collect('seqtrace_ingest_bytes_total', 'Ingest body bytes, as received and after decompression', 'counter', () => [
     [{ stage: 'received' }, ingest.bytesReceived], [{ stage: 'decoded' }, ingest.bytesDecoded],
   ]);
+  // How line protocol was read (a format the scanner leaves to the reference decoder is slower: ~4×).
+  m.collect('seqtrace_ingest_scanned_points_total', 'Line-protocol points read by the scanner (fast) or decoded alone by the reference decoder (line)', 'counter', () => [
+    [{ path: 'fast' }, scanStats.fast], [{ path: 'line' }, scanStats.slow],
+  ]);
+  m.collect('seqtrace_ingest_reference_bodies_total', 'Line-protocol bodies decoded whole by the reference decoder (not ASCII, an error, too many points)', 'counter', () => scanStats.whole);
   m.collect('seqtrace_spans_received_total', 'Spans received (accepted + rejected)', 'counter', () => ingest.spansAccepted + ingest.spansRejected);
   m.collect('seqtrace_spans_accepted_total', 'Spans accepted and made durable in the spool', 'counter', () => ingest.spansAccepted);
   m.collect('seqtrace_spans_rejected_total', 'Spans rejected as malformed', 'counter', () => ingest.spansRejected);
