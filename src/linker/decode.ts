@@ -27,7 +27,7 @@ export type DecodeLimits = Pick<LinkerConfig, 'max_body_bytes' | 'max_batch_span
 /**
  * The valid spans of a body, every point error, and where each span is in the body (`locs`):
  * for line protocol the text offset of its line, for JSON its point index. The linker keeps
- * only join metadata of a pending span and loads the full span again by its loc (loadRawSpans).
+ * only join metadata of a pending span and loads the full span again by its loc (createRawLoader).
  */
 export interface DecodedSpans {
   spans: EbpfSpan[];
@@ -63,15 +63,10 @@ export function decodeRawBatch(raw: RawBatch, cfg: DecodeLimits): DecodedSpans {
 }
 
 /**
- * The spans at `locs` (ascending, from decodeRawBatch or the ingest route) of a raw body, in
- * that order: one gunzip, and for line protocol only the wanted lines are decoded and
+ * The spans at `locs` (ascending, from decodeRawBatch or the ingest route) of an inflated body,
+ * in that order: for an ASCII line-protocol body only the wanted lines are decoded and
  * validated. Throws when a loc holds no valid span (not this body's locs).
  */
-export function loadRawSpans(raw: RawBatch, locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
-  return spansOfBody(inflate(raw, cfg), raw.format, locs, cfg);
-}
-
-/** The spans at `locs` of an inflated body: for an ASCII line-protocol body, only those lines. */
 function spansOfBody(b: Buffer, format: RawBatch['format'], locs: readonly number[], cfg: DecodeLimits): EbpfSpan[] {
   if (format === 'lp' && isAscii(b)) {
     const got = linesAt(b, locs, cfg);
@@ -90,7 +85,7 @@ export interface RawLoader {
 }
 
 /**
- * loadRawSpans with inflated bodies kept from their first load while they fit in
+ * Loads the spans at given locs of raw bodies (spansOfBody), with inflated bodies kept from their first load while they fit in
  * `cacheBytes` (the traces of one batch close over several flushes; the oldest body leaves
  * first when room is needed); a body leaves when its batch is done. Bytes are off-heap: the
  * garbage collector neither copies nor traces them. An ASCII line-protocol body (text offsets

@@ -102,7 +102,7 @@ export interface IngestSink {
   /**
    * Makes the batch durable and hands it to linking; throws SeqError (SEQ_ERR_STORAGE_FULL → 503).
    * `raw` is the body as received, which the spool keeps (see decodeRawFields); `fields` are
-   * the join fields of its accepted spans, each with its loc (see loadRawSpans). `fields` is
+   * the join fields of its accepted spans, each with its loc (see createRawLoader). `fields` is
    * ingest's scratch: read it before returning, do not keep it.
    */
   accept(fields: JoinBatch, receivedAtMs: number, raw: RawBatch): void;

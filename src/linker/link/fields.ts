@@ -62,11 +62,6 @@ export class JoinBatch {
     return this.n++;
   }
 
-  /** Drops the last row (a span the scanner began and then handed to the slow path). */
-  pop(): void {
-    this.n--;
-  }
-
   private grow(cap: number): void {
     const n = this.n;
     const g = <T extends Int32Array | Uint32Array | Float64Array | Uint16Array | Uint8Array | Int8Array>(a: T, make: (k: number) => T, per = 1): T => {

@@ -17,7 +17,7 @@ import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js
 import { Clusters, DeadlineHeap } from './clusters.js';
 import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
 import { F_ENTRY, JoinBatch, joinFieldsOf } from './fields.js';
-import { Emission, GROUP_SLACK_US, resolveParents } from './match.js';
+import { Emission, groupContains, resolveParents, seqTimesFit } from './match.js';
 import {
   APP, APP_SAMPLED, BATCH, CLUSTER, DST_IPH, DST_PORT, DUP, DW, END, FLAGS, GCHK, GKEY, GNEXT, IDA, IDB, IDC, IDD, LOC, MNEXT, NONE,
   P_DUP, P_EMITTED, P_ENTRY, P_FROZEN, P_KEEP_G, P_KEEP_S, POS, REQ, RESP, SKEY, SNEXT, SRC_IPH, SRC_PORT, START, W,
@@ -186,14 +186,12 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     if (gkey >= 0) {
       if (entry) {
         // exits of the group that start within this entry (emitted exits are not kept by group)
-        const lo = startUs - GROUP_SLACK_US, hi = endUs + GROUP_SLACK_US;
         for (let x = state.first(G_EXIT, gkey); x !== NONE; x = I[x * W + GNEXT]) {
-          const xs = D[x * DW + START];
-          if (I[x * W + GCHK] === gchk && xs >= lo && xs <= hi) attach(p, x);
+          if (I[x * W + GCHK] === gchk && groupContains(startUs, endUs, D[x * DW + START])) attach(p, x);
         }
       } else {
         for (let e = state.first(G_ENTRY, gkey); e !== NONE; e = I[e * W + GNEXT]) {
-          if (I[e * W + GCHK] !== gchk || startUs < D[e * DW + START] - GROUP_SLACK_US || startUs > D[e * DW + END] + GROUP_SLACK_US) continue;
+          if (I[e * W + GCHK] !== gchk || !groupContains(D[e * DW + START], D[e * DW + END], startUs)) continue;
           if (I[e * W + FLAGS] & P_EMITTED) lateJoin(p, e, endMs, arrivalMs);
           else attach(p, e);
         }
@@ -203,13 +201,13 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
       if (entry) {
         // exits of the exchange that contain this entry (widened by the skew)
         for (let x = state.first(S_EXIT, skey); x !== NONE; x = I[x * W + SNEXT]) {
-          if (I[x * W + REQ] !== rq || I[x * W + RESP] !== rs || startUs < D[x * DW + START] - skewUs || endUs > D[x * DW + END] + skewUs) continue;
+          if (I[x * W + REQ] !== rq || I[x * W + RESP] !== rs || !seqTimesFit(D[x * DW + START], D[x * DW + END], startUs, endUs, skewUs)) continue;
           if (I[x * W + FLAGS] & P_EMITTED) lateJoin(p, x, endMs, arrivalMs);
           else attach(p, x);
         }
       } else {
         for (let e = state.first(S_ENTRY, skey); e !== NONE; e = I[e * W + SNEXT]) {
-          if (I[e * W + REQ] !== rq || I[e * W + RESP] !== rs || D[e * DW + START] < startUs - skewUs || D[e * DW + END] > endUs + skewUs) continue;
+          if (I[e * W + REQ] !== rq || I[e * W + RESP] !== rs || !seqTimesFit(startUs, endUs, D[e * DW + START], D[e * DW + END], skewUs)) continue;
           if (I[e * W + FLAGS] & P_EMITTED) lateJoin(p, e, endMs, arrivalMs);
           else attach(p, e);
         }

@@ -22,21 +22,14 @@ import type { TraceRef } from './state.js';
 
 export const GROUP_SLACK_US = 1000;
 
-/** Times of a span (pending or remembered in the late index). */
-export interface Timed {
-  reqSeq: number;
-  respSeq: number;
-  startUs: number;
-  endUs: number;
+/** An exit starting at exitStartUs lies within its thread group's entry (one host, one clock: ±GROUP_SLACK_US). */
+export function groupContains(entryStartUs: number, entryEndUs: number, exitStartUs: number): boolean {
+  return exitStartUs >= entryStartUs - GROUP_SLACK_US && exitStartUs <= entryEndUs + GROUP_SLACK_US;
 }
 
-export function groupContains(entry: Timed, exit: Timed): boolean {
-  return exit.startUs >= entry.startUs - GROUP_SLACK_US && exit.startUs <= entry.endUs + GROUP_SLACK_US;
-}
-
-export function seqFits(exit: Timed, entry: Timed, skewUs: number): boolean {
-  return exit.reqSeq === entry.reqSeq && exit.respSeq === entry.respSeq &&
-    entry.startUs >= exit.startUs - skewUs && entry.endUs <= exit.endUs + skewUs;
+/** An entry lies within the exit of the same exchange, each end widened by the clock skew (two hosts). */
+export function seqTimesFit(exitStartUs: number, exitEndUs: number, entryStartUs: number, entryEndUs: number, skewUs: number): boolean {
+  return entryStartUs >= exitStartUs - skewUs && entryEndUs <= exitEndUs + skewUs;
 }
 
 /** The emission's scratch: member slots and, by member number, what is worked out for them. */
@@ -55,7 +48,6 @@ export class Emission {
   tref: (TraceRef | null)[] = [];
   /** Entries among the members (member numbers), not duplicates. */
   entries = new Int32Array(64);
-  entryCount = 0;
 
   /** Room for n members, every column reset. */
   begin(n: number): void {
@@ -73,7 +65,6 @@ export class Emission {
     this.root.fill(-1, 0, n);
     this.tref.length = n;
     this.tref.fill(null, 0, n);
-    this.entryCount = 0;
   }
 
   /** Holds no trace between clusters. */
@@ -110,7 +101,6 @@ export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): nu
     const f = I[mem[k] * W + FLAGS];
     if (f & P_ENTRY && (f & P_DUP) === 0) entries[ne++] = k;
   }
-  E.entryCount = ne;
   // Thread groups: new exits only (a frozen exit keeps the parent it was emitted with).
   for (let k = 0; k < n; k++) {
     const x = mem[k] * W;
@@ -121,7 +111,7 @@ export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): nu
       const ek = entries[j], e = mem[ek];
       if (I[e * W + GKEY] !== I[x + GKEY] || I[e * W + GCHK] !== I[x + GCHK]) continue;
       const es = D[e * DW + START];
-      if (!(xs >= es - GROUP_SLACK_US && xs <= D[e * DW + END] + GROUP_SLACK_US)) continue;
+      if (!groupContains(es, D[e * DW + END], xs)) continue;
       if (best < 0 || es > bestStart || (es === bestStart && P.idLess(e, mem[best]))) { best = ek; bestStart = es; }
     }
     E.parent[k] = best;
@@ -137,7 +127,7 @@ export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): nu
       if (I[e + SKEY] !== I[x + SKEY] || ek === k || !seqOpen(P, es)) continue;
       if (xFrozen && I[e + FLAGS] & P_FROZEN) continue; // both already emitted: decided then
       if (I[x + REQ] !== I[e + REQ] || I[x + RESP] !== I[e + RESP]) continue;
-      if (!(D[es * DW + START] >= xStart - skewUs && D[es * DW + END] <= xEnd + skewUs)) continue;
+      if (!seqTimesFit(xStart, xEnd, D[es * DW + START], D[es * DW + END], skewUs)) continue;
       let sc = 0;
       if (I[x + SRC_PORT] !== 0 && I[x + SRC_PORT] === I[e + DST_PORT]) sc += 2;
       if (I[x + DST_PORT] !== 0 && I[x + DST_PORT] === I[e + SRC_PORT]) sc += 2;

@@ -141,11 +141,6 @@ export class PendingSpans {
     return I[a * W + IDA] === I[b * W + IDA] && I[a * W + IDB] === I[b * W + IDB];
   }
 
-  /** Bytes of the records and the free list that have been used (the rest is not resident). */
-  bytes(): number {
-    return this.top * (4 * W + 4);
-  }
-
   private grow(cap: number): void {
     const buf = new ArrayBuffer(cap * 4 * W);
     const i32 = new Int32Array(buf);
