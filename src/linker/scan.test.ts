@@ -8,6 +8,7 @@ import { SeqError } from '../errors.js';
 import type { PointError } from '../span/point.js';
 import { decodeBody } from './decode.js';
 import { JoinBatch, joinFieldsOf, joinRow } from './link/fields.js';
+import { rng } from './fixtures.js';
 import { scanLineProtocol, scanStats } from './scan.js';
 
 type Cfg = { max_batch_spans: number; max_field_bytes: number };
@@ -423,18 +424,6 @@ test('scan: no row of an earlier body leaks into the next one', () => {
 });
 
 // ---- differential fuzz ----
-
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fuzzer(seed: number) {
   const r = rng(seed);

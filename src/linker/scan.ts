@@ -260,15 +260,15 @@ const fKeyS = new Int32Array(SLOTS), fKeyL = new Int32Array(SLOTS), fKeyId = new
 /** Slots noted in this body. */
 let tNoted = 0, fNoted = 0;
 
-/** b[p, p + len) equals b[q, q + len) (both within b). */
-function sameRun(b: Uint8Array, dv: DataView, p: number, q: number, len: number): boolean {
+/** a[p, p + len) equals c[q, q + len) (av, cv: DataViews of a and c), four bytes at a time. */
+function sameBytes(a: Uint8Array, av: DataView, p: number, c: Uint8Array, cv: DataView, q: number, len: number): boolean {
   if (len < 4) {
-    for (let i = 0; i < len; i++) if (b[p + i] !== b[q + i]) return false;
+    for (let i = 0; i < len; i++) if (a[p + i] !== c[q + i]) return false;
     return true;
   }
   const last = len - 4;
-  for (let k = 0; k < last; k += 4) if (dv.getInt32(p + k) !== dv.getInt32(q + k)) return false;
-  return dv.getInt32(p + last) === dv.getInt32(q + last);
+  for (let k = 0; k < last; k += 4) if (av.getInt32(p + k) !== cv.getInt32(q + k)) return false;
+  return av.getInt32(p + last) === cv.getInt32(q + last);
 }
 
 /**
@@ -333,7 +333,7 @@ function scanLine(b: Uint8Array, dv: DataView, s: number, n: number): number {
   let id = 0, ke = 0, len = 0;
   for (let slot = 0; c === COMMA; slot++) {
     const ks = ++p;
-    if (slot < tNoted && (len = tKeyL[slot]) < n - p && sameRun(b, dv, p, tKeyS[slot], len)) {
+    if (slot < tNoted && (len = tKeyL[slot]) < n - p && sameBytes(b, dv, p, b, dv, tKeyS[slot], len)) {
       ke = p + len - 1;
       id = tKeyId[slot];
     } else {
@@ -347,7 +347,7 @@ function scanLine(b: Uint8Array, dv: DataView, s: number, n: number): number {
       }
     }
     const vs = p = ke + 1;
-    if (slot < tNoted && (len = tValL[slot]) > 0 && len < n - p && sameRun(b, dv, p, tValS[slot], len) && (CLS[b[p + len]] & VALUE_STOP) !== 0) {
+    if (slot < tNoted && (len = tValL[slot]) > 0 && len < n - p && sameBytes(b, dv, p, b, dv, tValS[slot], len) && (CLS[b[p + len]] & VALUE_STOP) !== 0) {
       p += len;
     } else {
       while (p < n && (CLS[b[p]] & VALUE_STOP) === 0) p++;
@@ -364,7 +364,7 @@ function scanLine(b: Uint8Array, dv: DataView, s: number, n: number): number {
   while (p < n && b[p] === SP) p++;
   for (let slot = 0; ; slot++) {
     const ks = p;
-    if (slot < fNoted && (len = fKeyL[slot]) < n - p && sameRun(b, dv, p, fKeyS[slot], len)) {
+    if (slot < fNoted && (len = fKeyL[slot]) < n - p && sameBytes(b, dv, p, b, dv, fKeyS[slot], len)) {
       ke = p + len - 1;
       id = fKeyId[slot];
     } else {
@@ -638,17 +638,6 @@ let body: Buffer = Buffer.alloc(0);
 /** ipHashAt of the last address addressOf took (0: none). */
 const ipH = new Int32Array(1);
 
-/** b[s, s + len) equals ipArena[q, q + len). */
-function sameAsKnown(b: Uint8Array, dv: DataView, s: number, q: number, len: number): boolean {
-  if (len < 4) {
-    for (let i = 0; i < len; i++) if (b[s + i] !== ipArena[q + i]) return false;
-    return true;
-  }
-  const last = len - 4;
-  for (let k = 0; k < last; k += 4) if (dv.getInt32(s + k) !== ipView.getInt32(q + k)) return false;
-  return dv.getInt32(s + last) === ipView.getInt32(q + last);
-}
-
 /**
  * b[s, e) (not empty) is an address isIP takes: then its ipHashAt is in ipH[0].
  */
@@ -660,7 +649,7 @@ function ipOk(b: Uint8Array, dv: DataView, s: number, e: number): boolean {
   const home = Math.imul(x, 0x9e3779b1) >>> 19; // 13 bits: IP_SLOTS
   let slot = home;
   for (let l = ipLens[slot]; l !== 0; l = ipLens[slot]) {
-    if (l === len && sameAsKnown(b, dv, s, slot * IP_BYTES, len)) {
+    if (l === len && sameBytes(b, dv, s, ipArena, ipView, slot * IP_BYTES, len)) {
       ipH[0] = ipHashes[slot];
       return true;
     }
