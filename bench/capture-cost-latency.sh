@@ -27,14 +27,8 @@ GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
 S=$!; pids+=("$S")
 for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
 PORT=$(head -1 "$TMP/server.out")
-ADD="add $S"
-if [ "${GO:-}" = 1 ]; then
-  OFF=src/agent/go/gooffsets/build/seqtrace-gooffsets
-  [ -x "$OFF" ] || { echo "GO=1 needs $OFF (npm run build)" >&2; exit 1; }
-  ADD="$ADD
-$("$OFF" "$TMP/server" | node -e 'const j = JSON.parse(require("fs").readFileSync(0)); if (!j.ok) { console.error(j.reason); process.exit(1); }
-console.log(["go", process.argv[1], j.tlsOffset, j.goidOffset, j.pconnConn, j.tcpConnItab, j.tcpConnFd, j.netFdSysfd, j.gM, j.mCurg].join(" "))' "$S")"
-fi
+. bench/trace-command.sh
+ADD=$(trace_command "$S" "$TMP/server")
 chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 1 8 >/dev/null # warm up
 
 echo "capture latency${GO:+ (as a Go process)}: $ROUNDS rounds of ${SECS}s per state, $RATE requests/s, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -32,15 +32,8 @@ STATS_MS=50 GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
 S=$!; pids+=("$S")
 for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
 PORT=$(head -1 "$TMP/server.out")
-ADD="add $S"
-if [ "${GO:-}" = 1 ]; then
-  OFF=src/agent/go/gooffsets/build/seqtrace-gooffsets
-  [ -x "$OFF" ] || { echo "GO=1 needs $OFF (npm run build)" >&2; exit 1; }
-  # go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG (loader.c)
-  ADD="$ADD
-$("$OFF" "$TMP/server" | node -e 'const j = JSON.parse(require("fs").readFileSync(0)); if (!j.ok) { console.error(j.reason); process.exit(1); }
-console.log(["go", process.argv[1], j.tlsOffset, j.goidOffset, j.pconnConn, j.tcpConnItab, j.tcpConnFd, j.netFdSysfd, j.gM, j.mCurg].join(" "))' "$S")"
-fi
+. bench/trace-command.sh
+ADD=$(trace_command "$S" "$TMP/server")
 taskset -c 0 wrk -t1 -c32 -d2s "http://127.0.0.1:$PORT/" >/dev/null # warm up
 
 echo "capture cost by switching tracing${GO:+ (as a Go process)}, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"

@@ -1,0 +1,13 @@
+# Sourced by the capture-cost benches: trace_command PID BINARY prints the loader commands that
+# trace that process: `add PID`, and with GO=1 also its Go offsets as the agent sends them
+# (`go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG`, loader.c),
+# so that the data path reads goroutine ids.
+trace_command() {
+  local pid=$1 bin=$2
+  echo "add $pid"
+  [ "${GO:-}" = 1 ] || return 0
+  local off=src/agent/go/gooffsets/build/seqtrace-gooffsets
+  [ -x "$off" ] || { echo "GO=1 needs $off (npm run build)" >&2; return 1; }
+  "$off" "$bin" | node -e 'const j = JSON.parse(require("fs").readFileSync(0)); if (!j.ok) { console.error(j.reason); process.exit(1); }
+console.log(["go", process.argv[1], j.tlsOffset, j.goidOffset, j.pconnConn, j.tcpConnItab, j.tcpConnFd, j.netFdSysfd, j.gM, j.mCurg].join(" "))' "$pid"
+}
