@@ -33,7 +33,7 @@ export interface PipelineOptions {
    */
   decodeRaw: (raw: RawBatch, out: JoinBatch) => void;
   /**
-   * Loads spans of a raw body by loc (ingest's `createRawLoader`): the joiner holds only join
+   * Loads spans of a raw body by loc (decode.ts `createRawLoader`): the joiner holds only join
    * fields per span, the pipeline holds each raw body in memory while any of its spans is
    * pending, and the spans of kept traces are decoded again from it.
    */
@@ -176,7 +176,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         if (held.has(b.id)) continue;
         let n: number;
         if (b.raw === undefined) {
-          // A spool written before raw bodies were kept: the spans are held whole.
+          // A batch spooled as spans (SpanSpool.append without a raw body: tests): held whole.
           n = b.spans.length;
           held.set(b.id, n);
           for (const s of b.spans) joiner.add(s, b.id, restartMs);

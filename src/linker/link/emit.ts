@@ -280,5 +280,4 @@ export function emitCluster(P: PendingSpans, E: Emission, opts: EmitOptions, cou
     }
     for (const [t, list] of byTrace) pushTrace(P, E, t, list, opts.linkSampledOut, counters, out, deferred);
   }
-
 }
