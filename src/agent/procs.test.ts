@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProcSelector, type ProcSelectorOptions } from './procs.js';
@@ -107,6 +107,31 @@ test('an exec event for a process that already exited keeps its names until its 
   sel.onExit(c.pid!);
   assert.ok(removed.includes(c.pid!));
   assert.equal(sel.service(c.pid!), 'short');
+  sel.close();
+});
+
+test('an exec event read after the new image exited (a zombie) keeps the environment it was selected by', async () => {
+  // A shell with DD_SERVICE that execs a short command (runCurl's `exec curl`): the command
+  // exits before the exec event is read, and nobody reaps it (its parent became `sleep`), so
+  // /proc shows a zombie named `true` whose environ, exe and cmdline are empty.
+  const outer = spawn('/bin/sh', ['-c', '(DD_SERVICE=orders exec sh -c "sleep 0.4; exec true") & exec sleep 10'], { env: { PATH: '/usr/bin:/bin' }, stdio: 'ignore' });
+  children.push(outer);
+  await settle();
+  const kids = readFileSync(`/proc/${outer.pid}/task/${outer.pid}/children`, 'utf8').trim().split(' ').map(Number);
+  assert.equal(kids.length, 1, `one child of ${outer.pid}: ${kids}`);
+  const pid = kids[0];
+  const { sel, removed } = selector({});
+  sel.scan();
+  assert.ok(sel.isTraced(pid));
+  assert.equal(sel.service(pid), 'orders');
+  const state = () => readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1][0];
+  for (let i = 0; i < 100 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(state(), 'Z');
+  sel.onExec(pid);
+  assert.equal(sel.service(pid), 'orders');
+  assert.equal(sel.processName(pid), 'true');
+  assert.ok(sel.isTraced(pid));
+  assert.ok(!removed.includes(pid));
   sel.close();
 });
 

@@ -70,7 +70,7 @@ export interface ProcSelector {
 // (a whole scan: ≈ 12 ms → 4 ms of CPU with 115–125 processes).
 const statBuf = Buffer.allocUnsafe(4096);
 
-function readStat(root: string, pid: number): { comm: string; startTime: string; ppid: number } | null {
+function readStat(root: string, pid: number): { comm: string; state: string; startTime: string; ppid: number } | null {
   let s: string;
   try {
     const fd = openSync(`${root}/${pid}/stat`, 'r');
@@ -87,7 +87,7 @@ function readStat(root: string, pid: number): { comm: string; startTime: string;
   if (open < 0 || close < open) return null;
   const rest = s.slice(close + 2).split(' ');
   // rest[0] is field 3 (state): field N is rest[N - 3].
-  return { comm: s.slice(open + 1, close), startTime: rest[19] ?? '', ppid: Number(rest[1]) };
+  return { comm: s.slice(open + 1, close), state: rest[0] ?? '', startTime: rest[19] ?? '', ppid: Number(rest[1]) };
 }
 
 function readEnviron(root: string, pid: number): Map<string, string> | null {
@@ -184,6 +184,14 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
+    if (old && (st.state === 'Z' || st.state === 'X')) {
+      // Exited already (a short curl that a shell exec'd, its exec event read late): a zombie's
+      // environ, exe and cmdline are empty, so examining it would forget the environment the
+      // process was selected and named by. Keep that; only the name follows the exec.
+      const names = old.names.includes(st.comm) ? old.names : [...old.names, st.comm];
+      procs.set(pid, { ...old, comm: st.comm, names, service: old.service === old.comm ? st.comm : old.service });
+      return;
+    }
     const info = examine(pid, st);
     if (old?.traced && !info.traced) { stats.traced--; stats.removed++; opts.removePid(pid); }
     if (info.traced && !old?.traced) { stats.traced++; stats.added++; opts.addPid(pid); }
