@@ -150,13 +150,17 @@ static __always_inline __u64 go_goid(bool is_go, __u32 pid, __u64 sk, struct pt_
 	struct go_cached *c = go_proc_of(pid);
 	if (!c)
 		return 0;
-	/* go_rt holds sockets of round trips, and a round trip sets ST_GO_CALLS_OUT first: a
-	 * server that never called out skips the lookup */
-	if (c->flags & ST_GO_CALLS_OUT) {
-		__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
-		if (caller)
-			return *caller;
-	}
+	/* A goid only ever puts an exit span into the group of the entry its goroutine serves. A
+	 * process that never called out (a leaf server: no net/http client in its binary, no TCP
+	 * connection opened) has no exit spans, so its goids would link nothing, and reading g is
+	 * most of what a Go event costs beyond a plain one. From its first connect (SYN_SENT, in
+	 * the connecting thread, before any byte of that connection) its events carry goids. */
+	if (!(c->flags & ST_GO_CALLS_OUT))
+		return 0;
+	/* go_rt holds sockets of round trips (a round trip sets ST_GO_CALLS_OUT first) */
+	__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
+	if (caller)
+		return *caller;
 	return go_current_goid(c, regs);
 }
 

@@ -172,8 +172,11 @@ bool go_process_command(const char *line, __u32 *pid_out)
 	}
 	__u32 key = (__u32)pid;
 	*pid_out = key;
+	/* PCONN_CONN != 0: the binary links net/http's client, so it counts as calling out from the
+	 * start (its data events carry goids, go.bpf.h go_goid) */
 	struct st_go_proc v = { .tls_off = tls, .goid_off = goid, .pconn_conn = pconn, .tcpconn_itab = itab,
-			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd, .g_m = gm, .m_curg = mcurg };
+			     .tcpconn_fd = tfd, .netfd_sysfd = sysfd, .g_m = gm, .m_curg = mcurg,
+			     .flags = pconn ? ST_GO_CALLS_OUT : 0 };
 	if (bpf_map_update_elem(progs.procs_fd, &key, &v, BPF_ANY)) {
 		fprintf(stderr, "seqtrace-loader: go %ld: %s\n", pid, strerror(errno));
 		return false;

@@ -134,12 +134,13 @@ struct st_go_proc {
 	__u64 netfd_sysfd;  /* netFD -> pfd.Sysfd */
 	__u64 g_m;          /* g.m (*m) */
 	__u64 m_curg;       /* m.curg (*g) */
-	__u64 flags;        /* st_go_flags, set by the kernel */
+	__u64 flags;        /* st_go_flags */
 };
 
 enum st_go_flags {
-	/* The process opened a TCP connection or made a net/http round trip (kernel): the loader
-	 * then attaches the goroutine-start probe to it, if it was not attached from the start. */
+	/* The process can call out: its binary links net/http's client (set by the loader's `go`),
+	 * or it opened a TCP connection or made a round trip (set by the kernel; the loader then
+	 * attaches the goroutine-start probe). Only then do its data events carry goids. */
 	ST_GO_CALLS_OUT = 1,
 };
 
