@@ -29,7 +29,8 @@
 # paced p50/p99/p99.9; T's cost
 # read against U in the same phase, alone and with both loaded at once (the fairer one: the
 # agent shares CPU 0 with wrk, so T alone runs at a lower request rate than U alone);
-# agent CPU (agent + loader) over the agent phase ÷ traced requests; VmHWM of agent and loader;
+# agent CPU (agent + loader) over the agent phase ÷ traced requests (every request T answered in
+# the phase: wrk alone, both loaded at once, paced); VmHWM of agent and loader;
 # spans made by the agent and accepted by the linker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,12 +103,13 @@ measure() {
     END { printf "%.3f %.0f %.0f %d\n", t / hz * 1e6 / n, n / s, p99, n }'
 }
 
-# paced latency of one server (open loop, see above); prints "p50 p99 p999 client_p99" in µs
+# paced latency of one server (open loop, see above); prints "p50 p99 p999 client_p99" in µs and
+# the requests answered
 paced() {
   local out
   out=$(${PACED_PRIO[@]+"${PACED_PRIO[@]}"} taskset -c 0 "$TMP/paced" "$1" "$PACED_RATE" "$SECS" "$PACED_CONNS")
   echo "$out" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    if (v["errors"] > 0) print "paced: " $0 > "/dev/stderr"; print v["p50"], v["p99"], v["p999"], v["client_p99"] }'
+    if (v["errors"] > 0) print "paced: " $0 > "/dev/stderr"; print v["p50"], v["p99"], v["p999"], v["client_p99"], v["n"] }'
 }
 
 # both servers at once (two wrk of 16 connections each, both on CPU 0): T and U see the same
@@ -177,7 +179,8 @@ one_round() { # phase round
     reqs[$1$s]=$(( ${reqs[$1$s]:-0} + n ))
   done
   for s in T U; do
-    if [ $s = T ]; then read -r a b c d <<<"$(paced "$TPORT")"; else read -r a b c d <<<"$(paced "$UPORT")"; fi
+    if [ $s = T ]; then read -r a b c d n <<<"$(paced "$TPORT")"; else read -r a b c d n <<<"$(paced "$UPORT")"; fi
+    reqs[$1$s]=$(( ${reqs[$1$s]:-0} + n )) # traced too: the agent's CPU is divided by every request T served
     echo "  round $2 $1 server $s paced at $PACED_RATE/s: server latency p50 $a us, p99 $b us, p99.9 $c us; client p99 $d us"
     lat50[$1$s]="${lat50[$1$s]:-} $a"; lat99[$1$s]="${lat99[$1$s]:-} $b"; lat999[$1$s]="${lat999[$1$s]:-} $c"; clat99[$1$s]="${clat99[$1$s]:-} $d"
   done
