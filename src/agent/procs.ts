@@ -184,7 +184,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
-    if (old && (st.state === 'Z' || st.state === 'X')) {
+    if (old && old.startTime === st.startTime && (st.state === 'Z' || st.state === 'X')) {
       // Exited already (a short curl that a shell exec'd, its exec event read late): a zombie's
       // environ, exe and cmdline are empty, so examining it would forget the environment the
       // process was selected and named by. Keep that; only the name follows the exec.

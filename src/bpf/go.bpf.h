@@ -5,7 +5,8 @@
  * A socket tracepoint fires inside the syscall of the goroutine that made it, and Go keeps the
  * running goroutine's g in thread-local storage (on linux/amd64 at fsbase + a per-binary offset,
  * -8 for internally linked binaries). So the data path reads fsbase from the task (BTF), then
- * g, then g->goid: a goroutine switch costs nothing extra. Offsets come from the binary (DWARF,
+ * g, then g->goid: a goroutine switch costs nothing extra; only for a process that can call out
+ * (ST_GO_CALLS_OUT, see go_goid). Offsets come from the binary (DWARF,
  * ELF symbols: src/agent/go/gooffsets) and reach the kernel through the loader's `go` command.
  *
  * Two uprobes, attached by the loader to each Go process (not to every process running the
