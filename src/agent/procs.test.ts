@@ -135,6 +135,35 @@ test('an exec event read after the new image exited (a zombie) keeps the environ
   sel.close();
 });
 
+test('a process that exited before the agent looked goes by its parent\'s service from the environment', async () => {
+  // A child of a shell with DD_SERVICE that exits at once, unreaped (its parent became
+  // `sleep`): a zombie whose environ is empty. And a child already reaped, whose exec event
+  // names its parent.
+  const outer = spawn('/bin/sh', ['-c', '(exec true) & exec sleep 10'], { env: { PATH: '/usr/bin:/bin', DD_SERVICE: 'orders' }, stdio: 'ignore' });
+  children.push(outer);
+  const plainParent = spawn('/bin/sh', ['-c', '(exec true) & exec sleep 10'], { env: { PATH: '/usr/bin:/bin' }, stdio: 'ignore' });
+  children.push(plainParent);
+  await settle();
+  const kid = (p: number) => Number(readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim());
+  const zombie = kid(outer.pid!);
+  const plainZombie = kid(plainParent.pid!);
+  const state = (p: number) => readFileSync(`/proc/${p}/stat`, 'latin1').split(') ')[1][0];
+  for (let i = 0; i < 100 && (state(zombie) !== 'Z' || state(plainZombie) !== 'Z'); i++) await new Promise((r) => setTimeout(r, 50));
+  const { sel } = selector({});
+  sel.scan();
+  assert.equal(sel.service(zombie), 'orders');
+  assert.equal(sel.processName(zombie), 'true');
+  assert.equal(sel.service(plainZombie), 'true', 'a parent without a service variable lends nothing');
+  sel.onExec(zombie, outer.pid!);
+  assert.equal(sel.service(zombie), 'orders');
+
+  const reaped = spawn('/bin/true');
+  await new Promise((r) => reaped.once('exit', r));
+  sel.onExec(reaped.pid!, outer.pid!);
+  assert.equal(sel.service(reaped.pid!), 'orders');
+  sel.close();
+});
+
 test('exit and exec: pids are removed, and re-examined when they exec', async () => {
   const a = proc('mysleeper');
   // A shell that later execs into a traced name: same pid, new comm.

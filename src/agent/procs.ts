@@ -29,6 +29,8 @@ export interface ProcInfo {
   traced: boolean;
   reason: SelectionReason;
   service: string;
+  /** service came from the environment (else it is the process name) */
+  serviceFromEnv: boolean;
 }
 
 export interface ProcSelectorOptions {
@@ -53,7 +55,8 @@ export interface ProcSelectorStats {
 
 export interface ProcSelector {
   scan(): void;
-  onExec(pid: number): void;
+  /** ppid: the parent named by the exec event (lends its service to a process already gone) */
+  onExec(pid: number, ppid?: number): void;
   onExit(pid: number): void;
   isTraced(pid: number): boolean;
   info(pid: number): ProcInfo | undefined;
@@ -70,7 +73,12 @@ export interface ProcSelector {
 // (a whole scan: ≈ 12 ms → 4 ms of CPU with 115–125 processes).
 const statBuf = Buffer.allocUnsafe(4096);
 
-function readStat(root: string, pid: number): { comm: string; state: string; startTime: string; ppid: number } | null {
+interface Stat { comm: string; state: string; startTime: string; ppid: number }
+
+/** Exited, not yet reaped (or being reaped): its environ, exe and cmdline read empty. */
+const exited = (st: Stat) => st.state === 'Z' || st.state === 'X';
+
+function readStat(root: string, pid: number): Stat | null {
   let s: string;
   try {
     const fd = openSync(`${root}/${pid}/stat`, 'r');
@@ -122,8 +130,25 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   const threadNames = new Map<number, string>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
-  function examine(pid: number, st: { comm: string; startTime: string; ppid: number }): ProcInfo {
-    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm };
+  /**
+   * The service of a process whose environment cannot be read any more (it exited before the
+   * agent looked): its parent's, when that came from the parent's environment (inherited
+   * across fork and, as a rule, exec), else its own name.
+   */
+  function lentService(ppid: number, comm: string): { service: string; serviceFromEnv: boolean } {
+    if (ppid > 0 && !procs.has(ppid)) update(ppid, false); // a scan may reach the child first
+    const parent = procs.get(ppid);
+    return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
+  }
+
+  function examine(pid: number, st: Stat): ProcInfo {
+    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
+    if (exited(st)) {
+      // Nothing left to select it by; its spans (captured while it ran: a traced parent's
+      // child is traced from its fork) still need a name.
+      Object.assign(info, lentService(st.ppid, st.comm));
+      return info;
+    }
     let exe = '';
     try {
       exe = basename(readlinkSync(`${root}/${pid}/exe`).replace(/ \(deleted\)$/, ''));
@@ -151,7 +176,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (!env) stats.environUnreadable++;
     for (const k of SERVICE_ENV) {
       const v = env?.get(k);
-      if (v) { info.service = v; break; }
+      if (v) { info.service = v; info.serviceFromEnv = true; break; }
     }
     if (opts.cfg.trace_all_process) info.reason = 'all';
     else if (env && envset.some((k) => env.has(k))) info.reason = 'env';
@@ -160,13 +185,17 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     return info;
   }
 
+  function remember(info: ProcInfo): void {
+    gone.delete(info.pid);
+    gone.set(info.pid, info);
+    if (gone.size > GONE_MAX) gone.delete(gone.keys().next().value as number);
+  }
+
   function untrack(pid: number): void {
     const old = procs.get(pid);
     if (!old) return;
     procs.delete(pid);
-    gone.delete(pid);
-    gone.set(pid, old);
-    if (gone.size > GONE_MAX) gone.delete(gone.keys().next().value as number);
+    remember(old);
     if (old.traced) {
       stats.traced--;
       stats.removed++;
@@ -174,22 +203,24 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
   }
 
-  function update(pid: number, force: boolean): void {
+  function update(pid: number, force: boolean, ppid = 0): void {
     const st = readStat(root, pid);
     if (!st) {
       // On an exec event the process may already be gone: its exit event, which comes after
-      // its data in the stream, will untrack it; until then its spans keep its names.
+      // its data in the stream, will untrack it; until then its spans keep its names. One
+      // never examined goes by its parent's service.
       if (!force) untrack(pid);
+      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], traced: false, reason: 'none' });
       return;
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
-    if (old && old.startTime === st.startTime && (st.state === 'Z' || st.state === 'X')) {
+    if (old && old.startTime === st.startTime && exited(st) && old.serviceFromEnv) {
       // Exited already (a short curl that a shell exec'd, its exec event read late): a zombie's
       // environ, exe and cmdline are empty, so examining it would forget the environment the
       // process was selected and named by. Keep that; only the name follows the exec.
       const names = old.names.includes(st.comm) ? old.names : [...old.names, st.comm];
-      procs.set(pid, { ...old, comm: st.comm, names, service: old.service === old.comm ? st.comm : old.service });
+      procs.set(pid, { ...old, comm: st.comm, names });
       return;
     }
     const info = examine(pid, st);
@@ -227,8 +258,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     const st = readStat(root, pid);
     if (!st) return undefined;
     const info = examine(pid, st);
-    gone.set(pid, info); // not in procs: the next scan decides and calls addPid
-    if (gone.size > GONE_MAX) gone.delete(gone.keys().next().value as number);
+    remember(info); // not in procs: the next scan decides and calls addPid
     return info;
   }
 
@@ -238,7 +268,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   return {
     stats,
     scan,
-    onExec: (pid) => update(pid, true),
+    onExec: (pid, ppid) => update(pid, true, ppid),
     onExit: (pid) => untrack(pid),
     isTraced: (pid) => procs.get(pid)?.traced ?? false,
     info: (pid) => procs.get(pid),

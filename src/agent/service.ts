@@ -114,7 +114,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
         switch (ev.kind) {
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
-          case 'exec': procs.onExec(ev.pid); break;
+          case 'exec': procs.onExec(ev.pid, ev.ppid); break;
           case 'thread':
             // A handler that starts threads for its downstream calls: the new thread joins
             // the group its creator serves now (if exactly one), until that group closes.
