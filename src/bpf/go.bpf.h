@@ -141,23 +141,22 @@ static __always_inline __u64 go_current_goid(struct go_cached *c, struct pt_regs
 	return goid;
 }
 
-/* Data-path hook: the goid a data event on sock sk of process pid carries (0: none). is_go: the
- * pid's ST_PID_GO bit, read with its traced bit; regs: the thread's saved registers, or NULL.
- *
- * A goid only ever puts an exit span into the group of the entry its goroutine serves. A Go
- * process that never called out (a leaf server: no net/http client in its binary, no TCP
- * connection opened) has no exit spans, so its goids would link nothing, and reading g is most
- * of what a Go event costs beyond a plain one: its Go bit stays clear (the loader's `go` sets it
- * only for a binary that links the client) until its first connect (SYN_SENT, in the connecting
- * thread, before any byte of that connection moves) or round trip sets ST_GO_CALLS_OUT and the
- * bit together (go_mark_calls_out). So a leaf's events skip this path without touching go_cache
- * or go_gen. */
+/* Data-path hook: the goid a data event on sock sk of process pid carries (0: not Go). is_go: the
+ * pid's ST_PID_GO bit (read with its traced bit: no lookup at all for other processes); regs:
+ * the thread's saved registers, or NULL. */
 static __always_inline __u64 go_goid(bool is_go, __u32 pid, __u64 sk, struct pt_regs *regs)
 {
 	if (!is_go)
 		return 0;
 	struct go_cached *c = go_proc_of(pid);
 	if (!c)
+		return 0;
+	/* A goid only ever puts an exit span into the group of the entry its goroutine serves. A
+	 * process that never called out (a leaf server: no net/http client in its binary, no TCP
+	 * connection opened) has no exit spans, so its goids would link nothing, and reading g is
+	 * most of what a Go event costs beyond a plain one. From its first connect (SYN_SENT, in
+	 * the connecting thread, before any byte of that connection) its events carry goids. */
+	if (!(c->flags & ST_GO_CALLS_OUT))
 		return 0;
 	/* go_rt holds sockets of round trips (a round trip sets ST_GO_CALLS_OUT first) */
 	__u64 *caller = bpf_map_lookup_elem(&go_rt, &sk);
@@ -170,24 +169,21 @@ static __always_inline __u64 go_goid(bool is_go, __u32 pid, __u64 sk, struct pt_
  * by connect() in the caller's context). A Go process that calls out gets its goroutine-start
  * probe from the loader (see go_probes.c); one that never does (a leaf server) is spared the
  * uprobe on every goroutine start, one per request of a net/http server. */
-static __always_inline void go_mark_calls_out(struct go_proc *gp, __u32 pid)
+static __always_inline void go_mark_calls_out(struct go_proc *gp)
 {
 	if (!(gp->flags & ST_GO_CALLS_OUT)) {
 		__sync_fetch_and_or(&gp->flags, ST_GO_CALLS_OUT);
-		set_pid_bits(pid, ST_PID_GO, true); /* its events carry goids from now on */
 		go_changed();
 	}
 }
 
-/* Every connect on the host: untraced processes pay the bitmap load, traced ones a go_procs
- * lookup (a connect costs far more). */
 static __always_inline void go_calls_out(__u32 pid)
 {
-	if (!is_traced(pid))
+	if (!is_go(pid))
 		return;
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (gp)
-		go_mark_calls_out(gp, pid);
+		go_mark_calls_out(gp);
 }
 
 /* Hooks for the close and exit paths. */
@@ -272,7 +268,7 @@ int BPF_KPROBE(go_round_trip)
 	struct go_proc *gp = bpf_map_lookup_elem(&go_procs, &pid);
 	if (!gp || !gp->pconn_conn)
 		return 0;
-	go_mark_calls_out(gp, pid); /* also for a pooled connection opened before the loader knew pid */
+	go_mark_calls_out(gp); /* also for a pooled connection opened before the loader knew pid */
 	/* (*persistConn).roundTrip(pc, req): pc in RAX; pc.conn is an interface {itab, data} */
 	__u64 iface[2] = {};
 	__u64 netfd = 0;

@@ -158,7 +158,7 @@ static void detach(struct go_process *p)
 }
 
 /* go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG */
-bool go_process_command(const char *line, __u32 *pid_out, bool *calls_out)
+bool go_process_command(const char *line, __u32 *pid_out)
 {
 	long pid;
 	long long tls;
@@ -172,7 +172,6 @@ bool go_process_command(const char *line, __u32 *pid_out, bool *calls_out)
 	}
 	__u32 key = (__u32)pid;
 	*pid_out = key;
-	*calls_out = pconn != 0;
 	/* PCONN_CONN != 0: the binary links net/http's client, so it counts as calling out from the
 	 * start (its data events carry goids, go.bpf.h go_goid) */
 	struct st_go_proc v = { .tls_off = tls, .goid_off = goid, .pconn_conn = pconn, .tcpconn_itab = itab,

@@ -16,7 +16,7 @@ void go_probes_init(const struct go_programs *p);
 /* `uprobe WHICH FILE_OFFSET PATH`: a probe of PATH's binary, attached to each of its Go processes. */
 bool go_uprobe_command(const char *line);
 /* `go PID ...`: the process's offsets into go_procs, its binary's probes attached to it. */
-bool go_process_command(const char *line, __u32 *pid_out, bool *calls_out);
+bool go_process_command(const char *line, __u32 *pid_out);
 /* Attaches the goroutine-start probe to processes that began calling out; forgets gone ones. */
 void go_poll(void);
 void go_probes_free(void);

@@ -552,10 +552,7 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 	struct st_ack_event ack = { .kind = ST_EV_ACK };
 	int n = sscanf(line, "%15s %ld", verb, &pid);
 	if (n >= 1 && !strcmp(verb, "go")) {
-		/* the Go bit: its events carry goids, from the start when its binary links net/http's
-		 * client, else from its first connect (the kernel sets it then, go.bpf.h) */
-		bool calls_out = false;
-		ack.ok = go_process_command(line, &ack.pid, &calls_out) && set_pid_bits(ack.pid, ST_PID_GO, calls_out);
+		ack.ok = go_process_command(line, &ack.pid) && set_pid_bits(ack.pid, ST_PID_GO, true);
 		go_changed(skel);
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);

@@ -60,9 +60,8 @@ const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_
 /* Traced processes: two bits per tgid (ST_PID_TRACED, ST_PID_GO at bit 2 * (tgid % 32) of word
  * tgid / 32), sized by the loader from kernel.pid_max. Looked up first on every send/receive of
  * every process: an array lookup is inlined by the JIT (a load of a word that stays in cache),
- * where a hash lookup walked a bucket (a cache miss); the Go bit (a Go process whose events carry
- * goids, go.bpf.h) rides in the same word, so every other process, Go leaf servers included,
- * skips the Go path without touching another page. The loader sets and clears bits
+ * where a hash lookup walked a bucket (a cache miss); the Go bit rides in the same word, so
+ * processes that are not Go skip the go_procs lookup for free. The loader sets and clears bits
  * with atomics on its mmap of the map; a traced process's fork sets the child's traced bit; the
  * exit of a process clears both (a reused pid must not inherit tracing). */
 struct {
@@ -347,7 +346,7 @@ static __always_inline bool is_traced(__u32 pid)
 	return pid_bits(pid) & ST_PID_TRACED;
 }
 
-/* A Go process whose events carry goids (go_procs holds its offsets; it can call out). */
+/* A Go process the loader registered (go_procs holds its offsets). */
 static __always_inline bool is_go(__u32 pid)
 {
 	return pid_bits(pid) & ST_PID_GO;

@@ -22,7 +22,7 @@
 
 /* Bits of a pid in the kernel's `traced` map (two per pid; the loader maps it). */
 #define ST_PID_TRACED 1 /* its sends and receives are captured */
-#define ST_PID_GO 2     /* a Go process (offsets in go_procs) that can call out: its events carry goids */
+#define ST_PID_GO 2     /* a Go process with offsets in go_procs */
 
 /* First byte of every event and frame. */
 enum st_kind {
