@@ -312,3 +312,31 @@ test('idle connections expire: a lost close does not keep a connection and its w
   t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 900, t: 1_600_001, tid: 5 }));
   assert.equal(spans.length, 2);
 });
+
+test('a response read stamped before its request was written (the writer held up after sending) still pairs with it', () => {
+  const { t, spans } = table();
+  const REQ = (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  const RESP = (b: string) => `HTTP/1.1 200 OK\r\nContent-Length: ${b.length}\r\n\r\n${b}`;
+  // keep-alive client connection: the first exchange in order, the second answer first
+  t.onData(ev({ sock: 7, dir: 'send', data: REQ('/one'), seq: 1, t: 100 }));
+  t.onData(ev({ sock: 7, dir: 'recv', data: RESP('1'), seq: 1, t: 200 }));
+  const r2 = RESP('22');
+  t.onData(ev({ sock: 7, dir: 'recv', data: r2.slice(0, 20), seq: 1 + RESP('1').length, t: 300 }));
+  t.onData(ev({ sock: 7, dir: 'recv', data: r2.slice(20), seq: 1 + RESP('1').length + 20, t: 301 }));
+  t.onData(ev({ sock: 7, dir: 'send', data: REQ('/two'), seq: 1 + REQ('/one').length, t: 302 }));
+  // a fresh connection whose first event is the answer
+  t.onData(ev({ sock: 8, dir: 'recv', data: RESP('3'), seq: 9, t: 400 }));
+  t.onData(ev({ sock: 8, dir: 'send', data: REQ('/three'), seq: 5, t: 401 }));
+  // an answer from long before the request (a 408 before a close, say): not paired with it
+  t.onData(ev({ sock: 9, dir: 'recv', data: RESP('4'), seq: 9, t: 500 }));
+  t.onData(ev({ sock: 9, dir: 'send', data: REQ('/four'), seq: 5, t: 50_000 }));
+  const done = spans.map((s) => `${s.resource} ${s.httpStatusCode}`);
+  assert.ok(spans.some((s) => String(s.resource).includes('/one')), done.join('; '));
+  const two = spans.find((s) => String(s.resource).includes('/two'));
+  const three = spans.find((s) => String(s.resource).includes('/three'));
+  assert.ok(two && three, done.join('; '));
+  assert.equal(two.httpStatusCode, 200);
+  assert.equal(three.httpStatusCode, 200);
+  assert.ok(!spans.some((s) => String(s.resource).includes('/four')), 'the request whose answer came 50 ms before it is still open');
+  assert.equal(t.stats.orphanResponses, 1);
+});

@@ -101,6 +101,22 @@ interface Conn {
   /** Sequence number expected next per direction (-1: not known yet). */
   nextSend: number;
   nextRecv: number;
+  /**
+   * Reads of a response stamped before its request's write: a data event is stamped when its
+   * call ends, and a writer whose CPU was taken away between sending and that moment (a busy
+   * host) lets the peer answer, and this process read the answer on another CPU, first. Held
+   * (a few, briefly) until the request is seen, then fed after it.
+   */
+  early: DataEvent[] | null;
+}
+
+/** How many reads a connection holds for a request not seen yet, and for how long (stream time). */
+const EARLY_MAX = 4;
+const EARLY_NS = 10_000_000n;
+
+/** The head of a response: "HTTP/" then a digit. */
+function looksLikeResponse(h: Buffer): boolean {
+  return h.length >= 6 && h[0] === 72 && h[1] === 84 && h[2] === 84 && h[3] === 80 && h[4] === 47 && h[5] >= 48 && h[5] <= 57;
 }
 
 export interface ConnTable {
@@ -229,6 +245,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     remove(c);
     stats.closed++;
     c.ev = null;
+    if (c.early) stats.orphanResponses += c.early.length;
     // A read-until-close response completes here (its onEnd emits); one cut short is counted.
     const partial = c.respParser?.close(tsNs);
     if (partial && c.pending[0]) c.pending[0].respBytes += partial.bytes;
@@ -265,7 +282,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     const c: Conn = {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
-      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1,
+      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null,
     };
     conns.set(ev.sockId, c);
     perPid.set(ev.pid, (perPid.get(ev.pid) ?? 0) + 1);
@@ -274,45 +291,68 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     return c;
   }
 
+  /** Hold a response's read that came before any request on a client connection. */
+  function holdEarly(c: Conn, ev: DataEvent): boolean {
+    if (c.early === null) c.early = [];
+    if (c.early.length >= EARLY_MAX) return false;
+    c.early.push(ev);
+    return true;
+  }
+
+  /** The request was just fed: the reads held for it follow (those from just before it). */
+  function feedEarly(c: Conn, requestNs: bigint): void {
+    const held = c.early!;
+    c.early = null;
+    for (const e of held) {
+      if (requestNs - e.tsNs <= EARLY_NS) onData(e);
+      else stats.orphanResponses++; // an answer nobody asked for just then: as before
+    }
+  }
+
+  function onData(ev: DataEvent): void {
+    const c = conns.get(ev.sockId) ?? track(ev);
+    c.lastNs = ev.tsNs;
+    latestNs = ev.tsNs;
+    if (c.role === ROLE_UNKNOWN) {
+      if (!looksLikeRequest(ev.head)) {
+        if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
+        return;
+      }
+      c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
+      c.reqParser = createParser(true, requestSink(c), parse);
+      c.respParser = createParser(false, responseSink(c), parse);
+    }
+    const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
+    // (a request still being written, its head cut short, is answered as it is: not early)
+    if (c.role === ROLE_CLIENT && ev.dir === 'recv' && (c.early !== null || (c.pending.length === 0 && !c.reqParser!.busy() && looksLikeResponse(ev.head))) && holdEarly(c, ev)) return;
+    const parser = ev.dir === requestDir ? c.reqParser! : c.respParser!;
+    // Sequence numbers say whether bytes are missing (a lost event) or were seen already.
+    const send = ev.dir === 'send';
+    const expected = send ? c.nextSend : c.nextRecv;
+    const next = (ev.seq + ev.len) >>> 0;
+    if (send) c.nextSend = next; else c.nextRecv = next;
+    c.ev = ev;
+    if (expected >= 0 && ev.seq !== expected) {
+      const d = (ev.seq - expected) | 0;
+      if (d < 0 && ((next - expected) | 0) <= 0) {
+        stats.seqRepeats++;
+        if (send) c.nextSend = expected; else c.nextRecv = expected;
+        c.ev = null;
+        return;
+      }
+      if (d > 0) {
+        stats.seqGaps++;
+        parser.skip(d, ev.tsNs);
+      }
+    }
+    parser.feed(ev);
+    c.ev = null;
+    if (c.early !== null && ev.dir === 'send' && c.role === ROLE_CLIENT) feedEarly(c, ev.tsNs);
+  }
+
   return {
     stats,
-    onData(ev) {
-      const c = conns.get(ev.sockId) ?? track(ev);
-      c.lastNs = ev.tsNs;
-      latestNs = ev.tsNs;
-      if (c.role === ROLE_UNKNOWN) {
-        if (!looksLikeRequest(ev.head)) {
-          stats.unclassified++;
-          return;
-        }
-        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-        c.reqParser = createParser(true, requestSink(c), parse);
-        c.respParser = createParser(false, responseSink(c), parse);
-      }
-      const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
-      const parser = ev.dir === requestDir ? c.reqParser! : c.respParser!;
-      // Sequence numbers say whether bytes are missing (a lost event) or were seen already.
-      const send = ev.dir === 'send';
-      const expected = send ? c.nextSend : c.nextRecv;
-      const next = (ev.seq + ev.len) >>> 0;
-      if (send) c.nextSend = next; else c.nextRecv = next;
-      c.ev = ev;
-      if (expected >= 0 && ev.seq !== expected) {
-        const d = (ev.seq - expected) | 0;
-        if (d < 0 && ((next - expected) | 0) <= 0) {
-          stats.seqRepeats++;
-          if (send) c.nextSend = expected; else c.nextRecv = expected;
-          c.ev = null;
-          return;
-        }
-        if (d > 0) {
-          stats.seqGaps++;
-          parser.skip(d, ev.tsNs);
-        }
-      }
-      parser.feed(ev);
-      c.ev = null;
-    },
+    onData,
     onClose(ev) {
       const c = conns.get(ev.sockId);
       if (c) end(c, ev.tsNs);
