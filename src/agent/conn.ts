@@ -16,7 +16,7 @@
 // table at a time, when it is full).
 import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
-import { createParser, looksLikeRequest, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
+import { createParser, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
 import { threadKey, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
@@ -114,10 +114,6 @@ interface Conn {
 const EARLY_MAX = 4;
 const EARLY_NS = 10_000_000n;
 
-/** The head of a response: "HTTP/" then a digit. */
-function looksLikeResponse(h: Buffer): boolean {
-  return h.length >= 6 && h[0] === 72 && h[1] === 84 && h[2] === 84 && h[3] === 80 && h[4] === 47 && h[5] >= 48 && h[5] <= 57;
-}
 
 export interface ConnTable {
   onData(ev: DataEvent): void;

@@ -141,14 +141,20 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
   }
 
-  function examine(pid: number, st: Stat): ProcInfo {
-    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
+  /** old: what this pid was examined as before, if anything. */
+  function examine(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
     if (exited(st)) {
-      // Nothing left to select it by; its spans (captured while it ran: a traced parent's
-      // child is traced from its fork) still need a name.
-      Object.assign(info, lentService(st.ppid, st.comm));
-      return info;
+      // Its environ, exe and cmdline read empty: nothing left to select it by, yet its spans
+      // (captured while it ran) need a name. The same process examined before (a short curl
+      // that a shell exec'd, its exec event read late) keeps the environment it was selected
+      // and named by, only its name follows the exec; one never examined (a traced parent's
+      // child is traced from its fork) borrows its parent's.
+      if (old && old.startTime === st.startTime && old.serviceFromEnv) {
+        return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm] };
+      }
+      return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
     }
+    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     let exe = '';
     try {
       exe = basename(readlinkSync(`${root}/${pid}/exe`).replace(/ \(deleted\)$/, ''));
@@ -215,15 +221,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
-    if (old && old.startTime === st.startTime && exited(st) && old.serviceFromEnv) {
-      // Exited already (a short curl that a shell exec'd, its exec event read late): a zombie's
-      // environ, exe and cmdline are empty, so examining it would forget the environment the
-      // process was selected and named by. Keep that; only the name follows the exec.
-      const names = old.names.includes(st.comm) ? old.names : [...old.names, st.comm];
-      procs.set(pid, { ...old, comm: st.comm, names });
-      return;
-    }
-    const info = examine(pid, st);
+    const info = examine(pid, st, old);
     if (old?.traced && !info.traced) { stats.traced--; stats.removed++; opts.removePid(pid); }
     if (info.traced && !old?.traced) { stats.traced++; stats.added++; opts.addPid(pid); }
     procs.set(pid, info);
