@@ -12,6 +12,21 @@
 
 /* ---------------------------------------------------------------- syscall mode */
 
+/* Syscall mode: the arguments saved at syscall entry, tid -> args, read at exit. */
+struct call_args {
+	__u64 nr;
+	__u64 fd;
+	__u64 buf; /* buffer, iovec, msghdr or mmsghdr array */
+	__u64 cnt; /* iovec count or mmsg vlen */
+	__u64 fd2; /* splice: fd_out */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct call_args);
+} calls SEC(".maps");
+
 static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64 fd2)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * Sockets: the id of each socket that carried traced bytes and the pid that last used it
+ * (sk_info on the socket in socket mode, `seen` by address in syscall mode: they give the
+ * close events), and each CPU's cache of the sockets whose 4-tuple its batches already sent
+ * (an event on one of them leaves the tuple out). Included by seqtrace.bpf.c.
+ */
+#ifndef SEQTRACE_SOCKETS_BPF_H
+#define SEQTRACE_SOCKETS_BPF_H
+
+/* Sockets that carried traced bytes: their id and the pid that last moved bytes on them.
+ * Gives close events (only for these sockets) and, in syscall mode, a stable id. */
+struct sock_info {
+	__u64 id;
+	__u32 pid;
+	__u32 _pad;
+};
+
+/* Socket mode: on the socket itself (bpf_sk_storage_get on the trusted sk of the tracepoint):
+ * a short list walk instead of a hash lookup, freed with the socket, never evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_info);
+} sk_info SEC(".maps");
+
+/* Syscall mode (no trusted sock pointer for sk_storage): sock address -> sock_info. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_info);
+} seen SEC(".maps");
+
+/* Socket mode, per CPU: the sockets this CPU recorded in sk_info and whose tuple its batches
+ * sent lately, by cookie (cookies are never reused) with the socket's addresses and ports (a
+ * socket disconnected and connected again elsewhere misses): an event on one of them with the
+ * same pid skips bpf_sk_storage_get and leaves the tuple out (st_data_rec; the loader keeps the
+ * same cache per CPU). A slot counts only in the epoch it was filled in: a new epoch empties
+ * the cache (a lost batch, or the loader's tuple_gen). */
+struct sock_cache {
+	__u32 gen;   /* tuple_gen seen last */
+	__u32 epoch;
+	struct {
+		__u64 id;
+		__u64 addrs;
+		__u32 ports;
+		__u32 pid;
+		__u32 epoch;
+		__u32 _pad;
+	} slot[ST_SOCK_CACHE];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sock_cache);
+} sock_cache SEC(".maps");
+
+/* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
+__u64 next_id = 0;
+
+/* Bumped by the loader when a record reached it without a tuple it knows (st_data_rec): every
+ * CPU empties its cache of recent sockets at its next event, so each socket's next event
+ * carries its tuple again. */
+__u32 tuple_gen = 0;
+
+/* Forget the sockets of this CPU's cache: their next events carry the tuple again. */
+static __always_inline void forget_recent(void)
+{
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (c)
+		c->epoch += 1;
+}
+
+/* Socket mode: the socket's cookie is its id; sk_info on the socket holds it and the pid that
+ * last used it (for the close event). */
+static __always_inline void record_sock(struct sock *sk, __u64 id, __u32 pid)
+{
+	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) /* no memory: the events still carry the id, the close goes unreported */
+		return;
+	si->id = id;
+	si->pid = pid;
+}
+
+/* Socket mode, an event going into this CPU's batch: whether the socket is in the CPU's cache of
+ * recent sockets with this pid and these addresses (then its tuple went out in an earlier record
+ * of this CPU's batches and sk_info holds this pid: nothing to do); else it is recorded in
+ * sk_info and in the cache, and the event carries the tuple. (Two processes taking turns on one
+ * socket on different CPUs can leave the other one's pid in sk_info: the close then names that
+ * one.) */
+static __always_inline bool sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+{
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (!c) {
+		record_sock(sk, id, pid);
+		return false;
+	}
+	__u32 gen = *(volatile __u32 *)&tuple_gen;
+	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
+		c->epoch += 1;
+		c->gen = gen;
+	}
+	__u32 ports = sk->__sk_common.skc_portpair;
+	__u64 addrs;
+	if (family == AF_INET)
+		addrs = sk->__sk_common.skc_addrpair;
+	else
+		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
+			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
+	__u32 i = st_sock_slot(id);
+	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
+	    c->slot[i].epoch == c->epoch)
+		return true;
+	record_sock(sk, id, pid);
+	c->slot[i].id = id;
+	c->slot[i].pid = pid;
+	c->slot[i].addrs = addrs;
+	c->slot[i].ports = ports;
+	c->slot[i].epoch = c->epoch;
+	return false;
+}
+
+/* The id of a socket, remembered in `seen` with the pid that last used it. */
+static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	if (si) {
+		if (si->pid != pid)
+			si->pid = pid;
+		return si->id;
+	}
+	struct sock_info n = { .pid = pid };
+	if (trusted_sk)
+		n.id = bpf_get_socket_cookie(sk);
+	else
+		n.id = (1ULL << 63) | __sync_fetch_and_add(&next_id, 1);
+	bpf_map_update_elem(&seen, &key, &n, BPF_ANY);
+	return n.id;
+}
+
+#endif /* SEQTRACE_SOCKETS_BPF_H */
