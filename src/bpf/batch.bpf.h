@@ -20,7 +20,7 @@ struct {
  * (flush_cpu). A ring buffer record costs its reserve/commit, the ring's lock and the
  * producer/consumer cache lines shared with the reader's CPU: one batch pays that once for
  * tens of events. Events of different CPUs reach the ring buffer out of time order; the
- * loader puts them back in ts_ns order (see loader.c, "Order"). `busy` counts events being
+ * loader puts them back in ts_ns order (see output.c, "Order"). `busy` counts events being
  * built on this CPU (a close from softirq can interrupt a data event): a nested event goes
  * straight to the ring buffer, and the loader's flush waits until it is 0, so that after a
  * flush every event stamped before it is in the ring buffer. */

@@ -14,7 +14,7 @@
  *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events in ts_ns order (batches of the
- *   kernel unpacked, see "Order"); STATS every second.
+ *   kernel unpacked, see output.c, "Order"); STATS every second.
  * stderr: messages. Exit status: 0 on SIGTERM/SIGINT/stdin EOF, 2 when eBPF is unavailable
  *   (privileges, BTF, kernel), 3 when the programs fail to load or attach, 1 on bad usage.
  *
@@ -45,13 +45,8 @@
 #include "seqtrace.h"
 #include "seqtrace.skel.h"
 #include "go_probes.h"
+#include "loader.h"
 
-#define EXIT_USAGE 1
-#define EXIT_UNAVAILABLE 2
-#define EXIT_LOAD 3
-
-#define DRAIN_MS 15          /* the ring buffer is drained at least this often */
-#define FLUSH_NS 50000000ULL /* the CPUs' batches are flushed and events written this often */
 #define STATS_EVERY_NS 1000000000ULL
 #define GO_POLL_NS 100000000ULL /* Go processes that began calling out get their goroutine-start probe */
 
@@ -102,376 +97,6 @@ static int failed(const char *step, int err)
 	fprintf(stderr, "seqtrace-loader: %s failed: %s (errno %d)%s%s\n", step, strerror(err), err,
 		*hint(err) ? ": " : "", hint(err));
 	return err == EPERM ? EXIT_UNAVAILABLE : EXIT_LOAD;
-}
-
-/* ------------------------------------------------------------ output frames */
-
-static bool out_broken;
-
-static void frame(const void *data, __u32 len)
-{
-	/* unlocked: only the main thread writes; the lock per call was ~8 % of the loader's time */
-	if (fwrite_unlocked(&len, sizeof(len), 1, stdout) != 1 || fwrite_unlocked(data, len, 1, stdout) != 1)
-		out_broken = true;
-}
-
-static __u64 now_ns(clockid_t c)
-{
-	struct timespec ts;
-	clock_gettime(c, &ts);
-	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------ order */
-/*
- * The kernel collects events per CPU (seqtrace.bpf.c, `batches`), so events of different CPUs
- * reach the ring buffer out of time order: a thread event on CPU 0 could come after the new
- * thread's send on CPU 1, a close after data still waiting in another CPU's batch. Every
- * write-out (drain(): every FLUSH_NS, after an exec event, on `stats`, at exit) therefore:
- * takes T = now (CLOCK_MONOTONIC, the clock of ts_ns); flushes every CPU's batch (flush_cpu
- * run on that CPU, retried while an event is being built there), after which every event
- * stamped before T is in the ring buffer; reads the ring buffer into `pend`; and writes out
- * the pending events stamped before T in ts_ns order (ties in arrival order). The others wait
- * for the next write-out. So stdout carries one time order, as the single ring buffer gave
- * before batching.
- */
-struct pending {
-	__u64 ts;
-	__u32 off; /* in pend.buf */
-	__u32 len;
-};
-struct pend_list {
-	char *buf;
-	size_t used, cap;
-	struct pending *ev;
-	size_t n, cap_n;
-};
-static struct pend_list pend, spare;
-static __u64 written_upto;  /* every event stamped before this has been written */
-static __u64 late_events;   /* events that arrived after their time was written (should stay 0) */
-static int flush_fd = -1;   /* flush_cpu, or -1 without batching */
-static bool exec_seen;      /* an exec event was read: write out now (the agent decides at exec) */
-static int ncpus;
-
-static void *grow(void *p, size_t *cap, size_t need, size_t unit)
-{
-	if (need <= *cap)
-		return p;
-	size_t c = *cap ? *cap : 4096;
-	while (c < need)
-		c *= 2;
-	void *q = realloc(p, c * unit);
-	if (!q) {
-		fprintf(stderr, "seqtrace-loader: out of memory for %zu pending events\n", need);
-		exit(EXIT_LOAD);
-	}
-	*cap = c;
-	return q;
-}
-
-/* Room for an event of len bytes at the end of l, stamped ts: filled by the caller. */
-static void *pend_reserve(struct pend_list *l, __u64 ts, __u32 len)
-{
-	l->buf = grow(l->buf, &l->cap, l->used + len, 1);
-	l->ev = grow(l->ev, &l->cap_n, l->n + 1, sizeof(*l->ev));
-	void *at = l->buf + l->used;
-	l->ev[l->n++] = (struct pending){ .ts = ts, .off = (__u32)l->used, .len = len };
-	l->used += len;
-	return at;
-}
-
-static void pend_add(struct pend_list *l, __u64 ts, const void *data, __u32 len)
-{
-	memcpy(pend_reserve(l, ts, len), data, len);
-}
-
-/* ts_ns of a kernel event, by its kind (every kernel event has one). */
-static bool event_ts(const void *data, size_t len, __u64 *ts)
-{
-	size_t at;
-	switch (*(const __u8 *)data) {
-	case ST_EV_CLOSE:
-		at = offsetof(struct st_close_event, ts_ns);
-		break;
-	case ST_EV_EXEC:
-	case ST_EV_EXIT:
-		at = offsetof(struct st_proc_event, ts_ns);
-		break;
-	case ST_EV_THREAD:
-		at = offsetof(struct st_thread_event, ts_ns);
-		break;
-	case ST_EV_GOROUTINE:
-		at = offsetof(struct st_goroutine_event, ts_ns);
-		break;
-	default:
-		return false;
-	}
-	if (len < at + sizeof(*ts))
-		return false;
-	memcpy(ts, (const char *)data + at, sizeof(*ts));
-	return true;
-}
-
-/* ------------------------------------------------------------ data records */
-/*
- * The kernel writes a data event as an st_data_rec (seqtrace.h): a 40-byte header, the head and
- * tail, the goid when there is one, and the 4-tuple only when the socket was not in the CPU's
- * cache of recent sockets. Here each record becomes the st_data_event of stdout. `tuples` is
- * that cache of every CPU as the CPU's batches filled it: a batched record with a tuple filled
- * its slot in the kernel, so it fills the same slot here, in the CPU's order; a record without
- * one takes the slot's tuple. A record whose socket the slot does not hold (its batch lost, or
- * anything unforeseen) is dropped and counted, and tuple_gen bumped: the kernel then empties
- * every CPU's cache and each socket's next event brings its tuple. Never a wrong tuple.
- */
-struct tuple_slot {
-	__u64 id; /* socket cookie, 0: empty */
-	__u8 family;
-	__u16 src_port, dst_port;
-	__u8 src_addr[16], dst_addr[16];
-};
-static struct tuple_slot *tuples; /* ncpus * ST_SOCK_CACHE */
-static __u64 tuple_drops;         /* records dropped for want of their tuple */
-static __u32 *tuple_gen;          /* the kernel's, in the mmap'd .bss */
-static bool tuple_gen_bumped;     /* once per drain is enough */
-
-static void take_data(const struct st_data_rec *r, int cpu)
-{
-	__u32 head = r->head_len, tail = r->tail_len;
-	const __u8 *p = (const __u8 *)(r + 1);
-	const __u8 *h = p, *t = p + ST_ALIGN8(head), *after = t + ST_ALIGN8(tail);
-	struct tuple_slot got, *slot = NULL;
-	__u64 goid = 0;
-	if (r->flags & ST_R_GOID) {
-		memcpy(&goid, after, 8);
-		after += 8;
-	}
-	if (cpu >= 0 && cpu < ncpus)
-		slot = &tuples[(size_t)cpu * ST_SOCK_CACHE + st_sock_slot(r->sock_id)];
-	if (r->flags & ST_R_TUPLE) {
-		got = (struct tuple_slot){ .id = r->sock_id };
-		if (r->flags & ST_R_V6) {
-			const struct st_tuple6 *t6 = (const void *)after;
-			got.family = 6;
-			got.src_port = t6->src_port;
-			got.dst_port = t6->dst_port;
-			memcpy(got.src_addr, t6->src_addr, 16);
-			memcpy(got.dst_addr, t6->dst_addr, 16);
-		} else {
-			const struct st_tuple4 *t4 = (const void *)after;
-			got.family = 4;
-			got.src_port = t4->src_port;
-			got.dst_port = t4->dst_port;
-			memcpy(got.src_addr, t4->src_addr, 4);
-			memcpy(got.dst_addr, t4->dst_addr, 4);
-		}
-		if (slot)
-			*slot = got;
-		slot = &got;
-	} else if (!slot || slot->id != r->sock_id) {
-		tuple_drops++;
-		if (tuple_gen && !tuple_gen_bumped) {
-			__atomic_fetch_add(tuple_gen, 1, __ATOMIC_SEQ_CST);
-			tuple_gen_bumped = true;
-		}
-		return;
-	}
-	if (r->ts_ns < written_upto)
-		late_events++;
-	struct st_data_event *e = pend_reserve(&pend, r->ts_ns, sizeof(*e) + head);
-	*e = (struct st_data_event){
-		.kind = ST_EV_DATA, .dir = r->dir, .family = slot->family, .flags = r->flags & (ST_F_NO_PAYLOAD | ST_F_TRUNCATED),
-		.pid = r->pid, .tid = r->tid, .seq = r->seq, .ts_ns = r->ts_ns, .sock_id = r->sock_id, .goid = goid,
-		.len = r->len, .head_len = head, .tail_len = tail, .src_port = slot->src_port, .dst_port = slot->dst_port,
-	};
-	memcpy(e->src_addr, slot->src_addr, 16);
-	memcpy(e->dst_addr, slot->dst_addr, 16);
-	memcpy(e->tail, t, tail);
-	memcpy(e->head, h, head);
-}
-
-/* Bytes of the kernel record at data (len available), 0 when it does not fit or is unknown. */
-static size_t rec_size(const void *data, size_t len)
-{
-	size_t n;
-	if (len < 8) /* every record is at least 8 bytes */
-		return 0;
-	switch (*(const __u8 *)data) {
-	case ST_EV_DATA_REC:
-		n = len >= sizeof(struct st_data_rec) ? st_data_rec_size(data) : len + 1;
-		break;
-	case ST_EV_CLOSE:
-		n = sizeof(struct st_close_event);
-		break;
-	case ST_EV_EXEC:
-	case ST_EV_EXIT:
-		n = sizeof(struct st_proc_event);
-		break;
-	case ST_EV_THREAD:
-		n = sizeof(struct st_thread_event);
-		break;
-	case ST_EV_GOROUTINE:
-		n = sizeof(struct st_goroutine_event);
-		break;
-	default:
-		return 0;
-	}
-	return n <= len ? n : 0;
-}
-
-/* One kernel record (not a batch); cpu: the CPU whose batch held it, -1 for one sent alone. */
-static void take(const void *data, size_t len, int cpu)
-{
-	if (*(const __u8 *)data == ST_EV_DATA_REC) {
-		if (rec_size(data, len))
-			take_data(data, cpu);
-		else
-			fprintf(stderr, "seqtrace-loader: data record of %zu bytes does not fit its fields: dropped\n", len);
-		return;
-	}
-	__u64 ts;
-	if (!event_ts(data, len, &ts)) {
-		fprintf(stderr, "seqtrace-loader: unknown kernel event kind %u (%zu bytes) dropped\n", *(const __u8 *)data, len);
-		return;
-	}
-	if (ts < written_upto)
-		late_events++;
-	if (*(const __u8 *)data == ST_EV_EXEC)
-		exec_seen = true;
-	pend_add(&pend, ts, data, (__u32)len);
-}
-
-/* A ring buffer record: one event, or a batch of them. */
-static int on_event(void *ctx, void *data, size_t len)
-{
-	if (len < 1)
-		return 0;
-	if (*(__u8 *)data != ST_EV_BATCH) {
-		take(data, len, -1);
-		return 0;
-	}
-	const struct st_batch_event *b = data;
-	if (len < sizeof(*b))
-		return 0;
-	const char *p = (const char *)(b + 1), *end = p + (b->bytes < len - sizeof(*b) ? b->bytes : len - sizeof(*b));
-	for (__u32 i = 0; i < b->count; i++) {
-		size_t n = rec_size(p, p < end ? (size_t)(end - p) : 0);
-		if (!n) {
-			fprintf(stderr, "seqtrace-loader: batch of CPU %u: record %u of %u (kind %u) unreadable: rest dropped\n",
-				b->cpu, i, b->count, p < end ? *(const __u8 *)p : 0);
-			break;
-		}
-		take(p, n, (int)b->cpu);
-		p += ST_ALIGN8(n);
-	}
-	return 0;
-}
-
-/* Time order; ties in arrival order (off grows with arrival, so the order is total). */
-static bool before(const struct pending *x, const struct pending *y)
-{
-	return x->ts < y->ts || (x->ts == y->ts && x->off < y->off);
-}
-
-static size_t run_end(const struct pending *v, size_t i, size_t n)
-{
-	while (i + 1 < n && !before(&v[i + 1], &v[i]))
-		i++;
-	return i + 1;
-}
-
-/* Sorts v by before(): a natural merge sort. The events of one CPU's batch arrive in time
- * order, so v is a few long sorted runs and a pass merges pairs of them: n·log(runs), no
- * allocation per write-out (qsort allocated and faulted in a fresh buffer every time and moved
- * each element with memmove: half of the loader's time). */
-static void sort_pending(struct pending *v, size_t n)
-{
-	static struct pending *tmp;
-	static size_t tmp_cap;
-	if (n < 2 || run_end(v, 0, n) == n)
-		return;
-	tmp = grow(tmp, &tmp_cap, n, sizeof(*tmp));
-	struct pending *src = v, *dst = tmp;
-	for (;;) {
-		size_t runs = 0;
-		for (size_t i = 0; i < n; runs++) {
-			size_t m = run_end(src, i, n);
-			size_t e = m < n ? run_end(src, m, n) : n;
-			size_t a = i, b = m, k = i;
-			while (a < m && b < e)
-				dst[k++] = before(&src[b], &src[a]) ? src[b++] : src[a++];
-			while (a < m)
-				dst[k++] = src[a++];
-			while (b < e)
-				dst[k++] = src[b++];
-			i = e;
-		}
-		struct pending *t = src;
-		src = dst;
-		dst = t;
-		if (runs == 1)
-			break;
-	}
-	if (src != v)
-		memcpy(v, src, n * sizeof(*v));
-}
-
-/* Write the pending events stamped before upto, in time order; keep the rest. */
-static void write_before(__u64 upto)
-{
-	sort_pending(pend.ev, pend.n);
-	size_t i = 0;
-	for (; i < pend.n && pend.ev[i].ts < upto; i++)
-		frame(pend.buf + pend.ev[i].off, pend.ev[i].len);
-	if (i == pend.n) { /* the usual case: only events of the flush itself come after upto */
-		pend.used = pend.n = 0;
-	} else {
-		spare.used = spare.n = 0;
-		for (size_t k = i; k < pend.n; k++)
-			pend_add(&spare, pend.ev[k].ts, pend.buf + pend.ev[k].off, pend.ev[k].len);
-		struct pend_list t = pend;
-		pend = spare;
-		spare = t;
-	}
-	if (upto > written_upto)
-		written_upto = upto;
-}
-
-/* Every CPU's batch into the ring buffer (see "Order"). */
-static void flush_cpus(void)
-{
-	if (flush_fd < 0)
-		return;
-	for (int c = 0; c < ncpus; c++) {
-		for (int tries = 0; tries < 10000; tries++) {
-			LIBBPF_OPTS(bpf_test_run_opts, o, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = c);
-			if (bpf_prog_test_run_opts(flush_fd, &o) || o.retval == 0)
-				break; /* an error: that CPU is offline */
-		}
-	}
-}
-
-/* One drain: read the ring buffer (it must not fill up). Every FLUSH_NS (and when asked:
- * `stats`, exit, or an exec event was read) also flush every CPU and write out what is complete. A flush of another CPU
- * is an IPI (≈ 100 µs round trip on the test VM, some µs of the other CPU's time), so not at
- * every 15 ms drain: events reach stdout within FLUSH_NS + DRAIN_MS. all: at exit, everything. */
-static __u64 next_flush;
-
-static void drain(struct ring_buffer *rb, bool all, bool now)
-{
-	__u64 t = now_ns(CLOCK_MONOTONIC);
-	if (flush_fd >= 0 && !all && !now && t < next_flush) {
-		ring_buffer__consume(rb);
-		if (!exec_seen)
-			return;
-		t = now_ns(CLOCK_MONOTONIC);
-	}
-	exec_seen = false;
-	tuple_gen_bumped = false;
-	next_flush = t + FLUSH_NS;
-	__u64 upto = all ? UINT64_MAX : t;
-	flush_cpus();
-	ring_buffer__consume(rb);
-	write_before(upto);
 }
 
 static void send_stats(struct seqtrace_bpf *skel)
@@ -837,15 +462,11 @@ int main(int argc, char **argv)
 				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
 				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };
 	go_probes_init(&gp);
-	ncpus = libbpf_num_possible_cpus();
-	if (batch)
-		flush_fd = bpf_program__fd(skel->progs.flush_cpu);
-	tuples = calloc(ncpus > 0 ? ncpus : 1, ST_SOCK_CACHE * sizeof(*tuples));
-	if (!tuples) {
+	if (!output_init(libbpf_num_possible_cpus(), batch ? bpf_program__fd(skel->progs.flush_cpu) : -1,
+			 &skel->bss->tuple_gen)) {
 		status = failed("allocation", -ENOMEM);
 		goto cleanup;
 	}
-	tuple_gen = &skel->bss->tuple_gen;
 	rb = ring_buffer__new(bpf_map__fd(skel->maps.rb), on_event, NULL, NULL);
 	if (!rb) {
 		status = failed("ring buffer", -errno);
@@ -925,6 +546,7 @@ cleanup:
 	if (epfd >= 0)
 		close(epfd);
 	ring_buffer__free(rb);
+	output_free();
 	go_probes_free();
 	if (traced_words)
 		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What loader.c (setup, commands, the main loop) and output.c (stdout: frames, time order) share. */
+#ifndef SEQTRACE_LOADER_H
+#define SEQTRACE_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+#include <linux/types.h>
+
+#define EXIT_USAGE 1
+#define EXIT_UNAVAILABLE 2
+#define EXIT_LOAD 3
+
+#define DRAIN_MS 15          /* the ring buffer is drained at least this often */
+#define FLUSH_NS 50000000ULL /* the CPUs' batches are flushed and events written this often */
+
+struct ring_buffer;
+
+extern bool out_broken;   /* a write to stdout failed: the loader stops */
+extern __u64 late_events; /* events that arrived after their time was written (should stay 0) */
+extern __u64 tuple_drops; /* records dropped for want of their tuple */
+
+/* One frame on stdout: a u32 little-endian length, then the bytes (an st_kind first). */
+void frame(const void *data, __u32 len);
+__u64 now_ns(clockid_t c);
+
+/* Before the first event. flush_fd: flush_cpu, or -1 without batching; tuple_gen: the
+ * kernel's, in its mmap'd .bss. Returns false without memory. */
+bool output_init(int ncpus, int flush_fd, __u32 *tuple_gen);
+void output_free(void);
+/* The ring buffer's callback: one kernel record (an event, or a batch of them). */
+int on_event(void *ctx, void *data, size_t len);
+/* Read the ring buffer; every FLUSH_NS (now: at once; all: at exit, everything) flush every
+ * CPU's batch and write out, in time order, what is complete. */
+void drain(struct ring_buffer *rb, bool all, bool now);
+
+#endif /* SEQTRACE_LOADER_H */
