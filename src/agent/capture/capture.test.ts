@@ -65,6 +65,7 @@ async function runSyscalls(run: Run, family: 4 | 6) {
   assert.equal(code, 0, `syscalls.py failed: ${err}`);
   return JSON.parse(out.split('\n')[1]) as {
     pid: number; clientTid: number; serverTid: number; childPid: number; childReceived: string;
+    udpReceived: string; unixReceived: string;
     ops: Array<{ name: string; bytes: number; received: number }>;
   };
 }
@@ -153,6 +154,10 @@ for (const mode of ['socket', 'syscall'] as const) {
         // the forked child's write is the last thing moved
         await waitFor('the forked child\'s write and its receipt', () => mine().filter((e) => text(e.head).startsWith('F1:')).length === 2);
         const evs = mine();
+        // UDP and AF_UNIX bytes moved (before the child's write) and made no events
+        assert.deepEqual([r.udpReceived, r.unixReceived], ['UDP1:not-tcp', 'UNIX1:not-tcp']);
+        const notTcp = evs.filter((e) => /^(UDP1|UNIX1):/.test(text(e.head)));
+        assert.deepEqual(notTcp.map((e) => text(e.head)), [], 'sockets that are not TCP make no events');
         const sends = evs.filter((e) => e.dir === 'send');
         const recvs = evs.filter((e) => e.dir === 'recv');
         for (const e of sends) assert.equal(e.tid, e.pid === r.childPid ? r.childPid : r.clientTid, 'sends come from the client thread');

@@ -6,7 +6,8 @@ usage: syscalls.py 4|6
 Prints "ready PID" and waits for a line on stdin (the test traces PID meanwhile), then runs
 the operations in lockstep (the client sends one, the server thread receives all of it,
 then the next), forks a child that writes once, and prints one JSON line describing what
-was done: {"pid", "clientTid", "serverTid", "childPid", "ops": [...]}.
+was done: {"pid", "clientTid", "serverTid", "childPid", "ops": [...], "udpReceived",
+"unixReceived"} (the last two: bytes moved on sockets that are not TCP, which make no events).
 """
 import ctypes
 import json
@@ -163,6 +164,19 @@ for name, send, n, _r in ops:
     else:
         send()
     done.acquire()
+
+# Not TCP: a UDP datagram and bytes on an AF_UNIX stream of the same traced process make no
+# events (the socket tracepoints fire for every socket; the kernel side keeps TCP only).
+udp_in = socket.socket(family, socket.SOCK_DGRAM)
+udp_in.bind((host, 0))
+udp_out = socket.socket(family, socket.SOCK_DGRAM)
+udp_out.sendto(b"UDP1:not-tcp", udp_in.getsockname()[:2])
+info["udpReceived"] = udp_in.recv(100).decode()
+unix_a, unix_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+unix_a.sendall(b"UNIX1:not-tcp")
+info["unixReceived"] = unix_b.recv(100).decode()
+for s in (udp_in, udp_out, unix_a, unix_b):
+    s.close()
 
 child = os.fork()
 if child == 0:
