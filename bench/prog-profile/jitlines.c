@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 int main(int argc, char **argv)
@@ -49,7 +50,11 @@ int main(int argc, char **argv)
 	}
 	for (__u32 i = 0; i < n; i++) {
 		const char *src = btf__name_by_offset(btf, li[i].line_off);
-		printf("%llx %u %s\n", (unsigned long long)addr[i], BPF_LINE_INFO_LINE_NUM(li[i].line_col), src ? src : "");
+		const char *file = btf__name_by_offset(btf, li[i].file_name_off);
+		const char *base = file ? strrchr(file, '/') : NULL;
+		/* the file too: the programs' lines come from seqtrace.bpf.c and its headers */
+		printf("%llx %s:%u %s\n", (unsigned long long)addr[i], base ? base + 1 : file ? file : "?",
+		       BPF_LINE_INFO_LINE_NUM(li[i].line_col), src ? src : "");
 	}
 	return 0;
 }
