@@ -27,7 +27,7 @@ struct {
 struct batch {
 	__u32 used; /* bytes of records in recs */
 	__u32 busy;
-	__u64 _pad;
+	__u64 flushed_ns; /* when flush_cpu last ran here (bpf_ktime_get_ns) */
 	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
 	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
 	__u8 recs[ST_BATCH_MAX + sizeof(struct scratch)];

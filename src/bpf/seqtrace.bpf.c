@@ -135,7 +135,7 @@ static __always_inline void set_pid_bits(__u32 pid, __u64 bits, bool on)
  * TCP socket (checked by the caller). The one place a data event's fields are filled. tuple:
  * whether the record carries the 4-tuple (see st_data_rec). */
 static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk, bool direct, __u64 id, bool tuple,
-					     __u8 dir, __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
+					     __u8 dir, __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid, __u64 ts)
 {
 	struct st_data_rec *e = &s->ev;
 	__u8 flags = 0;
@@ -145,7 +145,7 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	e->tid = (__u32)pid_tgid;
 	e->pid = pid_tgid >> 32;
 	e->seq = seq;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts;
 	e->sock_id = id;
 	e->len = len;
 	e->head_len = 0;
@@ -198,19 +198,20 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 }
 
 /* Build one data event into this CPU's batch (or, nested or without batching, into scratch and
- * straight to the ring buffer), between begin_event and end_event. */
+ * straight to the ring buffer), between begin_event and end_event; ts taken after begin_event
+ * (see event_ts). */
 static __always_inline void emit_in(struct batch *b, struct sock *sk, bool direct, __u64 id, bool tuple, __u8 dir,
-				    __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid)
+				    __u32 len, __u32 seq, struct msg_src *m, __u64 pid_tgid, __u64 ts)
 {
 	if (batching(b)) {
 		__u32 off = b->used & (ST_BATCH_MAX - 1);
 		struct scratch *s = (void *)&b->recs[off];
-		commit(b, off, fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid));
+		commit(b, off, fill_data_event(s, sk, direct, id, tuple, dir, len, seq, m, pid_tgid, ts));
 	} else {
 		__u32 zero = 0;
 		struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 		if (s)
-			output(s, fill_data_event(s, sk, direct, id, true, dir, len, seq, m, pid_tgid));
+			output(s, fill_data_event(s, sk, direct, id, true, dir, len, seq, m, pid_tgid, ts));
 	}
 }
 
@@ -222,7 +223,7 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	if (!b)
 		return 0;
 	m->go = is_go(pid_tgid >> 32);
-	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid);
+	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid, bpf_ktime_get_ns());
 	end_event(b);
 	return 0;
 }
@@ -262,6 +263,29 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
 /* kfunc (kernel 6.2+, below socket mode's 6.3): a BTF pointer seen as another type, its
  * fields read with fault-safe loads; the verifier turns the call into a register move. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* The kernel's TCP receive (from kallsyms; 0 where it cannot be read). */
+extern const void tcp_recvmsg __ksym __weak;
+
+/* A data event's time, taken after begin_event. A receive through tcp_recvmsg (the socket's
+ * recvmsg: not kTLS, sockmap or MPTCP, which have their own) refreshed tcp_clock_cache after
+ * copying the bytes (tcp_rcv_space_adjust -> tcp_mstamp_refresh: CLOCK_MONOTONIC, the clock
+ * of bpf_ktime_get_ns), about a microsecond before this tracepoint: that is the time of the
+ * read, and costs a load where the clock read cost ≈ 25–60 ns on this VM (pvclock, ≈ a fifth of
+ * a traced event's time). A cache older than this CPU's last flush by the loader (a read that
+ * flush interrupted, or anything unforeseen) takes the clock: every event built after a flush
+ * is then stamped after it, which the loader's order relies on (output.c, "Order"). Sends
+ * take the clock: a send the kernel autocorked leaves the cache where the last transmit put
+ * it. */
+static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir)
+{
+	if (dir == ST_DIR_RECV && (__u64)&tcp_recvmsg && (__u64)sk->__sk_common.skc_prot->recvmsg == (__u64)&tcp_recvmsg) {
+		__u64 ts = tp->tcp_clock_cache;
+		if (ts >= b->flushed_ns)
+			return ts;
+	}
+	return bpf_ktime_get_ns();
+}
 
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
 {
@@ -355,7 +379,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
-	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid);
+	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid, event_ts(b, sk, tp, dir));
 	end_event(b);
 	return 0;
 }
@@ -494,5 +518,6 @@ int flush_cpu(void *ctx)
 	if (b->busy)
 		return 1;
 	flush(b);
+	b->flushed_ns = bpf_ktime_get_ns(); /* see event_ts */
 	return 0;
 }

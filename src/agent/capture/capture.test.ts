@@ -16,6 +16,7 @@ if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
 const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.url));
 const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
 const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.url));
+const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.meta.url));
 
 interface Run {
   cap: Capture;
@@ -312,6 +313,32 @@ for (const mode of ['socket', 'syscall'] as const) {
       const untraced = await runThreads(false);
       await run.cap.refreshStats(); // a drain happened after it finished
       assert.deepEqual(run.events.filter((e) => e.kind === 'thread' && e.pid === untraced.pid), [], 'no thread events of an untraced process');
+    });
+
+    // Socket mode stamps a receive with the time tcp_recvmsg read the bytes (tcp_clock_cache,
+    // refreshed there), not with a clock read of its own: a read 200 ms after the bytes came must
+    // carry the read's time, not the arrival's (nor the delayed ACK's).
+    test('a receive is stamped when the process reads, not when the bytes arrived', async () => {
+      const p = spawn('python3', ['-u', READLATER_PY, '4', '3', '200'], { stdio: 'pipe' });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      await waitFor('readlater.py ready', () => out.includes('ready\n'), 10_000);
+      await run.cap.addPid(p.pid!);
+      p.stdin.write('go\n');
+      assert.equal(await exited(p), 0, `readlater.py failed: ${err}`);
+      const pid = (JSON.parse(out.split('\n')[1]) as { pid: number }).pid;
+      const mine = () => data(run.events).filter((e) => e.pid === pid && text(e.head).startsWith('L'));
+      await waitFor('the three messages on both ends', () => mine().length === 6);
+      for (const i of [0, 1, 2]) {
+        const [send, recv] = (['send', 'recv'] as const).map((dir) => mine().find((e) => e.dir === dir && text(e.head).startsWith(`L${i}:`))!);
+        assert.ok(send && recv, `message ${i} seen on both ends`);
+        assert.equal(recv.seq, send.seq);
+        const ms = Number(recv.tsNs - send.tsNs) / 1e6;
+        assert.ok(ms >= 195 && ms < 1000, `message ${i}: read ${ms.toFixed(3)} ms after it was sent, the process slept 200 ms in between`);
+        assert.ok(recv.tsNs <= run.arrived.get(recv)!, 'stamped before it reached user space');
+      }
     });
 
     test('round trips across CPUs (events batched per CPU): complete, in time order, per socket in seq order, closes last; an event on an idle CPU arrives within the flush period (50 ms)', async () => {
