@@ -264,26 +264,39 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
  * fields read with fault-safe loads; the verifier turns the call into a register move. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-/* The kernel's TCP receive (from kallsyms; 0 where it cannot be read). */
+/* The kernel's TCP receive and send (from kallsyms; 0 where they cannot be read). */
 extern const void tcp_recvmsg __ksym __weak;
+extern const void tcp_sendmsg __ksym __weak;
 
-/* A data event's time, taken after begin_event. A receive through tcp_recvmsg (the socket's
- * recvmsg: not kTLS, sockmap or MPTCP, which have their own) refreshed tcp_clock_cache after
- * copying the bytes (tcp_rcv_space_adjust -> tcp_mstamp_refresh: CLOCK_MONOTONIC, the clock
- * of bpf_ktime_get_ns), about a microsecond before this tracepoint: that is the time of the
- * read, and costs a load where the clock read cost ≈ 25–60 ns on this VM (pvclock, ≈ a fifth of
- * a traced event's time). A cache older than this CPU's last flush by the loader (a read that
- * flush interrupted, or anything unforeseen) takes the clock: every event built after a flush
- * is then stamped after it, which the loader's order relies on (output.c, "Order"). Sends
- * take the clock: a send the kernel autocorked leaves the cache where the last transmit put
- * it. */
-static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir)
+/* A data event's time, taken after begin_event: when the call moved the bytes, without a clock
+ * read where TCP itself just read the clock. The clock read costs 25–60 ns on this VM
+ * (pvclock: about a fifth of a traced event's program time); tcp_clock_cache costs a load. It
+ * is CLOCK_MONOTONIC (tcp_clock_ns(), the clock of bpf_ktime_get_ns), refreshed
+ * (tcp_mstamp_refresh) by
+ *  - a receive through tcp_recvmsg (the socket's own: not kTLS, sockmap or MPTCP, which take
+ *    the clock) after it copied the bytes (tcp_rcv_space_adjust): the time of the read;
+ *  - tcp_write_xmit, first thing, before it sends anything: if any of this send's bytes have
+ *    left (snd_nxt past their first sequence number), they left during this call, so the cache
+ *    is the time of the last transmit in it. A send whose bytes all wait (autocorked, corked,
+ *    Nagle, a full window) may find the cache where an earlier transmit or receive put it: it
+ *    takes the clock.
+ * Either is about a microsecond before this tracepoint. A cache older than this CPU's last
+ * flush by the loader (a call that flush interrupted, or anything unforeseen) takes the clock,
+ * so an event built after a flush is stamped after it, which the loader's order relies on
+ * (output.c, "Order"). */
+static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir, __u32 len)
 {
-	if (dir == ST_DIR_RECV && (__u64)&tcp_recvmsg && (__u64)sk->__sk_common.skc_prot->recvmsg == (__u64)&tcp_recvmsg) {
-		__u64 ts = tp->tcp_clock_cache;
-		if (ts >= b->flushed_ns)
-			return ts;
+	struct proto *prot = sk->__sk_common.skc_prot;
+	__u64 ts = 0;
+	if (dir == ST_DIR_RECV) {
+		if ((__u64)&tcp_recvmsg && (__u64)prot->recvmsg == (__u64)&tcp_recvmsg)
+			ts = tp->tcp_clock_cache;
+	} else if ((__u64)&tcp_sendmsg && (__u64)prot->sendmsg == (__u64)&tcp_sendmsg) {
+		if ((__s32)(tp->snd_nxt - (tp->write_seq - len)) > 0) /* some of its bytes left */
+			ts = tp->tcp_clock_cache;
 	}
+	if (ts && ts >= b->flushed_ns)
+		return ts;
 	return bpf_ktime_get_ns();
 }
 
@@ -379,7 +392,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
-	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid, event_ts(b, sk, tp, dir));
+	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid, event_ts(b, sk, tp, dir, ret));
 	end_event(b);
 	return 0;
 }

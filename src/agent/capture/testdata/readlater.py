@@ -1,8 +1,17 @@
-"""A read long after the bytes arrived, for capture.test.ts: the time of a receive event is
-the time of the read, not of the bytes' arrival. Usage: readlater.py 4|6 N PAUSE_MS.
+"""Calls long after the socket's last activity, for capture.test.ts: an event is stamped when
+its call moved the bytes, not when they arrived or when the socket last transmitted.
+Usage: readlater.py 4|6 PAUSE_MS.
 
-After 'go' on stdin, N times: the client end sends "L<i>:" + text, the process sleeps
-PAUSE_MS, then the server end reads it. Prints one JSON line {"pid"}."""
+After 'go' on stdin, over one loopback connection (client end -> server end):
+ - L0..L2: the client sends, the process sleeps PAUSE_MS, the server end reads;
+ - S0, S1: the process sleeps PAUSE_MS, the client sends, the server end reads;
+ - C0: the client sets TCP_CORK, the process sleeps PAUSE_MS, the client sends (held by the
+   cork: nothing leaves), then uncorks, and the server end reads;
+ - A0, A1: the client sends 3000 bytes (A0), the process sleeps PAUSE_MS / 8, the client sends
+   A1, and the server end reads both. Behind a slow qdisc on lo (capture.test.ts runs this in a
+   network namespace with tbf and an MTU of 1500) A0's second segment waits in the qdisc, so
+   the kernel autocorks A1: nothing of it leaves in its call.
+Prints one JSON line {"pid"}."""
 import json
 import os
 import socket
@@ -11,22 +20,46 @@ import time
 
 family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
 host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-n, pause = int(sys.argv[2]), int(sys.argv[3]) / 1000
+pause = int(sys.argv[2]) / 1000
 listener = socket.socket(family, socket.SOCK_STREAM)
 listener.bind((host, 0))
 listener.listen(1)
 client = socket.socket(family, socket.SOCK_STREAM)
 client.connect(listener.getsockname()[:2])
 server, _ = listener.accept()
+
+
+def read(n):
+    got = b""
+    while len(got) < n:
+        got += server.recv(n - len(got))
+
+
 print("ready", flush=True)
 sys.stdin.readline()
-for i in range(n):
+for i in range(3):
     msg = b"L%d:read-long-after-it-arrived" % i
     client.sendall(msg)
     time.sleep(pause)
-    got = b""
-    while len(got) < len(msg):
-        got += server.recv(len(msg) - len(got))
+    read(len(msg))
+for i in range(2):
+    msg = b"S%d:sent-long-after-the-last-transmit" % i
+    time.sleep(pause)
+    client.sendall(msg)
+    read(len(msg))
+msg = b"C0:sent-corked-nothing-leaves"
+client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+time.sleep(pause)
+client.sendall(msg)
+client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+read(len(msg))
+a0 = b"A0:" + b"x" * 2997
+a1 = b"A1:autocorked-behind-A0"
+client.sendall(a0)
+time.sleep(pause / 8)
+client.sendall(a1)
+read(len(a0))
+read(len(a1))
 client.close()
 server.close()
 print(json.dumps({"pid": os.getpid()}), flush=True)
