@@ -331,6 +331,11 @@ for (const mode of ['socket', 'syscall'] as const) {
       try {
         ip('-n', ns, 'link', 'set', 'lo', 'mtu', '1500', 'up');
         ip('netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', '100kbit', 'burst', '1600', 'latency', '2s');
+        // the namespace's TCPAutoCorking counter: the test checks that A1 really was autocorked
+        const autocorkings = () => {
+          const [names, values] = ip('netns', 'exec', ns, 'cat', '/proc/net/netstat').toString().split('\n').filter((l) => l.startsWith('TcpExt:'));
+          return Number(values.split(' ')[names.split(' ').indexOf('TCPAutoCorking')]);
+        };
         const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-u', READLATER_PY, '4', '200'], { stdio: 'pipe' });
         let out = '';
         let err = '';
@@ -355,6 +360,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         late('S0 sent', gapMs(ev('S0', 'send'), ev('L2', 'recv')));
         late('S1 sent', gapMs(ev('S1', 'send'), ev('S0', 'recv')));
         late('C0 sent (corked)', gapMs(ev('C0', 'send'), ev('S1', 'recv')));
+        assert.ok(autocorkings() >= 1, 'the kernel autocorked a send in the namespace (else A1 tests nothing)');
         const autocorked = gapMs(ev('A1', 'send'), ev('A0', 'send'));
         assert.ok(autocorked >= 22 && autocorked < 500, `A1 (autocorked) sent ${autocorked.toFixed(3)} ms after A0; the process slept 25 ms in between`);
       } finally {
