@@ -284,7 +284,7 @@ extern const void tcp_sendmsg __ksym __weak;
  * flush by the loader (a call that flush interrupted, or anything unforeseen) takes the clock,
  * so an event built after a flush is stamped after it, which the loader's order relies on
  * (output.c, "Order"). */
-static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir, __u32 len)
+static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir, __u32 seq)
 {
 	struct proto *prot = sk->__sk_common.skc_prot;
 	__u64 ts = 0;
@@ -292,7 +292,7 @@ static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct t
 		if ((__u64)&tcp_recvmsg && (__u64)prot->recvmsg == (__u64)&tcp_recvmsg)
 			ts = tp->tcp_clock_cache;
 	} else if ((__u64)&tcp_sendmsg && (__u64)prot->sendmsg == (__u64)&tcp_sendmsg) {
-		if ((__s32)(tp->snd_nxt - (tp->write_seq - len)) > 0) /* some of its bytes left */
+		if ((__s32)(tp->snd_nxt - seq) > 0) /* some of its bytes left (seq: the first's) */
 			ts = tp->tcp_clock_cache;
 	}
 	if (ts && ts >= b->flushed_ns)
@@ -392,7 +392,8 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
-	emit_in(b, sk, true, id, tuple, dir, ret, seq_of(sk, tp, true, dir, ret), &m, pid_tgid, event_ts(b, sk, tp, dir, ret));
+	__u32 seq = seq_of(sk, tp, true, dir, ret);
+	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, dir, seq));
 	end_event(b);
 	return 0;
 }
