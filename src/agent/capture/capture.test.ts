@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
@@ -52,23 +52,34 @@ function exited(p: ChildProcess): Promise<number> {
   });
 }
 
-/** Runs testdata/syscalls.py traced; returns its report. */
-async function runSyscalls(run: Run, family: 4 | 6) {
-  const p = spawn('python3', ['-u', SYSCALLS_PY, String(family)], { stdio: 'pipe' });
+/**
+ * Runs a testdata script (python3, in a network namespace when netns is given) that prints a
+ * first line once it is ready (its pid known, nothing done yet), waits for a line on stdin, does
+ * its work and prints one JSON line: traced from its first line on unless traced is false.
+ * Returns that JSON.
+ */
+async function runScript<T>(run: Run, script: string, args: string[], o: { traced?: boolean; netns?: string } = {}): Promise<T> {
+  const name = basename(script);
+  const cmd = [...(o.netns ? ['ip', 'netns', 'exec', o.netns] : []), 'python3', '-u', script, ...args];
+  const p = spawn(cmd[0], cmd.slice(1), { stdio: 'pipe' });
   let out = '';
   let err = '';
   p.stderr.on('data', (d) => { err += d; });
   p.stdout.on('data', (d) => { out += d; });
-  await waitFor('syscalls.py ready', () => out.includes('\n'), 10_000);
-  await run.cap.addPid(p.pid!);
+  await waitFor(`${name} ready`, () => out.includes('\n'), 10_000);
+  if (o.traced ?? true) await run.cap.addPid(p.pid!);
   p.stdin.write('go\n');
-  const code = await exited(p);
-  assert.equal(code, 0, `syscalls.py failed: ${err}`);
-  return JSON.parse(out.split('\n')[1]) as {
+  assert.equal(await exited(p), 0, `${name} failed: ${err}`);
+  return JSON.parse(out.split('\n')[1]) as T;
+}
+
+/** Runs testdata/syscalls.py traced; returns its report. */
+function runSyscalls(run: Run, family: 4 | 6) {
+  return runScript<{
     pid: number; clientTid: number; serverTid: number; childPid: number; childReceived: string;
     udpReceived: string; unixReceived: string;
     ops: Array<{ name: string; bytes: number; received: number }>;
-  };
+  }>(run, SYSCALLS_PY, [String(family)]);
 }
 
 /** A Python http.server (ThreadingHTTPServer) on loopback; returns its port. */
@@ -287,18 +298,7 @@ for (const mode of ['socket', 'syscall'] as const) {
     }
 
     test('a traced process starting threads: a thread event per new thread (creator, new tid) before its first send; none untraced', async () => {
-      const runThreads = async (traced: boolean) => {
-        const p = spawn('python3', ['-u', THREADS_PY], { stdio: 'pipe' });
-        let out = '';
-        let err = '';
-        p.stdout.on('data', (d) => { out += d; });
-        p.stderr.on('data', (d) => { err += d; });
-        await waitFor('threads.py ready', () => out.includes('ready\n'), 10_000);
-        if (traced) await run.cap.addPid(p.pid!);
-        p.stdin.write('go\n');
-        assert.equal(await exited(p), 0, `threads.py failed: ${err}`);
-        return JSON.parse(out.split('\n')[1]) as { pid: number; main: number; a: number; b: number };
-      };
+      const runThreads = (traced: boolean) => runScript<{ pid: number; main: number; a: number; b: number }>(run, THREADS_PY, [], { traced });
       const ids = await runThreads(true);
       assert.equal(ids.main, ids.pid);
       await waitFor('thread B\'s send', () => data(run.events).some((e) => e.pid === ids.pid && text(e.head).startsWith('TB:')));
@@ -336,16 +336,7 @@ for (const mode of ['socket', 'syscall'] as const) {
           const [names, values] = ip('netns', 'exec', ns, 'cat', '/proc/net/netstat').toString().split('\n').filter((l) => l.startsWith('TcpExt:'));
           return Number(values.split(' ')[names.split(' ').indexOf('TCPAutoCorking')]);
         };
-        const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-u', READLATER_PY, '4', '200'], { stdio: 'pipe' });
-        let out = '';
-        let err = '';
-        p.stdout.on('data', (d) => { out += d; });
-        p.stderr.on('data', (d) => { err += d; });
-        await waitFor('readlater.py ready', () => out.includes('ready\n'), 10_000);
-        await run.cap.addPid(p.pid!);
-        p.stdin.write('go\n');
-        assert.equal(await exited(p), 0, `readlater.py failed: ${err}`);
-        const pid = (JSON.parse(out.split('\n')[1]) as { pid: number }).pid;
+        const { pid } = await runScript<{ pid: number }>(run, READLATER_PY, ['4', '200'], { netns: ns });
         const tags = ['L0', 'L1', 'L2', 'S0', 'S1', 'C0', 'A0', 'A1'];
         const mine = () => data(run.events).filter((e) => e.pid === pid && tags.includes(text(e.head).split(':')[0]));
         await waitFor('each message sent and its start read', () => tags.every((t) => ['send', 'recv'].every((dir) => mine().some((e) => e.dir === dir && text(e.head).startsWith(`${t}:`)))));
