@@ -103,9 +103,10 @@ interface Conn {
   nextRecv: number;
   /**
    * Reads of a response stamped before its request's write: a data event is stamped when its
-   * call ends, and a writer whose CPU was taken away between sending and that moment (a busy
-   * host) lets the peer answer, and this process read the answer on another CPU, first. Held
-   * (a few, briefly) until the request is seen, then fed after it.
+   * call moved the bytes, at the latest when the call ends (docs/kernel.md, "Time"), and a
+   * writer whose CPU was taken away between sending and that moment (a busy host) lets the peer
+   * answer, and this process read the answer on another CPU, first. Held (a few, briefly) until
+   * the request is seen, then fed after it.
    */
   early: DataEvent[] | null;
 }
@@ -113,7 +114,6 @@ interface Conn {
 /** How many reads a connection holds for a request not seen yet, and for how long (stream time). */
 const EARLY_MAX = 4;
 const EARLY_NS = 10_000_000n;
-
 
 export interface ConnTable {
   onData(ev: DataEvent): void;
