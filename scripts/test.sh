@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.check.json   # src, test and bench
+# bin/seqtrace runs the compiled dist/ when there is one, and the tests start it (agents, linkers,
+# the least-privilege runs): build now, so that they run what src/ says, not an older build.
+npm run build --silent >/dev/null
 # The least-privilege tests run this checkout's bin/seqtrace as user nobody: a checkout made in
 # a private directory (mktemp -d is mode 0700) must let others pass through its top directory.
 # Only the top: git creates everything inside readable. (test/reliability/unprivileged.test.ts

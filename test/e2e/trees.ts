@@ -174,6 +174,37 @@ function countSpans(e: Expect): number {
   return 1 + e.children.reduce((n, c) => n + countSpans(c), 0);
 }
 
+/**
+ * Every child inside its parent's time, as causality requires: a process reads a request before
+ * it calls downstream and reads the downstream answer before it writes its own (entry -> exit,
+ * one process: `IN_PROCESS_US`, the rounding to whole µs); a client writes before the server
+ * reads and reads after the server wrote (exit -> entry, two processes: `ACROSS_US`, because a
+ * send is stamped when its call moved the bytes and the peer may start reading a long message
+ * before the sender's call returns, and agents on separate hosts convert to epoch time with
+ * their own offsets). A span stamped from a stale or wrong clock reading is milliseconds off.
+ */
+const IN_PROCESS_US = 1;
+const ACROSS_US = 2000;
+
+export function timingProblems(traces: Trace[]): string[] {
+  const problems: string[] = [];
+  for (const t of traces) {
+    const ids = new Map(t.spans.map((s) => [s.spanId, s]));
+    for (const c of t.spans) {
+      const p = c.parentId ? ids.get(c.parentId) : undefined;
+      if (!p) continue;
+      const tol = p.host === c.host && p.pid === c.pid ? IN_PROCESS_US : ACROSS_US;
+      const early = p.startUs - c.startUs;
+      const late = c.startUs + c.durationUs - (p.startUs + p.durationUs);
+      if (early > tol || late > tol) {
+        problems.push(`timing: trace ${t.traceId}: ${c.service} ${c.kind} "${c.resource}" [${c.startUs}, +${c.durationUs} µs] ` +
+          `${early > tol ? `starts ${early} µs before` : `ends ${late} µs after`} its parent ${p.service} ${p.kind} [${p.startUs}, +${p.durationUs} µs]`);
+      }
+    }
+  }
+  return problems;
+}
+
 /** The request id a span belongs to: the last path segment of its resource. */
 export function requestIdOf(resource: string): string {
   return resource.split(' ').pop()!.split('?')[0].split('/').pop()!;
@@ -182,7 +213,7 @@ export function requestIdOf(resource: string): string {
 /**
  * Assert that the traces are exactly the expected ones: one trace per request id, each with
  * exactly the expected tree (every span's service, kind, resource and status, and every
- * parent/child relation), and nothing else.
+ * parent/child relation), every child inside its parent's time, and nothing else.
  */
 export function assertExactTraces(traces: Trace[], expected: Map<string, Expect>, o: { withHost?: boolean } = {}): void {
   const byId = new Map<string, Trace[]>();
@@ -205,6 +236,7 @@ export function assertExactTraces(traces: Trace[], expected: Map<string, Expect>
   for (const [id, ts] of byId) {
     if (!expected.has(id)) problems.push(`unexpected trace(s) for "${id}":\n${ts.map((t) => renderTrace(t, o.withHost)).join('\n=== next trace ===\n')}`);
   }
+  problems.push(...timingProblems(traces));
   if (problems.length) {
     assert.fail(`${problems.length} of ${expected.size} requests not traced exactly:\n\n${problems.slice(0, 6).join('\n\n')}${problems.length > 6 ? `\n\n… and ${problems.length - 6} more` : ''}`);
   }
@@ -257,6 +289,7 @@ export function assertNothingWrong(traces: Trace[], expected: Map<string, Expect
       seenEdges.add(edge);
     }
   }
+  problems.push(...timingProblems(traces));
   for (const [s, n] of wantSpans) if (seenSpans.get(s) !== n) problems.push(`span ${s}: expected ${n}, stored ${seenSpans.get(s) ?? 0}`);
   for (const [s, n] of seenSpans) if (!wantSpans.has(s)) problems.push(`unexpected span ${s} (${n})`);
   const missing: string[] = [];
