@@ -177,14 +177,17 @@ function countSpans(e: Expect): number {
 /**
  * Every child inside its parent's time, as causality requires: a process reads a request before
  * it calls downstream and reads the downstream answer before it writes its own (entry -> exit,
- * one process: `IN_PROCESS_US`, the rounding to whole µs); a client writes before the server
- * reads and reads after the server wrote (exit -> entry, two processes: `ACROSS_US`, because a
- * send is stamped when its call moved the bytes and the peer may start reading a long message
- * before the sender's call returns, and agents on separate hosts convert to epoch time with
- * their own offsets). A span stamped from a stale or wrong clock reading is milliseconds off.
+ * one process: to the µs of rounding); a client writes before the server reads and reads after
+ * the server wrote (exit -> entry, two processes). Across processes a little slack: a send is
+ * stamped when its call moved the bytes and the peer may start reading a long message before
+ * the sender's call returns (one agent, one clock offset: `SAME_HOST_US`), and agents on
+ * separate hosts convert to epoch time with offsets of their own (`OTHER_HOST_US`). Seen in the
+ * whole e2e suite (2026-12-05): children at least 12 µs inside within a process, 0 µs across.
+ * A span stamped from a stale or wrong clock reading is off by milliseconds.
  */
 const IN_PROCESS_US = 1;
-const ACROSS_US = 2000;
+const SAME_HOST_US = 250;
+const OTHER_HOST_US = 2000;
 
 export function timingProblems(traces: Trace[]): string[] {
   const problems: string[] = [];
@@ -193,7 +196,7 @@ export function timingProblems(traces: Trace[]): string[] {
     for (const c of t.spans) {
       const p = c.parentId ? ids.get(c.parentId) : undefined;
       if (!p) continue;
-      const tol = p.host === c.host && p.pid === c.pid ? IN_PROCESS_US : ACROSS_US;
+      const tol = p.host !== c.host ? OTHER_HOST_US : p.pid === c.pid ? IN_PROCESS_US : SAME_HOST_US;
       const early = p.startUs - c.startUs;
       const late = c.startUs + c.durationUs - (p.startUs + p.durationUs);
       if (early > tol || late > tol) {
