@@ -373,6 +373,11 @@ describe('linker limits and tokens', () => {
         body += lp(t.spans);
       }
       assert.equal((await h.post(gzipSync(body), { 'content-encoding': 'gzip' })).json.accepted, 2000);
+      // What the UI says when a search finds nothing yet: spans waiting, then spans sampled out.
+      const status = async () => (await fetch(`${h.linker.url}/api/status`)).json();
+      assert.deepEqual(await status(), {
+        samplingRate: 0.3, keepErrorTraces: false, windowMs: 1000, spans: { accepted: 2000, pending: 2000, sampledOut: 0, stored: 0 },
+      });
       h.advance(5000);
       const stored = new Map<string, number>();
       let cursor: string | undefined;
@@ -386,6 +391,9 @@ describe('linker limits and tokens', () => {
       assert.ok(share > 0.22 && share < 0.38, `kept ${stored.size} of ${traces.length}`);
       const m = await (await fetch(`${h.linker.url}/metrics`)).text();
       assert.equal(Number(/^seqtrace_spans_sampled_out_total (\d+)$/m.exec(m)![1]), (traces.length - stored.size) * 5);
+      assert.deepEqual((await status()).spans, {
+        accepted: 2000, pending: 0, sampledOut: (traces.length - stored.size) * 5, stored: stored.size * 5,
+      });
     } finally {
       await h.linker.close();
     }

@@ -159,9 +159,19 @@ export async function startLinker(cfg: LinkerConfig, opts: LinkerOptions = {}): 
       queryApp.get('/healthz', async () => ({ status: 'ok' }));
     }
     // The token guards the data (the API); the UI's static files hold none.
+    const counters = pipeline.counters.bind(pipeline);
     queryApp.register(async (scope) => {
       scope.addHook('onRequest', bearerGuard(cfg.query_token, 'the query API'));
       await scope.register(queryRoutes(store, { now }));
+      // Why a search may find nothing yet (the UI says it): spans waiting for their link window,
+      // spans of traces dropped by sampling. The linker's, not the store's: not in queryRoutes.
+      scope.get('/api/status', async () => {
+        const j = joiner.stats();
+        return {
+          samplingRate: cfg.sampling_rate, keepErrorTraces: cfg.keep_error_traces, windowMs: cfg.window,
+          spans: { accepted: ingest.spansAccepted, pending: j.pendingSpans, sampledOut: j.sampledOutSpans, stored: counters().spansCommitted },
+        };
+      });
     });
     queryApp.register(uiRoutes());
 

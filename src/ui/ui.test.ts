@@ -345,6 +345,36 @@ describe('web UI in Chromium', () => {
     await page.close();
   });
 
+  test('nothing stored yet: the search says why (spans waiting for the window, traces sampled out)', async () => {
+    // A long window: the spans wait. A tiny sampling rate and a short window: the trace is dropped.
+    const waiting = await startLinkerUi({ ENV_INPUT_EBPFTRACE_WINDOW: '60s' });
+    const sampled = await startLinkerUi({ ENV_INPUT_EBPFTRACE_SAMPLING_RATE: '0.000001', ENV_INPUT_EBPFTRACE_KEEP_ERROR_TRACES: 'false' });
+    const page = await browser.context.newPage();
+    try {
+      const spans = checkoutTrace({ startUs: Date.now() * 1000, seed: 91, items: 2 }).map(toEbpf);
+      await waiting.post(spans);
+      await page.goto(waiting.url + '/');
+      await page.waitForSelector('.empty .empty-why');
+      assert.equal(await page.locator('.empty-why').innerText(),
+        `${spans.length} spans received, waiting for the link window: a trace is stored once no span has joined it for 1m 0s.`);
+
+      await sampled.post(spans);
+      const deadline = Date.now() + 10_000;
+      while ((await (await fetch(`${sampled.url}/api/status`)).json()).spans.sampledOut < spans.length) {
+        assert.ok(Date.now() < deadline, 'the trace was not sampled out');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await page.goto(sampled.url + '/');
+      await page.waitForSelector('.empty .empty-why');
+      assert.equal(await page.locator('.empty-why').innerText(),
+        `${spans.length} spans dropped by sampling: the linker keeps 0.0001 % of traces (sampling_rate = 0.000001).`);
+    } finally {
+      await page.close();
+      await waiting.close();
+      await sampled.close();
+    }
+  });
+
   test('query token: the UI asks for it once, then the API answers', async () => {
     const guarded = await startLinkerUi({ ENV_INPUT_EBPFTRACE_QUERY_TOKEN: 's3cret-token' });
     const page = await browser.context.newPage();

@@ -87,3 +87,22 @@ export async function dependencies(startUs, endUs) {
   const b = await get('/api/dependencies', { start: startUs, end: endUs });
   return Array.isArray(b) ? b : b.dependencies ?? b.edges ?? b.data ?? [];
 }
+
+/**
+ * @typedef {{samplingRate:number, keepErrorTraces:boolean, windowMs:number,
+ *   spans:{accepted:number, pending:number, sampledOut:number, stored:number}}} LinkerStatus
+ */
+
+/**
+ * The linker's sampling, window and span counts (why a search may find nothing yet); null where
+ * the server is not a linker (the query API over a store alone) or does not answer.
+ * @param {AbortSignal} [signal] @returns {Promise<LinkerStatus|null>}
+ */
+export async function status(signal) {
+  try {
+    const b = await get('/api/status', {}, signal);
+    return b && b.spans ? b : null;
+  } catch {
+    return null;
+  }
+}

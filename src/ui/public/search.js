@@ -232,8 +232,25 @@ export function renderSearch(root, params) {
     let html = '';
     for (const t of sorted) html += row(t, maxDur, fresh?.has(t.traceId) ?? false);
     list.innerHTML = html || '<li class="empty">No traces match. Widen the time range or clear a filter.</li>';
+    if (!html) explainEmpty();
     moreBtn.hidden = !cursor;
     drawScatter(scatterEl, traces, (id) => navigate(`/trace/${id}`));
+  }
+
+  /** Why nothing may be stored yet, from the linker: spans waiting for their window, traces sampled out. */
+  async function explainEmpty() {
+    const st = await api.status(ctl.signal);
+    const empty = list.querySelector('.empty');
+    if (!st || disposed || !empty) return;
+    const notes = [];
+    const windowText = fmtDuration(st.windowMs * 1000);
+    if (st.spans.pending) {
+      notes.push(`${st.spans.pending} span${st.spans.pending === 1 ? '' : 's'} received, waiting for the link window: a trace is stored once no span has joined it for ${windowText}.`);
+    }
+    if (st.spans.sampledOut && st.samplingRate < 1) {
+      notes.push(`${st.spans.sampledOut} span${st.spans.sampledOut === 1 ? '' : 's'} dropped by sampling: the linker keeps ${+(st.samplingRate * 100).toPrecision(3)} % of traces (sampling_rate = ${st.samplingRate}${st.keepErrorTraces ? ', and every trace with an error' : ''}).`);
+    }
+    for (const n of notes) empty.appendChild(h(`<p class="empty-why">${esc(n)}</p>`));
   }
 
   /** @param {api.TraceSummary} t @param {number} maxDur @param {boolean} isNew */
