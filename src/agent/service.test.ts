@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { startAgent, type Agent } from './service.js';
+import { describeSelection, startAgent, type Agent } from './service.js';
 import { loadConfig } from '../config/config.js';
 import { decodeLineProtocol } from '../span/lineprotocol.js';
 import { validatePoints } from '../span/validate.js';
@@ -98,7 +98,11 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
         ENV_HOSTNAME: 'test-host',
       },
     });
-    agent = await startAgent(cfg, { flushIntervalMs: 100, log: () => {} });
+    const logs: string[] = [];
+    agent = await startAgent(cfg, { flushIntervalMs: 100, log: (m) => logs.push(m) });
+    // Started, it says so: mode, what it traces (the three processes were started before it), where spans go.
+    assert.match(logs[0], /^seqtrace agent: capturing in (socket|syscall) mode, tracing any process with DK_BPFTRACE_SERVICE, DD_SERVICE, OTEL_SERVICE_NAME in its environment \(\d+ now\); spans to http:\/\/127\.0\.0\.1:\d+\/v1\/bpftracing, metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    assert.ok(Number(/\((\d+) now\)/.exec(logs[0])![1]) >= 3, logs[0]);
     client.stdin.write('go\n');
     assert.equal(await firstLine(client), 'done');
 
@@ -163,4 +167,16 @@ test('agent refuses a configuration that cannot trace', async () => {
   await assert.rejects(startAgent(cfg), /cannot trace: enabled_plugins lacks "ebpf-trace"/);
   const { agent: bad } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: 'nohostport' } });
   await assert.rejects(startAgent(bad), /trace_server = "nohostport"/);
+});
+
+test('the start line names the selection as configured', () => {
+  const cfg = { trace_all_process: false, trace_envset: ['DD_SERVICE'], trace_nameset: [] as string[], trace_namedenyset: [] as string[] };
+  const cases: Array<[Partial<typeof cfg>, number, string]> = [
+    [{}, 2, 'any process with DD_SERVICE in its environment (2 now)'],
+    [{ trace_nameset: ['nginx', 'java'] }, 0, 'any process with DD_SERVICE in its environment or any process named nginx, java (0 now)'],
+    [{ trace_envset: [], trace_nameset: ['nginx'], trace_namedenyset: ['curl'] }, 1, 'any process named nginx (1 now), never curl'],
+    [{ trace_all_process: true, trace_namedenyset: ['sshd'] }, 85, 'every process (85 now), never sshd'],
+    [{ trace_envset: [] }, 0, 'no process (trace_envset and trace_nameset are empty) (0 now)'],
+  ];
+  for (const [over, n, want] of cases) assert.equal(describeSelection({ ...cfg, ...over }, n), want);
 });

@@ -209,6 +209,11 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     metricsUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics`;
   }
 
+  // One line that says the agent works and what it watches: an agent that traces nothing
+  // (a service started without any trace_envset variable) otherwise looks like a broken one.
+  log(`seqtrace agent: capturing in ${cap.mode} mode, tracing ${describeSelection(cfg, procs.stats.traced)}; ` +
+    `spans to ${sender.url}${metricsUrl ? `, metrics on ${metricsUrl}` : ''}`);
+
   let closed: Promise<void> | null = null;
   return {
     metricsUrl,
@@ -227,6 +232,18 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       return closed;
     },
   };
+}
+
+/** Which processes the configuration selects, in the seed's words, and how many are traced now. */
+export function describeSelection(
+  cfg: Pick<AgentConfig, 'trace_all_process' | 'trace_envset' | 'trace_nameset' | 'trace_namedenyset'>, tracedNow: number,
+): string {
+  const ways = cfg.trace_all_process ? ['every process'] : [
+    ...(cfg.trace_envset.length ? [`any process with ${cfg.trace_envset.join(', ')} in its environment`] : []),
+    ...(cfg.trace_nameset.length ? [`any process named ${cfg.trace_nameset.join(', ')}`] : []),
+  ];
+  const deny = cfg.trace_namedenyset.length ? `, never ${cfg.trace_namedenyset.join(', ')}` : '';
+  return `${ways.join(' or ') || 'no process (trace_envset and trace_nameset are empty)'} (${tracedNow} now)${deny}`;
 }
 
 function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExchanges: () => number): Registry {
