@@ -239,9 +239,10 @@ export function renderSearch(root, params) {
 
   /** Why nothing may be stored yet, from the linker: spans waiting for their window, traces sampled out. */
   async function explainEmpty() {
-    const st = await api.status(ctl.signal);
     const empty = list.querySelector('.empty');
-    if (!st || disposed || !empty) return;
+    const st = await api.status(ctl.signal);
+    // The list may have been drawn again meanwhile (a sort, a poll): only this one's message, once.
+    if (!st || disposed || !empty?.isConnected || empty.querySelector('.empty-why')) return;
     const notes = [];
     const windowText = fmtDuration(st.windowMs * 1000);
     if (st.spans.pending) {
