@@ -354,6 +354,9 @@ describe('linker limits and tokens', () => {
       assert.equal(denied.status, 401);
       assert.equal((await denied.json()).code, 'SEQ_ERR_UNAUTHORIZED');
       assert.equal((await fetch(`${h.linker.queryUrl}/api/services`, { headers: { authorization: 'Bearer q-token' } })).status, 200);
+      assert.equal((await fetch(`${h.linker.queryUrl}/api/status`)).status, 401, 'the linker status is guarded too');
+      assert.equal((await fetch(`${h.linker.queryUrl}/api/status`, { headers: { authorization: 'Bearer q-token' } })).status, 200);
+      assert.equal((await fetch(`${h.linker.url}/api/status`)).status, 404, 'and served with the query API only');
       assert.equal((await fetch(`${h.linker.queryUrl}/`)).status, 200, 'the UI shell holds no data and needs no token');
       assert.equal((await fetch(`${h.linker.queryUrl}/v1/bpftracing`, { method: 'POST', body: 'x' })).status, 404);
     } finally {
