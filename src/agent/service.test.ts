@@ -155,6 +155,17 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
     assert.match(metrics, /^seqtrace_agent_thread_group_joins_total [1-9]/m);
     assert.match(metrics, /^seqtrace_agent_traced_processes [1-9]/m);
     assert.match(metrics, /^seqtrace_agent_spans_sent_total [1-9]/m);
+
+    // A service started after the agent is named on stderr once it is traced.
+    const late = py('import sys; sys.stdin.readline()', { OTEL_SERVICE_NAME: 'late-one' });
+    procs.push(late);
+    const said = `seqtrace agent: tracing pid ${late.pid} (python3) as service late-one`;
+    const until = Date.now() + 10_000;
+    while (!logs.includes(said)) {
+      assert.ok(Date.now() < until, `expected "${said}" in:\n${logs.join('\n')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(logs.filter((m) => m.includes(`pid ${users.pid} `)).length, 0, 'processes traced at the start are counted, not named');
   } finally {
     await agent?.close();
     for (const p of procs) p.kill('SIGKILL');

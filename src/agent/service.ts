@@ -87,11 +87,17 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       else initialPids.delete(pid);
       return;
     }
-    (verb === 'add' ? capture.addPid(pid).then(() => golang.onTraced(pid)) : capture.removePid(pid)).catch((e: Error) => {
+    (verb === 'add' ? capture.addPid(pid).then(() => { sayTraced(pid); return golang.onTraced(pid); }) : capture.removePid(pid)).catch((e: Error) => {
       pidErrors++;
       // A process that exited between the scan and the command is not worth a message.
       rateLog(`seqtrace agent: ${verb} pid ${pid}: ${e.message}`);
     });
+  };
+  // Each process picked up after the start, named (the start line counts the others): "is my
+  // service traced?" answered on stderr. Not with trace_all_process: every process on the host.
+  const sayTraced = (pid: number) => {
+    const p = procs.info(pid);
+    if (!cfg.trace_all_process && p?.traced) log(`seqtrace agent: tracing pid ${pid} (${p.comm}) as service ${p.service}`);
   };
   const procs = createProcSelector({
     cfg,
