@@ -18,15 +18,10 @@ import socket
 import sys
 import time
 
-family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
-host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+from loopback import tcp_pair
+
 pause = int(sys.argv[2]) / 1000
-listener = socket.socket(family, socket.SOCK_STREAM)
-listener.bind((host, 0))
-listener.listen(1)
-client = socket.socket(family, socket.SOCK_STREAM)
-client.connect(listener.getsockname()[:2])
-server, _ = listener.accept()
+_, _, listener, client, server = tcp_pair(sys.argv[1])
 
 
 def read(n):

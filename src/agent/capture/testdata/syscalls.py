@@ -17,15 +17,9 @@ import sys
 import tempfile
 import threading
 
-family = socket.AF_INET6 if sys.argv[1:] == ["6"] else socket.AF_INET
-host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+from loopback import tcp_pair
 
-listener = socket.socket(family, socket.SOCK_STREAM)
-listener.bind((host, 0))
-listener.listen(1)
-client = socket.socket(family, socket.SOCK_STREAM)
-client.connect(listener.getsockname()[:2])
-server, _ = listener.accept()
+family, host, listener, client, server = tcp_pair(sys.argv[1] if sys.argv[1:] else "4")
 # small writes must leave as written: no coalescing on the client
 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
