@@ -28,6 +28,8 @@ S=$!; pids+=("$S")
 for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
 PORT=$(head -1 "$TMP/server.out")
 . bench/trace-command.sh
+sleep 1000000 &
+KEEPER=$!; pids+=("$KEEPER")
 ADD=$(trace_command "$S" "$TMP/server")
 chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 1 8 >/dev/null # warm up
 
@@ -41,6 +43,7 @@ for i in "${!LOADERS[@]}"; do
   exec 3>"$TMP/cmd"
   sleep 1
   kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+  echo "add $KEEPER" >&3 # traced throughout: the data path stays attached (the loader detaches it when nothing is)
   for r in $(seq "$ROUNDS"); do
     for state in off on; do
       if [ $state = on ]; then echo "$ADD" >&3; else echo "del $S" >&3; fi

@@ -162,6 +162,64 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 	return true;
 }
 
+/* ------------------------------------------------------------ the data path, attached on demand */
+
+/* The programs on every send and receive (socket mode) or every socket system call (syscall
+ * mode), and on TCP state changes. They run for every process on the host, traced or not, and
+ * the kernel's dispatch to them costs even when they return at once: ≈ 3 % of an untraced Go
+ * server's CPU per request on this project's VM (docs/kernel.md, "What attaching costs a
+ * process that is not traced"). So they are attached only while a process is traced: at the
+ * first `add` (or --pid) and detached once no traced bit is left (the last traced process
+ * exited or was deleted; checked every second). Exec, fork and exit stay attached: exec is how
+ * the agent finds processes to trace. At start they are attached once, so that a kernel that
+ * refuses them stops the loader there, not at the first process. */
+#define MAX_DATA_PROGS 64 /* syscall mode has 28 */
+static struct {
+	struct bpf_program *progs[MAX_DATA_PROGS];
+	struct bpf_link *links[MAX_DATA_PROGS];
+	int n;
+	bool attached;
+} data_path;
+
+static void detach_data_path(void)
+{
+	for (int i = 0; i < data_path.n; i++) {
+		bpf_link__destroy(data_path.links[i]);
+		data_path.links[i] = NULL;
+	}
+	if (data_path.attached && opt.verbose)
+		fprintf(stderr, "seqtrace-loader: nothing traced: data path detached\n");
+	data_path.attached = false;
+}
+
+/* 0, or the negative errno of the program that could not be attached (none is left attached). */
+static int attach_data_path(void)
+{
+	if (data_path.attached)
+		return 0;
+	for (int i = 0; i < data_path.n; i++) {
+		data_path.links[i] = bpf_program__attach(data_path.progs[i]);
+		if (!data_path.links[i]) {
+			int err = -errno;
+			detach_data_path();
+			return err;
+		}
+	}
+	data_path.attached = true;
+	if (opt.verbose)
+		fprintf(stderr, "seqtrace-loader: data path attached\n");
+	return 0;
+}
+
+static bool any_traced(void)
+{
+	const __u64 traced_bits = 0x5555555555555555ULL; /* ST_PID_TRACED of each pid's two bits */
+	for (__u32 i = 0; i < traced_nwords; i++)
+		if (__atomic_load_n(&traced_words[i], __ATOMIC_RELAXED) & traced_bits)
+			return true;
+	return false;
+}
+
 /* ------------------------------------------------------------ stdin commands */
 
 /* go_procs changed: the programs' per-CPU copies of its entries (go_cache) are stale. */
@@ -189,6 +247,12 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 		__u32 key = (__u32)pid;
 		if (verb[0] == 'a') {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED, true);
+			int err = ack.ok ? attach_data_path() : 0;
+			if (err) {
+				fprintf(stderr, "seqtrace-loader: add %ld: attaching the data path failed: %s\n", pid,
+					strerror(-err));
+				ack.ok = 0;
+			}
 		} else {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED | ST_PID_GO, false);
 			if (bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key) == 0) /* Go offsets, if any */
@@ -261,11 +325,19 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		const char *sec = bpf_program__section_name(p);
 		bool syscall_prog = !strncmp(sec, "tracepoint/syscalls/", 20);
 		bool socket_prog = !strncmp(sec, "tp_btf/sock_", 12);
-		if ((mode == ST_MODE_SOCKET && syscall_prog) || (mode == ST_MODE_SYSCALL && socket_prog))
+		if ((mode == ST_MODE_SOCKET && syscall_prog) || (mode == ST_MODE_SYSCALL && socket_prog)) {
 			bpf_program__set_autoload(p, false);
+			continue;
+		}
 		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command */
 		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
 			bpf_program__set_autoattach(p, false);
+		/* the data path: attached while something is traced (data_path_update) */
+		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/inet_sock_set_state")) &&
+		    data_path.n < MAX_DATA_PROGS) {
+			bpf_program__set_autoattach(p, false);
+			data_path.progs[data_path.n++] = p;
+		}
 	}
 }
 
@@ -454,10 +526,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.npids; i++)
 		set_pid_bits(opt.pids[i], ST_PID_TRACED, true);
 	err = seqtrace_bpf__attach(skel);
+	if (!err)
+		err = attach_data_path();
 	if (err) {
 		status = failed("attach", err);
 		goto cleanup;
 	}
+	if (!opt.npids)
+		detach_data_path(); /* nothing traced yet: see data_path */
 	struct go_programs gp = { .newproc1_ret = skel->progs.go_newproc1_ret, .newproc_nop5 = skel->progs.go_newproc_nop5,
 				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
 				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };
@@ -523,6 +599,8 @@ int main(int argc, char **argv)
 		if (now >= next_stats) {
 			send_stats(skel);
 			next_stats += STATS_EVERY_NS;
+			if (data_path.attached && !any_traced())
+				detach_data_path();
 		}
 		if (fflush(stdout))
 			out_broken = true;
@@ -548,6 +626,7 @@ cleanup:
 	ring_buffer__free(rb);
 	output_free();
 	go_probes_free();
+	detach_data_path();
 	if (traced_words)
 		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /
 					     sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE));

@@ -130,6 +130,14 @@ function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Ar
   return { progs, links, maps };
 }
 
+/** Names of the programs attached through the links pid holds. */
+function linkedProgs(pid: number): string[] {
+  const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ id: number; prog_id: number }>;
+  const held = new Set(bpfObjectsOf(pid).links);
+  return links.filter((l) => held.has(l.id)).map((l) =>
+    (JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(l.prog_id)], { encoding: 'utf8' })) as { name: string }).name);
+}
+
 /** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
 function tracedPids(mapId: number): number[] {
   const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
@@ -481,6 +489,21 @@ c.close()
   assert.equal(await exited(p), 0);
 }
 
+/** A process that makes one loopback TCP connection and, on go(), sends one message on it. */
+async function sendOnce(): Promise<{ pid: number; go: () => void; done: Promise<number> }> {
+  const p = spawn('python3', ['-c', `
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+print("ready", flush=True); sys.stdin.readline()
+c.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"); s.recv(100)
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  await waitFor('sender ready', () => out.includes('ready'), 10_000);
+  return { pid: p.pid!, go: () => p.stdin.write('go\n'), done: exited(p) };
+}
+
 describe('capture limits and cleanup', { skip: SKIP, timeout: 60_000 }, () => {
   test('a full ring buffer counts lost batches of events (64 KiB ring, 8 KiB batches)', async () => {
     const run = await start('socket', { ringbufBytes: 65536, captureBytes: 1024 });
@@ -561,9 +584,12 @@ sys.stdin.readline()
   test('a full ring buffer counts lost events; nothing is left in the kernel after close', async () => {
     const run = await start('socket', { ringbufBytes: 16384, captureBytes: 4096 });
     const loaderPid = run.cap.loaderPid;
-    const held = bpfObjectsOf(loaderPid);
-    assert.ok(held.progs.length >= 6 && held.links.length >= 6, `loader holds programs and links: ${JSON.stringify(held)}`);
+    const keeper = spawn('sleep', ['60']); // traced throughout, so the data path stays attached
+    let held: ReturnType<typeof bpfObjectsOf> = { progs: [], links: [], maps: [] };
     try {
+      await run.cap.addPid(keeper.pid!);
+      held = bpfObjectsOf(loaderPid);
+      assert.ok(held.progs.length >= 6 && held.links.length >= 6, `loader holds programs and links: ${JSON.stringify(held)}`);
       await burst(run);
       const stats = await run.cap.refreshStats();
       assert.ok(stats.ringbufDrops > 0, `drops counted: ${JSON.stringify(stats)}`);
@@ -572,6 +598,7 @@ sys.stdin.readline()
       assert.ok(stats.loaderCpuNs > 0);
     } finally {
       await run.cap.close();
+      keeper.kill();
     }
     assert.deepEqual(bpfObjectsOf(loaderPid), { progs: [], links: [], maps: [] }, 'the loader is gone');
     // the kernel frees programs, links and maps shortly after their last reference (RCU)
@@ -591,6 +618,47 @@ sys.stdin.readline()
     }
     assert.deepEqual(left, [], 'every program, link and map of the loader is freed after close');
   });
+
+  for (const mode of ['socket', 'syscall'] as const) {
+    test(`${mode} mode: the data path is attached only while a process is traced (untraced processes pay no dispatch when nothing is)`, async () => {
+      const run = await start(mode);
+      const dataProgs = mode === 'socket' ? ['sock_send', 'sock_recv', 'sock_state'] : ['sys_enter_read', 'sys_exit_read', 'sock_state'];
+      const attached = () => linkedProgs(run.cap.loaderPid);
+      const dataAttached = () => dataProgs.filter((name) => attached().includes(name));
+      const first = spawn('sleep', ['60']);
+      const second = spawn('sleep', ['60']);
+      try {
+        assert.deepEqual(dataAttached(), [], `nothing traced yet: only ${attached().join(', ')}`);
+        for (const name of ['proc_exec', 'proc_fork', 'proc_exit']) assert.ok(attached().includes(name), `${name} always attached`);
+
+        await run.cap.addPid(first.pid!);
+        assert.deepEqual(dataAttached(), dataProgs, 'attached by the first add, before its ack');
+        await run.cap.addPid(second.pid!);
+        await run.cap.removePid(first.pid!);
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.deepEqual(dataAttached(), dataProgs, 'still attached while the second is traced');
+
+        second.kill();
+        await exited(second);
+        await waitFor('data path detached after the last traced process exited', () => dataAttached().length === 0, 3000);
+
+        await run.cap.addPid(first.pid!);
+        assert.deepEqual(dataAttached(), dataProgs, 'attached again');
+        const sock = await sendOnce(); // still captures after a detach and attach
+        await run.cap.addPid(sock.pid);
+        sock.go();
+        await waitFor('a data event of the process traced after the re-attach',
+          () => data(run.events).some((e) => e.pid === sock.pid && e.dir === 'send'), 5000);
+        await run.cap.removePid(first.pid!);
+        await sock.done;
+        await waitFor('data path detached after del', () => dataAttached().length === 0, 3000);
+      } finally {
+        first.kill();
+        second.kill();
+        await run.cap.close();
+      }
+    });
+  }
 
   test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'seqtrace-nopriv-'));
