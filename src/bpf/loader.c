@@ -179,7 +179,17 @@ static struct {
 	struct bpf_link *links[MAX_DATA_PROGS];
 	int n;
 	bool attached;
-} data_path;
+	int per_call_fds[2]; /* calls, mmsg_at: a thread's state inside one system call */
+} data_path = { .per_call_fds = { -1, -1 } };
+
+/* Empties a hash map (keys of 4 bytes: tids). */
+static void clear_tid_map(int fd)
+{
+	__u32 key;
+	while (fd >= 0 && bpf_map_get_next_key(fd, NULL, &key) == 0)
+		if (bpf_map_delete_elem(fd, &key))
+			break;
+}
 
 static void detach_data_path(void)
 {
@@ -187,6 +197,10 @@ static void detach_data_path(void)
 		bpf_link__destroy(data_path.links[i]);
 		data_path.links[i] = NULL;
 	}
+	/* A thread caught between a call's two halves when its process stopped being traced
+	 * would leave its entry behind, for another call to pick up once attached again. */
+	for (int i = 0; i < 2; i++)
+		clear_tid_map(data_path.per_call_fds[i]);
 	if (data_path.attached && opt.verbose)
 		fprintf(stderr, "seqtrace-loader: nothing traced: data path detached\n");
 	data_path.attached = false;
@@ -332,7 +346,7 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command */
 		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
 			bpf_program__set_autoattach(p, false);
-		/* the data path: attached while something is traced (data_path_update) */
+		/* the data path: attached while something is traced (see data_path) */
 		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/inet_sock_set_state")) &&
 		    data_path.n < MAX_DATA_PROGS) {
 			bpf_program__set_autoattach(p, false);
@@ -518,6 +532,8 @@ int main(int argc, char **argv)
 		status = failed("load", err);
 		goto cleanup;
 	}
+	data_path.per_call_fds[0] = bpf_map__fd(skel->maps.calls);
+	data_path.per_call_fds[1] = bpf_map__fd(skel->maps.mmsg_at);
 	err = map_traced(skel);
 	if (err) {
 		status = failed("mmap of the traced map", err);
