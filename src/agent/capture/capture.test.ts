@@ -660,6 +660,58 @@ sys.stdin.readline()
     });
   }
 
+  test('syscall mode: a call entered before a detach is not taken for another call after the next attach', async () => {
+    // A thread blocks in recv on socket A while traced (its enter is saved in `calls`); tracing
+    // stops and the data path is detached; the recv returns unseen and the thread blocks in a
+    // recv on socket B, unseen too; tracing starts again. B's recv must not come out as a
+    // receive on A (the saved enter's fd and buffer) with B's length.
+    const run = await start('syscall');
+    const p = spawn('python3', ['-c', `
+import socket, sys, threading
+def pair():
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+    c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+    return c, s
+a1, a2 = pair(); b1, b2 = pair()
+go = threading.Event()
+def reader():
+    go.wait(); a1.recv(100)
+    print("a-read", flush=True); b1.recv(100)
+t = threading.Thread(target=reader); t.start()
+print("ports", a1.getsockname()[1], b2.getsockname()[1], flush=True)
+for line in sys.stdin:
+    if line.startswith("start"): go.set()
+    elif line.startswith("a"): a2.sendall(b"AAAA")
+    elif line.startswith("b"): b2.sendall(b"BBBBBBB"); t.join(); break
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out), 10_000)).slice(1).map(Number);
+      await run.cap.addPid(p.pid!);
+      p.stdin.write('start\n');
+      await sleep(300); // the reader is inside recv on A, its enter seen
+      await run.cap.removePid(p.pid!);
+      await waitFor('data path detached', () => !attached(), 3000);
+      p.stdin.write('a\n');
+      await waitFor('A read, unseen', () => out.includes('a-read'), 5000);
+      await sleep(300); // the reader is inside recv on B, its enter unseen
+      await run.cap.addPid(p.pid!);
+      p.stdin.write('b\n');
+      assert.equal(await exited(p), 0);
+      await run.cap.refreshStats();
+      const mine = data(run.events).filter((e) => e.pid === p.pid);
+      assert.ok(mine.some((e) => e.dir === 'send' && e.srcPort === bPort && e.len === 7), 'B\'s send, after the attach, is captured');
+      const wrong = mine.filter((e) => e.dir === 'recv' && e.srcPort === aPort && e.len === 7);
+      assert.deepEqual(wrong.map((e) => e.head.toString('latin1')), [], 'no receive on A with B\'s length');
+    } finally {
+      p.kill();
+      await run.cap.close();
+    }
+  });
+
   test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'seqtrace-nopriv-'));
     try {
