@@ -21,6 +21,7 @@
  * Steps (as in libbpf-bootstrap): open -> set settings -> load -> attach -> drain; every
  * failure goes to the one cleanup path, which detaches every program and frees every map.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -179,16 +180,27 @@ static struct {
 	struct bpf_link *links[MAX_DATA_PROGS];
 	int n;
 	bool attached;
-	int per_call_fds[2]; /* calls, mmsg_at: a thread's state inside one system call */
+	int per_call_fds[2]; /* calls, mmsg_at: a thread's state inside one system call (forget_threads) */
 } data_path = { .per_call_fds = { -1, -1 } };
 
-/* Empties a hash map (keys of 4 bytes: tids). */
-static void clear_tid_map(int fd)
+/* A process no longer traced: its threads' state inside a system call goes, or a call it enters
+ * untraced could find it once the process is traced again (the exit programs leave an untraced
+ * thread's entry alone). */
+static void forget_threads(__u32 pid)
 {
-	__u32 key;
-	while (fd >= 0 && bpf_map_get_next_key(fd, NULL, &key) == 0)
-		if (bpf_map_delete_elem(fd, &key))
-			break;
+	char path[32];
+	snprintf(path, sizeof(path), "/proc/%u/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return; /* gone: its threads' entries went with proc_exit */
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		__u32 tid = (__u32)strtoul(e->d_name, NULL, 10);
+		for (int i = 0; tid && i < 2; i++)
+			if (data_path.per_call_fds[i] >= 0)
+				bpf_map_delete_elem(data_path.per_call_fds[i], &tid);
+	}
+	closedir(d);
 }
 
 static void detach_data_path(void)
@@ -197,10 +209,6 @@ static void detach_data_path(void)
 		bpf_link__destroy(data_path.links[i]);
 		data_path.links[i] = NULL;
 	}
-	/* A thread caught between a call's two halves when its process stopped being traced
-	 * would leave its entry behind, for another call to pick up once attached again. */
-	for (int i = 0; i < 2; i++)
-		clear_tid_map(data_path.per_call_fds[i]);
 	if (data_path.attached && opt.verbose)
 		fprintf(stderr, "seqtrace-loader: nothing traced: data path detached\n");
 	data_path.attached = false;
@@ -269,6 +277,7 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 			}
 		} else {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED | ST_PID_GO, false);
+			forget_threads(key);
 			if (bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key) == 0) /* Go offsets, if any */
 				go_changed(skel);
 		}

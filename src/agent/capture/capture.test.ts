@@ -660,12 +660,15 @@ sys.stdin.readline()
     });
   }
 
-  test('syscall mode: a call entered before a detach is not taken for another call after the next attach', async () => {
-    // A thread blocks in recv on socket A while traced (its enter is saved in `calls`); tracing
-    // stops and the data path is detached; the recv returns unseen and the thread blocks in a
-    // recv on socket B, unseen too; tracing starts again. B's recv must not come out as a
-    // receive on A (the saved enter's fd and buffer) with B's length.
+  for (const keep of [false, true]) {
+  test(`syscall mode: a call entered before a del is not taken for another call after the next add (${keep ? 'another process traced throughout' : 'the data path detached in between'})`, async () => {
+    // A thread blocks in recv on socket A while traced (its enter is saved in `calls`); its
+    // process is deleted; the recv returns untraced and the thread blocks in a recv on socket
+    // B, untraced too; the process is added again. B's recv must not come out as a receive on A
+    // (the saved enter's fd and buffer) with B's length.
     const run = await start('syscall');
+    const keeper = spawn('sleep', ['60']);
+    if (keep) await run.cap.addPid(keeper.pid!);
     const p = spawn('python3', ['-c', `
 import socket, sys, threading
 def pair():
@@ -694,7 +697,8 @@ for line in sys.stdin:
       p.stdin.write('start\n');
       await sleep(300); // the reader is inside recv on A, its enter seen
       await run.cap.removePid(p.pid!);
-      await waitFor('data path detached', () => !attached(), 3000);
+      if (keep) await sleep(1500); // the loader's check for a detach runs every second
+      await waitFor(keep ? 'data path still attached' : 'data path detached', () => attached() === keep, 3000);
       p.stdin.write('a\n');
       await waitFor('A read, unseen', () => out.includes('a-read'), 5000);
       await sleep(300); // the reader is inside recv on B, its enter unseen
@@ -708,9 +712,11 @@ for line in sys.stdin:
       assert.deepEqual(wrong.map((e) => e.head.toString('latin1')), [], 'no receive on A with B\'s length');
     } finally {
       p.kill();
+      keeper.kill();
       await run.cap.close();
     }
   });
+  }
 
   test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'seqtrace-nopriv-'));
