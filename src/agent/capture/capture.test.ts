@@ -692,7 +692,7 @@ for line in sys.stdin:
     const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     try {
-      const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out), 10_000)).slice(1).map(Number);
+      const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out) ?? undefined, 10_000)).slice(1).map(Number);
       await run.cap.addPid(p.pid!);
       p.stdin.write('start\n');
       await sleep(300); // the reader is inside recv on A, its enter seen
