@@ -661,15 +661,15 @@ sys.stdin.readline()
   }
 
   for (const keep of [false, true]) {
-  test(`syscall mode: a call entered before a del is not taken for another call after the next add (${keep ? 'another process traced throughout' : 'the data path detached in between'})`, async () => {
-    // A thread blocks in recv on socket A while traced (its enter is saved in `calls`); its
-    // process is deleted; the recv returns untraced and the thread blocks in a recv on socket
-    // B, untraced too; the process is added again. B's recv must not come out as a receive on A
-    // (the saved enter's fd and buffer) with B's length.
-    const run = await start('syscall');
-    const keeper = spawn('sleep', ['60']);
-    if (keep) await run.cap.addPid(keeper.pid!);
-    const p = spawn('python3', ['-c', `
+    test(`syscall mode: a call entered before a del is not taken for another call after the next add (${keep ? 'another process traced throughout' : 'the data path detached in between'})`, async () => {
+      // A thread blocks in recv on socket A while traced (its enter is saved in `calls`); its
+      // process is deleted; the recv returns untraced and the thread blocks in a recv on socket
+      // B, untraced too; the process is added again. B's recv must not come out as a receive on A
+      // (the saved enter's fd and buffer) with B's length.
+      const run = await start('syscall');
+      const keeper = spawn('sleep', ['60']);
+      if (keep) await run.cap.addPid(keeper.pid!);
+      const p = spawn('python3', ['-c', `
 import socket, sys, threading
 def pair():
     l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
@@ -686,36 +686,36 @@ for line in sys.stdin:
     if line.startswith("start"): go.set()
     elif line.startswith("a"): a2.sendall(b"AAAA")
     elif line.startswith("b"): b2.sendall(b"BBBBBBB"); t.join(); break
-`], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    try {
-      const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out) ?? undefined, 10_000)).slice(1).map(Number);
-      await run.cap.addPid(p.pid!);
-      p.stdin.write('start\n');
-      await sleep(300); // the reader is inside recv on A, its enter seen
-      await run.cap.removePid(p.pid!);
-      if (keep) await sleep(1500); // the loader's check for a detach runs every second
-      await waitFor(keep ? 'data path still attached' : 'data path detached', () => attached() === keep, 3000);
-      p.stdin.write('a\n');
-      await waitFor('A read, unseen', () => out.includes('a-read'), 5000);
-      await sleep(300); // the reader is inside recv on B, its enter unseen
-      await run.cap.addPid(p.pid!);
-      p.stdin.write('b\n');
-      assert.equal(await exited(p), 0);
-      await run.cap.refreshStats();
-      const mine = data(run.events).filter((e) => e.pid === p.pid);
-      assert.ok(mine.some((e) => e.dir === 'send' && e.srcPort === bPort && e.len === 7), 'B\'s send, after the attach, is captured');
-      const wrong = mine.filter((e) => e.dir === 'recv' && e.srcPort === aPort && e.len === 7);
-      assert.deepEqual(wrong.map((e) => e.head.toString('latin1')), [], 'no receive on A with B\'s length');
-    } finally {
-      p.kill();
-      keeper.kill();
-      await run.cap.close();
-    }
-  });
+  `], { stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      p.stdout.on('data', (d) => { out += d; });
+      const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      try {
+        const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out) ?? undefined, 10_000)).slice(1).map(Number);
+        await run.cap.addPid(p.pid!);
+        p.stdin.write('start\n');
+        await sleep(300); // the reader is inside recv on A, its enter seen
+        await run.cap.removePid(p.pid!);
+        if (keep) await sleep(1500); // the loader's check for a detach runs every second
+        await waitFor(keep ? 'data path still attached' : 'data path detached', () => attached() === keep, 3000);
+        p.stdin.write('a\n');
+        await waitFor('A read, unseen', () => out.includes('a-read'), 5000);
+        await sleep(300); // the reader is inside recv on B, its enter unseen
+        await run.cap.addPid(p.pid!);
+        p.stdin.write('b\n');
+        assert.equal(await exited(p), 0);
+        await run.cap.refreshStats();
+        const mine = data(run.events).filter((e) => e.pid === p.pid);
+        assert.ok(mine.some((e) => e.dir === 'send' && e.srcPort === bPort && e.len === 7), 'B\'s send, after the attach, is captured');
+        const wrong = mine.filter((e) => e.dir === 'recv' && e.srcPort === aPort && e.len === 7);
+        assert.deepEqual(wrong.map((e) => e.head.toString('latin1')), [], 'no receive on A with B\'s length');
+      } finally {
+        p.kill();
+        keeper.kill();
+        await run.cap.close();
+      }
+    });
   }
 
   test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
