@@ -17,6 +17,10 @@ const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.
 const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
 const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.url));
 const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.meta.url));
+/** First lines of an inline Python script that needs testdata/loopback.py's `tcp_pair`. */
+const WITH_TCP_PAIR = `import sys; sys.path.insert(0, ${JSON.stringify(fileURLToPath(new URL('./testdata', import.meta.url)))})
+from loopback import tcp_pair`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Run {
   cap: Capture;
@@ -456,7 +460,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.equal(await exited(curl.proc), 0);
         const stats = await run.cap.refreshStats(); // a drain happened after curl finished
         assert.ok(stats.events > 0);
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
         const seen = data(run.events).filter((e) => e.pid === srv.proc.pid || e.pid === curl.proc.pid || e.dstPort === srv.port || e.srcPort === srv.port);
         assert.deepEqual(seen, []);
       } finally {
@@ -469,10 +473,9 @@ for (const mode of ['socket', 'syscall'] as const) {
 
 /** 3000 writes of 3000 bytes by a traced process as fast as Python goes: far more than a small ring buffer holds between drains. */
 async function burst(run: Run) {
-  const p = spawn('python3', ['-c', `
-import socket, threading, sys
-l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
-c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+  const p = spawn('python3', ['-c', `${WITH_TCP_PAIR}
+import threading
+_, _, l, c, s = tcp_pair("4")
 def drain():
     while s.recv(1 << 20): pass
 threading.Thread(target=drain, daemon=True).start()
@@ -491,10 +494,8 @@ c.close()
 
 /** A process that makes one loopback TCP connection and, on go(), sends one message on it. */
 async function sendOnce(): Promise<{ pid: number; go: () => void; done: Promise<number> }> {
-  const p = spawn('python3', ['-c', `
-import socket, sys
-l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
-c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+  const p = spawn('python3', ['-c', `${WITH_TCP_PAIR}
+_, _, l, c, s = tcp_pair("4")
 print("ready", flush=True); sys.stdin.readline()
 c.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"); s.recv(100)
 `], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -525,12 +526,11 @@ describe('capture limits and cleanup', { skip: SKIP, timeout: 60_000 }, () => {
     // records are lost (the loader is stopped, the ring buffer full), so nobody downstream ever
     // saw B's tuple: B's next messages must still arrive, with B's ports.
     const run = await start('socket', { ringbufBytes: 65536, captureBytes: 1024 });
-    const p = spawn('python3', ['-c', `
-import json, os, socket, sys
+    const p = spawn('python3', ['-c', `${WITH_TCP_PAIR}
+import json, os
 os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # one CPU: one batch, one cache
 def pair():
-    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
-    c = socket.create_connection(l.getsockname()); s, _ = l.accept(); l.close()
+    _, _, l, c, s = tcp_pair("4"); l.close()
     return c, s
 def exchange(c, s, msg):
     c.sendall(msg); got = b""
@@ -613,7 +613,7 @@ sys.stdin.readline()
     };
     let left = remaining();
     for (let i = 0; i < 100 && left.length > 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       left = remaining();
     }
     assert.deepEqual(left, [], 'every program, link and map of the loader is freed after close');
@@ -635,7 +635,7 @@ sys.stdin.readline()
         assert.deepEqual(dataAttached(), dataProgs, 'attached by the first add, before its ack');
         await run.cap.addPid(second.pid!);
         await run.cap.removePid(first.pid!);
-        await new Promise((r) => setTimeout(r, 1500));
+        await sleep(1500);
         assert.deepEqual(dataAttached(), dataProgs, 'still attached while the second is traced');
 
         second.kill();
@@ -669,13 +669,9 @@ sys.stdin.readline()
       const run = await start('syscall');
       const keeper = spawn('sleep', ['60']);
       if (keep) await run.cap.addPid(keeper.pid!);
-      const p = spawn('python3', ['-c', `
-import socket, sys, threading
-def pair():
-    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
-    c = socket.create_connection(l.getsockname()); s, _ = l.accept()
-    return c, s
-a1, a2 = pair(); b1, b2 = pair()
+      const p = spawn('python3', ['-c', `${WITH_TCP_PAIR}
+import threading
+_, _, la, a1, a2 = tcp_pair("4"); _, _, lb, b1, b2 = tcp_pair("4")
 go = threading.Event()
 def reader():
     go.wait(); a1.recv(100)
@@ -690,7 +686,6 @@ for line in sys.stdin:
       let out = '';
       p.stdout.on('data', (d) => { out += d; });
       const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
-      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
       try {
         const [aPort, bPort] = (await waitFor('ports', () => /ports (\d+) (\d+)/.exec(out) ?? undefined, 10_000)).slice(1).map(Number);
         await run.cap.addPid(p.pid!);
