@@ -181,7 +181,8 @@ static struct {
 	int n;
 	bool attached;
 	int per_call_fds[2]; /* calls, mmsg_at: a thread's state inside one system call (forget_threads) */
-} data_path = { .per_call_fds = { -1, -1 } };
+	int by_sock_fds[2];  /* seen, go_rt: keyed by a socket's address (forget_sockets) */
+} data_path = { .per_call_fds = { -1, -1 }, .by_sock_fds = { -1, -1 } };
 
 /* A process no longer traced: its threads' state inside a system call goes, or a call it enters
  * untraced could find it once the process is traced again (the exit programs leave an untraced
@@ -201,6 +202,25 @@ static void forget_threads(__u32 pid)
 				bpf_map_delete_elem(data_path.per_call_fds[i], &tid);
 	}
 	closedir(d);
+}
+
+/* The data path was detached while processes ran: the entries keyed by a socket's address go. They lose them when
+ * sock_state sees the socket close, which it does not while detached; TCP sockets' memory is
+ * reused at once (SLAB_TYPESAFE_BY_RCU), so a socket opened meanwhile at a closed one's address
+ * would take its id (`seen`, syscall mode) or its round trip's goroutine (`go_rt`). A socket
+ * still open gets a new id at its next event (syscall mode) and a round trip sets go_rt again. */
+static void forget_sockets(void)
+{
+	for (int i = 0; i < 2; i++) {
+		int fd = data_path.by_sock_fds[i];
+		__u64 key, next;
+		int err = fd >= 0 ? bpf_map_get_next_key(fd, NULL, &key) : -1;
+		while (!err) {
+			err = bpf_map_get_next_key(fd, &key, &next); /* before the delete: it needs key */
+			bpf_map_delete_elem(fd, &key);
+			key = next;
+		}
+	}
 }
 
 static void detach_data_path(void)
@@ -543,6 +563,8 @@ int main(int argc, char **argv)
 	}
 	data_path.per_call_fds[0] = bpf_map__fd(skel->maps.calls);
 	data_path.per_call_fds[1] = bpf_map__fd(skel->maps.mmsg_at);
+	data_path.by_sock_fds[0] = bpf_map__fd(skel->maps.seen);
+	data_path.by_sock_fds[1] = bpf_map__fd(skel->maps.go_rt);
 	err = map_traced(skel);
 	if (err) {
 		status = failed("mmap of the traced map", err);
@@ -624,8 +646,10 @@ int main(int argc, char **argv)
 		if (now >= next_stats) {
 			send_stats(skel);
 			next_stats += STATS_EVERY_NS;
-			if (data_path.attached && !any_traced())
+			if (data_path.attached && !any_traced()) {
 				detach_data_path();
+				forget_sockets();
+			}
 		}
 		if (fflush(stdout))
 			out_broken = true;

@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
-import { waitFor } from './testkit.js';
+import { bpfObjectsOf, linkedProgs, waitFor } from './testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -99,47 +99,6 @@ async function httpServer(dir: string, host: string) {
 function curlWaiting(url: string) {
   const p = spawn('sh', ['-c', `read go; exec curl -s -o /dev/null --http1.1 '${url}'`], { stdio: ['pipe', 'ignore', 'inherit'] });
   return { proc: p, go: () => p.stdin.write('go\n') };
-}
-
-/** BPF object ids (progs, links, maps) a process holds open, from /proc/PID/fdinfo. */
-function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Array<{ id: number; name: string }> } {
-  const progs: number[] = [];
-  const links: number[] = [];
-  const mapIds: number[] = [];
-  let fds: string[] = [];
-  try {
-    fds = readdirSync(`/proc/${pid}/fdinfo`);
-  } catch {
-    return { progs, links, maps: [] }; // the process is gone
-  }
-  for (const fd of fds) {
-    let info = '';
-    try {
-      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-    } catch {
-      continue;
-    }
-    const id = (key: string) => { const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info); return m ? Number(m[1]) : undefined; };
-    const link = id('link_id');
-    const prog = id('prog_id');
-    const map = id('map_id');
-    if (link !== undefined) links.push(link);
-    else if (prog !== undefined) progs.push(prog);
-    else if (map !== undefined) mapIds.push(map);
-  }
-  const maps = mapIds.map((id) => {
-    const m = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', String(id)], { encoding: 'utf8' })) as { name?: string };
-    return { id, name: m.name ?? '' };
-  });
-  return { progs, links, maps };
-}
-
-/** Names of the programs attached through the links pid holds. */
-function linkedProgs(pid: number): string[] {
-  const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ id: number; prog_id: number }>;
-  const held = new Set(bpfObjectsOf(pid).links);
-  return links.filter((l) => held.has(l.id)).map((l) =>
-    (JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(l.prog_id)], { encoding: 'utf8' })) as { name: string }).name);
 }
 
 /** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
@@ -712,6 +671,60 @@ for line in sys.stdin:
       }
     });
   }
+
+  test('syscall mode: a socket opened while the data path was detached does not take the id of one closed meanwhile', async () => {
+    // `seen` (sock address -> id) loses an entry when sock_state sees the socket close; while
+    // the data path is detached no close is seen, and TCP sockets' memory is reused at once
+    // (SLAB_TYPESAFE_BY_RCU), so a new socket at a closed one's address would carry its id:
+    // the agent would take its bytes for the old connection's.
+    const run = await start('syscall');
+    const p = spawn('python3', ['-c', `${WITH_TCP_PAIR}
+def ports(pairs): return " ".join(f"{c.getsockname()[1]} {l.getsockname()[1]}" for _, _, l, c, _ in pairs)
+old = [tcp_pair("4") for _ in range(20)]
+print("old", ports(old), flush=True)
+sys.stdin.readline()
+for _, _, l, c, s in old: c.sendall(b"o"); s.recv(1)
+print("sent", flush=True)
+sys.stdin.readline()
+for _, _, l, c, s in old: c.close(); s.close(); l.close()
+new = [tcp_pair("4") for _ in range(60)]
+print("new", ports(new), flush=True)
+sys.stdin.readline()
+for _, _, l, c, s in new: c.sendall(b"n"); s.recv(1)
+print("done", flush=True)
+  `], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    const portsOf = (what: string) => waitFor(`${what} ports`, () => new RegExp(`^${what} ([\\d ]+)$`, 'm').exec(out) ?? undefined, 10_000)
+      .then((m) => new Set(m[1].split(' ').map(Number)));
+    const attached = () => linkedProgs(run.cap.loaderPid).includes('sys_exit_recvfrom');
+    try {
+      const oldPorts = await portsOf('old');
+      await run.cap.addPid(p.pid!);
+      p.stdin.write('go\n');
+      await waitFor('old sends', () => out.includes('sent'), 5000);
+      const oldIds = await waitFor('the old sockets\' events', () => {
+        const ids = new Set(data(run.events).filter((e) => e.pid === p.pid && oldPorts.has(e.srcPort)).map((e) => e.sockId));
+        return ids.size === 40 ? ids : undefined; // both ends of 20 pairs
+      }, 5000);
+      await run.cap.removePid(p.pid!);
+      await waitFor('data path detached', () => !attached(), 3000);
+      p.stdin.write('close and open\n');
+      const newPorts = await portsOf('new'); // a closed socket's port may be among them
+      const mark = run.events.length;
+      await run.cap.addPid(p.pid!);
+      p.stdin.write('send\n');
+      assert.equal(await exited(p), 0);
+      await run.cap.refreshStats();
+      const fresh = data(run.events.slice(mark)).filter((e) => e.pid === p.pid && newPorts.has(e.srcPort));
+      assert.equal(new Set(fresh.map((e) => e.srcPort)).size, 120, 'both ends of every new pair captured');
+      const reused = fresh.filter((e) => oldIds.has(e.sockId)).map((e) => `port ${e.srcPort} has id ${e.sockId}`);
+      assert.deepEqual(reused, [], 'no new socket carries a closed socket\'s id');
+    } finally {
+      p.kill();
+      await run.cap.close();
+    }
+  });
 
   test('without privileges the start fails with SEQ_ERR_EBPF_UNAVAILABLE naming the capability', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'seqtrace-nopriv-'));

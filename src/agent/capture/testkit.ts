@@ -1,5 +1,7 @@
 // Shared by the capture tests (real eBPF: events arrive asynchronously from the loader) and by
 // the agent benches that stand in for the loader (the frames it writes).
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { LAYOUT } from './decode.js';
 
 /** Polls get() every 20 ms until it returns something truthy; throws naming `what` after ms. */
@@ -61,4 +63,52 @@ export function dataFrame(f: DataFrameFields, prefixed = false): Buffer {
   tail.copy(b, at + D.tail);
   f.head.copy(b, at + D.head);
   return b;
+}
+
+/** BPF object ids (progs, links, maps) a process holds open, from /proc/PID/fdinfo. */
+export function bpfObjectsOf(pid: number): { progs: number[]; links: number[]; maps: Array<{ id: number; name: string }> } {
+  const progs: number[] = [];
+  const links: number[] = [];
+  const mapIds: number[] = [];
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return { progs, links, maps: [] }; // the process is gone
+  }
+  for (const fd of fds) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const id = (key: string) => { const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(info); return m ? Number(m[1]) : undefined; };
+    const link = id('link_id');
+    const prog = id('prog_id');
+    const map = id('map_id');
+    if (link !== undefined) links.push(link);
+    else if (prog !== undefined) progs.push(prog);
+    else if (map !== undefined) mapIds.push(map);
+  }
+  const maps = mapIds.map((id) => {
+    const m = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'id', String(id)], { encoding: 'utf8' })) as { name?: string };
+    return { id, name: m.name ?? '' };
+  });
+  return { progs, links, maps };
+}
+
+/** Names of the programs attached through the links pid holds. */
+export function linkedProgs(pid: number): string[] {
+  const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' })) as Array<{ id: number; prog_id: number }>;
+  const held = new Set(bpfObjectsOf(pid).links);
+  return links.filter((l) => held.has(l.id)).map((l) =>
+    (JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(l.prog_id)], { encoding: 'utf8' })) as { name: string }).name);
+}
+
+/** How many entries the map `name` of the loader (pid) holds now. */
+export function loaderMapEntries(pid: number, name: string): number {
+  const map = bpfObjectsOf(pid).maps.find((m) => m.name === name);
+  if (!map) throw new Error(`the loader ${pid} holds no map named ${name}`);
+  return (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(map.id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as unknown[]).length;
 }

@@ -13,7 +13,7 @@ import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.j
 import { ensureGoOffsetsTool, readGoBinary } from './offsets.js';
 import { goBuild } from './gobuild.js';
 import { createGoTracer } from './golang.js';
-import { waitFor } from '../capture/testkit.js';
+import { linkedProgs, loaderMapEntries, waitFor } from '../capture/testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# Go capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -169,6 +169,17 @@ for (const mode of ['socket', 'syscall'] as const) {
       // and the pool did reuse connections from one request to the next (else this proves less)
       const firstSocks = new Set(all.filter((e) => e.tsNs < fronts[1].tsNs && e.dir === 'send' && head(e).startsWith('GET /down')).map((e) => e.sockId));
       assert.ok(all.some((e) => e.tsNs > fronts[1].tsNs && e.dir === 'send' && head(e).startsWith('GET /down') && firstSocks.has(e.sockId)), 'a connection of the first request reused later');
+    });
+
+    test('deleted with its pooled client connections open: once the data path detaches, their round trips are forgotten', async () => {
+      // go_rt (client socket address -> the goroutine of its round trip) loses an entry when
+      // sock_state sees the socket close, which it does not while detached: a socket opened
+      // meanwhile at a closed one's address (TCP reuses sockets' memory at once) would carry
+      // the old goroutine id into a traced process.
+      assert.ok(loaderMapEntries(cap.loaderPid, 'go_rt') > 0, 'the fan-out\'s pooled client connections are in go_rt');
+      await cap.removePid(pid);
+      await waitFor('data path detached', () => !linkedProgs(cap.loaderPid).includes('sock_state'), 3000);
+      await waitFor('go_rt emptied', () => loaderMapEntries(cap.loaderPid, 'go_rt') === 0, 1000);
     });
   });
 }
