@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# What one thing beside the paced client on CPU 0 does to the latency of an untraced Go server
+# alone on CPU 1 (docs/agent.md, "What the rise is not"): the suspects for the whole agent's
+# p99, one at a time, with no agent running.
+#   bench/latency-disturb.sh [rounds=6] [seconds=3] STATE...
+# STATE, alternated round by round (default: none loader loader-nobatch faults:10000 faults:100000):
+#   none             nothing else
+#   loader           the eBPF loader tracing an idle process (data path attached, flushing every
+#                    CPU's batch every 50 ms: an IPI to CPU 1)
+#   loader-nobatch   the same with --batch-bytes 0 (no batches: no flush, no IPI)
+#   loader-traced    the loader tracing the measured server, its events to /dev/null
+#   loader-pipe      the same, its events through a pipe to cat (on CPU 0, to /dev/null)
+#   loader-node      the same, the pipe read by a node process that only counts the bytes
+#   faults:N         bench/latency/faults.c: N page faults a second on CPU 0
+#   stream:N         the same program writing N pages a second of memory it keeps (no faults)
+#   switches:N       bench/latency/pingpong.c: N round trips a second between two processes on
+#                    CPU 0 (2N switches between address spaces)
+#   agent            the whole agent (bin/seqtrace agent, as installed: npm run build) tracing the
+#                    measured server (it has OTEL_SERVICE_NAME), sending to bench/agent-sink.ts
+#                    on CPU 0; started anew for the round and warmed by 2 s of the same load
+#                    before the measured window: the steady state, with no backlog of a
+#                    saturating load behind it (unlike bench/agent-overhead.sh's paced rounds)
+#   agent-idle       the same agent tracing nothing (trace_envset no process has)
+#                    (AGENT_CMD="node FLAGS dist/cli/main.js agent": another command for both)
+# The client is bench/latency/paced.c (SCHED_FIFO, RATE requests a second over 8 connections);
+# printed per round and as medians per state: server latency p50/p99/p99.9/max, client p99 (µs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-6}; SECS=${2:-3}; RATE=${RATE:-10000}
+shift $(($# < 2 ? $# : 2))
+STATES=("$@")
+[ ${#STATES[@]} -gt 0 ] || STATES=(none loader loader-nobatch faults:10000 faults:100000)
+LOADER=src/bpf/build/seqtrace-loader
+[ -x "$LOADER" ] || make -s -C src/bpf
+TMP=$(mktemp -d /tmp/seqtrace-latency-disturb.XXXXXX)
+pids=()
+cleanup() { exec 3>&- 2>/dev/null || true; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
+cc -O2 -o "$TMP/paced" bench/latency/paced.c
+cc -O2 -o "$TMP/faults" bench/latency/faults.c
+cc -O2 -o "$TMP/pingpong" bench/latency/pingpong.c
+unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
+OTEL_SERVICE_NAME=disturb-server GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
+S=$!; pids+=("$S")
+for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
+PORT=$(head -1 "$TMP/server.out")
+sleep 1000000 &
+KEEPER=$!; pids+=("$KEEPER")
+mkfifo "$TMP/cmd"; exec 3<>"$TMP/cmd" # the loaders' stdin, held open
+chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 1 8 >/dev/null # warm up
+if [[ " ${STATES[*]} " == *" agent"* ]]; then
+  [ -f dist/cli/main.js ] || npm run build --silent >/dev/null
+  taskset -c 0 node --import tsx bench/agent-sink.ts >"$TMP/sink.out" 2>"$TMP/sink.err" &
+  pids+=("$!")
+  for _ in $(seq 300); do SINK=$(head -1 "$TMP/sink.out"); [ -n "$SINK" ] && break; sleep 0.1; done
+  [ -n "$SINK" ] || { cat "$TMP/sink.err" >&2; exit 1; }
+fi
+# start_agent ENVSET: the agent on CPU 0, returned once it traces what it should (pid in D)
+start_agent() {
+  ENV_INPUT_EBPF_TRACE_SERVER=$SINK ENV_INPUT_EBPF_TRACE_ENVSET=$1 ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
+    taskset -c 0 ${AGENT_CMD:-bin/seqtrace agent} 2>"$TMP/agent.err" &
+  D=$!
+  local want; want=$([ "$1" = OTEL_SERVICE_NAME ] && echo 1 || echo 0)
+  for _ in $(seq 300); do grep -q "($want now)" "$TMP/agent.err" && return 0; kill -0 "$D" 2>/dev/null || break; sleep 0.1; done
+  echo "the agent did not start tracing $want process(es):" >&2; cat "$TMP/agent.err" >&2; exit 1
+}
+
+echo "latency beside a disturber: $ROUNDS rounds of ${SECS}s per state, $RATE requests/s, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$TMP/results"
+for r in $(seq "$ROUNDS"); do
+  for state in "${STATES[@]}"; do
+    D=
+    case $state in
+      none) sleep 0.3 ;;
+      loader | loader-nobatch | loader-traced | loader-pipe | loader-node)
+        extra=(--pid "$KEEPER"); out=/dev/null
+        case $state in
+          loader-nobatch) extra+=(--batch-bytes 0) ;;
+          loader-traced) extra=(--pid "$S") ;;
+          loader-pipe) extra=(--pid "$S"); rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
+            taskset -c 0 cat "$TMP/events" >/dev/null & ;;
+          loader-node) extra=(--pid "$S"); rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
+            taskset -c 0 node -e 'let n = 0; process.stdin.on("data", (d) => { n += d.length; });' <"$TMP/events" & ;;
+        esac
+        taskset -c 0 "$LOADER" --mode socket "${extra[@]}" <"$TMP/cmd" >"$out" 2>"$TMP/loader.err" &
+        D=$!
+        sleep 1
+        kill -0 "$D" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; } ;;
+      faults:*) taskset -c 0 "$TMP/faults" $((SECS + 1)) "${state#faults:}" & D=$!; sleep 0.3 ;;
+      stream:*) taskset -c 0 "$TMP/faults" $((SECS + 1)) "${state#stream:}" stream & D=$!; sleep 0.3 ;;
+      switches:*) taskset -c 0 "$TMP/pingpong" $((SECS + 1)) "${state#switches:}" & D=$!; sleep 0.3 ;;
+      agent | agent-idle)
+        start_agent "$([ "$state" = agent ] && echo OTEL_SERVICE_NAME || echo SEQTRACE_NO_SUCH_VARIABLE)"
+        chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 2 8 >/dev/null ;;
+      *) echo "unknown state $state" >&2; exit 2 ;;
+    esac
+    out=$(chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" "$SECS" 8)
+    echo " round $r $state: $out"
+    echo "$state $out" >>"$TMP/results"
+    if [ -n "$D" ]; then kill "$D" 2>/dev/null || true; wait "$D" 2>/dev/null || true; fi
+  done
+done
+awk -v states="${STATES[*]}" '
+  function med(s,   a, n, k, j, x) { n = split(s, a, " "); for (k = 2; k <= n; k++) { x = a[k]; for (j = k - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  { for (k = 2; k <= NF; k++) { split($k, kv, "="); v[$1, kv[1]] = v[$1, kv[1]] " " kv[2] } }
+  END { n = split(states, st, " ")
+    for (i = 1; i <= n; i++) printf "median %s: server latency p50 %.1f, p99 %.1f, p99.9 %.1f, max %.1f us; client p99 %.1f us\n", st[i], med(v[st[i], "p50"]), med(v[st[i], "p99"]), med(v[st[i], "p999"]), med(v[st[i], "max"]), med(v[st[i], "client_p99"]) }' "$TMP/results"
+echo "load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
