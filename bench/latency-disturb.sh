@@ -11,8 +11,10 @@
 #   loader-traced    the loader tracing the measured server, its events to /dev/null
 #   loader-pipe      the same, its events through a pipe to cat (on CPU 0, to /dev/null)
 #   loader-node      the same, the pipe read by a node process that only counts the bytes
-#   faults:N         bench/latency/faults.c: N page faults a second on CPU 0
-#   stream:N         the same program writing N pages a second of memory it keeps (no faults)
+#   faults:N         bench/latency/memload.c: N page faults a second on CPU 0
+#   stream:N         N pages a second written of memory it keeps (no faults)
+#   random:N         N bytes a second written at random in 256 MiB it keeps (cache and TLB misses)
+#   random-huge:N    the same on transparent huge pages (few TLB misses)
 #   switches:N       bench/latency/pingpong.c: N round trips a second between two processes on
 #                    CPU 0 (2N switches between address spaces)
 #   agent            the whole agent (bin/seqtrace agent, as installed: npm run build) tracing the
@@ -38,7 +40,7 @@ cleanup() { exec 3>&- 2>/dev/null || true; for p in "${pids[@]}"; do kill "$p" 2
 trap cleanup EXIT
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 cc -O2 -o "$TMP/paced" bench/latency/paced.c
-cc -O2 -o "$TMP/faults" bench/latency/faults.c
+cc -O2 -o "$TMP/memload" bench/latency/memload.c
 cc -O2 -o "$TMP/pingpong" bench/latency/pingpong.c
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
 OTEL_SERVICE_NAME=disturb-server GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
@@ -87,8 +89,8 @@ for r in $(seq "$ROUNDS"); do
         D=$!
         sleep 1
         kill -0 "$D" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; } ;;
-      faults:*) taskset -c 0 "$TMP/faults" $((SECS + 1)) "${state#faults:}" & D=$!; sleep 0.3 ;;
-      stream:*) taskset -c 0 "$TMP/faults" $((SECS + 1)) "${state#stream:}" stream & D=$!; sleep 0.3 ;;
+      faults:* | stream:* | random:* | random-huge:*) # the random areas take ≈ 0.2 s to fill first
+        taskset -c 0 "$TMP/memload" "${state%%:*}" $((SECS + 2)) "${state#*:}" & D=$!; sleep 1 ;;
       switches:*) taskset -c 0 "$TMP/pingpong" $((SECS + 1)) "${state#switches:}" & D=$!; sleep 0.3 ;;
       agent | agent-idle)
         start_agent "$([ "$state" = agent ] && echo OTEL_SERVICE_NAME || echo SEQTRACE_NO_SUCH_VARIABLE)"
