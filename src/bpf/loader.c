@@ -204,11 +204,12 @@ static void forget_threads(__u32 pid)
 	closedir(d);
 }
 
-/* The data path was detached while processes ran: the entries keyed by a socket's address go. They lose them when
- * sock_state sees the socket close, which it does not while detached; TCP sockets' memory is
- * reused at once (SLAB_TYPESAFE_BY_RCU), so a socket opened meanwhile at a closed one's address
- * would take its id (`seen`, syscall mode) or its round trip's goroutine (`go_rt`). A socket
- * still open gets a new id at its next event (syscall mode) and a round trip sets go_rt again. */
+/* The data path was just detached while processes run: the entries keyed by a socket's
+ * address go. Each loses its entry when sock_state sees the socket close, which it does not
+ * while detached, and TCP reuses a closed socket's memory at once (SLAB_TYPESAFE_BY_RCU): a
+ * socket opened meanwhile at the same address would take the closed one's id (`seen`, syscall
+ * mode) or its round trip's goroutine (`go_rt`). A socket still open gets a new id at its next
+ * event (syscall mode); a round trip sets its go_rt entry again. */
 static void forget_sockets(void)
 {
 	for (int i = 0; i < 2; i++) {
