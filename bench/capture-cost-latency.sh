@@ -17,21 +17,12 @@ ROUNDS=${1:-3}; SECS=${2:-5}; RATE=${RATE:-10000}
 shift $(($# < 2 ? $# : 2))
 LOADERS=("$@")
 [ ${#LOADERS[@]} -gt 0 ] || { LOADERS=(src/bpf/build/seqtrace-loader); [ -x "${LOADERS[0]}" ] || make -s -C src/bpf; }
-TMP=$(mktemp -d /tmp/seqtrace-capture-latency.XXXXXX)
-pids=()
-cleanup() { exec 3>&- 2>/dev/null || true; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
-cc -O2 -o "$TMP/paced" bench/latency/paced.c
-GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
-S=$!; pids+=("$S")
-for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
-PORT=$(head -1 "$TMP/server.out")
+. bench/latency/setup.sh
+latency_setup capture-latency
 . bench/trace-command.sh
 sleep 1000000 &
 KEEPER=$!; pids+=("$KEEPER")
 ADD=$(trace_command "$S" "$TMP/server")
-chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 1 8 >/dev/null # warm up
 
 echo "capture latency${GO:+ (as a Go process)}: $ROUNDS rounds of ${SECS}s per state, $RATE requests/s, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$TMP/results"

@@ -34,23 +34,14 @@ STATES=("$@")
 [ ${#STATES[@]} -gt 0 ] || STATES=(none loader loader-nobatch faults:10000 faults:100000)
 LOADER=src/bpf/build/seqtrace-loader
 [ -x "$LOADER" ] || make -s -C src/bpf
-TMP=$(mktemp -d /tmp/seqtrace-latency-disturb.XXXXXX)
-pids=()
-cleanup() { exec 3>&- 2>/dev/null || true; for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
-cc -O2 -o "$TMP/paced" bench/latency/paced.c
+. bench/latency/setup.sh
+unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
+latency_setup latency-disturb OTEL_SERVICE_NAME=disturb-server # traced only by the agent state
 cc -O2 -o "$TMP/memload" bench/latency/memload.c
 cc -O2 -o "$TMP/pingpong" bench/latency/pingpong.c
-unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
-OTEL_SERVICE_NAME=disturb-server GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
-S=$!; pids+=("$S")
-for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
-PORT=$(head -1 "$TMP/server.out")
 sleep 1000000 &
 KEEPER=$!; pids+=("$KEEPER")
 mkfifo "$TMP/cmd"; exec 3<>"$TMP/cmd" # the loaders' stdin, held open
-chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 1 8 >/dev/null # warm up
 if [[ " ${STATES[*]} " == *" agent"* ]]; then
   [ -f dist/cli/main.js ] || npm run build --silent >/dev/null
   taskset -c 0 node --import tsx bench/agent-sink.ts >"$TMP/sink.out" 2>"$TMP/sink.err" &
