@@ -716,8 +716,15 @@ print("done", flush=True)
       p.stdin.write('send\n');
       assert.equal(await exited(p), 0);
       await run.cap.refreshStats();
-      const fresh = data(run.events.slice(mark)).filter((e) => e.pid === p.pid && newPorts.has(e.srcPort));
-      assert.equal(new Set(fresh.map((e) => e.srcPort)).size, 120, 'both ends of every new pair captured');
+      const mine = () => data(run.events.slice(mark)).filter((e) => e.pid === p.pid);
+      const missing = () => [...newPorts].filter((port) => !mine().some((e) => e.srcPort === port));
+      // Once in a CI run one of the 120 was missing here (cause not found; no rerun showed it):
+      // give a late event time, then name what lacks, with the loader's counters.
+      await waitFor('both ends of every new pair', () => missing().length === 0, 3000).catch(() => undefined);
+      const stats = run.events.filter((e) => e.kind === 'stats').at(-1);
+      const others = mine().filter((e) => !newPorts.has(e.srcPort)).map((e) => `${e.dir} ${e.srcPort}->${e.dstPort} id ${e.sockId} len ${e.len}`);
+      assert.deepEqual(missing(), [], `both ends of every new pair captured; other events: ${others.join(', ')}; stats ${JSON.stringify(stats)}`);
+      const fresh = mine().filter((e) => newPorts.has(e.srcPort));
       const reused = fresh.filter((e) => oldIds.has(e.sockId)).map((e) => `port ${e.srcPort} has id ${e.sockId}`);
       assert.deepEqual(reused, [], 'no new socket carries a closed socket\'s id');
     } finally {
