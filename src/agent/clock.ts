@@ -11,27 +11,67 @@ export interface Clock {
   monoNowNs(): bigint;
 }
 
+/** The two clocks the offset is read from (tests give their own). */
+export interface ClockSources {
+  monoNs(): bigint;
+  /** Wall clock, whole milliseconds (Date.now()). */
+  realMs(): number;
+}
+
+const SYSTEM: ClockSources = { monoNs: () => process.hrtime.bigint(), realMs: () => Date.now() };
+
 // Event times below 2^53 ns (104 days of uptime) are exact as doubles: converted without a
 // BigInt (two were allocated per conversion, four per span). Beyond, the BigInt path.
 const SAFE_NS = BigInt(Number.MAX_SAFE_INTEGER);
 
-export function createClock(): Clock {
+/** A step of the wall clock seen within this much monotonic time is taken at once. */
+const GOOD_WINDOW_NS = 20_000n;
+/** Steps watched at most per measurement when the windows are wider (the process paused). */
+const ATTEMPTS = 5;
+
+/**
+ * Nanoseconds to add to a monotonic time to get the wall clock. Date.now() has millisecond
+ * steps, so the offset is read at a step: the wall clock reached a new millisecond after the
+ * last read that still gave the old one and before the first read that gives the new one. Both
+ * reads are bracketed by monotonic reads, and the step is placed in the middle of that window.
+ * A pause of this process between the reads (milliseconds on a busy host: a two-host test once
+ * put one agent's spans 4 ms off) widens the window; then further steps are watched and the
+ * narrowest window is used.
+ */
+export function clockOffsetNs(src: ClockSources = SYSTEM): bigint {
+  let best: { offset: bigint; width: bigint } | undefined;
+  let fallback = 0n;
+  for (let i = 0; i < ATTEMPTS; i++) {
+    let lastBefore = src.monoNs(); // before the last read that gave t0
+    const t0 = src.realMs();
+    fallback = BigInt(t0) * 1_000_000n - lastBefore;
+    const deadline = lastBefore + 3_000_000n;
+    let real = t0;
+    let after = lastBefore;
+    for (;;) {
+      const before = src.monoNs();
+      real = src.realMs();
+      after = src.monoNs();
+      if (real !== t0 || after > deadline) break;
+      lastBefore = before;
+    }
+    if (real === t0) continue; // no step in 3 ms: a wall clock that stands still
+    const width = after - lastBefore;
+    const offset = BigInt(real) * 1_000_000n - (lastBefore + width / 2n);
+    if (!best || width < best.width) best = { offset, width };
+    if (width <= GOOD_WINDOW_NS) break;
+  }
+  return best ? best.offset : fallback;
+}
+
+export function createClock(src: ClockSources = SYSTEM): Clock {
   // The offset is kept in whole microseconds (rounded; the pair of clocks is read to a few
   // µs anyway), so that epoch µs = whole µs of the event time + offsetUs, exactly.
   let offsetNs = 0n;
   let offsetUs = 0;
   function refresh(): void {
-    // Date.now() has millisecond steps: wait for one (≤ 1 ms) so the pair is taken at a tick
-    // and the offset is good to a few µs instead of up to a millisecond.
-    const t0 = Date.now();
-    let real = t0;
-    let mono = process.hrtime.bigint();
-    const deadline = mono + 2_000_000n;
-    while (real === t0 && mono < deadline) {
-      mono = process.hrtime.bigint();
-      real = Date.now();
-    }
-    offsetUs = Number((BigInt(real) * 1_000_000n - mono + 500n) / 1000n);
+    const ns = clockOffsetNs(src);
+    offsetUs = Number((ns + (ns < 0n ? -500n : 500n)) / 1000n);
     offsetNs = BigInt(offsetUs) * 1000n;
   }
   refresh();
@@ -42,6 +82,6 @@ export function createClock(): Clock {
       return (ns - (ns % 1000)) / 1000 + offsetUs;
     },
     refresh,
-    monoNowNs: () => process.hrtime.bigint(),
+    monoNowNs: () => src.monoNs(),
   };
 }
