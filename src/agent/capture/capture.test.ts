@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
-import { bpfObjectsOf, linkedProgs, waitFor } from './testkit.js';
+import { bpfObjectsOf, linkedProgs, mapDump, waitFor } from './testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -103,7 +103,7 @@ function curlWaiting(url: string) {
 
 /** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
 function tracedPids(mapId: number): number[] {
-  const entries = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(mapId)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
+  const entries = mapDump(mapId);
   const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
   const pids: number[] = [];
   for (const e of entries) {

@@ -106,9 +106,14 @@ export function linkedProgs(pid: number): string[] {
     (JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(l.prog_id)], { encoding: 'utf8' })) as { name: string }).name);
 }
 
+/** The entries of map `id` now (bpftool: keys and values as arrays of hex bytes). */
+export function mapDump(id: number): Array<{ key: string[]; value: string[] }> {
+  return JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as Array<{ key: string[]; value: string[] }>;
+}
+
 /** How many entries the map `name` of the loader (pid) holds now. */
 export function loaderMapEntries(pid: number, name: string): number {
   const map = bpfObjectsOf(pid).maps.find((m) => m.name === name);
   if (!map) throw new Error(`the loader ${pid} holds no map named ${name}`);
-  return (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(map.id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as unknown[]).length;
+  return mapDump(map.id).length;
 }
