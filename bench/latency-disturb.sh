@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What one thing beside the paced client on CPU 0 does to the latency of an untraced Go server
-# alone on CPU 1 (docs/agent.md, "What the rise is not"): the suspects for the whole agent's
-# p99, one at a time, with no agent running.
+# What one thing beside the paced client on CPU 0 does to the latency of a Go server alone on
+# CPU 1 (docs/agent.md, "In the steady state"): the whole agent, and the suspects for its p99
+# one at a time. The server is traced only in the states that say so.
 #   bench/latency-disturb.sh [rounds=6] [seconds=3] STATE...
 # STATE, alternated round by round (default: none loader loader-nobatch faults:10000 faults:100000):
 #   none             nothing else
@@ -70,12 +70,13 @@ for r in $(seq "$ROUNDS"); do
         extra=(--pid "$KEEPER"); out=/dev/null
         case $state in
           loader-nobatch) extra+=(--batch-bytes 0) ;;
-          loader-traced) extra=(--pid "$S") ;;
-          loader-pipe) extra=(--pid "$S"); rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
-            taskset -c 0 cat "$TMP/events" >/dev/null & ;;
-          loader-node) extra=(--pid "$S"); rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
-            taskset -c 0 node -e 'let n = 0; process.stdin.on("data", (d) => { n += d.length; });' <"$TMP/events" & ;;
+          loader-traced | loader-pipe | loader-node) extra=(--pid "$S") ;;
         esac
+        if [ "$state" = loader-pipe ] || [ "$state" = loader-node ]; then # a reader on CPU 0, gone at the loader's EOF
+          reader=(cat); [ "$state" = loader-node ] && reader=(node -e 'let n = 0; process.stdin.on("data", (d) => { n += d.length; });')
+          rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
+          taskset -c 0 "${reader[@]}" <"$TMP/events" >/dev/null &
+        fi
         taskset -c 0 "$LOADER" --mode socket "${extra[@]}" <"$TMP/cmd" >"$out" 2>"$TMP/loader.err" &
         D=$!
         sleep 1

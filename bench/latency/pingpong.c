@@ -1,6 +1,6 @@
 // Two processes passing a byte back and forth over pipes at a fixed rate, for
 // bench/latency-disturb.sh: context switches between two address spaces on one CPU, as the
-// agent, its loader and the client make (docs/agent.md, "What the rise is not").
+// agent, its loader and the client make (docs/agent.md, "In the steady state").
 //   pingpong SECONDS ROUND_TRIPS_PER_SECOND
 // Every 1 ms the parent does ROUND_TRIPS_PER_SECOND / 1000 round trips with its child.
 #define _GNU_SOURCE
