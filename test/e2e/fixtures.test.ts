@@ -33,8 +33,8 @@ describe('e2e fixtures without seqtrace', () => {
     const c = await startPyService(scope, { name: 'fx-c', keepalive: true });
     const b = await startPyService(scope, { name: 'fx-b', keepalive: true, downstreams: [`${c.url}/c`, `${py.url}/py`], parallel: true });
     const a = await startPyService(scope, { name: 'fx-a', downstreams: [`${b.url}/b`] });
-    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
-    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2 })).statuses, want(502));
+    assert.deepEqual(await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2, keepalive: true }), { statuses: want(502), errors: {} });
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} });
   });
 
   it('large headers and a chunked response', async () => {
@@ -44,18 +44,18 @@ describe('e2e fixtures without seqtrace', () => {
     assert.equal(res.headers.get('x-big-7'), 'h'.repeat(1024));
     assert.equal((await res.arrayBuffer()).byteLength, 256 * 1024);
     const r = await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a.url}/h/{id}`, ids: ['ya'], concurrency: 1, headers: [`X-Big: ${'x'.repeat(8192)}`] });
-    assert.deepEqual(r.statuses, { ya: 200 });
+    assert.deepEqual(r, { statuses: { ya: 200 }, errors: {} });
   });
 
   it('Java thread pool, Node http, Apache and nginx in front of Python', async () => {
     const java = await startJavaService(scope, { name: 'fx-java', downstreams: [`${py.url}/py`] });
-    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${java.url}/j/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
+    assert.deepEqual(await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${java.url}/j/{id}`, ids, concurrency: 2, keepalive: true }), { statuses: want(502), errors: {} });
     const node = await startNodeService(scope, { name: 'fx-node', downstreams: [`${py.url}/py`] });
-    assert.deepEqual((await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${node.url}/n/{id}`, ids, concurrency: 2, keepalive: true })).statuses, want(502));
+    assert.deepEqual(await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${node.url}/n/{id}`, ids, concurrency: 2, keepalive: true }), { statuses: want(502), errors: {} });
     const apache = await startApache(scope, { name: 'fx-apache', backend: `127.0.0.1:${py.port}` });
-    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 2, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] })).statuses, want(500));
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 2, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] }), { statuses: want(500), errors: {} });
     const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}` });
-    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 2 })).statuses, want(500));
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(500), errors: {} });
     await apache.proc.stop();
     await nginx.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
@@ -69,12 +69,12 @@ describe('e2e fixtures without seqtrace', () => {
     const a = await startPyService(scope, { name: 'fx-na', netns: nsA, keepalive: true, downstreams: [`${b.url}/b`] });
     // b in namespace B cannot reach py in the root namespace: a separate host indeed.
     const r = await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${a.url}/a/{id}`, ids: ['ya'], concurrency: 1, netns: nsA });
-    assert.deepEqual(r.statuses, { ya: 502 });
+    assert.deepEqual(r, { statuses: { ya: 502 }, errors: {} });
     const ns6 = await createNetns(scope, 'v6');
     const l6 = await linkNetns(scope, null, ns6);
     const b6 = await startPyService(scope, { name: 'fx-b6', bind: '::', host: l6.b6, netns: ns6 });
     const a6 = await startPyService(scope, { name: 'fx-a6', bind: '::', host: '::1', downstreams: [`${b6.url}/b`] });
-    assert.deepEqual((await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a6.url}/a/{id}`, ids, concurrency: 2 })).statuses, want(502));
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${a6.url}/a/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} });
     assert.ok(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(nsA.name));
   });
 });

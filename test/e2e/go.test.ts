@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  FIXTURES, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runCurl, runPyClient, serviceEnv,
-  startProcess, startPyService, startTracing, subdir, sleep, type Scope, type Service, type Tracing,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, FIXTURES, freePort, newScope, requestIds, runCurl,
+  runPyClient, serviceEnv, sleep, startProcess, startPyService, startTracing, subdir, type Scope, type Service,
+  type Tracing,
 } from './harness.js';
 import { assertExactTraces, hop, totalSpans, waitForTraces } from './trees.js';
 import { goBuild } from '../../src/agent/go/gobuild.js';
@@ -71,7 +72,7 @@ describe('e2e: Go net/http services', { skip }, () => {
     const ids = requestIds(scope, 'g', 36).map((id, i) => (i % 9 === 4 ? `fail${id}` : id));
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${front.url}/f/{id}`, ids, concurrency: 6, keepalive: true });
     const fail = (id: string) => id.startsWith('fail');
-    for (const id of ids) assert.equal(run.statuses[id], fail(id) ? 502 : 200, `client status of ${id}`);
+    expectStatuses(run, ids, (id) => fail(id) ? 502 : 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.front, `GET /f/${id}`, fail(id) ? 502 : 200,
       hop(names.front, names.x, `GET /x/${id}`, fail(id) ? 500 : 200),
       hop(names.front, names.y, `GET /y/${id}`, fail(id) ? 500 : 200),
@@ -90,7 +91,7 @@ describe('e2e: Go net/http services', { skip }, () => {
     await waitGo({ goroutine: before.goroutine + 3, thread: 0 });
     const ids = requestIds(scope, 'c', 24);
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6 });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
       hop(names.a, names.b, `GET /b/${id}`, 200, hop(names.b, names.c, `GET /c/${id}`, 200)))]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
@@ -109,7 +110,7 @@ describe('e2e: Go net/http services', { skip }, () => {
     // Still traced: its entries and exits are spans (linking by thread is what it gets).
     const ids = requestIds(scope, 'w', 4);
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${front.url}/w/{id}`, ids, concurrency: 1 });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const traces = await waitForTraces(tracing.linker, { services: [names.front, names.leaf], spans: ids.length * 3 });
     const spans = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.front);
     assert.equal(spans.filter((s) => s.kind === 'entry').length, ids.length);

@@ -3,6 +3,7 @@
 // API to read what they made. Everything a test starts is registered in its Scope and removed
 // by closeScope() (process groups killed, namespaces deleted, temp dirs removed), and again on
 // process exit should a test die half-way.
+import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -519,8 +520,17 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
 export const CLIENT_START_DELAY = '0.5';
 
 export interface ClientRun {
-  /** status by request id */
+  /** status by request id (0: no response) */
   statuses: Record<string, number>;
+  /** why a request got no response, by request id (the client's own words) */
+  errors: Record<string, string>;
+}
+
+/** Every request of `ids` answered with `want(id)`; one that got no response is named with its client's error. */
+export function expectStatuses(run: ClientRun, ids: string[], want: (id: string) => number): void {
+  for (const id of ids) {
+    assert.equal(run.statuses[id], want(id), `client status of ${id}${run.errors[id] ? ` (${run.errors[id]})` : ''}`);
+  }
 }
 
 export async function runPyClient(scope: Scope, o: {
@@ -532,7 +542,7 @@ export async function runPyClient(scope: Scope, o: {
   if (o.traceparent) args.push('--traceparent');
   for (const h of o.headers ?? []) args.push('--header', h);
   const out = await runToEnd(scope, { name: o.name, cmd: PYTHON, args: [...args, ...o.ids], netns: o.netns?.name, env: serviceEnv(o.name, o.env) });
-  return { statuses: JSON.parse(out.trim().split('\n').pop()!) };
+  return JSON.parse(out.trim().split('\n').pop()!) as ClientRun;
 }
 
 /**
@@ -546,8 +556,10 @@ export async function runCurl(scope: Scope, o: {
   const shares: string[][] = Array.from({ length: o.concurrency }, () => []);
   o.ids.forEach((id, i) => shares[i % o.concurrency].push(id));
   const statuses: Record<string, number> = {};
+  const errors: Record<string, string> = {};
   await Promise.all(shares.filter((s) => s.length).map(async (share) => {
-    const args = ['-s', '-g', '-o', '/dev/null', '-w', '%{http_code}\\n', '--max-time', '20'];
+    // Status, then curl's exit code and message: a request that got no response says why.
+    const args = ['-sS', '-g', '-o', '/dev/null', '-w', '%{http_code} %{exitcode} %{errormsg}\\n', '--max-time', '20'];
     if (!o.keepalive) args.push('-H', 'Connection: close');
     for (const h of o.headers ?? []) args.push('-H', h);
     // One curl process for the whole share: --next keeps the options per URL.
@@ -559,9 +571,13 @@ export async function runCurl(scope: Scope, o: {
       netns: o.netns?.name,
       env: serviceEnv(o.name, o.env),
     });
-    out.trim().split('\n').forEach((code, i) => { statuses[share[i]] = Number(code); });
+    out.trim().split('\n').forEach((line, i) => {
+      const [code, exit, ...msg] = line.split(' ');
+      statuses[share[i]] = Number(code);
+      if (exit !== '0') errors[share[i]] = `curl exit ${exit}: ${msg.join(' ')}`;
+    });
   }));
-  return { statuses };
+  return { statuses, errors };
 }
 
 /** `n` request ids: scope tag + a letter sequence (no digits: nothing a route normaliser folds). */

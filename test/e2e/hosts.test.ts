@@ -4,8 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assertRoot, closeScope, createNetns, ebpfSkipReason, linkNetns, newScope, requestIds, runPyClient, startPyService, startTracing,
-  type Scope, type Tracing,
+  assertRoot, closeScope, createNetns, ebpfSkipReason, expectStatuses, linkNetns, newScope, requestIds,
+  runPyClient, startPyService, startTracing, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, hostHop, totalSpans, waitForTraces } from './trees.js';
 
@@ -42,7 +42,7 @@ describe('e2e: two hosts, two agents, one linker', { skip }, () => {
     const a = await startPyService(scope, { name: names.a, netns: nsA, keepalive: true, downstreams: [`${b.url}/b`], env: onA(names.a) });
     const ids = requestIds(scope, 'x', 24);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true, netns: nsA, env: onA(names.client) });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id,
       hostHop([names.client, hostA], [names.a, hostA], `GET /a/${id}`, 200,
         hostHop([names.a, hostA], [names.b, hostB], `GET /b/${id}`, 200,

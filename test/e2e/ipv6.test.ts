@@ -3,8 +3,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assertRoot, closeScope, createNetns, ebpfSkipReason, linkNetns, newScope, requestIds, runCurl, startPyService, startTracing,
-  type Scope, type Service, type Tracing, type VethLink,
+  assertRoot, closeScope, createNetns, ebpfSkipReason, expectStatuses, linkNetns, newScope, requestIds, runCurl,
+  startPyService, startTracing, type Scope, type Service, type Tracing, type VethLink,
 } from './harness.js';
 import { assertExactTraces, hop, totalSpans, waitForTraces } from './trees.js';
 
@@ -41,7 +41,7 @@ describe('e2e: IPv6', { skip }, () => {
       await services();
       const ids = requestIds(scope, keepalive ? 'v' : 'u', 16);
       const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive });
-      for (const id of ids) assert.equal(run.statuses[id], 200);
+      expectStatuses(run, ids, () => 200);
       const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200, hop(names.a, names.b, `GET /b/${id}`, 200))]));
       const traces = await waitForTraces(tracing.linker, { services: Object.values(names), ids, spans: totalSpans(expected) });
       assertExactTraces(traces, expected);

@@ -4,8 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assertRoot, closeScope, ebpfSkipReason, newScope, requestIds, runPyClient, startJavaService, startPyService, startTracing,
-  type Scope, type Tracing,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runPyClient, startJavaService,
+  startPyService, startTracing, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, hop, totalSpans, waitForTraces } from './trees.js';
 
@@ -31,7 +31,7 @@ describe('e2e: Java HttpServer on a thread pool', { skip }, () => {
       const java = await startJavaService(scope, { name: names.java, downstreams: [`${py.url}/py`], threads: 4 });
       const ids = requestIds(scope, `j${k}`, 24).map((id, i) => (i % 8 === 3 ? `fail${id}` : id));
       const run = await runPyClient(scope, { name: names.client, urlTemplate: `${java.url}/java/{id}`, ids, concurrency: 6, keepalive });
-      for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 502 : 200, `client status of ${id}`);
+      expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
       const expected = new Map(ids.map((id) => {
         const fail = id.startsWith('fail');
         return [id, hop(names.client, names.java, `GET /java/${id}`, fail ? 502 : 200, hop(names.java, names.py, `GET /py/${id}`, fail ? 500 : 200))];

@@ -7,8 +7,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assertRoot, closeScope, ebpfSkipReason, newScope, requestIds, runCurl, startApache, startNginx, startPyService, startTracing,
-  type Scope, type Tracing,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runCurl, startApache, startNginx,
+  startPyService, startTracing, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
@@ -38,7 +38,7 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'a', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 6, keepalive: true });
-    for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 500 : 200, `client status of ${id}`);
+    expectStatuses(run, ids, (id) => id.startsWith('fail') ? 500 : 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, names.apache, names.py, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -51,7 +51,7 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'g', 16);
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 4, keepalive: true, headers: [`X-Big: ${'x'.repeat(8192)}`] });
-    for (const id of ids) assert.equal(run.statuses[id], 200, `client status of ${id}`);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, names.apache, names.py, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected), timeoutMs: 15_000 });
     assertExactTraces(traces, expected);
@@ -64,7 +64,7 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'b', 16);
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 4 });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, names.apache, names.py, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -77,7 +77,7 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'n', 12).map((id, i) => (i % 6 === 4 ? `fail${id}` : id));
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 1, keepalive: true });
-    for (const id of ids) assert.equal(run.statuses[id], id.startsWith('fail') ? 500 : 200);
+    expectStatuses(run, ids, (id) => id.startsWith('fail') ? 500 : 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
     const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
@@ -91,7 +91,7 @@ describe('e2e: Apache httpd and nginx as reverse proxies', { skip }, () => {
     const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}` });
     const ids = requestIds(scope, 'm', 30);
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 6 });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
     const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });

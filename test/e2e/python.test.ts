@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
-  assertRoot, closeScope, ebpfSkipReason, newScope, requestIds, runCurl, runPyClient, startPyService, startTracing,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runCurl, runPyClient, startPyService, startTracing,
   type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
@@ -18,10 +18,6 @@ function chainTree(names: { client: string; a: string; b: string; c: string }, i
   return hop(names.client, names.a, `GET /a/${id}`, mid,
     hop(names.a, names.b, `GET /b/${id}`, mid,
       hop(names.b, names.c, `GET /c/${id}`, leaf)));
-}
-
-function expectStatuses(statuses: Record<string, number>, ids: string[], want: (id: string) => number): void {
-  for (const id of ids) assert.equal(statuses[id], want(id), `client status of ${id}`);
 }
 
 describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
@@ -48,7 +44,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const { names, a } = await chain('fresh', false);
     const ids = requestIds(scope, 'f', 24).map((id, i) => (i % 6 === 5 ? `fail${id}` : id));
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6 });
-    expectStatuses(run.statuses, ids, (id) => (id.startsWith('fail') ? 502 : 200));
+    expectStatuses(run, ids, (id) => (id.startsWith('fail') ? 502 : 200));
     const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -58,7 +54,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const { names, a } = await chain('keep', true);
     const ids = requestIds(scope, 'k', 30);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 6, keepalive: true });
-    expectStatuses(run.statuses, ids, () => 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -72,7 +68,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const a = await startPyService(scope, { name: names.a, parallel: true, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
     const ids = requestIds(scope, 'p', 20);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
-    expectStatuses(run.statuses, ids, () => 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
       hop(names.a, names.x, `GET /x/${id}`, 200),
       hop(names.a, names.y, `GET /y/${id}`, 200),
@@ -89,7 +85,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const ids = requestIds(scope, 'h', 20);
     const bigHeader = `X-Big: ${'h'.repeat(8192)}`;
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/h/{id}`, ids, concurrency: 4, keepalive: true, headers: [bigHeader] });
-    expectStatuses(run.statuses, ids, () => 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /h/${id}`, 200, hop(names.a, names.b, `GET /big/${id}`, 200))]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -99,7 +95,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const { names, a } = await chain('app', true, true);
     const ids = requestIds(scope, 'w', 20);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
-    expectStatuses(run.statuses, ids, () => 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
@@ -121,7 +117,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     const { names, a } = await chain('root', true);
     const ids = requestIds(scope, 'r', 12);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true, traceparent: true });
-    expectStatuses(run.statuses, ids, () => 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, chainTree(names, id)]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  SEQTRACE, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runPyClient, sleep, startAgent,
-  startProcess, startPyService, subdir, type Agent, type Linker, type Scope,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, freePort, newScope, requestIds, runPyClient, SEQTRACE,
+  sleep, startAgent, startProcess, startPyService, subdir, type Agent, type Linker, type Scope,
 } from '../e2e/harness.js';
 import { assertExactTraces, hop, requestIdOf, totalSpans, waitForTraces, type Expect } from '../e2e/trees.js';
 
@@ -63,7 +63,7 @@ describe('reliability: the linker stops and comes back mid-run', { skip }, () =>
     const phase = async (prefix: string, n: number) => {
       const ids = requestIds(scope, `${prefix}${how === 'SIGTERM' ? 't' : 'k'}`, n);
       const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true, env });
-      for (const id of ids) assert.equal(run.statuses[id], 200, `request ${id} of the traced app`);
+      expectStatuses(run, ids, () => 200);
       return ids;
     };
 

@@ -13,8 +13,8 @@ import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
-  SEQTRACE, assertRoot, closeScope, ebpfSkipReason, freePort, newScope, requestIds, runPyClient, sleep, startLinker,
-  startProcess, startPyService, type Linker, type Proc, type Scope,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, freePort, newScope, requestIds, runPyClient, SEQTRACE,
+  sleep, startLinker, startProcess, startPyService, type Linker, type Proc, type Scope,
 } from '../e2e/harness.js';
 import { assertExactTraces, hop, listTraces, totalSpans, waitForTraces, type Expect } from '../e2e/trees.js';
 import { loaderOf } from './bpf.js';
@@ -154,7 +154,7 @@ describe('reliability: least privilege', { skip }, () => {
     await sleep(1500);
     const ids = requestIds(scope, 'c', 12);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 3, keepalive: true, env });
-    for (const id of ids) assert.equal(run.statuses[id], 200);
+    expectStatuses(run, ids, () => 200);
     const expected = new Map<string, Expect>(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200, hop(names.a, names.b, `GET /b/${id}`, 200))]));
     const traces = await waitForTraces(linker, { services: Object.values(names), spans: totalSpans(expected) });
     console.log(`# capabilities-only agent figures: ${traces.length} traces, ${traces.reduce((n, x) => n + x.spans.length, 0)} spans for ${ids.length} requests`);
