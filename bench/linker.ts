@@ -206,7 +206,7 @@ async function spawnLinker(dir: string, windowArg: string, sampling: string, cpu
       const m = /ingest on (http:\/\/[^\s/]+)\//.exec(err);
       if (m) resolve(m[1]);
     });
-    proc.on('exit', (code) => reject(new Error(`linker exited (${code}):\n${err}`)));
+    proc.on('close', (code) => reject(new Error(`linker exited (${code}):\n${err}`)));
   });
   proc.stderr!.on('data', (b: Buffer) => process.stderr.write(b));
   return { proc, url };

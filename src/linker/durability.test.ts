@@ -45,7 +45,7 @@ async function startChild(): Promise<{ proc: ChildProcess; url: string; exited: 
     };
     proc.stderr!.on('data', onData);
     proc.stdout!.on('data', onData);
-    proc.on('exit', (code) => reject(new Error(`linker exited (${code}) before it was ready:\n${out}`)));
+    proc.on('close', (code) => reject(new Error(`linker exited (${code}) before it was ready:\n${out}`)));
   });
   return { proc, url, exited };
 }

@@ -179,6 +179,8 @@ export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc>
     child.once('exit', (c, sig) => { code = c ?? sig ?? 'unknown'; liveGroups.delete(child.pid!); res(code); });
     child.once('error', (e) => { out += `\nspawn error: ${e.message}`; code = 'spawn-error'; res(code); });
   });
+  // Its pipes close after it exits (and after any child still holding them: Apache's workers).
+  const closed = new Promise<void>((res) => child.once('close', () => res()));
   if (child.pid) liveGroups.add(child.pid);
   const proc: Proc = {
     name: o.name,
@@ -202,6 +204,8 @@ export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc>
   const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000);
   for (;;) {
     if (code !== undefined) {
+      // The last of its output, often the reason it exited, may still be in the pipe.
+      await Promise.race([closed, sleep(1000)]);
       throw new Error(`${o.name} exited (${code}) before it was ready: ${cmd} ${args.join(' ')}\n${out.slice(-4000)}`);
     }
     let ready = true;
@@ -229,8 +233,10 @@ export async function runToEnd(scope: Scope, o: Omit<StartOptions, 'readyPort' |
   child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
   child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
   const timer = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, o.timeoutMs ?? 60_000);
+  // 'close', not 'exit': a short-lived client's whole output is read only once its pipes close;
+  // on 'exit' the last of it may still be in the pipe (a curl's status lines were, and read as 0).
   const code = await new Promise<number | string>((res) => {
-    child.once('exit', (c, sig) => res(c ?? sig ?? 'unknown'));
+    child.once('close', (c, sig) => res(c ?? sig ?? 'unknown'));
     child.once('error', (e) => { stderr += e.message; res('spawn-error'); });
   });
   clearTimeout(timer);
@@ -571,7 +577,9 @@ export async function runCurl(scope: Scope, o: {
       netns: o.netns?.name,
       env: serviceEnv(o.name, o.env),
     });
-    out.trim().split('\n').forEach((line, i) => {
+    const lines = out.trim().split('\n');
+    if (lines.length !== share.length) throw new Error(`${o.name}: ${share.length} requests, ${lines.length} status lines:\n${out}`);
+    lines.forEach((line, i) => {
       const [code, exit, ...msg] = line.split(' ');
       statuses[share[i]] = Number(code);
       if (exit !== '0') errors[share[i]] = `curl exit ${exit}: ${msg.join(' ')}`;

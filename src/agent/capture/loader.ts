@@ -175,7 +175,9 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
     });
     child.stdin.on('error', () => { /* the exit handler reports why */ });
     child.on('error', (e) => fail(seqError('SEQ_ERR_EBPF_LOAD', `cannot run the eBPF loader ${bin}: ${e.message}`)));
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the reason is the loader's last stderr lines, and 'exit' can come
+    // before the pipe has been read to its end.
+    child.on('close', (code, signal) => {
       if (closing && ready) return;
       const why = lastLines(stderr) || `exit ${code ?? signal}`;
       const code2 = code === EXIT_UNAVAILABLE ? 'SEQ_ERR_EBPF_UNAVAILABLE' : 'SEQ_ERR_EBPF_LOAD';
