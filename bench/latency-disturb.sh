@@ -22,6 +22,8 @@
 #                    on CPU 0; started anew for the round and warmed by 2 s of the same load
 #                    before the measured window: the steady state, with no backlog of a
 #                    saturating load behind it (unlike bench/agent-overhead.sh's paced rounds)
+#   agent-rawsink    the agent state with a sink that does not inflate what it receives (the
+#                    linker's work on each second's batch off CPU 0: the agent's share alone)
 #   agent-idle       the same agent tracing nothing (trace_envset no process has)
 #                    (AGENT_CMD="node FLAGS dist/cli/main.js agent": another command for both)
 # The client is bench/latency/paced.c (SCHED_FIFO, RATE requests a second over 8 connections);
@@ -42,16 +44,23 @@ cc -O2 -o "$TMP/pingpong" bench/latency/pingpong.c
 sleep 1000000 &
 KEEPER=$!; pids+=("$KEEPER")
 mkfifo "$TMP/cmd"; exec 3<>"$TMP/cmd" # the loaders' stdin, held open
+# start_sink NAME [--no-inflate]: a bench/agent-sink.ts on CPU 0; its URL in $NAME
+start_sink() {
+  taskset -c 0 node --import tsx bench/agent-sink.ts "${@:2}" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+  pids+=("$!")
+  local url=
+  for _ in $(seq 300); do url=$(head -1 "$TMP/$1.out"); [ -n "$url" ] && break; sleep 0.1; done
+  [ -n "$url" ] || { cat "$TMP/$1.err" >&2; exit 1; }
+  printf -v "$1" %s "$url"
+}
 if [[ " ${STATES[*]} " == *" agent"* ]]; then
   [ -f dist/cli/main.js ] || npm run build --silent >/dev/null
-  taskset -c 0 node --import tsx bench/agent-sink.ts >"$TMP/sink.out" 2>"$TMP/sink.err" &
-  pids+=("$!")
-  for _ in $(seq 300); do SINK=$(head -1 "$TMP/sink.out"); [ -n "$SINK" ] && break; sleep 0.1; done
-  [ -n "$SINK" ] || { cat "$TMP/sink.err" >&2; exit 1; }
+  start_sink SINK
+  [[ " ${STATES[*]} " == *" agent-rawsink "* ]] && start_sink RAWSINK --no-inflate
 fi
-# start_agent ENVSET: the agent on CPU 0, returned once it traces what it should (pid in D)
+# start_agent ENVSET [SINK_URL]: the agent on CPU 0, returned once it traces what it should (pid in D)
 start_agent() {
-  ENV_INPUT_EBPF_TRACE_SERVER=$SINK ENV_INPUT_EBPF_TRACE_ENVSET=$1 ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
+  ENV_INPUT_EBPF_TRACE_SERVER=${2:-$SINK} ENV_INPUT_EBPF_TRACE_ENVSET=$1 ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
     taskset -c 0 ${AGENT_CMD:-bin/seqtrace agent} 2>"$TMP/agent.err" &
   D=$!
   local want; want=$([ "$1" = OTEL_SERVICE_NAME ] && echo 1 || echo 0)
@@ -84,8 +93,12 @@ for r in $(seq "$ROUNDS"); do
       faults:* | stream:* | random:* | random-huge:*) # the random areas take ≈ 0.2 s to fill first
         taskset -c 0 "$TMP/memload" "${state%%:*}" $((SECS + 2)) "${state#*:}" & D=$!; sleep 1 ;;
       switches:*) taskset -c 0 "$TMP/pingpong" $((SECS + 1)) "${state#switches:}" & D=$!; sleep 0.3 ;;
-      agent | agent-idle)
-        start_agent "$([ "$state" = agent ] && echo OTEL_SERVICE_NAME || echo SEQTRACE_NO_SUCH_VARIABLE)"
+      agent | agent-idle | agent-rawsink)
+        case $state in
+          agent) start_agent OTEL_SERVICE_NAME ;;
+          agent-idle) start_agent SEQTRACE_NO_SUCH_VARIABLE ;;
+          agent-rawsink) start_agent OTEL_SERVICE_NAME "$RAWSINK" ;;
+        esac
         chrt -f 50 taskset -c 0 "$TMP/paced" "$PORT" "$RATE" 2 8 >/dev/null ;;
       *) echo "unknown state $state" >&2; exit 2 ;;
     esac
