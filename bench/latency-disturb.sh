@@ -25,6 +25,10 @@
 #   agent-rawsink    the agent state with a sink that does not inflate what it receives (the
 #                    linker's work on each second's batch off CPU 0: the agent's share alone)
 #   agent-idle       the same agent tracing nothing (trace_envset no process has)
+#   kd0:STATE        STATE with the kernel's kdamond threads on CPU 0 for the round (restored
+#                    after it): DAMON reclaim, where the host set it up, runs 1–4 ms at a time
+#                    without preemption, on the server's CPU unless kept off it (docs/agent.md);
+#                    KDAMOND_CPU=N keeps them on CPU N for the whole bench (bench/latency/setup.sh)
 #                    (AGENT_CMD="node FLAGS dist/cli/main.js agent": another command for both)
 # The client is bench/latency/paced.c (SCHED_FIFO, RATE requests a second over 8 connections);
 # printed per round and as medians per state: server latency p50/p99/p99.9/max, client p99 (µs).
@@ -53,10 +57,10 @@ start_sink() {
   [ -n "$url" ] || { cat "$TMP/$1.err" >&2; exit 1; }
   printf -v "$1" %s "$url"
 }
-if [[ " ${STATES[*]} " == *" agent"* ]]; then
+if [[ " ${STATES[*]} " == *"agent"* ]]; then
   [ -f dist/cli/main.js ] || npm run build --silent >/dev/null
   start_sink SINK
-  [[ " ${STATES[*]} " == *" agent-rawsink "* ]] && start_sink RAWSINK --no-inflate
+  [[ " ${STATES[*]} " == *"agent-rawsink "* ]] && start_sink RAWSINK --no-inflate
 fi
 # start_agent ENVSET [SINK_URL]: the agent on CPU 0, returned once it traces what it should (pid in D)
 start_agent() {
@@ -73,16 +77,18 @@ echo "latency beside a disturber: $ROUNDS rounds of ${SECS}s per state, $RATE re
 for r in $(seq "$ROUNDS"); do
   for state in "${STATES[@]}"; do
     D=
-    case $state in
+    base=${state#kd0:}
+    [ "$base" != "$state" ] && [ -z "${KDAMOND_CPU:-}" ] && kdamond_pin 0
+    case $base in
       none) sleep 0.3 ;;
       loader | loader-nobatch | loader-traced | loader-pipe | loader-node)
         extra=(--pid "$KEEPER"); out=/dev/null
-        case $state in
+        case $base in
           loader-nobatch) extra+=(--batch-bytes 0) ;;
           loader-traced | loader-pipe | loader-node) extra=(--pid "$S") ;;
         esac
-        if [ "$state" = loader-pipe ] || [ "$state" = loader-node ]; then # a reader on CPU 0, gone at the loader's EOF
-          reader=(cat); [ "$state" = loader-node ] && reader=(node -e 'let n = 0; process.stdin.on("data", (d) => { n += d.length; });')
+        if [ "$base" = loader-pipe ] || [ "$base" = loader-node ]; then # a reader on CPU 0, gone at the loader's EOF
+          reader=(cat); [ "$base" = loader-node ] && reader=(node -e 'let n = 0; process.stdin.on("data", (d) => { n += d.length; });')
           rm -f "$TMP/events"; mkfifo "$TMP/events"; out=$TMP/events
           taskset -c 0 "${reader[@]}" <"$TMP/events" >/dev/null &
         fi
@@ -91,10 +97,10 @@ for r in $(seq "$ROUNDS"); do
         sleep 1
         kill -0 "$D" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; } ;;
       faults:* | stream:* | random:* | random-huge:*) # the random areas take ≈ 0.2 s to fill first
-        taskset -c 0 "$TMP/memload" "${state%%:*}" $((SECS + 2)) "${state#*:}" & D=$!; sleep 1 ;;
-      switches:*) taskset -c 0 "$TMP/pingpong" $((SECS + 1)) "${state#switches:}" & D=$!; sleep 0.3 ;;
+        taskset -c 0 "$TMP/memload" "${base%%:*}" $((SECS + 2)) "${base#*:}" & D=$!; sleep 1 ;;
+      switches:*) taskset -c 0 "$TMP/pingpong" $((SECS + 1)) "${base#switches:}" & D=$!; sleep 0.3 ;;
       agent | agent-idle | agent-rawsink)
-        case $state in
+        case $base in
           agent) start_agent OTEL_SERVICE_NAME ;;
           agent-idle) start_agent SEQTRACE_NO_SUCH_VARIABLE ;;
           agent-rawsink) start_agent OTEL_SERVICE_NAME "$RAWSINK" ;;
@@ -106,6 +112,7 @@ for r in $(seq "$ROUNDS"); do
     echo " round $r $state: $out"
     echo "$state $out" >>"$TMP/results"
     if [ -n "$D" ]; then kill "$D" 2>/dev/null || true; wait "$D" 2>/dev/null || true; fi
+    [ "$base" != "$state" ] && [ -z "${KDAMOND_CPU:-}" ] && kdamond_restore
   done
 done
 awk -v states="${STATES[*]}" '
