@@ -25,11 +25,11 @@
 #   agent-rawsink    the agent state with a sink that does not inflate what it receives (the
 #                    linker's work on each second's batch off CPU 0: the agent's share alone)
 #   agent-idle       the same agent tracing nothing (trace_envset no process has)
+#                    (AGENT_CMD="node FLAGS dist/cli/main.js agent": another command for the agent states)
 #   kd0:STATE        STATE with the kernel's kdamond threads on CPU 0 for the round (restored
-#                    after it): DAMON reclaim, where the host set it up, runs 1–4 ms at a time
+#                    after it): DAMON reclaim, where the host set it up, runs 0.5–4 ms at a time
 #                    without preemption, on the server's CPU unless kept off it (docs/agent.md);
 #                    KDAMOND_CPU=N keeps them on CPU N for the whole bench (bench/latency/setup.sh)
-#                    (AGENT_CMD="node FLAGS dist/cli/main.js agent": another command for both)
 # The client is bench/latency/paced.c (SCHED_FIFO, RATE requests a second over 8 connections);
 # printed per round and as medians per state: server latency p50/p99/p99.9/max, client p99 (µs).
 set -euo pipefail

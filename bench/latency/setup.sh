@@ -5,7 +5,7 @@
 # VAR=VALUE pairs added to its environment): its pid in S, its port in PORT. Then warms both up.
 # KDAMOND_CPU=N: the kernel's DAMON threads (kdamond.*, proactive reclaim where the host set it
 # up, as on this VM) run on CPU N only for the bench, their masks restored at its end; they run
-# 1–4 ms at a time without preemption, and on the server's CPU they stall it (docs/agent.md).
+# 0.5–4 ms at a time without preemption, and on the server's CPU they stall it (docs/agent.md).
 latency_setup() {
   TMP=$(mktemp -d "/tmp/seqtrace-$1.XXXXXX"); shift
   pids=()
