@@ -9,6 +9,8 @@
 # rounds per phase. A linker (temporary
 # sqlite_path) receives the spans. Agent and linker are pinned to CPU 0 with wrk
 # (AGENT_CPU=... to change), so the servers' CPU stays theirs.
+# KDAMOND_CPU=0: the kernel's DAMON reclaim threads kept on CPU 0 for the run (off the servers'
+# CPU; docs/agent.md, "Half of it is the kernel's DAMON reclaim thread").
 # Phases, in one run with the same server processes:
 #   none   rounds without the agent (linker running, idle)
 #   agent  the agent started once and running throughout all rounds of this phase
@@ -52,9 +54,17 @@ cleanup() {
   wait 2>/dev/null || true
   rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
   rmdir bench/build 2>/dev/null || true
+  kdamond_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# KDAMOND_CPU=N: the kernel's DAMON threads on CPU N for the run (bench/latency/setup.sh).
+. bench/latency/setup.sh
+kdamonds=()
+if [ -n "${KDAMOND_CPU:-}" ]; then
+  kdamond_pin "$KDAMOND_CPU"
+  echo "kdamond threads on CPU $KDAMOND_CPU for the bench: ${#kdamonds[@]}"
+fi
 TICK=$(getconf CLK_TCK)
 # Nothing of the caller's environment may select U (or the linker) for tracing.
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME

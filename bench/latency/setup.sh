@@ -1,4 +1,5 @@
-# Sourced by the paced-latency benches (capture-cost-latency.sh, latency-disturb.sh):
+# Sourced by the paced-latency benches (capture-cost-latency.sh, latency-disturb.sh; for the
+# kdamond_* helpers at its end, agent-overhead.sh too):
 #   latency_setup NAME [VAR=VALUE...]
 # makes $TMP (removed at exit with every process in `pids` killed), builds the paced client
 # ($TMP/paced) and the Go server, and starts the server alone on CPU 1 (GOMAXPROCS=1; the
