@@ -61,10 +61,7 @@ trap 'exit 130' INT TERM
 # KDAMOND_CPU=N: the kernel's DAMON threads on CPU N for the run (bench/latency/setup.sh).
 . bench/latency/setup.sh
 kdamonds=()
-if [ -n "${KDAMOND_CPU:-}" ]; then
-  kdamond_pin "$KDAMOND_CPU"
-  echo "kdamond threads on CPU $KDAMOND_CPU for the bench: ${#kdamonds[@]}"
-fi
+kdamond_from_env
 TICK=$(getconf CLK_TCK)
 # Nothing of the caller's environment may select U (or the linker) for tracing.
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME

@@ -12,10 +12,7 @@ latency_setup() {
   pids=()
   kdamonds=()
   trap latency_cleanup EXIT
-  if [ -n "${KDAMOND_CPU:-}" ]; then
-    kdamond_pin "$KDAMOND_CPU"
-    echo "kdamond threads on CPU $KDAMOND_CPU for the bench: ${#kdamonds[@]}"
-  fi
+  kdamond_from_env
   HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
   cc -O2 -o "$TMP/paced" bench/latency/paced.c
   env "$@" GOMAXPROCS=1 taskset -c 1 "$TMP/server" >"$TMP/server.out" 2>&1 &
@@ -34,7 +31,13 @@ latency_cleanup() {
 }
 
 # kdamond_pin CPU: every kdamond thread onto CPU (their masks kept in `kdamonds`);
-# kdamond_restore: the masks back.
+# kdamond_restore: the masks back; kdamond_from_env: kdamond_pin $KDAMOND_CPU when it is set.
+kdamond_from_env() {
+  [ -n "${KDAMOND_CPU:-}" ] || return 0
+  kdamond_pin "$KDAMOND_CPU"
+  echo "kdamond threads on CPU $KDAMOND_CPU for the bench: ${#kdamonds[@]}"
+}
+
 kdamond_pin() {
   local k
   for k in $(pgrep '^kdamond'); do
