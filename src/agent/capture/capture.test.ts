@@ -718,7 +718,10 @@ print("done", flush=True)
       assert.equal(await exited(p), 0);
       await run.cap.refreshStats();
       const mine = () => data(run.events.slice(mark)).filter((e) => e.pid === p.pid);
-      const missing = () => [...newPorts].filter((port) => !mine().some((e) => e.srcPort === port));
+      const missing = () => {
+        const seen = new Set(mine().map((e) => e.srcPort));
+        return [...newPorts].filter((port) => !seen.has(port));
+      };
       // Once in a CI run one of the 120 was missing here, not seen in 20 reruns; cause not
       // found (a port list cut where its line was read in two pieces is possible: portsOf waits
       // for the newline since). Wait a little for a late event, then name what lacks.
