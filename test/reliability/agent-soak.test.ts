@@ -101,7 +101,9 @@ describe('reliability: the agent under minutes of wrk load', { skip }, () => {
     // The churn goes on without load for a few seconds: the linker is slower than this load (it
     // is, on a shared 2-core machine), so the agent's bounded queue drops spans during the load,
     // churn spans among them; these later ones must all arrive (the queue drops oldest first).
-    const churnIds = () => [...churn.output().matchAll(/^churn (\d+) (\d+)\n/gm)].map((m) => Number(m[1]));
+    // "churn ID PID" lines, whole (up to their newline: a line read in two pieces is not one yet)
+    const churnLines = () => [...churn.output().matchAll(/^churn (\d+) (\d+)\n/gm)];
+    const churnIds = () => churnLines().map((m) => Number(m[1]));
     const quietFrom = Math.max(...churnIds());
     await sleep(8000);
     const end = await metrics(agent.metricsUrl);
@@ -151,7 +153,7 @@ describe('reliability: the agent under minutes of wrk load', { skip }, () => {
     // Exited processes: every churn span carries the pid of the curl that made it, and the
     // churn requests made after the load all arrive.
     const pidOf = new Map<number, number>();
-    for (const m of churn.output().matchAll(/^churn (\d+) (\d+)\n/gm)) pidOf.set(Number(m[1]), Number(m[2]));
+    for (const m of churnLines()) pidOf.set(Number(m[1]), Number(m[2]));
     const churnSpans = async () => {
       const list = await (await fetch(`${linker.url}/api/traces?service=${churnService}&limit=1000`)).json() as { traces: { traceId: string }[] };
       const seen = new Set<number>();
