@@ -21,6 +21,11 @@
 # itself (on CPU 0, with wrk) is in neither window. With KEEP=1 the loader traces another
 # (idle) process meanwhile: the server is then untraced on a host where something is traced
 # (the loader detaches its data path while nothing is).
+# DETACH=1: the same question without loading anything during the run: the loader stays
+# loaded and traces an idle process in every other window, so that its data path is attached
+# (the idle process traced) or detached (nothing traced); the server, never traced, is compared
+# between the two. The loader detaches within a second of the `del` (its once-a-second check):
+# the 1.1 s after each `del` are in neither window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-socket}; SECS=${2:-20}; PERIOD=${3:-500}
@@ -44,7 +49,8 @@ KEEPER=$!; pids+=("$KEEPER")
 ADD=$(trace_command "$S" "$TMP/server")
 taskset -c 0 wrk -t1 -c32 -d2s "http://127.0.0.1:$PORT/" >/dev/null # warm up
 
-if [ "${ATTACH:-}" = 1 ]; then WHAT="attaching the loader (tracing $([ -n "${KEEP:-}" ] && echo "only another process" || echo nothing))"; ON=attached; OFF="no loader"; else
+if [ "${ATTACH:-}" = 1 ]; then WHAT="attaching the loader (tracing $([ -n "${KEEP:-}" ] && echo "only another process" || echo nothing))"; ON=attached; OFF="no loader"
+elif [ "${DETACH:-}" = 1 ]; then WHAT="tracing only another, idle process or nothing (the loader's data path attached or detached)"; ON=attached; OFF=detached; else
   WHAT="switching tracing${GO:+ (as a Go process)}"; ON=traced; OFF=untraced; fi
 echo "capture cost by $WHAT, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"
 for i in "${!LOADERS[@]}"; do
@@ -75,6 +81,34 @@ for i in "${!LOADERS[@]}"; do
     echo "$(date +%s%N) 2" >>"$TMP/switches"
     wait "$W" 2>/dev/null || true
     exec 3>&-
+  elif [ "${DETACH:-}" = 1 ]; then
+    rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
+    # shellcheck disable=SC2086 # a loader is a command with arguments
+    taskset -c 0 ${LOADERS[$i]} --mode "$MODE" --verbose <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
+    LPID=$!; pids+=("$LPID")
+    exec 3>"$TMP/cmd"
+    sleep 2
+    kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+    taskset -c 0 wrk -t1 -c32 -d"$((SECS + 2))s" "http://127.0.0.1:$PORT/" >/dev/null &
+    W=$!; pids+=("$W")
+    sleep 0.5
+    end=$(($(date +%s%N) + SECS * 1000000000))
+    cycles=0
+    while [ "$(date +%s%N)" -lt "$end" ]; do
+      echo "add $KEEPER" >&3; echo "$(date +%s%N) 1" >>"$TMP/switches" # attached before its ACK
+      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      echo "del $KEEPER" >&3; echo "$(date +%s%N) 2" >>"$TMP/switches"
+      sleep 1.1
+      echo "$(date +%s%N) 0" >>"$TMP/switches"
+      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      cycles=$((cycles + 1))
+    done
+    echo "$(date +%s%N) 2" >>"$TMP/switches"
+    wait "$W" 2>/dev/null || true
+    exec 3>&-
+    wait "$LPID" 2>/dev/null || true
+    detached=$(grep -c 'data path detached' "$TMP/loader.err" || true)
+    [ "$detached" -ge "$cycles" ] || echo "  warning: the loader detached its data path $detached times in $cycles cycles: some detached windows were attached"
   else
     rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
     # shellcheck disable=SC2086 # a loader is a command with arguments
