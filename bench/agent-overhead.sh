@@ -32,7 +32,7 @@
 # read against U in the same phase, alone and with both loaded at once (the fairer one: the
 # agent shares CPU 0 with wrk, so T alone runs at a lower request rate than U alone);
 # agent CPU (agent + loader) over the agent phase ÷ traced requests (every request T answered in
-# the phase: wrk alone, both loaded at once, paced); VmHWM of agent and loader;
+# the phase: wrk alone, both loaded at once, paced); VmHWM, VmRSS and Pss of agent and loader;
 # spans made by the agent and accepted by the linker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -238,15 +238,24 @@ a0=$(( $(cpu_ticks "$AGENT") + $(cpu_ticks "$ALOADER") )); l0=$(cpu_ticks "$LINK
 # split: the agent's main thread (JS, gzip since 2026-11-25), its other threads (V8 GC helpers and compiler), the loader
 m0=$(cpu_ticks "$AGENT/task/$AGENT"); p0=$(cpu_ticks "$AGENT")
 rss=""
-# Every second: the agent's VmRSS (MiB) and what its sender holds (bytes), for the whole phase.
+# Every second: the agent's VmRSS (MiB), what its sender holds (bytes), and the VmRSS of agent
+# and loader together (kB), for the whole phase, on the agent's CPU (off the servers'). After
+# each round, their Pss (a page shared among processes counted once among its sharers: node's
+# own binary, which every node process maps, and the loader's ring buffer, whose data pages
+# are mapped twice; not every second: reading smaps_rollup walks the agent's page tables for
+# ≈ 0.5 ms).
+kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }
 ( while kill -0 "$AGENT" 2>/dev/null; do
-    echo "$(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status" 2>/dev/null) $(metric "$AURL" seqtrace_agent_send_queue_bytes)"
+    echo "$(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status" 2>/dev/null) $(metric "$AURL" seqtrace_agent_send_queue_bytes)" \
+      "$(( $(kb "/proc/$AGENT/status" VmRSS) + $(kb "/proc/$ALOADER/status" VmRSS) ))"
     sleep 1
   done ) >"$TMP/rss.samples" 2>/dev/null &
 SAMPLER=$!; pids+=("$SAMPLER")
+taskset -pc "$AGENT_CPU" "$SAMPLER" >/dev/null # its children (awk, curl) are forked on that CPU too
 for r in $(seq "$ROUNDS"); do
   one_round agent "$r"
   rss="$rss $(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status")"
+  pss="${pss:-} $(( ($(kb "/proc/$AGENT/smaps_rollup" Pss) + $(kb "/proc/$ALOADER/smaps_rollup" Pss)) / 1024 ))"
 done
 sleep 2.5 # the last batch: the agent flushes every second
 kill -0 "$AGENT" 2>/dev/null || { echo "FAIL: the agent stopped during the run:" >&2; tail -20 "$TMP/agent.err" >&2; exit 1; }
@@ -293,9 +302,10 @@ awk -v t=$((a1 - a0)) -v m=$((m1 - m0)) -v o=$((p1 - p0 - m1 + m0)) -v l=$((l1 -
   printf "agent CPU (agent + loader): %.2f s over the phase, %.2f us per traced request (%d requests)   goal < 10 us\n", t/hz, t/hz*1e6/n, n
   printf "  of which: agent main thread %.2f s, its other threads (V8 GC helpers, compiler) %.2f s, loader %.2f s\n", m/hz, o/hz, (t-m-o)/hz
   printf "'"$SINK"' sink CPU (not the agent'"'"'s budget): %.2f s, %.2f us per traced request\n", l/hz, l/hz*1e6/n }'
-echo "agent RSS peak (VmHWM): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB   goal < 100 MB; agent VmRSS after each round (MiB):$rss"
-awk 'NF == 2 { r[NR] = $1; if ($2 > q) q = $2 } END {
-  line = ""; for (i = 1; i <= NR; i++) line = line " " r[i]
+echo "agent RSS peak (VmHWM, start-up included): agent $((hwmA / 1024)) MiB + loader $((hwmL / 1024)) MiB = $(((hwmA + hwmL) / 1024)) MiB ($(((hwmA + hwmL) * 1024 / 1000000)) MB)   goal < 100 MB; agent VmRSS after each round (MiB):$rss"
+awk -v pss="$pss" 'NF == 3 { r[++n] = $1; if ($2 > q) q = $2; if ($3 > rs) rs = $3 } END {
+  line = ""; for (i = 1; i <= n; i++) line = line " " r[i]
+  printf "agent + loader: VmRSS at most %d MiB (%d MB, sampled every second of the phase); Pss after each round (MiB; pages shared with other processes or mapped twice counted once):%s\n", rs / 1024, rs * 1024 / 1e6, pss
   printf "agent VmRSS every second of the agent phase (MiB):%s\nsender queue at most %.1f MiB (send_queue_bytes, sampled every second)\n", line, q / 1048576 }' "$TMP/rss.samples"
 echo "spans: agent made $((spans1 - spans0)), sent $((sent1 - sent0)), $SINK sink accepted $((acc1 - acc0)) for $tr traced requests; capture drops $drops, event errors $errs; processes traced $tracedN; traces of bench-traced stored (first 5 asked): $traces"
 echo "other seqtrace-loaders seen (summed over the $((ROUNDS * 3)) rounds): $others; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
