@@ -53,17 +53,32 @@ if [ "${ATTACH:-}" = 1 ]; then WHAT="attaching the loader (tracing $([ -n "${KEE
 elif [ "${DETACH:-}" = 1 ]; then WHAT="tracing only another, idle process or nothing (the loader's data path attached or detached)"; ON=attached; OFF=detached; else
   WHAT="switching tracing${GO:+ (as a Go process)}"; ON=traced; OFF=untraced; fi
 echo "capture cost by $WHAT, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"
+PERIOD_S=$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')
+# start_loader I [ARG...]: loader I, loaded for the whole run, its commands on fd 3 (LPID).
+start_loader() {
+  rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
+  # shellcheck disable=SC2086 # a loader is a command with arguments
+  taskset -c 0 ${LOADERS[$1]} --mode "$MODE" "${@:2}" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
+  LPID=$!; pids+=("$LPID")
+  exec 3>"$TMP/cmd"
+  sleep 2
+  kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+}
+# start_wrk SECONDS: the load on the server (W), then `end`: when the switching stops.
+start_wrk() {
+  taskset -c 0 wrk -t1 -c32 -d"$1s" "http://127.0.0.1:$PORT/" >/dev/null &
+  W=$!; pids+=("$W")
+  sleep 0.5
+  end=$(($(date +%s%N) + SECS * 1000000000))
+}
 for i in "${!LOADERS[@]}"; do
   echo " loader $i: ${LOADERS[$i]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   : >"$TMP/switches"
   start_line=$(wc -l <"$TMP/server.out")
   if [ "${ATTACH:-}" = 1 ]; then
     # switch states: 1 attached, 0 no loader, 2 loading (in no window)
-    taskset -c 0 wrk -t1 -c32 -d"$((SECS + 3))s" "http://127.0.0.1:$PORT/" >/dev/null &
-    W=$!; pids+=("$W")
     rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"; exec 3<>"$TMP/cmd" # held open: the loaders never read its end
-    sleep 0.5
-    end=$(($(date +%s%N) + SECS * 1000000000))
+    start_wrk $((SECS + 3))
     while [ "$(date +%s%N)" -lt "$end" ]; do
       echo "$(date +%s%N) 2" >>"$TMP/switches"
       : >"$TMP/loader.out"
@@ -73,34 +88,25 @@ for i in "${!LOADERS[@]}"; do
       for _ in $(seq 1000); do [ -s "$TMP/loader.out" ] && break; kill -0 "$LPID" 2>/dev/null || break; sleep 0.005; done
       [ -s "$TMP/loader.out" ] || { cat "$TMP/loader.err" >&2; exit 1; } # its ready event: attached
       echo "$(date +%s%N) 1" >>"$TMP/switches"
-      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      sleep "$PERIOD_S"
       kill "$LPID"; wait "$LPID" 2>/dev/null || true # its programs are detached when it has exited
       echo "$(date +%s%N) 0" >>"$TMP/switches"
-      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      sleep "$PERIOD_S"
     done
     echo "$(date +%s%N) 2" >>"$TMP/switches"
     wait "$W" 2>/dev/null || true
     exec 3>&-
   elif [ "${DETACH:-}" = 1 ]; then
-    rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
-    # shellcheck disable=SC2086 # a loader is a command with arguments
-    taskset -c 0 ${LOADERS[$i]} --mode "$MODE" --verbose <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-    LPID=$!; pids+=("$LPID")
-    exec 3>"$TMP/cmd"
-    sleep 2
-    kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
-    taskset -c 0 wrk -t1 -c32 -d"$((SECS + 2))s" "http://127.0.0.1:$PORT/" >/dev/null &
-    W=$!; pids+=("$W")
-    sleep 0.5
-    end=$(($(date +%s%N) + SECS * 1000000000))
+    start_loader "$i" --verbose
+    start_wrk $((SECS + 2))
     cycles=0
     while [ "$(date +%s%N)" -lt "$end" ]; do
       echo "add $KEEPER" >&3; echo "$(date +%s%N) 1" >>"$TMP/switches" # attached before its ACK
-      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      sleep "$PERIOD_S"
       echo "del $KEEPER" >&3; echo "$(date +%s%N) 2" >>"$TMP/switches"
       sleep 1.1
       echo "$(date +%s%N) 0" >>"$TMP/switches"
-      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      sleep "$PERIOD_S"
       cycles=$((cycles + 1))
     done
     echo "$(date +%s%N) 2" >>"$TMP/switches"
@@ -110,23 +116,14 @@ for i in "${!LOADERS[@]}"; do
     detached=$(grep -c 'data path detached' "$TMP/loader.err" || true)
     [ "$detached" -ge "$cycles" ] || echo "  warning: the loader detached its data path $detached times in $cycles cycles: some detached windows were attached"
   else
-    rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
-    # shellcheck disable=SC2086 # a loader is a command with arguments
-    taskset -c 0 ${LOADERS[$i]} --mode "$MODE" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-    LPID=$!; pids+=("$LPID")
-    exec 3>"$TMP/cmd"
-    sleep 2
-    kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+    start_loader "$i"
     echo "add $KEEPER" >&3 # traced throughout: the data path stays attached (the loader detaches it when nothing is)
-    taskset -c 0 wrk -t1 -c32 -d"$((SECS + 1))s" "http://127.0.0.1:$PORT/" >/dev/null &
-    W=$!; pids+=("$W")
-    sleep 0.5
-    end=$(($(date +%s%N) + SECS * 1000000000))
+    start_wrk $((SECS + 1))
     on=0
     while [ "$(date +%s%N)" -lt "$end" ]; do
       if [ $on = 0 ]; then echo "$ADD" >&3; on=1; else echo "del $S" >&3; on=0; fi
       echo "$(date +%s%N) $on" >>"$TMP/switches"
-      sleep "$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')"
+      sleep "$PERIOD_S"
     done
     echo "del $S" >&3; echo "$(date +%s%N) 0" >>"$TMP/switches"
     wait "$W" 2>/dev/null || true
