@@ -37,4 +37,4 @@ done
 attached=$(grep -c 'data path attached' "$TMP/loader.err" || true); detached=$(grep -c 'data path detached' "$TMP/loader.err" || true)
 [ "$attached" -ge "$ROUNDS" ] && [ "$detached" -ge "$ROUNDS" ] || echo "warning: the loader attached $attached and detached $detached times in $ROUNDS rounds"
 sorted=$(printf '%s\n' "${diffs[@]}" | sort -g | tr '\n' ' ')
-echo "attached minus detached, ns per EAGAIN receive: median $(printf '%s\n' "${diffs[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'), quartiles $(echo "$sorted" | awk '{ printf "%s / %s", $(int(NF / 4) + 1), $(int(3 * NF / 4) + 1) }')"
+echo "attached minus detached, ns per EAGAIN receive: $(echo "$sorted" | awk '{ printf "median %s, quartiles %s / %s", (NF % 2 ? $((NF + 1) / 2) : ($(NF / 2) + $(NF / 2 + 1)) / 2), $(int(NF / 4) + 1), $(int(3 * NF / 4) + 1) }')"
