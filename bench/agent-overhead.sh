@@ -91,7 +91,8 @@ start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: 
   SERVER_PORT=$(head -1 "$out")
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# kb FILE KEY: the kB figure of a /proc status or smaps_rollup line "KEY: N kB" (0 when absent)
+kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }
 metric() { # url name: sum of the samples of one metric (0 when absent)
   { curl -s "$1" || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
 }
@@ -244,17 +245,16 @@ rss=""
 # own binary, which every node process maps, and the loader's ring buffer, whose data pages
 # are mapped twice; not every second: reading smaps_rollup walks the agent's page tables for
 # ≈ 0.5 ms).
-kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }
 ( while kill -0 "$AGENT" 2>/dev/null; do
-    echo "$(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status" 2>/dev/null) $(metric "$AURL" seqtrace_agent_send_queue_bytes)" \
-      "$(( $(kb "/proc/$AGENT/status" VmRSS) + $(kb "/proc/$ALOADER/status" VmRSS) ))"
+    a=$(kb "/proc/$AGENT/status" VmRSS)
+    [ "$a" -gt 0 ] && echo "$((a / 1024)) $(metric "$AURL" seqtrace_agent_send_queue_bytes) $((a + $(kb "/proc/$ALOADER/status" VmRSS)))"
     sleep 1
   done ) >"$TMP/rss.samples" 2>/dev/null &
 SAMPLER=$!; pids+=("$SAMPLER")
 taskset -pc "$AGENT_CPU" "$SAMPLER" >/dev/null # its children (awk, curl) are forked on that CPU too
 for r in $(seq "$ROUNDS"); do
   one_round agent "$r"
-  rss="$rss $(awk '/^VmRSS/ {printf "%d", $2/1024}' "/proc/$AGENT/status")"
+  rss="$rss $(($(kb "/proc/$AGENT/status" VmRSS) / 1024))"
   pss="${pss:-} $(( ($(kb "/proc/$AGENT/smaps_rollup" Pss) + $(kb "/proc/$ALOADER/smaps_rollup" Pss)) / 1024 ))"
 done
 sleep 2.5 # the last batch: the agent flushes every second
@@ -264,7 +264,7 @@ m1=$(cpu_ticks "$AGENT/task/$AGENT"); p1=$(cpu_ticks "$AGENT")
 spans1=$(metric "$AURL" seqtrace_agent_spans_total); sent1=$(metric "$AURL" seqtrace_agent_spans_sent_total)
 acc1=$(metric "$LURL/metrics" seqtrace_spans_accepted_total)
 drops=$(metric "$AURL" seqtrace_agent_capture_drops_total); errs=$(metric "$AURL" seqtrace_agent_event_errors_total)
-hwmA=$(hwm_kb "$AGENT"); hwmL=$(hwm_kb "$ALOADER")
+hwmA=$(kb "/proc/$AGENT/status" VmHWM); hwmL=$(kb "/proc/$ALOADER/status" VmHWM)
 kill "$SAMPLER" 2>/dev/null || true
 kill -TERM "$AGENT"; for _ in $(seq 100); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
 sleep 1
