@@ -27,13 +27,8 @@ ADD=$(trace_command "$S" "$TMP/server")
 echo "capture latency${GO:+ (as a Go process)}: $ROUNDS rounds of ${SECS}s per state, $RATE requests/s, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$TMP/results"
 for i in "${!LOADERS[@]}"; do
-  rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
   # shellcheck disable=SC2086 # a loader is a command with arguments
-  taskset -c 0 ${LOADERS[$i]} --mode socket <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-  LPID=$!; pids+=("$LPID")
-  exec 3>"$TMP/cmd"
-  sleep 1
-  kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+  start_loader ${LOADERS[$i]} --mode socket
   echo "add $KEEPER" >&3 # traced throughout: the data path stays attached (the loader detaches it when nothing is)
   for r in $(seq "$ROUNDS"); do
     for state in off on; do

@@ -54,16 +54,6 @@ elif [ "${DETACH:-}" = 1 ]; then WHAT="tracing only another, idle process or not
   WHAT="switching tracing${GO:+ (as a Go process)}"; ON=traced; OFF=untraced; fi
 echo "capture cost by $WHAT, mode $MODE, ${SECS}s per loader, switch every ${PERIOD} ms, kernel $(uname -r), $(nproc) CPUs"
 PERIOD_S=$(awk -v p="$PERIOD" 'BEGIN {print p / 1000}')
-# start_loader I [ARG...]: loader I, loaded for the whole run, its commands on fd 3 (LPID).
-start_loader() {
-  rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
-  # shellcheck disable=SC2086 # a loader is a command with arguments
-  taskset -c 0 ${LOADERS[$1]} --mode "$MODE" "${@:2}" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-  LPID=$!; pids+=("$LPID")
-  exec 3>"$TMP/cmd"
-  sleep 2
-  kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
-}
 # start_wrk SECONDS: the load on the server (W), then `end`: when the switching stops.
 start_wrk() {
   taskset -c 0 wrk -t1 -c32 -d"$1s" "http://127.0.0.1:$PORT/" >/dev/null &
@@ -97,7 +87,8 @@ for i in "${!LOADERS[@]}"; do
     wait "$W" 2>/dev/null || true
     exec 3>&-
   elif [ "${DETACH:-}" = 1 ]; then
-    start_loader "$i" --verbose
+    # shellcheck disable=SC2086 # a loader is a command with arguments
+    start_loader ${LOADERS[$i]} --mode "$MODE" --verbose
     start_wrk $((SECS + 2))
     cycles=0
     while [ "$(date +%s%N)" -lt "$end" ]; do
@@ -116,7 +107,8 @@ for i in "${!LOADERS[@]}"; do
     detached=$(grep -c 'data path detached' "$TMP/loader.err" || true)
     [ "$detached" -ge "$cycles" ] || echo "  warning: the loader detached its data path $detached times in $cycles cycles: some detached windows were attached"
   else
-    start_loader "$i"
+    # shellcheck disable=SC2086 # a loader is a command with arguments
+    start_loader ${LOADERS[$i]} --mode "$MODE"
     echo "add $KEEPER" >&3 # traced throughout: the data path stays attached (the loader detaches it when nothing is)
     start_wrk $((SECS + 1))
     on=0

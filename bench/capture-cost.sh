@@ -31,6 +31,7 @@ command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" 
 command -v bpftool >/dev/null || { echo "bpftool is needed (scripts/install.sh)" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/seqtrace-capture-cost.XXXXXX)
 pids=()
+. bench/trace-command.sh # start_loader
 STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
 cleanup() {
   exec 3>&- 2>/dev/null || true
@@ -117,13 +118,8 @@ for r in $(seq "$ROUNDS"); do
   echo " round $r, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   one_phase none "$r"
   for i in "${!LOADERS[@]}"; do
-    rm -f "$TMP/cmd"; mkfifo "$TMP/cmd"
     # shellcheck disable=SC2086 # a loader is a command with arguments
-    taskset -c 0 ${LOADERS[$i]} --mode "$MODE" --pid "$T" <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-    LPID=$!; pids+=("$LPID")
-    exec 3>"$TMP/cmd" # keeps the loader's stdin open
-    sleep 2           # load and attach
-    kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+    start_loader ${LOADERS[$i]} --mode "$MODE" --pid "$T" # fd 3 keeps its stdin open; 2 s to load and attach
     lb=$(cpu_ticks "$LPID")
     one_phase "probe$i" "$r"
     la=$(cpu_ticks "$LPID")

@@ -20,11 +20,8 @@ cc -O2 -o "$TMP/eagain" bench/event-cost/eagain.c
 sleep 1000000 &
 KEEPER=$!; pids+=("$KEEPER")
 echo "dispatch cost: $ROUNDS rounds of $N EAGAIN receives per state, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-mkfifo "$TMP/cmd"; exec 3<>"$TMP/cmd" # held open: the loader's stdin
-taskset -c 0 "$LOADER" --mode socket --verbose <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
-LPID=$!; pids+=("$LPID")
-sleep 2
-kill -0 "$LPID" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
+. bench/trace-command.sh
+start_loader "$LOADER" --mode socket --verbose
 diffs=()
 for r in $(seq "$ROUNDS"); do
   echo "del $KEEPER" >&3; sleep 1.1 # detached by the loader's once-a-second check
