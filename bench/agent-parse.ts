@@ -37,10 +37,16 @@ const EMPTY = Buffer.alloc(0);
 
 function event(sock: number, dir: 'send' | 'recv', data: Buffer, tid: number): DataEvent {
   return {
-    kind: 'data', tsNs: 0n, sockId: BigInt(sock), pid: 4242, tid, goid: 0n, dir, seq: 0, len: data.length,
+    kind: 'data', tsNs: 0, sockId: sock, pid: 4242, tid, goid: 0, dir, seq: 0, len: data.length,
     head: data, tail: EMPTY, family: 4, srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 40000 + sock,
     noPayload: false, truncated: false,
   };
+}
+
+/** A u64 written as the loader writes it (a time in ns, below 2^53). */
+function u64To(b: Buffer, v: number, at: number): void {
+  b.writeUInt32LE(v % 4294967296, at);
+  b.writeUInt32LE(Math.floor(v / 4294967296), at + 4);
 }
 
 /** The loader's frame for one data event (at most 512 bytes of head). */
@@ -61,7 +67,7 @@ function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): 
     evs.push([event(i, server ? 'recv' : 'send', REQ, 100 + (i % 8)), event(i, server ? 'send' : 'recv', RESP, 100 + (i % 8))]);
   }
   let seq = 1;
-  let ts = process.hrtime.bigint();
+  let ts = Number(process.hrtime.bigint());
   // From frames: 64 requests' frames per chunk, as a drain of the ring buffer arrives in one pipe read.
   const PER_CHUNK = 64;
   const frames = evs.map(([q, r]) => [frame(q), frame(r)]);
@@ -73,11 +79,11 @@ function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): 
     let off = 0;
     for (let k = 0; k < PER_CHUNK; k++) {
       const [qf, rf] = frames[(i + k) % CONNS];
-      qf.writeUInt32LE(seq, 4 + D.seq); qf.writeBigUInt64LE(ts, 4 + D.ts_ns);
-      seq = (seq + REQ.length) >>> 0; ts += 50_000n;
+      qf.writeUInt32LE(seq, 4 + D.seq); u64To(qf, ts, 4 + D.ts_ns);
+      seq = (seq + REQ.length) >>> 0; ts += 50_000;
       off += qf.copy(chunk, off);
-      rf.writeUInt32LE(seq, 4 + D.seq); rf.writeBigUInt64LE(ts, 4 + D.ts_ns);
-      seq = (seq + RESP.length) >>> 0; ts += 10_000n;
+      rf.writeUInt32LE(seq, 4 + D.seq); u64To(rf, ts, 4 + D.ts_ns);
+      seq = (seq + RESP.length) >>> 0; ts += 10_000;
       off += rf.copy(chunk, off);
     }
     read(chunk.subarray(0, off));
@@ -88,10 +94,10 @@ function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): 
   const one = fromFrames ? (i: number) => { if (i % PER_CHUNK === 0) viaFrames(i); } : (i: number) => {
     const [req, resp] = evs[i % CONNS];
     req.seq = seq; req.tsNs = ts;
-    seq = (seq + REQ.length) >>> 0; ts += 50_000n;
+    seq = (seq + REQ.length) >>> 0; ts += 50_000;
     conns.onData(req);
     resp.seq = seq; resp.tsNs = ts;
-    seq = (seq + RESP.length) >>> 0; ts += 10_000n;
+    seq = (seq + RESP.length) >>> 0; ts += 10_000;
     conns.onData(resp);
   };
   for (let i = 0; i < 20_000; i++) one(i); // warm up the JIT

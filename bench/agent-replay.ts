@@ -68,7 +68,7 @@ function fakeLoader(): void {
   const D = LAYOUT.data;
   const CONNS = 32;
   const mk = (conn: number, dir: 'send' | 'recv', data: Buffer): Buffer => dataFrame({
-    dir, pid, tid: pid, sockId: BigInt(1_000_000 + conn), head: data,
+    dir, pid, tid: pid, sockId: 1_000_000 + conn, head: data,
     srcAddr: [127, 0, 0, 1], dstAddr: [127, 0, 0, 1], srcPort: 41235, dstPort: 50000 + conn,
   }, true);
   const frames = Array.from({ length: CONNS }, (_, c) => [mk(c, 'recv', REQ), mk(c, 'send', RESP)]);

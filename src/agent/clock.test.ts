@@ -4,7 +4,7 @@ import { clockOffsetNs, createClock, type ClockSources } from './clock.js';
 
 test('clock: monotonic nanoseconds become epoch microseconds', () => {
   const c = createClock();
-  const now = c.epochUs(process.hrtime.bigint());
+  const now = c.epochUs(Number(process.hrtime.bigint()));
   assert.ok(Math.abs(now - Date.now() * 1000) < 5000, `${now} vs ${Date.now() * 1000}`);
 });
 

@@ -3,12 +3,10 @@
 // offset is measured once and refreshed (NTP slews the wall clock, not the monotonic one).
 
 export interface Clock {
-  /** Epoch microseconds of a CLOCK_MONOTONIC nanosecond time. */
-  epochUs(tsNs: bigint): number;
+  /** Epoch microseconds of a CLOCK_MONOTONIC nanosecond time (an event's, capture/event.ts). */
+  epochUs(tsNs: number): number;
   /** Re-measure the offset between the two clocks. */
   refresh(): void;
-  /** Current CLOCK_MONOTONIC nanoseconds. */
-  monoNowNs(): bigint;
 }
 
 /** The two clocks the offset is read from (tests give their own). */
@@ -19,10 +17,6 @@ export interface ClockSources {
 }
 
 const SYSTEM: ClockSources = { monoNs: () => process.hrtime.bigint(), realMs: () => Date.now() };
-
-// Event times below 2^53 ns (104 days of uptime) are exact as doubles: converted without a
-// BigInt (two were allocated per conversion, four per span). Beyond, the BigInt path.
-const SAFE_NS = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** A step of the wall clock seen within this much monotonic time is taken at once. */
 const GOOD_WINDOW_NS = 20_000n;
@@ -67,21 +61,14 @@ export function clockOffsetNs(src: ClockSources = SYSTEM): bigint {
 export function createClock(src: ClockSources = SYSTEM): Clock {
   // The offset is kept in whole microseconds (rounded; the pair of clocks is read to a few
   // µs anyway), so that epoch µs = whole µs of the event time + offsetUs, exactly.
-  let offsetNs = 0n;
   let offsetUs = 0;
   function refresh(): void {
     const ns = clockOffsetNs(src);
     offsetUs = Number((ns + (ns < 0n ? -500n : 500n)) / 1000n);
-    offsetNs = BigInt(offsetUs) * 1000n;
   }
   refresh();
   return {
-    epochUs(tsNs) {
-      if (tsNs > SAFE_NS || tsNs < 0n) return Number((tsNs + offsetNs) / 1000n);
-      const ns = Number(tsNs);
-      return (ns - (ns % 1000)) / 1000 + offsetUs;
-    },
+    epochUs: (tsNs) => (tsNs - (tsNs % 1000)) / 1000 + offsetUs,
     refresh,
-    monoNowNs: () => src.monoNs(),
   };
 }

@@ -74,7 +74,7 @@ interface Exchange {
   req: HttpMessage;
   pid: number;
   tid: number;
-  goid: bigint;
+  goid: number;
   groupKey: ThreadKey;
   threadGroup: string;
   ctx: AppTraceContext | null;
@@ -84,7 +84,7 @@ interface Exchange {
 }
 
 interface Conn {
-  sockId: bigint;
+  sockId: number;
   pid: number;
   role: number;
   reqParser: HttpParser | null;
@@ -93,7 +93,7 @@ interface Conn {
   srcPort: number;
   dstIp: string;
   dstPort: number;
-  lastNs: bigint;
+  lastNs: number;
   /** Requests in order; the head is the one the next response answers. */
   pending: Exchange[];
   /** The event being fed (parsers call back synchronously). */
@@ -113,13 +113,13 @@ interface Conn {
 
 /** How many reads a connection holds for a request not seen yet, and for how long (stream time). */
 const EARLY_MAX = 4;
-const EARLY_NS = 10_000_000n;
+const EARLY_NS = 10_000_000;
 
 export interface ConnTable {
   onData(ev: DataEvent): void;
   onClose(ev: CloseEvent): void;
   /** The process exited: its connections end (in-flight exchanges fail). */
-  onProcessExit(pid: number, tsNs: bigint): void;
+  onProcessExit(pid: number, tsNs: number): void;
   /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
   clear(): void;
   /**
@@ -137,9 +137,9 @@ export interface ConnTable {
 export function createConnTable(opts: ConnTableOptions): ConnTable {
   const max = opts.maxConnections ?? 65536;
   const maxPending = opts.maxPending ?? 64;
-  const idleNs = BigInt(Math.round((opts.idleMs ?? 120_000) * 1e6));
-  let latestNs = 0n;
-  const conns = new Map<bigint, Conn>();
+  const idleNs = (opts.idleMs ?? 120_000) * 1e6;
+  let latestNs = 0;
+  const conns = new Map<number, Conn>();
   const perPid = new Map<number, number>();
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const stats: ConnStats = {
@@ -147,7 +147,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     spans: 0, failedSpans: 0, droppedExchanges: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
 
-  function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: bigint): void {
+  function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: number): void {
     const server = c.role === ROLE_SERVER;
     if (server && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
     const span = buildSpan({
@@ -237,7 +237,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   }
 
   /** End a connection: a read-until-close response completes, unanswered requests fail. */
-  function end(c: Conn, tsNs: bigint): void {
+  function end(c: Conn, tsNs: number): void {
     remove(c);
     stats.closed++;
     c.ev = null;
@@ -268,7 +268,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
    * event; this costs a sort of the table once per max/8 new connections.
    */
   function evictOldest(): void {
-    const all = [...conns.values()].sort((a, b) => (a.lastNs < b.lastNs ? -1 : a.lastNs > b.lastNs ? 1 : 0));
+    const all = [...conns.values()].sort((a, b) => a.lastNs - b.lastNs);
     const n = Math.max(1, max >> 3);
     for (let i = 0; i < n && i < all.length; i++) evict(all[i]);
   }
@@ -296,7 +296,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   }
 
   /** The request was just fed: the reads held for it follow (those from just before it). */
-  function feedEarly(c: Conn, requestNs: bigint): void {
+  function feedEarly(c: Conn, requestNs: number): void {
     const held = c.early!;
     c.early = null;
     for (const e of held) {

@@ -35,6 +35,9 @@ const KNOWN = new Set([
 const enum Esc { Raw, Quoted, Name }
 
 const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
+// Every constant is a plain Uint8Array (never a Buffer, a subclass with another map): bytes()
+// then reads one kind of array and its loop stays monomorphic.
+const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 const K_INCOMING = ' direction="incoming",ebpf_span_type="entry",req_seq=';
 const K_OUTGOING = ' direction="outgoing",ebpf_span_type="exit",req_seq=';
 const K_RESP_SEQ = ascii('i,resp_seq=');
@@ -165,8 +168,8 @@ let exitPrefix = ascii('');
 function prefix(host: string, entry: boolean): Uint8Array {
   if (host !== prefixHost) {
     const h = host === '' ? MEASUREMENT : `${MEASUREMENT},host=${name(host)}`;
-    entryPrefix = Buffer.from(h + K_INCOMING);
-    exitPrefix = Buffer.from(h + K_OUTGOING);
+    entryPrefix = utf8(h + K_INCOMING);
+    exitPrefix = utf8(h + K_OUTGOING);
     prefixHost = host;
   }
   return entry ? entryPrefix : exitPrefix;
@@ -179,7 +182,7 @@ function attrKey(k: string): Uint8Array | null {
   let b = attrKeys.get(k);
   if (b === undefined) {
     if (attrKeys.size >= 1024) attrKeys.clear();
-    b = KNOWN.has(k) ? null : Buffer.from(`,${name(k)}=`);
+    b = KNOWN.has(k) ? null : utf8(`,${name(k)}=`);
     attrKeys.set(k, b);
   }
   return b;

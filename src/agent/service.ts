@@ -125,7 +125,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             // A handler that starts threads for its downstream calls: the new thread joins
             // the group its creator serves now (if exactly one), until that group closes.
             // The kernel reports this before the new thread runs, so it precedes its calls.
-            groups.inherit(threadKey(ev.pid, ev.ptid, 0n), threadKey(ev.pid, ev.tid, 0n), ev.pid);
+            groups.inherit(threadKey(ev.pid, ev.ptid, 0), threadKey(ev.pid, ev.tid, 0), ev.pid);
             break;
           case 'goroutine':
             // The same for a goroutine started by another (a handler's fan-out).

@@ -9,7 +9,7 @@ export interface ExchangeFacts {
   pid: number;
   /** Thread that read (entry) or wrote (exit) the request. */
   tid: number;
-  goid: bigint;
+  goid: number;
   threadGroup: string;
   req: HttpMessage;
   /** The final response; null when the connection ended before it was complete. */
@@ -66,7 +66,7 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
     bytes_read: f.kind === 'entry' ? reqBytes : f.respBytes,
     bytes_written: f.kind === 'entry' ? f.respBytes : reqBytes,
   };
-  if (f.goid !== 0n) attrs.tid_usr = Number(f.goid);
+  if (f.goid !== 0) attrs.tid_usr = f.goid;
   if (req.truncated || f.resp?.truncated) attrs.truncated = true;
   if (f.resp === null) {
     attrs.response_incomplete = true;

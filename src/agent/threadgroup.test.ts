@@ -35,18 +35,18 @@ test('several open groups on one thread (event loop): the exit joins none, count
 
 test('goroutines are keyed by process and goroutine id, not tid', () => {
   const g = createThreadGroups(1n);
-  const k = threadKey(50, 51, 7n);
+  const k = threadKey(50, 51, 7);
   const id = g.open(k, 50);
   // The same goroutine may run on another OS thread when it makes its call.
-  assert.equal(g.join(threadKey(50, 99, 7n)), id);
-  assert.equal(g.join(threadKey(60, 99, 7n)), '', 'same goid in another process is another goroutine');
-  assert.equal(threadKey(50, 51, 0n), 51);
+  assert.equal(g.join(threadKey(50, 99, 7)), id);
+  assert.equal(g.join(threadKey(60, 99, 7)), '', 'same goid in another process is another goroutine');
+  assert.equal(threadKey(50, 51, 0), 51);
 });
 
 test('process exit drops its groups', () => {
   const g = createThreadGroups(1n);
   g.open(11, 10);
-  g.open(threadKey(10, 11, 3n), 10);
+  g.open(threadKey(10, 11, 3), 10);
   g.open(21, 20);
   g.dropProcess(10);
   assert.equal(g.openCount(), 1);

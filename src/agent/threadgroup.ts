@@ -49,8 +49,8 @@ export interface ThreadGroups {
  */
 export type ThreadKey = number | string;
 
-export function threadKey(pid: number, tid: number, goid: bigint): ThreadKey {
-  return goid === 0n ? tid : `${pid}/${goid}`;
+export function threadKey(pid: number, tid: number, goid: number): ThreadKey {
+  return goid === 0 ? tid : `${pid}/${goid}`;
 }
 
 const MASK = (1n << 64n) - 1n;
@@ -129,6 +129,8 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     }
   }
 
+  // BigInt arithmetic and its toString: a flat string. An id counted in two numbers and
+  // concatenated was as fast but a ConsString, and the agent's old generation grew with them.
   function nextId(): string {
     let id: bigint;
     do id = (base + ++counter) & MASK; while (id === 0n); // 0 means "no group" on the wire

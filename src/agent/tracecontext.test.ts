@@ -76,8 +76,8 @@ test('secret headers are redacted and never reach the parsed message', () => {
   const ends: HttpMessage[] = [];
   const p = createParser(true, { onHead: () => false, onEnd: (m) => ends.push(m) });
   const req = Buffer.from('GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nCookie: sid=s3cret\r\nb3: 0\r\n\r\n');
-  p.feed({ seq: 1, len: req.length, head: req, tail: Buffer.alloc(0), tsNs: 1n });
+  p.feed({ seq: 1, len: req.length, head: req, tail: Buffer.alloc(0), tsNs: 1 });
   assert.equal(ends.length, 1);
-  assert.doesNotMatch(JSON.stringify(ends[0], (_k, v) => (typeof v === "bigint" ? String(v) : v)), /s3cret/);
+  assert.doesNotMatch(JSON.stringify(ends[0]), /s3cret/);
   assert.deepEqual(ends[0].trace, { b3: "0" });
 });

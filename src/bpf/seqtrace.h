@@ -68,7 +68,7 @@ struct st_data_event {
 	__u32 tid;
 	__u32 seq;   /* TCP sequence number of the first byte moved */
 	__u64 ts_ns; /* CLOCK_MONOTONIC */
-	__u64 sock_id;
+	__u64 sock_id; /* socket cookie, or an invented id from 2^52 (sockets.bpf.h): below 2^53 */
 	__u64 goid;  /* 0 until Go uprobes fill it */
 	__u32 len;   /* bytes moved by this call (or this message of a *mmsg call) */
 	__u16 head_len;

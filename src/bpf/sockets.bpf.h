@@ -58,7 +58,8 @@ struct {
 	__type(value, struct sock_cache);
 } sock_cache SEC(".maps");
 
-/* Invented ids (syscall mode) have the top bit set: kernel cookies never get that high. */
+/* Invented ids (syscall mode) have bit 52 set: kernel cookies (a counter from 1) never get that
+ * high, and every id stays below 2^53, where the agent holds it exactly as a JavaScript number. */
 __u64 next_id = 0;
 
 /* Bumped by the loader when a record reached it without a tuple it knows (st_data_rec): every
@@ -139,7 +140,7 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
 	if (trusted_sk)
 		n.id = bpf_get_socket_cookie(sk);
 	else
-		n.id = (1ULL << 63) | __sync_fetch_and_add(&next_id, 1);
+		n.id = (1ULL << 52) | __sync_fetch_and_add(&next_id, 1);
 	bpf_map_update_elem(&seen, &key, &n, BPF_ANY);
 	return n.id;
 }

@@ -26,17 +26,17 @@ interface Run {
   cap: Capture;
   events: CaptureEvent[];
   /** When each event reached us (CLOCK_MONOTONIC ns, the clock of tsNs), by event. */
-  arrived: Map<CaptureEvent, bigint>;
+  arrived: Map<CaptureEvent, number>;
 }
 
 async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number } = {}): Promise<Run> {
   const events: CaptureEvent[] = [];
-  const arrived = new Map<CaptureEvent, bigint>();
+  const arrived = new Map<CaptureEvent, number>();
   const cap = await startCapture({
     mode,
     ...extra,
     onEvents: (evs) => {
-      const now = process.hrtime.bigint(); // libuv: CLOCK_MONOTONIC, as bpf_ktime_get_ns
+      const now = Number(process.hrtime.bigint()); // libuv: CLOCK_MONOTONIC, as bpf_ktime_get_ns
       for (const e of evs) { events.push(e); arrived.set(e, now); }
     },
     onError: (e) => { throw e; },
@@ -354,7 +354,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         // one time order over all CPUs (the loader merges the per-CPU batches)
         const kernelEvents = run.events.filter((e) => e.kind !== 'stats');
         for (let i = 1; i < kernelEvents.length; i++) {
-          const a = kernelEvents[i - 1] as { tsNs: bigint }, b = kernelEvents[i] as { tsNs: bigint };
+          const a = kernelEvents[i - 1] as { tsNs: number }, b = kernelEvents[i] as { tsNs: number };
           assert.ok(a.tsNs <= b.tsNs, `event ${i} (${kernelEvents[i].kind}) is older than the one before it`);
         }
         // each thread in its own program order; each message whole, in seq order per socket and direction
@@ -398,7 +398,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         }, 2_000);
         assert.equal(idle.length, 2, 'its send and its receive');
         for (const e of idle) {
-          const lateMs = Number(run.arrived.get(e)! - e.tsNs) / 1e6;
+          const lateMs = (run.arrived.get(e)! - e.tsNs) / 1e6;
           assert.ok(lateMs < 1000, `the event arrived ${lateMs.toFixed(1)} ms after it happened (flushes every 50 ms)`);
         }
         assert.equal(p.exitCode, null, 'it arrived while the process was still sleeping');

@@ -15,11 +15,23 @@ test('the TypeScript layout matches the C structs (seqtrace-loader --print-layou
 
 function frameOf(head: string, tail: string): Buffer {
   return dataFrame({
-    dir: 'recv', family: 6, flags: 2, pid: 42, tid: 43, seq: 0xfffffff0, tsNs: 123456789n, sockId: 7n, len: 5000,
+    dir: 'recv', family: 6, flags: 2, pid: 42, tid: 43, seq: 0xfffffff0, tsNs: 123456789, sockId: 0x1_0000_0007, len: 5000,
     head: Buffer.from(head, 'latin1'), tail: Buffer.from(tail, 'latin1'), srcPort: 8080, dstPort: 51234,
     srcAddr: Buffer.from('20010db8000000000000000000000001', 'hex'), dstAddr: Buffer.from('00000000000000000000ffff0a000002', 'hex'),
   });
 }
+
+test('u64 fields are exact numbers below 2^53: syscall mode\'s invented socket ids (from 2^52) too', () => {
+  const f = dataFrame({
+    dir: 'send', pid: 1, tid: 1, sockId: 2 ** 52 + 5, tsNs: 2 ** 53 - 1, head: Buffer.from('x'),
+    srcAddr: [127, 0, 0, 1], dstAddr: [127, 0, 0, 1], srcPort: 1, dstPort: 2,
+  });
+  const ev = decodeFrame(f, 0, f.length);
+  assert.ok(ev.kind === 'data');
+  assert.equal(ev.sockId, 2 ** 52 + 5);
+  assert.notEqual(ev.sockId, 2 ** 52 + 4);
+  assert.equal(ev.tsNs, 2 ** 53 - 1);
+});
 
 test('a data frame decodes field by field', () => {
   const f = frameOf('GET / HTTP/1.1\r\n', 'end');
@@ -30,8 +42,8 @@ test('a data frame decodes field by field', () => {
   assert.equal(ev.pid, 42);
   assert.equal(ev.tid, 43);
   assert.equal(ev.seq, 0xfffffff0);
-  assert.equal(ev.tsNs, 123456789n);
-  assert.equal(ev.sockId, 7n);
+  assert.equal(ev.tsNs, 123456789);
+  assert.equal(ev.sockId, 4294967303, 'both halves of the u64');
   assert.equal(ev.len, 5000);
   assert.equal(ev.head.toString(), 'GET / HTTP/1.1\r\n');
   assert.equal(ev.tail.toString(), 'end');
@@ -84,7 +96,7 @@ test('a thread frame decodes field by field', () => {
   b.writeUInt32LE(502, T.tid);
   b.writeUInt32LE(501, T.ptid);
   b.writeBigUInt64LE(987654321n, T.ts_ns);
-  assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread', pid: 500, tid: 502, ptid: 501, tsNs: 987654321n });
+  assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread', pid: 500, tid: 502, ptid: 501, tsNs: 987654321 });
   assert.throws(() => decodeFrame(b, 0, 12), /kind thread is 12 bytes, expected at least 24/);
 });
 
@@ -97,6 +109,6 @@ test('a goroutine frame decodes field by field', () => {
   b.writeBigUInt64LE(9000000001n, G.goid);
   b.writeBigUInt64LE(17n, G.pgoid);
   b.writeBigUInt64LE(5n, G.ts_ns);
-  assert.deepEqual(decodeFrame(b, 0, G.size), { kind: 'goroutine', tsNs: 5n, pid: 42, tid: 43, goid: 9000000001n, pgoid: 17n });
+  assert.deepEqual(decodeFrame(b, 0, G.size), { kind: 'goroutine', tsNs: 5, pid: 42, tid: 43, goid: 9000000001, pgoid: 17 });
   assert.throws(() => decodeFrame(b, 0, G.size - 1), /kind goroutine is 39 bytes, expected at least 40/);
 });

@@ -74,18 +74,9 @@ function ipv6Cached(b: Buffer, at: number): string {
   return s;
 }
 
-/**
- * u64 at `at`. Buffer.readBigUInt64LE allocates four BigInts (two halves, a shift, a sum);
- * times and socket cookies are below 2^53, where one BigInt made from a double is exact.
- */
-function u64(b: Buffer, at: number): bigint {
-  const hi = u32(b, at + 4);
-  return hi < 0x200000 ? BigInt(hi * 4294967296 + u32(b, at)) : b.readBigUInt64LE(at);
-}
-
-/** u64 at `at`; the common zero (no goroutine id) without allocating a BigInt. */
-function u64OrZero(b: Buffer, at: number): bigint {
-  return u32(b, at) === 0 && u32(b, at + 4) === 0 ? 0n : u64(b, at);
+/** u64 at `at` as a number: exact below 2^53, rounded above (event.ts says why that is enough). */
+function u64(b: Buffer, at: number): number {
+  return u32(b, at + 4) * 4294967296 + u32(b, at);
 }
 
 /** RFC 5952 text form (longest zero run as ::, IPv4-mapped as ::ffff:a.b.c.d). */
@@ -119,7 +110,7 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     sockId: u64(b, at + D.sock_id),
     pid: u32(b, at + D.pid),
     tid: u32(b, at + D.tid),
-    goid: u64OrZero(b, at + D.goid),
+    goid: u64(b, at + D.goid),
     dir: b[at + D.dir] === 1 ? 'send' : 'recv',
     seq: u32(b, at + D.seq),
     len: u32(b, at + D.len),
@@ -156,14 +147,14 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         kind: 'close',
         tsNs: u64(b, at + LAYOUT.close.ts_ns),
         sockId: u64(b, at + LAYOUT.close.sock_id),
-        pid: b.readUInt32LE(at + LAYOUT.close.pid),
+        pid: u32(b, at + LAYOUT.close.pid),
       };
     case K.exec:
     case K.exit:
       need(size, LAYOUT.proc.size, 'exec/exit');
       return {
         kind: kind === K.exec ? 'exec' : 'exit',
-        tsNs: b.readBigUInt64LE(at + LAYOUT.proc.ts_ns),
+        tsNs: u64(b, at + LAYOUT.proc.ts_ns),
         pid: b.readUInt32LE(at + LAYOUT.proc.pid),
         ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
       };
@@ -171,7 +162,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
       need(size, LAYOUT.thread.size, 'thread');
       return {
         kind: 'thread',
-        tsNs: b.readBigUInt64LE(at + LAYOUT.thread.ts_ns),
+        tsNs: u64(b, at + LAYOUT.thread.ts_ns),
         pid: b.readUInt32LE(at + LAYOUT.thread.pid),
         tid: b.readUInt32LE(at + LAYOUT.thread.tid),
         ptid: b.readUInt32LE(at + LAYOUT.thread.ptid),
@@ -180,20 +171,20 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
       need(size, LAYOUT.goroutine.size, 'goroutine');
       return {
         kind: 'goroutine',
-        tsNs: b.readBigUInt64LE(at + LAYOUT.goroutine.ts_ns),
+        tsNs: u64(b, at + LAYOUT.goroutine.ts_ns),
         pid: b.readUInt32LE(at + LAYOUT.goroutine.pid),
         tid: b.readUInt32LE(at + LAYOUT.goroutine.tid),
-        goid: b.readBigUInt64LE(at + LAYOUT.goroutine.goid),
-        pgoid: b.readBigUInt64LE(at + LAYOUT.goroutine.pgoid),
+        goid: u64(b, at + LAYOUT.goroutine.goid),
+        pgoid: u64(b, at + LAYOUT.goroutine.pgoid),
       };
     case K.stats:
       need(size, LAYOUT.stats.size, 'stats');
       return {
         kind: 'stats',
-        events: Number(b.readBigUInt64LE(at + LAYOUT.stats.events)),
-        ringbufDrops: Number(b.readBigUInt64LE(at + LAYOUT.stats.drops)),
-        truncated: Number(b.readBigUInt64LE(at + LAYOUT.stats.truncated)),
-        loaderCpuNs: Number(b.readBigUInt64LE(at + LAYOUT.stats.loader_cpu_ns)),
+        events: u64(b, at + LAYOUT.stats.events),
+        ringbufDrops: u64(b, at + LAYOUT.stats.drops),
+        truncated: u64(b, at + LAYOUT.stats.truncated),
+        loaderCpuNs: u64(b, at + LAYOUT.stats.loader_cpu_ns),
       };
     case K.ready:
       need(size, LAYOUT.ready.size, 'ready');

@@ -1,18 +1,25 @@
 // What the kernel side reports, decoded. The byte layout is in src/bpf/seqtrace.h and is
 // decoded by offset in ./decode.ts; this is the form the rest of the agent works with.
+//
+// The kernel's u64 fields (times, socket cookies, goroutine ids) are JavaScript numbers, not
+// BigInts: a BigInt is a heap object per field per event, and its arithmetic, comparisons and
+// Map hashing cost several times a number's on the agent's hot path. They are exact below 2^53:
+// cookies and goroutine ids are counters that never get there, and CLOCK_MONOTONIC passes it
+// after 104 days of uptime, from where a time is rounded to 2 ns (4 ns after 208 days): still
+// exact to the microsecond that spans carry, and rounding keeps the order of events.
 
 export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'goroutine' | 'stats';
 
 export interface DataEvent {
   kind: 'data';
   /** CLOCK_MONOTONIC nanoseconds when the bytes moved (convert with the agent's boot-time offset). */
-  tsNs: bigint;
+  tsNs: number;
   /** Kernel socket cookie: unique for the life of the kernel, never reused. */
-  sockId: bigint;
+  sockId: number;
   pid: number;
   tid: number;
-  /** Goroutine id for Go processes when known, else 0n. */
-  goid: bigint;
+  /** Goroutine id for Go processes when known, else 0. */
+  goid: number;
   /** 'send': the process wrote the bytes; 'recv': it read them. */
   dir: 'send' | 'recv';
   /** TCP sequence number (u32) of the first byte moved. */
@@ -38,14 +45,14 @@ export interface DataEvent {
 
 export interface CloseEvent {
   kind: 'close';
-  tsNs: bigint;
-  sockId: bigint;
+  tsNs: number;
+  sockId: number;
   pid: number;
 }
 
 export interface ProcessEvent {
   kind: 'exec' | 'exit';
-  tsNs: bigint;
+  tsNs: number;
   pid: number;
   /** For exec: the parent pid; for exit: 0. */
   ppid: number;
@@ -57,7 +64,7 @@ export interface ProcessEvent {
  */
 export interface ThreadEvent {
   kind: 'thread';
-  tsNs: bigint;
+  tsNs: number;
   /** The process (tgid) of both threads. */
   pid: number;
   /** The new thread. */
@@ -72,14 +79,14 @@ export interface ThreadEvent {
  */
 export interface GoroutineEvent {
   kind: 'goroutine';
-  tsNs: bigint;
+  tsNs: number;
   pid: number;
   /** The thread that ran newproc1. */
   tid: number;
   /** The new goroutine. */
-  goid: bigint;
+  goid: number;
   /** The goroutine that started it. */
-  pgoid: bigint;
+  pgoid: number;
 }
 
 /** Kernel counters, reported periodically by the loader. */

@@ -20,10 +20,10 @@ export interface DataFrameFields {
   dir: 'send' | 'recv';
   pid: number;
   tid: number;
-  sockId: bigint;
+  sockId: number;
   head: Buffer;
   tail?: Buffer;
-  tsNs?: bigint;
+  tsNs?: number;
   seq?: number;
   /** Bytes the call moved (default: the head's length). */
   len?: number;
@@ -51,8 +51,8 @@ export function dataFrame(f: DataFrameFields, prefixed = false): Buffer {
   b.writeUInt32LE(f.pid, at + D.pid);
   b.writeUInt32LE(f.tid, at + D.tid);
   b.writeUInt32LE(f.seq ?? 0, at + D.seq);
-  b.writeBigUInt64LE(f.tsNs ?? 0n, at + D.ts_ns);
-  b.writeBigUInt64LE(f.sockId, at + D.sock_id);
+  b.writeBigUInt64LE(BigInt(f.tsNs ?? 0), at + D.ts_ns);
+  b.writeBigUInt64LE(BigInt(f.sockId), at + D.sock_id);
   b.writeUInt32LE(f.len ?? f.head.length, at + D.len);
   b.writeUInt16LE(f.head.length, at + D.head_len);
   b.writeUInt16LE(tail.length, at + D.tail_len);

@@ -110,7 +110,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       const head = (e: DataEvent) => e.head.toString('latin1');
       await waitFor('the second front response', () => data().filter((e) => e.dir === 'send' && head(e).includes('down i=2\ndown i=3')).length === N, 8000);
       const all = data();
-      assert.ok(all.every((e) => e.goid > 0n), 'every data event of the Go process has a goid');
+      assert.ok(all.every((e) => e.goid > 0), 'every data event of the Go process has a goid');
       // Go's server may read the first byte of the next request on its backgroundRead goroutine
       // (started while the handler runs); the rest of the head then comes on the serve goroutine,
       // which is the read that completes the head (where conn.ts opens the group).
@@ -125,7 +125,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       const gor = events.filter((e): e is GoroutineEvent => e.kind === 'goroutine' && e.pid === pid);
       const allKids = new Set(gor.filter((e) => e.pgoid === serveG).map((e) => e.goid));
       for (const [i, front] of fronts.entries()) {
-        const inRequest = (e: { tsNs: bigint }) => e.tsNs > front.tsNs && (i + 1 < N ? e.tsNs < fronts[i + 1].tsNs : true);
+        const inRequest = (e: { tsNs: number }) => e.tsNs > front.tsNs && (i + 1 < N ? e.tsNs < fronts[i + 1].tsNs : true);
         const after = all.filter(inRequest);
         // this request's children only: the second request reuses the pooled connections the
         // first one's children opened, and must carry its own children's goids on them
@@ -245,7 +245,7 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
     assert.equal(curl(a.port, '/spawn'), 'spawned\n');
     await waitFor('the /spawn response captured', () => dataOf(a.pid).some((e) => e.dir === 'send' && e.head.toString('latin1').includes('spawned')), 8000);
     // a goid would link nothing while the process calls nobody: not read (go.bpf.h go_goid)
-    assert.ok(dataOf(a.pid).every((e) => e.goid === 0n), 'no goroutine ids before the process called out');
+    assert.ok(dataOf(a.pid).every((e) => e.goid === 0), 'no goroutine ids before the process called out');
     assert.equal(started().length, 0, 'no goroutine events before the process called out');
     assert.equal(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'no probe in the traced leaf yet');
 
@@ -259,9 +259,9 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
       }
       return started().length >= 2;
     }, 8000);
-    assert.ok(started().every((e) => e.pgoid > 0n && e.goid > 0n));
+    assert.ok(started().every((e) => e.pgoid > 0 && e.goid > 0));
     const afterDial = dataOf(a.pid).filter((e) => e.head.toString('latin1').startsWith('GET /spawn'));
-    assert.ok(afterDial.length > 1 && afterDial.at(-1)!.goid > 0n, 'goroutine ids once it called out');
+    assert.ok(afterDial.length > 1 && afterDial.at(-1)!.goid > 0, 'goroutine ids once it called out');
     assert.notEqual(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'the probe is in the traced process now');
     // the untraced process of the same binary never got a probe, and its requests pay nothing
     assert.equal(curl(b.port, '/spawn'), 'spawned\n');

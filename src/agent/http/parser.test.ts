@@ -17,13 +17,13 @@ function calls(parts: string[], capture = 1 << 20, tail = 0, seq0 = 1000): Chunk
     const b = Buffer.from(p, 'latin1');
     const head = b.subarray(0, Math.min(capture, b.length));
     const t = b.length > capture && tail > 0 ? b.subarray(Math.max(capture, b.length - tail)) : Buffer.alloc(0);
-    const c: Chunk = { seq: seq >>> 0, len: b.length, head, tail: t, tsNs: BigInt((i + 1) * 1000) };
+    const c: Chunk = { seq: seq >>> 0, len: b.length, head, tail: t, tsNs: (i + 1) * 1000 };
     seq += b.length;
     return c;
   });
 }
 
-function run(isRequest: boolean, chunks: Chunk[], opts: { headRequests?: boolean; close?: bigint } = {}) {
+function run(isRequest: boolean, chunks: Chunk[], opts: { headRequests?: boolean; close?: number } = {}) {
   const seen: Seen = { heads: [], ends: [] };
   const p = createParser(isRequest, {
     onHead: (m) => { seen.heads.push(m); return !!opts.headRequests; },
@@ -71,7 +71,7 @@ test('requests: one call, pipelined, split anywhere, with bodies', async (t) => 
 
 test('responses: framing cases', async (t) => {
   const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n0\r\nX-Trailer: 1\r\n\r\n';
-  const cases: { name: string; parts: string[]; head?: boolean; close?: bigint; want: Partial<ReturnType<typeof pick>>[]; left?: boolean }[] = [
+  const cases: { name: string; parts: string[]; head?: boolean; close?: number; want: Partial<ReturnType<typeof pick>>[]; left?: boolean }[] = [
     { name: 'content-length', parts: [RESP('hello')], want: [{ status: 200, bytes: RESP('hello').length }] },
     { name: 'chunked with trailer', parts: [chunked], want: [{ status: 200, bytes: chunked.length }] },
     { name: 'chunked, split', parts: [chunked.slice(0, 50), chunked.slice(50, 52), chunked.slice(52)], want: [{ status: 200, end: 3000 }] },
@@ -79,8 +79,8 @@ test('responses: framing cases', async (t) => {
     { name: '304 has no body even with content-length', parts: ['HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n'], want: [{ status: 304 }] },
     { name: 'HEAD response has no body', parts: ['HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n'], head: true, want: [{ status: 200 }] },
     { name: '100 Continue then final', parts: ['HTTP/1.1 100 Continue\r\n\r\n', RESP('ok')], want: [{ status: 100, seq: 1000 }, { status: 200, seq: 1025 }] },
-    { name: 'read until close', parts: ['HTTP/1.0 200 OK\r\n\r\nabc', 'def'], close: 9000n, want: [{ status: 200, end: 2000, version: '1.0' }] },
-    { name: 'cut at close mid-body', parts: ['HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'], close: 9000n, want: [], left: true },
+    { name: 'read until close', parts: ['HTTP/1.0 200 OK\r\n\r\nabc', 'def'], close: 9000, want: [{ status: 200, end: 2000, version: '1.0' }] },
+    { name: 'cut at close mid-body', parts: ['HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'], close: 9000, want: [], left: true },
     { name: 'two responses on a keep-alive connection', parts: [RESP('a'), RESP('bb')], want: [{ status: 200, end: 1000 }, { status: 200, end: 2000, seq: 1000 + RESP('a').length }] },
     { name: 'status 500', parts: ['HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n'], want: [{ status: 500 }] },
   ];
@@ -140,21 +140,21 @@ test('captures cut short: head truncated, body beyond capture', async (t) => {
     const head = `GET /p/x HTTP/1.1\r\nHost: b\r\nX-Big: ${'b'.repeat(8000)}\r\n`;
     const b = Buffer.from(head + '\r\n', 'latin1');
     // The capture's tail holds only the last iovec's own bytes: "\r\n".
-    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: b.subarray(b.length - 2), tsNs: 1000n };
-    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000n }))]);
+    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: b.subarray(b.length - 2), tsNs: 1000 };
+    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000 }))]);
     assert.equal(r.ends.length, 2);
     assert.equal(r.ends[0].target, '/p/x');
     assert.equal(r.ends[0].truncated, true);
-    assert.equal(Number(r.ends[0].endNs), 1000);
+    assert.equal(r.ends[0].endNs, 1000);
     assert.equal(r.ends[1].seq, 1 + b.length);
   });
   await t.test('headers whose end was never captured end when the next message starts', () => {
     const b = Buffer.from(`GET /p/y HTTP/1.1\r\nX-Big: ${'b'.repeat(8000)}\r\n\r\n`, 'latin1');
-    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: Buffer.alloc(0), tsNs: 1000n };
-    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000n }))]);
+    const c: Chunk = { seq: 1, len: b.length, head: b.subarray(0, 1024), tail: Buffer.alloc(0), tsNs: 1000 };
+    const r = run(true, [c, ...calls([GET], 1 << 20, 0, 1 + b.length).map((x) => ({ ...x, tsNs: 2000 }))]);
     assert.equal(r.ends.length, 2);
     assert.equal(r.ends[0].target, '/p/y');
-    assert.equal(Number(r.ends[0].endNs), 1000);
+    assert.equal(r.ends[0].endNs, 1000);
     assert.equal(r.ends[1].method, 'GET');
     assert.equal(r.ends[1].seq, 1 + b.length);
   });

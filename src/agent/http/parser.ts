@@ -38,9 +38,9 @@ export interface HttpMessage {
   status: number;
   /** u32 TCP sequence number of the message's first byte. */
   seq: number;
-  startNs: bigint;
+  startNs: number;
   /** Time of the call that moved the message's last byte (set when it ends). */
-  endNs: bigint;
+  endNs: number;
   /** Bytes of the message (head, headers and body) seen so far. */
   bytes: number;
   /** Some of the start line or headers were not captured. */
@@ -189,20 +189,20 @@ export interface Chunk {
   len: number;
   head: Buffer;
   tail: Buffer;
-  tsNs: bigint;
+  tsNs: number;
 }
 
 export interface HttpParser {
   feed(c: Chunk): void;
   /** The connection closed: ends a read-until-close body. Returns the message left unfinished, if any. */
-  close(tsNs: bigint): HttpMessage | null;
+  close(tsNs: number): HttpMessage | null;
   /** A message is in progress (started, not ended). */
   busy(): boolean;
   /**
    * `n` bytes moved that the parser never received (an event lost in the ring buffer, found by
    * the jump in sequence numbers): counted through a body like uncaptured bytes.
    */
-  skip(n: number, tsNs: bigint): void;
+  skip(n: number, tsNs: number): void;
   /**
    * The other direction answered: if this message's headers were cut by uncaptured bytes and
    * their end never seen, they are over — end them now (marked truncated). True when it did.
@@ -224,19 +224,19 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   let hdr: Buffer | null = null; // header bytes split over several calls
   let hdrLen = 0;
   let hdrGap = false; // part of the headers fell in uncaptured bytes
-  let lastTs = 0n; // time of the previous call
+  let lastTs = 0; // time of the previous call
   // parseHead's findings (not an object per message)
   let headLength = -1;
   let headChunked = false;
 
-  function newMessage(seq: number, tsNs: bigint): HttpMessage {
+  function newMessage(seq: number, tsNs: number): HttpMessage {
     return {
       isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
       bytes: 0, truncated: false, framingLost: false, close: false, trace: null,
     };
   }
 
-  function finish(tsNs: bigint): void {
+  function finish(tsNs: number): void {
     const m = msg!;
     m.endNs = tsNs;
     msg = null;
@@ -323,7 +323,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   }
 
   /** Headers complete: decide the body framing and tell the sink. */
-  function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: bigint): void {
+  function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: number): void {
     parseHead(m, buf, end);
     const length = headLength, chunked = headChunked;
     if (m.truncated) stats.truncated++;
@@ -576,7 +576,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       if ((state as S) !== S.Idle) finish(lastTs);
       return true;
     },
-    skip(n: number, tsNs: bigint): void {
+    skip(n: number, tsNs: number): void {
       const c: Chunk = { seq: 0, len: n, head: EMPTY, tail: EMPTY, tsNs };
       gap(n, c);
       if (state === S.BodyToCallEnd) finish(tsNs);
@@ -606,7 +606,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       if (state === S.BodyToCallEnd) finish(c.tsNs);
       lastTs = c.tsNs;
     },
-    close(tsNs: bigint): HttpMessage | null {
+    close(tsNs: number): HttpMessage | null {
       if (state === S.BodyClose) {
         // A read-until-close body ends with its last data, not at the close.
         finish(msg!.endNs);
