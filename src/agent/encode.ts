@@ -38,33 +38,67 @@ const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(
 // Every constant is a plain Uint8Array (never a Buffer, a subclass with another map): bytes()
 // then reads one kind of array and its loop stays monomorphic.
 const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
+
+/**
+ * A key (`,pid="`, `i,duration=`): short, so a native copy costs more than stores from JS,
+ * and a store per byte (≈ 4 ns each here, the largest part of writeSpanLine) more than one per
+ * four bytes. Kept as its little-endian 32-bit words and the last bytes that do not fill one.
+ */
+interface Key { n: number; words: Int32Array; rest: Uint8Array }
+
+function key(s: string): Key {
+  const b = utf8(s);
+  const words = new Int32Array(b.length >> 2);
+  for (let i = 0; i < words.length; i++) words[i] = b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24);
+  return { n: b.length, words, rest: b.slice(words.length * 4) };
+}
+
+/** A DataView of the buffer last written to (the sender's batch: one for its life). */
+let viewBuf: Uint8Array | null = null;
+let view: DataView = new DataView(new ArrayBuffer(0));
+
+/** A key's bytes at `at`: nothing when they do not all fit (the line is then written again). */
+function putKey(buf: Uint8Array, at: number, k: Key): number {
+  const end = at + k.n;
+  if (end <= buf.length) {
+    if (buf !== viewBuf) { view = new DataView(buf.buffer, buf.byteOffset, buf.length); viewBuf = buf; }
+    const w = k.words;
+    for (let i = 0; i < w.length; i++, at += 4) view.setInt32(at, w[i], true);
+    const r = k.rest;
+    for (let i = 0; i < r.length; i++) buf[at + i] = r[i];
+  }
+  return end;
+}
 const K_INCOMING = ' direction="incoming",ebpf_span_type="entry",req_seq=';
 const K_OUTGOING = ' direction="outgoing",ebpf_span_type="exit",req_seq=';
-const K_RESP_SEQ = ascii('i,resp_seq=');
-const K_THREAD = ascii(',thread_trace_id=');
-const K_PID = ascii(',pid="');
-const K_TID = ascii(',tid=');
-const K_START = ascii(',start=');
-const K_DURATION = ascii('i,duration=');
-const K_SERVICE = ascii('i,service=');
-const K_PROCESS = ascii(',process_name=');
-const K_SRC_IP = ascii(',src_ip="');
-const K_SRC_PORT = ascii(',src_port="');
-const K_DST_IP = ascii(',dst_ip="');
-const K_DST_PORT = ascii(',dst_port="');
-const K_OPERATION = ascii(',operation=');
-const K_RESOURCE = ascii(',resource=');
-const K_STATUS = ascii(',status="');
-const K_METHOD = ascii(',http_method=');
-const K_ROUTE = ascii(',http_route=');
-const K_CODE = ascii(',http_status_code=');
-const K_TRACE = ascii(',app_trace_id=');
-const K_PARENT = ascii(',app_parent_id=');
-const K_SAMPLED = ascii(',app_span_sampled=');
-const K_TRUE = ascii('true');
-const K_FALSE = ascii('false');
+const K_RESP_SEQ = key('i,resp_seq=');
+const K_THREAD = key(',thread_trace_id=');
+const K_PID = key(',pid="');
+const K_TID = key(',tid=');
+const K_START = key(',start=');
+const K_DURATION = key('i,duration=');
+const K_SERVICE = key('i,service=');
+const K_PROCESS = key(',process_name=');
+const K_SRC_IP = key(',src_ip="');
+const K_SRC_PORT = key(',src_port="');
+const K_DST_IP = key(',dst_ip="');
+const K_DST_PORT = key(',dst_port="');
+const K_OPERATION = key(',operation=');
+const K_RESOURCE = key(',resource=');
+const K_STATUS = key(',status="');
+const K_METHOD = key(',http_method=');
+const K_ROUTE = key(',http_route=');
+const K_CODE = key(',http_status_code=');
+const K_TRACE = key(',app_trace_id=');
+const K_PARENT = key(',app_parent_id=');
+const K_SAMPLED = key(',app_span_sampled=');
+const K_TRUE = key('true');
+const K_FALSE = key('false');
 
-/** Constant bytes: a native copy when long, stores when short; nothing past buf's end. */
+/**
+ * Runs of bytes (the host prefix, a remembered middle): a native copy when long, stores when
+ * short; nothing past buf's end.
+ */
 function bytes(buf: Uint8Array, at: number, k: Uint8Array): number {
   const n = k.length;
   if (n > 24) {
@@ -154,7 +188,7 @@ function num(buf: Uint8Array, at: number, v: number): number {
 
 function attrValue(buf: Uint8Array, at: number, v: AttrValue): number {
   if (typeof v === 'string') return quoted(buf, at, v);
-  if (typeof v === 'boolean') return bytes(buf, at, v ? K_TRUE : K_FALSE);
+  if (typeof v === 'boolean') return putKey(buf, at, v ? K_TRUE : K_FALSE);
   if (Number.isInteger(v)) { at = num(buf, at, v); buf[at] = 105; return at + 1; }
   if (!Number.isFinite(v)) throw new RangeError(`line protocol cannot carry the float ${v}`);
   return text(buf, at, String(v), Esc.Raw);
@@ -176,13 +210,13 @@ function prefix(host: string, entry: boolean): Uint8Array {
 }
 
 /** `,key=` for attribute keys (null: a known key, not repeated as an attribute). */
-const attrKeys = new Map<string, Uint8Array | null>();
+const attrKeys = new Map<string, Key | null>();
 
-function attrKey(k: string): Uint8Array | null {
+function attrKey(k: string): Key | null {
   let b = attrKeys.get(k);
   if (b === undefined) {
     if (attrKeys.size >= 1024) attrKeys.clear();
-    b = KNOWN.has(k) ? null : utf8(`,${name(k)}=`);
+    b = KNOWN.has(k) ? null : key(`,${name(k)}=`);
     attrKeys.set(k, b);
   }
   return b;
@@ -212,19 +246,19 @@ function sameMiddle(m: Middle, s: EbpfSpan): boolean {
 }
 
 function writeMiddle(buf: Uint8Array, at: number, s: EbpfSpan): number {
-  at = quoted(buf, bytes(buf, at, K_SERVICE), s.service);
-  if (s.processName) at = quoted(buf, bytes(buf, at, K_PROCESS), s.processName);
-  if (s.srcIp) { at = text(buf, bytes(buf, at, K_SRC_IP), s.srcIp, Esc.Raw); buf[at++] = 34; }
-  if (s.srcPort) { at = num(buf, bytes(buf, at, K_SRC_PORT), s.srcPort); buf[at++] = 34; }
-  if (s.dstIp) { at = text(buf, bytes(buf, at, K_DST_IP), s.dstIp, Esc.Raw); buf[at++] = 34; }
-  if (s.dstPort) { at = num(buf, bytes(buf, at, K_DST_PORT), s.dstPort); buf[at++] = 34; }
-  if (s.operation) at = quoted(buf, bytes(buf, at, K_OPERATION), s.operation);
-  if (s.resource) at = quoted(buf, bytes(buf, at, K_RESOURCE), s.resource);
-  at = text(buf, bytes(buf, at, K_STATUS), s.status, Esc.Raw);
+  at = quoted(buf, putKey(buf, at, K_SERVICE), s.service);
+  if (s.processName) at = quoted(buf, putKey(buf, at, K_PROCESS), s.processName);
+  if (s.srcIp) { at = text(buf, putKey(buf, at, K_SRC_IP), s.srcIp, Esc.Raw); buf[at++] = 34; }
+  if (s.srcPort) { at = num(buf, putKey(buf, at, K_SRC_PORT), s.srcPort); buf[at++] = 34; }
+  if (s.dstIp) { at = text(buf, putKey(buf, at, K_DST_IP), s.dstIp, Esc.Raw); buf[at++] = 34; }
+  if (s.dstPort) { at = num(buf, putKey(buf, at, K_DST_PORT), s.dstPort); buf[at++] = 34; }
+  if (s.operation) at = quoted(buf, putKey(buf, at, K_OPERATION), s.operation);
+  if (s.resource) at = quoted(buf, putKey(buf, at, K_RESOURCE), s.resource);
+  at = text(buf, putKey(buf, at, K_STATUS), s.status, Esc.Raw);
   buf[at++] = 34;
-  if (s.httpMethod) at = quoted(buf, bytes(buf, at, K_METHOD), s.httpMethod);
-  if (s.httpRoute) at = quoted(buf, bytes(buf, at, K_ROUTE), s.httpRoute);
-  at = num(buf, bytes(buf, at, K_CODE), s.httpStatusCode);
+  if (s.httpMethod) at = quoted(buf, putKey(buf, at, K_METHOD), s.httpMethod);
+  if (s.httpRoute) at = quoted(buf, putKey(buf, at, K_ROUTE), s.httpRoute);
+  at = num(buf, putKey(buf, at, K_CODE), s.httpStatusCode);
   buf[at++] = 105;
   return at;
 }
@@ -237,19 +271,19 @@ function writeMiddle(buf: Uint8Array, at: number, s: EbpfSpan): number {
 export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number {
   const entry = s.kind === 'entry';
   at = bytes(buf, at, prefix(s.host, entry));
-  at = bytes(buf, num(buf, at, s.reqSeq), K_RESP_SEQ);
+  at = putKey(buf, num(buf, at, s.reqSeq), K_RESP_SEQ);
   at = num(buf, at, s.respSeq);
   buf[at++] = 105;
   const g = s.threadGroup;
   if (g !== '' && g !== '0') {
-    at = text(buf, bytes(buf, at, K_THREAD), g, Esc.Raw);
+    at = text(buf, putKey(buf, at, K_THREAD), g, Esc.Raw);
     buf[at++] = g.length > 19 || (g.length === 19 && g > INT64_MAX) ? 117 : 105;
   }
-  at = num(buf, bytes(buf, at, K_PID), s.pid);
+  at = num(buf, putKey(buf, at, K_PID), s.pid);
   buf[at++] = 34;
-  if (s.tid) { at = num(buf, bytes(buf, at, K_TID), s.tid); buf[at++] = 105; }
-  at = num(buf, bytes(buf, at, K_START), s.startUs);
-  at = num(buf, bytes(buf, at, K_DURATION), s.durationUs);
+  if (s.tid) { at = num(buf, putKey(buf, at, K_TID), s.tid); buf[at++] = 105; }
+  at = num(buf, putKey(buf, at, K_START), s.startUs);
+  at = num(buf, putKey(buf, at, K_DURATION), s.durationUs);
   // The middle run: copied when this port pair's last span had the same values.
   const key = s.srcPort * 65536 + s.dstPort;
   const m = middles.get(key);
@@ -267,14 +301,14 @@ export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number 
       });
     }
   }
-  if (s.appTraceId) at = quoted(buf, bytes(buf, at, K_TRACE), s.appTraceId);
-  if (s.appParentId) at = quoted(buf, bytes(buf, at, K_PARENT), s.appParentId);
-  if (s.appSampled) { at = num(buf, bytes(buf, at, K_SAMPLED), s.appSampled); buf[at++] = 105; }
+  if (s.appTraceId) at = quoted(buf, putKey(buf, at, K_TRACE), s.appTraceId);
+  if (s.appParentId) at = quoted(buf, putKey(buf, at, K_PARENT), s.appParentId);
+  if (s.appSampled) { at = num(buf, putKey(buf, at, K_SAMPLED), s.appSampled); buf[at++] = 105; }
   const attrs = s.attrs;
   for (const k in attrs) {
     const kb = attrKey(k);
     if (kb === null) continue;
-    at = attrValue(buf, bytes(buf, at, kb), attrs[k]);
+    at = attrValue(buf, putKey(buf, at, kb), attrs[k]);
   }
   buf[at++] = 32;
   at = num(buf, at, s.startUs);

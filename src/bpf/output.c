@@ -337,12 +337,16 @@ static void write_before(__u64 upto)
 	if (i == pend.n) { /* the usual case: only events of the flush itself come after upto */
 		pend.used = pend.n = 0;
 	} else {
+		/* The rest (usually the few events of the flush itself) go back to the front of `pend`
+		 * through `spare`. Swapping the two lists instead let both grow to the size of a whole
+		 * write-out: their pages stay resident (malloc's trim is off, see main), MiBs at
+		 * tens of thousands of events a second; `spare` now only ever holds the rest. */
 		spare.used = spare.n = 0;
 		for (size_t k = i; k < pend.n; k++)
 			pend_add(&spare, pend.ev[k].ts, pend.buf + pend.ev[k].off, pend.ev[k].len);
-		struct pend_list t = pend;
-		pend = spare;
-		spare = t;
+		pend.used = pend.n = 0;
+		for (size_t k = 0; k < spare.n; k++)
+			pend_add(&pend, spare.ev[k].ts, spare.buf + spare.ev[k].off, spare.ev[k].len);
 	}
 	if (upto > written_upto)
 		written_upto = upto;
