@@ -646,6 +646,7 @@ int main(int argc, char **argv)
 		}
 		if (now >= next_stats) {
 			send_stats(skel);
+			output_trim();
 			next_stats += STATS_EVERY_NS;
 			if (data_path.attached && !any_traced()) {
 				detach_data_path();

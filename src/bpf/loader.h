@@ -28,6 +28,8 @@ __u64 now_ns(clockid_t c);
 /* Before the first event. flush_fd: flush_cpu, or -1 without batching; tuple_gen: the
  * kernel's, in its mmap'd .bss. Returns false without memory. */
 bool output_init(int ncpus, int flush_fd, __u32 *tuple_gen);
+/* Once a second: gives back what a grown buffer left free. */
+void output_trim(void);
 void output_free(void);
 /* The ring buffer's callback: one kernel record (an event, or a batch of them). */
 int on_event(void *ctx, void *data, size_t len);

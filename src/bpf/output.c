@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <malloc.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "seqtrace.h"
@@ -65,10 +66,14 @@ static int flush_fd = -1;   /* flush_cpu, or -1 without batching */
 static bool exec_seen;      /* an exec event was read: write out now (the agent decides at exec) */
 static int ncpus;
 
+/* A buffer grew since the last output_trim(): realloc may have left its old block free. */
+static bool grew;
+
 static void *grow(void *p, size_t *cap, size_t need, size_t unit)
 {
 	if (need <= *cap)
 		return p;
+	grew = true;
 	size_t c = *cap ? *cap : 4096;
 	while (c < need)
 		c *= 2;
@@ -397,6 +402,15 @@ bool output_init(int cpus, int flush_prog_fd, __u32 *kernel_tuple_gen)
 	tuple_gen = kernel_tuple_gen;
 	tuples = calloc(ncpus > 0 ? ncpus : 1, ST_SOCK_CACHE * sizeof(*tuples));
 	return tuples != NULL;
+}
+
+/* After a buffer grew: the blocks it left free go back to the system (main turned malloc's own
+ * trimming off so that the buffers in use keep their pages; their old blocks would stay too). */
+void output_trim(void)
+{
+	if (grew)
+		malloc_trim(0);
+	grew = false;
 }
 
 void output_free(void)
