@@ -34,11 +34,6 @@ const KNOWN = new Set([
 
 const enum Esc { Raw, Quoted, Name }
 
-const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
-// Every constant is a plain Uint8Array (never a Buffer, a subclass with another map): bytes()
-// then reads one kind of array and its loop stays monomorphic.
-const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
-
 /**
  * A key (`,pid="`, `i,duration=`): short, so a native copy costs more than stores from JS,
  * and a store per byte (≈ 4 ns each here, the largest part of writeSpanLine) more than one per
@@ -47,7 +42,7 @@ const utf8 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 interface Key { n: number; words: Int32Array; rest: Uint8Array }
 
 function key(s: string): Key {
-  const b = utf8(s);
+  const b = Buffer.from(s);
   const words = new Int32Array(b.length >> 2);
   for (let i = 0; i < words.length; i++) words[i] = b[4 * i] | (b[4 * i + 1] << 8) | (b[4 * i + 2] << 16) | (b[4 * i + 3] << 24);
   return { n: b.length, words, rest: b.slice(words.length * 4) };
@@ -96,16 +91,12 @@ const K_TRUE = key('true');
 const K_FALSE = key('false');
 
 /**
- * Runs of bytes (the host prefix, a remembered middle): a native copy when long, stores when
- * short; nothing past buf's end.
+ * Runs of bytes (the host prefix, a remembered middle: each longer than 40 bytes, the keys are
+ * putKey's) as one native copy; nothing past buf's end.
  */
 function bytes(buf: Uint8Array, at: number, k: Uint8Array): number {
   const n = k.length;
-  if (n > 24) {
-    if (at + n <= buf.length) buf.set(k, at);
-  } else {
-    for (let i = 0; i < n; i++) buf[at + i] = k[i];
-  }
+  if (at + n <= buf.length) buf.set(k, at);
   return at + n;
 }
 
@@ -196,14 +187,14 @@ function attrValue(buf: Uint8Array, at: number, v: AttrValue): number {
 
 /** `dketrace,host=… direction=…,ebpf_span_type=…,req_seq=` for the last host seen. */
 let prefixHost: string | null = null;
-let entryPrefix = ascii('');
-let exitPrefix = ascii('');
+let entryPrefix: Uint8Array = Buffer.alloc(0);
+let exitPrefix: Uint8Array = Buffer.alloc(0);
 
 function prefix(host: string, entry: boolean): Uint8Array {
   if (host !== prefixHost) {
     const h = host === '' ? MEASUREMENT : `${MEASUREMENT},host=${name(host)}`;
-    entryPrefix = utf8(h + K_INCOMING);
-    exitPrefix = utf8(h + K_OUTGOING);
+    entryPrefix = Buffer.from(h + K_INCOMING);
+    exitPrefix = Buffer.from(h + K_OUTGOING);
     prefixHost = host;
   }
   return entry ? entryPrefix : exitPrefix;
