@@ -221,3 +221,37 @@ test('any split of a stream into calls gives the same messages as one call (rand
     assert.equal(r.stats.parseErrors, 0);
   }
 });
+
+test('requests: any split gives the same heads as one call (random partitions)', () => {
+  // The one-call path parses a head where it lies; a split one is kept and parsed whole later.
+  // Both must find the same start line, framing, trace headers and Connection.
+  let x = 777;
+  const rnd = (n: number) => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    return x % n;
+  };
+  const stream = [
+    'GET /a?b=c HTTP/1.1\r\nHost: h\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nX-Odd-Line\r\n\r\n',
+    'POST /p HTTP/1.1\r\nContent-Length: 4\r\nB3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\nConnection: close\r\n\r\nbody',
+    'PUT /q HTTP/1.0\r\nconnection: Keep-Alive\r\nTransfer-Encoding: chunked\r\nsw8:  1-abc-def \r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+    `DELETE /r HTTP/1.1\r\nCookie: ${'c'.repeat(700)}\r\nX-Datadog-Trace-Id: 9\r\n:no-name\r\n\r\n`,
+    'HEAD / HTTP/1.0\r\n\r\n',
+  ].join('');
+  const shape = (ms: HttpMessage[]) => ms.map((m) => [m.method, m.target, m.version, m.seq, m.bytes, m.truncated, m.close, m.trace]);
+  const whole = run(true, calls([stream]));
+  assert.deepEqual(whole.ends.map((m) => [m.method, m.close, m.trace && Object.keys(m.trace)]), [
+    ['GET', false, ['traceparent']], ['POST', true, ['b3']], ['PUT', false, ['sw8']], ['DELETE', false, ['ddTraceId']], ['HEAD', true, null],
+  ]);
+  assert.equal(whole.ends[2].trace!.sw8, '1-abc-def');
+  for (let round = 0; round < 300; round++) {
+    const parts: string[] = [];
+    for (let i = 0; i < stream.length;) {
+      const n = 1 + rnd(round % 3 === 0 ? 8 : 200);
+      parts.push(stream.slice(i, i + n));
+      i += n;
+    }
+    const r = run(true, calls(parts));
+    assert.deepEqual(shape(r.ends), shape(whole.ends), `partition ${round}: ${JSON.stringify(parts.map((p) => p.length))}`);
+    assert.equal(r.stats.parseErrors, 0);
+  }
+});

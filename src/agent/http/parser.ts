@@ -244,16 +244,28 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
     sink.onEnd(m);
   }
 
-  /** Parse the start line and headers in buf[0..end) (end excludes the blank line). */
-  function parseHead(m: HttpMessage, buf: Buffer, end: number): void {
-    let length = -1;
-    let chunked = false;
-    let lineEnd = indexOfByte(buf, 10, 0);
-    if (lineEnd < 0 || lineEnd > end) lineEnd = end;
-    const line = lineEnd > 0 && buf[lineEnd - 1] === 13 ? lineEnd - 1 : lineEnd;
+  /**
+   * Parse the head at buf[0..to): the start line, then each header line, in one pass (a
+   * header's name is read up to its colon, its value skipped to the line's end) until the blank
+   * line. Returns the index after that "\r\n\r\n", or -1 when buf[0..to) ends first: the
+   * caller then discards what was set (the head continues in a later call), or, for a head cut
+   * short that will never be whole, takes it as it is.
+   */
+  function parseHead(m: HttpMessage, buf: Buffer, to: number): number {
+    // The start line: its first two spaces and its end.
+    let sp1 = -1;
+    let sp2 = -1;
+    let p = 0;
+    for (; p < to; p++) {
+      const ch = buf[p];
+      if (ch === 10) break;
+      if (ch === 32) {
+        if (sp1 < 0) sp1 = p;
+        else if (sp2 < 0) sp2 = p;
+      }
+    }
+    const line = p > 0 && buf[p - 1] === 13 ? p - 1 : p;
     if (isRequest) {
-      const sp1 = indexOfByte(buf, 32, 0);
-      const sp2 = sp1 < 0 ? -1 : indexOfByte(buf, 32, sp1 + 1);
       if (sp1 > 0) {
         m.method = methodOf(buf, sp1);
         if (sp2 > 0 && sp2 < line) {
@@ -261,70 +273,83 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
           m.version = versionOf(buf, sp2 + 1, line);
         } else {
           // Start line cut short (very long target): keep what was seen.
-          m.target = buf.toString('latin1', sp1 + 1, Math.min(line, buf.length));
+          m.target = buf.toString('latin1', sp1 + 1, Math.max(line, sp1 + 1));
           m.truncated = true;
         }
       }
     } else {
       m.version = versionOf(buf, 0, line);
-      const sp1 = indexOfByte(buf, 32, 0);
       if (sp1 > 0 && sp1 + 4 <= line + 1) {
         const d0 = buf[sp1 + 1] - 48, d1 = buf[sp1 + 2] - 48, d2 = buf[sp1 + 3] - 48;
         if (d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) m.status = d0 * 100 + d1 * 10 + d2;
       }
     }
+    let length = -1;
+    let chunked = false;
     let keepAlive = false;
     let closeHdr = false;
-    let pos = lineEnd + 1;
-    while (pos < end) {
-      let nl = indexOfByte(buf, 10, pos);
-      if (nl < 0 || nl > end) nl = end;
-      const colon = indexOfByte(buf, 58, pos);
-      if (colon > pos && colon < nl) {
-        const def = matchHeader(buf, pos, colon);
-        if (def) {
-          let vs = colon + 1;
-          let ve = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
-          while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
-          while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
-          switch (def[0]) {
-            case H.ContentLength: {
-              let n = 0;
-              let ok = ve > vs;
-              for (let i = vs; i < ve; i++) {
-                const d = buf[i] - 48;
-                if (d < 0 || d > 9) { ok = false; break; }
-                n = n * 10 + d;
-              }
-              if (ok) length = n;
-              break;
-            }
-            case H.TransferEncoding:
-              // chunked must be the last coding.
-              if (ve - vs >= 7 && lower(buf, ve - 7, ve) === 'chunked') chunked = true;
-              break;
-            case H.Connection: {
-              const v = lower(buf, vs, ve);
-              if (v.includes('close')) closeHdr = true;
-              else if (v.includes('keep-alive')) keepAlive = true;
-              break;
-            }
-            case H.Trace:
-              (m.trace ??= {})[def[1]!] = buf.toString('latin1', vs, ve);
-              break;
+    let done = -1;
+    p++;
+    while (p < to) {
+      // "\r\n" right after the previous line's "\r\n" ends the head.
+      if (buf[p] === 13 && p + 1 < to && buf[p + 1] === 10 && buf[p - 2] === 13) { done = p + 2; break; }
+      const pos = p;
+      let ch = 0;
+      while (p < to && (ch = buf[p]) !== 58 && ch !== 10) p++;
+      if (p >= to) break;
+      if (ch === 10) { p++; continue; } // a line without a colon
+      const colon = p;
+      // The line's end, found natively when much of the head is left (long values, cookies).
+      let nl = indexOfByte(buf, 10, colon + 1);
+      if (nl < 0 || nl > to) nl = to;
+      p = nl + 1;
+      const def = colon > pos ? matchHeader(buf, pos, colon) : null;
+      if (!def) continue;
+      let vs = colon + 1;
+      let ve = buf[nl - 1] === 13 ? nl - 1 : nl;
+      while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+      while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+      switch (def[0]) {
+        case H.ContentLength: {
+          let n = 0;
+          let ok = ve > vs;
+          for (let i = vs; i < ve; i++) {
+            const d = buf[i] - 48;
+            if (d < 0 || d > 9) { ok = false; break; }
+            n = n * 10 + d;
           }
+          if (ok) length = n;
+          break;
         }
+        case H.TransferEncoding:
+          // chunked must be the last coding.
+          if (ve - vs >= 7 && lower(buf, ve - 7, ve) === 'chunked') chunked = true;
+          break;
+        case H.Connection: {
+          const v = lower(buf, vs, ve);
+          if (v.includes('close')) closeHdr = true;
+          else if (v.includes('keep-alive')) keepAlive = true;
+          break;
+        }
+        case H.Trace:
+          (m.trace ??= {})[def[1]!] = buf.toString('latin1', vs, ve);
+          break;
       }
-      pos = nl + 1;
     }
     m.close = closeHdr || (m.version === '1.0' && !keepAlive);
     headLength = length;
     headChunked = chunked;
+    return done;
   }
 
-  /** Headers complete: decide the body framing and tell the sink. */
+  /** Headers complete, kept in buf[0..end) (the blank line, if seen, in it): parse, then frame. */
   function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: number): void {
     parseHead(m, buf, end);
+    framing(m, tsNs);
+  }
+
+  /** Headers parsed: decide the body framing and tell the sink. */
+  function framing(m: HttpMessage, tsNs: number): void {
     const length = headLength, chunked = headChunked;
     if (m.truncated) stats.truncated++;
     const noBody = sink.onHead(m);
@@ -374,16 +399,16 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
           crlfMatched = 0;
           hdrLen = 0;
           hdrGap = false;
-          // Fast path: whole head in this buffer.
-          const e = indexOfBlankLine(buf, i);
-          if (e >= 0 && e + 4 <= to) {
-            const body = e + 4;
-            msg.bytes += body - i;
-            headDone(msg, i === 0 ? buf : buf.subarray(i), e + 2 - i, c.tsNs);
-            i = body;
+          // Fast path: the whole head in this buffer, parsed where it lies.
+          const body = parseHead(msg, i === 0 ? buf : buf.subarray(i, to), to - i);
+          if (body >= 0) {
+            msg.bytes += body;
+            framing(msg, c.tsNs);
+            i += body;
             continue;
           }
-          // Headers continue in later bytes: keep them (bounded).
+          // Headers continue in later bytes: forget the partial parse, keep the bytes (bounded).
+          msg = newMessage(msg.seq, c.tsNs);
           appendHeader(buf, i, to);
           crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, 0);
           msg.bytes += to - i;
@@ -413,11 +438,8 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
             appendHeader(buf, i, end);
             m.bytes += end - i;
             if (hdrGap) m.truncated = true;
-            const h = hdr!;
-            // hdr holds the whole head; its blank line ends it (or it was cut at the cap).
-            let hend = hdrLen;
-            if (hend >= 2 && h[hend - 1] === 10 && h[hend - 2] === 13) hend -= 2;
-            headDone(m, h, hend, c.tsNs);
+            // hdr holds the whole head and its blank line (or was cut at the cap).
+            headDone(m, hdr!, hdrLen, c.tsNs);
             i = end;
             continue;
           }
