@@ -164,3 +164,16 @@ test('writeSpanLine: runs remembered from earlier spans survive the reuse of the
     }
   }
 });
+
+test('writeSpanLine writes integers of every length as String() does', () => {
+  const values = [0, 7, 10, 99, 100, 101, 999, 1000, 10009, 2147483647, 2147483648, 4294967295, 1000000000, 1000000007,
+    999999999999, 1732500000000000, 1732500000000009, 1000000000000000, 9007199254740991, -1, -10, -2147483648, -2147483649, -9007199254740991];
+  let x = 99;
+  for (let i = 0; i < 200; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    values.push(x, x * 4096 + i, Math.floor(x / (1 + i)), -x);
+  }
+  for (const v of values) {
+    assertWritesSame({ ...base, tid: v, startUs: v, durationUs: v, reqSeq: Math.abs(v) % 4294967296, attrs: { n: v } });
+  }
+});

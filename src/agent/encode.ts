@@ -145,14 +145,22 @@ function quoted(buf: Uint8Array, at: number, s: string): number {
   return at + 1;
 }
 
+/** "00" … "99": digits are written two a step (half the divisions). */
+const PAIRS = new Uint8Array(200);
+for (let i = 0; i < 100; i++) { PAIRS[2 * i] = 48 + ((i / 10) | 0); PAIRS[2 * i + 1] = 48 + (i % 10); }
+
 /** Digits of an integer 0 ≤ v < 2^31. */
 function digits(buf: Uint8Array, at: number, v: number): number {
   const end = at + (v < 10 ? 1 : v < 100 ? 2 : v < 1000 ? 3 : v < 1e4 ? 4 : v < 1e5 ? 5 : v < 1e6 ? 6 : v < 1e7 ? 7 : v < 1e8 ? 8 : v < 1e9 ? 9 : 10);
-  for (let p = end - 1; p >= at; p--) {
-    const q = (v / 10) | 0;
-    buf[p] = 48 + v - q * 10;
+  let p = end;
+  while (v >= 100) {
+    const q = (v / 100) | 0;
+    const r = (v - q * 100) << 1;
+    buf[--p] = PAIRS[r + 1];
+    buf[--p] = PAIRS[r];
     v = q;
   }
+  if (v >= 10) { buf[--p] = PAIRS[(v << 1) + 1]; buf[--p] = PAIRS[v << 1]; } else buf[--p] = 48 + v;
   return end;
 }
 
@@ -167,13 +175,17 @@ function num(buf: Uint8Array, at: number, v: number): number {
   }
   // 2^31 ≤ v < 2^53 (microsecond times): the high part, then nine digits padded with zeros.
   const hi = Math.floor(v / 1e9);
-  let lo = v - hi * 1e9;
+  let lo = (v - hi * 1e9) | 0;
   at = digits(buf, at, hi);
-  for (let p = at + 8; p >= at; p--) {
-    const q = (lo / 10) | 0;
-    buf[p] = 48 + lo - q * 10;
+  let p = at + 9;
+  for (let k = 0; k < 4; k++) {
+    const q = (lo / 100) | 0;
+    const r = (lo - q * 100) << 1;
+    buf[--p] = PAIRS[r + 1];
+    buf[--p] = PAIRS[r];
     lo = q;
   }
+  buf[--p] = 48 + lo;
   return at + 9;
 }
 
@@ -273,8 +285,9 @@ export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number 
   at = num(buf, putKey(buf, at, K_PID), s.pid);
   buf[at++] = 34;
   if (s.tid) { at = num(buf, putKey(buf, at, K_TID), s.tid); buf[at++] = 105; }
-  at = num(buf, putKey(buf, at, K_START), s.startUs);
-  at = num(buf, putKey(buf, at, K_DURATION), s.durationUs);
+  const startFrom = putKey(buf, at, K_START);
+  const startTo = num(buf, startFrom, s.startUs);
+  at = num(buf, putKey(buf, startTo, K_DURATION), s.durationUs);
   // The middle run: copied when this port pair's last span had the same values.
   const key = s.srcPort * 65536 + s.dstPort;
   const m = middles.get(key);
@@ -302,7 +315,8 @@ export function writeSpanLine(buf: Uint8Array, at: number, s: EbpfSpan): number 
     at = attrValue(buf, putKey(buf, at, kb), attrs[k]);
   }
   buf[at++] = 32;
-  at = num(buf, at, s.startUs);
+  // The timestamp is the start time in ns: its µs digits, already written above, and "000".
+  for (let k = startFrom; k < startTo; k++) buf[at++] = buf[k];
   buf[at++] = 48; buf[at++] = 48; buf[at++] = 48;
   buf[at++] = 10;
   return at;
