@@ -1,4 +1,4 @@
-// A stand-in for the linker in bench/agent-overhead.sh: accepts POST /v1/bpftracing (gzip),
+// A stand-in for the linker in bench/agent-overhead.sh: accepts POST /v1/bpftracing (brotli, gzip),
 // counts the spans (lines) and answers like the linker, spending as little CPU as it can, so
 // that the agent's figures are not disturbed by the linker's own work (≈ 30–50 µs per span on
 // the CPU the bench shares with wrk). GET /metrics shows seqtrace_spans_accepted_total.
@@ -9,7 +9,7 @@
 // the linker's inflating of each second's batch (megabytes at 10,000 spans a second) then does
 // not run on the CPU the bench shares with the agent.
 import { createServer } from 'node:http';
-import { gunzip } from 'node:zlib';
+import { brotliDecompress, gunzip } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 
 const inflate = !process.argv.includes('--no-inflate');
@@ -29,7 +29,7 @@ const srv = createServer((req, res) => {
   req.on('data', (d: Buffer) => parts.push(d));
   req.on('end', () => {
     const body = Buffer.concat(parts);
-    const gz = req.headers['content-encoding'] === 'gzip';
+    const encoding = req.headers['content-encoding'];
     const done = (err: Error | null, text: Buffer) => {
       if (err) { res.writeHead(400).end(err.message); return; }
       let n = 0;
@@ -40,7 +40,8 @@ const srv = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(`{"accepted":${n},"rejected":0,"errors":[]}`);
     };
     if (!inflate) done(null, Buffer.alloc(0));
-    else if (gz) gunzip(body, done);
+    else if (encoding === 'gzip') gunzip(body, done);
+    else if (encoding === 'br') brotliDecompress(body, done);
     else done(null, body);
   });
 });

@@ -90,7 +90,7 @@ function round(): Record<Stage, number> & { spans: number; heapPerPending: numbe
     const off0 = offHeapNow();
     const now = Date.now();
     for (const body of bodies) {
-      const raw: RawBatch = { body, format: 'lp', gzip: true };
+      const raw: RawBatch = { body, format: 'lp', encoding: 'gzip' };
       let c = cpuUs();
       decodeRawFields(raw, limits, fields);
       let d = cpuUs(); took.decode += d - c; c = d;

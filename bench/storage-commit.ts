@@ -176,7 +176,7 @@ try {
         for (let i = 0; i < measured.length; i++) {
           let c = cpuUs();
           const ids: number[] = [];
-          for (const body of bodies) ids.push(store.append([], Date.now(), { body, format: 'lp', gzip: true }));
+          for (const body of bodies) ids.push(store.append([], Date.now(), { body, format: 'lp', encoding: 'gzip' }));
           let d = cpuUs();
           spoolCpu += d - c;
           appended.push(ids);

@@ -104,7 +104,7 @@ try {
   const rawBody = gzipSync(encodeSpans(batchSpans));
   t0 = performance.now();
   cpu0 = process.cpuUsage();
-  for (let i = 0; i < APPENDS; i++) appendIds.push(store.append(batchSpans, Date.now(), { body: rawBody, format: 'lp', gzip: true }));
+  for (let i = 0; i < APPENDS; i++) appendIds.push(store.append(batchSpans, Date.now(), { body: rawBody, format: 'lp', encoding: 'gzip' }));
   s = (performance.now() - t0) / 1000;
   console.log(`spool append raw (gzip LP, ${(rawBody.length / BATCH).toFixed(0)} B/span): ${Math.round((APPENDS * BATCH) / s).toLocaleString('en')} spans/s wall, ${Math.round((APPENDS * BATCH) / cpuS()).toLocaleString('en')} spans/s CPU (${((s / APPENDS) * 1000).toFixed(2)} ms per ${BATCH}-span batch)`);
 

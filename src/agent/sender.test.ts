@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type IncomingMessage } from 'node:http';
-import { gunzipSync } from 'node:zlib';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { createSender, ingestUrl } from './sender.js';
 import { decodeLineProtocol, encodeSpans } from '../span/lineprotocol.js';
@@ -18,13 +18,21 @@ function span(i: number): EbpfSpan {
 
 interface Received { auth: string | undefined; encoding: string | undefined; lines: string }
 
-function linker(port: number, received: Received[], status = 200): Promise<Server> {
+/** A linker that takes gzip and brotli, or (`brotli`: the status it answers) only gzip. */
+function linker(port: number, received: Received[], status = 200, brotli?: number): Promise<Server> {
   const srv = createServer((req: IncomingMessage, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
       const body = Buffer.concat(parts);
-      received.push({ auth: req.headers.authorization, encoding: req.headers['content-encoding'], lines: gunzipSync(body).toString('utf8') });
+      const encoding = req.headers['content-encoding'];
+      if (encoding === 'br' && brotli) {
+        res.writeHead(brotli, { 'content-type': 'text/plain' });
+        res.end('unsupported');
+        return;
+      }
+      const lines = (encoding === 'br' ? brotliDecompressSync(body) : gunzipSync(body)).toString('utf8');
+      received.push({ auth: req.headers.authorization, encoding, lines });
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ accepted: 1, rejected: 0, errors: [] }));
     });
@@ -59,7 +67,7 @@ test('trace_server forms', () => {
   assert.throws(() => ingestUrl('ftp://x:1'), /SEQ_ERR_CONFIG|trace_server/);
 });
 
-test('linker down, then up: spans are retried and arrive gzipped with the token', async () => {
+test('linker down, then up: spans are retried and arrive compressed with brotli, with the token', async () => {
   const port = await freePort();
   const logs: string[] = [];
   const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: 'tok', sendBufferBytes: 1 << 20, flushIntervalMs: 50, retryInitialMs: 20, retryMaxMs: 100, log: (m) => logs.push(m) });
@@ -77,7 +85,7 @@ test('linker down, then up: spans are retried and arrive gzipped with the token'
     const batch = decodeLineProtocol(lines);
     assert.equal(batch.errors.length, 0);
     assert.equal(batch.points.length, 11);
-    assert.deepEqual(received.map((r) => [r.auth, r.encoding])[0], ['Bearer tok', 'gzip']);
+    assert.deepEqual(received.map((r) => [r.auth, r.encoding])[0], ['Bearer tok', 'br']);
     assert.match(lines, /thread_trace_id=18446744073709551615u?i?/);
     assert.match(lines, /pid="42"/);
     assert.equal(sender.stats().dropped, 0);
@@ -97,7 +105,7 @@ test('bounded memory: beyond send_buffer_bytes the oldest batches are dropped an
     for (let i = 0; i < 200; i++) sender.send(span(i));
     // Every span is accounted for at any moment; wait until all batches are compressed and queued.
     await until(() => { const s = sender.stats(); return s.dropped > 0 && s.queueDepth + s.inFlight + s.dropped === 200; });
-    await new Promise((r) => setTimeout(r, 300)); // the last batches through gzip
+    await new Promise((r) => setTimeout(r, 300)); // the last batches through compression
     const st = sender.stats();
     assert.equal(st.queueDepth + st.inFlight + st.dropped + st.sent, 200);
     assert.ok(st.dropped >= 100, `dropped ${st.dropped}`);
@@ -145,17 +153,52 @@ test('a batch is sealed at maxBatchSpans: lines are whole and in order across ba
   }
 });
 
-test('a 400 answer is not retried (it would not get better), and is counted', async () => {
+test('a linker that does not take brotli (415, or 400 as DataKit) gets gzip, and no span is lost', async (t) => {
+  for (const answer of [415, 400]) {
+    await t.test(String(answer), async () => {
+      const received: Received[] = [];
+      const srv = await linker(0, received, 200, answer);
+      const port = (srv.address() as AddressInfo).port;
+      const logs: string[] = [];
+      // Batches of 5 and a linker not reached yet for the first ones: several are compressed
+      // with brotli before the first answer, and go as gzip when their turn comes.
+      const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 10_000, maxBatchSpans: 5, log: (m) => logs.push(m) });
+      try {
+        for (let i = 0; i < 23; i++) sender.send(span(i));
+        await sender.flush();
+        for (let i = 23; i < 30; i++) sender.send(span(i));
+        await sender.flush();
+        const st = sender.stats();
+        assert.equal(st.sent, 30);
+        assert.equal(st.failed + st.dropped + st.rejected, 0);
+        assert.deepEqual([...new Set(received.map((r) => r.encoding))], ['gzip']);
+        const got = decodeLineProtocol(received.map((r) => r.lines).join('')).points;
+        assert.deepEqual(got.map((p) => p.fields.req_seq), Array.from({ length: 30 }, (_, i) => i), 'every span once, in order');
+        assert.equal(logs.filter((m) => /does not take brotli; sending gzip/.test(m)).length, 1);
+      } finally {
+        await sender.close();
+        await new Promise((r) => srv.close(r));
+      }
+    });
+  }
+});
+
+test('a 400 answer is not retried as such (it would not get better) and is counted; brotli is kept', async () => {
   const received: Received[] = [];
   const srv = await linker(0, received, 400);
   const port = (srv.address() as AddressInfo).port;
-  const sender = createSender({ traceServer: `http://127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 20, log: () => {} });
+  const logs: string[] = [];
+  const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 10_000, maxBatchSpans: 5, log: (m) => logs.push(m) });
   try {
-    sender.send(span(1));
+    for (let i = 0; i < 10; i++) sender.send(span(i));
     await sender.flush();
-    assert.equal(received.length, 1);
-    assert.equal(sender.stats().rejected, 1);
-    assert.equal(sender.stats().retries, 0);
+    const st = sender.stats();
+    assert.equal(st.rejected, 10);
+    assert.equal(st.sent, 0);
+    assert.equal(st.retries, 0);
+    // each batch tried as brotli, then once as gzip; both refused: the next batch is brotli again
+    assert.deepEqual(received.map((r) => r.encoding), ['br', 'gzip', 'br', 'gzip']);
+    assert.ok(!logs.some((m) => /sending gzip/.test(m)));
   } finally {
     await sender.close();
     await new Promise((r) => srv.close(r));

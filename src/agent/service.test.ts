@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { gunzipSync } from 'node:zlib';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { describeSelection, startAgent, type Agent } from './service.js';
@@ -73,7 +73,8 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
-      received.push(gunzipSync(Buffer.concat(parts)).toString('utf8'));
+      const body = Buffer.concat(parts);
+      received.push((req.headers['content-encoding'] === 'br' ? brotliDecompressSync(body) : gunzipSync(body)).toString('utf8'));
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":1,"rejected":0,"errors":[]}');
     });
   });

@@ -7,8 +7,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { seqError } from '../errors.js';
 import type { LinkerConfig } from '../config/config.js';
 import type { PointError } from '../span/point.js';
-import type { RawBatch } from '../storage/store.js';
-import { decodeBody, gunzipBody, inflate, type DecodeLimits } from './decode.js';
+import type { BodyEncoding, RawBatch } from '../storage/store.js';
+import { decodeBody, inflateBody, inflate, type DecodeLimits } from './decode.js';
 import { bearerGuard } from './http.js';
 import { JoinBatch, joinFieldsOf } from './link/fields.js';
 import { scanLineProtocol } from './scan.js';
@@ -131,21 +131,24 @@ export interface IngestAnswer {
   errors: PointError[];
 }
 
-function decompress(req: FastifyRequest, body: Buffer, maxBytes: number): Buffer {
+/** The body's Content-Encoding; anything but identity, gzip or br is 415. */
+function encodingOf(req: FastifyRequest): BodyEncoding {
   const enc = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
-  if (enc === '' || enc === 'identity') return body;
-  if (enc !== 'gzip' && enc !== 'x-gzip') {
-    throw seqError('SEQ_ERR_UNSUPPORTED_MEDIA', `Content-Encoding "${enc}" is not accepted: send identity or gzip`, 415);
-  }
+  if (enc === '' || enc === 'identity') return 'identity';
+  if (enc === 'gzip' || enc === 'x-gzip') return 'gzip';
+  if (enc === 'br') return 'br';
+  throw seqError('SEQ_ERR_UNSUPPORTED_MEDIA', `Content-Encoding "${enc}" is not accepted: send identity, gzip or br`, 415);
+}
+
+function decompress(body: Buffer, encoding: BodyEncoding, maxBytes: number): Buffer {
   try {
-    // maxOutputLength stops inflating at the limit: a gzip bomb costs at most max_body_bytes.
-    return gunzipBody(body, maxBytes);
+    return inflateBody(body, encoding, maxBytes);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-      throw seqError('SEQ_ERR_BODY_TOO_LARGE', `the gzip body inflates beyond max_body_bytes = ${maxBytes} bytes; send smaller batches`, 413);
+      throw seqError('SEQ_ERR_BODY_TOO_LARGE', `the ${encoding} body inflates beyond max_body_bytes = ${maxBytes} bytes; send smaller batches`, 413);
     }
-    throw seqError('SEQ_ERR_BAD_BODY', `the body is not valid gzip: ${err.message}`, 400);
+    throw seqError('SEQ_ERR_BAD_BODY', `the body is not valid ${encoding}: ${err.message}`, 400);
   }
 }
 
@@ -199,7 +202,8 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
       const raw = req.body as Buffer | undefined;
       if (!raw || raw.length === 0) throw seqError('SEQ_ERR_BAD_BODY', 'the body is empty: send a batch of points', 400);
       stats.bytesReceived += raw.length;
-      const body = decompress(req, raw, cfg.max_body_bytes);
+      const encoding = encodingOf(req);
+      const body = decompress(raw, encoding, cfg.max_body_bytes);
       stats.bytesDecoded += body.length;
       const { errors: all } = decodeJoinFields(body, format, cfg, fields);
       const accepted = fields.n;
@@ -210,8 +214,8 @@ export function registerIngest(app: FastifyInstance, opts: IngestOptions): Inges
         const message = rejected ? `every point was rejected (${rejected}); see errors` : 'the body holds no points';
         return reply.status(400).send({ code: 'SEQ_ERR_BAD_BODY', message, accepted: 0, rejected, errors: listed });
       }
-      // The body as received is what the spool keeps: ~44 bytes a span gzip'd, no encoding.
-      const rawBatch: RawBatch = { body: raw, format, gzip: body !== raw };
+      // The body as received is what the spool keeps: ~30–44 bytes a span compressed, no encoding.
+      const rawBatch: RawBatch = { body: raw, format, encoding };
       sink.accept(fields, receivedAtMs, rawBatch); // durable when it returns; throws SEQ_ERR_STORAGE_FULL
       stats.spansAccepted += accepted;
       stats.spansRejected += rejected;

@@ -77,7 +77,7 @@ export interface Pipeline extends Stage, IngestSink {
 function ownBytes(raw: RawBatch): RawBatch {
   const b = raw.body;
   if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return raw;
-  return { body: Buffer.from(b), format: raw.format, gzip: raw.gzip };
+  return { body: Buffer.from(b), format: raw.format, encoding: raw.encoding };
 }
 
 export function createPipeline(opts: PipelineOptions): Pipeline {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { loadConfig, type LinkerConfig } from '../config/config.js';
 import { encodeSpans } from '../span/lineprotocol.js';
 import { encodeJsonPoints } from '../span/json.js';
@@ -132,14 +132,14 @@ describe('linker over HTTP', () => {
     assert.equal(dbExits.length, 3);
   });
 
-  test('line protocol gzip; out of order across windows; a late span joins the emitted trace', async () => {
+  test('line protocol gzip and brotli; out of order across windows; a late span joins the emitted trace', async () => {
     const built = buildTrace(chain(['p', 'q', 'r']), { startUs: NOW_US(), random: rng(3) });
     const [rootEntry, ...rest] = built.spans;
     const last = rest.pop()!;
     // children first, the root 800 ms later (inside the window of the first arrival)
     assert.equal((await h.post(gzipSync(lp(rest.reverse())), { 'content-encoding': 'gzip', 'content-type': 'text/plain; charset=utf-8' })).status, 200);
     h.advance(800);
-    assert.equal((await h.post(lp([rootEntry]))).status, 200);
+    assert.equal((await h.post(brotliCompressSync(lp([rootEntry])), { 'content-encoding': 'br' })).status, 200);
     h.advance(5000);
     const partial = await h.linker.store.getTrace((await h.linker.store.findTraces({ service: 'p' })).traces[0].traceId);
     assert.equal(partial?.length, 4);
@@ -189,12 +189,13 @@ describe('linker over HTTP', () => {
     assert.equal(allBad.json.errors[0].field, 'ebpf_span_type');
   });
 
-  test('whole-body refusals: media type, encoding, bad gzip, empty, unknown route', async () => {
+  test('whole-body refusals: media type, encoding, bad gzip or brotli, empty, unknown route', async () => {
     const span = lp(buildTrace({ service: 'z' }, { startUs: NOW_US(), random: rng(6) }).spans);
     const cases: [Record<string, string>, string | Buffer, number, string][] = [
       [{ 'content-type': 'application/xml' }, span, 415, 'SEQ_ERR_UNSUPPORTED_MEDIA'],
-      [{ 'content-encoding': 'br' }, span, 415, 'SEQ_ERR_UNSUPPORTED_MEDIA'],
+      [{ 'content-encoding': 'deflate' }, span, 415, 'SEQ_ERR_UNSUPPORTED_MEDIA'],
       [{ 'content-encoding': 'gzip' }, span, 400, 'SEQ_ERR_BAD_BODY'],
+      [{ 'content-encoding': 'br' }, span, 400, 'SEQ_ERR_BAD_BODY'],
       [{ 'content-type': 'application/json' }, '{"not": "points"', 400, 'SEQ_ERR_BAD_BODY'],
       [{}, '', 400, 'SEQ_ERR_BAD_BODY'],
     ];
@@ -257,6 +258,12 @@ describe('linker limits and tokens', () => {
       assert.equal(b.json.code, 'SEQ_ERR_BODY_TOO_LARGE');
       assert.match(b.json.message, /inflates beyond max_body_bytes/);
       assert.ok(process.memoryUsage().rss - rssBefore < 16 * 1024 * 1024, 'the bomb was not inflated in memory');
+      // the same through brotli, which packs 32 MiB into a few bytes
+      const brBomb = brotliCompressSync(Buffer.alloc(32 * 1024 * 1024, 0x20));
+      const bb = await h.post(brBomb, { ...auth, 'content-encoding': 'br' });
+      assert.equal(bb.status, 413);
+      assert.match(bb.json.message, /the br body inflates beyond max_body_bytes/);
+      assert.ok(process.memoryUsage().rss - rssBefore < 16 * 1024 * 1024, 'the brotli bomb was not inflated in memory');
 
       const many = buildTrace({ service: 'w', calls: Array.from({ length: 12 }, () => ({ service: 'v' })) }, { startUs: NOW_US(), random: rng(8) });
       const r = await h.post(lp(many.spans), auth);

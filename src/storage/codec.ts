@@ -89,17 +89,19 @@ const CHUNK_FIELDS = [...EBPF_FIELDS, 'spanId', 'parentId', 'late'] as const sat
 const everyChunkField: [Exclude<keyof LinkedSpan, (typeof CHUNK_FIELDS)[number] | 'traceId' | 'ebpfTraceId'>] extends [never] ? true : false = true;
 void everyChunkField;
 
-// A spooled raw body: one flag byte (bit 0 gzip, bit 1 JSON), then the body as received.
-const RAW_GZIP = 1, RAW_JSON = 2;
+// A spooled raw body: one flag byte (bit 0 gzip, bit 1 JSON, bit 2 brotli), then the body as
+// received.
+const RAW_GZIP = 1, RAW_JSON = 2, RAW_BR = 4;
 
 export function encodeRawBatch(raw: RawBatch): Buffer {
   const out = Buffer.allocUnsafe(raw.body.length + 1);
-  out[0] = (raw.gzip ? RAW_GZIP : 0) | (raw.format === 'json' ? RAW_JSON : 0);
+  out[0] = (raw.encoding === 'gzip' ? RAW_GZIP : raw.encoding === 'br' ? RAW_BR : 0) | (raw.format === 'json' ? RAW_JSON : 0);
   raw.body.copy(out, 1);
   return out;
 }
 
 export function decodeRawBatch(data: Buffer): RawBatch {
   const flags = data[0];
-  return { body: data.subarray(1), format: flags & RAW_JSON ? 'json' : 'lp', gzip: (flags & RAW_GZIP) !== 0 };
+  const encoding = flags & RAW_GZIP ? 'gzip' : flags & RAW_BR ? 'br' : 'identity';
+  return { body: data.subarray(1), format: flags & RAW_JSON ? 'json' : 'lp', encoding };
 }

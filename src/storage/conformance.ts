@@ -131,9 +131,11 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
     it('a batch appended with its raw body comes back as its spans or as that body, byte for byte, after reopening', withStore((s, target) => {
       const spans = [ebpfSpan(), ebpfSpan({ kind: 'exit' })];
       const raws: RawBatch[] = [
-        { body: Buffer.from([0x1f, 0x8b, 0, 1, 2, 255, 0]), format: 'lp', gzip: true },
-        { body: Buffer.from('[{"measurement":"dketrace"}]'), format: 'json', gzip: false },
-        { body: Buffer.from('dketrace a=1i 1\n'), format: 'lp', gzip: false },
+        { body: Buffer.from([0x1f, 0x8b, 0, 1, 2, 255, 0]), format: 'lp', encoding: 'gzip' },
+        { body: Buffer.from('[{"measurement":"dketrace"}]'), format: 'json', encoding: 'identity' },
+        { body: Buffer.from('dketrace a=1i 1\n'), format: 'lp', encoding: 'identity' },
+        { body: Buffer.from([0x8b, 0x02, 0x80, 7]), format: 'json', encoding: 'br' },
+        { body: Buffer.from([0x1b, 0x03, 0x00]), format: 'lp', encoding: 'br' },
       ];
       const ids = raws.map((r, i) => s.append(spans, 10 + i, r));
       const plain = s.append(spans, 20);
@@ -142,7 +144,7 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       try {
         const p = [...again.pending()];
         assert.deepEqual(p.map((x) => x.id), [...ids, plain]);
-        assert.deepEqual(p.map((x) => x.receivedAtMs), [10, 11, 12, 20]);
+        assert.deepEqual(p.map((x) => x.receivedAtMs), [10, 11, 12, 13, 14, 20]);
         for (let i = 0; i < raws.length; i++) {
           const b = p[i];
           if (b.raw) {
@@ -150,8 +152,8 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
             assert.deepEqual({ ...b.raw, body: Buffer.from(b.raw.body) }, raws[i]);
           } else assert.deepEqual(b.spans, spans);
         }
-        assert.deepEqual(p[3].spans, spans);
-        assert.equal(p[3].raw, undefined);
+        assert.deepEqual(p[raws.length].spans, spans);
+        assert.equal(p[raws.length].raw, undefined);
       } finally {
         again.close();
       }

@@ -3,7 +3,7 @@
 import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 
 /**
- * An ingest body as received (still gzip'd when it came so), already decoded and validated
+ * An ingest body as received (still compressed when it came so), already decoded and validated
  * once. Spooling these bytes instead of re-encoding the spans is the cheap path: ~44 bytes a
  * span gzip'd against ~300 for the encoded spans, and no encoding CPU. Replay decodes and
  * validates them again with the same rules, which yields the same spans in the same order.
@@ -11,8 +11,12 @@ import type { EbpfSpan, LinkedSpan } from '../span/span.js';
 export interface RawBatch {
   body: Buffer;
   format: 'lp' | 'json';
-  gzip: boolean;
+  /** Its Content-Encoding: `identity`, `gzip` or `br`. */
+  encoding: BodyEncoding;
 }
+
+/** The Content-Encodings an ingest body may arrive (and is spooled) in. */
+export type BodyEncoding = 'identity' | 'gzip' | 'br';
 
 /**
  * A batch as it was accepted by ingest, kept until every span of it has been emitted:

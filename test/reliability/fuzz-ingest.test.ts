@@ -9,7 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { closeScope, newScope, startLinker, sleep, type Linker, type Scope } from '../e2e/harness.js';
 import { listTraces } from '../e2e/trees.js';
 import { encodeJsonPoints } from '../../src/span/json.js';
@@ -131,6 +131,7 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
     }
 
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 'a'));
+    const brBomb = brotliCompressSync(Buffer.alloc(64 * 1024 * 1024, 'a'));
 
     function makeCase(i: number): Body {
       const kind = i % 12;
@@ -140,8 +141,10 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
       const wrap = (label: string, raw: Buffer, good: number, want?: number): Body => {
         const headers: Record<string, string> = {};
         if (ct) headers['content-type'] = ct;
-        if (gz) headers['content-encoding'] = pick(['gzip', 'x-gzip']);
-        return { label: `${label}${asJson ? '/json' : '/lp'}${gz ? '+gzip' : ''}`, body: gz ? gzipSync(raw) : raw, headers, good, want };
+        const enc = gz ? pick(['gzip', 'x-gzip', 'br']) : '';
+        if (enc) headers['content-encoding'] = enc;
+        const body = enc === 'br' ? brotliCompressSync(raw) : enc ? gzipSync(raw) : raw;
+        return { label: `${label}${asJson ? '/json' : '/lp'}${enc ? `+${enc}` : ''}`, body, headers, good, want };
       };
       switch (kind) {
         case 0: case 1: case 2: { // good spans mixed with bad points: good ones kept, answer 200
@@ -173,14 +176,16 @@ describe('reliability: fuzzing POST /v1/bpftracing', () => {
           // Deeply nested JSON is its own test below (a known 500).
           const which = 2 + int(3);
           if (which === 2) return { label: 'wrong-content-type', body: Buffer.from(lp(goodPoint(mutService))), headers: { 'content-type': pick(['application/xml', 'image/png', 'multipart/form-data; boundary=x', 'application/x-protobuf']) }, good: 0, want: 415 };
-          if (which === 3) return { label: 'wrong-encoding', body: Buffer.from(lp(goodPoint(mutService))), headers: { 'content-type': 'text/plain', 'content-encoding': pick(['br', 'deflate', 'zstd', 'gzip, gzip']) }, good: 0, want: 415 };
+          if (which === 3) return { label: 'wrong-encoding', body: Buffer.from(lp(goodPoint(mutService))), headers: { 'content-type': 'text/plain', 'content-encoding': pick(['deflate', 'zstd', 'gzip, gzip', 'br, gzip']) }, good: 0, want: 415 };
           return { label: 'json-as-lp', body: Buffer.from(encodeJsonPoints([goodPoint(mutService)])), headers: { 'content-type': 'text/plain' }, good: 0, want: 400 };
         }
-        case 10: { // gzip bomb, broken gzip, oversized bodies
-          const which = int(4);
+        case 10: { // gzip and brotli bombs, broken gzip and brotli, oversized bodies
+          const which = int(6);
           if (which === 0) return { label: 'gzip-bomb', body: bomb, headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' }, good: 0, want: 413 };
           if (which === 1) { const g = gzipSync(Buffer.from(lp(goodPoint(mutService)))); return { label: 'gzip-truncated', body: g.subarray(0, int(g.length)), headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' }, good: 0, want: 400 }; }
           if (which === 2) return { label: 'gzip-of-nothing-gzip', body: Buffer.from('not gzip at all'), headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' }, good: 0, want: 400 };
+          if (which === 3) return { label: 'brotli-bomb', body: brBomb, headers: { 'content-type': 'text/plain', 'content-encoding': 'br' }, good: 0, want: 413 };
+          if (which === 4) { const b = brotliCompressSync(Buffer.from(lp(goodPoint(mutService)))); return { label: 'brotli-truncated', body: b.subarray(0, int(b.length)), headers: { 'content-type': 'text/plain', 'content-encoding': 'br' }, good: 0, want: 400 }; }
           return { label: 'oversized', body: Buffer.alloc(MAX_BODY + 1 + int(MAX_BODY), 'x'), headers: { 'content-type': 'text/plain' }, good: 0, want: 413 };
         }
         default: { // too many spans in one batch

@@ -64,7 +64,7 @@ test('createRawLoader loads the spans at locs of gzip and plain bodies, line pro
   const { encodeSpans } = await import('../../span/lineprotocol.js');
   const { encodeJsonPoints } = await import('../../span/json.js');
   const { spanToPoint } = await import('../../span/validate.js');
-  const { gzipSync } = await import('node:zlib');
+  const { brotliCompressSync, gzipSync } = await import('node:zlib');
   const w = world();
   const spans = w.spans.slice(0, 60);
   spans[3] = { ...spans[3], service: 'sérvice-ü', attrs: { note: 'two\nlines' } };
@@ -73,10 +73,12 @@ test('createRawLoader loads the spans at locs of gzip and plain bodies, line pro
   const asciiLp = encodeSpans(spans.slice(4));
   const json = encodeJsonPoints(spans.map(spanToPoint));
   const bodies = [
-    { body: Buffer.from(lp), format: 'lp' as const, gzip: false },
-    { body: gzipSync(lp), format: 'lp' as const, gzip: true },
-    { body: gzipSync(asciiLp), format: 'lp' as const, gzip: true },
-    { body: gzipSync(json), format: 'json' as const, gzip: true },
+    { body: Buffer.from(lp), format: 'lp' as const, encoding: 'identity' as const },
+    { body: gzipSync(lp), format: 'lp' as const, encoding: 'gzip' as const },
+    { body: gzipSync(asciiLp), format: 'lp' as const, encoding: 'gzip' as const },
+    { body: gzipSync(json), format: 'json' as const, encoding: 'gzip' as const },
+    { body: brotliCompressSync(lp), format: 'lp' as const, encoding: 'br' as const },
+    { body: brotliCompressSync(json), format: 'json' as const, encoding: 'br' as const },
   ];
   for (const cache of [0, 1 << 20]) {
     const loader = createRawLoader(limits, cache);
