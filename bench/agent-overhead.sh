@@ -209,8 +209,11 @@ for r in $(seq "$ROUNDS"); do one_round none "$r"; done
 # The agent's own V8 flags, as bin/seqtrace passes them (AGENT_NODE_FLAGS there), unless
 # AGENT_NODE_ARGS is set (then only those: AGENT_NODE_ARGS="" runs node's defaults).
 extra=(); read -ra extra <<<"${AGENT_NODE_ARGS-$(sed -n 's/^AGENT_NODE_FLAGS="\(.*\)"$/\1/p' bin/seqtrace)}"
-agent_cmd=(node ${extra[@]+"${extra[@]}"} "$JS/cli/main.js" agent)
-echo "  agent phase: node ${extra[*]:-} .../cli/main.js agent"
+# Its malloc settings, likewise (AGENT_MALLOC_ENV there), unless AGENT_MALLOC is set
+# (AGENT_MALLOC="" runs glibc's defaults).
+malloc_env=(); read -ra malloc_env <<<"${AGENT_MALLOC-$(sed -n 's/^AGENT_MALLOC_ENV="\(.*\)"$/\1/p' bin/seqtrace)}"
+agent_cmd=(env ${malloc_env[@]+"${malloc_env[@]}"} node ${extra[@]+"${extra[@]}"} "$JS/cli/main.js" agent)
+echo "  agent phase: ${malloc_env[*]:-} node ${extra[*]:-} .../cli/main.js agent"
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
   ${AGENT_PRIO[@]+"${AGENT_PRIO[@]}"} taskset -c "$AGENT_CPU" "${agent_cmd[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")

@@ -9,7 +9,8 @@
 //
 //   node --import tsx bench/agent-replay.ts [rate=20000 req/s] [seconds=10] [rounds=3]
 //   env AGENT_JS=DIR (a compiled tree, default: compiled from src/ now), AGENT_NODE_ARGS
-//   (default: bin/seqtrace's AGENT_NODE_FLAGS)
+//   (default: bin/seqtrace's AGENT_NODE_FLAGS), AGENT_MALLOC (default: bin/seqtrace's
+//   AGENT_MALLOC_ENV; "" for glibc's defaults)
 //
 // Prints per round the agent's CPU (utime+stime of the whole process) ÷ requests, split into
 // main thread and other threads, and its VmRSS/VmHWM; then the median.
@@ -137,7 +138,10 @@ async function driver(): Promise<void> {
       } catch { /* emitted anyway; checked below */ }
     }
     if (!existsSync(join(js, 'cli/main.js'))) throw new Error(`no compiled agent in ${js}`);
-    const flags = process.env.AGENT_NODE_ARGS ?? /^AGENT_NODE_FLAGS="(.*)"$/m.exec(readFileSync(join(root, 'bin/seqtrace'), 'utf8'))?.[1] ?? '';
+    const launcher = readFileSync(join(root, 'bin/seqtrace'), 'utf8');
+    const flags = process.env.AGENT_NODE_ARGS ?? /^AGENT_NODE_FLAGS="(.*)"$/m.exec(launcher)?.[1] ?? '';
+    // bin/seqtrace's malloc settings for the agent, unless AGENT_MALLOC is set ("": glibc's defaults).
+    const mallocEnv = process.env.AGENT_MALLOC ?? /^AGENT_MALLOC_ENV="(.*)"$/m.exec(launcher)?.[1] ?? '';
     // A process for the agent to select (OTEL_SERVICE_NAME), whose pid the frames carry.
     const traced = spawn('sleep', ['3600'], { env: { ...process.env, OTEL_SERVICE_NAME: 'bench-traced' }, stdio: 'ignore' });
     kids.push(traced);
@@ -150,6 +154,7 @@ async function driver(): Promise<void> {
     chmodSync(fake, 0o755);
     const env: NodeJS.ProcessEnv = { ...process.env, SEQTRACE_LOADER: fake, REPLAY_CTL: ctl, REPLAY_PID: String(traced.pid), ENV_INPUT_EBPF_TRACE_SERVER: sinkUrl, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' };
     delete env.OTEL_SERVICE_NAME; delete env.DD_SERVICE; delete env.DK_BPFTRACE_SERVICE;
+    for (const kv of mallocEnv.split(' ').filter(Boolean)) env[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
     const agent = spawn('node', [...flags.split(' ').filter(Boolean), join(js, 'cli/main.js'), 'agent'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
     kids.push(agent);
     let agentErr = '';
@@ -187,7 +192,7 @@ async function driver(): Promise<void> {
     // the agent is up once its loader (the stand-in) has been asked to trace the pid
     await sleep(1500);
     await run(rate * 2); // warm-up (JIT), not counted
-    console.log(`agent replay: ${rate} req/s for ${secs}s per round, node ${flags || '(defaults)'} ${js}/cli/main.js agent, ${new Date().toISOString().slice(0, 16)} UTC, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+    console.log(`agent replay: ${rate} req/s for ${secs}s per round, ${mallocEnv ? `${mallocEnv} ` : ''}node ${flags || '(defaults)'} ${js}/cli/main.js agent, ${new Date().toISOString().slice(0, 16)} UTC, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
     const per: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const a0 = cpu(`/proc/${agent.pid}/stat`), m0 = cpu(`/proc/${agent.pid}/task/${agent.pid}/stat`);
