@@ -160,8 +160,8 @@ test('a linker that does not take brotli (415, or 400 as DataKit) gets gzip, and
       const srv = await linker(0, received, 200, answer);
       const port = (srv.address() as AddressInfo).port;
       const logs: string[] = [];
-      // Batches of 5 and a linker not reached yet for the first ones: several are compressed
-      // with brotli before the first answer, and go as gzip when their turn comes.
+      // Batches of 5: the first four are sealed (compressed with brotli) before the first
+      // answer, and the three behind the first go as gzip when their turn comes.
       const sender = createSender({ traceServer: `127.0.0.1:${port}`, ingestToken: '', sendBufferBytes: 1 << 20, flushIntervalMs: 10_000, maxBatchSpans: 5, log: (m) => logs.push(m) });
       try {
         for (let i = 0; i < 23; i++) sender.send(span(i));

@@ -191,13 +191,28 @@ test('Connection: close and HTTP/1.0 are noted', () => {
   assert.deepEqual(r.ends.map((m) => m.close), [true, true, false]);
 });
 
-test('any split of a stream into calls gives the same messages as one call (random partitions)', () => {
-  // A deterministic PRNG: a failure can be replayed.
-  let x = 12345;
+/**
+ * `rounds` random splits of `stream` into calls (every third into pieces of at most 8 bytes),
+ * from a seeded PRNG: a failure can be replayed.
+ */
+function* partitions(stream: string, seed: number, rounds: number, maxPiece: number): Generator<[number, string[]]> {
+  let x = seed;
   const rnd = (n: number) => {
     x = (x * 1103515245 + 12345) & 0x7fffffff;
     return x % n;
   };
+  for (let round = 0; round < rounds; round++) {
+    const parts: string[] = [];
+    for (let i = 0; i < stream.length;) {
+      const n = 1 + rnd(round % 3 === 0 ? 8 : maxPiece);
+      parts.push(stream.slice(i, i + n));
+      i += n;
+    }
+    yield [round, parts];
+  }
+}
+
+test('any split of a stream into calls gives the same messages as one call (random partitions)', () => {
   const stream = [
     'HTTP/1.1 100 Continue\r\n\r\n',
     RESP('hello'),
@@ -209,13 +224,7 @@ test('any split of a stream into calls gives the same messages as one call (rand
   const whole = run(false, calls([stream]));
   const shape = (ms: HttpMessage[]) => ms.map((m) => [m.status, m.seq, m.bytes, m.truncated]);
   assert.equal(whole.ends.length, 6);
-  for (let round = 0; round < 300; round++) {
-    const parts: string[] = [];
-    for (let i = 0; i < stream.length;) {
-      const n = 1 + rnd(round % 3 === 0 ? 8 : 120);
-      parts.push(stream.slice(i, i + n));
-      i += n;
-    }
+  for (const [round, parts] of partitions(stream, 12345, 300, 120)) {
     const r = run(false, calls(parts));
     assert.deepEqual(shape(r.ends), shape(whole.ends), `partition ${round}: ${JSON.stringify(parts.map((p) => p.length))}`);
     assert.equal(r.stats.parseErrors, 0);
@@ -225,11 +234,6 @@ test('any split of a stream into calls gives the same messages as one call (rand
 test('requests: any split gives the same heads as one call (random partitions)', () => {
   // The one-call path parses a head where it lies; a split one is kept and parsed whole later.
   // Both must find the same start line, framing, trace headers and Connection.
-  let x = 777;
-  const rnd = (n: number) => {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    return x % n;
-  };
   const stream = [
     'GET /a?b=c HTTP/1.1\r\nHost: h\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nX-Odd-Line\r\n\r\n',
     'POST /p HTTP/1.1\r\nContent-Length: 4\r\nB3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\r\nConnection: close\r\n\r\nbody',
@@ -243,13 +247,7 @@ test('requests: any split gives the same heads as one call (random partitions)',
     ['GET', false, ['traceparent']], ['POST', true, ['b3']], ['PUT', false, ['sw8']], ['DELETE', false, ['ddTraceId']], ['HEAD', true, null],
   ]);
   assert.equal(whole.ends[2].trace!.sw8, '1-abc-def');
-  for (let round = 0; round < 300; round++) {
-    const parts: string[] = [];
-    for (let i = 0; i < stream.length;) {
-      const n = 1 + rnd(round % 3 === 0 ? 8 : 200);
-      parts.push(stream.slice(i, i + n));
-      i += n;
-    }
+  for (const [round, parts] of partitions(stream, 777, 300, 200)) {
     const r = run(true, calls(parts));
     assert.deepEqual(shape(r.ends), shape(whole.ends), `partition ${round}: ${JSON.stringify(parts.map((p) => p.length))}`);
     assert.equal(r.stats.parseErrors, 0);
