@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EbpfSpan } from '../src/span/span.js';
+import { RICH, WRK } from './exchanges.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SUBJECTS: Record<string, string> = { encode: 'agent/encode', 'parse-wrk': 'agent/http/parser', 'parse-rich': 'agent/http/parser' };
@@ -71,14 +72,7 @@ async function encoder(module: string): Promise<(i: number) => void> {
 
 async function parser(module: string, wrk: boolean): Promise<(i: number) => void> {
   const { createParser } = (await import(module)) as typeof import('../src/agent/http/parser.js');
-  // The messages of bench/agent-parse.ts.
-  const req = Buffer.from(wrk ? 'GET / HTTP/1.1\r\nHost: 127.0.0.1:40123\r\n\r\n' :
-    'GET /api/users/12345?expand=orders HTTP/1.1\r\nHost: users.internal:8080\r\nUser-Agent: python-requests/2.31\r\n' +
-    'Accept: application/json\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n' +
-    'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n', 'latin1');
-  const resp = Buffer.from(wrk ? 'HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n' :
-    'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 512\r\nDate: Wed, 25 Nov 2026 04:00:00 GMT\r\nServer: gunicorn\r\n\r\n' +
-    '{"id":12345,"name":"x"' + ' '.repeat(512 - 23) + '}', 'latin1');
+  const { req, resp } = wrk ? WRK : RICH;
   let ends = 0;
   const sink = { onHead: () => false, onEnd: () => { ends++; } };
   const reqParser = createParser(true, sink);

@@ -17,22 +17,13 @@ import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
 import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
 import { dataFrame } from '../src/agent/capture/testkit.js';
 import type { EbpfSpan } from '../src/span/span.js';
+import { RICH as RICH_EXCHANGE, WRK as WRK_EXCHANGE } from './exchanges.js';
 
 const N = Number(process.argv[2] ?? 300_000);
 const CONNS = 200;
 
 const WRK = process.argv[4] === 'wrk';
-const REQ = WRK ? Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1:40123\r\n\r\n', 'latin1') : Buffer.from(
-  'GET /api/users/12345?expand=orders HTTP/1.1\r\nHost: users.internal:8080\r\nUser-Agent: python-requests/2.31\r\n' +
-  'Accept: application/json\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n' +
-  'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nAuthorization: Bearer abc.def.ghi\r\n\r\n',
-  'latin1',
-);
-const RESP = WRK ? Buffer.from('HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n', 'latin1') : Buffer.from(
-  'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 512\r\nDate: Wed, 25 Nov 2026 04:00:00 GMT\r\nServer: gunicorn\r\n\r\n' +
-  '{"id":12345,"name":"x"' + ' '.repeat(512 - 23) + '}',
-  'latin1',
-);
+const { req: REQ, resp: RESP } = WRK ? WRK_EXCHANGE : RICH_EXCHANGE;
 const EMPTY = Buffer.alloc(0);
 
 function event(sock: number, dir: 'send' | 'recv', data: Buffer, tid: number): DataEvent {

@@ -21,6 +21,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LAYOUT } from '../src/agent/capture/decode.js';
 import { dataFrame } from '../src/agent/capture/testkit.js';
+import { WRK } from './exchanges.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -64,8 +65,7 @@ function fakeLoader(): void {
   process.stdin.on('end', () => process.exit(0));
   process.on('SIGTERM', () => process.exit(0));
 
-  const REQ = Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1:40123\r\n\r\n', 'latin1');
-  const RESP = Buffer.from('HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n', 'latin1');
+  const { req: REQ, resp: RESP } = WRK;
   const D = LAYOUT.data;
   const CONNS = 32;
   const mk = (conn: number, dir: 'send' | 'recv', data: Buffer): Buffer => dataFrame({
