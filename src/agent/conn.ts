@@ -175,53 +175,50 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     opts.onSpan(span);
   }
 
-  function requestSink(c: Conn): ParserSink {
-    return {
-      onHead(m) {
-        const ev = c.ev!;
-        if (c.pending.length >= maxPending) {
-          // A peer that never answers must not grow memory: forget the oldest request.
-          dropExchange(c, c.pending.shift()!);
-        }
-        const key = threadKey(ev.pid, ev.tid, ev.goid);
-        const threadGroup = c.role === ROLE_SERVER ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
-        c.pending.push({
-          req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
-          ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
-          respSeq: -1, respStatus: 0, respBytes: 0,
-        });
-        return false;
-      },
-      onEnd() {
-        // The request's byte count lives on the message; nothing else to do.
-      },
-    };
-  }
+  // One sink per direction for the whole table, the connection passed as the parser's owner.
+  const requestSink: ParserSink<Conn> = {
+    onHead(m, c) {
+      const ev = c.ev!;
+      if (c.pending.length >= maxPending) {
+        // A peer that never answers must not grow memory: forget the oldest request.
+        dropExchange(c, c.pending.shift()!);
+      }
+      const key = threadKey(ev.pid, ev.tid, ev.goid);
+      const threadGroup = c.role === ROLE_SERVER ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
+      c.pending.push({
+        req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
+        ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
+        respSeq: -1, respStatus: 0, respBytes: 0,
+      });
+      return false;
+    },
+    onEnd() {
+      // The request's byte count lives on the message; nothing else to do.
+    },
+  };
 
-  function responseSink(c: Conn): ParserSink {
-    return {
-      onHead(m) {
-        // A request whose headers' end fell in uncaptured bytes is over once its answer comes.
-        if (!c.pending[0]) c.reqParser!.endCutHead();
-        const ex = c.pending[0];
-        if (!ex) {
-          stats.orphanResponses++;
-          return false;
-        }
-        if (ex.respSeq < 0) ex.respSeq = m.seq;
-        if (m.status >= 200 || m.status === 0) ex.respStatus = m.status;
-        return ex.req.method === 'HEAD';
-      },
-      onEnd(m) {
-        const ex = c.pending[0];
-        if (!ex) return;
-        ex.respBytes += m.bytes;
-        if (m.status >= 100 && m.status < 200) return; // interim: the final response follows
-        c.pending.shift();
-        emit(c, ex, m, m.endNs);
-      },
-    };
-  }
+  const responseSink: ParserSink<Conn> = {
+    onHead(m, c) {
+      // A request whose headers' end fell in uncaptured bytes is over once its answer comes.
+      if (!c.pending[0]) c.reqParser!.endCutHead();
+      const ex = c.pending[0];
+      if (!ex) {
+        stats.orphanResponses++;
+        return false;
+      }
+      if (ex.respSeq < 0) ex.respSeq = m.seq;
+      if (m.status >= 200 || m.status === 0) ex.respStatus = m.status;
+      return ex.req.method === 'HEAD';
+    },
+    onEnd(m, c) {
+      const ex = c.pending[0];
+      if (!ex) return;
+      ex.respBytes += m.bytes;
+      if (m.status >= 100 && m.status < 200) return; // interim: the final response follows
+      c.pending.shift();
+      emit(c, ex, m, m.endNs);
+    },
+  };
 
   function dropExchange(c: Conn, ex: Exchange): void {
     if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
@@ -315,8 +312,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         return;
       }
       c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-      c.reqParser = createParser(true, requestSink(c), parse);
-      c.respParser = createParser(false, responseSink(c), parse);
+      c.reqParser = createParser(true, requestSink, c, parse);
+      c.respParser = createParser(false, responseSink, c, parse);
     }
     const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
     // (a request still being written, its head cut short, is answered as it is: not early)

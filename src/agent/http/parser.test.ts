@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import assert from 'node:assert/strict';
 import { createParser, type Chunk, type HttpMessage, MAX_HEADER_BYTES } from './parser.js';
 
@@ -252,4 +254,35 @@ test('requests: any split gives the same heads as one call (random partitions)',
     assert.deepEqual(shape(r.ends), shape(whole.ends), `partition ${round}: ${JSON.stringify(parts.map((p) => p.length))}`);
     assert.equal(r.stats.parseErrors, 0);
   }
+});
+
+test('a head split over calls borrows its buffer only until it is complete', () => {
+  // Many connections' parsers, each with a head split over two calls, interleaved (all n heads
+  // incomplete at once, each lent a buffer): every head is parsed from its own bytes, and the
+  // buffers go back. Before, each parser kept its 8 KiB for its life (2,000 connections: 16 MiB).
+  const head = (k: number) => `GET /conn/${k} HTTP/1.1\r\nHost: h${k}\r\ntraceparent: 00-${String(k).padStart(32, '0')}-${'b'.repeat(16)}-01\r\n\r\n`;
+  const n = 2000;
+  const ends: HttpMessage[][] = [];
+  const parsers = Array.from({ length: n }, (_, k) => {
+    ends.push([]);
+    return createParser(true, { onHead: () => false, onEnd: (m) => { ends[k].push(m); } });
+  });
+  const piece = (k: number, from: number, to?: number): Chunk => {
+    const b = Buffer.from(head(k).slice(from, to), 'latin1');
+    return { seq: from, len: b.length, head: b, tail: Buffer.alloc(0), tsNs: from + 1 };
+  };
+  setFlagsFromString('--expose-gc'); // a new context then has gc()
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().arrayBuffers;
+  for (let k = 0; k < n; k++) parsers[k].feed(piece(k, 0, 20 + (k % 40)));
+  for (let k = 0; k < n; k++) parsers[k].feed(piece(k, 20 + (k % 40)));
+  for (let k = 0; k < n; k++) {
+    assert.deepEqual(ends[k].map((m) => [m.target, m.trace?.traceparent?.slice(3, 35)]), [[`/conn/${k}`, String(k).padStart(32, '0')]], `parser ${k}`);
+    assert.equal(parsers[k].busy(), false);
+  }
+  gc();
+  const kept = process.memoryUsage().arrayBuffers - before;
+  assert.ok(kept < 64 * MAX_HEADER_BYTES, `${n} idle parsers keep ${kept} bytes of array buffers`);
+  assert.equal(parsers.length, n); // the parsers live until here
 });

@@ -9,7 +9,8 @@
 //
 // Hot path rules: work on the Buffers with indexOf, decode only small latin1 slices (method,
 // path, status, trace header values), never concatenate bodies. Header bytes split over
-// several calls are copied into one bounded buffer per parser (MAX_HEADER_BYTES).
+// several calls are copied into one bounded buffer (MAX_HEADER_BYTES), lent to the parser
+// until the head is complete.
 
 /** Header values that carry trace context; filled only when one is present. */
 export interface TraceHeaders {
@@ -52,11 +53,15 @@ export interface HttpMessage {
   trace: TraceHeaders | null;
 }
 
-export interface ParserSink {
+/**
+ * Where a parser's messages go. One sink serves every parser of its kind; `owner` (given to
+ * createParser) says whose message it is, so that no connection needs sink objects of its own.
+ */
+export interface ParserSink<T = unknown> {
   /** A message's headers are complete. For a response, return true when it has no body (answer to HEAD). */
-  onHead(m: HttpMessage): boolean;
+  onHead(m: HttpMessage, owner: T): boolean;
   /** A message is complete (for responses: including 1xx interim ones, status < 200). */
-  onEnd(m: HttpMessage): void;
+  onEnd(m: HttpMessage, owner: T): void;
 }
 
 export interface ParserStats {
@@ -69,6 +74,13 @@ export interface ParserStats {
 }
 
 export const MAX_HEADER_BYTES = 8192;
+/**
+ * Buffers of heads split over calls are lent to a parser while its head is incomplete, then
+ * given back: a connection that once had a split head does not keep 8 KiB for its life (65,536
+ * such connections held 1 GiB). A few are kept for reuse; more are left to the GC.
+ */
+const MAX_SPARE_HEADERS = 16;
+const spareHeaders: Buffer[] = [];
 
 const enum S {
   Idle,
@@ -211,37 +223,113 @@ export interface HttpParser {
   readonly stats: ParserStats;
 }
 
-export function createParser(isRequest: boolean, sink: ParserSink, stats: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 }): HttpParser {
-  let state = S.Idle;
-  let msg: HttpMessage | null = null;
-  let remaining = 0; // BodyLength: body bytes left; ChunkData: chunk bytes + CRLF left
-  let chunkSize = 0; // ChunkSize: hex digits so far
-  let chunkSizeDigits = 0;
-  let chunkSizeDone = false; // saw ';' or non-hex (extension): wait for LF
-  let lineLen = 0; // ChunkTrailer: bytes of the current trailer line
-  let crlfMatched = 0; // Headers: bytes of "\r\n\r\n" matched at the end of what was seen
-  let endMatched = 0; // ChunkLost: bytes of "0\r\n\r\n" matched at the end of what was seen
-  let hdr: Buffer | null = null; // header bytes split over several calls
-  let hdrLen = 0;
-  let hdrGap = false; // part of the headers fell in uncaptured bytes
-  let lastTs = 0; // time of the previous call
-  // parseHead's findings (not an object per message)
-  let headLength = -1;
-  let headChunked = false;
+/** A parser of requests (isRequest) or responses; `owner` is passed to the sink with each message. */
+export function createParser<T = undefined>(isRequest: boolean, sink: ParserSink<T>, owner?: T, stats: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 }): HttpParser {
+  return new Parser(isRequest, sink, owner as T, stats);
+}
 
-  function newMessage(seq: number, tsNs: number): HttpMessage {
+/**
+ * One direction's parser: a fixed set of fields and methods on the prototype, so a connection
+ * costs two small objects and no closures (two parsers made as closures, each with its sixteen
+ * inner functions and their context, cost 2.6 KiB a connection: 170 MiB for the 65,536 the
+ * connection table holds; docs/agent.md, "Memory per connection").
+ */
+class Parser<T> implements HttpParser {
+  private state = S.Idle;
+  private msg: HttpMessage | null = null;
+  private remaining = 0; // BodyLength: body bytes left; ChunkData: chunk bytes + CRLF left
+  private chunkSize = 0; // ChunkSize: hex digits so far
+  private chunkSizeDigits = 0;
+  private chunkSizeDone = false; // saw ';' or non-hex (extension): wait for LF
+  private lineLen = 0; // ChunkTrailer: bytes of the current trailer line
+  private crlfMatched = 0; // Headers: bytes of "\r\n\r\n" matched at the end of what was seen
+  private endMatched = 0; // ChunkLost: bytes of "0\r\n\r\n" matched at the end of what was seen
+  private hdr: Buffer | null = null; // header bytes split over several calls (while they are)
+  private hdrLen = 0;
+  private hdrGap = false; // part of the headers fell in uncaptured bytes
+  private lastTs = 0; // time of the previous call
+  // parseHead's findings (not an object per message)
+  private headLength = -1;
+  private headChunked = false;
+
+  constructor(
+    private readonly isRequest: boolean,
+    private readonly sink: ParserSink<T>,
+    private readonly owner: T,
+    readonly stats: ParserStats,
+  ) {}
+
+  busy(): boolean {
+    return this.state !== S.Idle;
+  }
+
+  endCutHead(): boolean {
+    if (this.state !== S.Headers || !this.hdrGap) return false;
+    this.msg!.truncated = true;
+    this.headDone(this.msg!, this.lastTs);
+    if ((this.state as S) !== S.Idle) this.finish(this.lastTs);
+    return true;
+  }
+
+  skip(n: number, tsNs: number): void {
+    const c: Chunk = { seq: 0, len: n, head: EMPTY, tail: EMPTY, tsNs };
+    this.gap(n, c);
+    if (this.state === S.BodyToCallEnd) this.finish(tsNs);
+  }
+
+  feed(c: Chunk): void {
+    const headLen = Math.min(c.head.length, c.len);
+    this.consume(c.head, 0, headLen, c);
+    if (c.len <= headLen) {
+      if (this.state === S.BodyToCallEnd) this.finish(c.tsNs);
+      this.lastTs = c.tsNs;
+      return;
+    }
+    const tb = tailBase(c);
+    const tailStart = Math.max(headLen, tb);
+    if (tailStart > headLen) this.gap(tailStart - headLen, c);
+    if (tailStart < c.len && c.tail.length > 0) {
+      const from = tailStart - tb;
+      // After a gap, an Idle parser must not treat tail bytes as a message start.
+      if (this.state === S.Idle && tailStart > headLen) { this.lastTs = c.tsNs; return; }
+      // A writev's tail is its last iovec only; a lone "\r\n" there is the blank line that
+      // ends the headers (servers such as Apache send it as its own buffer).
+      if (this.state === S.Headers && tailStart > headLen && c.tail.length - from === 2 && c.tail[from] === 13 && c.tail[from + 1] === 10) this.crlfMatched = 2;
+      this.consume(c.tail, from, c.tail.length, c);
+    } else if (tailStart < c.len) {
+      this.gap(c.len - tailStart, c);
+    }
+    if (this.state === S.BodyToCallEnd) this.finish(c.tsNs);
+    this.lastTs = c.tsNs;
+  }
+
+  close(tsNs: number): HttpMessage | null {
+    if (this.state === S.BodyClose) {
+      // A read-until-close body ends with its last data, not at the close.
+      this.finish(this.msg!.endNs);
+      return null;
+    }
+    const m = this.msg;
+    this.msg = null;
+    this.state = S.Idle;
+    this.releaseHeader();
+    if (m) m.endNs = tsNs;
+    return m;
+  }
+
+  private newMessage(seq: number, tsNs: number): HttpMessage {
     return {
-      isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
+      isRequest: this.isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
       bytes: 0, truncated: false, framingLost: false, close: false, trace: null,
     };
   }
 
-  function finish(tsNs: number): void {
-    const m = msg!;
+  private finish(tsNs: number): void {
+    const m = this.msg!;
     m.endNs = tsNs;
-    msg = null;
-    state = S.Idle;
-    sink.onEnd(m);
+    this.msg = null;
+    this.state = S.Idle;
+    this.sink.onEnd(m, this.owner);
   }
 
   /**
@@ -251,7 +339,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
    * caller then discards what was set (the head continues in a later call), or, for a head cut
    * short that will never be whole, takes it as it is.
    */
-  function parseHead(m: HttpMessage, buf: Buffer, to: number): number {
+  private parseHead(m: HttpMessage, buf: Buffer, to: number): number {
     // The start line: its first two spaces and its end.
     let sp1 = -1;
     let sp2 = -1;
@@ -265,7 +353,7 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       }
     }
     const line = p > 0 && buf[p - 1] === 13 ? p - 1 : p;
-    if (isRequest) {
+    if (this.isRequest) {
       if (sp1 > 0) {
         m.method = methodOf(buf, sp1);
         if (sp2 > 0 && sp2 < line) {
@@ -337,96 +425,100 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
       }
     }
     m.close = closeHdr || (m.version === '1.0' && !keepAlive);
-    headLength = length;
-    headChunked = chunked;
+    this.headLength = length;
+    this.headChunked = chunked;
     return done;
   }
 
-  /** Headers complete, kept in buf[0..end) (the blank line, if seen, in it): parse, then frame. */
-  function headDone(m: HttpMessage, buf: Buffer, end: number, tsNs: number): void {
-    parseHead(m, buf, end);
-    framing(m, tsNs);
+  /**
+   * Headers complete, kept in hdr[0..hdrLen) (the blank line, if seen, in it): parse, give the
+   * buffer back (the parse copied what it keeps), then frame.
+   */
+  private headDone(m: HttpMessage, tsNs: number): void {
+    this.parseHead(m, this.hdr!, this.hdrLen);
+    this.releaseHeader();
+    this.framing(m, tsNs);
   }
 
   /** Headers parsed: decide the body framing and tell the sink. */
-  function framing(m: HttpMessage, tsNs: number): void {
-    const length = headLength, chunked = headChunked;
-    if (m.truncated) stats.truncated++;
-    const noBody = sink.onHead(m);
-    if (isRequest) {
-      if (chunked) startChunked();
-      else if (length > 0) { state = S.BodyLength; remaining = length; }
-      else finish(tsNs); // requests without length have no body
+  private framing(m: HttpMessage, tsNs: number): void {
+    const length = this.headLength, chunked = this.headChunked;
+    if (m.truncated) this.stats.truncated++;
+    const noBody = this.sink.onHead(m, this.owner);
+    if (this.isRequest) {
+      if (chunked) this.startChunked();
+      else if (length > 0) { this.state = S.BodyLength; this.remaining = length; }
+      else this.finish(tsNs); // requests without length have no body
       return;
     }
     const st = m.status;
     if (m.truncated && !chunked && length < 0 && !(st >= 100 && st < 200) && st !== 204 && st !== 304 && !noBody) {
-      state = S.BodyToCallEnd;
+      this.state = S.BodyToCallEnd;
       return;
     }
-    if (noBody || (st >= 100 && st < 200) || st === 204 || st === 304) finish(tsNs);
-    else if (chunked) startChunked();
+    if (noBody || (st >= 100 && st < 200) || st === 204 || st === 304) this.finish(tsNs);
+    else if (chunked) this.startChunked();
     else if (length >= 0) {
-      if (length === 0) finish(tsNs);
-      else { state = S.BodyLength; remaining = length; }
-    } else state = S.BodyClose; // body until the connection closes
+      if (length === 0) this.finish(tsNs);
+      else { this.state = S.BodyLength; this.remaining = length; }
+    } else this.state = S.BodyClose; // body until the connection closes
   }
 
-  function startChunked(): void {
-    state = S.ChunkSize;
-    chunkSize = 0;
-    chunkSizeDigits = 0;
-    chunkSizeDone = false;
+  private startChunked(): void {
+    this.state = S.ChunkSize;
+    this.chunkSize = 0;
+    this.chunkSizeDigits = 0;
+    this.chunkSizeDone = false;
   }
 
   /** Bytes buf[from..to) at chunk offset `off`; returns bytes consumed (stops at a message end). */
-  function consume(buf: Buffer, from: number, to: number, c: Chunk): number {
+  private consume(buf: Buffer, from: number, to: number, c: Chunk): number {
     let i = from;
     while (i < to) {
-      switch (state) {
+      switch (this.state) {
         case S.Idle: {
           // Tolerate stray CRLF between messages (some clients send one after a body).
           while (i < to && (buf[i] === 13 || buf[i] === 10)) i++;
           if (i >= to) return i - from;
           // A read may end inside the start line's first word: accept a prefix of one.
-          const ok = to - i < 8 ? isStartPrefix(buf, i, to, isRequest) : isRequest ? looksLikeRequest(buf, i) : looksLikeResponse(buf, i);
+          const ok = to - i < 8 ? isStartPrefix(buf, i, to, this.isRequest) : this.isRequest ? looksLikeRequest(buf, i) : looksLikeResponse(buf, i);
           if (!ok) {
-            stats.parseErrors++;
+            this.stats.parseErrors++;
             return to - from; // not a message start: skip these bytes
           }
-          msg = newMessage((c.seq + (buf === c.head ? i : i + tailBase(c))) >>> 0, c.tsNs);
-          state = S.Headers;
-          crlfMatched = 0;
-          hdrLen = 0;
-          hdrGap = false;
+          this.msg = this.newMessage((c.seq + (buf === c.head ? i : i + tailBase(c))) >>> 0, c.tsNs);
+          this.state = S.Headers;
+          this.crlfMatched = 0;
+          this.hdrLen = 0;
+          this.hdrGap = false;
           // Fast path: the whole head in this buffer, parsed where it lies.
-          const body = parseHead(msg, i === 0 ? buf : buf.subarray(i, to), to - i);
+          const body = this.parseHead(this.msg, i === 0 ? buf : buf.subarray(i, to), to - i);
           if (body >= 0) {
-            msg.bytes += body;
-            framing(msg, c.tsNs);
+            this.msg.bytes += body;
+            this.framing(this.msg, c.tsNs);
             i += body;
             continue;
           }
           // Headers continue in later bytes: forget the partial parse, keep the bytes (bounded).
-          msg = newMessage(msg.seq, c.tsNs);
-          appendHeader(buf, i, to);
-          crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, 0);
-          msg.bytes += to - i;
+          this.msg = this.newMessage(this.msg.seq, c.tsNs);
+          this.appendHeader(buf, i, to);
+          this.crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, 0);
+          this.msg.bytes += to - i;
           return to - from;
         }
         case S.Headers: {
-          const m = msg!;
-          if (hdrGap && i === 0 && buf === c.head && to >= 8 && (isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
+          const m = this.msg!;
+          if (this.hdrGap && i === 0 && buf === c.head && to >= 8 && (this.isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
             // A new message starts: the previous one's headers ended in bytes we never saw.
             m.truncated = true;
-            headDone(m, hdr!, hdrLen, lastTs);
-            if ((state as S) !== S.Idle) finish(lastTs);
+            this.headDone(m, this.lastTs);
+            if ((this.state as S) !== S.Idle) this.finish(this.lastTs);
             continue;
           }
           // Finish a "\r\n\r\n" that straddles calls.
           let j = i;
           let end = -1;
-          let matched = crlfMatched;
+          let matched = this.crlfMatched;
           while (matched > 0 && j < to) {
             if (buf[j] === CRLFCRLF[matched]) { matched++; j++; if (matched === 4) { end = j; break; } } else { matched = 0; }
           }
@@ -435,91 +527,91 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
             if (e >= 0 && e + 4 <= to) end = e + 4;
           }
           if (end >= 0) {
-            appendHeader(buf, i, end);
+            this.appendHeader(buf, i, end);
             m.bytes += end - i;
-            if (hdrGap) m.truncated = true;
+            if (this.hdrGap) m.truncated = true;
             // hdr holds the whole head and its blank line (or was cut at the cap).
-            headDone(m, hdr!, hdrLen, c.tsNs);
+            this.headDone(m, c.tsNs);
             i = end;
             continue;
           }
-          appendHeader(buf, i, to);
-          crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, crlfMatched);
+          this.appendHeader(buf, i, to);
+          this.crlfMatched = trailingMatch(buf, i, to, CRLFCRLF, this.crlfMatched);
           m.bytes += to - i;
           return to - from;
         }
         case S.BodyLength: {
-          const n = Math.min(remaining, to - i);
-          remaining -= n;
-          msg!.bytes += n;
+          const n = Math.min(this.remaining, to - i);
+          this.remaining -= n;
+          this.msg!.bytes += n;
           i += n;
-          if (remaining === 0) finish(c.tsNs);
+          if (this.remaining === 0) this.finish(c.tsNs);
           continue;
         }
         case S.ChunkSize: {
           const ch = buf[i++];
-          msg!.bytes++;
+          this.msg!.bytes++;
           if (ch === 10) {
-            if (chunkSizeDigits === 0) { lostChunked(); continue; }
-            if (chunkSize === 0) { state = S.ChunkTrailer; lineLen = 0; } else { state = S.ChunkData; remaining = chunkSize + 2; }
+            if (this.chunkSizeDigits === 0) { this.lostChunked(); continue; }
+            if (this.chunkSize === 0) { this.state = S.ChunkTrailer; this.lineLen = 0; } else { this.state = S.ChunkData; this.remaining = this.chunkSize + 2; }
             continue;
           }
-          if (chunkSizeDone || ch === 13) { chunkSizeDone = true; continue; }
+          if (this.chunkSizeDone || ch === 13) { this.chunkSizeDone = true; continue; }
           const v = hexVal(ch);
-          if (v < 0 || chunkSizeDigits >= 13) {
-            if (chunkSizeDigits > 0 && (ch === 59 || ch === 32 || ch === 9)) { chunkSizeDone = true; continue; }
-            lostChunked();
+          if (v < 0 || this.chunkSizeDigits >= 13) {
+            if (this.chunkSizeDigits > 0 && (ch === 59 || ch === 32 || ch === 9)) { this.chunkSizeDone = true; continue; }
+            this.lostChunked();
             continue;
           }
-          chunkSize = chunkSize * 16 + v;
-          chunkSizeDigits++;
+          this.chunkSize = this.chunkSize * 16 + v;
+          this.chunkSizeDigits++;
           continue;
         }
         case S.ChunkData: {
-          const n = Math.min(remaining, to - i);
-          remaining -= n;
-          msg!.bytes += n;
+          const n = Math.min(this.remaining, to - i);
+          this.remaining -= n;
+          this.msg!.bytes += n;
           i += n;
-          if (remaining === 0) startChunked();
+          if (this.remaining === 0) this.startChunked();
           continue;
         }
         case S.ChunkTrailer: {
           const ch = buf[i++];
-          msg!.bytes++;
+          this.msg!.bytes++;
           if (ch === 10) {
-            if (lineLen === 0) { finish(c.tsNs); continue; }
-            lineLen = 0;
-          } else if (ch !== 13) lineLen++;
+            if (this.lineLen === 0) { this.finish(c.tsNs); continue; }
+            this.lineLen = 0;
+          } else if (ch !== 13) this.lineLen++;
           continue;
         }
         case S.ChunkLost: {
           // Without the chunk sizes, look for the last-chunk marker at the end of what we saw.
           // A new response starting here also ends the lost one.
-          if (i === 0 && buf === c.head && (isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
+          if (i === 0 && buf === c.head && (this.isRequest ? looksLikeRequest(buf, 0) : looksLikeResponse(buf, 0))) {
             // A new message starts here: the lost one ended with the previous call.
-            finish(msg!.endNs);
+            this.finish(this.msg!.endNs);
             continue;
           }
           const e = buf.indexOf(CHUNKED_END, i);
           if (e >= 0 && e + 5 <= to) {
             // Only trusted at the very end of a call: inside one it may be body data.
             if (e + 5 === to && isCallEnd(buf, to, c)) {
-              msg!.bytes += to - i;
+              this.msg!.bytes += to - i;
               i = to;
-              finish(c.tsNs);
+              this.finish(c.tsNs);
               continue;
             }
           }
-          endMatched = trailingMatch(buf, i, to, CHUNKED_END, endMatched);
-          msg!.bytes += to - i;
-          msg!.endNs = c.tsNs;
-          if (endMatched === 5 && isCallEnd(buf, to, c)) { endMatched = 0; finish(c.tsNs); }
+          this.endMatched = trailingMatch(buf, i, to, CHUNKED_END, this.endMatched);
+          this.msg!.bytes += to - i;
+          this.msg!.endNs = c.tsNs;
+          if (this.endMatched === 5 && isCallEnd(buf, to, c)) { this.endMatched = 0; this.finish(c.tsNs); }
           return to - from;
         }
         case S.BodyClose:
         case S.BodyToCallEnd:
-          msg!.bytes += to - i;
-          msg!.endNs = c.tsNs;
+          this.msg!.bytes += to - i;
+          this.msg!.endNs = c.tsNs;
           return to - from;
       }
     }
@@ -527,120 +619,73 @@ export function createParser(isRequest: boolean, sink: ParserSink, stats: Parser
   }
 
   /** Skip `n` uncaptured bytes. */
-  function gap(n: number, c: Chunk): void {
-    switch (state) {
+  private gap(n: number, c: Chunk): void {
+    switch (this.state) {
       case S.Idle:
         // A message started in bytes we did not see: we cannot know where. Wait for the next.
-        stats.parseErrors++;
+        this.stats.parseErrors++;
         return;
       case S.Headers:
         // Break the line at the hole so the bytes on either side never merge into a header.
-        if (!hdrGap) appendHeader(NEWLINE, 0, 1);
-        hdrGap = true;
-        crlfMatched = 0;
-        msg!.bytes += n;
+        if (!this.hdrGap) this.appendHeader(NEWLINE, 0, 1);
+        this.hdrGap = true;
+        this.crlfMatched = 0;
+        this.msg!.bytes += n;
         return;
       case S.BodyLength:
       case S.ChunkData: {
-        const k = Math.min(remaining, n);
-        remaining -= k;
-        msg!.bytes += k;
-        if (remaining === 0) {
-          if (state === S.BodyLength) { finish(c.tsNs); if (n > k) stats.parseErrors++; return; }
-          startChunked();
-          if (n > k) { lostChunked(); msg!.bytes += n - k; }
+        const k = Math.min(this.remaining, n);
+        this.remaining -= k;
+        this.msg!.bytes += k;
+        if (this.remaining === 0) {
+          if (this.state === S.BodyLength) { this.finish(c.tsNs); if (n > k) this.stats.parseErrors++; return; }
+          this.startChunked();
+          if (n > k) { this.lostChunked(); this.msg!.bytes += n - k; }
         }
         return;
       }
       case S.ChunkSize:
       case S.ChunkTrailer:
-        lostChunked();
-        msg!.bytes += n;
+        this.lostChunked();
+        this.msg!.bytes += n;
         return;
       case S.ChunkLost:
-        endMatched = 0;
-        msg!.bytes += n;
+        this.endMatched = 0;
+        this.msg!.bytes += n;
         return;
       case S.BodyClose:
       case S.BodyToCallEnd:
-        msg!.bytes += n;
-        msg!.endNs = c.tsNs;
+        this.msg!.bytes += n;
+        this.msg!.endNs = c.tsNs;
         return;
     }
   }
 
-  function lostChunked(): void {
-    if (state !== S.ChunkLost) {
-      stats.chunkedLost++;
-      msg!.framingLost = true;
+  private lostChunked(): void {
+    if (this.state !== S.ChunkLost) {
+      this.stats.chunkedLost++;
+      this.msg!.framingLost = true;
     }
-    state = S.ChunkLost;
-    endMatched = 0;
+    this.state = S.ChunkLost;
+    this.endMatched = 0;
   }
 
-  function appendHeader(buf: Buffer, from: number, to: number): void {
-    if (!hdr) hdr = Buffer.allocUnsafe(MAX_HEADER_BYTES);
-    const n = Math.min(to - from, MAX_HEADER_BYTES - hdrLen);
-    if (n < to - from) hdrGap = true;
+  private appendHeader(buf: Buffer, from: number, to: number): void {
+    if (!this.hdr) this.hdr = spareHeaders.pop() ?? Buffer.allocUnsafeSlow(MAX_HEADER_BYTES);
+    const n = Math.min(to - from, MAX_HEADER_BYTES - this.hdrLen);
+    if (n < to - from) this.hdrGap = true;
     if (n > 0) {
-      buf.copy(hdr, hdrLen, from, from + n);
-      hdrLen += n;
+      buf.copy(this.hdr, this.hdrLen, from, from + n);
+      this.hdrLen += n;
     }
   }
+  /** A head kept across calls is over: its buffer goes back to the spares. */
+  private releaseHeader(): void {
+    if (this.hdr && spareHeaders.length < MAX_SPARE_HEADERS) spareHeaders.push(this.hdr);
+    this.hdr = null;
+    this.hdrLen = 0;
+  }
 
-  return {
-    stats,
-    busy: () => state !== S.Idle,
-    endCutHead(): boolean {
-      if (state !== S.Headers || !hdrGap) return false;
-      msg!.truncated = true;
-      headDone(msg!, hdr!, hdrLen, lastTs);
-      if ((state as S) !== S.Idle) finish(lastTs);
-      return true;
-    },
-    skip(n: number, tsNs: number): void {
-      const c: Chunk = { seq: 0, len: n, head: EMPTY, tail: EMPTY, tsNs };
-      gap(n, c);
-      if (state === S.BodyToCallEnd) finish(tsNs);
-    },
-    feed(c: Chunk): void {
-      const headLen = Math.min(c.head.length, c.len);
-      consume(c.head, 0, headLen, c);
-      if (c.len <= headLen) {
-        if (state === S.BodyToCallEnd) finish(c.tsNs);
-        lastTs = c.tsNs;
-        return;
-      }
-      const tb = tailBase(c);
-      const tailStart = Math.max(headLen, tb);
-      if (tailStart > headLen) gap(tailStart - headLen, c);
-      if (tailStart < c.len && c.tail.length > 0) {
-        const from = tailStart - tb;
-        // After a gap, an Idle parser must not treat tail bytes as a message start.
-        if (state === S.Idle && tailStart > headLen) { lastTs = c.tsNs; return; }
-        // A writev's tail is its last iovec only; a lone "\r\n" there is the blank line that
-        // ends the headers (servers such as Apache send it as its own buffer).
-        if (state === S.Headers && tailStart > headLen && c.tail.length - from === 2 && c.tail[from] === 13 && c.tail[from + 1] === 10) crlfMatched = 2;
-        consume(c.tail, from, c.tail.length, c);
-      } else if (tailStart < c.len) {
-        gap(c.len - tailStart, c);
-      }
-      if (state === S.BodyToCallEnd) finish(c.tsNs);
-      lastTs = c.tsNs;
-    },
-    close(tsNs: number): HttpMessage | null {
-      if (state === S.BodyClose) {
-        // A read-until-close body ends with its last data, not at the close.
-        finish(msg!.endNs);
-        return null;
-      }
-      const m = msg;
-      msg = null;
-      state = S.Idle;
-      if (m) m.endNs = tsNs;
-      return m;
-    },
-  };
 }
 
 const NEWLINE = Buffer.from('\n', 'latin1');
