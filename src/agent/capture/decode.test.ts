@@ -57,21 +57,36 @@ test('a data frame decodes field by field', () => {
 });
 
 test('frames split anywhere across chunks come out whole and in order', () => {
-  const frames = [frameOf('first', ''), frameOf('second message', 'tail'), frameOf('', '')];
+  const frames = [frameOf('first', ''), frameOf('second message', 'tail'), frameOf('', ''), frameOf('fourth', '')];
   const stream = Buffer.concat(frames.flatMap((f) => {
     const len = Buffer.alloc(4);
     len.writeUInt32LE(f.length);
     return [len, f];
   }));
-  for (const cut of [1, 3, 4, 5, 100, 150, stream.length - 1]) {
-    const heads: string[] = [];
-    const read = frameReader((b, at, size) => {
-      const ev = decodeFrame(b, at, size);
-      if (ev.kind === 'data') heads.push(ev.head.toString());
-    });
-    read(stream.subarray(0, cut));
-    read(stream.subarray(cut));
-    assert.deepEqual(heads, ['first', 'second message', ''], `cut at ${cut}`);
+  const starts: number[] = [];
+  for (let at = 0, k = 0; k < frames.length; k++) { starts.push(at); at += 4 + frames[k].length; }
+  // every pair of cuts: three chunks (a size word split three ways, a frame over three chunks)
+  for (let a = 1; a < stream.length; a++) {
+    for (let b = a; b < stream.length; b += a < 8 || a > stream.length - 8 ? 1 : 7) {
+      // each read a buffer of its own, as a pipe's
+      const chunks: Buffer[] = [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)].map((c) => Buffer.from(c));
+      const heads: string[] = [];
+      let copied = 0;
+      const read = frameReader((buf, at, size) => {
+        const ev = decodeFrame(buf, at, size);
+        if (ev.kind === 'data') heads.push(ev.head.toString());
+        // only a frame that a cut falls in may come in a buffer of its own
+        if (!chunks.includes(buf)) {
+          copied++;
+          assert.equal(buf.length, 4 + size, 'a split frame is copied alone');
+        }
+      });
+      for (const c of chunks) read(c);
+      assert.deepEqual(heads, ['first', 'second message', '', 'fourth'], `cuts at ${a}, ${b}`);
+      const frameAt = (x: number) => starts.filter((s) => s < x).length - 1;
+      const cutIn = new Set([a, b].filter((x) => !starts.includes(x) && x < stream.length).map(frameAt));
+      assert.equal(copied, cutIn.size, `cuts at ${a}, ${b}: frames copied`);
+    }
   }
 });
 

@@ -204,24 +204,42 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
 
 /**
  * A reader of the loader's byte stream: feed it chunks as they arrive; it calls onFrame
- * for every whole frame. Frames may be split across chunks; only a split frame's bytes
- * are copied.
+ * for every whole frame. Frames are handed over where they lie in the chunk; only a frame split
+ * across chunks is copied (into one buffer of its own size). Concatenating the rest of the
+ * previous chunk with each new one copied every pipe read (64 KiB) once more, at tens of
+ * megabytes a second of garbage outside V8's heap.
  */
 export function frameReader(onFrame: (b: Buffer, at: number, size: number) => void): (chunk: Buffer) => void {
+  // The bytes of a frame that a chunk ended in (its size word possibly among them, or cut).
   let pending: Buffer | null = null;
   return (chunk: Buffer) => {
-    let b = chunk;
-    if (pending) {
-      b = Buffer.concat([pending, chunk]);
-      pending = null;
-    }
     let at = 0;
-    while (b.length - at >= 4) {
-      const size = u32(b, at);
-      if (b.length - at - 4 < size) break;
-      onFrame(b, at + 4, size);
+    if (pending) {
+      let part = pending;
+      if (part.length < 4) {
+        const n = Math.min(4 - part.length, chunk.length);
+        part = Buffer.concat([part, chunk.subarray(0, n)]);
+        at = n;
+        if (part.length < 4) { pending = part; return; }
+      }
+      const total = 4 + u32(part, 0);
+      const need = total - part.length;
+      if (chunk.length - at < need) {
+        pending = Buffer.concat([part, chunk.subarray(at)]);
+        return;
+      }
+      pending = null;
+      const frame = Buffer.concat([part, chunk.subarray(at, at + need)], total);
+      at += need;
+      onFrame(frame, 4, total - 4);
+    }
+    while (chunk.length - at >= 4) {
+      const size = u32(chunk, at);
+      if (chunk.length - at - 4 < size) break;
+      onFrame(chunk, at + 4, size);
       at += 4 + size;
     }
-    if (at < b.length) pending = b.subarray(at);
+    // a view: the chunk stays alive until the next one completes the frame
+    if (at < chunk.length) pending = chunk.subarray(at);
   };
 }
