@@ -151,3 +151,35 @@ test('a new thread with a reused tid forgets what an earlier thread with that ti
   assert.equal(g.join(30), c);
   void a;
 });
+
+test('an event loop with thousands of open groups: each close removes exactly its group, in any order', () => {
+  const g = createThreadGroups(1n);
+  const n = 20000;
+  const ids = Array.from({ length: n }, () => g.open(9, 1));
+  const inherited = g.open(10, 1); // another thread, one group: untouched throughout
+  assert.equal(g.openCount(), n + 1);
+  // close all but one, in a shuffled order (and each twice: the second close finds nothing)
+  let seed = 42;
+  const order = ids.map((id, i) => [id, (seed = (seed * 1103515245 + 12345) >>> 0) + i] as const).sort((x, y) => x[1] - y[1]).map((x) => x[0]);
+  const last = order.pop()!;
+  for (const [k, id] of order.entries()) {
+    g.close(9, id);
+    g.close(9, id);
+    if (k % 5000 === 0) assert.equal(g.join(9), '', 'still ambiguous');
+  }
+  assert.equal(g.openCount(), 2);
+  assert.equal(g.join(9), last, 'the one left is joined');
+  assert.equal(g.join(10), inherited);
+  g.close(9, last);
+  assert.equal(g.join(9), '');
+  // the thread's state is reused: one, then two, then one again
+  const a = g.open(9, 1);
+  const b = g.open(9, 1);
+  assert.equal(g.join(9), '');
+  g.close(9, a);
+  assert.equal(g.join(9), b);
+  g.dropProcess(1);
+  assert.equal(g.openCount(), 0);
+  assert.equal(g.join(9), '');
+  assert.equal(g.join(10), '');
+});

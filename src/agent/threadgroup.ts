@@ -56,13 +56,67 @@ export function threadKey(pid: number, tid: number, goid: number): ThreadKey {
 const MASK = (1n << 64n) - 1n;
 
 /**
+ * The groups open on one thread. Usually none or one (`only`); an event loop serving many
+ * requests at once has many, kept in a Set so that closing one costs the same however many
+ * are open (a list searched per close cost an nginx-like loop with 65,536 open groups seconds
+ * per eviction of the connection table). Made once per thread and reused: the common case
+ * (open, join, close of one group) allocates nothing.
+ */
+interface Open {
+  /** Groups open on the thread. */
+  n: number;
+  /** The group when n === 1, else ''. */
+  only: string;
+  /** The groups when n > 1 (empty, kept for reuse, otherwise). */
+  ids: Set<string> | null;
+}
+
+function add(o: Open, id: string): void {
+  if (o.n === 0) o.only = id;
+  else {
+    if (o.n === 1) {
+      o.ids ??= new Set();
+      o.ids.add(o.only);
+      o.only = '';
+    }
+    o.ids!.add(id);
+  }
+  o.n++;
+}
+
+/** Remove `id` if open on the thread; true when it was. */
+function remove(o: Open, id: string): boolean {
+  if (o.n === 1) {
+    if (o.only !== id) return false;
+    o.only = '';
+    o.n = 0;
+    return true;
+  }
+  if (o.n === 0 || !o.ids!.delete(id)) return false;
+  if (--o.n === 1) {
+    for (const left of o.ids!) o.only = left;
+    o.ids!.clear();
+  }
+  return true;
+}
+
+function reset(o: Open): void {
+  o.n = 0;
+  o.only = '';
+  o.ids?.clear();
+}
+
+function idsOf(o: Open): string[] {
+  return o.n === 0 ? [] : o.n === 1 ? [o.only] : [...o.ids!];
+}
+
+/**
  * Ids: a random 64-bit base drawn at agent start plus a counter, so ids never repeat within a
  * run and collide across restarts only by chance (DataKit's constant seed repeated them, §3.3).
  */
 export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE()): ThreadGroups {
   let counter = 0n;
-  // Usually zero or one group per thread: the array is short.
-  const openByThread = new Map<ThreadKey, string[]>();
+  const openByThread = new Map<ThreadKey, Open>();
   const pidOf = new Map<ThreadKey, number>();
   // pid → its thread keys, so a process exit (reported for every process on the host) costs
   // a lookup, not a walk over every thread.
@@ -97,14 +151,9 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   }
 
   function removeFrom(key: ThreadKey, id: string): boolean {
-    const list = openByThread.get(key);
-    if (!list) return false;
-    const i = list.indexOf(id);
-    if (i < 0) return false;
-    // The list stays (usually empty) for the thread's next entry: no Map churn per request.
-    if (list.length === 1) list.pop();
-    else list.splice(i, 1);
-    return true;
+    // The thread's entry stays (usually empty) for its next entry: no Map churn per request.
+    const o = openByThread.get(key);
+    return o !== undefined && remove(o, id);
   }
 
   function closeGroup(key: ThreadKey, id: string): void {
@@ -121,8 +170,8 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   }
 
   function sweep(): void {
-    for (const [key, list] of openByThread) {
-      if (list.length === 0) {
+    for (const [key, o] of openByThread) {
+      if (o.n === 0) {
         openByThread.delete(key);
         unbind(key);
       }
@@ -141,14 +190,14 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     stats,
     open(key, pid) {
       const id = nextId();
-      const list = openByThread.get(key);
-      if (list) {
-        if (list.length === 0) bind(key, pid); // a tid may now belong to another process
-        list.push(id);
+      const o = openByThread.get(key);
+      if (o) {
+        if (o.n === 0) bind(key, pid); // a tid may now belong to another process
+        add(o, id);
       } else {
-        // Threads come and go: drop the empty lists of finished ones now and then.
+        // Threads come and go: drop the empty entries of finished ones now and then.
         if (openByThread.size >= 8192) sweep();
-        openByThread.set(key, [id]);
+        openByThread.set(key, { n: 1, only: id, ids: null });
         bind(key, pid);
       }
       stats.opened++;
@@ -156,15 +205,15 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     },
     close: closeGroup,
     inherit(parent, child, pid) {
-      const list = openByThread.get(parent);
-      if (!list || list.length !== 1) return;
-      const id = list[0];
+      const p = openByThread.get(parent);
+      if (!p || p.n !== 1) return;
+      const id = p.only;
       const mine = openByThread.get(child);
       // A new thread has no groups: whatever is listed under its tid belonged to an earlier
       // thread that had the same tid and is gone. Keeping it would make the new thread's
       // exits ambiguous (or join a stranger's group).
-      if (mine) { mine.length = 0; mine.push(id); }
-      else openByThread.set(child, [id]);
+      if (mine) { reset(mine); add(mine, id); }
+      else openByThread.set(child, { n: 1, only: id, ids: null });
       bind(child, pid);
       const inh = inheritors.get(id);
       if (inh) inh.push(child);
@@ -172,19 +221,22 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       stats.inherited++;
     },
     join(key) {
-      const list = openByThread.get(key);
-      if (!list || list.length === 0) { stats.alone++; return ''; }
-      if (list.length > 1) { stats.ambiguous++; return ''; }
+      const o = openByThread.get(key);
+      if (!o || o.n === 0) { stats.alone++; return ''; }
+      if (o.n > 1) { stats.ambiguous++; return ''; }
       stats.joined++;
-      return list[0];
+      return o.only;
     },
     dropProcess(pid) {
       const keys = keysOf.get(pid);
       if (!keys) return;
       for (const key of [...keys]) {
-        for (const id of [...(openByThread.get(key) ?? [])]) {
-          if (inheritedBy(id, key)) removeFrom(key, id);
-          else closeGroup(key, id);
+        const o = openByThread.get(key);
+        if (o) {
+          for (const id of idsOf(o)) {
+            if (inheritedBy(id, key)) removeFrom(key, id);
+            else closeGroup(key, id);
+          }
         }
         openByThread.delete(key);
         unbind(key);
@@ -193,7 +245,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     openCount() {
       // For metrics and tests only: count the groups each thread owns (not inherited ones).
       let n = 0;
-      for (const [key, list] of openByThread) for (const id of list) if (!inheritedBy(id, key)) n++;
+      for (const [key, o] of openByThread) for (const id of idsOf(o)) if (!inheritedBy(id, key)) n++;
       return n;
     },
   };
