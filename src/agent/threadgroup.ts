@@ -54,6 +54,8 @@ export function threadKey(pid: number, tid: number, goid: number): ThreadKey {
 }
 
 const MASK = (1n << 64n) - 1n;
+/** Threads listed before the first sweep of those with no open group. */
+const SWEEP_MIN = 8192;
 
 /**
  * The groups open on one thread. Usually none or one (`only`); an event loop serving many
@@ -117,6 +119,10 @@ function idsOf(o: Open): string[] {
 export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE()): ThreadGroups {
   let counter = 0n;
   const openByThread = new Map<ThreadKey, Open>();
+  // Size of openByThread at which the entries of finished threads are dropped: twice what a
+  // sweep left, so that many threads with open groups (a Go server's goroutines, thousands
+  // of requests in flight) do not make every new thread sweep in vain (O(threads) each).
+  let sweepAt = SWEEP_MIN;
   const pidOf = new Map<ThreadKey, number>();
   // pid → its thread keys, so a process exit (reported for every process on the host) costs
   // a lookup, not a walk over every thread.
@@ -196,7 +202,10 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
         add(o, id);
       } else {
         // Threads come and go: drop the empty entries of finished ones now and then.
-        if (openByThread.size >= 8192) sweep();
+        if (openByThread.size >= sweepAt) {
+          sweep();
+          sweepAt = Math.max(SWEEP_MIN, 2 * openByThread.size);
+        }
         openByThread.set(key, { n: 1, only: id, ids: null });
         bind(key, pid);
       }
