@@ -215,8 +215,13 @@ test('process exit ends its connections', () => {
   const { t, spans } = table();
   t.onData(ev({ sock: 1, dir: 'recv', data: REQ(), seq: 1, t: 1, pid: 100 }));
   t.onData(ev({ sock: 2, dir: 'recv', data: REQ(), seq: 1, t: 1, pid: 200 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: REQ(), seq: 1, t: 1, pid: 100 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: RESP(), seq: 1, t: 2, pid: 100 }));
+  t.onClose({ kind: 'close', sockId: 3, pid: 100, tsNs: 3000 });
+  assert.equal(spans.length, 1, 'connection 3 answered and closed');
+  spans.length = 0;
   t.onProcessExit(100, 5000);
-  assert.equal(spans.length, 1);
+  assert.equal(spans.length, 1, 'only the open connection of pid 100 ends');
   assert.equal(spans[0].pid, 100);
   assert.equal(spans[0].status, 'error');
   assert.equal(t.stats.tracked, 1);

@@ -140,7 +140,9 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const idleNs = (opts.idleMs ?? 120_000) * 1e6;
   let latestNs = 0;
   const conns = new Map<number, Conn>();
-  const perPid = new Map<number, number>();
+  // pid → its connections: a traced process's exit ends its own, without a walk of the table
+  // (short-lived clients, prefork children exiting, each walked every connection).
+  const perPid = new Map<number, Set<Conn>>();
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
@@ -228,9 +230,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   function remove(c: Conn): void {
     conns.delete(c.sockId);
     stats.tracked = conns.size;
-    const n = (perPid.get(c.pid) ?? 1) - 1;
-    if (n > 0) perPid.set(c.pid, n);
-    else perPid.delete(c.pid);
+    const mine = perPid.get(c.pid);
+    if (mine && mine.delete(c) && mine.size === 0) perPid.delete(c.pid);
   }
 
   /** End a connection: a read-until-close response completes, unanswered requests fail. */
@@ -278,7 +279,9 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null,
     };
     conns.set(ev.sockId, c);
-    perPid.set(ev.pid, (perPid.get(ev.pid) ?? 0) + 1);
+    const mine = perPid.get(ev.pid);
+    if (mine) mine.add(c);
+    else perPid.set(ev.pid, new Set([c]));
     stats.opened++;
     stats.tracked = conns.size;
     return c;
@@ -351,8 +354,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       if (c) end(c, ev.tsNs);
     },
     onProcessExit(pid, tsNs) {
-      if (!perPid.has(pid)) return;
-      for (const c of [...conns.values()]) if (c.pid === pid) end(c, tsNs);
+      const mine = perPid.get(pid);
+      if (mine) for (const c of [...mine]) end(c, tsNs);
     },
     expireIdle() {
       const before = latestNs - idleNs;
