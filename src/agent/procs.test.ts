@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProcSelector, type ProcSelectorOptions } from './procs.js';
@@ -26,6 +26,10 @@ function proc(name: string, env: Record<string, string> = {}, argv0?: string): C
 const settle = () => new Promise((r) => setTimeout(r, 150)); // let exec finish so comm is the new name
 
 function selector(cfg: Partial<ProcSelectorOptions['cfg']>, denyPids: number[] = []) {
+  return selectorAt(undefined, cfg, denyPids);
+}
+
+function selectorAt(procRoot: string | undefined, cfg: Partial<ProcSelectorOptions['cfg']>, denyPids: number[] = []) {
   const added: number[] = [];
   const removed: number[] = [];
   const sel = createProcSelector({
@@ -40,6 +44,7 @@ function selector(cfg: Partial<ProcSelectorOptions['cfg']>, denyPids: number[] =
     removePid: (p) => removed.push(p),
     denyPids: () => denyPids,
     intervalMs: 0,
+    procRoot,
   });
   return { sel, added, removed };
 }
@@ -188,4 +193,56 @@ test('exit and exec: pids are removed, and re-examined when they exec', async ()
   assert.equal(sel.isTraced(a.pid!), false);
   assert.equal(sel.isTraced(sh.pid!), true);
   sel.close();
+});
+
+test('a process caught exiting (memory released, state still running) keeps its service; kernel threads go by their flag', () => {
+  // A /proc of our own: the moment cannot be held with a real process. From the start of its
+  // exit a process's environ, exe and cmdline read empty while its state reads R; it looked
+  // like a kernel thread then, was untraced and its last spans named by its comm.
+  const root = mkdtempSync(join(tmpdir(), 'seqtrace-fakeproc-'));
+  const PF_EXITING = 0x4, PF_KTHREAD = 0x200000;
+  const write = (pid: number, o: { comm: string; flags: number; ppid?: number; environ?: string; cmdline?: string; exe?: string }) => {
+    const d = join(root, String(pid));
+    rmSync(d, { recursive: true, force: true });
+    mkdirSync(d);
+    // fields 3 … 22: state ppid pgrp session tty tpgid flags … starttime (field 22)
+    const rest = ['R', String(o.ppid ?? 1), '1', '1', '0', '-1', String(o.flags), ...Array(12).fill('0'), '12345'];
+    writeFileSync(join(d, 'stat'), `${pid} (${o.comm}) ${rest.join(' ')} 0 0\n`);
+    writeFileSync(join(d, 'environ'), o.environ ?? '');
+    writeFileSync(join(d, 'cmdline'), o.cmdline ?? '');
+    if (o.exe) symlinkSync(o.exe, join(d, 'exe'));
+  };
+  try {
+    const { sel, removed } = selectorAt(root, {});
+    write(4242, { comm: 'sh', flags: 0x400000, environ: 'PATH=/bin\0OTEL_SERVICE_NAME=orders\0', cmdline: 'sh\0-c\0exec curl\0', exe: '/bin/sh' });
+    sel.onExec(4242, 1);
+    assert.ok(sel.isTraced(4242));
+    assert.equal(sel.service(4242), 'orders');
+    // exec'd curl, caught as it exits: flagged exiting
+    write(4242, { comm: 'curl', flags: 0x400000 | PF_EXITING });
+    sel.onExec(4242, 1);
+    assert.equal(sel.service(4242), 'orders');
+    assert.equal(sel.processName(4242), 'curl');
+    assert.ok(sel.isTraced(4242));
+    // or caught between the stat read and the rest (the flag not read yet): all empty
+    write(4242, { comm: 'curl', flags: 0x400000 });
+    sel.scan();
+    sel.onExec(4242, 1);
+    assert.equal(sel.service(4242), 'orders');
+    assert.ok(sel.isTraced(4242));
+    assert.deepEqual(removed, []);
+
+    // kernel threads: by their flag, whatever their parent; never traced, even with trace_all_process
+    const all = selectorAt(root, { trace_all_process: true });
+    write(4343, { comm: 'kworker/0:1', flags: PF_KTHREAD, ppid: 7 });
+    write(4444, { comm: 'plain', flags: 0x400000, cmdline: 'plain\0', exe: '/bin/sleep' });
+    all.sel.scan();
+    assert.equal(all.sel.isTraced(4343), false);
+    assert.equal(all.sel.info(4343)?.reason, 'denied');
+    assert.equal(all.sel.isTraced(4444), true, 'an empty environment is an empty environment when the command line is there');
+    sel.close();
+    all.sel.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -73,10 +73,20 @@ export interface ProcSelector {
 // (a whole scan: ≈ 12 ms → 4 ms of CPU with 115–125 processes).
 const statBuf = Buffer.allocUnsafe(4096);
 
-interface Stat { comm: string; state: string; startTime: string; ppid: number }
+interface Stat { comm: string; state: string; startTime: string; ppid: number; flags: number }
 
-/** Exited, not yet reaped (or being reaped): its environ, exe and cmdline read empty. */
-const exited = (st: Stat) => st.state === 'Z' || st.state === 'X';
+// task flags (field 9 of stat; include/linux/sched.h)
+const PF_EXITING = 0x4;
+const PF_KTHREAD = 0x200000;
+
+/**
+ * Exiting or exited, not yet reaped: its environ, exe and cmdline read empty. Not only a zombie:
+ * from the start of exit (PF_EXITING) its memory is released while the state still reads
+ * running, and a short curl caught there looked like a kernel thread (no exe, no command line):
+ * denied, untraced, its spans named `curl` instead of its service (the Go e2e test, 1 run in 5
+ * on a slow host).
+ */
+const exited = (st: Stat) => st.state === 'Z' || st.state === 'X' || (st.flags & PF_EXITING) !== 0;
 
 function readStat(root: string, pid: number): Stat | null {
   let s: string;
@@ -95,7 +105,7 @@ function readStat(root: string, pid: number): Stat | null {
   if (open < 0 || close < open) return null;
   const rest = s.slice(close + 2).split(' ');
   // rest[0] is field 3 (state): field N is rest[N - 3].
-  return { comm: s.slice(open + 1, close), state: rest[0] ?? '', startTime: rest[19] ?? '', ppid: Number(rest[1]) };
+  return { comm: s.slice(open + 1, close), state: rest[0] ?? '', startTime: rest[19] ?? '', ppid: Number(rest[1]), flags: Number(rest[6]) };
 }
 
 function readEnviron(root: string, pid: number): Map<string, string> | null {
@@ -141,19 +151,29 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
   }
 
+  /**
+   * A process whose environ, exe and cmdline read empty (it is exiting or exited): nothing left
+   * to select it by, yet its spans (captured while it ran) need a name. The same process
+   * examined before (a short curl that a shell exec'd, its exec event read late) keeps the
+   * environment it was selected and named by, only its name follows the exec; one never
+   * examined (a traced parent's child is traced from its fork) borrows its parent's.
+   */
+  function examineExited(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
+    if (old && old.startTime === st.startTime && old.serviceFromEnv) {
+      return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm] };
+    }
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
+  }
+
   /** old: what this pid was examined as before, if anything. */
   function examine(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
-    if (exited(st)) {
-      // Its environ, exe and cmdline read empty: nothing left to select it by, yet its spans
-      // (captured while it ran) need a name. The same process examined before (a short curl
-      // that a shell exec'd, its exec event read late) keeps the environment it was selected
-      // and named by, only its name follows the exec; one never examined (a traced parent's
-      // child is traced from its fork) borrows its parent's.
-      if (old && old.startTime === st.startTime && old.serviceFromEnv) {
-        return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm] };
-      }
-      return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
-    }
+    if (exited(st)) return examineExited(pid, st, old);
+    // Kernel threads: flagged so, or children of kthreadd (pid 2) or kthreadd itself.
+    const kernel = (st.flags & PF_KTHREAD) !== 0 || pid === 2 || st.ppid === 2;
+    // The environment before the command line: a process that starts exiting in between reads
+    // empty from then on, and its empty command line below says so (a live process always has
+    // one), rather than an empty environment untracing it.
+    const env = kernel ? null : readEnviron(root, pid);
     const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     let exe = '';
     try {
@@ -169,16 +189,14 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     } catch {
       // gone already
     }
+    if (!kernel && !exe && !argv0) return examineExited(pid, st, old);
     if (exe && !info.names.includes(exe)) info.names.push(exe);
     if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
     const denied = opts.denyPids ? [...opts.denyPids()].includes(pid) : false;
-    // Kernel threads: children of kthreadd (pid 2) or kthreadd itself, no command line.
-    const kernel = pid === 2 || st.ppid === 2 || (!exe && !argv0);
     if (denied || kernel || info.names.some((n) => deny.has(n))) {
       info.reason = 'denied';
       return info;
     }
-    const env = readEnviron(root, pid);
     if (!env) stats.environUnreadable++;
     for (const k of SERVICE_ENV) {
       const v = env?.get(k);
