@@ -21,12 +21,14 @@ ulimit -n "$(ulimit -Hn)"
   || { echo "bench/agent-conns.sh: $N connections need more open files than the limit here ($(ulimit -n))" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/seqtrace-agent-conns.XXXXXX)
 pids=()
+ON_EXIT_RM=
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$TMP"
+  rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
+  rmdir bench/build 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -34,15 +36,16 @@ unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
 
 JS=${AGENT_JS:-}
 if [ -z "$JS" ]; then
-  JS=$TMP/js
+  # inside the checkout (build/ is ignored by git), where node finds node_modules
+  JS=$PWD/bench/build/agent-conns.$$
+  ON_EXIT_RM=$JS
   npx tsc -p . --outDir "$JS" --sourceMap false >"$TMP/tsc.out" 2>&1 || true
   [ -f "$JS/cli/main.js" ] || { cat "$TMP/tsc.out" >&2; exit 1; }
 fi
 export SEQTRACE_LOADER=$(realpath "$LOADER")
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 
-kb() { awk -v k="$2:" '$1 == k { print $2 }' "$1" 2>/dev/null || echo 0; }
-metric() { { curl -s "$1" || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'; }
+. bench/agent-lib.sh # kb, metric, wait_agent
 
 # the server, traced (its port from its first line)
 OTEL_SERVICE_NAME=bench-traced GOMAXPROCS=1 "$TMP/server" >"$TMP/server.out" 2>&1 &
@@ -62,18 +65,7 @@ read -ra malloc_env <<<"$(sed -n 's/^AGENT_MALLOC_ENV="\(.*\)"$/\1/p' bin/seqtra
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
   env "${malloc_env[@]}" node ${flags[@]+"${flags[@]}"} "$JS/cli/main.js" agent 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")
-AURL=
-for _ in $(seq 300); do
-  kill -0 "$AGENT" 2>/dev/null || { echo "agent exited:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
-  port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$AGENT," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
-  if [ -n "$port" ]; then
-    AURL=http://127.0.0.1:$port/metrics
-    [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] && break
-  fi
-  sleep 0.1
-done
-[ -n "$AURL" ] && [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] \
-  || { echo "agent did not start tracing the server:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
+wait_agent "$AGENT" "$TMP/agent.err"
 
 # VmRSS MiB, of it anonymous MiB, connections tracked
 state() {

@@ -91,11 +91,7 @@ start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: 
   SERVER_PORT=$(head -1 "$out")
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# kb FILE KEY: the kB figure of a /proc status or smaps_rollup line "KEY: N kB" (0 when absent)
-kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }
-metric() { # url name: sum of the samples of one metric (0 when absent)
-  { curl -s "$1" || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
-}
+. bench/agent-lib.sh # kb, metric, wait_agent
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, p99 µs, requests
 measure() {
@@ -217,18 +213,7 @@ echo "  agent phase: ${malloc_env[*]:-} node ${extra[*]:-} .../cli/main.js agent
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
   ${AGENT_PRIO[@]+"${AGENT_PRIO[@]}"} taskset -c "$AGENT_CPU" "${agent_cmd[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")
-AURL=
-for _ in $(seq 300); do
-  kill -0 "$AGENT" 2>/dev/null || { echo "agent exited:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
-  port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$AGENT," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
-  if [ -n "$port" ]; then
-    AURL=http://127.0.0.1:$port/metrics
-    [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] && break
-  fi
-  sleep 0.1
-done
-[ -n "$AURL" ] && [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] \
-  || { echo "agent did not start tracing T:" >&2; cat "$TMP/agent.err" >&2; exit 1; }
+wait_agent "$AGENT" "$TMP/agent.err"
 ALOADER=$(pgrep -P "$AGENT" -x seqtrace-loader | head -1)
 [ -n "$ALOADER" ] || { echo "the agent's loader child was not found" >&2; exit 1; }
 pids+=("$ALOADER") # after the agent in the list: it normally stops with it

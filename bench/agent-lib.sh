@@ -1,0 +1,28 @@
+# Shell helpers of the benches that run the whole agent (bench/agent-overhead.sh,
+# bench/agent-conns.sh); sourced.
+
+# kb FILE KEY: the kB figure of a /proc status or smaps_rollup line "KEY: N kB" (0 when absent)
+kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }
+
+# metric URL NAME: sum of the samples of one metric (0 when absent)
+metric() {
+  { curl -s "$1" || true; } | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'
+}
+
+# wait_agent PID ERRFILE: waits until the agent at PID serves /metrics (on the port it chose,
+# ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0) and traces at least one process; sets AURL to its
+# /metrics. Exits with the agent's stderr if it stops or does not get there in 30 s.
+wait_agent() {
+  local pid=$1 err=$2 port
+  AURL=
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { echo "agent exited:" >&2; cat "$err" >&2; exit 1; }
+    port=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$pid," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }')
+    if [ -n "$port" ]; then
+      AURL=http://127.0.0.1:$port/metrics
+      [ "$(metric "$AURL" seqtrace_agent_traced_processes)" -ge 1 ] && return 0
+    fi
+    sleep 0.1
+  done
+  echo "agent did not start tracing:" >&2; cat "$err" >&2; exit 1
+}
