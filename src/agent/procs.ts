@@ -83,7 +83,7 @@ const PF_KTHREAD = 0x200000;
  * Exiting or exited, not yet reaped: its environ, exe and cmdline read empty. Not only a zombie:
  * from the start of exit (PF_EXITING) its memory is released while the state still reads
  * running, and a short curl caught there looked like a kernel thread (no exe, no command line):
- * denied, untraced, its spans named `curl` instead of its service (the Go e2e test, 1 run in 5
+ * denied, untraced, its spans named `curl` instead of its service (the Go e2e test, 2 runs in 10
  * on a slow host).
  */
 const exited = (st: Stat) => st.state === 'Z' || st.state === 'X' || (st.flags & PF_EXITING) !== 0;
