@@ -45,7 +45,7 @@ fi
 export SEQTRACE_LOADER=$(realpath "$LOADER")
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 
-. bench/agent-lib.sh # kb, metric, wait_agent
+. bench/agent-lib.sh # kb, metric, wait_agent, agent_cmd
 
 # the server, traced (its port from its first line)
 OTEL_SERVICE_NAME=bench-traced GOMAXPROCS=1 "$TMP/server" >"$TMP/server.out" 2>&1 &
@@ -59,11 +59,9 @@ pids+=("$!")
 for _ in $(seq 300); do LURL=$(head -1 "$TMP/sink.out"); [ -n "$LURL" ] && break; sleep 0.1; done
 [ -n "${LURL:-}" ] || { echo "sink did not start:" >&2; cat "$TMP/sink.err" >&2; exit 1; }
 
-# the agent with bin/seqtrace's V8 flags (AGENT_NODE_ARGS: these instead) and malloc settings
-read -ra flags <<<"${AGENT_NODE_ARGS-$(sed -n 's/^AGENT_NODE_FLAGS="\(.*\)"$/\1/p' bin/seqtrace)}"
-read -ra malloc_env <<<"$(sed -n 's/^AGENT_MALLOC_ENV="\(.*\)"$/\1/p' bin/seqtrace)"
-ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
-  env "${malloc_env[@]}" node ${flags[@]+"${flags[@]}"} "$JS/cli/main.js" agent 2>"$TMP/agent.err" &
+# the agent as bin/seqtrace runs it (AGENT_NODE_ARGS, AGENT_MALLOC: see agent_cmd)
+agent_cmd "$JS"
+ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 "${AGENT_CMD[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")
 wait_agent "$AGENT" "$TMP/agent.err"
 

@@ -26,3 +26,13 @@ wait_agent() {
   done
   echo "agent did not start tracing:" >&2; cat "$err" >&2; exit 1
 }
+
+# agent_cmd JS: sets AGENT_CMD to run the compiled agent in JS as bin/seqtrace runs it: its V8
+# flags (AGENT_NODE_FLAGS there) and its malloc settings (AGENT_MALLOC_ENV there), unless
+# AGENT_NODE_ARGS or AGENT_MALLOC is set (then those; "" for node's or glibc's defaults).
+agent_cmd() {
+  local extra=() malloc_env=()
+  read -ra extra <<<"${AGENT_NODE_ARGS-$(sed -n 's/^AGENT_NODE_FLAGS="\(.*\)"$/\1/p' bin/seqtrace)}"
+  read -ra malloc_env <<<"${AGENT_MALLOC-$(sed -n 's/^AGENT_MALLOC_ENV="\(.*\)"$/\1/p' bin/seqtrace)}"
+  AGENT_CMD=(env ${malloc_env[@]+"${malloc_env[@]}"} node ${extra[@]+"${extra[@]}"} "$1/cli/main.js" agent)
+}

@@ -91,7 +91,7 @@ start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: 
   SERVER_PORT=$(head -1 "$out")
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-. bench/agent-lib.sh # kb, metric, wait_agent
+. bench/agent-lib.sh # kb, metric, wait_agent, agent_cmd
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, p99 µs, requests
 measure() {
@@ -201,17 +201,12 @@ echo "agent overhead: $ROUNDS rounds of ${SECS}s per server and phase, kernel $(
 for r in $(seq "$ROUNDS"); do one_round none "$r"; done
 
 # The agent, with its defaults (trace_envset selects T), sending to the linker.
-# AGENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") runs the agent's node with these flags.
-# The agent's own V8 flags, as bin/seqtrace passes them (AGENT_NODE_FLAGS there), unless
-# AGENT_NODE_ARGS is set (then only those: AGENT_NODE_ARGS="" runs node's defaults).
-extra=(); read -ra extra <<<"${AGENT_NODE_ARGS-$(sed -n 's/^AGENT_NODE_FLAGS="\(.*\)"$/\1/p' bin/seqtrace)}"
-# Its malloc settings, likewise (AGENT_MALLOC_ENV there), unless AGENT_MALLOC is set
-# (AGENT_MALLOC="" runs glibc's defaults).
-malloc_env=(); read -ra malloc_env <<<"${AGENT_MALLOC-$(sed -n 's/^AGENT_MALLOC_ENV="\(.*\)"$/\1/p' bin/seqtrace)}"
-agent_cmd=(env ${malloc_env[@]+"${malloc_env[@]}"} node ${extra[@]+"${extra[@]}"} "$JS/cli/main.js" agent)
-echo "  agent phase: ${malloc_env[*]:-} node ${extra[*]:-} .../cli/main.js agent"
+# As bin/seqtrace runs it (its V8 flags and malloc settings); AGENT_NODE_ARGS (e.g. "--cpu-prof
+# --cpu-prof-dir=/tmp/prof") and AGENT_MALLOC replace them (agent_cmd, bench/agent-lib.sh).
+agent_cmd "$JS"
+echo "  agent phase: ${AGENT_CMD[*]:1}" | sed "s#$JS#...#"
 ENV_INPUT_EBPF_TRACE_SERVER=$LURL ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
-  ${AGENT_PRIO[@]+"${AGENT_PRIO[@]}"} taskset -c "$AGENT_CPU" "${agent_cmd[@]}" 2>"$TMP/agent.err" &
+  ${AGENT_PRIO[@]+"${AGENT_PRIO[@]}"} taskset -c "$AGENT_CPU" "${AGENT_CMD[@]}" 2>"$TMP/agent.err" &
 AGENT=$!; pids+=("$AGENT")
 wait_agent "$AGENT" "$TMP/agent.err"
 ALOADER=$(pgrep -P "$AGENT" -x seqtrace-loader | head -1)
