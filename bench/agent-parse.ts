@@ -15,7 +15,7 @@ import { encodeSpans } from '../src/span/lineprotocol.js';
 import { writeSpanLine } from '../src/agent/encode.js';
 import type { CaptureEvent, DataEvent } from '../src/agent/capture/event.js';
 import { LAYOUT, decodeFrame, frameReader } from '../src/agent/capture/decode.js';
-import { dataFrame } from '../src/agent/capture/testkit.js';
+import { dataEvent, dataFrame } from '../src/agent/capture/testkit.js';
 import type { EbpfSpan } from '../src/span/span.js';
 import { RICH as RICH_EXCHANGE, WRK as WRK_EXCHANGE } from './exchanges.js';
 
@@ -24,14 +24,9 @@ const CONNS = 200;
 
 const WRK = process.argv[4] === 'wrk';
 const { req: REQ, resp: RESP } = WRK ? WRK_EXCHANGE : RICH_EXCHANGE;
-const EMPTY = Buffer.alloc(0);
 
 function event(sock: number, dir: 'send' | 'recv', data: Buffer, tid: number): DataEvent {
-  return {
-    kind: 'data', tsNs: 0, sockId: sock, pid: 4242, tid, goid: 0, dir, seq: 0, len: data.length,
-    head: data, tail: EMPTY, family: 4, srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 40000 + sock,
-    noPayload: false, truncated: false,
-  };
+  return dataEvent({ sockId: sock, pid: 4242, tid, dir, head: data, dstPort: 40000 + sock });
 }
 
 /** A u64 written as the loader writes it (a time in ns, below 2^53). */

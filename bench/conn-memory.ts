@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataEvent } from '../src/agent/capture/event.js';
+import { dataEvent } from '../src/agent/capture/testkit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -30,13 +31,8 @@ async function measure(tree: string, ext: string, n: number): Promise<string> {
   const { createConnTable } = (await import(join(tree, 'agent/conn' + ext))) as typeof import('../src/agent/conn.js');
   const { createThreadGroups } = (await import(join(tree, 'agent/threadgroup' + ext))) as typeof import('../src/agent/threadgroup.js');
   const gc = (globalThis as unknown as { gc: () => void }).gc;
-  const ev = (sock: number, dir: 'send' | 'recv', s: string, seq: number, t: number): DataEvent => {
-    const b = Buffer.from(s, 'latin1');
-    return {
-      kind: 'data', tsNs: t * 1000, sockId: sock, pid: 100, tid: 101, goid: 0, dir, seq, len: b.length, head: b, tail: Buffer.alloc(0),
-      family: 4, srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 50000 + (sock % 10000), noPayload: false, truncated: false,
-    };
-  };
+  const ev = (sock: number, dir: 'send' | 'recv', s: string, seq: number, t: number): DataEvent =>
+    dataEvent({ tsNs: t * 1000, sockId: sock, dir, seq, head: Buffer.from(s, 'latin1'), dstPort: 50000 + (sock % 10000) });
   let spans = 0;
   const table = createConnTable({
     host: 'h', convToDdtrace: false, groups: createThreadGroups(1000n),

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createConnTable, type ConnTableOptions } from './conn.js';
 import { createThreadGroups } from './threadgroup.js';
 import type { DataEvent } from './capture/event.js';
+import { dataEvent } from './capture/testkit.js';
 import type { EbpfSpan } from '../span/span.js';
 
 interface Ev {
@@ -22,12 +23,11 @@ interface Ev {
 function ev(e: Ev): DataEvent {
   const b = Buffer.from(e.data, 'latin1');
   const cap = e.capture ?? 4096;
-  return {
-    kind: 'data', tsNs: e.t * 1000, sockId: e.sock ?? 1, pid: e.pid ?? 100, tid: e.tid ?? 101,
-    goid: e.goid ?? 0, dir: e.dir, seq: e.seq >>> 0, len: b.length, head: b.subarray(0, cap),
-    tail: b.length > cap ? b.subarray(b.length - 64) : Buffer.alloc(0), family: 4,
-    srcIp: '10.0.0.1', srcPort: 8080, dstIp: '10.0.0.2', dstPort: 50000, noPayload: false, truncated: false,
-  };
+  return dataEvent({
+    tsNs: e.t * 1000, sockId: e.sock ?? 1, pid: e.pid ?? 100, tid: e.tid ?? 101, goid: e.goid ?? 0,
+    dir: e.dir, seq: e.seq >>> 0, len: b.length, head: b.subarray(0, cap),
+    tail: b.length > cap ? b.subarray(b.length - 64) : Buffer.alloc(0),
+  });
 }
 
 function table(over: Partial<ConnTableOptions> = {}) {

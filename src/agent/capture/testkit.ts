@@ -1,8 +1,10 @@
-// Shared by the capture tests (real eBPF: events arrive asynchronously from the loader) and by
-// the agent benches that stand in for the loader (the frames it writes).
+// Shared by the capture tests (real eBPF: events arrive asynchronously from the loader), by the
+// agent benches that stand in for the loader (the frames it writes) and by the tests and benches
+// that feed the connection table decoded events.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { LAYOUT } from './decode.js';
+import type { DataEvent } from './event.js';
 
 /** Polls get() every 20 ms until it returns something truthy; throws naming `what` after ms. */
 export async function waitFor<T>(what: string, get: () => T | undefined | false, ms = 5000): Promise<T> {
@@ -13,6 +15,20 @@ export async function waitFor<T>(what: string, get: () => T | undefined | false,
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A decoded data event, as decodeFrame gives it: `sockId`, `dir` and `head` given, the rest
+ * defaulted (pid 100, tid 101, sequence 0, len the head's length, no tail, 10.0.0.1:8080 talking
+ * to 10.0.0.2:50000).
+ */
+export function dataEvent(f: Pick<DataEvent, 'sockId' | 'dir' | 'head'> & Partial<DataEvent>): DataEvent {
+  return {
+    kind: 'data', tsNs: f.tsNs ?? 0, sockId: f.sockId, pid: f.pid ?? 100, tid: f.tid ?? 101, goid: f.goid ?? 0, dir: f.dir,
+    seq: f.seq ?? 0, len: f.len ?? f.head.length, head: f.head, tail: f.tail ?? Buffer.alloc(0), family: f.family ?? 4,
+    srcIp: f.srcIp ?? '10.0.0.1', srcPort: f.srcPort ?? 8080, dstIp: f.dstIp ?? '10.0.0.2', dstPort: f.dstPort ?? 50000,
+    noPayload: f.noPayload ?? false, truncated: f.truncated ?? false,
+  };
 }
 
 /** The fields of a data event as the loader writes them (src/bpf/seqtrace.h, st_data_event). */
