@@ -27,7 +27,8 @@ struct {
 struct batch {
 	__u32 used; /* bytes of records in recs */
 	__u32 busy;
-	__u64 flushed_ns; /* when flush_cpu last ran here (bpf_ktime_get_ns) */
+	__u64 cutoff_ns; /* the cutoff of the last write-out that flushed this CPU (flush_cpu): an
+			  * event built since must be stamped at or after it (event_ts) */
 	struct st_batch_event hdr; /* sent with recs[0, used): the two are contiguous */
 	/* room for one more record of the largest data event past ST_BATCH_MAX, as in scratch */
 	__u8 recs[ST_BATCH_MAX + sizeof(struct scratch)];

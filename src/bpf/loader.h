@@ -14,6 +14,10 @@
 
 #define DRAIN_MS 15          /* the ring buffer is drained at least this often */
 #define FLUSH_NS 50000000ULL /* the CPUs' batches are flushed and events written this often */
+/* A write-out takes the events stamped more than this before it: a socket call held up this
+ * long after its bytes moved (a preempted vCPU, softirqs) is still stamped when they moved,
+ * not at the write-out it missed (output.c, "Order"; seqtrace.bpf.c, event_ts). */
+#define WRITE_LAG_NS 10000000ULL
 
 struct ring_buffer;
 

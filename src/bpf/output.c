@@ -41,12 +41,20 @@ __u64 now_ns(clockid_t c)
  * reach the ring buffer out of time order: a thread event on CPU 0 could come after the new
  * thread's send on CPU 1, a close after data still waiting in another CPU's batch. Every
  * write-out (drain(): every FLUSH_NS, after an exec event, on `stats`, at exit) therefore:
- * takes T = now (CLOCK_MONOTONIC, the clock of ts_ns); flushes every CPU's batch (flush_cpu
- * run on that CPU, retried while an event is being built there), after which every event
- * stamped before T is in the ring buffer; reads the ring buffer into `pend`; and writes out
- * the pending events stamped before T in ts_ns order (ties in arrival order). The others wait
- * for the next write-out. So stdout carries one time order, as the single ring buffer gave
- * before batching.
+ * takes a cutoff T; flushes every CPU's batch (flush_cpu run on that CPU with T, retried while
+ * an event is being built there), after which every event built before is in the ring buffer
+ * and every event built after is stamped T or later; reads the ring buffer into `pend`; and
+ * writes out the pending events stamped before T in ts_ns order (ties in arrival order). The
+ * others wait for the next write-out. So stdout carries one time order, as the single ring
+ * buffer gave before batching.
+ *
+ * T lags the write-out's time (CLOCK_MONOTONIC, the clock of ts_ns) by WRITE_LAG_NS. A data
+ * event is stamped when its call moved the bytes, which can be well before the tracepoint runs
+ * when the call was held up in between; had T been the write-out's time, such a call spanning
+ * a write-out would have had to take T instead (after the peer had read the bytes, say). A
+ * write-out on an exec event takes T just past the newest exec (the agent decides at exec,
+ * and need not wait for the next write-out); `stats` and exit take their own time (all that
+ * came before them).
  */
 struct pending {
 	__u64 ts;
@@ -64,6 +72,7 @@ static __u64 written_upto;  /* every event stamped before this has been written 
 __u64 late_events;
 static int flush_fd = -1;   /* flush_cpu, or -1 without batching */
 static bool exec_seen;      /* an exec event was read: write out now (the agent decides at exec) */
+static __u64 exec_newest;   /* the newest exec event's ts_ns */
 static int ncpus;
 
 /* A buffer grew since the last output_trim(): realloc may have left its old block free. */
@@ -252,8 +261,11 @@ static void take(const void *data, size_t len, int cpu)
 	}
 	if (ts < written_upto)
 		late_events++;
-	if (*(const __u8 *)data == ST_EV_EXEC)
+	if (*(const __u8 *)data == ST_EV_EXEC) {
 		exec_seen = true;
+		if (ts > exec_newest)
+			exec_newest = ts;
+	}
 	pend_add(&pend, ts, data, (__u32)len);
 }
 
@@ -357,14 +369,16 @@ static void write_before(__u64 upto)
 		written_upto = upto;
 }
 
-/* Every CPU's batch into the ring buffer (see "Order"). */
-static void flush_cpus(void)
+/* Every CPU's batch into the ring buffer; events built after are stamped cutoff or later (see
+ * "Order"). */
+static void flush_cpus(__u64 cutoff)
 {
 	if (flush_fd < 0)
 		return;
 	for (int c = 0; c < ncpus; c++) {
 		for (int tries = 0; tries < 10000; tries++) {
-			LIBBPF_OPTS(bpf_test_run_opts, o, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = c);
+			LIBBPF_OPTS(bpf_test_run_opts, o, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = c,
+				    .ctx_in = &cutoff, .ctx_size_in = sizeof(cutoff));
 			if (bpf_prog_test_run_opts(flush_fd, &o) || o.retval == 0)
 				break; /* an error: that CPU is offline */
 		}
@@ -374,7 +388,8 @@ static void flush_cpus(void)
 /* One drain: read the ring buffer (it must not fill up). Every FLUSH_NS (and when asked:
  * `stats`, exit, or an exec event was read) also flush every CPU and write out what is complete. A flush of another CPU
  * is an IPI (≈ 100 µs round trip on the test VM, some µs of the other CPU's time), so not at
- * every 15 ms drain: events reach stdout within FLUSH_NS + DRAIN_MS. all: at exit, everything. */
+ * every 15 ms drain: events reach stdout within FLUSH_NS + WRITE_LAG_NS + DRAIN_MS. all: at exit,
+ * everything. */
 static __u64 next_flush;
 
 void drain(struct ring_buffer *rb, bool all, bool now)
@@ -386,13 +401,18 @@ void drain(struct ring_buffer *rb, bool all, bool now)
 			return;
 		t = now_ns(CLOCK_MONOTONIC);
 	}
+	__u64 cutoff = t;
+	if (!now) {
+		cutoff = t - WRITE_LAG_NS;
+		if (exec_seen && exec_newest >= cutoff)
+			cutoff = exec_newest + 1;
+	}
 	exec_seen = false;
 	tuple_gen_bumped = false;
 	next_flush = t + FLUSH_NS;
-	__u64 upto = all ? UINT64_MAX : t;
-	flush_cpus();
+	flush_cpus(cutoff);
 	ring_buffer__consume(rb);
-	write_before(upto);
+	write_before(all ? UINT64_MAX : cutoff);
 }
 
 bool output_init(int cpus, int flush_prog_fd, __u32 *kernel_tuple_gen)

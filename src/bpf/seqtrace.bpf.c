@@ -270,20 +270,25 @@ extern const void tcp_sendmsg __ksym __weak;
 
 /* A data event's time, taken after begin_event: when the call moved the bytes, without a clock
  * read where TCP itself just read the clock. The clock read costs 25–60 ns on this VM
- * (pvclock: about a fifth of a traced event's program time); tcp_clock_cache costs a load. It
- * is CLOCK_MONOTONIC (tcp_clock_ns(), the clock of bpf_ktime_get_ns), refreshed
- * (tcp_mstamp_refresh) by
+ * (pvclock: about a fifth of a traced event's program time); these are loads. Both are
+ * CLOCK_MONOTONIC (tcp_clock_ns(), the clock of bpf_ktime_get_ns):
  *  - a receive through tcp_recvmsg (the socket's own: not kTLS, sockmap or MPTCP, which take
- *    the clock) after it copied the bytes (tcp_rcv_space_adjust): the time of the read;
- *  - tcp_write_xmit, first thing, before it sends anything: if any of this send's bytes have
- *    left (snd_nxt past their first sequence number), they left during this call, so the cache
- *    is the time of the last transmit in it. A send whose bytes all wait (autocorked, corked,
- *    Nagle, a full window) may find the cache where an earlier transmit or receive put it: it
- *    takes the clock.
- * Either is about a microsecond before this tracepoint. A cache older than this CPU's last
- * flush by the loader (a call that flush interrupted, or anything unforeseen) takes the clock,
- * so an event built after a flush is stamped after it, which the loader's order relies on
- * (output.c, "Order"). */
+ *    the clock) takes tcp_clock_cache, refreshed (tcp_mstamp_refresh) after it copied the
+ *    bytes (tcp_rcv_space_adjust): the time of the read;
+ *  - a send takes tcp_wstamp_ns, the departure time of the socket's last segment: if any of
+ *    this send's bytes have left (snd_nxt past their first sequence number), they left during
+ *    this call, so it is the time of the last transmit in it. Not tcp_clock_cache: every
+ *    segment the socket receives refreshes that, and a call held up after its bytes left (a
+ *    busy or preempted CPU, the softirq of other traffic) releases the socket after the peer
+ *    read them and acknowledged: the ACK, waiting in the backlog until then, stamped the send
+ *    after the read (capture.test.ts, "a send held up"). A segment the socket itself sends in
+ *    that window (an immediate ACK of data from the peer) still moves tcp_wstamp_ns. Paced
+ *    sockets (fq, BBR) keep the next departure there, which may be ahead: the cache bounds it.
+ *    A send whose bytes all wait (autocorked, corked, Nagle, a full window) takes the clock.
+ * Either is about a microsecond before this tracepoint. The loader's order (output.c, "Order")
+ * needs an event built after a write-out flushed this CPU to be stamped at or after that
+ * write-out's cutoff, which lags the write-out by WRITE_LAG_NS: a call held up longer than
+ * that across a write-out takes the cutoff. */
 static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir, __u32 seq)
 {
 	struct proto *prot = sk->__sk_common.skc_prot;
@@ -292,12 +297,15 @@ static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct t
 		if ((__u64)&tcp_recvmsg && (__u64)prot->recvmsg == (__u64)&tcp_recvmsg)
 			ts = tp->tcp_clock_cache;
 	} else if ((__u64)&tcp_sendmsg && (__u64)prot->sendmsg == (__u64)&tcp_sendmsg) {
-		if ((__s32)(tp->snd_nxt - seq) > 0) /* some of its bytes left (seq: the first's) */
-			ts = tp->tcp_clock_cache;
+		if ((__s32)(tp->snd_nxt - seq) > 0) { /* some of its bytes left (seq: the first's) */
+			ts = tp->tcp_wstamp_ns;
+			if (ts > tp->tcp_clock_cache)
+				ts = tp->tcp_clock_cache;
+		}
 	}
-	if (ts && ts >= b->flushed_ns)
-		return ts;
-	return bpf_ktime_get_ns();
+	if (!ts)
+		return bpf_ktime_get_ns();
+	return ts >= b->cutoff_ns ? ts : b->cutoff_ns;
 }
 
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
@@ -522,12 +530,14 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	return 0;
 }
 
-/* Run by the loader on every CPU at every drain (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU:
- * an IPI to that CPU, so nothing else runs there meanwhile): sends what the CPU's batch holds.
- * Returns 1 when an event is being built on that CPU (the interrupted code): the loader tries
- * again. After a 0, every event of that CPU stamped before the call is in the ring buffer. */
+/* Run by the loader on every CPU at every write-out (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU: an IPI to that CPU, so nothing else runs there meanwhile), with the
+ * write-out's cutoff as its one argument: sends what the CPU's batch holds. Returns 1 when an
+ * event is being built on that CPU (the interrupted code): the loader tries again. After a 0,
+ * every event of that CPU built before the call is in the ring buffer, and every one built
+ * after it is stamped at or after the cutoff (event_ts). */
 SEC("raw_tp")
-int flush_cpu(void *ctx)
+int flush_cpu(__u64 *ctx)
 {
 	__u32 zero = 0;
 	struct batch *b = bpf_map_lookup_elem(&batches, &zero);
@@ -536,6 +546,6 @@ int flush_cpu(void *ctx)
 	if (b->busy)
 		return 1;
 	flush(b);
-	b->flushed_ns = bpf_ktime_get_ns(); /* see event_ts */
+	b->cutoff_ns = ctx[0];
 	return 0;
 }

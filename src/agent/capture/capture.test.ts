@@ -17,6 +17,7 @@ const SYSCALLS_PY = fileURLToPath(new URL('./testdata/syscalls.py', import.meta.
 const THREADS_PY = fileURLToPath(new URL('./testdata/threads.py', import.meta.url));
 const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.url));
 const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.meta.url));
+const HELDSEND_PY = fileURLToPath(new URL('./testdata/heldsend.py', import.meta.url));
 /** First lines of an inline Python script that needs testdata/loopback.py's `tcp_pair`. */
 const WITH_TCP_PAIR = `import sys; sys.path.insert(0, ${JSON.stringify(fileURLToPath(new URL('./testdata', import.meta.url)))})
 from loopback import tcp_pair`;
@@ -62,7 +63,8 @@ function exited(p: ChildProcess): Promise<number> {
  * its work and prints one JSON line: traced from its first line on unless traced is false.
  * Returns that JSON.
  */
-async function runScript<T>(run: Run, script: string, args: string[], o: { traced?: boolean; netns?: string } = {}): Promise<T> {
+async function runScript<T>(run: Run, script: string, args: string[],
+  o: { traced?: boolean; netns?: string; beforeGo?: (pid: number) => Promise<void> } = {}): Promise<T> {
   const name = basename(script);
   const cmd = [...(o.netns ? ['ip', 'netns', 'exec', o.netns] : []), 'python3', '-u', script, ...args];
   const p = spawn(cmd[0], cmd.slice(1), { stdio: 'pipe' });
@@ -72,9 +74,40 @@ async function runScript<T>(run: Run, script: string, args: string[], o: { trace
   p.stdout.on('data', (d) => { out += d; });
   await waitFor(`${name} ready`, () => out.includes('\n'), 10_000);
   if (o.traced ?? true) await run.cap.addPid(p.pid!);
+  await o.beforeGo?.(p.pid!);
   p.stdin.write('go\n');
   assert.equal(await exited(p), 0, `${name} failed: ${err}`);
   return JSON.parse(out.split('\n')[1]) as T;
+}
+
+/**
+ * Holds thread `tid` for ≈ 2.5 ms in every network softirq it runs (bpftrace on napi:napi_poll:
+ * six programs, as the verifier lets one spin ≈ 0.4 ms). Resolves once all six are attached
+ * (bpftrace says "Attaching" before it loads them); stop() ends it and returns what it printed.
+ */
+async function holdSoftirqs(tid: number) {
+  const PROGS = 6;
+  const spin = `tracepoint:napi:napi_poll /tid == ${tid}/ { $t = nsecs; $i = 0; while ($i < 7000) { if (nsecs - $t > 1000000) { break; } $i++; } @held_us = sum((nsecs - $t) / 1000); }`;
+  const p = spawn('bpftrace', ['-e', Array(PROGS).fill(spin).join('\n')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout!.on('data', (d) => { out += d; });
+  p.stderr!.on('data', (d) => { out += d; });
+  const stop = async () => {
+    p.kill('SIGINT');
+    const killer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    await exited(p);
+    clearTimeout(killer);
+    return out;
+  };
+  try {
+    const attached = () => (JSON.parse(execFileSync('bpftool', ['-j', 'perf', 'show']).toString()) as Array<{ pid: number; tracepoint?: string }>)
+      .filter((x) => x.pid === p.pid && x.tracepoint === 'napi_poll').length;
+    await waitFor(`bpftrace's ${PROGS} programs attached (it printed: ${out})`, () => p.exitCode === null && attached() === PROGS, 60_000);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { stop };
 }
 
 /** Runs testdata/syscalls.py traced; returns its report. */
@@ -327,6 +360,36 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.ok(autocorked >= 22 && autocorked < 500, `A1 (autocorked) sent ${autocorked.toFixed(3)} ms after A0; the process slept 25 ms in between`);
       } finally {
         ip('netns', 'del', ns);
+      }
+    });
+
+    // A send call held up after its bytes left (a busy host, a preempted vCPU; here the sender
+    // held in its network softirq by bpftrace) while the peer reads them, the peer's ACK
+    // waiting in the sender's socket backlog until the call releases the socket: the send must
+    // carry the time its bytes left (tcp_wstamp_ns), not the clock cache that ACK refreshed
+    // (CI, 2026-12-06: a Python server's response stamped 459 µs after its client had read it).
+    // Syscall mode stamps at the call's exit (docs/kernel.md, "Time").
+    if (mode === 'socket') test('a send held up after its bytes left is stamped when they left, not after the peer read them', async () => {
+      // ten holds of ≈ 2.5 ms: without WRITE_LAG_NS, one in twenty would span a write-out
+      // (every 50 ms) and take its time, after the read
+      const N = 10;
+      let holder: Awaited<ReturnType<typeof holdSoftirqs>> | undefined;
+      let held = '';
+      const r = await runScript<{ pid: number; sends: [number, number][]; reads: number[] }>(run, HELDSEND_PY, ['4', String(N)], {
+        beforeGo: async (pid) => { holder = await holdSoftirqs(pid); },
+      }).finally(async () => { held = (await holder?.stop()) ?? ''; });
+      const mine = () => data(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('D'));
+      await waitFor('each message sent and read', () => mine().length >= 2 * N);
+      for (let i = 0; i < N; i++) {
+        const ev = (dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`D${i}:`));
+        const sent = ev('send');
+        const read = ev('recv');
+        assert.ok(sent && read, `D${i}: both ends captured`);
+        const [before, after] = r.sends[i];
+        assert.ok(after - before >= 1e6, `D${i}: the send call was held (${((after - before) / 1e6).toFixed(3)} ms; bpftrace said: ${held})`);
+        assert.ok(r.reads[i] < after, `D${i}: read while the send call was held (else this tests nothing)`);
+        assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
+        assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
       }
     });
 
