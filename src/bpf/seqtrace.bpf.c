@@ -197,6 +197,52 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	return sizeof(*e) + at;
 }
 
+/* The kernel's TCP receive and send (from kallsyms; 0 where they cannot be read). */
+extern const void tcp_recvmsg __ksym __weak;
+extern const void tcp_sendmsg __ksym __weak;
+
+/* A data event's time, taken after begin_event (in syscall mode at the call's exit): when the
+ * call moved the bytes, without a clock read where TCP itself just read the clock (the clock
+ * read costs 25–60 ns on this VM, pvclock: about a fifth of a traced event's program time).
+ * Both are CLOCK_MONOTONIC (tcp_clock_ns(), the clock of bpf_ktime_get_ns):
+ *  - a receive through tcp_recvmsg (the socket's own: not kTLS, sockmap or MPTCP, which take
+ *    the clock) takes tcp_clock_cache, refreshed (tcp_mstamp_refresh) after it copied the
+ *    bytes (tcp_rcv_space_adjust): the time of the read;
+ *  - a send takes tcp_wstamp_ns, the departure time of the socket's last segment: if any of
+ *    this send's bytes have left (snd_nxt past their first sequence number), they left during
+ *    this call, so it is the time of the last transmit in it. Not tcp_clock_cache: every
+ *    segment the socket receives refreshes that, and a call held up after its bytes left (a
+ *    busy or preempted CPU, the softirq of other traffic) releases the socket after the peer
+ *    read them and acknowledged: the ACK, waiting in the backlog until then, stamped the send
+ *    after the read (capture.test.ts, "a send held up"). A segment the socket itself sends in
+ *    that window (an immediate ACK of data from the peer) still moves tcp_wstamp_ns. Paced
+ *    sockets (fq, BBR) keep the next departure there, which may be ahead: the cache bounds it.
+ *    A send whose bytes all wait (autocorked, corked, Nagle, a full window) takes the clock.
+ * Either is about a microsecond before the tracepoint. The loader's order (output.c, "Order")
+ * needs an event built after a write-out flushed this CPU to be stamped at or after that
+ * write-out's cutoff, which lags the write-out by WRITE_LAG_NS: a call held up longer than
+ * that across a write-out takes the cutoff. */
+static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir,
+					 __u32 seq)
+{
+	struct proto *prot = RD(direct, sk, __sk_common.skc_prot);
+	__u64 ts = 0;
+	if (dir == ST_DIR_RECV) {
+		if ((__u64)&tcp_recvmsg && (__u64)RD(direct, prot, recvmsg) == (__u64)&tcp_recvmsg)
+			ts = RD(direct, tp, tcp_clock_cache);
+	} else if ((__u64)&tcp_sendmsg && (__u64)RD(direct, prot, sendmsg) == (__u64)&tcp_sendmsg) {
+		if ((__s32)(RD(direct, tp, snd_nxt) - seq) > 0) { /* some of its bytes left (seq: the first's) */
+			ts = RD(direct, tp, tcp_wstamp_ns);
+			__u64 cache = RD(direct, tp, tcp_clock_cache);
+			if (ts > cache)
+				ts = cache;
+		}
+	}
+	if (!ts)
+		return bpf_ktime_get_ns();
+	return ts >= b->cutoff_ns ? ts : b->cutoff_ns;
+}
+
 /* Build one data event into this CPU's batch (or, nested or without batching, into scratch and
  * straight to the ring buffer), between begin_event and end_event; ts taken after begin_event
  * (see event_ts). */
@@ -223,7 +269,7 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	if (!b)
 		return 0;
 	m->go = is_go(pid_tgid >> 32);
-	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid, bpf_ktime_get_ns());
+	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid, event_ts(b, sk, (struct tcp_sock *)sk, direct, dir, seq));
 	end_event(b);
 	return 0;
 }
@@ -263,50 +309,6 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
 /* kfunc (kernel 6.2+, below socket mode's 6.3): a BTF pointer seen as another type, its
  * fields read with fault-safe loads; the verifier turns the call into a register move. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
-/* The kernel's TCP receive and send (from kallsyms; 0 where they cannot be read). */
-extern const void tcp_recvmsg __ksym __weak;
-extern const void tcp_sendmsg __ksym __weak;
-
-/* A data event's time, taken after begin_event: when the call moved the bytes, without a clock
- * read where TCP itself just read the clock. The clock read costs 25–60 ns on this VM
- * (pvclock: about a fifth of a traced event's program time); these are loads. Both are
- * CLOCK_MONOTONIC (tcp_clock_ns(), the clock of bpf_ktime_get_ns):
- *  - a receive through tcp_recvmsg (the socket's own: not kTLS, sockmap or MPTCP, which take
- *    the clock) takes tcp_clock_cache, refreshed (tcp_mstamp_refresh) after it copied the
- *    bytes (tcp_rcv_space_adjust): the time of the read;
- *  - a send takes tcp_wstamp_ns, the departure time of the socket's last segment: if any of
- *    this send's bytes have left (snd_nxt past their first sequence number), they left during
- *    this call, so it is the time of the last transmit in it. Not tcp_clock_cache: every
- *    segment the socket receives refreshes that, and a call held up after its bytes left (a
- *    busy or preempted CPU, the softirq of other traffic) releases the socket after the peer
- *    read them and acknowledged: the ACK, waiting in the backlog until then, stamped the send
- *    after the read (capture.test.ts, "a send held up"). A segment the socket itself sends in
- *    that window (an immediate ACK of data from the peer) still moves tcp_wstamp_ns. Paced
- *    sockets (fq, BBR) keep the next departure there, which may be ahead: the cache bounds it.
- *    A send whose bytes all wait (autocorked, corked, Nagle, a full window) takes the clock.
- * Either is about a microsecond before this tracepoint. The loader's order (output.c, "Order")
- * needs an event built after a write-out flushed this CPU to be stamped at or after that
- * write-out's cutoff, which lags the write-out by WRITE_LAG_NS: a call held up longer than
- * that across a write-out takes the cutoff. */
-static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, __u8 dir, __u32 seq)
-{
-	struct proto *prot = sk->__sk_common.skc_prot;
-	__u64 ts = 0;
-	if (dir == ST_DIR_RECV) {
-		if ((__u64)&tcp_recvmsg && (__u64)prot->recvmsg == (__u64)&tcp_recvmsg)
-			ts = tp->tcp_clock_cache;
-	} else if ((__u64)&tcp_sendmsg && (__u64)prot->sendmsg == (__u64)&tcp_sendmsg) {
-		if ((__s32)(tp->snd_nxt - seq) > 0) { /* some of its bytes left (seq: the first's) */
-			ts = tp->tcp_wstamp_ns;
-			if (ts > tp->tcp_clock_cache)
-				ts = tp->tcp_clock_cache;
-		}
-	}
-	if (!ts)
-		return bpf_ktime_get_ns();
-	return ts >= b->cutoff_ns ? ts : b->cutoff_ns;
-}
 
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
 {
@@ -405,7 +407,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
 	__u32 seq = seq_of(sk, tp, true, dir, ret);
-	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, dir, seq));
+	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq));
 	end_event(b);
 	return 0;
 }
