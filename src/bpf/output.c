@@ -351,19 +351,21 @@ static void write_before(__u64 upto)
 	size_t i = 0;
 	for (; i < pend.n && pend.ev[i].ts < upto; i++)
 		frame(pend.buf + pend.ev[i].off, pend.ev[i].len);
-	if (i == pend.n) { /* the usual case: only events of the flush itself come after upto */
+	if (i == pend.n) {
 		pend.used = pend.n = 0;
 	} else {
-		/* The rest (usually the few events of the flush itself) go back to the front of `pend`
-		 * through `spare`. Swapping the two lists instead let both grow to the size of a whole
-		 * write-out: their pages stay resident (malloc's trim is off, see main), MiBs at
-		 * tens of thousands of events a second; `spare` now only ever holds the rest. */
+		/* The rest (the events of the last WRITE_LAG_NS) go back to the front of `pend`,
+		 * compacted in `spare` and copied back whole. Swapping the two lists instead let both
+		 * grow to the size of a whole write-out: their pages stay resident (malloc's trim is
+		 * off, see main), MiBs at tens of thousands of events a second; `spare` only ever
+		 * holds the rest. */
 		spare.used = spare.n = 0;
 		for (size_t k = i; k < pend.n; k++)
 			pend_add(&spare, pend.ev[k].ts, pend.buf + pend.ev[k].off, pend.ev[k].len);
-		pend.used = pend.n = 0;
-		for (size_t k = 0; k < spare.n; k++)
-			pend_add(&pend, spare.ev[k].ts, spare.buf + spare.ev[k].off, spare.ev[k].len);
+		memcpy(pend.buf, spare.buf, spare.used); /* pend holds more than the rest: no growth */
+		memcpy(pend.ev, spare.ev, spare.n * sizeof(*spare.ev));
+		pend.used = spare.used;
+		pend.n = spare.n;
 	}
 	if (upto > written_upto)
 		written_upto = upto;
