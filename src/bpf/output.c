@@ -54,7 +54,8 @@ __u64 now_ns(clockid_t c)
  * a write-out would have had to take T instead (after the peer had read the bytes, say). A
  * write-out on an exec event takes T just past the newest exec (the agent decides at exec,
  * and need not wait for the next write-out); `stats` and exit take their own time (all that
- * came before them).
+ * came before them). T never goes back: a write-out less than WRITE_LAG_NS after a `stats`
+ * takes that one's T.
  */
 struct pending {
 	__u64 ts;
@@ -408,6 +409,8 @@ void drain(struct ring_buffer *rb, bool all, bool now)
 		cutoff = t - WRITE_LAG_NS;
 		if (exec_seen && exec_newest >= cutoff)
 			cutoff = exec_newest + 1;
+		if (cutoff < written_upto) /* after a `stats` less than WRITE_LAG_NS ago: never back */
+			cutoff = written_upto;
 	}
 	exec_seen = false;
 	tuple_gen_bumped = false;
