@@ -215,15 +215,18 @@ extern const void tcp_sendmsg __ksym __weak;
  *    busy or preempted CPU, the softirq of other traffic) releases the socket after the peer
  *    read them and acknowledged: the ACK, waiting in the backlog until then, stamped the send
  *    after the read (capture.test.ts, "a send held up"). A segment the socket itself sends in
- *    that window (an immediate ACK of data from the peer) still moves tcp_wstamp_ns. Paced
- *    sockets (fq, BBR) keep the next departure there, which may be ahead: the cache bounds it.
- *    A send whose bytes all wait (autocorked, corked, Nagle, a full window) takes the clock.
+ *    that window (an immediate ACK of the peer's answer) moves tcp_wstamp_ns too: if the
+ *    segment that carried the send's last byte has been acknowledged, RACK kept its departure
+ *    (tcp_sock.rack: the latest-sent of the acknowledged segments, in µs: rounded up here, so
+ *    never before it), which no later segment of ours moves. Paced sockets (fq, BBR) keep the
+ *    next departure in tcp_wstamp_ns, which may be ahead: the cache bounds it. A send whose
+ *    bytes all wait (autocorked, corked, Nagle, a full window) takes the clock.
  * Either is about a microsecond before the tracepoint. The loader's order (output.c, "Order")
  * needs an event built after a write-out flushed this CPU to be stamped at or after that
  * write-out's cutoff, which lags the write-out by WRITE_LAG_NS: a call held up longer than
  * that across a write-out takes the cutoff. */
 static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir,
-					 __u32 seq)
+					 __u32 seq, __u32 len)
 {
 	struct proto *prot = RD(direct, sk, __sk_common.skc_prot);
 	__u64 ts = 0;
@@ -236,6 +239,11 @@ static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct t
 			__u64 cache = RD(direct, tp, tcp_clock_cache);
 			if (ts > cache)
 				ts = cache;
+			if ((__s32)(RD(direct, tp, rack.end_seq) - (seq + len)) >= 0) { /* its last byte acked */
+				__u64 acked = RD(direct, tp, rack.mstamp) * 1000 + 999;
+				if (acked < ts)
+					ts = acked;
+			}
 		}
 	}
 	if (!ts)
@@ -269,7 +277,7 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	if (!b)
 		return 0;
 	m->go = is_go(pid_tgid >> 32);
-	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid, event_ts(b, sk, (struct tcp_sock *)sk, direct, dir, seq));
+	emit_in(b, sk, direct, id, true, dir, len, seq, m, pid_tgid, event_ts(b, sk, (struct tcp_sock *)sk, direct, dir, seq, len));
 	end_event(b);
 	return 0;
 }
@@ -407,7 +415,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	else
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
 	__u32 seq = seq_of(sk, tp, true, dir, ret);
-	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq));
+	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq, ret));
 	end_event(b);
 	return 0;
 }

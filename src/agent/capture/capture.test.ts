@@ -368,29 +368,34 @@ for (const mode of ['socket', 'syscall'] as const) {
     // waiting in the sender's socket backlog until the call releases the socket: the send must
     // carry the time its bytes left (tcp_wstamp_ns), not the clock cache that ACK refreshed
     // (CI, 2026-12-06: a Python server's response stamped 459 µs after its client had read it).
-    test('a send held up after its bytes left is stamped when they left, not after the peer read them', async () => {
-      // ten holds of ≈ 2.5 ms: without WRITE_LAG_NS, one in twenty would span a write-out
-      // (every 50 ms) and take its time, after the read
-      const N = 10;
-      let holder: Awaited<ReturnType<typeof holdSoftirqs>> | undefined;
-      let held = '';
-      const r = await runScript<{ pid: number; sends: [number, number][]; reads: number[] }>(run, HELDSEND_PY, ['4', String(N)], {
-        beforeGo: async (pid) => { holder = await holdSoftirqs(pid); },
-      }).finally(async () => { held = (await holder?.stop()) ?? ''; });
-      const mine = () => data(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('D'));
-      await waitFor('each message sent and read', () => mine().length >= 2 * N);
-      for (let i = 0; i < N; i++) {
-        const ev = (dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`D${i}:`));
-        const sent = ev('send');
-        const read = ev('recv');
-        assert.ok(sent && read, `D${i}: both ends captured`);
-        const [before, after] = r.sends[i];
-        assert.ok(after - before >= 1e6, `D${i}: the send call was held (${((after - before) / 1e6).toFixed(3)} ms; bpftrace said: ${held})`);
-        assert.ok(r.reads[i] < after, `D${i}: read while the send call was held (else this tests nothing)`);
-        assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
-        assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
-      }
-    });
+    // When the peer also answers at once, the sender's socket acknowledges the answer within
+    // the hold, a transmit that moves tcp_wstamp_ns too: the departure of the acknowledged
+    // bytes is RACK's.
+    for (const reply of [false, true]) {
+      test(`a send held up after its bytes left is stamped when they left, not after the peer read them${reply ? ' and answered' : ''}`, async () => {
+        // ten holds of ≈ 2.5 ms: without WRITE_LAG_NS, one in twenty would span a write-out
+        // (every 50 ms) and take its time, after the read
+        const N = 10;
+        let holder: Awaited<ReturnType<typeof holdSoftirqs>> | undefined;
+        let held = '';
+        const r = await runScript<{ pid: number; sends: [number, number][]; reads: number[] }>(run, HELDSEND_PY, ['4', String(N), ...(reply ? ['reply'] : [])], {
+          beforeGo: async (pid) => { holder = await holdSoftirqs(pid); },
+        }).finally(async () => { held = (await holder?.stop()) ?? ''; });
+        const mine = () => data(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('D'));
+        await waitFor('each message sent and read', () => mine().length >= 2 * N);
+        for (let i = 0; i < N; i++) {
+          const ev = (dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`D${i}:`));
+          const sent = ev('send');
+          const read = ev('recv');
+          assert.ok(sent && read, `D${i}: both ends captured`);
+          const [before, after] = r.sends[i];
+          assert.ok(after - before >= 1e6, `D${i}: the send call was held (${((after - before) / 1e6).toFixed(3)} ms; bpftrace said: ${held})`);
+          assert.ok(r.reads[i] < after, `D${i}: read while the send call was held (else this tests nothing)`);
+          assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
+          assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
+        }
+      });
+    }
 
     test('round trips across CPUs (events batched per CPU): complete, in time order, per socket in seq order, closes last; an event on an idle CPU arrives within the flush period (50 ms)', async () => {
       const N = 3000; // ~12000 events of ~290 bytes: hundreds of 16 KiB batches

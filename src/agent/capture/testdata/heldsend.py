@@ -1,5 +1,5 @@
 """A send whose call is held up after its bytes left, for capture.test.ts: its event must carry
-the time the bytes left, not a time after the peer read them. Usage: heldsend.py 4|6 N.
+the time the bytes left, not a time after the peer read them. Usage: heldsend.py 4|6 N [reply].
 
 The test holds the main thread, the sender, for a few milliseconds in each network softirq it
 runs (bpftrace on napi:napi_poll, filtered by its tid), as a busy host or a preempted vCPU
@@ -7,9 +7,13 @@ would. Over loopback a send's bytes reach the peer in that softirq, inside the s
 the reader thread, on the other CPU, reads them while the call is held, and the reader's ACK
 waits in the sender's socket backlog until the call releases the socket.
 
-After 'go', N times: the main thread sends Dn, the reader thread reads it. Prints one JSON line
-{"pid", "sends": [[before, after], ...], "reads": [after, ...]}, times in CLOCK_MONOTONIC ns
-(the clock of the events' ts_ns)."""
+After 'go', N times: the main thread sends Dn, the reader thread reads it; with `reply` the
+reader then answers Rn at once, which reaches the sender's socket while its call is still held,
+and the sender's socket, still in quick-ACK mode (the messages are 60 ms apart, past the
+delayed-ACK timeout, so it never turns to delayed ACKs), acknowledges that at once: a segment the
+sender's socket transmits after its bytes left. Prints one JSON line {"pid", "sends": [[before,
+after], ...], "reads": [after, ...]}, times in CLOCK_MONOTONIC ns (the clock of the events'
+ts_ns)."""
 import json
 import os
 import sys
@@ -19,6 +23,7 @@ import time
 from loopback import tcp_pair
 
 n = int(sys.argv[2])
+reply = sys.argv[3:] == ["reply"]
 _, _, listener, client, server = tcp_pair(sys.argv[1])
 cpus = sorted(os.sched_getaffinity(0))
 msgs = [b"D%d:sent-while-the-call-is-held" % i for i in range(n)]
@@ -34,6 +39,8 @@ def reader():
         while len(got) < len(m):
             got += server.recv(len(m) - len(got))
         reads.append(time.monotonic_ns())
+        if reply:
+            server.sendall(b"R" + m[1:])
         read_done.release()
 
 
@@ -50,7 +57,11 @@ for m in msgs:
     client.sendall(m)
     sends.append([before, time.monotonic_ns()])
     read_done.acquire()
-    time.sleep(0.02)
+    if reply:
+        got = b""
+        while len(got) < len(m):
+            got += client.recv(len(m) - len(got))
+    time.sleep(0.06 if reply else 0.02)
 t.join()
 client.close()
 server.close()
