@@ -258,6 +258,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}capture_events_total`, 'events the kernel emitted', 'counter', () => s().capture.events);
   r.collect(`${p}capture_drops_total`, 'events lost because the ring buffer was full', 'counter', () => s().capture.ringbufDrops);
   r.collect(`${p}capture_truncated_total`, 'captures cut short in the kernel', 'counter', () => s().capture.truncated);
+  r.collect(`${p}capture_late_events_total`, 'events the loader got after it had written out later ones (out of time order)', 'counter', () => s().capture.late);
   r.collect(`${p}loader_cpu_seconds_total`, 'CPU time of the eBPF loader process', 'counter', () => s().capture.loaderCpuNs / 1e9);
   r.collect(`${p}events_total`, 'events received from the capture, by kind', 'counter', () => Object.entries(s().events).map(([kind, n]) => [{ kind }, n]));
   r.collect(`${p}event_errors_total`, 'events whose processing failed', 'counter', () => s().eventErrors);

@@ -116,6 +116,7 @@ static void send_stats(struct seqtrace_bpf *skel)
 	s.drops = sum[ST_STAT_DROPS] + tuple_drops; /* both lost events */
 	s.truncated = sum[ST_STAT_TRUNCATED];
 	s.loader_cpu_ns = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+	s.late = late_events;
 	frame(&s, sizeof(s));
 }
 
@@ -421,7 +422,8 @@ static void print_layout(void)
 		FIELD(st_goroutine_event, goid), FIELD(st_goroutine_event, pgoid), FIELD(st_goroutine_event, ts_ns)));
 	STRUCT("stats", st_stats_event,
 	       (FIELD(st_stats_event, kind), FIELD(st_stats_event, events), FIELD(st_stats_event, drops),
-		FIELD(st_stats_event, truncated), FIELD(st_stats_event, loader_cpu_ns)));
+		FIELD(st_stats_event, truncated), FIELD(st_stats_event, loader_cpu_ns),
+		FIELD(st_stats_event, late)));
 	STRUCT("ready", st_ready_event,
 	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
 		FIELD(st_ready_event, ringbuf_bytes)));

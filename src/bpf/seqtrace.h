@@ -232,6 +232,7 @@ struct st_stats_event {
 	__u64 drops;
 	__u64 truncated;
 	__u64 loader_cpu_ns; /* the loader's own CPU time (user+system) so far */
+	__u64 late; /* events the loader got after it had written later ones (should stay 0; output.c) */
 };
 
 struct st_ready_event {

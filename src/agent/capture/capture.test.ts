@@ -394,6 +394,7 @@ for (const mode of ['socket', 'syscall'] as const) {
           assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
           assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
         }
+        assert.equal((await run.cap.refreshStats()).late, 0, 'no event out of time order');
       });
     }
 
@@ -471,6 +472,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.equal(p.exitCode, null, 'it arrived while the process was still sleeping');
         const after = await run.cap.refreshStats();
         assert.equal(after.ringbufDrops, before.ringbufDrops, 'nothing lost');
+        assert.equal(after.late, 0, 'the loader never got an event after it had written later ones');
       } finally {
         p.kill();
         await exited(p);

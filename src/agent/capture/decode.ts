@@ -15,7 +15,7 @@ export const LAYOUT = {
   proc: { kind: 0, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
   thread: { kind: 0, pid: 4, tid: 8, ptid: 12, ts_ns: 16, size: 24 },
   goroutine: { kind: 0, pid: 4, tid: 8, goid: 16, pgoid: 24, ts_ns: 32, size: 40 },
-  stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, size: 40 },
+  stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, late: 40, size: 48 },
   ready: { kind: 0, mode: 1, capture_bytes: 2, ringbuf_bytes: 4, size: 8 },
   ack: { kind: 0, ok: 1, pid: 4, size: 8 },
   kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9 },
@@ -185,6 +185,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         ringbufDrops: u64(b, at + LAYOUT.stats.drops),
         truncated: u64(b, at + LAYOUT.stats.truncated),
         loaderCpuNs: u64(b, at + LAYOUT.stats.loader_cpu_ns),
+        late: u64(b, at + LAYOUT.stats.late),
       };
     case K.ready:
       need(size, LAYOUT.ready.size, 'ready');

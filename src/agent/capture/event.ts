@@ -100,6 +100,9 @@ export interface StatsEvent {
   truncated: number;
   /** CPU time the loader process has used so far (user+system), nanoseconds. */
   loaderCpuNs: number;
+  /** Events that reached the loader after it had written out later-stamped ones, so that the
+   *  stream left time order (should stay 0: the loader writes out only events 10 ms old). */
+  late: number;
 }
 
 export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | GoroutineEvent | StatsEvent;

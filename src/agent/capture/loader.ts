@@ -118,7 +118,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
   let ready = false;
   let closing = false;
   let failed = false;
-  let latest: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0 };
+  let latest: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0, late: 0 };
   // commands are answered in order: one ACK each
   const waiting: Array<{ resolve: (ok: boolean) => void; reject: (e: Error) => void }> = [];
   const statsWaiting: Array<(s: StatsEvent) => void> = [];
