@@ -8,6 +8,8 @@
 #   bench/dispatch-cost.sh [rounds=30] [calls=500000] [LOADER]
 # A hot loop: the program, its map and the kernel's dispatch stay in the caches, so this is a
 # lower bound for a server, whose calls come between other work (capture-cost-toggle.sh DETACH=1).
+# EVICT_KIB=K: the process reads K KiB between two calls (its caches emptied as a server's work
+# empties them) and each call is timed alone: the median call is printed (use fewer calls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-30}; N=${2:-500000}; LOADER=${3:-src/bpf/build/seqtrace-loader}
@@ -19,15 +21,16 @@ trap cleanup EXIT
 cc -O2 -o "$TMP/eagain" bench/event-cost/eagain.c
 sleep 1000000 &
 KEEPER=$!; pids+=("$KEEPER")
-echo "dispatch cost: $ROUNDS rounds of $N EAGAIN receives per state, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+EVICT=${EVICT_KIB:-0}
+echo "dispatch cost: $ROUNDS rounds of $N EAGAIN receives per state$([ "$EVICT" = 0 ] || echo ", $EVICT KiB read between calls"), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 . bench/trace-command.sh
 start_loader "$LOADER" --mode socket --verbose
 diffs=()
 for r in $(seq "$ROUNDS"); do
   echo "del $KEEPER" >&3; sleep 1.1 # detached by the loader's once-a-second check
-  off=$(taskset -c 1 "$TMP/eagain" "$N")
+  off=$(taskset -c 1 "$TMP/eagain" "$N" "$EVICT")
   echo "add $KEEPER" >&3; sleep 0.05 # attached before the ACK
-  on=$(taskset -c 1 "$TMP/eagain" "$N")
+  on=$(taskset -c 1 "$TMP/eagain" "$N" "$EVICT")
   diffs+=("$(awk -v a="$off" -v b="$on" 'BEGIN { print b - a }')")
   echo "  round $r: detached $off ns, attached $on ns"
 done
