@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from loopback import tcp_pair
+from loopback import recv_exact, tcp_pair
 
 n = int(sys.argv[2])
 reply = sys.argv[3:] == ["reply"]
@@ -35,9 +35,7 @@ def reader():
     if len(cpus) > 1:
         os.sched_setaffinity(0, {cpus[1]})
     for m in msgs:
-        got = b""
-        while len(got) < len(m):
-            got += server.recv(len(m) - len(got))
+        recv_exact(server, len(m))
         reads.append(time.monotonic_ns())
         if reply:
             server.sendall(b"R" + m[1:])
@@ -58,9 +56,7 @@ for m in msgs:
     sends.append([before, time.monotonic_ns()])
     read_done.acquire()
     if reply:
-        got = b""
-        while len(got) < len(m):
-            got += client.recv(len(m) - len(got))
+        recv_exact(client, len(m))
     time.sleep(0.06 if reply else 0.02)
 t.join()
 client.close()

@@ -1,4 +1,5 @@
-"""The connected loopback TCP pair the capture testdata scripts move their bytes over."""
+"""The connected loopback TCP pair the capture testdata scripts move their bytes over, and the
+exact read they wait for a whole message with."""
 import socket
 
 
@@ -14,3 +15,14 @@ def tcp_pair(version):
     client.connect(listener.getsockname()[:2])
     server, _ = listener.accept()
     return family, host, listener, client, server
+
+
+def recv_exact(s, size):
+    """Reads exactly size bytes from socket s (a peer that closes first is an error)."""
+    got = b""
+    while len(got) < size:
+        chunk = s.recv(size - len(got))
+        if not chunk:
+            raise EOFError("peer closed")
+        got += chunk
+    return got

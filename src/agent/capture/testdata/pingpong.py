@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from loopback import recv_exact
+
 n = int(sys.argv[1])
 idle_ms = int(sys.argv[2])
 cpus = sorted(os.sched_getaffinity(0))
@@ -25,16 +27,6 @@ srv.listen(1)
 ids = {"pid": os.getpid(), "cpus": len(cpus)}
 print("ready", flush=True)
 sys.stdin.readline()
-
-
-def recv_exact(s, size):
-    got = b""
-    while len(got) < size:
-        chunk = s.recv(size - len(got))
-        if not chunk:
-            raise EOFError("peer closed")
-        got += chunk
-    return got
 
 
 def msg(tag, i):

@@ -18,17 +18,10 @@ import socket
 import sys
 import time
 
-from loopback import tcp_pair
+from loopback import recv_exact, tcp_pair
 
 pause = int(sys.argv[2]) / 1000
 _, _, listener, client, server = tcp_pair(sys.argv[1])
-
-
-def read(n):
-    got = b""
-    while len(got) < n:
-        got += server.recv(n - len(got))
-
 
 print("ready", flush=True)
 sys.stdin.readline()
@@ -36,25 +29,25 @@ for i in range(3):
     msg = b"L%d:read-long-after-it-arrived" % i
     client.sendall(msg)
     time.sleep(pause)
-    read(len(msg))
+    recv_exact(server, len(msg))
 for i in range(2):
     msg = b"S%d:sent-long-after-the-last-transmit" % i
     time.sleep(pause)
     client.sendall(msg)
-    read(len(msg))
+    recv_exact(server, len(msg))
 msg = b"C0:sent-corked-nothing-leaves"
 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
 time.sleep(pause)
 client.sendall(msg)
 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-read(len(msg))
+recv_exact(server, len(msg))
 a0 = b"A0:" + b"x" * 2997
 a1 = b"A1:autocorked-behind-A0"
 client.sendall(a0)
 time.sleep(pause / 8)
 client.sendall(a1)
-read(len(a0))
-read(len(a1))
+recv_exact(server, len(a0))
+recv_exact(server, len(a1))
 client.close()
 server.close()
 print(json.dumps({"pid": os.getpid()}), flush=True)
