@@ -180,28 +180,26 @@ function countSpans(e: Expect): number {
  * one process: to the µs of rounding); a client writes before the server reads and reads after
  * the server wrote (exit -> entry, two processes). Across processes a little slack: a send is
  * stamped when its call moved the bytes and the peer may start reading a long message before
- * the sender's call returns (one agent, one clock offset: `SAME_HOST_US`), and agents on
- * separate hosts convert to epoch time with offsets of their own (`OTHER_HOST_US`). Seen in the
+ * the sender's call returns (one agent, one clock offset: `TOLERANCE_US`, same host), and agents on
+ * separate hosts convert to epoch time with offsets of their own (other host). Seen in the
  * whole e2e suite (2026-12-05): children at least 12 µs inside within a process, 0 µs across;
  * each check prints its worst margins. A span stamped from a stale or wrong clock reading is
  * off by milliseconds; a send stamped after its call was held up, by the hold (the one failure
  * on record, 459 µs, 2026-12-06: docs/kernel.md, "Time").
  */
-const IN_PROCESS_US = 1;
-const SAME_HOST_US = 250;
-const OTHER_HOST_US = 2000;
+const TOLERANCE_US = { 'in process': 1, 'same host': 250, 'other host': 2000 };
 
 export function timingProblems(traces: Trace[]): string[] {
   const problems: string[] = [];
   // the worst overrun per kind of edge, printed: how close a run came to the tolerances
-  const worst = { 'in process': -Infinity, 'same host': -Infinity, 'other host': -Infinity };
+  const worst: Record<keyof typeof TOLERANCE_US, number> = { 'in process': -Infinity, 'same host': -Infinity, 'other host': -Infinity };
   for (const t of traces) {
     const ids = new Map(t.spans.map((s) => [s.spanId, s]));
     for (const c of t.spans) {
       const p = c.parentId ? ids.get(c.parentId) : undefined;
       if (!p) continue;
       const kind = p.host !== c.host ? 'other host' : p.pid === c.pid ? 'in process' : 'same host';
-      const tol = kind === 'other host' ? OTHER_HOST_US : kind === 'in process' ? IN_PROCESS_US : SAME_HOST_US;
+      const tol = TOLERANCE_US[kind];
       const early = p.startUs - c.startUs;
       const late = c.startUs + c.durationUs - (p.startUs + p.durationUs);
       worst[kind] = Math.max(worst[kind], early, late);
