@@ -325,9 +325,10 @@ for (const mode of ['socket', 'syscall'] as const) {
     // the socket's last activity the send's, transmitted or held by TCP_CORK; a send the kernel
     // autocorked (nothing of it leaves: the stamps are the earlier transmit's) the send's. The
     // process runs in a network namespace whose lo has a slow qdisc, where autocorking happens
-    // (on a plain loopback it never does). (By hand, with the guard against caches older than the
-    // last flush taken out: stamping receives with the last transmit's time fails this, and so
-    // does stamping sends with the cache without looking at whether their bytes left.)
+    // (on a plain loopback it never does). (Checked by hand on the loader of 2026-12-05, its guard
+    // against caches older than the CPU's last flush taken out: stamping receives with the last
+    // transmit's time fails this, and so does stamping sends with the cache without looking at
+    // whether their bytes left.)
     test('an event is stamped when its call moved the bytes: a late read, a late send, a corked and an autocorked send', async () => {
       const ns = `seqtrace-clock-${process.pid}-${mode}`;
       const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
