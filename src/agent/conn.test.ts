@@ -3,7 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import assert from 'node:assert/strict';
 import { createConnTable, type ConnTableOptions } from './conn.js';
-import { createThreadGroups } from './threadgroup.js';
+import { createThreadGroups, INHERIT_GRACE_NS } from './threadgroup.js';
 import type { DataEvent } from './capture/event.js';
 import { dataEvent } from './capture/testkit.js';
 import type { EbpfSpan } from '../span/span.js';
@@ -368,4 +368,23 @@ test('an idle connection costs little memory: two parsers of fixed fields, no cl
   const buffers = (after.arrayBuffers - before.arrayBuffers) / n;
   assert.ok(heap < 1500, `${heap.toFixed(0)} bytes of heap a connection`);
   assert.ok(buffers < 100, `${buffers.toFixed(0)} bytes of array buffers a connection`);
+});
+
+test('an exit of a thread its handler started waits for the handler\'s request: kept if the thread ended, sent without the group if it lives on', () => {
+  const { t, spans, groups } = table();
+  const kinds = () => spans.map((s) => `${s.kind} ${s.resource} ${s.threadGroup === '' ? 'no group' : s.threadGroup === spans.find((x) => x.kind === 'entry')?.threadGroup ? 'its entry\'s group' : 'another group'}`).sort();
+  t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/in'), seq: 10, t: 10, tid: 101 }));
+  groups.inherit(101, 201, 100); // started for this request
+  groups.inherit(101, 301, 100); // a pool's worker, started by this request's submit
+  t.onData(ev({ sock: 2, dir: 'send', data: REQ('/own'), seq: 20, t: 11, tid: 201 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: RESP(), seq: 30, t: 12, tid: 201 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: REQ('/pool'), seq: 40, t: 13, tid: 301 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 50, t: 14, tid: 301 }));
+  assert.deepEqual(spans, [], 'both complete, both held');
+  groups.threadExit(201, 15_000);
+  t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 60, t: 16, tid: 101 }));
+  assert.deepEqual(kinds(), ['entry GET /in its entry\'s group', 'exit GET /own its entry\'s group']);
+  groups.advance(16_000 + INHERIT_GRACE_NS);
+  assert.deepEqual(kinds(), ['entry GET /in its entry\'s group', 'exit GET /own its entry\'s group', 'exit GET /pool no group']);
+  assert.equal(groups.stats.pooled, 1);
 });

@@ -9,8 +9,10 @@
 //   exit:  request written (join thread group) → … response read → span
 //
 // A span is emitted the moment its response is complete (not when the next request starts:
-// DataKit's defect §3.10 held spans 10–20 s). A connection that ends before the response gives
-// a failed span (status error, http_status_code 0).
+// DataKit's defect §3.10 held spans 10–20 s), except an exit of a thread that a handler
+// started, which waits until that handler's request has ended (≈ 0.1 s more: threadgroup.ts,
+// settle). A connection that ends before the response gives a failed span (status error,
+// http_status_code 0).
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
 // table at a time, when it is full).
@@ -18,7 +20,7 @@ import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
 import { createParser, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
-import { threadKey, type ThreadGroups, type ThreadKey } from './threadgroup.js';
+import { threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
 import type { Clock } from './clock.js';
 
@@ -77,6 +79,8 @@ interface Exchange {
   goid: number;
   groupKey: ThreadKey;
   threadGroup: string;
+  /** An exit's group, when its thread inherited it: the span waits until that is decided. */
+  inheritance: Inheritance | null;
   ctx: AppTraceContext | null;
   respSeq: number;
   respStatus: number;
@@ -151,7 +155,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: number): void {
     const server = c.role === ROLE_SERVER;
-    if (server && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
+    if (server && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup, endNs);
     const span = buildSpan({
       kind: server ? 'entry' : 'exit',
       host: opts.host,
@@ -174,7 +178,12 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     });
     stats.spans++;
     if (!resp) stats.failedSpans++;
-    opts.onSpan(span);
+    if (ex.inheritance) {
+      opts.groups.settle(ex.inheritance, (keep) => {
+        if (!keep) span.threadGroup = '';
+        opts.onSpan(span);
+      });
+    } else opts.onSpan(span);
   }
 
   // One sink per direction for the whole table, the connection passed as the parser's owner.
@@ -186,9 +195,11 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         dropExchange(c, c.pending.shift()!);
       }
       const key = threadKey(ev.pid, ev.tid, ev.goid);
-      const threadGroup = c.role === ROLE_SERVER ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
+      const server = c.role === ROLE_SERVER;
+      const threadGroup = server ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
       c.pending.push({
         req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
+        inheritance: !server && threadGroup !== '' ? opts.groups.inheritance(key, threadGroup) : null,
         ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
         respSeq: -1, respStatus: 0, respBytes: 0,
       });
@@ -223,7 +234,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   };
 
   function dropExchange(c: Conn, ex: Exchange): void {
-    if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup);
+    if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup, latestNs);
     stats.droppedExchanges++;
   }
 

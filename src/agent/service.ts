@@ -67,7 +67,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const clockTimer = setInterval(() => clock.refresh(), 60_000);
   clockTimer.unref();
   const groups = createThreadGroups();
-  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, goroutine: 0, stats: 0 };
+  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, thread_exit: 0, goroutine: 0, stats: 0 };
   let eventErrors = 0;
   let pidErrors = 0;
   let lastErrorLog = 0;
@@ -123,9 +123,15 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'exec': procs.onExec(ev.pid, ev.ppid); break;
           case 'thread':
             // A handler that starts threads for its downstream calls: the new thread joins
-            // the group its creator serves now (if exactly one), until that group closes.
+            // the group its creator serves now (if exactly one), until that group closes;
+            // whether its calls keep it is decided then (thread_exit, below).
             // The kernel reports this before the new thread runs, so it precedes its calls.
             groups.inherit(threadKey(ev.pid, ev.ptid, 0), threadKey(ev.pid, ev.tid, 0), ev.pid);
+            break;
+          case 'thread_exit':
+            // A thread that ends before its creator's request ends was started for it; one
+            // that lives on is taken for a pool's worker (threadgroup.ts, settle).
+            groups.threadExit(threadKey(ev.pid, ev.tid, 0), ev.tsNs);
             break;
           case 'goroutine':
             // The same for a goroutine started by another (a handler's fan-out).
@@ -134,7 +140,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'exit':
             // Exit events come for every process on the host: keep the common case cheap.
             conns.onProcessExit(ev.pid, ev.tsNs);
-            groups.dropProcess(ev.pid);
+            groups.dropProcess(ev.pid, ev.tsNs);
             procs.onExit(ev.pid);
             break;
           case 'stats': break;
@@ -143,6 +149,14 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
         // One malformed sequence must not stop the agent: count it, say it, go on.
         eventErrors++;
         rateLog(`seqtrace agent: ${seqError('SEQ_ERR_AGENT', `event ${ev.kind} failed: ${(e as Error).stack ?? e}`).message}`);
+      }
+    }
+    // Events come in time order: everything up to the last one's time is in.
+    for (let i = batch.length - 1; i >= 0; i--) {
+      const ev = batch[i];
+      if (ev.kind !== 'stats') {
+        groups.advance(ev.tsNs);
+        break;
       }
     }
   }
@@ -174,6 +188,10 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     procs.scan();
     // Connections whose close was never seen (lost in a full ring buffer) must not stay forever.
     if (++ticks % 10 === 0) conns.expireIdle();
+    // No events for a while: time still passes for the inheritances waiting to be decided.
+    // An event reaches the agent within ≈ 75 ms of its time (docs/kernel.md, "Batches and
+    // order"); a second back is safely behind what has been read.
+    groups.advance(Number(process.hrtime.bigint()) - 1e9);
   }, opts.scanIntervalMs ?? 1000);
   scanTimer.unref();
 
@@ -232,6 +250,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
         procs.close();
         await cap.close();
         conns.clear();
+        groups.flush(); // exits held for a decision go out with what is known now
         await sender.close(3000);
         if (server) await new Promise<void>((r) => server!.close(() => r()));
       })();
@@ -279,6 +298,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
   r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);
   r.collect(`${p}thread_group_inherited_total`, 'threads created while their creator served one entry (they join its group until it closes)', 'counter', () => s().groups.inherited);
+  r.collect(`${p}thread_group_pooled_total`, 'exits that joined an inherited group but were sent without it: their thread outlived the group (a pool\'s worker)', 'counter', () => s().groups.pooled);
   r.collect(`${p}thread_groups_open`, 'thread groups open now', 'gauge', openGroups);
   r.collect(`${p}spans_sent_total`, 'spans the linker accepted', 'counter', () => s().sender.sent);
   r.collect(`${p}spans_dropped_total`, 'spans dropped because the send buffer was full', 'counter', () => s().sender.dropped);

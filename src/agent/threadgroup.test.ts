@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createThreadGroups, threadKey } from './threadgroup.js';
+import { createThreadGroups, threadKey, INHERIT_GRACE_NS, INHERIT_MAX_HELD, type ThreadGroups } from './threadgroup.js';
 
 test('an exit on a thread with one open group joins it', () => {
   const g = createThreadGroups(5n);
@@ -9,13 +9,13 @@ test('an exit on a thread with one open group joins it', () => {
   assert.equal(g.join(101), id);
   assert.equal(g.join(101), id, 'several exits join the same group');
   assert.equal(g.join(102), '', 'another thread joins nothing');
-  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1, inherited: 0 });
+  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1, inherited: 0, pooled: 0 });
 });
 
 test('a closed group is never joined', () => {
   const g = createThreadGroups(1n);
   const id = g.open(7, 1);
-  g.close(7, id);
+  g.close(7, id, 0);
   assert.equal(g.join(7), '');
   assert.equal(g.openCount(), 0);
   const id2 = g.open(7, 1);
@@ -29,7 +29,7 @@ test('several open groups on one thread (event loop): the exit joins none, count
   const b = g.open(9, 1);
   assert.equal(g.join(9), '');
   assert.equal(g.stats.ambiguous, 1);
-  g.close(9, a);
+  g.close(9, a, 0);
   assert.equal(g.join(9), b, 'once only one is left, exits join it');
 });
 
@@ -48,7 +48,7 @@ test('process exit drops its groups', () => {
   g.open(11, 10);
   g.open(threadKey(10, 11, 3), 10);
   g.open(21, 20);
-  g.dropProcess(10);
+  g.dropProcess(10, 0);
   assert.equal(g.openCount(), 1);
   assert.equal(g.join(11), '');
   assert.equal(g.join(21) !== '', true);
@@ -73,7 +73,7 @@ test('a thread created while its creator serves one entry inherits the group unt
   assert.equal(g.join(11), id);
   assert.equal(g.join(12), id);
   assert.equal(g.openCount(), 1, 'inherited memberships are not groups of their own');
-  g.close(10, id);
+  g.close(10, id, 0);
   assert.equal(g.join(11), '', 'never after it closed');
   assert.equal(g.join(12), '');
   assert.equal(g.stats.inherited, 2);
@@ -94,7 +94,7 @@ test('process exit drops owned and inherited memberships', () => {
   const g = createThreadGroups(1n);
   const id = g.open(10, 1);
   g.inherit(10, 11, 1);
-  g.dropProcess(1);
+  g.dropProcess(1, 0);
   assert.equal(g.openCount(), 0);
   assert.equal(g.join(11), '');
   assert.equal(g.join(10), '');
@@ -105,7 +105,7 @@ test('a thread created after its creator\'s group closed inherits nothing (no jo
   const g = createThreadGroups(1n);
   const id = g.open(10, 1);
   g.inherit(10, 11, 1);
-  g.close(10, id);
+  g.close(10, id, 0);
   g.inherit(10, 12, 1); // the handler starts a thread after writing its response
   g.inherit(11, 13, 1); // an outliving child starts one too
   assert.equal(g.join(11), '');
@@ -129,7 +129,7 @@ test('concurrent handlers: each one\'s threads join only its own group', () => {
   assert.equal(g.join(11), a);
   assert.equal(g.join(12), a);
   assert.equal(g.join(21), b);
-  g.close(10, a);
+  g.close(10, a, 0);
   assert.equal(g.join(11), '');
   assert.equal(g.join(21), b, 'closing one group leaves the other\'s threads alone');
 });
@@ -146,7 +146,7 @@ test('a new thread with a reused tid forgets what an earlier thread with that ti
   const c = g.open(40, 1);
   g.inherit(40, 30, 1);
   assert.equal(g.join(30), c);
-  g.close(30, b); // the dead owner's entry ends (its connection closed)
+  g.close(30, b, 0); // the dead owner's entry ends (its connection closed)
   assert.equal(g.join(31), '', 'b\'s inheritors leave it although its owner\'s tid was reused');
   assert.equal(g.join(30), c);
   void a;
@@ -163,23 +163,158 @@ test('an event loop with thousands of open groups: each close removes exactly it
   const order = ids.map((id, i) => [id, (seed = (seed * 1103515245 + 12345) >>> 0) + i] as const).sort((x, y) => x[1] - y[1]).map((x) => x[0]);
   const last = order.pop()!;
   for (const [k, id] of order.entries()) {
-    g.close(9, id);
-    g.close(9, id);
+    g.close(9, id, 0);
+    g.close(9, id, 0);
     if (k % 5000 === 0) assert.equal(g.join(9), '', 'still ambiguous');
   }
   assert.equal(g.openCount(), 2);
   assert.equal(g.join(9), last, 'the one left is joined');
   assert.equal(g.join(10), inherited);
-  g.close(9, last);
+  g.close(9, last, 0);
   assert.equal(g.join(9), '');
   // the thread's state is reused: one, then two, then one again
   const a = g.open(9, 1);
   const b = g.open(9, 1);
   assert.equal(g.join(9), '');
-  g.close(9, a);
+  g.close(9, a, 0);
   assert.equal(g.join(9), b);
-  g.dropProcess(1);
+  g.dropProcess(1, 0);
   assert.equal(g.openCount(), 0);
   assert.equal(g.join(9), '');
   assert.equal(g.join(10), '');
+});
+
+// Inherited joins are held until the group closes: a thread started for the request has
+// ended by then (or just after), a pool's worker lives on and may have worked for others.
+
+/** An exit on `key`, sent through settle as conn.ts does; returns what it was sent with. */
+function exitOn(g: ThreadGroups, key: number | string): { sent: string | null } {
+  const out = { sent: null as string | null };
+  const id = g.join(key);
+  const m = id ? g.inheritance(key, id) : null;
+  if (!m) out.sent = id;
+  else g.settle(m, (keep) => { out.sent = keep ? id : ''; });
+  return out;
+}
+
+test('a thread started for one request and gone when it ends: its exits keep the group', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  const a = exitOn(g, 11);
+  const b = exitOn(g, 11);
+  assert.equal(a.sent, null, 'held while the request is open');
+  assert.equal(exitOn(g, 10).sent, id, 'the handler\'s own exits are not held');
+  g.threadExit(11, 1000);
+  assert.equal(b.sent, null);
+  g.close(10, id, 2000);
+  assert.equal(a.sent, id);
+  assert.equal(b.sent, id);
+  assert.equal(g.stats.pooled, 0);
+});
+
+test('a thread that ends just after its request (the handler woken by its join first) keeps the group', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  const a = exitOn(g, 11);
+  g.close(10, id, 5000);
+  g.advance(5000 + INHERIT_GRACE_NS - 1);
+  assert.equal(a.sent, null, 'undecided within the grace');
+  g.threadExit(11, 5000 + INHERIT_GRACE_NS / 2);
+  g.advance(5000 + INHERIT_GRACE_NS);
+  assert.equal(a.sent, id);
+});
+
+test('a pool\'s worker started lazily by a handler: its exits are sent without the group, never with another request\'s', () => {
+  const g = createThreadGroups(1n);
+  const e = g.open(10, 1); // request E's handler submits work; the pool starts worker 11
+  g.inherit(10, 11, 1);
+  const f = g.open(20, 1); // request F's handler submits work too; worker 11 takes it
+  const forE = exitOn(g, 11);
+  const forF = exitOn(g, 11); // F's call, made while E is open: would have joined E
+  g.close(10, e, 3000);
+  g.close(20, f, 4000);
+  g.threadExit(11, 3000 + INHERIT_GRACE_NS + 1); // the pool shuts down, much later
+  g.advance(3000 + INHERIT_GRACE_NS + 1);
+  assert.equal(forE.sent, '');
+  assert.equal(forF.sent, '');
+  assert.equal(g.stats.pooled, 2);
+  assert.equal(exitOn(g, 11).sent, '', 'and nothing afterwards');
+});
+
+test('an exit that completes after its inheritance was decided is sent at once, as decided', () => {
+  const g = createThreadGroups(1n);
+  const kept = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  const id11 = g.join(11);
+  const m11 = g.inheritance(11, id11)!;
+  const dropped = g.open(20, 1);
+  g.inherit(20, 21, 1);
+  const m21 = g.inheritance(21, g.join(21))!;
+  g.threadExit(11, 10);
+  g.close(10, kept, 20);
+  g.close(20, dropped, 30);
+  g.advance(30 + INHERIT_GRACE_NS);
+  const got: boolean[] = [];
+  g.settle(m11, (keep) => got.push(keep));
+  g.settle(m21, (keep) => got.push(keep));
+  assert.deepEqual(got, [true, false]);
+  assert.equal(g.stats.pooled, 1);
+});
+
+test(`a thread that makes ${INHERIT_MAX_HELD} calls within one request is taken for a pool's: dropped at once, joins no more`, () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  const sent = Array.from({ length: INHERIT_MAX_HELD }, () => exitOn(g, 11));
+  assert.ok(sent.every((s) => s.sent === ''), 'held memory is bounded');
+  assert.equal(g.join(11), '');
+  assert.equal(g.openCount(), 1);
+  g.close(10, id, 100);
+  assert.equal(g.stats.pooled, INHERIT_MAX_HELD);
+});
+
+test('goroutines keep what they inherit from the start (their ends are not reported)', () => {
+  const g = createThreadGroups(1n);
+  const handler = threadKey(1, 0, 5);
+  const id = g.open(handler, 1);
+  g.inherit(handler, threadKey(1, 0, 6), 1);
+  assert.equal(exitOn(g, threadKey(1, 0, 6)).sent, id);
+});
+
+test('a process exit ends its threads: held exits keep their groups', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  const a = exitOn(g, 11);
+  g.dropProcess(1, 500);
+  assert.equal(a.sent, id);
+});
+
+test('flush (agent stopping): ended threads keep their groups, live ones do not', () => {
+  const g = createThreadGroups(1n);
+  const e = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  g.inherit(10, 12, 1);
+  const a = exitOn(g, 11);
+  const b = exitOn(g, 12);
+  const f = g.open(20, 1);
+  g.inherit(20, 21, 1);
+  const c = exitOn(g, 21);
+  g.threadExit(11, 50);
+  g.close(20, f, 60); // pending, thread 21 alive
+  g.flush();
+  assert.deepEqual([a.sent, b.sent, c.sent], [e, '', '']);
+});
+
+test('a thread\'s end forgets its tid: the next thread with that tid, started outside any request, inherits nothing', () => {
+  const g = createThreadGroups(1n);
+  const id = g.open(10, 1);
+  g.inherit(10, 11, 1);
+  g.threadExit(11, 5);
+  g.inherit(30, 11, 1); // a thread that serves no request starts a thread; it gets tid 11
+  assert.equal(g.join(11), '');
+  g.close(10, id, 9);
+  assert.equal(g.stats.pooled, 0);
 });

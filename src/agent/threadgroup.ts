@@ -6,6 +6,12 @@
 // requests) nothing says which one the exit belongs to: it joins none and that is counted,
 // rather than guessed. A closed group is removed at once, so it can never be joined afterwards
 // (DataKit's defect §3.2: "started after" alone joined finished entries).
+//
+// A thread a handler starts inherits the handler's group (inherit). Whether its calls really
+// were that request's is known only once the group closes: a thread started for the request
+// has ended by then, while a pool's worker that the handler happened to start (pools start
+// workers lazily, on a submit) is still alive and may have run other requests' work meanwhile.
+// So exits that joined through an inheritance are held (settle) until that is decided.
 import { randomBytes } from 'node:crypto';
 
 export interface ThreadGroupStats {
@@ -17,27 +23,80 @@ export interface ThreadGroupStats {
   alone: number;
   /** Threads created while their creator served exactly one entry. */
   inherited: number;
+  /**
+   * Exits that joined through an inheritance (counted in `joined`) and were sent without the
+   * group: their thread outlived the group, as a pool's worker does, or made too many calls.
+   */
+  pooled: number;
+}
+
+/**
+ * How long after its group closed an inheriting thread may end and still count as started for
+ * that request: a handler that waits for its threads (join) is woken while they are still on
+ * their way out, and may answer before they are gone. Pool workers outlive a request by far.
+ */
+export const INHERIT_GRACE_NS = 100_000_000;
+/** Exits held for one inheritance at most: a thread making this many calls for one request is taken for a pool's. */
+export const INHERIT_MAX_HELD = 64;
+
+const PENDING = 0, KEEP = 1, DROP = 2;
+
+/**
+ * A thread's (or goroutine's) membership in a group it inherited. Goroutines are kept from the
+ * start: their ends are not reported (docs/go.md, Limits).
+ */
+export interface Inheritance {
+  readonly id: string;
+  readonly key: ThreadKey;
+  /** PENDING, KEEP or DROP. */
+  state: number;
+  /** When the thread ended (event time, ns); 0 while it lives. */
+  endedNs: number;
+  /** Exits waiting for the decision. */
+  waiting: Array<(keep: boolean) => void> | null;
 }
 
 export interface ThreadGroups {
   /** Open a group on thread `key` of process `pid`; returns its id (a u64 as a decimal string). */
   open(key: ThreadKey, pid: number): string;
-  /** Close group `id` (opened on `key`); it can never be joined again. */
-  close(key: ThreadKey, id: string): void;
+  /**
+   * Close group `id` (opened on `key`) at `tsNs` (event time); it can never be joined again.
+   * Its inheritances are decided: kept for threads that ended by `tsNs` + INHERIT_GRACE_NS,
+   * dropped for the others, once advance() has passed that time.
+   */
+  close(key: ThreadKey, id: string, tsNs: number): void;
   /** The group an exit started on `key` joins, or '' for none. */
   join(key: ThreadKey): string;
+  /**
+   * The inheritance through which an exit on `key` joined group `id` (what join returned), when
+   * it is not decided yet: such an exit is sent through settle(). Null when there is nothing to
+   * wait for (`id` is the thread's own group, or a goroutine's inheritance).
+   */
+  inheritance(key: ThreadKey, id: string): Inheritance | null;
+  /**
+   * Call `then` with whether an exit that joined through `m` keeps the group: at once when it
+   * is decided, else when it is (close, advance, threadExit, flush).
+   */
+  settle(m: Inheritance, then: (keep: boolean) => void): void;
   /**
    * Thread `child` was created by thread `parent` of process `pid` (call it when the creation
    * is reported, before any event of the child). When the parent has exactly one open group at
    * that moment, the child's exits join it too until it closes (a handler that fans its calls
-   * out to new threads); the group's close removes it from every thread that inherited it, so
+   * out to new threads), held until the close decides whether they keep it (close, settle);
+   * the group's close removes it from every thread that inherited it, so
    * a child that outlives the group joins nothing afterwards. With none or several open groups
    * on the parent, the child inherits nothing. Anything still listed under the child's tid
    * (an earlier thread with the same tid) is forgotten.
    */
   inherit(parent: ThreadKey, child: ThreadKey, pid: number): void;
-  /** Forget every group of a process (it exited). */
-  dropProcess(pid: number): void;
+  /** Thread `key` ended at `tsNs`: its inheritances know it (see close), and its tid is forgotten. */
+  threadExit(key: ThreadKey, tsNs: number): void;
+  /** Every event up to `tsNs` has been seen: decide the inheritances whose time has come. */
+  advance(tsNs: number): void;
+  /** The agent is stopping: decide every pending inheritance by what is known now (kept if its thread has ended). */
+  flush(): void;
+  /** Forget every group of a process (it exited at `tsNs`). */
+  dropProcess(pid: number, tsNs: number): void;
   /** Open groups, for tests and metrics. */
   openCount(): number;
   readonly stats: ThreadGroupStats;
@@ -148,12 +207,20 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (set.size === 0) keysOf.delete(was);
     }
   }
-  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0, inherited: 0 };
-  // Group id → threads that inherited it (only groups whose thread created threads).
-  const inheritors = new Map<string, ThreadKey[]>();
+  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0, inherited: 0, pooled: 0 };
+  // Group id → its inheritances, while the group is open (only groups whose thread created threads).
+  const inheritors = new Map<string, Inheritance[]>();
+  // Thread → its inheritances not decided yet (open groups, or closed and waiting for advance):
+  // what its end settles.
+  const undecided = new Map<ThreadKey, Inheritance[]>();
+  // Closed groups with inheritances still pending, by the time they are decided at (closes
+  // come in event order, so this is about sorted; one out of order waits for the one before).
+  const deciding: Array<{ at: number; list: Inheritance[] }> = [];
 
   function inheritedBy(id: string, key: ThreadKey): boolean {
-    return inheritors.get(id)?.includes(key) ?? false;
+    const list = inheritors.get(id);
+    if (list) for (const m of list) if (m.key === key) return true;
+    return false;
   }
 
   function removeFrom(key: ThreadKey, id: string): boolean {
@@ -162,16 +229,52 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     return o !== undefined && remove(o, id);
   }
 
-  function closeGroup(key: ThreadKey, id: string): void {
+  function decide(m: Inheritance, keep: boolean): void {
+    m.state = keep ? KEEP : DROP;
+    const mine = undecided.get(m.key);
+    if (mine) {
+      const at = mine.indexOf(m);
+      if (at >= 0) mine.splice(at, 1);
+      if (mine.length === 0) undecided.delete(m.key);
+    }
+    const waiting = m.waiting;
+    m.waiting = null;
+    if (waiting) {
+      for (const then of waiting) {
+        if (!keep) stats.pooled++;
+        then(keep);
+      }
+    }
+  }
+
+  function closeGroup(key: ThreadKey, id: string, tsNs: number): void {
     // Not "return when the owner no longer lists it": a new thread that reused the owner's
     // tid has cleared its list (inherit), yet the group's inheritors must still leave it.
     removeFrom(key, id);
     if (inheritors.size > 0) {
       const inh = inheritors.get(id);
       if (inh) {
-        for (const k of inh) removeFrom(k, id);
         inheritors.delete(id);
+        let pending = false;
+        for (const m of inh) {
+          removeFrom(m.key, id);
+          if (m.state !== PENDING) continue;
+          if (m.endedNs !== 0) decide(m, true); // gone before its request ended
+          else pending = true;
+        }
+        if (pending) deciding.push({ at: tsNs + INHERIT_GRACE_NS, list: inh });
       }
+    }
+  }
+
+  /** The thread ended at `tsNs` (its own event, or its process's exit): mark what it inherited. */
+  function ended(key: ThreadKey, tsNs: number): void {
+    const mine = undecided.get(key);
+    if (!mine) return;
+    undecided.delete(key);
+    for (const m of mine) {
+      m.endedNs = tsNs;
+      removeFrom(key, m.id); // it makes no more calls; its tid may come back for another thread
     }
   }
 
@@ -214,19 +317,29 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     },
     close: closeGroup,
     inherit(parent, child, pid) {
+      // A new thread has no groups: whatever is listed under its tid belonged to an earlier
+      // thread that had the same tid and is gone (its end unseen). Keeping it would make the
+      // new thread's exits ambiguous (or join a stranger's group). What that thread inherited
+      // is left to be decided without it: dropped, it was never seen to end.
+      const mine = openByThread.get(child);
+      if (mine) reset(mine);
+      undecided.delete(child);
       const p = openByThread.get(parent);
       if (!p || p.n !== 1) return;
       const id = p.only;
-      const mine = openByThread.get(child);
-      // A new thread has no groups: whatever is listed under its tid belonged to an earlier
-      // thread that had the same tid and is gone. Keeping it would make the new thread's
-      // exits ambiguous (or join a stranger's group).
-      if (mine) { reset(mine); add(mine, id); }
+      if (mine) add(mine, id);
       else openByThread.set(child, { n: 1, only: id, ids: null });
       bind(child, pid);
+      // Goroutines are kept from the start: their ends are not reported.
+      const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: 0, waiting: null };
       const inh = inheritors.get(id);
-      if (inh) inh.push(child);
-      else inheritors.set(id, [child]);
+      if (inh) inh.push(m);
+      else inheritors.set(id, [m]);
+      if (m.state === PENDING) {
+        const list = undecided.get(child);
+        if (list) list.push(m);
+        else undecided.set(child, [m]);
+      }
       stats.inherited++;
     },
     join(key) {
@@ -236,15 +349,55 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       stats.joined++;
       return o.only;
     },
-    dropProcess(pid) {
+    inheritance(key, id) {
+      if (inheritors.size === 0) return null;
+      const list = inheritors.get(id);
+      if (list) for (const m of list) if (m.key === key) return m.state === PENDING ? m : null;
+      return null;
+    },
+    settle(m, then) {
+      if (m.state === PENDING) {
+        const waiting = (m.waiting ??= []);
+        waiting.push(then);
+        if (waiting.length >= INHERIT_MAX_HELD) {
+          // So many calls for one request: taken for a pool's worker. It joins no more either.
+          removeFrom(m.key, m.id);
+          const inh = inheritors.get(m.id);
+          const at = inh ? inh.indexOf(m) : -1;
+          if (at >= 0) inh!.splice(at, 1);
+          decide(m, false);
+        }
+        return;
+      }
+      if (m.state === DROP) stats.pooled++;
+      then(m.state === KEEP);
+    },
+    threadExit(key, tsNs) {
+      ended(key, tsNs);
+    },
+    advance(tsNs) {
+      let n = 0;
+      while (n < deciding.length && deciding[n].at <= tsNs) {
+        const d = deciding[n++];
+        for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs !== 0 && m.endedNs <= d.at);
+      }
+      if (n > 0) deciding.splice(0, n);
+    },
+    flush() {
+      // What is known now: a thread that has ended kept its group, one still alive did not.
+      for (const d of deciding.splice(0)) for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs !== 0);
+      for (const list of inheritors.values()) for (const m of list) if (m.state === PENDING) decide(m, m.endedNs !== 0);
+    },
+    dropProcess(pid, tsNs) {
       const keys = keysOf.get(pid);
       if (!keys) return;
+      for (const key of keys) ended(key, tsNs);
       for (const key of [...keys]) {
         const o = openByThread.get(key);
         if (o) {
           for (const id of idsOf(o)) {
             if (inheritedBy(id, key)) removeFrom(key, id);
-            else closeGroup(key, id);
+            else closeGroup(key, id, tsNs);
           }
         }
         openByThread.delete(key);

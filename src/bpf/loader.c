@@ -428,9 +428,9 @@ static void print_layout(void)
 	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
 		FIELD(st_ready_event, ringbuf_bytes)));
 	STRUCT("ack", st_ack_event, (FIELD(st_ack_event, kind), FIELD(st_ack_event, ok), FIELD(st_ack_event, pid)));
-	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d,\"goroutine\":%d}",
+	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d,\"goroutine\":%d,\"thread_exit\":%d}",
 	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK, ST_EV_THREAD,
-	       ST_EV_GOROUTINE);
+	       ST_EV_GOROUTINE, ST_EV_THREAD_EXIT);
 	printf(",\"tailBytes\":%d,\"captureMax\":%d}\n", ST_TAIL_BYTES, ST_CAPTURE_MAX);
 }
 

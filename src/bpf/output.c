@@ -125,6 +125,7 @@ static bool event_ts(const void *data, size_t len, __u64 *ts)
 		at = offsetof(struct st_proc_event, ts_ns);
 		break;
 	case ST_EV_THREAD:
+	case ST_EV_THREAD_EXIT:
 		at = offsetof(struct st_thread_event, ts_ns);
 		break;
 	case ST_EV_GOROUTINE:
@@ -234,6 +235,7 @@ static size_t rec_size(const void *data, size_t len)
 		n = sizeof(struct st_proc_event);
 		break;
 	case ST_EV_THREAD:
+	case ST_EV_THREAD_EXIT:
 		n = sizeof(struct st_thread_event);
 		break;
 	case ST_EV_GOROUTINE:

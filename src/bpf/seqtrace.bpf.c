@@ -522,12 +522,24 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 {
 	__u32 tid = BPF_CORE_READ(p, pid);
 	__u32 pid = BPF_CORE_READ(p, tgid);
+	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
+	bool last = BPF_CORE_READ(p, signal, live.counter) == 0;
 	if (is_traced(pid)) {
 		bpf_map_delete_elem(&calls, &tid);
 		bpf_map_delete_elem(&mmsg_at, &tid);
+		/* So user space can tell a thread started for one request (gone when the request
+		 * ends) from a pool's worker (lives on); the last thread's end is the exit below. */
+		if (!last) {
+			struct batch *b = begin_event();
+			if (!b)
+				return 0;
+			struct st_thread_event e = { .kind = ST_EV_THREAD_EXIT, .pid = pid, .tid = tid,
+						     .ts_ns = bpf_ktime_get_ns() };
+			send_small(b, &e, sizeof(e));
+			end_event(b);
+		}
 	}
-	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
-	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+	if (!last)
 		return 0;
 	set_pid_bits(pid, ST_PID_TRACED | ST_PID_GO, false);
 	go_proc_exit(pid); /* Go hook */

@@ -37,6 +37,7 @@ enum st_kind {
 	ST_EV_GOROUTINE = 9, /* a goroutine of a Go process started another (go.bpf.h) */
 	ST_EV_BATCH = 10, /* kernel -> loader only: several events of one CPU (never on stdout) */
 	ST_EV_DATA_REC = 11, /* kernel -> loader only: a data event, compact (the loader expands it) */
+	ST_EV_THREAD_EXIT = 12, /* a thread of a traced process exited, not its last (st_thread_event) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -100,13 +101,15 @@ struct st_proc_event {
 };
 
 /* A thread of a traced process started another thread of it: user space lets the new thread
- * inherit the thread group its creator is serving (a handler fanning calls out to threads). */
+ * inherit the thread group its creator is serving (a handler fanning calls out to threads).
+ * ST_EV_THREAD_EXIT: thread `tid` ended (ptid 0); user space tells a thread started for one
+ * request, gone when that request ends, from a pool worker that outlives it. */
 struct st_thread_event {
-	__u8 kind; /* ST_EV_THREAD */
+	__u8 kind; /* ST_EV_THREAD or ST_EV_THREAD_EXIT */
 	__u8 _pad0[3];
 	__u32 pid;  /* tgid of both threads */
-	__u32 tid;  /* the new thread */
-	__u32 ptid; /* the thread that created it */
+	__u32 tid;  /* the new thread, or the one that ended */
+	__u32 ptid; /* the thread that created it (0 for ST_EV_THREAD_EXIT) */
 	__u64 ts_ns;
 };
 

@@ -413,6 +413,8 @@ export interface PyServiceOptions {
   name: string;
   downstreams?: string[];
   parallel?: boolean;
+  /** Fan out through one thread pool of this many workers shared by all requests (started lazily). */
+  pool?: number;
   keepalive?: boolean;
   sendTraceparent?: boolean;
   /** Address to listen on (default 127.0.0.1; `::` for IPv6, both families). */
@@ -430,6 +432,7 @@ export async function startPyService(scope: Scope, o: PyServiceOptions): Promise
   const args = [join(FIXTURES, 'pyservice.py'), '--port', String(port), '--bind', bind];
   for (const d of o.downstreams ?? []) args.push('--down', d);
   if (o.parallel) args.push('--parallel');
+  if (o.pool) args.push('--pool', String(o.pool));
   if (o.keepalive) args.push('--keepalive');
   if (o.sendTraceparent) args.push('--send-traceparent');
   const proc = await startProcess(scope, {

@@ -7,7 +7,7 @@ import {
   assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runCurl, runPyClient, startPyService, startTracing,
   type Scope, type Tracing,
 } from './harness.js';
-import { assertExactTraces, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
+import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
 const skip = ebpfSkipReason();
 
@@ -75,6 +75,28 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
       hop(names.a, names.z, `GET /z/${id}`, 200))]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
+  });
+
+  it('A fans out through a thread pool its first requests started: pool work joins no request, never a wrong one', async () => {
+    // ThreadPoolExecutor starts a worker on a submit while it has fewer than max_workers, so
+    // the workers are started from inside the first requests' handlers and inherit their
+    // groups; then they run every request's calls, the first requests' still open. The agent
+    // sees them outlive those requests and sends their calls without a group: the calls are
+    // still linked to the downstreams by sequence numbers, just not to A's entries.
+    const t = scope.tag;
+    const names = { client: `pool-client-${t}`, a: `pool-a-${t}`, x: `pool-x-${t}`, y: `pool-y-${t}`, z: `pool-z-${t}` };
+    const [x, y, z] = await Promise.all([names.x, names.y, names.z].map((name) => startPyService(scope, { name })));
+    const a = await startPyService(scope, { name: names.a, pool: 3, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
+    const ids = requestIds(scope, 'q', 20);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
+    expectStatuses(run, ids, () => 200);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
+      hop(names.a, names.x, `GET /x/${id}`, 200),
+      hop(names.a, names.y, `GET /y/${id}`, 200),
+      hop(names.a, names.z, `GET /z/${id}`, 200))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const report = assertNothingWrong(traces, expected, names.a);
+    assert.equal(report.missing.length, 3 * ids.length, `every call made by the pool is left unjoined: ${report.missing.length} of ${3 * ids.length}`);
   });
 
   it('an 8 KiB request header, and a response with 8 KiB of headers and a chunked 256 KiB body, 20 requests from 4 clients', async () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
-import type { CaptureEvent, DataEvent, ThreadEvent } from './event.js';
+import type { CaptureEvent, DataEvent, ThreadEvent, ThreadExitEvent } from './event.js';
 import { bpfObjectsOf, linkedProgs, mapDump, waitFor } from './testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
@@ -301,7 +301,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       });
     }
 
-    test('a traced process starting threads: a thread event per new thread (creator, new tid) before its first send; none untraced', async () => {
+    test('a traced process starting threads: a thread event per new thread (creator, new tid) before its first send, and one when it ends; none untraced', async () => {
       const runThreads = (traced: boolean) => runScript<{ pid: number; main: number; a: number; b: number }>(run, THREADS_PY, [], { traced });
       const ids = await runThreads(true);
       assert.equal(ids.main, ids.pid);
@@ -313,10 +313,16 @@ for (const mode of ['socket', 'syscall'] as const) {
       assert.equal(bSend.tid, ids.b);
       assert.ok(at(threads[1]) < at(bSend), 'B\'s creation is reported before anything B does');
       assert.ok(threads[0].tsNs <= threads[1].tsNs && threads[1].tsNs <= bSend.tsNs);
+      // Their ends (what tells a thread started for a request from a pool's worker): B's, then
+      // A's (A joined B), after all B did; the last thread's end is the process's exit.
+      await waitFor('the process\'s exit', () => run.events.some((e) => e.kind === 'exit' && e.pid === ids.pid));
+      const ends = run.events.filter((e): e is ThreadExitEvent => e.kind === 'thread_exit' && e.pid === ids.pid);
+      assert.deepEqual(ends.map((e) => e.tid), [ids.b, ids.a], 'B ends, then A; the main thread\'s end is the exit event');
+      assert.ok(at(bSend) < at(ends[0]) && bSend.tsNs <= ends[0].tsNs, 'B\'s end comes after everything B did');
 
       const untraced = await runThreads(false);
       await run.cap.refreshStats(); // a drain happened after it finished
-      assert.deepEqual(run.events.filter((e) => e.kind === 'thread' && e.pid === untraced.pid), [], 'no thread events of an untraced process');
+      assert.deepEqual(run.events.filter((e) => (e.kind === 'thread' || e.kind === 'thread_exit') && e.pid === untraced.pid), [], 'no thread events of an untraced process');
     });
 
     // An event's time is one TCP took in the same call (docs/kernel.md, "Time": tcp_clock_cache

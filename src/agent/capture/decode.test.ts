@@ -113,6 +113,10 @@ test('a thread frame decodes field by field', () => {
   b.writeBigUInt64LE(987654321n, T.ts_ns);
   assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread', pid: 500, tid: 502, ptid: 501, tsNs: 987654321 });
   assert.throws(() => decodeFrame(b, 0, 12), /kind thread is 12 bytes, expected at least 24/);
+  b[T.kind] = LAYOUT.kinds.thread_exit;
+  b.writeUInt32LE(0, T.ptid);
+  assert.deepEqual(decodeFrame(b, 0, b.length), { kind: 'thread_exit', pid: 500, tid: 502, tsNs: 987654321 });
+  assert.throws(() => decodeFrame(b, 0, 20), /kind thread_exit is 20 bytes, expected at least 24/);
 });
 
 test('a goroutine frame decodes field by field', () => {

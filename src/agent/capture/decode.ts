@@ -18,7 +18,7 @@ export const LAYOUT = {
   stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, late: 40, size: 48 },
   ready: { kind: 0, mode: 1, capture_bytes: 2, ringbuf_bytes: 4, size: 8 },
   ack: { kind: 0, ok: 1, pid: 4, size: 8 },
-  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9 },
+  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9, thread_exit: 12 },
   tailBytes: 32,
   captureMax: 4096,
 } as const;
@@ -166,6 +166,14 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         pid: b.readUInt32LE(at + LAYOUT.thread.pid),
         tid: b.readUInt32LE(at + LAYOUT.thread.tid),
         ptid: b.readUInt32LE(at + LAYOUT.thread.ptid),
+      };
+    case K.thread_exit:
+      need(size, LAYOUT.thread.size, 'thread_exit');
+      return {
+        kind: 'thread_exit',
+        tsNs: u64(b, at + LAYOUT.thread.ts_ns),
+        pid: b.readUInt32LE(at + LAYOUT.thread.pid),
+        tid: b.readUInt32LE(at + LAYOUT.thread.tid),
       };
     case K.goroutine:
       need(size, LAYOUT.goroutine.size, 'goroutine');

@@ -8,7 +8,7 @@
 // after 104 days of uptime, from where a time is rounded to 2 ns (4 ns after 208 days): still
 // exact to the microsecond that spans carry, and rounding keeps the order of events.
 
-export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'goroutine' | 'stats';
+export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'thread_exit' | 'goroutine' | 'stats';
 
 export interface DataEvent {
   kind: 'data';
@@ -74,6 +74,18 @@ export interface ThreadEvent {
 }
 
 /**
+ * A thread of a traced process ended, not its last one (that is an `exit` of the process).
+ * In stream order with the thread's own events: nothing of it follows.
+ */
+export interface ThreadExitEvent {
+  kind: 'thread_exit';
+  tsNs: number;
+  pid: number;
+  /** The thread that ended. */
+  tid: number;
+}
+
+/**
  * A goroutine of a traced Go process started another (runtime.newproc1, src/bpf/go.bpf.h).
  * Reported before the new goroutine runs, so it precedes every event of it.
  */
@@ -105,4 +117,4 @@ export interface StatsEvent {
   late: number;
 }
 
-export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | GoroutineEvent | StatsEvent;
+export type CaptureEvent = DataEvent | CloseEvent | ProcessEvent | ThreadEvent | ThreadExitEvent | GoroutineEvent | StatsEvent;
