@@ -10,7 +10,7 @@
 //
 // A span is emitted the moment its response is complete (not when the next request starts:
 // DataKit's defect §3.10 held spans 10–20 s), except an exit of a thread that a handler
-// started, which waits until that handler's request has ended (≈ 0.1 s more: threadgroup.ts,
+// started, which waits until that handler's request has ended (≈ 0.25 s more: threadgroup.ts,
 // settle). A connection that ends before the response gives a failed span (status error,
 // http_status_code 0).
 //

@@ -452,7 +452,8 @@ export function compileJava(scope: Scope): Promise<string> {
   return javaClasses;
 }
 
-export async function startJavaService(scope: Scope, o: { name: string; downstreams: string[]; threads?: number; netns?: Netns }): Promise<Service> {
+/** `fanout`: how the handler makes its calls (JavaService.java, FANOUT): one after the other by default. */
+export async function startJavaService(scope: Scope, o: { name: string; downstreams: string[]; threads?: number; fanout?: 'threads' | `pool:${number}`; netns?: Netns }): Promise<Service> {
   const classes = await compileJava(scope);
   const port = await freePort();
   const proc = await startProcess(scope, {
@@ -460,7 +461,7 @@ export async function startJavaService(scope: Scope, o: { name: string; downstre
     cmd: 'java',
     args: ['-Xshare:auto', '-XX:TieredStopAtLevel=1', '-cp', classes, 'JavaService'],
     netns: o.netns?.name,
-    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), THREADS: String(o.threads ?? 4) }),
+    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), THREADS: String(o.threads ?? 4), FANOUT: o.fanout ?? '' }),
     readyPort: { host: '127.0.0.1', port },
     readyTimeoutMs: 30_000,
   });

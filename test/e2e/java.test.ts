@@ -7,7 +7,7 @@ import {
   assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runPyClient, startJavaService,
   startPyService, startTracing, type Scope, type Tracing,
 } from './harness.js';
-import { assertExactTraces, hop, totalSpans, waitForTraces } from './trees.js';
+import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces } from './trees.js';
 
 const skip = ebpfSkipReason();
 
@@ -38,6 +38,30 @@ describe('e2e: Java HttpServer on a thread pool', { skip }, () => {
       }));
       const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
       assertExactTraces(traces, expected);
+    });
+  }
+
+  // A handler fanning its calls out: to threads it starts and joins (their calls are the
+  // request's: exact trees), or to a pool shared by all requests, whose threads the first
+  // requests' submits start (their calls are anyone's: left unjoined, never joined wrongly).
+  for (const fanout of ['threads', 'pool:2'] as const) {
+    it(`Java fans out to two Python services through ${fanout === 'threads' ? 'threads it starts per call' : 'a shared pool of 2 threads'}, 20 requests from 4 keep-alive clients`, async () => {
+      const t = scope.tag;
+      const k = fanout === 'threads' ? 't' : 'p';
+      const names = { client: `jf${k}-client-${t}`, java: `jf${k}-java-${t}`, x: `jf${k}-x-${t}`, y: `jf${k}-y-${t}` };
+      const [x, y] = await Promise.all([startPyService(scope, { name: names.x }), startPyService(scope, { name: names.y })]);
+      const java = await startJavaService(scope, { name: names.java, downstreams: [`${x.url}/x`, `${y.url}/y`], fanout });
+      const ids = requestIds(scope, `jf${k}`, 20);
+      const run = await runPyClient(scope, { name: names.client, urlTemplate: `${java.url}/java/{id}`, ids, concurrency: 4, keepalive: true });
+      expectStatuses(run, ids, () => 200);
+      const expected = new Map(ids.map((id) => [id, hop(names.client, names.java, `GET /java/${id}`, 200,
+        hop(names.java, names.x, `GET /x/${id}`, 200), hop(names.java, names.y, `GET /y/${id}`, 200))]));
+      const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+      if (fanout === 'threads') assertExactTraces(traces, expected);
+      else {
+        const report = assertNothingWrong(traces, expected, names.java);
+        assert.equal(report.missing.length, 2 * ids.length, `every call made by the pool is left unjoined: ${report.missing.length} of ${2 * ids.length}`);
+      }
     });
   }
 });
