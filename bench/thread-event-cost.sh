@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# What the thread event costs (docs/kernel.md): kernel run time of the sched_process_fork
-# program per thread created, for a traced and an untraced Python process, from the kernel's
-# own program statistics (kernel.bpf_stats_enabled, switched on only for the run and restored).
+# What the thread events cost (docs/kernel.md): kernel run time of the sched_process_fork
+# program per thread created and of the sched_process_exit program per thread ended, for a
+# traced and an untraced Python process, from the kernel's own program statistics
+# (kernel.bpf_stats_enabled, switched on only for the run and restored).
 #   bench/thread-event-cost.sh [rounds=3] [threads=5000]
 # Each round: a Python process starts and joins N threads, once traced (--pid) and once not,
 # under a socket-mode seqtrace-loader; prints ns per program run and Python's µs per thread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; N=${2:-5000}
-LOADER=src/bpf/build/seqtrace-loader
+LOADER=${LOADER:-src/bpf/build/seqtrace-loader} # LOADER=PATH: another build, for an A/B
 [ -x "$LOADER" ] || make -s -C src/bpf
 TMP=$(mktemp -d /tmp/seqtrace-thread-cost.XXXXXX)
 WAS=$(sysctl -n kernel.bpf_stats_enabled)
@@ -32,23 +33,27 @@ one() { # traced|untraced
   exec 3>"$TMP/go"
   local args=(--mode socket); [ "$1" = traced ] && args+=(--pid "$py")
   "$LOADER" "${args[@]}" >/dev/null 2>"$TMP/loader.err" & local ld=$!; pids+=("$ld")
-  local id=""
+  local fork="" exit_="" name
   for _ in $(seq 100); do
     # the loader's own programs (from its fds): other loaders may be running at the same time
     for f in /proc/"$ld"/fdinfo/*; do
       local pid_=$(awk '/^prog_id:/{print $2}' "$f" 2>/dev/null)
-      [ -n "$pid_" ] && [ "$(bpftool -j prog show id "$pid_" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("name",""))')" = proc_fork ] && { id=$pid_; break; }
+      [ -n "$pid_" ] || continue
+      name=$(bpftool -j prog show id "$pid_" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("name",""))')
+      [ "$name" = proc_fork ] && fork=$pid_
+      [ "$name" = proc_exit ] && exit_=$pid_
     done
-    [ -n "$id" ] && break; sleep 0.1
+    [ -n "$fork" ] && [ -n "$exit_" ] && break; sleep 0.1
   done
-  [ -n "$id" ] || { echo "loader did not start: $(cat "$TMP/loader.err")" >&2; exit 1; }
+  [ -n "$fork" ] && [ -n "$exit_" ] || { echo "loader did not start: $(cat "$TMP/loader.err")" >&2; exit 1; }
   sleep 0.5 # attached, pid added
-  read -r c0 t0 < <(prog_stat "$id")
+  read -r c0 t0 < <(prog_stat "$fork"); read -r e0 u0 < <(prog_stat "$exit_")
   echo go >&3; wait "$py"; exec 3>&-
-  read -r c1 t1 < <(prog_stat "$id")
+  read -r c1 t1 < <(prog_stat "$fork"); read -r e1 u1 < <(prog_stat "$exit_")
   kill "$ld"; wait "$ld" || true
   rm -f "$TMP/go"
-  printf '%-9s runs %6d  %6.0f ns/run   python %s us/thread\n' "$1" $((c1 - c0)) "$(echo "($t1 - $t0) / ($c1 - $c0)" | bc -l)" "$(cat "$TMP/py.out")"
+  printf '%-9s fork: runs %6d  %6.0f ns/run   exit: runs %6d  %6.0f ns/run   python %s us/thread\n' "$1" \
+    $((c1 - c0)) "$(echo "($t1 - $t0) / ($c1 - $c0)" | bc -l)" $((e1 - e0)) "$(echo "($u1 - $u0) / ($e1 - $e0)" | bc -l)" "$(cat "$TMP/py.out")"
 }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$ROUNDS"); do one traced; one untraced; done
