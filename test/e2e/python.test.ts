@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
   assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runCurl, runPyClient, startPyService, startTracing,
-  type Scope, type Tracing,
+  type PyServiceOptions, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
@@ -60,13 +60,13 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     assertExactTraces(traces, expected);
   });
 
-  it('A fans out to three downstreams in parallel threads, 20 requests from 4 clients', async () => {
+  /** A fans out to X, Y and Z, 20 requests from 4 clients; keep-alive everywhere: what is checked is the hand-off to other threads. */
+  async function fanOut(label: string, idPrefix: string, how: Pick<PyServiceOptions, 'parallel' | 'pool'>) {
     const t = scope.tag;
-    const names = { client: `fan-client-${t}`, a: `fan-a-${t}`, x: `fan-x-${t}`, y: `fan-y-${t}`, z: `fan-z-${t}` };
+    const names = { client: `${label}-client-${t}`, a: `${label}-a-${t}`, x: `${label}-x-${t}`, y: `${label}-y-${t}`, z: `${label}-z-${t}` };
     const [x, y, z] = await Promise.all([names.x, names.y, names.z].map((name) => startPyService(scope, { name })));
-    // Keep-alive everywhere: what this test checks is the hand-off to the threads.
-    const a = await startPyService(scope, { name: names.a, parallel: true, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
-    const ids = requestIds(scope, 'p', 20);
+    const a = await startPyService(scope, { name: names.a, ...how, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
+    const ids = requestIds(scope, idPrefix, 20);
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
     expectStatuses(run, ids, () => 200);
     const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
@@ -74,6 +74,11 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
       hop(names.a, names.y, `GET /y/${id}`, 200),
       hop(names.a, names.z, `GET /z/${id}`, 200))]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    return { names, ids, expected, traces };
+  }
+
+  it('A fans out to three downstreams in parallel threads, 20 requests from 4 clients', async () => {
+    const { expected, traces } = await fanOut('fan', 'p', { parallel: true });
     assertExactTraces(traces, expected);
   });
 
@@ -83,18 +88,7 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     // groups; then they run every request's calls, the first requests' still open. The agent
     // sees them outlive those requests and sends their calls without a group: the calls are
     // still linked to the downstreams by sequence numbers, just not to A's entries.
-    const t = scope.tag;
-    const names = { client: `pool-client-${t}`, a: `pool-a-${t}`, x: `pool-x-${t}`, y: `pool-y-${t}`, z: `pool-z-${t}` };
-    const [x, y, z] = await Promise.all([names.x, names.y, names.z].map((name) => startPyService(scope, { name })));
-    const a = await startPyService(scope, { name: names.a, pool: 3, keepalive: true, downstreams: [`${x.url}/x`, `${y.url}/y`, `${z.url}/z`] });
-    const ids = requestIds(scope, 'q', 20);
-    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 4, keepalive: true });
-    expectStatuses(run, ids, () => 200);
-    const expected = new Map(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
-      hop(names.a, names.x, `GET /x/${id}`, 200),
-      hop(names.a, names.y, `GET /y/${id}`, 200),
-      hop(names.a, names.z, `GET /z/${id}`, 200))]));
-    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const { names, ids, expected, traces } = await fanOut('pool', 'q', { pool: 3 });
     const report = assertNothingWrong(traces, expected, names.a);
     assert.equal(report.missing.length, 3 * ids.length, `every call made by the pool is left unjoined: ${report.missing.length} of ${3 * ids.length}`);
   });
