@@ -52,7 +52,7 @@ export interface Inheritance {
   readonly key: ThreadKey;
   /** PENDING, KEEP or DROP. */
   state: number;
-  /** When the thread ended (event time, ns); 0 while it lives. */
+  /** When the thread ended (event time, ns); -1 while it lives. */
   endedNs: number;
   /** Exits waiting for the decision. */
   waiting: Array<(keep: boolean) => void> | null;
@@ -261,7 +261,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
         for (const m of inh) {
           removeFrom(m.key, id);
           if (m.state !== PENDING) continue;
-          if (m.endedNs !== 0) decide(m, true); // gone before its request ended
+          if (m.endedNs >= 0) decide(m, true); // gone before its request ended
           else pending = true;
         }
         if (pending) deciding.push({ at: tsNs + INHERIT_GRACE_NS, list: inh });
@@ -333,7 +333,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       else openByThread.set(child, { n: 1, only: id, ids: null });
       bind(child, pid);
       // Goroutines are kept from the start: their ends are not reported.
-      const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: 0, waiting: null };
+      const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: -1, waiting: null };
       const inh = inheritors.get(id);
       if (inh) inh.push(m);
       else inheritors.set(id, [m]);
@@ -381,14 +381,14 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       let n = 0;
       while (n < deciding.length && deciding[n].at <= tsNs) {
         const d = deciding[n++];
-        for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs !== 0 && m.endedNs <= d.at);
+        for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs >= 0 && m.endedNs <= d.at);
       }
       if (n > 0) deciding.splice(0, n);
     },
     flush() {
       // What is known now: a thread that has ended kept its group, one still alive did not.
-      for (const d of deciding.splice(0)) for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs !== 0);
-      for (const list of inheritors.values()) for (const m of list) if (m.state === PENDING) decide(m, m.endedNs !== 0);
+      for (const d of deciding.splice(0)) for (const m of d.list) if (m.state === PENDING) decide(m, m.endedNs >= 0);
+      for (const list of inheritors.values()) for (const m of list) if (m.state === PENDING) decide(m, m.endedNs >= 0);
     },
     dropProcess(pid, tsNs) {
       const keys = keysOf.get(pid);
