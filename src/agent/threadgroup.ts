@@ -134,6 +134,11 @@ interface Open {
   ids: Set<string> | null;
 }
 
+/** A thread's entry, made with its first group. */
+function one(id: string): Open {
+  return { n: 1, only: id, ids: null };
+}
+
 function add(o: Open, id: string): void {
   if (o.n === 0) o.only = id;
   else {
@@ -311,7 +316,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
           sweep();
           sweepAt = Math.max(SWEEP_MIN, 2 * openByThread.size);
         }
-        openByThread.set(key, { n: 1, only: id, ids: null });
+        openByThread.set(key, one(id));
         bind(key, pid);
       }
       stats.opened++;
@@ -330,7 +335,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (!p || p.n !== 1) return;
       const id = p.only;
       if (mine) add(mine, id);
-      else openByThread.set(child, { n: 1, only: id, ids: null });
+      else openByThread.set(child, one(id));
       bind(child, pid);
       // Goroutines are kept from the start: their ends are not reported.
       const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: -1, waiting: null };
