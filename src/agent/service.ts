@@ -188,12 +188,14 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     procs.scan();
     // Connections whose close was never seen (lost in a full ring buffer) must not stay forever.
     if (++ticks % 10 === 0) conns.expireIdle();
-    // No events for a while: time still passes for the inheritances waiting to be decided.
-    // An event reaches the agent within ≈ 75 ms of its time (docs/kernel.md, "Batches and
-    // order"); a second back is safely behind what has been read.
-    groups.advance(Number(process.hrtime.bigint()) - 1e9);
   }, opts.scanIntervalMs ?? 1000);
   scanTimer.unref();
+  // Time passes for the inheritances waiting to be decided even when no events come (the
+  // exits they hold should reach the linker with their peers). An event reaches the agent
+  // within ≈ 75 ms of its time (docs/kernel.md, "Batches and order"): 250 ms back is safely
+  // behind what has been read.
+  const decideTimer = setInterval(() => groups.advance(Number(process.hrtime.bigint()) - 250e6), 100);
+  decideTimer.unref();
 
   const stats = (): AgentStats => ({
     captureMode: cap.mode, capture: cap.stats(), events, eventErrors, conns: conns.stats, groups: groups.stats,
@@ -224,6 +226,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       });
     } catch (e) {
       clearInterval(scanTimer);
+      clearInterval(decideTimer);
       procs.close();
       await cap.close();
       await sender.close(0);
@@ -246,6 +249,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     close() {
       closed ??= (async () => {
         clearInterval(scanTimer);
+        clearInterval(decideTimer);
         clearInterval(clockTimer);
         procs.close();
         await cap.close();

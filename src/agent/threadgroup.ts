@@ -54,6 +54,8 @@ export interface Inheritance {
   state: number;
   /** When the thread ended (event time, ns); -1 while it lives. */
   endedNs: number;
+  /** Once the group has closed: the last time the thread may end and keep it; -1 before. */
+  keepUntilNs: number;
   /** Exits waiting for the decision. */
   waiting: Array<(keep: boolean) => void> | null;
 }
@@ -91,7 +93,10 @@ export interface ThreadGroups {
    * (an earlier thread with the same tid) is forgotten.
    */
   inherit(parent: ThreadKey, child: ThreadKey, pid: number): void;
-  /** Thread `key` ended at `tsNs`: its inheritances know it (see close), and its tid is forgotten. */
+  /**
+   * Thread `key` ended at `tsNs`: its inheritances know it (see close; one whose group closed
+   * within the grace before is decided kept at once), and its tid is forgotten.
+   */
   threadExit(key: ThreadKey, tsNs: number): void;
   /** Every event up to `tsNs` has been seen: decide the inheritances whose time has come. */
   advance(tsNs: number): void;
@@ -267,7 +272,10 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
           removeFrom(m.key, id);
           if (m.state !== PENDING) continue;
           if (m.endedNs >= 0) decide(m, true); // gone before its request ended
-          else pending = true;
+          else {
+            m.keepUntilNs = tsNs + INHERIT_GRACE_NS;
+            pending = true;
+          }
         }
         if (pending) deciding.push({ at: tsNs + INHERIT_GRACE_NS, list: inh });
       }
@@ -282,6 +290,9 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     for (const m of mine) {
       m.endedNs = tsNs;
       removeFrom(key, m.id); // it makes no more calls; its tid may come back for another thread
+      // Its group closed just before (a handler woken by its join answered first): kept now,
+      // not at the end of the grace, so that its exits reach the linker with their peers.
+      if (m.keepUntilNs >= 0 && tsNs <= m.keepUntilNs) decide(m, true);
     }
   }
 
@@ -338,7 +349,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       else openByThread.set(child, one(id));
       bind(child, pid);
       // Goroutines are kept from the start: their ends are not reported.
-      const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: -1, waiting: null };
+      const m: Inheritance = { id, key: child, state: typeof child === 'string' ? KEEP : PENDING, endedNs: -1, keepUntilNs: -1, waiting: null };
       const inh = inheritors.get(id);
       if (inh) inh.push(m);
       else inheritors.set(id, [m]);
