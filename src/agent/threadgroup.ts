@@ -229,10 +229,11 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   // come in event order, so this is about sorted; one out of order waits for the one before).
   const deciding: Array<{ at: number; list: Inheritance[] }> = [];
 
-  function inheritedBy(id: string, key: ThreadKey): boolean {
+  /** Thread `key`'s inheritance of open group `id`, if it has one. */
+  function inheritanceOf(id: string, key: ThreadKey): Inheritance | undefined {
     const list = inheritors.get(id);
-    if (list) for (const m of list) if (m.key === key) return true;
-    return false;
+    if (list) for (const m of list) if (m.key === key) return m;
+    return undefined;
   }
 
   function removeFrom(key: ThreadKey, id: string): boolean {
@@ -369,9 +370,8 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     },
     inheritance(key, id) {
       if (inheritors.size === 0) return null;
-      const list = inheritors.get(id);
-      if (list) for (const m of list) if (m.key === key) return m.state === PENDING ? m : null;
-      return null;
+      const m = inheritanceOf(id, key);
+      return m?.state === PENDING ? m : null;
     },
     settle(m, then) {
       if (m.state === PENDING) {
@@ -390,9 +390,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (m.state === DROP) stats.pooled++;
       then(m.state === KEEP);
     },
-    threadExit(key, tsNs) {
-      ended(key, tsNs);
-    },
+    threadExit: ended,
     advance(tsNs) {
       let n = 0;
       while (n < deciding.length && deciding[n].at <= tsNs) {
@@ -414,7 +412,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
         const o = openByThread.get(key);
         if (o) {
           for (const id of idsOf(o)) {
-            if (inheritedBy(id, key)) removeFrom(key, id);
+            if (inheritanceOf(id, key)) removeFrom(key, id);
             else closeGroup(key, id, tsNs);
           }
         }
@@ -425,7 +423,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     openCount() {
       // For metrics and tests only: count the groups each thread owns (not inherited ones).
       let n = 0;
-      for (const [key, o] of openByThread) for (const id of idsOf(o)) if (!inheritedBy(id, key)) n++;
+      for (const [key, o] of openByThread) for (const id of idsOf(o)) if (!inheritanceOf(id, key)) n++;
       return n;
     },
   };
