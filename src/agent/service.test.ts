@@ -157,8 +157,11 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
     assert.match(metrics, /^seqtrace_agent_traced_processes [1-9]/m);
     assert.match(metrics, /^seqtrace_agent_spans_sent_total [1-9]/m);
 
-    // A service started after the agent is named on stderr once it is traced.
-    const late = py('import sys; sys.stdin.readline()', { OTEL_SERVICE_NAME: 'late-one' });
+    // A service started after the agent is named on stderr once it is traced, under the name
+    // it has then; the helpers its launcher ran first (a shim's shells and readlinks, here
+    // /bin/true and a second sh, traced from their fork, gone at once) are not named.
+    const late = spawn('/bin/sh', ['-c', '/bin/true; /bin/sh -c /bin/true; exec /usr/bin/python3 -c "import sys; sys.stdin.readline()"'],
+      { env: { PATH: '/usr/bin:/bin', OTEL_SERVICE_NAME: 'late-one' } });
     procs.push(late);
     const said = `seqtrace agent: tracing pid ${late.pid} (python3) as service late-one`;
     const until = Date.now() + 10_000;
@@ -166,6 +169,7 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
       assert.ok(Date.now() < until, `expected "${said}" in:\n${logs.join('\n')}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    assert.deepEqual(logs.filter((m) => m.includes('late-one')), [said], 'only the service is named, not its launcher\'s helpers');
     assert.equal(logs.filter((m) => m.includes(`pid ${users.pid} `)).length, 0, 'processes traced at the start are counted, not named');
   } finally {
     await agent?.close();

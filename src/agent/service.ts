@@ -20,6 +20,9 @@ import { createSender, type Sender, type SenderStats } from './sender.js';
 import { createThreadGroups, threadKey, type ThreadGroups } from './threadgroup.js';
 import { createGoTracer, type GoStats } from './go/golang.js';
 
+/** A process picked up after the start is named on stderr once traced this long (ms). */
+const NAME_AFTER_MS = 1000;
+
 export interface AgentOptions {
   /** Capture source (default: the eBPF loader). */
   startCapture?: (opts: CaptureOptions) => Promise<Capture>;
@@ -95,9 +98,20 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   };
   // Each process picked up after the start, named (the start line counts the others): "is my
   // service traced?" answered on stderr. Not with trace_all_process: every process on the host.
+  // Named once it has been traced for a second, under the name it has then: a service's
+  // environment reaches every helper it runs (a pyenv shim's dozen shells and readlinks before
+  // the exec of python3), and a line for each would bury the services' own.
+  const toName = new Map<number, number>(); // pid → when to name it (ms), in that order
   const sayTraced = (pid: number) => {
-    const p = procs.info(pid);
-    if (!cfg.trace_all_process && p?.traced) log(`seqtrace agent: tracing pid ${pid} (${p.comm}) as service ${p.service}`);
+    if (!cfg.trace_all_process && !toName.has(pid)) toName.set(pid, Date.now() + NAME_AFTER_MS);
+  };
+  const nameTraced = (now: number) => {
+    for (const [pid, at] of toName) {
+      if (at > now) break;
+      toName.delete(pid);
+      const p = procs.info(pid);
+      if (p?.traced) log(`seqtrace agent: tracing pid ${pid} (${p.comm}) as service ${p.service}`);
+    }
   };
   const procs = createProcSelector({
     cfg,
@@ -186,6 +200,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   let ticks = 0;
   const scanTimer = setInterval(() => {
     procs.scan();
+    nameTraced(Date.now());
     // Connections whose close was never seen (lost in a full ring buffer) must not stay forever.
     if (++ticks % 10 === 0) conns.expireIdle();
   }, opts.scanIntervalMs ?? 1000);
