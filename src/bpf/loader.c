@@ -175,7 +175,7 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
  * exited or was deleted; checked every second). Exec, fork and exit stay attached: exec is how
  * the agent finds processes to trace. At start they are attached once, so that a kernel that
  * refuses them stops the loader there, not at the first process. */
-#define MAX_DATA_PROGS 64 /* syscall mode has 28 */
+#define MAX_DATA_PROGS 64 /* syscall mode has 29 */
 static struct {
 	struct bpf_program *progs[MAX_DATA_PROGS];
 	struct bpf_link *links[MAX_DATA_PROGS];
@@ -206,7 +206,7 @@ static void forget_threads(__u32 pid)
 }
 
 /* The data path was just detached while processes run: the entries keyed by a socket's
- * address go. Each loses its entry when sock_state sees the socket close, which it does not
+ * address go. Each loses its entry when sock_destroy sees the socket end, which it does not
  * while detached, and TCP reuses a closed socket's memory at once (SLAB_TYPESAFE_BY_RCU): a
  * socket opened meanwhile at the same address would take the closed one's id (`seen`, syscall
  * mode) or its round trip's goroutine (`go_rt`). A socket still open gets a new id at its next
@@ -378,7 +378,8 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
 			bpf_program__set_autoattach(p, false);
 		/* the data path: attached while something is traced (see data_path) */
-		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/inet_sock_set_state")) &&
+		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/inet_sock_set_state") ||
+		     !strcmp(sec, "tp_btf/tcp_destroy_sock")) &&
 		    data_path.n < MAX_DATA_PROGS) {
 			bpf_program__set_autoattach(p, false);
 			data_path.progs[data_path.n++] = p;

@@ -437,21 +437,32 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 
 /* ---------------------------------------------------------------- both modes */
 
+/* A Go process's first outgoing connection turns its goroutine-start probe on (go.md). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 {
-	if (newstate == TCP_SYN_SENT) {
+	if (newstate == TCP_SYN_SENT)
 		go_calls_out(bpf_get_current_pid_tgid() >> 32); /* Go hook */
-		return 0;
-	}
-	if (newstate != TCP_CLOSE)
-		return 0;
+	return 0;
+}
+
+/* The end of a socket the capture has seen: its close event, after the last bytes its process
+ * moved. Not TCP's CLOSE state: a reset puts the socket there while its process can still
+ * read what came before (a server draining a keep-alive connection it closes, a client reading
+ * an answer that preceded the server's reset). The socket is destroyed once its process has
+ * closed it and TCP is done with it (at once after a reset; after the FIN handshake, or on
+ * entering TIME_WAIT, otherwise), in the closing call or in TCP's softirq. Every TCP socket on
+ * the host pays one storage lookup here, once in its life. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(sock_destroy, struct sock *sk)
+{
 	__u64 key = (__u64)sk;
 	struct sock_info *si;
 	if (syscall_mode)
 		si = bpf_map_lookup_elem(&seen, &key);
 	else
-		si = bpf_sk_storage_get(&sk_info, (struct sock *)sk, 0, 0);
+		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
+	go_sock_closed(key); /* Go hook */
 	if (!si || !si->id)
 		return 0;
 	struct batch *b = begin_event();
@@ -461,8 +472,7 @@ int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
 	if (syscall_mode)
 		bpf_map_delete_elem(&seen, &key);
 	else
-		bpf_sk_storage_delete(&sk_info, (struct sock *)sk);
-	go_sock_closed(key); /* Go hook */
+		bpf_sk_storage_delete(&sk_info, sk);
 	send_small(b, &e, sizeof(e));
 	end_event(b);
 	return 0;
