@@ -41,7 +41,7 @@ struct {
 } go_procs SEC(".maps");
 
 /* HTTP client sockets: sock address -> goid of the goroutine whose round trip uses it now.
- * Removed when the socket closes (sock_state); LRU so a missed close cannot fill it. */
+ * Removed when the socket ends (sock_destroy); LRU so a missed end cannot fill it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

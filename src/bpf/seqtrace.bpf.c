@@ -39,7 +39,6 @@ const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_
 #define TCP_SYN_SENT 2
 #define TCP_FIN_WAIT1 4
 #define TCP_FIN_WAIT2 5
-#define TCP_CLOSE 7
 
 /* x86_64 syscall numbers */
 #define NR_read 0
@@ -462,7 +461,6 @@ int BPF_PROG(sock_destroy, struct sock *sk)
 		si = bpf_map_lookup_elem(&seen, &key);
 	else
 		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
-	go_sock_closed(key); /* Go hook */
 	if (!si || !si->id)
 		return 0;
 	struct batch *b = begin_event();
@@ -473,6 +471,7 @@ int BPF_PROG(sock_destroy, struct sock *sk)
 		bpf_map_delete_elem(&seen, &key);
 	else
 		bpf_sk_storage_delete(&sk_info, sk);
+	go_sock_closed(key); /* Go hook */
 	send_small(b, &e, sizeof(e));
 	end_event(b);
 	return 0;

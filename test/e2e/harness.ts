@@ -481,15 +481,15 @@ export async function startNodeService(scope: Scope, o: { name: string; downstre
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
-/** Apache httpd (mpm_worker, mod_proxy_http) in front of `backend` ("host:port"). */
-export async function startApache(scope: Scope, o: { name: string; backend: string }): Promise<Service> {
+/** Apache httpd (one child of 8 worker threads; mod_proxy_http) in front of `backend` ("host:port"); mpm_worker, or with `mpm: 'event'` mpm_event. */
+export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event' }): Promise<Service> {
   const dir = subdir(scope, 'apache');
   execFileSync('chmod', ['755', dir]);
   const port = await freePort();
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: 'apache2',
-    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND'],
+    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND', ...(o.mpm === 'event' ? ['-DMPM_EVENT'] : [])],
     env: { DK_BPFTRACE_SERVICE: o.name, SEQT_DIR: dir, SEQT_LISTEN: `127.0.0.1:${port}`, SEQT_BACKEND: o.backend },
     readyPort: { host: '127.0.0.1', port },
   });

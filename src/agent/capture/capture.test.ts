@@ -691,7 +691,7 @@ sys.stdin.readline()
   for (const mode of ['socket', 'syscall'] as const) {
     test(`${mode} mode: the data path is attached only while a process is traced (untraced processes pay no dispatch when nothing is)`, async () => {
       const run = await start(mode);
-      const dataProgs = mode === 'socket' ? ['sock_send', 'sock_recv', 'sock_state'] : ['sys_enter_read', 'sys_exit_read', 'sock_state'];
+      const dataProgs = mode === 'socket' ? ['sock_send', 'sock_recv', 'sock_state', 'sock_destroy'] : ['sys_enter_read', 'sys_exit_read', 'sock_state', 'sock_destroy'];
       const attached = () => linkedProgs(run.cap.loaderPid);
       const dataAttached = () => dataProgs.filter((name) => attached().includes(name));
       const first = spawn('sleep', ['60']);
@@ -783,7 +783,7 @@ for line in sys.stdin:
   }
 
   test('syscall mode: a socket opened while the data path was detached does not take the id of one closed meanwhile', async () => {
-    // `seen` (sock address -> id) loses an entry when sock_state sees the socket close; while
+    // `seen` (sock address -> id) loses an entry when sock_destroy sees the socket end; while
     // the data path is detached no close is seen, and TCP sockets' memory is reused at once
     // (SLAB_TYPESAFE_BY_RCU), so a new socket at a closed one's address would carry its id:
     // the agent would take its bytes for the old connection's.
