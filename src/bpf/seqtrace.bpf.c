@@ -168,6 +168,10 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 	if (tuple) {
 		flags |= ST_R_TUPLE;
 		__u16 sport = RD(direct, sk, __sk_common.skc_num);
+		/* A reset unhashes the socket and clears its port number (inet_put_port) while its
+		 * process may still read; the port it was bound to stays in inet_sport. */
+		if (!sport)
+			sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 		__u16 dport = bpf_ntohs(RD(direct, sk, __sk_common.skc_dport));
 		if (RD(direct, sk, __sk_common.skc_family) == AF_INET) {
 			struct st_tuple4 *t = (void *)&s->data[at];

@@ -305,24 +305,32 @@ for (const mode of ['socket', 'syscall'] as const) {
     // A connection's close event says its process is done with it: the agent ends the
     // connection there and fails what is still unanswered. A reset puts TCP in its CLOSE state
     // while the process can still read what came before it (Apache drains a keep-alive
-    // connection it closes, reading the client's next request; a client reads an answer that
-    // came just before the server's reset), so the close must wait for the socket's end.
+    // connection it closes, reading the client's next request; a server reads the request of a
+    // client that gave up and reset; a client reads an answer that came just before the
+    // server's reset), so the close must wait for the socket's end.
     // (The loader of 2026-12-06, which sent the close at the CLOSE state, fails this: under
     // wrk through Apache's mpm_event, the drained requests opened entries on connections the
     // agent had already ended, whose groups stayed open on their threads for two minutes and
     // left every later call of those threads unjoined.)
     for (const family of ['4', '6']) {
-      test(`bytes read after the peer's reset come before the socket's close event, IPv${family}`, async () => {
-        const { pid, got } = await runScript<{ pid: number; got: string }>(run, AFTERRESET_PY, [family]);
-        assert.equal(got, 'R1:read-after-the-reset');
-        const read = await waitFor('the read after the reset', () => data(run.events).find((e) => e.pid === pid && e.dir === 'recv' && text(e.head) === got));
-        await waitFor('the exit of the script', () => run.events.some((e) => e.kind === 'exit' && e.pid === pid));
-        const closes = run.events.filter((e): e is CloseEvent => e.kind === 'close' && e.sockId === read.sockId);
-        assert.equal(closes.length, 1, 'one close event for the server end');
-        assert.ok(run.events.indexOf(read) < run.events.indexOf(closes[0]), 'the close comes after the last read');
-        assert.ok(read.tsNs <= closes[0].tsNs);
-        const client = data(run.events).find((e) => e.pid === pid && e.dir === 'send' && text(e.head).startsWith('R1:'))!;
-        assert.equal(run.events.filter((e) => e.kind === 'close' && e.sockId === client.sockId).length, 1, 'one close event for the client end');
+      test(`bytes read after the peer's reset come before the socket's close event, and carry its ports, IPv${family}`, async () => {
+        type Conn = { got: string; port: number; peer: number };
+        const r = await runScript<{ pid: number; a: Conn; b: Conn }>(run, AFTERRESET_PY, [family]);
+        await waitFor('the exit of the script', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+        // a: read before and after the reset; b: its first read after it
+        for (const c of [r.a, r.b]) {
+          assert.equal(c.got, 'R1:read-after-the-reset');
+          const reads = data(run.events).filter((e) => e.pid === r.pid && e.dir === 'recv' && e.srcPort === c.port);
+          assert.deepEqual(reads.map((e) => text(e.head)), [...(c === r.a ? ['R0:before-the-reset'] : []), c.got], `the reads of ${c.port}`);
+          const read = reads[reads.length - 1];
+          assert.equal(read.dstPort, c.peer, 'the reset cleared the socket\'s port number; the event still names both');
+          const closes = run.events.filter((e): e is CloseEvent => e.kind === 'close' && e.sockId === read.sockId);
+          assert.equal(closes.length, 1, 'one close event for the server end');
+          assert.ok(run.events.indexOf(read) < run.events.indexOf(closes[0]), 'the close comes after the last read');
+          assert.ok(read.tsNs <= closes[0].tsNs);
+          const client = data(run.events).find((e) => e.pid === r.pid && e.dir === 'send' && e.srcPort === c.peer && text(e.head).startsWith('R1:'))!;
+          assert.equal(run.events.filter((e) => e.kind === 'close' && e.sockId === client.sockId).length, 1, 'one close event for the client end');
+        }
       });
     }
 

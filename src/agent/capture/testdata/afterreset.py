@@ -1,14 +1,19 @@
 """Bytes read after the peer reset the connection, for capture.test.ts: a connection's close
 event must come after the last bytes its process reads from it. A server that closes a
-keep-alive connection drains what the client had sent meanwhile (Apache's lingering close),
-and a client may read an answer that came just before the server's reset; TCP is in its
-CLOSE state by then (the reset), yet the process still reads.
+keep-alive connection drains what the client had sent meanwhile (Apache's lingering close), a
+server reads the request of a client that gave up and reset, and a client may read an answer
+that came just before the server's reset; TCP is in its CLOSE state by then (the reset), yet
+the process still reads.
 Usage: afterreset.py 4|6.
 
-After 'go' on stdin, over one loopback connection: the client sends R0 and the server end
-reads it; the client sends R1 and closes with SO_LINGER 0 (a reset); the process sleeps
-100 ms; the server end reads R1, reads the end (b""), and closes.
-Prints one JSON line {"pid", "got"}."""
+After 'go' on stdin, over two loopback connections:
+ - A: the client sends R0 and the server end reads it; the client sends R1 and closes with
+   SO_LINGER 0 (a reset); the process sleeps 100 ms; the server end reads R1, then the reset,
+   and closes;
+ - B: the same without R0: the server end's first read comes after the reset (which cleared
+   the socket's port number).
+Prints one JSON line {"pid", "a", "b"}, each {"got", "port" (the server end's), "peer" (the
+client end's)}."""
 import json
 import os
 import socket
@@ -18,21 +23,29 @@ import time
 
 from loopback import recv_exact, tcp_pair
 
-_, _, listener, client, server = tcp_pair(sys.argv[1])
+
+def after_reset(first):
+    _, _, listener, client, server = tcp_pair(sys.argv[1])
+    port, peer = server.getsockname()[1], client.getsockname()[1]
+    if first:
+        client.sendall(first)
+        recv_exact(server, len(first))
+    client.sendall(b"R1:read-after-the-reset")
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    time.sleep(0.1)
+    got = server.recv(100)
+    try:
+        server.recv(100)
+    except ConnectionResetError:
+        pass
+    server.close()
+    listener.close()
+    return {"got": got.decode(), "port": port, "peer": peer}
+
 
 print("ready", flush=True)
 sys.stdin.readline()
-client.sendall(b"R0:before-the-reset")
-recv_exact(server, 19)
-client.sendall(b"R1:read-after-the-reset")
-client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-client.close()
-time.sleep(0.1)
-got = server.recv(100)
-try:
-    server.recv(100)
-except ConnectionResetError:
-    pass
-server.close()
-listener.close()
-print(json.dumps({"pid": os.getpid(), "got": got.decode()}), flush=True)
+a = after_reset(b"R0:before-the-reset")
+b = after_reset(None)
+print(json.dumps({"pid": os.getpid(), "a": a, "b": b}), flush=True)
