@@ -222,6 +222,14 @@ void go_poll(void)
 	}
 }
 
+bool go_waiting_to_call_out(void)
+{
+	for (int i = 0; i < nprocs; i++)
+		if (!procs[i].parents)
+			return true;
+	return false;
+}
+
 void go_probes_free(void)
 {
 	for (int i = 0; i < nprocs; i++)

@@ -19,6 +19,9 @@ bool go_uprobe_command(const char *line);
 bool go_process_command(const char *line, __u32 *pid_out);
 /* Attaches the goroutine-start probe to processes that began calling out; forgets gone ones. */
 void go_poll(void);
+/* Whether a followed process waits for its first outgoing connection (the kernel's sock_state
+ * program sets ST_GO_CALLS_OUT then): the loader attaches sock_state only while one does. */
+bool go_waiting_to_call_out(void);
 void go_probes_free(void);
 
 #endif

@@ -167,7 +167,7 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 /* ------------------------------------------------------------ the data path, attached on demand */
 
 /* The programs on every send and receive (socket mode) or every socket system call (syscall
- * mode), and on TCP state changes. They run for every process on the host, traced or not, and
+ * mode), and at a socket's end (its close event). They run for every process on the host, traced or not, and
  * the kernel's dispatch to them costs even when they return at once: ≈ 3 % of an untraced Go
  * server's CPU per request on this project's VM (docs/kernel.md, "What attaching costs a
  * process that is not traced"). So they are attached only while a process is traced: at the
@@ -175,7 +175,7 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
  * exited or was deleted; checked every second). Exec, fork and exit stay attached: exec is how
  * the agent finds processes to trace. At start they are attached once, so that a kernel that
  * refuses them stops the loader there, not at the first process. */
-#define MAX_DATA_PROGS 64 /* syscall mode has 29 */
+#define MAX_DATA_PROGS 64 /* syscall mode has 28 */
 static struct {
 	struct bpf_program *progs[MAX_DATA_PROGS];
 	struct bpf_link *links[MAX_DATA_PROGS];
@@ -255,6 +255,33 @@ static int attach_data_path(void)
 	return 0;
 }
 
+/* sock_state, on every TCP state change of every socket on the host (≈ 5 in a connection's
+ * life), serves only the Go processes that wait for their first outgoing connection before
+ * their goroutine-start probe is attached (go_probes.c): attached while the data path is and
+ * such a process is followed, else not. 0, or the negative errno of a failed attach. */
+static struct {
+	struct bpf_program *prog;
+	struct bpf_link *link;
+} state_prog;
+
+static int update_state_prog(void)
+{
+	bool want = data_path.attached && go_waiting_to_call_out();
+	if (want == (state_prog.link != NULL))
+		return 0;
+	if (!want) {
+		bpf_link__destroy(state_prog.link);
+		state_prog.link = NULL;
+		return 0;
+	}
+	state_prog.link = bpf_program__attach(state_prog.prog);
+	if (!state_prog.link)
+		return -errno;
+	if (opt.verbose)
+		fprintf(stderr, "seqtrace-loader: a Go process waits to call out: sock_state attached\n");
+	return 0;
+}
+
 static bool any_traced(void)
 {
 	const __u64 traced_bits = 0x5555555555555555ULL; /* ST_PID_TRACED of each pid's two bits */
@@ -281,6 +308,11 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 	if (n >= 1 && !strcmp(verb, "go")) {
 		ack.ok = go_process_command(line, &ack.pid) && set_pid_bits(ack.pid, ST_PID_GO, true);
 		go_changed(skel);
+		int err = ack.ok ? update_state_prog() : 0; /* before the ACK: its first connection counts */
+		if (err) {
+			fprintf(stderr, "seqtrace-loader: go %u: attaching sock_state failed: %s\n", ack.pid, strerror(-err));
+			ack.ok = 0;
+		}
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
@@ -292,6 +324,8 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 		if (verb[0] == 'a') {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED, true);
 			int err = ack.ok ? attach_data_path() : 0;
+			if (!err)
+				err = update_state_prog();
 			if (err) {
 				fprintf(stderr, "seqtrace-loader: add %ld: attaching the data path failed: %s\n", pid,
 					strerror(-err));
@@ -377,9 +411,13 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command */
 		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
 			bpf_program__set_autoattach(p, false);
+		/* attached while a Go process waits to call out (see state_prog) */
+		if (!strcmp(sec, "tp_btf/inet_sock_set_state")) {
+			bpf_program__set_autoattach(p, false);
+			state_prog.prog = p;
+		}
 		/* the data path: attached while something is traced (see data_path) */
-		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/inet_sock_set_state") ||
-		     !strcmp(sec, "tp_btf/tcp_destroy_sock")) &&
+		if ((syscall_prog || socket_prog || !strcmp(sec, "tp_btf/tcp_destroy_sock")) &&
 		    data_path.n < MAX_DATA_PROGS) {
 			bpf_program__set_autoattach(p, false);
 			data_path.progs[data_path.n++] = p;
@@ -579,12 +617,15 @@ int main(int argc, char **argv)
 	err = seqtrace_bpf__attach(skel);
 	if (!err)
 		err = attach_data_path();
+	if (!err && !(state_prog.link = bpf_program__attach(state_prog.prog)))
+		err = -errno;
 	if (err) {
 		status = failed("attach", err);
 		goto cleanup;
 	}
 	if (!opt.npids)
 		detach_data_path(); /* nothing traced yet: see data_path */
+	update_state_prog(); /* no Go process yet: detached */
 	struct go_programs gp = { .newproc1_ret = skel->progs.go_newproc1_ret, .newproc_nop5 = skel->progs.go_newproc_nop5,
 				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
 				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };
@@ -646,6 +687,9 @@ int main(int argc, char **argv)
 		if (now >= next_go_poll) {
 			go_poll();
 			next_go_poll = now + GO_POLL_NS;
+			int err = update_state_prog();
+			if (err)
+				fprintf(stderr, "seqtrace-loader: attaching sock_state failed: %s\n", strerror(-err));
 		}
 		if (now >= next_stats) {
 			send_stats(skel);
@@ -653,6 +697,7 @@ int main(int argc, char **argv)
 			next_stats += STATS_EVERY_NS;
 			if (data_path.attached && !any_traced()) {
 				detach_data_path();
+				update_state_prog();
 				forget_sockets();
 			}
 		}
@@ -681,6 +726,7 @@ cleanup:
 	output_free();
 	go_probes_free();
 	detach_data_path();
+	bpf_link__destroy(state_prog.link);
 	if (traced_words)
 		munmap(traced_words, ((size_t)traced_nwords * sizeof(__u64) + sysconf(_SC_PAGESIZE) - 1) /
 					     sysconf(_SC_PAGESIZE) * sysconf(_SC_PAGESIZE));

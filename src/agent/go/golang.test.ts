@@ -173,12 +173,12 @@ for (const mode of ['socket', 'syscall'] as const) {
 
     test('deleted with its pooled client connections open: once the data path detaches, their round trips are forgotten', async () => {
       // go_rt (client socket address -> the goroutine of its round trip) loses an entry when
-      // sock_state sees the socket close, which it does not while detached: a socket opened
+      // sock_destroy sees the socket end, which it does not while detached: a socket opened
       // meanwhile at a closed one's address (TCP reuses sockets' memory at once) would carry
       // the old goroutine id into a traced process.
       assert.ok(loaderMapEntries(cap.loaderPid, 'go_rt') > 0, 'the fan-out\'s pooled client connections are in go_rt');
       await cap.removePid(pid);
-      await waitFor('data path detached', () => !linkedProgs(cap.loaderPid).includes('sock_state'), 3000);
+      await waitFor('data path detached', () => !linkedProgs(cap.loaderPid).includes('sock_destroy'), 3000);
       await waitFor('go_rt emptied', () => loaderMapEntries(cap.loaderPid, 'go_rt') === 0, 1000);
     });
   });
@@ -248,6 +248,10 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
     assert.ok(dataOf(a.pid).every((e) => e.goid === 0), 'no goroutine ids before the process called out');
     assert.equal(started().length, 0, 'no goroutine events before the process called out');
     assert.equal(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'no probe in the traced leaf yet');
+    // what tells the loader that it connected out: sock_state, on every TCP state change of the
+    // host, attached only while such a process waits
+    const stateProg = () => linkedProgs(cap!.loaderPid).includes('sock_state');
+    assert.ok(stateProg(), 'sock_state attached while the leaf waits to call out');
 
     assert.equal(curl(a.port, '/dial'), 'dialled true\n');
     // the loader looks for processes that began calling out every 100 ms
@@ -263,6 +267,7 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
     const afterDial = dataOf(a.pid).filter((e) => e.head.toString('latin1').startsWith('GET /spawn'));
     assert.ok(afterDial.length > 1 && afterDial.at(-1)!.goid > 0, 'goroutine ids once it called out');
     assert.notEqual(textAt(a.pid, leaf, info.newprocNop5), NOP5, 'the probe is in the traced process now');
+    await waitFor('sock_state detached: no Go process waits any more', () => !stateProg(), 3000);
     // the untraced process of the same binary never got a probe, and its requests pay nothing
     assert.equal(curl(b.port, '/spawn'), 'spawned\n');
     assert.equal(curl(b.port, '/dial'), 'dialled true\n');
