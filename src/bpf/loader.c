@@ -167,14 +167,14 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 /* ------------------------------------------------------------ the data path, attached on demand */
 
 /* The programs on every send and receive (socket mode) or every socket system call (syscall
- * mode), and at a socket's end (its close event). They run for every process on the host, traced or not, and
- * the kernel's dispatch to them costs even when they return at once: ≈ 3 % of an untraced Go
- * server's CPU per request on this project's VM (docs/kernel.md, "What attaching costs a
- * process that is not traced"). So they are attached only while a process is traced: at the
- * first `add` (or --pid) and detached once no traced bit is left (the last traced process
- * exited or was deleted; checked every second). Exec, fork and exit stay attached: exec is how
- * the agent finds processes to trace. At start they are attached once, so that a kernel that
- * refuses them stops the loader there, not at the first process. */
+ * mode), and at a socket's end (its close event). They run for every process on the host,
+ * traced or not, and the kernel's dispatch to them costs even when they return at once: ≈ 3 %
+ * of an untraced Go server's CPU per request on this project's VM (docs/kernel.md, "What
+ * attaching costs a process that is not traced"). So they are attached only while a process is
+ * traced: at the first `add` (or --pid) and detached once no traced bit is left (the last
+ * traced process exited or was deleted; checked every second). Exec, fork and exit stay
+ * attached: exec is how the agent finds processes to trace. At start they are attached once, so
+ * that a kernel that refuses them stops the loader there, not at the first process. */
 #define MAX_DATA_PROGS 64 /* syscall mode has 28 */
 static struct {
 	struct bpf_program *progs[MAX_DATA_PROGS];
