@@ -50,6 +50,30 @@ describe('e2e: Python ThreadingHTTPServer services', { skip }, () => {
     assertExactTraces(traces, expected);
   });
 
+  // A client that gives up (its timeout) reads no answer, so its exit span has no respSeq; the
+  // server got the request and went on with it. The linker pairs them by the request's seq
+  // alone then (docs/linking.md): the timed-out call and the work it caused are one trace.
+  // (Before 2026-12-06 both ends needed the answer's seq too: each request made two traces,
+  // the client's call alone and the server's subtree.) A's answer fails too: its head, written
+  // first, reaches a closed socket, which resets the connection, and the body's write fails;
+  // its entry has status 0 (response_status_seen 200).
+  it('curl that times out after 0.4 s → A (answers after 1 s) → B, 8 requests from 4 clients on fresh connections', async () => {
+    const t = scope.tag;
+    const names = { client: `slow-client-${t}`, a: `slow-a-${t}`, b: `slow-b-${t}` };
+    const b = await startPyService(scope, { name: names.b });
+    const a = await startPyService(scope, { name: names.a, downstreams: [`${b.url}/b`] });
+    const ids = requestIds(scope, 's', 8);
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${a.url}/slow/{id}`, ids, concurrency: 4, maxTimeS: 0.4 });
+    expectStatuses(run, ids, () => 0);
+    assert.ok(ids.every((id) => /curl exit 28/.test(run.errors[id])), JSON.stringify(run.errors));
+    const expected = new Map(ids.map((id): [string, Expect] => [id, {
+      service: names.client, kind: 'exit', resource: `GET /slow/${id}`, status: 0,
+      children: [{ service: names.a, kind: 'entry', resource: `GET /slow/${id}`, status: 0, children: [hop(names.a, names.b, `GET /b/${id}`, 200)] }],
+    }]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
   it('Python client → A → B → C over keep-alive connections shared between threads, 30 requests from 6 clients', async () => {
     const { names, a } = await chain('keep', true);
     const ids = requestIds(scope, 'k', 30);

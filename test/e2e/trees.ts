@@ -201,7 +201,10 @@ export function timingProblems(traces: Trace[]): string[] {
       const kind = p.host !== c.host ? 'other host' : p.pid === c.pid ? 'in process' : 'same host';
       const tol = TOLERANCE_US[kind];
       const early = p.startUs - c.startUs;
-      const late = c.startUs + c.durationUs - (p.startUs + p.durationUs);
+      // A client that read no answer (it gave up) may end before its server does: only the
+      // server's start lies within it.
+      const gaveUp = p.kind === 'exit' && c.kind === 'entry' && p.httpStatusCode === 0;
+      const late = (gaveUp ? c.startUs : c.startUs + c.durationUs) - (p.startUs + p.durationUs);
       worst[kind] = Math.max(worst[kind], early, late);
       if (early > tol || late > tol) {
         problems.push(`timing: trace ${t.traceId}: ${c.service} ${c.kind} "${c.resource}" [${c.startUs}, +${c.durationUs} µs] ` +

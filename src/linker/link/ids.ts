@@ -267,11 +267,12 @@ export function groupKeyAt(b: Uint8Array, p: IdentityParts, out: { key: number; 
 }
 
 /**
- * Key of an exchange by its sequence numbers: a 30-bit hash of both. Different exchanges may
- * share a key (and a waiter list); candidates are always compared on both full numbers.
+ * Key of an exchange by its sequence numbers: a 30-bit hash of the request's (the one both
+ * ends know even when the client read no answer, match.ts seqPair). Different exchanges may
+ * share a key (and a waiter list); candidates are always compared on the full numbers.
  */
-export function seqKey(reqSeq: number, respSeq: number): number {
-  return fmix(Math.imul(reqSeq ^ fmix(respSeq ^ 0x5bd1e995), 0x9e3779b1)) & 0x3fffffff;
+export function seqKey(reqSeq: number): number {
+  return fmix(Math.imul(reqSeq ^ 0x5bd1e995, 0x9e3779b1)) & 0x3fffffff;
 }
 
 /** eBPF trace id of a trace: its root span's identity, re-mixed so it is not the span id padded. */

@@ -131,6 +131,34 @@ test('times decide: the server span must lie within the client span, widened by 
   assert.equal(m.get('e')!.parentId, '', 'ends after the client ended');
 });
 
+test('a client that read no answer (it timed out) is the parent of the server span that got its request, which may end later', () => {
+  // The client gave up after 300 ms; the server took a second and answered a closed connection.
+  const exit = makeSpan({ host: 'a', kind: 'exit', pid: 1, reqSeq: 7, respSeq: 0, startUs: T0, durationUs: 300_000, httpStatusCode: 0, status: 'error', attrs: { label: 'x' } });
+  const entry = (o: Partial<EbpfSpan>) => makeSpan({ host: 'b', kind: 'entry', pid: 2, reqSeq: 7, respSeq: 99, startUs: T0 + 150, durationUs: 1_000_000, ...o, attrs: { label: 'e' } });
+  let m = byLabel(feed([{ ...exit }, entry({})]).out);
+  assert.equal(m.get('e')!.parentId, m.get('x')!.spanId, 'linked though the server ended after the client');
+  assert.equal(m.get('e')!.traceId, m.get('x')!.traceId);
+  m = byLabel(feed([entry({ respSeq: 0, durationUs: 50 }), { ...exit }]).out);
+  assert.equal(m.get('e')!.parentId, m.get('x')!.spanId, 'neither got an answer out (the server\'s write failed)');
+  // the server must have got the request while the client waited (clock_skew 500 ms)
+  m = byLabel(feed([{ ...exit }, entry({ startUs: T0 + 300_000 + 400_000 })]).out);
+  assert.equal(m.get('e')!.parentId, m.get('x')!.spanId, 'within the skew of the client giving up');
+  m = byLabel(feed([{ ...exit }, entry({ startUs: T0 + 300_000 + 600_000 })]).out);
+  assert.equal(m.get('e')!.parentId, '', 'began after the client had given up');
+  m = byLabel(feed([{ ...exit }, entry({ reqSeq: 8 })]).out);
+  assert.equal(m.get('e')!.parentId, '', 'another request');
+  // a client that did read an answer still needs the server's: the same respSeq
+  const answered = { ...exit, respSeq: 5, durationUs: 2_000_000, httpStatusCode: 200, status: 'ok' as const };
+  m = byLabel(feed([answered, entry({ respSeq: 6 })]).out);
+  assert.equal(m.get('e')!.parentId, '', 'another answer');
+  m = byLabel(feed([{ ...answered }, entry({ respSeq: 5 })]).out);
+  assert.equal(m.get('e')!.parentId, m.get('x')!.spanId);
+  // two servers that got the same request seq while one client waited: a tie, not linked
+  const { j, out } = feed([{ ...exit }, entry({}), makeSpan({ host: 'c', kind: 'entry', pid: 3, reqSeq: 7, respSeq: 42, startUs: T0 + 200, durationUs: 10, attrs: { label: 'e2' } })]);
+  for (const s of out) assert.equal(s.parentId, '');
+  assert.equal(j.stats().ambiguousSeqMatches, 1);
+});
+
 test('seqs 0/0 never match; a span is never its own parent', () => {
   const x = makeSpan({ host: 'a', kind: 'exit', pid: 1, startUs: T0, durationUs: 10_000, attrs: { label: 'x' } });
   const e = makeSpan({ host: 'b', kind: 'entry', pid: 2, startUs: T0 + 10, durationUs: 100, attrs: { label: 'e' } });

@@ -17,7 +17,7 @@ import type { EmittedTrace, Joiner, JoinerStats, SpanLoader } from '../joiner.js
 import { Clusters, DeadlineHeap } from './clusters.js';
 import { emitCluster, loadDeferred, type DeferredList, type EmitCounters, type EmitOptions } from './emit.js';
 import { F_ENTRY, JoinBatch, joinFieldsOf } from './fields.js';
-import { Emission, groupContains, resolveParents, seqTimesFit } from './match.js';
+import { Emission, groupContains, resolveParents, seqPair } from './match.js';
 import {
   APP, APP_SAMPLED, BATCH, CLUSTER, DST_IPH, DST_PORT, DUP, DW, END, FLAGS, GCHK, GKEY, GNEXT, IDA, IDB, IDC, IDD, LOC, MNEXT, NONE,
   P_DUP, P_EMITTED, P_ENTRY, P_FROZEN, P_KEEP_G, P_KEEP_S, POS, REQ, RESP, SKEY, SNEXT, SRC_IPH, SRC_PORT, START, W,
@@ -199,15 +199,15 @@ export function createJoiner(opts: JoinerOptions, joinState?: JoinState): Joiner
     }
     if (skey >= 0) {
       if (entry) {
-        // exits of the exchange that contain this entry (widened by the skew)
+        // exits that can be the other end of this entry's exchange
         for (let x = state.first(S_EXIT, skey); x !== NONE; x = I[x * W + SNEXT]) {
-          if (I[x * W + REQ] !== rq || I[x * W + RESP] !== rs || !seqTimesFit(D[x * DW + START], D[x * DW + END], startUs, endUs, skewUs)) continue;
+          if (!seqPair(I[x * W + REQ], I[x * W + RESP], D[x * DW + START], D[x * DW + END], rq, rs, startUs, endUs, skewUs)) continue;
           if (I[x * W + FLAGS] & P_EMITTED) lateJoin(p, x, endMs, arrivalMs);
           else attach(p, x);
         }
       } else {
         for (let e = state.first(S_ENTRY, skey); e !== NONE; e = I[e * W + SNEXT]) {
-          if (I[e * W + REQ] !== rq || I[e * W + RESP] !== rs || !seqTimesFit(startUs, endUs, D[e * DW + START], D[e * DW + END], skewUs)) continue;
+          if (!seqPair(rq, rs, startUs, endUs, I[e * W + REQ], I[e * W + RESP], D[e * DW + START], D[e * DW + END], skewUs)) continue;
           if (I[e * W + FLAGS] & P_EMITTED) lateJoin(p, e, endMs, arrivalMs);
           else attach(p, e);
         }

@@ -6,8 +6,8 @@
 //   time contains the exit's start (±GROUP_SLACK_US, one clock: same host); among several,
 //   the latest-starting one (the innermost), ties by span id. An entry that had already
 //   finished is never a parent (DataKit's §3.2).
-// - Sequence numbers: an exit and an entry with equal reqSeq and respSeq (not both 0) whose
-//   times fit (the entry lies within the exit, each end widened by clock_skew) are
+// - Sequence numbers: an exit and an entry that can be the two ends of one exchange (seqPair:
+//   equal reqSeq, equal respSeq unless the client read no answer, times that fit) are
 //   candidates. Score: 2 per port that agrees crosswise (exit.srcPort = entry.dstPort,
 //   exit.dstPort = entry.srcPort), 1 per address that agrees crosswise; 0 / '' never agree.
 //   A pair links when each is the other's unique best. A tie on either side leaves it
@@ -27,9 +27,21 @@ export function groupContains(entryStartUs: number, entryEndUs: number, exitStar
   return exitStartUs >= entryStartUs - GROUP_SLACK_US && exitStartUs <= entryEndUs + GROUP_SLACK_US;
 }
 
-/** An entry lies within the exit of the same exchange, each end widened by the clock skew (two hosts). */
-export function seqTimesFit(exitStartUs: number, exitEndUs: number, entryStartUs: number, entryEndUs: number, skewUs: number): boolean {
-  return entryStartUs >= exitStartUs - skewUs && entryEndUs <= exitEndUs + skewUs;
+/**
+ * Can an exit and an entry be the two ends of one exchange? The same request (reqSeq); the
+ * same answer (respSeq), unless the client read none (respSeq 0: it gave up, timed out or lost
+ * its connection first, while the server may have answered after); and times that fit, each
+ * end widened by the clock skew (two hosts): the entry lies within the exit, or, when the client
+ * read no answer, the entry began before the client gave up (the server may finish later).
+ * Not both seqs 0 (the callers look only at spans with a seq key).
+ */
+export function seqPair(
+  exitReq: number, exitResp: number, exitStartUs: number, exitEndUs: number,
+  entryReq: number, entryResp: number, entryStartUs: number, entryEndUs: number, skewUs: number,
+): boolean {
+  if (exitReq !== entryReq || entryStartUs < exitStartUs - skewUs) return false;
+  if (exitResp === 0) return entryStartUs <= exitEndUs + skewUs;
+  return exitResp === entryResp && entryEndUs <= exitEndUs + skewUs;
 }
 
 /** The emission's scratch: member slots and, by member number, what is worked out for them. */
@@ -126,8 +138,7 @@ export function resolveParents(P: PendingSpans, E: Emission, skewUs: number): nu
       const ek = entries[j], es = mem[ek], e = es * W;
       if (I[e + SKEY] !== I[x + SKEY] || ek === k || !seqOpen(P, es)) continue;
       if (xFrozen && I[e + FLAGS] & P_FROZEN) continue; // both already emitted: decided then
-      if (I[x + REQ] !== I[e + REQ] || I[x + RESP] !== I[e + RESP]) continue;
-      if (!seqTimesFit(xStart, xEnd, D[es * DW + START], D[es * DW + END], skewUs)) continue;
+      if (!seqPair(I[x + REQ], I[x + RESP], xStart, xEnd, I[e + REQ], I[e + RESP], D[es * DW + START], D[es * DW + END], skewUs)) continue;
       let sc = 0;
       if (I[x + SRC_PORT] !== 0 && I[x + SRC_PORT] === I[e + DST_PORT]) sc += 2;
       if (I[x + DST_PORT] !== 0 && I[x + DST_PORT] === I[e + SRC_PORT]) sc += 2;
