@@ -246,3 +246,25 @@ test('a process caught exiting (memory released, state still running) keeps its 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('thread names: read once per thread, forgotten when the thread ends or its process exits', () => {
+  // a /proc of our own: thread 11 of process 10 renames itself between reads
+  const root = mkdtempSync(join(tmpdir(), 'seqtrace-proc-'));
+  const comm = (name: string) => writeFileSync(join(root, '10', 'task', '11', 'comm'), `${name}\n`);
+  mkdirSync(join(root, '10', 'task', '11'), { recursive: true });
+  try {
+    const { sel } = selectorAt(root, {});
+    comm('worker-1');
+    assert.equal(sel.threadName(10, 11), 'worker-1');
+    comm('worker-2');
+    assert.equal(sel.threadName(10, 11), 'worker-1', 'read once');
+    sel.onThreadExit(10, 11); // and a new thread of the process got tid 11
+    assert.equal(sel.threadName(10, 11), 'worker-2');
+    comm('worker-3');
+    sel.onExit(10);
+    assert.equal(sel.threadName(10, 11), 'worker-3', 'the process exited: its names are gone');
+    sel.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

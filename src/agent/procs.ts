@@ -63,6 +63,8 @@ export interface ProcSelector {
   service(pid: number): string;
   processName(pid: number): string;
   threadName(pid: number, tid: number): string;
+  /** Thread `tid` of `pid` ended (thread_exit): its name is forgotten (tids are reused). */
+  onThreadExit(pid: number, tid: number): void;
   close(): void;
   readonly stats: ProcSelectorStats;
 }
@@ -137,7 +139,11 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   // curl exits before the agent reads its events), and must still get their service name.
   const gone = new Map<number, ProcInfo>();
   const GONE_MAX = 4096;
-  const threadNames = new Map<number, string>();
+  // pid → tid → thread name, read once per thread. Forgotten with the thread (onThreadExit) or
+  // its process (onExit), so that a reused tid never takes a dead thread's name and a server
+  // starting a thread per connection leaves only its live threads here; all re-read now and
+  // then (scan), as a thread may rename itself.
+  const threadNames = new Map<number, Map<number, string>>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
   /**
@@ -285,7 +291,13 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     stats,
     scan,
     onExec: (pid, ppid) => update(pid, true, ppid),
-    onExit: (pid) => untrack(pid),
+    onExit(pid) {
+      untrack(pid);
+      threadNames.delete(pid);
+    },
+    onThreadExit(pid, tid) {
+      threadNames.get(pid)?.delete(tid);
+    },
     isTraced: (pid) => procs.get(pid)?.traced ?? false,
     info: (pid) => procs.get(pid),
     service(pid) {
@@ -295,14 +307,16 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       return (procs.get(pid) ?? gone.get(pid) ?? lookup(pid))?.comm ?? '';
     },
     threadName(pid, tid) {
-      let n = threadNames.get(tid);
+      let names = threadNames.get(pid);
+      if (!names) threadNames.set(pid, (names = new Map()));
+      let n = names.get(tid);
       if (n === undefined) {
         try {
           n = readFileSync(`${root}/${pid}/task/${tid}/comm`, 'utf8').trimEnd();
         } catch {
           n = '';
         }
-        threadNames.set(tid, n);
+        names.set(tid, n);
       }
       return n;
     },

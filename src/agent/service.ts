@@ -146,6 +146,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             // A thread that ends before its creator's request ends was started for it; one
             // that lives on is taken for a pool's worker (threadgroup.ts, settle).
             groups.threadExit(threadKey(ev.pid, ev.tid, 0), ev.tsNs);
+            procs.onThreadExit(ev.pid, ev.tid);
             break;
           case 'goroutine':
             // The same for a goroutine started by another (a handler's fan-out).
