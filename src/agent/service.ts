@@ -178,11 +178,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
 
   procs.scan();
   const start = opts.startCapture ?? realStartCapture;
+  const atStart = new Set(initialPids);
   try {
     capture = await start({
       mode: cfg.capture_mode as CaptureOptions['mode'],
       captureBytes: cfg.capture_bytes,
-      pids: [...initialPids],
+      pids: [...atStart],
       onEvents,
       onError: (err) => log(`seqtrace agent: ${err.code}: ${err.message}`),
     });
@@ -193,10 +194,16 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     throw e;
   }
   const cap = capture;
-  // Pids chosen while the loader was starting.
-  for (const pid of initialPids) {
-    if (procs.isTraced(pid)) void golang.onTraced(pid);
-    else void cap.removePid(pid).catch(() => {});
+  // Pids chosen or dropped while the loader was starting: the events it read meanwhile (the
+  // exec of a service started then) reach onEvents with its first frames, before `capture`
+  // is set. Those not handed to the loader are added now; those handed to it and dropped
+  // since, removed. (Only the first were once left out: a service started during the start,
+  // ≈ 5 s in syscall mode, was counted as traced and never was.)
+  for (const pid of new Set([...atStart, ...initialPids])) {
+    if (!procs.isTraced(pid)) {
+      if (atStart.has(pid)) void cap.removePid(pid).catch(() => {});
+    } else if (atStart.has(pid)) void golang.onTraced(pid);
+    else pidCommand('add', pid);
   }
   let ticks = 0;
   const scanTimer = setInterval(() => {

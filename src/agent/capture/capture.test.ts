@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, CloseEvent, DataEvent, ThreadEvent, ThreadExitEvent } from './event.js';
-import { bpfObjectsOf, linkedProgs, mapDump, waitFor } from './testkit.js';
+import { bpfObjectsOf, linkedProgs, tracedPids, waitFor } from './testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -136,17 +136,6 @@ function curlWaiting(url: string) {
 }
 
 /** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
-function tracedPids(mapId: number): number[] {
-  const entries = mapDump(mapId);
-  const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
-  const pids: number[] = [];
-  for (const e of entries) {
-    const word = bytes(e.key).readUInt32LE(0);
-    const bits = bytes(e.value).readBigUInt64LE(0);
-    for (let i = 0; i < 32; i++) if ((bits >> BigInt(2 * i)) & 1n) pids.push(word * 32 + i);
-  }
-  return pids;
-}
 
 for (const mode of ['socket', 'syscall'] as const) {
   describe(`capture, ${mode} mode`, { skip: SKIP, timeout: 120_000 }, () => {

@@ -133,3 +133,16 @@ export function loaderMapEntries(pid: number, name: string): number {
   if (!map) throw new Error(`the loader ${pid} holds no map named ${name}`);
   return mapDump(map.id).length;
 }
+
+/** The pids whose traced bit is set in the loader's `traced` map (map id). */
+export function tracedPids(mapId: number): number[] {
+  const entries = mapDump(mapId);
+  const bytes = (hex: string[]) => Buffer.from(hex.map((x) => parseInt(x, 16)));
+  const pids: number[] = [];
+  for (const e of entries) {
+    const word = bytes(e.key).readUInt32LE(0);
+    const bits = bytes(e.value).readBigUInt64LE(0);
+    for (let i = 0; i < 32; i++) if ((bits >> BigInt(2 * i)) & 1n) pids.push(word * 32 + i);
+  }
+  return pids;
+}
