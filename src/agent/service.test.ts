@@ -200,7 +200,7 @@ test('the start line names the selection as configured', () => {
   for (const [over, n, want] of cases) assert.equal(describeSelection({ ...cfg, ...over }, n), want);
 });
 
-// The loader's first frames carry what it read while starting (≈ 5 s in syscall mode): the exec
+// The loader's first frames carry what it read while starting (3.2 s in syscall mode here): the exec
 // of a service started meanwhile reaches the agent before its start has returned. That service
 // must end up traced in the kernel, not only counted. The exec is handed over the way the
 // loader's frames hand it (through onEvents, before startCapture resolves to the agent);
