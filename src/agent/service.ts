@@ -197,8 +197,9 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   // Pids chosen or dropped while the loader was starting: the events it read meanwhile (the
   // exec of a service started then) reach onEvents with its first frames, before `capture`
   // is set. Those not handed to the loader are added now; those handed to it and dropped
-  // since, removed. (Only the first were once left out: a service started during the start,
-  // 0.4 s in socket mode and 3.2 s in syscall mode here, was counted as traced and never was.)
+  // since, removed. (Until 2026-12-06 the first were never added: a service started during the
+  // start, 0.4 s in socket mode and 3.2 s in syscall mode here, was counted as traced and never
+  // was.)
   for (const pid of new Set([...atStart, ...initialPids])) {
     if (!procs.isTraced(pid)) {
       if (atStart.has(pid)) void cap.removePid(pid).catch(() => {});
