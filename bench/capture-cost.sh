@@ -83,13 +83,7 @@ measure_both() {
 
 # total run_time_ns and run_cnt of the data-path eBPF programs a process holds
 prog_run() {
-  local ids id sum=0 cnt=0 t c
-  ids=$(grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u)
-  for id in $ids; do
-    read -r t c <<<"$(bpftool prog show id "$id" 2>/dev/null | awk '/ name (sock_send|sock_recv|sys_enter_|sys_exit_)/ {for (i=1;i<NF;i++) {if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} END {print t+0, c+0}')"
-    sum=$((sum + t)); cnt=$((cnt + c))
-  done
-  echo "$sum $cnt"
+  prog_stats $(loader_prog_ids "$1") | awk '$2 ~ /^(sock_send|sock_recv|sys_enter_|sys_exit_)/ {t += $4; c += $3} END {print t + 0, c + 0}'
 }
 
 start_server T; T=$SERVER_PID; TPORT=$SERVER_PORT

@@ -28,41 +28,28 @@ for _ in $(seq 100); do [ -s "$TMP/server.out" ] && break; sleep 0.05; done
 PORT=$(head -1 "$TMP/server.out")
 sleep 1000000 &
 IDLE=$!; pids+=("$IDLE")
-
-# name run_cnt run_time_ns of each socket program of loader process $1 (its fds: other
-# loaders may be running at the same time)
-progs_of() {
-  for f in /proc/"$1"/fdinfo/*; do awk '/^prog_id:/{print $2}' "$f" 2>/dev/null; done | sort -u | while read -r id; do
-    bpftool -j prog show id "$id" | python3 -c 'import json,sys; p=json.load(sys.stdin); n=p.get("name","")
-if n.startswith("sock_"): print(n, p.get("run_cnt",0), p.get("run_time_ns",0))'
-  done
-}
+. bench/trace-command.sh
 
 echo "per-socket programs, untraced Go server under wrk -H 'Connection: close', ${SECS}s, kernel $(uname -r), $(nproc) CPUs"
 taskset -c 0 wrk -t1 -c8 -d2s -H 'Connection: close' "http://127.0.0.1:$PORT/" >/dev/null # warm up
 sysctl -qw kernel.bpf_stats_enabled=1
 for r in $(seq "$ROUNDS"); do
   for L in "${LOADERS[@]}"; do
-    mkfifo "$TMP/in"
-    taskset -c 0 "$L" --mode socket --pid "$IDLE" <"$TMP/in" >/dev/null 2>"$TMP/loader.err" &
-    LD=$!; pids+=("$LD")
-    exec 3>"$TMP/in"
-    for _ in $(seq 100); do [ -n "$(progs_of "$LD")" ] && break; sleep 0.05; done
-    sleep 0.5
-    before=$(progs_of "$LD")
+    start_loader "$L" --mode socket --pid "$IDLE"
+    socks=$(prog_stats $(loader_prog_ids "$LPID") | awk '$2 ~ /^sock_/ {print $1}')
+    before=$(prog_stats $socks)
     s0=$(tail -1 "$TMP/server.out")
     rps=$(taskset -c 0 wrk -t1 -c8 -d"${SECS}s" -H 'Connection: close' "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/{print $2}')
     s1=$(tail -1 "$TMP/server.out")
-    after=$(progs_of "$LD")
+    after=$(prog_stats $socks)
     exec 3>&-
-    wait "$LD" 2>/dev/null || true
-    rm -f "$TMP/in"
+    wait "$LPID" 2>/dev/null || true
     python3 - "$L" "$r" "$rps" "$SECS" "$before" "$after" "$s0" "$s1" <<'PY'
 import sys
 loader, r, rps, secs, before, after, s0, s1 = sys.argv[1:]
 (_, _, q0, c0), (_, _, q1, c1) = s0.split(), s1.split()
 cpu_us = (int(c1) - int(c0)) / max(int(q1) - int(q0), 1) / 1000
-def parse(s): return {l.split()[0]: (int(l.split()[1]), int(l.split()[2])) for l in s.splitlines() if l.strip()}
+def parse(s): return {l.split()[1]: (int(l.split()[2]), int(l.split()[3])) for l in s.splitlines() if l.strip()}
 b, a = parse(before), parse(after)
 conns = float(rps) * float(secs)
 parts = []

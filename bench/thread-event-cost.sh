@@ -25,7 +25,7 @@ for _ in range($N):
     t = threading.Thread(target=lambda: None); t.start(); t.join()
 print(f"{(time.perf_counter() - t0) / $N * 1e6:.0f}")
 PY
-prog_stat() { bpftool -j prog show id "$1" | python3 -c 'import json,sys; p=json.load(sys.stdin); print(p.get("run_cnt",0), p.get("run_time_ns",0))'; }
+. bench/trace-command.sh
 
 one() { # traced|untraced
   mkfifo "$TMP/go"
@@ -33,23 +33,21 @@ one() { # traced|untraced
   exec 3>"$TMP/go"
   local args=(--mode socket); [ "$1" = traced ] && args+=(--pid "$py")
   "$LOADER" "${args[@]}" >/dev/null 2>"$TMP/loader.err" & local ld=$!; pids+=("$ld")
-  local fork="" exit_="" name
+  local fork="" exit_="" progs
   for _ in $(seq 100); do
-    # the loader's own programs (from its fds): other loaders may be running at the same time
-    for f in /proc/"$ld"/fdinfo/*; do
-      local pid_=$(awk '/^prog_id:/{print $2}' "$f" 2>/dev/null)
-      [ -n "$pid_" ] || continue
-      name=$(bpftool -j prog show id "$pid_" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("name",""))')
-      [ "$name" = proc_fork ] && fork=$pid_
-      [ "$name" = proc_exit ] && exit_=$pid_
-    done
+    progs=$(prog_stats $(loader_prog_ids "$ld"))
+    fork=$(awk '$2 == "proc_fork" {print $1}' <<<"$progs"); exit_=$(awk '$2 == "proc_exit" {print $1}' <<<"$progs")
     [ -n "$fork" ] && [ -n "$exit_" ] && break; sleep 0.1
   done
   [ -n "$fork" ] && [ -n "$exit_" ] || { echo "loader did not start: $(cat "$TMP/loader.err")" >&2; exit 1; }
   sleep 0.5 # attached, pid added
-  read -r c0 t0 < <(prog_stat "$fork"); read -r e0 u0 < <(prog_stat "$exit_")
+  pick() { awk -v i="$1" '$1 == i {print $3, $4}' <<<"$2"; } # RUN_CNT RUN_TIME_NS of program $1
+  local s0 s1
+  s0=$(prog_stats "$fork" "$exit_")
   echo go >&3; wait "$py"; exec 3>&-
-  read -r c1 t1 < <(prog_stat "$fork"); read -r e1 u1 < <(prog_stat "$exit_")
+  s1=$(prog_stats "$fork" "$exit_")
+  read -r c0 t0 < <(pick "$fork" "$s0"); read -r e0 u0 < <(pick "$exit_" "$s0")
+  read -r c1 t1 < <(pick "$fork" "$s1"); read -r e1 u1 < <(pick "$exit_" "$s1")
   kill "$ld"; wait "$ld" || true
   rm -f "$TMP/go"
   printf '%-9s fork: runs %6d  %6.0f ns/run   exit: runs %6d  %6.0f ns/run   python %s us/thread\n' "$1" \
