@@ -11,8 +11,8 @@
 // A span is emitted the moment its response is complete (not when the next request starts:
 // DataKit's defect §3.10 held spans 10–20 s), except an exit of a thread that a handler
 // started, which waits until that handler's request has ended (and, for a pool's worker,
-// ≈ 0.25–0.6 s more: threadgroup.ts, settle). A connection that ends before the response gives a failed span (status error,
-// http_status_code 0).
+// ≈ 0.25–0.6 s more: threadgroup.ts, settle). A connection that ends before the response gives
+// a failed span (status error, http_status_code 0).
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
 // table at a time, when it is full).

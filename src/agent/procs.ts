@@ -268,8 +268,11 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       update(pid, false);
     }
     for (const pid of [...procs.keys()]) if (!seen.has(pid)) untrack(pid);
-    // Thread names change rarely but do change (pthread_setname_np): re-read now and then.
-    if (stats.scans % 60 === 0 || threadNames.size > 50_000) threadNames.clear();
+    // Thread names change rarely but do change (pthread_setname_np): re-read now and then; and
+    // at most 50,000 kept (thread ends lost with a full ring buffer are never forgotten).
+    let names = 0;
+    for (const m of threadNames.values()) names += m.size;
+    if (stats.scans % 60 === 0 || names > 50_000) threadNames.clear();
   }
 
   /**
