@@ -138,6 +138,9 @@ test('100 Continue: response seq is its first byte, span ends with the final res
   assert.equal(spans[0].respSeq, 500);
   assert.equal(spans[0].httpStatusCode, 201);
   assert.equal(spans[0].durationUs, 3);
+  // Every byte of the answer is counted, the interim response's too.
+  assert.equal(spans[0].attrs.bytes_written, 'HTTP/1.1 100 Continue\r\n\r\n'.length + RESP(201).length);
+  assert.equal(spans[0].attrs.bytes_read, 'POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata'.length);
 });
 
 test('HEAD response has no body even with content-length', () => {

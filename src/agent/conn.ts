@@ -167,7 +167,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       resp,
       respSeq: ex.respSeq,
       partialStatus: ex.respStatus,
-      respBytes: resp ? resp.bytes : ex.respBytes,
+      respBytes: ex.respBytes, // interim 1xx answers included
       startUs: opts.clock.epochUs(ex.req.startNs),
       endUs: opts.clock.epochUs(endNs),
       ctx: ex.ctx,

@@ -210,7 +210,7 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
   let late: ChildProcessWithoutNullStreams | undefined;
   let loaderPid = 0;
   try {
-    const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_METRICS_LISTEN: '', ENV_INPUT_EBPF_TRACE_SERVER: '127.0.0.1:9' } });
+    const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0', ENV_INPUT_EBPF_TRACE_SERVER: '127.0.0.1:9' } });
     agent = await startAgent(cfg, {
       log: () => {},
       startCapture: async (o) => {
