@@ -394,32 +394,43 @@ static void flush_cpus(__u64 cutoff)
  * `stats`, exit, or an exec event was read) also flush every CPU and write out what is complete. A flush of another CPU
  * is an IPI (≈ 100 µs round trip on the test VM, some µs of the other CPU's time), so not at
  * every 15 ms drain: events reach stdout within FLUSH_NS + WRITE_LAG_NS + DRAIN_MS. all: at exit,
- * everything. */
+ * everything.
+ *
+ * The ring buffer is read before the cutoff is taken, whatever the drain: the exec events in it
+ * move the cutoff. (Until 2026-12-06 a drain that was due to flush took its cutoff first; an
+ * exec whose wakeup fell on such a drain, about one in four, was read after it and waited for
+ * the next drain, up to DRAIN_MS, by which time a curl had made its request and exited
+ * untraced.) An exec read by the flush's own read (it happened meanwhile) gets another
+ * write-out at once: its wakeup has been spent. */
 static __u64 next_flush;
 
 void drain(struct ring_buffer *rb, bool all, bool now)
 {
+	ring_buffer__consume(rb);
 	__u64 t = now_ns(CLOCK_MONOTONIC);
-	if (flush_fd >= 0 && !all && !now && t < next_flush) {
+	if (flush_fd >= 0 && !all && !now && t < next_flush && !exec_seen)
+		return;
+	tuple_gen_bumped = false;
+	for (int round = 0; round < 4; round++) {
+		/* Every exec read so far was stamped before t: a cutoff up to t is safe (flush_cpus
+		 * begins after it). */
+		__u64 cutoff = t;
+		if (!now) {
+			cutoff = t - WRITE_LAG_NS;
+			if (exec_seen && exec_newest >= cutoff)
+				cutoff = exec_newest + 1;
+			if (cutoff < written_upto) /* after a `stats` less than WRITE_LAG_NS ago: never back */
+				cutoff = written_upto;
+		}
+		exec_seen = false;
+		next_flush = t + FLUSH_NS;
+		flush_cpus(cutoff);
 		ring_buffer__consume(rb);
-		if (!exec_seen)
+		write_before(all ? UINT64_MAX : cutoff);
+		if (!exec_seen || all)
 			return;
 		t = now_ns(CLOCK_MONOTONIC);
 	}
-	__u64 cutoff = t;
-	if (!now) {
-		cutoff = t - WRITE_LAG_NS;
-		if (exec_seen && exec_newest >= cutoff)
-			cutoff = exec_newest + 1;
-		if (cutoff < written_upto) /* after a `stats` less than WRITE_LAG_NS ago: never back */
-			cutoff = written_upto;
-	}
-	exec_seen = false;
-	tuple_gen_bumped = false;
-	next_flush = t + FLUSH_NS;
-	flush_cpus(cutoff);
-	ring_buffer__consume(rb);
-	write_before(all ? UINT64_MAX : cutoff);
 }
 
 bool output_init(int cpus, int flush_prog_fd, __u32 *kernel_tuple_gen)
