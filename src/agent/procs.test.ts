@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createProcSelector, type ProcSelectorOptions } from './procs.js';
 import { AGENT_KEYS } from '../config/config.js';
 
@@ -166,6 +167,37 @@ test('a process that exited before the agent looked goes by its parent\'s servic
   await new Promise((r) => reaped.once('exit', r));
   sel.onExec(reaped.pid!, outer.pid!);
   assert.equal(sel.service(reaped.pid!), 'orders');
+  sel.close();
+});
+
+test('a child forked without exec goes by its parent\'s service though its environ was written over (nginx)', async () => {
+  // nginx's master, examined at its exec, then writes its process title over the memory that
+  // /proc/PID/environ shows, and forks its worker, whose copy reads the same. A plain child
+  // of an untraced parent lends nothing.
+  const script = fileURLToPath(new URL('./testdata/envwipe.py', import.meta.url));
+  const master = spawn('python3', [script], { env: { PATH: '/usr/bin:/bin', OTEL_SERVICE_NAME: 'gateway' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const plain = spawn('python3', [script], { env: { PATH: '/usr/bin:/bin' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(master, plain);
+  const { sel } = selector({});
+  const workerOf = async (p: ChildProcess) => {
+    let out = '';
+    p.stdout!.on('data', (d) => { out += d; });
+    p.stdin!.write('\n');
+    for (let i = 0; i < 100 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 20));
+    return Number(out.trim());
+  };
+  for (let i = 0; i < 100 && readFileSync(`/proc/${master.pid}/comm`, 'utf8').trim() !== 'python3'; i++) await settle();
+  sel.onExec(master.pid!, process.pid); // read at exec: the environment is still there
+  assert.equal(sel.service(master.pid!), 'gateway');
+  const worker = await workerOf(master);
+  const plainWorker = await workerOf(plain);
+  assert.doesNotMatch(readFileSync(`/proc/${worker}/environ`, 'latin1'), /OTEL_SERVICE_NAME/, 'written over');
+  sel.scan();
+  assert.equal(sel.service(master.pid!), 'gateway', 'the master keeps what it was examined as');
+  assert.equal(sel.service(worker), 'gateway');
+  assert.equal(sel.service(plainWorker), 'python3');
+  master.stdin!.end('\n');
+  plain.stdin!.end('\n');
   sel.close();
 });
 

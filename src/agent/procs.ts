@@ -26,6 +26,8 @@ export interface ProcInfo {
   comm: string;
   /** comm, basename(exe), basename(argv0): every name the process goes by. */
   names: string[];
+  /** basename of the executable ('' when unreadable) */
+  exe: string;
   traced: boolean;
   reason: SelectionReason;
   service: string;
@@ -146,14 +148,18 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   const threadNames = new Map<number, Map<number, string>>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
+  function parentOf(ppid: number): ProcInfo | undefined {
+    if (ppid > 0 && !procs.has(ppid)) update(ppid, false); // a scan may reach the child first
+    return procs.get(ppid);
+  }
+
   /**
    * The service of a process whose environment cannot be read any more (it exited before the
    * agent looked): its parent's, when that came from the parent's environment (inherited
    * across fork and, as a rule, exec), else its own name.
    */
   function lentService(ppid: number, comm: string): { service: string; serviceFromEnv: boolean } {
-    if (ppid > 0 && !procs.has(ppid)) update(ppid, false); // a scan may reach the child first
-    const parent = procs.get(ppid);
+    const parent = parentOf(ppid);
     return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
   }
 
@@ -168,7 +174,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (old && old.startTime === st.startTime && old.serviceFromEnv) {
       return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm] };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
   }
 
   /** old: what this pid was examined as before, if anything. */
@@ -180,7 +186,6 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     // empty from then on, and its empty command line below says so (a live process always has
     // one), rather than an empty environment untracing it.
     const env = kernel ? null : readEnviron(root, pid);
-    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     let exe = '';
     try {
       exe = basename(readlinkSync(`${root}/${pid}/exe`).replace(/ \(deleted\)$/, ''));
@@ -196,6 +201,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       // gone already
     }
     if (!kernel && !exe && !argv0) return examineExited(pid, st, old);
+    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe, traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     if (exe && !info.names.includes(exe)) info.names.push(exe);
     if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
     const denied = opts.denyPids ? [...opts.denyPids()].includes(pid) : false;
@@ -207,6 +213,14 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     for (const k of SERVICE_ENV) {
       const v = env?.get(k);
       if (v) { info.service = v; info.serviceFromEnv = true; break; }
+    }
+    if (!info.serviceFromEnv && exe && st.ppid > 1) {
+      // A child forked without exec has its parent's environment whatever its environ file
+      // reads: nginx writes its process title over that memory, in the master (after the agent
+      // read it at exec) and so in the workers it forks. Same executable as its parent: taken
+      // for such a child, and named by the service its parent was named by.
+      const parent = parentOf(st.ppid);
+      if (parent?.serviceFromEnv && parent.exe === exe) { info.service = parent.service; info.serviceFromEnv = true; }
     }
     if (opts.cfg.trace_all_process) info.reason = 'all';
     else if (env && envset.some((k) => env.has(k))) info.reason = 'env';
@@ -240,7 +254,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       // its data in the stream, will untrack it; until then its spans keep its names. One
       // never examined goes by its parent's service.
       if (!force) untrack(pid);
-      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], traced: false, reason: 'none' });
+      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], exe: '', traced: false, reason: 'none' });
       return;
     }
     const old = procs.get(pid);

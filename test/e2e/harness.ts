@@ -503,8 +503,10 @@ export async function startApache(scope: Scope, o: { name: string; backend: stri
 
 /**
  * nginx (one worker) in front of `backend`. nginx rewrites its own /proc/PID/environ (its
- * process title overwrites it), so an agent cannot find OTEL_SERVICE_NAME there: trace it by
- * name (trace_nameset = ["nginx"]); its service is then its process name, `nginx`.
+ * process title overwrites it), so the agent finds OTEL_SERVICE_NAME there only if it read the
+ * master's at its exec, before nginx had started (its workers then take it from the master):
+ * a race. Traced by name instead (trace_nameset = ["nginx"]); its service is then its process
+ * name, `nginx`.
  */
 export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
