@@ -272,6 +272,12 @@ test('a process caught exiting (memory released, state still running) keeps its 
     assert.equal(all.sel.isTraced(4343), false);
     assert.equal(all.sel.info(4343)?.reason, 'denied');
     assert.equal(all.sel.isTraced(4444), true, 'an empty environment is an empty environment when the command line is there');
+    assert.equal(all.sel.stats.environUnreadable, 0);
+    // an environ the agent may not read (another user's process without CAP_SYS_PTRACE): counted
+    write(4545, { comm: 'other', flags: 0x400000, cmdline: 'other\0', exe: '/bin/sleep' });
+    rmSync(join(root, '4545', 'environ'));
+    all.sel.scan();
+    assert.equal(all.sel.stats.environUnreadable, 1);
     sel.close();
     all.sel.close();
   } finally {

@@ -158,6 +158,7 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
     assert.ok(spansMade >= want, `spans_total ${spansMade}`);
     assert.match(metrics, /^seqtrace_agent_thread_group_joins_total [1-9]/m);
     assert.match(metrics, /^seqtrace_agent_traced_processes [1-9]/m);
+    assert.match(metrics, /^seqtrace_agent_environ_unreadable_total \d+$/m, 'environments it could not read are counted, not silent');
     assert.match(metrics, /^seqtrace_agent_spans_sent_total [1-9]/m);
 
     // A service started after the agent is named on stderr once it is traced, under the name
