@@ -28,6 +28,8 @@ export interface ProcInfo {
   names: string[];
   /** basename of the executable ('' when unreadable) */
   exe: string;
+  /** examined once it was exiting or had exited: its environment and names read empty */
+  exited: boolean;
   traced: boolean;
   reason: SelectionReason;
   service: string;
@@ -57,8 +59,12 @@ export interface ProcSelectorStats {
 
 export interface ProcSelector {
   scan(): void;
-  /** ppid: the parent named by the exec event (lends its service to a process already gone) */
-  onExec(pid: number, ppid?: number): void;
+  /**
+   * ppid: the parent named by the exec event (lends its service to a process already gone);
+   * provisional: the kernel traces the process since this exec, until addPid or removePid.
+   * Returns whether what the process does from its exec on is kept (else its events are dropped).
+   */
+  onExec(pid: number, ppid?: number, provisional?: boolean): boolean;
   onExit(pid: number): void;
   isTraced(pid: number): boolean;
   info(pid: number): ProcInfo | undefined;
@@ -172,9 +178,9 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    */
   function examineExited(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
     if (old && old.startTime === st.startTime && old.serviceFromEnv) {
-      return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm] };
+      return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm], exited: true };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
   }
 
   /** old: what this pid was examined as before, if anything. */
@@ -201,7 +207,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       // gone already
     }
     if (!kernel && !exe && !argv0) return examineExited(pid, st, old);
-    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe, traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
+    const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe, exited: false, traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     if (exe && !info.names.includes(exe)) info.names.push(exe);
     if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
     const denied = opts.denyPids ? [...opts.denyPids()].includes(pid) : false;
@@ -247,22 +253,37 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
   }
 
-  function update(pid: number, force: boolean, ppid = 0): void {
+  /**
+   * Examines pid (force: even if examined before) and tells the kernel what changed. provisional:
+   * an exec the kernel traces until told (docs/agent.md, "From the exec on"): the decision is
+   * told either way. Returns whether what the process did since its exec is kept.
+   */
+  function update(pid: number, force: boolean, ppid = 0, provisional = false): boolean {
     const st = readStat(root, pid);
     if (!st) {
       // On an exec event the process may already be gone: its exit event, which comes after
       // its data in the stream, will untrack it; until then its spans keep its names. One
       // never examined goes by its parent's service.
       if (!force) untrack(pid);
-      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], exe: '', traced: false, reason: 'none' });
-      return;
+      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], exe: '', exited: true, traced: false, reason: 'none' });
+      const known = procs.get(pid) ?? gone.get(pid);
+      // Reaped before it could be examined: what it did is kept when it goes by a service from
+      // an environment (its parent's, inherited); the children it forked go with it.
+      if (provisional && !known?.serviceFromEnv) opts.removePid(pid);
+      return provisional && known?.serviceFromEnv === true;
     }
     const old = procs.get(pid);
-    if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return;
+    if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return old.traced;
     const info = examine(pid, st, old);
-    if (old?.traced && !info.traced) { stats.traced--; stats.removed++; opts.removePid(pid); }
-    if (info.traced && !old?.traced) { stats.traced++; stats.added++; opts.addPid(pid); }
+    if (old?.traced && !info.traced) { stats.traced--; stats.removed++; if (!provisional) opts.removePid(pid); }
+    if (info.traced && !old?.traced) { stats.traced++; stats.added++; if (!provisional) opts.addPid(pid); }
     procs.set(pid, info);
+    if (!provisional) return info.traced;
+    // Exiting already: kept like one reaped (above). Never added: its pid may be reused.
+    const keep = info.traced || (info.exited && info.serviceFromEnv);
+    if (info.traced && !info.exited) opts.addPid(pid);
+    else if (!keep) opts.removePid(pid);
+    return keep;
   }
 
   function scan(): void {
@@ -307,7 +328,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   return {
     stats,
     scan,
-    onExec: (pid, ppid) => update(pid, true, ppid),
+    onExec: (pid, ppid, provisional) => update(pid, true, ppid, provisional),
     onExit(pid) {
       untrack(pid);
       threadNames.delete(pid);

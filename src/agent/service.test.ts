@@ -215,12 +215,13 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
     agent = await startAgent(cfg, {
       log: () => {},
       startCapture: async (o) => {
-        const cap = await realStartCapture(o);
+        // Without provisional tracing at exec, which would trace the service from its exec anyway.
+        const cap = await realStartCapture({ ...o, provisionalExec: false });
         loaderPid = cap.loaderPid;
         late = py('import sys; sys.stdin.readline()', { OTEL_SERVICE_NAME: 'started-meanwhile' });
         const pid = late.pid!;
         await waitFor('its exec done', () => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'python3');
-        o.onEvents([{ kind: 'exec', tsNs: Number(process.hrtime.bigint()), pid, ppid: process.pid }]);
+        o.onEvents([{ kind: 'exec', tsNs: Number(process.hrtime.bigint()), pid, ppid: process.pid, provisional: false }]);
         return cap;
       },
     });
@@ -229,5 +230,89 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
   } finally {
     await agent?.close();
     late?.kill('SIGKILL');
+  }
+});
+
+// The kernel traces a process from its exec until the agent has decided (provisionalExec), so
+// a client that sends its request before the agent gets to its exec event (a busy agent, a
+// client quicker than ≈ 1–2 ms) keeps it; one the agent does not select leaves nothing. The
+// agent's event loop is held for 400 ms at each client's exec here, longer than a Python
+// client takes to start and call. (Without provisional tracing the selected client's request is
+// lost: it was made before the agent traced the process.) A process must still be there when
+// the agent decides: an exited one's environment cannot be read.
+test('agent: a client traced from its exec keeps the request it sent before the agent decided; an unselected one leaves nothing', { skip }, async () => {
+  const received: string[] = [];
+  const linker: Server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(parts);
+      received.push((req.headers['content-encoding'] === 'br' ? brotliDecompressSync(body) : gunzipSync(body)).toString('utf8'));
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":1,"rejected":0,"errors":[]}');
+    });
+  });
+  linker.listen(0, '127.0.0.1');
+  await once(linker, 'listening');
+  const procs: ChildProcessWithoutNullStreams[] = [];
+  let agent: Agent | undefined;
+  try {
+    const api = py(SERVER, { DD_SERVICE: 'api' });
+    procs.push(api);
+    const apiPort = await firstLine(api);
+    const { agent: cfg } = loadConfig({
+      env: { ENV_INPUT_EBPF_TRACE_SERVER: `127.0.0.1:${(linker.address() as AddressInfo).port}`, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' },
+    });
+    const clients = new Set<number>();
+    agent = await startAgent(cfg, {
+      flushIntervalMs: 100,
+      log: () => {},
+      startCapture: (o) => realStartCapture({
+        ...o,
+        onEvents: (evs) => {
+          if (evs.some((e) => e.kind === 'exec' && clients.has(e.pid))) {
+            const until = Date.now() + 400;
+            while (Date.now() < until); // busy with something else
+          }
+          o.onEvents(evs);
+        },
+      }),
+    });
+    // It calls at once, then waits to be told to exit: a process must still be there when the
+    // agent decides, for its environment to be read.
+    const call = `import http.client, sys; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '/front/quick'); c.getresponse().read(); print('called', flush=True); sys.stdin.readline()`;
+    const run = async (env: Record<string, string>) => {
+      const p = spawn('/usr/bin/python3', ['-c', call], { env: { PATH: '/usr/bin:/bin', ...env } });
+      clients.add(p.pid!);
+      assert.equal(await firstLine(p), 'called');
+      p.stdin.end('\n');
+      const [code] = await once(p, 'exit');
+      assert.equal(code, 0);
+      return p.pid!;
+    };
+    const quick = await run({ OTEL_SERVICE_NAME: 'quick' });
+    const plain = await run({});
+    const deadline = Date.now() + 15_000;
+    let spans: EbpfSpan[] = [];
+    while (Date.now() < deadline) {
+      const { points } = decodeLineProtocol(received.join(''));
+      spans = validatePoints(points, { maxFieldBytes: 8192 }).spans;
+      if (spans.filter((s) => s.pid === api.pid).length >= 2 && spans.some((s) => s.pid === quick)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = spans.filter((s) => s.pid === quick);
+    assert.equal(mine.length, 1, `the selected client's call: ${JSON.stringify(spans.map((s) => [s.pid, s.service, s.kind, s.resource]))}`);
+    assert.equal(mine[0].kind, 'exit');
+    assert.equal(mine[0].service, 'quick');
+    assert.equal(mine[0].httpStatusCode, 200);
+    const entries = spans.filter((s) => s.pid === api.pid && s.kind === 'entry');
+    assert.ok(entries.some((e) => e.reqSeq === mine[0].reqSeq && e.respSeq === mine[0].respSeq), 'the server\'s entry for it');
+    assert.equal(entries.length, 2, 'both clients reached the server');
+    assert.equal(spans.filter((s) => s.pid === plain).length, 0, 'nothing of the client not selected');
+    const metrics = await (await fetch(agent.metricsUrl)).text();
+    assert.match(metrics, /^seqtrace_agent_rejected_events_total [1-9]/m, 'its events, dropped');
+  } finally {
+    await agent?.close();
+    for (const p of procs) p.kill('SIGKILL');
+    linker.close();
   }
 });

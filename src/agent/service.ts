@@ -41,6 +41,8 @@ export interface AgentStats {
   capture: StatsEvent;
   events: Record<CaptureEvent['kind'], number>;
   eventErrors: number;
+  /** Events of processes traced from their exec and then not selected: dropped. */
+  rejectedEvents: number;
   conns: ConnTable['stats'];
   groups: ThreadGroups['stats'];
   procs: ProcSelector['stats'];
@@ -72,6 +74,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const groups = createThreadGroups();
   const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, thread_exit: 0, goroutine: 0, stats: 0 };
   let eventErrors = 0;
+  let rejectedEvents = 0;
   let pidErrors = 0;
   let lastErrorLog = 0;
   const rateLog = (m: string) => {
@@ -84,10 +87,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const initialPids = new Set<number>();
   // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
   const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log });
+  // Removed while the loader was starting: the kernel may trace them since their exec.
+  const removedAtStart = new Set<number>();
   const pidCommand = (verb: 'add' | 'remove', pid: number) => {
     if (!capture) {
-      if (verb === 'add') initialPids.add(pid);
-      else initialPids.delete(pid);
+      if (verb === 'add') { initialPids.add(pid); removedAtStart.delete(pid); }
+      else { initialPids.delete(pid); removedAtStart.add(pid); }
       return;
     }
     (verb === 'add' ? capture.addPid(pid).then(() => { sayTraced(pid); return golang.onTraced(pid); }) : capture.removePid(pid)).catch((e: Error) => {
@@ -126,15 +131,26 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     onSpan: (span) => sender.send(span),
   });
 
+  // Processes the kernel traced from their exec until the agent decided against them: what they
+  // did meanwhile comes after the exec event and is dropped, up to their exit.
+  const rejected = new Set<number>();
+
   function onEvents(batch: CaptureEvent[]): void {
     for (let i = 0; i < batch.length; i++) {
       const ev = batch[i];
       events[ev.kind]++;
+      if (rejected.size > 0 && ev.kind !== 'stats' && ev.kind !== 'exec' && ev.kind !== 'exit' && rejected.has(ev.pid)) {
+        rejectedEvents++;
+        continue;
+      }
       try {
         switch (ev.kind) {
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
-          case 'exec': procs.onExec(ev.pid, ev.ppid); break;
+          case 'exec':
+            if (procs.onExec(ev.pid, ev.ppid, ev.provisional) || !ev.provisional) rejected.delete(ev.pid);
+            else rejected.add(ev.pid);
+            break;
           case 'thread':
             // A handler that starts threads for its downstream calls: the new thread joins
             // the group its creator serves now (if exactly one), until that group closes;
@@ -157,6 +173,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             conns.onProcessExit(ev.pid, ev.tsNs);
             groups.dropProcess(ev.pid, ev.tsNs);
             procs.onExit(ev.pid);
+            rejected.delete(ev.pid);
             break;
           case 'stats': break;
         }
@@ -184,6 +201,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       mode: cfg.capture_mode as CaptureOptions['mode'],
       captureBytes: cfg.capture_bytes,
       pids: [...atStart],
+      provisionalExec: true,
       onEvents,
       onError: (err) => log(`seqtrace agent: ${err.code}: ${err.message}`),
     });
@@ -200,9 +218,9 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   // since, removed. (Until 2026-12-06 the first were never added: a service started during the
   // start, 0.4 s in socket mode and 3.2 s in syscall mode here, was counted as traced and never
   // was.)
-  for (const pid of new Set([...atStart, ...initialPids])) {
+  for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
     if (!procs.isTraced(pid)) {
-      if (atStart.has(pid)) void cap.removePid(pid).catch(() => {});
+      if (atStart.has(pid) || removedAtStart.has(pid)) void cap.removePid(pid).catch(() => {});
     } else if (atStart.has(pid)) void golang.onTraced(pid);
     else pidCommand('add', pid);
   }
@@ -222,7 +240,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   decideTimer.unref();
 
   const stats = (): AgentStats => ({
-    captureMode: cap.mode, capture: cap.stats(), events, eventErrors, conns: conns.stats, groups: groups.stats,
+    captureMode: cap.mode, capture: cap.stats(), events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
     procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
@@ -309,6 +327,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}loader_cpu_seconds_total`, 'CPU time of the eBPF loader process', 'counter', () => s().capture.loaderCpuNs / 1e9);
   r.collect(`${p}events_total`, 'events received from the capture, by kind', 'counter', () => Object.entries(s().events).map(([kind, n]) => [{ kind }, n]));
   r.collect(`${p}event_errors_total`, 'events whose processing failed', 'counter', () => s().eventErrors);
+  r.collect(`${p}rejected_events_total`, 'events of processes the kernel traced from their exec until the agent decided not to trace them: dropped', 'counter', () => s().rejectedEvents);
   r.collect(`${p}parse_errors_total`, 'calls where an HTTP start line was due and none was found', 'counter', () => s().conns.parse.parseErrors);
   r.collect(`${p}http_truncated_total`, 'messages whose start line or headers were not fully captured', 'counter', () => s().conns.parse.truncated);
   r.collect(`${p}chunked_framing_lost_total`, 'chunked bodies whose chunk sizes fell in uncaptured bytes', 'counter', () => s().conns.parse.chunkedLost);

@@ -3,9 +3,11 @@
  * seqtrace-loader: loads seqtrace.bpf.c, attaches it, and streams its events.
  *
  *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
- *                   [--batch-bytes N] [--pid PID]... [--verbose]
+ *                   [--batch-bytes N] [--pid PID]... [--provisional-exec] [--verbose]
  *   seqtrace-loader --print-layout
  *
+ * --provisional-exec: a process that execs is traced from its exec until `add` keeps it or
+ *   `del` ends it (with the children it forked meanwhile); its exec event says so.
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
  *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
@@ -56,6 +58,7 @@ static struct {
 	unsigned capture_bytes;
 	unsigned ringbuf_bytes;
 	int batch_bytes; /* -1: default (min(ST_BATCH_MAX, ringbuf_bytes / 8)) */
+	bool provisional; /* --provisional-exec: trace every process from its exec until add or del */
 	bool verbose;
 	int pids[64];
 	int npids;
@@ -299,6 +302,31 @@ static void go_changed(struct seqtrace_bpf *skel)
 	__atomic_fetch_add(&skel->bss->go_gen, 1, __ATOMIC_SEQ_CST);
 }
 
+/* User space decided about a process the kernel traces provisionally since its exec (the
+ * `provisional` map): `add` keeps it and the children it forked meanwhile (their entries go,
+ * their bits stay); `del` ends them all. */
+static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
+{
+	int fd = bpf_map__fd(skel->maps.provisional);
+	static __u32 keys[4096]; /* the map's max_entries */
+	size_t n = 0;
+	__u32 key, next, root;
+	bool first = true;
+	while (n < sizeof(keys) / sizeof(keys[0]) && !bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
+		first = false;
+		key = next;
+		if (key == pid || (!bpf_map_lookup_elem(fd, &key, &root) && root == pid))
+			keys[n++] = key;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!keep && keys[i] != pid) {
+			set_pid_bits(keys[i], ST_PID_TRACED | ST_PID_GO, false);
+			forget_threads(keys[i]);
+		}
+		bpf_map_delete_elem(fd, &keys[i]);
+	}
+}
+
 static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *line)
 {
 	char verb[16];
@@ -321,6 +349,7 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 		ack.ok = 1;
 	} else if (n == 2 && pid > 0 && pid <= INT_MAX && (!strcmp(verb, "add") || !strcmp(verb, "del"))) {
 		__u32 key = (__u32)pid;
+		settle_provisional(skel, key, verb[0] == 'a');
 		if (verb[0] == 'a') {
 			ack.ok = set_pid_bits(key, ST_PID_TRACED, true);
 			int err = ack.ok ? attach_data_path() : 0;
@@ -451,7 +480,7 @@ static void print_layout(void)
 	       (FIELD(st_close_event, kind), FIELD(st_close_event, pid), FIELD(st_close_event, ts_ns),
 		FIELD(st_close_event, sock_id)));
 	STRUCT("proc", st_proc_event,
-	       (FIELD(st_proc_event, kind), FIELD(st_proc_event, pid), FIELD(st_proc_event, ppid),
+	       (FIELD(st_proc_event, kind), FIELD(st_proc_event, flags), FIELD(st_proc_event, pid), FIELD(st_proc_event, ppid),
 		FIELD(st_proc_event, ts_ns)));
 	STRUCT("thread", st_thread_event,
 	       (FIELD(st_thread_event, kind), FIELD(st_thread_event, pid), FIELD(st_thread_event, tid),
@@ -494,6 +523,8 @@ static void parse_args(int argc, char **argv)
 			exit(0);
 		} else if (!strcmp(a, "--verbose")) {
 			opt.verbose = true;
+		} else if (!strcmp(a, "--provisional-exec")) {
+			opt.provisional = true;
 		} else if (!strcmp(a, "--mode")) {
 			i++;
 			if (v && !strcmp(v, "socket"))
@@ -529,7 +560,7 @@ static void parse_args(int argc, char **argv)
 		} else {
 			fprintf(stderr,
 				"seqtrace-loader: unknown argument \"%s\" (accepted: --mode socket|syscall|auto, "
-				"--capture-bytes N, --ringbuf-bytes N, --batch-bytes N, --pid PID, --verbose, "
+				"--capture-bytes N, --ringbuf-bytes N, --batch-bytes N, --pid PID, --provisional-exec, --verbose, "
 				"--print-layout)\n",
 				a);
 			exit(EXIT_USAGE);
@@ -585,6 +616,7 @@ int main(int argc, char **argv)
 	skel->rodata->capture_bytes = opt.capture_bytes;
 	skel->rodata->wakeup_bytes = opt.ringbuf_bytes / 4;
 	skel->rodata->syscall_mode = mode == ST_MODE_SYSCALL;
+	skel->rodata->provisional_exec = opt.provisional;
 	/* A batch must hold the largest data event and stay small against the ring buffer (a full
 	 * ring loses a whole batch); too small a ring buffer means no batching. */
 	unsigned batch = opt.batch_bytes >= 0 ? (unsigned)opt.batch_bytes

@@ -27,6 +27,7 @@ const volatile __u32 capture_bytes = ST_CAPTURE_DEFAULT; /* head bytes copied, <
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the reader once this much is waiting */
 const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted sock pointer) */
 const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_MAX); 0: no batching */
+const volatile __u8 provisional_exec = 0;    /* trace a process from its exec until user space decides */
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -70,6 +71,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } traced SEC(".maps");
+
+/* Processes traced provisionally since their exec (ST_PROC_PROVISIONAL): pid -> the pid whose
+ * exec began it (itself, or the provisional parent of a child forked meanwhile). User space
+ * decides at the exec event; the loader's `add` of the root removes its entries (the bits
+ * stay), its `del` clears the bits of all of them. Bounded: with the map full an exec is not
+ * traced provisionally (user space still decides, as before). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} provisional SEC(".maps");
 
 /* Socket mode, sendmmsg/recvmmsg: which message of the call this thread is at (the
  * tracepoint fires once per message; nothing marks a call's start). tid -> position. */
@@ -490,6 +503,17 @@ int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
 	e.pid = BPF_CORE_READ(p, tgid);
 	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
+	/* A process not traced is traced from here until user space has decided (a client sends
+	 * its request milliseconds after its exec); one traced provisionally is decided again. A
+	 * process traced for good (selected, or forked by one) stays so. */
+	if (!provisional_exec) {
+		/* user space decides alone, from this event on */
+	} else if (bpf_map_lookup_elem(&provisional, &e.pid)) {
+		e.flags = ST_PROC_PROVISIONAL;
+	} else if (!is_traced(e.pid) && !bpf_map_update_elem(&provisional, &e.pid, &e.pid, BPF_NOEXIST)) {
+		set_pid_bits(e.pid, ST_PID_TRACED, true);
+		e.flags = ST_PROC_PROVISIONAL;
+	}
 	/* User space decides at exec whether to trace the process, and a short-lived client
 	 * (curl) makes its request within milliseconds: not batched, and the reader is woken
 	 * (the loader then writes everything up to now at once). An exec costs far more than
@@ -526,6 +550,14 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		end_event(b);
 		return 0;
 	}
+	/* The child of a process traced provisionally is so too, under the same root: the root's
+	 * `del` ends both. Without room for it, it is not traced. */
+	__u32 *root = bpf_map_lookup_elem(&provisional, &ppid);
+	if (root) {
+		__u32 r = *root;
+		if (bpf_map_update_elem(&provisional, &cpid, &r, BPF_ANY))
+			return 0;
+	}
 	set_pid_bits(cpid, ST_PID_TRACED, true);
 	return 0;
 }
@@ -537,7 +569,8 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	__u32 pid = BPF_CORE_READ(p, tgid);
 	/* the tracepoint fires per thread; signal->live reached 0 for the last one */
 	bool last = BPF_CORE_READ(p, signal, live.counter) == 0;
-	if (is_traced(pid)) {
+	bool traced = is_traced(pid);
+	if (traced) {
 		bpf_map_delete_elem(&calls, &tid);
 		bpf_map_delete_elem(&mmsg_at, &tid);
 		/* So user space can tell a thread started for one request (gone when the request
@@ -555,6 +588,8 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (!last)
 		return 0;
 	set_pid_bits(pid, ST_PID_TRACED | ST_PID_GO, false);
+	if (traced)
+		bpf_map_delete_elem(&provisional, &pid);
 	go_proc_exit(pid); /* Go hook */
 	struct batch *b = begin_event();
 	if (!b)

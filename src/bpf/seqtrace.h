@@ -91,9 +91,15 @@ struct st_close_event {
 	__u64 sock_id;
 };
 
+/* st_proc_event.flags of an exec: the process was not traced, and the kernel traces it from
+ * this exec until user space decides (`add` keeps it, `del` ends it, with the children it
+ * forked meanwhile): what it sends in its first milliseconds is not lost. */
+#define ST_PROC_PROVISIONAL 1
+
 struct st_proc_event {
 	__u8 kind; /* ST_EV_EXEC or ST_EV_EXIT */
-	__u8 _pad0[3];
+	__u8 flags; /* exec: ST_PROC_PROVISIONAL */
+	__u8 _pad0[2];
 	__u32 pid;
 	__u32 ppid; /* exec: parent tgid; exit: 0 */
 	__u32 _pad1;

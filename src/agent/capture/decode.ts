@@ -12,7 +12,7 @@ export const LAYOUT = {
     tail: 88, head: 120, size: 120,
   },
   close: { kind: 0, pid: 4, ts_ns: 8, sock_id: 16, size: 24 },
-  proc: { kind: 0, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
+  proc: { kind: 0, flags: 1, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
   thread: { kind: 0, pid: 4, tid: 8, ptid: 12, ts_ns: 16, size: 24 },
   goroutine: { kind: 0, pid: 4, tid: 8, goid: 16, pgoid: 24, ts_ns: 32, size: 40 },
   stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, late: 40, size: 48 },
@@ -27,6 +27,7 @@ const D = LAYOUT.data;
 const K = LAYOUT.kinds;
 const F_NO_PAYLOAD = 1;
 const F_TRUNCATED = 2;
+const PROC_PROVISIONAL = 1; // ST_PROC_PROVISIONAL (seqtrace.h)
 const EMPTY = Buffer.alloc(0);
 
 /** Frames only the loader's client sees: READY once, ACK per stdin command. */
@@ -157,6 +158,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         tsNs: u64(b, at + LAYOUT.proc.ts_ns),
         pid: b.readUInt32LE(at + LAYOUT.proc.pid),
         ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
+        provisional: kind === K.exec && (b[at + LAYOUT.proc.flags] & PROC_PROVISIONAL) !== 0,
       };
     case K.thread:
       need(size, LAYOUT.thread.size, 'thread');

@@ -56,6 +56,11 @@ export interface ProcessEvent {
   pid: number;
   /** For exec: the parent pid; for exit: 0. */
   ppid: number;
+  /**
+   * Exec of a process that was not traced: the kernel traces it from here until `addPid` keeps
+   * it or `removePid` ends it (ST_PROC_PROVISIONAL). Always false for exit.
+   */
+  provisional: boolean;
 }
 
 /**

@@ -21,6 +21,12 @@ export interface CaptureOptions {
   ringbufBytes?: number;
   /** Processes traced from the start. */
   pids?: number[];
+  /**
+   * Trace every process that execs from its exec on, until addPid keeps it or removePid ends it
+   * (its exec event says `provisional`): the agent decides at the exec event, and what the
+   * process sends meanwhile is not lost. Default false: only what addPid says is traced.
+   */
+  provisionalExec?: boolean;
   /** The loader binary; default src/bpf/build/seqtrace-loader (env SEQTRACE_LOADER overrides). */
   loaderPath?: string;
   /** Events of one drain of the ring buffer (the array is not reused by the caller's next call). */
@@ -98,6 +104,7 @@ function checkOptions(o: CaptureOptions): string[] {
     args.push('--ringbuf-bytes', String(r));
   }
   for (const pid of o.pids ?? []) args.push('--pid', String(pid));
+  if (o.provisionalExec) args.push('--provisional-exec');
   return args;
 }
 
