@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What tracing every process from its exec until the agent decides costs (docs/kernel.md, "From
+# the exec on"): an untraced shell runs N execs of /bin/true while the agent traces an idle
+# process (so the data path is attached), with the loader as built (PROV: --provisional-exec,
+# as the agent runs it) and the same loader without that flag (OFF), alternated ROUNDS times.
+# Prints per exec: the loop's wall time (fork + exec + wait of /bin/true), the agent's and the
+# loader's CPU (including everything else they do meanwhile: stats, the /proc scan every
+# second), and how many events of the execs the agent dropped (rejected).
+# Usage: bench/exec-cost.sh [ROUNDS] [N]     (root; npm run build first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/agent-lib.sh
+ROUNDS=${1:-3}
+N=${2:-3000}
+TMP=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+cat >"$TMP/off" <<EOF2
+#!/bin/sh
+# the loader as built, without --provisional-exec
+for a; do shift; [ "\$a" = --provisional-exec ] || set -- "\$@" "\$a"; done
+exec $PWD/src/bpf/build/seqtrace-loader "\$@"
+EOF2
+chmod +x "$TMP/off"
+OTEL_SERVICE_NAME=bench-idle sleep 100000 &
+pids+=($!)
+agent_cmd dist
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+printf '%-5s %6s %12s %12s %12s %10s\n' mode round 'µs/exec' 'agent µs' 'loader µs' 'rejected'
+for r in $(seq "$ROUNDS"); do
+  for mode in PROV OFF; do
+    loader_env=()
+    [ "$mode" = OFF ] && loader_env=(SEQTRACE_LOADER="$TMP/off")
+    env ${loader_env[@]+"${loader_env[@]}"} ENV_INPUT_EBPF_TRACE_SERVER=127.0.0.1:9 ENV_INPUT_EBPF_METRICS_LISTEN=127.0.0.1:0 \
+      "${AGENT_CMD[@]}" 2>"$TMP/agent.err" &
+    apid=$!
+    pids+=("$apid")
+    wait_agent "$apid" "$TMP/agent.err"
+    lpid=$(pgrep -P "$apid" -f seqtrace-loader | head -1)
+    sleep 1
+    a0=$(ticks "$apid"); l0=$(ticks "$lpid")
+    t0=$(date +%s%N)
+    bash -c "for ((i = 0; i < $N; i++)); do /bin/true; done"
+    t1=$(date +%s%N)
+    sleep 1 # the agent's decisions about the last ones
+    a1=$(ticks "$apid"); l1=$(ticks "$lpid")
+    rej=$(metric "$AURL" seqtrace_agent_rejected_events_total)
+    awk -v m="$mode" -v r="$r" -v n="$N" -v w="$((t1 - t0))" -v a="$((a1 - a0))" -v l="$((l1 - l0))" -v hz="$hz" -v rej="$rej" \
+      'BEGIN { printf "%-5s %6d %12.1f %12.1f %12.1f %10s\n", m, r, w / n / 1000, a / hz * 1e6 / n, l / hz * 1e6 / n, rej }'
+    kill "$apid"
+    wait "$apid" 2>/dev/null || true
+  done
+done
