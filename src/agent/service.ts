@@ -89,7 +89,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log });
   // Removed while the loader was starting: the kernel may trace them since their exec.
   const removedAtStart = new Set<number>();
+  // Processes the kernel traced from their exec until the agent decided against them: what they
+  // did meanwhile comes after the exec event and is dropped, up to their exit (or their being
+  // selected after all: a later scan that finds them renamed into trace_nameset).
+  const rejected = new Set<number>();
   const pidCommand = (verb: 'add' | 'remove', pid: number) => {
+    if (verb === 'add') rejected.delete(pid);
     if (!capture) {
       if (verb === 'add') { initialPids.add(pid); removedAtStart.delete(pid); }
       else { initialPids.delete(pid); removedAtStart.add(pid); }
@@ -130,10 +135,6 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock,
     onSpan: (span) => sender.send(span),
   });
-
-  // Processes the kernel traced from their exec until the agent decided against them: what they
-  // did meanwhile comes after the exec event and is dropped, up to their exit.
-  const rejected = new Set<number>();
 
   function onEvents(batch: CaptureEvent[]): void {
     for (let i = 0; i < batch.length; i++) {

@@ -304,18 +304,24 @@ static void go_changed(struct seqtrace_bpf *skel)
 
 /* User space decided about a process the kernel traces provisionally since its exec (the
  * `provisional` map): `add` keeps it and the children it forked meanwhile (their entries go,
- * their bits stay); `del` ends them all. */
+ * their bits stay); `del` ends them all. The map is walked only for a root that has children
+ * (most processes decided against fork none before the decision): one lookup otherwise. */
 static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
 {
 	int fd = bpf_map__fd(skel->maps.provisional);
 	static __u32 keys[4096]; /* the map's max_entries */
 	size_t n = 0;
-	__u32 key, next, root;
+	__u32 key, next;
+	struct { __u32 root, children; } e; /* struct provisional_entry */
+	if (bpf_map_lookup_elem(fd, &pid, &e))
+		return; /* not (or no longer) provisional */
+	keys[n++] = pid;
 	bool first = true;
-	while (n < sizeof(keys) / sizeof(keys[0]) && !bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
+	while (e.children && n < sizeof(keys) / sizeof(keys[0]) && !bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
 		first = false;
 		key = next;
-		if (key == pid || (!bpf_map_lookup_elem(fd, &key, &root) && root == pid))
+		__typeof__(e) c;
+		if (key != pid && !bpf_map_lookup_elem(fd, &key, &c) && c.root == pid)
 			keys[n++] = key;
 	}
 	for (size_t i = 0; i < n; i++) {

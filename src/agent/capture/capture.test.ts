@@ -470,7 +470,8 @@ for (const mode of ['socket', 'syscall'] as const) {
           evs.forEach((e, k) => {
             const i = Math.floor(k / 2);
             const q = k % 2 === 0; // both threads: Q(i) first, then A(i)
-            assert.equal(e.dir, k % 2 === 0 ? first : first === 'send' ? 'recv' : 'send');
+            assert.equal(e.dir, k % 2 === 0 ? first : first === 'send' ? 'recv' : 'send',
+              `event ${k} of thread ${tid}: ${evs.slice(Math.max(0, k - 2), k + 2).map((x) => `${x.dir} ${tag(x)} ${x.tsNs}`).join(', ')}`);
             assert.equal(tag(e), `${q ? 'Q' : 'A'}${String(i).padStart(6, '0')}:`, `event ${k} of thread ${tid}`);
             assert.equal(e.len, 158);
           });
@@ -660,6 +661,29 @@ print(child, flush=True); sys.stdin.readline(); os.waitpid(child, 0)
       assert.deepEqual(traced().filter((pid) => pid === b.p.pid || pid === b.child), []);
     } finally {
       for (const x of [a, b]) { x.p.stdin!.end('\n'); await exited(x.p); }
+    }
+  });
+
+  test('del ends the children of a process that exited before the decision', async () => {
+    // A shell-like start: the process forks a child (no exec) and is gone before anyone decided.
+    const p = spawn('python3', ['-c', `import os, sys, time
+child = os.fork()
+if child == 0:
+    time.sleep(30); os._exit(0)
+print(child, flush=True)
+os._exit(0)
+`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout!.on('data', (d) => { out += d; });
+    let child = 0;
+    try {
+      child = Number(await waitFor('the child\'s pid', () => (out.includes('\n') ? out.trim() : undefined), 10_000));
+      if (p.exitCode === null) await new Promise((r) => p.once('exit', r)); // (the child holds its pipes)
+      assert.ok(traced().includes(child), 'the child is traced with its parent, provisionally');
+      await run.cap.removePid(p.pid!);
+      assert.ok(!traced().includes(child), 'the parent\'s del ends it though the parent has exited');
+    } finally {
+      if (child) process.kill(child, 'SIGKILL');
     }
   });
 
