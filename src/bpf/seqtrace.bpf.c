@@ -567,6 +567,9 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 		struct provisional_entry *root = bpf_map_lookup_elem(&provisional, &entry.root);
 		if (root)
 			__sync_fetch_and_add(&root->children, 1);
+	} else {
+		/* traced for good: not under the entry of a dead root whose pid this was */
+		bpf_map_delete_elem(&provisional, &cpid);
 	}
 	set_pid_bits(cpid, ST_PID_TRACED, true);
 	return 0;
