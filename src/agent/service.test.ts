@@ -70,9 +70,10 @@ async function firstLine(p: ChildProcessWithoutNullStreams): Promise<string> {
   throw new Error(`process exited before printing: ${out}`);
 }
 
-test('agent: spans of a real three-process chain reach the linker, linked by thread group and sequence numbers', { skip }, async () => {
+/** A stand-in for the linker: accepts every batch the agent posts; spans() decodes all so far. */
+async function fakeLinker(): Promise<{ server: Server; traceServer: string; spans(): EbpfSpan[] }> {
   const received: string[] = [];
-  const linker: Server = createServer((req, res) => {
+  const server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
     req.on('end', () => {
@@ -81,8 +82,17 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":1,"rejected":0,"errors":[]}');
     });
   });
-  linker.listen(0, '127.0.0.1');
-  await once(linker, 'listening');
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    server,
+    traceServer: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans: () => validatePoints(decodeLineProtocol(received.join('')).points, { maxFieldBytes: 8192 }).spans,
+  };
+}
+
+test('agent: spans of a real three-process chain reach the linker, linked by thread group and sequence numbers', { skip }, async () => {
+  const linker = await fakeLinker();
   const procs: ChildProcessWithoutNullStreams[] = [];
   let agent: Agent | undefined;
   try {
@@ -97,7 +107,7 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
 
     const { agent: cfg } = loadConfig({
       env: {
-        ENV_INPUT_EBPF_TRACE_SERVER: `127.0.0.1:${(linker.address() as AddressInfo).port}`,
+        ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer,
         ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0',
         ENV_HOSTNAME: 'test-host',
       },
@@ -115,8 +125,7 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
     let spans: EbpfSpan[] = [];
     const mine = new Set([db.pid, users.pid, client.pid]);
     while (Date.now() < deadline) {
-      const { points } = decodeLineProtocol(received.join(''));
-      spans = validatePoints(points, { maxFieldBytes: 8192 }).spans.filter((s) => mine.has(s.pid));
+      spans = linker.spans().filter((s) => mine.has(s.pid));
       if (spans.length >= want) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -178,7 +187,7 @@ test('agent: spans of a real three-process chain reach the linker, linked by thr
   } finally {
     await agent?.close();
     for (const p of procs) p.kill('SIGKILL');
-    linker.close();
+    linker.server.close();
   }
 });
 
@@ -241,18 +250,7 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
 // lost: it was made before the agent traced the process.) A process must still be there when
 // the agent decides: an exited one's environment cannot be read.
 test('agent: a client traced from its exec keeps the request it sent before the agent decided; an unselected one leaves nothing', { skip }, async () => {
-  const received: string[] = [];
-  const linker: Server = createServer((req, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (d: Buffer) => parts.push(d));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      received.push((req.headers['content-encoding'] === 'br' ? brotliDecompressSync(body) : gunzipSync(body)).toString('utf8'));
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"accepted":1,"rejected":0,"errors":[]}');
-    });
-  });
-  linker.listen(0, '127.0.0.1');
-  await once(linker, 'listening');
+  const linker = await fakeLinker();
   const procs: ChildProcessWithoutNullStreams[] = [];
   let agent: Agent | undefined;
   try {
@@ -260,7 +258,7 @@ test('agent: a client traced from its exec keeps the request it sent before the 
     procs.push(api);
     const apiPort = await firstLine(api);
     const { agent: cfg } = loadConfig({
-      env: { ENV_INPUT_EBPF_TRACE_SERVER: `127.0.0.1:${(linker.address() as AddressInfo).port}`, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' },
+      env: { ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' },
     });
     const clients = new Set<number>();
     agent = await startAgent(cfg, {
@@ -294,8 +292,7 @@ test('agent: a client traced from its exec keeps the request it sent before the 
     const deadline = Date.now() + 15_000;
     let spans: EbpfSpan[] = [];
     while (Date.now() < deadline) {
-      const { points } = decodeLineProtocol(received.join(''));
-      spans = validatePoints(points, { maxFieldBytes: 8192 }).spans;
+      spans = linker.spans();
       if (spans.filter((s) => s.pid === api.pid).length >= 2 && spans.some((s) => s.pid === quick)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -313,6 +310,6 @@ test('agent: a client traced from its exec keeps the request it sent before the 
   } finally {
     await agent?.close();
     for (const p of procs) p.kill('SIGKILL');
-    linker.close();
+    linker.server.close();
   }
 });
