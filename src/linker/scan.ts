@@ -822,7 +822,7 @@ function writeRow(b: Uint8Array, out: JoinBatch, loc: number, group: number): vo
     out.gkey[i] = gk.key;
     out.gchk[i] = gk.check;
   }
-  out.skey[i] = reqSeq !== 0 || respSeq !== 0 ? seqKey(reqSeq) : -1;
+  out.skey[i] = seqKey(reqSeq, respSeq);
   out.reqSeq[i] = reqSeq;
   out.respSeq[i] = respSeq;
   out.startUs[i] = start;

@@ -16,7 +16,7 @@ export const F_ENTRY = 1, F_ERROR = 2;
  *
  * - idA..idD: the span's 128-bit identity (ids.ts spanIdentity; span id = hex16(idA, idB)), int32
  * - gkey, gchk: group key and check (ids.ts groupKey); gkey -1 without a thread group
- * - skey: seqKey(reqSeq); -1 when reqSeq and respSeq are both 0
+ * - skey: seqKey(reqSeq, respSeq); -1 when both are 0
  * - startUs, endUs (= start + duration), reqSeq, respSeq, srcPort, dstPort
  * - srcIpH, dstIpH: ipHash of the addresses (0: none)
  * - flags: F_ENTRY, F_ERROR (sampling.ts isErrorSpan)
@@ -115,7 +115,7 @@ export function joinFieldsOf(span: EbpfSpan, b: JoinBatch, loc: number): number 
     b.gkey[i] = -1;
     b.gchk[i] = 0;
   }
-  b.skey[i] = span.reqSeq !== 0 || span.respSeq !== 0 ? seqKey(span.reqSeq) : -1;
+  b.skey[i] = seqKey(span.reqSeq, span.respSeq);
   b.reqSeq[i] = span.reqSeq;
   b.respSeq[i] = span.respSeq;
   b.startUs[i] = span.startUs;

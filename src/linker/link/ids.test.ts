@@ -55,12 +55,13 @@ test('group key: numeric pid, the same for the same (host, pid, thread group)', 
 
 test('seq key is a small integer and separates different requests', () => {
   for (const a of [4294967295, 0, 1, 123456789]) {
-    const k = seqKey(a);
+    const k = seqKey(a, 1);
     assert.ok(Number.isInteger(k) && k >= 0 && k < 2 ** 30);
+    assert.equal(seqKey(a, 0), a === 0 ? -1 : k, 'the answer\'s seq is not hashed');
   }
-  assert.notEqual(seqKey(1), seqKey(2));
+  assert.notEqual(seqKey(1, 0), seqKey(2, 0));
   const keys = new Set<number>();
-  for (let a = 0; a < 100_000; a++) keys.add(seqKey((a * 2654435761) >>> 0));
+  for (let a = 0; a < 100_000; a++) keys.add(seqKey((a * 2654435761) >>> 0, 1));
   assert.ok(keys.size > 99_980, `${100_000 - keys.size} collisions in 100,000 request seqs`);
 });
 

@@ -268,10 +268,12 @@ export function groupKeyAt(b: Uint8Array, p: IdentityParts, out: { key: number; 
 
 /**
  * Key of an exchange by its sequence numbers: a 30-bit hash of the request's (the one both
- * ends know even when the client read no answer, match.ts seqPair). Different exchanges may
- * share a key (and a waiter list); candidates are always compared on the full numbers.
+ * ends know even when the client read no answer, match.ts seqPair); -1 for a span with no
+ * sequence numbers (both 0), which meets no other by them. Different exchanges may share a
+ * key (and a waiter list); candidates are always compared on the full numbers.
  */
-export function seqKey(reqSeq: number): number {
+export function seqKey(reqSeq: number, respSeq: number): number {
+  if (reqSeq === 0 && respSeq === 0) return -1;
   return fmix(Math.imul(reqSeq ^ 0x5bd1e995, 0x9e3779b1)) & 0x3fffffff;
 }
 
