@@ -48,6 +48,8 @@ async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number;
 }
 
 const data = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data');
+/** The exec events of process `pid`, in order. */
+const execsOf = (evs: CaptureEvent[], pid: number) => evs.filter((e): e is ProcessEvent => e.kind === 'exec' && e.pid === pid);
 const text = (b: Buffer) => b.toString('latin1');
 
 /** Resolves when the process has exited and its piped output has been read to the end. */
@@ -287,8 +289,8 @@ for (const mode of ['socket', 'syscall'] as const) {
             return kinds.includes(`exec:${curlPid}:`) && kinds.includes(`exit:${curlPid}:`) &&
               kinds.includes(`close:${curlPid}:${clientSend.sockId}`) && run.events.some((e) => e.kind === 'close' && e.sockId === serverRecv.sockId);
           });
-          const exec = run.events.find((e) => e.kind === 'exec' && e.pid === curlPid);
-          assert.ok(exec && exec.kind === 'exec' && exec.ppid === process.pid);
+          const [exec] = execsOf(run.events, curlPid);
+          assert.ok(exec && exec.ppid === process.pid);
         } finally {
           srv.proc.kill();
           await exited(srv.proc);
@@ -534,7 +536,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         const p = spawn('/bin/true', [], { stdio: 'ignore' });
         const pid = p.pid!;
         await exited(p);
-        const exec = await waitFor(`the exec event of ${pid}`, () => run.events.find((e) => e.kind === 'exec' && e.pid === pid) as ProcessEvent | undefined);
+        const exec = await waitFor(`the exec event of ${pid}`, () => execsOf(run.events, pid)[0]);
         lastOut = run.arrived.get(exec)!;
         lateMs.push((lastOut - exec.tsNs) / 1e6);
       }
@@ -647,7 +649,7 @@ print(child, flush=True); sys.stdin.readline(); os.waitpid(child, 0)
     const b = await forking();
     try {
       for (const x of [a, b]) {
-        const exec = await waitFor('its exec event', () => run.events.find((e) => e.kind === 'exec' && e.pid === x.p.pid) as ProcessEvent | undefined);
+        const exec = await waitFor('its exec event', () => execsOf(run.events, x.p.pid!)[0]);
         assert.equal(exec.provisional, true, 'the exec event says the process is traced until decided');
         await waitFor('its request, sent before anyone decided', () => data(run.events).find((e) => e.pid === x.p.pid && text(e.head).startsWith('GET /early')));
         assert.ok(traced().includes(x.p.pid!) && traced().includes(x.child), 'it and its child are traced');
@@ -687,15 +689,14 @@ os._exit(0)
     }
   });
 
-  test('a traced process\'s exec is not provisional; an untraced one\'s is, again', async () => {
+  test('an untraced process\'s exec is provisional; once added, its next exec is not', async () => {
     const p = spawn('sh', ['-c', 'read x; exec sleep 5'], { stdio: ['pipe', 'ignore', 'inherit'] });
     try {
-      const first = await waitFor('the exec of sh', () => run.events.find((e) => e.kind === 'exec' && e.pid === p.pid) as ProcessEvent | undefined);
+      const first = await waitFor('the exec of sh', () => execsOf(run.events, p.pid!)[0]);
       assert.equal(first.provisional, true);
       await run.cap.addPid(p.pid!); // selected
       p.stdin!.write('\n');
-      await waitFor('the exec of sleep', () => run.events.filter((e) => e.kind === 'exec' && e.pid === p.pid).length === 2);
-      const second = run.events.filter((e): e is ProcessEvent => e.kind === 'exec' && e.pid === p.pid)[1];
+      const second = await waitFor('the exec of sleep', () => execsOf(run.events, p.pid!)[1]);
       assert.equal(second.provisional, false, 'traced for good before it: stays so, nothing to decide');
     } finally {
       p.kill();
