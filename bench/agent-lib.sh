@@ -1,5 +1,9 @@
 # Shell helpers of the benches that run the whole agent (bench/agent-overhead.sh,
-# bench/agent-conns.sh); sourced.
+# bench/agent-conns.sh, bench/exec-cost.sh), and cpu_ticks for every bench that reads a
+# process's CPU time; sourced.
+
+# cpu_ticks PID (or PID/task/TID): user + system CPU time of the process so far, in clock ticks
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # kb FILE KEY: the kB figure of a /proc status or smaps_rollup line "KEY: N kB" (0 when absent)
 kb() { awk -v k="$2:" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1" 2>/dev/null || echo 0; }

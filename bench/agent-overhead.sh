@@ -90,8 +90,7 @@ start_server() { # name [env...]; sets SERVER_PID and SERVER_PORT (no subshell: 
   for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
   SERVER_PORT=$(head -1 "$out")
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-. bench/agent-lib.sh # kb, metric, wait_agent, agent_cmd
+. bench/agent-lib.sh # kb, metric, wait_agent, agent_cmd, cpu_ticks
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, p99 µs, requests
 measure() {

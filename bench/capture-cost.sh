@@ -52,7 +52,7 @@ start_server() { # name; sets SERVER_PID and SERVER_PORT (no subshell: cleanup m
   for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
   SERVER_PORT=$(head -1 "$out")
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. bench/agent-lib.sh # cpu_ticks
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 
 # one wrk run against a server; prints µs of server CPU per request, req/s, requests

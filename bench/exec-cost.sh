@@ -9,7 +9,7 @@
 # Usage: bench/exec-cost.sh [ROUNDS] [N]     (root; npm run build first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/agent-lib.sh
+. bench/agent-lib.sh # wait_agent, agent_cmd, metric, cpu_ticks
 ROUNDS=${1:-3}
 N=${2:-3000}
 TMP=$(mktemp -d)
@@ -26,7 +26,6 @@ chmod +x "$TMP/off"
 OTEL_SERVICE_NAME=bench-idle sleep 100000 &
 pids+=($!)
 agent_cmd dist
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 printf '%-5s %6s %12s %12s %12s %10s\n' mode round 'µs/exec' 'agent µs' 'loader µs' 'rejected'
 for r in $(seq "$ROUNDS"); do
@@ -38,14 +37,14 @@ for r in $(seq "$ROUNDS"); do
     apid=$!
     pids+=("$apid")
     wait_agent "$apid" "$TMP/agent.err"
-    lpid=$(pgrep -P "$apid" -f seqtrace-loader | head -1)
+    lpid=$(pgrep -P "$apid" -x seqtrace-loader | head -1)
     sleep 1
-    a0=$(ticks "$apid"); l0=$(ticks "$lpid")
+    a0=$(cpu_ticks "$apid"); l0=$(cpu_ticks "$lpid")
     t0=$(date +%s%N)
     bash -c "for ((i = 0; i < $N; i++)); do /bin/true; done"
     t1=$(date +%s%N)
     sleep 1 # the agent's decisions about the last ones
-    a1=$(ticks "$apid"); l1=$(ticks "$lpid")
+    a1=$(cpu_ticks "$apid"); l1=$(cpu_ticks "$lpid")
     rej=$(metric "$AURL" seqtrace_agent_rejected_events_total)
     awk -v m="$mode" -v r="$r" -v n="$N" -v w="$((t1 - t0))" -v a="$((a1 - a0))" -v l="$((l1 - l0))" -v hz="$hz" -v rej="$rej" \
       'BEGIN { printf "%-5s %6d %12.1f %12.1f %12.1f %10s\n", m, r, w / n / 1000, a / hz * 1e6 / n, l / hz * 1e6 / n, rej }'

@@ -12,6 +12,7 @@
 # flush IPIs) is what capture-cost-toggle.sh measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/agent-lib.sh # cpu_ticks
 ROUNDS=${1:-5}; N=${2:-300000}
 shift $(($# < 2 ? $# : 2))
 LOADERS=("$@")
@@ -55,11 +56,11 @@ one() { # LOADER -> "send_ns recv_ns loader_ns_per_event"
   echo "add $P" >&3
   sleep 0.3
   prog_stats "$L" >"$TMP/a"
-  local c0; c0=$(awk '{print $14 + $15}' /proc/"$L"/stat)
+  local c0; c0=$(cpu_ticks "$L")
   echo x >&4
   wait "$P"
   sleep 0.2 # the last write-out (every 50 ms)
-  local c1; c1=$(awk '{print $14 + $15}' /proc/"$L"/stat)
+  local c1; c1=$(cpu_ticks "$L")
   prog_stats "$L" >"$TMP/b"
   exec 3>&- 4>&-
   wait "$L" 2>/dev/null || true
