@@ -312,7 +312,7 @@ static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
 	static __u32 keys[4096]; /* the map's max_entries */
 	size_t n = 0;
 	__u32 key, next;
-	struct { __u32 root, children; } e; /* struct provisional_entry */
+	struct st_provisional e;
 	if (bpf_map_lookup_elem(fd, &pid, &e))
 		return; /* not (or no longer) provisional */
 	keys[n++] = pid;
@@ -320,7 +320,7 @@ static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
 	while (e.children && n < sizeof(keys) / sizeof(keys[0]) && !bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
 		first = false;
 		key = next;
-		__typeof__(e) c;
+		struct st_provisional c;
 		if (key != pid && !bpf_map_lookup_elem(fd, &key, &c) && c.root == pid)
 			keys[n++] = key;
 	}

@@ -78,15 +78,11 @@ struct {
  * loader's `add` of the root removes its entries (the bits stay), its `del` clears the bits of
  * all of them (it looks for children only when the count says there are). Bounded: with the
  * map full an exec is not traced provisionally (user space still decides, as before). */
-struct provisional_entry {
-	__u32 root;
-	__u32 children;
-};
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, struct provisional_entry);
+	__type(value, struct st_provisional);
 } provisional SEC(".maps");
 
 /* Socket mode, sendmmsg/recvmmsg: which message of the call this thread is at (the
@@ -516,7 +512,7 @@ int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	} else if (is_traced(e.pid)) {
 		if (bpf_map_lookup_elem(&provisional, &e.pid))
 			e.flags = ST_PROC_PROVISIONAL; /* still undecided */
-	} else if (!bpf_map_update_elem(&provisional, &e.pid, &(struct provisional_entry){ .root = e.pid }, BPF_ANY)) {
+	} else if (!bpf_map_update_elem(&provisional, &e.pid, &(struct st_provisional){ .root = e.pid }, BPF_ANY)) {
 		/* (an entry there is a dead root's, whose pid this is again) */
 		set_pid_bits(e.pid, ST_PID_TRACED, true);
 		e.flags = ST_PROC_PROVISIONAL;
@@ -559,12 +555,12 @@ int BPF_PROG(proc_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	/* The child of a process traced provisionally is so too, under the same root: the root's
 	 * `del` ends both. Without room for it, it is not traced. */
-	struct provisional_entry *pe = bpf_map_lookup_elem(&provisional, &ppid);
+	struct st_provisional *pe = bpf_map_lookup_elem(&provisional, &ppid);
 	if (pe) {
-		struct provisional_entry entry = { .root = pe->root };
+		struct st_provisional entry = { .root = pe->root };
 		if (bpf_map_update_elem(&provisional, &cpid, &entry, BPF_ANY))
 			return 0;
-		struct provisional_entry *root = bpf_map_lookup_elem(&provisional, &entry.root);
+		struct st_provisional *root = bpf_map_lookup_elem(&provisional, &entry.root);
 		if (root)
 			__sync_fetch_and_add(&root->children, 1);
 	} else {
@@ -604,7 +600,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	if (traced) {
 		/* A root that forked children keeps its entry until user space decides about it: its
 		 * `del` ends the children too. */
-		struct provisional_entry *pe = bpf_map_lookup_elem(&provisional, &pid);
+		struct st_provisional *pe = bpf_map_lookup_elem(&provisional, &pid);
 		if (pe && !(pe->root == pid && pe->children))
 			bpf_map_delete_elem(&provisional, &pid);
 	}

@@ -133,6 +133,14 @@ struct st_goroutine_event {
 	__u64 ts_ns;
 };
 
+/* Value of the provisional map (seqtrace.bpf.c): the pid whose exec began the entry and, in
+ * that root's own entry, how many children it forked while undecided. Read by the loader's
+ * `add` and `del`. */
+struct st_provisional {
+	__u32 root;
+	__u32 children;
+};
+
 /* Value of the go_procs map (go.bpf.h), written by the loader's `go` command. */
 struct st_go_proc {
 	__s64 tls_off;      /* g = *(fsbase + tls_off) */
