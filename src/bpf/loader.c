@@ -309,7 +309,7 @@ static void go_changed(struct seqtrace_bpf *skel)
 static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
 {
 	int fd = bpf_map__fd(skel->maps.provisional);
-	static __u32 keys[4096]; /* the map's max_entries */
+	static __u32 keys[ST_PROVISIONAL_MAX];
 	size_t n = 0;
 	__u32 key, next;
 	struct st_provisional e;

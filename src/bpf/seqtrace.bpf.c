@@ -80,7 +80,7 @@ struct {
  * map full an exec is not traced provisionally (user space still decides, as before). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, ST_PROVISIONAL_MAX);
 	__type(key, __u32);
 	__type(value, struct st_provisional);
 } provisional SEC(".maps");

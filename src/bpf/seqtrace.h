@@ -140,6 +140,7 @@ struct st_provisional {
 	__u32 root;
 	__u32 children;
 };
+#define ST_PROVISIONAL_MAX 4096 /* processes undecided at once; more: execs not traced provisionally */
 
 /* Value of the go_procs map (go.bpf.h), written by the loader's `go` command. */
 struct st_go_proc {
