@@ -227,23 +227,29 @@ test('exit and exec: pids are removed, and re-examined when they exec', async ()
   sel.close();
 });
 
+const PF_EXITING = 0x4, PF_KTHREAD = 0x200000;
+
+interface FakeProc { comm: string; flags: number; state?: string; ppid?: number; environ?: string; cmdline?: string; exe?: string }
+
+/** A process in a /proc of our own (root), for moments a real process cannot be held in. */
+function writeProc(root: string, pid: number, o: FakeProc): void {
+  const d = join(root, String(pid));
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d);
+  // fields 3 … 22: state ppid pgrp session tty tpgid flags … starttime (field 22)
+  const rest = [o.state ?? 'R', String(o.ppid ?? 1), '1', '1', '0', '-1', String(o.flags), ...Array(12).fill('0'), '12345'];
+  writeFileSync(join(d, 'stat'), `${pid} (${o.comm}) ${rest.join(' ')} 0 0\n`);
+  writeFileSync(join(d, 'environ'), o.environ ?? '');
+  writeFileSync(join(d, 'cmdline'), o.cmdline ?? '');
+  if (o.exe) symlinkSync(o.exe, join(d, 'exe'));
+}
+
 test('a process caught exiting (memory released, state still running) keeps its service; kernel threads go by their flag', () => {
   // A /proc of our own: the moment cannot be held with a real process. From the start of its
   // exit a process's environ, exe and cmdline read empty while its state reads R; it looked
   // like a kernel thread then, was untraced and its last spans named by its comm.
   const root = mkdtempSync(join(tmpdir(), 'seqtrace-fakeproc-'));
-  const PF_EXITING = 0x4, PF_KTHREAD = 0x200000;
-  const write = (pid: number, o: { comm: string; flags: number; ppid?: number; environ?: string; cmdline?: string; exe?: string }) => {
-    const d = join(root, String(pid));
-    rmSync(d, { recursive: true, force: true });
-    mkdirSync(d);
-    // fields 3 … 22: state ppid pgrp session tty tpgid flags … starttime (field 22)
-    const rest = ['R', String(o.ppid ?? 1), '1', '1', '0', '-1', String(o.flags), ...Array(12).fill('0'), '12345'];
-    writeFileSync(join(d, 'stat'), `${pid} (${o.comm}) ${rest.join(' ')} 0 0\n`);
-    writeFileSync(join(d, 'environ'), o.environ ?? '');
-    writeFileSync(join(d, 'cmdline'), o.cmdline ?? '');
-    if (o.exe) symlinkSync(o.exe, join(d, 'exe'));
-  };
+  const write = (pid: number, o: FakeProc) => writeProc(root, pid, o);
   try {
     const { sel, removed } = selectorAt(root, {});
     write(4242, { comm: 'sh', flags: 0x400000, environ: 'PATH=/bin\0OTEL_SERVICE_NAME=orders\0', cmdline: 'sh\0-c\0exec curl\0', exe: '/bin/sh' });
@@ -302,6 +308,52 @@ test('thread names: read once per thread, forgotten when the thread ends or its 
     sel.onExit(10);
     assert.equal(sel.threadName(10, 11), 'worker-3', 'the process exited: its names are gone');
     sel.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a process gone before the agent decided is selected by its exec event\'s comm: by name, or all; the deny list first', () => {
+  // Traced from its exec (provisional) and reaped, or a zombie, when the agent looks: only the
+  // comm is left (cut to 15 bytes), and its parent here has no service variable.
+  const root = mkdtempSync(join(tmpdir(), 'seqtrace-fakeproc-'));
+  try {
+    const byName = selectorAt(root, { trace_nameset: ['quickcall', 'a-very-long-client-name'], trace_namedenyset: ['noisy-but-named'] });
+    assert.equal(byName.sel.onExec(501, 1, true, 'quickcall'), true, 'reaped, its comm in trace_nameset');
+    assert.equal(byName.sel.service(501), 'quickcall');
+    assert.equal(byName.sel.onExec(502, 1, true, 'a-very-long-cli'), true, 'a long name as its comm shows it');
+    assert.equal(byName.sel.onExec(503, 1, true, 'curl'), false, 'a name not selected');
+    assert.equal(byName.sel.onExec(504, 1, true, ''), false, 'no name at all');
+    writeProc(root, 505, { comm: 'quickcall', flags: 0, state: 'Z' });
+    assert.equal(byName.sel.onExec(505, 1, true, 'quickcall'), true, 'a zombie, by the comm in its stat');
+    // a shell examined (untraced) at its exec, which then exec'd the named client, reaped
+    writeProc(root, 506, { comm: 'sh', flags: 0, cmdline: 'sh\0', exe: '/bin/sh' });
+    assert.equal(byName.sel.onExec(506, 1, true, 'sh'), false);
+    rmSync(join(root, '506'), { recursive: true });
+    assert.equal(byName.sel.onExec(506, 1, true, 'quickcall'), true, 'the new image, by its name');
+    assert.equal(byName.sel.service(506), 'quickcall');
+    assert.deepEqual(byName.added, [], 'gone: nothing added to the kernel');
+    assert.deepEqual(byName.removed, [503, 504, 506], 'the rejected ones (and the children they forked) ended');
+
+    const all = selectorAt(root, { trace_all_process: true, trace_namedenyset: ['noisy'] }, [777]);
+    assert.equal(all.sel.onExec(601, 1, true, 'anything'), true, 'trace_all_process: any name');
+    assert.equal(all.sel.onExec(602, 1, true, 'noisy'), false, 'trace_namedenyset wins');
+    assert.equal(all.sel.onExec(603, 1, true, 'seqtrace-gooffs'), false, 'the agent\'s own tools, by their cut name');
+    assert.equal(all.sel.onExec(777, 1, true, 'anything'), false, 'a denied pid');
+    writeProc(root, 604, { comm: 'noisy', flags: PF_EXITING });
+    assert.equal(all.sel.onExec(604, 1, true, 'noisy'), false, 'exiting, denied by its comm');
+    assert.deepEqual(all.removed, [602, 603, 777, 604]);
+
+    // The pid of a process a scan saw (now in the past) is not taken for the new one's.
+    const env = selectorAt(root, {});
+    writeProc(root, 701, { comm: 'old', flags: 0, environ: 'DD_SERVICE=orders\0', cmdline: 'old\0', exe: '/bin/sleep' });
+    env.sel.scan();
+    assert.equal(env.sel.service(701), 'orders');
+    rmSync(join(root, '701'), { recursive: true });
+    env.sel.scan();
+    assert.equal(env.sel.onExec(701, 1, true, 'fresh'), false, 'not the old process\'s environment');
+    assert.equal(env.sel.service(701), 'fresh');
+    for (const x of [byName, all, env]) x.sel.close();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -5,6 +5,8 @@
 //   3. else a process having any variable of trace_envset in its environment;
 //   4. else a process whose name (comm, basename of its executable or of argv[0]) is in
 //      trace_nameset.
+// A process gone before the agent looked (a short client while the agent is busy) has only its
+// comm left, cut to 15 bytes by the kernel: it is matched against the names cut so too.
 // /proc is scanned every second, and a pid is re-examined at once on an exec event. The decision
 // is kept per (pid, start time), so a reused pid is examined afresh.
 //
@@ -15,7 +17,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync 
 import { basename } from 'node:path';
 import type { AgentConfig } from '../config/config.js';
 
-export const ALWAYS_DENIED = ['seqtrace', 'seqtrace-loader', 'datakit', 'datakit-ebpf'];
+export const ALWAYS_DENIED = ['seqtrace', 'seqtrace-loader', 'seqtrace-gooffsets', 'datakit', 'datakit-ebpf'];
 export const SERVICE_ENV = ['DK_BPFTRACE_SERVICE', 'DD_SERVICE', 'OTEL_SERVICE_NAME'];
 
 export type SelectionReason = 'all' | 'env' | 'name' | 'denied' | 'none';
@@ -61,10 +63,11 @@ export interface ProcSelector {
   scan(): void;
   /**
    * ppid: the parent named by the exec event (lends its service to a process already gone);
-   * provisional: the kernel traces the process since this exec, until addPid or removePid.
+   * provisional: the kernel traces the process since this exec, until addPid or removePid;
+   * comm: the exec event's name for the process (all that is left of one already reaped).
    * Returns whether what the process does from its exec on is kept (else its events are dropped).
    */
-  onExec(pid: number, ppid?: number, provisional?: boolean): boolean;
+  onExec(pid: number, ppid?: number, provisional?: boolean, comm?: string): boolean;
   onExit(pid: number): void;
   isTraced(pid: number): boolean;
   info(pid: number): ProcInfo | undefined;
@@ -141,6 +144,10 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   const root = opts.procRoot ?? '/proc';
   const deny = new Set([...ALWAYS_DENIED, ...opts.cfg.trace_namedenyset]);
   const names = new Set(opts.cfg.trace_nameset);
+  // The same names as a comm shows them (TASK_COMM_LEN - 1 bytes), for processes known by it alone.
+  const commOf = (name: string) => Buffer.from(name).subarray(0, 15).toString('latin1');
+  const denyComm = new Set([...deny].map(commOf));
+  const namesComm = new Set([...names].map(commOf));
   const envset = opts.cfg.trace_envset;
   const procs = new Map<number, ProcInfo>();
   // Processes that left /proc: their last spans may still be queued in the capture (a short
@@ -153,6 +160,23 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   // then (scan), as a thread may rename itself.
   const threadNames = new Map<number, Map<number, string>>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
+
+  const deniedPid = (pid: number) => (opts.denyPids ? [...opts.denyPids()].includes(pid) : false);
+
+  /** Selection of a process known by its comm alone (it exited): by name, or all; never added to the kernel. */
+  function selectByComm(pid: number, comm: string): SelectionReason {
+    if (!comm) return 'none';
+    if (deniedPid(pid) || denyComm.has(comm)) return 'denied';
+    if (opts.cfg.trace_all_process) return 'all';
+    return namesComm.has(comm) ? 'name' : 'none';
+  }
+
+  /**
+   * Whether what a provisionally traced process did is kept: it is traced, or it is gone and
+   * was selected by its comm, or goes by a service from its (parent's) environment.
+   */
+  const kept = (info: ProcInfo) => info.traced
+    || (info.exited && info.reason !== 'denied' && (info.serviceFromEnv || info.reason === 'all' || info.reason === 'name'));
 
   function parentOf(ppid: number): ProcInfo | undefined {
     if (ppid > 0 && !procs.has(ppid)) update(ppid, false); // a scan may reach the child first
@@ -180,7 +204,12 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (old && old.startTime === st.startTime && old.serviceFromEnv) {
       return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm], exited: true };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: 'none', ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: selectByComm(pid, st.comm), ...lentService(st.ppid, st.comm) };
+  }
+
+  /** A process reaped before anything of it could be read: its exec event's comm and its parent. */
+  function examineReaped(pid: number, ppid: number, comm: string): ProcInfo {
+    return { pid, startTime: '', comm, names: comm ? [comm] : [], exe: '', exited: true, traced: false, reason: selectByComm(pid, comm), ...lentService(ppid, comm) };
   }
 
   /** old: what this pid was examined as before, if anything. */
@@ -210,8 +239,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe, exited: false, traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     if (exe && !info.names.includes(exe)) info.names.push(exe);
     if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
-    const denied = opts.denyPids ? [...opts.denyPids()].includes(pid) : false;
-    if (denied || kernel || info.names.some((n) => deny.has(n))) {
+    if (deniedPid(pid) || kernel || info.names.some((n) => deny.has(n))) {
       info.reason = 'denied';
       return info;
     }
@@ -258,19 +286,33 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * an exec the kernel traces until told (docs/agent.md, "From the exec on"): the decision is
    * told either way. Returns whether what the process did since its exec is kept.
    */
-  function update(pid: number, force: boolean, ppid = 0, provisional = false): boolean {
+  function update(pid: number, force: boolean, ppid = 0, provisional = false, comm = ''): boolean {
     const st = readStat(root, pid);
     if (!st) {
+      if (!force) {
+        untrack(pid);
+        return false;
+      }
       // On an exec event the process may already be gone: its exit event, which comes after
       // its data in the stream, will untrack it; until then its spans keep its names. One
-      // never examined goes by its parent's service.
-      if (!force) untrack(pid);
-      else if (!procs.has(pid) && !gone.has(pid) && procs.get(ppid)?.serviceFromEnv) remember({ ...lentService(ppid, ''), pid, startTime: '', comm: '', names: [], exe: '', exited: true, traced: false, reason: 'none' });
-      const known = procs.get(pid) ?? gone.get(pid);
-      // Reaped before it could be examined: what it did is kept when it goes by a service from
-      // an environment (its parent's, inherited); the children it forked go with it.
-      if (provisional && !known?.serviceFromEnv) opts.removePid(pid);
-      return provisional && known?.serviceFromEnv === true;
+      // examined before (the shell that exec'd it) keeps what it was traced or named by; else
+      // (an untraced image before, or what a scan saw of an earlier process with its pid) it
+      // goes by its exec event's comm and its parent's service.
+      let known = procs.get(pid);
+      if (known && !known.traced && !known.serviceFromEnv && comm && known.comm !== comm) {
+        known = examineReaped(pid, ppid, comm);
+        procs.set(pid, known); // untraced before and after: nothing to count or tell
+      } else if (!known) {
+        const last = gone.get(pid);
+        known = last && (!comm || last.comm === comm) ? last : examineReaped(pid, ppid, comm);
+        if (known !== last) remember(known);
+      }
+      if (!provisional) return known.traced;
+      // What it did is kept as for any process gone before the decision (kept); the children
+      // it forked go with it.
+      const keep = kept(known);
+      if (!keep) opts.removePid(pid);
+      return keep;
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return old.traced;
@@ -280,7 +322,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     procs.set(pid, info);
     if (!provisional) return info.traced;
     // Exiting already: kept like one reaped (above). Never added: its pid may be reused.
-    const keep = info.traced || (info.exited && info.serviceFromEnv);
+    const keep = kept(info);
     if (info.traced && !info.exited) opts.addPid(pid);
     else if (!keep) opts.removePid(pid);
     return keep;
@@ -328,7 +370,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   return {
     stats,
     scan,
-    onExec: (pid, ppid, provisional) => update(pid, true, ppid, provisional),
+    onExec: (pid, ppid, provisional, comm) => update(pid, true, ppid, provisional, comm),
     onExit(pid) {
       untrack(pid);
       threadNames.delete(pid);

@@ -149,7 +149,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
           case 'exec':
-            if (procs.onExec(ev.pid, ev.ppid, ev.provisional) || !ev.provisional) rejected.delete(ev.pid);
+            if (procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm) || !ev.provisional) rejected.delete(ev.pid);
             else rejected.add(ev.pid);
             break;
           case 'thread':

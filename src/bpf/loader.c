@@ -487,7 +487,7 @@ static void print_layout(void)
 		FIELD(st_close_event, sock_id)));
 	STRUCT("proc", st_proc_event,
 	       (FIELD(st_proc_event, kind), FIELD(st_proc_event, flags), FIELD(st_proc_event, pid), FIELD(st_proc_event, ppid),
-		FIELD(st_proc_event, ts_ns)));
+		FIELD(st_proc_event, ts_ns), FIELD(st_proc_event, comm)));
 	STRUCT("thread", st_thread_event,
 	       (FIELD(st_thread_event, kind), FIELD(st_thread_event, pid), FIELD(st_thread_event, tid),
 		FIELD(st_thread_event, ptid), FIELD(st_thread_event, ts_ns)));

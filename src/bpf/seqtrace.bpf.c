@@ -504,6 +504,7 @@ int BPF_PROG(proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binpr
 	struct st_proc_event e = { .kind = ST_EV_EXEC, .ts_ns = bpf_ktime_get_ns() };
 	e.pid = BPF_CORE_READ(p, tgid);
 	e.ppid = BPF_CORE_READ(p, real_parent, tgid);
+	bpf_get_current_comm(e.comm, sizeof(e.comm));
 	/* A process not traced is traced from here until user space has decided (a client sends
 	 * its request milliseconds after its exec); one traced provisionally is decided again. A
 	 * process traced for good (selected, or forked by one) stays so. */

@@ -19,6 +19,7 @@
 #define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
 #define ST_BATCH_MAX 16384      /* largest per-CPU batch of events; a power of two (verifier masks) */
 #define ST_GO_MAX_PROBES 32     /* uprobes of one Go binary (newproc1 RETs, round trip, ...) */
+#define ST_COMM_LEN 16          /* a process name as the kernel keeps it (TASK_COMM_LEN, NUL included) */
 
 /* Bits of a pid in the kernel's `traced` map (two per pid; the loader maps it). */
 #define ST_PID_TRACED 1 /* its sends and receives are captured */
@@ -104,6 +105,9 @@ struct st_proc_event {
 	__u32 ppid; /* exec: parent tgid; exit: 0 */
 	__u32 _pad1;
 	__u64 ts_ns;
+	/* exec: the new image's name (comm), which user space still has when the process is gone
+	 * before it looks (a short client, a busy agent); exit: empty */
+	char comm[ST_COMM_LEN];
 };
 
 /* A thread of a traced process started another thread of it: user space lets the new thread

@@ -689,7 +689,7 @@ os._exit(0)
     }
   });
 
-  test('an untraced process\'s exec is provisional; once added, its next exec is not', async () => {
+  test('an untraced process\'s exec is provisional; once added, its next exec is not; each names its image', async () => {
     const p = spawn('sh', ['-c', 'read x; exec sleep 5'], { stdio: ['pipe', 'ignore', 'inherit'] });
     try {
       const first = await waitFor('the exec of sh', () => execsOf(run.events, p.pid!)[0]);
@@ -698,6 +698,7 @@ os._exit(0)
       p.stdin!.write('\n');
       const second = await waitFor('the exec of sleep', () => execsOf(run.events, p.pid!)[1]);
       assert.equal(second.provisional, false, 'traced for good before it: stays so, nothing to decide');
+      assert.deepEqual([first.comm, second.comm], ['sh', 'sleep'], 'each exec names the new image');
     } finally {
       p.kill();
       await exited(p);

@@ -12,7 +12,7 @@ export const LAYOUT = {
     tail: 88, head: 120, size: 120,
   },
   close: { kind: 0, pid: 4, ts_ns: 8, sock_id: 16, size: 24 },
-  proc: { kind: 0, flags: 1, pid: 4, ppid: 8, ts_ns: 16, size: 24 },
+  proc: { kind: 0, flags: 1, pid: 4, ppid: 8, ts_ns: 16, comm: 24, size: 40 },
   thread: { kind: 0, pid: 4, tid: 8, ptid: 12, ts_ns: 16, size: 24 },
   goroutine: { kind: 0, pid: 4, tid: 8, goid: 16, pgoid: 24, ts_ns: 32, size: 40 },
   stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, late: 40, size: 48 },
@@ -76,6 +76,12 @@ function ipv6Cached(b: Buffer, at: number): string {
 }
 
 /** u64 at `at` as a number: exact below 2^53, rounded above (event.ts says why that is enough). */
+/** A NUL-terminated string in a field of n bytes (a comm: the kernel's bytes, latin1). */
+function cString(b: Buffer, at: number, n: number): string {
+  const nul = b.indexOf(0, at);
+  return b.toString('latin1', at, nul < 0 || nul > at + n ? at + n : nul);
+}
+
 function u64(b: Buffer, at: number): number {
   return u32(b, at + 4) * 4294967296 + u32(b, at);
 }
@@ -159,6 +165,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         pid: b.readUInt32LE(at + LAYOUT.proc.pid),
         ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
         provisional: kind === K.exec && (b[at + LAYOUT.proc.flags] & PROC_PROVISIONAL) !== 0,
+        comm: cString(b, at + LAYOUT.proc.comm, LAYOUT.proc.size - LAYOUT.proc.comm),
       };
     case K.thread:
       need(size, LAYOUT.thread.size, 'thread');

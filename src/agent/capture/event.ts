@@ -61,6 +61,8 @@ export interface ProcessEvent {
    * it or `removePid` ends it (ST_PROC_PROVISIONAL). Always false for exit.
    */
   provisional: boolean;
+  /** For exec: the new image's name (comm, at most 15 bytes); what is left to select and name a process gone before the agent looked. '' for exit. */
+  comm: string;
 }
 
 /**
