@@ -75,13 +75,13 @@ function ipv6Cached(b: Buffer, at: number): string {
   return s;
 }
 
-/** u64 at `at` as a number: exact below 2^53, rounded above (event.ts says why that is enough). */
-/** A NUL-terminated string in a field of n bytes (a comm: the kernel's bytes, latin1). */
+/** A NUL-terminated string in a field of n bytes (a comm: the kernel's bytes, latin1 as /proc's stat is read). */
 function cString(b: Buffer, at: number, n: number): string {
   const nul = b.indexOf(0, at);
   return b.toString('latin1', at, nul < 0 || nul > at + n ? at + n : nul);
 }
 
+/** u64 at `at` as a number: exact below 2^53, rounded above (event.ts says why that is enough). */
 function u64(b: Buffer, at: number): number {
   return u32(b, at + 4) * 4294967296 + u32(b, at);
 }
