@@ -344,6 +344,15 @@ test('a process gone before the agent decided is selected by its exec event\'s c
     assert.equal(all.sel.onExec(604, 1, true, 'noisy'), false, 'exiting, denied by its comm');
     assert.deepEqual(all.removed, [602, 603, 777, 604]);
 
+    // Its environment is taken for its parent's: kept when the parent was selected by it.
+    writeProc(root, 800, { comm: 'sh', flags: 0, environ: 'OTEL_SERVICE_NAME=orders\0', cmdline: 'sh\0', exe: '/bin/sh' });
+    const inherit = selectorAt(root, {});
+    assert.equal(inherit.sel.onExec(801, 800, true, 'curl'), true, 'a parent selected by its environment');
+    assert.equal(inherit.sel.service(801), 'orders');
+    const otherEnv = selectorAt(root, { trace_envset: ['TRACE_ME'] });
+    assert.equal(otherEnv.sel.onExec(801, 800, true, 'curl'), false, 'a parent with a service name but not selected');
+    assert.equal(otherEnv.sel.service(801), 'orders', 'named by it all the same');
+
     // The pid of a process a scan saw (now in the past) is not taken for the new one's.
     const env = selectorAt(root, {});
     writeProc(root, 701, { comm: 'old', flags: 0, environ: 'DD_SERVICE=orders\0', cmdline: 'old\0', exe: '/bin/sleep' });
@@ -353,7 +362,7 @@ test('a process gone before the agent decided is selected by its exec event\'s c
     env.sel.scan();
     assert.equal(env.sel.onExec(701, 1, true, 'fresh'), false, 'not the old process\'s environment');
     assert.equal(env.sel.service(701), 'fresh');
-    for (const x of [byName, all, env]) x.sel.close();
+    for (const x of [byName, all, inherit, otherEnv, env]) x.sel.close();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

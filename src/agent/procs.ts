@@ -163,20 +163,20 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
 
   const deniedPid = (pid: number) => (opts.denyPids ? [...opts.denyPids()].includes(pid) : false);
 
-  /** Selection of a process known by its comm alone (it exited): by name, or all; never added to the kernel. */
-  function selectByComm(pid: number, comm: string): SelectionReason {
-    if (!comm) return 'none';
-    if (deniedPid(pid) || denyComm.has(comm)) return 'denied';
-    if (opts.cfg.trace_all_process) return 'all';
-    return namesComm.has(comm) ? 'name' : 'none';
+  /**
+   * Selection of a process that exited before it was examined: its comm is all that is left of
+   * it, and its environment is taken for its parent's (inherited across fork and, as a rule,
+   * exec). Never added to the kernel: its pid may be reused.
+   */
+  function selectGone(pid: number, ppid: number, comm: string): SelectionReason {
+    if (deniedPid(pid) || (comm && denyComm.has(comm))) return 'denied';
+    if (opts.cfg.trace_all_process && comm) return 'all';
+    if (parentOf(ppid)?.reason === 'env') return 'env';
+    return comm && namesComm.has(comm) ? 'name' : 'none';
   }
 
-  /**
-   * Whether what a provisionally traced process did is kept: it is traced, or it is gone and
-   * was selected by its comm, or goes by a service from its (parent's) environment.
-   */
-  const kept = (info: ProcInfo) => info.traced
-    || (info.exited && info.reason !== 'denied' && (info.serviceFromEnv || info.reason === 'all' || info.reason === 'name'));
+  /** Whether what a provisionally traced process did is kept: it is traced, or it is gone and was selected. */
+  const kept = (info: ProcInfo) => info.traced || (info.exited && info.reason !== 'none' && info.reason !== 'denied');
 
   function parentOf(ppid: number): ProcInfo | undefined {
     if (ppid > 0 && !procs.has(ppid)) update(ppid, false); // a scan may reach the child first
@@ -204,12 +204,12 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (old && old.startTime === st.startTime && old.serviceFromEnv) {
       return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm], exited: true };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: selectByComm(pid, st.comm), ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: selectGone(pid, st.ppid, st.comm), ...lentService(st.ppid, st.comm) };
   }
 
   /** A process reaped before anything of it could be read: its exec event's comm and its parent. */
   function examineReaped(pid: number, ppid: number, comm: string): ProcInfo {
-    return { pid, startTime: '', comm, names: comm ? [comm] : [], exe: '', exited: true, traced: false, reason: selectByComm(pid, comm), ...lentService(ppid, comm) };
+    return { pid, startTime: '', comm, names: comm ? [comm] : [], exe: '', exited: true, traced: false, reason: selectGone(pid, ppid, comm), ...lentService(ppid, comm) };
   }
 
   /** old: what this pid was examined as before, if anything. */
@@ -295,13 +295,15 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       }
       // On an exec event the process may already be gone: its exit event, which comes after
       // its data in the stream, will untrack it; until then its spans keep its names. One
-      // examined before (the shell that exec'd it) keeps what it was traced or named by; else
-      // (an untraced image before, or what a scan saw of an earlier process with its pid) it
-      // goes by its exec event's comm and its parent's service.
+      // traced before (the shell that exec'd it) stays so; one examined untraced before is
+      // selected afresh as gone, keeping a service its environment named; one never
+      // examined (or what a scan saw of an earlier process with its pid) goes by its exec
+      // event's comm and its parent's service.
       let known = procs.get(pid);
-      if (known && !known.traced && !known.serviceFromEnv && comm && known.comm !== comm) {
-        known = examineReaped(pid, ppid, comm);
-        procs.set(pid, known); // untraced before and after: nothing to count or tell
+      if (known && !known.traced) {
+        const fresh = examineReaped(pid, ppid, comm || known.comm);
+        if (known.serviceFromEnv) { fresh.service = known.service; fresh.serviceFromEnv = true; }
+        procs.set(pid, (known = fresh)); // untraced before and after: nothing to count or tell
       } else if (!known) {
         const last = gone.get(pid);
         known = last && (!comm || last.comm === comm) ? last : examineReaped(pid, ppid, comm);
