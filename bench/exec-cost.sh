@@ -5,13 +5,18 @@
 # as the agent runs it) and the same loader without that flag (OFF), alternated ROUNDS times.
 # Prints per exec: the loop's wall time (fork + exec + wait of /bin/true), the agent's and the
 # loader's CPU (including everything else they do meanwhile: stats, the /proc scan every
-# second), and how many events of the execs the agent dropped (rejected).
-# Usage: bench/exec-cost.sh [ROUNDS] [N]     (root; npm run build first)
+# second), and how many events of the execs the agent dropped (rejected). LOOPS shells run the
+# N execs between them, in parallel (more than one: the agent gets several execs per batch).
+# AGENT_JS: another compiled agent to measure (e.g. an older commit's, built with
+# `npx tsc -p . --outDir dist-old` inside the checkout, so that it finds node_modules).
+# Usage: bench/exec-cost.sh [ROUNDS] [N] [LOOPS]     (root; npm run build first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/agent-lib.sh # wait_agent, agent_cmd, metric, cpu_ticks
 ROUNDS=${1:-3}
 N=${2:-3000}
+LOOPS=${3:-1}
+N=$((N / LOOPS * LOOPS))
 TMP=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -25,7 +30,7 @@ EOF2
 chmod +x "$TMP/off"
 OTEL_SERVICE_NAME=bench-idle sleep 100000 &
 pids+=($!)
-agent_cmd dist
+agent_cmd "${AGENT_JS:-dist}" # AGENT_JS: another build of the agent to compare
 hz=$(getconf CLK_TCK)
 printf '%-5s %6s %12s %12s %12s %10s\n' mode round 'µs/exec' 'agent µs' 'loader µs' 'rejected'
 for r in $(seq "$ROUNDS"); do
@@ -41,7 +46,12 @@ for r in $(seq "$ROUNDS"); do
     sleep 1
     a0=$(cpu_ticks "$apid"); l0=$(cpu_ticks "$lpid")
     t0=$(date +%s%N)
-    bash -c "for ((i = 0; i < $N; i++)); do /bin/true; done"
+    loops=()
+    for ((j = 0; j < LOOPS; j++)); do
+      bash -c "for ((i = 0; i < $N / $LOOPS; i++)); do /bin/true; done" &
+      loops+=($!)
+    done
+    wait "${loops[@]}"
     t1=$(date +%s%N)
     sleep 1 # the agent's decisions about the last ones
     a1=$(cpu_ticks "$apid"); l1=$(cpu_ticks "$lpid")

@@ -85,6 +85,17 @@ test('env set, name set, deny list: selected as the seed says', async () => {
   sel.close();
 });
 
+test('an environment larger than the read buffer (64 KiB) is read whole', async () => {
+  const pad = 'x'.repeat(60_000); // one string may not exceed 128 KiB (MAX_ARG_STRLEN)
+  const big = proc('svc-big', { BIG1: pad, BIG2: pad, BIG3: pad, DD_SERVICE: 'after-the-big-one' });
+  await settle();
+  const { sel, added } = selector({});
+  sel.scan();
+  assert.ok(added.includes(big.pid!));
+  assert.equal(sel.service(big.pid!), 'after-the-big-one');
+  sel.close();
+});
+
 test('trace_all_process: everything but the deny list, the agent itself and kernel threads', async () => {
   const plain = proc('anything');
   const datakitEbpf = proc('datakit-ebpf');
