@@ -37,6 +37,8 @@ export interface TraceOpts {
   external?: boolean;
   /** Items fetched in parallel from inventory (fan-out). */
   items?: number;
+  /** frontend also calls ledger itself (POST /audit): a call that skips a column of the service map. */
+  audit?: boolean;
 }
 
 interface Ctx { r: () => number; traceId: string; ebpfTraceId: string; spans: LinkedSpan[]; opts: TraceOpts }
@@ -95,7 +97,7 @@ export function checkoutTrace(opts: TraceOpts): LinkedSpan[] {
   const t0 = opts.startUs;
   const cartUs = jitter(2500), invUs = jitter(1800), payUs = jitter(opts.error ? 9000 : 6000), ledgerUs = jitter(2200);
   const items = opts.items ?? 3;
-  const total = 400 + cartUs + 200 + invUs * 1.2 + 300 + payUs + 500 + (opts.external ? 1500 : 0);
+  const total = 400 + cartUs + 200 + invUs * 1.2 + 300 + payUs + 500 + (opts.external ? 1500 : 0) + (opts.audit ? 900 : 0);
   const root = span(ctx, 'frontend', 'entry', {
     parentId: '', startUs: t0, durationUs: total, resource: 'GET /checkout', status: opts.error ? 500 : 200,
     reqSeq: Math.floor(r() * 0xffffffff), respSeq: Math.floor(r() * 0xffffffff),
@@ -116,7 +118,9 @@ export function checkoutTrace(opts: TraceOpts): LinkedSpan[] {
       respSeq: Math.floor(r() * 0xffffffff), threadGroup: root.threadGroup, tid: root.tid,
       peer: { host: '', ip: '198.51.100.9', port: 443, pid: 0, process: '' },
     });
+    t += 1500;
   }
+  if (opts.audit) call(ctx, root, 'ledger', 'POST /audit', t, 600);
   return ctx.spans.sort((a, b) => a.startUs - b.startUs);
 }
 

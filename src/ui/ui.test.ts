@@ -276,6 +276,31 @@ describe('web UI in Chromium', () => {
     await page.close();
   });
 
+  test('service map: a call that skips a column arcs above the nodes; no label covers a node or another label', async () => {
+    // Three days back, out of every other test's time range: frontend → ledger skips the
+    // column of cart, inventory and payments (its label sat on inventory's box).
+    const startUs = nowUs - 72 * 3600e6;
+    await server.post(checkoutTrace({ startUs, seed: 777, audit: true }).map(toEbpf));
+    await storedTraces(1, { service: 'frontend', startUs: startUs - 1, endUs: startUs + 60e6 });
+    const page = await open(`/map?lookback=custom&start=${startUs - 60e6}&end=${startUs + 60e6}`);
+    await page.waitForSelector('.service-map .edge-label[data-edge="frontend→ledger"]');
+    const boxes = await page.$$eval('.service-map .node > rect:first-child, .service-map .edge-label > rect', (els) => els.map((e) => {
+      const r = e.getBoundingClientRect();
+      return { what: (e.parentElement!.getAttribute('data-service') ?? e.parentElement!.getAttribute('data-edge'))!, x: r.x, y: r.y, w: r.width, h: r.height };
+    }));
+    assert.equal(boxes.length, 5 + 5, 'five services, five calls');
+    const svg = (await page.locator('.service-map').boundingBox())!;
+    for (const [i, a] of boxes.entries()) {
+      assert.ok(a.y >= svg.y && a.y + a.h <= svg.y + svg.height, `${a.what} inside the map`);
+      for (const b of boxes.slice(i + 1)) {
+        const apart = a.x + a.w <= b.x || b.x + b.w <= a.x || a.y + a.h <= b.y || b.y + b.h <= a.y;
+        assert.ok(apart, `${a.what} and ${b.what} overlap`);
+      }
+    }
+    assert.deepEqual(pageErrors(page), []);
+    await page.close();
+  });
+
   test('live: a trace stored while the search is open appears without a reload', async () => {
     const page = await open('/search?service=frontend');
     await page.waitForSelector('.trace-row');

@@ -82,15 +82,35 @@ function draw(box, edges, seconds) {
   const perLayer = new Map();
   for (const { layer } of lay.values()) perLayer.set(layer, (perLayer.get(layer) ?? 0) + 1);
   for (const [l, n] of perLayer) { layers = Math.max(layers, l + 1); rowsMax = Math.max(rowsMax, n); }
+  // Calls that skip a column arc above the nodes (a straight curve would run through the
+  // nodes between, its label over one of them), calls back to an earlier column below them;
+  // each such arc a step further out than the one before, so that their labels stay apart.
+  const layerOf = (/** @type {string} */ s) => lay.get(s)?.layer ?? 0;
+  const over = edges.filter((e) => layerOf(e.child) - layerOf(e.parent) > 1);
+  const under = edges.filter((e) => e.parent !== e.child && layerOf(e.child) <= layerOf(e.parent));
+  const ARC = 70, ARC_STEP = 44;
+  const padTop = over.length ? ARC + ARC_STEP * (over.length - 1) : 0;
+  const padBottom = under.length ? ARC + ARC_STEP * (under.length - 1) : 0;
   const W = Math.max(640, layers * (NODE_W + COL_GAP) - COL_GAP + 80);
-  const H = Math.max(220, rowsMax * (NODE_H + ROW_GAP) + 80);
+  const H = Math.max(220, rowsMax * (NODE_H + ROW_GAP) + 80) + padTop + padBottom;
+  const bodyH = H - padTop - padBottom;
   /** @type {Map<string, {x: number, y: number}>} */
   const xy = new Map();
   for (const [s, { layer, order }] of lay) {
     const n = perLayer.get(layer) ?? 1;
     const colH = n * (NODE_H + ROW_GAP) - ROW_GAP;
-    xy.set(s, { x: 40 + layer * (NODE_W + COL_GAP), y: (H - colH) / 2 + order * (NODE_H + ROW_GAP) });
+    xy.set(s, { x: 40 + layer * (NODE_W + COL_GAP), y: padTop + (bodyH - colH) / 2 + order * (NODE_H + ROW_GAP) });
   }
+  /** The highest and lowest node edge in the columns from a's to b's. */
+  const span = (/** @type {string} */ a, /** @type {string} */ b) => {
+    const [l1, l2] = [layerOf(a), layerOf(b)].sort((x, y) => x - y);
+    let top = Infinity, bottom = -Infinity;
+    for (const [s, p] of xy) {
+      const l = layerOf(s);
+      if (l >= l1 && l <= l2) { top = Math.min(top, p.y); bottom = Math.max(bottom, p.y + NODE_H); }
+    }
+    return { top, bottom };
+  };
   const maxRate = Math.max(...edges.map((e) => e.callCount));
   let paths = '', labels = '';
   for (const e of edges) {
@@ -103,17 +123,25 @@ function draw(box, edges, seconds) {
       const x = a.x + NODE_W / 2, y = a.y;
       d = `M${x - 20},${y} C${x - 40},${y - 60} ${x + 40},${y - 60} ${x + 20},${y}`;
       lx = x; ly = y - 58;
+    } else if (over.includes(e)) {
+      // The arc's middle (where the label goes) is ARC + ARC_STEP × k above the columns' top.
+      const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x + NODE_W / 2, y2 = b.y;
+      const peak = span(e.parent, e.child).top - ARC + 17 - ARC_STEP * over.indexOf(e);
+      const ctl = (8 * peak - y1 - y2) / 6; // a cubic's middle: (y1 + 3 ctl + 3 ctl + y2) / 8
+      d = `M${x1},${y1} C${x1},${ctl} ${x2},${ctl} ${x2},${y2}`;
+      lx = (x1 + x2) / 2; ly = peak;
     } else if (b.x > a.x) {
       const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2;
       const c = (x2 - x1) / 2;
       d = `M${x1},${y1} C${x1 + c},${y1} ${x2 - c},${y2} ${x2},${y2}`;
       lx = (x1 + x2) / 2; ly = (y1 + y2) / 2;
     } else {
-      // A call back to an earlier column: arc below the nodes.
+      // A call back to an earlier column (or within one): arc below the nodes, as above.
       const x1 = a.x + NODE_W / 2, y1 = a.y + NODE_H, x2 = b.x + NODE_W / 2, y2 = b.y + NODE_H;
-      const dip = Math.max(y1, y2) + 50;
-      d = `M${x1},${y1} C${x1},${dip} ${x2},${dip} ${x2},${y2}`;
-      lx = (x1 + x2) / 2; ly = dip - 12;
+      const dip = span(e.parent, e.child).bottom + ARC - 17 + ARC_STEP * under.indexOf(e);
+      const ctl = (8 * dip - y1 - y2) / 6;
+      d = `M${x1},${y1} C${x1},${ctl} ${x2},${ctl} ${x2},${y2}`;
+      lx = (x1 + x2) / 2; ly = dip;
     }
     const title = `${e.parent} → ${e.child}: ${e.callCount} calls, ${e.errorCount} errors, p50 ${fmtDuration(e.p50Us)}, p99 ${fmtDuration(e.p99Us)}`;
     paths += `<path class="edge ${cls}" d="${d}" stroke-width="${width.toFixed(1)}" marker-end="url(#arrow${cls ? '-' + cls : ''})"><title>${esc(title)}</title></path>`;
