@@ -196,7 +196,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       }
       const key = threadKey(ev.pid, ev.tid, ev.goid);
       const server = c.role === ROLE_SERVER;
-      const threadGroup = server ? opts.groups.open(key, ev.pid) : opts.groups.join(key);
+      const rid = m.trace?.xRequestId ?? '';
+      const threadGroup = server ? opts.groups.open(key, ev.pid, rid) : opts.groups.join(key, ev.pid, rid);
       c.pending.push({
         req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
         inheritance: !server && threadGroup !== '' ? opts.groups.inheritance(key, threadGroup) : null,

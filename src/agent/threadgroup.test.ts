@@ -9,7 +9,7 @@ test('an exit on a thread with one open group joins it', () => {
   assert.equal(g.join(101), id);
   assert.equal(g.join(101), id, 'several exits join the same group');
   assert.equal(g.join(102), '', 'another thread joins nothing');
-  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1, inherited: 0, pooled: 0 });
+  assert.deepEqual(g.stats, { opened: 1, joined: 2, ambiguous: 0, alone: 1, byRequestId: 0, inherited: 0, pooled: 0 });
 });
 
 test('a closed group is never joined', () => {
@@ -31,6 +31,33 @@ test('several open groups on one thread (event loop): the exit joins none, count
   assert.equal(g.stats.ambiguous, 1);
   g.close(9, a, 0);
   assert.equal(g.join(9), b, 'once only one is left, exits join it');
+});
+
+test('with no single open group on its thread, an exit joins the open entry of its process with its X-Request-ID', () => {
+  const g = createThreadGroups(1n);
+  // an event loop (thread 9 of process 1) serving two requests a proxy's client tagged
+  const a = g.open(9, 1, 'rid-a');
+  const b = g.open(9, 1, 'rid-b');
+  const plain = g.open(9, 1);
+  assert.equal(g.join(9, 1, 'rid-b'), b);
+  assert.equal(g.join(9, 1, 'rid-a'), a);
+  assert.equal(g.join(9, 1), '', 'no id: ambiguous as before');
+  assert.equal(g.join(9, 1, 'rid-x'), '', 'an id no open entry carried');
+  assert.equal(g.join(9, 2, 'rid-a'), '', 'another process\'s entry is never joined');
+  assert.equal(g.join(33, 1, 'rid-a'), a, 'a worker thread with no group of its own');
+  assert.deepEqual([g.stats.byRequestId, g.stats.ambiguous, g.stats.alone], [3, 3, 0]);
+  g.close(9, a, 0);
+  assert.equal(g.join(33, 1, 'rid-a'), '', 'closed: never joined');
+  // the same id on two open entries selects neither; once one has closed, the other
+  const c = g.open(9, 1, 'rid-b');
+  assert.equal(g.join(33, 1, 'rid-b'), '');
+  g.close(9, b, 0);
+  assert.equal(g.join(33, 1, 'rid-b'), c);
+  g.close(9, plain, 0);
+  assert.equal(g.join(9, 1, 'rid-x'), c, 'a thread with one open group joins it, whatever the id');
+  g.dropProcess(1, 0);
+  assert.equal(g.join(33, 1, 'rid-b'), '', 'the process exited');
+  assert.equal(g.openCount(), 0);
 });
 
 test('goroutines are keyed by process and goroutine id, not tid', () => {

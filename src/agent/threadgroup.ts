@@ -12,6 +12,11 @@
 // has ended by then, while a pool's worker that the handler happened to start (pools start
 // workers lazily, on a submit) is still alive and may have run other requests' work meanwhile.
 // So exits that joined through an inheritance are held (settle) until that is decided.
+//
+// An exit whose thread has no single open group (an event loop with several, a worker thread
+// with none) joins by request id instead: the entry of its process, still open, whose request
+// carried the same `X-Request-ID` (a proxy passes on its client's: nginx by default), when
+// exactly one does. A value that two open entries of a process carry selects neither.
 import { randomBytes } from 'node:crypto';
 
 export interface ThreadGroupStats {
@@ -21,6 +26,8 @@ export interface ThreadGroupStats {
   ambiguous: number;
   /** Exits that found no open group. */
   alone: number;
+  /** Exits that joined (counted in `joined`) by X-Request-ID, their thread having no single open group. */
+  byRequestId: number;
   /** Threads created while their creator served exactly one entry. */
   inherited: number;
   /**
@@ -61,16 +68,23 @@ export interface Inheritance {
 }
 
 export interface ThreadGroups {
-  /** Open a group on thread `key` of process `pid`; returns its id (a u64 as a decimal string). */
-  open(key: ThreadKey, pid: number): string;
+  /**
+   * Open a group on thread `key` of process `pid`; returns its id (a u64 as a decimal string).
+   * requestId: the request's X-Request-ID ('' when it has none).
+   */
+  open(key: ThreadKey, pid: number, requestId?: string): string;
   /**
    * Close group `id` (opened on `key`) at `tsNs` (event time); it can never be joined again.
    * Its inheritances are decided: kept for threads that ended by `tsNs` + INHERIT_GRACE_NS,
    * dropped for the others, once advance() has passed that time.
    */
   close(key: ThreadKey, id: string, tsNs: number): void;
-  /** The group an exit started on `key` joins, or '' for none. */
-  join(key: ThreadKey): string;
+  /**
+   * The group an exit started on `key` of process `pid` joins, or '' for none: the thread's
+   * one open group, else the open group of `pid` whose entry carried `requestId` (its
+   * X-Request-ID) when exactly one did.
+   */
+  join(key: ThreadKey, pid?: number, requestId?: string): string;
   /**
    * The inheritance through which an exit on `key` joined group `id` (what join returned), when
    * it is not decided yet: such an exit is sent through settle(). Null when there is nothing to
@@ -219,7 +233,12 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (set.size === 0) keysOf.delete(was);
     }
   }
-  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0, inherited: 0, pooled: 0 };
+  const stats: ThreadGroupStats = { opened: 0, joined: 0, ambiguous: 0, alone: 0, byRequestId: 0, inherited: 0, pooled: 0 };
+  // pid and X-Request-ID → the open groups whose entries carried it (one, as a rule), and
+  // group → its key here, for its close. Only groups whose requests had the header.
+  const byRequestId = new Map<string, string[]>();
+  const requestKeyOf = new Map<string, string>();
+  const ridKey = (pid: number, requestId: string) => `${pid} ${requestId}`;
   // Group id → its inheritances, while the group is open (only groups whose thread created threads).
   const inheritors = new Map<string, Inheritance[]>();
   // Thread → its inheritances not decided yet (open groups, or closed and waiting for advance):
@@ -264,6 +283,15 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     // Not "return when the owner no longer lists it": a new thread that reused the owner's
     // tid has cleared its list (inherit), yet the group's inheritors must still leave it.
     removeFrom(key, id);
+    if (requestKeyOf.size > 0) {
+      const rk = requestKeyOf.get(id);
+      if (rk !== undefined) {
+        requestKeyOf.delete(id);
+        const list = byRequestId.get(rk)!;
+        if (list.length === 1) byRequestId.delete(rk);
+        else list.splice(list.indexOf(id), 1);
+      }
+    }
     if (inheritors.size > 0) {
       const inh = inheritors.get(id);
       if (inh) {
@@ -316,8 +344,15 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
 
   return {
     stats,
-    open(key, pid) {
+    open(key, pid, requestId = '') {
       const id = nextId();
+      if (requestId) {
+        const rk = ridKey(pid, requestId);
+        const list = byRequestId.get(rk);
+        if (list) list.push(id);
+        else byRequestId.set(rk, [id]);
+        requestKeyOf.set(id, rk);
+      }
       const o = openByThread.get(key);
       if (o) {
         if (o.n === 0) bind(key, pid); // a tid may now belong to another process
@@ -361,12 +396,23 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       }
       stats.inherited++;
     },
-    join(key) {
+    join(key, pid = 0, requestId = '') {
       const o = openByThread.get(key);
-      if (!o || o.n === 0) { stats.alone++; return ''; }
-      if (o.n > 1) { stats.ambiguous++; return ''; }
-      stats.joined++;
-      return o.only;
+      if (o && o.n === 1) {
+        stats.joined++;
+        return o.only;
+      }
+      if (requestId) {
+        const list = byRequestId.get(ridKey(pid, requestId));
+        if (list?.length === 1) {
+          stats.joined++;
+          stats.byRequestId++;
+          return list[0];
+        }
+      }
+      if (!o || o.n === 0) stats.alone++;
+      else stats.ambiguous++;
+      return '';
     },
     inheritance(key, id) {
       if (inheritors.size === 0) return null;

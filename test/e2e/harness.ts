@@ -392,6 +392,17 @@ export async function startAgent(scope: Scope, linker: { port: number }, o: Agen
   return { proc, host: o.host, metricsUrl };
 }
 
+/** An agent's /metrics: each seqtrace_agent_ metric, its samples (labels) summed. */
+export async function agentMetrics(agent: Agent): Promise<Record<string, number>> {
+  const text = await (await fetch(agent.metricsUrl)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^(seqtrace_agent_[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$/.exec(line);
+    if (m) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The services under test (fixtures/).
 
@@ -577,9 +588,10 @@ export async function runCurl(scope: Scope, o: {
     // Status, then curl's exit code and message: a request that got no response says why.
     const args = ['-sS', '-g', '-o', '/dev/null', '-w', '%{http_code} %{exitcode} %{errormsg}\\n', '--max-time', String(o.maxTimeS ?? 20)];
     if (!o.keepalive) args.push('-H', 'Connection: close');
-    for (const h of o.headers ?? []) args.push('-H', h);
+    // headers: `{id}` in a value becomes each request's id
+    const headers = (id: string) => (o.headers ?? []).flatMap((h) => ['-H', h.replace('{id}', id)]);
     // One curl process for the whole share: --next keeps the options per URL.
-    const urls = share.flatMap((id, i) => [...(i ? ['--next', ...args] : []), o.urlTemplate.replace('{id}', id)]);
+    const urls = share.flatMap((id, i) => [...(i ? ['--next', ...args] : []), ...headers(id), o.urlTemplate.replace('{id}', id)]);
     const out = await runToEnd(scope, {
       name: o.name,
       cmd: 'sh',

@@ -4,11 +4,12 @@
 // trees.
 // nginx serves every connection on one event loop: with one request at a time its trees are
 // exact; with several in flight nothing says which request a backend call serves, so the test
-// asserts that nothing is linked wrongly and counts what stays unlinked (docs/e2e.md).
+// asserts that nothing is linked wrongly and counts what stays unlinked (docs/e2e.md), unless
+// the clients send X-Request-ID, which nginx passes on: exact trees again.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
+  agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
   startApache, startNginx, startPyService, startTracing, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
@@ -132,5 +133,22 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
     const report = assertNothingWrong(traces, expected, 'nginx');
     console.log(`nginx under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} nginx entry→exit links left open, none wrong`);
+  });
+
+  it('curl → nginx → Python, 30 requests from 6 clients sending X-Request-ID (nginx passes it on): exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `ngr-client-${t}`, py: `ngr-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}` });
+    const ids = requestIds(scope, 'r', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+    const before = (await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total;
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 6, headers: ['X-Request-ID: {id}-7f3a'] });
+    expectStatuses(run, ids, (id) => id.startsWith('fail') ? 500 : 200);
+    const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
+    const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+    const joins = ((await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total) - before;
+    console.log(`nginx under concurrency with X-Request-ID: ${joins} of ${ids.length} exits joined by it`);
   });
 });

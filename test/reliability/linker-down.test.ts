@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  assertRoot, closeScope, ebpfSkipReason, expectStatuses, freePort, newScope, requestIds, runPyClient, SEQTRACE,
+  agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, freePort, newScope, requestIds, runPyClient, SEQTRACE,
   sleep, startAgent, startProcess, startPyService, subdir, type Agent, type Linker, type Scope,
 } from '../e2e/harness.js';
 import { assertExactTraces, hop, requestIdOf, totalSpans, waitForTraces, type Expect } from '../e2e/trees.js';
@@ -25,16 +25,6 @@ async function startLinkerAt(scope: Scope, dir: string, port: number): Promise<L
     readyCheck: async () => (await fetch(`${url}/api/services`)).ok, readyTimeoutMs: 20_000,
   });
   return { proc, url, port };
-}
-
-async function agentMetrics(agent: Agent): Promise<Record<string, number>> {
-  const text = await (await fetch(agent.metricsUrl)).text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^(seqtrace_agent_[a-z_]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$/.exec(line);
-    if (m) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
-  }
-  return out;
 }
 
 describe('reliability: the linker stops and comes back mid-run', { skip }, () => {

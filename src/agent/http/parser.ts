@@ -12,7 +12,7 @@
 // several calls are copied into one bounded buffer (MAX_HEADER_BYTES), lent to the parser
 // until the head is complete.
 
-/** Header values that carry trace context; filled only when one is present. */
+/** Header values that carry trace context (and X-Request-ID); filled only when one is present. */
 export interface TraceHeaders {
   traceparent?: string;
   tracestate?: string;
@@ -26,6 +26,8 @@ export interface TraceHeaders {
   ddParentId?: string;
   ddSamplingPriority?: string;
   sw8?: string;
+  /** X-Request-ID: not a trace context, but what a proxy passes on (thread groups join by it). */
+  xRequestId?: string;
 }
 
 export interface HttpMessage {
@@ -125,6 +127,7 @@ const HEADER_IDS = new Map<string, [H, keyof TraceHeaders | null]>([
   ['x-datadog-parent-id', [H.Trace, 'ddParentId']],
   ['x-datadog-sampling-priority', [H.Trace, 'ddSamplingPriority']],
   ['sw8', [H.Trace, 'sw8']],
+  ['x-request-id', [H.Trace, 'xRequestId']],
 ]);
 // By name length: the candidates' lower-case bytes, compared in place (no string per header).
 const HEADERS_BY_LENGTH: ([Buffer, [H, keyof TraceHeaders | null]][] | undefined)[] = [];
