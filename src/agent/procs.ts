@@ -220,7 +220,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     if (old && old.startTime === st.startTime && old.serviceFromEnv) {
       return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm], exited: true };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: selectGone(pid, st.ppid, st.comm), ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: (st.flags & PF_KTHREAD) !== 0 ? 'denied' : selectGone(pid, st.ppid, st.comm), ...lentService(st.ppid, st.comm) };
   }
 
   /** A process reaped before anything of it could be read: its exec event's comm and its parent. */
