@@ -185,6 +185,19 @@ test('thread groups across connections', async (tt) => {
     assert.equal(spans[0].threadGroup, '');
     assert.equal(groups.stats.ambiguous, 1);
   });
+  await tt.test('event loop: the exit carrying an open entry\'s X-Request-ID joins that entry', () => {
+    const { t, spans, groups } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a', 'X-Request-ID: rid-a\r\n'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b', 'x-request-id: rid-b\r\n'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out-b', 'X-Request-Id: rid-b\r\n'), seq: 1, t: 3, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: RESP(), seq: 1, t: 5, tid: 7 }));
+    const [out, b] = spans;
+    assert.equal(out.threadGroup, b.threadGroup, 'joined by the header (any case)');
+    assert.notEqual(b.threadGroup, '');
+    assert.equal(groups.stats.byRequestId, 1);
+    assert.deepEqual([out.attrs.http_request_id, b.attrs.http_request_id], ['rid-b', 'rid-b'], 'on the span, to search by');
+  });
 });
 
 test('calls before any request start on a connection are ignored until one comes', () => {

@@ -73,6 +73,8 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
     if (f.partialStatus) attrs.response_status_seen = f.partialStatus;
   }
   if (f.ctx?.traceState) attrs.app_trace_state = f.ctx.traceState;
+  // What users search their logs by: with it a trace is found in Jaeger or Tempo by tag.
+  if (req.trace?.xRequestId) attrs.http_request_id = req.trace.xRequestId;
   return {
     host: f.host,
     kind: f.kind,
