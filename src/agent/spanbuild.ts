@@ -73,8 +73,10 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
     if (f.partialStatus) attrs.response_status_seen = f.partialStatus;
   }
   if (f.ctx?.traceState) attrs.app_trace_state = f.ctx.traceState;
-  // What users search their logs by: with it a trace is found in Jaeger or Tempo by tag.
-  if (req.trace?.xRequestId) attrs.http_request_id = req.trace.xRequestId;
+  // What users search their logs by: with it a trace is found in Jaeger or Tempo by tag. Ids
+  // are short (a UUID: 36); a longer value is no id, and cut it would find nothing.
+  const rid = req.trace?.xRequestId;
+  if (rid && rid.length <= 256) attrs.http_request_id = rid;
   return {
     host: f.host,
     kind: f.kind,
