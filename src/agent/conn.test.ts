@@ -198,6 +198,54 @@ test('thread groups across connections', async (tt) => {
     assert.equal(groups.stats.byRequestId, 1);
     assert.deepEqual([out.attrs.http_request_id, b.attrs.http_request_id], ['rid-b', 'rid-b'], 'on the span, to search by');
   });
+  // nginx's `proxy_set_header X-Request-ID $request_id; add_header X-Request-ID $request_id;`:
+  // the id is in the upstream request and the entry's response, not in the entry's request.
+  const RESP_ID = (rid: string) => `HTTP/1.1 200 X\r\nX-Request-ID: ${rid}\r\nContent-Length: 2\r\n\r\nok`;
+  const twoOpen = (t: ReturnType<typeof table>['t']) => {
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out', 'X-Request-ID: made-by-b\r\n'), seq: 1, t: 3, tid: 7 }));
+  };
+  await tt.test('event loop: an exit whose X-Request-ID an entry of its process answers with waits for it and joins it', () => {
+    const { t, spans, groups } = table();
+    twoOpen(t);
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    assert.equal(spans.length, 0, 'complete, held for the answer');
+    t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('made-by-b'), seq: 1, t: 5, tid: 7 }));
+    const [out, b] = spans;
+    assert.deepEqual([out.kind, out.httpRoute, b.kind, b.httpRoute], ['exit', '/out', 'entry', '/b']);
+    assert.equal(out.threadGroup, b.threadGroup);
+    assert.notEqual(b.threadGroup, '');
+    assert.equal(t.stats.answeredRequestIds, 1);
+    assert.equal(groups.stats.ambiguous, 1, 'its thread could not tell');
+  });
+  await tt.test('event loop: the answer may come first (a proxy streams the upstream\'s head on)', () => {
+    const { t, spans } = table();
+    twoOpen(t);
+    t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('made-by-b'), seq: 1, t: 4, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 5, tid: 7 }));
+    const [b, out] = spans;
+    assert.equal(out.threadGroup, b.threadGroup);
+    assert.notEqual(b.threadGroup, '');
+  });
+  await tt.test('event loop: an exit nobody answers for is sent without a group after a second', () => {
+    const { t, spans } = table();
+    twoOpen(t);
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('another'), seq: 1, t: 5, tid: 7 }));
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 6, tid: 7 }));
+    assert.deepEqual(spans.map((x) => x.httpRoute), ['/b', '/a'], 'held');
+    t.onData(ev({ sock: 9, dir: 'recv', data: REQ('/later'), seq: 1, t: 1_000_004, tid: 8 }));
+    assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/b', spans[0].threadGroup], ['/a', spans[1].threadGroup], ['/out', '']]);
+    assert.equal(t.stats.answeredRequestIds, 0);
+  });
+  await tt.test('event loop: held exits are sent when the agent stops', () => {
+    const { t, spans } = table();
+    twoOpen(t);
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    t.clear();
+    assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/out', '']]);
+  });
 });
 
 test('calls before any request start on a connection are ignored until one comes', () => {

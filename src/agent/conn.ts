@@ -11,7 +11,10 @@
 // A span is emitted the moment its response is complete (not when the next request starts:
 // DataKit's defect §3.10 held spans 10–20 s), except an exit of a thread that a handler
 // started, which waits until that handler's request has ended (and, for a pool's worker,
-// ≈ 0.25–0.6 s more: threadgroup.ts, settle). A connection that ends before the response gives
+// ≈ 0.25–0.6 s more: threadgroup.ts, settle), and an event loop's exit with an X-Request-ID
+// that no open entry's request carried, which waits (up to RID_HOLD_NS) for an entry of its
+// process to answer with that id: a proxy that makes the id itself sends it upstream and
+// back to its client (nginx's `$request_id`). A connection that ends before the response gives
 // a failed span (status error, http_status_code 0).
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
@@ -62,6 +65,8 @@ export interface ConnStats {
   failedSpans: number;
   /** Requests dropped: connection evicted, or too many pipelined. */
   droppedExchanges: number;
+  /** Exits of an event loop joined to the entry of their process that answered with their X-Request-ID. */
+  answeredRequestIds: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;
   /** Calls whose bytes had all been seen already (ignored). */
@@ -85,6 +90,10 @@ interface Exchange {
   respSeq: number;
   respStatus: number;
   respBytes: number;
+  /** An exit waiting for an entry of its process to answer with its X-Request-ID: its key in ridWaiting, else ''. */
+  ridKey: string;
+  /** Such an exit's span, once complete, until then (or RID_HOLD_NS). */
+  held: EbpfSpan | null;
 }
 
 interface Conn {
@@ -114,6 +123,11 @@ interface Conn {
    */
   early: DataEvent[] | null;
 }
+
+/** How long an exit waits, once complete, for an entry to answer with its X-Request-ID (stream time). */
+const RID_HOLD_NS = 1_000_000_000;
+/** Most exits waiting so at once; more are sent as they are. */
+const RID_WAIT_MAX = 4096;
 
 /** How many reads a connection holds for a request not seen yet, and for how long (stream time). */
 const EARLY_MAX = 4;
@@ -150,8 +164,56 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
+    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
+  // pid and X-Request-ID → exits waiting for an entry of that process to answer with it, and
+  // the complete ones among them in the order their wait ends.
+  const ridWaiting = new Map<string, Exchange[]>();
+  let ridWaits = 0;
+  const ridHeld: Array<{ ex: Exchange; untilNs: number }> = [];
+
+  function unwait(ex: Exchange): void {
+    const key = ex.ridKey;
+    ex.ridKey = '';
+    const list = ridWaiting.get(key);
+    const at = list ? list.indexOf(ex) : -1;
+    if (at < 0) return;
+    ridWaits--;
+    if (list!.length === 1) ridWaiting.delete(key);
+    else list!.splice(at, 1);
+  }
+
+  /** Held exits whose wait is over by `nowNs` are sent without a group (all of them: -1). */
+  function releaseHeld(nowNs: number): void {
+    while (ridHeld.length > 0 && (nowNs < 0 || ridHeld[0].untilNs <= nowNs)) {
+      const { ex } = ridHeld.shift()!;
+      const span = ex.held;
+      if (!span) continue; // answered meanwhile
+      ex.held = null;
+      unwait(ex);
+      opts.onSpan(span);
+    }
+  }
+
+  /** An entry of process `pid` answers with X-Request-ID `rid`: the exits waiting for it join its group. */
+  function answered(pid: number, rid: string, group: string): void {
+    const key = `${pid} ${rid}`;
+    const list = ridWaiting.get(key);
+    if (!list) return;
+    ridWaiting.delete(key);
+    ridWaits -= list.length;
+    for (const ex of list) {
+      ex.ridKey = '';
+      ex.threadGroup = group;
+      stats.answeredRequestIds++;
+      const span = ex.held;
+      if (span) {
+        ex.held = null;
+        span.threadGroup = group;
+        opts.onSpan(span);
+      }
+    }
+  }
 
   function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: number): void {
     const server = c.role === ROLE_SERVER;
@@ -178,7 +240,10 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     });
     stats.spans++;
     if (!resp) stats.failedSpans++;
-    if (ex.inheritance) {
+    if (ex.ridKey) {
+      ex.held = span;
+      ridHeld.push({ ex, untilNs: endNs + RID_HOLD_NS });
+    } else if (ex.inheritance) {
       opts.groups.settle(ex.inheritance, (keep) => {
         if (!keep) span.threadGroup = '';
         opts.onSpan(span);
@@ -198,12 +263,22 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       const server = c.role === ROLE_SERVER;
       const rid = m.trace?.xRequestId ?? '';
       const threadGroup = server ? opts.groups.open(key, ev.pid, rid) : opts.groups.join(key, ev.pid, rid);
-      c.pending.push({
+      const ex: Exchange = {
         req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
         inheritance: !server && threadGroup !== '' ? opts.groups.inheritance(key, threadGroup) : null,
         ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
-        respSeq: -1, respStatus: 0, respBytes: 0,
-      });
+        respSeq: -1, respStatus: 0, respBytes: 0, ridKey: '', held: null,
+      };
+      // An event loop's call with an id no open entry's request had: maybe one its entry will
+      // answer with (the proxy made it).
+      if (!server && threadGroup === '' && rid !== '' && ridWaits < RID_WAIT_MAX && opts.groups.openOn(key) > 1) {
+        ex.ridKey = `${ev.pid} ${rid}`;
+        const list = ridWaiting.get(ex.ridKey);
+        if (list) list.push(ex);
+        else ridWaiting.set(ex.ridKey, [ex]);
+        ridWaits++;
+      }
+      c.pending.push(ex);
       return false;
     },
     onEnd() {
@@ -222,6 +297,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       }
       if (ex.respSeq < 0) ex.respSeq = m.seq;
       if (m.status >= 200 || m.status === 0) ex.respStatus = m.status;
+      if (ridWaits > 0 && c.role === ROLE_SERVER && ex.threadGroup && m.trace?.xRequestId) answered(ex.pid, m.trace.xRequestId, ex.threadGroup);
       return ex.req.method === 'HEAD';
     },
     onEnd(m, c) {
@@ -236,6 +312,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   function dropExchange(c: Conn, ex: Exchange): void {
     if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup, latestNs);
+    if (ex.ridKey) unwait(ex);
     stats.droppedExchanges++;
   }
 
@@ -321,6 +398,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     const c = conns.get(ev.sockId) ?? track(ev);
     c.lastNs = ev.tsNs;
     latestNs = ev.tsNs;
+    if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
     if (c.role === ROLE_UNKNOWN) {
       if (!looksLikeRequest(ev.head)) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
@@ -370,6 +448,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       if (mine) for (const c of [...mine]) end(c, tsNs);
     },
     expireIdle() {
+      releaseHeld(latestNs);
       const before = latestNs - idleNs;
       let n = 0;
       for (const c of conns.values()) {
@@ -383,6 +462,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       return n;
     },
     clear() {
+      releaseHeld(-1);
       for (const c of conns.values()) for (const ex of c.pending) dropExchange(c, ex);
       conns.clear();
       perPid.clear();

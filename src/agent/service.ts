@@ -345,7 +345,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
   r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);
-  r.collect(`${p}thread_group_request_id_joins_total`, 'exit spans that joined the open entry of their process carrying the same X-Request-ID, their thread having no single open group', 'counter', () => s().groups.byRequestId);
+  r.collect(`${p}thread_group_request_id_joins_total`, 'exit spans that joined the open entry of their process whose request or response carried the same X-Request-ID, their thread having no single open group', 'counter', () => s().groups.byRequestId + s().conns.answeredRequestIds);
   r.collect(`${p}thread_group_inherited_total`, 'threads created while their creator served one entry (they join its group until it closes)', 'counter', () => s().groups.inherited);
   r.collect(`${p}thread_group_pooled_total`, 'exits that joined an inherited group but were sent without it: their thread outlived the group (a pool\'s worker)', 'counter', () => s().groups.pooled);
   r.collect(`${p}thread_groups_open`, 'thread groups open now', 'gauge', openGroups);

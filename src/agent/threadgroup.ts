@@ -85,6 +85,8 @@ export interface ThreadGroups {
    * X-Request-ID) when exactly one did.
    */
   join(key: ThreadKey, pid?: number, requestId?: string): string;
+  /** Groups open on thread `key` (its own and inherited ones). */
+  openOn(key: ThreadKey): number;
   /**
    * The inheritance through which an exit on `key` joined group `id` (what join returned), when
    * it is not decided yet: such an exit is sent through settle(). Null when there is nothing to
@@ -413,6 +415,9 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
       if (!o || o.n === 0) stats.alone++;
       else stats.ambiguous++;
       return '';
+    },
+    openOn(key) {
+      return openByThread.get(key)?.n ?? 0;
     },
     inheritance(key, id) {
       if (inheritors.size === 0) return null;

@@ -519,13 +519,14 @@ export async function startApache(scope: Scope, o: { name: string; backend: stri
  * a race. Traced by name instead (trace_nameset = ["nginx"]); its service is then its process
  * name, `nginx`.
  */
-export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string }): Promise<Service> {
+export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
   const port = await freePort(host);
   const listen = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
-    .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '');
+    .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '')
+    .replaceAll('@LOCATION@', o.location ?? '');
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const proc = await startProcess(scope, {
     name: o.name,

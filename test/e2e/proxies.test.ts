@@ -5,7 +5,8 @@
 // nginx serves every connection on one event loop: with one request at a time its trees are
 // exact; with several in flight nothing says which request a backend call serves, so the test
 // asserts that nothing is linked wrongly and counts what stays unlinked (docs/e2e.md), unless
-// the clients send X-Request-ID, which nginx passes on: exact trees again.
+// the clients send X-Request-ID, which nginx passes on, or nginx makes one and returns it to
+// its clients: exact trees again.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -150,5 +151,24 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assertExactTraces(traces, expected);
     const joins = ((await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total) - before;
     console.log(`nginx under concurrency with X-Request-ID: ${joins} of ${ids.length} exits joined by it`);
+  });
+
+  it('curl → nginx making its own X-Request-ID (upstream and back to the client) → Python, 30 requests from 6 clients: exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `ngm-client-${t}`, py: `ngm-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    // As NGINX's own tracing guide has it.
+    const location = 'proxy_set_header X-Request-ID $request_id; add_header X-Request-ID $request_id always;';
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${py.port}`, location });
+    const ids = requestIds(scope, 's', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+    const before = (await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total;
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 6 });
+    expectStatuses(run, ids, (id) => id.startsWith('fail') ? 500 : 200);
+    const expected = new Map(ids.map((id) => [id, proxyTree(names.client, 'nginx', names.py, id)]));
+    const shared = { services: ['nginx'], ports: [nginx.port, py.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+    const joins = (await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total - before;
+    console.log(`nginx making its own X-Request-ID under concurrency: ${joins} of ${ids.length} exits joined by it`);
   });
 });
