@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { describeSelection, startAgent, type Agent } from './service.js';
 import { startCapture as realStartCapture } from './capture/loader.js';
 import { bpfObjectsOf, tracedPids, waitFor } from './capture/testkit.js';
-import { loadConfig } from '../config/config.js';
+import { loadConfig, type AgentConfig } from '../config/config.js';
+import type { ProcessEvent } from './capture/event.js';
 import { decodeLineProtocol } from '../span/lineprotocol.js';
 import { validatePoints } from '../span/validate.js';
 import type { EbpfSpan } from '../span/span.js';
@@ -251,6 +252,27 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
 // client takes to start and call. (Without provisional tracing the selected client's request is
 // lost: it was made before the agent traced the process.) A process must still be there when
 // the agent decides: an exited one's environment cannot be read.
+/** An agent on the real capture whose event loop is busy with something else for 400 ms at each exec event `holdAt` picks. */
+async function agentHeldAtExecs(cfg: AgentConfig, holdAt: (e: ProcessEvent) => boolean): Promise<{ agent: Agent; held: () => number }> {
+  let held = 0;
+  const agent = await startAgent(cfg, {
+    flushIntervalMs: 100,
+    log: () => {},
+    startCapture: (o) => realStartCapture({
+      ...o,
+      onEvents: (evs) => {
+        if (evs.some((e) => e.kind === 'exec' && holdAt(e))) {
+          held++;
+          const until = Date.now() + 400;
+          while (Date.now() < until);
+        }
+        o.onEvents(evs);
+      },
+    }),
+  });
+  return { agent, held: () => held };
+}
+
 test('agent: a client traced from its exec keeps the request it sent before the agent decided; an unselected one leaves nothing', { skip }, async () => {
   const linker = await fakeLinker();
   const procs: ChildProcessWithoutNullStreams[] = [];
@@ -263,20 +285,7 @@ test('agent: a client traced from its exec keeps the request it sent before the 
       env: { ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' },
     });
     const clients = new Set<number>();
-    agent = await startAgent(cfg, {
-      flushIntervalMs: 100,
-      log: () => {},
-      startCapture: (o) => realStartCapture({
-        ...o,
-        onEvents: (evs) => {
-          if (evs.some((e) => e.kind === 'exec' && clients.has(e.pid))) {
-            const until = Date.now() + 400;
-            while (Date.now() < until); // busy with something else
-          }
-          o.onEvents(evs);
-        },
-      }),
-    });
+    ({ agent } = await agentHeldAtExecs(cfg, (e) => clients.has(e.pid)));
     // It calls at once, then waits to be told to exit: a process must still be there when the
     // agent decides, for its environment to be read.
     const call = `import http.client, sys; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '/front/quick'); c.getresponse().read(); print('called', flush=True); sys.stdin.readline()`;
@@ -335,22 +344,8 @@ test('agent: a client selected by its name and gone before the agent decided kee
         ENV_INPUT_EBPF_TRACE_NAMESET: 'quickcall',
       },
     });
-    let held = 0;
-    agent = await startAgent(cfg, {
-      flushIntervalMs: 100,
-      log: () => {},
-      startCapture: (o) => realStartCapture({
-        ...o,
-        onEvents: (evs) => {
-          if (evs.some((e) => e.kind === 'exec' && e.comm === 'quickcall')) {
-            held++;
-            const until = Date.now() + 400;
-            while (Date.now() < until); // busy with something else
-          }
-          o.onEvents(evs);
-        },
-      }),
-    });
+    let held: () => number;
+    ({ agent, held } = await agentHeldAtExecs(cfg, (e) => e.comm === 'quickcall'));
     const call = `import http.client; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '/front/gone'); c.getresponse().read()`;
     const client = spawn(join(dir, 'quickcall'), ['-c', call], { env: { PATH: '/usr/bin:/bin' } });
     const [code] = await once(client, 'exit');
@@ -361,7 +356,7 @@ test('agent: a client selected by its name and gone before the agent decided kee
       await new Promise((r) => setTimeout(r, 100));
       spans = linker.spans();
     }
-    assert.ok(held > 0, 'the agent was held at the client\'s exec');
+    assert.ok(held() > 0, 'the agent was held at the client\'s exec');
     const mine = spans.filter((s) => s.pid === client.pid);
     assert.equal(mine.length, 1, `the client's call: ${JSON.stringify(spans.map((s) => [s.pid, s.service, s.kind, s.resource]))}`);
     assert.equal(mine[0].kind, 'exit');
