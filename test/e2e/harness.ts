@@ -483,14 +483,14 @@ export async function startJavaService(scope: Scope, o: { name: string; downstre
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
-export async function startNodeService(scope: Scope, o: { name: string; downstreams: string[]; netns?: Netns }): Promise<Service> {
+export async function startNodeService(scope: Scope, o: { name: string; downstreams: string[]; netns?: Netns; forwardRequestId?: boolean }): Promise<Service> {
   const port = await freePort();
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: process.execPath,
     args: [join(FIXTURES, 'node-service.mjs')],
     netns: o.netns?.name,
-    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(',') }),
+    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), FORWARD_REQUEST_ID: o.forwardRequestId ? '1' : '0' }),
     readyPort: { host: '127.0.0.1', port },
   });
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };

@@ -1,7 +1,8 @@
 // End-to-end: a Node.js `http` service (one event loop thread) calling a Python service with
 // http.request over a keep-alive agent. One request at a time: exact trees. Several in
 // flight: the event loop interleaves them on one thread, so the agent cannot tell which
-// request an outgoing call serves; the test asserts that nothing is linked wrongly.
+// request an outgoing call serves; the test asserts that nothing is linked wrongly. Unless the
+// service passes its request's X-Request-ID on (as request-id middlewares do): exact trees.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -23,11 +24,11 @@ describe('e2e: Node.js http service', { skip }, () => {
   });
   after(() => closeScope(scope));
 
-  async function topology(label: string) {
+  async function topology(label: string, forwardRequestId = false) {
     const t = scope.tag;
     const names = { client: `${label}-client-${t}`, node: `${label}-node-${t}`, py: `${label}-py-${t}` };
     const py = await startPyService(scope, { name: names.py });
-    const node = await startNodeService(scope, { name: names.node, downstreams: [`${py.url}/py`] });
+    const node = await startNodeService(scope, { name: names.node, downstreams: [`${py.url}/py`], forwardRequestId });
     return { names, node };
   }
   const tree = (names: { client: string; node: string; py: string }, id: string) => {
@@ -54,5 +55,15 @@ describe('e2e: Node.js http service', { skip }, () => {
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     const report = assertNothingWrong(traces, expected, names.node);
     console.log(`node under concurrency: ${report.spans} spans, ${report.linked} links right, ${report.missing.length} of ${ids.length} node entry→exit links left open, none wrong`);
+  });
+
+  it('Python client → Node passing X-Request-ID on → Python, 30 requests from 6 clients: exact trees', async () => {
+    const { names, node } = await topology('ndr', true);
+    const ids = requestIds(scope, 'r', 30).map((id, i) => (i % 10 === 4 ? `fail${id}` : id));
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${node.url}/node/{id}`, ids, concurrency: 6, keepalive: true, headers: ['X-Request-ID: req-{id}'] });
+    expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
+    const expected = new Map(ids.map((id) => [id, tree(names, id)]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
   });
 });
