@@ -198,6 +198,17 @@ test('thread groups across connections', async (tt) => {
     assert.equal(groups.stats.byRequestId, 1);
     assert.deepEqual([out.attrs.http_request_id, b.attrs.http_request_id], ['rid-b', 'rid-b'], 'on the span, to search by');
   });
+  await tt.test('event loop: another request id header when configured (request_id_headers)', () => {
+    const { t, spans } = table({ requestIdHeaders: ['X-Correlation-ID'] });
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a', 'X-Correlation-ID: c-a\r\n'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b', 'X-Correlation-ID: c-b\r\n'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out-a', 'X-Correlation-ID: c-a\r\nX-Request-ID: c-b\r\n'), seq: 1, t: 3, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 5, tid: 7 }));
+    const [out, a] = spans;
+    assert.equal(out.threadGroup, a.threadGroup, 'by the configured header, X-Request-ID not looked at');
+    assert.equal(out.attrs.http_request_id, 'c-a');
+  });
   // nginx's `proxy_set_header X-Request-ID $request_id; add_header X-Request-ID $request_id;`:
   // the id is in the upstream request and the entry's response, not in the entry's request.
   const RESP_ID = (rid: string) => `HTTP/1.1 200 X\r\nX-Request-ID: ${rid}\r\nContent-Length: 2\r\n\r\nok`;

@@ -21,7 +21,7 @@
 // table at a time, when it is full).
 import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
-import { createParser, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
+import { createParser, headerTable, DEFAULT_HEADERS, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
 import { threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
@@ -46,6 +46,8 @@ export interface ConnTableOptions {
   maxPending?: number;
   /** A connection with no call for this long is forgotten by expireIdle() (default 120 s). */
   idleMs?: number;
+  /** Headers carrying a request id (`request_id_headers`; default X-Request-ID). */
+  requestIdHeaders?: readonly string[];
 }
 
 export interface ConnStats {
@@ -162,6 +164,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   // (short-lived clients, prefork children exiting, each walked every connection).
   const perPid = new Map<number, Set<Conn>>();
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
+  const headers = opts.requestIdHeaders ? headerTable(opts.requestIdHeaders) : DEFAULT_HEADERS;
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
     spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
@@ -405,8 +408,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         return;
       }
       c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-      c.reqParser = createParser(true, requestSink, c, parse);
-      c.respParser = createParser(false, responseSink, c, parse);
+      c.reqParser = createParser(true, requestSink, c, parse, headers);
+      c.respParser = createParser(false, responseSink, c, parse, headers);
     }
     const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
     // (a request still being written, its head cut short, is answered as it is: not early)

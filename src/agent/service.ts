@@ -132,7 +132,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     intervalMs: 0, // the timer starts once capture runs
   });
   const conns = createConnTable({
-    host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock,
+    host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock, requestIdHeaders: cfg.request_id_headers,
     onSpan: (span) => sender.send(span),
   });
 

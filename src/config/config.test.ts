@@ -91,6 +91,7 @@ const bad: [string, string, Record<string, string>, string[]][] = [
   ['bad ENV_HTTP_LISTEN', '', { ENV_HTTP_LISTEN: ':99999' }, ['ENV_HTTP_LISTEN', '":99999"', 'an address']],
   ['table twice', '[[inputs.ebpftrace]]\n[[inputs.ebpftrace]]', {}, ['[[inputs.ebpftrace]] appears 2 times']],
   ['string for number', '[[inputs.ebpftrace]]\nmax_batch_spans = "many"', {}, ['max_batch_spans', '"many"', 'a number']],
+  ['header name with a space', '', { ENV_INPUT_EBPF_REQUEST_ID_HEADERS: 'X-Request-ID,X Trace' }, ['ENV_INPUT_EBPF_REQUEST_ID_HEADERS', 'X Trace', 'header names']],
 ];
 
 for (const [name, text, env, fragments] of bad) {

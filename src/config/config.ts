@@ -54,6 +54,11 @@ export const AGENT_KEYS = {
   trace_nameset: { kind: 'list', default: [], env: 'ENV_INPUT_EBPF_TRACE_NAMESET', doc: 'trace processes with these names' },
   trace_namedenyset: { kind: 'list', default: [], env: 'ENV_INPUT_EBPF_TRACE_NAMEDENYSET', doc: 'never trace processes with these names (checked first)' },
   conv_to_ddtrace: { kind: 'bool', default: false, env: 'ENV_INPUT_EBPF_CONV_TO_DDTRACE', doc: 'convert application trace ids to Datadog form (base 10, 64-bit)' },
+  request_id_headers: {
+    kind: 'list', default: ['X-Request-ID'], env: 'ENV_INPUT_EBPF_REQUEST_ID_HEADERS',
+    check: (v: string[]) => (v.every((h) => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(h)) ? undefined : 'header names (letters, digits and !#$%&\'*+.^_`|~-)'),
+    doc: 'request headers carrying a request id: an event loop\'s calls are joined to the request they serve by it, and it is sent as http_request_id; empty: none',
+  },
   capture_bytes: {
     kind: 'bytes', default: 1024, env: 'ENV_INPUT_EBPF_CAPTURE_BYTES',
     check: (v: number) => (v >= 128 && v <= 4096 ? undefined : 'a size from 128 to 4096 bytes'), doc: 'first bytes of each message copied from the kernel',

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import assert from 'node:assert/strict';
-import { createParser, type Chunk, type HttpMessage, MAX_HEADER_BYTES } from './parser.js';
+import { createParser, headerTable, type Chunk, type HeaderTable, type HttpMessage, MAX_HEADER_BYTES } from './parser.js';
 
 interface Seen {
   heads: HttpMessage[];
@@ -180,6 +180,19 @@ test('trace headers are found case-insensitively; others are not kept', () => {
   const req = 'GET / HTTP/1.1\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nX-B3-TraceId:  abc \r\nAuthorization: Bearer secret\r\nX-DATADOG-TRACE-ID: 42\r\n\r\n';
   const r = run(true, calls([req.slice(0, 30), req.slice(30)]));
   assert.deepEqual(r.ends[0].trace, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', xB3TraceId: 'abc', ddTraceId: '42' });
+});
+
+test('request id headers: X-Request-ID by default, those of request_id_headers when configured', () => {
+  const req = 'GET / HTTP/1.1\r\nx-request-id: r-1\r\nX-Correlation-ID: c-1\r\n\r\n';
+  const parse = (headers?: HeaderTable) => {
+    const ends: HttpMessage[] = [];
+    const p = createParser(true, { onHead: () => false, onEnd: (m) => { ends.push(m); } }, undefined, undefined, headers);
+    for (const c of calls([req])) p.feed(c);
+    return ends[0].trace;
+  };
+  assert.deepEqual(parse(), { xRequestId: 'r-1' });
+  assert.deepEqual(parse(headerTable(['X-Correlation-ID'])), { xRequestId: 'c-1' });
+  assert.equal(parse(headerTable([])), null, 'none configured');
 });
 
 test('sequence numbers wrap at 2^32', () => {

@@ -26,7 +26,7 @@ export interface TraceHeaders {
   ddParentId?: string;
   ddSamplingPriority?: string;
   sw8?: string;
-  /** X-Request-ID: not a trace context, but what a proxy passes on (thread groups join by it). */
+  /** X-Request-ID (or another of `request_id_headers`): not a trace context, but what a proxy passes on (thread groups join by it). */
   xRequestId?: string;
 }
 
@@ -127,14 +127,28 @@ const HEADER_IDS = new Map<string, [H, keyof TraceHeaders | null]>([
   ['x-datadog-parent-id', [H.Trace, 'ddParentId']],
   ['x-datadog-sampling-priority', [H.Trace, 'ddSamplingPriority']],
   ['sw8', [H.Trace, 'sw8']],
-  ['x-request-id', [H.Trace, 'xRequestId']],
 ]);
-// By name length: the candidates' lower-case bytes, compared in place (no string per header).
-const HEADERS_BY_LENGTH: ([Buffer, [H, keyof TraceHeaders | null]][] | undefined)[] = [];
-for (const [k, def] of HEADER_IDS) (HEADERS_BY_LENGTH[k.length] ??= []).push([Buffer.from(k, 'latin1'), def]);
 
-function matchHeader(buf: Buffer, from: number, to: number): [H, keyof TraceHeaders | null] | null {
-  const cands = HEADERS_BY_LENGTH[to - from];
+/**
+ * The headers a parser looks for, by name length: the candidates' lower-case bytes, compared in
+ * place (no string per header). Made once per agent: the fixed ones above and the request id
+ * headers of its configuration (`request_id_headers`), whose value is `xRequestId`.
+ */
+export type HeaderTable = ([Buffer, [H, keyof TraceHeaders | null]][] | undefined)[];
+
+export function headerTable(requestIdHeaders: readonly string[]): HeaderTable {
+  const table: HeaderTable = [];
+  const add = (name: string, def: [H, keyof TraceHeaders | null]) => (table[name.length] ??= []).push([Buffer.from(name, 'latin1'), def]);
+  for (const [k, def] of HEADER_IDS) add(k, def);
+  for (const k of requestIdHeaders) if (!HEADER_IDS.has(k.toLowerCase())) add(k.toLowerCase(), [H.Trace, 'xRequestId']);
+  return table;
+}
+
+/** The table of the configuration's default. */
+export const DEFAULT_HEADERS = headerTable(['x-request-id']);
+
+function matchHeader(table: HeaderTable, buf: Buffer, from: number, to: number): [H, keyof TraceHeaders | null] | null {
+  const cands = table[to - from];
   if (!cands) return null;
   outer: for (const [name, def] of cands) {
     for (let i = 0; i < name.length; i++) {
@@ -226,9 +240,12 @@ export interface HttpParser {
   readonly stats: ParserStats;
 }
 
-/** A parser of requests (isRequest) or responses; `owner` is passed to the sink with each message. */
-export function createParser<T = undefined>(isRequest: boolean, sink: ParserSink<T>, owner?: T, stats: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 }): HttpParser {
-  return new Parser(isRequest, sink, owner as T, stats);
+/**
+ * A parser of requests (isRequest) or responses; `owner` is passed to the sink with each
+ * message; `headers`: the table of the headers to read (headerTable).
+ */
+export function createParser<T = undefined>(isRequest: boolean, sink: ParserSink<T>, owner?: T, stats: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 }, headers: HeaderTable = DEFAULT_HEADERS): HttpParser {
+  return new Parser(isRequest, sink, owner as T, stats, headers);
 }
 
 /**
@@ -260,6 +277,7 @@ class Parser<T> implements HttpParser {
     private readonly sink: ParserSink<T>,
     private readonly owner: T,
     readonly stats: ParserStats,
+    private readonly headers: HeaderTable,
   ) {}
 
   busy(): boolean {
@@ -394,7 +412,7 @@ class Parser<T> implements HttpParser {
       let nl = indexOfByte(buf, 10, colon + 1);
       if (nl < 0 || nl > to) nl = to;
       p = nl + 1;
-      const def = colon > pos ? matchHeader(buf, pos, colon) : null;
+      const def = colon > pos ? matchHeader(this.headers, buf, pos, colon) : null;
       if (!def) continue;
       let vs = colon + 1;
       let ve = buf[nl - 1] === 13 ? nl - 1 : nl;
