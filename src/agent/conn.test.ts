@@ -176,20 +176,22 @@ test('thread groups across connections', async (tt) => {
     assert.equal(spans[0].threadGroup, spans[1].threadGroup);
     assert.equal(spans[0].attrs.tid_usr, 33);
   });
+  /** An event loop (thread 7) serving /a (socket 1) and /b (socket 2) calls out (socket 3); h: their extra headers. */
+  const twoOpen = (t: ReturnType<typeof table>['t'], h: { a?: string; b?: string; out: string }) => {
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a', h.a), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b', h.b), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out', h.out), seq: 1, t: 3, tid: 7 }));
+  };
   await tt.test('event loop: two entries open on one thread, the exit joins none', () => {
     const { t, spans, groups } = table();
-    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
-    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b'), seq: 1, t: 2, tid: 7 }));
-    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out'), seq: 1, t: 3, tid: 7 }));
+    twoOpen(t, { out: '' });
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     assert.equal(spans[0].threadGroup, '');
     assert.equal(groups.stats.ambiguous, 1);
   });
   await tt.test('event loop: the exit carrying an open entry\'s X-Request-ID joins that entry', () => {
     const { t, spans, groups } = table();
-    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a', 'X-Request-ID: rid-a\r\n'), seq: 1, t: 1, tid: 7 }));
-    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b', 'x-request-id: rid-b\r\n'), seq: 1, t: 2, tid: 7 }));
-    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out-b', 'X-Request-Id: rid-b\r\n'), seq: 1, t: 3, tid: 7 }));
+    twoOpen(t, { a: 'X-Request-ID: rid-a\r\n', b: 'x-request-id: rid-b\r\n', out: 'X-Request-Id: rid-b\r\n' });
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     t.onData(ev({ sock: 2, dir: 'send', data: RESP(), seq: 1, t: 5, tid: 7 }));
     const [out, b] = spans;
@@ -200,9 +202,7 @@ test('thread groups across connections', async (tt) => {
   });
   await tt.test('event loop: another request id header when configured (request_id_headers)', () => {
     const { t, spans } = table({ requestIdHeaders: ['X-Correlation-ID'] });
-    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a', 'X-Correlation-ID: c-a\r\n'), seq: 1, t: 1, tid: 7 }));
-    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b', 'X-Correlation-ID: c-b\r\n'), seq: 1, t: 2, tid: 7 }));
-    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out-a', 'X-Correlation-ID: c-a\r\nX-Request-ID: c-b\r\n'), seq: 1, t: 3, tid: 7 }));
+    twoOpen(t, { a: 'X-Correlation-ID: c-a\r\n', b: 'X-Correlation-ID: c-b\r\n', out: 'X-Correlation-ID: c-a\r\nX-Request-ID: c-b\r\n' });
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 5, tid: 7 }));
     const [out, a] = spans;
@@ -212,14 +212,10 @@ test('thread groups across connections', async (tt) => {
   // nginx's `proxy_set_header X-Request-ID $request_id; add_header X-Request-ID $request_id;`:
   // the id is in the upstream request and the entry's response, not in the entry's request.
   const RESP_ID = (rid: string) => `HTTP/1.1 200 X\r\nX-Request-ID: ${rid}\r\nContent-Length: 2\r\n\r\nok`;
-  const twoOpen = (t: ReturnType<typeof table>['t']) => {
-    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
-    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/b'), seq: 1, t: 2, tid: 7 }));
-    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out', 'X-Request-ID: made-by-b\r\n'), seq: 1, t: 3, tid: 7 }));
-  };
+  const madeByB = { out: 'X-Request-ID: made-by-b\r\n' };
   await tt.test('event loop: an exit whose X-Request-ID an entry of its process answers with waits for it and joins it', () => {
     const { t, spans, groups } = table();
-    twoOpen(t);
+    twoOpen(t, madeByB);
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     assert.equal(spans.length, 0, 'complete, held for the answer');
     t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('made-by-b'), seq: 1, t: 5, tid: 7 }));
@@ -232,7 +228,7 @@ test('thread groups across connections', async (tt) => {
   });
   await tt.test('event loop: the answer may come first (a proxy streams the upstream\'s head on)', () => {
     const { t, spans } = table();
-    twoOpen(t);
+    twoOpen(t, madeByB);
     t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('made-by-b'), seq: 1, t: 4, tid: 7 }));
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 5, tid: 7 }));
     const [b, out] = spans;
@@ -241,7 +237,7 @@ test('thread groups across connections', async (tt) => {
   });
   await tt.test('event loop: an exit nobody answers for is sent without a group after a second', () => {
     const { t, spans } = table();
-    twoOpen(t);
+    twoOpen(t, madeByB);
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     t.onData(ev({ sock: 2, dir: 'send', data: RESP_ID('another'), seq: 1, t: 5, tid: 7 }));
     t.onData(ev({ sock: 1, dir: 'send', data: RESP(), seq: 1, t: 6, tid: 7 }));
@@ -252,7 +248,7 @@ test('thread groups across connections', async (tt) => {
   });
   await tt.test('event loop: held exits are sent when the agent stops', () => {
     const { t, spans } = table();
-    twoOpen(t);
+    twoOpen(t, madeByB);
     t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, tid: 7 }));
     t.clear();
     assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/out', '']]);

@@ -23,7 +23,7 @@ import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
 import { createParser, headerTable, DEFAULT_HEADERS, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
-import { threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
+import { requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
 import type { Clock } from './clock.js';
 
@@ -200,7 +200,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   /** An entry of process `pid` answers with X-Request-ID `rid`: the exits waiting for it join its group. */
   function answered(pid: number, rid: string, group: string): void {
-    const key = `${pid} ${rid}`;
+    const key = requestKey(pid, rid);
     const list = ridWaiting.get(key);
     if (!list) return;
     ridWaiting.delete(key);
@@ -275,7 +275,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       // An event loop's call with an id no open entry's request had: maybe one its entry will
       // answer with (the proxy made it).
       if (!server && threadGroup === '' && rid !== '' && ridWaits < RID_WAIT_MAX && opts.groups.openOn(key) > 1) {
-        ex.ridKey = `${ev.pid} ${rid}`;
+        ex.ridKey = requestKey(ev.pid, rid);
         const list = ridWaiting.get(ex.ridKey);
         if (list) list.push(ex);
         else ridWaiting.set(ex.ridKey, [ex]);

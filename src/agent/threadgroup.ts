@@ -135,6 +135,11 @@ export function threadKey(pid: number, tid: number, goid: number): ThreadKey {
   return goid === 0 ? tid : `${pid}/${goid}`;
 }
 
+/** A request id within its process: ids are compared per process only. */
+export function requestKey(pid: number, requestId: string): string {
+  return `${pid} ${requestId}`;
+}
+
 const MASK = (1n << 64n) - 1n;
 /** Threads listed before the first sweep of those with no open group. */
 const SWEEP_MIN = 8192;
@@ -240,7 +245,6 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
   // group → its key here, for its close. Only groups whose requests had the header.
   const byRequestId = new Map<string, string[]>();
   const requestKeyOf = new Map<string, string>();
-  const ridKey = (pid: number, requestId: string) => `${pid} ${requestId}`;
   // Group id → its inheritances, while the group is open (only groups whose thread created threads).
   const inheritors = new Map<string, Inheritance[]>();
   // Thread → its inheritances not decided yet (open groups, or closed and waiting for advance):
@@ -349,7 +353,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     open(key, pid, requestId = '') {
       const id = nextId();
       if (requestId) {
-        const rk = ridKey(pid, requestId);
+        const rk = requestKey(pid, requestId);
         const list = byRequestId.get(rk);
         if (list) list.push(id);
         else byRequestId.set(rk, [id]);
@@ -405,7 +409,7 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
         return o.only;
       }
       if (requestId) {
-        const list = byRequestId.get(ridKey(pid, requestId));
+        const list = byRequestId.get(requestKey(pid, requestId));
         if (list?.length === 1) {
           stats.joined++;
           stats.byRequestId++;
