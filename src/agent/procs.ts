@@ -81,9 +81,9 @@ export interface ProcSelector {
 }
 
 // /proc/PID/stat is read for every process every second, environ and cmdline at every exec,
-// a thread's comm once per thread: open/read/close into one reused buffer costs a quarter to a half of readFileSync, which
-// fstats, sees size 0 and reads in a loop (a whole scan: ≈ 12 ms → 4 ms of CPU with 115–125
-// processes; one environ 13 → 6 µs, one cmdline 10 → 5 µs).
+// a thread's comm once per thread: open/read/close into one reused buffer costs a quarter to
+// a half of readFileSync, which fstats, sees size 0 and reads in a loop (a whole scan: ≈ 12 ms
+// → 4 ms of CPU with 115–125 processes; one environ 13 → 6 µs, one cmdline 10 → 5 µs).
 let procBuf = Buffer.allocUnsafe(65536);
 
 /** A /proc file's bytes, in the shared buffer (valid until the next call); null when unreadable. */
