@@ -74,7 +74,8 @@ async function parser(module: string, wrk: boolean): Promise<(i: number) => void
   const { createParser } = (await import(module)) as typeof import('../src/agent/http/parser.js');
   const { req, resp } = wrk ? WRK : RICH;
   let ends = 0;
-  const sink = { onHead: () => false, onEnd: () => { ends++; } };
+  // 0: BODY_FRAMED, and `false` to builds from before 2026-12-07, whose onHead returned a boolean
+  const sink = { onHead: () => 0 as const, onEnd: () => { ends++; } };
   const reqParser = createParser(true, sink);
   const respParser = createParser(false, sink);
   const none = Buffer.alloc(0);

@@ -143,6 +143,53 @@ test('100 Continue: response seq is its first byte, span ends with the final res
   assert.equal(spans[0].attrs.bytes_read, 'POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata'.length);
 });
 
+test('a WebSocket upgrade ends with its 101, its group closed; the frames after it are not parsed', () => {
+  const { t, spans, groups } = table();
+  const upgrade = REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\n');
+  const switched = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+  const frame = (text: string) => String.fromCharCode(0x81, text.length) + text;
+  t.onData(ev({ dir: 'recv', data: upgrade, seq: 1, t: 10 }));
+  t.onData(ev({ dir: 'send', data: switched + frame('hello'), seq: 500, t: 20 }));
+  assert.equal(spans.length, 1, 'sent at the switch, not when the WebSocket closes');
+  assert.deepEqual([spans[0].kind, spans[0].resource, spans[0].httpStatusCode, spans[0].status, spans[0].durationUs], ['entry', 'GET /ws', 101, 'ok', 10]);
+  assert.equal(spans[0].attrs.bytes_written, switched.length);
+  assert.equal(groups.openCount(), 0, 'the handler\'s group closed at the 101');
+  // Frames both ways, some of which look like HTTP, for a minute: no span, no error.
+  let recv = 1 + upgrade.length, send = 500 + switched.length + 7;
+  for (let i = 0; i < 3; i++) {
+    const f = frame(i === 1 ? 'GET /x HTTP/1.1\r\n\r\n' : 'ping');
+    t.onData(ev({ dir: 'recv', data: f, seq: recv, t: 30 + i * 20_000_000 }));
+    recv += f.length;
+    const g = frame(i === 1 ? 'HTTP/1.1 200 OK\r\n\r\n' : 'pong');
+    t.onData(ev({ dir: 'send', data: g, seq: send, t: 40 + i * 20_000_000 }));
+    send += g.length;
+  }
+  t.onClose({ kind: 'close', tsNs: 61_000_000_000, sockId: 1, pid: 100 });
+  assert.equal(spans.length, 1);
+  assert.equal(t.stats.parse.parseErrors, 0);
+  assert.equal(t.stats.orphanResponses, 0);
+  assert.equal(t.stats.failedSpans, 0);
+  assert.equal(t.stats.protocolSwitches, 1);
+});
+
+test('a CONNECT tunnel ends with its 2xx; a refused one and a declined upgrade leave the connection HTTP', () => {
+  const { t, spans } = table();
+  // A client through a proxy: CONNECT, 200, then TLS bytes (here a request-looking line).
+  t.onData(ev({ dir: 'send', data: 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: 'HTTP/1.1 200 Connection established\r\n\r\n', seq: 900, t: 5 }));
+  t.onData(ev({ dir: 'send', data: 'GET / HTTP/1.1\r\n\r\n', seq: 61, t: 6 }));
+  t.onData(ev({ dir: 'recv', data: RESP(), seq: 939, t: 7 }));
+  assert.deepEqual(spans.map((s) => [s.kind, s.resource, s.httpStatusCode, s.durationUs]), [['exit', 'CONNECT example.com:443', 200, 4]]);
+  // Another connection: the proxy refuses (407), and an upgrade the server declines (200):
+  // both stay HTTP, their next exchanges parsed.
+  t.onData(ev({ sock: 2, dir: 'send', data: 'CONNECT example.com:443 HTTP/1.1\r\n\r\n', seq: 1, t: 10 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: RESP(407), seq: 900, t: 11 }));
+  t.onData(ev({ sock: 2, dir: 'send', data: REQ('/ws', 'Upgrade: websocket\r\n'), seq: 39, t: 12 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: RESP(200), seq: 900 + RESP(407).length, t: 13 }));
+  assert.deepEqual(spans.slice(1).map((s) => [s.resource, s.httpStatusCode]), [['CONNECT example.com:443', 407], ['GET /ws', 200]]);
+  assert.equal(t.stats.protocolSwitches, 1);
+});
+
 test('HEAD response has no body even with content-length', () => {
   const { t, spans } = table();
   t.onData(ev({ dir: 'send', data: 'HEAD /f HTTP/1.1\r\n\r\n' + REQ('/g'), seq: 1, t: 1 }));

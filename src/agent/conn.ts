@@ -21,7 +21,7 @@
 // table at a time, when it is full).
 import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
-import { createParser, headerTable, DEFAULT_HEADERS, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
+import { createParser, headerTable, DEFAULT_HEADERS, BODY_FRAMED, BODY_NONE, PROTOCOL_SWITCH, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
 import { requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
@@ -69,6 +69,8 @@ export interface ConnStats {
   droppedExchanges: number;
   /** Exits of an event loop joined to the entry of their process that answered with their X-Request-ID. */
   answeredRequestIds: number;
+  /** Connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel): their calls since are ignored. */
+  protocolSwitches: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;
   /** Calls whose bytes had all been seen already (ignored). */
@@ -124,6 +126,8 @@ interface Conn {
    * the request is seen, then fed after it.
    */
   early: DataEvent[] | null;
+  /** The connection left HTTP/1 (a 101, a tunnel): its calls are not parsed any more. */
+  switched: boolean;
 }
 
 /** How long an exit waits, once complete, for an entry to answer with its X-Request-ID (stream time). */
@@ -167,7 +171,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const headers = opts.requestIdHeaders ? headerTable(opts.requestIdHeaders) : DEFAULT_HEADERS;
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
+    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
   // pid and X-Request-ID → exits waiting for an entry of that process to answer with it, and
   // the complete ones among them in the order their wait ends.
@@ -282,7 +286,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         ridWaits++;
       }
       c.pending.push(ex);
-      return false;
+      return BODY_FRAMED;
     },
     onEnd() {
       // The request's byte count lives on the message; nothing else to do.
@@ -296,22 +300,42 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       const ex = c.pending[0];
       if (!ex) {
         stats.orphanResponses++;
-        return false;
+        return BODY_FRAMED;
       }
       if (ex.respSeq < 0) ex.respSeq = m.seq;
-      if (m.status >= 200 || m.status === 0) ex.respStatus = m.status;
+      // A 101 is the last HTTP/1 message on the connection (RFC 9110 §15.2.2), and so is a 2xx
+      // answer to CONNECT: what follows is a WebSocket's frames, HTTP/2, a tunnel's bytes.
+      const switching = m.status === 101 || (ex.req.method === 'CONNECT' && m.status >= 200 && m.status < 300);
+      if (m.status >= 200 || m.status === 0 || switching) ex.respStatus = m.status;
       if (ridWaits > 0 && c.role === ROLE_SERVER && ex.threadGroup && m.trace?.xRequestId) answered(ex.pid, m.trace.xRequestId, ex.threadGroup);
-      return ex.req.method === 'HEAD';
+      if (switching) {
+        c.switched = true;
+        return PROTOCOL_SWITCH;
+      }
+      return ex.req.method === 'HEAD' ? BODY_NONE : BODY_FRAMED;
     },
     onEnd(m, c) {
       const ex = c.pending[0];
       if (!ex) return;
       ex.respBytes += m.bytes;
-      if (m.status >= 100 && m.status < 200) return; // interim: the final response follows
+      // interim (100 Continue, 103 Early Hints): the final response follows
+      if (m.status >= 100 && m.status < 200 && !c.switched) return;
       c.pending.shift();
       emit(c, ex, m, m.endNs);
+      if (c.switched) leave(c);
     },
   };
+
+  /**
+   * The connection left HTTP/1: the request side ignores what follows too, and requests sent
+   * behind the one that switched (none, by the RFC) are dropped rather than failed later.
+   */
+  function leave(c: Conn): void {
+    c.reqParser!.leave();
+    for (const ex of c.pending) dropExchange(c, ex);
+    c.pending.length = 0;
+    stats.protocolSwitches++;
+  }
 
   function dropExchange(c: Conn, ex: Exchange): void {
     if (c.role === ROLE_SERVER && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup, latestNs);
@@ -368,7 +392,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     const c: Conn = {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
-      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null,
+      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -402,6 +426,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     c.lastNs = ev.tsNs;
     latestNs = ev.tsNs;
     if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
+    if (c.switched) return;
     if (c.role === ROLE_UNKNOWN) {
       if (!looksLikeRequest(ev.head)) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;

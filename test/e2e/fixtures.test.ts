@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import {
-  assertRoot, closeScope, createNetns, linkNetns, newScope, runCurl, runPyClient, startApache, startJavaService, startNginx,
-  startNodeService, startPyService, type Scope, type Service,
+  assertRoot, closeScope, createNetns, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
+  startJavaService, startNginx, startNodeService, startPyService, startWebSocketService, type Scope, type Service,
 } from './harness.js';
 
 const ids = ['failx', 'ya', 'zb', 'wc'];
@@ -59,6 +59,15 @@ describe('e2e fixtures without seqtrace', () => {
     await apache.proc.stop();
     await nginx.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
+  it('WebSockets through nginx, a CONNECT tunnel through Apache', async () => {
+    const ws = await startWebSocketService(scope, { name: 'fx-ws' });
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${ws.port}`, location: NGINX_WEBSOCKET_LOCATION });
+    const ok = (status: number) => ({ statuses: Object.fromEntries(ids.map((id) => [id, status])), errors: {} });
+    assert.deepEqual(await runWebSocketClient(scope, { name: 'fx-wscl', urlTemplate: `${nginx.url}/ws/{id}`, ids, concurrency: 2, messages: 3, gapMs: 10 }), ok(101));
+    const apache = await startApache(scope, { name: 'fx-apache', backend: `127.0.0.1:${py.port}`, forwardProxy: true });
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${ws.url}/p/{id}`, ids, concurrency: 2, curlArgs: ['-p', '-x', apache.url] }), ok(200));
   });
 
   it('network namespaces: IPv4 between two, IPv6 from the root namespace', async () => {

@@ -496,15 +496,29 @@ export async function startNodeService(scope: Scope, o: { name: string; downstre
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
-/** Apache httpd (one child of 8 worker threads; mod_proxy_http) in front of `backend` ("host:port"); mpm_worker, or with `mpm: 'event'` mpm_event. */
-export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event' }): Promise<Service> {
+/** An aiohttp server (an asyncio event loop): WebSockets that echo on /ws/{id}, plain HTTP on /p/{id} (fixtures/websocket.py). */
+export async function startWebSocketService(scope: Scope, o: { name: string }): Promise<Service> {
+  const port = await freePort();
+  const proc = await startProcess(scope, {
+    name: o.name, cmd: PYTHON, args: [join(FIXTURES, 'websocket.py'), 'serve', '--port', String(port)],
+    env: serviceEnv(o.name), readyPort: { host: '127.0.0.1', port },
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+/**
+ * Apache httpd (one child of 8 worker threads; mod_proxy_http) in front of `backend`
+ * ("host:port"); mpm_worker, or with `mpm: 'event'` mpm_event; `forwardProxy`: also opens
+ * CONNECT tunnels.
+ */
+export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event'; forwardProxy?: boolean }): Promise<Service> {
   const dir = subdir(scope, 'apache');
   execFileSync('chmod', ['755', dir]);
   const port = await freePort();
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: 'apache2',
-    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND', ...(o.mpm === 'event' ? ['-DMPM_EVENT'] : [])],
+    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND', ...(o.mpm === 'event' ? ['-DMPM_EVENT'] : []), ...(o.forwardProxy ? ['-DFORWARD_PROXY'] : [])],
     env: { DK_BPFTRACE_SERVICE: o.name, SEQT_DIR: dir, SEQT_LISTEN: `127.0.0.1:${port}`, SEQT_BACKEND: o.backend },
     readyPort: { host: '127.0.0.1', port },
   });
@@ -519,6 +533,9 @@ export async function startApache(scope: Scope, o: { name: string; backend: stri
  * a race. Traced by name instead (trace_nameset = ["nginx"]); its service is then its process
  * name, `nginx`.
  */
+/** `location` for startNginx: WebSockets under /ws/ proxied as nginx's guide to them has it. */
+export const NGINX_WEBSOCKET_LOCATION = 'location /ws/ { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; }';
+
 export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
@@ -574,12 +591,26 @@ export async function runPyClient(scope: Scope, o: {
 }
 
 /**
+ * WebSocket clients (aiohttp, one process): per id a WebSocket to `urlTemplate` with
+ * X-Request-ID: id, `messages` echoed `gapMs` apart, `concurrency` at once. Status 101 when the
+ * handshake succeeded.
+ */
+export async function runWebSocketClient(scope: Scope, o: { name: string; urlTemplate: string; ids: string[]; concurrency: number; messages: number; gapMs: number }): Promise<ClientRun> {
+  const args = [join(FIXTURES, 'websocket.py'), 'client', '--url', o.urlTemplate, '--concurrency', String(o.concurrency),
+    '--messages', String(o.messages), '--gap-ms', String(o.gapMs), '--start-delay', CLIENT_START_DELAY];
+  const out = await runToEnd(scope, { name: o.name, cmd: PYTHON, args: [...args, ...o.ids], env: serviceEnv(o.name) });
+  return JSON.parse(out.trim().split('\n').pop()!) as ClientRun;
+}
+
+/**
  * curl clients: `concurrency` curl processes, each fetching its share of the ids in turn
  * (keepalive: over one reused connection; otherwise "Connection: close", a new one each).
  */
 export async function runCurl(scope: Scope, o: {
   name: string; urlTemplate: string; ids: string[]; concurrency: number; keepalive?: boolean; headers?: string[]; netns?: Netns;
   env?: Record<string, string>; maxTimeS?: number;
+  /** More options for every request (a proxy: `-p -x URL`). */
+  curlArgs?: string[];
 }): Promise<ClientRun> {
   const shares: string[][] = Array.from({ length: o.concurrency }, () => []);
   o.ids.forEach((id, i) => shares[i % o.concurrency].push(id));
@@ -589,6 +620,7 @@ export async function runCurl(scope: Scope, o: {
     // Status, then curl's exit code and message: a request that got no response says why.
     const args = ['-sS', '-g', '-o', '/dev/null', '-w', '%{http_code} %{exitcode} %{errormsg}\\n', '--max-time', String(o.maxTimeS ?? 20)];
     if (!o.keepalive) args.push('-H', 'Connection: close');
+    args.push(...(o.curlArgs ?? []));
     // headers: `{id}` in a value becomes each request's id
     const headers = (id: string) => (o.headers ?? []).flatMap((h) => ['-H', h.replace('{id}', id)]);
     // One curl process for the whole share: --next keeps the options per URL.

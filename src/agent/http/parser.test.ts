@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import assert from 'node:assert/strict';
-import { createParser, headerTable, type Chunk, type HeaderTable, type HttpMessage, MAX_HEADER_BYTES } from './parser.js';
+import { createParser, headerTable, BODY_FRAMED, BODY_NONE, PROTOCOL_SWITCH, type Chunk, type HeaderTable, type HttpMessage, MAX_HEADER_BYTES } from './parser.js';
 
 interface Seen {
   heads: HttpMessage[];
@@ -28,7 +28,7 @@ function calls(parts: string[], capture = 1 << 20, tail = 0, seq0 = 1000): Chunk
 function run(isRequest: boolean, chunks: Chunk[], opts: { headRequests?: boolean; close?: number } = {}) {
   const seen: Seen = { heads: [], ends: [] };
   const p = createParser(isRequest, {
-    onHead: (m) => { seen.heads.push(m); return !!opts.headRequests; },
+    onHead: (m) => { seen.heads.push(m); return opts.headRequests ? BODY_NONE : BODY_FRAMED; },
     onEnd: (m) => { seen.ends.push(m); },
   });
   for (const c of chunks) p.feed(c);
@@ -92,6 +92,36 @@ test('responses: framing cases', async (t) => {
       assert.equal(r.ends.length, c.want.length, 'messages ended');
       c.want.forEach((w, i) => assert.deepEqual({ ...pick(r.ends[i]), ...w }, pick(r.ends[i])));
       assert.equal(!!r.left, !!c.left, 'unfinished message at close');
+    });
+  }
+});
+
+test('a protocol switch ends the message with its head; nothing after it is parsed', async (t) => {
+  // A WebSocket server's 101, then its frames: one in the same write, then a text frame whose
+  // payload is an HTTP response, then a request-looking one (all to be ignored, without errors).
+  const upgrade = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n';
+  const frame = (text: string) => String.fromCharCode(0x81, text.length) + text;
+  const cases: { name: string; isRequest: boolean; parts: string[]; leave?: boolean; want: number }[] = [
+    { name: 'switch in the head\'s own call, frames after it in that call and later', isRequest: false, parts: [upgrade + frame('hi'), frame('HTTP/1.1 200 OK\r\n\r\n'), frame('GET / HTTP/1.1\r\n\r\n')], want: 1 },
+    { name: 'switch split over calls', isRequest: false, parts: [upgrade.slice(0, 20), upgrade.slice(20) + RESP('not http any more')], want: 1 },
+    { name: 'the other direction left: a request-looking frame is ignored', isRequest: true, parts: ['GET /a HTTP/1.1\r\n\r\n'], leave: true, want: 0 },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, () => {
+      const ends: HttpMessage[] = [];
+      const p = createParser(c.isRequest, { onHead: (m) => (m.status === 101 ? PROTOCOL_SWITCH : BODY_FRAMED), onEnd: (m) => { ends.push(m); } });
+      if (c.leave) p.leave();
+      for (const ch of calls(c.parts)) p.feed(ch);
+      p.skip(100, 9000); // a lost event later: nothing to count either
+      assert.equal(ends.length, c.want);
+      if (c.want) {
+        assert.equal(ends[0].status, 101);
+        assert.equal(ends[0].bytes, upgrade.length, 'the message is its head');
+        assert.equal(Number(ends[0].endNs), c.parts.length > 2 ? 1000 : 2000);
+      }
+      assert.equal(p.stats.parseErrors, 0);
+      assert.equal(p.busy(), false);
+      assert.equal(p.close(10_000), null);
     });
   }
 });
@@ -186,7 +216,7 @@ test('request id headers: X-Request-ID by default, those of request_id_headers w
   const req = 'GET / HTTP/1.1\r\nx-request-id: r-1\r\nX-Correlation-ID: c-1\r\n\r\n';
   const parse = (headers?: HeaderTable) => {
     const ends: HttpMessage[] = [];
-    const p = createParser(true, { onHead: () => false, onEnd: (m) => { ends.push(m); } }, undefined, undefined, headers);
+    const p = createParser(true, { onHead: () => BODY_FRAMED, onEnd: (m) => { ends.push(m); } }, undefined, undefined, headers);
     for (const c of calls([req])) p.feed(c);
     return ends[0].trace;
   };
@@ -278,7 +308,7 @@ test('a head split over calls borrows its buffer only until it is complete', () 
   const ends: HttpMessage[][] = [];
   const parsers = Array.from({ length: n }, (_, k) => {
     ends.push([]);
-    return createParser(true, { onHead: () => false, onEnd: (m) => { ends[k].push(m); } });
+    return createParser(true, { onHead: () => BODY_FRAMED, onEnd: (m) => { ends[k].push(m); } });
   });
   const piece = (k: number, from: number, to?: number): Chunk => {
     const b = Buffer.from(head(k).slice(from, to), 'latin1');

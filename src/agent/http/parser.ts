@@ -55,13 +55,25 @@ export interface HttpMessage {
   trace: TraceHeaders | null;
 }
 
+/** What follows a message's head, as its sink says (onHead): a body framed by the headers, */
+export const BODY_FRAMED = 0;
+/** no body (the answer to a HEAD), */
+export const BODY_NONE = 1;
+/**
+ * or another protocol: the message ends with its head and the connection leaves HTTP/1, in both
+ * directions (101 Switching Protocols to a WebSocket or h2c upgrade, a 2xx answer to CONNECT).
+ * The parser ignores every byte after it, as the other direction's does after leave().
+ */
+export const PROTOCOL_SWITCH = 2;
+export type AfterHead = typeof BODY_FRAMED | typeof BODY_NONE | typeof PROTOCOL_SWITCH;
+
 /**
  * Where a parser's messages go. One sink serves every parser of its kind; `owner` (given to
  * createParser) says whose message it is, so that no connection needs sink objects of its own.
  */
 export interface ParserSink<T = unknown> {
-  /** A message's headers are complete. For a response, return true when it has no body (answer to HEAD). */
-  onHead(m: HttpMessage, owner: T): boolean;
+  /** A message's headers are complete: what follows them (for requests, only PROTOCOL_SWITCH changes anything). */
+  onHead(m: HttpMessage, owner: T): AfterHead;
   /** A message is complete (for responses: including 1xx interim ones, status < 200). */
   onEnd(m: HttpMessage, owner: T): void;
 }
@@ -95,6 +107,8 @@ const enum S {
   BodyClose,
   /** Headers were cut short and gave no framing: the message ends with this call. */
   BodyToCallEnd,
+  /** The connection left HTTP/1 (PROTOCOL_SWITCH, leave()): every byte is ignored. */
+  Switched,
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
@@ -228,6 +242,11 @@ export interface HttpParser {
   /** A message is in progress (started, not ended). */
   busy(): boolean;
   /**
+   * The connection left HTTP/1 (the other direction's message said so: PROTOCOL_SWITCH): a
+   * message in progress is dropped, and every byte from now on ignored.
+   */
+  leave(): void;
+  /**
    * `n` bytes moved that the parser never received (an event lost in the ring buffer, found by
    * the jump in sequence numbers): counted through a body like uncaptured bytes.
    */
@@ -281,7 +300,13 @@ class Parser<T> implements HttpParser {
   ) {}
 
   busy(): boolean {
-    return this.state !== S.Idle;
+    return this.state !== S.Idle && this.state !== S.Switched;
+  }
+
+  leave(): void {
+    this.msg = null;
+    this.state = S.Switched;
+    this.releaseHeader();
   }
 
   endCutHead(): boolean {
@@ -465,7 +490,13 @@ class Parser<T> implements HttpParser {
   private framing(m: HttpMessage, tsNs: number): void {
     const length = this.headLength, chunked = this.headChunked;
     if (m.truncated) this.stats.truncated++;
-    const noBody = this.sink.onHead(m, this.owner);
+    const after = this.sink.onHead(m, this.owner);
+    if (after === PROTOCOL_SWITCH) {
+      this.finish(tsNs);
+      this.state = S.Switched;
+      return;
+    }
+    const noBody = after === BODY_NONE;
     if (this.isRequest) {
       if (chunked) this.startChunked();
       else if (length > 0) { this.state = S.BodyLength; this.remaining = length; }
@@ -634,6 +665,8 @@ class Parser<T> implements HttpParser {
           this.msg!.bytes += to - i;
           this.msg!.endNs = c.tsNs;
           return to - from;
+        case S.Switched:
+          return to - from;
       }
     }
     return i - from;
@@ -678,6 +711,8 @@ class Parser<T> implements HttpParser {
       case S.BodyToCallEnd:
         this.msg!.bytes += n;
         this.msg!.endNs = c.tsNs;
+        return;
+      case S.Switched:
         return;
     }
   }
