@@ -70,6 +70,8 @@ export interface ProcSelector {
   onExec(pid: number, ppid?: number, provisional?: boolean, comm?: string): boolean;
   onExit(pid: number): void;
   isTraced(pid: number): boolean;
+  /** Every process traced now (what a restarted loader is given). */
+  tracedPids(): number[];
   info(pid: number): ProcInfo | undefined;
   service(pid: number): string;
   processName(pid: number): string;
@@ -395,6 +397,11 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       threadNames.get(pid)?.delete(tid);
     },
     isTraced: (pid) => procs.get(pid)?.traced ?? false,
+    tracedPids() {
+      const out: number[] = [];
+      for (const info of procs.values()) if (info.traced) out.push(info.pid);
+      return out;
+    },
     info: (pid) => procs.get(pid),
     service(pid) {
       return (procs.get(pid) ?? gone.get(pid) ?? lookup(pid))?.service ?? '';

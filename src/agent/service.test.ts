@@ -245,6 +245,66 @@ test('agent: a service whose exec arrives while the capture starts is traced in 
   }
 });
 
+// The loader crashing (or killed) must not leave an agent that runs and traces nothing: it is
+// started again, given every traced process, and a connection in use across the gap goes on
+// being parsed (its bytes meanwhile skipped by their sequence numbers).
+test('agent: a loader that stops is started again; tracing goes on, on the same keep-alive connection', { skip }, async () => {
+  const linker = await fakeLinker();
+  const procs: ChildProcessWithoutNullStreams[] = [];
+  let agent: Agent | undefined;
+  try {
+    const api = py(SERVER, { DD_SERVICE: 'api' });
+    procs.push(api);
+    const apiPort = await firstLine(api);
+    // One request per line read, on one connection; "done" after each.
+    const client = py(`
+import http.client, sys
+c = http.client.HTTPConnection('127.0.0.1', ${apiPort})
+for line in sys.stdin:
+    c.request('GET', '/front/' + line.strip())
+    c.getresponse().read()
+    print('done', flush=True)
+`, { OTEL_SERVICE_NAME: 'caller' });
+    procs.push(client);
+    const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' } });
+    const logs: string[] = [];
+    const loaders: number[] = [];
+    agent = await startAgent(cfg, {
+      flushIntervalMs: 100,
+      log: (m) => logs.push(m),
+      startCapture: async (o) => {
+        const cap = await realStartCapture(o);
+        loaders.push(cap.loaderPid);
+        return cap;
+      },
+    });
+    const lines = client.stdout.setEncoding('utf8')[Symbol.asyncIterator]();
+    const call = async (path: string) => {
+      client.stdin.write(path + '\n');
+      assert.match(String((await lines.next()).value), /done/);
+    };
+    const mine = (path: string) => linker.spans().filter((s) => s.resource === `GET /front/${path}`);
+    await call('one');
+    await waitFor('the first exchange\'s two spans', () => mine('one').length === 2, 10_000);
+
+    process.kill(loaders[0], 'SIGKILL');
+    await call('meanwhile'); // while no loader runs: not seen
+    await waitFor('a second loader', () => loaders.length === 2 && logs.some((m) => m.includes('the eBPF loader runs again')), 10_000);
+    assert.ok(logs.some((m) => /SEQ_ERR_EBPF_LOAD: the eBPF loader stopped: exit SIGKILL/.test(m)), logs.join('\n'));
+    await call('two');
+    await call('three');
+    await waitFor('the later exchanges\' spans', () => mine('two').length === 2 && mine('three').length === 2, 10_000);
+    for (const s of [...mine('two'), ...mine('three')]) assert.equal(s.httpStatusCode, 200);
+    const metrics = await (await fetch(agent.metricsUrl)).text();
+    assert.match(metrics, /^seqtrace_agent_loader_restarts_total 1$/m);
+    assert.ok(bpfObjectsOf(loaders[1]).maps.length > 0, 'the second loader holds the maps');
+  } finally {
+    await agent?.close();
+    for (const p of procs) p.kill('SIGKILL');
+    linker.server.close();
+  }
+});
+
 // The kernel traces a process from its exec until the agent has decided (provisionalExec), so
 // a client that sends its request before the agent gets to its exec event (a busy agent, a
 // client quicker than ≈ 1–2 ms) keeps it; one the agent does not select leaves nothing. The

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { checkAgentCanTrace, parseListen, type AgentConfig } from '../config/config.js';
-import { seqError } from '../errors.js';
+import { seqError, type SeqError } from '../errors.js';
 import { createRegistry, CONTENT_TYPE, type Registry } from '../metrics/registry.js';
 import { startCapture as realStartCapture, type Capture, type CaptureOptions } from './capture/loader.js';
 import type { CaptureEvent, StatsEvent } from './capture/event.js';
@@ -38,7 +38,10 @@ export interface AgentOptions {
 
 export interface AgentStats {
   captureMode: 'socket' | 'syscall';
+  /** The kernel side's counters, over every loader this agent ran. */
   capture: StatsEvent;
+  /** Loaders started again after one stopped. */
+  loaderRestarts: number;
   events: Record<CaptureEvent['kind'], number>;
   eventErrors: number;
   /** Events of processes traced from their exec and then not selected: dropped. */
@@ -83,7 +86,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   };
 
   // Pids chosen before the capture runs are handed to the loader at start; later ones by command.
-  let capture: Capture | null = null;
+  let capture = null as Capture | null; // (not narrowed to null: launch() sets it)
   const initialPids = new Set<number>();
   // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
   const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log });
@@ -196,34 +199,84 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
 
   procs.scan();
   const start = opts.startCapture ?? realStartCapture;
-  const atStart = new Set(initialPids);
-  try {
-    capture = await start({
-      mode: cfg.capture_mode as CaptureOptions['mode'],
-      captureBytes: cfg.capture_bytes,
-      pids: [...atStart],
-      provisionalExec: true,
-      onEvents,
-      onError: (err) => log(`seqtrace agent: ${err.code}: ${err.message}`),
+  const mode = cfg.capture_mode as CaptureOptions['mode'];
+  // Counters of the loaders that stopped: a restarted loader counts from 0, the metrics go on.
+  const before: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0, late: 0 };
+  let loaderRestarts = 0;
+  let stopping = false;
+  let restartTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Start a loader with the pids traced now, then settle what changed while it started. Pids
+   * chosen or dropped meanwhile (the exec of a service started then reaches onEvents with the
+   * loader's first frames, before `capture` is set) are added now, or removed if the loader
+   * was given them; a Go process's probes are named to it. (Until 2026-12-06 the first were
+   * never added: a service started during the start, 0.4 s in socket mode and 3.2 s in
+   * syscall mode here, was counted as traced and never was.)
+   */
+  async function launch(): Promise<Capture> {
+    const atStart = new Set(initialPids);
+    const c = await start({
+      mode, captureBytes: cfg.capture_bytes, pids: [...atStart], provisionalExec: true, onEvents, onError: loaderStopped,
     });
+    capture = c;
+    for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
+      if (!procs.isTraced(pid)) {
+        if (atStart.has(pid) || removedAtStart.has(pid)) void c.removePid(pid).catch(() => {});
+      } else if (atStart.has(pid)) void golang.onTraced(pid);
+      else pidCommand('add', pid);
+    }
+    initialPids.clear();
+    removedAtStart.clear();
+    return c;
+  }
+
+  /**
+   * The loader stopped after it had started (it crashed, was killed, sent a bad frame): the
+   * kernel side went with it. Start another after 1 s, then 2, 4 … 30 s while starting fails;
+   * what the processes did meanwhile is not seen (each connection skips the bytes by their
+   * sequence numbers), everything else goes on.
+   */
+  function loaderStopped(err: SeqError): void {
+    log(`seqtrace agent: ${err.code}: ${err.message}`);
+    const dead = capture;
+    if (stopping || !dead) return;
+    const last = dead.stats();
+    before.ringbufDrops += last.ringbufDrops;
+    before.events += last.events;
+    before.truncated += last.truncated;
+    before.loaderCpuNs += last.loaderCpuNs;
+    before.late += last.late;
+    capture = null;
+    // What is traced now is what the next loader is given (pidCommand adds to it meanwhile).
+    for (const pid of procs.tracedPids()) initialPids.add(pid);
+    golang.reset();
+    let delay = 1000;
+    const retry = () => {
+      restartTimer = null;
+      if (stopping) return;
+      launch().then((c) => {
+        loaderRestarts++;
+        log(`seqtrace agent: the eBPF loader runs again (restart ${loaderRestarts}), tracing ${procs.stats.traced} processes`);
+        if (stopping) void c.close();
+      }, (e: Error) => {
+        if (stopping) return;
+        delay = Math.min(delay * 2, 30_000);
+        log(`seqtrace agent: restarting the eBPF loader failed, again in ${delay / 1000} s: ${e.message}`);
+        restartTimer = setTimeout(retry, delay);
+      });
+    };
+    restartTimer = setTimeout(retry, delay);
+  }
+
+  let first: Capture;
+  try {
+    first = await launch();
   } catch (e) {
     procs.close();
     clearInterval(clockTimer);
     await sender.close(0);
     throw e;
-  }
-  const cap = capture;
-  // Pids chosen or dropped while the loader was starting: the events it read meanwhile (the
-  // exec of a service started then) reach onEvents with its first frames, before `capture`
-  // is set. Those not handed to the loader are added now; those handed to it and dropped
-  // since, removed. (Until 2026-12-06 the first were never added: a service started during the
-  // start, 0.4 s in socket mode and 3.2 s in syscall mode here, was counted as traced and never
-  // was.)
-  for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
-    if (!procs.isTraced(pid)) {
-      if (atStart.has(pid) || removedAtStart.has(pid)) void cap.removePid(pid).catch(() => {});
-    } else if (atStart.has(pid)) void golang.onTraced(pid);
-    else pidCommand('add', pid);
   }
   let ticks = 0;
   const scanTimer = setInterval(() => {
@@ -240,8 +293,17 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const decideTimer = setInterval(() => groups.advance(Number(process.hrtime.bigint()) - 250e6), 100);
   decideTimer.unref();
 
+  /** The running loader's counters (none while it restarts) on top of those of the loaders before. */
+  const captureStats = (): StatsEvent => {
+    const now = capture?.stats();
+    if (!now) return { ...before };
+    return {
+      kind: 'stats', ringbufDrops: before.ringbufDrops + now.ringbufDrops, events: before.events + now.events,
+      truncated: before.truncated + now.truncated, loaderCpuNs: before.loaderCpuNs + now.loaderCpuNs, late: before.late + now.late,
+    };
+  };
   const stats = (): AgentStats => ({
-    captureMode: cap.mode, capture: cap.stats(), events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
+    captureMode: (capture ?? first).mode, capture: captureStats(), loaderRestarts, events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
     procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
@@ -271,7 +333,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       clearInterval(scanTimer);
       clearInterval(decideTimer);
       procs.close();
-      await cap.close();
+      stopping = true;
+      await capture?.close();
       await sender.close(0);
       throw seqError('SEQ_ERR_CONFIG', `cannot listen on inputs.ebpf.metrics_listen = "${cfg.metrics_listen}": ${(e as Error).message}`);
     }
@@ -281,7 +344,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
 
   // One line that says the agent works and what it watches: an agent that traces nothing
   // (a service started without any trace_envset variable) otherwise looks like a broken one.
-  log(`seqtrace agent: capturing in ${cap.mode} mode, tracing ${describeSelection(cfg, procs.stats.traced)}; ` +
+  log(`seqtrace agent: capturing in ${first.mode} mode, tracing ${describeSelection(cfg, procs.stats.traced)}; ` +
     `spans to ${sender.url}${metricsUrl ? `, metrics on ${metricsUrl}` : ''}`);
 
   let closed: Promise<void> | null = null;
@@ -295,7 +358,9 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
         clearInterval(decideTimer);
         clearInterval(clockTimer);
         procs.close();
-        await cap.close();
+        stopping = true;
+        if (restartTimer) clearTimeout(restartTimer);
+        await capture?.close();
         conns.clear();
         groups.flush(); // exits held for a decision go out with what is known now
         await sender.close(3000);
@@ -326,6 +391,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}capture_truncated_total`, 'captures cut short in the kernel', 'counter', () => s().capture.truncated);
   r.collect(`${p}capture_late_events_total`, 'events the loader got after it had written out later ones (out of time order)', 'counter', () => s().capture.late);
   r.collect(`${p}loader_cpu_seconds_total`, 'CPU time of the eBPF loader process', 'counter', () => s().capture.loaderCpuNs / 1e9);
+  r.collect(`${p}loader_restarts_total`, 'eBPF loaders started again after one stopped (crashed, killed): what the kernel saw in between is lost', 'counter', () => s().loaderRestarts);
   r.collect(`${p}events_total`, 'events received from the capture, by kind', 'counter', () => Object.entries(s().events).map(([kind, n]) => [{ kind }, n]));
   r.collect(`${p}event_errors_total`, 'events whose processing failed', 'counter', () => s().eventErrors);
   r.collect(`${p}rejected_events_total`, 'events of processes the kernel traced from their exec until the agent decided not to trace them: dropped', 'counter', () => s().rejectedEvents);

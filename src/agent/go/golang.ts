@@ -21,6 +21,8 @@ export interface GoStats {
 export interface GoTracer {
   /** A process was just selected for tracing (the kernel traces it already). Resolves when done. */
   onTraced(pid: number): Promise<void>;
+  /** A new loader runs (the last one stopped): uprobes are named to it afresh, processes counted afresh. */
+  reset(): void;
   readonly stats: GoStats;
 }
 
@@ -96,5 +98,11 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
     }
   }
 
-  return { stats, onTraced };
+  function reset(): void {
+    attached.clear();
+    stats.byGoroutine = 0;
+    stats.byThread = 0;
+  }
+
+  return { stats, onTraced, reset };
 }
