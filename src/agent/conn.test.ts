@@ -431,6 +431,22 @@ test('idle connections expire: a lost close does not keep a connection and its w
   assert.equal(spans.length, 2);
 });
 
+test('a long poll: a client waiting minutes for its answer keeps its request; a server\'s waiting request expires', () => {
+  const { t, spans } = table({ idleMs: 1000, waitMs: 10_000 });
+  t.onData(ev({ sock: 1, dir: 'send', data: REQ('/v1/kv/config?index=42&wait=5m'), seq: 1, t: 1, tid: 5 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/served'), seq: 1, t: 2, tid: 6 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: REQ('/other'), seq: 1, t: 5_000_000, tid: 7 })); // time passes: 5 s
+  assert.equal(t.expireIdle(), 1, 'the server\'s waiting request, idle 5 s');
+  assert.equal(t.stats.tracked, 2);
+  t.onData(ev({ sock: 1, dir: 'recv', data: RESP(), seq: 900, t: 8_000_001 }));
+  assert.deepEqual(spans.map((s) => [s.kind, s.resource, s.httpStatusCode, s.durationUs]), [['exit', 'GET /v1/kv/config', 200, 8_000_000]]);
+  // Answered, the connection is idle like any: forgotten after idleMs; one waiting longer than waitMs, too.
+  t.onData(ev({ sock: 4, dir: 'send', data: REQ('/never'), seq: 1, t: 8_000_002 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: RESP(), seq: 1, t: 19_000_000, tid: 7 }));
+  assert.equal(t.expireIdle(), 2, 'connection 1 idle, connection 4 waiting for 11 s');
+  assert.equal(t.stats.droppedExchanges, 2);
+});
+
 test('a response read stamped before its request was written (the writer held up after sending) still pairs with it', () => {
   const { t, spans } = table();
   const REQ = (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`;

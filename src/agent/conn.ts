@@ -46,6 +46,11 @@ export interface ConnTableOptions {
   maxPending?: number;
   /** A connection with no call for this long is forgotten by expireIdle() (default 120 s). */
   idleMs?: number;
+  /**
+   * A client's connection whose request waits for its answer, the same (default 15 min): a long
+   * poll is answered after minutes of silence (Consul's blocking queries wait up to 10 min).
+   */
+  waitMs?: number;
   /** Headers carrying a request id (`request_id_headers`; default X-Request-ID). */
   requestIdHeaders?: readonly string[];
 }
@@ -147,9 +152,9 @@ export interface ConnTable {
   /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
   clear(): void;
   /**
-   * Forget connections with no call for idleMs (by the kernel's clock, the latest event seen):
-   * their close may have been lost with a full ring buffer, or come from a process we stopped
-   * tracing. Their waiting requests are dropped (counted), their thread groups closed. A later
+   * Forget connections with no call for idleMs (waitMs for a client waiting for its answer) by
+   * the kernel's clock, the latest event seen: their close may have been lost with a full ring
+   * buffer, or come from a process we stopped tracing. Their waiting requests are dropped (counted), their thread groups closed. A later
    * call on such a connection starts it afresh, from its next request. Call it every few seconds.
    */
   expireIdle(): number;
@@ -162,6 +167,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const max = opts.maxConnections ?? 65536;
   const maxPending = opts.maxPending ?? 64;
   const idleNs = (opts.idleMs ?? 120_000) * 1e6;
+  const waitNs = Math.max(opts.waitMs ?? 900_000, opts.idleMs ?? 0) * 1e6;
   let latestNs = 0;
   const conns = new Map<number, Conn>();
   // pid → its connections: a traced process's exit ends its own, without a walk of the table
@@ -478,9 +484,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     expireIdle() {
       releaseHeld(latestNs);
       const before = latestNs - idleNs;
+      const waitingBefore = latestNs - waitNs;
       let n = 0;
       for (const c of conns.values()) {
-        if (c.lastNs < before) { forget(c); stats.expired++; n++; }
+        // A client waiting for its answer holds no thread group, only its request: it may wait
+        // longer. A server's waiting request holds its handler's group open: not for minutes.
+        const since = c.role === ROLE_CLIENT && c.pending.length > 0 ? waitingBefore : before;
+        if (c.lastNs < since) { forget(c); stats.expired++; n++; }
       }
       return n;
     },

@@ -205,6 +205,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   let loaderRestarts = 0;
   let stopping = false;
   let restartTimer: NodeJS.Timeout | null = null;
+  let loaderSince = 0; // when the running loader started (ms)
+  let restartDelay = 0; // the last wait before a restart (ms)
 
   /**
    * Start a loader with the pids traced now, then settle what changed while it started. Pids
@@ -220,6 +222,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       mode, captureBytes: cfg.capture_bytes, pids: [...atStart], provisionalExec: true, onEvents, onError: loaderStopped,
     });
     capture = c;
+    loaderSince = Date.now();
     for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
       if (!procs.isTraced(pid)) {
         if (atStart.has(pid) || removedAtStart.has(pid)) void c.removePid(pid).catch(() => {});
@@ -233,9 +236,10 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
 
   /**
    * The loader stopped after it had started (it crashed, was killed, sent a bad frame): the
-   * kernel side went with it. Start another after 1 s, then 2, 4 … 30 s while starting fails;
-   * what the processes did meanwhile is not seen (each connection skips the bytes by their
-   * sequence numbers), everything else goes on.
+   * kernel side went with it. Start another after 1 s; while starting fails, or a loader stops
+   * within a minute of its start (a fault that comes back), wait twice as long each time, up to
+   * 30 s. What the processes did meanwhile is not seen (each connection skips the bytes by
+   * their sequence numbers), everything else goes on.
    */
   function loaderStopped(err: SeqError): void {
     log(`seqtrace agent: ${err.code}: ${err.message}`);
@@ -251,11 +255,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     // What is traced now is what the next loader is given (pidCommand adds to it meanwhile).
     for (const pid of procs.tracedPids()) initialPids.add(pid);
     golang.reset();
-    let delay = 1000;
+    let delay = restartDelay > 0 && Date.now() - loaderSince < 60_000 ? Math.min(restartDelay * 2, 30_000) : 1000;
     const retry = () => {
       restartTimer = null;
       if (stopping) return;
       launch().then((c) => {
+        restartDelay = delay;
         loaderRestarts++;
         log(`seqtrace agent: the eBPF loader runs again (restart ${loaderRestarts}), tracing ${procs.stats.traced} processes`);
         if (stopping) void c.close();
@@ -406,7 +411,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_tracked`, 'connections tracked now', 'gauge', () => s().conns.tracked);
   r.collect(`${p}exchanges_pending`, 'requests waiting for their responses, over all tracked connections', 'gauge', pendingExchanges);
   r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
-  r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (their close was not seen)', 'counter', () => s().conns.expired);
+  r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (15 min for a client waiting for its answer): their close was not seen', 'counter', () => s().conns.expired);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
   r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
