@@ -70,6 +70,7 @@ test('server: request read then response written gives an entry span at once', (
   assert.equal(s.attrs.bytes_read, REQ().length);
   assert.equal(s.attrs.bytes_written, RESP().length);
   assert.equal(s.attrs.http_version, '1.1');
+  assert.equal(s.attrs.http_host, 'a', 'the Host the client called');
   assert.equal(s.srcPort, 8080);
 });
 

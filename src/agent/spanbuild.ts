@@ -77,6 +77,9 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
   // are short (a UUID: 36); a longer value is no id, and cut it would find nothing.
   const rid = req.trace?.xRequestId;
   if (rid && rid.length <= 256) attrs.http_request_id = rid;
+  // The name the client called the server by (a virtual host, an API's domain): what names a
+  // peer that is not traced. A longer value is no host name.
+  if (req.host && req.host.length <= 256) attrs.http_host = req.host;
   return {
     host: f.host,
     kind: f.kind,

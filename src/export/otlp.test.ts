@@ -138,6 +138,21 @@ describe('OTLP conversion', () => {
     assert.equal(a['network.protocol.version'], undefined, 'unknown when the agent did not send http_version');
   });
 
+  it('names the server as the client called it: the request\'s Host, its address kept in network.peer.*', () => {
+    const cases: [string, string, number][] = [
+      ['api.internal:8443', 'api.internal', 8443],
+      ['api.internal', 'api.internal', 80],
+      ['[fd00::2]:9000', 'fd00::2', 9000],
+      ['api.internal:http', 'api.internal', 80],
+    ];
+    for (const [host, name, port] of cases) {
+      const a = one(makeSpan({ kind: 'exit', dstIp: '10.0.0.9', dstPort: 80, attrs: { http_host: host } })).attrs;
+      assert.deepEqual([a['server.address'], a['server.port'], a['network.peer.address'], a['network.peer.port'], a.http_host], [name, port, '10.0.0.9', 80, undefined], host);
+    }
+    const e = one(makeSpan({ kind: 'entry', srcIp: '10.0.0.2', srcPort: 8080, attrs: { http_host: 'shop.example:80' } })).attrs;
+    assert.deepEqual([e['server.address'], e['server.port'], e['network.local.address']], ['shop.example', 80, '10.0.0.2']);
+  });
+
   it('carries the eBPF fields under ebpf., the app context under app., and every attrs entry', () => {
     const d = one(makeSpan({
       host: 'web-9', pid: 4242, tid: 4243, reqSeq: 4294967295, respSeq: 7, threadGroup: '18446744073709551615',

@@ -69,6 +69,25 @@ function isRouteTemplate(route: string): boolean {
   return /[{*]|\/:[^/]/.test(route);
 }
 
+/** `name[:port]` or `[v6]:port` of a Host header: name without brackets, port (0 when none or not a number). */
+export function splitHost(h: string): { name: string; port: number } {
+  let name = h;
+  let port = '';
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    name = end > 0 ? h.slice(1, end) : h;
+    if (end > 0 && h[end + 1] === ':') port = h.slice(end + 2);
+  } else {
+    const colon = h.lastIndexOf(':');
+    if (colon >= 0 && h.indexOf(':') === colon) {
+      name = h.slice(0, colon);
+      port = h.slice(colon + 1);
+    }
+  }
+  const n = /^\d{1,5}$/.test(port) ? Number(port) : 0;
+  return { name, port: n > 0 && n < 65536 ? n : 0 };
+}
+
 /** Attribute keys seqtrace sets itself; an `attrs` entry of the same name is not copied. */
 const OWN_KEYS = new Set([
   'http.request.method', 'http.request.method_original', 'http.response.status_code', 'url.path', 'http.route',
@@ -76,6 +95,8 @@ const OWN_KEYS = new Set([
   'client.address', 'client.port', 'network.peer.address', 'network.peer.port', 'network.local.address',
   'network.local.port', 'error.type', 'ebpf.host', 'ebpf.pid', 'ebpf.tid', 'ebpf.req_seq', 'ebpf.resp_seq',
   'ebpf.thread_group', 'ebpf.trace_id', 'ebpf.late', 'ebpf.status', 'ebpf.operation', 'app.trace_id', 'app.parent_id',
+  // sent as server.address / server.port
+  'http_host',
 ]);
 
 /**
@@ -115,14 +136,16 @@ export function visitSpanAttributes(span: LinkedSpan, visit: (key: string, v: At
   }
   visit('network.transport', 'tcp');
   // src is this process's own end: the server for an entry span, the client for an exit span.
+  // The server is named as the client called it (the request's Host) when the agent saw one,
+  // as the semantic conventions ask, else by its address; network.peer.* keep the address.
+  const host = typeof attrs.http_host === 'string' ? splitHost(attrs.http_host) : null;
+  const serverIp = server ? span.srcIp : span.dstIp;
+  const serverPort = server ? span.srcPort : span.dstPort;
+  if (host?.name || serverIp) visit('server.address', host?.name || serverIp);
+  if (host?.port || serverPort) visit('server.port', host?.port || serverPort);
   if (server) {
-    if (span.srcIp) visit('server.address', span.srcIp);
-    if (span.srcPort) visit('server.port', span.srcPort);
     if (span.dstIp) visit('client.address', span.dstIp);
     if (span.dstPort) visit('client.port', span.dstPort);
-  } else {
-    if (span.dstIp) visit('server.address', span.dstIp);
-    if (span.dstPort) visit('server.port', span.dstPort);
   }
   if (span.dstIp) visit('network.peer.address', span.dstIp);
   if (span.dstPort) visit('network.peer.port', span.dstPort);

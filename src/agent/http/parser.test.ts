@@ -212,6 +212,13 @@ test('trace headers are found case-insensitively; others are not kept', () => {
   assert.deepEqual(r.ends[0].trace, { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', xB3TraceId: 'abc', ddTraceId: '42' });
 });
 
+test('a request\'s Host is kept (any case, trimmed), a response\'s is not', () => {
+  const r = run(true, calls(['GET / HTTP/1.1\r\nhOST:  api.internal:8443 \r\nDate: x\r\n\r\n', 'GET / HTTP/1.0\r\n\r\n']));
+  assert.deepEqual(r.ends.map((m) => m.host), ['api.internal:8443', '']);
+  assert.equal(r.ends[0].trace, null, 'no trace headers: nothing allocated for them');
+  assert.equal(run(false, calls(['HTTP/1.1 200 OK\r\nHost: x\r\nContent-Length: 0\r\n\r\n'])).ends[0].host, '');
+});
+
 test('request id headers: X-Request-ID by default, those of request_id_headers when configured', () => {
   const req = 'GET / HTTP/1.1\r\nx-request-id: r-1\r\nX-Correlation-ID: c-1\r\n\r\n';
   const parse = (headers?: HeaderTable) => {

@@ -52,6 +52,8 @@ export interface HttpMessage {
   framingLost: boolean;
   /** `Connection: close` (or HTTP/1.0 without keep-alive). */
   close: boolean;
+  /** A request's `Host` (the name the client called the server by); '' when none or a response. */
+  host: string;
   trace: TraceHeaders | null;
 }
 
@@ -123,12 +125,14 @@ const enum H {
   ContentLength = 1,
   TransferEncoding,
   Connection,
+  Host,
   Trace,
 }
 const HEADER_IDS = new Map<string, [H, keyof TraceHeaders | null]>([
   ['content-length', [H.ContentLength, null]],
   ['transfer-encoding', [H.TransferEncoding, null]],
   ['connection', [H.Connection, null]],
+  ['host', [H.Host, null]],
   ['traceparent', [H.Trace, 'traceparent']],
   ['tracestate', [H.Trace, 'tracestate']],
   ['b3', [H.Trace, 'b3']],
@@ -366,7 +370,7 @@ class Parser<T> implements HttpParser {
   private newMessage(seq: number, tsNs: number): HttpMessage {
     return {
       isRequest: this.isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
-      bytes: 0, truncated: false, framingLost: false, close: false, trace: null,
+      bytes: 0, truncated: false, framingLost: false, close: false, host: '', trace: null,
     };
   }
 
@@ -465,6 +469,9 @@ class Parser<T> implements HttpParser {
           else if (v.includes('keep-alive')) keepAlive = true;
           break;
         }
+        case H.Host:
+          if (this.isRequest) m.host = hostOf(buf, vs, ve);
+          break;
         case H.Trace:
           (m.trace ??= {})[def[1]!] = buf.toString('latin1', vs, ve);
           break;
@@ -783,6 +790,27 @@ function hexVal(c: number): number {
   if (c >= 97 && c <= 102) return c - 87;
   if (c >= 65 && c <= 70) return c - 55;
   return -1;
+}
+
+// A process calls few hosts and is called by few names: the last ones seen are compared in place
+// before a string is made (a decode costs ≈ 50 ns of a request's ≈ 450 ns of parsing).
+const HOSTS = 16;
+const hosts: string[] = [];
+let nextHost = 0;
+
+/** buf[from..to) as a string, one of the recent hosts' when it matches. */
+function hostOf(buf: Buffer, from: number, to: number): string {
+  const n = to - from;
+  outer: for (let k = 0; k < hosts.length; k++) {
+    const h = hosts[k];
+    if (h.length !== n) continue;
+    for (let i = 0; i < n; i++) if (h.charCodeAt(i) !== buf[from + i]) continue outer;
+    return h;
+  }
+  const h = buf.toString('latin1', from, to);
+  hosts[nextHost] = h;
+  nextHost = (nextHost + 1) % HOSTS;
+  return h;
 }
 
 function lower(buf: Buffer, from: number, to: number): string {
