@@ -416,6 +416,40 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
       assert.deepEqual(await s.dependencies(0, BASE_US - 1), []);
     }));
 
+    it('dependencies: calls to peers that are not traced (client spans with no server span), by Host or address', withStore(async (s) => {
+      const t = traceIdOf(700);
+      const call = (k: number, over: Partial<LinkedSpan>) => linkedSpan({ traceId: t, spanId: hex(70000 + k, 16), parentId: hex(70000, 16), kind: 'exit', service: 'cart', startUs: BASE_US + k, durationUs: 1000 * k, ...over });
+      s.commit([
+        linkedSpan({ traceId: t, spanId: hex(70000, 16), kind: 'entry', service: 'cart', startUs: BASE_US }),
+        call(1, { attrs: { http_host: 'payments.example:8443' } }),
+        call(2, { attrs: { http_host: 'payments.example:8443' }, status: 'error', httpStatusCode: 503 }),
+        call(3, { attrs: {}, dstIp: '10.0.0.7', dstPort: 9200 }),
+        call(4, { attrs: {}, dstIp: 'fd00::7', dstPort: 80 }),
+        // A peer named like a traced service is another node: `db` is called, and traced too.
+        call(5, { attrs: { http_host: 'db' } }),
+        call(6, { attrs: { http_host: 'db' } }),
+        linkedSpan({ traceId: t, spanId: hex(70010, 16), parentId: hex(70006, 16), kind: 'entry', service: 'db', startUs: BASE_US + 7 }),
+      ], []);
+      const deps = await s.dependencies(0, Number.MAX_SAFE_INTEGER);
+      assert.deepEqual(deps.map(({ parent, child, peer, callCount, errorCount }) => ({ parent, child, peer, callCount, errorCount })), [
+        { parent: 'cart', child: 'db', peer: undefined, callCount: 1, errorCount: 0 },
+        { parent: 'cart', child: '10.0.0.7:9200', peer: true, callCount: 1, errorCount: 0 },
+        { parent: 'cart', child: '[fd00::7]:80', peer: true, callCount: 1, errorCount: 0 },
+        { parent: 'cart', child: 'db', peer: true, callCount: 1, errorCount: 0 },
+        { parent: 'cart', child: 'payments.example:8443', peer: true, callCount: 2, errorCount: 1 },
+      ]);
+      assert.ok(!('peer' in deps[0]), 'a call between services has no peer key');
+      near(deps[4].p50Us, 1000);
+    }));
+
+    it('dependencies: a client span whose server span is stored later (late) is a call to that service, not to a peer', withStore(async (s) => {
+      const spans = chainTrace(1, BASE_US);
+      s.commit(spans.slice(0, 4), []); // cart's call to db has no server span yet: a peer
+      assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => `${d.parent}>${d.child}${d.peer ? ' (peer)' : ''}`), ['frontend>cart', 'cart>10.0.0.1:51234 (peer)']);
+      s.commit([{ ...spans[4], late: true }], []);
+      assert.deepEqual((await s.dependencies(0, Number.MAX_SAFE_INTEGER)).map((d) => `${d.parent}>${d.child} ${d.callCount}`), ['cart>db 1', 'frontend>cart 1']);
+    }));
+
     it('dependencies: a client span stored after its server span still makes the edge', withStore(async (s) => {
       const spans = chainTrace(1, BASE_US);
       s.commit([spans[0], spans[2], spans[3], spans[4]], []); // frontend's exit missing

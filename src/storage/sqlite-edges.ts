@@ -24,19 +24,23 @@ export function bucketValue(bucket: number): number {
   return Math.round(2 ** (6 + (bucket - EXACT + 0.5) / PER_OCTAVE));
 }
 
-/** One call between two services. */
+/** One call between two services, or (peer) from a service to a peer that is not traced. */
 export interface Call {
   startUs: number;
   parent: string;
   child: string;
+  peer: boolean;
   durationUs: number;
   error: boolean;
+  /** -1 takes back a call counted before: a peer call whose server span came late after all. */
+  weight?: -1;
 }
 
 interface Rollup {
   minute: number;
   parent: string;
   child: string;
+  peer: boolean;
   calls: number;
   errors: number;
   hist: Map<number, number>;
@@ -45,49 +49,69 @@ interface Rollup {
 type Hist = Record<string, number>;
 
 export function prepareEdges(db: Database.Database) {
-  const getRow = db.prepare(`SELECT calls, errors, hist FROM edge_minutes WHERE minute = ? AND parent = ? AND child = ?`);
-  const putRow = db.prepare(`INSERT OR REPLACE INTO edge_minutes (minute, parent, child, calls, errors, hist) VALUES (?, ?, ?, ?, ?, ?)`);
-  const rangeRows = db.prepare(`SELECT parent, child, calls, errors, hist FROM edge_minutes WHERE minute >= ? AND minute <= ?`).raw();
+  // edge_minutes and peer_minutes have the same shape.
+  const table = (name: string, child: string) => ({
+    getRow: db.prepare(`SELECT calls, errors, hist FROM ${name} WHERE minute = ? AND parent = ? AND ${child} = ?`),
+    putRow: db.prepare(`INSERT OR REPLACE INTO ${name} (minute, parent, ${child}, calls, errors, hist) VALUES (?, ?, ?, ?, ?, ?)`),
+    delRow: db.prepare(`DELETE FROM ${name} WHERE minute = ? AND parent = ? AND ${child} = ?`),
+    rangeRows: db.prepare(`SELECT parent, ${child}, calls, errors, hist FROM ${name} WHERE minute >= ? AND minute <= ?`).raw(),
+  });
+  const tables = [table('edge_minutes', 'child'), table('peer_minutes', 'peer')]; // services, peers
 
   /** Adds calls to the rollups; runs inside the commit's transaction. */
   function record(calls: Call[]): void {
     const rollups = new Map<string, Rollup>();
     for (const c of calls) {
       const minute = Math.floor(c.startUs / MINUTE_US);
-      const key = `${minute}\u0000${c.parent}\u0000${c.child}`;
+      const key = `${minute}\u0000${c.parent}\u0000${c.child}\u0000${c.peer ? 1 : 0}`;
       let r = rollups.get(key);
-      if (!r) rollups.set(key, (r = { minute, parent: c.parent, child: c.child, calls: 0, errors: 0, hist: new Map() }));
-      r.calls++;
-      if (c.error) r.errors++;
+      if (!r) rollups.set(key, (r = { minute, parent: c.parent, child: c.child, peer: c.peer, calls: 0, errors: 0, hist: new Map() }));
+      const w = c.weight ?? 1;
+      r.calls += w;
+      if (c.error) r.errors += w;
       const b = bucketOf(c.durationUs);
-      r.hist.set(b, (r.hist.get(b) ?? 0) + 1);
+      r.hist.set(b, (r.hist.get(b) ?? 0) + w);
     }
     for (const r of rollups.values()) {
+      const { getRow, putRow, delRow } = tables[r.peer ? 1 : 0];
       const old = getRow.get(r.minute, r.parent, r.child) as { calls: number; errors: number; hist: string } | undefined;
       const hist: Hist = old ? JSON.parse(old.hist) : {};
-      for (const [b, n] of r.hist) hist[b] = (hist[b] ?? 0) + n;
-      putRow.run(r.minute, r.parent, r.child, r.calls + (old?.calls ?? 0), r.errors + (old?.errors ?? 0), JSON.stringify(hist));
+      // (never below 0: a call taken back that a database from before peers never counted)
+      for (const [b, n] of r.hist) {
+        const v = (hist[b] ?? 0) + n;
+        if (v > 0) hist[b] = v;
+        else delete hist[b];
+      }
+      const calls = Math.max(0, r.calls + (old?.calls ?? 0));
+      if (calls === 0) delRow.run(r.minute, r.parent, r.child);
+      else putRow.run(r.minute, r.parent, r.child, calls, Math.max(0, r.errors + (old?.errors ?? 0)), JSON.stringify(hist));
     }
   }
 
-  /** Calls whose client span starts in the minutes containing [startUs, endUs]. */
+  /** Calls whose client span starts in the minutes containing [startUs, endUs]: between services, then to peers. */
   function dependencies(startUs: number, endUs: number): DependencyEdge[] {
-    const pairs = new Map<string, { parent: string; child: string; calls: number; errors: number; hist: Map<number, number> }>();
-    const rows = rangeRows.all(Math.floor(startUs / MINUTE_US), Math.floor(endUs / MINUTE_US)) as [string, string, number, number, string][];
-    for (const [parent, child, calls, errors, histText] of rows) {
-      const key = parent + '\u0000' + child;
-      let p = pairs.get(key);
-      if (!p) pairs.set(key, (p = { parent, child, calls: 0, errors: 0, hist: new Map() }));
-      p.calls += calls;
-      p.errors += errors;
-      for (const [b, n] of Object.entries(JSON.parse(histText) as Hist)) p.hist.set(Number(b), (p.hist.get(Number(b)) ?? 0) + n);
-    }
     const out: DependencyEdge[] = [];
-    for (const p of pairs.values()) {
-      const buckets = [...p.hist].sort((a, b) => a[0] - b[0]);
-      out.push({ parent: p.parent, child: p.child, callCount: p.calls, errorCount: p.errors, p50Us: percentile(buckets, p.calls, 0.5), p99Us: percentile(buckets, p.calls, 0.99) });
+    for (const [k, { rangeRows }] of tables.entries()) {
+      const pairs = new Map<string, { parent: string; child: string; calls: number; errors: number; hist: Map<number, number> }>();
+      const rows = rangeRows.all(Math.floor(startUs / MINUTE_US), Math.floor(endUs / MINUTE_US)) as [string, string, number, number, string][];
+      for (const [parent, child, calls, errors, histText] of rows) {
+        const key = parent + '\u0000' + child;
+        let p = pairs.get(key);
+        if (!p) pairs.set(key, (p = { parent, child, calls: 0, errors: 0, hist: new Map() }));
+        p.calls += calls;
+        p.errors += errors;
+        for (const [b, n] of Object.entries(JSON.parse(histText) as Hist)) p.hist.set(Number(b), (p.hist.get(Number(b)) ?? 0) + n);
+      }
+      const edges: DependencyEdge[] = [];
+      for (const p of pairs.values()) {
+        const buckets = [...p.hist].sort((a, b) => a[0] - b[0]);
+        const e: DependencyEdge = { parent: p.parent, child: p.child, callCount: p.calls, errorCount: p.errors, p50Us: percentile(buckets, p.calls, 0.5), p99Us: percentile(buckets, p.calls, 0.99) };
+        if (k === 1) e.peer = true;
+        edges.push(e);
+      }
+      out.push(...edges.sort((a, b) => (a.parent === b.parent ? cmp(a.child, b.child) : cmp(a.parent, b.parent))));
     }
-    return out.sort((a, b) => (a.parent === b.parent ? cmp(a.child, b.child) : cmp(a.parent, b.parent)));
+    return out;
   }
 
   return { record, dependencies };

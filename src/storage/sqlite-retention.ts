@@ -31,7 +31,9 @@ export function prepareRetention(db: Database.Database) {
   const delOldOperations = db.prepare(`DELETE FROM operations WHERE last_us < ?`);
   const delOldServices = db.prepare(`DELETE FROM services WHERE last_us < ?`);
   const delOldPending = db.prepare(`DELETE FROM pending_edges WHERE created_us < ?`);
-  const delOldMinutes = db.prepare(`DELETE FROM edge_minutes WHERE minute < ?`);
+  const delOldEdgeMinutes = db.prepare(`DELETE FROM edge_minutes WHERE minute < ?`);
+  const delOldPeerMinutes = db.prepare(`DELETE FROM peer_minutes WHERE minute < ?`);
+  const delOldMinutes = { run(minute: number) { delOldEdgeMinutes.run(minute); delOldPeerMinutes.run(minute); } };
   const oldestStart = db.prepare(`SELECT min(start_us) FROM traces`).pluck();
   const countTraces = db.prepare(`SELECT count(*) FROM traces`).pluck();
   const pageCount = db.prepare(`PRAGMA page_count`).pluck();

@@ -112,6 +112,19 @@ CREATE TABLE IF NOT EXISTS edge_minutes (
   PRIMARY KEY (minute, parent, child)
 ) WITHOUT ROWID;
 
+-- The same for calls to peers that are not traced: client spans with no server span, by the
+-- name the client called (./sqlite-edges.ts). Apart from edge_minutes so that a peer and a
+-- service of the same name stay two nodes. (New in schema 2 databases as they open.)
+CREATE TABLE IF NOT EXISTS peer_minutes (
+  minute INTEGER NOT NULL,
+  parent TEXT NOT NULL,
+  peer TEXT NOT NULL,
+  calls INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  hist TEXT NOT NULL,
+  PRIMARY KEY (minute, parent, peer)
+) WITHOUT ROWID;
+
 -- Server spans stored before the client span they name as parent (late client spans):
 -- the edge is made when that client span arrives.
 CREATE TABLE IF NOT EXISTS pending_edges (

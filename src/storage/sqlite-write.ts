@@ -301,10 +301,15 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
     return queued;
   }
 
-  /** An edge is a client (exit) span whose child is a server (entry) span of another service. */
+  /**
+   * An edge is a client (exit) span whose child is a server (entry) span of another service; a
+   * client span with no server span at all is a call to a peer that is not traced (edges.ts).
+   */
   function linkEdges(fresh: LinkedSpan[], sampled: LinkedSpan[], oldChunks: Map<string, number[]>): void {
     const calls: Call[] = [];
     let byId: Map<string, LinkedSpan> | undefined;
+    let answered: Set<string> | undefined; // exits of this commit with a server span in it
+    let stored: Set<LinkedSpan> | undefined; // spans of earlier commits read into byId
     let pendingKnown: boolean | undefined;
     /** Traces stored before this commit whose stored spans were read into byId. */
     const read = new Set<string>();
@@ -321,27 +326,40 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
           const before = oldChunks.get(s.traceId);
           if (before && !read.has(s.traceId)) {
             read.add(s.traceId);
-            for (const x of storedSpans(before)) if (!byId.has(x.spanId)) byId.set(x.spanId, x);
+            for (const x of storedSpans(before)) if (!byId.has(x.spanId)) { byId.set(x.spanId, x); (stored ??= new Set()).add(x); }
             parent = byId.get(s.parentId);
           }
         }
         if (parent) {
+          // A client span stored before had no server span then: counted as a call to a peer.
+          if (parent.kind === 'exit' && stored?.has(parent)) {
+            calls.push({ startUs: parent.startUs, parent: parent.service, child: peerOf(parent), peer: true, durationUs: parent.durationUs, error: parent.status === 'error', weight: -1 });
+          }
           if (parent.kind === 'exit' && parent.service !== s.service) {
-            calls.push({ startUs: parent.startUs, parent: parent.service, child: s.service, durationUs: parent.durationUs, error: parent.status === 'error' || s.status === 'error' });
+            calls.push({ startUs: parent.startUs, parent: parent.service, child: s.service, peer: false, durationUs: parent.durationUs, error: parent.status === 'error' || s.status === 'error' });
           }
         } else {
           addPending.run(s.parentId, s.spanId, s.traceId, s.service, s.status === 'error' ? 1 : 0, s.startUs);
           pendingKnown = true;
         }
       } else if (s.kind === 'exit') {
-        // Most exits have their child in the same commit; skip the probe when nothing waits.
+        // Most exits have their child in the same commit (the entry's branch counts the call).
+        if (!answered) {
+          answered = new Set();
+          for (const x of sampled) if (x.kind === 'entry' && x.parentId !== '') answered.add(x.parentId);
+        }
+        if (answered.has(s.spanId)) continue;
+        // Else a server span stored before it (pending), or none: a peer not traced. (A server
+        // span that comes later still, late, makes the edge too: that call counts twice.)
         if (pendingKnown === undefined) pendingKnown = hasPending.get() === 1;
-        if (!pendingKnown) continue;
-        const waiting = takePending.all(s.spanId) as { child_span_id: string; child_service: string; child_error: number }[];
-        if (waiting.length === 0) continue;
+        const waiting = pendingKnown ? takePending.all(s.spanId) as { child_span_id: string; child_service: string; child_error: number }[] : [];
+        if (waiting.length === 0) {
+          calls.push({ startUs: s.startUs, parent: s.service, child: peerOf(s), peer: true, durationUs: s.durationUs, error: s.status === 'error' });
+          continue;
+        }
         for (const w of waiting) {
           if (w.child_service !== s.service) {
-            calls.push({ startUs: s.startUs, parent: s.service, child: w.child_service, durationUs: s.durationUs, error: s.status === 'error' || w.child_error === 1 });
+            calls.push({ startUs: s.startUs, parent: s.service, child: w.child_service, peer: false, durationUs: s.durationUs, error: s.status === 'error' || w.child_error === 1 });
           }
         }
         dropPending.run(s.spanId);
@@ -351,4 +369,12 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   }
 
   return { commit };
+}
+
+/** What a client span with no server span called: the request's Host, else the address. */
+export function peerOf(s: LinkedSpan): string {
+  const host = s.attrs.http_host;
+  if (typeof host === 'string' && host !== '') return host;
+  if (!s.dstIp) return 'unknown';
+  return s.dstIp.includes(':') ? `[${s.dstIp}]:${s.dstPort}` : `${s.dstIp}:${s.dstPort}`;
 }

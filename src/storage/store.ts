@@ -94,7 +94,13 @@ export interface TracePage {
 
 export interface DependencyEdge {
   parent: string;
+  /** A service; or, with `peer`, what `parent` called that is not traced. */
   child: string;
+  /**
+   * The callee is no traced service: client spans with no server span, named by the request's
+   * Host (`http_host`) or else the address they called (`ip:port`).
+   */
+  peer?: true;
   callCount: number;
   errorCount: number;
   p50Us: number;

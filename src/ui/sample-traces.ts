@@ -113,11 +113,13 @@ export function checkoutTrace(opts: TraceOpts): LinkedSpan[] {
   call(ctx, pay, 'ledger', 'POST /entries', pay.startUs + 600, Math.min(ledgerUs, pay.durationUs - 1200), { lateServer: opts.late });
   t += payUs + 200;
   if (opts.external) {
-    span(ctx, 'frontend', 'exit', {
+    // A call to a service nobody traces: no server span; the map names it by its Host.
+    const geo = span(ctx, 'frontend', 'exit', {
       parentId: root.spanId, startUs: t, durationUs: 1200, resource: 'GET /geo', reqSeq: Math.floor(r() * 0xffffffff),
       respSeq: Math.floor(r() * 0xffffffff), threadGroup: root.threadGroup, tid: root.tid,
       peer: { host: '', ip: '198.51.100.9', port: 443, pid: 0, process: '' },
     });
+    geo.attrs.http_host = 'geo.example.net';
     t += 1500;
   }
   if (opts.audit) call(ctx, root, 'ledger', 'POST /audit', t, 600);

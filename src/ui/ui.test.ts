@@ -268,6 +268,10 @@ describe('web UI in Chromium', () => {
     assert.equal(cells[2], String(pay.callCount));
     assert.equal(cells[4], String(pay.errorCount));
     assert.ok(pay.errorCount > 0, 'payments errors appear on the frontend→payments edge');
+    // A call to a peer nobody traces has a node of its own, dashed, named by the Host it was called by.
+    assert.ok(edges.some((e) => e.peer && e.parent === 'frontend' && e.child === 'geo.example.net'), JSON.stringify(edges));
+    assert.equal(await page.locator('.service-map .node.peer[data-peer="geo.example.net"]').count(), 1);
+    assert.match(await page.locator('.edge-table tr[data-edge="frontend→geo.example.net"]').innerText(), /geo\.example\.net\s+not traced/);
     await page.screenshot({ path: join(SHOTS, 'service-map.png') });
     // A node leads to the search for its service.
     await page.click('.service-map .node[data-service="ledger"]');

@@ -49,7 +49,7 @@ async function get(path, params = {}, signal) {
  * @typedef {{traceId:string, rootService:string, rootOperation:string, startUs:number, durationUs:number,
  *   spanCount:number, errorCount:number, services:string[], lateCount:number}} TraceSummary
  * @typedef {{traces: TraceSummary[], next?: string}} TracePage
- * @typedef {{parent:string, child:string, callCount:number, errorCount:number, p50Us:number, p99Us:number}} DependencyEdge
+ * @typedef {{parent:string, child:string, peer?:true, callCount:number, errorCount:number, p50Us:number, p99Us:number}} DependencyEdge
  * @typedef {{service?:string, operation?:string, status?:string, minDurationUs?:number, maxDurationUs?:number,
  *   startUs?:number, endUs?:number, limit?:number, cursor?:string}} TraceQuery
  */

@@ -9,6 +9,9 @@ import {
 } from './format.js';
 
 const NODE_W = 168, NODE_H = 40, COL_GAP = 190, ROW_GAP = 54;
+/** A peer's node key: what a service called that is not traced, apart from any service of that name. */
+const PEER = '\u0001';
+const nodeName = (/** @type {string} */ key) => (key.startsWith(PEER) ? key.slice(1) : key);
 
 /** @param {HTMLElement} root @param {URLSearchParams} params */
 export function renderMap(root, params) {
@@ -55,10 +58,11 @@ export function renderMap(root, params) {
   api.dependencies(Math.floor(startUs), Math.ceil(endUs)).then((edges) => {
     if (disposed) return;
     const seconds = Math.max(1, (endUs - startUs) / 1e6);
-    draw(box, edges, seconds);
+    // Calls to peers that are not traced go to nodes of their own (keyed apart from services).
+    draw(box, edges.map((e) => (e.peer ? { ...e, child: PEER + e.child } : e)), seconds);
     tbody.innerHTML = edges.slice().sort((a, b) => b.callCount - a.callCount).map((e) => `<tr data-edge="${esc(e.parent)}→${esc(e.child)}">
       <td><span class="svc-tag" style="--c:${serviceColor(e.parent)}">${esc(e.parent)}</span></td>
-      <td><span class="svc-tag" style="--c:${serviceColor(e.child)}">${esc(e.child)}</span></td>
+      <td>${e.peer ? `<span class="svc-tag peer" title="not traced: named by the Host it was called by, or its address">${esc(e.child)}</span> <span class="muted">not traced</span>` : `<span class="svc-tag" style="--c:${serviceColor(e.child)}">${esc(e.child)}</span>`}</td>
       <td class="num">${e.callCount}</td><td class="num">${esc(fmtRate(e.callCount / seconds))}</td>
       <td class="num">${e.errorCount}</td><td class="num${e.errorCount ? ' err-text' : ''}">${esc(fmtPct(e.errorCount / Math.max(1, e.callCount)))}</td>
       <td class="num">${esc(fmtDuration(e.p50Us))}</td><td class="num">${esc(fmtDuration(e.p99Us))}</td></tr>`).join('')
@@ -143,19 +147,27 @@ function draw(box, edges, seconds) {
       d = `M${x1},${y1} C${x1},${ctl} ${x2},${ctl} ${x2},${y2}`;
       lx = (x1 + x2) / 2; ly = dip;
     }
-    const title = `${e.parent} → ${e.child}: ${e.callCount} calls, ${e.errorCount} errors, p50 ${fmtDuration(e.p50Us)}, p99 ${fmtDuration(e.p99Us)}`;
+    const title = `${e.parent} → ${nodeName(e.child)}: ${e.callCount} calls, ${e.errorCount} errors, p50 ${fmtDuration(e.p50Us)}, p99 ${fmtDuration(e.p99Us)}`;
     paths += `<path class="edge ${cls}" d="${d}" stroke-width="${width.toFixed(1)}" marker-end="url(#arrow${cls ? '-' + cls : ''})"><title>${esc(title)}</title></path>`;
     const l1 = `${fmtRate(e.callCount / seconds)} · ${fmtPct(errRate)} err`;
     const l2 = `p50 ${fmtDuration(e.p50Us)} · p99 ${fmtDuration(e.p99Us)}`;
     const lw = Math.max(l1.length, l2.length) * 6.4 + 12;
-    labels += `<g class="edge-label ${cls}" data-edge="${esc(e.parent)}→${esc(e.child)}" transform="translate(${lx.toFixed(1)},${ly.toFixed(1)})">
+    labels += `<g class="edge-label ${cls}" data-edge="${esc(e.parent)}→${esc(nodeName(e.child))}" transform="translate(${lx.toFixed(1)},${ly.toFixed(1)})">
       <rect x="${(-lw / 2).toFixed(1)}" y="-17" width="${lw.toFixed(1)}" height="34" rx="4"/>
       <text y="-3" text-anchor="middle">${esc(l1)}</text><text y="11" text-anchor="middle">${esc(l2)}</text></g>`;
   }
   let nodes = '';
   for (const [s, { x, y }] of xy) {
+    const peer = s.startsWith(PEER);
+    const full = nodeName(s);
+    const name = full.length > 22 ? `${full.slice(0, 21)}…` : full;
+    if (peer) {
+      // Not traced: no traces of its own to search; dashed, grey.
+      nodes += `<g class="node peer" data-peer="${esc(full)}" transform="translate(${x},${y})">
+      <rect width="${NODE_W}" height="${NODE_H}" rx="6"/><text x="${NODE_W / 2}" y="${NODE_H / 2 + 5}" text-anchor="middle">${esc(name)}</text><title>${esc(full)}: not traced (client spans with no server span, named by the Host they called or its address)</title></g>`;
+      continue;
+    }
     const c = serviceColor(s);
-    const name = s.length > 22 ? `${s.slice(0, 21)}…` : s;
     nodes += `<g class="node" data-service="${esc(s)}" transform="translate(${x},${y})" tabindex="0" role="link" aria-label="Search traces of ${esc(s)}">
       <rect width="${NODE_W}" height="${NODE_H}" rx="6" style="--c:${c}"/><rect class="node-stripe" width="6" height="${NODE_H}" rx="3" fill="${c}"/>
       <text x="${NODE_W / 2 + 3}" y="${NODE_H / 2 + 5}" text-anchor="middle">${esc(name)}</text><title>${esc(s)}: click to search its traces</title></g>`;
@@ -163,7 +175,7 @@ function draw(box, edges, seconds) {
   const marker = (/** @type {string} */ id, /** @type {string} */ cls) => `<marker id="${id}" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path class="arrow ${cls}" d="M0,0 L10,5 L0,10 z"/></marker>`;
   box.innerHTML = `<svg class="service-map" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="Service map with ${services.length} services and ${edges.length} calls">
     <defs>${marker('arrow', '')}${marker('arrow-some-err', 'some-err')}${marker('arrow-bad', 'bad')}</defs>${paths}${nodes}${labels}</svg>`;
-  box.querySelectorAll('.node').forEach((g) => {
+  box.querySelectorAll('.node[data-service]').forEach((g) => {
     const go = () => navigate(`/search?service=${encodeURIComponent(/** @type {string} */ (g.getAttribute('data-service')))}`);
     g.addEventListener('click', go);
     g.addEventListener('keydown', (e) => { if (/** @type {KeyboardEvent} */ (e).key === 'Enter') go(); });
