@@ -12,7 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeSelection, startAgent, type Agent } from './service.js';
-import { startCapture as realStartCapture } from './capture/loader.js';
+import { startCapture as realStartCapture, type Capture } from './capture/loader.js';
+import { seqError } from '../errors.js';
 import { bpfObjectsOf, tracedPids, waitFor } from './capture/testkit.js';
 import { loadConfig, type AgentConfig } from '../config/config.js';
 import type { ProcessEvent } from './capture/event.js';
@@ -302,6 +303,46 @@ for line in sys.stdin:
     await agent?.close();
     for (const p of procs) p.kill('SIGKILL');
     linker.server.close();
+  }
+});
+
+// A loader that stops the moment it is ready (before the agent holds it), and one that keeps
+// stopping soon after its start: started again, waiting longer each time. No eBPF: a stand-in
+// capture that reports its stop.
+test('agent: a loader that stops as it starts is started again, later each time it stops again', async () => {
+  const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: '127.0.0.1:9', ENV_INPUT_EBPF_METRICS_LISTEN: '' } });
+  const starts: number[] = [];
+  const logs: string[] = [];
+  const fake = (): Capture => ({
+    mode: 'socket', loaderPid: 0, addPid: async () => {}, removePid: async () => {}, goProcess: async () => {}, goUprobe: async () => {},
+    stats: () => ({ kind: 'stats', ringbufDrops: 0, events: 10, truncated: 0, loaderCpuNs: 0, late: 0 }),
+    refreshStats: async () => ({ kind: 'stats', ringbufDrops: 0, events: 10, truncated: 0, loaderCpuNs: 0, late: 0 }),
+    close: async () => {},
+  });
+  const agent = await startAgent(cfg, {
+    log: (m) => logs.push(m),
+    startCapture: async (o) => {
+      starts.push(Date.now());
+      // The first two stop at once, before the agent has them (as a loader whose ready frame and
+      // failure come in one read), the third lives on.
+      const n = starts.length;
+      if (n <= 2) queueMicrotask(() => o.onError(seqError('SEQ_ERR_EBPF_LOAD', `the eBPF loader stopped: test ${n}`)));
+      return fake();
+    },
+  });
+  try {
+    await waitFor('three loaders', () => starts.length === 3, 10_000);
+    const gaps = [starts[1] - starts[0], starts[2] - starts[1]];
+    assert.ok(gaps[0] >= 900 && gaps[0] < 1900, `first restart after 1 s: ${gaps}`);
+    assert.ok(gaps[1] >= 1900, `the second, stopped again within a minute, after 2 s: ${gaps}`);
+    await waitFor('the restart said', () => logs.filter((m) => m.includes('runs again (restart 2)')).length === 1);
+    assert.deepEqual(logs.filter((m) => m.includes('the eBPF loader stopped')), [
+      'seqtrace agent: SEQ_ERR_EBPF_LOAD: the eBPF loader stopped: test 1', 'seqtrace agent: SEQ_ERR_EBPF_LOAD: the eBPF loader stopped: test 2',
+    ]);
+    assert.equal(agent.stats().loaderRestarts, 2);
+    assert.equal(agent.stats().capture.events, 30, 'the counters of every loader');
+  } finally {
+    await agent.close();
   }
 });
 

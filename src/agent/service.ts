@@ -207,6 +207,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   let restartTimer: NodeJS.Timeout | null = null;
   let loaderSince = 0; // when the running loader started (ms)
   let restartDelay = 0; // the last wait before a restart (ms)
+  let launching: Promise<Capture> | null = null;
 
   /**
    * Start a loader with the pids traced now, then settle what changed while it started. Pids
@@ -216,7 +217,14 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
    * never added: a service started during the start, 0.4 s in socket mode and 3.2 s in
    * syscall mode here, was counted as traced and never was.)
    */
-  async function launch(): Promise<Capture> {
+  function launch(): Promise<Capture> {
+    const p = launchOnce();
+    launching = p;
+    void p.then(() => { launching = null; }, () => { launching = null; });
+    return p;
+  }
+
+  async function launchOnce(): Promise<Capture> {
     const atStart = new Set(initialPids);
     const c = await start({
       mode, captureBytes: cfg.capture_bytes, pids: [...atStart], provisionalExec: true, onEvents, onError: loaderStopped,
@@ -242,8 +250,13 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
    * their sequence numbers), everything else goes on.
    */
   function loaderStopped(err: SeqError): void {
-    log(`seqtrace agent: ${err.code}: ${err.message}`);
     const dead = capture;
+    // Stopped as soon as it was ready, before launch() got it: once it has.
+    if (!dead && launching && !stopping) {
+      void launching.then(() => loaderStopped(err), () => {});
+      return;
+    }
+    log(`seqtrace agent: ${err.code}: ${err.message}`);
     if (stopping || !dead) return;
     const last = dead.stats();
     before.ringbufDrops += last.ringbufDrops;
