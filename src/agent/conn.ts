@@ -154,8 +154,9 @@ export interface ConnTable {
   /**
    * Forget connections with no call for idleMs (waitMs for a client waiting for its answer) by
    * the kernel's clock, the latest event seen: their close may have been lost with a full ring
-   * buffer, or come from a process we stopped tracing. Their waiting requests are dropped (counted), their thread groups closed. A later
-   * call on such a connection starts it afresh, from its next request. Call it every few seconds.
+   * buffer, or come from a process we stopped tracing. Their waiting requests are dropped
+   * (counted), their thread groups closed. A later call on such a connection starts it afresh,
+   * from its next request. Call it every few seconds.
    */
   expireIdle(): number;
   /** Requests waiting for their responses, over all connections (for metrics: walks the table). */

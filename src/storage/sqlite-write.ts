@@ -303,7 +303,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
 
   /**
    * An edge is a client (exit) span whose child is a server (entry) span of another service; a
-   * client span with no server span at all is a call to a peer that is not traced (edges.ts).
+   * client span with no server span at all is a call to a peer that is not traced (sqlite-edges.ts).
    */
   function linkEdges(fresh: LinkedSpan[], sampled: LinkedSpan[], oldChunks: Map<string, number[]>): void {
     const calls: Call[] = [];
