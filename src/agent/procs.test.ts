@@ -373,7 +373,27 @@ test('a process gone before the agent decided is selected by its exec event\'s c
     env.sel.scan();
     assert.equal(env.sel.onExec(701, 1, true, 'fresh'), false, 'not the old process\'s environment');
     assert.equal(env.sel.service(701), 'fresh');
-    for (const x of [byName, all, inherit, otherEnv, env]) x.sel.close();
+
+    // Its environment as the loader read it at the exec (ProcessEvent.env): selects and names
+    // it like a live one's; the deny list first; a zombie too.
+    const execEnv = selectorAt(root, { trace_envset: ['TRACE_ME', 'OTEL_SERVICE_NAME'], trace_namedenyset: ['noisy'] });
+    const vars = (o: Record<string, string>) => new Map(Object.entries(o));
+    assert.equal(execEnv.sel.onExec(901, 1, true, 'curl', vars({ OTEL_SERVICE_NAME: 'cli' })), true, 'reaped, its service variable');
+    assert.equal(execEnv.sel.service(901), 'cli');
+    assert.equal(execEnv.sel.onExec(902, 1, true, 'curl', vars({ TRACE_ME: '1', DD_SERVICE: 'named' })), true, 'a trace_envset variable');
+    assert.equal(execEnv.sel.service(902), 'named', 'named by the first service variable it has');
+    assert.equal(execEnv.sel.onExec(903, 1, true, 'curl', vars({ DD_SERVICE: 'named' })), false, 'a service name alone does not select');
+    assert.equal(execEnv.sel.onExec(904, 1, true, 'noisy', vars({ OTEL_SERVICE_NAME: 'x' })), false, 'trace_namedenyset wins');
+    writeProc(root, 905, { comm: 'curl', flags: 0, state: 'Z' });
+    assert.equal(execEnv.sel.onExec(905, 1, true, 'curl', vars({ OTEL_SERVICE_NAME: 'zombie-cli' })), true, 'a zombie');
+    assert.equal(execEnv.sel.service(905), 'zombie-cli');
+    // a shell examined untraced (no variable), which exec'd a client with one, reaped
+    writeProc(root, 906, { comm: 'sh', flags: 0, cmdline: 'sh\0', exe: '/bin/sh' });
+    assert.equal(execEnv.sel.onExec(906, 1, true, 'sh'), false);
+    rmSync(join(root, '906'), { recursive: true });
+    assert.equal(execEnv.sel.onExec(906, 1, true, 'curl', vars({ OTEL_SERVICE_NAME: 'after-sh' })), true, 'the new image, by its environment');
+    assert.equal(execEnv.sel.service(906), 'after-sh');
+    for (const x of [byName, all, inherit, otherEnv, env, execEnv]) x.sel.close();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

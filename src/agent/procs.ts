@@ -64,10 +64,12 @@ export interface ProcSelector {
   /**
    * ppid: the parent named by the exec event (lends its service to a process already gone);
    * provisional: the kernel traces the process since this exec, until addPid or removePid;
-   * comm: the exec event's name for the process (all that is left of one already reaped).
+   * comm: the exec event's name for the process (all that is left of one already reaped); env:
+   * the selection and service variables of its environment, as the loader read them at the
+   * exec (what selects and names it when it is gone before the agent reads /proc).
    * Returns whether what the process does from its exec on is kept (else its events are dropped).
    */
-  onExec(pid: number, ppid?: number, provisional?: boolean, comm?: string): boolean;
+  onExec(pid: number, ppid?: number, provisional?: boolean, comm?: string, env?: Map<string, string> | null): boolean;
   onExit(pid: number): void;
   isTraced(pid: number): boolean;
   /** Every process traced now (what a restarted loader is given). */
@@ -186,9 +188,10 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * it, and its environment is taken for its parent's (inherited across fork and, as a rule,
    * exec). Never added to the kernel: its pid may be reused.
    */
-  function selectGone(pid: number, ppid: number, comm: string): SelectionReason {
+  function selectGone(pid: number, ppid: number, comm: string, env: Map<string, string> | null): SelectionReason {
     if (deniedPid(pid) || (comm && denyComm.has(comm))) return 'denied';
     if (opts.cfg.trace_all_process && comm) return 'all';
+    if (env && envset.some((k) => env.has(k))) return 'env';
     if (parentOf(ppid)?.reason === 'env') return 'env';
     return comm && namesComm.has(comm) ? 'name' : 'none';
   }
@@ -206,7 +209,11 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * agent looked): its parent's, when that came from the parent's environment (inherited
    * across fork and, as a rule, exec), else its own name.
    */
-  function lentService(ppid: number, comm: string): { service: string; serviceFromEnv: boolean } {
+  function lentService(ppid: number, comm: string, env: Map<string, string> | null): { service: string; serviceFromEnv: boolean } {
+    for (const k of SERVICE_ENV) {
+      const v = env?.get(k);
+      if (v) return { service: v, serviceFromEnv: true };
+    }
     const parent = parentOf(ppid);
     return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
   }
@@ -218,21 +225,21 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * environment it was selected and named by, only its name follows the exec; one never
    * examined (a traced parent's child is traced from its fork) borrows its parent's.
    */
-  function examineExited(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
-    if (old && old.startTime === st.startTime && old.serviceFromEnv) {
+  function examineExited(pid: number, st: Stat, old?: ProcInfo, env: Map<string, string> | null = null): ProcInfo {
+    if (!env && old && old.startTime === st.startTime && old.serviceFromEnv) {
       return { ...old, comm: st.comm, names: old.names.includes(st.comm) ? old.names : [...old.names, st.comm], exited: true };
     }
-    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: (st.flags & PF_KTHREAD) !== 0 ? 'denied' : selectGone(pid, st.ppid, st.comm), ...lentService(st.ppid, st.comm) };
+    return { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe: old?.exe ?? '', exited: true, traced: false, reason: (st.flags & PF_KTHREAD) !== 0 ? 'denied' : selectGone(pid, st.ppid, st.comm, env), ...lentService(st.ppid, st.comm, env) };
   }
 
-  /** A process reaped before anything of it could be read: its exec event's comm and its parent. */
-  function examineReaped(pid: number, ppid: number, comm: string): ProcInfo {
-    return { pid, startTime: '', comm, names: comm ? [comm] : [], exe: '', exited: true, traced: false, reason: selectGone(pid, ppid, comm), ...lentService(ppid, comm) };
+  /** A process reaped before anything of it could be read: its exec event's comm and environment, and its parent. */
+  function examineReaped(pid: number, ppid: number, comm: string, env: Map<string, string> | null = null): ProcInfo {
+    return { pid, startTime: '', comm, names: comm ? [comm] : [], exe: '', exited: true, traced: false, reason: selectGone(pid, ppid, comm, env), ...lentService(ppid, comm, env) };
   }
 
-  /** old: what this pid was examined as before, if anything. */
-  function examine(pid: number, st: Stat, old?: ProcInfo): ProcInfo {
-    if (exited(st)) return examineExited(pid, st, old);
+  /** old: what this pid was examined as before, if anything; execEnv: what its exec event carried. */
+  function examine(pid: number, st: Stat, old?: ProcInfo, execEnv: Map<string, string> | null = null): ProcInfo {
+    if (exited(st)) return examineExited(pid, st, old, execEnv);
     // Kernel threads: flagged so, or children of kthreadd (pid 2) or kthreadd itself.
     const kernel = (st.flags & PF_KTHREAD) !== 0 || pid === 2 || st.ppid === 2;
     // The environment before the command line: a process that starts exiting in between reads
@@ -251,7 +258,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       const nul = cmd.indexOf(0);
       argv0 = basename(cmd.toString('utf8', 0, nul < 0 ? cmd.length : nul));
     }
-    if (!kernel && !exe && !argv0) return examineExited(pid, st, old);
+    if (!kernel && !exe && !argv0) return examineExited(pid, st, old, execEnv);
     const info: ProcInfo = { pid, startTime: st.startTime, comm: st.comm, names: [st.comm], exe, exited: false, traced: false, reason: 'none', service: st.comm, serviceFromEnv: false };
     if (exe && !info.names.includes(exe)) info.names.push(exe);
     if (argv0 && !info.names.includes(argv0)) info.names.push(argv0);
@@ -302,7 +309,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * an exec the kernel traces until told (docs/agent.md, "From the exec on"): the decision is
    * told either way. Returns whether what the process did since its exec is kept.
    */
-  function update(pid: number, force: boolean, ppid = 0, provisional = false, comm = ''): boolean {
+  function update(pid: number, force: boolean, ppid = 0, provisional = false, comm = '', env: Map<string, string> | null = null): boolean {
     const st = readStat(root, pid);
     if (!st) {
       if (!force) {
@@ -317,12 +324,12 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       // event's comm and its parent's service.
       let known = procs.get(pid);
       if (known && !known.traced) {
-        const fresh = examineReaped(pid, ppid, comm || known.comm);
-        if (known.serviceFromEnv) { fresh.service = known.service; fresh.serviceFromEnv = true; }
+        const fresh = examineReaped(pid, ppid, comm || known.comm, env);
+        if (known.serviceFromEnv && !fresh.serviceFromEnv) { fresh.service = known.service; fresh.serviceFromEnv = true; }
         procs.set(pid, (known = fresh)); // untraced before and after: nothing to count or tell
       } else if (!known) {
         const last = gone.get(pid);
-        known = last && (!comm || last.comm === comm) ? last : examineReaped(pid, ppid, comm);
+        known = last && (!comm || last.comm === comm) && !env ? last : examineReaped(pid, ppid, comm, env);
         if (known !== last) remember(known);
       }
       if (!provisional) return known.traced;
@@ -334,7 +341,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     }
     const old = procs.get(pid);
     if (old && !force && old.startTime === st.startTime && old.comm === st.comm) return old.traced;
-    const info = examine(pid, st, old);
+    const info = examine(pid, st, old, env);
     if (old?.traced && !info.traced) { stats.traced--; stats.removed++; if (!provisional) opts.removePid(pid); }
     if (info.traced && !old?.traced) { stats.traced++; stats.added++; if (!provisional) opts.addPid(pid); }
     procs.set(pid, info);
@@ -388,7 +395,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   return {
     stats,
     scan,
-    onExec: (pid, ppid, provisional, comm) => update(pid, true, ppid, provisional, comm),
+    onExec: (pid, ppid, provisional, comm, env) => update(pid, true, ppid, provisional, comm, env ?? null),
     onExit(pid) {
       untrack(pid);
       threadNames.delete(pid);

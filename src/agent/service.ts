@@ -15,7 +15,7 @@ import { startCapture as realStartCapture, type Capture, type CaptureOptions } f
 import type { CaptureEvent, StatsEvent } from './capture/event.js';
 import { createClock } from './clock.js';
 import { createConnTable, type ConnTable } from './conn.js';
-import { createProcSelector, type ProcSelector } from './procs.js';
+import { createProcSelector, SERVICE_ENV, type ProcSelector } from './procs.js';
 import { createSender, type Sender, type SenderStats } from './sender.js';
 import { createThreadGroups, threadKey, type ThreadGroups } from './threadgroup.js';
 import { createGoTracer, type GoStats } from './go/golang.js';
@@ -152,7 +152,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
           case 'exec':
-            if (procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm) || !ev.provisional) rejected.delete(ev.pid);
+            if (procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm, ev.env) || !ev.provisional) rejected.delete(ev.pid);
             else rejected.add(ev.pid);
             break;
           case 'thread':
@@ -200,6 +200,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   procs.scan();
   const start = opts.startCapture ?? realStartCapture;
   const mode = cfg.capture_mode as CaptureOptions['mode'];
+  // What selects and names a process, read by the loader at its exec (procs.ts, onExec).
+  const execEnv = [...new Set([...SERVICE_ENV, ...cfg.trace_envset])].filter((n) => /^[^=\0]{1,63}$/.test(n) && Buffer.byteLength(n) <= 63).slice(0, 16);
   // Counters of the loaders that stopped: a restarted loader counts from 0, the metrics go on.
   const before: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0, late: 0 };
   let loaderRestarts = 0;
@@ -227,7 +229,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   async function launchOnce(): Promise<Capture> {
     const atStart = new Set(initialPids);
     const c = await start({
-      mode, captureBytes: cfg.capture_bytes, pids: [...atStart], provisionalExec: true, onEvents, onError: loaderStopped,
+      mode, captureBytes: cfg.capture_bytes, pids: [...atStart], provisionalExec: true, execEnv, onEvents, onError: loaderStopped,
     });
     capture = c;
     loaderSince = Date.now();

@@ -3,11 +3,15 @@
  * seqtrace-loader: loads seqtrace.bpf.c, attaches it, and streams its events.
  *
  *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
- *                   [--batch-bytes N] [--pid PID]... [--provisional-exec] [--verbose]
+ *                   [--batch-bytes N] [--pid PID]... [--provisional-exec] [--exec-env NAME]...
+ *                   [--verbose]
  *   seqtrace-loader --print-layout
  *
  * --provisional-exec: a process that execs is traced from its exec until `add` keeps it or
  *   `del` ends it (with the children it forked meanwhile); its exec event says so.
+ * --exec-env NAME: an exec's frame carries `NAME=value\0` for each such variable of the new
+ *   image's environment, read as the event is taken (a client gone before the agent reads /proc
+ *   is still selected and named by its environment).
  * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
  *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
@@ -558,6 +562,14 @@ static void parse_args(int argc, char **argv)
 		} else if (!strcmp(a, "--batch-bytes")) {
 			i++;
 			opt.batch_bytes = (int)parse_num(a, v, 0, ST_BATCH_MAX);
+		} else if (!strcmp(a, "--exec-env")) {
+			i++;
+			if (!v || !*v || strlen(v) >= EXEC_ENV_NAME_MAX || strchr(v, '=') || n_exec_env >= EXEC_ENV_NAMES) {
+				fprintf(stderr, "seqtrace-loader: --exec-env takes a variable name (no '=', under %d bytes), at most %d times; got \"%s\"\n",
+					EXEC_ENV_NAME_MAX, EXEC_ENV_NAMES, v ? v : "");
+				exit(EXIT_USAGE);
+			}
+			exec_env[n_exec_env++] = v;
 		} else if (!strcmp(a, "--pid")) {
 			i++;
 			unsigned pid = parse_num(a, v, 1, INT_MAX);
@@ -566,7 +578,7 @@ static void parse_args(int argc, char **argv)
 		} else {
 			fprintf(stderr,
 				"seqtrace-loader: unknown argument \"%s\" (accepted: --mode socket|syscall|auto, "
-				"--capture-bytes N, --ringbuf-bytes N, --batch-bytes N, --pid PID, --provisional-exec, --verbose, "
+				"--capture-bytes N, --ringbuf-bytes N, --batch-bytes N, --pid PID, --provisional-exec, --exec-env NAME, --verbose, "
 				"--print-layout)\n",
 				a);
 			exit(EXIT_USAGE);

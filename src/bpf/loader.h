@@ -22,6 +22,14 @@
 struct ring_buffer;
 
 extern bool out_broken;   /* a write to stdout failed: the loader stops */
+
+/* --exec-env NAME: variables whose `NAME=value` an exec's frame carries after its st_proc_event,
+ * read from /proc/PID/environ as the loader takes the event (output.c, take_exec). */
+#define EXEC_ENV_NAMES 16
+#define EXEC_ENV_NAME_MAX 64
+#define EXEC_ENV_BYTES 1024 /* the most bytes of them one exec frame carries */
+extern const char *exec_env[EXEC_ENV_NAMES];
+extern int n_exec_env;
 extern __u64 late_events; /* events that arrived after their time was written (should stay 0) */
 extern __u64 tuple_drops; /* records dropped for want of their tuple */
 

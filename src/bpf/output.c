@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 #include <malloc.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "seqtrace.h"
@@ -247,6 +249,67 @@ static size_t rec_size(const void *data, size_t len)
 	return n <= len ? n : 0;
 }
 
+const char *exec_env[EXEC_ENV_NAMES];
+int n_exec_env;
+
+/* /proc/PID/environ, whole (up to 1 MiB), into a buffer kept for the next exec; its length. */
+static char *env_buf;
+static size_t env_cap;
+static size_t read_environ(__u32 pid)
+{
+	char path[32];
+	snprintf(path, sizeof(path), "/proc/%u/environ", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* gone already, or another user's without CAP_SYS_PTRACE */
+	size_t n = 0;
+	for (;;) {
+		if (n == env_cap) {
+			if (env_cap >= (1 << 20))
+				break;
+			env_buf = grow(env_buf, &env_cap, n + 1, 1);
+		}
+		ssize_t got = read(fd, env_buf + n, env_cap - n);
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	return n;
+}
+
+/*
+ * An exec: its record, then `NAME=value\0` for each --exec-env variable of the new image's
+ * environment. Read here, tens of microseconds after the exec (the event wakes the loader at
+ * once), where the agent reads /proc a millisecond or more later: a client that runs for a few
+ * milliseconds (a curl with the service in its environment: `OTEL_SERVICE_NAME=cli curl …`)
+ * is often gone by then, its environment with it (docs/agent.md, "From the exec on").
+ */
+static void take_exec(const void *data, size_t len, __u64 ts)
+{
+	const struct st_proc_event *e = data;
+	char tail[EXEC_ENV_BYTES];
+	size_t t = 0, n = read_environ(e->pid);
+	for (size_t at = 0; at < n;) {
+		const char *s = env_buf + at;
+		const char *nul = memchr(s, 0, n - at);
+		size_t sl = nul ? (size_t)(nul - s) : n - at;
+		for (int k = 0; k < n_exec_env; k++) {
+			size_t kl = strlen(exec_env[k]);
+			if (sl > kl && s[kl] == '=' && !memcmp(s, exec_env[k], kl) && t + sl + 1 <= sizeof(tail)) {
+				memcpy(tail + t, s, sl);
+				tail[t + sl] = 0;
+				t += sl + 1;
+				break;
+			}
+		}
+		at += sl + 1;
+	}
+	char *at = pend_reserve(&pend, ts, (__u32)(len + t));
+	memcpy(at, data, len);
+	memcpy(at + len, tail, t);
+}
+
 /* One kernel record (not a batch); cpu: the CPU whose batch held it, -1 for one sent alone. */
 static void take(const void *data, size_t len, int cpu)
 {
@@ -268,6 +331,10 @@ static void take(const void *data, size_t len, int cpu)
 		exec_seen = true;
 		if (ts > exec_newest)
 			exec_newest = ts;
+		if (n_exec_env > 0) {
+			take_exec(data, len, ts);
+			return;
+		}
 	}
 	pend_add(&pend, ts, data, (__u32)len);
 }

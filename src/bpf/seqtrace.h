@@ -108,6 +108,8 @@ struct st_proc_event {
 	/* exec: the new image's name (comm), which user space still has when the process is gone
 	 * before it looks (a short client, a busy agent); exit: empty */
 	char comm[ST_COMM_LEN];
+	/* On stdout an exec frame may go on after these 40 bytes: `NAME=value\0` for each
+	 * --exec-env variable of the new image's environment (the loader adds them: output.c). */
 };
 
 /* A thread of a traced process started another thread of it: user space lets the new thread

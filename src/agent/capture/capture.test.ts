@@ -31,7 +31,7 @@ interface Run {
   arrived: Map<CaptureEvent, number>;
 }
 
-async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number; provisionalExec?: boolean } = {}): Promise<Run> {
+async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number; provisionalExec?: boolean; execEnv?: string[] } = {}): Promise<Run> {
   const events: CaptureEvent[] = [];
   const arrived = new Map<CaptureEvent, number>();
   const cap = await startCapture({
@@ -614,7 +614,7 @@ describe('capture: processes traced from their exec until decided', { skip: SKIP
   let traced: () => number[];
   let idle: ChildProcess;
   before(async () => {
-    run = await start('socket', { provisionalExec: true });
+    run = await start('socket', { provisionalExec: true, execEnv: ['SEQT_SERVICE', 'SEQT_OTHER'] });
     const id = bpfObjectsOf(run.cap.loaderPid).maps.find((m) => m.name === 'traced')!.id;
     traced = () => tracedPids(id);
     // Something traced for good, so that the data path is attached (as it is while the agent
@@ -699,10 +699,26 @@ os._exit(0)
       const second = await waitFor('the exec of sleep', () => execsOf(run.events, p.pid!)[1]);
       assert.equal(second.provisional, false, 'traced for good before it: stays so, nothing to decide');
       assert.deepEqual([first.comm, second.comm], ['sh', 'sleep'], 'each exec names the new image');
+      assert.deepEqual([first.env, second.env], [null, null], 'none of the exec-env variables: nothing carried');
     } finally {
       p.kill();
       await exited(p);
     }
+  });
+
+  test('an exec carries the exec-env variables of the new image\'s environment, read before the process is gone', async () => {
+    // Gone 20 ms after its exec, as a short client is; the agent reads /proc 1–2 ms after an
+    // exec at best, seconds after when busy. (A process gone within a millisecond, `true`, is
+    // gone before the loader reads too.) Its variable after 200 KiB of others, as a service's may be.
+    const filler: Record<string, string> = {};
+    for (let i = 0; i < 200; i++) filler[`FILL_${i}`] = 'x'.repeat(1000);
+    const quick = spawn('sleep', ['0.02'], { env: { ...filler, SEQT_SERVICE: 'quick-one', SEQT_SERVICEX: 'no', PATH: '/usr/bin:/bin' } });
+    const plain = spawn('sleep', ['0.02'], { env: { PATH: '/usr/bin:/bin', SEQT_OTHER: '' } });
+    await Promise.all([exited(quick), exited(plain)]);
+    const q = await waitFor('the exec of the quick one', () => execsOf(run.events, quick.pid!)[0]);
+    assert.deepEqual(q.env, new Map([['SEQT_SERVICE', 'quick-one']]), 'only the names asked for, whole names only');
+    const p = await waitFor('the exec of the plain one', () => execsOf(run.events, plain.pid!)[0]);
+    assert.deepEqual(p.env, new Map([['SEQT_OTHER', '']]), 'an empty value is a value');
   });
 });
 

@@ -75,6 +75,19 @@ function ipv6Cached(b: Buffer, at: number): string {
   return s;
 }
 
+/** An exec frame's tail (the loader's --exec-env): `NAME=value\0` each; null when none. */
+function execEnv(b: Buffer, from: number, to: number): Map<string, string> | null {
+  const env = new Map<string, string>();
+  for (let at = from; at < to;) {
+    let nul = b.indexOf(0, at);
+    if (nul < 0 || nul > to) nul = to;
+    const eq = b.indexOf(0x3d, at);
+    if (eq > at && eq < nul) env.set(b.toString('latin1', at, eq), b.toString('utf8', eq + 1, nul));
+    at = nul + 1;
+  }
+  return env.size ? env : null;
+}
+
 /** A NUL-terminated string in a field of n bytes (a comm: the kernel's bytes, latin1 as /proc's stat is read). */
 function cString(b: Buffer, at: number, n: number): string {
   const nul = b.indexOf(0, at);
@@ -166,6 +179,7 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
         ppid: b.readUInt32LE(at + LAYOUT.proc.ppid),
         provisional: kind === K.exec && (b[at + LAYOUT.proc.flags] & PROC_PROVISIONAL) !== 0,
         comm: cString(b, at + LAYOUT.proc.comm, LAYOUT.proc.size - LAYOUT.proc.comm),
+        env: size > LAYOUT.proc.size ? execEnv(b, at + LAYOUT.proc.size, at + size) : null,
       };
     case K.thread:
       need(size, LAYOUT.thread.size, 'thread');

@@ -63,6 +63,12 @@ export interface ProcessEvent {
   provisional: boolean;
   /** For exec: the new image's name (comm, at most 15 bytes); what is left to select and name a process gone before the agent looked. '' for exit. */
   comm: string;
+  /**
+   * For exec, with CaptureOptions.execEnv: those variables of the new image's environment (the
+   * loader read them microseconds after the exec); null when it could not (gone already, not
+   * permitted) or none was set, and for exit.
+   */
+  env: Map<string, string> | null;
 }
 
 /**

@@ -27,6 +27,12 @@ export interface CaptureOptions {
    * process sends meanwhile is not lost. Default false: only what addPid says is traced.
    */
   provisionalExec?: boolean;
+  /**
+   * Environment variables an exec event carries (ProcessEvent.env), read by the loader as it
+   * takes the event: what selects and names a process that is gone before the agent reads /proc.
+   * At most 16 names, each without '=' and under 64 bytes.
+   */
+  execEnv?: readonly string[];
   /** The loader binary; default src/bpf/build/seqtrace-loader (env SEQTRACE_LOADER overrides). */
   loaderPath?: string;
   /** Events of one drain of the ring buffer (the array is not reused by the caller's next call). */
@@ -105,6 +111,11 @@ function checkOptions(o: CaptureOptions): string[] {
   }
   for (const pid of o.pids ?? []) args.push('--pid', String(pid));
   if (o.provisionalExec) args.push('--provisional-exec');
+  const env = o.execEnv ?? [];
+  if (env.length > 16 || env.some((n) => !/^[^=\0]{1,63}$/.test(n) || Buffer.byteLength(n) > 63)) {
+    throw seqError('SEQ_ERR_EBPF_LOAD', `exec environment names ${JSON.stringify(env)}: at most 16, each 1 to 63 bytes without '='`);
+  }
+  for (const n of env) args.push('--exec-env', n);
   return args;
 }
 
