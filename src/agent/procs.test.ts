@@ -393,6 +393,11 @@ test('a process gone before the agent decided is selected by its exec event\'s c
     rmSync(join(root, '906'), { recursive: true });
     assert.equal(execEnv.sel.onExec(906, 1, true, 'curl', vars({ OTEL_SERVICE_NAME: 'after-sh' })), true, 'the new image, by its environment');
     assert.equal(execEnv.sel.service(906), 'after-sh');
+    // Alive, its environ file overwritten already (nginx's process title): the exec's variables.
+    writeProc(root, 907, { comm: 'nginx', flags: 0, environ: 'master process nginx -g daemon off;\0', cmdline: 'nginx: master process\0', exe: '/usr/sbin/nginx' });
+    assert.equal(execEnv.sel.onExec(907, 1, true, 'nginx', vars({ OTEL_SERVICE_NAME: 'edge' })), true, 'alive: selected by what its exec carried');
+    assert.equal(execEnv.sel.service(907), 'edge');
+    assert.equal(execEnv.sel.isTraced(907), true);
     for (const x of [byName, all, inherit, otherEnv, env, execEnv]) x.sel.close();
   } finally {
     rmSync(root, { recursive: true, force: true });

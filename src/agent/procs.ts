@@ -244,8 +244,10 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
     const kernel = (st.flags & PF_KTHREAD) !== 0 || pid === 2 || st.ppid === 2;
     // The environment before the command line: a process that starts exiting in between reads
     // empty from then on, and its empty command line below says so (a live process always has
-    // one), rather than an empty environment untracing it.
-    const env = kernel ? null : readEnviron(root, pid);
+    // one), rather than an empty environment untracing it. At an exec, what the loader read of
+    // it then, when it found any of the variables: nginx writes its process title over that
+    // memory within milliseconds of its start, before the agent reads /proc.
+    const env = kernel ? null : (execEnv ?? readEnviron(root, pid));
     let exe = '';
     try {
       exe = basename(readlinkSync(`${root}/${pid}/exe`).replace(/ \(deleted\)$/, ''));

@@ -272,6 +272,8 @@ describe('web UI in Chromium', () => {
     assert.ok(edges.some((e) => e.peer && e.parent === 'frontend' && e.child === 'geo.example.net'), JSON.stringify(edges));
     assert.equal(await page.locator('.service-map .node.peer[data-peer="geo.example.net"]').count(), 1);
     assert.match(await page.locator('.edge-table tr[data-edge="frontend→geo.example.net"]').innerText(), /geo\.example\.net\s+not traced/);
+    // One call in the day: a rate per day (it read 0.0/h).
+    assert.match((await page.locator('.service-map .edge-label[data-edge="frontend→geo.example.net"]').textContent()) ?? '', /^\s*1\.0\/day · /);
     await page.screenshot({ path: join(SHOTS, 'service-map.png') });
     // A node leads to the search for its service.
     await page.click('.service-map .node[data-service="ledger"]');

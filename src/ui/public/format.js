@@ -45,7 +45,9 @@ export function fmtRate(perSec) {
   if (perSec >= 100) return `${Math.round(perSec)}/s`;
   if (perSec >= 1) return `${perSec.toFixed(1)}/s`;
   if (perSec * 60 >= 1) return `${(perSec * 60).toFixed(1)}/min`;
-  return `${(perSec * 3600).toFixed(1)}/h`;
+  if (perSec * 3600 >= 0.1) return `${(perSec * 3600).toFixed(1)}/h`;
+  // (a call in a day read 0.0/h)
+  return `${(perSec * 86400).toFixed(1)}/day`;
 }
 
 // Distinct on white and dark enough for white text; the first ones differ the most.
