@@ -426,23 +426,25 @@ test('agent: a client traced from its exec keeps the request it sent before the 
   }
 });
 
-test('agent: a client named in its environment only for its exec (`OTEL_SERVICE_NAME=x client`) and gone before the agent decided keeps its request, under that name', { skip }, async () => {
-  // Its parent (this test) is not traced, so nothing but the client's own environment selects
-  // it, and that is gone with it: the loader reads it at the exec (CaptureOptions.execEnv).
+/**
+ * A client that calls the api and exits while the agent's event loop is held 400 ms at its exec,
+ * so gone before the agent decides: python3 run through a link named `name` (its comm), from
+ * this test (not traced). Returns its spans.
+ */
+async function goneClientSpans(o: { name: string; path: string; clientEnv?: Record<string, string>; agentEnv?: Record<string, string> }): Promise<EbpfSpan[]> {
   const linker = await fakeLinker();
-  const dir = mkdtempSync(join(tmpdir(), 'seqtrace-envonly-'));
-  const procs: ChildProcessWithoutNullStreams[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'seqtrace-gone-'));
+  let api: ChildProcessWithoutNullStreams | undefined;
   let agent: Agent | undefined;
   try {
-    symlinkSync('/usr/bin/python3', join(dir, 'envclient')); // its comm: where the agent is held
-    const api = py(SERVER, { DD_SERVICE: 'api' });
-    procs.push(api);
+    symlinkSync('/usr/bin/python3', join(dir, o.name));
+    api = py(SERVER, { DD_SERVICE: 'api' });
     const apiPort = await firstLine(api);
-    const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0' } });
+    const { agent: cfg } = loadConfig({ env: { ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0', ...o.agentEnv } });
     let held: () => number;
-    ({ agent, held } = await agentHeldAtExecs(cfg, (e) => e.comm === 'envclient'));
-    const call = `import http.client; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '/front/envonly'); c.getresponse().read()`;
-    const client = spawn(join(dir, 'envclient'), ['-c', call], { env: { PATH: '/usr/bin:/bin', OTEL_SERVICE_NAME: 'quick-env' } });
+    ({ agent, held } = await agentHeldAtExecs(cfg, (e) => e.comm === o.name));
+    const call = `import http.client; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '${o.path}'); c.getresponse().read()`;
+    const client = spawn(join(dir, o.name), ['-c', call], { env: { PATH: '/usr/bin:/bin', ...o.clientEnv } });
     const [code] = await once(client, 'exit');
     assert.equal(code, 0);
     const deadline = Date.now() + 15_000;
@@ -452,57 +454,25 @@ test('agent: a client named in its environment only for its exec (`OTEL_SERVICE_
       spans = linker.spans();
     }
     assert.ok(held() > 0, 'the agent was held at the client\'s exec');
-    const mine = spans.filter((s) => s.pid === client.pid);
-    assert.deepEqual(mine.map((s) => [s.kind, s.service, s.resource, s.httpStatusCode]), [['exit', 'quick-env', 'GET /front/envonly', 200]]);
+    return spans.filter((s) => s.pid === client.pid);
   } finally {
     await agent?.close();
-    for (const p of procs) p.kill('SIGKILL');
+    api?.kill('SIGKILL');
     linker.server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('agent: a client named in its environment only for its exec (`OTEL_SERVICE_NAME=x client`) and gone before the agent decided keeps its request, under that name', { skip }, async () => {
+  // Its parent (this test) is not traced, so nothing but the client's own environment selects
+  // it, and that is gone with it: the loader reads it at the exec (CaptureOptions.execEnv).
+  const mine = await goneClientSpans({ name: 'envclient', path: '/front/envonly', clientEnv: { OTEL_SERVICE_NAME: 'quick-env' } });
+  assert.deepEqual(mine.map((s) => [s.kind, s.service, s.resource, s.httpStatusCode]), [['exit', 'quick-env', 'GET /front/envonly', 200]]);
 });
 
 test('agent: a client selected by its name and gone before the agent decided keeps its request', { skip }, async () => {
   // trace_nameset selects by name, and a process that exited (reaped or not) still has one: the
-  // exec event's. The client is python3 run through a link named `quickcall` (its comm), with
-  // no service variable; it calls and exits while the agent's event loop is held.
-  const linker = await fakeLinker();
-  const dir = mkdtempSync(join(tmpdir(), 'seqtrace-quick-'));
-  const procs: ChildProcessWithoutNullStreams[] = [];
-  let agent: Agent | undefined;
-  try {
-    symlinkSync('/usr/bin/python3', join(dir, 'quickcall'));
-    const api = py(SERVER, { DD_SERVICE: 'api' });
-    procs.push(api);
-    const apiPort = await firstLine(api);
-    const { agent: cfg } = loadConfig({
-      env: {
-        ENV_INPUT_EBPF_TRACE_SERVER: linker.traceServer, ENV_INPUT_EBPF_METRICS_LISTEN: '127.0.0.1:0',
-        ENV_INPUT_EBPF_TRACE_NAMESET: 'quickcall',
-      },
-    });
-    let held: () => number;
-    ({ agent, held } = await agentHeldAtExecs(cfg, (e) => e.comm === 'quickcall'));
-    const call = `import http.client; c = http.client.HTTPConnection('127.0.0.1', ${apiPort}); c.request('GET', '/front/gone'); c.getresponse().read()`;
-    const client = spawn(join(dir, 'quickcall'), ['-c', call], { env: { PATH: '/usr/bin:/bin' } });
-    const [code] = await once(client, 'exit');
-    assert.equal(code, 0);
-    const deadline = Date.now() + 15_000;
-    let spans: EbpfSpan[] = [];
-    while (Date.now() < deadline && !spans.some((s) => s.pid === client.pid)) {
-      await new Promise((r) => setTimeout(r, 100));
-      spans = linker.spans();
-    }
-    assert.ok(held() > 0, 'the agent was held at the client\'s exec');
-    const mine = spans.filter((s) => s.pid === client.pid);
-    assert.equal(mine.length, 1, `the client's call: ${JSON.stringify(spans.map((s) => [s.pid, s.service, s.kind, s.resource]))}`);
-    assert.equal(mine[0].kind, 'exit');
-    assert.equal(mine[0].service, 'quickcall');
-    assert.equal(mine[0].httpStatusCode, 200);
-  } finally {
-    await agent?.close();
-    for (const p of procs) p.kill('SIGKILL');
-    linker.server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // exec event's. No service variable here.
+  const mine = await goneClientSpans({ name: 'quickcall', path: '/front/gone', agentEnv: { ENV_INPUT_EBPF_TRACE_NAMESET: 'quickcall' } });
+  assert.deepEqual(mine.map((s) => [s.kind, s.service, s.resource, s.httpStatusCode]), [['exit', 'quickcall', 'GET /front/gone', 200]]);
 });
