@@ -522,5 +522,8 @@ void output_free(void)
 {
 	free(tuples);
 	tuples = NULL;
+	free(env_buf);
+	env_buf = NULL;
+	env_cap = 0;
 }
 
