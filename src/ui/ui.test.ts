@@ -247,7 +247,7 @@ describe('web UI in Chromium', () => {
     const page = await open(`/trace/${externalTraceId}?span=${geo.spanId}`);
     await page.waitForSelector(`.wf-row[data-span-id="${geo.spanId}"] .kb.unlinked`);
     assert.equal(await page.locator('.wf-row .kb.unlinked').count(), 1);
-    assert.match(await page.locator('.detail .flags').innerText(), /client span without a server side/);
+    assert.match(await page.locator('.detail .flags').innerText(), /client span without a server side \(geo\.example\.net not traced/);
     await page.close();
   });
 

@@ -101,7 +101,10 @@ export function buildTrace(spans) {
     // A client call should meet its server: an exit span with no entry child means the
     // callee was not traced or its side did not link.
     if (s.kind === 'exit' && !n.children.some((c) => c.span.kind === 'entry')) {
-      n.flags.push('client span without a server side (callee not traced, or its span did not link)');
+      // Named as the service map names such a peer: the Host it called, else the address.
+      const host = s.attrs?.http_host;
+      const peer = typeof host === 'string' && host ? host : s.dstIp ? (s.dstIp.includes(':') ? `[${s.dstIp}]:${s.dstPort}` : `${s.dstIp}:${s.dstPort}`) : 'its peer';
+      n.flags.push(`client span without a server side (${peer} not traced, or its span did not link)`);
     }
   }
   if (!nodes.length) { startUs = 0; endUs = 0; }
