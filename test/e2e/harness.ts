@@ -526,16 +526,16 @@ export async function startApache(scope: Scope, o: { name: string; backend: stri
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
-/**
- * nginx (one worker) in front of `backend`. nginx rewrites its own /proc/PID/environ (its
- * process title overwrites it), so the agent finds OTEL_SERVICE_NAME there only if it read the
- * master's at its exec, before nginx had started (its workers then take it from the master):
- * a race. Traced by name instead (trace_nameset = ["nginx"]); its service is then its process
- * name, `nginx`.
- */
 /** `location` for startNginx: WebSockets under /ws/ proxied as nginx's guide to them has it. */
 export const NGINX_WEBSOCKET_LOCATION = 'location /ws/ { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; }';
 
+/**
+ * nginx (one worker) in front of `backend`. nginx writes its process title over its own
+ * /proc/PID/environ within milliseconds of its start: the agent selects it by the environment
+ * the loader read at its exec (docs/agent.md), which it never read of an nginx started before
+ * it. The tests trace it by name as well (trace_nameset = ["nginx"]); its service is `nginx`
+ * either way (its OTEL_SERVICE_NAME is `name`, `nginx` in every test).
+ */
 export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
