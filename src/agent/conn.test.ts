@@ -191,6 +191,20 @@ test('a CONNECT tunnel ends with its 2xx; a refused one and a declined upgrade l
   assert.equal(t.stats.protocolSwitches, 1);
 });
 
+test('a connection that begins with the HTTP/2 preface (gRPC without TLS) is left alone, not counted call after call', () => {
+  const { t, spans } = table();
+  const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+  const settings = '\x00\x00\x00\x04\x00\x00\x00\x00\x00';
+  t.onData(ev({ dir: 'send', data: preface + settings, seq: 1, t: 1 }));
+  t.onData(ev({ dir: 'recv', data: settings, seq: 500, t: 2 }));
+  for (let i = 0; i < 5; i++) t.onData(ev({ dir: 'send', data: settings, seq: 33 + 9 * i, t: 3 + i }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: preface, seq: 1, t: 10 })); // the server's side
+  assert.equal(spans.length, 0);
+  assert.equal(t.stats.protocolSwitches, 2);
+  assert.equal(t.stats.unclassified, 0);
+  assert.equal(t.stats.parse.parseErrors, 0);
+});
+
 test('HEAD response has no body even with content-length', () => {
   const { t, spans } = table();
   t.onData(ev({ dir: 'send', data: 'HEAD /f HTTP/1.1\r\n\r\n' + REQ('/g'), seq: 1, t: 1 }));

@@ -74,7 +74,7 @@ export interface ConnStats {
   droppedExchanges: number;
   /** Exits of an event loop joined to the entry of their process that answered with their X-Request-ID. */
   answeredRequestIds: number;
-  /** Connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel): their calls since are ignored. */
+  /** Connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2: their calls since are ignored. */
   protocolSwitches: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;
@@ -134,6 +134,10 @@ interface Conn {
   /** The connection left HTTP/1 (a 101, a tunnel): its calls are not parsed any more. */
   switched: boolean;
 }
+
+/** The client connection preface of HTTP/2 (RFC 9113 §3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
+const isHttp2Preface = (head: Buffer): boolean => head.length >= H2_PREFACE.length && head[0] === 0x50 && head.compare(H2_PREFACE, 0, H2_PREFACE.length, 0, H2_PREFACE.length) === 0;
 
 /** How long an exit waits, once complete, for an entry to answer with its X-Request-ID (stream time). */
 const RID_HOLD_NS = 1_000_000_000;
@@ -435,6 +439,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
     if (c.switched) return;
     if (c.role === ROLE_UNKNOWN) {
+      if (isHttp2Preface(ev.head)) {
+        // HTTP/2 from its first byte (gRPC without TLS, h2c by prior knowledge): no HTTP/1 on
+        // it ever; ignored like a switched connection rather than counted call after call.
+        c.switched = true;
+        stats.protocolSwitches++;
+        return;
+      }
       if (!looksLikeRequest(ev.head)) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
         return;

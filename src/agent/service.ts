@@ -428,7 +428,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
   r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (15 min for a client waiting for its answer): their close was not seen', 'counter', () => s().conns.expired);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
-  r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
+  r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2 (its preface): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
   r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);
