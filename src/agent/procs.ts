@@ -16,6 +16,7 @@
 import { closeSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { AgentConfig } from '../config/config.js';
+import { parseEnviron } from './capture/decode.js';
 
 export const ALWAYS_DENIED = ['seqtrace', 'seqtrace-loader', 'seqtrace-gooffsets', 'datakit', 'datakit-ebpf'];
 export const SERVICE_ENV = ['DK_BPFTRACE_SERVICE', 'DD_SERVICE', 'OTEL_SERVICE_NAME'];
@@ -147,17 +148,7 @@ function readStat(root: string, pid: number): Stat | null {
 
 function readEnviron(root: string, pid: number): Map<string, string> | null {
   const raw = readProcFile(`${root}/${pid}/environ`);
-  if (!raw) return null;
-  const env = new Map<string, string>();
-  let start = 0;
-  while (start < raw.length) {
-    let end = raw.indexOf(0, start);
-    if (end < 0) end = raw.length;
-    const eq = raw.indexOf(61, start);
-    if (eq > start && eq < end) env.set(raw.toString('utf8', start, eq), raw.toString('utf8', eq + 1, end));
-    start = end + 1;
-  }
-  return env;
+  return raw ? parseEnviron(raw) : null;
 }
 
 export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
@@ -182,6 +173,16 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
   const deniedPid = (pid: number) => (opts.denyPids ? [...opts.denyPids()].includes(pid) : false);
+  /** Whether an environment selects its process: any variable of trace_envset. */
+  const envSelects = (env: Map<string, string> | null) => env !== null && envset.some((k) => env.has(k));
+  /** The service an environment names: its first non-empty SERVICE_ENV variable, else ''. */
+  const envService = (env: Map<string, string> | null) => {
+    for (const k of SERVICE_ENV) {
+      const v = env?.get(k);
+      if (v) return v;
+    }
+    return '';
+  };
 
   /**
    * Selection of a process that exited before it was examined: its comm is all that is left of
@@ -191,7 +192,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   function selectGone(pid: number, ppid: number, comm: string, env: Map<string, string> | null): SelectionReason {
     if (deniedPid(pid) || (comm && denyComm.has(comm))) return 'denied';
     if (opts.cfg.trace_all_process && comm) return 'all';
-    if (env && envset.some((k) => env.has(k))) return 'env';
+    if (envSelects(env)) return 'env';
     if (parentOf(ppid)?.reason === 'env') return 'env';
     return comm && namesComm.has(comm) ? 'name' : 'none';
   }
@@ -210,10 +211,8 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
    * across fork and, as a rule, exec), else its own name.
    */
   function lentService(ppid: number, comm: string, env: Map<string, string> | null): { service: string; serviceFromEnv: boolean } {
-    for (const k of SERVICE_ENV) {
-      const v = env?.get(k);
-      if (v) return { service: v, serviceFromEnv: true };
-    }
+    const own = envService(env);
+    if (own) return { service: own, serviceFromEnv: true };
     const parent = parentOf(ppid);
     return parent?.serviceFromEnv ? { service: parent.service, serviceFromEnv: true } : { service: comm, serviceFromEnv: false };
   }
@@ -269,10 +268,8 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       return info;
     }
     if (!env) stats.environUnreadable++;
-    for (const k of SERVICE_ENV) {
-      const v = env?.get(k);
-      if (v) { info.service = v; info.serviceFromEnv = true; break; }
-    }
+    const named = envService(env);
+    if (named) { info.service = named; info.serviceFromEnv = true; }
     if (!info.serviceFromEnv && exe && st.ppid > 1) {
       // A child forked without exec has its parent's environment whatever its environ file
       // reads: nginx writes its process title over that memory, in the master (after the agent
@@ -282,7 +279,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       if (parent?.serviceFromEnv && parent.exe === exe) { info.service = parent.service; info.serviceFromEnv = true; }
     }
     if (opts.cfg.trace_all_process) info.reason = 'all';
-    else if (env && envset.some((k) => env.has(k))) info.reason = 'env';
+    else if (envSelects(env)) info.reason = 'env';
     else if (info.names.some((n) => names.has(n))) info.reason = 'name';
     info.traced = info.reason !== 'none';
     return info;

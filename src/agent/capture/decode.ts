@@ -75,16 +75,25 @@ function ipv6Cached(b: Buffer, at: number): string {
   return s;
 }
 
-/** An exec frame's tail (the loader's --exec-env): `NAME=value\0` each; null when none. */
-function execEnv(b: Buffer, from: number, to: number): Map<string, string> | null {
+/**
+ * `NAME=value\0` strings in b[from..to), as /proc/PID/environ holds them and an exec frame's
+ * tail (the loader's --exec-env) carries them; a string without '=' is skipped.
+ */
+export function parseEnviron(b: Buffer, from = 0, to = b.length): Map<string, string> {
   const env = new Map<string, string>();
   for (let at = from; at < to;) {
     let nul = b.indexOf(0, at);
     if (nul < 0 || nul > to) nul = to;
     const eq = b.indexOf(0x3d, at);
-    if (eq > at && eq < nul) env.set(b.toString('latin1', at, eq), b.toString('utf8', eq + 1, nul));
+    if (eq > at && eq < nul) env.set(b.toString('utf8', at, eq), b.toString('utf8', eq + 1, nul));
     at = nul + 1;
   }
+  return env;
+}
+
+/** An exec frame's tail: its variables, null when none. */
+function execEnv(b: Buffer, from: number, to: number): Map<string, string> | null {
+  const env = parseEnviron(b, from, to);
   return env.size ? env : null;
 }
 
