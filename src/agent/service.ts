@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { checkAgentCanTrace, parseListen, type AgentConfig } from '../config/config.js';
 import { seqError, type SeqError } from '../errors.js';
 import { createRegistry, CONTENT_TYPE, type Registry } from '../metrics/registry.js';
-import { startCapture as realStartCapture, type Capture, type CaptureOptions } from './capture/loader.js';
+import { startCapture as realStartCapture, EXEC_ENV_MAX, isExecEnvName, type Capture, type CaptureOptions } from './capture/loader.js';
 import type { CaptureEvent, StatsEvent } from './capture/event.js';
 import { createClock } from './clock.js';
 import { createConnTable, type ConnTable } from './conn.js';
@@ -201,9 +201,9 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const start = opts.startCapture ?? realStartCapture;
   const mode = cfg.capture_mode as CaptureOptions['mode'];
   // What selects and names a process, read by the loader at its exec (procs.ts, onExec).
-  const execEnv = [...new Set([...SERVICE_ENV, ...cfg.trace_envset])].filter((n) => /^[^=\0]{1,63}$/.test(n) && Buffer.byteLength(n) <= 63).slice(0, 16);
+  const execEnv = [...new Set([...SERVICE_ENV, ...cfg.trace_envset])].filter(isExecEnvName).slice(0, EXEC_ENV_MAX);
   // Counters of the loaders that stopped: a restarted loader counts from 0, the metrics go on.
-  const before: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0, late: 0 };
+  let before: StatsEvent = { kind: 'stats', ringbufDrops: 0, events: 0, truncated: 0, loaderCpuNs: 0, late: 0 };
   let loaderRestarts = 0;
   let stopping = false;
   let restartTimer: NodeJS.Timeout | null = null;
@@ -260,12 +260,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     }
     log(`seqtrace agent: ${err.code}: ${err.message}`);
     if (stopping || !dead) return;
-    const last = dead.stats();
-    before.ringbufDrops += last.ringbufDrops;
-    before.events += last.events;
-    before.truncated += last.truncated;
-    before.loaderCpuNs += last.loaderCpuNs;
-    before.late += last.late;
+    before = sumStats(before, dead.stats());
     capture = null;
     // What is traced now is what the next loader is given (pidCommand adds to it meanwhile).
     for (const pid of procs.tracedPids()) initialPids.add(pid);
@@ -314,14 +309,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   decideTimer.unref();
 
   /** The running loader's counters (none while it restarts) on top of those of the loaders before. */
-  const captureStats = (): StatsEvent => {
-    const now = capture?.stats();
-    if (!now) return { ...before };
-    return {
-      kind: 'stats', ringbufDrops: before.ringbufDrops + now.ringbufDrops, events: before.events + now.events,
-      truncated: before.truncated + now.truncated, loaderCpuNs: before.loaderCpuNs + now.loaderCpuNs, late: before.late + now.late,
-    };
-  };
+  const captureStats = (): StatsEvent => (capture ? sumStats(before, capture.stats()) : before);
   const stats = (): AgentStats => ({
     captureMode: (capture ?? first).mode, capture: captureStats(), loaderRestarts, events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
     procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
@@ -388,6 +376,14 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       })();
       return closed;
     },
+  };
+}
+
+/** Two loaders' counters added up. */
+function sumStats(a: StatsEvent, b: StatsEvent): StatsEvent {
+  return {
+    kind: 'stats', ringbufDrops: a.ringbufDrops + b.ringbufDrops, events: a.events + b.events,
+    truncated: a.truncated + b.truncated, loaderCpuNs: a.loaderCpuNs + b.loaderCpuNs, late: a.late + b.late,
   };
 }
 

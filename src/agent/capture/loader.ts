@@ -91,6 +91,11 @@ export function defaultLoaderPath(): string {
   return fileURLToPath(new URL('../../bpf/build/seqtrace-loader', import.meta.url));
 }
 
+/** The most variables an exec event carries (the loader's EXEC_ENV_NAMES). */
+export const EXEC_ENV_MAX = 16;
+/** A name the loader takes for --exec-env: 1 to 63 bytes (EXEC_ENV_NAME_MAX - 1), no '=' or NUL. */
+export const isExecEnvName = (n: string): boolean => /^[^=\0]+$/.test(n) && Buffer.byteLength(n) <= 63;
+
 function checkOptions(o: CaptureOptions): string[] {
   const args: string[] = ['--mode', o.mode ?? 'auto'];
   if (!['socket', 'syscall', 'auto'].includes(o.mode ?? 'auto')) {
@@ -112,7 +117,7 @@ function checkOptions(o: CaptureOptions): string[] {
   for (const pid of o.pids ?? []) args.push('--pid', String(pid));
   if (o.provisionalExec) args.push('--provisional-exec');
   const env = o.execEnv ?? [];
-  if (env.length > 16 || env.some((n) => !/^[^=\0]{1,63}$/.test(n) || Buffer.byteLength(n) > 63)) {
+  if (env.length > EXEC_ENV_MAX || !env.every(isExecEnvName)) {
     throw seqError('SEQ_ERR_EBPF_LOAD', `exec environment names ${JSON.stringify(env)}: at most 16, each 1 to 63 bytes without '='`);
   }
   for (const n of env) args.push('--exec-env', n);
