@@ -9,6 +9,8 @@
 # N execs between them, in parallel (more than one: the agent gets several execs per batch).
 # AGENT_JS: another compiled agent to measure (e.g. an older commit's, built with
 # `npx tsc -p . --outDir dist-old` inside the checkout, so that it finds node_modules).
+# WITHOUT=--exec-env: OFF is the loader without its --exec-env arguments (reading each exec's
+# environment, docs/kernel.md "The environment at the exec") instead of --provisional-exec.
 # Usage: bench/exec-cost.sh [ROUNDS] [N] [LOOPS]     (root; npm run build first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +23,18 @@ TMP=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
+WITHOUT=${WITHOUT:---provisional-exec}
+case "$WITHOUT" in --provisional-exec | --exec-env) ;; *) echo "WITHOUT must be --provisional-exec or --exec-env" >&2; exit 2 ;; esac
 cat >"$TMP/off" <<EOF2
 #!/bin/sh
-# the loader as built, without --provisional-exec
-for a; do shift; [ "\$a" = --provisional-exec ] || set -- "\$@" "\$a"; done
+# the loader as built, without $WITHOUT (--exec-env with the name after it)
+skip=0
+for a; do
+  shift
+  if [ \$skip = 1 ]; then skip=0; continue; fi
+  if [ "\$a" = "$WITHOUT" ]; then [ "\$a" = --exec-env ] && skip=1; continue; fi
+  set -- "\$@" "\$a"
+done
 exec $PWD/src/bpf/build/seqtrace-loader "\$@"
 EOF2
 chmod +x "$TMP/off"

@@ -569,6 +569,7 @@ static void parse_args(int argc, char **argv)
 					EXEC_ENV_NAME_MAX, EXEC_ENV_NAMES, v ? v : "");
 				exit(EXIT_USAGE);
 			}
+			exec_env_len[n_exec_env] = strlen(v);
 			exec_env[n_exec_env++] = v;
 		} else if (!strcmp(a, "--pid")) {
 			i++;

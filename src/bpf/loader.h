@@ -29,6 +29,7 @@ extern bool out_broken;   /* a write to stdout failed: the loader stops */
 #define EXEC_ENV_NAME_MAX 64
 #define EXEC_ENV_BYTES 1024 /* the most bytes of them one exec frame carries */
 extern const char *exec_env[EXEC_ENV_NAMES];
+extern size_t exec_env_len[EXEC_ENV_NAMES]; /* strlen of each, measured once */
 extern int n_exec_env;
 extern __u64 late_events; /* events that arrived after their time was written (should stay 0) */
 extern __u64 tuple_drops; /* records dropped for want of their tuple */

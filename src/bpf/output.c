@@ -250,6 +250,7 @@ static size_t rec_size(const void *data, size_t len)
 }
 
 const char *exec_env[EXEC_ENV_NAMES];
+size_t exec_env_len[EXEC_ENV_NAMES];
 int n_exec_env;
 
 /* /proc/PID/environ, whole (up to 1 MiB), into a buffer kept for the next exec; its length. */
@@ -295,7 +296,7 @@ static void take_exec(const void *data, size_t len, __u64 ts)
 		const char *nul = memchr(s, 0, n - at);
 		size_t sl = nul ? (size_t)(nul - s) : n - at;
 		for (int k = 0; k < n_exec_env; k++) {
-			size_t kl = strlen(exec_env[k]);
+			size_t kl = exec_env_len[k];
 			if (sl > kl && s[kl] == '=' && !memcmp(s, exec_env[k], kl) && t + sl + 1 <= sizeof(tail)) {
 				memcpy(tail + t, s, sl);
 				tail[t + sl] = 0;
