@@ -350,7 +350,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
         }
         if (answered.has(s.spanId)) continue;
         // Else a server span stored before it (pending), or none: a peer not traced. (A server
-        // span that comes later still, late, makes the edge too: that call counts twice.)
+        // span that comes later still, late, takes that call back: the entry's branch above.)
         if (pendingKnown === undefined) pendingKnown = hasPending.get() === 1;
         const waiting = pendingKnown ? takePending.all(s.spanId) as { child_span_id: string; child_service: string; child_error: number }[] : [];
         if (waiting.length === 0) {
@@ -372,7 +372,7 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
 }
 
 /** What a client span with no server span called: the request's Host, else the address. */
-export function peerOf(s: LinkedSpan): string {
+function peerOf(s: LinkedSpan): string {
   const host = s.attrs.http_host;
   if (typeof host === 'string' && host !== '') return host;
   if (!s.dstIp) return 'unknown';

@@ -123,14 +123,15 @@ function draw(box, edges, seconds) {
     const cls = errRate >= 0.05 ? 'bad' : errRate >= 0.01 ? 'some-err' : '';
     const width = 1.5 + 3.5 * Math.sqrt(e.callCount / maxRate);
     let d, lx, ly;
+    const overAt = over.indexOf(e);
     if (e.parent === e.child) {
       const x = a.x + NODE_W / 2, y = a.y;
       d = `M${x - 20},${y} C${x - 40},${y - 60} ${x + 40},${y - 60} ${x + 20},${y}`;
       lx = x; ly = y - 58;
-    } else if (over.includes(e)) {
+    } else if (overAt >= 0) {
       // The arc's middle (where the label goes) is ARC + ARC_STEP × k above the columns' top.
       const x1 = a.x + NODE_W / 2, y1 = a.y, x2 = b.x + NODE_W / 2, y2 = b.y;
-      const peak = span(e.parent, e.child).top - ARC + 17 - ARC_STEP * over.indexOf(e);
+      const peak = span(e.parent, e.child).top - ARC + 17 - ARC_STEP * overAt;
       const ctl = (8 * peak - y1 - y2) / 6; // a cubic's middle: (y1 + 3 ctl + 3 ctl + y2) / 8
       d = `M${x1},${y1} C${x1},${ctl} ${x2},${ctl} ${x2},${y2}`;
       lx = (x1 + x2) / 2; ly = peak;
@@ -172,8 +173,9 @@ function draw(box, edges, seconds) {
       <rect width="${NODE_W}" height="${NODE_H}" rx="6" style="--c:${c}"/><rect class="node-stripe" width="6" height="${NODE_H}" rx="3" fill="${c}"/>
       <text x="${NODE_W / 2 + 3}" y="${NODE_H / 2 + 5}" text-anchor="middle">${esc(name)}</text><title>${esc(s)}: click to search its traces</title></g>`;
   }
+  const peers = services.filter((s) => s.startsWith(PEER)).length;
   const marker = (/** @type {string} */ id, /** @type {string} */ cls) => `<marker id="${id}" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path class="arrow ${cls}" d="M0,0 L10,5 L0,10 z"/></marker>`;
-  box.innerHTML = `<svg class="service-map" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="Service map with ${services.length} services and ${edges.length} calls">
+  box.innerHTML = `<svg class="service-map" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="Service map with ${services.length - peers} services, ${peers} not traced, and ${edges.length} calls">
     <defs>${marker('arrow', '')}${marker('arrow-some-err', 'some-err')}${marker('arrow-bad', 'bad')}</defs>${paths}${nodes}${labels}</svg>`;
   box.querySelectorAll('.node[data-service]').forEach((g) => {
     const go = () => navigate(`/search?service=${encodeURIComponent(/** @type {string} */ (g.getAttribute('data-service')))}`);
