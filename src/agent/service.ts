@@ -210,6 +210,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   let loaderSince = 0; // when the running loader started (ms)
   let restartDelay = 0; // the last wait before a restart (ms)
   let launching: Promise<Capture> | null = null;
+  // What the loader that stopped had been told: told the next one again, not counted again.
+  const toldBefore = new Set<number>();
 
   /**
    * Start a loader with the pids traced now, then settle what changed while it started. Pids
@@ -236,11 +238,12 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
       if (!procs.isTraced(pid)) {
         if (atStart.has(pid) || removedAtStart.has(pid)) void c.removePid(pid).catch(() => {});
-      } else if (atStart.has(pid)) void golang.onTraced(pid);
+      } else if (atStart.has(pid)) void golang.onTraced(pid, toldBefore.has(pid));
       else pidCommand('add', pid);
     }
     initialPids.clear();
     removedAtStart.clear();
+    toldBefore.clear();
     return c;
   }
 
@@ -263,7 +266,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     before = sumStats(before, dead.stats());
     capture = null;
     // What is traced now is what the next loader is given (pidCommand adds to it meanwhile).
-    for (const pid of procs.tracedPids()) initialPids.add(pid);
+    for (const pid of procs.tracedPids()) { initialPids.add(pid); toldBefore.add(pid); }
     golang.reset();
     let delay = restartDelay > 0 && Date.now() - loaderSince < 60_000 ? Math.min(restartDelay * 2, 30_000) : 1000;
     const retry = () => {

@@ -29,6 +29,29 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+// A loader that stopped took its uprobes with it (service.ts starts another): after reset() the
+// next one is told each binary's probes again, and a process told again is not counted again.
+// No eBPF: a stand-in capture that records what it is told, a stand-in reader of the binary.
+test('after reset() a new loader is told the probes again; a process told again is not counted again', async () => {
+  const told: string[] = [];
+  const capture = {
+    goUprobe: async (which: string) => { told.push(which); },
+    goProcess: async (pid: number) => { told.push(`process ${pid}`); },
+  };
+  const info = {
+    ok: true, goVersion: 'go1.19', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9, execute: 0,
+    tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192,
+  };
+  const go = createGoTracer({ capture: () => capture, log: () => {}, read: async () => info });
+  await go.onTraced(process.pid);
+  assert.deepEqual(told, ['newproc_nop5', 'roundtrip', `process ${process.pid}`]);
+  await go.onTraced(process.pid); // the same binary again: its probes are named once per loader
+  go.reset();
+  await go.onTraced(process.pid, true);
+  assert.deepEqual(told.slice(4), ['newproc_nop5', 'roundtrip', `process ${process.pid}`], 'named to the new loader');
+  assert.deepEqual(go.stats, { byGoroutine: 2, byThread: 0, errors: 0 }, 'told twice as new, once again');
+});
+
 describe('offsets from the binary', () => {
   test('a Go binary: goid in runtime.g, g at -8(FS), newproc1 and its RETs, the client chain', async () => {
     const info = await readGoBinary(bin);

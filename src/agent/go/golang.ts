@@ -19,9 +19,12 @@ export interface GoStats {
 }
 
 export interface GoTracer {
-  /** A process was just selected for tracing (the kernel traces it already). Resolves when done. */
-  onTraced(pid: number): Promise<void>;
-  /** A new loader runs (the last one stopped): uprobes are named to it afresh, processes counted afresh. */
+  /**
+   * A process was just selected for tracing (the kernel traces it already). Resolves when done.
+   * again: it was told to a loader before (this one replaces it): told again, not counted again.
+   */
+  onTraced(pid: number, again?: boolean): Promise<void>;
+  /** A new loader runs (the last one stopped): each binary's uprobes are named to it afresh. */
   reset(): void;
   readonly stats: GoStats;
 }
@@ -44,7 +47,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
   const attached = new Map<string, Promise<void>>();
   let toolWarned = false;
 
-  async function onTraced(pid: number): Promise<void> {
+  async function onTraced(pid: number, again = false): Promise<void> {
     const exe = `${root}/${pid}/exe`;
     let key: string;
     try {
@@ -69,7 +72,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       return;
     }
     if (!bin.ok) {
-      stats.byThread++;
+      if (!again) stats.byThread++;
       if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced by thread, not goroutine: ${bin.reason}`);
       return;
     }
@@ -91,7 +94,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       }
       await up;
       await cap.goProcess(pid, bin.roundTrip ? bin : { ...bin, pconnConn: 0 });
-      stats.byGoroutine++;
+      if (!again) stats.byGoroutine++;
     } catch (e) {
       stats.errors++;
       opts.log(`seqtrace agent: Go process ${pid} (${exe}) stays traced by thread: ${(e as Error).message}`);
@@ -100,8 +103,6 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
 
   function reset(): void {
     attached.clear();
-    stats.byGoroutine = 0;
-    stats.byThread = 0;
   }
 
   return { stats, onTraced, reset };
