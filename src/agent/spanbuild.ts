@@ -55,6 +55,9 @@ export function statusOf(code: number, complete: boolean): 'ok' | 'warning' | 'e
   return code >= 400 ? 'warning' : 'ok';
 }
 
+/** The longest request id or host sent (span-format.md): longer is no name, and cut finds nothing. */
+const NAME_ATTR_MAX = 256;
+
 export function buildSpan(f: ExchangeFacts): EbpfSpan {
   const req = f.req;
   const code = f.resp ? f.resp.status : f.partialStatus;
@@ -76,10 +79,10 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
   // What users search their logs by: with it a trace is found in Jaeger or Tempo by tag. Ids
   // are short (a UUID: 36); a longer value is no id, and cut it would find nothing.
   const rid = req.trace?.xRequestId;
-  if (rid && rid.length <= 256) attrs.http_request_id = rid;
+  if (rid && rid.length <= NAME_ATTR_MAX) attrs.http_request_id = rid;
   // The name the client called the server by (a virtual host, an API's domain): what names a
   // peer that is not traced. A longer value is no host name.
-  if (req.host && req.host.length <= 256) attrs.http_host = req.host;
+  if (req.host && req.host.length <= NAME_ATTR_MAX) attrs.http_host = req.host;
   return {
     host: f.host,
     kind: f.kind,
