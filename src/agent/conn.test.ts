@@ -308,6 +308,36 @@ test('thread groups across connections', async (tt) => {
     assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/b', spans[0].threadGroup], ['/a', spans[1].threadGroup], ['/out', '']]);
     assert.equal(t.stats.answeredRequestIds, 0);
   });
+  // Varnish: the client's thread (7) reads the request and hands the backend fetch to a
+  // worker thread (8), which calls out with the id the VCL made (`req.xid`); the client's
+  // thread answers with it.
+  await tt.test('a worker thread with no group: its exit waits for the entry answered with its id on another thread, and joins it', () => {
+    const { t, spans, groups } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/fetch', 'X-Request-ID: 32770\r\n'), seq: 1, t: 2, tid: 8 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 3, tid: 8 }));
+    assert.equal(spans.length, 0, 'complete, held for the answer');
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP_ID('32770'), seq: 1, t: 4, tid: 7 }));
+    const [out, a] = spans;
+    assert.deepEqual([out.httpRoute, a.httpRoute], ['/fetch', '/a']);
+    assert.equal(out.threadGroup, a.threadGroup);
+    assert.notEqual(a.threadGroup, '');
+    assert.equal(groups.stats.alone, 1, 'its thread had no group');
+    assert.equal(t.stats.answeredRequestIds, 1);
+  });
+  await tt.test('a process serving nothing (a client) sends its exit with an id at once', () => {
+    const { t, spans } = table();
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7, pid: 50 })); // another process serves
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/out', 'X-Request-ID: from-a-client\r\n'), seq: 1, t: 2, tid: 8 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 3, tid: 8 }));
+    assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/out', '']]);
+    // nor once its process has served and answered every request
+    t.onData(ev({ sock: 4, dir: 'recv', data: REQ('/b'), seq: 1, t: 4, tid: 9 }));
+    t.onData(ev({ sock: 4, dir: 'send', data: RESP(), seq: 1, t: 5, tid: 9 }));
+    t.onData(ev({ sock: 5, dir: 'send', data: REQ('/later', 'X-Request-ID: after-b\r\n'), seq: 1, t: 6, tid: 8 }));
+    t.onData(ev({ sock: 5, dir: 'recv', data: RESP(), seq: 1, t: 7, tid: 8 }));
+    assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup === '']), [['/out', true], ['/b', false], ['/later', true]]);
+  });
   await tt.test('event loop: held exits are sent when the agent stops', () => {
     const { t, spans } = table();
     twoOpen(t, madeByB);

@@ -11,10 +11,10 @@
 // A span is emitted the moment its response is complete (not when the next request starts:
 // DataKit's defect §3.10 held spans 10–20 s), except an exit of a thread that a handler
 // started, which waits until that handler's request has ended (and, for a pool's worker,
-// ≈ 0.25–0.6 s more: threadgroup.ts, settle), and an event loop's exit with an X-Request-ID
-// that no open entry's request carried, which waits (up to RID_HOLD_NS) for an entry of its
-// process to answer with that id: a proxy that makes the id itself sends it upstream and
-// back to its client (nginx's `$request_id`). A connection that ends before the response gives
+// ≈ 0.25–0.6 s more: threadgroup.ts, settle), and an exit that joined no group, with an
+// X-Request-ID that no open entry's request carried, made while its process serves requests,
+// which waits (up to RID_HOLD_NS) for an entry of its process to answer with that id: a proxy
+// that makes the id itself sends it upstream and back to its client (nginx's `$request_id`). A connection that ends before the response gives
 // a failed span (status error, http_status_code 0).
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
@@ -287,9 +287,11 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
         respSeq: -1, respStatus: 0, respBytes: 0, ridKey: '', held: null,
       };
-      // An event loop's call with an id no open entry's request had: maybe one its entry will
-      // answer with (the proxy made it).
-      if (!server && threadGroup === '' && rid !== '' && ridWaits < RID_WAIT_MAX && opts.groups.openOn(key) > 1) {
+      // A call with an id no open entry's request had, made while its process serves requests
+      // (an event loop with several open, or a thread with none: a worker that a handler
+      // handed the call to, as Varnish's backend fetches are): maybe one its entry will answer
+      // with (the proxy made it). A process serving nothing (a client) sends its spans at once.
+      if (!server && threadGroup === '' && rid !== '' && ridWaits < RID_WAIT_MAX && (opts.groups.openOn(key) > 1 || opts.groups.hasOpen(ev.pid))) {
         ex.ridKey = requestKey(ev.pid, rid);
         const list = ridWaiting.get(ex.ridKey);
         if (list) list.push(ex);

@@ -60,6 +60,19 @@ test('with no single open group on its thread, an exit joins the open entry of i
   assert.equal(g.openCount(), 0);
 });
 
+test('hasOpen: whether any thread of a process serves a request (own or inherited groups)', () => {
+  const g = createThreadGroups(1n);
+  assert.equal(g.hasOpen(1), false);
+  const a = g.open(7, 1);
+  g.inherit(7, 8, 1);
+  assert.deepEqual([g.hasOpen(1), g.hasOpen(2)], [true, false]);
+  const b = g.open(threadKey(2, 0, 5), 2);
+  assert.equal(g.hasOpen(2), true, 'a goroutine');
+  g.close(7, a, 10);
+  g.close(threadKey(2, 0, 5), b, 10);
+  assert.deepEqual([g.hasOpen(1), g.hasOpen(2)], [false, false], 'closed, the inheritance with it');
+});
+
 test('goroutines are keyed by process and goroutine id, not tid', () => {
   const g = createThreadGroups(1n);
   const k = threadKey(50, 51, 7);

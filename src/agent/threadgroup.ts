@@ -88,6 +88,11 @@ export interface ThreadGroups {
   /** Groups open on thread `key` (its own and inherited ones). */
   openOn(key: ThreadKey): number;
   /**
+   * Whether any thread of process `pid` has a group open (is serving a request). Walks the
+   * process's threads that have had groups: for the rare exit that joined nothing.
+   */
+  hasOpen(pid: number): boolean;
+  /**
    * The inheritance through which an exit on `key` joined group `id` (what join returned), when
    * it is not decided yet: such an exit is sent through settle(). Null when there is nothing to
    * wait for (`id` is the thread's own group, or a goroutine's inheritance).
@@ -422,6 +427,11 @@ export function createThreadGroups(base: bigint = randomBytes(8).readBigUInt64BE
     },
     openOn(key) {
       return openByThread.get(key)?.n ?? 0;
+    },
+    hasOpen(pid) {
+      const keys = keysOf.get(pid);
+      if (keys) for (const key of keys) if ((openByThread.get(key)?.n ?? 0) > 0) return true;
+      return false;
     },
     inheritance(key, id) {
       if (inheritors.size === 0) return null;
