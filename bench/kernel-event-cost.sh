@@ -9,7 +9,8 @@
 # CPU per traced event (/proc/PID/stat, clock ticks: use ≥ 300000 iterations). Several
 # LOADERs (commands, e.g. "path --batch-bytes 8192") are run alternately, round by round;
 # medians at the end. Program time only: what the traced process pays besides (cache, the
-# flush IPIs) is what capture-cost-toggle.sh measures.
+# flush IPIs) is what capture-cost-toggle.sh measures. With IOV=1 the messages go through
+# writev and readv (the iovec walk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/agent-lib.sh # cpu_ticks

@@ -1,7 +1,8 @@
 // A loopback TCP ping-pong in one process, for bench/kernel-event-cost.sh: the client writes an
 // HTTP request, the server end reads it and writes a response, the client reads it; N times
 // (4 socket calls, 4 data events when traced). With WAIT set it starts when a byte arrives on
-// stdin (so the loader can be told to trace it first). Prints nothing.
+// stdin (so the loader can be told to trace it first). With IOV set the messages go through
+// writev (three entries each: the kernel side's iovec walk) and readv. Prints nothing.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 100000;
@@ -25,6 +27,18 @@ int main(int argc, char **argv) {
   char resp[] = "HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n";
   char buf[4096];
   if (getenv("WAIT")) { char x; read(0, &x, 1); }
+  if (getenv("IOV")) {
+    struct iovec rq[3] = {{req, 16}, {req + 16, 22}, {req + 38, sizeof req - 39}};
+    struct iovec rs[3] = {{resp, 17}, {resp + 17, 37}, {resp + 54, sizeof resp - 55}};
+    struct iovec in = {buf, sizeof buf};
+    for (long i = 0; i < n; i++) {
+      writev(c, rq, 3);
+      readv(s, &in, 1);
+      writev(s, rs, 3);
+      readv(c, &in, 1);
+    }
+    return 0;
+  }
   for (long i = 0; i < n; i++) {
     write(c, req, sizeof req - 1);
     read(s, buf, sizeof buf);
