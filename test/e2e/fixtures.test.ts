@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import {
   assertRoot, closeScope, createNetns, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
-  startJavaService, startNginx, startNodeService, startPyService, startWebSocketService, type Scope, type Service,
+  startHaproxy, startJavaService, startNginx, startNodeService, startPyService, startVarnish, startWebSocketService, type Scope, type Service,
 } from './harness.js';
 
 const ids = ['failx', 'ya', 'zb', 'wc'];
@@ -59,6 +59,19 @@ describe('e2e fixtures without seqtrace', () => {
     await apache.proc.stop();
     await nginx.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
+  it('Varnish and HAProxy in front of Python, each returning the X-Request-ID it made', async () => {
+    const varnish = await startVarnish(scope, { name: 'fx-varnish', backend: `127.0.0.1:${py.port}` });
+    const haproxy = await startHaproxy(scope, { name: 'fx-haproxy', backend: `127.0.0.1:${py.port}` });
+    for (const front of [varnish, haproxy]) {
+      assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${front.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(500), errors: {} });
+      const ridOf = async () => (await fetch(`${front.url}/p/one`)).headers.get('x-request-id');
+      const [a, b] = [await ridOf(), await ridOf()];
+      assert.ok(a && b && a !== b, `${front.name}: an X-Request-ID per request (${a}, ${b})`);
+    }
+    await varnish.proc.stop();
+    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${varnish.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
   });
 
   it('WebSockets through nginx, a CONNECT tunnel through Apache', async () => {

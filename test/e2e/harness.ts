@@ -556,6 +556,46 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
   return { proc, name: o.name, host, port, url: hostUrl(host, port) };
 }
 
+/**
+ * Varnish (fixtures/varnish.vcl: every request passed, an X-Request-ID made and returned) in
+ * front of `backend` ("host:port"). Its worker process is forked by its manager (no exec).
+ */
+export async function startVarnish(scope: Scope, o: { name: string; backend: string }): Promise<Service> {
+  const dir = subdir(scope, 'varnish');
+  // it reads its VCL, and its worker process runs, as users varnish and vcache
+  execFileSync('chmod', ['o+x', scope.dir]);
+  execFileSync('chmod', ['755', dir]);
+  const port = await freePort();
+  const [host, backendPort] = o.backend.split(':');
+  const vcl = join(dir, 'default.vcl');
+  writeFileSync(vcl, readFileSync(join(FIXTURES, 'varnish.vcl'), 'utf8').replaceAll('@HOST@', host).replaceAll('@PORT@', backendPort));
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'varnishd',
+    args: ['-F', '-a', `127.0.0.1:${port}`, '-f', vcl, '-n', join(dir, 'work'), '-s', 'malloc,32m', '-T', 'none'],
+    env: serviceEnv(o.name),
+    readyPort: { host: '127.0.0.1', port },
+  });
+  await sleep(FORKED_WORKER_SETTLE_MS);
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+/** HAProxy (fixtures/haproxy.cfg: two threads, an X-Request-ID made and returned) in front of `backend` ("host:port"). */
+export async function startHaproxy(scope: Scope, o: { name: string; backend: string }): Promise<Service> {
+  const dir = subdir(scope, 'haproxy');
+  const port = await freePort();
+  const cfg = join(dir, 'haproxy.cfg');
+  writeFileSync(cfg, readFileSync(join(FIXTURES, 'haproxy.cfg'), 'utf8').replaceAll('@LISTEN@', `127.0.0.1:${port}`).replaceAll('@BACKEND@', o.backend));
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'haproxy',
+    args: ['-db', '-f', cfg],
+    env: serviceEnv(o.name),
+    readyPort: { host: '127.0.0.1', port },
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients. Each is a traced process (it has a service name), so a trace's root is its exit span.
 // The agent learns of a new process asynchronously; a client waits `startDelay` seconds before
