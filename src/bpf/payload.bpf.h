@@ -14,6 +14,9 @@ struct iov_walk {
 	__u64 walked; /* message bytes walked */
 	__u64 last_end, last_len;
 	__u64 bad;
+	/* the part's entries, read at once; twice the part so that the verifier's bound of the
+	 * read's size (a mask, see copy_iov_part) stays inside */
+	struct iovec v[2 * ST_IOV_PART];
 };
 
 /* Where a data event is built: the compact header (st_data_rec) then the head, tail, goid and
@@ -79,19 +82,34 @@ __noinline int copy_iov_part(struct scratch *s, __u32 first)
 	struct iov_walk *w = &s->w;
 	__u64 iov = w->iov, iovcnt = w->iovcnt, len = w->len, want = w->want;
 	__u64 got = w->got, walked = w->walked, last_end = w->last_end, last_len = w->last_len;
-	int over = 0;
-	for (int k = 0; k < ST_IOV_PART; k++) {
-		struct iovec v;
-		__u64 i = (__u64)first + k;
-		if (i >= iovcnt || walked >= len) {
-			over = 1;
-			break;
-		}
-		if (bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)))) {
+	if (first >= iovcnt || walked >= len)
+		return 1;
+	/* The part's entries in one read: an iovec array is one piece of user memory, and each
+	 * read of it costs more than its 16 bytes (a writev of three entries: six reads, now four,
+	 * ≈ −120 ns). A single entry (readv, recvmsg) is read to the stack as before: into the
+	 * scratch it cost ≈ 30 ns more. */
+	__u64 n = iovcnt - first;
+	if (n > ST_IOV_PART)
+		n = ST_IOV_PART;
+	__u64 bytes = n * sizeof(struct iovec);
+	asm volatile("%[b] &= %[m]" : [b] "+r"(bytes) : [m] "i"(sizeof(w->v) - 1)); /* as in copy_user */
+	struct iovec one;
+	if (n == 1) {
+		if (bpf_probe_read_user(&one, sizeof(one), (void *)(iov + (__u64)first * sizeof(struct iovec)))) {
 			w->bad = 1;
+			return 1;
+		}
+	} else if (bpf_probe_read_user(w->v, bytes, (void *)(iov + (__u64)first * sizeof(struct iovec)))) {
+		w->bad = 1;
+		return 1;
+	}
+	int over = first + n >= iovcnt;
+	for (int k = 0; k < ST_IOV_PART; k++) {
+		if (k >= n || walked >= len) {
 			over = 1;
 			break;
 		}
+		struct iovec v = n == 1 ? one : w->v[k];
 		__u64 in_iov = v.iov_len;
 		if (in_iov > len - walked)
 			in_iov = len - walked;
