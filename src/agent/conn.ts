@@ -14,8 +14,9 @@
 // ≈ 0.25–0.6 s more: threadgroup.ts, settle), and an exit that joined no group, with an
 // X-Request-ID that no open entry's request carried, made while its process serves requests,
 // which waits (up to RID_HOLD_NS) for an entry of its process to answer with that id: a proxy
-// that makes the id itself sends it upstream and back to its client (nginx's `$request_id`). A connection that ends before the response gives
-// a failed span (status error, http_status_code 0).
+// that makes the id itself sends it upstream and back to its client (nginx's `$request_id`).
+// A connection that ends before the response gives a failed span (status error,
+// http_status_code 0).
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
 // table at a time, when it is full).

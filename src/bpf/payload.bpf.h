@@ -140,7 +140,12 @@ __noinline int copy_iov(struct scratch *s, __u64 iov, __u64 iovcnt, __u64 len, _
 	if (!s)
 		return 1;
 	struct iov_walk *w = &s->w;
-	*w = (struct iov_walk){ .iov = iov, .iovcnt = iovcnt, .len = len, .want = want };
+	/* field by field: a compound literal would also clear the 512 bytes of v */
+	w->iov = iov;
+	w->iovcnt = iovcnt;
+	w->len = len;
+	w->want = want;
+	w->got = w->walked = w->last_end = w->last_len = w->bad = 0;
 	for (int p = 0; p < ST_MAX_IOV / ST_IOV_PART; p++)
 		if (copy_iov_part(s, p * ST_IOV_PART))
 			break;
