@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import {
   assertRoot, closeScope, createNetns, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
-  startHaproxy, startJavaService, startNginx, startNodeService, startPyService, startVarnish, startWebSocketService, type Scope, type Service,
+  startHaproxy, startJavaService, startNginx, startNodeService, startPyService, startTomcat, startVarnish, startWebSocketService, type Scope, type Service,
 } from './harness.js';
 
 const ids = ['failx', 'ya', 'zb', 'wc'];
@@ -59,6 +59,11 @@ describe('e2e fixtures without seqtrace', () => {
     await apache.proc.stop();
     await nginx.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
+  it('Tomcat (a JSP calling out) in front of Python', async () => {
+    const tomcat = await startTomcat(scope, { name: 'fx-tomcat', downstreams: [`${py.url}/py`] });
+    assert.deepEqual(await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${tomcat.url}/tc/{id}`, ids, concurrency: 2, keepalive: true }), { statuses: want(502), errors: {} });
   });
 
   it('Varnish and HAProxy in front of Python, each returning the X-Request-ID it made', async () => {

@@ -5,7 +5,7 @@
 // process exit should a test die half-way.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -479,6 +479,31 @@ export async function startJavaService(scope: Scope, o: { name: string; downstre
     env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), THREADS: String(o.threads ?? 4), FANOUT: o.fanout ?? '' }),
     readyPort: { host: '127.0.0.1', port },
     readyTimeoutMs: 30_000,
+  });
+  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+}
+
+/**
+ * Apache Tomcat 10 (Debian's tomcat10: a private CATALINA_BASE with its configuration, the HTTP
+ * connector on a free port) serving fixtures/tomcat: call.jsp on the connector's thread pool,
+ * calling `downstreams` with HttpURLConnection. The page is compiled at its first request
+ * (Jasper, a second or two, on that request's thread).
+ */
+export async function startTomcat(scope: Scope, o: { name: string; downstreams: string[] }): Promise<Service> {
+  const base = subdir(scope, 'tomcat');
+  const port = await freePort();
+  execFileSync('cp', ['-r', '/etc/tomcat10', join(base, 'conf')]);
+  const serverXml = join(base, 'conf', 'server.xml');
+  writeFileSync(serverXml, readFileSync(serverXml, 'utf8').replace('<Connector port="8080"', `<Connector port="${port}" address="127.0.0.1"`));
+  for (const d of ['logs', 'temp', 'work', 'webapps']) mkdirSync(join(base, d));
+  execFileSync('cp', ['-r', join(FIXTURES, 'tomcat'), join(base, 'webapps', 'ROOT')]);
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: '/usr/share/tomcat10/bin/catalina.sh',
+    args: ['run'],
+    env: serviceEnv(o.name, { CATALINA_HOME: '/usr/share/tomcat10', CATALINA_BASE: base, DOWNSTREAMS: o.downstreams.join(',') }),
+    readyPort: { host: '127.0.0.1', port },
+    readyTimeoutMs: 60_000,
   });
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }

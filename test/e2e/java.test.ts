@@ -1,17 +1,18 @@
 // End-to-end: a Java service on com.sun.net.httpserver with a fixed thread pool, calling a
 // Python service with HttpURLConnection on the pool thread (keep-alive connections shared by
-// the pool's threads), called by concurrent Python clients.
+// the pool's threads), called by concurrent Python clients; and Apache Tomcat 10, whose
+// connector's pool thread runs a JSP that calls out the same way.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, requestIds, runPyClient, startJavaService,
-  startPyService, startTracing, type Scope, type Tracing,
+  startPyService, startTomcat, startTracing, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces } from './trees.js';
 
 const skip = ebpfSkipReason();
 
-describe('e2e: Java HttpServer on a thread pool', { skip }, () => {
+describe('e2e: Java HttpServer on a thread pool, and Tomcat', { skip }, () => {
   let scope: Scope;
   let tracing: Tracing;
 
@@ -62,6 +63,25 @@ describe('e2e: Java HttpServer on a thread pool', { skip }, () => {
         const report = assertNothingWrong(traces, expected, names.java);
         assert.equal(report.missing.length, 2 * ids.length, `every call made by the pool is left unjoined: ${report.missing.length} of ${2 * ids.length}`);
       }
+    });
+  }
+
+  for (const keepalive of [true, false]) {
+    it(`Python client → Tomcat 10 (NIO connector, JSP) → Python, 24 requests from 6 ${keepalive ? 'keep-alive' : 'fresh-connection'} clients, with 500s`, async () => {
+      const t = scope.tag;
+      const k = keepalive ? 'k' : 'f';
+      const names = { client: `tc${k}-client-${t}`, tomcat: `tc${k}-tomcat-${t}`, py: `tc${k}-py-${t}` };
+      const py = await startPyService(scope, { name: names.py });
+      const tomcat = await startTomcat(scope, { name: names.tomcat, downstreams: [`${py.url}/py`] });
+      const ids = requestIds(scope, `t${k}`, 24).map((id, i) => (i % 8 === 3 ? `fail${id}` : id));
+      const run = await runPyClient(scope, { name: names.client, urlTemplate: `${tomcat.url}/tc/{id}`, ids, concurrency: 6, keepalive });
+      expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
+      const expected = new Map(ids.map((id) => {
+        const fail = id.startsWith('fail');
+        return [id, hop(names.client, names.tomcat, `GET /tc/${id}`, fail ? 502 : 200, hop(names.tomcat, names.py, `GET /py/${id}`, fail ? 500 : 200))];
+      }));
+      const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+      assertExactTraces(traces, expected);
     });
   }
 });
