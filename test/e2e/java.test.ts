@@ -23,23 +23,30 @@ describe('e2e: Java HttpServer on a thread pool, and Tomcat', { skip }, () => {
   });
   after(() => closeScope(scope));
 
-  for (const keepalive of [true, false]) {
-    it(`Python client → Java (4 pool threads) → Python, 24 requests from 6 ${keepalive ? 'keep-alive' : 'fresh-connection'} clients, with 500s`, async () => {
-      const t = scope.tag;
-      const k = keepalive ? 'k' : 'f';
-      const names = { client: `jc${k}-client-${t}`, java: `jc${k}-java-${t}`, py: `jc${k}-py-${t}` };
-      const py = await startPyService(scope, { name: names.py });
-      const java = await startJavaService(scope, { name: names.java, downstreams: [`${py.url}/py`], threads: 4 });
-      const ids = requestIds(scope, `j${k}`, 24).map((id, i) => (i % 8 === 3 ? `fail${id}` : id));
-      const run = await runPyClient(scope, { name: names.client, urlTemplate: `${java.url}/java/{id}`, ids, concurrency: 6, keepalive });
-      expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
-      const expected = new Map(ids.map((id) => {
-        const fail = id.startsWith('fail');
-        return [id, hop(names.client, names.java, `GET /java/${id}`, fail ? 502 : 200, hop(names.java, names.py, `GET /py/${id}`, fail ? 500 : 200))];
-      }));
-      const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
-      assertExactTraces(traces, expected);
-    });
+  // The JDK's server on a pool of 4, and Tomcat's NIO connector, whose pool thread runs a JSP.
+  const servers = {
+    java: { label: 'Java (4 pool threads)', tag: 'jc', route: 'java', start: (name: string, down: string) => startJavaService(scope, { name, downstreams: [down], threads: 4 }) },
+    tomcat: { label: 'Tomcat 10 (NIO connector, JSP)', tag: 'tc', route: 'tc', start: (name: string, down: string) => startTomcat(scope, { name, downstreams: [down] }) },
+  };
+  for (const server of Object.values(servers)) {
+    for (const keepalive of [true, false]) {
+      it(`Python client → ${server.label} → Python, 24 requests from 6 ${keepalive ? 'keep-alive' : 'fresh-connection'} clients, with 500s`, async () => {
+        const t = scope.tag;
+        const k = keepalive ? 'k' : 'f';
+        const names = { client: `${server.tag}${k}-client-${t}`, java: `${server.tag}${k}-${server.route}-${t}`, py: `${server.tag}${k}-py-${t}` };
+        const py = await startPyService(scope, { name: names.py });
+        const java = await server.start(names.java, `${py.url}/py`);
+        const ids = requestIds(scope, `${server.tag[0]}${k}`, 24).map((id, i) => (i % 8 === 3 ? `fail${id}` : id));
+        const run = await runPyClient(scope, { name: names.client, urlTemplate: `${java.url}/${server.route}/{id}`, ids, concurrency: 6, keepalive });
+        expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
+        const expected = new Map(ids.map((id) => {
+          const fail = id.startsWith('fail');
+          return [id, hop(names.client, names.java, `GET /${server.route}/${id}`, fail ? 502 : 200, hop(names.java, names.py, `GET /py/${id}`, fail ? 500 : 200))];
+        }));
+        const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+        assertExactTraces(traces, expected);
+      });
+    }
   }
 
   // A handler fanning its calls out: to threads it starts and joins (their calls are the
@@ -63,25 +70,6 @@ describe('e2e: Java HttpServer on a thread pool, and Tomcat', { skip }, () => {
         const report = assertNothingWrong(traces, expected, names.java);
         assert.equal(report.missing.length, 2 * ids.length, `every call made by the pool is left unjoined: ${report.missing.length} of ${2 * ids.length}`);
       }
-    });
-  }
-
-  for (const keepalive of [true, false]) {
-    it(`Python client → Tomcat 10 (NIO connector, JSP) → Python, 24 requests from 6 ${keepalive ? 'keep-alive' : 'fresh-connection'} clients, with 500s`, async () => {
-      const t = scope.tag;
-      const k = keepalive ? 'k' : 'f';
-      const names = { client: `tc${k}-client-${t}`, tomcat: `tc${k}-tomcat-${t}`, py: `tc${k}-py-${t}` };
-      const py = await startPyService(scope, { name: names.py });
-      const tomcat = await startTomcat(scope, { name: names.tomcat, downstreams: [`${py.url}/py`] });
-      const ids = requestIds(scope, `t${k}`, 24).map((id, i) => (i % 8 === 3 ? `fail${id}` : id));
-      const run = await runPyClient(scope, { name: names.client, urlTemplate: `${tomcat.url}/tc/{id}`, ids, concurrency: 6, keepalive });
-      expectStatuses(run, ids, (id) => id.startsWith('fail') ? 502 : 200);
-      const expected = new Map(ids.map((id) => {
-        const fail = id.startsWith('fail');
-        return [id, hop(names.client, names.tomcat, `GET /tc/${id}`, fail ? 502 : 200, hop(names.tomcat, names.py, `GET /py/${id}`, fail ? 500 : 200))];
-      }));
-      const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
-      assertExactTraces(traces, expected);
     });
   }
 });
