@@ -15,7 +15,7 @@
 #define ST_CAPTURE_MAX 4096     /* largest capture_bytes; a power of two (verifier masks) */
 #define ST_CAPTURE_DEFAULT 1024
 #define ST_TAIL_BYTES 32        /* last bytes of a message kept when the head does not reach its end */
-#define ST_MAX_IOV 128          /* iovec entries walked per message (Varnish writes two per header line) */
+#define ST_MAX_IOV 1024         /* iovec entries walked per message: all (UIO_MAXIOV, the kernel's limit) */
 #define ST_IOV_PART 16          /* of which one global function walks at a time (the verifier's limit) */
 #define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
 #define ST_BATCH_MAX 16384      /* largest per-CPU batch of events; a power of two (verifier masks) */
