@@ -197,7 +197,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         const [w, rd] = pair('W1:', 'W1:write-then-read');
         pair('V1:', 'V1:writev-readv');
         // a head written as many small iovec entries (Varnish): all of them walked (up to
-        // UIO_MAXIOV); 307 entries, more bytes than the head holds: its tail is the message's end
+        // UIO_MAXIOV); 307 entries, more bytes than the head holds: the tail, the last entry's bytes
         const line = (i: number) => `X-H${String(i).padStart(3, '0')}: v\r\n`;
         const manyHead = (path: string, lines: number) => `GET ${path} HTTP/1.1\r\n${Array.from({ length: lines }, (_, i) => line(i)).join('')}\r\n`;
         const [many] = pair('GET /many ', manyHead('/many', 45));
