@@ -88,16 +88,29 @@ export function subdir(scope: Scope, name: string): string {
 // ---------------------------------------------------------------------------------------------
 // Ports and readiness.
 
-/** A port nobody listens on right now (the kernel's choice of an ephemeral port). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((res, rej) => {
+// Ports below the kernel's ephemeral range (net.ipv4.ip_local_port_range). A port the kernel
+// picks for listen(0), closed again for the server to bind, can meanwhile become the local port
+// of any outgoing connection (CI, 2026-12-07: the linker's EADDRINUSE after many e2e tests'
+// connections); below the range no connection is given one.
+const [EPHEMERAL_LOW, EPHEMERAL_HIGH] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+// (above the range when it starts too low to leave room below it)
+const [PORT_MIN, PORT_END] = EPHEMERAL_LOW >= 11_000 ? [10_000, EPHEMERAL_LOW] : [EPHEMERAL_HIGH + 1, 65_536];
+
+function canListen(port: number, host: string): Promise<boolean> {
+  return new Promise((res) => {
     const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => res(port));
-    });
+    srv.once('error', () => res(false));
+    srv.listen(port, host, () => srv.close(() => res(true)));
   });
+}
+
+/** A port nobody listens on right now, outside the ephemeral range (random, so tests' ports differ). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = PORT_MIN + Math.floor(Math.random() * (PORT_END - PORT_MIN));
+    if (await canListen(port, host)) return port;
+  }
+  throw new Error(`no free port in ${PORT_MIN}–${PORT_END - 1}, outside the ephemeral range ${EPHEMERAL_LOW}–${EPHEMERAL_HIGH}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
