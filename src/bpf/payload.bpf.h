@@ -93,13 +93,9 @@ __noinline int copy_iov_part(struct scratch *s, __u32 first)
 		n = ST_IOV_PART;
 	__u64 bytes = n * sizeof(struct iovec);
 	asm volatile("%[b] &= %[m]" : [b] "+r"(bytes) : [m] "i"(sizeof(w->v) - 1)); /* as in copy_user */
+	void *src = (void *)(iov + (__u64)first * sizeof(struct iovec));
 	struct iovec one;
-	if (n == 1) {
-		if (bpf_probe_read_user(&one, sizeof(one), (void *)(iov + (__u64)first * sizeof(struct iovec)))) {
-			w->bad = 1;
-			return 1;
-		}
-	} else if (bpf_probe_read_user(w->v, bytes, (void *)(iov + (__u64)first * sizeof(struct iovec)))) {
+	if (n == 1 ? bpf_probe_read_user(&one, sizeof(one), src) : bpf_probe_read_user(w->v, bytes, src)) {
 		w->bad = 1;
 		return 1;
 	}
