@@ -118,7 +118,7 @@ function checkOptions(o: CaptureOptions): string[] {
   if (o.provisionalExec) args.push('--provisional-exec');
   const env = o.execEnv ?? [];
   if (env.length > EXEC_ENV_MAX || !env.every(isExecEnvName)) {
-    throw seqError('SEQ_ERR_EBPF_LOAD', `exec environment names ${JSON.stringify(env)}: at most 16, each 1 to 63 bytes without '='`);
+    throw seqError('SEQ_ERR_EBPF_LOAD', `exec environment names ${JSON.stringify(env)}: at most ${EXEC_ENV_MAX}, each 1 to 63 bytes without '='`);
   }
   for (const n of env) args.push('--exec-env', n);
   return args;
