@@ -43,7 +43,7 @@ function frame(ev: DataEvent): Buffer {
 function run(label: string, onSpan: (s: EbpfSpan) => void, fromFrames = false): void {
   const conns = createConnTable({
     host: 'bench-host', convToDdtrace: false, groups: createThreadGroups(), clock: createClock(),
-    procs: { service: () => 'users', processName: () => 'python3', threadName: () => 'worker' },
+    procs: { service: () => 'users', processName: () => 'python3', threadName: () => 'worker', threadLinks: () => true },
     onSpan,
   });
   // Half the connections are served (entry spans), half are calls out (exit spans).

@@ -36,7 +36,7 @@ async function measure(tree: string, ext: string, n: number): Promise<string> {
   let spans = 0;
   const table = createConnTable({
     host: 'h', convToDdtrace: false, groups: createThreadGroups(1000n),
-    procs: { service: () => 'svc', processName: () => 'p', threadName: () => 't' },
+    procs: { service: () => 'svc', processName: () => 'p', threadName: () => 't', threadLinks: () => true },
     clock: { epochUs: (ns) => Math.floor(ns / 1000) },
     onSpan: () => { spans++; },
   });

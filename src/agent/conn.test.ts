@@ -35,7 +35,7 @@ function table(over: Partial<ConnTableOptions> = {}) {
   const groups = createThreadGroups(1000n);
   const t = createConnTable({
     host: 'h1', convToDdtrace: false, groups,
-    procs: { service: (pid) => `svc${pid}`, processName: () => 'proc', threadName: (_p, tid) => `t${tid}` },
+    procs: { service: (pid) => `svc${pid}`, processName: () => 'proc', threadName: (_p, tid) => `t${tid}`, threadLinks: () => true },
     clock: { epochUs: (ns) => Math.floor(ns / 1000) },
     onSpan: (s) => spans.push(s),
     ...over,
@@ -337,6 +337,38 @@ test('thread groups across connections', async (tt) => {
     t.onData(ev({ sock: 5, dir: 'send', data: REQ('/later', 'X-Request-ID: after-b\r\n'), seq: 1, t: 6, tid: 8 }));
     t.onData(ev({ sock: 5, dir: 'recv', data: RESP(), seq: 1, t: 7, tid: 8 }));
     assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup === '']), [['/out', true], ['/b', false], ['/later', true]]);
+  });
+  // Caddy (a stripped Go binary, 2026-12-07): goroutines move between threads, so thread 7
+  // can write one request's call while it last read another's request.
+  await tt.test('a process whose threads link nothing (Go, goroutines not followed): its calls join by X-Request-ID only', () => {
+    const { t, spans, groups } = table({ procs: { service: () => 'caddy', processName: () => 'caddy', threadName: () => 'caddy', threadLinks: (pid) => pid !== 100 } });
+    t.onData(ev({ sock: 1, dir: 'recv', data: REQ('/a'), seq: 1, t: 1, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'send', data: REQ('/b-call'), seq: 1, t: 2, tid: 7 }));
+    t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 3, tid: 7 }));
+    assert.deepEqual(spans.map((x) => [x.httpRoute, x.threadGroup]), [['/b-call', '']], 'alone on its thread, yet not joined');
+    assert.equal(groups.stats.alone, 1);
+    // an id the entry's request carried
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/c', 'X-Request-ID: rid-c\r\n'), seq: 1, t: 4, tid: 8 }));
+    t.onData(ev({ sock: 4, dir: 'send', data: REQ('/c-call', 'X-Request-ID: rid-c\r\n'), seq: 1, t: 5, tid: 7 }));
+    t.onData(ev({ sock: 4, dir: 'recv', data: RESP(), seq: 1, t: 6, tid: 9 }));
+    // an id the entry answers with (Caddy's `header_up`/`header_down X-Request-ID {http.request.uuid}`)
+    t.onData(ev({ sock: 5, dir: 'send', data: REQ('/a-call', 'X-Request-ID: made-for-a\r\n'), seq: 1, t: 7, tid: 8 }));
+    t.onData(ev({ sock: 5, dir: 'recv', data: RESP(), seq: 1, t: 8, tid: 8 }));
+    t.onData(ev({ sock: 1, dir: 'send', data: RESP_ID('made-for-a'), seq: 1, t: 9, tid: 8 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: RESP(), seq: 1, t: 10, tid: 7 }));
+    const by = new Map(spans.map((x) => [x.httpRoute, x.threadGroup]));
+    assert.equal(by.get('/c-call'), by.get('/c'), 'by the id of its request');
+    assert.equal(by.get('/a-call'), by.get('/a'), 'by the id its entry answered with');
+    assert.notEqual(by.get('/a'), by.get('/c'));
+    assert.ok(by.get('/a') && by.get('/c'));
+    assert.equal(t.stats.answeredRequestIds, 1);
+    // another process, whose threads do link
+    t.onData(ev({ sock: 6, dir: 'recv', data: REQ('/d'), seq: 1, t: 11, tid: 20, pid: 200 }));
+    t.onData(ev({ sock: 7, dir: 'send', data: REQ('/d-call'), seq: 1, t: 12, tid: 20, pid: 200 }));
+    t.onData(ev({ sock: 7, dir: 'recv', data: RESP(), seq: 1, t: 13, tid: 20, pid: 200 }));
+    t.onData(ev({ sock: 6, dir: 'send', data: RESP(), seq: 1, t: 14, tid: 20, pid: 200 }));
+    assert.equal(spans.at(-2)!.threadGroup, spans.at(-1)!.threadGroup);
+    assert.notEqual(spans.at(-1)!.threadGroup, '');
   });
   await tt.test('event loop: held exits are sent when the agent stops', () => {
     const { t, spans } = table();

@@ -24,7 +24,7 @@ import type { DataEvent, CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
 import { createParser, headerTable, DEFAULT_HEADERS, BODY_FRAMED, BODY_NONE, PROTOCOL_SWITCH, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
-import { requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
+import { processKey, requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
 import type { Clock } from './clock.js';
 
@@ -32,6 +32,8 @@ export interface ProcessLookup {
   service(pid: number): string;
   processName(pid: number): string;
   threadName(pid: number, tid: number): string;
+  /** False for a process whose threads do not say which request a call belongs to (processKey). */
+  threadLinks(pid: number): boolean;
 }
 
 export interface ConnTableOptions {
@@ -278,8 +280,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         // A peer that never answers must not grow memory: forget the oldest request.
         dropExchange(c, c.pending.shift()!);
       }
-      const key = threadKey(ev.pid, ev.tid, ev.goid);
       const server = c.role === ROLE_SERVER;
+      const key = opts.procs.threadLinks(ev.pid) ? threadKey(ev.pid, ev.tid, ev.goid) : processKey(ev.pid, server);
       const rid = m.trace?.xRequestId ?? '';
       const threadGroup = server ? opts.groups.open(key, ev.pid, rid) : opts.groups.join(key, ev.pid, rid);
       const ex: Exchange = {

@@ -324,6 +324,23 @@ test('thread names: read once per thread, forgotten when the thread ends or its 
   }
 });
 
+test('threads link a process\'s calls until unlinkThreads; its next exec or its exit forgets that', () => {
+  const root = mkdtempSync(join(tmpdir(), 'seqtrace-proc-'));
+  const { sel } = selectorAt(root, {});
+  try {
+    assert.equal(sel.threadLinks(10), true);
+    sel.unlinkThreads(10);
+    sel.unlinkThreads(11);
+    assert.deepEqual([sel.threadLinks(10), sel.threadLinks(11), sel.threadLinks(12)], [false, false, true]);
+    sel.onExec(10, 1); // another binary (gone already here: selected as gone, no matter)
+    sel.onExit(11); // its pid may be reused
+    assert.deepEqual([sel.threadLinks(10), sel.threadLinks(11)], [true, true]);
+  } finally {
+    sel.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a process gone before the agent decided is selected by its exec event\'s comm: by name, or all; the deny list first', () => {
   // Traced from its exec (provisional) and reaped, or a zombie, when the agent looks: only the
   // comm is left (cut to 15 bytes), and its parent here has no service variable.

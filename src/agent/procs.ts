@@ -79,6 +79,17 @@ export interface ProcSelector {
   service(pid: number): string;
   processName(pid: number): string;
   threadName(pid: number, tid: number): string;
+  /**
+   * Whether the threads of `pid` tell which request its calls belong to (the thread-group
+   * rule, docs/agent.md): true unless unlinkThreads(pid) was called since its exec.
+   */
+  threadLinks(pid: number): boolean;
+  /**
+   * This exec of `pid` runs its requests on something other than threads that the agent cannot
+   * follow (a Go binary whose goroutines it cannot read): its calls join an entry by
+   * X-Request-ID only. Forgotten at its next exec or exit.
+   */
+  unlinkThreads(pid: number): void;
   /** Thread `tid` of `pid` ended (thread_exit): its name is forgotten (tids are reused). */
   onThreadExit(pid: number, tid: number): void;
   close(): void;
@@ -170,6 +181,8 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   // starting a thread per connection leaves only its live threads here; all re-read now and
   // then (scan), as a thread may rename itself.
   const threadNames = new Map<number, Map<number, string>>();
+  // Processes whose threads do not tell which request a call belongs to (unlinkThreads).
+  const unthreaded = new Set<number>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
   const deniedPid = (pid: number) => (opts.denyPids ? [...opts.denyPids()].includes(pid) : false);
@@ -394,10 +407,18 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   return {
     stats,
     scan,
-    onExec: (pid, ppid, provisional, comm, env) => update(pid, true, ppid, provisional, comm, env ?? null),
+    onExec(pid, ppid, provisional, comm, env) {
+      unthreaded.delete(pid); // another binary
+      return update(pid, true, ppid, provisional, comm, env ?? null);
+    },
     onExit(pid) {
       untrack(pid);
       threadNames.delete(pid);
+      unthreaded.delete(pid);
+    },
+    threadLinks: (pid) => unthreaded.size === 0 || !unthreaded.has(pid),
+    unlinkThreads(pid) {
+      unthreaded.add(pid);
     },
     onThreadExit(pid, tid) {
       threadNames.get(pid)?.delete(tid);

@@ -140,6 +140,17 @@ export function threadKey(pid: number, tid: number, goid: number): ThreadKey {
   return goid === 0 ? tid : `${pid}/${goid}`;
 }
 
+/**
+ * The key of an exchange of a process whose threads do not tell which request a call belongs
+ * to (ProcessLookup.threadLinks false: a Go binary whose goroutines are not followed, so a
+ * handler's calls are written by whichever thread runs it then). Its entries open their groups
+ * on one key for the whole process, as an event loop's do, and its calls look on another that
+ * never has any: they join nothing by thread, only by X-Request-ID.
+ */
+export function processKey(pid: number, server: boolean): string {
+  return server ? `${pid}#entries` : `${pid}#calls`;
+}
+
 /** A request id within its process: ids are compared per process only. */
 export function requestKey(pid: number, requestId: string): string {
   return `${pid} ${requestId}`;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCapture, type Capture } from '../capture/loader.js';
 import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.js';
-import { ensureGoOffsetsTool, readGoBinary } from './offsets.js';
+import { ensureGoOffsetsTool, readGoBinary, type GoBinaryInfo } from './offsets.js';
 import { goBuild } from './gobuild.js';
 import { createGoTracer } from './golang.js';
 import { linkedProgs, loaderMapEntries, waitFor } from '../capture/testkit.js';
@@ -42,7 +42,7 @@ test('after reset() a new loader is told the probes again; a process told again 
     ok: true, goVersion: 'go1.19', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9, execute: 0,
     tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192,
   };
-  const go = createGoTracer({ capture: () => capture, log: () => {}, read: async () => info });
+  const go = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: () => assert.fail('followed'), read: async () => info });
   await go.onTraced(process.pid);
   assert.deepEqual(told, ['newproc_nop5', 'roundtrip', `process ${process.pid}`]);
   await go.onTraced(process.pid); // the same binary again: its probes are named once per loader
@@ -50,6 +50,32 @@ test('after reset() a new loader is told the probes again; a process told again 
   await go.onTraced(process.pid, true);
   assert.deepEqual(told.slice(4), ['newproc_nop5', 'roundtrip', `process ${process.pid}`], 'named to the new loader');
   assert.deepEqual(go.stats, { byGoroutine: 2, byThread: 0, errors: 0 }, 'told twice as new, once again');
+});
+
+test('a Go process whose goroutines cannot be followed is named to onUnfollowed: an unreadable binary, a refused offset', async () => {
+  const unfollowed: number[] = [];
+  const logs: string[] = [];
+  const stripped = { ok: false, goVersion: 'go1.19.8', reason: 'no DWARF' } as GoBinaryInfo;
+  const capture = { goUprobe: async () => {}, goProcess: async () => { throw new Error('EINVAL'); } };
+  let info = stripped;
+  const go = createGoTracer({ capture: () => capture, log: (m) => logs.push(m), onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
+  await go.onTraced(process.pid);
+  assert.deepEqual(unfollowed, [process.pid]);
+  assert.match(logs[0], /traced without its goroutines, its calls joined to its requests by X-Request-ID only: no DWARF/);
+  await go.onTraced(process.pid, true); // a new loader: said again, so that the agent keeps it
+  assert.deepEqual(unfollowed, [process.pid, process.pid]);
+  assert.deepEqual(go.stats, { byGoroutine: 0, byThread: 1, errors: 0 });
+  // not Go at all: nothing to say
+  info = { ok: false, goVersion: '', reason: 'not a Go binary' } as GoBinaryInfo;
+  const other = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
+  await other.onTraced(process.pid);
+  assert.equal(unfollowed.length, 2);
+  // readable, but the kernel refused its offsets
+  info = { ok: true, goVersion: 'go1.19.8', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9 } as unknown as GoBinaryInfo;
+  const refused = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
+  await refused.onTraced(process.pid);
+  assert.deepEqual(unfollowed.slice(2), [process.pid]);
+  assert.deepEqual(refused.stats, { byGoroutine: 0, byThread: 0, errors: 1 });
 });
 
 describe('offsets from the binary', () => {
@@ -114,7 +140,7 @@ for (const mode of ['socket', 'syscall'] as const) {
       port = j.port;
       await cap.addPid(pid);
       // socket mode probes goroutine starts at the NOP5, syscall mode at newproc1's RETs: both paths
-      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
+      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), onUnfollowed: (pid) => assert.fail(`${pid} unfollowed`), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
       await go.onTraced(pid);
       assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
     });
@@ -259,7 +285,7 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
     const b = await startLeaf(leaf); // same binary, never traced
     await cap.addPid(a.pid);
     const logs: string[] = [];
-    const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m) });
+    const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), onUnfollowed: (pid) => assert.fail(`${pid} unfollowed`) });
     await go.onTraced(a.pid);
     assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
     const started = () => events.filter((e): e is GoroutineEvent => e.kind === 'goroutine' && e.pid === a.pid);

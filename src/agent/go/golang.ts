@@ -3,8 +3,10 @@
 // (once per binary) and hand it the process's offsets; the loader attaches the probes to that
 // process only (src/bpf/go_probes.c). From then on its data events carry goroutine ids and its
 // goroutine events let children inherit their creator's thread group. A Go binary the
-// agent cannot read (no DWARF, stripped, not amd64) is traced by thread, as any process, and
-// the agent says so once per binary.
+// agent cannot read (no DWARF, stripped, not amd64) is traced without goroutines: its threads
+// say nothing about which request a call belongs to (goroutines move between them), so
+// `onUnfollowed` tells the agent to link its calls by X-Request-ID only; the agent says so once
+// per binary.
 import { statSync } from 'node:fs';
 import type { Capture } from '../capture/loader.js';
 import { readGoBinary, type GoBinaryInfo } from './offsets.js';
@@ -12,9 +14,9 @@ import { readGoBinary, type GoBinaryInfo } from './offsets.js';
 export interface GoStats {
   /** Go processes whose goroutines are followed. */
   byGoroutine: number;
-  /** Go processes traced by thread because their binary could not be read. */
+  /** Go processes traced without goroutines because their binary could not be read. */
   byThread: number;
-  /** Failures telling the kernel (offsets or uprobes refused). */
+  /** Failures telling the kernel (offsets or uprobes refused: traced without goroutines too). */
   errors: number;
 }
 
@@ -33,6 +35,8 @@ export interface GoTracerOptions {
   capture: () => Pick<Capture, 'goProcess' | 'goUprobe'> | null;
   procRoot?: string;
   log(msg: string): void;
+  /** Process `pid` is Go and its goroutines are not followed: its threads link nothing. */
+  onUnfollowed(pid: number): void;
   read?: (path: string) => Promise<GoBinaryInfo>;
   /** Where goroutine starts are probed: 'auto' (the NOP5 when the binary has one) or 'ret' (tests). */
   parentProbe?: 'auto' | 'ret';
@@ -73,7 +77,8 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
     }
     if (!bin.ok) {
       if (!again) stats.byThread++;
-      if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced by thread, not goroutine: ${bin.reason}`);
+      opts.onUnfollowed(pid);
+      if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: ${bin.reason}`);
       return;
     }
     const cap = opts.capture();
@@ -97,7 +102,8 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       if (!again) stats.byGoroutine++;
     } catch (e) {
       stats.errors++;
-      opts.log(`seqtrace agent: Go process ${pid} (${exe}) stays traced by thread: ${(e as Error).message}`);
+      opts.onUnfollowed(pid);
+      opts.log(`seqtrace agent: Go process ${pid} (${exe}) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: ${(e as Error).message}`);
     }
   }
 
