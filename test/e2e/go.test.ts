@@ -20,7 +20,8 @@ describe('e2e: Go net/http services', { skip }, () => {
   let scope: Scope;
   let tracing: Tracing;
   let bin = '';
-  let binNoDwarf = '';
+  let binStripped = '';
+  let binUnreadable = '';
 
   before(async () => {
     assertRoot();
@@ -29,7 +30,10 @@ describe('e2e: Go net/http services', { skip }, () => {
     const src = subdir(scope, 'gosrc');
     cpSync(join(FIXTURES, 'go'), src, { recursive: true });
     bin = goBuild(src, join(subdir(scope, 'gobin'), 'goservice'));
-    binNoDwarf = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-nodwarf'), ['-ldflags=-w']);
+    binStripped = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-stripped'), ['-ldflags=-s -w']);
+    // Stripped and position-independent: the pclntab is in no section of its own, the agent
+    // cannot read the binary.
+    binUnreadable = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-pie'), ['-buildmode=pie', '-ldflags=-s -w']);
     tracing = await startTracing(scope);
   });
   after(() => closeScope(scope));
@@ -60,16 +64,17 @@ describe('e2e: Go net/http services', { skip }, () => {
     return { proc, name, host: '127.0.0.1', port, url: `http://127.0.0.1:${port}` };
   }
 
-  it('client → Go front: parallel goroutines to Go and Python, then a sequential call; 36 requests from 6 keep-alive clients', async () => {
+  /** client → Go front: parallel goroutines to Go and Python, then a sequential call; 36 requests (with 500s) from 6 keep-alive clients. */
+  async function fanOut(tag: string, frontBinary: string): Promise<void> {
     const t = scope.tag;
-    const names = { client: `gof-client-${t}`, front: `gof-front-${t}`, x: `gof-x-${t}`, y: `gof-y-${t}`, z: `gof-z-${t}` };
+    const names = { client: `${tag}-client-${t}`, front: `${tag}-front-${t}`, x: `${tag}-x-${t}`, y: `${tag}-y-${t}`, z: `${tag}-z-${t}` };
     const before = await goCounts();
     const x = await startGo(names.x);
     const y = await startPyService(scope, { name: names.y });
     const z = await startGo(names.z);
-    const front = await startGo(names.front, { parallel: [`${x.url}/x`, `${y.url}/y`], sequential: [`${z.url}/z`] });
+    const front = await startGo(names.front, { parallel: [`${x.url}/x`, `${y.url}/y`], sequential: [`${z.url}/z`], binary: frontBinary });
     await waitGo({ goroutine: before.goroutine + 3, thread: 0 });
-    const ids = requestIds(scope, 'g', 36).map((id, i) => (i % 9 === 4 ? `fail${id}` : id));
+    const ids = requestIds(scope, tag, 36).map((id, i) => (i % 9 === 4 ? `fail${id}` : id));
     const run = await runPyClient(scope, { name: names.client, urlTemplate: `${front.url}/f/{id}`, ids, concurrency: 6, keepalive: true });
     const fail = (id: string) => id.startsWith('fail');
     expectStatuses(run, ids, (id) => fail(id) ? 502 : 200);
@@ -79,7 +84,12 @@ describe('e2e: Go net/http services', { skip }, () => {
       hop(names.front, names.z, `GET /z/${id}`, fail(id) ? 500 : 200))]));
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
-  });
+  }
+
+  it('client → Go front: parallel goroutines to Go and Python, then a sequential call; 36 requests from 6 keep-alive clients', () => fanOut('gof', bin));
+
+  // Distributions ship their Go binaries stripped (Debian's Caddy); many images are built so.
+  it('the same with a stripped front (-ldflags="-s -w"): goroutines followed from the pclntab and the type descriptors', () => fanOut('gos', binStripped));
 
   it('Go → Go → Go chain on fresh connections (curl, 24 requests from 6 clients)', async () => {
     const t = scope.tag;
@@ -99,16 +109,17 @@ describe('e2e: Go net/http services', { skip }, () => {
   });
 
   // Its goroutines move between threads, so its threads say nothing about which request a
-  // call serves (Caddy, stripped, linked 12 of 200 requests wrongly by thread, 2026-12-07).
-  it('a Go binary without DWARF (-ldflags=-w): its calls never join by thread, only by X-Request-ID; the agent says so', async () => {
+  // call serves (Caddy, when it could not be read, linked 12 of 200 requests wrongly by thread,
+  // 2026-12-07).
+  it('a Go binary the agent cannot read (stripped PIE): its calls never join by thread, only by X-Request-ID; the agent says so', async () => {
     const t = scope.tag;
     const names = { client: `gow-client-${t}`, front: `gow-front-${t}`, leaf: `gow-leaf-${t}` };
     const before = await goCounts();
     const leaf = await startPyService(scope, { name: names.leaf });
-    const front = await startGo(names.front, { sequential: [`${leaf.url}/l`], binary: binNoDwarf });
+    const front = await startGo(names.front, { sequential: [`${leaf.url}/l`], binary: binUnreadable });
     await waitGo({ goroutine: before.goroutine, thread: before.thread + 1 });
     const log = tracing.agents[0].proc.output();
-    assert.match(log, new RegExp(`Go process ${front.proc.pid} \\(/proc/${front.proc.pid}/exe, go1\\.[0-9.]+\\) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: no DWARF`));
+    assert.match(log, new RegExp(`Go process ${front.proc.pid} \\(/proc/${front.proc.pid}/exe, go1\\.[0-9.]+\\) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: no symbol table and no \\.gopclntab section`));
     const expect = (ids: string[]) => new Map(ids.map((id) => [id, hop(names.client, names.front, `GET /w/${id}`, 200, hop(names.front, names.leaf, `GET /l/${id}`, 200))]));
     // Without an id: every span and every link across processes, none inside the front.
     const plain = requestIds(scope, 'w', 24);

@@ -40,7 +40,7 @@ test('after reset() a new loader is told the probes again; a process told again 
   };
   const info = {
     ok: true, goVersion: 'go1.19', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9, execute: 0,
-    tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192,
+    tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192, symbols: 'symtab', layout: 'dwarf',
   };
   const go = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: () => assert.fail('followed'), read: async () => info });
   await go.onTraced(process.pid);
@@ -108,12 +108,36 @@ describe('offsets from the binary', () => {
     assert.equal(info.tlsOffset, -8);
   });
 
-  test('without DWARF (-ldflags=-w) or not Go: not ok, with the reason', async () => {
-    const w = goBuild(`${dir}/src`, `${dir}/fanout-w`, ['-ldflags=-w']);
-    const info = await readGoBinary(w);
-    assert.equal(info.ok, false);
-    assert.match(info.goVersion, /^go1\./);
-    assert.match(info.reason ?? '', /no DWARF/);
+  // Distributions strip their Go binaries (Debian's Caddy) and many builds use -ldflags="-s -w":
+  // functions from the pclntab, struct offsets from the runtime's type descriptors, the same
+  // as from the symbols and DWARF.
+  test('without symbols or DWARF (-s -w, strip, -w): the same offsets from the pclntab and the type descriptors', async () => {
+    const same = (a: GoBinaryInfo, b: GoBinaryInfo, what: string) => {
+      assert.equal(b.ok, true, `${what}: ${b.reason}`);
+      const { symbols: _s, layout: _l, ...offsets } = a;
+      const { symbols: _s2, layout: _l2, ...got } = b;
+      assert.deepEqual(got, offsets, what);
+    };
+    const full = await readGoBinary(bin);
+    assert.deepEqual([full.symbols, full.layout], ['symtab', 'dwarf']);
+    const sw = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-sw`, ['-ldflags=-s -w']));
+    same(full, sw, '-s -w');
+    assert.deepEqual([sw.symbols, sw.layout], ['pclntab', 'types']);
+    const w = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-w`, ['-ldflags=-w']));
+    same(full, w, '-w');
+    assert.deepEqual([w.symbols, w.layout], ['symtab', 'types']);
+    // External linking puts C start-up code before Go's: the pclntab's addresses count from
+    // Go's own text start, not the section's.
+    const ext = goBuild(`${dir}/src`, `${dir}/fanout-ext2`, ['-ldflags=-linkmode=external']);
+    execFileSync('strip', ['-o', `${dir}/fanout-ext-stripped`, ext]);
+    same(await readGoBinary(ext), await readGoBinary(`${dir}/fanout-ext-stripped`), 'external linking, strip(1)');
+  });
+
+  test('a binary it cannot read (stripped PIE: no .gopclntab section) or not Go: not ok, with the reason', async () => {
+    const pie = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-pie`, ['-buildmode=pie', '-ldflags=-s -w']));
+    assert.equal(pie.ok, false);
+    assert.match(pie.goVersion, /^go1\./);
+    assert.match(pie.reason ?? '', /no symbol table and no \.gopclntab section/);
     const sh = await readGoBinary('/bin/sh');
     assert.equal(sh.ok, false);
     assert.equal(sh.goVersion, '');

@@ -1,5 +1,6 @@
 // What the Go probes need from a Go binary, read from the binary itself by a small Go tool
-// (./gooffsets, Go's own debug/buildinfo, debug/elf and debug/dwarf): the goid's place in
+// (./gooffsets, Go's own debug/buildinfo, debug/elf, debug/dwarf and debug/gosym; for a binary
+// without symbols or DWARF, the pclntab and the runtime's type descriptors): the goid's place in
 // runtime.g, where g is in TLS, the HTTP client's connection chain down to its fd, and the
 // file offsets of runtime.newproc1 (entry and RETs) and net/http.(*persistConn).roundTrip.
 import { execFile } from 'node:child_process';
@@ -22,6 +23,10 @@ export interface GoBinaryInfo extends GoProcOffsets {
   roundTrip: number;
   /** runtime.execute (only bench/go-switch-cost.sh attaches it: the seed's per-switch probe). */
   execute: number;
+  /** Where the functions were found: 'symtab', or 'pclntab' for a binary without symbols. */
+  symbols: string;
+  /** Where the struct offsets came from: 'dwarf', or 'types' (the runtime's type descriptors). */
+  layout: string;
 }
 
 // The tool's sources stay in src/ (tsc does not copy them): from src/agent/go (tsx) or
@@ -44,7 +49,7 @@ export function ensureGoOffsetsTool(): string {
 export function readGoBinary(path: string, tool = goOffsetsToolPath()): Promise<GoBinaryInfo> {
   const failed = (reason: string): GoBinaryInfo => ({
     ok: false, reason, goVersion: '', tlsOffset: 0, goidOffset: 0, pconnConn: 0, tcpConnItab: 0, tcpConnFd: 0,
-    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0,
+    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0, symbols: '', layout: '',
   });
   return new Promise((resolve) => {
     execFile(tool, [path], { timeout: 20_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {

@@ -2,8 +2,10 @@
 // programs need to follow its goroutines: where the current g lives in TLS, where goid is in
 // runtime.g, the chain persistConn.conn -> *net.TCPConn -> netFD -> poll.FD.Sysfd, and the
 // file offsets of the functions it attaches uprobes to. Everything comes from the binary itself
-// (build info, ELF symbols and DWARF), nothing is hard-coded per Go version. A binary it cannot
-// read prints {"ok":false,"reason":...} and exits 0: the agent then traces it by thread.
+// (build info, ELF symbols and DWARF; without symbols the pclntab, without DWARF the runtime's
+// type descriptors: typeinfo.go), nothing is hard-coded per Go version. A binary it cannot
+// read prints {"ok":false,"reason":...} and exits 0: the agent then links its calls by
+// X-Request-ID only.
 //
 //	seqtrace-gooffsets /path/to/binary
 package main
@@ -13,10 +15,14 @@ import (
 	"debug/buildinfo"
 	"debug/dwarf"
 	"debug/elf"
+	"debug/gosym"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 )
 
 type result struct {
@@ -48,6 +54,9 @@ type result struct {
 	TCPConnItab uint64 `json:"tcpConnItab"`
 	TCPConnFD   int64  `json:"tcpConnFd"`  // *TCPConn -> conn.fd (*netFD)
 	NetFDSysfd  int64  `json:"netFdSysfd"` // netFD -> pfd.Sysfd
+	// Where symbols and offsets came from: "symtab"/"pclntab", "dwarf"/"types".
+	Symbols string `json:"symbols"`
+	Layout  string `json:"layout"`
 }
 
 func fail(r *result, format string, a ...any) {
@@ -148,6 +157,17 @@ func funcBytes(f *elf.File, s elf.Symbol) ([]byte, bool) {
 	return nil, false
 }
 
+// stackCheck: code begins with the stack-bound check Go (1.17+, register ABI) puts at the
+// entry of a function with a frame: CMPQ SP, 16(R14), or for a large frame LEAQ -n(SP), R12
+// then CMPQ R12, 16(R14). A uprobe goes at a function's entry or at offsets within it; this
+// check makes sure that the address the symbols or the pclntab gave is that function's start.
+func stackCheck(code []byte) bool {
+	has := func(at int, b ...byte) bool { return len(code) >= at+len(b) && bytes.Equal(code[at:at+len(b)], b) }
+	return has(0, 0x49, 0x3b, 0x66, 0x10) ||
+		(has(0, 0x4c, 0x8d, 0x64, 0x24) && has(5, 0x4d, 0x3b, 0x66, 0x10)) ||
+		(has(0, 0x4c, 0x8d, 0xa4, 0x24) && has(8, 0x4d, 0x3b, 0x66, 0x10))
+}
+
 // rets finds the RET of each epilogue the Go compiler emits for a function with a frame:
 // MOVQ off(SP), BP; ADDQ $size, SP; RET. Matching the whole sequence (10 or 16 bytes), not a
 // lone 0xc3, keeps a byte inside another instruction from passing for a RET.
@@ -193,13 +213,57 @@ func nop5BeforeCall(f *elf.File, fn, callee elf.Symbol) uint64 {
 	return 0
 }
 
-func main() {
-	r := &result{}
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: seqtrace-gooffsets /path/to/go-binary")
-		os.Exit(1)
+// goMinor is the minor version of a "go1.N[.x]" string; a development build counts as recent.
+func goMinor(v string) int {
+	m := strings.TrimPrefix(v, "go1.")
+	if i := strings.IndexAny(m, ".-+ "); i >= 0 {
+		m = m[:i]
 	}
-	path := os.Args[1]
+	n, err := strconv.Atoi(m)
+	if err != nil || !strings.HasPrefix(v, "go1.") {
+		return 1 << 10
+	}
+	return n
+}
+
+// image is what the offsets are read from: functions by the symbol table or the pclntab,
+// struct fields by DWARF or the type descriptors.
+type image struct {
+	f     *elf.File
+	syms  map[string]elf.Symbol // nil when stripped
+	pcln  *gosym.Table          // when stripped
+	d     *dwarf.Data           // nil without DWARF
+	types *goTypes              // when without DWARF
+}
+
+func (m *image) fn(name string) (elf.Symbol, bool) {
+	if m.syms != nil {
+		s, ok := m.syms[name]
+		return s, ok
+	}
+	if f := m.pcln.LookupFunc(name); f != nil {
+		return elf.Symbol{Name: name, Value: f.Entry, Size: f.End - f.Entry}, true
+	}
+	return elf.Symbol{}, false
+}
+
+func (m *image) member(typ string, path ...string) (int64, error) {
+	if m.d != nil {
+		return member(m.d, typ, path...)
+	}
+	return m.types.member(typ, path...)
+}
+
+func (m *image) itab(conc, iface string) (uint64, bool) {
+	if m.syms != nil {
+		s, ok := m.syms["go.itab."+conc+","+iface]
+		return s.Value, ok
+	}
+	a, err := m.types.itab(conc, iface)
+	return a, err == nil
+}
+
+func open(r *result, path string) *image {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		fail(r, "no Go build info: %v", err)
@@ -209,41 +273,65 @@ func main() {
 	if err != nil {
 		fail(r, "not a readable ELF file: %v", err)
 	}
-	defer f.Close()
 	if f.Machine != elf.EM_X86_64 {
 		fail(r, "built for %s, only x86_64 is supported", f.Machine)
 	}
 	if runtime.GOARCH != "amd64" {
 		fail(r, "this tool runs on %s, only amd64 is supported", runtime.GOARCH)
 	}
-	syms, err := f.Symbols()
-	if err != nil {
-		fail(r, "no symbol table (stripped with -s?): %v", err)
+	if goMinor(bi.GoVersion) < 17 {
+		fail(r, "%s: Go 1.17 or later is needed (register ABI)", bi.GoVersion)
 	}
-	d, err := f.DWARF()
-	if err != nil {
-		fail(r, "no DWARF (built with -ldflags=-w or stripped?): %v", err)
+	m := &image{f: f}
+	if syms, err := f.Symbols(); err == nil {
+		m.syms = map[string]elf.Symbol{}
+		for _, s := range syms {
+			m.syms[s.Name] = s
+		}
+		r.Symbols = "symtab"
 	}
-	if r.GoidOffset, err = member(d, "runtime.g", "goid"); err != nil {
-		fail(r, "%v", err)
+	pcln := f.Section(".gopclntab")
+	if m.syms == nil {
+		if pcln == nil {
+			fail(r, "no symbol table and no .gopclntab section")
+		}
+		data, err := pcln.Data()
+		if err != nil {
+			fail(r, "no symbol table, and the .gopclntab cannot be read: %v", err)
+		}
+		// The functions' addresses are relative to where Go's code starts: in the pcHeader from
+		// Go 1.18 on (magic, 4 bytes, nfunc, nfiles, textStart), not .text's start, which the
+		// system linker (cgo) gives to the C start-up code before it.
+		if len(data) < 32 || (binary.LittleEndian.Uint32(data) != 0xfffffff0 && binary.LittleEndian.Uint32(data) != 0xfffffff1) {
+			fail(r, "no symbol table, and a .gopclntab older than Go 1.18's")
+		}
+		textStart := binary.LittleEndian.Uint64(data[24:])
+		if m.pcln, err = gosym.NewTable(nil, gosym.NewLineTable(data, textStart)); err != nil {
+			fail(r, "no symbol table, and the .gopclntab cannot be read: %v", err)
+		}
+		r.Symbols = "pclntab"
 	}
-	if r.GM, err = member(d, "runtime.g", "m"); err != nil {
-		fail(r, "%v", err)
+	if d, err := f.DWARF(); err == nil {
+		m.d = d
+		r.Layout = "dwarf"
+	} else {
+		if pcln == nil {
+			fail(r, "no DWARF and no .gopclntab section")
+		}
+		if m.types, err = readTypes(f, pcln.Addr, goMinor(bi.GoVersion)); err != nil {
+			fail(r, "no DWARF, and no type descriptors: %v", err)
+		}
+		r.Layout = "types"
 	}
-	if r.MCurg, err = member(d, "runtime.m", "curg"); err != nil {
-		fail(r, "%v", err)
-	}
+	return m
+}
 
-	// Where g is. A binary linked by the system linker (cgo) has a TLS segment: g is
-	// runtime.tlsg's offset in it, and on x86_64 (TLS variant II) the executable's block ends at
-	// the thread pointer (fsbase). Without one (pure Go, internal linker) the runtime sets
-	// fsbase itself (runtime.settls) so that g is at -8(FS).
-	bySym := map[string]elf.Symbol{}
-	for _, s := range syms {
-		bySym[s.Name] = s
-	}
-	r.TLSOffset = -8
-	for _, p := range f.Progs {
+// tlsOffset is where g is from fsbase. A binary linked by the system linker (cgo) has a TLS
+// segment: g is runtime.tlsg's offset in it, and on x86_64 (TLS variant II) the executable's
+// block ends at the thread pointer (fsbase). Without one (pure Go, internal linker) the
+// runtime sets fsbase itself (runtime.settls) so that g is at -8(FS).
+func (m *image) tlsOffset(r *result) int64 {
+	for _, p := range m.f.Progs {
 		if p.Type != elf.PT_TLS {
 			continue
 		}
@@ -252,10 +340,40 @@ func main() {
 			align = 1
 		}
 		block := int64((p.Memsz + align - 1) / align * align)
-		r.TLSOffset = int64(bySym["runtime.tlsg"].Value) - block
+		if m.syms != nil {
+			return int64(m.syms["runtime.tlsg"].Value) - block
+		}
+		// Stripped: when the segment holds nothing but runtime.tlsg, tlsg is at its start.
+		if p.Memsz > 8 {
+			fail(r, "no symbol table, and a TLS segment of %d bytes: where g is cannot be told", p.Memsz)
+		}
+		return -block
 	}
+	return -8
+}
 
-	np, ok := bySym["runtime.newproc1"]
+func main() {
+	r := &result{}
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: seqtrace-gooffsets /path/to/go-binary")
+		os.Exit(1)
+	}
+	m := open(r, os.Args[1])
+	defer m.f.Close()
+	f := m.f
+	var err error
+	if r.GoidOffset, err = m.member("runtime.g", "goid"); err != nil {
+		fail(r, "%v", err)
+	}
+	if r.GM, err = m.member("runtime.g", "m"); err != nil {
+		fail(r, "%v", err)
+	}
+	if r.MCurg, err = m.member("runtime.m", "curg"); err != nil {
+		fail(r, "%v", err)
+	}
+	r.TLSOffset = m.tlsOffset(r)
+
+	np, ok := m.fn("runtime.newproc1")
 	if !ok {
 		fail(r, "no symbol runtime.newproc1")
 	}
@@ -266,33 +384,41 @@ func main() {
 	if !ok {
 		fail(r, "cannot read the code of runtime.newproc1")
 	}
+	if !stackCheck(code) {
+		fail(r, "runtime.newproc1 at %#x does not begin with Go's stack check (Go %s)", np.Value, r.GoVersion)
+	}
 	for _, o := range rets(code) {
 		r.Newproc1Ret = append(r.Newproc1Ret, r.Newproc1+o)
 	}
 	if len(r.Newproc1Ret) == 0 {
-		fail(r, "no recognisable return in runtime.newproc1 (Go %s)", bi.GoVersion)
+		fail(r, "no recognisable return in runtime.newproc1 (Go %s)", r.GoVersion)
 	}
 
-	if ex, ok := bySym["runtime.execute"]; ok {
+	if ex, ok := m.fn("runtime.execute"); ok {
 		r.Execute, _ = fileOffset(f, ex.Value)
 	}
 
-	r.NewprocNop5 = nop5BeforeCall(f, bySym["runtime.newproc.func1"], bySym["runtime.runqput"])
+	fn1, _ := m.fn("runtime.newproc.func1")
+	runqput, _ := m.fn("runtime.runqput")
+	r.NewprocNop5 = nop5BeforeCall(f, fn1, runqput)
 
 	// The HTTP client, when linked in; without it the binary still gets goroutine ids.
-	if rt, ok := bySym["net/http.(*persistConn).roundTrip"]; ok {
-		itab, ok2 := bySym["go.itab.*net.TCPConn,net.Conn"]
+	if rt, ok := m.fn("net/http.(*persistConn).roundTrip"); ok {
+		itab, ok2 := m.itab("*net.TCPConn", "net.Conn")
 		var e1, e2, e3, e4 error
-		r.PconnConn, e1 = member(d, "net/http.persistConn", "conn")
-		r.TCPConnFD, e2 = member(d, "net.TCPConn", "conn", "fd")
+		r.PconnConn, e1 = m.member("net/http.persistConn", "conn")
+		r.TCPConnFD, e2 = m.member("net.TCPConn", "conn", "fd")
 		var pfd, sysfd int64
-		pfd, e3 = member(d, "net.netFD", "pfd")
-		sysfd, e4 = member(d, "internal/poll.FD", "Sysfd")
+		pfd, e3 = m.member("net.netFD", "pfd")
+		sysfd, e4 = m.member("internal/poll.FD", "Sysfd")
 		r.NetFDSysfd = pfd + sysfd
 		off, ok3 := fileOffset(f, rt.Value)
+		if code, ok := funcBytes(f, rt); !ok || !stackCheck(code) {
+			ok3 = false
+		}
 		if ok2 && ok3 && e1 == nil && e2 == nil && e3 == nil && e4 == nil {
 			r.RoundTrip = off
-			r.TCPConnItab = itab.Value
+			r.TCPConnItab = itab
 		}
 	}
 	r.OK = true
