@@ -306,6 +306,13 @@ func open(r *result, path string) *image {
 			fail(r, "no symbol table, and a .gopclntab older than Go 1.18's")
 		}
 		textStart := binary.LittleEndian.Uint64(data[24:])
+		// Go 1.20 changed the magic (0xfffffff1) for a field added to the runtime's _func
+		// record after the ones debug/gosym reads (entry, name); the header and the function
+		// table are Go 1.18's, which this tool's debug/gosym (Go 1.19) knows.
+		if binary.LittleEndian.Uint32(data) == 0xfffffff1 {
+			data = append([]byte(nil), data...)
+			binary.LittleEndian.PutUint32(data, 0xfffffff0)
+		}
 		if m.pcln, err = gosym.NewTable(nil, gosym.NewLineTable(data, textStart)); err != nil {
 			fail(r, "no symbol table, and the .gopclntab cannot be read: %v", err)
 		}
