@@ -116,6 +116,39 @@ describe('web UI in Chromium', () => {
     assert.equal((await missing.json()).code, 'SEQ_ERR_NOT_FOUND');
   });
 
+  // 200 traces made within a second (a load test) had the labels 06:01:53, 06:01:53, 06:01:54,
+  // 06:01:54, 06:01:54 under the duration chart.
+  test('duration chart: the time axis is as precise as its ticks are apart, so no two labels are the same', async () => {
+    const page = await open('/');
+    const labels = (t0: number, stepUs: number) => page.evaluate(async ([t, s]) => {
+      const f = (await import('/ui/format.js' as string)).fmtAxisTime as (us: number, step: number) => string;
+      return [0, 1, 2, 3, 4].map((i) => f(t + i * s, s));
+    }, [t0, stepUs]);
+    const t0 = Date.UTC(2026, 11, 7, 6, 1, 53, 100) * 1000;
+    for (const step of [2_500, 250_000, 2e6, 90e6, 3 * 3600e6, 2 * 86_400e6]) {
+      const got = await labels(t0, step);
+      assert.equal(new Set(got).size, 5, `${step} µs apart: ${got.join(', ')}`);
+    }
+    assert.match((await labels(t0, 250_000))[1], /^\d\d:\d\d:\d\d\.\d{3}$/, 'milliseconds under a second apart');
+    assert.match((await labels(t0, 2e6))[1], /^\d\d:\d\d:\d\d$/);
+    assert.match((await labels(t0, 90e6))[1], /^\d\d:\d\d$/);
+    assert.match((await labels(t0, 2 * 86_400e6))[1], /^\d\d-\d\d \d\d:\d\d$/, 'the date once a day apart');
+    // Durations at a round step (they read 0, 6.25, 12.5, 18.8, 25ms).
+    await page.goto(`${server.url}/search?lookback=24h&limit=100`);
+    await page.waitForSelector('#scatter circle.dot');
+    const ys = await page.$$eval('#scatter text.axis[x="52"]', (els) => els.map((e) => e.textContent ?? ''));
+    const us = await page.evaluate(async (l) => {
+      const parse = (await import('/ui/format.js' as string)).parseDurationUs as (s: string) => number;
+      return l.map((s) => (s === '0µs' ? 0 : parse(s)));
+    }, ys);
+    const step = us[1];
+    assert.ok(us.length >= 2 && us.length <= 5 && us[0] === 0, ys.join(', '));
+    us.forEach((d, i) => assert.ok(Math.abs(d - i * step) < 1e-6 * step, ys.join(', ')));
+    assert.ok([1, 2, 2.5, 5].includes(step / 10 ** Math.floor(Math.log10(step))), `a round step: ${ys.join(', ')}`);
+    assert.deepEqual(pageErrors(page), []);
+    await page.close();
+  });
+
   test('search: filters from the form go to the URL and the list shows what the API found', async () => {
     const page = await open('/');
     await page.waitForSelector('.trace-row');

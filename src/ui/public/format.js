@@ -24,6 +24,19 @@ export function fmtTime(us) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
 
+/**
+ * A time axis's tick label: as precise as the ticks are apart (`stepUs`), so that neighbours
+ * differ: milliseconds under a second apart, the date once they are a day apart.
+ * @param {number} us @param {number} stepUs
+ */
+export function fmtAxisTime(us, stepUs) {
+  const t = fmtTime(us);
+  if (stepUs < 1e6) return t.slice(11, 23);
+  if (stepUs < 60e6) return t.slice(11, 19);
+  if (stepUs < 86_400e6) return t.slice(11, 16);
+  return t.slice(5, 16);
+}
+
 /** @param {number} us */
 export function fmtAgo(us) {
   const s = Math.max(0, (Date.now() * 1000 - us) / 1_000_000);

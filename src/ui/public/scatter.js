@@ -1,7 +1,7 @@
 // @ts-check
 // Duration over time for the traces found: one dot per trace, errors red, so the slow ones
 // stand out at the top. SVG sized to its container; redrawn whole (a page is ≤ 1,000 dots).
-import { esc, fmtDuration, fmtTime, serviceColor } from './format.js';
+import { esc, fmtAxisTime, fmtDuration, fmtTime, serviceColor } from './format.js';
 
 const NS = 'http://www.w3.org/2000/svg';
 
@@ -28,19 +28,22 @@ export function drawScatter(el, traces, onPick) {
     if (t.durationUs > dMax) dMax = t.durationUs;
   }
   if (t1 === t0) { t0 -= 1e6; t1 += 1e6; }
-  dMax = niceCeil(dMax * 1.05 || 1);
+  // Gridlines at a round step (1, 2, 2.5 or 5 × 10ⁿ), at most four above zero.
+  const step = niceCeil(((dMax || 1) * 1.05) / 4);
+  const rows = Math.ceil(((dMax || 1) * 1.05) / step);
+  dMax = rows * step;
   const x = (/** @type {number} */ us) => m.l + ((us - t0) / (t1 - t0)) * (W - m.l - m.r);
   const y = (/** @type {number} */ d) => H - m.b - (d / dMax) * (H - m.t - m.b);
   let html = '';
-  for (let i = 0; i <= 4; i++) {
-    const d = (dMax * i) / 4;
+  for (let i = 0; i <= rows; i++) {
+    const d = step * i;
     html += `<line class="grid" x1="${m.l}" x2="${W - m.r}" y1="${y(d)}" y2="${y(d)}"/>`;
     html += `<text class="axis" x="${m.l - 6}" y="${y(d) + 4}" text-anchor="end">${esc(fmtDuration(d))}</text>`;
   }
   for (let i = 0; i <= 4; i++) {
     const us = t0 + ((t1 - t0) * i) / 4;
     const anchor = i === 0 ? 'start' : i === 4 ? 'end' : 'middle';
-    html += `<text class="axis" x="${x(us)}" y="${H - 6}" text-anchor="${anchor}">${esc(fmtTime(us).slice(11, 19))}</text>`;
+    html += `<text class="axis" x="${x(us)}" y="${H - 6}" text-anchor="${anchor}">${esc(fmtAxisTime(us, (t1 - t0) / 4))}</text>`;
   }
   // Slow dots last, so they sit on top.
   const sorted = traces.slice().sort((a, b) => a.durationUs - b.durationUs);
