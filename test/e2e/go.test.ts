@@ -3,6 +3,7 @@
 // a real agent that follows goroutines (src/agent/go), linked by a real linker; exact trees.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -21,6 +22,7 @@ describe('e2e: Go net/http services', { skip }, () => {
   let tracing: Tracing;
   let bin = '';
   let binStripped = '';
+  let binPie = '';
   let binUnreadable = '';
 
   before(async () => {
@@ -31,9 +33,11 @@ describe('e2e: Go net/http services', { skip }, () => {
     cpSync(join(FIXTURES, 'go'), src, { recursive: true });
     bin = goBuild(src, join(subdir(scope, 'gobin'), 'goservice'));
     binStripped = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-stripped'), ['-ldflags=-s -w']);
-    // Stripped and position-independent: the pclntab is in no section of its own, the agent
-    // cannot read the binary.
-    binUnreadable = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-pie'), ['-buildmode=pie', '-ldflags=-s -w']);
+    binPie = goBuild(src, join(subdir(scope, 'gobin'), 'goservice-pie'), ['-buildmode=pie', '-ldflags=-s -w']);
+    // A binary the agent cannot read: its pclntab's section renamed (no linker does this; the
+    // runtime finds its pclntab without the name).
+    binUnreadable = join(subdir(scope, 'gobin'), 'goservice-hidden');
+    execFileSync('objcopy', ['--rename-section', '.gopclntab=.hidden', binStripped, binUnreadable]);
     tracing = await startTracing(scope);
   });
   after(() => closeScope(scope));
@@ -91,6 +95,9 @@ describe('e2e: Go net/http services', { skip }, () => {
   // Distributions ship their Go binaries stripped (Debian's Caddy); many images are built so.
   it('the same with a stripped front (-ldflags="-s -w"): goroutines followed from the pclntab and the type descriptors', () => fanOut('gos', binStripped));
 
+  // Mapped at a random address: the round-trip probe's itab is moved to it per process.
+  it('the same with a stripped position-independent front (-buildmode=pie)', () => fanOut('gop', binPie));
+
   it('Go → Go → Go chain on fresh connections (curl, 24 requests from 6 clients)', async () => {
     const t = scope.tag;
     const names = { client: `goc-client-${t}`, a: `goc-a-${t}`, b: `goc-b-${t}`, c: `goc-c-${t}` };
@@ -111,7 +118,7 @@ describe('e2e: Go net/http services', { skip }, () => {
   // Its goroutines move between threads, so its threads say nothing about which request a
   // call serves (Caddy, when it could not be read, linked 12 of 200 requests wrongly by thread,
   // 2026-12-07).
-  it('a Go binary the agent cannot read (stripped PIE): its calls never join by thread, only by X-Request-ID; the agent says so', async () => {
+  it('a Go binary the agent cannot read: its calls never join by thread, only by X-Request-ID; the agent says so', async () => {
     const t = scope.tag;
     const names = { client: `gow-client-${t}`, front: `gow-front-${t}`, leaf: `gow-leaf-${t}` };
     const before = await goCounts();

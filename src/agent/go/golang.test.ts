@@ -4,7 +4,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import { startCapture, type Capture } from '../capture/loader.js';
 import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.js';
 import { ensureGoOffsetsTool, readGoBinary, type GoBinaryInfo } from './offsets.js';
 import { goBuild } from './gobuild.js';
-import { createGoTracer } from './golang.js';
+import { createGoTracer, processOffsets } from './golang.js';
 import { linkedProgs, loaderMapEntries, waitFor } from '../capture/testkit.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
@@ -40,7 +40,7 @@ test('after reset() a new loader is told the probes again; a process told again 
   };
   const info = {
     ok: true, goVersion: 'go1.19', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9, execute: 0,
-    tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192, symbols: 'symtab', layout: 'dwarf',
+    tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192, symbols: 'symtab', layout: 'dwarf', pie: false, loadVaddr: 0,
   };
   const go = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: () => assert.fail('followed'), read: async () => info });
   await go.onTraced(process.pid);
@@ -133,15 +133,53 @@ describe('offsets from the binary', () => {
     same(await readGoBinary(ext), await readGoBinary(`${dir}/fanout-ext-stripped`), 'external linking, strip(1)');
   });
 
-  test('a binary it cannot read (stripped PIE: no .gopclntab section) or not Go: not ok, with the reason', async () => {
+  test('a stripped position-independent binary: the same offsets, its itab as linked with where its first segment is', async () => {
+    const full = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-pie-full`, ['-buildmode=pie']));
     const pie = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-pie`, ['-buildmode=pie', '-ldflags=-s -w']));
-    assert.equal(pie.ok, false);
-    assert.match(pie.goVersion, /^go1\./);
-    assert.match(pie.reason ?? '', /no symbol table and no \.gopclntab section/);
+    assert.equal(pie.ok, true, pie.reason);
+    assert.deepEqual([pie.symbols, pie.layout, pie.pie], ['pclntab', 'types', true]);
+    const { symbols: _s, layout: _l, ...want } = full;
+    const { symbols: _s2, layout: _l2, ...got } = pie;
+    assert.deepEqual(got, want);
+    assert.ok(pie.roundTrip > 0 && pie.tcpConnItab > pie.loadVaddr);
+  });
+
+  test('a binary it cannot read (its pclntab in no section it can find) or not Go: not ok, with the reason', async () => {
+    // No linker does this; the runtime finds its pclntab without the section's name.
+    const sw = goBuild(`${dir}/src`, `${dir}/fanout-sw2`, ['-ldflags=-s -w']);
+    execFileSync('objcopy', ['--rename-section', '.gopclntab=.hidden', sw, `${dir}/fanout-hidden`]);
+    const hidden = await readGoBinary(`${dir}/fanout-hidden`);
+    assert.equal(hidden.ok, false);
+    assert.match(hidden.goVersion, /^go1\./);
+    assert.match(hidden.reason ?? '', /no symbol table and no \.gopclntab section/);
     const sh = await readGoBinary('/bin/sh');
     assert.equal(sh.ok, false);
     assert.equal(sh.goVersion, '');
     assert.match(sh.reason ?? '', /not a Go executable/);
+  });
+
+  // Each process of a position-independent binary maps it elsewhere: the round-trip probe
+  // compares the connection's itab with where it is in that process.
+  test('processOffsets: the itab moved to where the process mapped the binary; the probe off without a mapping or a client', () => {
+    const root = mkdtempSync(join(tmpdir(), 'seqtrace-maps-'));
+    try {
+      mkdirSync(`${root}/7`);
+      writeFileSync(`${root}/7/maps`, [
+        '5583e6e00000-5583e7000000 r--p 00000000 00:2a 999 /other',
+        '5583e7400000-5583e764b000 r-xp 00000000 00:2a 4242 /srv/front (deleted)',
+        '5583e764b000-5583e773c000 r--p 0024b000 00:2a 4242 /srv/front (deleted)',
+        '',
+      ].join('\n'));
+      const bin = { ok: true, roundTrip: 100, pconnConn: 80, tcpConnItab: 0x7ad3a0, pie: true, loadVaddr: 0x400000 } as GoBinaryInfo;
+      assert.equal(processOffsets(root, 7, '64:4242:1', bin).tcpConnItab, 0x5583e7400000 - 0x400000 + 0x7ad3a0);
+      assert.equal(processOffsets(root, 7, '64:4242:1', bin).pconnConn, 80);
+      assert.equal(processOffsets(root, 7, '64:5555:1', bin).pconnConn, 0, 'not mapped: no probe');
+      assert.equal(processOffsets(root, 8, '64:4242:1', bin).pconnConn, 0, 'gone');
+      assert.equal(processOffsets(root, 7, '64:4242:1', { ...bin, pie: false }).tcpConnItab, 0x7ad3a0, 'not PIE: as linked');
+      assert.equal(processOffsets(root, 7, '64:4242:1', { ...bin, roundTrip: 0 }).pconnConn, 0, 'no client');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

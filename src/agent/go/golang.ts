@@ -7,7 +7,7 @@
 // threads say nothing about which request a call belongs to (goroutines move between them),
 // so `onUnfollowed` tells the agent to link its calls by X-Request-ID only; the agent says so
 // once per binary.
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Capture } from '../capture/loader.js';
 import { readGoBinary, type GoBinaryInfo } from './offsets.js';
 
@@ -40,6 +40,32 @@ export interface GoTracerOptions {
   read?: (path: string) => Promise<GoBinaryInfo>;
   /** Where goroutine starts are probed: 'auto' (the NOP5 when the binary has one) or 'ret' (tests). */
   parentProbe?: 'auto' | 'ret';
+}
+
+/**
+ * A process's offsets: the round-trip probe off (pconnConn 0) without a net/http client; for a
+ * position-independent binary the itab moved to where the process mapped the binary (its
+ * mapping at file offset 0 in /proc/PID/maps), else off too.
+ */
+export function processOffsets(root: string, pid: number, exeKey: string, bin: GoBinaryInfo): GoBinaryInfo {
+  if (!bin.roundTrip) return { ...bin, pconnConn: 0 };
+  if (!bin.pie) return bin;
+  const ino = exeKey.split(':')[1];
+  let maps = '';
+  try {
+    maps = readFileSync(`${root}/${pid}/maps`, 'latin1');
+  } catch {
+    return { ...bin, pconnConn: 0 };
+  }
+  // start-end perms offset dev inode path
+  for (const line of maps.split('\n')) {
+    const f = line.split(/\s+/, 6);
+    if (f.length >= 6 && f[4] === ino && Number.parseInt(f[2], 16) === 0) {
+      const start = Number.parseInt(f[0].split('-')[0], 16);
+      return { ...bin, tcpConnItab: start - bin.loadVaddr + bin.tcpConnItab };
+    }
+  }
+  return { ...bin, pconnConn: 0 };
 }
 
 export function createGoTracer(opts: GoTracerOptions): GoTracer {
@@ -98,7 +124,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
         up.catch(() => attached.delete(key));
       }
       await up;
-      await cap.goProcess(pid, bin.roundTrip ? bin : { ...bin, pconnConn: 0 });
+      await cap.goProcess(pid, processOffsets(root, pid, key, bin));
       if (!again) stats.byGoroutine++;
     } catch (e) {
       stats.errors++;

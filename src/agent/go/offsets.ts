@@ -27,6 +27,9 @@ export interface GoBinaryInfo extends GoProcOffsets {
   symbols: string;
   /** Where the struct offsets came from: 'dwarf', or 'types' (the runtime's type descriptors). */
   layout: string;
+  /** Position-independent: tcpConnItab is as linked, the segment at file offset 0 at loadVaddr. */
+  pie: boolean;
+  loadVaddr: number;
 }
 
 // The tool's sources stay in src/ (tsc does not copy them): from src/agent/go (tsx) or
@@ -49,7 +52,7 @@ export function ensureGoOffsetsTool(): string {
 export function readGoBinary(path: string, tool = goOffsetsToolPath()): Promise<GoBinaryInfo> {
   const failed = (reason: string): GoBinaryInfo => ({
     ok: false, reason, goVersion: '', tlsOffset: 0, goidOffset: 0, pconnConn: 0, tcpConnItab: 0, tcpConnFd: 0,
-    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0, symbols: '', layout: '',
+    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0, symbols: '', layout: '', pie: false, loadVaddr: 0,
   });
   return new Promise((resolve) => {
     execFile(tool, [path], { timeout: 20_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {

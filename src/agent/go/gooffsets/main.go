@@ -57,6 +57,10 @@ type result struct {
 	// Where symbols and offsets came from: "symtab"/"pclntab", "dwarf"/"types".
 	Symbols string `json:"symbols"`
 	Layout  string `json:"layout"`
+	// Position-independent: TCPConnItab is where it is linked, the segment at file offset 0 at
+	// LoadVaddr; the agent moves it to where that segment is mapped in each process.
+	PIE       bool   `json:"pie"`
+	LoadVaddr uint64 `json:"loadVaddr"`
 }
 
 func fail(r *result, format string, a ...any) {
@@ -213,6 +217,17 @@ func nop5BeforeCall(f *elf.File, fn, callee elf.Symbol) uint64 {
 	return 0
 }
 
+// firstLoad is where the segment at file offset 0 is linked: an address as linked, minus
+// that, plus where the segment is mapped, is the address at run time.
+func firstLoad(f *elf.File) (uint64, bool) {
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Off == 0 {
+			return p.Vaddr, true
+		}
+	}
+	return 0, false
+}
+
 // goMinor is the minor version of a "go1.N[.x]" string; a development build counts as recent.
 func goMinor(v string) int {
 	m := strings.TrimPrefix(v, "go1.")
@@ -290,7 +305,7 @@ func open(r *result, path string) *image {
 		}
 		r.Symbols = "symtab"
 	}
-	pcln := f.Section(".gopclntab")
+	pcln := goSection(f, ".gopclntab")
 	if m.syms == nil {
 		if pcln == nil {
 			fail(r, "no symbol table and no .gopclntab section")
@@ -422,6 +437,12 @@ func main() {
 		off, ok3 := fileOffset(f, rt.Value)
 		if code, ok := funcBytes(f, rt); !ok || !stackCheck(code) {
 			ok3 = false
+		}
+		if r.PIE = f.Type == elf.ET_DYN; r.PIE {
+			var found bool
+			if r.LoadVaddr, found = firstLoad(f); !found {
+				ok3 = false
+			}
 		}
 		if ok2 && ok3 && e1 == nil && e2 == nil && e3 == nil && e4 == nil {
 			r.RoundTrip = off

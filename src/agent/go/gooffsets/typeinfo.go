@@ -41,6 +41,15 @@ type goTypes struct {
 	shiftedOffsets bool   // Go ≤ 1.18
 }
 
+// goSection is a section the Go linker names `name`, or `.data.rel.ro` + name in a
+// position-independent binary (whose file holds the link-time addresses, relocated at load).
+func goSection(f *elf.File, name string) *elf.Section {
+	if s := f.Section(name); s != nil {
+		return s
+	}
+	return f.Section(".data.rel.ro" + name)
+}
+
 // loadSegment reads [addr, addr+n) from the PT_LOAD segment holding it.
 func loadSegment(f *elf.File, addr, n uint64) ([]byte, bool) {
 	for _, p := range f.Progs {
@@ -193,7 +202,7 @@ func (t *goTypes) member(typ string, path ...string) (int64, error) {
 // itab finds the address of the itab for concrete type conc implementing interface iface
 // ("*net.TCPConn", "net.Conn") among the binary's itabs (.itablink: a pointer to each).
 func (t *goTypes) itab(conc, iface string) (uint64, error) {
-	sec := t.f.Section(".itablink")
+	sec := goSection(t.f, ".itablink")
 	if sec == nil {
 		return 0, fmt.Errorf("no .itablink section")
 	}
