@@ -444,7 +444,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}send_queue_bytes`, 'bytes held for sending: the batch being built plus the compressed queue (bounded by send_buffer_bytes)', 'gauge', () => s().sender.queueBytes);
   r.collect(`${p}traced_processes`, 'processes selected for tracing', 'gauge', () => s().procs.traced);
   r.collect(`${p}environ_unreadable_total`, 'processes whose environment could not be read (another user\'s without CAP_SYS_PTRACE, or one the kernel protects even then): trace_envset cannot select them, they go by their name', 'counter', () => s().procs.environUnreadable);
-  r.collect(`${p}go_processes_total`, 'Go processes traced, by how: goroutine (followed) or thread (binary unreadable: Go < 1.17, not amd64, packed; calls joined to requests by X-Request-ID only)', 'counter', () => [[{ by: 'goroutine' }, s().go.byGoroutine], [{ by: 'thread' }, s().go.byThread]]);
+  r.collect(`${p}go_processes_total`, 'Go processes traced, by how: goroutine (followed) or thread (binary unreadable: Go < 1.17, not amd64, its pclntab not found; calls joined to requests by X-Request-ID only)', 'counter', () => [[{ by: 'goroutine' }, s().go.byGoroutine], [{ by: 'thread' }, s().go.byThread]]);
   r.collect(`${p}go_errors_total`, 'Go processes whose offsets or uprobes the kernel refused (calls joined to requests by X-Request-ID only)', 'counter', () => s().go.errors);
   r.collect(`${p}pid_command_errors_total`, 'add/remove pid commands the loader refused', 'counter', () => s().pidErrors);
   return r;

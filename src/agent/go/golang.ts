@@ -3,7 +3,7 @@
 // (once per binary) and hand it the process's offsets; the loader attaches the probes to that
 // process only (src/bpf/go_probes.c). From then on its data events carry goroutine ids and its
 // goroutine events let children inherit their creator's thread group. A Go binary the agent
-// cannot read (Go before 1.17, not amd64, packed) is traced without goroutines: its
+// cannot read (Go before 1.17, not amd64) is traced without goroutines: its
 // threads say nothing about which request a call belongs to (goroutines move between them),
 // so `onUnfollowed` tells the agent to link its calls by X-Request-ID only; the agent says so
 // once per binary.
