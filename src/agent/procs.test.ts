@@ -324,14 +324,17 @@ test('thread names: read once per thread, forgotten when the thread ends or its 
   }
 });
 
-test('threads link a process\'s calls until unlinkThreads; its next exec or its exit forgets that', () => {
+test('threads link a process\'s calls unless setThreadLinks(pid, false); its next exec or its exit forgets that', () => {
   const root = mkdtempSync(join(tmpdir(), 'seqtrace-proc-'));
   const { sel } = selectorAt(root, {});
   try {
     assert.equal(sel.threadLinks(10), true);
-    sel.unlinkThreads(10);
-    sel.unlinkThreads(11);
-    assert.deepEqual([sel.threadLinks(10), sel.threadLinks(11), sel.threadLinks(12)], [false, false, true]);
+    sel.setThreadLinks(10, false);
+    sel.setThreadLinks(11, false);
+    sel.setThreadLinks(13, false);
+    assert.deepEqual([sel.threadLinks(10), sel.threadLinks(11), sel.threadLinks(12), sel.threadLinks(13)], [false, false, true, false]);
+    sel.setThreadLinks(13, true); // followed after all
+    assert.equal(sel.threadLinks(13), true);
     sel.onExec(10, 1); // another binary (gone already here: selected as gone, no matter)
     sel.onExit(11); // its pid may be reused
     assert.deepEqual([sel.threadLinks(10), sel.threadLinks(11)], [true, true]);

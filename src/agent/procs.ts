@@ -81,15 +81,16 @@ export interface ProcSelector {
   threadName(pid: number, tid: number): string;
   /**
    * Whether the threads of `pid` tell which request its calls belong to (the thread-group
-   * rule, docs/agent.md): true unless unlinkThreads(pid) was called since its exec.
+   * rule, docs/agent.md): true unless setThreadLinks(pid, false) since its exec.
    */
   threadLinks(pid: number): boolean;
   /**
-   * This exec of `pid` runs its requests on something other than threads that the agent cannot
-   * follow (a Go binary whose goroutines it cannot read): its calls join an entry by
-   * X-Request-ID only. Forgotten at its next exec or exit.
+   * links false: this exec of `pid` runs its requests on something other than threads, which
+   * the agent does not follow (yet): a Go binary until its goroutines are followed, or for good
+   * when they cannot be. Its calls then join an entry by X-Request-ID only. Forgotten at its
+   * next exec or exit.
    */
-  unlinkThreads(pid: number): void;
+  setThreadLinks(pid: number, links: boolean): void;
   /** Thread `tid` of `pid` ended (thread_exit): its name is forgotten (tids are reused). */
   onThreadExit(pid: number, tid: number): void;
   close(): void;
@@ -181,7 +182,7 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
   // starting a thread per connection leaves only its live threads here; all re-read now and
   // then (scan), as a thread may rename itself.
   const threadNames = new Map<number, Map<number, string>>();
-  // Processes whose threads do not tell which request a call belongs to (unlinkThreads).
+  // Processes whose threads do not tell which request a call belongs to (setThreadLinks).
   const unthreaded = new Set<number>();
   const stats: ProcSelectorStats = { scans: 0, traced: 0, added: 0, removed: 0, environUnreadable: 0 };
 
@@ -417,8 +418,9 @@ export function createProcSelector(opts: ProcSelectorOptions): ProcSelector {
       unthreaded.delete(pid);
     },
     threadLinks: (pid) => unthreaded.size === 0 || !unthreaded.has(pid),
-    unlinkThreads(pid) {
-      unthreaded.add(pid);
+    setThreadLinks(pid, links) {
+      if (links) unthreaded.delete(pid);
+      else unthreaded.add(pid);
     },
     onThreadExit(pid, tid) {
       threadNames.get(pid)?.delete(tid);

@@ -89,7 +89,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   let capture = null as Capture | null; // (not narrowed to null: launch() sets it)
   const initialPids = new Set<number>();
   // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
-  const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log, onUnfollowed: (pid) => procs.unlinkThreads(pid) });
+  const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log, setThreadLinks: (pid, links) => procs.setThreadLinks(pid, links) });
   // Removed while the loader was starting: the kernel may trace them since their exec.
   const removedAtStart = new Set<number>();
   // Processes the kernel traced from their exec until the agent decided against them: what they

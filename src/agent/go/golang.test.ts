@@ -4,13 +4,13 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCapture, type Capture } from '../capture/loader.js';
 import type { CaptureEvent, DataEvent, GoroutineEvent } from '../capture/event.js';
-import { ensureGoOffsetsTool, readGoBinary, type GoBinaryInfo } from './offsets.js';
+import { ensureGoOffsetsTool, hasGoBuildInfo, readGoBinary, type GoBinaryInfo } from './offsets.js';
 import { goBuild } from './gobuild.js';
 import { createGoTracer, processOffsets } from './golang.js';
 import { linkedProgs, loaderMapEntries, waitFor } from '../capture/testkit.js';
@@ -42,7 +42,7 @@ test('after reset() a new loader is told the probes again; a process told again 
     ok: true, goVersion: 'go1.19', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9, execute: 0,
     tlsOffset: -8, goidOffset: 152, pconnConn: 1, tcpConnItab: 1, tcpConnFd: 1, netFdSysfd: 1, gM: 48, mCurg: 192, symbols: 'symtab', layout: 'dwarf', pie: false, loadVaddr: 0,
   };
-  const go = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: () => assert.fail('followed'), read: async () => info });
+  const go = createGoTracer({ capture: () => capture, log: () => {}, setThreadLinks: () => {}, read: async () => info });
   await go.onTraced(process.pid);
   assert.deepEqual(told, ['newproc_nop5', 'roundtrip', `process ${process.pid}`]);
   await go.onTraced(process.pid); // the same binary again: its probes are named once per loader
@@ -52,30 +52,67 @@ test('after reset() a new loader is told the probes again; a process told again 
   assert.deepEqual(go.stats, { byGoroutine: 2, byThread: 0, errors: 0 }, 'told twice as new, once again');
 });
 
-test('a Go process whose goroutines cannot be followed is named to onUnfollowed: an unreadable binary, a refused offset', async () => {
-  const unfollowed: number[] = [];
-  const logs: string[] = [];
-  const stripped = { ok: false, goVersion: 'go1.19.8', reason: 'no DWARF' } as GoBinaryInfo;
-  const capture = { goUprobe: async () => {}, goProcess: async () => { throw new Error('EINVAL'); } };
-  let info = stripped;
-  const go = createGoTracer({ capture: () => capture, log: (m) => logs.push(m), onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
-  await go.onTraced(process.pid);
-  assert.deepEqual(unfollowed, [process.pid]);
-  assert.match(logs[0], /traced without its goroutines, its calls joined to its requests by X-Request-ID only: no DWARF/);
-  await go.onTraced(process.pid, true); // a new loader: said again, so that the agent keeps it
-  assert.deepEqual(unfollowed, [process.pid, process.pid]);
-  assert.deepEqual(go.stats, { byGoroutine: 0, byThread: 1, errors: 0 });
-  // not Go at all: nothing to say
-  info = { ok: false, goVersion: '', reason: 'not a Go binary' } as GoBinaryInfo;
-  const other = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
-  await other.onTraced(process.pid);
-  assert.equal(unfollowed.length, 2);
-  // readable, but the kernel refused its offsets
-  info = { ok: true, goVersion: 'go1.19.8', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 9 } as unknown as GoBinaryInfo;
-  const refused = createGoTracer({ capture: () => capture, log: () => {}, onUnfollowed: (pid) => unfollowed.push(pid), read: async () => info });
-  await refused.onTraced(process.pid);
-  assert.deepEqual(unfollowed.slice(2), [process.pid]);
-  assert.deepEqual(refused.stats, { byGoroutine: 0, byThread: 0, errors: 1 });
+// A Go process's threads say nothing about its requests: they link nothing from the moment it
+// is known to be Go (its ELF sections, read at once) until its goroutines are followed, and
+// never when they cannot be. No eBPF: a /proc of our own whose exe links to a Go binary.
+test('setThreadLinks: false at once for a Go binary, true once followed; false for good when unreadable or refused; nothing for other programs', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'seqtrace-goproc-'));
+  try {
+    for (const [pid, exe] of [[10, bin], [11, bin], [12, bin], [13, '/bin/sh']] as const) {
+      mkdirSync(`${root}/${pid}`);
+      symlinkSync(exe, `${root}/${pid}/exe`);
+    }
+    const links: Array<[number, boolean]> = [];
+    const logs: string[] = [];
+    let answer!: (i: GoBinaryInfo) => void;
+    let refuse = false;
+    const capture = { goUprobe: async () => {}, goProcess: async () => { if (refuse) throw new Error('EINVAL'); } };
+    const good = { ok: true, goVersion: 'go1.19.8', newproc1: 1, newproc1Ret: [], newprocNop5: 8, roundTrip: 0 } as unknown as GoBinaryInfo;
+    const tracer = () => createGoTracer({ capture: () => capture, procRoot: root, log: (m) => logs.push(m), setThreadLinks: (pid, l) => links.push([pid, l]), read: () => new Promise((r) => { answer = r; }) });
+
+    const go = tracer();
+    const done = go.onTraced(10);
+    assert.deepEqual(links, [[10, false]], 'at once, before the binary is read');
+    answer(good);
+    await done;
+    assert.deepEqual(links, [[10, false], [10, true]], 'followed: by goroutine');
+
+    links.length = 0;
+    const unreadable = tracer();
+    const u = unreadable.onTraced(11);
+    answer({ ok: false, goVersion: 'go1.16', reason: 'Go 1.17 or later is needed' } as GoBinaryInfo);
+    await u;
+    assert.deepEqual(links, [[11, false], [11, false]]);
+    assert.match(logs.at(-1)!, /traced without its goroutines, its calls joined to its requests by X-Request-ID only: Go 1\.17/);
+    assert.deepEqual(unreadable.stats, { byGoroutine: 0, byThread: 1, errors: 0 });
+
+    links.length = 0;
+    refuse = true;
+    const refused = tracer();
+    const r = refused.onTraced(12);
+    answer(good);
+    await r;
+    assert.deepEqual(links, [[12, false], [12, false]], 'the kernel refused its offsets');
+    assert.deepEqual(refused.stats, { byGoroutine: 0, byThread: 0, errors: 1 });
+
+    links.length = 0;
+    const other = tracer();
+    const o = other.onTraced(13);
+    answer({ ok: false, goVersion: '', reason: 'not a Go executable' } as GoBinaryInfo);
+    await o;
+    assert.deepEqual(links, [], 'not Go: its threads link as they do');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('hasGoBuildInfo: Go binaries, stripped or not; not other programs or files', () => {
+  assert.equal(hasGoBuildInfo(bin), true);
+  assert.equal(hasGoBuildInfo(goBuild(`${dir}/src`, `${dir}/fanout-sw-elf`, ['-ldflags=-s -w'])), true);
+  assert.equal(hasGoBuildInfo('/bin/sh'), false);
+  assert.equal(hasGoBuildInfo(process.execPath), false);
+  assert.equal(hasGoBuildInfo('/etc/hostname'), false);
+  assert.equal(hasGoBuildInfo('/no/such/file'), false);
 });
 
 describe('offsets from the binary', () => {
@@ -202,9 +239,11 @@ for (const mode of ['socket', 'syscall'] as const) {
       port = j.port;
       await cap.addPid(pid);
       // socket mode probes goroutine starts at the NOP5, syscall mode at newproc1's RETs: both paths
-      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), onUnfollowed: (pid) => assert.fail(`${pid} unfollowed`), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
+      const links: boolean[] = [];
+      const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), setThreadLinks: (_p, l) => links.push(l), parentProbe: mode === 'socket' ? 'auto' : 'ret' });
       await go.onTraced(pid);
       assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
+      assert.deepEqual(links, [false, true], 'its threads linked nothing until its goroutines were followed');
     });
     after(async () => {
       svc?.stdin.end();
@@ -347,7 +386,7 @@ describe('Go uprobes per process; goroutine starts probed once the process calls
     const b = await startLeaf(leaf); // same binary, never traced
     await cap.addPid(a.pid);
     const logs: string[] = [];
-    const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), onUnfollowed: (pid) => assert.fail(`${pid} unfollowed`) });
+    const go = createGoTracer({ capture: () => cap, log: (m) => logs.push(m), setThreadLinks: () => {} });
     await go.onTraced(a.pid);
     assert.deepEqual(go.stats, { byGoroutine: 1, byThread: 0, errors: 0 }, logs.join('\n'));
     const started = () => events.filter((e): e is GoroutineEvent => e.kind === 'goroutine' && e.pid === a.pid);

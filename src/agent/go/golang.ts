@@ -2,14 +2,15 @@
 // (its build info) and, when the agent can read it, name the binary's uprobes to the loader
 // (once per binary) and hand it the process's offsets; the loader attaches the probes to that
 // process only (src/bpf/go_probes.c). From then on its data events carry goroutine ids and its
-// goroutine events let children inherit their creator's thread group. A Go binary the agent
-// cannot read (Go before 1.17, not amd64) is traced without goroutines: its
-// threads say nothing about which request a call belongs to (goroutines move between them),
-// so `onUnfollowed` tells the agent to link its calls by X-Request-ID only; the agent says so
-// once per binary.
+// goroutine events let children inherit their creator's thread group. A Go process's threads
+// say nothing about which request a call belongs to (goroutines move between them), so from
+// the moment it is known to be Go (its ELF sections, read at once) until its goroutines are
+// followed, and for good when its binary cannot be read (Go before 1.17, not amd64),
+// `setThreadLinks` has the agent link its calls by X-Request-ID only; the agent says so once
+// per binary.
 import { readFileSync, statSync } from 'node:fs';
 import type { Capture } from '../capture/loader.js';
-import { readGoBinary, type GoBinaryInfo } from './offsets.js';
+import { hasGoBuildInfo, readGoBinary, type GoBinaryInfo } from './offsets.js';
 
 export interface GoStats {
   /** Go processes whose goroutines are followed. */
@@ -35,8 +36,8 @@ export interface GoTracerOptions {
   capture: () => Pick<Capture, 'goProcess' | 'goUprobe'> | null;
   procRoot?: string;
   log(msg: string): void;
-  /** Process `pid` is Go and its goroutines are not followed: its threads link nothing. */
-  onUnfollowed(pid: number): void;
+  /** Whether the threads of Go process `pid` link its calls: false until its goroutines are followed. */
+  setThreadLinks(pid: number, links: boolean): void;
   read?: (path: string) => Promise<GoBinaryInfo>;
   /** Where goroutine starts are probed: 'auto' (the NOP5 when the binary has one) or 'ret' (tests). */
   parentProbe?: 'auto' | 'ret';
@@ -75,6 +76,8 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
   // binary (dev:inode:mtime) → its info, and whether its uprobes were named to the loader
   const binaries = new Map<string, Promise<GoBinaryInfo>>();
   const attached = new Map<string, Promise<void>>();
+  // binary → whether it has Go's build info section (read at once, before the tool answers)
+  const goElf = new Map<string, boolean>();
   let toolWarned = false;
 
   async function onTraced(pid: number, again = false): Promise<void> {
@@ -86,6 +89,10 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
     } catch {
       return; // gone, or a kernel thread
     }
+    let isGo = goElf.get(key);
+    if (isGo === undefined) goElf.set(key, (isGo = hasGoBuildInfo(exe)));
+    // Until its goroutines are followed, its threads link nothing (they would link wrongly).
+    if (isGo) opts.setThreadLinks(pid, false);
     let info = binaries.get(key);
     const first = !info;
     if (!info) {
@@ -94,16 +101,17 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
     }
     const bin = await info;
     if (!bin.goVersion) {
-      // Not Go, or the reader itself is missing: say that once, or every Go process is silently traced by thread.
+      // Not Go, or the reader itself is missing (a Go process then stays unlinked by thread):
+      // say that once, or every Go process is silently traced without its goroutines.
       if (!toolWarned && bin.reason?.includes('failed') && bin.reason.includes('ENOENT')) {
         toolWarned = true;
-        opts.log(`seqtrace agent: Go processes are traced by thread, not goroutine: ${bin.reason} (build it with npm run build)`);
+        opts.log(`seqtrace agent: Go processes are traced without their goroutines, their calls joined to their requests by X-Request-ID only: ${bin.reason} (build it with npm run build)`);
       }
       return;
     }
     if (!bin.ok) {
       if (!again) stats.byThread++;
-      opts.onUnfollowed(pid);
+      opts.setThreadLinks(pid, false);
       if (first) opts.log(`seqtrace agent: Go process ${pid} (${exe}, ${bin.goVersion}) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: ${bin.reason}`);
       return;
     }
@@ -125,10 +133,11 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
       }
       await up;
       await cap.goProcess(pid, processOffsets(root, pid, key, bin));
+      opts.setThreadLinks(pid, true); // by goroutine from now on
       if (!again) stats.byGoroutine++;
     } catch (e) {
       stats.errors++;
-      opts.onUnfollowed(pid);
+      opts.setThreadLinks(pid, false);
       opts.log(`seqtrace agent: Go process ${pid} (${exe}) is traced without its goroutines, its calls joined to its requests by X-Request-ID only: ${(e as Error).message}`);
     }
   }

@@ -4,7 +4,7 @@
 // runtime.g, where g is in TLS, the HTTP client's connection chain down to its fd, and the
 // file offsets of runtime.newproc1 (entry and RETs) and net/http.(*persistConn).roundTrip.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { goBuild } from './gobuild.js';
 import type { GoProcOffsets } from '../capture/loader.js';
@@ -46,6 +46,43 @@ export function ensureGoOffsetsTool(): string {
   const bin = goOffsetsToolPath();
   if (existsSync(bin)) return bin;
   return goBuild(TOOL_DIR, bin);
+}
+
+/**
+ * Whether the file is a 64-bit little-endian ELF with a `.go.buildinfo` section: a Go program
+ * (what debug/buildinfo looks for first). Read at once, before the tool has read the binary,
+ * so that no Go process is linked by thread meanwhile. A few reads of its headers.
+ */
+export function hasGoBuildInfo(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const h = Buffer.alloc(64);
+    if (readSync(fd, h, 0, 64, 0) < 64 || h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return false;
+    const shoff = Number(h.readBigUInt64LE(0x28));
+    const shentsize = h.readUInt16LE(0x3a), shnum = h.readUInt16LE(0x3c), shstrndx = h.readUInt16LE(0x3e);
+    if (shoff === 0 || shentsize < 64 || shnum === 0 || shstrndx >= shnum) return false;
+    const sh = Buffer.alloc(shnum * shentsize);
+    if (readSync(fd, sh, 0, sh.length, shoff) < sh.length) return false;
+    const namesAt = Number(sh.readBigUInt64LE(shstrndx * shentsize + 0x18));
+    const namesSize = Math.min(Number(sh.readBigUInt64LE(shstrndx * shentsize + 0x20)), 1 << 16);
+    const names = Buffer.alloc(namesSize);
+    const got = readSync(fd, names, 0, namesSize, namesAt);
+    const want = '.go.buildinfo\0';
+    for (let i = 0; i < shnum; i++) {
+      const at = sh.readUInt32LE(i * shentsize);
+      if (at + want.length <= got && names.toString('latin1', at, at + want.length) === want) return true;
+    }
+    return false;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Reads a binary (a path the agent can open, e.g. /proc/PID/exe). Never rejects: a failure is ok:false with the reason. */
