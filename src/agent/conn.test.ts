@@ -6,6 +6,7 @@ import { createConnTable, type ConnTableOptions } from './conn.js';
 import { createThreadGroups, INHERIT_GRACE_NS } from './threadgroup.js';
 import type { DataEvent } from './capture/event.js';
 import { dataEvent } from './capture/testkit.js';
+import { NGINX_PARAMS, request, response } from './fcgi/testkit.js';
 import type { EbpfSpan } from '../span/span.js';
 
 interface Ev {
@@ -202,6 +203,31 @@ test('a connection that begins with the HTTP/2 preface (gRPC without TLS) is lef
   assert.equal(spans.length, 0);
   assert.equal(t.stats.protocolSwitches, 2);
   assert.equal(t.stats.unclassified, 0);
+  assert.equal(t.stats.parse.parseErrors, 0);
+});
+
+// nginx → PHP-FPM over TCP (fastcgi_pass 127.0.0.1:9000): PHP-FPM's worker reads the request,
+// calls out over HTTP while serving it, and answers.
+test('FastCGI: PHP-FPM\'s entry span from the CGI parameters and Status, its HTTP call joins its group; nginx\'s exit pairs by sequence numbers', () => {
+  const { t, spans } = table();
+  const req = request({ ...NGINX_PARAMS, REQUEST_URI: '/cart.php?id=7' });
+  const resp = response('Status: 404 Not Found\r\nContent-type: text/html\r\n\r\n', Buffer.from('none'));
+  // nginx (pid 50) writes the request; PHP-FPM (pid 60) reads it, calls out, answers
+  t.onData(ev({ sock: 1, dir: 'send', data: req.toString('latin1'), seq: 100, t: 1, pid: 50, tid: 50 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: req.toString('latin1'), seq: 100, t: 2, pid: 60, tid: 60 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: REQ('/stock/7'), seq: 1, t: 3, pid: 60, tid: 60 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 4, pid: 60, tid: 60 }));
+  t.onData(ev({ sock: 2, dir: 'send', data: resp.toString('latin1'), seq: 900, t: 5, pid: 60, tid: 60 }));
+  t.onData(ev({ sock: 1, dir: 'recv', data: resp.toString('latin1'), seq: 900, t: 6, pid: 50, tid: 50 }));
+  const [call, entry, exit] = spans;
+  assert.deepEqual([call.kind, call.operation, call.resource], ['exit', 'HTTP', 'GET /stock/7']);
+  assert.deepEqual([entry.kind, entry.operation, entry.resource, entry.httpStatusCode, entry.status], ['entry', 'FastCGI', 'GET /cart.php', 404, 'warning']);
+  assert.deepEqual([exit.kind, exit.operation, exit.resource, exit.httpStatusCode], ['exit', 'FastCGI', 'GET /cart.php', 404]);
+  assert.equal(call.threadGroup, entry.threadGroup, 'PHP\'s call joins the request it serves');
+  assert.notEqual(entry.threadGroup, '');
+  assert.deepEqual([entry.reqSeq, entry.respSeq, exit.reqSeq, exit.respSeq], [100, 900, 100, 900], 'the two ends pair as for HTTP');
+  assert.equal(entry.appTraceId, '4bf92f3577b34da6a3ce929d0e0e4736', 'the traceparent nginx passed as HTTP_TRACEPARENT');
+  assert.deepEqual([entry.attrs.http_host, entry.attrs.http_request_id, entry.attrs.http_version], ['shop.example:8080', 'rid-42', '1.1']);
   assert.equal(t.stats.parse.parseErrors, 0);
 });
 

@@ -26,6 +26,7 @@ import { createParser, headerTable, DEFAULT_HEADERS, BODY_FRAMED, BODY_NONE, PRO
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
 import { processKey, requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
+import { createFcgiParser, looksLikeFastCgi } from './fcgi/parser.js';
 import type { Clock } from './clock.js';
 
 export interface ProcessLookup {
@@ -136,6 +137,8 @@ interface Conn {
   early: DataEvent[] | null;
   /** The connection left HTTP/1 (a 101, a tunnel): its calls are not parsed any more. */
   switched: boolean;
+  /** The protocol, the spans' operation: HTTP, or FastCGI (a web server and PHP-FPM). */
+  operation: string;
 }
 
 /** The client connection preface of HTTP/2 (RFC 9113 §3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
@@ -255,6 +258,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       endUs: opts.clock.epochUs(endNs),
       ctx: ex.ctx,
       srcIp: c.srcIp, srcPort: c.srcPort, dstIp: c.dstIp, dstPort: c.dstPort,
+      operation: c.operation,
       service: opts.procs.service(ex.pid),
       processName: opts.procs.processName(ex.pid),
       threadName: opts.procs.threadName(ex.pid, ex.tid),
@@ -408,7 +412,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     const c: Conn = {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
-      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false,
+      lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -451,13 +455,20 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         stats.protocolSwitches++;
         return;
       }
-      if (!looksLikeRequest(ev.head)) {
+      if (looksLikeFastCgi(ev.head)) {
+        // A web server's request to an application server (nginx to PHP-FPM): read as HTTP.
+        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
+        c.operation = 'FastCGI';
+        c.reqParser = createFcgiParser(true, requestSink, c, parse, headers);
+        c.respParser = createFcgiParser(false, responseSink, c, parse, headers);
+      } else if (!looksLikeRequest(ev.head)) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
         return;
+      } else {
+        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
+        c.reqParser = createParser(true, requestSink, c, parse, headers);
+        c.respParser = createParser(false, responseSink, c, parse, headers);
       }
-      c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-      c.reqParser = createParser(true, requestSink, c, parse, headers);
-      c.respParser = createParser(false, responseSink, c, parse, headers);
     }
     const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
     // (a request still being written, its head cut short, is answered as it is: not early)

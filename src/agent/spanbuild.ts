@@ -1,4 +1,4 @@
-// Turning one HTTP exchange into the span sent to the linker (docs/span-format.md).
+// Turning one HTTP (or FastCGI) exchange into the span sent to the linker (docs/span-format.md).
 import type { EbpfSpan, SpanKind, AttrValue } from '../span/span.js';
 import type { HttpMessage } from './http/parser.js';
 import type { AppTraceContext } from './tracecontext.js';
@@ -26,6 +26,8 @@ export interface ExchangeFacts {
   srcPort: number;
   dstIp: string;
   dstPort: number;
+  /** The protocol: HTTP, or FastCGI. */
+  operation: string;
   service: string;
   processName: string;
   threadName: string;
@@ -100,7 +102,7 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
     dstIp: f.dstIp,
     dstPort: f.dstPort,
     resource: `${req.method} ${route}`,
-    operation: 'HTTP',
+    operation: f.operation,
     status: statusOf(code, f.resp !== null),
     httpMethod: req.method,
     httpRoute: route,

@@ -6,9 +6,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
-  assertRoot, closeScope, createNetns, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
-  startHaproxy, startJavaService, startNginx, startNodeService, startPyService, startTomcat, startVarnish, startWebSocketService, type Scope, type Service,
+  assertRoot, closeScope, createNetns, FIXTURES, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
+  startHaproxy, startJavaService, startNginx, startNodeService, startPhpFpm, startPyService, startTomcat, startVarnish, startWebSocketService, type Scope, type Service,
 } from './harness.js';
 
 const ids = ['failx', 'ya', 'zb', 'wc'];
@@ -59,6 +60,15 @@ describe('e2e fixtures without seqtrace', () => {
     await apache.proc.stop();
     await nginx.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
+  it('nginx → PHP-FPM (FastCGI over TCP, fixtures/phpapp.php) → Python', async () => {
+    const php = await startPhpFpm(scope, { name: 'fx-php', down: py.url });
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${php.port}`, fastcgiScript: join(FIXTURES, 'phpapp.php') });
+    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} });
+    await php.proc.stop();
+    await nginx.proc.stop();
+    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${php.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
   });
 
   it('Tomcat (a JSP calling out) in front of Python', async () => {

@@ -5,7 +5,7 @@
 // process exit should a test die half-way.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -574,14 +574,19 @@ export const NGINX_WEBSOCKET_LOCATION = 'location /ws/ { proxy_pass http://backe
  * it. The tests trace it by name as well (trace_nameset = ["nginx"]); its service is `nginx`
  * either way (its OTEL_SERVICE_NAME is `name`, `nginx` in every test).
  */
-export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string }): Promise<Service> {
+export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
   const port = await freePort(host);
   const listen = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  // fastcgiScript: the backend is PHP-FPM, every request runs that script (a connection each:
+  // with fastcgi_keep_conn a PHP-FPM worker serves one kept connection until it closes)
+  const pass = o.fastcgiScript
+    ? `include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME ${o.fastcgiScript}; fastcgi_pass backend;`
+    : 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";';
   const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
     .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '')
-    .replaceAll('@LOCATION@', o.location ?? '');
+    .replaceAll('@PASS@', pass).replaceAll('@LOCATION@', o.location ?? '');
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const proc = await startProcess(scope, {
     name: o.name,
@@ -592,6 +597,37 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
   });
   await sleep(FORKED_WORKER_SETTLE_MS);
   return { proc, name: o.name, host, port, url: hostUrl(host, port) };
+}
+
+/**
+ * PHP-FPM listening on TCP (as nginx and PHP-FPM in separate containers talk), `children`
+ * worker processes forked by its master (no exec), each serving one request at a time; they
+ * keep the environment (`DOWN`: where fixtures/phpapp.php calls). Run as root (-R).
+ */
+export async function startPhpFpm(scope: Scope, o: { name: string; down: string; children?: number }): Promise<Service> {
+  const dir = subdir(scope, 'php-fpm');
+  const port = await freePort();
+  const conf = join(dir, 'php-fpm.conf');
+  writeFileSync(conf, [
+    '[global]', `error_log = ${join(dir, 'error.log')}`, 'daemonize = no',
+    '[app]', 'user = root', 'group = root', `listen = 127.0.0.1:${port}`, 'pm = static', `pm.max_children = ${o.children ?? 2}`, 'clear_env = no', '',
+  ].join('\n'));
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: phpFpmBinary(),
+    args: ['-F', '-R', '-n', '-d', 'allow_url_fopen=1', '-y', conf],
+    env: serviceEnv(o.name, { DOWN: o.down }),
+    readyPort: { host: '127.0.0.1', port },
+  });
+  await sleep(FORKED_WORKER_SETTLE_MS);
+  return { proc, name: o.name, host: '127.0.0.1', port, url: `127.0.0.1:${port}` };
+}
+
+/** Debian's PHP-FPM binary (php-fpm8.2 on bookworm): whichever version is installed. */
+function phpFpmBinary(): string {
+  const found = readdirSync('/usr/sbin').filter((f) => /^php-fpm[\d.]*$/.test(f)).sort().at(-1);
+  if (!found) throw new Error('no /usr/sbin/php-fpm*: install php-fpm (scripts/install.sh --test)');
+  return `/usr/sbin/${found}`;
 }
 
 /**

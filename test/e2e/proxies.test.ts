@@ -10,11 +10,14 @@
 // Varnish serves a request on one worker thread and makes its backend call from another, and
 // HAProxy's threads are event loops: with the X-Request-ID their configurations make and
 // return (fixtures/varnish.vcl, fixtures/haproxy.cfg), exact trees under concurrency.
+// nginx in front of PHP-FPM speaks FastCGI to it (over TCP): PHP-FPM's entries come from the
+// FastCGI records, and PHP's calls join them (fixtures/phpapp.php).
+import { join } from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
-  startApache, startHaproxy, startNginx, startPyService, startTracing, startVarnish, type Scope, type Tracing,
+  agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, FIXTURES, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
+  startApache, startHaproxy, startNginx, startPhpFpm, startPyService, startTracing, startVarnish, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
@@ -173,6 +176,29 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assertExactTraces(traces, expected);
     const joins = (await agentMetrics(tracing.agents[0])).seqtrace_agent_thread_group_request_id_joins_total - before;
     console.log(`nginx making its own X-Request-ID under concurrency: ${joins} of ${ids.length} exits joined by it`);
+  });
+
+  // nginx → PHP-FPM over TCP, FastCGI, a connection per request (two worker processes, each one
+  // request at a time); PHP calls Python. nginx makes an X-Request-ID, passes it as a CGI
+  // parameter and returns it: its event loop's FastCGI calls join their requests by it.
+  it('curl → nginx → PHP-FPM (FastCGI) → Python, 30 requests from 6 clients: exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `php-client-${t}`, php: `php-${t}`, py: `php-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const php = await startPhpFpm(scope, { name: names.php, down: py.url });
+    const location = 'fastcgi_param HTTP_X_REQUEST_ID $request_id; add_header X-Request-ID $request_id always;';
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${php.port}`, location, fastcgiScript: join(FIXTURES, 'phpapp.php') });
+    const ids = requestIds(scope, 'f', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 6 });
+    const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
+    expectStatuses(run, ids, code);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, 'nginx', `GET /p/${id}`, code(id),
+      hop('nginx', names.php, `GET /p/${id}`, code(id), hop(names.php, names.py, `GET /p/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+    const shared = { services: ['nginx'], ports: [nginx.port, php.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+    const fcgi = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.php && s.kind === 'entry');
+    assert.ok(fcgi.length === ids.length && fcgi.every((s) => s.operation === 'FastCGI'), 'PHP-FPM\'s entries are FastCGI');
   });
 
   // Varnish writes a head as two iovec entries per header line; its X-Request-ID comes after
