@@ -120,6 +120,14 @@ describe('OTLP conversion', () => {
     assert.equal(a['network.local.port'], 8080);
   });
 
+  it('a FastCGI span (nginx → PHP-FPM) says fastcgi as its protocol, without the HTTP version it relays', () => {
+    const a = one(makeSpan({ kind: 'entry', operation: 'FastCGI', httpMethod: 'GET', httpRoute: '/index.php', httpStatusCode: 404, attrs: { http_version: '1.1' } })).attrs;
+    assert.equal(a['network.protocol.name'], 'fastcgi');
+    assert.equal(a['network.protocol.version'], undefined);
+    assert.equal(a['http.request.method'], 'GET');
+    assert.equal(a['ebpf.operation'], 'FastCGI');
+  });
+
   it('sets the HTTP semantic-convention attributes of a client span', () => {
     const d = one(makeSpan({
       kind: 'exit', srcIp: '10.0.0.1', srcPort: 51234, dstIp: '10.0.0.9', dstPort: 80,

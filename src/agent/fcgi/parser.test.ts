@@ -1,12 +1,12 @@
 // The FastCGI parser: requests and responses as nginx and PHP-FPM write them, whole, split at
-// every byte, and cut short by the capture (its first bytes and its last 64).
+// every byte, and cut short by the capture (its first bytes and its last 32).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_HEADERS, headerTable, type Chunk, type HttpMessage, type ParserStats } from '../http/parser.js';
 import { createFcgiParser, decodeParams, looksLikeFastCgi } from './parser.js';
 import { NGINX_PARAMS, params, request, response } from './testkit.js';
 
-const TAIL = 64;
+const TAIL = 32; // ST_TAIL_BYTES
 
 /** The message as calls of `sizes` bytes, each captured as the kernel does: its first `cap` bytes and its last 64. */
 function calls(b: Buffer, sizes: number[], cap: number): Chunk[] {
