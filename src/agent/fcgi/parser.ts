@@ -8,9 +8,11 @@
 // padding length, reserved; then content and padding. A request is BEGIN_REQUEST, PARAMS
 // records closed by an empty one, STDIN records closed by an empty one; a response STDOUT (and
 // STDERR) records, then END_REQUEST. One request at a time on a connection (nginx and PHP-FPM
-// do not multiplex). The records are walked through the captured bytes; where uncaptured bytes
-// hide a record's header (a large body), the message's end is still found in its last bytes
-// (the empty STDIN, END_REQUEST), which the capture's tail holds.
+// do not multiplex, and a web server sends its next request only after END_REQUEST), so a call
+// that ends a message carries nothing of the next. The records are walked through the
+// captured bytes; where uncaptured bytes hide a record's header (a large body), the message's
+// end is still found in its last bytes (the empty STDIN, END_REQUEST), which the capture's
+// tail holds.
 import type { Chunk, HeaderTable, HttpMessage, HttpParser, ParserSink, ParserStats, TraceHeaders } from '../http/parser.js';
 
 const VERSION = 1;
