@@ -62,13 +62,17 @@ describe('e2e fixtures without seqtrace', () => {
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${apache.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
   });
 
-  it('nginx → PHP-FPM (FastCGI over TCP, fixtures/phpapp.php) → Python', async () => {
+  it('nginx and Apache → PHP-FPM (FastCGI over TCP, fixtures/phpapp.php) → Python', async () => {
     const php = await startPhpFpm(scope, { name: 'fx-php', down: py.url });
     const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${php.port}`, fastcgiScript: join(FIXTURES, 'phpapp.php') });
-    assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${nginx.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} });
+    const apache = await startApache(scope, { name: 'fx-apache-fcgi', backend: `127.0.0.1:${php.port}`, fastcgiScript: join(FIXTURES, 'phpapp.php') });
+    for (const front of [nginx, apache]) {
+      assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${front.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} }, front.name);
+    }
     await php.proc.stop();
     await nginx.proc.stop();
-    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${php.proc.pid},${nginx.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+    await apache.proc.stop();
+    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${php.proc.pid},${nginx.proc.pid},${apache.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
   });
 
   it('Tomcat (a JSP calling out) in front of Python', async () => {

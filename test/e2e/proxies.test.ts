@@ -201,6 +201,23 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assert.ok(fcgi.length === ids.length && fcgi.every((s) => s.operation === 'FastCGI'), 'PHP-FPM\'s entries are FastCGI');
   });
 
+  // Apache's mod_proxy_fcgi: the worker thread serving a request makes the FastCGI call.
+  it('curl → Apache (mpm_worker, mod_proxy_fcgi) → PHP-FPM → Python, 24 requests from 6 keep-alive clients: exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `apf-client-${t}`, apache: `apf-apache-${t}`, php: `apf-php-${t}`, py: `apf-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const php = await startPhpFpm(scope, { name: names.php, down: py.url });
+    const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${php.port}`, fastcgiScript: join(FIXTURES, 'phpapp.php') });
+    const ids = requestIds(scope, 'g', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 6, keepalive: true });
+    const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
+    expectStatuses(run, ids, code);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.apache, `GET /p/${id}`, code(id),
+      hop(names.apache, names.php, `GET /p/${id}`, code(id), hop(names.php, names.py, `GET /p/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
+    assertExactTraces(traces, expected);
+  });
+
   // Varnish writes a head as two iovec entries per header line; its X-Request-ID comes after
   // the fifth header, where a kernel side that walked 16 entries stopped (docs/kernel.md).
   for (const proxy of ['varnish', 'haproxy'] as const) {
