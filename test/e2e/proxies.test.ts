@@ -204,11 +204,11 @@ time.sleep(0.5)`, String(apache.port), ...resets],
   // Apache's mod_proxy_fcgi: the worker thread serving a request makes the FastCGI call.
   it('curl → Apache (mpm_worker, mod_proxy_fcgi) → PHP-FPM → Python, 24 requests from 6 keep-alive clients: exact trees', async () => {
     const t = scope.tag;
-    const names = { client: `apf-client-${t}`, apache: `apf-apache-${t}`, php: `apf-php-${t}`, py: `apf-py-${t}` };
+    const names = { client: `apc-client-${t}`, apache: `apc-apache-${t}`, php: `apc-php-${t}`, py: `apc-py-${t}` };
     const py = await startPyService(scope, { name: names.py });
     const php = await startPhpFpm(scope, { name: names.php, down: py.url });
     const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${php.port}`, fastcgiScript: join(FIXTURES, 'phpapp.php') });
-    const ids = requestIds(scope, 'g', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
+    const ids = requestIds(scope, 'c', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/p/{id}`, ids, concurrency: 6, keepalive: true });
     const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
     expectStatuses(run, ids, code);

@@ -148,13 +148,15 @@ describe('offsets from the binary', () => {
   // Distributions strip their Go binaries (Debian's Caddy) and many builds use -ldflags="-s -w":
   // functions from the pclntab, struct offsets from the runtime's type descriptors, the same
   // as from the symbols and DWARF.
+  /** b read the same offsets as a (where they were read from aside). */
+  const same = (a: GoBinaryInfo, b: GoBinaryInfo, what: string) => {
+    assert.equal(b.ok, true, `${what}: ${b.reason}`);
+    const { symbols: _s, layout: _l, ...offsets } = a;
+    const { symbols: _s2, layout: _l2, ...got } = b;
+    assert.deepEqual(got, offsets, what);
+  };
+
   test('without symbols or DWARF (-s -w, strip, -w): the same offsets from the pclntab and the type descriptors', async () => {
-    const same = (a: GoBinaryInfo, b: GoBinaryInfo, what: string) => {
-      assert.equal(b.ok, true, `${what}: ${b.reason}`);
-      const { symbols: _s, layout: _l, ...offsets } = a;
-      const { symbols: _s2, layout: _l2, ...got } = b;
-      assert.deepEqual(got, offsets, what);
-    };
     const full = await readGoBinary(bin);
     assert.deepEqual([full.symbols, full.layout], ['symtab', 'dwarf']);
     const sw = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-sw`, ['-ldflags=-s -w']));
@@ -173,11 +175,8 @@ describe('offsets from the binary', () => {
   test('a stripped position-independent binary: the same offsets, its itab as linked with where its first segment is', async () => {
     const full = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-pie-full`, ['-buildmode=pie']));
     const pie = await readGoBinary(goBuild(`${dir}/src`, `${dir}/fanout-pie`, ['-buildmode=pie', '-ldflags=-s -w']));
-    assert.equal(pie.ok, true, pie.reason);
+    same(full, pie, 'PIE');
     assert.deepEqual([pie.symbols, pie.layout, pie.pie], ['pclntab', 'types', true]);
-    const { symbols: _s, layout: _l, ...want } = full;
-    const { symbols: _s2, layout: _l2, ...got } = pie;
-    assert.deepEqual(got, want);
     assert.ok(pie.roundTrip > 0 && pie.tcpConnItab > pie.loadVaddr);
   });
 

@@ -89,7 +89,8 @@ export function hasGoBuildInfo(path: string): boolean {
 export function readGoBinary(path: string, tool = goOffsetsToolPath()): Promise<GoBinaryInfo> {
   const failed = (reason: string): GoBinaryInfo => ({
     ok: false, reason, goVersion: '', tlsOffset: 0, goidOffset: 0, pconnConn: 0, tcpConnItab: 0, tcpConnFd: 0,
-    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0, symbols: '', layout: '', pie: false, loadVaddr: 0,
+    netFdSysfd: 0, gM: 0, mCurg: 0, newproc1: 0, newproc1Ret: [], newprocNop5: 0, roundTrip: 0, execute: 0,
+    symbols: '', layout: '', pie: false, loadVaddr: 0,
   });
   return new Promise((resolve) => {
     execFile(tool, [path], { timeout: 20_000, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
