@@ -148,11 +148,17 @@ func fileOffset(f *elf.File, addr uint64) (uint64, bool) {
 	return 0, false
 }
 
+// funcBytes reads a function's code.
 func funcBytes(f *elf.File, s elf.Symbol) ([]byte, bool) {
+	return segmentBytes(f, s.Value, s.Size)
+}
+
+// segmentBytes reads [addr, addr+n) from the PT_LOAD segment holding it.
+func segmentBytes(f *elf.File, addr, n uint64) ([]byte, bool) {
 	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value+s.Size <= p.Vaddr+p.Filesz {
-			b := make([]byte, s.Size)
-			if _, err := p.ReadAt(b, int64(s.Value-p.Vaddr)); err != nil {
+		if p.Type == elf.PT_LOAD && addr >= p.Vaddr && addr+n <= p.Vaddr+p.Filesz {
+			b := make([]byte, n)
+			if _, err := p.ReadAt(b, int64(addr-p.Vaddr)); err != nil {
 				return nil, false
 			}
 			return b, true

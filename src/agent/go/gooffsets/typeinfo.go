@@ -50,20 +50,6 @@ func goSection(f *elf.File, name string) *elf.Section {
 	return f.Section(".data.rel.ro" + name)
 }
 
-// loadSegment reads [addr, addr+n) from the PT_LOAD segment holding it.
-func loadSegment(f *elf.File, addr, n uint64) ([]byte, bool) {
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && addr >= p.Vaddr && addr+n <= p.Vaddr+p.Filesz {
-			b := make([]byte, n)
-			if _, err := p.ReadAt(b, int64(addr-p.Vaddr)); err != nil {
-				return nil, false
-			}
-			return b, true
-		}
-	}
-	return nil, false
-}
-
 // readTypes finds the module data (its first word is the address of the pclntab) in the
 // binary's writable segments and from it the range of the type descriptors.
 func readTypes(f *elf.File, pclntab uint64, minor int) (*goTypes, error) {
@@ -93,7 +79,7 @@ func readTypes(f *elf.File, pclntab uint64, minor int) (*goTypes, error) {
 			if types == 0 || etypes <= types || etypes-types > 1<<28 {
 				continue
 			}
-			region, ok := loadSegment(f, types, etypes-types)
+			region, ok := segmentBytes(f, types, etypes-types)
 			if !ok {
 				continue
 			}
@@ -212,7 +198,7 @@ func (t *goTypes) itab(conc, iface string) (uint64, error) {
 	}
 	for i := 0; i+8 <= len(links); i += 8 {
 		it := binary.LittleEndian.Uint64(links[i:])
-		head, ok := loadSegment(t.f, it, 24)
+		head, ok := segmentBytes(t.f, it, 24)
 		if !ok {
 			continue
 		}
