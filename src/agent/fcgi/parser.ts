@@ -13,7 +13,7 @@
 // captured bytes; where uncaptured bytes hide a record's header (a large body), the message's
 // end is still found in its last bytes (the empty STDIN, END_REQUEST), which the capture's
 // tail holds.
-import type { Chunk, HeaderTable, HttpMessage, HttpParser, ParserSink, ParserStats, TraceHeaders } from '../http/parser.js';
+import { newHttpMessage, type Chunk, type HeaderTable, type HttpMessage, type HttpParser, type ParserSink, type ParserStats, type TraceHeaders } from '../http/parser.js';
 
 const VERSION = 1;
 const BEGIN_REQUEST = 1, END_REQUEST = 3, PARAMS = 4, STDIN = 5, STDOUT = 6, MAX_TYPE = 11;
@@ -125,10 +125,7 @@ class FcgiParser<T> implements HttpParser {
       this.synced = true;
       this.hdrHave = 0;
       this.left = -1;
-      this.msg = {
-        isRequest: this.isRequest, method: '', target: '', version: '', status: 0, seq: c.seq, startNs: c.tsNs, endNs: c.tsNs,
-        bytes: 0, truncated: false, framingLost: false, close: false, host: '', trace: null,
-      };
+      this.msg = newHttpMessage(this.isRequest, c.seq, c.tsNs);
     }
     this.msg.bytes += c.len;
     if (this.synced) {

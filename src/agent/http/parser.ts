@@ -57,6 +57,14 @@ export interface HttpMessage {
   trace: TraceHeaders | null;
 }
 
+/** An empty message starting at `seq`, `tsNs` (every field set: one object shape for all parsers). */
+export function newHttpMessage(isRequest: boolean, seq: number, tsNs: number): HttpMessage {
+  return {
+    isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
+    bytes: 0, truncated: false, framingLost: false, close: false, host: '', trace: null,
+  };
+}
+
 /** What follows a message's head, as its sink says (onHead): a body framed by the headers, */
 export const BODY_FRAMED = 0;
 /** no body (the answer to a HEAD), */
@@ -368,10 +376,7 @@ class Parser<T> implements HttpParser {
   }
 
   private newMessage(seq: number, tsNs: number): HttpMessage {
-    return {
-      isRequest: this.isRequest, method: '', target: '', version: '', status: 0, seq, startNs: tsNs, endNs: tsNs,
-      bytes: 0, truncated: false, framingLost: false, close: false, host: '', trace: null,
-    };
+    return newHttpMessage(this.isRequest, seq, tsNs);
   }
 
   private finish(tsNs: number): void {
