@@ -455,20 +455,17 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         stats.protocolSwitches++;
         return;
       }
-      if (looksLikeFastCgi(ev.head)) {
-        // A web server's request to an application server (nginx to PHP-FPM): read as HTTP.
-        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-        c.operation = 'FastCGI';
-        c.reqParser = createFcgiParser(true, requestSink, c, parse, headers);
-        c.respParser = createFcgiParser(false, responseSink, c, parse, headers);
-      } else if (!looksLikeRequest(ev.head)) {
+      // A web server's request to an application server (nginx to PHP-FPM) is read as HTTP.
+      const fastCgi = looksLikeFastCgi(ev.head);
+      if (!fastCgi && !looksLikeRequest(ev.head)) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
         return;
-      } else {
-        c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-        c.reqParser = createParser(true, requestSink, c, parse, headers);
-        c.respParser = createParser(false, responseSink, c, parse, headers);
       }
+      c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
+      if (fastCgi) c.operation = 'FastCGI';
+      const make = fastCgi ? createFcgiParser : createParser;
+      c.reqParser = make(true, requestSink, c, parse, headers);
+      c.respParser = make(false, responseSink, c, parse, headers);
     }
     const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
     // (a request still being written, its head cut short, is answered as it is: not early)
