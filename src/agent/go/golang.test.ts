@@ -207,12 +207,17 @@ describe('offsets from the binary', () => {
         '',
       ].join('\n'));
       const bin = { ok: true, roundTrip: 100, pconnConn: 80, tcpConnItab: 0x7ad3a0, pie: true, loadVaddr: 0x400000 } as GoBinaryInfo;
-      assert.equal(processOffsets(root, 7, '64:4242:1', bin).tcpConnItab, 0x5583e7400000 - 0x400000 + 0x7ad3a0);
-      assert.equal(processOffsets(root, 7, '64:4242:1', bin).pconnConn, 80);
-      assert.equal(processOffsets(root, 7, '64:5555:1', bin).pconnConn, 0, 'not mapped: no probe');
-      assert.equal(processOffsets(root, 8, '64:4242:1', bin).pconnConn, 0, 'gone');
-      assert.equal(processOffsets(root, 7, '64:4242:1', { ...bin, pie: false }).tcpConnItab, 0x7ad3a0, 'not PIE: as linked');
-      assert.equal(processOffsets(root, 7, '64:4242:1', { ...bin, roundTrip: 0 }).pconnConn, 0, 'no client');
+      assert.equal(processOffsets(root, 7, 4242n, bin).tcpConnItab, 0x5583e7400000 - 0x400000 + 0x7ad3a0);
+      assert.equal(processOffsets(root, 7, 4242n, bin).pconnConn, 80);
+      assert.equal(processOffsets(root, 7, 5555n, bin).pconnConn, 0, 'not mapped: no probe');
+      assert.equal(processOffsets(root, 8, 4242n, bin).pconnConn, 0, 'gone');
+      assert.equal(processOffsets(root, 7, 4242n, { ...bin, pie: false }).tcpConnItab, 0x7ad3a0, 'not PIE: as linked');
+      assert.equal(processOffsets(root, 7, 4242n, { ...bin, roundTrip: 0 }).pconnConn, 0, 'no client');
+      // an overlay's inode (xino: the layer in the high bits) is more than a double holds
+      mkdirSync(`${root}/9`);
+      writeFileSync(`${root}/9/maps`, '7f0000400000-7f000064b000 r-xp 00000000 00:30 1152921504606846977 /app/front\n');
+      assert.equal(processOffsets(root, 9, 1152921504606846977n, bin).pconnConn, 80);
+      assert.equal(processOffsets(root, 9, 1152921504606846976n, bin).pconnConn, 0, 'the next inode is another file');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

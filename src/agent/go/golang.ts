@@ -48,10 +48,10 @@ export interface GoTracerOptions {
  * position-independent binary the itab moved to where the process mapped the binary (its
  * mapping at file offset 0 in /proc/PID/maps), else off too.
  */
-export function processOffsets(root: string, pid: number, exeKey: string, bin: GoBinaryInfo): GoBinaryInfo {
+export function processOffsets(root: string, pid: number, exeInode: bigint, bin: GoBinaryInfo): GoBinaryInfo {
   if (!bin.roundTrip) return { ...bin, pconnConn: 0 };
   if (!bin.pie) return bin;
-  const ino = exeKey.split(':')[1];
+  const ino = String(exeInode);
   let maps = '';
   try {
     maps = readFileSync(`${root}/${pid}/maps`, 'latin1');
@@ -82,10 +82,13 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
 
   async function onTraced(pid: number, again = false): Promise<void> {
     const exe = `${root}/${pid}/exe`;
-    let key: string;
+    let key: string, ino: bigint;
     try {
-      const st = statSync(exe);
-      key = `${st.dev}:${st.ino}:${st.mtimeMs}`;
+      // As bigints: an overlay's inode numbers (xino) do not fit a double, and /proc/PID/maps
+      // prints them whole.
+      const st = statSync(exe, { bigint: true });
+      ino = st.ino;
+      key = `${st.dev}:${ino}:${st.mtimeNs}`;
     } catch {
       return; // gone, or a kernel thread
     }
@@ -132,7 +135,7 @@ export function createGoTracer(opts: GoTracerOptions): GoTracer {
         up.catch(() => attached.delete(key));
       }
       await up;
-      await cap.goProcess(pid, processOffsets(root, pid, key, bin));
+      await cap.goProcess(pid, processOffsets(root, pid, ino, bin));
       opts.setThreadLinks(pid, true); // by goroutine from now on
       if (!again) stats.byGoroutine++;
     } catch (e) {
