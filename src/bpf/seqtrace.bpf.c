@@ -256,8 +256,15 @@ static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct t
 			__u64 cache = RD(direct, tp, tcp_clock_cache);
 			if (ts > cache)
 				ts = cache;
-			if ((__s32)(RD(direct, tp, rack.end_seq) - (seq + len)) >= 0) { /* its last byte acked */
-				__u64 acked = RD(direct, tp, rack.mstamp) * 1000 + 999;
+			/* its last byte acked: RACK's segment ends at or after it and was sent. A socket
+			 * none of whose segments was acknowledged yet has rack all 0 (an accepted one
+			 * until its first answer is acked): end_seq 0 is "after" half of all sequence
+			 * numbers, so the sent-bound and the stamp are both checked. */
+			__u32 acked_end = RD(direct, tp, rack.end_seq);
+			__u64 acked_us = RD(direct, tp, rack.mstamp);
+			if (acked_us && (__s32)(acked_end - (seq + len)) >= 0 &&
+			    (__s32)(RD(direct, tp, snd_nxt) - acked_end) >= 0) {
+				__u64 acked = acked_us * 1000 + 999;
 				if (acked < ts)
 					ts = acked;
 			}

@@ -19,6 +19,7 @@ const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.
 const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.meta.url));
 const HELDSEND_PY = fileURLToPath(new URL('./testdata/heldsend.py', import.meta.url));
 const AFTERRESET_PY = fileURLToPath(new URL('./testdata/afterreset.py', import.meta.url));
+const FIRSTANSWER_PY = fileURLToPath(new URL('./testdata/firstanswer.py', import.meta.url));
 /** First lines of an inline Python script that needs testdata/loopback.py's `tcp_pair`. */
 const WITH_TCP_PAIR = `import sys; sys.path.insert(0, ${JSON.stringify(fileURLToPath(new URL('./testdata', import.meta.url)))})
 from loopback import tcp_pair`;
@@ -452,6 +453,34 @@ for (const mode of ['socket', 'syscall'] as const) {
         console.log(`# held sends: read while the call was held: ${readInHold.length} of ${N} (${readInHold.join(' ')})`);
         assert.ok(readInHold.length >= N / 2, `only ${readInHold.length} of ${N} messages were read while their send call was held (else this tests little)`);
         assert.equal((await run.cap.refreshStats()).late, 0, 'no event out of time order');
+      });
+    }
+
+    // An accepted socket's first answer, sent before the peer acknowledged any of its segments
+    // (across hosts always; here the client's quick ACKs are off): its RACK state is all zero,
+    // and end_seq 0 lies "after" half of all sequence numbers. The loader of 2026-12-07 took
+    // that as the answer acknowledged at time 0 and stamped it with the last write-out's
+    // cutoff, up to tens of ms before the request it answered was read (CI: the round-trip
+    // test below, when the client's ACK happened to be late, its server's A0 47 ms before its Q0).
+    for (const family of ['4', '6']) {
+      test(`the first answer on an accepted connection, not yet acknowledged, is stamped after its request was read, IPv${family}`, async () => {
+        const N = 40; // half of the initial sequence numbers hit it: all 40 miss with p = 2⁻²⁰
+        const r = await runScript<{ pid: number; unacked: number[] }>(run, FIRSTANSWER_PY, [family, String(N)]);
+        const mine = () => data(run.events).filter((e) => e.pid === r.pid && /^[QA]\d{3}:/.test(text(e.head)));
+        await waitFor('each request and answer on both ends', () => mine().length >= 4 * N);
+        let exposed = 0;
+        for (let i = 0; i < N; i++) {
+          const ev = (tag: string, dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`${tag}${String(i).padStart(3, '0')}:`))!;
+          const [qRead, aSent, aRead] = [ev('Q', 'recv'), ev('A', 'send'), ev('A', 'recv')];
+          assert.ok(qRead && aSent && aRead, `connection ${i}: captured`);
+          assert.ok(aSent.tsNs >= qRead.tsNs, `connection ${i}: answer sent at ${aSent.tsNs}, ${Number(qRead.tsNs - aSent.tsNs) / 1000} µs before its request was read (${qRead.tsNs}); seq ${aSent.seq}, ${r.unacked[i]} segments unacknowledged`);
+          assert.ok(aSent.tsNs <= aRead.tsNs, `connection ${i}: answer sent after the peer read it`);
+          if (r.unacked[i] > 0 && aSent.seq + aSent.len >= 2 ** 31) exposed++;
+        }
+        // the case itself: the answer not yet acknowledged when its send returned, and its end
+        // in the half of sequence numbers that end_seq 0 is "after"
+        console.log(`# first answers: ${exposed} of ${N} unacknowledged with their end in the upper half`);
+        assert.ok(exposed >= 4, `only ${exposed} of ${N} answers were unacknowledged with their end at or past 2³¹ (else this tests little)`);
       });
     }
 
