@@ -7,6 +7,7 @@ import { createThreadGroups, INHERIT_GRACE_NS } from './threadgroup.js';
 import type { DataEvent } from './capture/event.js';
 import { dataEvent } from './capture/testkit.js';
 import { NGINX_PARAMS, request, response } from './fcgi/testkit.js';
+import { NGINX_VARS, request as uwsgiRequest } from './uwsgi/testkit.js';
 import type { EbpfSpan } from '../span/span.js';
 
 interface Ev {
@@ -229,6 +230,36 @@ test('FastCGI: PHP-FPM\'s entry span from the CGI parameters and Status, its HTT
   assert.equal(entry.appTraceId, '4bf92f3577b34da6a3ce929d0e0e4736', 'the traceparent nginx passed as HTTP_TRACEPARENT');
   assert.deepEqual([entry.attrs.http_host, entry.attrs.http_request_id, entry.attrs.http_version], ['shop.example:8080', 'rid-42', '1.1']);
   assert.equal(t.stats.parse.parseErrors, 0);
+});
+
+// nginx → uWSGI over TCP (uwsgi_pass 127.0.0.1:3031): uWSGI's worker reads the packet's 4-byte
+// header, then its vars; calls out over HTTP while serving it; answers in HTTP/1 without a
+// length and closes.
+test('uwsgi: uWSGI\'s entry span from the vars, answered in HTTP/1 until the close; its HTTP call joins its group; nginx\'s exit pairs by sequence numbers', () => {
+  const { t, spans } = table();
+  const req = uwsgiRequest({ ...NGINX_VARS, REQUEST_URI: '/cart?id=7' }).toString('latin1');
+  const resp = 'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nbusy';
+  t.onData(ev({ sock: 1, dir: 'send', data: req, seq: 100, t: 1, pid: 50, tid: 50 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: req.slice(0, 4), seq: 100, t: 2, pid: 60, tid: 61 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: req.slice(4), seq: 104, t: 3, pid: 60, tid: 61 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: REQ('/stock/7'), seq: 1, t: 4, pid: 60, tid: 61 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: RESP(), seq: 1, t: 5, pid: 60, tid: 61 }));
+  t.onData(ev({ sock: 2, dir: 'send', data: resp, seq: 900, t: 6, pid: 60, tid: 61 }));
+  t.onClose({ kind: 'close', tsNs: 7000, sockId: 2, pid: 60 });
+  t.onData(ev({ sock: 1, dir: 'recv', data: resp, seq: 900, t: 8, pid: 50, tid: 50 }));
+  t.onClose({ kind: 'close', tsNs: 9000, sockId: 1, pid: 50 });
+  const [call, entry, exit] = spans;
+  assert.deepEqual([call.kind, call.operation, call.resource], ['exit', 'HTTP', 'GET /stock/7']);
+  assert.deepEqual([entry.kind, entry.operation, entry.resource, entry.httpStatusCode, entry.status], ['entry', 'uwsgi', 'GET /cart', 503, 'error']);
+  assert.deepEqual([exit.kind, exit.operation, exit.resource, exit.httpStatusCode], ['exit', 'uwsgi', 'GET /cart', 503]);
+  assert.equal(call.threadGroup, entry.threadGroup, 'the application\'s call joins the request it serves');
+  assert.notEqual(entry.threadGroup, '');
+  assert.deepEqual([entry.reqSeq, entry.respSeq, exit.reqSeq, exit.respSeq], [100, 900, 100, 900], 'the two ends pair as for HTTP');
+  assert.deepEqual([entry.startUs, entry.startUs + entry.durationUs, exit.startUs + exit.durationUs], [2, 6, 8], 'each ends with its last data, not at the close');
+  assert.equal(entry.appTraceId, '4bf92f3577b34da6a3ce929d0e0e4736', 'the traceparent nginx passed as HTTP_TRACEPARENT');
+  assert.deepEqual([entry.attrs.http_host, entry.attrs.http_request_id, entry.attrs.http_version], ['shop.example', 'rid-42', '1.1']);
+  assert.equal(t.stats.parse.parseErrors, 0);
+  assert.equal(t.stats.unclassified, 0);
 });
 
 test('HEAD response has no body even with content-length', () => {

@@ -27,6 +27,7 @@ import { parseTraceContext, type AppTraceContext, type TraceContextStats } from 
 import { processKey, requestKey, threadKey, type Inheritance, type ThreadGroups, type ThreadKey } from './threadgroup.js';
 import { buildSpan } from './spanbuild.js';
 import { createFcgiParser, looksLikeFastCgi } from './fcgi/parser.js';
+import { createUwsgiParser, looksLikeUwsgi } from './uwsgi/parser.js';
 import type { Clock } from './clock.js';
 
 export interface ProcessLookup {
@@ -137,7 +138,7 @@ interface Conn {
   early: DataEvent[] | null;
   /** The connection left HTTP/1 (a 101, a tunnel): its calls are not parsed any more. */
   switched: boolean;
-  /** The protocol, the spans' operation: HTTP, or FastCGI (a web server and PHP-FPM). */
+  /** The protocol, the spans' operation: HTTP, FastCGI (a web server and PHP-FPM) or uwsgi (a web server and uWSGI). */
   operation: string;
 }
 
@@ -455,17 +456,24 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         stats.protocolSwitches++;
         return;
       }
-      // A web server's request to an application server (nginx to PHP-FPM) is read as HTTP.
-      const fastCgi = looksLikeFastCgi(ev.head);
-      if (!fastCgi && !looksLikeRequest(ev.head)) {
+      // A web server's request to an application server (nginx to PHP-FPM or uWSGI) is read as HTTP.
+      const http = looksLikeRequest(ev.head);
+      const fastCgi = !http && looksLikeFastCgi(ev.head);
+      const uwsgi = !http && !fastCgi && looksLikeUwsgi(ev.head);
+      if (!http && !fastCgi && !uwsgi) {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
         return;
       }
       c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;
-      if (fastCgi) c.operation = 'FastCGI';
-      const make = fastCgi ? createFcgiParser : createParser;
-      c.reqParser = make(true, requestSink, c, parse, headers);
-      c.respParser = make(false, responseSink, c, parse, headers);
+      if (fastCgi) {
+        c.operation = 'FastCGI';
+        c.reqParser = createFcgiParser(true, requestSink, c, parse, headers);
+        c.respParser = createFcgiParser(false, responseSink, c, parse, headers);
+      } else {
+        if (uwsgi) c.operation = 'uwsgi'; // answered in HTTP/1
+        c.reqParser = uwsgi ? createUwsgiParser(requestSink, c, parse, headers) : createParser(true, requestSink, c, parse, headers);
+        c.respParser = createParser(false, responseSink, c, parse, headers);
+      }
     }
     const requestDir = c.role === ROLE_SERVER ? 'recv' : 'send';
     // (a request still being written, its head cut short, is answered as it is: not early)

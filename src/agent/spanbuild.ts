@@ -1,4 +1,4 @@
-// Turning one HTTP (or FastCGI) exchange into the span sent to the linker (docs/span-format.md).
+// Turning one HTTP (or FastCGI, or uwsgi) exchange into the span sent to the linker (docs/span-format.md).
 import type { EbpfSpan, SpanKind, AttrValue } from '../span/span.js';
 import type { HttpMessage } from './http/parser.js';
 import type { AppTraceContext } from './tracecontext.js';
@@ -26,7 +26,7 @@ export interface ExchangeFacts {
   srcPort: number;
   dstIp: string;
   dstPort: number;
-  /** The protocol: HTTP, or FastCGI. */
+  /** The protocol: HTTP, FastCGI or uwsgi. */
   operation: string;
   service: string;
   processName: string;

@@ -120,13 +120,15 @@ describe('OTLP conversion', () => {
     assert.equal(a['network.local.port'], 8080);
   });
 
-  it('a FastCGI span (nginx → PHP-FPM) says fastcgi as its protocol, without the HTTP version it relays', () => {
-    const a = one(makeSpan({ kind: 'entry', operation: 'FastCGI', httpMethod: 'GET', httpRoute: '/index.php', httpStatusCode: 404, attrs: { http_version: '1.1' } })).attrs;
-    assert.equal(a['network.protocol.name'], 'fastcgi');
-    assert.equal(a['network.protocol.version'], undefined);
-    assert.equal(a['http.request.method'], 'GET');
-    assert.equal(a['ebpf.operation'], 'FastCGI');
-  });
+  for (const [operation, name] of [['FastCGI', 'fastcgi'], ['uwsgi', 'uwsgi']]) {
+    it(`a ${operation} span (nginx → ${operation === 'uwsgi' ? 'uWSGI' : 'PHP-FPM'}) says ${name} as its protocol, without the HTTP version it relays`, () => {
+      const a = one(makeSpan({ kind: 'entry', operation, httpMethod: 'GET', httpRoute: '/index.php', httpStatusCode: 404, attrs: { http_version: '1.1' } })).attrs;
+      assert.equal(a['network.protocol.name'], name);
+      assert.equal(a['network.protocol.version'], undefined);
+      assert.equal(a['http.request.method'], 'GET');
+      assert.equal(a['ebpf.operation'], operation);
+    });
+  }
 
   it('sets the HTTP semantic-convention attributes of a client span', () => {
     const d = one(makeSpan({

@@ -130,9 +130,9 @@ export function visitSpanAttributes(span: LinkedSpan, visit: (key: string, v: At
   }
   if (templated) visit('http.route', route);
   const version = attrs.http_version;
-  if (span.operation === 'FastCGI') {
-    // A web server's call to PHP-FPM: FastCGI on the wire (the HTTP version is its client's).
-    visit('network.protocol.name', 'fastcgi');
+  if (span.operation === 'FastCGI' || span.operation === 'uwsgi') {
+    // A web server's call to PHP-FPM or uWSGI: FastCGI or uwsgi on the wire (the HTTP version is its client's).
+    visit('network.protocol.name', span.operation.toLowerCase());
   } else if (version !== undefined && version !== '') {
     visit('network.protocol.name', 'http');
     visit('network.protocol.version', typeof version === 'string' ? version.replace(/^HTTP\//i, '') : String(version));

@@ -14,6 +14,7 @@
 // end is still found in its last bytes (the empty STDIN, END_REQUEST), which the capture's
 // tail holds.
 import { newHttpMessage, type Chunk, type HeaderTable, type HttpMessage, type HttpParser, type ParserSink, type ParserStats, type TraceHeaders } from '../http/parser.js';
+import { cgiVarTable, setRequestFromCgi } from '../http/cgi.js';
 
 const VERSION = 1;
 const BEGIN_REQUEST = 1, END_REQUEST = 3, PARAMS = 4, STDIN = 5, STDOUT = 6, MAX_TYPE = 11;
@@ -28,17 +29,6 @@ const MAX_HEAD = 16384;
 export function looksLikeFastCgi(buf: Buffer): boolean {
   return buf.length >= HEADER && buf[0] === VERSION && buf[1] === BEGIN_REQUEST && buf[4] === 0 && buf[5] === 8 && buf[7] === 0
     && (buf.length < 10 || (buf[8] === 0 && buf[9] >= 1 && buf[9] <= 3));
-}
-
-/** header name (as in the HTTP header table) → CGI parameter: `x-request-id` → `HTTP_X_REQUEST_ID`. */
-function paramTable(headers: HeaderTable): Map<string, keyof TraceHeaders> {
-  const out = new Map<string, keyof TraceHeaders>();
-  for (const byLen of headers) {
-    for (const [name, [, key]] of byLen ?? []) {
-      if (key) out.set(`HTTP_${name.toString('latin1').toUpperCase().replace(/-/g, '_')}`, key);
-    }
-  }
-  return out;
 }
 
 /** name → value of a PARAMS stream (FastCGI §3.4: lengths of 1 byte, or 4 with the high bit). */
@@ -62,7 +52,7 @@ export function decodeParams(b: Buffer): Map<string, string> {
 }
 
 export function createFcgiParser<T>(isRequest: boolean, sink: ParserSink<T>, owner: T, stats: ParserStats, headers: HeaderTable): HttpParser {
-  return new FcgiParser(isRequest, sink, owner, stats, paramTable(headers), headers);
+  return new FcgiParser(isRequest, sink, owner, stats, cgiVarTable(headers), headers);
 }
 
 class FcgiParser<T> implements HttpParser {
@@ -240,19 +230,7 @@ class FcgiParser<T> implements HttpParser {
 
   private requestHead(): void {
     if (this.headSent || !this.msg) return;
-    const m = this.msg;
-    const p = decodeParams(Buffer.concat(this.head, this.headBytes));
-    m.method = p.get('REQUEST_METHOD') ?? '';
-    const query = p.get('QUERY_STRING');
-    m.target = p.get('REQUEST_URI') ?? `${p.get('SCRIPT_NAME') ?? ''}${query ? `?${query}` : ''}`;
-    const proto = p.get('SERVER_PROTOCOL') ?? '';
-    m.version = proto.startsWith('HTTP/') ? proto.slice(5) : '';
-    m.host = p.get('HTTP_HOST') ?? '';
-    if (!m.method) m.truncated = true;
-    for (const [name, key] of this.params) {
-      const v = p.get(name);
-      if (v !== undefined) (m.trace ??= {})[key] = v;
-    }
+    setRequestFromCgi(this.msg, decodeParams(Buffer.concat(this.head, this.headBytes)), this.params);
     this.sendHead();
   }
 
