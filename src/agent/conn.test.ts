@@ -262,6 +262,40 @@ test('uwsgi: uWSGI\'s entry span from the vars, answered in HTTP/1 until the clo
   assert.equal(t.stats.unclassified, 0);
 });
 
+// uWSGI's thread answers until the close, closes, and takes its next request on another
+// connection before the client has closed: the first answer's group must be over at uWSGI's
+// FIN (the shutdown event), or the thread has two open and its next call joins neither.
+test('a server\'s answer until the close ends at its FIN (shutdown): its group closes, the thread\'s next call joins the next request', () => {
+  let asked = 0;
+  const { t, spans, groups } = table({ onUntilClose: () => { asked++; } });
+  const resp = 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst';
+  const first = () => {
+    t.onData(ev({ sock: 2, dir: 'recv', data: REQ('/first'), seq: 1, t: 1, tid: 61 }));
+    t.onData(ev({ sock: 2, dir: 'send', data: resp, seq: 900, t: 2, tid: 61 }));
+  };
+  // before shutdown events were asked for: the answer ends at the socket's end
+  first();
+  assert.equal(spans.length, 0, 'until the close');
+  t.onClose({ kind: 'close', tsNs: 3000, sockId: 2, pid: 100 });
+  assert.deepEqual([spans.length, asked, groups.openCount()], [1, 1, 0], 'ended at the close; shutdown events asked for once');
+  assert.equal(spans[0].durationUs, 1, 'with its last data');
+  // with them: the FIN ends it while the client has not closed yet
+  t.onData(ev({ sock: 4, dir: 'recv', data: REQ('/second'), seq: 1, t: 10, tid: 61 }));
+  t.onData(ev({ sock: 4, dir: 'send', data: resp, seq: 900, t: 11, tid: 61 }));
+  t.onShutdown({ kind: 'shutdown', tsNs: 12_000, sockId: 4, pid: 100 });
+  t.onData(ev({ sock: 6, dir: 'recv', data: REQ('/third'), seq: 1, t: 13, tid: 61 }));
+  t.onData(ev({ sock: 7, dir: 'send', data: REQ('/call'), seq: 1, t: 14, tid: 61 }));
+  t.onData(ev({ sock: 7, dir: 'recv', data: RESP(), seq: 1, t: 15, tid: 61 }));
+  t.onData(ev({ sock: 6, dir: 'send', data: RESP(), seq: 900, t: 16, tid: 61 }));
+  t.onClose({ kind: 'close', tsNs: 17_000, sockId: 4, pid: 100 });
+  const [, second, call, third] = spans;
+  assert.deepEqual([second.resource, second.durationUs, call.resource, third.resource], ['GET /second', 1, 'GET /call', 'GET /third']);
+  assert.equal(call.threadGroup, third.threadGroup, 'the call joins the request its thread serves now');
+  assert.notEqual(call.threadGroup, '');
+  assert.equal(asked, 1);
+  assert.equal(t.stats.parse.parseErrors, 0);
+});
+
 test('HEAD response has no body even with content-length', () => {
   const { t, spans } = table();
   t.onData(ev({ dir: 'send', data: 'HEAD /f HTTP/1.1\r\n\r\n' + REQ('/g'), seq: 1, t: 1 }));

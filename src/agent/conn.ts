@@ -58,6 +58,12 @@ export interface ConnTableOptions {
   waitMs?: number;
   /** Headers carrying a request id (`request_id_headers`; default X-Request-ID). */
   requestIdHeaders?: readonly string[];
+  /**
+   * Called once, when a server's answer first ran until its connection's end: from then on the
+   * capture should send `shutdown` events (onShutdown), which end such answers at the server's
+   * FIN rather than when the client has closed too.
+   */
+  onUntilClose?(): void;
 }
 
 export interface ConnStats {
@@ -158,6 +164,8 @@ const EARLY_NS = 10_000_000;
 export interface ConnTable {
   onData(ev: DataEvent): void;
   onClose(ev: CloseEvent): void;
+  /** The socket sent its FIN: what it was sending until the close is complete. */
+  onShutdown(ev: CloseEvent): void;
   /** The process exited: its connections end (in-flight exchanges fail). */
   onProcessExit(pid: number, tsNs: number): void;
   /** End every connection (agent stopping): in-flight exchanges are dropped, not failed. */
@@ -372,11 +380,17 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   }
 
   /** End a connection: a read-until-close response completes, unanswered requests fail. */
+  let untilCloseSeen = false;
+
   function end(c: Conn, tsNs: number): void {
     remove(c);
     stats.closed++;
     c.ev = null;
     if (c.early) stats.orphanResponses += c.early.length;
+    if (c.role === ROLE_SERVER && c.respParser!.endOfStream() && !untilCloseSeen) {
+      untilCloseSeen = true;
+      opts.onUntilClose?.();
+    }
     // A read-until-close response completes here (its onEnd emits); one cut short is counted.
     const partial = c.respParser?.close(tsNs);
     if (partial && c.pending[0]) c.pending[0].respBytes += partial.bytes;
@@ -509,6 +523,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     onClose(ev) {
       const c = conns.get(ev.sockId);
       if (c) end(c, ev.tsNs);
+    },
+    onShutdown(ev) {
+      // A server's answer that runs until the close (uWSGI's, HTTP/1.0's) is over, and the
+      // entry's thread group with it: the socket's end waits for the client to close too, by
+      // when the server's thread may be serving its next request (two groups open: no join).
+      const c = conns.get(ev.sockId);
+      if (c && c.role !== ROLE_UNKNOWN) (c.role === ROLE_SERVER ? c.respParser : c.reqParser)!.endOfStream();
     },
     onProcessExit(pid, tsNs) {
       const mine = perPid.get(pid);

@@ -75,7 +75,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const clockTimer = setInterval(() => clock.refresh(), 60_000);
   clockTimer.unref();
   const groups = createThreadGroups();
-  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, exec: 0, exit: 0, thread: 0, thread_exit: 0, goroutine: 0, stats: 0 };
+  const events: Record<CaptureEvent['kind'], number> = { data: 0, close: 0, shutdown: 0, exec: 0, exit: 0, thread: 0, thread_exit: 0, goroutine: 0, stats: 0 };
   let eventErrors = 0;
   let rejectedEvents = 0;
   let pidErrors = 0;
@@ -137,7 +137,13 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const conns = createConnTable({
     host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock, requestIdHeaders: cfg.request_id_headers,
     onSpan: (span) => sender.send(span),
+    onUntilClose: () => { wantShutdowns = true; askShutdowns(capture); },
   });
+  // Once a traced server answered until the close, every loader sends shutdown events.
+  let wantShutdowns = false;
+  function askShutdowns(c: Capture | null): void {
+    if (wantShutdowns && c) c.wantShutdowns().catch((e: Error) => rateLog(`seqtrace agent: ${e.message}`));
+  }
 
   function onEvents(batch: CaptureEvent[]): void {
     for (let i = 0; i < batch.length; i++) {
@@ -151,6 +157,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
         switch (ev.kind) {
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
+          case 'shutdown': conns.onShutdown(ev); break;
           case 'exec':
             if (procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm, ev.env) || !ev.provisional) rejected.delete(ev.pid);
             else rejected.add(ev.pid);
@@ -235,6 +242,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     });
     capture = c;
     loaderSince = Date.now();
+    askShutdowns(c);
     for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
       if (!procs.isTraced(pid)) {
         if (atStart.has(pid) || removedAtStart.has(pid)) void c.removePid(pid).catch(() => {});

@@ -12,8 +12,9 @@
  * --exec-env NAME: an exec's frame carries `NAME=value\0` for each such variable of the new
  *   image's environment, read as the event is taken (a client gone before the agent reads /proc
  *   is still selected and named by its environment).
- * stdin, one command a line:  add PID | del PID | stats   (each answered by an ACK frame,
- *   `stats` by a STATS frame then the ACK). Go processes (go.bpf.h), also ACKed:
+ * stdin, one command a line:  add PID | del PID | stats | shutdowns   (each answered by an ACK
+ *   frame, `stats` by a STATS frame then the ACK; `shutdowns`: SHUTDOWN events from now on, see
+ *   state_prog). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
  *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (attached to each Go process of
  *       that binary by its `go` command: go_probes.c)
@@ -263,17 +264,21 @@ static int attach_data_path(void)
 }
 
 /* sock_state, on every TCP state change of every socket on the host (≈ 5 in a connection's
- * life), serves only the Go processes that wait for their first outgoing connection before
- * their goroutine-start probe is attached (go_probes.c): attached while the data path is and
- * such a process is followed, else not. 0, or the negative errno of a failed attach. */
+ * life, ≈ 45 ns each): the SHUTDOWN events of traced sockets, which user space asks for once it
+ * has seen a traced server answer until the close (`shutdowns`), and the Go processes that wait
+ * for their first outgoing connection before their goroutine-start probe is attached
+ * (go_probes.c). Attached while the data path is and either is wanted, else not: a host whose
+ * servers frame their answers pays nothing per connection. 0, or the negative errno of a
+ * failed attach. */
 static struct {
 	struct bpf_program *prog;
 	struct bpf_link *link;
+	bool shutdowns;
 } state_prog;
 
 static int update_state_prog(void)
 {
-	bool want = data_path.attached && go_waiting_to_call_out();
+	bool want = data_path.attached && (state_prog.shutdowns || go_waiting_to_call_out());
 	if (want == (state_prog.link != NULL))
 		return 0;
 	if (!want) {
@@ -351,6 +356,12 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 			fprintf(stderr, "seqtrace-loader: go %u: attaching sock_state failed: %s\n", ack.pid, strerror(-err));
 			ack.ok = 0;
 		}
+	} else if (n >= 1 && !strcmp(verb, "shutdowns")) {
+		state_prog.shutdowns = true;
+		int err = update_state_prog();
+		if (err)
+			fprintf(stderr, "seqtrace-loader: shutdowns: attaching sock_state failed: %s\n", strerror(-err));
+		ack.ok = !err;
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
@@ -506,9 +517,9 @@ static void print_layout(void)
 	       (FIELD(st_ready_event, kind), FIELD(st_ready_event, mode), FIELD(st_ready_event, capture_bytes),
 		FIELD(st_ready_event, ringbuf_bytes)));
 	STRUCT("ack", st_ack_event, (FIELD(st_ack_event, kind), FIELD(st_ack_event, ok), FIELD(st_ack_event, pid)));
-	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d,\"goroutine\":%d,\"thread_exit\":%d}",
+	printf(",\"kinds\":{\"data\":%d,\"close\":%d,\"exec\":%d,\"exit\":%d,\"stats\":%d,\"ready\":%d,\"ack\":%d,\"thread\":%d,\"goroutine\":%d,\"thread_exit\":%d,\"shutdown\":%d}",
 	       ST_EV_DATA, ST_EV_CLOSE, ST_EV_EXEC, ST_EV_EXIT, ST_EV_STATS, ST_EV_READY, ST_EV_ACK, ST_EV_THREAD,
-	       ST_EV_GOROUTINE, ST_EV_THREAD_EXIT);
+	       ST_EV_GOROUTINE, ST_EV_THREAD_EXIT, ST_EV_SHUTDOWN);
 	printf(",\"tailBytes\":%d,\"captureMax\":%d}\n", ST_TAIL_BYTES, ST_CAPTURE_MAX);
 }
 
@@ -676,7 +687,7 @@ int main(int argc, char **argv)
 	}
 	if (!opt.npids)
 		detach_data_path(); /* nothing traced yet: see data_path */
-	update_state_prog(); /* no Go process yet: detached */
+	update_state_prog(); /* no Go process, no shutdowns asked for yet: detached */
 	struct go_programs gp = { .newproc1_ret = skel->progs.go_newproc1_ret, .newproc_nop5 = skel->progs.go_newproc_nop5,
 				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
 				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };

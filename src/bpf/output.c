@@ -120,6 +120,7 @@ static bool event_ts(const void *data, size_t len, __u64 *ts)
 	size_t at;
 	switch (*(const __u8 *)data) {
 	case ST_EV_CLOSE:
+	case ST_EV_SHUTDOWN:
 		at = offsetof(struct st_close_event, ts_ns);
 		break;
 	case ST_EV_EXEC:
@@ -230,6 +231,7 @@ static size_t rec_size(const void *data, size_t len)
 		n = len >= sizeof(struct st_data_rec) ? st_data_rec_size(data) : len + 1;
 		break;
 	case ST_EV_CLOSE:
+	case ST_EV_SHUTDOWN:
 		n = sizeof(struct st_close_event);
 		break;
 	case ST_EV_EXEC:

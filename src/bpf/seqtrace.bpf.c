@@ -461,12 +461,34 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 
 /* ---------------------------------------------------------------- both modes */
 
-/* A Go process's first outgoing connection turns its goroutine-start probe on (go.md). */
+/* A Go process's first outgoing connection turns its goroutine-start probe on (go.md).
+ * A socket the capture has seen sending its FIN (close or shutdown by its process: FIN_WAIT1,
+ * LAST_ACK) sends nothing more: its shutdown event ends an answer that runs until the close
+ * (uWSGI's, HTTP/1.0's) at once, where the socket's end waits for the peer to close too, by
+ * when a server's thread may be reading its next request. Taken in the closing call, so only
+ * a traced process's sockets are looked up. */
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(sock_state, const struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (newstate == TCP_SYN_SENT)
-		go_calls_out(bpf_get_current_pid_tgid() >> 32); /* Go hook */
+		go_calls_out(pid_tgid >> 32); /* Go hook */
+	if ((newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK) || !is_traced(pid_tgid >> 32))
+		return 0;
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+	if (syscall_mode)
+		si = bpf_map_lookup_elem(&seen, &key);
+	else
+		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
+	if (!si || !si->id)
+		return 0;
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	struct st_close_event e = { .kind = ST_EV_SHUTDOWN, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
+	send_small(b, &e, sizeof(e));
+	end_event(b);
 	return 0;
 }
 

@@ -40,6 +40,7 @@ enum st_kind {
 	ST_EV_BATCH = 10, /* kernel -> loader only: several events of one CPU (never on stdout) */
 	ST_EV_DATA_REC = 11, /* kernel -> loader only: a data event, compact (the loader expands it) */
 	ST_EV_THREAD_EXIT = 12, /* a thread of a traced process exited, not its last (st_thread_event) */
+	ST_EV_SHUTDOWN = 13, /* a socket seen before sent its FIN: it sends nothing more (st_close_event) */
 };
 
 enum st_dir { ST_DIR_SEND = 1, ST_DIR_RECV = 2 };
@@ -86,7 +87,7 @@ struct st_data_event {
 };
 
 struct st_close_event {
-	__u8 kind; /* ST_EV_CLOSE */
+	__u8 kind; /* ST_EV_CLOSE or ST_EV_SHUTDOWN */
 	__u8 _pad0[3];
 	__u32 pid; /* the process that last moved bytes on it */
 	__u64 ts_ns;

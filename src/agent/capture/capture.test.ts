@@ -20,6 +20,7 @@ const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.met
 const HELDSEND_PY = fileURLToPath(new URL('./testdata/heldsend.py', import.meta.url));
 const AFTERRESET_PY = fileURLToPath(new URL('./testdata/afterreset.py', import.meta.url));
 const FIRSTANSWER_PY = fileURLToPath(new URL('./testdata/firstanswer.py', import.meta.url));
+const SHUTDOWN_PY = fileURLToPath(new URL('./testdata/shutdown.py', import.meta.url));
 /** First lines of an inline Python script that needs testdata/loopback.py's `tcp_pair`. */
 const WITH_TCP_PAIR = `import sys; sys.path.insert(0, ${JSON.stringify(fileURLToPath(new URL('./testdata', import.meta.url)))})
 from loopback import tcp_pair`;
@@ -339,6 +340,38 @@ for (const mode of ['socket', 'syscall'] as const) {
           assert.ok(read.tsNs <= closes[0].tsNs);
           const client = data(run.events).find((e) => e.pid === r.pid && e.dir === 'send' && e.srcPort === c.peer && text(e.head).startsWith('R1:'))!;
           assert.equal(run.events.filter((e) => e.kind === 'close' && e.sockId === client.sockId).length, 1, 'one close event for the client end');
+        }
+      });
+    }
+
+    // A socket's FIN ends what it sends (an answer until the close) at once; the socket's end
+    // waits for the peer's FIN too. Both ends of one connection, each shutting in its way; no
+    // shutdown events until they are asked for (sock_state runs on every state change on the host).
+    for (const family of ['4', '6']) {
+      test(`a socket sending its FIN (shutdown, close) has a shutdown event then, before what its process still reads, once asked for, IPv${family}`, async () => {
+        if (family === '4') {
+          const r = await runScript<{ pid: number; server: number; client: number }>(run, SHUTDOWN_PY, [family]);
+          await waitFor('the exit of the script', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+          const socks = new Set(data(run.events).filter((e) => e.pid === r.pid).map((e) => e.sockId));
+          assert.equal(socks.size, 2);
+          assert.deepEqual(run.events.filter((e) => e.kind === 'shutdown' && socks.has(e.sockId)), [], 'none before they are asked for');
+          assert.equal(run.events.filter((e) => e.kind === 'close' && socks.has(e.sockId)).length, 2);
+          await run.cap.wantShutdowns();
+        }
+        const r = await runScript<{ pid: number; server: number; client: number }>(run, SHUTDOWN_PY, [family]);
+        await waitFor('the exit of the script', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+        for (const [end, port, expected] of [
+          ['server', r.server, ['send S0:', 'shutdown', 'recv C1:', 'close']],
+          ['client', r.client, ['recv S0:', 'send C1:', 'shutdown', 'close']],
+        ] as const) {
+          const sock = data(run.events).find((e) => e.pid === r.pid && e.srcPort === port)!;
+          assert.ok(sock, `the ${end} end's events`);
+          const evs = run.events.filter((e) => (e.kind === 'data' || e.kind === 'close' || e.kind === 'shutdown') && e.sockId === sock.sockId);
+          assert.deepEqual(evs.map((e) => (e.kind === 'data' ? `${e.dir} ${text(e.head).slice(0, 3)}` : e.kind)), expected, `the ${end} end`);
+          const shut = evs.find((e) => e.kind === 'shutdown') as CloseEvent;
+          assert.equal(shut.pid, r.pid);
+          const lastSend = evs.filter((e): e is DataEvent => e.kind === 'data' && e.dir === 'send').at(-1)!;
+          assert.ok(lastSend.tsNs <= shut.tsNs, 'after its last send');
         }
       });
     }

@@ -18,7 +18,7 @@ export const LAYOUT = {
   stats: { kind: 0, events: 8, drops: 16, truncated: 24, loader_cpu_ns: 32, late: 40, size: 48 },
   ready: { kind: 0, mode: 1, capture_bytes: 2, ringbuf_bytes: 4, size: 8 },
   ack: { kind: 0, ok: 1, pid: 4, size: 8 },
-  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9, thread_exit: 12 },
+  kinds: { data: 1, close: 2, exec: 3, exit: 4, stats: 5, ready: 6, ack: 7, thread: 8, goroutine: 9, thread_exit: 12, shutdown: 13 },
   tailBytes: 32,
   captureMax: 4096,
 } as const;
@@ -171,9 +171,10 @@ export function decodeFrame(b: Buffer, at: number, size: number): CaptureEvent |
       need(size, D.size, 'data');
       return decodeData(b, at, size);
     case K.close:
-      need(size, LAYOUT.close.size, 'close');
+    case K.shutdown:
+      need(size, LAYOUT.close.size, 'close/shutdown');
       return {
-        kind: 'close',
+        kind: kind === K.close ? 'close' : 'shutdown',
         tsNs: u64(b, at + LAYOUT.close.ts_ns),
         sockId: u64(b, at + LAYOUT.close.sock_id),
         pid: u32(b, at + LAYOUT.close.pid),

@@ -8,7 +8,7 @@
 // after 104 days of uptime, from where a time is rounded to 2 ns (4 ns after 208 days): still
 // exact to the microsecond that spans carry, and rounding keeps the order of events.
 
-export type CaptureEventKind = 'data' | 'close' | 'exec' | 'exit' | 'thread' | 'thread_exit' | 'goroutine' | 'stats';
+export type CaptureEventKind = 'data' | 'close' | 'shutdown' | 'exec' | 'exit' | 'thread' | 'thread_exit' | 'goroutine' | 'stats';
 
 export interface DataEvent {
   kind: 'data';
@@ -43,8 +43,13 @@ export interface DataEvent {
   truncated: boolean;
 }
 
+/**
+ * `close`: a socket seen before ended (its process closed it and TCP is done with it), after
+ * every byte its process moved. `shutdown`: it sent its FIN (its process closed it or shut its
+ * sending side): it sends nothing more, though its process may still read.
+ */
 export interface CloseEvent {
-  kind: 'close';
+  kind: 'close' | 'shutdown';
   tsNs: number;
   sockId: number;
   pid: number;

@@ -57,6 +57,11 @@ export interface Capture {
   goProcess(pid: number, offsets: GoProcOffsets): Promise<void>;
   /** Name a Go uprobe of the binary at `path` (file offset): attached to each of its processes given to goProcess (src/bpf/go_probes.c). */
   goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
+  /**
+   * Send `shutdown` events (a traced socket sent its FIN) from now on: every TCP state change on
+   * the host then runs a program (≈ 45 ns, ≈ 5 a connection), so only once they are of use.
+   */
+  wantShutdowns(): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;
   /** Ask the loader for the counters now. */
@@ -247,6 +252,9 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
             if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the ${which} uprobe at offset ${offset} of ${path} (the loader's message is on its stderr)`);
           });
         },
+        wantShutdowns: () => command('shutdowns').then((ok) => {
+          if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', 'attaching sock_state for shutdown events failed (the loader\'s message is on its stderr)');
+        }),
         stats: () => latest,
         refreshStats: () => new Promise<StatsEvent>((resolve, reject) => {
           statsWaiting.push(resolve);

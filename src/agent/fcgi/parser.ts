@@ -97,6 +97,11 @@ class FcgiParser<T> implements HttpParser {
     return true;
   }
 
+  /** Nothing here runs until the close: FastCGI's messages end with their records. */
+  endOfStream(): boolean {
+    return false;
+  }
+
   skip(n: number, _tsNs: number): void {
     this.gap(n);
   }

@@ -268,6 +268,11 @@ export interface HttpParser {
    * their end never seen, they are over — end them now (marked truncated). True when it did.
    */
   endCutHead(): boolean;
+  /**
+   * No byte follows in this direction (its sender sent its FIN): a read-until-close body ends
+   * now, with its last data, without waiting for the connection's end. True when one did.
+   */
+  endOfStream(): boolean;
   readonly stats: ParserStats;
 }
 
@@ -359,6 +364,12 @@ class Parser<T> implements HttpParser {
     }
     if (this.state === S.BodyToCallEnd) this.finish(c.tsNs);
     this.lastTs = c.tsNs;
+  }
+
+  endOfStream(): boolean {
+    if (this.state !== S.BodyClose) return false;
+    this.finish(this.msg!.endNs);
+    return true;
   }
 
   close(tsNs: number): HttpMessage | null {

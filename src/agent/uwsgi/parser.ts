@@ -106,6 +106,11 @@ class UwsgiParser<T> implements HttpParser {
     return true;
   }
 
+  /** A request's length is always known: nothing runs until the close. */
+  endOfStream(): boolean {
+    return false;
+  }
+
   skip(n: number, tsNs: number): void {
     this.gap(n, tsNs);
   }
