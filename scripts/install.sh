@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make gcc pkg-config iproute2 curl golang-go)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(nginx apache2 varnish haproxy wrk chromium python3 python3-aiohttp openjdk-17-jdk-headless tomcat10 php-fpm procps psmisc bpftrace)
+  pkgs+=(nginx apache2 varnish haproxy wrk chromium python3 python3-aiohttp openjdk-17-jdk-headless tomcat10 php-fpm uwsgi-core uwsgi-plugin-python3 procps psmisc bpftrace)
 fi
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

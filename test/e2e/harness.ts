@@ -574,16 +574,18 @@ export const NGINX_WEBSOCKET_LOCATION = 'location /ws/ { proxy_pass http://backe
  * it. The tests trace it by name as well (trace_nameset = ["nginx"]); its service is `nginx`
  * either way (its OTEL_SERVICE_NAME is `name`, `nginx` in every test).
  */
-export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string }): Promise<Service> {
+export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string; uwsgi?: boolean }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
   const port = await freePort(host);
   const listen = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   // fastcgiScript: the backend is PHP-FPM, every request runs that script (a connection each:
   // with fastcgi_keep_conn a PHP-FPM worker serves one kept connection until it closes)
+  // uwsgi: the backend is uWSGI (startUwsgi), spoken to in the uwsgi protocol, a connection each
   const pass = o.fastcgiScript
     ? `include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME ${o.fastcgiScript}; fastcgi_pass backend;`
-    : 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";';
+    : o.uwsgi ? 'include /etc/nginx/uwsgi_params; uwsgi_pass backend;'
+      : 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";';
   const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
     .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '')
     .replaceAll('@PASS@', pass).replaceAll('@LOCATION@', o.location ?? '');
@@ -616,6 +618,26 @@ export async function startPhpFpm(scope: Scope, o: { name: string; down: string;
     name: o.name,
     cmd: phpFpmBinary(),
     args: ['-F', '-R', '-n', '-d', 'allow_url_fopen=1', '-y', conf],
+    env: serviceEnv(o.name, { DOWN: o.down }),
+    readyPort: { host: '127.0.0.1', port },
+  });
+  await sleep(FORKED_WORKER_SETTLE_MS);
+  return { proc, name: o.name, host: '127.0.0.1', port, url: `127.0.0.1:${port}` };
+}
+
+/**
+ * uWSGI (Debian's, with its python3 plugin) speaking the uwsgi protocol on TCP, as behind nginx's
+ * uwsgi_pass: `processes` workers forked by its master, each of `threads` threads serving one
+ * request at a time with fixtures/wsgiapp.py (`DOWN`: where it calls), its answers running until
+ * the close (the app gives no length).
+ */
+export async function startUwsgi(scope: Scope, o: { name: string; down: string; processes?: number; threads?: number }): Promise<Service> {
+  const port = await freePort();
+  const proc = await startProcess(scope, {
+    name: o.name,
+    cmd: 'uwsgi',
+    args: ['--plugin', 'python3', '--socket', `127.0.0.1:${port}`, '--wsgi-file', join(FIXTURES, 'wsgiapp.py'), '--master', '--die-on-term',
+      '--processes', String(o.processes ?? 2), '--threads', String(o.threads ?? 2), '--disable-logging'],
     env: serviceEnv(o.name, { DOWN: o.down }),
     readyPort: { host: '127.0.0.1', port },
   });

@@ -11,13 +11,14 @@
 // HAProxy's threads are event loops: with the X-Request-ID their configurations make and
 // return (fixtures/varnish.vcl, fixtures/haproxy.cfg), exact trees under concurrency.
 // nginx in front of PHP-FPM speaks FastCGI to it (over TCP): PHP-FPM's entries come from the
-// FastCGI records, and PHP's calls join them (fixtures/phpapp.php).
+// FastCGI records, and PHP's calls join them (fixtures/phpapp.php). In front of uWSGI it speaks
+// the uwsgi protocol, and the WSGI app's calls join uWSGI's entries (fixtures/wsgiapp.py).
 import { join } from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, FIXTURES, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
-  startApache, startHaproxy, startNginx, startPhpFpm, startPyService, startTracing, startVarnish, type Scope, type Tracing,
+  startApache, startHaproxy, startNginx, startPhpFpm, startPyService, startTracing, startUwsgi, startVarnish, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
@@ -199,6 +200,38 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assertExactTraces(traces, expected);
     const fcgi = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.php && s.kind === 'entry');
     assert.ok(fcgi.length === ids.length && fcgi.every((s) => s.operation === 'FastCGI'), 'PHP-FPM\'s entries are FastCGI');
+  });
+
+  // nginx → uWSGI over TCP in the uwsgi protocol, a connection per request; uWSGI's threads
+  // (two processes of two) each serve one request at a time, answering until the close, and
+  // take their next request on another connection before nginx has closed the last: the
+  // answer's group must end at uWSGI's FIN (shutdown events, asked for by the agent once it
+  // saw the first such answer: the warm-up request).
+  it('curl → nginx → uWSGI (uwsgi protocol, threads) → Python, 30 requests from 6 clients: exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `uw-client-${t}`, app: `uw-${t}`, py: `uw-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const app = await startUwsgi(scope, { name: names.app, down: py.url });
+    const location = 'uwsgi_param HTTP_X_REQUEST_ID $request_id; add_header X-Request-ID $request_id always;';
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${app.port}`, location, uwsgi: true });
+    // warm-up requests (not among the ids asserted) until the agent has asked for shutdown events
+    const shutdowns = async () => Number(/^seqtrace_agent_events_total\{kind="shutdown"\} (\d+)$/m.exec(await (await fetch(tracing.agents[0].metricsUrl)).text())?.[1] ?? 0);
+    for (let i = 0; i < 20 && (await shutdowns()) === 0; i++) {
+      expectStatuses(await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/u/{id}`, ids: [`warmup${i}`], concurrency: 1 }), [`warmup${i}`], () => 200);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok((await shutdowns()) > 0, 'the warm-up\'s answer until the close had the agent ask for shutdown events');
+    const ids = requestIds(scope, 'w', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/u/{id}`, ids, concurrency: 6 });
+    const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
+    expectStatuses(run, ids, code);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, 'nginx', `GET /u/${id}`, code(id),
+      hop('nginx', names.app, `GET /u/${id}`, code(id), hop(names.app, names.py, `GET /u/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+    const shared = { services: ['nginx'], ports: [nginx.port, app.port] };
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected), ids });
+    assertExactTraces(traces, expected);
+    const entries = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.app && s.kind === 'entry');
+    assert.ok(entries.length === ids.length && entries.every((s) => s.operation === 'uwsgi'), 'uWSGI\'s entries are uwsgi');
   });
 
   // Apache's mod_proxy_fcgi: the worker thread serving a request makes the FastCGI call.
