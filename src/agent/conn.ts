@@ -379,9 +379,10 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     if (mine && mine.delete(c) && mine.size === 0) perPid.delete(c.pid);
   }
 
-  /** End a connection: a read-until-close response completes, unanswered requests fail. */
+  /** Whether onUntilClose was called. */
   let untilCloseSeen = false;
 
+  /** End a connection: a read-until-close response completes, unanswered requests fail. */
   function end(c: Conn, tsNs: number): void {
     remove(c);
     stats.closed++;
