@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   assertRoot, closeScope, createNetns, FIXTURES, linkNetns, newScope, NGINX_WEBSOCKET_LOCATION, runCurl, runPyClient, runWebSocketClient, startApache,
-  startHaproxy, startJavaService, startNginx, startNodeService, startPhpFpm, startPyService, startTomcat, startVarnish, startWebSocketService, type Scope, type Service,
+  startHaproxy, startJavaService, startNginx, startNodeService, startPhpFpm, startUwsgi, startPyService, startTomcat, startVarnish, startWebSocketService, type Scope, type Service,
 } from './harness.js';
 
 const ids = ['failx', 'ya', 'zb', 'wc'];
@@ -74,6 +74,19 @@ describe('e2e fixtures without seqtrace', () => {
     await apache.proc.stop();
     assert.equal(execFileSync('sh', ['-c', `pgrep -g ${php.proc.pid},${nginx.proc.pid},${apache.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
   });
+  it('nginx and Apache → uWSGI (uwsgi over TCP, fixtures/wsgiapp.py) → Python', async () => {
+    const app = await startUwsgi(scope, { name: 'fx-uwsgi', down: py.url });
+    const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${app.port}`, uwsgi: true });
+    const apache = await startApache(scope, { name: 'fx-apache-uwsgi', backend: `127.0.0.1:${app.port}`, uwsgi: true });
+    for (const front of [nginx, apache]) {
+      assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${front.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} }, front.name);
+    }
+    await app.proc.stop();
+    await nginx.proc.stop();
+    await apache.proc.stop();
+    assert.equal(execFileSync('sh', ['-c', `pgrep -g ${app.proc.pid},${nginx.proc.pid},${apache.proc.pid} || true`], { encoding: 'utf8' }).trim(), '', 'no worker outlives its server');
+  });
+
 
   it('Tomcat (a JSP calling out) in front of Python', async () => {
     const tomcat = await startTomcat(scope, { name: 'fx-tomcat', downstreams: [`${py.url}/py`] });

@@ -549,14 +549,14 @@ export async function startWebSocketService(scope: Scope, o: { name: string }): 
  * ("host:port"); mpm_worker, or with `mpm: 'event'` mpm_event; `forwardProxy`: also opens
  * CONNECT tunnels.
  */
-export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event'; forwardProxy?: boolean; fastcgiScript?: string }): Promise<Service> {
+export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event'; forwardProxy?: boolean; fastcgiScript?: string; uwsgi?: boolean }): Promise<Service> {
   const dir = subdir(scope, 'apache');
   execFileSync('chmod', ['755', dir]);
   const port = await freePort();
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: 'apache2',
-    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND', ...(o.mpm === 'event' ? ['-DMPM_EVENT'] : []), ...(o.forwardProxy ? ['-DFORWARD_PROXY'] : []), ...(o.fastcgiScript ? ['-DFASTCGI'] : [])],
+    args: ['-f', join(FIXTURES, 'apache.conf'), '-DFOREGROUND', ...(o.mpm === 'event' ? ['-DMPM_EVENT'] : []), ...(o.forwardProxy ? ['-DFORWARD_PROXY'] : []), ...(o.fastcgiScript ? ['-DFASTCGI'] : []), ...(o.uwsgi ? ['-DUWSGI'] : [])],
     env: { DK_BPFTRACE_SERVICE: o.name, SEQT_DIR: dir, SEQT_LISTEN: `127.0.0.1:${port}`, SEQT_BACKEND: o.backend, SEQT_SCRIPT: o.fastcgiScript ?? '' },
     readyPort: { host: '127.0.0.1', port },
   });

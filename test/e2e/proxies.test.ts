@@ -202,6 +202,19 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assert.ok(fcgi.length === ids.length && fcgi.every((s) => s.operation === 'FastCGI'), 'PHP-FPM\'s entries are FastCGI');
   });
 
+  /**
+   * Requests through `urlTemplate` (ids `warmup…`, not among those a test asserts) until the
+   * agent has asked for shutdown events: the first traced answer until the close does.
+   */
+  async function warmUpShutdowns(urlTemplate: string, client: string): Promise<void> {
+    const shutdowns = async () => Number(/^seqtrace_agent_events_total\{kind="shutdown"\} (\d+)$/m.exec(await (await fetch(tracing.agents[0].metricsUrl)).text())?.[1] ?? 0);
+    for (let i = 0; i < 20 && (await shutdowns()) === 0; i++) {
+      expectStatuses(await runCurl(scope, { name: client, urlTemplate, ids: [`warmup${i}`], concurrency: 1 }), [`warmup${i}`], () => 200);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok((await shutdowns()) > 0, 'a warm-up answer until the close had the agent ask for shutdown events');
+  }
+
   // nginx → uWSGI over TCP in the uwsgi protocol, a connection per request; uWSGI's threads
   // (two processes of two) each serve one request at a time, answering until the close, and
   // take their next request on another connection before nginx has closed the last: the
@@ -214,13 +227,7 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const app = await startUwsgi(scope, { name: names.app, down: py.url });
     const location = 'uwsgi_param HTTP_X_REQUEST_ID $request_id; add_header X-Request-ID $request_id always;';
     const nginx = await startNginx(scope, { name: 'nginx', backend: `127.0.0.1:${app.port}`, location, uwsgi: true });
-    // warm-up requests (not among the ids asserted) until the agent has asked for shutdown events
-    const shutdowns = async () => Number(/^seqtrace_agent_events_total\{kind="shutdown"\} (\d+)$/m.exec(await (await fetch(tracing.agents[0].metricsUrl)).text())?.[1] ?? 0);
-    for (let i = 0; i < 20 && (await shutdowns()) === 0; i++) {
-      expectStatuses(await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/u/{id}`, ids: [`warmup${i}`], concurrency: 1 }), [`warmup${i}`], () => 200);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.ok((await shutdowns()) > 0, 'the warm-up\'s answer until the close had the agent ask for shutdown events');
+    await warmUpShutdowns(`${nginx.url}/u/{id}`, names.client);
     const ids = requestIds(scope, 'w', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
     const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/u/{id}`, ids, concurrency: 6 });
     const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
@@ -250,6 +257,24 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
   });
+  // Apache's mod_proxy_uwsgi: the worker thread serving a request makes the uwsgi call.
+  it('curl → Apache (mpm_worker, mod_proxy_uwsgi) → uWSGI → Python, 24 requests from 6 keep-alive clients: exact trees', async () => {
+    const t = scope.tag;
+    const names = { client: `apu-client-${t}`, apache: `apu-apache-${t}`, app: `apu-uw-${t}`, py: `apu-py-${t}` };
+    const py = await startPyService(scope, { name: names.py });
+    const app = await startUwsgi(scope, { name: names.app, down: py.url });
+    const apache = await startApache(scope, { name: names.apache, backend: `127.0.0.1:${app.port}`, uwsgi: true });
+    await warmUpShutdowns(`${apache.url}/u/{id}`, names.client);
+    const ids = requestIds(scope, 'v', 24).map((id, i) => (i % 8 === 5 ? `fail${id}` : id));
+    const run = await runCurl(scope, { name: names.client, urlTemplate: `${apache.url}/u/{id}`, ids, concurrency: 6, keepalive: true });
+    const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
+    expectStatuses(run, ids, code);
+    const expected = new Map(ids.map((id) => [id, hop(names.client, names.apache, `GET /u/${id}`, code(id),
+      hop(names.apache, names.app, `GET /u/${id}`, code(id), hop(names.app, names.py, `GET /u/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+    const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected), ids });
+    assertExactTraces(traces, expected);
+  });
+
 
   // Varnish writes a head as two iovec entries per header line; its X-Request-ID comes after
   // the fifth header, where a kernel side that walked 16 entries stopped (docs/kernel.md).

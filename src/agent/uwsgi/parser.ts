@@ -1,5 +1,5 @@
-// The uwsgi protocol, as a web server speaks it to uWSGI over TCP (nginx's uwsgi_pass; Apache's
-// mod_proxy_uwsgi speaks it too, not tried here): a request read into the same HttpMessage the
+// The uwsgi protocol, as a web server speaks it to uWSGI over TCP (nginx's uwsgi_pass, Apache's
+// mod_proxy_uwsgi): a request read into the same HttpMessage the
 // HTTP/1 parser makes, so that conn.ts pairs, groups and spans it alike. The answer is plain
 // HTTP/1 (the application's status line and headers, its body ending at the close where no
 // length is given), read by the HTTP/1 parser.
