@@ -461,6 +461,34 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 
 /* ---------------------------------------------------------------- both modes */
 
+/* A close or shutdown event (kind) of a socket the capture has seen (its record: in socket mode
+ * the sk_info storage, in syscall mode the seen map, with its id and last pid). A close also
+ * deletes the record: the socket is gone. */
+static __always_inline void sock_event(struct sock *sk, __u8 kind)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+	if (syscall_mode)
+		si = bpf_map_lookup_elem(&seen, &key);
+	else
+		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
+	if (!si || !si->id)
+		return;
+	struct batch *b = begin_event();
+	if (!b)
+		return;
+	struct st_close_event e = { .kind = kind, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
+	if (kind == ST_EV_CLOSE) {
+		if (syscall_mode)
+			bpf_map_delete_elem(&seen, &key);
+		else
+			bpf_sk_storage_delete(&sk_info, sk);
+		go_sock_closed(key); /* Go hook */
+	}
+	send_small(b, &e, sizeof(e));
+	end_event(b);
+}
+
 /* A Go process's first outgoing connection turns its goroutine-start probe on (go.md).
  * A socket the capture has seen sending its FIN (close or shutdown by its process: FIN_WAIT1,
  * LAST_ACK) sends nothing more: its shutdown event ends an answer that runs until the close
@@ -473,22 +501,8 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (newstate == TCP_SYN_SENT)
 		go_calls_out(pid_tgid >> 32); /* Go hook */
-	if ((newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK) || !is_traced(pid_tgid >> 32))
-		return 0;
-	__u64 key = (__u64)sk;
-	struct sock_info *si;
-	if (syscall_mode)
-		si = bpf_map_lookup_elem(&seen, &key);
-	else
-		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
-	if (!si || !si->id)
-		return 0;
-	struct batch *b = begin_event();
-	if (!b)
-		return 0;
-	struct st_close_event e = { .kind = ST_EV_SHUTDOWN, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
-	send_small(b, &e, sizeof(e));
-	end_event(b);
+	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && is_traced(pid_tgid >> 32))
+		sock_event(sk, ST_EV_SHUTDOWN);
 	return 0;
 }
 
@@ -502,25 +516,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(sock_destroy, struct sock *sk)
 {
-	__u64 key = (__u64)sk;
-	struct sock_info *si;
-	if (syscall_mode)
-		si = bpf_map_lookup_elem(&seen, &key);
-	else
-		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
-	if (!si || !si->id)
-		return 0;
-	struct batch *b = begin_event();
-	if (!b)
-		return 0;
-	struct st_close_event e = { .kind = ST_EV_CLOSE, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
-	if (syscall_mode)
-		bpf_map_delete_elem(&seen, &key);
-	else
-		bpf_sk_storage_delete(&sk_info, sk);
-	go_sock_closed(key); /* Go hook */
-	send_small(b, &e, sizeof(e));
-	end_event(b);
+	sock_event(sk, ST_EV_CLOSE);
 	return 0;
 }
 

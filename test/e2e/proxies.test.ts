@@ -257,6 +257,7 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected) });
     assertExactTraces(traces, expected);
   });
+
   // Apache's mod_proxy_uwsgi: the worker thread serving a request makes the uwsgi call.
   it('curl → Apache (mpm_worker, mod_proxy_uwsgi) → uWSGI → Python, 24 requests from 6 keep-alive clients: exact trees', async () => {
     const t = scope.tag;
@@ -274,7 +275,6 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const traces = await waitForTraces(tracing.linker, { services: Object.values(names), spans: totalSpans(expected), ids });
     assertExactTraces(traces, expected);
   });
-
 
   // Varnish writes a head as two iovec entries per header line; its X-Request-ID comes after
   // the fifth header, where a kernel side that walked 16 entries stopped (docs/kernel.md).

@@ -4,24 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_HEADERS, type Chunk, type HttpMessage, type ParserStats } from '../http/parser.js';
+import { calls } from '../http/testkit.js';
 import { request as fcgiRequest } from '../fcgi/testkit.js';
 import { createUwsgiParser, decodeVars, looksLikeUwsgi } from './parser.js';
 import { NGINX_VARS, request, vars } from './testkit.js';
-
-const TAIL = 32; // ST_TAIL_BYTES
-
-/** The message as calls of `sizes` bytes, each captured as the kernel does: its first `cap` bytes and its last 32. */
-function calls(b: Buffer, sizes: number[], cap: number): Chunk[] {
-  const out: Chunk[] = [];
-  let at = 0, t = 1000;
-  for (const n of sizes) {
-    const part = b.subarray(at, at + n);
-    out.push({ seq: at, len: part.length, head: part.subarray(0, cap), tail: part.length > cap ? part.subarray(Math.max(0, part.length - TAIL)) : Buffer.alloc(0), tsNs: (t += 1000) });
-    at += n;
-  }
-  assert.equal(at, b.length);
-  return out;
-}
 
 function parse(chunks: Chunk[]) {
   const heads: HttpMessage[] = [], ends: HttpMessage[] = [];
