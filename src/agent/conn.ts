@@ -59,9 +59,9 @@ export interface ConnTableOptions {
   /** Headers carrying a request id (`request_id_headers`; default X-Request-ID). */
   requestIdHeaders?: readonly string[];
   /**
-   * Called once, when a server's answer first ran until its connection's end: from then on the
-   * capture should send `shutdown` events (onShutdown), which end such answers at the server's
-   * FIN rather than when the client has closed too.
+   * A server's answer ran until its connection's end: the capture should send `shutdown` events
+   * (onShutdown), which end such answers at the server's FIN rather than when the client has
+   * closed too.
    */
   onUntilClose?(): void;
 }
@@ -379,19 +379,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     if (mine && mine.delete(c) && mine.size === 0) perPid.delete(c.pid);
   }
 
-  /** Whether onUntilClose was called. */
-  let untilCloseSeen = false;
-
   /** End a connection: a read-until-close response completes, unanswered requests fail. */
   function end(c: Conn, tsNs: number): void {
     remove(c);
     stats.closed++;
     c.ev = null;
     if (c.early) stats.orphanResponses += c.early.length;
-    if (c.role === ROLE_SERVER && c.respParser!.endOfStream() && !untilCloseSeen) {
-      untilCloseSeen = true;
-      opts.onUntilClose?.();
-    }
+    if (c.role === ROLE_SERVER && c.respParser!.endOfStream()) opts.onUntilClose?.();
     // A read-until-close response completes here (its onEnd emits); one cut short is counted.
     const partial = c.respParser?.close(tsNs);
     if (partial && c.pending[0]) c.pending[0].respBytes += partial.bytes;
@@ -529,8 +523,9 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       // A server's answer that runs until the close (uWSGI's, HTTP/1.0's) is over, and the
       // entry's thread group with it: the socket's end waits for the client to close too, by
       // when the server's thread may be serving its next request (two groups open: no join).
+      // (A client's requests never run until the close.)
       const c = conns.get(ev.sockId);
-      if (c && c.role !== ROLE_UNKNOWN) (c.role === ROLE_SERVER ? c.respParser : c.reqParser)!.endOfStream();
+      if (c?.role === ROLE_SERVER) c.respParser!.endOfStream();
     },
     onProcessExit(pid, tsNs) {
       const mine = perPid.get(pid);

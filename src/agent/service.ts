@@ -134,16 +134,20 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     procRoot: opts.procRoot,
     intervalMs: 0, // the timer starts once capture runs
   });
-  const conns = createConnTable({
-    host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock, requestIdHeaders: cfg.request_id_headers,
-    onSpan: (span) => sender.send(span),
-    onUntilClose: () => { wantShutdowns = true; askShutdowns(capture); },
-  });
   // Once a traced server answered until the close, every loader sends shutdown events.
   let wantShutdowns = false;
   function askShutdowns(c: Capture | null): void {
     if (wantShutdowns && c) c.wantShutdowns().catch((e: Error) => rateLog(`seqtrace agent: ${e.message}`));
   }
+  const conns = createConnTable({
+    host, convToDdtrace: cfg.conv_to_ddtrace, groups, procs, clock, requestIdHeaders: cfg.request_id_headers,
+    onSpan: (span) => sender.send(span),
+    onUntilClose: () => {
+      if (wantShutdowns) return;
+      wantShutdowns = true;
+      askShutdowns(capture);
+    },
+  });
 
   function onEvents(batch: CaptureEvent[]): void {
     for (let i = 0; i < batch.length; i++) {

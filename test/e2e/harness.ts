@@ -547,7 +547,8 @@ export async function startWebSocketService(scope: Scope, o: { name: string }): 
 /**
  * Apache httpd (one child of 8 worker threads; mod_proxy_http) in front of `backend`
  * ("host:port"); mpm_worker, or with `mpm: 'event'` mpm_event; `forwardProxy`: also opens
- * CONNECT tunnels.
+ * CONNECT tunnels. The backend is PHP-FPM running `fastcgiScript` (mod_proxy_fcgi) when given,
+ * uWSGI with `uwsgi` (mod_proxy_uwsgi).
  */
 export async function startApache(scope: Scope, o: { name: string; backend: string; mpm?: 'worker' | 'event'; forwardProxy?: boolean; fastcgiScript?: string; uwsgi?: boolean }): Promise<Service> {
   const dir = subdir(scope, 'apache');
