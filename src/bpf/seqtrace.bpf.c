@@ -498,10 +498,10 @@ static __always_inline void sock_event(struct sock *sk, __u8 kind)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	/* (the other changes, most of them, return before any helper call) */
 	if (newstate == TCP_SYN_SENT)
-		go_calls_out(pid_tgid >> 32); /* Go hook */
-	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && is_traced(pid_tgid >> 32))
+		go_calls_out(bpf_get_current_pid_tgid() >> 32); /* Go hook */
+	else if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && is_traced(bpf_get_current_pid_tgid() >> 32))
 		sock_event(sk, ST_EV_SHUTDOWN);
 	return 0;
 }
