@@ -9,6 +9,8 @@
 # the runs and time of each of that loader's socket programs per connection.
 #   bench/conn-cost.sh [rounds=3] [seconds=8] [LOADER...]
 # LOADER: a loader binary (default src/bpf/build/seqtrace-loader); several alternate per round.
+# SHUTDOWNS=1: the loader is asked for shutdown events first (`shutdowns`, as the agent does once
+# a traced server answered until the close), which attaches sock_state to every state change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; SECS=${2:-8}
@@ -36,6 +38,7 @@ sysctl -qw kernel.bpf_stats_enabled=1
 for r in $(seq "$ROUNDS"); do
   for L in "${LOADERS[@]}"; do
     start_loader "$L" --mode socket --pid "$IDLE"
+    if [ "${SHUTDOWNS:-}" = 1 ]; then echo shutdowns >&3; sleep 0.5; fi
     socks=$(prog_stats $(loader_prog_ids "$LPID") | awk '$2 ~ /^sock_/ {print $1}')
     before=$(prog_stats $socks)
     s0=$(tail -1 "$TMP/server.out")

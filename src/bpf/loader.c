@@ -264,7 +264,7 @@ static int attach_data_path(void)
 }
 
 /* sock_state, on every TCP state change of every socket on the host (≈ 5 in a connection's
- * life, ≈ 45 ns each): the SHUTDOWN events of traced sockets, which user space asks for once it
+ * life, ≈ 50 ns each): the SHUTDOWN events of traced sockets, which user space asks for once it
  * has seen a traced server answer until the close (`shutdowns`), and the Go processes that wait
  * for their first outgoing connection before their goroutine-start probe is attached
  * (go_probes.c). Attached while the data path is and either is wanted, else not: a host whose

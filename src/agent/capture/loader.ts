@@ -59,7 +59,7 @@ export interface Capture {
   goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /**
    * Send `shutdown` events (a traced socket sent its FIN) from now on: every TCP state change on
-   * the host then runs a program (≈ 45 ns, ≈ 5 a connection), so only once they are of use.
+   * the host then runs a program (≈ 50 ns, ≈ 5 a connection), so only once they are of use.
    */
   wantShutdowns(): Promise<void>;
   /** The latest counters (updated every second, and by refreshStats()). */
