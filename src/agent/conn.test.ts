@@ -207,6 +207,50 @@ test('a connection that begins with the HTTP/2 preface (gRPC without TLS) is lef
   assert.equal(t.stats.parse.parseErrors, 0);
 });
 
+// A traced service's other traffic (a database's, a cache's protocol) is muted in the kernel once
+// seen to be such, and so is a connection that left HTTP/1 or began as HTTP/2; tracing that
+// began in the middle of an HTTP exchange is not taken for another protocol.
+test('connections carrying another protocol are handed to onNotHttp once; one seen from the middle of an HTTP body is not', () => {
+  const notHttp: number[] = [];
+  const { t, spans } = table({ onNotHttp: (id) => notHttp.push(id) });
+  // Redis-like exchanges on socket 1: three turns leave it alone, the fourth mutes it.
+  let at = 1;
+  const exchange = () => {
+    t.onData(ev({ sock: 1, dir: 'send', data: '*1\r\n$4\r\nPING\r\n', seq: at, t: at }));
+    t.onData(ev({ sock: 1, dir: 'recv', data: '+PONG\r\n', seq: 9000 + at, t: at + 1 }));
+    at += 14;
+  };
+  exchange();
+  exchange();
+  assert.deepEqual(notHttp, [], 'three turns');
+  exchange();
+  assert.deepEqual(notHttp, [1], 'the fourth turn');
+  exchange();
+  exchange();
+  assert.deepEqual(notHttp, [1], 'once');
+  assert.equal(t.stats.otherProtocol, 1);
+  // Socket 2, traced from the middle of a 1 MB answer: 20 reads of body, the client's next
+  // request, its answer: parsed, never muted.
+  for (let i = 0; i < 20; i++) t.onData(ev({ sock: 2, dir: 'recv', data: 'x'.repeat(1000), seq: 50_000 + 1000 * i, t: 1000 + i }));
+  t.onData(ev({ sock: 2, dir: 'send', data: REQ('/next'), seq: 7, t: 2000 }));
+  t.onData(ev({ sock: 2, dir: 'recv', data: RESP(), seq: 70_000, t: 2001 }));
+  assert.deepEqual(spans.map((s) => [s.kind, s.resource]), [['exit', 'GET /next']]);
+  // A server seen from the middle of an upload: the body, its answer (one turn), the next request.
+  for (let i = 0; i < 5; i++) t.onData(ev({ sock: 3, dir: 'recv', data: 'y'.repeat(1000), seq: 1000 * i, t: 3000 + i }));
+  t.onData(ev({ sock: 3, dir: 'send', data: RESP(201), seq: 800, t: 3010 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: REQ('/again'), seq: 5000, t: 3020 }));
+  t.onData(ev({ sock: 3, dir: 'send', data: RESP(), seq: 800 + RESP(201).length, t: 3030 }));
+  assert.deepEqual(spans.slice(1).map((s) => [s.kind, s.resource]), [['entry', 'GET /again']]);
+  assert.deepEqual(notHttp, [1]);
+  // HTTP/2 from its preface, and a WebSocket after its 101: at once.
+  t.onData(ev({ sock: 4, dir: 'send', data: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', seq: 1, t: 4000 }));
+  t.onData(ev({ sock: 5, dir: 'recv', data: REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\n'), seq: 1, t: 4001 }));
+  assert.deepEqual(notHttp, [1, 4]);
+  t.onData(ev({ sock: 5, dir: 'send', data: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n', seq: 1, t: 4002 }));
+  assert.deepEqual(notHttp, [1, 4, 5]);
+  assert.equal(t.stats.parse.parseErrors, 0);
+});
+
 // nginx → PHP-FPM over TCP (fastcgi_pass 127.0.0.1:9000): PHP-FPM's worker reads the request,
 // calls out over HTTP while serving it, and answers.
 test('FastCGI: PHP-FPM\'s entry span from the CGI parameters and Status, its HTTP call joins its group; nginx\'s exit pairs by sequence numbers', () => {

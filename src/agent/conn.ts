@@ -64,6 +64,12 @@ export interface ConnTableOptions {
    * closed too.
    */
   onUntilClose?(): void;
+  /**
+   * The connection carries something other than HTTP/1 from now on (another protocol's
+   * exchanges, HTTP/2, a WebSocket or tunnel after its switch): the capture may stop sending
+   * its bytes (Capture.mute). Called once per connection.
+   */
+  onNotHttp?(sockId: number): void;
 }
 
 export interface ConnStats {
@@ -87,6 +93,8 @@ export interface ConnStats {
   answeredRequestIds: number;
   /** Connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2: their calls since are ignored. */
   protocolSwitches: number;
+  /** Connections taken for another protocol (NOT_HTTP_TURNS turns without a request start): their calls since are ignored. */
+  otherProtocol: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;
   /** Calls whose bytes had all been seen already (ignored). */
@@ -142,8 +150,12 @@ interface Conn {
    * the request is seen, then fed after it.
    */
   early: DataEvent[] | null;
-  /** The connection left HTTP/1 (a 101, a tunnel): its calls are not parsed any more. */
+  /** The connection left HTTP/1 (a 101, a tunnel) or never spoke it: its calls are not parsed any more. */
   switched: boolean;
+  /** Before its role is known: turns between sending and receiving of calls that started no request (NOT_HTTP_TURNS). */
+  unknownTurns: number;
+  /** The direction of its last such call (0 none yet, 1 send, 2 recv). */
+  unknownDir: number;
   /** The protocol, the spans' operation: HTTP, FastCGI (a web server and PHP-FPM) or uwsgi (a web server and uWSGI). */
   operation: string;
 }
@@ -151,6 +163,14 @@ interface Conn {
 /** The client connection preface of HTTP/2 (RFC 9113 §3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
 const isHttp2Preface = (head: Buffer): boolean => head.length >= H2_PREFACE.length && head[0] === 0x50 && head.compare(H2_PREFACE, 0, H2_PREFACE.length, 0, H2_PREFACE.length) === 0;
+
+/**
+ * A connection whose calls turned this many times between sending and receiving without one
+ * starting a request is another protocol's (a database's, a cache's): its bytes are not HTTP.
+ * Turns, not calls: tracing that began in the middle of an HTTP exchange sees its body in one
+ * direction, then at most the answer (one turn) before the next request classifies it.
+ */
+const NOT_HTTP_TURNS = 4;
 
 /** How long an exit waits, once complete, for an entry to answer with its X-Request-ID (stream time). */
 const RID_HOLD_NS = 1_000_000_000;
@@ -197,7 +217,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const headers = opts.requestIdHeaders ? headerTable(opts.requestIdHeaders) : DEFAULT_HEADERS;
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
+    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, otherProtocol: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
   };
   // pid and X-Request-ID → exits waiting for an entry of that process to answer with it, and
   // the complete ones among them in the order their wait ends.
@@ -339,6 +359,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       if (ridWaits > 0 && c.role === ROLE_SERVER && ex.threadGroup && m.trace?.xRequestId) answered(ex.pid, m.trace.xRequestId, ex.threadGroup);
       if (switching) {
         c.switched = true;
+        opts.onNotHttp?.(c.sockId);
         return PROTOCOL_SWITCH;
       }
       return ex.req.method === 'HEAD' ? BODY_NONE : BODY_FRAMED;
@@ -423,6 +444,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
+      unknownTurns: 0, unknownDir: 0,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -463,6 +485,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         // it ever; ignored like a switched connection rather than counted call after call.
         c.switched = true;
         stats.protocolSwitches++;
+        opts.onNotHttp?.(c.sockId);
         return;
       }
       // A web server's request to an application server (nginx to PHP-FPM or uWSGI) is read as HTTP.
@@ -470,7 +493,16 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       const fastCgi = !http && looksLikeFastCgi(ev.head);
       const uwsgi = !http && !fastCgi && looksLikeUwsgi(ev.head);
       if (!http && !fastCgi && !uwsgi) {
-        if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) stats.unclassified++;
+        if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) {
+          stats.unclassified++;
+          const dir = ev.dir === 'send' ? 1 : 2;
+          if (c.unknownDir !== 0 && c.unknownDir !== dir && ++c.unknownTurns >= NOT_HTTP_TURNS) {
+            c.switched = true;
+            stats.otherProtocol++;
+            opts.onNotHttp?.(c.sockId);
+          }
+          c.unknownDir = dir;
+        }
         return;
       }
       c.role = ev.dir === 'recv' ? ROLE_SERVER : ROLE_CLIENT;

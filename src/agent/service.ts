@@ -42,6 +42,8 @@ export interface AgentStats {
   capture: StatsEvent;
   /** Loaders started again after one stopped. */
   loaderRestarts: number;
+  /** Sockets whose data events the capture stopped sending (not HTTP/1: ConnTableOptions.onNotHttp). */
+  socketsMuted: number;
   events: Record<CaptureEvent['kind'], number>;
   eventErrors: number;
   /** Events of processes traced from their exec and then not selected: dropped. */
@@ -136,6 +138,17 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   });
   // Once a traced server answered until the close, every loader sends shutdown events.
   let wantShutdowns = false;
+  // Sockets found not to carry HTTP/1: the capture stops sending their bytes (socket mode; a
+  // loader in syscall mode refuses, and is not asked again).
+  let socketsMuted = 0;
+  let muteRefused = false;
+  function mute(sockId: number): void {
+    if (muteRefused || !capture) return;
+    capture.mute(sockId).then((ok) => {
+      if (ok) socketsMuted++;
+      else muteRefused = true;
+    }, (e: Error) => rateLog(`seqtrace agent: ${e.message}`));
+  }
   function askShutdowns(c: Capture | null): void {
     if (wantShutdowns && c) c.wantShutdowns().catch((e: Error) => rateLog(`seqtrace agent: ${e.message}`));
   }
@@ -147,6 +160,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       wantShutdowns = true;
       askShutdowns(capture);
     },
+    onNotHttp: mute,
   });
 
   function onEvents(batch: CaptureEvent[]): void {
@@ -326,7 +340,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   /** The running loader's counters (none while it restarts) on top of those of the loaders before. */
   const captureStats = (): StatsEvent => (capture ? sumStats(before, capture.stats()) : before);
   const stats = (): AgentStats => ({
-    captureMode: (capture ?? first).mode, capture: captureStats(), loaderRestarts, events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
+    captureMode: (capture ?? first).mode, capture: captureStats(), loaderRestarts, socketsMuted, events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
     procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
@@ -439,6 +453,8 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_evicted_total`, 'connections evicted from the bounded table', 'counter', () => s().conns.evicted);
   r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (15 min for a client waiting for its answer): their close was not seen', 'counter', () => s().conns.expired);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
+  r.collect(`${p}connections_other_protocol_total`, 'connections taken for another protocol than HTTP/1 (4 turns between sending and receiving without a request start: a database, a cache): their calls since are not parsed', 'counter', () => s().conns.otherProtocol);
+  r.collect(`${p}sockets_muted_total`, 'sockets whose bytes the kernel stopped capturing, not carrying HTTP/1 (other protocol, HTTP/2, WebSocket, tunnel; socket mode)', 'counter', () => s().socketsMuted);
   r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2 (its preface): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);

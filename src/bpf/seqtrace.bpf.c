@@ -434,10 +434,20 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	if (!id)
 		id = bpf_get_socket_cookie(sk);
 	bool tuple = true;
-	if (batching(b))
-		tuple = !sock_cached(sk, id, pid_tgid >> 32, family);
-	else
+	if (batching(b)) {
+		int known = sock_cached(sk, id, pid_tgid >> 32, family);
+		if (known == SOCK_MUTED) {
+			end_event(b);
+			return 0;
+		}
+		tuple = known == SOCK_NEW;
+	} else {
 		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
+		if (bpf_map_lookup_elem(&muted, &id)) {
+			end_event(b);
+			return 0;
+		}
+	}
 	__u32 seq = seq_of(sk, tp, true, dir, ret);
 	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq, ret));
 	end_event(b);

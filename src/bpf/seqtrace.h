@@ -149,6 +149,7 @@ struct st_provisional {
 	__u32 children;
 };
 #define ST_PROVISIONAL_MAX 4096 /* processes undecided at once; more: execs not traced provisionally */
+#define ST_MUTED_MAX 16384 /* sockets muted at once (LRU: the oldest are captured again) */
 
 /* Value of the go_procs map (go.bpf.h), written by the loader's `go` command. */
 struct st_go_proc {

@@ -33,6 +33,20 @@ struct {
 	__type(value, struct sock_info);
 } seen SEC(".maps");
 
+/* Socket mode: sockets user space found carrying something other than HTTP/1 (a database's
+ * or cache's protocol, HTTP/2, a tunnel, a WebSocket), by cookie: their bytes are not captured
+ * any more (their close still is), so a traced service's other traffic costs one cache check
+ * per call instead of an event. Looked up only when a socket enters a CPU's cache of recent
+ * sockets; the loader's `mute` empties the caches (tuple_gen). LRU: a socket pushed out is
+ * captured again and muted again by user space; cookies are never reused, so entries of
+ * closed sockets are harmless until they age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ST_MUTED_MAX);
+	__type(key, __u64);
+	__type(value, __u8);
+} muted SEC(".maps");
+
 /* Socket mode, per CPU: the sockets this CPU recorded in sk_info and whose tuple its batches
  * sent lately, by cookie (cookies are never reused) with the socket's addresses and ports (a
  * socket disconnected and connected again elsewhere misses): an event on one of them with the
@@ -48,7 +62,7 @@ struct sock_cache {
 		__u32 ports;
 		__u32 pid;
 		__u32 epoch;
-		__u32 _pad;
+		__u32 muted; /* in `muted` when the slot was filled */
 	} slot[ST_SOCK_CACHE];
 };
 struct {
@@ -87,19 +101,24 @@ static __always_inline void record_sock(struct sock *sk, __u64 id, __u32 pid)
 	si->pid = pid;
 }
 
+/* What sock_cached found */
+#define SOCK_NEW 0    /* recorded now: the event carries the tuple */
+#define SOCK_CACHED 1 /* its tuple went out earlier: the event leaves it out */
+#define SOCK_MUTED 2  /* no event */
+
 /* Socket mode, an event going into this CPU's batch: whether the socket is in the CPU's cache of
  * recent sockets with this pid and these addresses (then its tuple went out in an earlier record
  * of this CPU's batches and sk_info holds this pid: nothing to do); else it is recorded in
- * sk_info and in the cache, and the event carries the tuple. (Two processes taking turns on one
- * socket on different CPUs can leave the other one's pid in sk_info: the close then names that
- * one.) */
-static __always_inline bool sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+ * sk_info and in the cache, and the event carries the tuple. Either way a muted socket has no
+ * event. (Two processes taking turns on one socket on different CPUs can leave the other one's
+ * pid in sk_info: the close then names that one.) */
+static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
 {
 	__u32 zero = 0;
 	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
 	if (!c) {
 		record_sock(sk, id, pid);
-		return false;
+		return bpf_map_lookup_elem(&muted, &id) ? SOCK_MUTED : SOCK_NEW;
 	}
 	__u32 gen = *(volatile __u32 *)&tuple_gen;
 	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
@@ -116,14 +135,18 @@ static __always_inline bool sock_cached(struct sock *sk, __u64 id, __u32 pid, __
 	__u32 i = st_sock_slot(id);
 	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
 	    c->slot[i].epoch == c->epoch)
-		return true;
+		return c->slot[i].muted ? SOCK_MUTED : SOCK_CACHED;
 	record_sock(sk, id, pid);
+	__u32 mute = bpf_map_lookup_elem(&muted, &id) != 0;
 	c->slot[i].id = id;
 	c->slot[i].pid = pid;
 	c->slot[i].addrs = addrs;
 	c->slot[i].ports = ports;
 	c->slot[i].epoch = c->epoch;
-	return false;
+	c->slot[i].muted = mute;
+	/* A muted socket's slot holds no tuple the loader knows: its next unmuted event (after the
+	 * LRU let it go) misses and carries one. */
+	return mute ? SOCK_MUTED : SOCK_NEW;
 }
 
 /* The id of a socket, remembered in `seen` with the pid that last used it. */

@@ -62,6 +62,11 @@ export interface Capture {
    * the host then runs a program (≈ 50 ns, ≈ 5 a connection), so only once they are of use.
    */
   wantShutdowns(): Promise<void>;
+  /**
+   * Stop sending the data events of a socket (its close still comes): it carries no HTTP/1.
+   * Resolves false where the capture cannot (syscall mode). Socket mode: sockets.bpf.h, `muted`.
+   */
+  mute(sockId: number): Promise<boolean>;
   /** The latest counters (updated every second, and by refreshStats()). */
   stats(): StatsEvent;
   /** Ask the loader for the counters now. */
@@ -255,6 +260,10 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
         wantShutdowns: () => command('shutdowns').then((ok) => {
           if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', 'attaching sock_state for shutdown events failed (the loader\'s message is on its stderr)');
         }),
+        mute: (sockId) => {
+          if (!Number.isSafeInteger(sockId) || sockId <= 0) return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `mute: socket id ${sockId} is not a positive integer`));
+          return command(`mute ${sockId}`);
+        },
         stats: () => latest,
         refreshStats: () => new Promise<StatsEvent>((resolve, reject) => {
           statsWaiting.push(resolve);
