@@ -10,7 +10,8 @@
 # LOADERs (commands, e.g. "path --batch-bytes 8192") are run alternately, round by round;
 # medians at the end. Program time only: what the traced process pays besides (cache, the
 # flush IPIs) is what capture-cost-toggle.sh measures. With IOV=1 the messages go through
-# writev and readv (the iovec walk).
+# writev and readv (the iovec walk). With MUTE=1 both sockets are muted before the round trips
+# (the loader's `mute`: what a traced process's other traffic costs once the agent muted it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/agent-lib.sh # cpu_ticks
@@ -49,12 +50,17 @@ one() { # LOADER -> "send_ns recv_ns loader_ns_per_event"
   taskset -c 0 $1 --mode socket <"$TMP/cmd" >/dev/null 2>"$TMP/loader.err" &
   local L=$!; pids+=("$L")
   exec 3>"$TMP/cmd"
-  WAIT=1 taskset -c 1 "$TMP/pingpong" "$N" <"$TMP/go" &
+  rm -f "$TMP/cookies"
+  COOKIES="$TMP/cookies" WAIT=1 taskset -c 1 "$TMP/pingpong" "$N" <"$TMP/go" &
   local P=$!; pids+=("$P")
   exec 4>"$TMP/go"
   sleep 1
   kill -0 "$L" 2>/dev/null || { cat "$TMP/loader.err" >&2; exit 1; }
   echo "add $P" >&3
+  if [ "${MUTE:-}" = 1 ]; then
+    for _ in $(seq 50); do [ -s "$TMP/cookies" ] && break; sleep 0.02; done
+    for k in $(cat "$TMP/cookies"); do echo "mute $k" >&3; done
+  fi
   sleep 0.3
   prog_stats "$L" >"$TMP/a"
   local c0; c0=$(cpu_ticks "$L")
@@ -69,7 +75,7 @@ one() { # LOADER -> "send_ns recv_ns loader_ns_per_event"
     { t[NR] = ($5 - $2) / ($6 - $3) } END { printf "%.0f %.0f %.0f\n", t[1], t[2], lns / ev }'
 }
 
-echo "kernel-event-cost: $ROUNDS rounds of $N round trips (4 data events each), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kernel-event-cost: $ROUNDS rounds of $N round trips (4 data events each${MUTE:+; its sockets muted}), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A res
 for r in $(seq "$ROUNDS"); do
   for i in "${!LOADERS[@]}"; do

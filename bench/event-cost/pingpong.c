@@ -2,7 +2,8 @@
 // HTTP request, the server end reads it and writes a response, the client reads it; N times
 // (4 socket calls, 4 data events when traced). With WAIT set it starts when a byte arrives on
 // stdin (so the loader can be told to trace it first). With IOV set the messages go through
-// writev (three entries each: the kernel side's iovec walk) and readv. Prints nothing.
+// writev (three entries each: the kernel side's iovec walk) and readv. With COOKIES=FILE it
+// writes the two sockets' cookies (SO_COOKIE) there before waiting. Prints nothing.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +27,16 @@ int main(int argc, char **argv) {
   char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
   char resp[] = "HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n";
   char buf[4096];
+  if (getenv("COOKIES")) {
+    unsigned long long cc = 0, sc = 0;
+    socklen_t cl = sizeof cc;
+    getsockopt(c, SOL_SOCKET, 57 /* SO_COOKIE */, &cc, &cl);
+    getsockopt(s, SOL_SOCKET, 57, &sc, &cl);
+    FILE *f = fopen(getenv("COOKIES"), "w");
+    if (!f) return 1;
+    fprintf(f, "%llu %llu\n", cc, sc);
+    fclose(f);
+  }
   if (getenv("WAIT")) { char x; read(0, &x, 1); }
   if (getenv("IOV")) {
     struct iovec rq[3] = {{req, 16}, {req + 16, 22}, {req + 38, sizeof req - 39}};

@@ -138,8 +138,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   });
   // Once a traced server answered until the close, every loader sends shutdown events.
   let wantShutdowns = false;
-  // Sockets found not to carry HTTP/1: the capture stops sending their bytes (socket mode; a
-  // loader in syscall mode refuses, and is not asked again).
+  // Sockets found not to carry HTTP/1: the capture stops sending their bytes (a loader that
+  // refuses, one built before muting was, is not asked again).
   let socketsMuted = 0;
   let muteRefused = false;
   function mute(sockId: number): void {
@@ -454,7 +454,7 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_expired_total`, 'connections forgotten after 120 s without a call (15 min for a client waiting for its answer): their close was not seen', 'counter', () => s().conns.expired);
   r.collect(`${p}connections_unclassified_total`, 'calls on connections before any request was seen', 'counter', () => s().conns.unclassified);
   r.collect(`${p}connections_other_protocol_total`, 'connections taken for another protocol than HTTP/1 (4 turns between sending and receiving without a request start: a database, a cache): their calls since are not parsed', 'counter', () => s().conns.otherProtocol);
-  r.collect(`${p}sockets_muted_total`, 'sockets whose bytes the kernel stopped capturing, not carrying HTTP/1 (other protocol, HTTP/2, WebSocket, tunnel; socket mode)', 'counter', () => s().socketsMuted);
+  r.collect(`${p}sockets_muted_total`, 'sockets whose bytes the kernel stopped capturing, not carrying HTTP/1 (other protocol, HTTP/2, WebSocket, tunnel)', 'counter', () => s().socketsMuted);
   r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2 (its preface): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);

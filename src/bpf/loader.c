@@ -14,8 +14,8 @@
  *   is still selected and named by its environment).
  * stdin, one command a line:  add PID | del PID | stats | shutdowns | mute SOCK_ID   (each
  *   answered by an ACK frame, `stats` by a STATS frame then the ACK; `shutdowns`: SHUTDOWN
- *   events from now on, see state_prog; `mute`: no more data events of that socket (its close
- *   still comes), socket mode only: ACK not ok in syscall mode). Go processes (go.bpf.h), also ACKed:
+ *   events from now on, see state_prog; `mute`: no more data events of that socket, its close
+ *   still comes). Go processes (go.bpf.h), also ACKed:
  *     go PID TLS_OFF GOID_OFF PCONN_CONN TCPCONN_ITAB TCPCONN_FD NETFD_SYSFD G_M M_CURG
  *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (attached to each Go process of
  *       that binary by its `go` command: go_probes.c)
@@ -364,14 +364,17 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 			fprintf(stderr, "seqtrace-loader: shutdowns: attaching sock_state failed: %s\n", strerror(-err));
 		ack.ok = !err;
 	} else if (n >= 1 && !strcmp(verb, "mute")) {
-		/* sockets.bpf.h, `muted`: the kernel looks a socket up there when it enters a CPU's
-		 * cache of recent sockets, so every cache is emptied (as after a lost tuple) */
+		/* sockets.bpf.h, `muted`: socket mode looks a socket up there when it enters a CPU's
+		 * cache of recent sockets, so every cache is emptied (as after a lost tuple); syscall
+		 * mode when the socket's `seen` entry looked before the latest mute */
 		unsigned long long id = 0;
 		__u8 one = 1;
-		ack.ok = !skel->rodata->syscall_mode && sscanf(line, "%*s %llu", &id) == 1 && id &&
+		ack.ok = sscanf(line, "%*s %llu", &id) == 1 && id &&
 			 !bpf_map_update_elem(bpf_map__fd(skel->maps.muted), &id, &one, BPF_ANY);
-		if (ack.ok)
+		if (ack.ok) {
 			__atomic_fetch_add(&skel->bss->tuple_gen, 1, __ATOMIC_SEQ_CST);
+			__atomic_fetch_add(&skel->bss->mute_gen, 1, __ATOMIC_SEQ_CST);
+		}
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {

@@ -13,6 +13,8 @@
 struct sock_info {
 	__u64 id;
 	__u32 pid;
+	__u32 mute_gen; /* syscall mode: `mute_gen` when `muted` was last looked at */
+	__u32 muted;    /* syscall mode: the id is in `muted` */
 	__u32 _pad;
 };
 
@@ -33,13 +35,14 @@ struct {
 	__type(value, struct sock_info);
 } seen SEC(".maps");
 
-/* Socket mode: sockets user space found carrying something other than HTTP/1 (a database's
- * or cache's protocol, HTTP/2, a tunnel, a WebSocket), by cookie: their bytes are not captured
- * any more (their close still is), so a traced service's other traffic costs one cache check
- * per call instead of an event. Looked up only when a socket enters a CPU's cache of recent
- * sockets; the loader's `mute` empties the caches (tuple_gen). LRU: a socket pushed out is
- * captured again and muted again by user space; cookies are never reused, so entries of
- * closed sockets are harmless until they age out. */
+/* Sockets user space found carrying something other than HTTP/1 (a database's or cache's
+ * protocol, HTTP/2, a tunnel, a WebSocket), by id: their bytes are not captured any more (their
+ * close still is), so a traced service's other traffic costs a check per call instead of an
+ * event. Socket mode looks a socket up only when it enters a CPU's cache of recent sockets, and
+ * the loader's `mute` empties the caches (tuple_gen); syscall mode when its `seen` entry last
+ * looked before the latest `mute` (mute_gen). LRU: a socket pushed out is
+ * captured again (user space ignores its calls, as before muting); cookies are never reused,
+ * so entries of closed sockets are harmless until they age out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ST_MUTED_MAX);
@@ -75,6 +78,10 @@ struct {
 /* Invented ids (syscall mode) have bit 52 set: kernel cookies (a counter from 1) never get that
  * high, and every id stays below 2^53, where the agent holds it exactly as a JavaScript number. */
 __u64 next_id = 0;
+
+/* Syscall mode: bumped by the loader at every `mute`: each socket's next call looks itself up
+ * in `muted` again (sock_id). */
+__u32 mute_gen = 0;
 
 /* Bumped by the loader when a record reached it without a tuple it knows (st_data_rec): every
  * CPU empties its cache of recent sockets at its next event, so each socket's next event
@@ -149,7 +156,7 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 	return mute ? SOCK_MUTED : SOCK_NEW;
 }
 
-/* The id of a socket, remembered in `seen` with the pid that last used it. */
+/* The id of a socket, remembered in `seen` with the pid that last used it; 0 when it is muted. */
 static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
 {
 	__u64 key = (__u64)sk;
@@ -157,9 +164,15 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
 	if (si) {
 		if (si->pid != pid)
 			si->pid = pid;
-		return si->id;
+		__u32 gen = *(volatile __u32 *)&mute_gen;
+		if (si->mute_gen != gen) { /* a socket was muted since: this one? */
+			si->muted = bpf_map_lookup_elem(&muted, &si->id) != 0;
+			si->mute_gen = gen;
+		}
+		return si->muted ? 0 : si->id;
 	}
-	struct sock_info n = { .pid = pid };
+	/* new here, so not muted: user space mutes by the id made now */
+	struct sock_info n = { .pid = pid, .mute_gen = *(volatile __u32 *)&mute_gen };
 	if (trusted_sk)
 		n.id = bpf_get_socket_cookie(sk);
 	else

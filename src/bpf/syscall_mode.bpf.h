@@ -120,6 +120,8 @@ static __always_inline int exit_call(long ret)
 		struct sock *out = fd_sock(a.fd2);
 		if (out) {
 			__u64 id = sock_id(out, pid_tgid >> 32, false);
+			if (!id) /* muted */
+				return 0;
 			return emit_data(out, false, id, ST_DIR_SEND, ret,
 					 seq_of(out, (struct tcp_sock *)out, false, ST_DIR_SEND, ret), &m, pid_tgid);
 		}
@@ -133,6 +135,8 @@ static __always_inline int exit_call(long ret)
 	if (!sk)
 		return 0;
 	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	if (!id) /* muted */
+		return 0;
 	return emit_data(sk, false, id, dir, ret, seq_of(sk, (struct tcp_sock *)sk, false, dir, ret), &m, pid_tgid);
 }
 
@@ -150,6 +154,8 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 	if (!sk)
 		return 0;
 	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	if (!id) /* muted */
+		return 0;
 	__u32 n = ret < ST_MAX_MMSG ? ret : ST_MAX_MMSG;
 	__u32 total = 0;
 	for (int i = 0; i < ST_MAX_MMSG; i++) {

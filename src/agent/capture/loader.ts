@@ -64,7 +64,7 @@ export interface Capture {
   wantShutdowns(): Promise<void>;
   /**
    * Stop sending the data events of a socket (its close still comes): it carries no HTTP/1.
-   * Resolves false where the capture cannot (syscall mode). Socket mode: sockets.bpf.h, `muted`.
+   * Resolves false when the kernel refused (sockets.bpf.h, `muted`).
    */
   mute(sockId: number): Promise<boolean>;
   /** The latest counters (updated every second, and by refreshStats()). */

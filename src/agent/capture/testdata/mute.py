@@ -1,5 +1,5 @@
 """A muted socket, for capture.test.ts: the kernel stops sending its data events once user space
-mutes it (socket mode), its close still comes, other sockets are not touched. Usage: mute.py.
+mutes it (both modes), its close still comes, other sockets are not touched. Usage: mute.py.
 
 After 'go': two connections A and B each make three round trips (client end sends A0:ping, the
 server end answers A0:pong, ...), then "mid" is printed; after a second line on stdin three more
