@@ -2,8 +2,9 @@
 // HTTP request, the server end reads it and writes a response, the client reads it; N times
 // (4 socket calls, 4 data events when traced). With WAIT set it starts when a byte arrives on
 // stdin (so the loader can be told to trace it first). With IOV set the messages go through
-// writev (three entries each: the kernel side's iovec walk) and readv. With COOKIES=FILE it
-// writes the two sockets' cookies (SO_COOKIE) there before waiting. Prints nothing.
+// writev (three entries each: the kernel side's iovec walk) and readv. With RESP set the
+// messages are Redis's (RESP: PING, +PONG), not HTTP. With COOKIES=FILE it writes the two
+// sockets' cookies (SO_COOKIE) there before waiting. Prints nothing.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +27,11 @@ int main(int argc, char **argv) {
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
   char resp[] = "HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n";
+  if (getenv("RESP") && getenv("IOV")) return 2; /* the iovec split is the HTTP messages' */
+  if (getenv("RESP")) {
+    strcpy(req, "*1\r\n$4\r\nPING\r\n");
+    strcpy(resp, "+PONG\r\n");
+  }
   char buf[4096];
   if (getenv("COOKIES")) {
     unsigned long long cc = 0, sc = 0;
@@ -50,10 +56,11 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
+  size_t ql = strlen(req), rl = strlen(resp);
   for (long i = 0; i < n; i++) {
-    write(c, req, sizeof req - 1);
+    write(c, req, ql);
     read(s, buf, sizeof buf);
-    write(s, resp, sizeof resp - 1);
+    write(s, resp, rl);
     read(c, buf, sizeof buf);
   }
   return 0;
