@@ -40,9 +40,9 @@ struct {
  * close still is), so a traced service's other traffic costs a check per call instead of an
  * event. Socket mode looks a socket up only when it enters a CPU's cache of recent sockets, and
  * the loader's `mute` empties the caches (tuple_gen); syscall mode when its `seen` entry last
- * looked before the latest `mute` (mute_gen). LRU: a socket pushed out is
- * captured again (user space ignores its calls, as before muting); cookies are never reused,
- * so entries of closed sockets are harmless until they age out. */
+ * looked before the latest `mute` (mute_gen). LRU: a socket pushed out is captured again (user
+ * space ignores its calls, as before muting); ids are never reused, so entries of closed
+ * sockets are harmless until they age out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ST_MUTED_MAX);
