@@ -19,19 +19,8 @@ command -v go >/dev/null || { echo "go is needed to build bench/capture-cost-ser
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" = unlimited ] || [ "$N" -le $(( $(ulimit -n) - 200 )) ] \
   || { echo "bench/agent-conns.sh: $N connections need more open files than the limit here ($(ulimit -n))" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/seqtrace-agent-conns.XXXXXX)
-pids=()
-ON_EXIT_RM=
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
-  rmdir bench/build 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. bench/agent-lib.sh # bench_tmp, kb, metric, wait_agent, agent_cmd
+bench_tmp agent-conns
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
 
 JS=${AGENT_JS:-}
@@ -45,7 +34,6 @@ fi
 export SEQTRACE_LOADER=$(realpath "$LOADER")
 HOME=${HOME:-/root} GOCACHE=${GOCACHE:-$TMP/gocache} go build -o "$TMP/server" bench/capture-cost-server.go
 
-. bench/agent-lib.sh # kb, metric, wait_agent, agent_cmd
 
 # the server, traced (its port from its first line)
 OTEL_SERVICE_NAME=bench-traced GOMAXPROCS=1 "$TMP/server" >"$TMP/server.out" 2>&1 &

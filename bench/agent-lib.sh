@@ -1,6 +1,25 @@
 # Shell helpers of the benches that run the whole agent (bench/agent-overhead.sh,
-# bench/agent-conns.sh, bench/exec-cost.sh), and cpu_ticks for every bench that reads a
-# process's CPU time; sourced.
+# bench/agent-conns.sh, bench/exec-cost.sh, bench/other-traffic.sh), and cpu_ticks for every
+# bench that reads a process's CPU time; sourced.
+
+# bench_tmp NAME: TMP (a new directory /tmp/seqtrace-NAME.*), pids=() and ON_EXIT_RM= for the
+# bench to fill, and traps: at exit every process in pids is ended (TERM, then KILL after 0.5 s)
+# and TMP, ON_EXIT_RM and an empty bench/build are removed; INT and TERM exit with 130.
+bench_tmp() {
+  TMP=$(mktemp -d "/tmp/seqtrace-$1.XXXXXX")
+  pids=()
+  ON_EXIT_RM=
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
+  rmdir bench/build 2>/dev/null || true
+}
 
 # cpu_ticks PID (or PID/task/TID): user + system CPU time of the process so far, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

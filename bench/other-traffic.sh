@@ -14,19 +14,8 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}; ROUNDS=${2:-3}
 shift $(($# < 2 ? $# : 2))
 PAIRS=("$@")
-TMP=$(mktemp -d /tmp/seqtrace-other-traffic.XXXXXX)
-pids=()
-ON_EXIT_RM=
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP" ${ON_EXIT_RM:+"$ON_EXIT_RM"}
-  rmdir bench/build 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. bench/agent-lib.sh # bench_tmp, cpu_ticks, metric, wait_agent, agent_cmd
+bench_tmp other-traffic
 unset DK_BPFTRACE_SERVICE DD_SERVICE OTEL_SERVICE_NAME
 if [ ${#PAIRS[@]} -eq 0 ]; then
   [ -x src/bpf/build/seqtrace-loader ] || make -s -C src/bpf
@@ -37,7 +26,6 @@ if [ ${#PAIRS[@]} -eq 0 ]; then
   PAIRS=("$JS:$PWD/src/bpf/build/seqtrace-loader")
 fi
 cc -O2 -o "$TMP/pingpong" bench/event-cost/pingpong.c
-. bench/agent-lib.sh # cpu_ticks, metric, wait_agent, agent_cmd
 TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
 
 node --import tsx bench/agent-sink.ts >"$TMP/sink.out" 2>"$TMP/sink.err" &
