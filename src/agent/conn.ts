@@ -67,7 +67,9 @@ export interface ConnTableOptions {
   /**
    * The connection carries something other than HTTP/1 from now on (another protocol's
    * exchanges, HTTP/2, a WebSocket or tunnel after its switch): the capture may stop sending
-   * its bytes (Capture.mute). Called once per connection.
+   * its bytes (Capture.mute). Called when that is found, and again at most once a second of
+   * stream time while its calls keep coming (a loader started anew, a socket pushed out of the
+   * kernel's map: the mute did not hold).
    */
   onNotHttp?(sockId: number): void;
 }
@@ -156,6 +158,8 @@ interface Conn {
   unknownTurns: number;
   /** The direction of its last such call (0 none yet, 1 send, 2 recv). */
   unknownDir: number;
+  /** When onNotHttp was last called for it (stream time, ns; 0 never). */
+  notHttpNs: number;
   /** The protocol, the spans' operation: HTTP, FastCGI (a web server and PHP-FPM) or uwsgi (a web server and uWSGI). */
   operation: string;
 }
@@ -171,6 +175,9 @@ const isHttp2Preface = (head: Buffer): boolean => head.length >= H2_PREFACE.leng
  * direction, then at most the answer (one turn) before the next request classifies it.
  */
 const NOT_HTTP_TURNS = 4;
+
+/** How long a connection handed to onNotHttp may go on sending calls before it is handed again. */
+const NOT_HTTP_AGAIN_NS = 1_000_000_000;
 
 /** How long an exit waits, once complete, for an entry to answer with its X-Request-ID (stream time). */
 const RID_HOLD_NS = 1_000_000_000;
@@ -358,8 +365,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       if (m.status >= 200 || m.status === 0 || switching) ex.respStatus = m.status;
       if (ridWaits > 0 && c.role === ROLE_SERVER && ex.threadGroup && m.trace?.xRequestId) answered(ex.pid, m.trace.xRequestId, ex.threadGroup);
       if (switching) {
-        c.switched = true;
-        opts.onNotHttp?.(c.sockId);
+        notHttp(c, m.startNs);
         return PROTOCOL_SWITCH;
       }
       return ex.req.method === 'HEAD' ? BODY_NONE : BODY_FRAMED;
@@ -444,7 +450,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
-      unknownTurns: 0, unknownDir: 0,
+      unknownTurns: 0, unknownDir: 0, notHttpNs: 0,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -453,6 +459,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     stats.opened++;
     stats.tracked = conns.size;
     return c;
+  }
+
+  /** The connection's calls are not HTTP/1 from now on: ignored here, and the capture may mute it. */
+  function notHttp(c: Conn, tsNs: number): void {
+    c.switched = true;
+    c.notHttpNs = tsNs || 1;
+    opts.onNotHttp?.(c.sockId);
   }
 
   /** Hold a response's read that came before any request on a client connection. */
@@ -478,14 +491,16 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     c.lastNs = ev.tsNs;
     latestNs = ev.tsNs;
     if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
-    if (c.switched) return;
+    if (c.switched) {
+      if (c.notHttpNs !== 0 && ev.tsNs - c.notHttpNs > NOT_HTTP_AGAIN_NS) notHttp(c, ev.tsNs);
+      return;
+    }
     if (c.role === ROLE_UNKNOWN) {
       if (isHttp2Preface(ev.head)) {
         // HTTP/2 from its first byte (gRPC without TLS, h2c by prior knowledge): no HTTP/1 on
         // it ever; ignored like a switched connection rather than counted call after call.
-        c.switched = true;
         stats.protocolSwitches++;
-        opts.onNotHttp?.(c.sockId);
+        notHttp(c, ev.tsNs);
         return;
       }
       // A web server's request to an application server (nginx to PHP-FPM or uWSGI) is read as HTTP.
@@ -497,9 +512,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
           stats.unclassified++;
           const dir = ev.dir === 'send' ? 1 : 2;
           if (c.unknownDir !== 0 && c.unknownDir !== dir && ++c.unknownTurns >= NOT_HTTP_TURNS) {
-            c.switched = true;
             stats.otherProtocol++;
-            opts.onNotHttp?.(c.sockId);
+            notHttp(c, ev.tsNs);
           }
           c.unknownDir = dir;
         }
