@@ -441,12 +441,9 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 			return 0;
 		}
 		tuple = known == SOCK_NEW;
-	} else {
-		record_sock(sk, id, pid_tgid >> 32); /* nested: the cache is the batch's */
-		if (bpf_map_lookup_elem(&muted, &id)) {
-			end_event(b);
-			return 0;
-		}
+	} else if (record_sock_muted(sk, id, pid_tgid >> 32)) { /* nested: the cache is the batch's */
+		end_event(b);
+		return 0;
 	}
 	__u32 seq = seq_of(sk, tp, true, dir, ret);
 	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq, ret));

@@ -108,6 +108,13 @@ static __always_inline void record_sock(struct sock *sk, __u64 id, __u32 pid)
 	si->pid = pid;
 }
 
+/* Socket mode: records the socket in sk_info (record_sock); whether it is muted. */
+static __always_inline bool record_sock_muted(struct sock *sk, __u64 id, __u32 pid)
+{
+	record_sock(sk, id, pid);
+	return bpf_map_lookup_elem(&muted, &id) != 0;
+}
+
 /* What sock_cached found */
 #define SOCK_NEW 0    /* recorded now: the event carries the tuple */
 #define SOCK_CACHED 1 /* its tuple went out earlier: the event leaves it out */
@@ -123,10 +130,8 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 {
 	__u32 zero = 0;
 	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
-	if (!c) {
-		record_sock(sk, id, pid);
-		return bpf_map_lookup_elem(&muted, &id) ? SOCK_MUTED : SOCK_NEW;
-	}
+	if (!c)
+		return record_sock_muted(sk, id, pid) ? SOCK_MUTED : SOCK_NEW;
 	__u32 gen = *(volatile __u32 *)&tuple_gen;
 	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
 		c->epoch += 1;
@@ -143,8 +148,7 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
 	    c->slot[i].epoch == c->epoch)
 		return c->slot[i].muted ? SOCK_MUTED : SOCK_CACHED;
-	record_sock(sk, id, pid);
-	__u32 mute = bpf_map_lookup_elem(&muted, &id) != 0;
+	__u32 mute = record_sock_muted(sk, id, pid);
 	c->slot[i].id = id;
 	c->slot[i].pid = pid;
 	c->slot[i].addrs = addrs;

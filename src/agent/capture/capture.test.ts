@@ -70,7 +70,7 @@ function exited(p: ChildProcess): Promise<number> {
  * Returns that JSON.
  */
 async function runScript<T>(run: Run, script: string, args: string[],
-  o: { traced?: boolean; netns?: string; beforeGo?: (pid: number) => Promise<void> } = {}): Promise<T> {
+  o: { traced?: boolean; netns?: string; beforeGo?: (pid: number) => Promise<void>; during?: (pid: number, say: (line: string) => void) => Promise<void> } = {}): Promise<T> {
   const name = basename(script);
   const cmd = [...(o.netns ? ['ip', 'netns', 'exec', o.netns] : []), 'python3', '-u', script, ...args];
   const p = spawn(cmd[0], cmd.slice(1), { stdio: 'pipe' });
@@ -87,6 +87,12 @@ async function runScript<T>(run: Run, script: string, args: string[],
     throw e;
   }
   p.stdin.write('go\n');
+  try {
+    await o.during?.(p.pid!, (line) => p.stdin.write(line + '\n'));
+  } catch (e) {
+    p.kill();
+    throw e;
+  }
   assert.equal(await exited(p), 0, `${name} failed: ${err}`);
   return JSON.parse(out.split('\n')[1]) as T;
 }
@@ -380,23 +386,16 @@ for (const mode of ['socket', 'syscall'] as const) {
     // A traced service's other traffic (a database's protocol) is muted once user space has seen
     // it is not HTTP: no more data events of that socket; its close still comes; others untouched.
     test('a muted socket sends no more data events, its close still comes; others are untouched', async () => {
-      const p = spawn('python3', ['-u', MUTE_PY], { stdio: 'pipe' });
-      let out = '';
-      p.stdout.on('data', (d) => { out += d; });
-      try {
-        await waitFor('mute.py ready', () => out.includes('\n'), 10_000);
-        await run.cap.addPid(p.pid!);
-        p.stdin.write('go\n');
-        await waitFor('the first three round trips of A and B', () => data(run.events).filter((e) => e.pid === p.pid && /^[AB]2:pong/.test(text(e.head))).length === 4, 10_000);
-        const a = data(run.events).find((e) => e.pid === p.pid && text(e.head) === 'A0:ping' && e.dir === 'send')!;
-        const aServer = data(run.events).find((e) => e.pid === p.pid && text(e.head) === 'A0:ping' && e.dir === 'recv')!;
-        assert.equal(await run.cap.mute(a.sockId), true);
-        assert.equal(await run.cap.mute(aServer.sockId), true);
-        p.stdin.write('next\n');
-        assert.equal(await exited(p), 0);
-      } finally {
-        p.kill();
-      }
+      const p = await runScript<{ pid: number }>(run, MUTE_PY, [], {
+        during: async (pid, say) => {
+          await waitFor('the first three round trips of A and B', () => data(run.events).filter((e) => e.pid === pid && /^[AB]2:pong/.test(text(e.head))).length === 4, 10_000);
+          for (const dir of ['send', 'recv']) {
+            const a = data(run.events).find((e) => e.pid === pid && text(e.head) === 'A0:ping' && e.dir === dir)!;
+            assert.equal(await run.cap.mute(a.sockId), true, `A's ${dir === 'send' ? 'client' : 'server'} end muted`);
+          }
+          say('next');
+        },
+      });
       await waitFor('the exit of mute.py', () => run.events.some((e) => e.kind === 'exit' && e.pid === p.pid));
       const tags = (re: RegExp) => data(run.events).filter((e) => e.pid === p.pid && re.test(text(e.head))).map((e) => `${e.dir} ${text(e.head)}`);
       assert.equal(tags(/^A[0-2]:/).length, 12, 'before the mute: all of A');

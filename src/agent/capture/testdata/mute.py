@@ -2,8 +2,8 @@
 mutes it (both modes), its close still comes, other sockets are not touched. Usage: mute.py.
 
 After 'go': two connections A and B each make three round trips (client end sends A0:ping, the
-server end answers A0:pong, ...), then "mid" is printed; after a second line on stdin three more
-each (A3..A5, B3..B5), then every socket closes. Prints one JSON line {"pid", "a", "b": the ports
+server end answers A0:pong, ...); after a second line on stdin three more each (A3..A5, B3..B5),
+then every socket closes. Prints one JSON line {"pid", "a", "b": the ports
 of A's and B's client ends}."""
 import json
 import os
@@ -29,7 +29,6 @@ def rounds(tag, client, server, first):
 
 rounds("A", ca, sa, 0)
 rounds("B", cb, sb, 0)
-print("mid", flush=True)
 sys.stdin.readline()
 rounds("A", ca, sa, 3)
 rounds("B", cb, sb, 3)
