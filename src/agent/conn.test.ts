@@ -744,3 +744,93 @@ test('an exit of a thread its handler started waits for the handler\'s request: 
   assert.deepEqual(kinds(), ['entry GET /in its entry\'s group', 'exit GET /own its entry\'s group', 'exit GET /pool no group']);
   assert.equal(groups.stats.pooled, 1);
 });
+
+// ---- Unix stream sockets: both ends on this host, paired by the agent (unixpairs.ts) ----
+
+/** A Unix socket's call at end `sock` (peer `peer`), its seq this end's own byte count. */
+function unixEv(e: Ev & { peer: number; path?: string }): DataEvent {
+  return { ...ev(e), family: 'unix', srcIp: '', srcPort: 0, dstIp: '', dstPort: 0, peerId: e.peer, unixPath: e.path ?? '/run/app.sock' };
+}
+
+test('Unix socket: the client\'s exit and the server\'s entry carry the same ids for request and response, whichever end reports first', () => {
+  const { t, spans } = table();
+  const C = 11, S = 12, path = '/run/php/php-fpm.sock';
+  const req = REQ('/u/1'), resp = RESP(200, 'hello');
+  // exchange 1: the client's write first, its peer not named yet (the server not seen)
+  t.onData(unixEv({ sock: C, peer: 0, path, dir: 'send', data: req, seq: 0, t: 10, pid: 100 }));
+  t.onData(unixEv({ sock: S, peer: C, path, dir: 'recv', data: req.slice(0, 8), seq: 0, t: 12, pid: 200 }));
+  t.onData(unixEv({ sock: S, peer: C, path, dir: 'recv', data: req.slice(8), seq: 8, t: 13, pid: 200 }));
+  t.onData(unixEv({ sock: S, peer: C, path, dir: 'send', data: resp, seq: 0, t: 20, pid: 200 }));
+  t.onData(unixEv({ sock: C, peer: S, path, dir: 'recv', data: resp, seq: 0, t: 22, pid: 100 }));
+  // exchange 2: the server's read reported before the client's write, the answer read before it was reported written
+  const req2 = REQ('/u/2');
+  t.onData(unixEv({ sock: S, peer: C, path, dir: 'recv', data: req2, seq: req.length, t: 31, pid: 200 }));
+  t.onData(unixEv({ sock: C, peer: S, path, dir: 'send', data: req2, seq: req.length, t: 30, pid: 100 }));
+  t.onData(unixEv({ sock: C, peer: S, path, dir: 'recv', data: resp, seq: resp.length, t: 41, pid: 100 }));
+  t.onData(unixEv({ sock: S, peer: C, path, dir: 'send', data: resp, seq: resp.length, t: 40, pid: 200 }));
+  const entries = spans.filter((s) => s.kind === 'entry');
+  const exits = spans.filter((s) => s.kind === 'exit');
+  assert.equal(entries.length, 2);
+  assert.equal(exits.length, 2);
+  for (let i = 0; i < 2; i++) {
+    assert.equal(entries[i].httpRoute, `/u/${i + 1}`);
+    assert.equal(exits[i].httpRoute, `/u/${i + 1}`);
+    assert.equal(exits[i].reqSeq, entries[i].reqSeq, `exchange ${i + 1}: the request's id`);
+    assert.equal(exits[i].respSeq, entries[i].respSeq, `exchange ${i + 1}: the response's id`);
+    assert.ok(exits[i].reqSeq > 0 && exits[i].respSeq > 0);
+  }
+  assert.notEqual(exits[0].reqSeq, exits[1].reqSeq);
+  assert.notEqual(exits[0].respSeq, exits[1].respSeq);
+  for (const s of spans) {
+    assert.equal(s.attrs.unix_path, path);
+    assert.deepEqual([s.srcIp, s.srcPort, s.dstIp, s.dstPort], ['', 0, '', 0]);
+  }
+  assert.equal(t.stats.unix.paired, 4);
+  assert.equal(t.stats.seqGaps + t.stats.seqRepeats, 0, 'each end\'s counts follow on');
+});
+
+test('Unix socket: the end of the stream completes an answer that ran until the close and ends both ends', () => {
+  const { t, spans } = table();
+  const C = 21, S = 22;
+  const req = REQ('/until-close');
+  const resp = 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it';
+  t.onData(unixEv({ sock: C, peer: S, dir: 'send', data: req, seq: 0, t: 10, pid: 100 }));
+  t.onData(unixEv({ sock: S, peer: C, dir: 'recv', data: req, seq: 0, t: 11, pid: 200 }));
+  t.onData(unixEv({ sock: S, peer: C, dir: 'send', data: resp, seq: 0, t: 20, pid: 200 }));
+  t.onData(unixEv({ sock: C, peer: S, dir: 'recv', data: resp, seq: 0, t: 21, pid: 100 }));
+  assert.equal(spans.length, 0, 'the answer runs until the close');
+  // the server closed (no event for that); the client's read of 0 bytes is the close event
+  t.onClose({ kind: 'close', tsNs: 30_000, sockId: C, pid: 100 });
+  assert.deepEqual(spans.map((s) => [s.kind, s.httpStatusCode, s.status]).sort(), [['entry', 200, 'ok'], ['exit', 200, 'ok']]);
+  const [entry, exit] = [spans.find((s) => s.kind === 'entry')!, spans.find((s) => s.kind === 'exit')!];
+  assert.equal(exit.durationUs, 11, 'the client\'s: until the last bytes it read');
+  assert.equal(entry.reqSeq, exit.reqSeq);
+  assert.equal(entry.respSeq, exit.respSeq);
+  assert.equal(t.stats.tracked, 0, 'both ends ended');
+});
+
+test('Unix socket: a server that read the end with a request still to answer (a client that shut its sending side) answers it', () => {
+  const { t, spans } = table();
+  const C = 31, S = 32;
+  t.onData(unixEv({ sock: C, peer: S, dir: 'send', data: REQ('/half'), seq: 0, t: 10, pid: 100 }));
+  t.onData(unixEv({ sock: S, peer: C, dir: 'recv', data: REQ('/half'), seq: 0, t: 11, pid: 200 }));
+  t.onClose({ kind: 'close', tsNs: 12_000, sockId: S, pid: 200 });
+  assert.equal(spans.length, 0);
+  t.onData(unixEv({ sock: S, peer: C, dir: 'send', data: RESP(), seq: 0, t: 20, pid: 200 }));
+  t.onData(unixEv({ sock: C, peer: S, dir: 'recv', data: RESP(), seq: 0, t: 21, pid: 100 }));
+  assert.deepEqual(spans.map((s) => [s.kind, s.status]), [['entry', 'ok'], ['exit', 'ok']]);
+});
+
+test('a stream that only ever goes one way without a request (a log to journald) is handed to onNotHttp after 64 calls', () => {
+  const muted: number[] = [];
+  const { t } = table({ onNotHttp: (id) => muted.push(id) });
+  let seq = 0;
+  for (let i = 0; i < 64; i++) {
+    const line = `2026-12-07 13:00:00 INFO line ${i}\n`;
+    t.onData(unixEv({ sock: 41, peer: 0, path: '/run/systemd/journal/stdout', dir: 'send', data: line, seq, t: 10 + i }));
+    seq += line.length;
+    assert.equal(muted.length, i < 63 ? 0 : 1, `after ${i + 1} calls`);
+  }
+  assert.deepEqual(muted, [41]);
+  assert.equal(t.stats.otherProtocol, 1);
+});

@@ -28,6 +28,7 @@ import { processKey, requestKey, threadKey, type Inheritance, type ThreadGroups,
 import { buildSpan } from './spanbuild.js';
 import { createFcgiParser, looksLikeFastCgi } from './fcgi/parser.js';
 import { createUwsgiParser, looksLikeUwsgi } from './uwsgi/parser.js';
+import { createUnixPairs, type UnixPairStats } from './unixpairs.js';
 import type { Clock } from './clock.js';
 
 export interface ProcessLookup {
@@ -101,6 +102,8 @@ export interface ConnStats {
   seqGaps: number;
   /** Calls whose bytes had all been seen already (ignored). */
   seqRepeats: number;
+  /** Messages on Unix sockets given the same id at both ends, or not (unixpairs.ts). */
+  unix: UnixPairStats;
   parse: ParserStats;
   trace: TraceContextStats;
 }
@@ -117,6 +120,8 @@ interface Exchange {
   /** An exit's group, when its thread inherited it: the span waits until that is decided. */
   inheritance: Inheritance | null;
   ctx: AppTraceContext | null;
+  /** The request's first byte: TCP's sequence number, or on a Unix socket the id both ends give it (unixpairs.ts). */
+  reqSeq: number;
   respSeq: number;
   respStatus: number;
   respBytes: number;
@@ -158,10 +163,18 @@ interface Conn {
   unknownTurns: number;
   /** The direction of its last such call (0 none yet, 1 send, 2 recv). */
   unknownDir: number;
+  /** Such calls one way since the last turn (NOT_HTTP_ONE_WAY). */
+  unknownRun: number;
   /** When onNotHttp was last called for it (stream time, ns; 0 never). */
   notHttpNs: number;
   /** The protocol, the spans' operation: HTTP, FastCGI (a web server and PHP-FPM) or uwsgi (a web server and uWSGI). */
   operation: string;
+  /** A Unix stream socket: its messages take their ids from unixPairs, its end is a read of 0 bytes. */
+  unix: boolean;
+  /** Unix: the peer's socket id (0 until the capture names it). */
+  peerId: number;
+  /** Unix: the socket file's path. */
+  unixPath: string;
 }
 
 /** The client connection preface of HTTP/2 (RFC 9113 §3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
@@ -176,6 +189,15 @@ const isHttp2Preface = (head: Buffer): boolean => head.length >= H2_PREFACE.leng
  */
 const NOT_HTTP_TURNS = 4;
 
+/**
+ * A connection whose calls went this many times one way without starting a request is not
+ * HTTP either: a log stream (a service's stdout under systemd is a Unix socket to journald), a
+ * feed. An HTTP body seen from its middle (tracing began in an upload) ends at its answer, a
+ * turn, long before unless it is more than this many calls still: that connection is then
+ * muted too, and its later requests not seen.
+ */
+const NOT_HTTP_ONE_WAY = 64;
+
 /** How long a connection handed to onNotHttp may go on sending calls before it is handed again. */
 const NOT_HTTP_AGAIN_NS = 1_000_000_000;
 
@@ -187,6 +209,14 @@ const RID_WAIT_MAX = 4096;
 /** How many reads a connection holds for a request not seen yet, and for how long (stream time). */
 const EARLY_MAX = 4;
 const EARLY_NS = 10_000_000;
+
+const EMPTY = Buffer.alloc(0);
+
+/** The bytes of the event from sequence number `seq` on, as far as its head goes. */
+function headFrom(ev: DataEvent, seq: number): Buffer {
+  const off = (seq - ev.seq) >>> 0;
+  return off < ev.head.length ? ev.head.subarray(off) : EMPTY;
+}
 
 export interface ConnTable {
   onData(ev: DataEvent): void;
@@ -222,9 +252,11 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const perPid = new Map<number, Set<Conn>>();
   const parse: ParserStats = { parseErrors: 0, truncated: 0, chunkedLost: 0 };
   const headers = opts.requestIdHeaders ? headerTable(opts.requestIdHeaders) : DEFAULT_HEADERS;
+  const unixPairs = createUnixPairs();
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, otherProtocol: 0, seqGaps: 0, seqRepeats: 0, parse, trace: { invalid: 0 },
+    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, otherProtocol: 0, seqGaps: 0, seqRepeats: 0,
+    unix: unixPairs.stats, parse, trace: { invalid: 0 },
   };
   // pid and X-Request-ID → exits waiting for an entry of that process to answer with it, and
   // the complete ones among them in the order their wait ends.
@@ -286,6 +318,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       goid: ex.goid,
       threadGroup: ex.threadGroup,
       req: ex.req,
+      reqSeq: ex.reqSeq,
       resp,
       respSeq: ex.respSeq,
       partialStatus: ex.respStatus,
@@ -294,6 +327,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       endUs: opts.clock.epochUs(endNs),
       ctx: ex.ctx,
       srcIp: c.srcIp, srcPort: c.srcPort, dstIp: c.dstIp, dstPort: c.dstPort,
+      unixPath: c.unixPath,
       operation: c.operation,
       service: opts.procs.service(ex.pid),
       processName: opts.procs.processName(ex.pid),
@@ -312,10 +346,18 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     } else opts.onSpan(span);
   }
 
+  /** Where a message starts: its sequence number, or on a Unix socket the id both of its ends give it. */
+  function messageSeq(c: Conn, m: HttpMessage): number {
+    if (!c.unix) return m.seq;
+    const ev = c.ev!;
+    return unixPairs.messageStart(c.sockId, c.peerId, ev.dir, headFrom(ev, m.seq));
+  }
+
   // One sink per direction for the whole table, the connection passed as the parser's owner.
   const requestSink: ParserSink<Conn> = {
     onHead(m, c) {
       const ev = c.ev!;
+      const reqSeq = messageSeq(c, m);
       if (c.pending.length >= maxPending) {
         // A peer that never answers must not grow memory: forget the oldest request.
         dropExchange(c, c.pending.shift()!);
@@ -328,7 +370,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         req: m, pid: ev.pid, tid: ev.tid, goid: ev.goid, groupKey: key, threadGroup,
         inheritance: !server && threadGroup !== '' ? opts.groups.inheritance(key, threadGroup) : null,
         ctx: m.trace ? parseTraceContext(m.trace, opts.convToDdtrace, stats.trace) : null,
-        respSeq: -1, respStatus: 0, respBytes: 0, ridKey: '', held: null,
+        reqSeq, respSeq: -1, respStatus: 0, respBytes: 0, ridKey: '', held: null,
       };
       // A call with an id no open entry's request had, made while its process serves requests
       // (an event loop with several open, or a thread with none: a worker that a handler
@@ -351,6 +393,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   const responseSink: ParserSink<Conn> = {
     onHead(m, c) {
+      // (every response, an interim or orphan one too: a Unix socket's ends count them alike)
+      const seq = messageSeq(c, m);
       // A request whose headers' end fell in uncaptured bytes is over once its answer comes.
       if (!c.pending[0]) c.reqParser!.endCutHead();
       const ex = c.pending[0];
@@ -358,7 +402,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         stats.orphanResponses++;
         return BODY_FRAMED;
       }
-      if (ex.respSeq < 0) ex.respSeq = m.seq;
+      if (ex.respSeq < 0) ex.respSeq = seq;
       // A 101 is the last HTTP/1 message on the connection (RFC 9110 §15.2.2), and so is a 2xx
       // answer to CONNECT: what follows is a WebSocket's frames, HTTP/2, a tunnel's bytes.
       const switching = m.status === 101 || (ex.req.method === 'CONNECT' && m.status >= 200 && m.status < 300);
@@ -401,6 +445,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   function remove(c: Conn): void {
     conns.delete(c.sockId);
+    if (c.unix) unixPairs.forget(c.sockId);
     stats.tracked = conns.size;
     const mine = perPid.get(c.pid);
     if (mine && mine.delete(c) && mine.size === 0) perPid.delete(c.pid);
@@ -412,13 +457,30 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     stats.closed++;
     c.ev = null;
     if (c.early) stats.orphanResponses += c.early.length;
-    if (c.role === ROLE_SERVER && c.respParser!.endOfStream()) opts.onUntilClose?.();
+    // (a Unix socket's end is its close event: no shutdown events to ask for)
+    if (c.role === ROLE_SERVER && c.respParser!.endOfStream() && !c.unix) opts.onUntilClose?.();
     // A read-until-close response completes here (its onEnd emits); one cut short is counted.
     const partial = c.respParser?.close(tsNs);
     if (partial && c.pending[0]) c.pending[0].respBytes += partial.bytes;
     c.reqParser?.close(tsNs);
     for (const ex of c.pending) emit(c, ex, null, tsNs);
     c.pending.length = 0;
+  }
+
+  /**
+   * A Unix socket's close event: its process read the end of the stream, its peer sends nothing
+   * more (closed, or shut its sending side). There is no event for a Unix socket's own close,
+   * so this ends both ends where HTTP is over: a client's answer that ran until the close
+   * completes, a server that closed after answering is done. A server that read the end with
+   * requests still to answer (a client that shut its sending side and waits) stays, as does
+   * such a client.
+   */
+  function unixEnd(c: Conn, tsNs: number): void {
+    if (c.role !== ROLE_SERVER || c.pending.length === 0) end(c, tsNs);
+    const peer = c.peerId !== 0 ? conns.get(c.peerId) : undefined;
+    if (!peer?.unix) return;
+    if (peer.role === ROLE_SERVER) peer.respParser!.endOfStream();
+    if (peer.pending.length === 0) end(peer, tsNs);
   }
 
   /** Forget a connection without ending it: its waiting requests are dropped, not failed. */
@@ -450,7 +512,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
-      unknownTurns: 0, unknownDir: 0, notHttpNs: 0,
+      unknownTurns: 0, unknownDir: 0, unknownRun: 0, notHttpNs: 0, unix: ev.family === 'unix', peerId: ev.peerId, unixPath: ev.unixPath,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -489,6 +551,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   function onData(ev: DataEvent): void {
     const c = conns.get(ev.sockId) ?? track(ev);
     c.lastNs = ev.tsNs;
+    // a Unix socket's peer is named once the capture has seen it (its first call may come later)
+    if (ev.peerId !== c.peerId && ev.peerId !== 0) c.peerId = ev.peerId;
     latestNs = ev.tsNs;
     if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
     if (c.switched) {
@@ -511,7 +575,9 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         if (!(ev.dir === 'recv' && (c.early !== null || looksLikeResponse(ev.head)) && holdEarly(c, ev))) {
           stats.unclassified++;
           const dir = ev.dir === 'send' ? 1 : 2;
-          if (c.unknownDir !== 0 && c.unknownDir !== dir && ++c.unknownTurns >= NOT_HTTP_TURNS) {
+          const turned = c.unknownDir !== 0 && c.unknownDir !== dir;
+          c.unknownRun = turned ? 1 : c.unknownRun + 1;
+          if ((turned && ++c.unknownTurns >= NOT_HTTP_TURNS) || c.unknownRun >= NOT_HTTP_ONE_WAY) {
             stats.otherProtocol++;
             notHttp(c, ev.tsNs);
           }
@@ -563,7 +629,8 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     onData,
     onClose(ev) {
       const c = conns.get(ev.sockId);
-      if (c) end(c, ev.tsNs);
+      if (c?.unix) unixEnd(c, ev.tsNs);
+      else if (c) end(c, ev.tsNs);
     },
     onShutdown(ev) {
       // A server's answer that runs until the close (uWSGI's, HTTP/1.0's) is over, and the

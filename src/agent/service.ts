@@ -456,6 +456,8 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}connections_other_protocol_total`, 'connections taken for another protocol than HTTP/1 (4 turns between sending and receiving without a request start: a database, a cache): their calls since are not parsed', 'counter', () => s().conns.otherProtocol);
   r.collect(`${p}sockets_muted_total`, 'sockets whose bytes the kernel stopped capturing, not carrying HTTP/1 (other protocol, HTTP/2, WebSocket, tunnel)', 'counter', () => s().socketsMuted);
   r.collect(`${p}connections_protocol_switched_total`, 'connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2 (its preface): their calls since are not parsed', 'counter', () => s().conns.protocolSwitches);
+  r.collect(`${p}unix_messages_paired_total`, 'messages on Unix sockets whose two ends were both seen and given one id (the spans\' req_seq / resp_seq)', 'counter', () => s().conns.unix.paired);
+  r.collect(`${p}unix_messages_unpaired_total`, 'messages on Unix sockets only one end reported (its peer not traced, tracing begun mid-exchange, a pipelining client)', 'counter', () => s().conns.unix.unpaired);
   r.collect(`${p}thread_groups_opened_total`, 'thread groups opened (entries)', 'counter', () => s().groups.opened);
   r.collect(`${p}thread_group_joins_total`, 'exit spans that joined a thread group', 'counter', () => s().groups.joined);
   r.collect(`${p}thread_group_ambiguous_total`, 'exit spans that found several open groups on their thread and joined none', 'counter', () => s().groups.ambiguous);

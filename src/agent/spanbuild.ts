@@ -12,6 +12,8 @@ export interface ExchangeFacts {
   goid: number;
   threadGroup: string;
   req: HttpMessage;
+  /** The request's first byte: its TCP sequence number, or a Unix socket's message id (unixpairs.ts). */
+  reqSeq: number;
   /** The final response; null when the connection ended before it was complete. */
   resp: HttpMessage | null;
   /** First response byte (interim 1xx included); -1 when none was seen. */
@@ -26,6 +28,8 @@ export interface ExchangeFacts {
   srcPort: number;
   dstIp: string;
   dstPort: number;
+  /** A Unix socket's path ('' for TCP): the span's `unix_path`. */
+  unixPath: string;
   /** The protocol: HTTP, FastCGI or uwsgi. */
   operation: string;
   service: string;
@@ -85,10 +89,11 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
   // The name the client called the server by (a virtual host, an API's domain): what names a
   // peer that is not traced. A longer value is no host name.
   if (req.host && req.host.length <= NAME_ATTR_MAX) attrs.http_host = req.host;
+  if (f.unixPath) attrs.unix_path = f.unixPath;
   return {
     host: f.host,
     kind: f.kind,
-    reqSeq: req.seq,
+    reqSeq: f.reqSeq,
     respSeq: f.respSeq < 0 ? 0 : f.respSeq,
     threadGroup: f.threadGroup,
     pid: f.pid,

@@ -508,6 +508,7 @@ static void print_layout(void)
 		FIELD(st_data_event, seq), FIELD(st_data_event, ts_ns), FIELD(st_data_event, sock_id),
 		FIELD(st_data_event, goid), FIELD(st_data_event, len), FIELD(st_data_event, head_len),
 		FIELD(st_data_event, tail_len), FIELD(st_data_event, src_port), FIELD(st_data_event, dst_port),
+		FIELD(st_data_event, path_len),
 		FIELD(st_data_event, src_addr), FIELD(st_data_event, dst_addr), FIELD(st_data_event, tail),
 		FIELD(st_data_event, head)));
 	STRUCT("close", st_close_event,

@@ -156,9 +156,11 @@ static bool event_ts(const void *data, size_t len, __u64 *ts)
  */
 struct tuple_slot {
 	__u64 id; /* socket cookie, 0: empty */
-	__u8 family;
+	__u8 family; /* 4, 6, ST_FAMILY_UNIX */
 	__u16 src_port, dst_port;
-	__u8 src_addr[16], dst_addr[16];
+	__u16 path_len; /* Unix */
+	__u8 src_addr[16], dst_addr[16]; /* Unix: dst_addr holds the peer's cookie */
+	__u8 path[ST_UNIX_PATH];
 };
 static struct tuple_slot *tuples; /* ncpus * ST_SOCK_CACHE */
 __u64 tuple_drops;
@@ -180,7 +182,13 @@ static void take_data(const struct st_data_rec *r, int cpu)
 		slot = &tuples[(size_t)cpu * ST_SOCK_CACHE + st_sock_slot(r->sock_id)];
 	if (r->flags & ST_R_TUPLE) {
 		got = (struct tuple_slot){ .id = r->sock_id };
-		if (r->flags & ST_R_V6) {
+		if (r->flags & ST_R_UNIX) {
+			const struct st_tuple_unix *tu = (const void *)after;
+			got.family = ST_FAMILY_UNIX;
+			memcpy(got.dst_addr, &tu->peer_id, 8);
+			got.path_len = tu->path_len < ST_UNIX_PATH ? tu->path_len : ST_UNIX_PATH;
+			memcpy(got.path, tu->path, got.path_len);
+		} else if (r->flags & ST_R_V6) {
 			const struct st_tuple6 *t6 = (const void *)after;
 			got.family = 6;
 			got.src_port = t6->src_port;
@@ -208,16 +216,18 @@ static void take_data(const struct st_data_rec *r, int cpu)
 	}
 	if (r->ts_ns < written_upto)
 		late_events++;
-	struct st_data_event *e = pend_reserve(&pend, r->ts_ns, sizeof(*e) + head);
+	struct st_data_event *e = pend_reserve(&pend, r->ts_ns, sizeof(*e) + head + slot->path_len);
 	*e = (struct st_data_event){
 		.kind = ST_EV_DATA, .dir = r->dir, .family = slot->family, .flags = r->flags & (ST_F_NO_PAYLOAD | ST_F_TRUNCATED),
 		.pid = r->pid, .tid = r->tid, .seq = r->seq, .ts_ns = r->ts_ns, .sock_id = r->sock_id, .goid = goid,
 		.len = r->len, .head_len = head, .tail_len = tail, .src_port = slot->src_port, .dst_port = slot->dst_port,
+		.path_len = slot->path_len,
 	};
 	memcpy(e->src_addr, slot->src_addr, 16);
 	memcpy(e->dst_addr, slot->dst_addr, 16);
 	memcpy(e->tail, t, tail);
 	memcpy(e->head, h, head);
+	memcpy(e->head + head, slot->path, slot->path_len);
 }
 
 /* Bytes of the kernel record at data (len available), 0 when it does not fit or is unknown. */

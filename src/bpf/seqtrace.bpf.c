@@ -29,6 +29,7 @@ const volatile __u8 syscall_mode = 0;        /* ids are invented (no trusted soc
 const volatile __u32 batch_bytes = 0;        /* per-CPU batch size (<= ST_BATCH_MAX); 0: no batching */
 const volatile __u8 provisional_exec = 0;    /* trace a process from its exec until user space decides */
 
+#define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
@@ -139,6 +140,50 @@ static __always_inline void set_pid_bits(__u32 pid, __u64 bits, bool on)
 /* ---- Go (issue #6): goroutine ids and parents; everything in go.bpf.h ---- */
 #include "go.bpf.h"
 
+/* kfunc (kernel 6.2+, below socket mode's 6.3): a BTF pointer seen as another type, its
+ * fields read with fault-safe loads; the verifier turns the call into a register move. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* ---- Unix stream sockets (socket mode): the peer and the path, through unix_sock ---- */
+
+static __always_inline struct unix_sock *unix_of(struct sock *sk)
+{
+	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct unix_sock));
+}
+
+/* The cookie of a Unix socket's peer: 0 when it has none (closed), or none was made yet (the
+ * capture makes a socket's cookie at its first traced call: a peer not traced, or not yet used). */
+static __always_inline __u64 unix_peer_id(struct sock *sk)
+{
+	struct sock *peer = unix_of(sk)->peer;
+	return peer ? peer->__sk_common.skc_cookie.counter : 0;
+}
+
+/* The peer's cookie and the socket's path: its own address (a listener's accepted socket shares
+ * the listener's), else its peer's (a client's socket is not bound: its peer's is the
+ * listener's). The bytes after sun_family as the kernel keeps them: a path with its NUL, or an
+ * abstract name after a NUL. */
+static __always_inline void fill_unix_tuple(struct st_tuple_unix *t, struct sock *sk)
+{
+	struct unix_sock *u = unix_of(sk);
+	struct sock *peer = u->peer;
+	t->peer_id = peer ? peer->__sk_common.skc_cookie.counter : 0;
+	struct unix_address *a = u->addr;
+	if (!a && peer)
+		a = unix_of(peer)->addr;
+	__u32 n = 0;
+	if (a) {
+		int len = a->len - 2; /* sun_family */
+		n = len > 0 ? len : 0;
+		if (n > 108)
+			n = 108;
+		if (bpf_probe_read_kernel(t->path, n, (void *)a->name[0].sun_path))
+			n = 0;
+	}
+	t->path_len = n;
+	__builtin_memset(t->_pad0, 0, sizeof(t->_pad0));
+}
+
 /* A field of the socket: a plain load through the trusted BTF pointer of a tp_btf argument
  * (socket mode, the hot path), else a probe read (syscall mode: sk came from memory).
  * `direct` is a constant at every call site, so only one of the two is compiled in. */
@@ -179,7 +224,11 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 		at += 8;
 		flags |= ST_R_GOID;
 	}
-	if (tuple) {
+	if (tuple && RD(direct, sk, __sk_common.skc_family) == AF_UNIX) {
+		flags |= ST_R_TUPLE | ST_R_UNIX;
+		fill_unix_tuple((void *)&s->data[at], sk);
+		at += sizeof(struct st_tuple_unix);
+	} else if (tuple) {
 		flags |= ST_R_TUPLE;
 		__u16 sport = RD(direct, sk, __sk_common.skc_num);
 		/* A reset unhashes the socket and clears its port number (inet_put_port) while its
@@ -336,11 +385,83 @@ static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool d
 	return seq;
 }
 
+/* A close or shutdown event (kind) of a socket the capture has seen (its record: in socket mode
+ * the sk_info storage, in syscall mode the seen map, with its id and last pid). A close also
+ * deletes the record (`forget`) when the socket is gone; a Unix socket's close (its peer's end
+ * of the stream, read) keeps it: its byte counts go on if its process still writes. */
+static __always_inline void sock_event(struct sock *sk, __u8 kind, bool forget)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si;
+	if (syscall_mode)
+		si = bpf_map_lookup_elem(&seen, &key);
+	else
+		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
+	if (!si || !si->id)
+		return;
+	struct batch *b = begin_event();
+	if (!b)
+		return;
+	struct st_close_event e = { .kind = kind, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
+	if (forget) {
+		if (syscall_mode)
+			bpf_map_delete_elem(&seen, &key);
+		else
+			bpf_sk_storage_delete(&sk_info, sk);
+		go_sock_closed(key); /* Go hook */
+	}
+	send_small(b, &e, sizeof(e));
+	end_event(b);
+}
+
 /* ---------------------------------------------------------------- socket mode */
 
-/* kfunc (kernel 6.2+, below socket mode's 6.3): a BTF pointer seen as another type, its
- * fields read with fault-safe loads; the verifier turns the call into a register move. */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+/* A Unix stream socket (AF_UNIX, SOCK_STREAM: nginx to PHP-FPM, uWSGI or gunicorn on a socket
+ * file) of a traced process moved `ret` bytes: an event as for TCP, whose seq is this end's own
+ * count of bytes moved that way (sock_info), its tuple the peer's cookie and the path. Its
+ * time is the clock's (no TCP stamp to take). */
+static __always_inline int on_unix(struct sock *sk, int ret, __u8 dir, struct msg_src *m, __u64 pid_tgid)
+{
+	__u64 id = sk->__sk_common.skc_cookie.counter;
+	if (!id)
+		id = bpf_get_socket_cookie(sk);
+	struct sock_info *si = bpf_sk_storage_get(&sk_info, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) /* no memory: no count to give its bytes a place */
+		return 0;
+	/* counted whatever becomes of the event: a lost one is a gap to the agent */
+	__u32 seq = __sync_fetch_and_add(dir == ST_DIR_SEND ? &si->sent : &si->recvd, (__u64)ret);
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	bool tuple = true;
+	if (batching(b)) {
+		/* the peer's cookie in the cache's slot: a peer first seen after this socket (its
+		 * cookie 0 until then) brings the tuple again */
+		int known = sock_cached(sk, id, pid_tgid >> 32, unix_peer_id(sk), 0);
+		if (known == SOCK_MUTED) {
+			end_event(b);
+			return 0;
+		}
+		tuple = known == SOCK_NEW;
+	} else if (record_sock_muted(sk, id, pid_tgid >> 32)) {
+		end_event(b);
+		return 0;
+	}
+	__u64 ts = bpf_ktime_get_ns();
+	emit_in(b, sk, true, id, tuple, dir, ret, seq, m, pid_tgid, ts >= b->cutoff_ns ? ts : b->cutoff_ns);
+	end_event(b);
+	return 0;
+}
+
+/* A read returned 0: at a Unix stream socket's end, its peer closed (or shut its sending side):
+ * a close event, which ends an answer that ran until then. TCP's sockets have theirs from
+ * tcp_destroy_sock; Unix sockets have no such tracepoint. */
+static __always_inline void unix_eof(struct sock *sk)
+{
+	if (sk->__sk_common.skc_family == AF_UNIX && sk->sk_type == SOCK_STREAM)
+		sock_event(sk, ST_EV_CLOSE, false);
+}
+
 
 static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir)
 {
@@ -357,8 +478,11 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	long nr = regs->orig_ax;
 	bool mmsg = nr == NR_sendmmsg || nr == NR_recvmmsg;
 	/* failed calls (EAGAIN of non-blocking reads) leave at once, except that *mmsg must count them */
-	if ((ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK))) && !mmsg)
+	if ((ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK))) && !mmsg) {
+		if (ret == 0 && dir == ST_DIR_RECV && !(flags & MSG_PEEK))
+			unix_eof(sk);
 		return 0;
+	}
 	__u64 a1 = regs->si;
 	__u64 a2 = regs->dx;
 	struct msg_src m = { .go = bits & ST_PID_GO, .regs = regs };
@@ -418,15 +542,17 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 
 	if (ret <= 0 || (dir == ST_DIR_RECV && (flags & MSG_PEEK)))
 		return 0;
+	if (sk->sk_type != SOCK_STREAM)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family == AF_UNIX)
+		return on_unix(sk, ret, dir, &m, pid_tgid);
 	/* A TCP socket in a send or receive call is a full socket, so the type check is enough,
 	 * and the cast costs nothing where bpf_skc_to_tcp_sock was a helper call (≈ 7 ns of
 	 * the ≈ 200 an event takes, bench/kernel-event-cost.sh). */
-	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
+	if (sk->sk_protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
 		return 0;
 	struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-	__u16 family = sk->__sk_common.skc_family;
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
 	struct batch *b = begin_event();
 	if (!b)
 		return 0;
@@ -435,7 +561,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		id = bpf_get_socket_cookie(sk);
 	bool tuple = true;
 	if (batching(b)) {
-		int known = sock_cached(sk, id, pid_tgid >> 32, family);
+		int known = tcp_sock_cached(sk, id, pid_tgid >> 32, family);
 		if (known == SOCK_MUTED) {
 			end_event(b);
 			return 0;
@@ -468,34 +594,6 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags)
 
 /* ---------------------------------------------------------------- both modes */
 
-/* A close or shutdown event (kind) of a socket the capture has seen (its record: in socket mode
- * the sk_info storage, in syscall mode the seen map, with its id and last pid). A close also
- * deletes the record: the socket is gone. */
-static __always_inline void sock_event(struct sock *sk, __u8 kind)
-{
-	__u64 key = (__u64)sk;
-	struct sock_info *si;
-	if (syscall_mode)
-		si = bpf_map_lookup_elem(&seen, &key);
-	else
-		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
-	if (!si || !si->id)
-		return;
-	struct batch *b = begin_event();
-	if (!b)
-		return;
-	struct st_close_event e = { .kind = kind, .pid = si->pid, .ts_ns = bpf_ktime_get_ns(), .sock_id = si->id };
-	if (kind == ST_EV_CLOSE) {
-		if (syscall_mode)
-			bpf_map_delete_elem(&seen, &key);
-		else
-			bpf_sk_storage_delete(&sk_info, sk);
-		go_sock_closed(key); /* Go hook */
-	}
-	send_small(b, &e, sizeof(e));
-	end_event(b);
-}
-
 /* A Go process's first outgoing connection turns its goroutine-start probe on (go.md).
  * A socket the capture has seen sending its FIN (close or shutdown by its process: FIN_WAIT1,
  * LAST_ACK) sends nothing more: its shutdown event ends an answer that runs until the close
@@ -509,7 +607,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate == TCP_SYN_SENT)
 		go_calls_out(bpf_get_current_pid_tgid() >> 32); /* Go hook */
 	else if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && is_traced(bpf_get_current_pid_tgid() >> 32))
-		sock_event(sk, ST_EV_SHUTDOWN);
+		sock_event(sk, ST_EV_SHUTDOWN, false);
 	return 0;
 }
 
@@ -523,7 +621,7 @@ int BPF_PROG(sock_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(sock_destroy, struct sock *sk)
 {
-	sock_event(sk, ST_EV_CLOSE);
+	sock_event(sk, ST_EV_CLOSE, true);
 	return 0;
 }
 

@@ -49,10 +49,14 @@ enum st_flags {
 	ST_F_NO_PAYLOAD = 1, /* sendfile/splice/unknown syscall: counted, nothing copied */
 	ST_F_TRUNCATED = 2,  /* the user buffer could not be read completely */
 	/* st_data_rec only (kernel -> loader): what follows its header */
-	ST_R_TUPLE = 4, /* a tuple (st_tuple4, or st_tuple6 with ST_R_V6) */
+	ST_R_TUPLE = 4, /* a tuple (st_tuple4; st_tuple6 with ST_R_V6; st_tuple_unix with ST_R_UNIX) */
 	ST_R_V6 = 8,    /* family 6 */
 	ST_R_GOID = 16, /* a u64 goroutine id */
+	ST_R_UNIX = 32, /* the tuple is an st_tuple_unix (with ST_R_TUPLE) */
 };
+
+/* st_data_event.family of a Unix stream socket (AF_UNIX); 4 and 6 are TCP's */
+#define ST_FAMILY_UNIX 1
 
 /* Counters in the per-CPU `stats` array, summed by the loader. */
 enum st_stat {
@@ -63,10 +67,16 @@ enum st_stat {
 	ST_STAT_MAX = 4,
 };
 
+/* A Unix stream socket's event (family ST_FAMILY_UNIX): `seq` counts the bytes this end moved in
+ * that direction since the capture first saw the socket (no TCP sequence numbers: the agent
+ * pairs the two ends itself, docs/kernel.md "Unix sockets"), ports and src_addr are 0,
+ * dst_addr's first 8 bytes hold the peer's socket cookie (0 until the capture saw the peer),
+ * and path_len bytes of the socket's path (the listener's: `@` + name for an abstract one)
+ * follow the head. */
 struct st_data_event {
 	__u8 kind;   /* ST_EV_DATA */
 	__u8 dir;    /* st_dir */
-	__u8 family; /* 4 or 6 */
+	__u8 family; /* 4, 6 or ST_FAMILY_UNIX */
 	__u8 flags;  /* st_flags */
 	__u32 pid;   /* tgid */
 	__u32 tid;
@@ -79,11 +89,12 @@ struct st_data_event {
 	__u16 tail_len;
 	__u16 src_port; /* src = this process's end */
 	__u16 dst_port;
-	__u32 _pad0;
+	__u16 path_len; /* Unix: bytes of path after the head; else 0 */
+	__u16 _pad0;
 	__u8 src_addr[16]; /* IPv4: first 4 bytes */
-	__u8 dst_addr[16];
+	__u8 dst_addr[16]; /* Unix: the peer's cookie (u64) */
 	__u8 tail[ST_TAIL_BYTES];
-	__u8 head[]; /* head_len bytes follow; the event is sent with only those */
+	__u8 head[]; /* head_len bytes follow, then path_len bytes; the event is sent with only those */
 };
 
 struct st_close_event {
@@ -228,6 +239,16 @@ struct st_tuple6 {
 	__u8 dst_addr[16];
 };
 
+/* A Unix stream socket's "tuple": the peer's socket cookie (0 when the capture has not seen the
+ * peer yet: not traced, or not used since tracing began) and the socket's path. */
+#define ST_UNIX_PATH 112 /* sun_path's 108 bytes, rounded up */
+struct st_tuple_unix {
+	__u64 peer_id;
+	__u16 path_len;
+	__u8 _pad0[6];
+	__u8 path[ST_UNIX_PATH];
+};
+
 #define ST_ALIGN8(n) (((n) + 7) & ~7U)
 
 /* Bytes of an st_data_rec with its head, tail, goid and tuple. */
@@ -237,7 +258,8 @@ static inline __u32 st_data_rec_size(const struct st_data_rec *r)
 	if (r->flags & ST_R_GOID)
 		n += 8;
 	if (r->flags & ST_R_TUPLE)
-		n += r->flags & ST_R_V6 ? sizeof(struct st_tuple6) : sizeof(struct st_tuple4);
+		n += r->flags & ST_R_UNIX ? sizeof(struct st_tuple_unix)
+		     : r->flags & ST_R_V6 ? sizeof(struct st_tuple6) : sizeof(struct st_tuple4);
 	return n;
 }
 
@@ -250,7 +272,7 @@ static inline __u32 st_sock_slot(__u64 id)
 }
 /* The largest st_data_rec with capture_bytes of head. */
 #define ST_DATA_REC_MAX(capture)                                                                              \
-	(sizeof(struct st_data_rec) + ST_ALIGN8(capture) + ST_TAIL_BYTES + 8 + sizeof(struct st_tuple6))
+	(sizeof(struct st_data_rec) + ST_ALIGN8(capture) + ST_TAIL_BYTES + 8 + sizeof(struct st_tuple_unix))
 
 struct st_stats_event {
 	__u8 kind; /* ST_EV_STATS */

@@ -16,6 +16,11 @@ struct sock_info {
 	__u32 mute_gen; /* syscall mode: `mute_gen` when `muted` was last looked at */
 	__u32 muted;    /* syscall mode: the id is in `muted` */
 	__u32 _pad;
+	/* Unix stream sockets: bytes sent and received since the capture first saw the socket, the
+	 * `seq` of their events (a Unix socket has no sequence numbers; these make a lost event a
+	 * gap to the agent, as TCP's do). */
+	__u64 sent;
+	__u64 recvd;
 };
 
 /* Socket mode: on the socket itself (bpf_sk_storage_get on the trusted sk of the tracepoint):
@@ -125,8 +130,9 @@ static __always_inline bool record_sock_muted(struct sock *sk, __u64 id, __u32 p
  * of this CPU's batches and sk_info holds this pid: nothing to do); else it is recorded in
  * sk_info and in the cache, and the event carries the tuple. Either way a muted socket has no
  * event. (Two processes taking turns on one socket on different CPUs can leave the other one's
- * pid in sk_info: the close then names that one.) */
-static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+ * pid in sk_info: the close then names that one.) `addrs` and `ports` are what the tuple says
+ * in 96 bits (TCP: both addresses' last 32 bits, both ports; Unix: the peer's cookie). */
+static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u64 addrs, __u32 ports)
 {
 	__u32 zero = 0;
 	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
@@ -137,13 +143,6 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 		c->epoch += 1;
 		c->gen = gen;
 	}
-	__u32 ports = sk->__sk_common.skc_portpair;
-	__u64 addrs;
-	if (family == AF_INET)
-		addrs = sk->__sk_common.skc_addrpair;
-	else
-		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
-			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
 	__u32 i = st_sock_slot(id);
 	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
 	    c->slot[i].epoch == c->epoch)
@@ -158,6 +157,18 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 	/* A muted socket's slot holds no tuple the loader knows: its next unmuted event (after the
 	 * LRU let it go) misses and carries one. */
 	return mute ? SOCK_MUTED : SOCK_NEW;
+}
+
+/* sock_cached for a TCP socket: its addresses and ports. */
+static __always_inline int tcp_sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+{
+	__u64 addrs;
+	if (family == AF_INET)
+		addrs = sk->__sk_common.skc_addrpair;
+	else
+		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
+			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
+	return sock_cached(sk, id, pid, addrs, sk->__sk_common.skc_portpair);
 }
 
 /* The id of a socket, remembered in `seen` with the pid that last used it; 0 when it is muted. */

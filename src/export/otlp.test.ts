@@ -163,6 +163,15 @@ describe('OTLP conversion', () => {
     assert.deepEqual([e['server.address'], e['server.port'], e['network.local.address']], ['shop.example', 80, '10.0.0.2']);
   });
 
+  it('a span over a Unix socket: transport unix, the socket\'s path where an address would be', () => {
+    const path = '/run/php/php8.2-fpm.sock';
+    const x = one(makeSpan({ kind: 'exit', srcIp: '', srcPort: 0, dstIp: '', dstPort: 0, attrs: { unix_path: path } })).attrs;
+    assert.deepEqual([x['network.transport'], x['server.address'], x['server.port'], x['network.peer.address'], x.unix_path], ['unix', path, undefined, path, undefined]);
+    const e = one(makeSpan({ kind: 'entry', srcIp: '', srcPort: 0, dstIp: '', dstPort: 0, attrs: { unix_path: path, http_host: 'shop.example' } })).attrs;
+    assert.deepEqual([e['network.transport'], e['server.address'], e['client.address'], e['network.local.address']], ['unix', 'shop.example', undefined, undefined]);
+    assert.equal(one(makeSpan({ kind: 'exit', attrs: {} })).attrs['network.transport'], 'tcp');
+  });
+
   it('carries the eBPF fields under ebpf., the app context under app., and every attrs entry', () => {
     const d = one(makeSpan({
       host: 'web-9', pid: 4242, tid: 4243, reqSeq: 4294967295, respSeq: 7, threadGroup: '18446744073709551615',

@@ -95,8 +95,8 @@ const OWN_KEYS = new Set([
   'client.address', 'client.port', 'network.peer.address', 'network.peer.port', 'network.local.address',
   'network.local.port', 'error.type', 'ebpf.host', 'ebpf.pid', 'ebpf.tid', 'ebpf.req_seq', 'ebpf.resp_seq',
   'ebpf.thread_group', 'ebpf.trace_id', 'ebpf.late', 'ebpf.status', 'ebpf.operation', 'app.trace_id', 'app.parent_id',
-  // sent as server.address / server.port
-  'http_host',
+  // sent as server.address / server.port, network.peer.address
+  'http_host', 'unix_path',
 ]);
 
 /**
@@ -137,12 +137,14 @@ export function visitSpanAttributes(span: LinkedSpan, visit: (key: string, v: At
     visit('network.protocol.name', 'http');
     visit('network.protocol.version', typeof version === 'string' ? version.replace(/^HTTP\//i, '') : String(version));
   }
-  visit('network.transport', 'tcp');
+  // A Unix socket is named by its path where an address would be (semantic conventions).
+  const unixPath = typeof attrs.unix_path === 'string' ? attrs.unix_path : '';
+  visit('network.transport', unixPath ? 'unix' : 'tcp');
   // src is this process's own end: the server for an entry span, the client for an exit span.
   // The server is named as the client called it (the request's Host) when the agent saw one,
   // as the semantic conventions ask, else by its address; network.peer.* keep the address.
   const host = typeof attrs.http_host === 'string' ? splitHost(attrs.http_host) : null;
-  const serverIp = server ? span.srcIp : span.dstIp;
+  const serverIp = (server ? span.srcIp : span.dstIp) || unixPath;
   const serverPort = server ? span.srcPort : span.dstPort;
   if (host?.name || serverIp) visit('server.address', host?.name || serverIp);
   if (host?.port || serverPort) visit('server.port', host?.port || serverPort);
@@ -150,7 +152,7 @@ export function visitSpanAttributes(span: LinkedSpan, visit: (key: string, v: At
     if (span.dstIp) visit('client.address', span.dstIp);
     if (span.dstPort) visit('client.port', span.dstPort);
   }
-  if (span.dstIp) visit('network.peer.address', span.dstIp);
+  if (span.dstIp || unixPath) visit('network.peer.address', span.dstIp || unixPath);
   if (span.dstPort) visit('network.peer.port', span.dstPort);
   if (span.srcIp) visit('network.local.address', span.srcIp);
   if (span.srcPort) visit('network.local.port', span.srcPort);

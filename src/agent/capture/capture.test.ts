@@ -19,6 +19,7 @@ const PINGPONG_PY = fileURLToPath(new URL('./testdata/pingpong.py', import.meta.
 const READLATER_PY = fileURLToPath(new URL('./testdata/readlater.py', import.meta.url));
 const HELDSEND_PY = fileURLToPath(new URL('./testdata/heldsend.py', import.meta.url));
 const MUTE_PY = fileURLToPath(new URL('./testdata/mute.py', import.meta.url));
+const UNIXSOCK_PY = fileURLToPath(new URL('./testdata/unixsock.py', import.meta.url));
 const AFTERRESET_PY = fileURLToPath(new URL('./testdata/afterreset.py', import.meta.url));
 const FIRSTANSWER_PY = fileURLToPath(new URL('./testdata/firstanswer.py', import.meta.url));
 const SHUTDOWN_PY = fileURLToPath(new URL('./testdata/shutdown.py', import.meta.url));
@@ -50,7 +51,9 @@ async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number;
   return { cap, events, arrived };
 }
 
-const data = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data');
+/** TCP's data events (a script's stdin and stdout are Unix sockets too: Node's pipes). */
+const data = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data' && e.family !== 'unix');
+const unixData = (evs: CaptureEvent[]) => evs.filter((e): e is DataEvent => e.kind === 'data' && e.family === 'unix');
 /** The exec events of process `pid`, in order. */
 const execsOf = (evs: CaptureEvent[], pid: number) => evs.filter((e): e is ProcessEvent => e.kind === 'exec' && e.pid === pid);
 const text = (b: Buffer) => b.toString('latin1');
@@ -176,10 +179,10 @@ for (const mode of ['socket', 'syscall'] as const) {
         // the forked child's write is the last thing moved
         await waitFor('the forked child\'s write and its receipt', () => mine().filter((e) => text(e.head).startsWith('F1:')).length === 2);
         const evs = mine();
-        // UDP and AF_UNIX bytes moved (before the child's write) and made no events
+        // UDP and AF_UNIX datagrams moved (before the child's write) and made no events
         assert.deepEqual([r.udpReceived, r.unixReceived], ['UDP1:not-tcp', 'UNIX1:not-tcp']);
         const notTcp = evs.filter((e) => /^(UDP1|UNIX1):/.test(text(e.head)));
-        assert.deepEqual(notTcp.map((e) => text(e.head)), [], 'sockets that are not TCP make no events');
+        assert.deepEqual([...notTcp, ...unixData(run.events).filter((e) => /^UNIX1:/.test(text(e.head)))].map((e) => text(e.head)), [], 'datagram sockets make no events');
         const sends = evs.filter((e) => e.dir === 'send');
         const recvs = evs.filter((e) => e.dir === 'recv');
         for (const e of sends) assert.equal(e.tid, e.pid === r.childPid ? r.childPid : r.clientTid, 'sends come from the client thread');
@@ -404,6 +407,46 @@ for (const mode of ['socket', 'syscall'] as const) {
       const aSocks = new Set(data(run.events).filter((e) => e.pid === p.pid && text(e.head).startsWith('A0:')).map((e) => e.sockId));
       assert.equal(aSocks.size, 2);
       assert.equal(run.events.filter((e) => e.kind === 'close' && aSocks.has(e.sockId)).length, 2, 'both ends of A close');
+    });
+
+    // Unix stream sockets (socket mode only: docs/kernel.md, "Unix sockets"): each end's bytes
+    // with its own byte counts as seq, the peer's id once the capture has seen the peer, the
+    // socket file's path on both ends, a close when a read finds the end; datagrams not at all.
+    test(`HTTP over a Unix stream socket: ${mode === 'socket' ? 'both ends, counted, paired, with the path and the end' : 'not seen in syscall mode'}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'seqtrace-unix-'));
+      const path = join(dir, 'app.sock');
+      try {
+        const r = await runScript<{ pid: number; request: number; response: number }>(run, UNIXSOCK_PY, [path]);
+        await waitFor('the exit of unixsock.py', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+        const evs = unixData(run.events).filter((e) => e.pid === r.pid);
+        if (mode === 'syscall') {
+          assert.deepEqual(evs, []);
+          return;
+        }
+        const ends = [...new Set(evs.filter((e) => e.unixPath !== '').map((e) => e.sockId))];
+        const http = evs.filter((e) => e.unixPath === path);
+        const client = http.find((e) => e.dir === 'send' && text(e.head).startsWith('GET'))!.sockId;
+        const server = http.find((e) => e.dir === 'recv')!.sockId;
+        const of = (id: number, dir: string) => http.filter((e) => e.sockId === id && e.dir === dir).map((e) => [e.seq, e.len]);
+        assert.deepEqual(of(client, 'send'), [[0, 10], [10, r.request - 10]], 'the request as written: two calls, counted from 0');
+        assert.deepEqual(of(server, 'recv'), [[0, 8], [8, r.request - 8]], 'as read: two other calls');
+        assert.deepEqual(of(server, 'send'), [[0, r.response]]);
+        assert.deepEqual(of(client, 'recv'), [[0, r.response]]);
+        assert.equal(text(http.find((e) => e.sockId === server && e.seq === 8)!.head), 'x/1 HTTP/1.1\r\nHost: localhost\r\nX-Part: two\r\n\r\n');
+        assert.ok(http.filter((e) => e.sockId === server).every((e) => e.peerId === client), 'the server\'s end names the client\'s');
+        assert.equal(http.filter((e) => e.sockId === client).at(-1)!.peerId, server, 'the client\'s end names the server\'s once that was seen');
+        assert.ok(http.every((e) => e.srcIp === '' && e.dstIp === '' && e.srcPort === 0 && e.dstPort === 0));
+        const closes = run.events.filter((e): e is CloseEvent => e.kind === 'close' && e.sockId === client);
+        assert.equal(closes.length, 1, 'the client read the end: a close');
+        assert.ok(closes[0].tsNs >= http.filter((e) => e.sockId === client).at(-1)!.tsNs);
+        const abstract = evs.filter((e) => e.unixPath.startsWith('@seqtrace-abstract-'));
+        assert.deepEqual(abstract.map((e) => `${e.dir} ${text(e.head)}`), ['send ABSTRACT ping', 'recv ABSTRACT ping']);
+        // (its stdin and stdout are a socket pair too, Node's pipes: no path)
+        assert.equal(ends.length, 4, 'two streams of two ends; the datagrams not seen');
+        assert.equal(unixData(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('DGRAM')).length, 0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     test('a traced process starting threads: a thread event per new thread (creator, new tid) before its first send, and one when it ends; none untraced', async () => {

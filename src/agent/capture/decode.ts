@@ -8,7 +8,7 @@ import type { CaptureEvent, DataEvent } from './event.js';
 export const LAYOUT = {
   data: {
     kind: 0, dir: 1, family: 2, flags: 3, pid: 4, tid: 8, seq: 12, ts_ns: 16, sock_id: 24, goid: 32,
-    len: 40, head_len: 44, tail_len: 46, src_port: 48, dst_port: 50, src_addr: 56, dst_addr: 72,
+    len: 40, head_len: 44, tail_len: 46, src_port: 48, dst_port: 50, path_len: 52, src_addr: 56, dst_addr: 72,
     tail: 88, head: 120, size: 120,
   },
   close: { kind: 0, pid: 4, ts_ns: 8, sock_id: 16, size: 24 },
@@ -128,11 +128,48 @@ export function ipv6(b: Buffer, at: number): string {
   return `${hex(words.slice(0, bestAt))}::${hex(words.slice(bestAt + bestLen))}`;
 }
 
+const FAMILY_UNIX = 1; // ST_FAMILY_UNIX
+
+/** A Unix socket's path as the kernel keeps it: up to its NUL, or `@` + an abstract name (which begins with one). */
+function unixPath(b: Buffer, from: number, to: number): string {
+  if (from >= to) return '';
+  if (b[from] === 0) return `@${b.toString('utf8', from + 1, to)}`;
+  const nul = b.indexOf(0, from);
+  return b.toString('utf8', from, nul < 0 || nul > to ? to : nul);
+}
+
+function decodeUnix(b: Buffer, at: number, size: number, headLen: number, tailLen: number, flags: number): DataEvent {
+  const pathAt = at + D.head + headLen;
+  return {
+    kind: 'data',
+    tsNs: u64(b, at + D.ts_ns),
+    sockId: u64(b, at + D.sock_id),
+    pid: u32(b, at + D.pid),
+    tid: u32(b, at + D.tid),
+    goid: u64(b, at + D.goid),
+    dir: b[at + D.dir] === 1 ? 'send' : 'recv',
+    seq: u32(b, at + D.seq),
+    len: u32(b, at + D.len),
+    head: headLen > 0 ? b.subarray(at + D.head, pathAt) : EMPTY,
+    tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
+    family: 'unix',
+    srcIp: '',
+    srcPort: 0,
+    dstIp: '',
+    dstPort: 0,
+    peerId: u64(b, at + D.dst_addr),
+    unixPath: unixPath(b, pathAt, Math.min(pathAt + u16(b, at + D.path_len), at + size)),
+    noPayload: (flags & F_NO_PAYLOAD) !== 0,
+    truncated: (flags & F_TRUNCATED) !== 0,
+  };
+}
+
 function decodeData(b: Buffer, at: number, size: number): DataEvent {
-  const family = b[at + D.family] === 4 ? 4 : 6;
   const flags = b[at + D.flags];
   const headLen = Math.min(u16(b, at + D.head_len), size - D.head);
   const tailLen = Math.min(u16(b, at + D.tail_len), LAYOUT.tailBytes);
+  if (b[at + D.family] === FAMILY_UNIX) return decodeUnix(b, at, size, headLen, tailLen, flags);
+  const family = b[at + D.family] === 4 ? 4 : 6;
   return {
     kind: 'data',
     tsNs: u64(b, at + D.ts_ns),
@@ -151,6 +188,8 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     srcPort: u16(b, at + D.src_port),
     dstIp: family === 4 ? ipv4Cached(b, at + D.dst_addr) : ipv6Cached(b, at + D.dst_addr),
     dstPort: u16(b, at + D.dst_port),
+    peerId: 0,
+    unixPath: '',
     noPayload: (flags & F_NO_PAYLOAD) !== 0,
     truncated: (flags & F_TRUNCATED) !== 0,
   };

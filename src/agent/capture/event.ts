@@ -30,13 +30,22 @@ export interface DataEvent {
   head: Buffer;
   /** The last bytes moved when len exceeds what head holds (for finding message ends); else empty. */
   tail: Buffer;
-  /** 4 or 6 (an IPv6 socket carrying IPv4 is 6, with ::ffff:a.b.c.d addresses) */
-  family: 4 | 6;
+  /**
+   * 4 or 6 for TCP (an IPv6 socket carrying IPv4 is 6, with ::ffff:a.b.c.d addresses), 'unix' for
+   * a Unix stream socket: then `seq` counts this end's bytes in that direction since the capture
+   * first saw the socket (not the peer's: ./unixpairs.ts pairs the two ends), addresses are ''
+   * and ports 0.
+   */
+  family: 4 | 6 | 'unix';
   /** src is this process's own end of the connection, dst the peer (for sends and receives alike). */
   srcIp: string;
   srcPort: number;
   dstIp: string;
   dstPort: number;
+  /** Unix: the peer's socket id (0 while the capture has not seen the peer); TCP: 0. */
+  peerId: number;
+  /** Unix: the socket file's path (`@name` for an abstract socket; '' unknown); TCP: ''. */
+  unixPath: string;
   /** Bytes moved without a user buffer (sendfile, splice): counted, not captured. */
   noPayload: boolean;
   /** Reading the user buffer failed part-way: head/tail are shorter than they should be. */

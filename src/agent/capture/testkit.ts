@@ -27,6 +27,7 @@ export function dataEvent(f: Pick<DataEvent, 'sockId' | 'dir' | 'head'> & Partia
     kind: 'data', tsNs: f.tsNs ?? 0, sockId: f.sockId, pid: f.pid ?? 100, tid: f.tid ?? 101, goid: f.goid ?? 0, dir: f.dir,
     seq: f.seq ?? 0, len: f.len ?? f.head.length, head: f.head, tail: f.tail ?? Buffer.alloc(0), family: f.family ?? 4,
     srcIp: f.srcIp ?? '10.0.0.1', srcPort: f.srcPort ?? 8080, dstIp: f.dstIp ?? '10.0.0.2', dstPort: f.dstPort ?? 50000,
+    peerId: f.peerId ?? 0, unixPath: f.unixPath ?? '',
     noPayload: f.noPayload ?? false, truncated: f.truncated ?? false,
   };
 }
@@ -43,7 +44,10 @@ export interface DataFrameFields {
   seq?: number;
   /** Bytes the call moved (default: the head's length). */
   len?: number;
-  family?: 4 | 6;
+  /** 4, 6, or 'unix' (ST_FAMILY_UNIX: then dstAddr's first 8 bytes are the peer's id, `path` follows the head). */
+  family?: 4 | 6 | 'unix';
+  /** Unix: the socket's path as the kernel keeps it. */
+  path?: Buffer;
   /** st_flags bits (ST_F_NO_PAYLOAD, ST_F_TRUNCATED). */
   flags?: number;
   /** 4 bytes (IPv4) or 16 (IPv6). */
@@ -57,12 +61,13 @@ export interface DataFrameFields {
 export function dataFrame(f: DataFrameFields, prefixed = false): Buffer {
   const D = LAYOUT.data;
   const tail = f.tail ?? Buffer.alloc(0);
+  const path = f.path ?? Buffer.alloc(0);
   const at = prefixed ? 4 : 0;
-  const b = Buffer.alloc(at + D.head + f.head.length);
-  if (prefixed) b.writeUInt32LE(D.head + f.head.length, 0);
+  const b = Buffer.alloc(at + D.head + f.head.length + path.length);
+  if (prefixed) b.writeUInt32LE(D.head + f.head.length + path.length, 0);
   b[at + D.kind] = LAYOUT.kinds.data;
   b[at + D.dir] = f.dir === 'send' ? 1 : 2;
-  b[at + D.family] = f.family ?? 4;
+  b[at + D.family] = f.family === 'unix' ? 1 : f.family ?? 4;
   b[at + D.flags] = f.flags ?? 0;
   b.writeUInt32LE(f.pid, at + D.pid);
   b.writeUInt32LE(f.tid, at + D.tid);
@@ -76,8 +81,10 @@ export function dataFrame(f: DataFrameFields, prefixed = false): Buffer {
   b.writeUInt16LE(f.dstPort, at + D.dst_port);
   b.set(f.srcAddr, at + D.src_addr);
   b.set(f.dstAddr, at + D.dst_addr);
+  b.writeUInt16LE(path.length, at + D.path_len);
   tail.copy(b, at + D.tail);
   f.head.copy(b, at + D.head);
+  path.copy(b, at + D.head + f.head.length);
   return b;
 }
 

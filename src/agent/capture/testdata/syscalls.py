@@ -167,15 +167,15 @@ for name, send, n, _r in ops:
         send()
     done.acquire()
 
-# Not TCP: a UDP datagram and bytes on an AF_UNIX stream of the same traced process make no
-# events (the socket tracepoints fire for every socket; the kernel side keeps TCP only).
+# Neither TCP nor a Unix stream: a UDP datagram and an AF_UNIX datagram of the same traced
+# process make no events (the socket tracepoints fire for every socket).
 udp_in = socket.socket(family, socket.SOCK_DGRAM)
 udp_in.bind((host, 0))
 udp_out = socket.socket(family, socket.SOCK_DGRAM)
 udp_out.sendto(b"UDP1:not-tcp", udp_in.getsockname()[:2])
 info["udpReceived"] = udp_in.recv(100).decode()
-unix_a, unix_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-unix_a.sendall(b"UNIX1:not-tcp")
+unix_a, unix_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+unix_a.send(b"UNIX1:not-tcp")
 info["unixReceived"] = unix_b.recv(100).decode()
 for s in (udp_in, udp_out, unix_a, unix_b):
     s.close()
