@@ -834,3 +834,24 @@ test('a stream that only ever goes one way without a request (a log to journald)
   assert.deepEqual(muted, [41]);
   assert.equal(t.stats.otherProtocol, 1);
 });
+
+test('Unix socket: a server thread reading its next request ends the answer it wrote until the close on another socket; its call joins the new request', () => {
+  const { t, spans } = table();
+  const resp = 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst answer';
+  // thread 201 of the server (pid 200) answers A until A's close; nginx has not read A's end yet
+  t.onData(unixEv({ sock: 51, peer: 61, dir: 'recv', data: REQ('/a'), seq: 0, t: 10, pid: 200, tid: 201 }));
+  t.onData(unixEv({ sock: 51, peer: 61, dir: 'send', data: resp, seq: 0, t: 20, pid: 200, tid: 201 }));
+  assert.equal(spans.length, 0);
+  // the same thread takes connection B and calls out while serving it
+  t.onData(unixEv({ sock: 52, peer: 62, dir: 'recv', data: REQ('/b'), seq: 0, t: 30, pid: 200, tid: 201 }));
+  assert.deepEqual(spans.map((s) => [s.kind, s.httpRoute, s.durationUs]), [['entry', '/a', 10]], 'A\'s answer is over');
+  t.onData(ev({ sock: 70, dir: 'send', data: REQ('/down'), seq: 1, t: 35, pid: 200, tid: 201 }));
+  t.onData(ev({ sock: 70, dir: 'recv', data: RESP(), seq: 1, t: 40, pid: 200, tid: 201 }));
+  t.onData(unixEv({ sock: 52, peer: 62, dir: 'send', data: RESP(), seq: 0, t: 45, pid: 200, tid: 201 }));
+  const [b, call] = [spans.find((s) => s.httpRoute === '/b')!, spans.find((s) => s.httpRoute === '/down')!];
+  assert.notEqual(call.threadGroup, '', 'the call joined a group');
+  assert.equal(call.threadGroup, b.threadGroup, 'B\'s');
+  // A's client reads the end later: nothing more of A
+  t.onClose({ kind: 'close', tsNs: 50_000, sockId: 61, pid: 100 });
+  assert.equal(spans.filter((s) => s.httpRoute === '/a').length, 1);
+});

@@ -263,6 +263,9 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const ridWaiting = new Map<string, Exchange[]>();
   let ridWaits = 0;
   const ridHeld: Array<{ ex: Exchange; untilNs: number }> = [];
+  // thread → the Unix socket whose answer it is writing as a server: an answer that runs until
+  // the close ends when that thread reads its next request (see unixEnd).
+  const unixAnswering = new Map<ThreadKey, Conn>();
 
   function unwait(ex: Exchange): void {
     const key = ex.ridKey;
@@ -309,6 +312,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
 
   function emit(c: Conn, ex: Exchange, resp: HttpMessage | null, endNs: number): void {
     const server = c.role === ROLE_SERVER;
+    if (server && c.unix && unixAnswering.get(ex.groupKey) === c) unixAnswering.delete(ex.groupKey);
     if (server && ex.threadGroup) opts.groups.close(ex.groupKey, ex.threadGroup, endNs);
     const span = buildSpan({
       kind: server ? 'entry' : 'exit',
@@ -364,6 +368,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       }
       const server = c.role === ROLE_SERVER;
       const key = opts.procs.threadLinks(ev.pid) ? threadKey(ev.pid, ev.tid, ev.goid) : processKey(ev.pid, server);
+      if (server && unixAnswering.size > 0) endUnixAnswer(key, c);
       const rid = m.trace?.xRequestId ?? '';
       const threadGroup = server ? opts.groups.open(key, ev.pid, rid) : opts.groups.join(key, ev.pid, rid);
       const ex: Exchange = {
@@ -403,6 +408,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
         return BODY_FRAMED;
       }
       if (ex.respSeq < 0) ex.respSeq = seq;
+      if (c.unix && c.role === ROLE_SERVER) unixAnswering.set(ex.groupKey, c);
       // A 101 is the last HTTP/1 message on the connection (RFC 9110 §15.2.2), and so is a 2xx
       // answer to CONNECT: what follows is a WebSocket's frames, HTTP/2, a tunnel's bytes.
       const switching = m.status === 101 || (ex.req.method === 'CONNECT' && m.status >= 200 && m.status < 300);
@@ -481,6 +487,21 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     if (!peer?.unix) return;
     if (peer.role === ROLE_SERVER) peer.respParser!.endOfStream();
     if (peer.pending.length === 0) end(peer, tsNs);
+  }
+
+  /**
+   * A server thread reads a request while the answer it wrote last, on another Unix socket, runs
+   * until that socket's close: the thread has gone on, the answer is over. The close itself is
+   * seen only when the peer reads the end (unixEnd), and a thread taking its next connection
+   * first (uWSGI's) would have two groups open and join none. (An event loop writing such an
+   * answer while it reads another request would end it early: its span short, never linked
+   * wrongly.)
+   */
+  function endUnixAnswer(key: ThreadKey, c: Conn): void {
+    const prev = unixAnswering.get(key);
+    if (!prev || prev === c) return;
+    unixAnswering.delete(key);
+    prev.respParser!.endOfStream();
   }
 
   /** Forget a connection without ending it: its waiting requests are dropped, not failed. */
@@ -664,6 +685,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     },
     clear() {
       releaseHeld(-1);
+      unixAnswering.clear();
       for (const c of conns.values()) for (const ex of c.pending) dropExchange(c, ex);
       conns.clear();
       perPid.clear();

@@ -5,7 +5,7 @@
 // process exit should a test die half-way.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -85,6 +85,14 @@ export function subdir(scope: Scope, name: string): string {
   return mkdtempSync(join(scope.dir, `${name}-`));
 }
 
+/** A directory for a Unix socket file that nginx's worker (nobody) can reach: the scope's is root's alone. */
+function socketDir(scope: Scope): string {
+  const dir = subdir(scope, 'sock');
+  chmodSync(scope.dir, 0o711);
+  chmodSync(dir, 0o711);
+  return dir;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ports and readiness.
 
@@ -116,9 +124,9 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export { sleep };
 
-function tryConnect(host: string, port: number): Promise<boolean> {
+function tryConnect(host: string, port: number, path?: string): Promise<boolean> {
   return new Promise((res) => {
-    const s = connect({ host, port });
+    const s = path ? connect({ path }) : connect({ host, port });
     s.once('connect', () => { s.destroy(); res(true); });
     s.once('error', () => res(false));
     s.setTimeout(500, () => { s.destroy(); res(false); });
@@ -159,6 +167,8 @@ export interface StartOptions {
   netns?: string;
   /** Ready once something listens on this port (from the root namespace or inside `netns`). */
   readyPort?: { host: string; port: number };
+  /** Ready once something listens on this Unix socket. */
+  readyPath?: string;
   /** Ready once the output matches. */
   readyLog?: RegExp;
   /** Ready once this resolves true (polled). */
@@ -225,6 +235,7 @@ export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc>
     if (o.readyPort) {
       ready = o.netns ? listeningInNetns(o.netns, o.readyPort.port) : await tryConnect(o.readyPort.host, o.readyPort.port);
     }
+    if (ready && o.readyPath) ready = await tryConnect('', 0, o.readyPath);
     if (ready && o.readyLog) ready = o.readyLog.test(out);
     if (ready && o.readyCheck) ready = await o.readyCheck().catch(() => false);
     if (ready) return proc;
@@ -236,7 +247,7 @@ export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc>
 }
 
 /** Run a program to completion (a client); fails when it exits non-zero. Returns its stdout. */
-export async function runToEnd(scope: Scope, o: Omit<StartOptions, 'readyPort' | 'readyLog' | 'readyCheck'> & {
+export async function runToEnd(scope: Scope, o: Omit<StartOptions, 'readyPort' | 'readyPath' | 'readyLog' | 'readyCheck'> & {
   timeoutMs?: number;
   /** An exit code that is not a failure (default: 0 only). */
   okExit?: (code: number) => boolean;
@@ -603,27 +614,32 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
 }
 
 /**
- * PHP-FPM listening on TCP (as nginx and PHP-FPM in separate containers talk), `children`
- * worker processes forked by its master (no exec), each serving one request at a time; they
- * keep the environment (`DOWN`: where fixtures/phpapp.php calls). Run as root (-R).
+ * PHP-FPM listening on TCP (as nginx and PHP-FPM in separate containers talk) or, with
+ * `unixSocket`, on a socket file (Debian's default, /run/php/php8.2-fpm.sock: `url` is then
+ * `unix:PATH`, as nginx's upstream names it), `children` worker processes forked by its master
+ * (no exec), each serving one request at a time; they keep the environment (`DOWN`: where
+ * fixtures/phpapp.php calls). Run as root (-R).
  */
-export async function startPhpFpm(scope: Scope, o: { name: string; down: string; children?: number }): Promise<Service> {
+export async function startPhpFpm(scope: Scope, o: { name: string; down: string; children?: number; unixSocket?: boolean }): Promise<Service> {
   const dir = subdir(scope, 'php-fpm');
-  const port = await freePort();
+  const port = o.unixSocket ? 0 : await freePort();
+  const path = join(o.unixSocket ? socketDir(scope) : dir, 'php-fpm.sock');
   const conf = join(dir, 'php-fpm.conf');
   writeFileSync(conf, [
     '[global]', `error_log = ${join(dir, 'error.log')}`, 'daemonize = no',
-    '[app]', 'user = root', 'group = root', `listen = 127.0.0.1:${port}`, 'pm = static', `pm.max_children = ${o.children ?? 2}`, 'clear_env = no', '',
+    // (nginx's worker runs as nobody)
+    '[app]', 'user = root', 'group = root', o.unixSocket ? `listen = ${path}\nlisten.mode = 0666` : `listen = 127.0.0.1:${port}`,
+    'pm = static', `pm.max_children = ${o.children ?? 2}`, 'clear_env = no', '',
   ].join('\n'));
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: phpFpmBinary(),
     args: ['-F', '-R', '-n', '-d', 'allow_url_fopen=1', '-y', conf],
     env: serviceEnv(o.name, { DOWN: o.down }),
-    readyPort: { host: '127.0.0.1', port },
+    ...(o.unixSocket ? { readyPath: path } : { readyPort: { host: '127.0.0.1', port } }),
   });
   await sleep(FORKED_WORKER_SETTLE_MS);
-  return { proc, name: o.name, host: '127.0.0.1', port, url: `127.0.0.1:${port}` };
+  return { proc, name: o.name, host: '127.0.0.1', port, url: o.unixSocket ? `unix:${path}` : `127.0.0.1:${port}` };
 }
 
 /**
@@ -632,18 +648,20 @@ export async function startPhpFpm(scope: Scope, o: { name: string; down: string;
  * request at a time with fixtures/wsgiapp.py (`DOWN`: where it calls), its answers running until
  * the close (the app gives no length).
  */
-export async function startUwsgi(scope: Scope, o: { name: string; down: string; processes?: number; threads?: number }): Promise<Service> {
-  const port = await freePort();
+export async function startUwsgi(scope: Scope, o: { name: string; down: string; processes?: number; threads?: number; unixSocket?: boolean }): Promise<Service> {
+  const port = o.unixSocket ? 0 : await freePort();
+  const path = join(socketDir(scope), 'uwsgi.sock');
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: 'uwsgi',
-    args: ['--plugin', 'python3', '--socket', `127.0.0.1:${port}`, '--wsgi-file', join(FIXTURES, 'wsgiapp.py'), '--master', '--die-on-term',
+    args: ['--plugin', 'python3', '--socket', o.unixSocket ? path : `127.0.0.1:${port}`, ...(o.unixSocket ? ['--chmod-socket=666'] : []),
+      '--wsgi-file', join(FIXTURES, 'wsgiapp.py'), '--master', '--die-on-term',
       '--processes', String(o.processes ?? 2), '--threads', String(o.threads ?? 2), '--disable-logging'],
     env: serviceEnv(o.name, { DOWN: o.down }),
-    readyPort: { host: '127.0.0.1', port },
+    ...(o.unixSocket ? { readyPath: path } : { readyPort: { host: '127.0.0.1', port } }),
   });
   await sleep(FORKED_WORKER_SETTLE_MS);
-  return { proc, name: o.name, host: '127.0.0.1', port, url: `127.0.0.1:${port}` };
+  return { proc, name: o.name, host: '127.0.0.1', port, url: o.unixSocket ? `unix:${path}` : `127.0.0.1:${port}` };
 }
 
 /** Debian's PHP-FPM binary (php-fpm8.2 on bookworm): whichever version is installed. */

@@ -10,9 +10,10 @@
 // Varnish serves a request on one worker thread and makes its backend call from another, and
 // HAProxy's threads are event loops: with the X-Request-ID their configurations make and
 // return (fixtures/varnish.vcl, fixtures/haproxy.cfg), exact trees under concurrency.
-// nginx in front of PHP-FPM speaks FastCGI to it (over TCP): PHP-FPM's entries come from the
-// FastCGI records, and PHP's calls join them (fixtures/phpapp.php). In front of uWSGI it speaks
-// the uwsgi protocol, and the WSGI app's calls join uWSGI's entries (fixtures/wsgiapp.py).
+// nginx in front of PHP-FPM speaks FastCGI to it (over TCP, and over a Unix socket): PHP-FPM's
+// entries come from the FastCGI records, and PHP's calls join them (fixtures/phpapp.php). In
+// front of uWSGI it speaks the uwsgi protocol, and the WSGI app's calls join uWSGI's entries
+// (fixtures/wsgiapp.py).
 import { join } from 'node:path';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -240,6 +241,36 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     const entries = traces.flatMap((tr) => tr.spans).filter((s) => s.service === names.app && s.kind === 'entry');
     assert.ok(entries.length === ids.length && entries.every((s) => s.operation === 'uwsgi'), 'uWSGI\'s entries are uwsgi');
   });
+
+  // The same two over Unix sockets (Debian's default for PHP-FPM, and many guides' for uWSGI):
+  // no TCP sequence numbers, both ends on this host; the agent gives each message one id at
+  // both ends (docs/agent.md, "Unix sockets"). uWSGI's answer runs until its close, which the
+  // agent sees as nginx's read of the end (there is no close event for a Unix socket's own end).
+  for (const backend of ['PHP-FPM', 'uWSGI'] as const) {
+    it(`curl → nginx → ${backend} over a Unix socket → Python, 30 requests from 6 clients: exact trees`, async () => {
+      const t = scope.tag;
+      const php = backend === 'PHP-FPM';
+      const names = { client: `ux-client-${t}`, app: `ux-${php ? 'php' : 'uw'}-${t}`, py: `ux-py-${t}` };
+      const py = await startPyService(scope, { name: names.py });
+      const app = php ? await startPhpFpm(scope, { name: names.app, down: py.url, unixSocket: true })
+        : await startUwsgi(scope, { name: names.app, down: py.url, unixSocket: true });
+      const param = php ? 'fastcgi_param' : 'uwsgi_param';
+      const location = `${param} HTTP_X_REQUEST_ID $request_id; add_header X-Request-ID $request_id always;`;
+      const nginx = await startNginx(scope, { name: 'nginx', backend: app.url, location, ...(php ? { fastcgiScript: join(FIXTURES, 'phpapp.php') } : { uwsgi: true }) });
+      const ids = requestIds(scope, php ? 'xf' : 'xw', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+      const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/x/{id}`, ids, concurrency: 6 });
+      const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
+      expectStatuses(run, ids, code);
+      const expected = new Map(ids.map((id) => [id, hop(names.client, 'nginx', `GET /x/${id}`, code(id),
+        hop('nginx', names.app, `GET /x/${id}`, code(id), hop(names.app, names.py, `GET /x/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+      const shared = { services: ['nginx'], ports: [nginx.port] };
+      const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected), ids });
+      assertExactTraces(traces, expected);
+      const hops = traces.flatMap((tr) => tr.spans).filter((s) => (s.service === 'nginx' && s.kind === 'exit') || (s.service === names.app && s.kind === 'entry'));
+      assert.equal(hops.length, 2 * ids.length);
+      assert.ok(hops.every((s) => s.attrs.unix_path === app.url.slice('unix:'.length) && s.operation === (php ? 'FastCGI' : 'uwsgi')), 'over the socket file, in its protocol');
+    });
+  }
 
   // Apache's mod_proxy_fcgi: the worker thread serving a request makes the FastCGI call.
   it('curl → Apache (mpm_worker, mod_proxy_fcgi) → PHP-FPM → Python, 24 requests from 6 keep-alive clients: exact trees', async () => {
