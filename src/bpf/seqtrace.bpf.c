@@ -2,7 +2,8 @@
 /*
  * seqtrace kernel side: sees every send/receive on TCP sockets of traced processes and
  * copies a bounded head (and a small tail) of the bytes with the TCP sequence number of
- * the first byte. It only classifies and copies; user space parses.
+ * the first byte (socket mode: Unix stream sockets too, with each end's byte counts, on_unix).
+ * It only classifies and copies; user space parses.
  *
  * Two ways in, chosen by the loader before load (the other programs are not loaded):
  *  - socket mode (kernel 6.3+): tp_btf/sock_send_length and sock_recv_length fire inside

@@ -532,17 +532,19 @@ export async function startTomcat(scope: Scope, o: { name: string; downstreams: 
   return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
 }
 
-export async function startNodeService(scope: Scope, o: { name: string; downstreams: string[]; netns?: Netns; forwardRequestId?: boolean }): Promise<Service> {
-  const port = await freePort();
+/** `unixSocket`: it listens on a socket file instead (`url` is then `unix:PATH`, as nginx's upstream names it). */
+export async function startNodeService(scope: Scope, o: { name: string; downstreams: string[]; netns?: Netns; forwardRequestId?: boolean; unixSocket?: boolean }): Promise<Service> {
+  const port = o.unixSocket ? 0 : await freePort();
+  const path = o.unixSocket ? join(socketDir(scope), 'node.sock') : '';
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: process.execPath,
     args: [join(FIXTURES, 'node-service.mjs')],
     netns: o.netns?.name,
-    env: serviceEnv(o.name, { PORT: String(port), DOWNSTREAMS: o.downstreams.join(','), FORWARD_REQUEST_ID: o.forwardRequestId ? '1' : '0' }),
-    readyPort: { host: '127.0.0.1', port },
+    env: serviceEnv(o.name, { PORT: String(port), ...(path ? { SOCKET: path } : {}), DOWNSTREAMS: o.downstreams.join(','), FORWARD_REQUEST_ID: o.forwardRequestId ? '1' : '0' }),
+    ...(path ? { readyPath: path } : { readyPort: { host: '127.0.0.1', port } }),
   });
-  return { proc, name: o.name, host: '127.0.0.1', port, url: hostUrl('127.0.0.1', port) };
+  return { proc, name: o.name, host: '127.0.0.1', port, url: path ? `unix:${path}` : hostUrl('127.0.0.1', port) };
 }
 
 /** An aiohttp server (an asyncio event loop): WebSockets that echo on /ws/{id}, plain HTTP on /p/{id} (fixtures/websocket.py). */
@@ -644,17 +646,18 @@ export async function startPhpFpm(scope: Scope, o: { name: string; down: string;
 
 /**
  * uWSGI (Debian's, with its python3 plugin) speaking the uwsgi protocol on TCP, as behind nginx's
- * uwsgi_pass: `processes` workers forked by its master, each of `threads` threads serving one
+ * uwsgi_pass (`unixSocket`: on a socket file, `url` then `unix:PATH`; `http`: speaking HTTP, as
+ * behind proxy_pass): `processes` workers forked by its master, each of `threads` threads serving one
  * request at a time with fixtures/wsgiapp.py (`DOWN`: where it calls), its answers running until
  * the close (the app gives no length).
  */
-export async function startUwsgi(scope: Scope, o: { name: string; down: string; processes?: number; threads?: number; unixSocket?: boolean }): Promise<Service> {
+export async function startUwsgi(scope: Scope, o: { name: string; down: string; processes?: number; threads?: number; unixSocket?: boolean; http?: boolean }): Promise<Service> {
   const port = o.unixSocket ? 0 : await freePort();
   const path = join(socketDir(scope), 'uwsgi.sock');
   const proc = await startProcess(scope, {
     name: o.name,
     cmd: 'uwsgi',
-    args: ['--plugin', 'python3', '--socket', o.unixSocket ? path : `127.0.0.1:${port}`, ...(o.unixSocket ? ['--chmod-socket=666'] : []),
+    args: ['--plugin', 'python3', o.http ? '--http-socket' : '--socket', o.unixSocket ? path : `127.0.0.1:${port}`, ...(o.unixSocket ? ['--chmod-socket=666'] : []),
       '--wsgi-file', join(FIXTURES, 'wsgiapp.py'), '--master', '--die-on-term',
       '--processes', String(o.processes ?? 2), '--threads', String(o.threads ?? 2), '--disable-logging'],
     env: serviceEnv(o.name, { DOWN: o.down }),

@@ -19,7 +19,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   agentMetrics, assertRoot, closeScope, ebpfSkipReason, expectStatuses, FIXTURES, newScope, PYTHON, requestIds, runCurl, runToEnd, serviceEnv,
-  startApache, startHaproxy, startNginx, startPhpFpm, startPyService, startTracing, startUwsgi, startVarnish, type Scope, type Tracing,
+  startApache, startHaproxy, startNginx, startNodeService, startPhpFpm, startPyService, startTracing, startUwsgi, startVarnish, type Scope, type Tracing,
 } from './harness.js';
 import { assertExactTraces, assertNothingWrong, hop, totalSpans, waitForTraces, type Expect } from './trees.js';
 
@@ -242,33 +242,45 @@ time.sleep(0.5)`, String(apache.port), ...resets],
     assert.ok(entries.length === ids.length && entries.every((s) => s.operation === 'uwsgi'), 'uWSGI\'s entries are uwsgi');
   });
 
-  // The same two over Unix sockets (Debian's default for PHP-FPM, and many guides' for uWSGI):
-  // no TCP sequence numbers, both ends on this host; the agent gives each message one id at
-  // both ends (docs/agent.md, "Unix sockets"). uWSGI's answer runs until its close, which the
-  // agent sees as nginx's read of the end (there is no close event for a Unix socket's own end).
-  for (const backend of ['PHP-FPM', 'uWSGI'] as const) {
+  // Backends on Unix sockets (Debian's default for PHP-FPM, many guides' for uWSGI and for
+  // application servers behind nginx): no TCP sequence numbers, both ends on this host; the
+  // agent gives each message one id at both ends (docs/agent.md, "Unix sockets"). uWSGI's
+  // answers run until its close, which the agent sees as nginx's read of the end (a Unix socket
+  // has no close event of its own); Node keeps nginx's connections alive (several exchanges on
+  // one socket) and passes nginx's X-Request-ID on (an event loop).
+  const unixBackends = [
+    { backend: 'PHP-FPM (FastCGI)', tag: 'xf', operation: 'FastCGI' },
+    { backend: 'uWSGI (uwsgi protocol)', tag: 'xw', operation: 'uwsgi' },
+    { backend: 'uWSGI (HTTP, a connection each)', tag: 'xh', operation: 'HTTP' },
+    { backend: 'Node http (HTTP, keep-alive)', tag: 'xn', operation: 'HTTP' },
+  ] as const;
+  for (const { backend, tag, operation } of unixBackends) {
     it(`curl → nginx → ${backend} over a Unix socket → Python, 30 requests from 6 clients: exact trees`, async () => {
       const t = scope.tag;
-      const php = backend === 'PHP-FPM';
-      const names = { client: `ux-client-${t}`, app: `ux-${php ? 'php' : 'uw'}-${t}`, py: `ux-py-${t}` };
+      const names = { client: `${tag}-client-${t}`, app: `${tag}-app-${t}`, py: `${tag}-py-${t}` };
       const py = await startPyService(scope, { name: names.py });
-      const app = php ? await startPhpFpm(scope, { name: names.app, down: py.url, unixSocket: true })
-        : await startUwsgi(scope, { name: names.app, down: py.url, unixSocket: true });
-      const param = php ? 'fastcgi_param' : 'uwsgi_param';
-      const location = `${param} HTTP_X_REQUEST_ID $request_id; add_header X-Request-ID $request_id always;`;
-      const nginx = await startNginx(scope, { name: 'nginx', backend: app.url, location, ...(php ? { fastcgiScript: join(FIXTURES, 'phpapp.php') } : { uwsgi: true }) });
-      const ids = requestIds(scope, php ? 'xf' : 'xw', 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
+      const app = tag === 'xf' ? await startPhpFpm(scope, { name: names.app, down: py.url, unixSocket: true })
+        : tag === 'xn' ? await startNodeService(scope, { name: names.app, downstreams: [`${py.url}/py`], forwardRequestId: true, unixSocket: true })
+          : await startUwsgi(scope, { name: names.app, down: py.url, unixSocket: true, http: tag === 'xh' });
+      const idLines = (param: string) => `${param} $request_id; add_header X-Request-ID $request_id always;`;
+      const nginx = await startNginx(scope, {
+        name: 'nginx', backend: app.url,
+        ...(tag === 'xf' ? { fastcgiScript: join(FIXTURES, 'phpapp.php'), location: idLines('fastcgi_param HTTP_X_REQUEST_ID') }
+          : tag === 'xw' ? { uwsgi: true, location: idLines('uwsgi_param HTTP_X_REQUEST_ID') } : { location: idLines('proxy_set_header X-Request-ID') }),
+      });
+      const ids = requestIds(scope, tag, 30).map((id, i) => (i % 10 === 7 ? `fail${id}` : id));
       const run = await runCurl(scope, { name: names.client, urlTemplate: `${nginx.url}/x/{id}`, ids, concurrency: 6 });
       const code = (id: string) => (id.startsWith('fail') ? 502 : 200);
       expectStatuses(run, ids, code);
+      const downPath = (id: string) => (tag === 'xn' ? `/py/${id}` : `/x/${id}`);
       const expected = new Map(ids.map((id) => [id, hop(names.client, 'nginx', `GET /x/${id}`, code(id),
-        hop('nginx', names.app, `GET /x/${id}`, code(id), hop(names.app, names.py, `GET /x/${id}`, id.startsWith('fail') ? 500 : 200)))]));
+        hop('nginx', names.app, `GET /x/${id}`, code(id), hop(names.app, names.py, `GET ${downPath(id)}`, id.startsWith('fail') ? 500 : 200)))]));
       const shared = { services: ['nginx'], ports: [nginx.port] };
       const traces = await waitForTraces(tracing.linker, { services: Object.values(names), shared, spans: totalSpans(expected), ids });
       assertExactTraces(traces, expected);
       const hops = traces.flatMap((tr) => tr.spans).filter((s) => (s.service === 'nginx' && s.kind === 'exit') || (s.service === names.app && s.kind === 'entry'));
       assert.equal(hops.length, 2 * ids.length);
-      assert.ok(hops.every((s) => s.attrs.unix_path === app.url.slice('unix:'.length) && s.operation === (php ? 'FastCGI' : 'uwsgi')), 'over the socket file, in its protocol');
+      assert.ok(hops.every((s) => s.attrs.unix_path === app.url.slice('unix:'.length) && s.operation === operation), 'over the socket file, in its protocol');
     });
   }
 
