@@ -88,6 +88,23 @@ describe('e2e fixtures without seqtrace', () => {
   });
 
 
+  it('nginx → PHP-FPM, uWSGI (uwsgi and HTTP) and Node on Unix sockets → Python', async () => {
+    const php = await startPhpFpm(scope, { name: 'fx-php-ux', down: py.url, unixSocket: true });
+    const uw = await startUwsgi(scope, { name: 'fx-uw-ux', down: py.url, unixSocket: true });
+    const uwHttp = await startUwsgi(scope, { name: 'fx-uwh-ux', down: py.url, unixSocket: true, http: true });
+    const node = await startNodeService(scope, { name: 'fx-node-ux', downstreams: [`${py.url}/py`], unixSocket: true });
+    const fronts = [
+      await startNginx(scope, { name: 'nginx', backend: php.url, fastcgiScript: join(FIXTURES, 'phpapp.php') }),
+      await startNginx(scope, { name: 'nginx', backend: uw.url, uwsgi: true }),
+      await startNginx(scope, { name: 'nginx', backend: uwHttp.url }),
+      await startNginx(scope, { name: 'nginx', backend: node.url }),
+    ];
+    assert.ok([php, uw, uwHttp, node].every((b) => b.url.startsWith('unix:/')));
+    for (const front of fronts) {
+      assert.deepEqual(await runCurl(scope, { name: 'fx-cu', urlTemplate: `${front.url}/p/{id}`, ids, concurrency: 2 }), { statuses: want(502), errors: {} }, front.url);
+    }
+  });
+
   it('Tomcat (a JSP calling out) in front of Python', async () => {
     const tomcat = await startTomcat(scope, { name: 'fx-tomcat', downstreams: [`${py.url}/py`] });
     assert.deepEqual(await runPyClient(scope, { name: 'fx-cl', urlTemplate: `${tomcat.url}/tc/{id}`, ids, concurrency: 2, keepalive: true }), { statuses: want(502), errors: {} });
