@@ -12,6 +12,7 @@
 # flush IPIs) is what capture-cost-toggle.sh measures. With IOV=1 the messages go through
 # writev and readv (the iovec walk). With MUTE=1 both sockets are muted before the round trips
 # (the loader's `mute`: what a traced process's other traffic costs once the agent muted it).
+# With UNIX=1 the round trips go over a Unix stream socket pair (docs/kernel.md, "Unix sockets").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/agent-lib.sh # cpu_ticks

@@ -4,7 +4,8 @@
 // stdin (so the loader can be told to trace it first). With IOV set the messages go through
 // writev (three entries each: the kernel side's iovec walk) and readv. With RESP set the
 // messages are Redis's (RESP: PING, +PONG), not HTTP. With COOKIES=FILE it writes the two
-// sockets' cookies (SO_COOKIE) there before waiting. Prints nothing.
+// sockets' cookies (SO_COOKIE) there before waiting. With UNIX set the two ends are a Unix
+// stream socket pair instead. Prints nothing.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,11 +21,19 @@ int main(int argc, char **argv) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
   socklen_t al = sizeof a;
   bind(l, (void *)&a, sizeof a); listen(l, 1); getsockname(l, (void *)&a, &al);
-  int c = socket(AF_INET, SOCK_STREAM, 0);
-  connect(c, (void *)&a, sizeof a);
-  int s = accept(l, 0, 0);
-  setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int c, s;
+  if (getenv("UNIX")) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 1;
+    c = sv[0];
+    s = sv[1];
+  } else {
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    connect(c, (void *)&a, sizeof a);
+    s = accept(l, 0, 0);
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
   char resp[] = "HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 10:00:00 GMT\r\nContent-Length: 6\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\n";
   if (getenv("RESP") && getenv("IOV")) return 2; /* the iovec split is the HTTP messages' */

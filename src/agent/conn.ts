@@ -264,7 +264,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   let ridWaits = 0;
   const ridHeld: Array<{ ex: Exchange; untilNs: number }> = [];
   // thread → the Unix socket whose answer it is writing as a server: an answer that runs until
-  // the close ends when that thread reads its next request (see unixEnd).
+  // the close ends when that thread reads its next request (endUnixAnswer).
   const unixAnswering = new Map<ThreadKey, Conn>();
 
   function unwait(ex: Exchange): void {

@@ -29,7 +29,8 @@
 /* First byte of every event and frame. */
 enum st_kind {
 	ST_EV_DATA = 1,  /* bytes moved on a TCP socket of a traced process */
-	ST_EV_CLOSE = 2, /* a socket seen before was destroyed: closed by its process, done by TCP */
+	ST_EV_CLOSE = 2, /* a socket seen before was destroyed: closed by its process, done by TCP (a Unix
+			  * socket: its process read the end of the stream, on_unix) */
 	ST_EV_EXEC = 3,  /* a process called exec (every process: user space decides what to trace) */
 	ST_EV_EXIT = 4,  /* the last thread of a process exited */
 	ST_EV_STATS = 5, /* counters (written by the loader, not the kernel) */

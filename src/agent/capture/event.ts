@@ -54,7 +54,8 @@ export interface DataEvent {
 
 /**
  * `close`: a socket seen before ended (its process closed it and TCP is done with it), after
- * every byte its process moved. `shutdown`: it sent its FIN (its process closed it or shut its
+ * every byte its process moved; a Unix socket's: its process read the end of the stream (its
+ * peer closed or shut its sending side; there is no event for a Unix socket's own close). `shutdown`: it sent its FIN (its process closed it or shut its
  * sending side): it sends nothing more, though its process may still read.
  */
 export interface CloseEvent {
