@@ -131,3 +131,20 @@ test('a goroutine frame decodes field by field', () => {
   assert.deepEqual(decodeFrame(b, 0, G.size), { kind: 'goroutine', tsNs: 5, pid: 42, tid: 43, goid: 9000000001, pgoid: 17 });
   assert.throws(() => decodeFrame(b, 0, G.size - 1), /kind goroutine is 39 bytes, expected at least 40/);
 });
+
+test('a Unix socket\'s event: no addresses or ports, the peer\'s id, the path after the head (a file\'s up to its NUL, an abstract one as @name)', () => {
+  const cases: Array<[Buffer, string]> = [
+    [Buffer.from('/run/php/php8.2-fpm.sock\0', 'latin1'), '/run/php/php8.2-fpm.sock'],
+    [Buffer.from('\0seqtrace-abstract', 'latin1'), '@seqtrace-abstract'],
+    [Buffer.alloc(0), ''],
+  ];
+  for (const [path, want] of cases) {
+    const peer = Buffer.alloc(16);
+    peer.writeBigUInt64LE(4097n, 0);
+    const f = dataFrame({ dir: 'recv', family: 'unix', pid: 7, tid: 8, sockId: 4096, seq: 24, head: Buffer.from('GET / HTTP/1.1\r\n'), path, srcAddr: Buffer.alloc(16), dstAddr: peer, srcPort: 0, dstPort: 0 });
+    const ev = decodeFrame(f, 0, f.length);
+    assert.ok(ev.kind === 'data');
+    assert.deepEqual([ev.family, ev.srcIp, ev.dstIp, ev.srcPort, ev.dstPort, ev.peerId, ev.unixPath, ev.seq], ['unix', '', '', 0, 0, 4097, want, 24]);
+    assert.equal(ev.head.toString('latin1'), 'GET / HTTP/1.1\r\n', 'the head stops where the path begins');
+  }
+});

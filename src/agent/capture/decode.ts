@@ -138,38 +138,13 @@ function unixPath(b: Buffer, from: number, to: number): string {
   return b.toString('utf8', from, nul < 0 || nul > to ? to : nul);
 }
 
-function decodeUnix(b: Buffer, at: number, size: number, headLen: number, tailLen: number, flags: number): DataEvent {
-  const pathAt = at + D.head + headLen;
-  return {
-    kind: 'data',
-    tsNs: u64(b, at + D.ts_ns),
-    sockId: u64(b, at + D.sock_id),
-    pid: u32(b, at + D.pid),
-    tid: u32(b, at + D.tid),
-    goid: u64(b, at + D.goid),
-    dir: b[at + D.dir] === 1 ? 'send' : 'recv',
-    seq: u32(b, at + D.seq),
-    len: u32(b, at + D.len),
-    head: headLen > 0 ? b.subarray(at + D.head, pathAt) : EMPTY,
-    tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
-    family: 'unix',
-    srcIp: '',
-    srcPort: 0,
-    dstIp: '',
-    dstPort: 0,
-    peerId: u64(b, at + D.dst_addr),
-    unixPath: unixPath(b, pathAt, Math.min(pathAt + u16(b, at + D.path_len), at + size)),
-    noPayload: (flags & F_NO_PAYLOAD) !== 0,
-    truncated: (flags & F_TRUNCATED) !== 0,
-  };
-}
-
 function decodeData(b: Buffer, at: number, size: number): DataEvent {
   const flags = b[at + D.flags];
   const headLen = Math.min(u16(b, at + D.head_len), size - D.head);
   const tailLen = Math.min(u16(b, at + D.tail_len), LAYOUT.tailBytes);
-  if (b[at + D.family] === FAMILY_UNIX) return decodeUnix(b, at, size, headLen, tailLen, flags);
-  const family = b[at + D.family] === 4 ? 4 : 6;
+  const headEnd = at + D.head + headLen;
+  const unix = b[at + D.family] === FAMILY_UNIX;
+  const family = unix ? 'unix' : b[at + D.family] === 4 ? 4 : 6;
   return {
     kind: 'data',
     tsNs: u64(b, at + D.ts_ns),
@@ -181,15 +156,16 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     seq: u32(b, at + D.seq),
     len: u32(b, at + D.len),
     // views into the frame, not copies: the stream never rewrites a chunk once read
-    head: headLen > 0 ? b.subarray(at + D.head, at + D.head + headLen) : EMPTY,
+    head: headLen > 0 ? b.subarray(at + D.head, headEnd) : EMPTY,
     tail: tailLen > 0 ? b.subarray(at + D.tail, at + D.tail + tailLen) : EMPTY,
     family,
-    srcIp: family === 4 ? ipv4Cached(b, at + D.src_addr) : ipv6Cached(b, at + D.src_addr),
+    // (a Unix socket's ports are 0, its addresses none: its peer's id and its path instead)
+    srcIp: unix ? '' : family === 4 ? ipv4Cached(b, at + D.src_addr) : ipv6Cached(b, at + D.src_addr),
     srcPort: u16(b, at + D.src_port),
-    dstIp: family === 4 ? ipv4Cached(b, at + D.dst_addr) : ipv6Cached(b, at + D.dst_addr),
+    dstIp: unix ? '' : family === 4 ? ipv4Cached(b, at + D.dst_addr) : ipv6Cached(b, at + D.dst_addr),
     dstPort: u16(b, at + D.dst_port),
-    peerId: 0,
-    unixPath: '',
+    peerId: unix ? u64(b, at + D.dst_addr) : 0,
+    unixPath: unix ? unixPath(b, headEnd, Math.min(headEnd + u16(b, at + D.path_len), at + size)) : '',
     noPayload: (flags & F_NO_PAYLOAD) !== 0,
     truncated: (flags & F_TRUNCATED) !== 0,
   };
