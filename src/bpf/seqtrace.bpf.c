@@ -2,7 +2,7 @@
 /*
  * seqtrace kernel side: sees every send/receive on TCP sockets of traced processes and
  * copies a bounded head (and a small tail) of the bytes with the TCP sequence number of
- * the first byte (socket mode: Unix stream sockets too, with each end's byte counts, on_unix).
+ * the first byte; Unix stream sockets too, with each end's byte counts (on_unix, call_seq).
  * It only classifies and copies; user space parses.
  *
  * Two ways in, chosen by the loader before load (the other programs are not loaded):
@@ -145,19 +145,26 @@ static __always_inline void set_pid_bits(__u32 pid, __u64 bits, bool on)
  * fields read with fault-safe loads; the verifier turns the call into a register move. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-/* ---- Unix stream sockets (socket mode): the peer and the path, through unix_sock ---- */
+/* ---- Unix stream sockets: the peer and the path, through unix_sock ---- */
 
 static __always_inline struct unix_sock *unix_of(struct sock *sk)
 {
 	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct unix_sock));
 }
 
-/* The cookie of a Unix socket's peer: 0 when it has none (closed), or none was made yet (the
- * capture makes a socket's cookie at its first traced call: a peer not traced, or not yet used). */
+/* The id of a Unix socket's peer: 0 when it has none (closed), or none was made yet (the capture
+ * makes a socket's id at its first traced call: a peer not traced, or not yet used). Socket
+ * mode: its cookie; syscall mode: the id its `seen` entry holds. */
 static __always_inline __u64 unix_peer_id(struct sock *sk)
 {
 	struct sock *peer = unix_of(sk)->peer;
-	return peer ? peer->__sk_common.skc_cookie.counter : 0;
+	if (!peer)
+		return 0;
+	if (!syscall_mode)
+		return peer->__sk_common.skc_cookie.counter;
+	__u64 key = (__u64)peer;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	return si ? si->id : 0;
 }
 
 /* The peer's cookie and the socket's path: its own address (a listener's accepted socket shares
@@ -168,7 +175,7 @@ static __always_inline void fill_unix_tuple(struct st_tuple_unix *t, struct sock
 {
 	struct unix_sock *u = unix_of(sk);
 	struct sock *peer = u->peer;
-	t->peer_id = peer ? peer->__sk_common.skc_cookie.counter : 0;
+	t->peer_id = unix_peer_id(sk);
 	struct unix_address *a = u->addr;
 	if (!a && peer)
 		a = unix_of(peer)->addr;
@@ -356,14 +363,15 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	return 0;
 }
 
-static __always_inline bool is_tcp(struct sock *sk)
+/* Syscall mode: a socket whose bytes are captured: TCP, or a Unix stream socket. */
+static __always_inline bool is_captured(struct sock *sk)
 {
-	if (!sk)
-		return false;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (!sk || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
 		return false;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	return family == AF_INET || family == AF_INET6;
+	if (family == AF_UNIX)
+		return true;
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && (family == AF_INET || family == AF_INET6);
 }
 
 static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir, __u32 len)

@@ -15,7 +15,7 @@ struct sock_info {
 	__u32 pid;
 	__u32 mute_gen; /* syscall mode: `mute_gen` when `muted` was last looked at */
 	__u32 muted;    /* syscall mode: the id is in `muted` */
-	__u32 _pad;
+	__u32 ino;      /* syscall mode, a Unix socket: its inode number (sock_id) */
 	/* Unix stream sockets: bytes sent and received since the capture first saw the socket, the
 	 * `seq` of their events (a Unix socket has no sequence numbers; these make a lost event a
 	 * gap to the agent, as TCP's do). */
@@ -171,12 +171,16 @@ static __always_inline int tcp_sock_cached(struct sock *sk, __u64 id, __u32 pid,
 	return sock_cached(sk, id, pid, addrs, sk->__sk_common.skc_portpair);
 }
 
-/* The id of a socket, remembered in `seen` with the pid that last used it; 0 when it is muted. */
-static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk)
+/* Syscall mode: the id of a socket, remembered in `seen` with the pid that last used it; 0 when
+ * it is muted. `ino`: a Unix socket's inode number (else 0). A TCP socket's entry goes at its
+ * destruction (tcp_destroy_sock); a Unix socket has no such event, so its entry stays until the
+ * LRU drops it, and a socket later made at the same address must not take its id, counts or
+ * mute: an entry whose inode is not the socket's is a dead socket's, replaced. */
+static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, __u32 ino)
 {
 	__u64 key = (__u64)sk;
 	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-	if (si) {
+	if (si && si->ino == ino) {
 		if (si->pid != pid)
 			si->pid = pid;
 		__u32 gen = *(volatile __u32 *)&mute_gen;
@@ -187,11 +191,8 @@ static __always_inline __u64 sock_id(struct sock *sk, __u32 pid, bool trusted_sk
 		return si->muted ? 0 : si->id;
 	}
 	/* new here, so not muted: user space mutes by the id made now */
-	struct sock_info n = { .pid = pid, .mute_gen = *(volatile __u32 *)&mute_gen };
-	if (trusted_sk)
-		n.id = bpf_get_socket_cookie(sk);
-	else
-		n.id = (1ULL << 52) | __sync_fetch_and_add(&next_id, 1);
+	struct sock_info n = { .pid = pid, .mute_gen = *(volatile __u32 *)&mute_gen, .ino = ino };
+	n.id = (1ULL << 52) | __sync_fetch_and_add(&next_id, 1);
 	bpf_map_update_elem(&seen, &key, &n, BPF_ANY);
 	return n.id;
 }

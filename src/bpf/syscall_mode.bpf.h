@@ -38,7 +38,7 @@ static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64
 	return 0;
 }
 
-/* The TCP sock behind fd of the current process, or NULL. */
+/* The TCP or Unix stream sock behind fd of the current process, or NULL. */
 static __always_inline struct sock *fd_sock(__u64 fd)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
@@ -55,7 +55,39 @@ static __always_inline struct sock *fd_sock(__u64 fd)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
-	return is_tcp(sk) ? sk : NULL;
+	return is_captured(sk) ? sk : NULL;
+}
+
+static __always_inline bool is_unix(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX;
+}
+
+/* A Unix socket's inode number (struct socket is the first member of socket_alloc, beside its
+ * inode): what tells it from a dead socket whose `seen` entry has its address (sock_id). */
+static __always_inline __u32 unix_ino(struct sock *sk)
+{
+	struct socket_alloc *sa = (void *)BPF_CORE_READ(sk, sk_socket);
+	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+}
+
+/* sock_id for the socket of a call. */
+static __always_inline __u64 call_sock_id(struct sock *sk, __u32 pid)
+{
+	return sock_id(sk, pid, is_unix(sk) ? unix_ino(sk) : 0);
+}
+
+/* The seq of `len` bytes a call moved on sk (its `seen` entry made by sock_id): TCP's sequence
+ * number of the first, or a Unix socket's count of the bytes it moved that way before them. */
+static __always_inline __u32 call_seq(struct sock *sk, __u8 dir, __u32 len)
+{
+	if (!is_unix(sk))
+		return seq_of(sk, (struct tcp_sock *)sk, false, dir, len);
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	if (!si)
+		return 0;
+	return __sync_fetch_and_add(dir == ST_DIR_SEND ? &si->sent : &si->recvd, (__u64)len);
 }
 
 /* Syscall mode, at exit: the arguments saved at entry for this thread, removed from `calls`
@@ -76,8 +108,19 @@ static __always_inline int exit_call(long ret)
 	struct call_args a;
 	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
 		return 0;
-	if (ret <= 0)
+	if (ret < 0)
 		return 0;
+	if (ret == 0) {
+		/* a read of 0 bytes at a Unix stream socket: its end (unix_eof) */
+		if (a.nr == NR_read || a.nr == NR_readv || a.nr == NR_preadv2 || a.nr == NR_recvfrom || a.nr == NR_recvmsg) {
+			struct sock *sk = fd_sock(a.fd);
+			__u64 key = (__u64)sk;
+			struct sock_info *si = sk && is_unix(sk) ? bpf_map_lookup_elem(&seen, &key) : NULL;
+			if (si && si->ino == unix_ino(sk)) /* (not a dead socket's entry) */
+				sock_event(sk, ST_EV_CLOSE, false);
+		}
+		return 0;
+	}
 
 	struct msg_src m = {};
 	__u8 dir = ST_DIR_SEND;
@@ -119,11 +162,10 @@ static __always_inline int exit_call(long ret)
 		m.no_payload = true;
 		struct sock *out = fd_sock(a.fd2);
 		if (out) {
-			__u64 id = sock_id(out, pid_tgid >> 32, false);
+			__u64 id = call_sock_id(out, pid_tgid >> 32);
 			if (!id) /* muted */
 				return 0;
-			return emit_data(out, false, id, ST_DIR_SEND, ret,
-					 seq_of(out, (struct tcp_sock *)out, false, ST_DIR_SEND, ret), &m, pid_tgid);
+			return emit_data(out, false, id, ST_DIR_SEND, ret, call_seq(out, ST_DIR_SEND, ret), &m, pid_tgid);
 		}
 		dir = ST_DIR_RECV;
 		break;
@@ -134,10 +176,10 @@ static __always_inline int exit_call(long ret)
 	struct sock *sk = fd_sock(fd);
 	if (!sk)
 		return 0;
-	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	__u64 id = call_sock_id(sk, pid_tgid >> 32);
 	if (!id) /* muted */
 		return 0;
-	return emit_data(sk, false, id, dir, ret, seq_of(sk, (struct tcp_sock *)sk, false, dir, ret), &m, pid_tgid);
+	return emit_data(sk, false, id, dir, ret, call_seq(sk, dir, ret), &m, pid_tgid);
 }
 
 /* *mmsg at exit: ret messages moved, each with its msg_len; the socket's sequence counter
@@ -153,7 +195,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 	struct sock *sk = fd_sock(a.fd);
 	if (!sk)
 		return 0;
-	__u64 id = sock_id(sk, pid_tgid >> 32, false);
+	__u64 id = call_sock_id(sk, pid_tgid >> 32);
 	if (!id) /* muted */
 		return 0;
 	__u32 n = ret < ST_MAX_MMSG ? ret : ST_MAX_MMSG;
@@ -166,7 +208,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 							   offsetof(struct mmsghdr, msg_len)));
 		total += l;
 	}
-	__u32 seq = seq_of(sk, (struct tcp_sock *)sk, false, dir, total);
+	__u32 seq = call_seq(sk, dir, total);
 	for (int i = 0; i < ST_MAX_MMSG; i++) {
 		if (i >= n)
 			break;
