@@ -19,6 +19,7 @@ struct call_args {
 	__u64 buf; /* buffer, iovec, msghdr or mmsghdr array */
 	__u64 cnt; /* iovec count or mmsg vlen */
 	__u64 fd2; /* splice: fd_out */
+	__u64 flags; /* recvfrom, recvmsg, recvmmsg: MSG_PEEK is no receive */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -27,15 +28,20 @@ struct {
 	__type(value, struct call_args);
 } calls SEC(".maps");
 
-static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64 fd2)
+static __always_inline int enter_flags(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64 fd2, __u64 flags)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (!is_traced(pid_tgid >> 32))
 		return 0;
 	__u32 tid = (__u32)pid_tgid;
-	struct call_args a = { .nr = nr, .fd = fd, .buf = buf, .cnt = cnt, .fd2 = fd2 };
+	struct call_args a = { .nr = nr, .fd = fd, .buf = buf, .cnt = cnt, .fd2 = fd2, .flags = flags };
 	bpf_map_update_elem(&calls, &tid, &a, BPF_ANY);
 	return 0;
+}
+
+static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64 fd2)
+{
+	return enter_flags(nr, fd, buf, cnt, fd2, 0);
 }
 
 /* The TCP or Unix stream sock behind fd of the current process, or NULL. */
@@ -108,7 +114,9 @@ static __always_inline int exit_call(long ret)
 	struct call_args a;
 	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
 		return 0;
-	if (ret < 0)
+	/* a peek moved nothing (socket mode skips it too; PHP's streams peek a byte to see whether
+	 * a connection is alive: taken for a read, its bytes came twice, the first time one early) */
+	if (ret < 0 || (a.flags & MSG_PEEK))
 		return 0;
 	if (ret == 0) {
 		/* a read of 0 bytes at a Unix stream socket: its end (unix_eof) */
@@ -190,7 +198,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 	struct call_args a;
 	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
 		return 0;
-	if (ret <= 0)
+	if (ret <= 0 || (a.flags & MSG_PEEK))
 		return 0;
 	struct sock *sk = fd_sock(a.fd);
 	if (!sk)
@@ -240,15 +248,15 @@ int sys_enter_pwritev2(struct trace_event_raw_sys_enter *ctx) { return enter(NR_
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendto, ARG(0), ARG(1), 0, 0); }
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvfrom, ARG(0), ARG(1), 0, 0); }
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return enter_flags(NR_recvfrom, ARG(0), ARG(1), 0, 0, ARG(3)); }
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendmsg, ARG(0), ARG(1), 0, 0); }
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvmsg, ARG(0), ARG(1), 0, 0); }
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return enter_flags(NR_recvmsg, ARG(0), ARG(1), 0, 0, ARG(2)); }
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendmmsg, ARG(0), ARG(1), ARG(2), 0); }
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter(NR_recvmmsg, ARG(0), ARG(1), ARG(2), 0); }
+int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return enter_flags(NR_recvmmsg, ARG(0), ARG(1), ARG(2), 0, ARG(3)); }
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return enter(NR_sendfile, ARG(0), 0, 0, 0); }
 SEC("tracepoint/syscalls/sys_enter_splice")

@@ -209,6 +209,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         };
         const [w, rd] = pair('W1:', 'W1:write-then-read');
         pair('V1:', 'V1:writev-readv');
+        for (const peeked of ['S1:', 'M1:']) assert.equal(recvs.filter((e) => text(e.head).startsWith(peeked)).length, 1, `${peeked}: the peek before the read is no event`);
         // a head written as many small iovec entries (Varnish): all of them walked (up to
         // UIO_MAXIOV); 307 entries, more bytes than the head holds: the tail, the last entry's bytes
         const line = (i: number) => `X-H${String(i).padStart(3, '0')}: v\r\n`;
