@@ -428,6 +428,7 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
         // A peer named like a traced service is another node: `db` is called, and traced too.
         call(5, { attrs: { http_host: 'db' } }),
         call(6, { attrs: { http_host: 'db' } }),
+        call(7, { attrs: { unix_path: '/run/php/php8.2-fpm.sock' }, dstIp: '', dstPort: 0 }),
         linkedSpan({ traceId: t, spanId: hex(70010, 16), parentId: hex(70006, 16), kind: 'entry', service: 'db', startUs: BASE_US + 7 }),
       ], []);
       const deps = await s.dependencies(0, Number.MAX_SAFE_INTEGER);
@@ -437,6 +438,7 @@ export function storeConformance(name: string, newTarget: () => ConformanceTarge
         { parent: 'cart', child: '[fd00::7]:80', peer: true, callCount: 1, errorCount: 0 },
         { parent: 'cart', child: 'db', peer: true, callCount: 1, errorCount: 0 },
         { parent: 'cart', child: 'payments.example:8443', peer: true, callCount: 2, errorCount: 1 },
+        { parent: 'cart', child: 'unix:/run/php/php8.2-fpm.sock', peer: true, callCount: 1, errorCount: 0 },
       ]);
       assert.ok(!('peer' in deps[0]), 'a call between services has no peer key');
       near(deps[4].p50Us, 1000);

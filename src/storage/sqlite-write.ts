@@ -371,10 +371,10 @@ export function prepareWriter(db: Database.Database, exportEnabled: boolean) {
   return { commit };
 }
 
-/** What a client span with no server span called: the request's Host, else the address. */
+/** What a client span with no server span called: the request's Host, else the address (a Unix socket's path). */
 function peerOf(s: LinkedSpan): string {
   const host = s.attrs.http_host;
   if (typeof host === 'string' && host !== '') return host;
-  if (!s.dstIp) return 'unknown';
+  if (!s.dstIp) return typeof s.attrs.unix_path === 'string' && s.attrs.unix_path !== '' ? `unix:${s.attrs.unix_path}` : 'unknown';
   return s.dstIp.includes(':') ? `[${s.dstIp}]:${s.dstPort}` : `${s.dstIp}:${s.dstPort}`;
 }

@@ -98,7 +98,7 @@ export interface DependencyEdge {
   child: string;
   /**
    * The callee is no traced service: client spans with no server span, named by the request's
-   * Host (`http_host`) or else the address they called (`ip:port`).
+   * Host (`http_host`) or else the address they called (`ip:port`, or `unix:PATH`).
    */
   peer?: true;
   callCount: number;
