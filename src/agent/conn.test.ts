@@ -855,3 +855,12 @@ test('Unix socket: a server thread reading its next request ends the answer it w
   t.onClose({ kind: 'close', tsNs: 50_000, sockId: 61, pid: 100 });
   assert.equal(spans.filter((s) => s.httpRoute === '/a').length, 1);
 });
+
+test('Unix socket: a server that closed without answering: the client reads the end, both spans fail', () => {
+  const { t, spans } = table();
+  t.onData(unixEv({ sock: 81, peer: 82, dir: 'send', data: REQ('/dropped'), seq: 0, t: 10, pid: 100 }));
+  t.onData(unixEv({ sock: 82, peer: 81, dir: 'recv', data: REQ('/dropped'), seq: 0, t: 11, pid: 200 }));
+  t.onClose({ kind: 'close', tsNs: 50_000, sockId: 81, pid: 100 });
+  assert.deepEqual(spans.map((s) => [s.kind, s.status, s.httpStatusCode, s.attrs.response_incomplete]).sort(), [['entry', 'error', 0, true], ['exit', 'error', 0, true]]);
+  assert.equal(t.stats.tracked, 0);
+});

@@ -477,16 +477,15 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
    * A Unix socket's close event: its process read the end of the stream, its peer sends nothing
    * more (closed, or shut its sending side). There is no event for a Unix socket's own close,
    * so this ends both ends where HTTP is over: a client's answer that ran until the close
-   * completes, a server that closed after answering is done. A server that read the end with
-   * requests still to answer (a client that shut its sending side and waits) stays, as does
-   * such a client.
+   * completes; a server that can send nothing more is done (what it did not answer fails, as
+   * at a TCP server's close). A server that read the end with requests still to answer (a
+   * client that shut its sending side and waits) stays, as does such a client.
    */
   function unixEnd(c: Conn, tsNs: number): void {
     if (c.role !== ROLE_SERVER || c.pending.length === 0) end(c, tsNs);
     const peer = c.peerId !== 0 ? conns.get(c.peerId) : undefined;
     if (!peer?.unix) return;
-    if (peer.role === ROLE_SERVER) peer.respParser!.endOfStream();
-    if (peer.pending.length === 0) end(peer, tsNs);
+    if (peer.role === ROLE_SERVER || peer.pending.length === 0) end(peer, tsNs);
   }
 
   /**
