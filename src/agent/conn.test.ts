@@ -864,3 +864,17 @@ test('Unix socket: a server that closed without answering: the client reads the 
   assert.deepEqual(spans.map((s) => [s.kind, s.status, s.httpStatusCode, s.attrs.response_incomplete]).sort(), [['entry', 'error', 0, true], ['exit', 'error', 0, true]]);
   assert.equal(t.stats.tracked, 0);
 });
+
+test('Unix socket: an end whose own events never name its peer learns it from the peer\'s', () => {
+  const { t, spans } = table();
+  const C = 91, S = 92;
+  // the client's calls all name no peer (its first before the server was seen, its last after the server closed)
+  t.onData(unixEv({ sock: C, peer: 0, dir: 'send', data: REQ('/learn'), seq: 0, t: 10, pid: 100 }));
+  t.onData(unixEv({ sock: S, peer: C, dir: 'recv', data: REQ('/learn'), seq: 0, t: 11, pid: 200 }));
+  t.onData(unixEv({ sock: S, peer: C, dir: 'send', data: RESP(), seq: 0, t: 20, pid: 200 }));
+  t.onData(unixEv({ sock: C, peer: 0, dir: 'recv', data: RESP(), seq: 0, t: 21, pid: 100 }));
+  const [entry, exit] = [spans.find((s) => s.kind === 'entry')!, spans.find((s) => s.kind === 'exit')!];
+  assert.equal(exit.reqSeq, entry.reqSeq);
+  assert.equal(exit.respSeq, entry.respSeq, 'the answer read by the client is the one the server wrote');
+  assert.equal(t.stats.unix.unpaired, 0);
+});

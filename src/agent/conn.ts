@@ -532,7 +532,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       sockId: ev.sockId, pid: ev.pid, role: ROLE_UNKNOWN, reqParser: null, respParser: null,
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
-      unknownTurns: 0, unknownDir: 0, unknownRun: 0, notHttpNs: 0, unix: ev.family === 'unix', peerId: ev.peerId, unixPath: ev.unixPath,
+      unknownTurns: 0, unknownDir: 0, unknownRun: 0, notHttpNs: 0, unix: ev.family === 'unix', peerId: 0, unixPath: ev.unixPath,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -571,8 +571,14 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   function onData(ev: DataEvent): void {
     const c = conns.get(ev.sockId) ?? track(ev);
     c.lastNs = ev.tsNs;
-    // a Unix socket's peer is named once the capture has seen it (its first call may come later)
-    if (ev.peerId !== c.peerId && ev.peerId !== 0) c.peerId = ev.peerId;
+    // A Unix socket's peer is named once the capture has seen it (its first call may come
+    // later), and the peer learns this end too: its own events may never name it (all before
+    // this end was seen, or, in syscall mode, after this end was closed).
+    if (ev.peerId !== c.peerId && ev.peerId !== 0) {
+      c.peerId = ev.peerId;
+      const peer = conns.get(ev.peerId);
+      if (peer?.unix && peer.peerId === 0) peer.peerId = c.sockId;
+    }
     latestNs = ev.tsNs;
     if (ridHeld.length > 0 && ridHeld[0].untilNs <= ev.tsNs) releaseHeld(ev.tsNs);
     if (c.switched) {

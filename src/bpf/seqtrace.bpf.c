@@ -152,9 +152,18 @@ static __always_inline struct unix_sock *unix_of(struct sock *sk)
 	return bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct unix_sock));
 }
 
+/* A Unix socket's inode number (struct socket is the first member of socket_alloc, beside its
+ * inode): in syscall mode what tells it from a dead socket whose `seen` entry has its address
+ * (sock_id). 0 once its process closed it. */
+static __always_inline __u32 unix_ino(struct sock *sk)
+{
+	struct socket_alloc *sa = (void *)BPF_CORE_READ(sk, sk_socket);
+	return sa ? BPF_CORE_READ(sa, vfs_inode.i_ino) : 0;
+}
+
 /* The id of a Unix socket's peer: 0 when it has none (closed), or none was made yet (the capture
  * makes a socket's id at its first traced call: a peer not traced, or not yet used). Socket
- * mode: its cookie; syscall mode: the id its `seen` entry holds. */
+ * mode: its cookie; syscall mode: the id its `seen` entry holds, if that entry is its own. */
 static __always_inline __u64 unix_peer_id(struct sock *sk)
 {
 	struct sock *peer = unix_of(sk)->peer;
@@ -164,7 +173,7 @@ static __always_inline __u64 unix_peer_id(struct sock *sk)
 		return peer->__sk_common.skc_cookie.counter;
 	__u64 key = (__u64)peer;
 	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-	return si ? si->id : 0;
+	return si && si->ino == unix_ino(peer) ? si->id : 0;
 }
 
 /* The peer's cookie and the socket's path: its own address (a listener's accepted socket shares

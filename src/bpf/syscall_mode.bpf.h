@@ -69,14 +69,6 @@ static __always_inline bool is_unix(struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX;
 }
 
-/* A Unix socket's inode number (struct socket is the first member of socket_alloc, beside its
- * inode): what tells it from a dead socket whose `seen` entry has its address (sock_id). */
-static __always_inline __u32 unix_ino(struct sock *sk)
-{
-	struct socket_alloc *sa = (void *)BPF_CORE_READ(sk, sk_socket);
-	return BPF_CORE_READ(sa, vfs_inode.i_ino);
-}
-
 /* sock_id for the socket of a call. */
 static __always_inline __u64 call_sock_id(struct sock *sk, __u32 pid)
 {
