@@ -161,6 +161,15 @@ static __always_inline __u32 unix_ino(struct sock *sk)
 	return sa ? BPF_CORE_READ(sa, vfs_inode.i_ino) : 0;
 }
 
+/* Syscall mode: sk's `seen` entry, unless it is that of a dead Unix socket that had sk's address
+ * (its inode is not sk's; a TCP socket's entry has none: tcp_destroy_sock deletes it). */
+static __always_inline struct sock_info *seen_of(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+	return si && si->ino && si->ino != unix_ino(sk) ? NULL : si;
+}
+
 /* The id of a Unix socket's peer: 0 when it has none (closed), or none was made yet (the capture
  * makes a socket's id at its first traced call: a peer not traced, or not yet used). Socket
  * mode: its cookie; syscall mode: the id its `seen` entry holds, if that entry is its own. */
@@ -171,9 +180,8 @@ static __always_inline __u64 unix_peer_id(struct sock *sk)
 		return 0;
 	if (!syscall_mode)
 		return peer->__sk_common.skc_cookie.counter;
-	__u64 key = (__u64)peer;
-	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-	return si && si->ino == unix_ino(peer) ? si->id : 0;
+	struct sock_info *si = seen_of(peer);
+	return si ? si->id : 0;
 }
 
 /* The peer's cookie and the socket's path: its own address (a listener's accepted socket shares
@@ -372,17 +380,6 @@ static __always_inline int emit_data(struct sock *sk, bool direct, __u64 id, __u
 	return 0;
 }
 
-/* Syscall mode: a socket whose bytes are captured: TCP, or a Unix stream socket. */
-static __always_inline bool is_captured(struct sock *sk)
-{
-	if (!sk || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
-		return false;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family == AF_UNIX)
-		return true;
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && (family == AF_INET || family == AF_INET6);
-}
-
 static __always_inline __u32 seq_of(struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir, __u32 len)
 {
 	/* both run after the data moved: write_seq/copied_seq already count these bytes */
@@ -412,7 +409,7 @@ static __always_inline void sock_event(struct sock *sk, __u8 kind, bool forget)
 	__u64 key = (__u64)sk;
 	struct sock_info *si;
 	if (syscall_mode)
-		si = bpf_map_lookup_elem(&seen, &key);
+		si = seen_of(sk);
 	else
 		si = bpf_sk_storage_get(&sk_info, sk, 0, 0);
 	if (!si || !si->id)

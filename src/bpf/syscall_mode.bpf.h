@@ -44,8 +44,8 @@ static __always_inline int enter(__u64 nr, __u64 fd, __u64 buf, __u64 cnt, __u64
 	return enter_flags(nr, fd, buf, cnt, fd2, 0);
 }
 
-/* The TCP or Unix stream sock behind fd of the current process, or NULL. */
-static __always_inline struct sock *fd_sock(__u64 fd)
+/* The TCP or Unix stream sock behind fd of the current process (*af_unix: which), or NULL. */
+static __always_inline struct sock *fd_sock(__u64 fd, bool *af_unix)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
@@ -61,25 +61,26 @@ static __always_inline struct sock *fd_sock(__u64 fd)
 		return NULL;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
-	return is_captured(sk) ? sk : NULL;
-}
-
-static __always_inline bool is_unix(struct sock *sk)
-{
-	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX;
+	if (!sk || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	*af_unix = family == AF_UNIX;
+	if (*af_unix)
+		return sk;
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP && (family == AF_INET || family == AF_INET6) ? sk : NULL;
 }
 
 /* sock_id for the socket of a call. */
-static __always_inline __u64 call_sock_id(struct sock *sk, __u32 pid)
+static __always_inline __u64 call_sock_id(struct sock *sk, bool af_unix, __u32 pid)
 {
-	return sock_id(sk, pid, is_unix(sk) ? unix_ino(sk) : 0);
+	return sock_id(sk, pid, af_unix ? unix_ino(sk) : 0);
 }
 
 /* The seq of `len` bytes a call moved on sk (its `seen` entry made by sock_id): TCP's sequence
  * number of the first, or a Unix socket's count of the bytes it moved that way before them. */
-static __always_inline __u32 call_seq(struct sock *sk, __u8 dir, __u32 len)
+static __always_inline __u32 call_seq(struct sock *sk, bool af_unix, __u8 dir, __u32 len)
 {
-	if (!is_unix(sk))
+	if (!af_unix)
 		return seq_of(sk, (struct tcp_sock *)sk, false, dir, len);
 	__u64 key = (__u64)sk;
 	struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
@@ -113,10 +114,9 @@ static __always_inline int exit_call(long ret)
 	if (ret == 0) {
 		/* a read of 0 bytes at a Unix stream socket: its end (unix_eof) */
 		if (a.nr == NR_read || a.nr == NR_readv || a.nr == NR_preadv2 || a.nr == NR_recvfrom || a.nr == NR_recvmsg) {
-			struct sock *sk = fd_sock(a.fd);
-			__u64 key = (__u64)sk;
-			struct sock_info *si = sk && is_unix(sk) ? bpf_map_lookup_elem(&seen, &key) : NULL;
-			if (si && si->ino == unix_ino(sk)) /* (not a dead socket's entry) */
+			bool af_unix = false;
+			struct sock *sk = fd_sock(a.fd, &af_unix);
+			if (sk && af_unix)
 				sock_event(sk, ST_EV_CLOSE, false);
 		}
 		return 0;
@@ -160,12 +160,13 @@ static __always_inline int exit_call(long ret)
 	case NR_splice: {
 		/* splice into a socket is a send; out of one, a receive */
 		m.no_payload = true;
-		struct sock *out = fd_sock(a.fd2);
+		bool out_af_unix = false;
+		struct sock *out = fd_sock(a.fd2, &out_af_unix);
 		if (out) {
-			__u64 id = call_sock_id(out, pid_tgid >> 32);
+			__u64 id = call_sock_id(out, out_af_unix, pid_tgid >> 32);
 			if (!id) /* muted */
 				return 0;
-			return emit_data(out, false, id, ST_DIR_SEND, ret, call_seq(out, ST_DIR_SEND, ret), &m, pid_tgid);
+			return emit_data(out, false, id, ST_DIR_SEND, ret, call_seq(out, out_af_unix, ST_DIR_SEND, ret), &m, pid_tgid);
 		}
 		dir = ST_DIR_RECV;
 		break;
@@ -173,13 +174,14 @@ static __always_inline int exit_call(long ret)
 	default:
 		return 0;
 	}
-	struct sock *sk = fd_sock(fd);
+	bool af_unix = false;
+	struct sock *sk = fd_sock(fd, &af_unix);
 	if (!sk)
 		return 0;
-	__u64 id = call_sock_id(sk, pid_tgid >> 32);
+	__u64 id = call_sock_id(sk, af_unix, pid_tgid >> 32);
 	if (!id) /* muted */
 		return 0;
-	return emit_data(sk, false, id, dir, ret, call_seq(sk, dir, ret), &m, pid_tgid);
+	return emit_data(sk, false, id, dir, ret, call_seq(sk, af_unix, dir, ret), &m, pid_tgid);
 }
 
 /* *mmsg at exit: ret messages moved, each with its msg_len; the socket's sequence counter
@@ -192,10 +194,11 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 		return 0;
 	if (ret <= 0 || (a.flags & MSG_PEEK))
 		return 0;
-	struct sock *sk = fd_sock(a.fd);
+	bool af_unix = false;
+	struct sock *sk = fd_sock(a.fd, &af_unix);
 	if (!sk)
 		return 0;
-	__u64 id = call_sock_id(sk, pid_tgid >> 32);
+	__u64 id = call_sock_id(sk, af_unix, pid_tgid >> 32);
 	if (!id) /* muted */
 		return 0;
 	__u32 n = ret < ST_MAX_MMSG ? ret : ST_MAX_MMSG;
@@ -208,7 +211,7 @@ static __always_inline int exit_mmsg(long ret, __u8 dir)
 							   offsetof(struct mmsghdr, msg_len)));
 		total += l;
 	}
-	__u32 seq = call_seq(sk, dir, total);
+	__u32 seq = call_seq(sk, af_unix, dir, total);
 	for (int i = 0; i < ST_MAX_MMSG; i++) {
 		if (i >= n)
 			break;
