@@ -96,7 +96,7 @@ export interface ConnStats {
   answeredRequestIds: number;
   /** Connections that left HTTP/1 (101 Switching Protocols: WebSocket, h2c; a CONNECT tunnel) or began as HTTP/2: their calls since are ignored. */
   protocolSwitches: number;
-  /** Connections taken for another protocol (NOT_HTTP_TURNS turns without a request start): their calls since are ignored. */
+  /** Connections taken for another protocol (NOT_HTTP_TURNS turns, or NOT_HTTP_ONE_WAY calls one way, without a request start): their calls since are ignored. */
   otherProtocol: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;

@@ -124,9 +124,10 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export { sleep };
 
-function tryConnect(host: string, port: number, path?: string): Promise<boolean> {
+/** Whether something accepts a connection at `to` (a host and port, or a Unix socket's path). */
+function tryConnect(to: { host: string; port: number } | { path: string }): Promise<boolean> {
   return new Promise((res) => {
-    const s = path ? connect({ path }) : connect({ host, port });
+    const s = connect(to);
     s.once('connect', () => { s.destroy(); res(true); });
     s.once('error', () => res(false));
     s.setTimeout(500, () => { s.destroy(); res(false); });
@@ -233,9 +234,9 @@ export async function startProcess(scope: Scope, o: StartOptions): Promise<Proc>
     }
     let ready = true;
     if (o.readyPort) {
-      ready = o.netns ? listeningInNetns(o.netns, o.readyPort.port) : await tryConnect(o.readyPort.host, o.readyPort.port);
+      ready = o.netns ? listeningInNetns(o.netns, o.readyPort.port) : await tryConnect(o.readyPort);
     }
-    if (ready && o.readyPath) ready = await tryConnect('', 0, o.readyPath);
+    if (ready && o.readyPath) ready = await tryConnect({ path: o.readyPath });
     if (ready && o.readyLog) ready = o.readyLog.test(out);
     if (ready && o.readyCheck) ready = await o.readyCheck().catch(() => false);
     if (ready) return proc;
