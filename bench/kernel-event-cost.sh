@@ -76,7 +76,7 @@ one() { # LOADER -> "send_ns recv_ns loader_ns_per_event"
     { t[NR] = ($5 - $2) / ($6 - $3) } END { printf "%.0f %.0f %.0f\n", t[1], t[2], lns / ev }'
 }
 
-echo "kernel-event-cost: $ROUNDS rounds of $N round trips (4 data events each${MUTE:+; its sockets muted}), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "kernel-event-cost: $ROUNDS rounds of $N round trips (4 data events each${MUTE:+; its sockets muted}${UNIX:+; over a Unix socket pair}), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A res
 for r in $(seq "$ROUNDS"); do
   for i in "${!LOADERS[@]}"; do
