@@ -878,3 +878,36 @@ test('Unix socket: an end whose own events never name its peer learns it from th
   assert.equal(exit.respSeq, entry.respSeq, 'the answer read by the client is the one the server wrote');
   assert.equal(t.stats.unix.unpaired, 0);
 });
+
+// HTTPS (DataEvent.tls, src/bpf/tls.bpf.h): each event's seq names the TLS record it came in,
+// not a byte position; the socket's close (its id without TLS_ID) ends the plaintext's stream.
+test('TLS plaintext: seqs name records (no gaps counted), messages take their first event\'s, the socket\'s close ends it', () => {
+  const { t, spans } = table();
+  const TLS = 2 ** 51;
+  const tls = (e: Ev) => ({ ...ev({ ...e, sock: TLS + 7 }), tls: true });
+  const body = 'x'.repeat(30000);
+  const post = `POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`;
+  // a request in two records, read in three calls (the last two from the second record)
+  t.onData(tls({ dir: 'recv', data: post + body.slice(0, 16000), seq: 20_000, t: 10 }));
+  t.onData(tls({ dir: 'recv', data: body.slice(16000, 20000), seq: 36_500, t: 11 }));
+  t.onData(tls({ dir: 'recv', data: body.slice(20000), seq: 36_500, t: 12 }));
+  t.onData(tls({ dir: 'send', data: RESP(201), seq: 70_000, t: 20 }));
+  // the next request, then the socket closes before the answer
+  t.onData(tls({ dir: 'recv', data: REQ('/next'), seq: 36_900, t: 30 }));
+  assert.equal(spans.length, 1);
+  assert.deepEqual([spans[0].reqSeq, spans[0].respSeq, spans[0].httpStatusCode, spans[0].attrs.bytes_read, spans[0].attrs.tls], [20_000, 70_000, 201, post.length + body.length, true]);
+  assert.equal(t.stats.seqGaps + t.stats.seqRepeats, 0, 'record numbers are no gaps');
+  t.onClose({ kind: 'close', sockId: 7, pid: 100, tsNs: 40_000 });
+  assert.equal(spans.length, 2, 'the close of socket 7 ended its TLS stream');
+  assert.deepEqual([spans[1].reqSeq, spans[1].resource, spans[1].status], [36_900, 'GET /next', 'error']);
+});
+
+test('a TLS handshake in the clear (OpenSSL\'s probes not on the process) is muted at once and reported', () => {
+  const handshakes: number[] = [];
+  const muted: number[] = [];
+  const { t, spans } = table({ onTlsHandshake: (pid) => handshakes.push(pid), onNotHttp: (id) => muted.push(id) });
+  const hello = '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03' + 'r'.repeat(32);
+  t.onData(ev({ sock: 3, dir: 'send', data: hello, seq: 1, t: 1, pid: 42 }));
+  t.onData(ev({ sock: 3, dir: 'recv', data: '\x16\x03\x03\x00\x7a\x02', seq: 1, t: 2, pid: 42 }));
+  assert.deepEqual([handshakes, muted, t.stats.tlsUnseen, t.stats.unclassified, spans.length], [[42], [3], 1, 0, 0]);
+});

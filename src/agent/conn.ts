@@ -20,7 +20,7 @@
 //
 // The table is bounded: least recently active connections are evicted first (an eighth of the
 // table at a time, when it is full).
-import type { DataEvent, CloseEvent } from './capture/event.js';
+import { TLS_ID, type DataEvent, type CloseEvent } from './capture/event.js';
 import type { EbpfSpan } from '../span/span.js';
 import { createParser, headerTable, DEFAULT_HEADERS, BODY_FRAMED, BODY_NONE, PROTOCOL_SWITCH, looksLikeRequest, looksLikeResponse, type HttpMessage, type HttpParser, type ParserStats, type ParserSink } from './http/parser.js';
 import { parseTraceContext, type AppTraceContext, type TraceContextStats } from './tracecontext.js';
@@ -73,6 +73,11 @@ export interface ConnTableOptions {
    * kernel's map: the mute did not hold).
    */
   onNotHttp?(sockId: number): void;
+  /**
+   * Process `pid` began a TLS handshake whose plaintext the capture does not see (OpenSSL's
+   * probes not on it yet: tls/openssl.ts looks again). The connection is muted as another protocol.
+   */
+  onTlsHandshake?(pid: number): void;
 }
 
 export interface ConnStats {
@@ -98,6 +103,8 @@ export interface ConnStats {
   protocolSwitches: number;
   /** Connections taken for another protocol (NOT_HTTP_TURNS turns, or NOT_HTTP_ONE_WAY calls one way, without a request start): their calls since are ignored. */
   otherProtocol: number;
+  /** Connections that began a TLS handshake whose plaintext the capture does not get (not OpenSSL, or its probes not yet on the process): muted. */
+  tlsUnseen: number;
   /** Jumps forward in a direction's sequence numbers: events lost, bytes skipped by count. */
   seqGaps: number;
   /** Calls whose bytes had all been seen already (ignored). */
@@ -175,11 +182,16 @@ interface Conn {
   peerId: number;
   /** Unix: the socket file's path. */
   unixPath: string;
+  /** The plaintext of a TLS connection (DataEvent.tls): its seqs name records, not bytes. */
+  tls: boolean;
 }
 
 /** The client connection preface of HTTP/2 (RFC 9113 §3.4): "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n". */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
 const isHttp2Preface = (head: Buffer): boolean => head.length >= H2_PREFACE.length && head[0] === 0x50 && head.compare(H2_PREFACE, 0, H2_PREFACE.length, 0, H2_PREFACE.length) === 0;
+
+/** A TLS handshake record (RFC 8446 §5.1: type 22, legacy version 3.x): a ClientHello or ServerHello. */
+const isTlsHandshake = (head: Buffer): boolean => head.length >= 5 && head[0] === 0x16 && head[1] === 0x03 && head[2] <= 0x04;
 
 /**
  * A connection whose calls turned this many times between sending and receiving without one
@@ -255,7 +267,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
   const unixPairs = createUnixPairs();
   const stats: ConnStats = {
     tracked: 0, opened: 0, closed: 0, evicted: 0, expired: 0, unclassified: 0, orphanResponses: 0,
-    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, otherProtocol: 0, seqGaps: 0, seqRepeats: 0,
+    spans: 0, failedSpans: 0, droppedExchanges: 0, answeredRequestIds: 0, protocolSwitches: 0, otherProtocol: 0, tlsUnseen: 0, seqGaps: 0, seqRepeats: 0,
     unix: unixPairs.stats, parse, trace: { invalid: 0 },
   };
   // pid and X-Request-ID → exits waiting for an entry of that process to answer with it, and
@@ -332,6 +344,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       ctx: ex.ctx,
       srcIp: c.srcIp, srcPort: c.srcPort, dstIp: c.dstIp, dstPort: c.dstPort,
       unixPath: c.unixPath,
+      tls: c.tls,
       operation: c.operation,
       service: opts.procs.service(ex.pid),
       processName: opts.procs.processName(ex.pid),
@@ -533,6 +546,7 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       srcIp: ev.srcIp, srcPort: ev.srcPort, dstIp: ev.dstIp, dstPort: ev.dstPort,
       lastNs: ev.tsNs, pending: [], ev: null, nextSend: -1, nextRecv: -1, early: null, switched: false, operation: 'HTTP',
       unknownTurns: 0, unknownDir: 0, unknownRun: 0, notHttpNs: 0, unix: ev.family === 'unix', peerId: 0, unixPath: ev.unixPath,
+      tls: ev.tls,
     };
     conns.set(ev.sockId, c);
     const mine = perPid.get(ev.pid);
@@ -586,6 +600,13 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       return;
     }
     if (c.role === ROLE_UNKNOWN) {
+      if (!c.tls && isTlsHandshake(ev.head)) {
+        // Ciphertext: what the capture sees of HTTPS whose plaintext it does not get.
+        stats.tlsUnseen++;
+        opts.onTlsHandshake?.(ev.pid);
+        notHttp(c, ev.tsNs);
+        return;
+      }
       if (isHttp2Preface(ev.head)) {
         // HTTP/2 from its first byte (gRPC without TLS, h2c by prior knowledge): no HTTP/1 on
         // it ever; ignored like a switched connection rather than counted call after call.
@@ -626,13 +647,14 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
     // (a request still being written, its head cut short, is answered as it is: not early)
     if (c.role === ROLE_CLIENT && ev.dir === 'recv' && (c.early !== null || (c.pending.length === 0 && !c.reqParser!.busy() && looksLikeResponse(ev.head))) && holdEarly(c, ev)) return;
     const parser = ev.dir === requestDir ? c.reqParser! : c.respParser!;
-    // Sequence numbers say whether bytes are missing (a lost event) or were seen already.
+    // Sequence numbers say whether bytes are missing (a lost event) or were seen already; a TLS
+    // plaintext's name records, whose events do not continue each other's numbers.
     const send = ev.dir === 'send';
     const expected = send ? c.nextSend : c.nextRecv;
     const next = (ev.seq + ev.len) >>> 0;
     if (send) c.nextSend = next; else c.nextRecv = next;
     c.ev = ev;
-    if (expected >= 0 && ev.seq !== expected) {
+    if (expected >= 0 && ev.seq !== expected && !c.tls) {
       const d = (ev.seq - expected) | 0;
       if (d < 0 && ((next - expected) | 0) <= 0) {
         stats.seqRepeats++;
@@ -657,14 +679,15 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       const c = conns.get(ev.sockId);
       if (c?.unix) unixEnd(c, ev.tsNs);
       else if (c) end(c, ev.tsNs);
+      const tls = conns.get(ev.sockId + TLS_ID); // the socket's plaintext, if it carried TLS
+      if (tls) end(tls, ev.tsNs);
     },
     onShutdown(ev) {
       // A server's answer that runs until the close (uWSGI's, HTTP/1.0's) is over, and the
       // entry's thread group with it: the socket's end waits for the client to close too, by
       // when the server's thread may be serving its next request (two groups open: no join).
       // (A client's requests never run until the close.)
-      const c = conns.get(ev.sockId);
-      if (c?.role === ROLE_SERVER) c.respParser!.endOfStream();
+      for (const c of [conns.get(ev.sockId), conns.get(ev.sockId + TLS_ID)]) if (c?.role === ROLE_SERVER) c.respParser!.endOfStream();
     },
     onProcessExit(pid, tsNs) {
       const mine = perPid.get(pid);

@@ -314,7 +314,7 @@ test('agent: a loader that stops as it starts is started again, later each time 
   const starts: number[] = [];
   const logs: string[] = [];
   const fake = (): Capture => ({
-    mode: 'socket', loaderPid: 0, addPid: async () => {}, removePid: async () => {}, goProcess: async () => {}, goUprobe: async () => {}, wantShutdowns: async () => {}, mute: async () => true,
+    mode: 'socket', loaderPid: 0, addPid: async () => {}, removePid: async () => {}, goProcess: async () => {}, goUprobe: async () => {}, tlsProcess: async () => {}, wantShutdowns: async () => {}, mute: async () => true,
     stats: () => ({ kind: 'stats', ringbufDrops: 0, events: 10, truncated: 0, loaderCpuNs: 0, late: 0 }),
     refreshStats: async () => ({ kind: 'stats', ringbufDrops: 0, events: 10, truncated: 0, loaderCpuNs: 0, late: 0 }),
     close: async () => {},

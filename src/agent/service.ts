@@ -19,6 +19,7 @@ import { createProcSelector, SERVICE_ENV, type ProcSelector } from './procs.js';
 import { createSender, type Sender, type SenderStats } from './sender.js';
 import { createThreadGroups, threadKey, type ThreadGroups } from './threadgroup.js';
 import { createGoTracer, type GoStats } from './go/golang.js';
+import { createTlsTracer, type TlsStats } from './tls/openssl.js';
 
 /** A process picked up after the start is named on stderr once traced this long (ms). */
 const NAME_AFTER_MS = 1000;
@@ -54,6 +55,7 @@ export interface AgentStats {
   sender: SenderStats;
   pidErrors: number;
   go: GoStats;
+  tls: TlsStats;
 }
 
 export interface Agent {
@@ -92,6 +94,9 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const initialPids = new Set<number>();
   // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
   const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log, setThreadLinks: (pid, links) => procs.setThreadLinks(pid, links) });
+  // Processes using OpenSSL: its probes, so their HTTPS is seen (src/agent/tls).
+  const tls = createTlsTracer({ capture: () => capture, procRoot: opts.procRoot, log });
+  const onTraced = (pid: number, again: boolean) => Promise.all([golang.onTraced(pid, again), tls.onTraced(pid)]);
   // Removed while the loader was starting: the kernel may trace them since their exec.
   const removedAtStart = new Set<number>();
   // Processes the kernel traced from their exec until the agent decided against them: what they
@@ -105,7 +110,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       else { initialPids.delete(pid); removedAtStart.add(pid); }
       return;
     }
-    (verb === 'add' ? capture.addPid(pid).then(() => { sayTraced(pid); return golang.onTraced(pid); }) : capture.removePid(pid)).catch((e: Error) => {
+    (verb === 'add' ? capture.addPid(pid).then(() => { sayTraced(pid); return onTraced(pid, false); }) : capture.removePid(pid)).catch((e: Error) => {
       pidErrors++;
       // A process that exited between the scan and the command is not worth a message.
       rateLog(`seqtrace agent: ${verb} pid ${pid}: ${e.message}`);
@@ -161,6 +166,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
       askShutdowns(capture);
     },
     onNotHttp: mute,
+    onTlsHandshake: (pid) => tls.onHandshake(pid),
   });
 
   function onEvents(batch: CaptureEvent[]): void {
@@ -202,6 +208,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             conns.onProcessExit(ev.pid, ev.tsNs);
             groups.dropProcess(ev.pid, ev.tsNs);
             procs.onExit(ev.pid);
+            tls.onExit(ev.pid);
             rejected.delete(ev.pid);
             break;
           case 'stats': break;
@@ -264,7 +271,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     for (const pid of new Set([...atStart, ...initialPids, ...removedAtStart])) {
       if (!procs.isTraced(pid)) {
         if (atStart.has(pid) || removedAtStart.has(pid)) void c.removePid(pid).catch(() => {});
-      } else if (atStart.has(pid)) void golang.onTraced(pid, toldBefore.has(pid));
+      } else if (atStart.has(pid)) void onTraced(pid, toldBefore.has(pid));
       else pidCommand('add', pid);
     }
     initialPids.clear();
@@ -294,6 +301,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
     // What is traced now is what the next loader is given (pidCommand adds to it meanwhile).
     for (const pid of procs.tracedPids()) { initialPids.add(pid); toldBefore.add(pid); }
     golang.reset();
+    tls.reset();
     let delay = restartDelay > 0 && Date.now() - loaderSince < 60_000 ? Math.min(restartDelay * 2, 30_000) : 1000;
     const retry = () => {
       restartTimer = null;
@@ -341,7 +349,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   const captureStats = (): StatsEvent => (capture ? sumStats(before, capture.stats()) : before);
   const stats = (): AgentStats => ({
     captureMode: (capture ?? first).mode, capture: captureStats(), loaderRestarts, socketsMuted, events, eventErrors, rejectedEvents, conns: conns.stats, groups: groups.stats,
-    procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats,
+    procs: procs.stats, sender: sender.stats(), pidErrors, go: golang.stats, tls: tls.stats,
   });
   // Collectors read one snapshot taken per scrape, not one stats() per metric.
   let snap: AgentStats = stats();
@@ -476,6 +484,9 @@ function agentMetrics(s: () => AgentStats, openGroups: () => number, pendingExch
   r.collect(`${p}environ_unreadable_total`, 'processes whose environment could not be read (another user\'s without CAP_SYS_PTRACE, or one the kernel protects even then): trace_envset cannot select them, they go by their name', 'counter', () => s().procs.environUnreadable);
   r.collect(`${p}go_processes_total`, 'Go processes traced, by how: goroutine (followed) or thread (binary unreadable: Go < 1.17, not amd64, its pclntab not found; calls joined to requests by X-Request-ID only)', 'counter', () => [[{ by: 'goroutine' }, s().go.byGoroutine], [{ by: 'thread' }, s().go.byThread]]);
   r.collect(`${p}go_errors_total`, 'Go processes whose offsets or uprobes the kernel refused (calls joined to requests by X-Request-ID only)', 'counter', () => s().go.errors);
+  r.collect(`${p}tls_processes_total`, 'processes whose OpenSSL calls are probed (their HTTPS seen in plaintext)', 'counter', () => s().tls.processes);
+  r.collect(`${p}tls_errors_total`, 'processes whose OpenSSL probes the kernel refused (their HTTPS not seen)', 'counter', () => s().tls.errors);
+  r.collect(`${p}tls_unseen_connections_total`, 'connections that began a TLS handshake whose plaintext the capture does not get (TLS not from OpenSSL with a socket BIO: Go, Java, Node.js; or begun before the probes were on the process): muted', 'counter', () => s().conns.tlsUnseen);
   r.collect(`${p}pid_command_errors_total`, 'add/remove pid commands the loader refused', 'counter', () => s().pidErrors);
   return r;
 }

@@ -30,6 +30,8 @@ export interface ExchangeFacts {
   dstPort: number;
   /** A Unix socket's path ('' for TCP): the span's `unix_path`. */
   unixPath: string;
+  /** Over TLS (HTTPS; the plaintext from OpenSSL's probes): the span's `tls`. */
+  tls: boolean;
   /** The protocol: HTTP, FastCGI or uwsgi. */
   operation: string;
   service: string;
@@ -90,6 +92,7 @@ export function buildSpan(f: ExchangeFacts): EbpfSpan {
   // peer that is not traced. A longer value is no host name.
   if (req.host && req.host.length <= NAME_ATTR_MAX) attrs.http_host = req.host;
   if (f.unixPath) attrs.unix_path = f.unixPath;
+  if (f.tls) attrs.tls = true;
   return {
     host: f.host,
     kind: f.kind,

@@ -20,6 +20,8 @@
  *     uprobe newproc1_ret|newproc_nop5|roundtrip FILE_OFFSET PATH   (attached to each Go process of
  *       that binary by its `go` command: go_probes.c)
  *     (uprobe execute: the seed's per-switch probe, for bench/go-switch-cost.sh only)
+ *   A process using OpenSSL (tls.bpf.h), also ACKed:
+ *     tls PID PATH   (OpenSSL's probes attached to that process, on its libssl at PATH: tls_probes.c)
  * stdout: frames, each a u32 little-endian length then that many bytes, the first byte
  *   being an st_kind (seqtrace.h). READY first, then events in ts_ns order (batches of the
  *   kernel unpacked, see output.c, "Order"); STATS every second.
@@ -54,6 +56,7 @@
 #include "seqtrace.h"
 #include "seqtrace.skel.h"
 #include "go_probes.h"
+#include "tls_probes.h"
 #include "loader.h"
 
 #define STATS_EVERY_NS 1000000000ULL
@@ -171,6 +174,12 @@ static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 	else
 		__atomic_fetch_and(&traced_words[pid / 32], ~bits, __ATOMIC_SEQ_CST);
 	return true;
+}
+
+static bool pid_traced(__u32 pid)
+{
+	return pid / 32 < traced_nwords &&
+	       (__atomic_load_n(&traced_words[pid / 32], __ATOMIC_RELAXED) >> (2 * (pid % 32)) & ST_PID_TRACED);
 }
 
 /* ------------------------------------------------------------ the data path, attached on demand */
@@ -377,6 +386,8 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 		}
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
+	} else if (n >= 1 && !strcmp(verb, "tls")) {
+		ack.ok = tls_process_command(line, &ack.pid);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
 		drain(rb, false, true); /* the counters then cover what was written before them */
 		send_stats(skel);
@@ -405,7 +416,7 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 				verb, pid, traced_nwords * 32);
 		ack.pid = key;
 	} else {
-		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, shutdowns, mute SOCK_ID, go ..., uprobe ...)\n", line);
+		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, shutdowns, mute SOCK_ID, go ..., uprobe ..., tls PID PATH)\n", line);
 	}
 	frame(&ack, sizeof(ack));
 }
@@ -471,8 +482,9 @@ static void choose_programs(struct seqtrace_bpf *skel, int mode)
 			bpf_program__set_autoload(p, false);
 			continue;
 		}
-		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command */
-		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe"))
+		/* flush_cpu is run by the loader, never attached; Go uprobes by the uprobe command,
+		 * OpenSSL's by the tls command */
+		if (!strcmp(sec, "raw_tp") || !strcmp(sec, "uprobe") || !strcmp(sec, "uretprobe"))
 			bpf_program__set_autoattach(p, false);
 		/* attached while a Go process waits to call out (see state_prog) */
 		if (!strcmp(sec, "tp_btf/inet_sock_set_state")) {
@@ -706,6 +718,11 @@ int main(int argc, char **argv)
 				  .roundtrip = skel->progs.go_round_trip, .execute = skel->progs.go_execute,
 				  .procs_fd = bpf_map__fd(skel->maps.go_procs) };
 	go_probes_init(&gp);
+	struct tls_programs tp = { .write = skel->progs.ssl_write, .write_ex = skel->progs.ssl_write_ex,
+				   .read = skel->progs.ssl_read, .read_ex = skel->progs.ssl_read_ex,
+				   .handshake = skel->progs.ssl_handshake, .ret = skel->progs.ssl_return,
+				   .traced = pid_traced };
+	tls_probes_init(&tp);
 	if (!output_init(libbpf_num_possible_cpus(), batch ? bpf_program__fd(skel->progs.flush_cpu) : -1,
 			 &skel->bss->tuple_gen)) {
 		status = failed("allocation", -ENOMEM);
@@ -762,6 +779,7 @@ int main(int argc, char **argv)
 		__u64 now = now_ns(CLOCK_MONOTONIC);
 		if (now >= next_go_poll) {
 			go_poll();
+			tls_poll();
 			next_go_poll = now + GO_POLL_NS;
 			int err = update_state_prog();
 			if (err)
@@ -801,6 +819,7 @@ cleanup:
 	ring_buffer__free(rb);
 	output_free();
 	go_probes_free();
+	tls_probes_free();
 	detach_data_path();
 	bpf_link__destroy(state_prog.link);
 	if (traced_words)

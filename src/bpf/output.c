@@ -218,7 +218,7 @@ static void take_data(const struct st_data_rec *r, int cpu)
 		late_events++;
 	struct st_data_event *e = pend_reserve(&pend, r->ts_ns, sizeof(*e) + head + slot->path_len);
 	*e = (struct st_data_event){
-		.kind = ST_EV_DATA, .dir = r->dir, .family = slot->family, .flags = r->flags & (ST_F_NO_PAYLOAD | ST_F_TRUNCATED),
+		.kind = ST_EV_DATA, .dir = r->dir, .family = slot->family, .flags = r->flags & (ST_F_NO_PAYLOAD | ST_F_TRUNCATED | ST_F_TLS),
 		.pid = r->pid, .tid = r->tid, .seq = r->seq, .ts_ns = r->ts_ns, .sock_id = r->sock_id, .goid = goid,
 		.len = r->len, .head_len = head, .tail_len = tail, .src_port = slot->src_port, .dst_port = slot->dst_port,
 		.path_len = slot->path_len,

@@ -42,6 +42,7 @@ struct msg_src {
 	__u64 iovcnt;
 	bool no_payload;
 	bool go;               /* the process's ST_PID_GO bit */
+	bool tls;              /* the plaintext of an OpenSSL call (tls.bpf.h): ST_F_TLS */
 	struct pt_regs *regs;  /* the thread's saved registers, NULL when not read */
 };
 

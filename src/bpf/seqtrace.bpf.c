@@ -284,7 +284,7 @@ static __always_inline __u32 fill_data_event(struct scratch *s, struct sock *sk,
 			at += sizeof(*t);
 		}
 	}
-	e->flags = flags;
+	e->flags = flags | (m->tls ? ST_F_TLS : 0);
 	return sizeof(*e) + at;
 }
 
@@ -429,6 +429,9 @@ static __always_inline void sock_event(struct sock *sk, __u8 kind, bool forget)
 	end_event(b);
 }
 
+/* ---- TLS (OpenSSL uprobes): the plaintext of HTTPS; everything in tls.bpf.h ---- */
+#include "tls.bpf.h"
+
 /* ---------------------------------------------------------------- socket mode */
 
 /* A Unix stream socket (AF_UNIX, SOCK_STREAM: nginx to PHP-FPM, uWSGI or gunicorn on a socket
@@ -453,7 +456,7 @@ static __noinline int on_unix(struct sock *sk, int ret, __u8 dir, struct msg_src
 	if (batching(b)) {
 		/* the peer's cookie in the cache's slot: a peer first seen after this socket (its
 		 * cookie 0 until then) brings the tuple again */
-		int known = sock_cached(sk, id, pid_tgid >> 32, unix_peer_id(sk), 0);
+		int known = sock_cached(sk, id, pid_tgid >> 32, unix_peer_id(sk), 0, true);
 		if (known == SOCK_MUTED) {
 			end_event(b);
 			return 0;
@@ -569,12 +572,15 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	if (sk->sk_protocol != IPPROTO_TCP || (family != AF_INET && family != AF_INET6))
 		return 0;
 	struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-	struct batch *b = begin_event();
-	if (!b)
-		return 0;
 	__u64 id = sk->__sk_common.skc_cookie.counter; /* what the helper returns once it was made */
 	if (!id)
 		id = bpf_get_socket_cookie(sk);
+	__u32 seq = seq_of(sk, tp, true, dir, ret);
+	if (tls_io(task, sk, id, dir, seq + ret, tgid)) /* ciphertext: its plaintext comes from tls.bpf.h */
+		return 0;
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
 	bool tuple = true;
 	if (batching(b)) {
 		int known = tcp_sock_cached(sk, id, pid_tgid >> 32, family);
@@ -587,7 +593,6 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		end_event(b);
 		return 0;
 	}
-	__u32 seq = seq_of(sk, tp, true, dir, ret);
 	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq, ret));
 	end_event(b);
 	return 0;

@@ -20,6 +20,7 @@
 #define ST_MAX_MMSG 16          /* messages of one sendmmsg/recvmmsg reported (syscall mode) */
 #define ST_BATCH_MAX 16384      /* largest per-CPU batch of events; a power of two (verifier masks) */
 #define ST_GO_MAX_PROBES 32     /* uprobes of one Go binary (newproc1 RETs, round trip, ...) */
+#define ST_TLS_CONNS 16384      /* OpenSSL connections (SSL *) whose socket the kernel knows at once (LRU) */
 #define ST_COMM_LEN 16          /* a process name as the kernel keeps it (TASK_COMM_LEN, NUL included) */
 
 /* Bits of a pid in the kernel's `traced` map (two per pid; the loader maps it). */
@@ -54,7 +55,16 @@ enum st_flags {
 	ST_R_V6 = 8,    /* family 6 */
 	ST_R_GOID = 16, /* a u64 goroutine id */
 	ST_R_UNIX = 32, /* the tuple is an st_tuple_unix (with ST_R_TUPLE) */
+	/* record and stdout: the plaintext of an OpenSSL call (tls.bpf.h), not the socket's bytes:
+	 * sock_id is the socket's id | ST_TLS_ID and seq the TCP sequence number just past the TLS
+	 * record it rode in (docs/kernel.md "TLS"), the same number at both ends */
+	ST_F_TLS = 64,
 };
+
+/* Set in the sock_id of a TLS connection's plaintext events: one socket, two byte streams (its
+ * ciphertext is muted in the kernel). Cookies count from 1 and invented ids are 2^52 + a count,
+ * so neither reaches this bit, and id | ST_TLS_ID stays below 2^53. */
+#define ST_TLS_ID (1ULL << 51)
 
 /* st_data_event.family of a Unix stream socket (AF_UNIX); 4 and 6 are TCP's */
 #define ST_FAMILY_UNIX 1
@@ -81,7 +91,7 @@ struct st_data_event {
 	__u8 flags;  /* st_flags */
 	__u32 pid;   /* tgid */
 	__u32 tid;
-	__u32 seq;   /* TCP sequence number of the first byte moved */
+	__u32 seq;   /* TCP sequence number of the first byte moved (ST_F_TLS: past its TLS record) */
 	__u64 ts_ns; /* CLOCK_MONOTONIC */
 	__u64 sock_id; /* socket cookie, or an invented id from 2^52 (sockets.bpf.h): below 2^53 */
 	__u64 goid;  /* 0 until Go uprobes fill it */

@@ -172,6 +172,12 @@ describe('OTLP conversion', () => {
     assert.equal(one(makeSpan({ kind: 'exit', attrs: {} })).attrs['network.transport'], 'tcp');
   });
 
+  it('a span over TLS (HTTPS): url.scheme https, and no tls attribute of its own', () => {
+    const x = one(makeSpan({ kind: 'entry', attrs: { tls: true } })).attrs;
+    assert.deepEqual([x['url.scheme'], x.tls, x['network.transport']], ['https', undefined, 'tcp']);
+    assert.equal(one(makeSpan({ kind: 'entry', attrs: {} })).attrs['url.scheme'], undefined);
+  });
+
   it('carries the eBPF fields under ebpf., the app context under app., and every attrs entry', () => {
     const d = one(makeSpan({
       host: 'web-9', pid: 4242, tid: 4243, reqSeq: 4294967295, respSeq: 7, threadGroup: '18446744073709551615',

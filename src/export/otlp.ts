@@ -96,7 +96,9 @@ const OWN_KEYS = new Set([
   'network.local.port', 'error.type', 'ebpf.host', 'ebpf.pid', 'ebpf.tid', 'ebpf.req_seq', 'ebpf.resp_seq',
   'ebpf.thread_group', 'ebpf.trace_id', 'ebpf.late', 'ebpf.status', 'ebpf.operation', 'app.trace_id', 'app.parent_id',
   // sent as server.address / server.port, network.peer.address
-  'http_host', 'unix_path',
+  'http_host', 'unix_path', 'url.scheme',
+  // sent as url.scheme
+  'tls',
 ]);
 
 /**
@@ -129,6 +131,8 @@ export function visitSpanAttributes(span: LinkedSpan, visit: (key: string, v: At
     visit('url.path', q < 0 ? rawPath : rawPath.slice(0, q));
   }
   if (templated) visit('http.route', route);
+  // HTTPS (the agent saw its plaintext through OpenSSL's probes)
+  if (attrs.tls === true) visit('url.scheme', 'https');
   const version = attrs.http_version;
   if (span.operation === 'FastCGI' || span.operation === 'uwsgi') {
     // A web server's call to PHP-FPM or uWSGI: FastCGI or uwsgi on the wire (the HTTP version is its client's).

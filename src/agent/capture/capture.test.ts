@@ -9,7 +9,9 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultLoaderPath, startCapture, type Capture } from './loader.js';
 import type { CaptureEvent, CloseEvent, DataEvent, ProcessEvent, ThreadEvent, ThreadExitEvent } from './event.js';
+import { TLS_ID } from './event.js';
 import { bpfObjectsOf, linkedProgs, tracedPids, waitFor } from './testkit.js';
+import { mappedLibssl } from '../tls/openssl.js';
 
 const SKIP = process.env.SEQTRACE_SKIP_EBPF === '1';
 if (SKIP) console.log('# capture tests skipped: SEQTRACE_SKIP_EBPF=1');
@@ -24,6 +26,7 @@ const UNIXREUSE_PY = fileURLToPath(new URL('./testdata/unixreuse.py', import.met
 const AFTERRESET_PY = fileURLToPath(new URL('./testdata/afterreset.py', import.meta.url));
 const FIRSTANSWER_PY = fileURLToPath(new URL('./testdata/firstanswer.py', import.meta.url));
 const SHUTDOWN_PY = fileURLToPath(new URL('./testdata/shutdown.py', import.meta.url));
+const TLSPAIR_PY = fileURLToPath(new URL('./testdata/tlspair.py', import.meta.url));
 /** First lines of an inline Python script that needs testdata/loopback.py's `tcp_pair`. */
 const WITH_TCP_PAIR = `import sys; sys.path.insert(0, ${JSON.stringify(fileURLToPath(new URL('./testdata', import.meta.url)))})
 from loopback import tcp_pair`;
@@ -446,6 +449,64 @@ for (const mode of ['socket', 'syscall'] as const) {
         // (its stdin and stdout are a socket pair too, Node's pipes: no path)
         assert.equal(ends.length, 4, 'two streams of two ends; the datagrams not seen');
         assert.equal(unixData(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('DGRAM')).length, 0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    // HTTPS through OpenSSL (docs/kernel.md, "TLS"): the plaintext of SSL_read/SSL_write as data
+    // events of the socket (id + TLS_ID), each message's first record numbered alike at both
+    // ends; the ciphertext never reported.
+    test('HTTPS through OpenSSL: the plaintext, no ciphertext, one number for each message at both ends', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'seqtrace-tls-'));
+      try {
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost',
+          '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2'], { stdio: 'ignore' });
+        const r = await runScript<{ pid: number; port: number; requests: string[]; responses: string[] }>(run, TLSPAIR_PY, [join(dir, 'cert.pem'), join(dir, 'key.pem')], {
+          beforeGo: async (pid) => {
+            const lib = mappedLibssl('/proc', pid);
+            assert.match(lib, /libssl\.so/, 'python3 maps libssl once ssl is imported');
+            await run.cap.tlsProcess(pid, `/proc/${pid}/root${lib}`);
+          },
+        });
+        await waitFor('the exit of tlspair.py', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+        const evs = data(run.events).filter((e) => e.pid === r.pid);
+        assert.ok(evs.length > 0);
+        assert.deepEqual(evs.filter((e) => !e.tls).map((e) => `${e.dir} ${e.len} ${text(e.head.subarray(0, 8))}`), [], 'no ciphertext event');
+        assert.ok(evs.every((e) => e.sockId > TLS_ID && e.family === 4), 'ids carry TLS_ID');
+        const client = evs.find((e) => e.dir === 'send' && text(e.head).startsWith('GET /tls/1'))!;
+        const server = evs.find((e) => e.dir === 'recv' && text(e.head).startsWith('GET /tls/1'))!;
+        assert.ok(client && server && client.sockId !== server.sockId);
+        assert.deepEqual([client.srcPort, client.dstPort, server.srcPort, server.dstPort], [server.dstPort, r.port, r.port, client.srcPort], 'the 4-tuple');
+        // the bytes, as each end moved them
+        const stream = (id: number, dir: string) => evs.filter((e) => e.sockId === id && e.dir === dir);
+        const bytes = (list: DataEvent[]) => list.reduce((n, e) => n + e.len, 0);
+        const all = (list: string[]) => list.reduce((n, m) => n + m.length, 0);
+        assert.equal(bytes(stream(client.sockId, 'send')), all(r.requests));
+        assert.equal(bytes(stream(server.sockId, 'recv')), all(r.requests));
+        assert.equal(bytes(stream(server.sockId, 'send')), all(r.responses));
+        assert.equal(bytes(stream(client.sockId, 'recv')), all(r.responses));
+        assert.ok(stream(server.sockId, 'recv').some((e) => e.len === 7), 'the third request read 7 bytes at a time');
+        // each message's first event: the same number at both ends
+        const firstOf = (id: number, dir: string, start: string) => {
+          const e = stream(id, dir).find((x) => text(x.head).startsWith(start));
+          assert.ok(e, `no ${dir} of ${start} on ${id}: ${stream(id, dir).map((x) => text(x.head.subarray(0, 12))).join(' | ')}`);
+          return e.seq;
+        };
+        for (const start of ['GET /tls/1', 'POST /tls/2']) {
+          assert.equal(firstOf(server.sockId, 'recv', start), firstOf(client.sockId, 'send', start), `${start}: as read and as written`);
+        }
+        // read 7 bytes at a time: the first read takes the record, the next ones its rest
+        const small = stream(server.sockId, 'recv').filter((e) => e.len === 7);
+        assert.equal(text(small[0].head), 'GET /tl');
+        assert.equal(small[0].seq, firstOf(client.sockId, 'send', 'GET /tls/3'), 'GET /tls/3: as read and as written');
+        assert.ok(small.every((e) => e.seq === small[0].seq), 'reads answered from that record have its number');
+        const responses = (id: number, dir: string) => stream(id, dir).filter((e) => text(e.head).startsWith('HTTP/1.1')).map((e) => e.seq);
+        assert.equal(responses(client.sockId, 'recv').length, 3);
+        assert.deepEqual(responses(client.sockId, 'recv'), responses(server.sockId, 'send'), 'the responses, as read and as written');
+        assert.equal(new Set(responses(client.sockId, 'recv')).size, 3, 'each its own number');
+        // the socket's close ends the TLS stream too (its id without TLS_ID)
+        await waitFor('the closes of both sockets', () => [client, server].every((x) => run.events.some((e) => e.kind === 'close' && e.sockId === x.sockId - TLS_ID)));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

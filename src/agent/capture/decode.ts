@@ -27,6 +27,7 @@ const D = LAYOUT.data;
 const K = LAYOUT.kinds;
 const F_NO_PAYLOAD = 1;
 const F_TRUNCATED = 2;
+const F_TLS = 64;
 const PROC_PROVISIONAL = 1; // ST_PROC_PROVISIONAL (seqtrace.h)
 const EMPTY = Buffer.alloc(0);
 
@@ -168,6 +169,7 @@ function decodeData(b: Buffer, at: number, size: number): DataEvent {
     unixPath: unix ? unixPath(b, headEnd, Math.min(headEnd + u16(b, at + D.path_len), at + size)) : '',
     noPayload: (flags & F_NO_PAYLOAD) !== 0,
     truncated: (flags & F_TRUNCATED) !== 0,
+    tls: (flags & F_TLS) !== 0,
   };
 }
 

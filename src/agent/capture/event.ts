@@ -50,7 +50,17 @@ export interface DataEvent {
   noPayload: boolean;
   /** Reading the user buffer failed part-way: head/tail are shorter than they should be. */
   truncated: boolean;
+  /**
+   * The plaintext of an OpenSSL call on a TCP socket (HTTPS; src/bpf/tls.bpf.h): `sockId` is the
+   * socket's id + TLS_ID (its ciphertext is muted in the kernel), `seq` the TCP sequence number
+   * just past the TLS record it came in, the same number at both ends of the connection; not a
+   * byte position (consecutive events do not continue each other's numbers).
+   */
+  tls: boolean;
 }
+
+/** Added to a socket's id in its TLS plaintext's events (ST_TLS_ID): the socket's close ends both. */
+export const TLS_ID = 2 ** 51;
 
 /**
  * `close`: a socket seen before ended (its process closed it and TCP is done with it), after

@@ -58,6 +58,12 @@ export interface Capture {
   /** Name a Go uprobe of the binary at `path` (file offset): attached to each of its processes given to goProcess (src/bpf/go_probes.c). */
   goUprobe(which: 'newproc1_ret' | 'newproc_nop5' | 'roundtrip' | 'execute', path: string, offset: number): Promise<void>;
   /**
+   * A process using OpenSSL: its calls' plaintext becomes data events of their sockets (ST_F_TLS,
+   * src/bpf/tls.bpf.h), the probes attached to that process only, on the libssl at `path`
+   * (src/bpf/tls_probes.c). Resolves once attached.
+   */
+  tlsProcess(pid: number, path: string): Promise<void>;
+  /**
    * Send `shutdown` events (a traced socket sent its FIN) from now on: every TCP state change on
    * the host then runs a program (≈ 50 ns, ≈ 5 a connection), so only once they are of use.
    */
@@ -255,6 +261,14 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
           }
           return command(`uprobe ${which} ${offset} ${path}`).then((ok) => {
             if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the ${which} uprobe at offset ${offset} of ${path} (the loader's message is on its stderr)`);
+          });
+        },
+        tlsProcess(pid, path) {
+          if (!Number.isInteger(pid) || pid <= 0 || /[\n\r]/.test(path) || !path.startsWith('/')) {
+            return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `tls: pid ${pid} / path ${JSON.stringify(path)} not accepted (a positive pid, an absolute path without newlines)`));
+          }
+          return command(`tls ${pid} ${path}`).then((ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused OpenSSL's uprobes on ${path} for pid ${pid} (the loader's message is on its stderr)`);
           });
         },
         wantShutdowns: () => command('shutdowns').then((ok) => {

@@ -28,7 +28,7 @@ export function dataEvent(f: Pick<DataEvent, 'sockId' | 'dir' | 'head'> & Partia
     seq: f.seq ?? 0, len: f.len ?? f.head.length, head: f.head, tail: f.tail ?? Buffer.alloc(0), family: f.family ?? 4,
     srcIp: f.srcIp ?? '10.0.0.1', srcPort: f.srcPort ?? 8080, dstIp: f.dstIp ?? '10.0.0.2', dstPort: f.dstPort ?? 50000,
     peerId: f.peerId ?? 0, unixPath: f.unixPath ?? '',
-    noPayload: f.noPayload ?? false, truncated: f.truncated ?? false,
+    noPayload: f.noPayload ?? false, truncated: f.truncated ?? false, tls: f.tls ?? false,
   };
 }
 

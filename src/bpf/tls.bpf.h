@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause)
+/*
+ * TLS through OpenSSL (libssl.so.1.1 / .3): uprobes on SSL_read, SSL_read_ex, SSL_write,
+ * SSL_write_ex and SSL_do_handshake, attached by the loader to each traced process that maps
+ * libssl (tls_probes.c), give the plaintext of HTTPS; the socket hooks (on_sock, syscall mode's
+ * exit_call) see the ciphertext of the same calls. Included by seqtrace.bpf.c after the event
+ * construction.
+ *
+ * A call with a socket BIO (nginx, curl, Python's ssl sockets, PHP) moves its ciphertext inside
+ * the call, on its own thread: the socket hooks, finding the thread inside an OpenSSL call,
+ * report nothing and note the socket and TCP's sequence numbers in the call instead (tls_io),
+ * and mute the socket (its bytes outside calls, a close_notify, are ciphertext too). At the
+ * call's return (ssl_return) the plaintext becomes one data event of the socket, ST_F_TLS, id
+ * | ST_TLS_ID (one socket, two streams to the agent), its seq a number both ends of the
+ * connection give the message (docs/kernel.md "TLS"):
+ *  - a write: the sequence number just past its first send, which carried the first TLS
+ *    record of the write whole (OpenSSL sends each record with its own write);
+ *  - a read: the sequence number just past its last receive: OpenSSL reads whole records and
+ *    returns the plaintext of one, the last it read. A read answered from a record read before
+ *    (a short buffer) takes that record's.
+ * So a message's first record gets one number at both ends: the linker joins HTTPS calls by it
+ * as it joins plain ones. A call with a memory BIO (Node.js, asyncio) moves its ciphertext
+ * elsewhere: its plaintext has no socket, and is not reported (docs/agent.md "HTTPS").
+ */
+#ifndef SEQTRACE_TLS_BPF_H
+#define SEQTRACE_TLS_BPF_H
+
+#define TLS_SENT 1
+#define TLS_RECVD 2
+
+/* The OpenSSL call a thread is in, on the thread itself (task storage: the socket hooks of a
+ * traced thread outside OpenSSL pay one lookup of a task's empty storage). A call made inside
+ * another (none of the five calls another through its entry, but a library may) is left to the
+ * outer: `sp` tells them apart (a deeper call has a lower stack pointer; a return of the outer
+ * one a higher one than its entry), and a stale entry (a return never seen) is replaced by the
+ * next call, which is no deeper. */
+struct tls_call {
+	__u64 ssl;   /* SSL * */
+	__u64 buf;   /* the plaintext; 0 for a handshake */
+	__u64 moved; /* SSL_*_ex: its size_t * of bytes moved; 0: the return value is the count */
+	__u64 sp;    /* stack pointer at entry */
+	__u64 sk;    /* socket of the call's I/O, 0 when none yet */
+	__u64 id;    /* its id (sk_info / seen) */
+	__u32 send_end; /* TCP sequence number past the call's first send */
+	__u32 recv_end; /* past its last receive */
+	__u8 active;
+	__u8 dir; /* ST_DIR_*, 0 for a handshake */
+	__u8 io;  /* TLS_SENT | TLS_RECVD */
+	__u8 _pad[5];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+/* OpenSSL connections of traced processes, (SSL *, pid) -> their socket and where the last
+ * record they received ended: a call that moves nothing on the socket (a read answered from a
+ * record read before; a write whose bytes wait) still names its socket. A new connection at a
+ * reused SSL * shakes hands first, and its handshake's I/O sets the socket afresh. LRU: a
+ * connection pushed out is known again at its next call with I/O. */
+struct tls_key {
+	__u64 ssl;
+	__u32 pid;
+	__u32 _pad;
+};
+struct tls_conn {
+	__u64 sk;
+	__u64 id;
+	__u32 recv_end;
+	__u32 _pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ST_TLS_CONNS);
+	__type(key, struct tls_key);
+	__type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+/* The socket's ciphertext is muted: in `muted` (its bytes outside a call; a mute_gen bump keeps
+ * it so in syscall mode), in this CPU's cache (socket mode) or its `seen` entry (syscall mode).
+ * Socket mode records it in sk_info, so that its close comes. Once per call. */
+static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
+{
+	__u8 one = 1;
+	bpf_map_update_elem(&muted, &id, &one, BPF_ANY);
+	if (syscall_mode) {
+		__u64 key = (__u64)sk;
+		struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+		if (si)
+			si->muted = 1;
+		return;
+	}
+	record_sock(sk, id, pid);
+	__u32 zero = 0;
+	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
+	if (c) {
+		__u32 i = st_sock_slot(id);
+		if (c->slot[i].id == id)
+			c->slot[i].muted = 1;
+	}
+}
+
+/* A socket hook, on a TCP socket of a traced thread that moved bytes ending at TCP sequence
+ * number `end`: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
+ * event; the call notes the socket and where its records end). `id`: the socket's cookie in
+ * socket mode; 0 in syscall mode, where its `seen` entry gives it (made if need be, muted or
+ * not: sock_id would say 0 for a muted one). */
+static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, __u64 id, __u8 dir, __u32 end, __u32 pid)
+{
+	struct tls_call *c = bpf_task_storage_get(&tls_calls, task, 0, 0);
+	if (!c || !c->active)
+		return false;
+	if (c->sk != (__u64)sk) {
+		if (syscall_mode) {
+			__u64 key = (__u64)sk;
+			struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+			id = si && !si->ino ? si->id : sock_id(sk, pid, 0);
+		}
+		c->sk = (__u64)sk;
+		c->id = id;
+		tls_mute_raw(sk, id, pid);
+	}
+	if (dir == ST_DIR_SEND) {
+		if (!(c->io & TLS_SENT))
+			c->send_end = end;
+		c->io |= TLS_SENT;
+	} else {
+		c->recv_end = end;
+		c->io |= TLS_RECVD;
+	}
+	return true;
+}
+
+static __always_inline int tls_enter(struct pt_regs *ctx, __u64 ssl, __u64 buf, __u64 moved, __u8 dir)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!is_traced(task->tgid)) /* `del`ed; its probes go at the loader's next poll */
+		return 0;
+	struct tls_call *c = bpf_task_storage_get(&tls_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c)
+		return 0;
+	__u64 sp = PT_REGS_SP(ctx);
+	if (c->active && sp < c->sp)
+		return 0; /* inside another call: the outer one's */
+	*c = (struct tls_call){ .ssl = ssl, .buf = buf, .moved = moved, .sp = sp, .active = 1, .dir = dir };
+	return 0;
+}
+
+/* The TCP socket sk's tuple went out lately on this CPU for `id` (sock_cached, without sk_info:
+ * sk is not a trusted pointer here). */
+static __always_inline int tls_sock_cached(struct sock *sk, __u64 id, __u32 pid)
+{
+	__u64 addrs;
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET)
+		addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
+	else
+		addrs = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]) |
+			(__u64)BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]) << 32;
+	return sock_cached(sk, id, pid, addrs, BPF_CORE_READ(sk, __sk_common.skc_portpair), false);
+}
+
+static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct tls_call *c = bpf_task_storage_get(&tls_calls, task, 0, 0);
+	if (!c || !c->active || PT_REGS_SP(ctx) <= c->sp)
+		return 0; /* not in a call, or an inner call's return */
+	c->active = 0;
+	__u32 pid = task->tgid;
+	struct tls_key k = { .ssl = c->ssl, .pid = pid };
+	struct tls_conn *conn = bpf_map_lookup_elem(&tls_conns, &k);
+	if (c->sk) {
+		if (!conn || conn->sk != c->sk) {
+			struct tls_conn n = { .sk = c->sk, .id = c->id };
+			bpf_map_update_elem(&tls_conns, &k, &n, BPF_ANY);
+			conn = bpf_map_lookup_elem(&tls_conns, &k);
+			if (!conn)
+				return 0;
+		}
+		if (c->io & TLS_RECVD)
+			conn->recv_end = c->recv_end;
+	}
+	if (!conn || !c->buf)
+		return 0; /* a socket never seen, or a handshake */
+	__s64 n = ret;
+	if (c->moved) {
+		__u64 moved = 0;
+		if (ret != 1 || bpf_probe_read_user(&moved, sizeof(moved), (void *)c->moved))
+			return 0;
+		n = moved;
+	}
+	if (n <= 0)
+		return 0;
+	struct sock *sk = (void *)conn->sk;
+	__u32 mark;
+	if (c->dir == ST_DIR_RECV)
+		mark = conn->recv_end;
+	else if (c->io & TLS_SENT)
+		mark = c->send_end;
+	else /* nothing sent in the call: no record to name */
+		mark = BPF_CORE_READ((struct tcp_sock *)sk, write_seq);
+	__u64 id = conn->id | ST_TLS_ID;
+	__u64 pid_tgid = (__u64)pid << 32 | (__u32)task->pid;
+	struct batch *b = begin_event();
+	if (!b)
+		return 0;
+	bool tuple = true;
+	if (batching(b)) {
+		int known = tls_sock_cached(sk, id, pid);
+		if (known == SOCK_MUTED) {
+			end_event(b);
+			return 0;
+		}
+		tuple = known == SOCK_NEW;
+	} else if (bpf_map_lookup_elem(&muted, &id)) {
+		end_event(b);
+		return 0;
+	}
+	struct msg_src m = { .buf = c->buf, .tls = true };
+	__u64 ts = bpf_ktime_get_ns();
+	emit_in(b, sk, false, id, tuple, c->dir, n, mark, &m, pid_tgid, ts >= b->cutoff_ns ? ts : b->cutoff_ns);
+	end_event(b);
+	return 0;
+}
+
+/* The loader attaches these to each traced process mapping libssl, by function name
+ * (tls_probes.c); ssl_return as the return probe of all five. */
+SEC("uprobe")
+int BPF_KPROBE(ssl_write, void *ssl, const void *buf)
+{
+	return tls_enter(ctx, (__u64)ssl, (__u64)buf, 0, ST_DIR_SEND);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex, void *ssl, const void *buf, __u64 num, __u64 *written)
+{
+	return tls_enter(ctx, (__u64)ssl, (__u64)buf, (__u64)written, ST_DIR_SEND);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read, void *ssl, void *buf)
+{
+	return tls_enter(ctx, (__u64)ssl, (__u64)buf, 0, ST_DIR_RECV);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
+{
+	return tls_enter(ctx, (__u64)ssl, (__u64)buf, (__u64)readbytes, ST_DIR_RECV);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake, void *ssl)
+{
+	return tls_enter(ctx, (__u64)ssl, 0, 0, 0);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, long ret)
+{
+	return tls_exit(ctx, ret);
+}
+
+#endif /* SEQTRACE_TLS_BPF_H */
