@@ -182,10 +182,15 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
           case 'data': conns.onData(ev); break;
           case 'close': conns.onClose(ev); break;
           case 'shutdown': conns.onShutdown(ev); break;
-          case 'exec':
-            if (procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm, ev.env) || !ev.provisional) rejected.delete(ev.pid);
+          case 'exec': {
+            const traced = procs.onExec(ev.pid, ev.ppid, ev.provisional, ev.comm, ev.env);
+            if (traced || !ev.provisional) rejected.delete(ev.pid);
             else rejected.add(ev.pid);
+            // A traced process's new image (a shell's exec of curl) may use OpenSSL where the
+            // old did not: no `add` comes for it (it stays traced).
+            if (traced && !ev.provisional && procs.isTraced(ev.pid)) void tls.onTraced(ev.pid);
             break;
+          }
           case 'thread':
             // A handler that starts threads for its downstream calls: the new thread joins
             // the group its creator serves now (if exactly one), until that group closes;

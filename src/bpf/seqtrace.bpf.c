@@ -315,9 +315,8 @@ extern const void tcp_sendmsg __ksym __weak;
  * Either is about a microsecond before the tracepoint. The loader's order (output.c, "Order")
  * needs an event built after a write-out flushed this CPU to be stamped at or after that
  * write-out's cutoff, which lags the write-out by WRITE_LAG_NS: a call held up longer than
- * that across a write-out takes the cutoff. */
-static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir,
-					 __u32 seq, __u32 len)
+ * that across a write-out takes the cutoff. tcp_stamp: TCP's time, 0 where it has none. */
+static __always_inline __u64 tcp_stamp(struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir, __u32 seq, __u32 len)
 {
 	struct proto *prot = RD(direct, sk, __sk_common.skc_prot);
 	__u64 ts = 0;
@@ -344,6 +343,13 @@ static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct t
 			}
 		}
 	}
+	return ts;
+}
+
+static __always_inline __u64 event_ts(struct batch *b, struct sock *sk, struct tcp_sock *tp, bool direct, __u8 dir,
+				      __u32 seq, __u32 len)
+{
+	__u64 ts = tcp_stamp(sk, tp, direct, dir, seq, len);
 	if (!ts)
 		return bpf_ktime_get_ns();
 	return ts >= b->cutoff_ns ? ts : b->cutoff_ns;
@@ -576,7 +582,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	if (!id)
 		id = bpf_get_socket_cookie(sk);
 	__u32 seq = seq_of(sk, tp, true, dir, ret);
-	if (tls_io(task, sk, id, dir, seq + ret, tgid)) /* ciphertext: its plaintext comes from tls.bpf.h */
+	if (tls_io(task, sk, tp, true, id, dir, seq, ret, tgid)) /* ciphertext: its plaintext comes from tls.bpf.h */
 		return 0;
 	struct batch *b = begin_event();
 	if (!b)

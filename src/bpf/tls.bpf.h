@@ -41,6 +41,8 @@ struct tls_call {
 	__u64 sp;    /* stack pointer at entry */
 	__u64 sk;    /* socket of the call's I/O, 0 when none yet */
 	__u64 id;    /* its id (sk_info / seen) */
+	__u64 send_ns; /* when the call's first send moved its bytes */
+	__u64 recv_ns; /* when its last receive did */
 	__u32 send_end; /* TCP sequence number past the call's first send */
 	__u32 recv_end; /* past its last receive */
 	__u8 active;
@@ -102,12 +104,14 @@ static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
 	}
 }
 
-/* A socket hook, on a TCP socket of a traced thread that moved bytes ending at TCP sequence
- * number `end`: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
- * event; the call notes the socket and where its records end). `id`: the socket's cookie in
- * socket mode; 0 in syscall mode, where its `seen` entry gives it (made if need be, muted or
- * not: sock_id would say 0 for a muted one). */
-static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, __u64 id, __u8 dir, __u32 end, __u32 pid)
+/* A socket hook, on a TCP socket of a traced thread that moved `len` bytes from TCP sequence
+ * number `seq`: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
+ * event; the call notes the socket, where its records end and when they moved, by TCP's stamps
+ * as a plain event is: event_ts). `id`: the socket's cookie in socket mode; 0 in syscall mode,
+ * where its `seen` entry gives it (made if need be, muted or not: sock_id would say 0 for a
+ * muted one). */
+static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, struct tcp_sock *tp, bool direct, __u64 id,
+				   __u8 dir, __u32 seq, __u32 len, __u32 pid)
 {
 	struct tls_call *c = bpf_task_storage_get(&tls_calls, task, 0, 0);
 	if (!c || !c->active)
@@ -123,11 +127,14 @@ static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, __
 		tls_mute_raw(sk, id, pid);
 	}
 	if (dir == ST_DIR_SEND) {
-		if (!(c->io & TLS_SENT))
-			c->send_end = end;
+		if (!(c->io & TLS_SENT)) {
+			c->send_end = seq + len;
+			c->send_ns = tcp_stamp(sk, tp, direct, dir, seq, len) ?: bpf_ktime_get_ns();
+		}
 		c->io |= TLS_SENT;
 	} else {
-		c->recv_end = end;
+		c->recv_end = seq + len;
+		c->recv_ns = tcp_stamp(sk, tp, direct, dir, seq, len) ?: bpf_ktime_get_ns();
 		c->io |= TLS_RECVD;
 	}
 	return true;
@@ -184,23 +191,33 @@ static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
 	}
 	if (!conn || !c->buf)
 		return 0; /* a socket never seen, or a handshake */
-	__s64 n = ret;
+	/* all five return an int: rax's upper half is not part of it (-1, "want read", is 2^32 - 1) */
+	__s64 n = (int)ret;
 	if (c->moved) {
 		__u64 moved = 0;
-		if (ret != 1 || bpf_probe_read_user(&moved, sizeof(moved), (void *)c->moved))
+		if (n != 1 || bpf_probe_read_user(&moved, sizeof(moved), (void *)c->moved))
 			return 0;
 		n = moved;
 	}
 	if (n <= 0)
 		return 0;
 	struct sock *sk = (void *)conn->sk;
+	/* The time is the ciphertext's, as a plain event's is its bytes': a write's when its first
+	 * record left, a read's when its last record was read (not at the return, by when the
+	 * peer may have read the record: the client's span would begin after the server's). Held
+	 * up past a write-out, it takes the cutoff (event_ts). */
 	__u32 mark;
-	if (c->dir == ST_DIR_RECV)
+	__u64 ts = 0;
+	if (c->dir == ST_DIR_RECV) {
 		mark = conn->recv_end;
-	else if (c->io & TLS_SENT)
+		if (c->io & TLS_RECVD)
+			ts = c->recv_ns;
+	} else if (c->io & TLS_SENT) {
 		mark = c->send_end;
-	else /* nothing sent in the call: no record to name */
+		ts = c->send_ns;
+	} else { /* nothing sent in the call: no record to name */
 		mark = BPF_CORE_READ((struct tcp_sock *)sk, write_seq);
+	}
 	__u64 id = conn->id | ST_TLS_ID;
 	__u64 pid_tgid = (__u64)pid << 32 | (__u32)task->pid;
 	struct batch *b = begin_event();
@@ -219,7 +236,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
 		return 0;
 	}
 	struct msg_src m = { .buf = c->buf, .tls = true };
-	__u64 ts = bpf_ktime_get_ns();
+	if (!ts)
+		ts = bpf_ktime_get_ns();
 	emit_in(b, sk, false, id, tuple, c->dir, n, mark, &m, pid_tgid, ts >= b->cutoff_ns ? ts : b->cutoff_ns);
 	end_event(b);
 	return 0;

@@ -5,7 +5,7 @@
 // process exit should a test die half-way.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -445,8 +445,26 @@ export interface Service {
   url: string;
 }
 
-function hostUrl(host: string, port: number): string {
-  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+function hostUrl(host: string, port: number, scheme = 'http'): string {
+  return host.includes(':') ? `${scheme}://[${host}]:${port}` : `${scheme}://${host}:${port}`;
+}
+
+/** A self-signed certificate for localhost, 127.0.0.1 and ::1 (its own CA: clients trust `cert`). */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
+/** The scope's certificate, made once (openssl, an EC key). */
+export function tlsFiles(scope: Scope): TlsFiles {
+  const dir = join(scope.dir, 'tls');
+  const files = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+  if (existsSync(files.cert)) return files;
+  mkdirSync(dir, { recursive: true });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1', '-keyout', files.key, '-out', files.cert], { stdio: 'ignore' });
+  // (nginx's worker, nobody, reads neither: its master loads them as root)
+  return files;
 }
 
 export interface PyServiceOptions {
@@ -457,6 +475,10 @@ export interface PyServiceOptions {
   pool?: number;
   keepalive?: boolean;
   sendTraceparent?: boolean;
+  /** Serve HTTPS with this certificate (`url` is then https://). */
+  tls?: TlsFiles;
+  /** Trust this certificate for https:// downstreams. */
+  cafile?: string;
   /** Address to listen on (default 127.0.0.1; `::` for IPv6, both families). */
   bind?: string;
   /** Address to reach it on (default: bind, or ::1 / 127.0.0.1 for a wildcard bind). */
@@ -475,10 +497,12 @@ export async function startPyService(scope: Scope, o: PyServiceOptions): Promise
   if (o.pool) args.push('--pool', String(o.pool));
   if (o.keepalive) args.push('--keepalive');
   if (o.sendTraceparent) args.push('--send-traceparent');
+  if (o.tls) args.push('--tls-cert', o.tls.cert, '--tls-key', o.tls.key);
+  if (o.cafile) args.push('--cafile', o.cafile);
   const proc = await startProcess(scope, {
     name: o.name, cmd: PYTHON, args, netns: o.netns?.name, env: serviceEnv(o.name, o.env), readyPort: { host, port },
   });
-  return { proc, name: o.name, host, port, url: hostUrl(host, port) };
+  return { proc, name: o.name, host, port, url: hostUrl(host, port, o.tls ? 'https' : 'http') };
 }
 
 let javaClasses: Promise<string> | undefined;
@@ -589,7 +613,13 @@ export const NGINX_WEBSOCKET_LOCATION = 'location /ws/ { proxy_pass http://backe
  * it. The tests trace it by name as well (trace_nameset = ["nginx"]); its service is `nginx`
  * either way (its OTEL_SERVICE_NAME is `name`, `nginx` in every test).
  */
-export async function startNginx(scope: Scope, o: { name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string; uwsgi?: boolean }): Promise<Service> {
+export async function startNginx(scope: Scope, o: {
+  name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string; uwsgi?: boolean;
+  /** Serve HTTPS with this certificate (`url` is then https://). */
+  tls?: TlsFiles;
+  /** Call the backend over TLS (proxy_pass https://, connections kept and sessions reused). */
+  backendTls?: boolean;
+}): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
   const port = await freePort(host);
@@ -600,9 +630,10 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
   const pass = o.fastcgiScript
     ? `include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME ${o.fastcgiScript}; fastcgi_pass backend;`
     : o.uwsgi ? 'include /etc/nginx/uwsgi_params; uwsgi_pass backend;'
-      : 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";';
+      : `proxy_pass ${o.backendTls ? 'https' : 'http'}://backend; proxy_http_version 1.1; proxy_set_header Connection "";`;
   const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
     .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '')
+    .replaceAll('@SSL@', o.tls ? ' ssl' : '').replaceAll('@SERVER@', o.tls ? `ssl_certificate ${o.tls.cert}; ssl_certificate_key ${o.tls.key};` : '')
     .replaceAll('@PASS@', pass).replaceAll('@LOCATION@', o.location ?? '');
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const proc = await startProcess(scope, {
@@ -613,7 +644,7 @@ export async function startNginx(scope: Scope, o: { name: string; backend: strin
     readyPort: { host, port },
   });
   await sleep(FORKED_WORKER_SETTLE_MS);
-  return { proc, name: o.name, host, port, url: hostUrl(host, port) };
+  return { proc, name: o.name, host, port, url: hostUrl(host, port, o.tls ? 'https' : 'http') };
 }
 
 /**

@@ -68,9 +68,17 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   // pid → when a handshake last made the agent look
   const looked = new Map<number, number>();
 
-  async function onTraced(pid: number): Promise<void> {
+  // A process selected at its exec has not mapped its libraries yet (the dynamic loader runs
+  // after the exec): looked at again after these delays (ms), while it has none.
+  const LATER_MS = [5, 20, 100, 500];
+
+  async function onTraced(pid: number, attempt = 0): Promise<void> {
     const lib = mappedLibssl(root, pid);
-    if (!lib || probed.get(pid) === lib) return;
+    if (!lib) {
+      if (attempt < LATER_MS.length && !probed.has(pid)) setTimeout(() => void onTraced(pid, attempt + 1), LATER_MS[attempt]).unref();
+      return;
+    }
+    if (probed.get(pid) === lib) return;
     const cap = opts.capture();
     if (!cap) return;
     probed.set(pid, lib);
@@ -86,7 +94,7 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
 
   return {
     stats,
-    onTraced,
+    onTraced: (pid) => onTraced(pid),
     onHandshake(pid) {
       if (probed.has(pid)) return;
       const now = Date.now();
