@@ -95,7 +95,7 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
   // Go processes: goroutine ids and parents (src/agent/go), told to the kernel once traced.
   const golang = createGoTracer({ capture: () => capture, procRoot: opts.procRoot, log, setThreadLinks: (pid, links) => procs.setThreadLinks(pid, links) });
   // Processes using OpenSSL: its probes, so their HTTPS is seen (src/agent/tls).
-  const tls = createTlsTracer({ capture: () => capture, procRoot: opts.procRoot, log });
+  const tls = createTlsTracer({ enabled: cfg.trace_tls, capture: () => capture, procRoot: opts.procRoot, log });
   const onTraced = (pid: number, again: boolean) => Promise.all([golang.onTraced(pid, again), tls.onTraced(pid)]);
   // Removed while the loader was starting: the kernel may trace them since their exec.
   const removedAtStart = new Set<number>();

@@ -68,6 +68,10 @@ export const AGENT_KEYS = {
     check: (v: string) => (['auto', 'socket', 'syscall'].includes(v) ? undefined : 'one of auto, socket, syscall'),
     doc: 'socket: tp_btf/sock_{send,recv}_length (kernel 6.3+); syscall: syscall tracepoints; auto: socket where the kernel has it',
   },
+  trace_tls: {
+    kind: 'bool', default: true, env: 'ENV_INPUT_EBPF_TRACE_TLS',
+    doc: 'see HTTPS in plaintext: OpenSSL\'s calls probed in each traced process that maps libssl (uprobes: a few µs per call); false: its ciphertext is muted as another protocol\'s',
+  },
   metrics_listen: { kind: 'listen', default: '127.0.0.1:9530', env: 'ENV_INPUT_EBPF_METRICS_LISTEN', doc: 'address of the agent\'s GET /metrics' },
   ingest_token: { kind: 'string', default: '', env: 'ENV_INPUT_EBPF_INGEST_TOKEN', doc: 'token sent to the linker' },
   send_buffer_bytes: { kind: 'bytes', default: 64 * 1024 ** 2, env: 'ENV_INPUT_EBPF_SEND_BUFFER_BYTES', check: positive, doc: 'spans kept in memory while the linker is unreachable; older ones are dropped and counted beyond it' },

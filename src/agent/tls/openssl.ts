@@ -28,6 +28,8 @@ export interface TlsTracer {
 }
 
 export interface TlsTracerOptions {
+  /** trace_tls: false, and nothing is probed. */
+  enabled: boolean;
   capture: () => Pick<Capture, 'tlsProcess'> | null;
   procRoot?: string;
   log(msg: string): void;
@@ -73,6 +75,7 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   const LATER_MS = [5, 20, 100, 500];
 
   async function onTraced(pid: number, attempt = 0): Promise<void> {
+    if (!opts.enabled) return;
     const lib = mappedLibssl(root, pid);
     if (!lib) {
       if (attempt < LATER_MS.length && !probed.has(pid)) setTimeout(() => void onTraced(pid, attempt + 1), LATER_MS[attempt]).unref();
