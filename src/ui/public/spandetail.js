@@ -4,7 +4,7 @@
 import { esc, fmtDuration, fmtTime, serviceColor } from './format.js';
 
 /** Agent keys that are not span fields but belong with the HTTP or eBPF groups. */
-const HTTP_ATTRS = { http_version: 'HTTP version', http_host: 'Host', http_request_id: 'X-Request-ID' };
+const HTTP_ATTRS = { http_version: 'HTTP version', tls: 'TLS (HTTPS)', http_host: 'Host', http_request_id: 'X-Request-ID' };
 const EBPF_ATTRS = { tid_usr: 'Goroutine id', thread_name: 'Thread name', unix_path: 'Unix socket', bytes_read: 'Bytes read', bytes_written: 'Bytes written' };
 
 /**
