@@ -134,8 +134,8 @@ static void send_stats(struct seqtrace_bpf *skel)
 
 /* ------------------------------------------------------------ traced processes */
 
-/* The kernel's `traced` map (two bits per pid, ST_PID_*), mapped here: bits are set and cleared
- * with atomics, as the programs do on fork and exit. */
+/* The kernel's `traced` map (ST_PID_BITS bits per pid, ST_PID_*), mapped here: bits are set and
+ * cleared with atomics, as the programs do on fork and exit. */
 static __u64 *traced_words;
 static __u32 traced_nwords;
 
@@ -166,20 +166,20 @@ static int map_traced(struct seqtrace_bpf *skel)
 /* false: the pid is past the map (kernel.pid_max raised after the loader started) */
 static bool set_pid_bits(__u32 pid, __u64 bits, bool on)
 {
-	if (pid / 32 >= traced_nwords)
+	if (pid / ST_PIDS_PER_WORD >= traced_nwords)
 		return false;
-	bits <<= 2 * (pid % 32);
+	bits <<= ST_PID_SHIFT(pid);
 	if (on)
-		__atomic_fetch_or(&traced_words[pid / 32], bits, __ATOMIC_SEQ_CST);
+		__atomic_fetch_or(&traced_words[pid / ST_PIDS_PER_WORD], bits, __ATOMIC_SEQ_CST);
 	else
-		__atomic_fetch_and(&traced_words[pid / 32], ~bits, __ATOMIC_SEQ_CST);
+		__atomic_fetch_and(&traced_words[pid / ST_PIDS_PER_WORD], ~bits, __ATOMIC_SEQ_CST);
 	return true;
 }
 
 static bool pid_traced(__u32 pid)
 {
-	return pid / 32 < traced_nwords &&
-	       (__atomic_load_n(&traced_words[pid / 32], __ATOMIC_RELAXED) >> (2 * (pid % 32)) & ST_PID_TRACED);
+	return pid / ST_PIDS_PER_WORD < traced_nwords &&
+	       (__atomic_load_n(&traced_words[pid / ST_PIDS_PER_WORD], __ATOMIC_RELAXED) >> ST_PID_SHIFT(pid) & ST_PID_TRACED);
 }
 
 /* ------------------------------------------------------------ the data path, attached on demand */
@@ -306,7 +306,7 @@ static int update_state_prog(void)
 
 static bool any_traced(void)
 {
-	const __u64 traced_bits = 0x5555555555555555ULL; /* ST_PID_TRACED of each pid's two bits */
+	const __u64 traced_bits = 0x1111111111111111ULL; /* ST_PID_TRACED of each pid's four bits */
 	for (__u32 i = 0; i < traced_nwords; i++)
 		if (__atomic_load_n(&traced_words[i], __ATOMIC_RELAXED) & traced_bits)
 			return true;
@@ -345,7 +345,7 @@ static void settle_provisional(struct seqtrace_bpf *skel, __u32 pid, bool keep)
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!keep && keys[i] != pid) {
-			set_pid_bits(keys[i], ST_PID_TRACED | ST_PID_GO, false);
+			set_pid_bits(keys[i], ST_PID_ALL, false);
 			forget_threads(keys[i]);
 		}
 		bpf_map_delete_elem(fd, &keys[i]);
@@ -387,7 +387,8 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 	} else if (n >= 1 && !strcmp(verb, "uprobe")) {
 		ack.ok = go_uprobe_command(line);
 	} else if (n >= 1 && !strcmp(verb, "tls")) {
-		ack.ok = tls_process_command(line, &ack.pid);
+		/* the bit after the probes: the socket hooks of its threads then look for a call */
+		ack.ok = tls_process_command(line, &ack.pid) && set_pid_bits(ack.pid, ST_PID_TLS, true);
 	} else if (n >= 1 && !strcmp(verb, "stats")) {
 		drain(rb, false, true); /* the counters then cover what was written before them */
 		send_stats(skel);
@@ -406,14 +407,14 @@ static void command(struct seqtrace_bpf *skel, struct ring_buffer *rb, char *lin
 				ack.ok = 0;
 			}
 		} else {
-			ack.ok = set_pid_bits(key, ST_PID_TRACED | ST_PID_GO, false);
+			ack.ok = set_pid_bits(key, ST_PID_ALL, false);
 			forget_threads(key);
 			if (bpf_map_delete_elem(bpf_map__fd(skel->maps.go_procs), &key) == 0) /* Go offsets, if any */
 				go_changed(skel);
 		}
 		if (!ack.ok)
 			fprintf(stderr, "seqtrace-loader: %s %ld: past kernel.pid_max when the loader started (%u)\n",
-				verb, pid, traced_nwords * 32);
+				verb, pid, traced_nwords * ST_PIDS_PER_WORD);
 		ack.pid = key;
 	} else {
 		fprintf(stderr, "seqtrace-loader: unknown command \"%s\" (accepted: add PID, del PID, stats, shutdowns, mute SOCK_ID, go ..., uprobe ..., tls PID PATH)\n", line);
@@ -682,7 +683,7 @@ int main(int argc, char **argv)
 		batch = 0;
 	skel->rodata->batch_bytes = batch;
 	bpf_map__set_max_entries(skel->maps.rb, opt.ringbuf_bytes);
-	traced_nwords = (pid_max() + 31) / 32;
+	traced_nwords = (pid_max() + ST_PIDS_PER_WORD - 1) / ST_PIDS_PER_WORD;
 	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
 

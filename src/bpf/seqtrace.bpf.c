@@ -59,17 +59,18 @@ const volatile __u8 provisional_exec = 0;    /* trace a process from its exec un
 #define NR_preadv2 327
 #define NR_pwritev2 328
 
-/* Traced processes: two bits per tgid (ST_PID_TRACED, ST_PID_GO at bit 2 * (tgid % 32) of word
- * tgid / 32), sized by the loader from kernel.pid_max. Looked up first on every send/receive of
+/* Traced processes: ST_PID_BITS bits per tgid (ST_PID_TRACED, ST_PID_GO, ST_PID_TLS at bit
+ * ST_PID_SHIFT(tgid) of word tgid / ST_PIDS_PER_WORD), sized by the loader from kernel.pid_max. Looked up first on every send/receive of
  * every process: an array lookup is inlined by the JIT (a load of a word that stays in cache),
  * where a hash lookup walked a bucket (a cache miss); the Go bit rides in the same word, so
- * processes that are not Go skip the go_procs lookup for free. The loader sets and clears bits
+ * processes that are not Go skip the go_procs lookup for free, and so does the TLS bit: a process
+ * without OpenSSL's probes skips the look at its thread's task storage (tls_io). The loader sets and clears bits
  * with atomics on its mmap of the map; a traced process's fork sets the child's traced bit; the
  * exit of a process clears both (a reused pid must not inherit tracing). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, (1 << 22) / 32);
+	__uint(max_entries, (1 << 22) / ST_PIDS_PER_WORD);
 	__type(key, __u32);
 	__type(value, __u64);
 } traced SEC(".maps");
@@ -108,9 +109,9 @@ struct {
 
 static __always_inline __u64 pid_bits(__u32 pid)
 {
-	__u32 word = pid / 32;
+	__u32 word = pid / ST_PIDS_PER_WORD;
 	__u64 *w = bpf_map_lookup_elem(&traced, &word);
-	return w ? *w >> (2 * (pid % 32)) : 0;
+	return w ? *w >> ST_PID_SHIFT(pid) : 0;
 }
 
 static __always_inline bool is_traced(__u32 pid)
@@ -127,11 +128,11 @@ static __always_inline bool is_go(__u32 pid)
 /* Sets or clears `bits` (ST_PID_*) of pid. */
 static __always_inline void set_pid_bits(__u32 pid, __u64 bits, bool on)
 {
-	__u32 word = pid / 32;
+	__u32 word = pid / ST_PIDS_PER_WORD;
 	__u64 *w = bpf_map_lookup_elem(&traced, &word);
 	if (!w)
 		return;
-	bits <<= 2 * (pid % 32);
+	bits <<= ST_PID_SHIFT(pid);
 	if (on)
 		__sync_fetch_and_or(w, bits);
 	else
@@ -581,8 +582,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u64 id = sk->__sk_common.skc_cookie.counter; /* what the helper returns once it was made */
 	if (!id)
 		id = bpf_get_socket_cookie(sk);
-	__u32 seq = seq_of(sk, tp, true, dir, ret);
-	if (tls_io(task, sk, tp, true, id, dir, seq, ret, tgid)) /* ciphertext: its plaintext comes from tls.bpf.h */
+	if ((bits & ST_PID_TLS) && tls_io(task, sk, tp, true, id, dir, ret, tgid)) /* ciphertext: see tls.bpf.h */
 		return 0;
 	struct batch *b = begin_event();
 	if (!b)
@@ -599,6 +599,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		end_event(b);
 		return 0;
 	}
+	__u32 seq = seq_of(sk, tp, true, dir, ret);
 	emit_in(b, sk, true, id, tuple, dir, ret, seq, &m, pid_tgid, event_ts(b, sk, tp, true, dir, seq, ret));
 	end_event(b);
 	return 0;
@@ -754,7 +755,7 @@ int BPF_PROG(proc_exit, struct task_struct *p)
 	}
 	if (!last)
 		return 0;
-	set_pid_bits(pid, ST_PID_TRACED | ST_PID_GO, false);
+	set_pid_bits(pid, ST_PID_ALL, false);
 	if (traced) {
 		/* A root that forked children keeps its entry until user space decides about it: its
 		 * `del` ends the children too. */

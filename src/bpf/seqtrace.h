@@ -23,9 +23,15 @@
 #define ST_TLS_CONNS 16384      /* OpenSSL connections (SSL *) whose socket the kernel knows at once (LRU) */
 #define ST_COMM_LEN 16          /* a process name as the kernel keeps it (TASK_COMM_LEN, NUL included) */
 
-/* Bits of a pid in the kernel's `traced` map (two per pid; the loader maps it). */
+/* Bits of a pid in the kernel's `traced` map (ST_PID_BITS per pid, ST_PIDS_PER_WORD pids in each
+ * u64 word; the loader maps it). */
 #define ST_PID_TRACED 1 /* its sends and receives are captured */
 #define ST_PID_GO 2     /* a Go process with offsets in go_procs */
+#define ST_PID_TLS 4    /* OpenSSL's probes are on it (tls.bpf.h): its threads may be inside a call */
+#define ST_PID_ALL (ST_PID_TRACED | ST_PID_GO | ST_PID_TLS)
+#define ST_PID_BITS 4
+#define ST_PIDS_PER_WORD (64 / ST_PID_BITS)
+#define ST_PID_SHIFT(pid) (ST_PID_BITS * ((pid) % ST_PIDS_PER_WORD))
 
 /* First byte of every event and frame. */
 enum st_kind {

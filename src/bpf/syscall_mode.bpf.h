@@ -180,8 +180,8 @@ static __always_inline int exit_call(long ret)
 		return 0;
 	/* inside an OpenSSL call: ciphertext, whose plaintext comes from tls.bpf.h (before the mute:
 	 * the socket's ciphertext is muted, the call still wants its sequence numbers) */
-	if (!af_unix && tls_io(bpf_get_current_task_btf(), sk, (struct tcp_sock *)sk, false, 0, dir,
-			       seq_of(sk, (struct tcp_sock *)sk, false, dir, ret), ret, pid_tgid >> 32))
+	if (!af_unix && (pid_bits(pid_tgid >> 32) & ST_PID_TLS) &&
+	    tls_io(bpf_get_current_task_btf(), sk, (struct tcp_sock *)sk, false, 0, dir, ret, pid_tgid >> 32))
 		return 0;
 	__u64 id = call_sock_id(sk, af_unix, pid_tgid >> 32);
 	if (!id) /* muted */

@@ -104,15 +104,18 @@ static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
 	}
 }
 
-/* A socket hook, on a TCP socket of a traced thread that moved `len` bytes from TCP sequence
- * number `seq`: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
+/* A socket hook, on a TCP socket of a traced thread that moved `len` bytes: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
  * event; the call notes the socket, where its records end and when they moved, by TCP's stamps
  * as a plain event is: event_ts). `id`: the socket's cookie in socket mode; 0 in syscall mode,
  * where its `seen` entry gives it (made if need be, muted or not: sock_id would say 0 for a
  * muted one). */
 static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, struct tcp_sock *tp, bool direct, __u64 id,
-				   __u8 dir, __u32 seq, __u32 len, __u32 pid)
+				   __u8 dir, __u32 len, __u32 pid)
 {
+	/* (called for processes with ST_PID_TLS only) A thread that never entered an OpenSSL call
+	 * has no task storage at all: one load instead of the helper call. */
+	if (!task->bpf_storage)
+		return false;
 	struct tls_call *c = bpf_task_storage_get(&tls_calls, task, 0, 0);
 	if (!c || !c->active)
 		return false;
@@ -126,6 +129,7 @@ static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, st
 		c->id = id;
 		tls_mute_raw(sk, id, pid);
 	}
+	__u32 seq = seq_of(sk, tp, direct, dir, len);
 	if (dir == ST_DIR_SEND) {
 		if (!(c->io & TLS_SENT)) {
 			c->send_end = seq + len;

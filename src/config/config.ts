@@ -69,8 +69,8 @@ export const AGENT_KEYS = {
     doc: 'socket: tp_btf/sock_{send,recv}_length (kernel 6.3+); syscall: syscall tracepoints; auto: socket where the kernel has it',
   },
   trace_tls: {
-    kind: 'bool', default: true, env: 'ENV_INPUT_EBPF_TRACE_TLS',
-    doc: 'see HTTPS in plaintext: OpenSSL\'s calls probed in each traced process that maps libssl (uprobes: a few µs per call); false: its ciphertext is muted as another protocol\'s',
+    kind: 'bool', default: false, env: 'ENV_INPUT_EBPF_TRACE_TLS',
+    doc: 'see HTTPS in plaintext: OpenSSL\'s calls probed in each traced process that maps libssl; each call costs uprobe traps, ≈ 27 µs of the process\'s CPU on this project\'s VMs (far less where traps are cheap; docs/kernel.md, "TLS"), so it is off until asked for; off, HTTPS is muted at its handshake',
   },
   metrics_listen: { kind: 'listen', default: '127.0.0.1:9530', env: 'ENV_INPUT_EBPF_METRICS_LISTEN', doc: 'address of the agent\'s GET /metrics' },
   ingest_token: { kind: 'string', default: '', env: 'ENV_INPUT_EBPF_INGEST_TOKEN', doc: 'token sent to the linker' },

@@ -158,7 +158,7 @@ function curlWaiting(url: string) {
   return { proc: p, go: () => p.stdin.write('go\n') };
 }
 
-/** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 2 * (pid % 32) of word pid / 32). */
+/** The pids traced in the kernel's `traced` map (ST_PID_TRACED: bit 4 * (pid % 16) of word pid / 16). */
 
 for (const mode of ['socket', 'syscall'] as const) {
   describe(`capture, ${mode} mode`, { skip: SKIP, timeout: 120_000 }, () => {

@@ -149,7 +149,7 @@ export function tracedPids(mapId: number): number[] {
   for (const e of entries) {
     const word = bytes(e.key).readUInt32LE(0);
     const bits = bytes(e.value).readBigUInt64LE(0);
-    for (let i = 0; i < 32; i++) if ((bits >> BigInt(2 * i)) & 1n) pids.push(word * 32 + i);
+    for (let i = 0; i < 16; i++) if ((bits >> BigInt(4 * i)) & 1n) pids.push(word * 16 + i);
   }
   return pids;
 }
