@@ -187,8 +187,8 @@ export async function startAgent(cfg: AgentConfig, opts: AgentOptions = {}): Pro
             if (traced || !ev.provisional) rejected.delete(ev.pid);
             else rejected.add(ev.pid);
             // A traced process's new image (a shell's exec of curl) may use OpenSSL where the
-            // old did not: no `add` comes for it (it stays traced).
-            if (traced && !ev.provisional && procs.isTraced(ev.pid)) void tls.onTraced(ev.pid);
+            // old did not (no `add` comes for one traced before), once its libraries are mapped.
+            if (traced) tls.onExec(ev.pid);
             break;
           }
           case 'thread':

@@ -104,11 +104,11 @@ static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
 	}
 }
 
-/* A socket hook, on a TCP socket of a traced thread that moved `len` bytes: true when the thread is inside an OpenSSL call (its bytes are ciphertext: no
- * event; the call notes the socket, where its records end and when they moved, by TCP's stamps
- * as a plain event is: event_ts). `id`: the socket's cookie in socket mode; 0 in syscall mode,
- * where its `seen` entry gives it (made if need be, muted or not: sock_id would say 0 for a
- * muted one). */
+/* A socket hook, on a TCP socket of a traced thread that moved `len` bytes: true when the thread
+ * is inside an OpenSSL call (its bytes are ciphertext: no event; the call notes the socket, where
+ * its records end and when they moved, by TCP's stamps as a plain event is: event_ts). `id`: the
+ * socket's cookie in socket mode; 0 in syscall mode, where its `seen` entry gives it (made if
+ * need be, muted or not: sock_id would say 0 for a muted one). */
 static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, struct tcp_sock *tp, bool direct, __u64 id,
 				   __u8 dir, __u32 len, __u32 pid)
 {

@@ -479,6 +479,8 @@ export interface PyServiceOptions {
   tls?: TlsFiles;
   /** Trust this certificate for https:// downstreams. */
   cafile?: string;
+  /** How long /slow/<id> sleeps (default 1000 ms). */
+  slowMs?: number;
   /** Address to listen on (default 127.0.0.1; `::` for IPv6, both families). */
   bind?: string;
   /** Address to reach it on (default: bind, or ::1 / 127.0.0.1 for a wildcard bind). */
@@ -499,6 +501,7 @@ export async function startPyService(scope: Scope, o: PyServiceOptions): Promise
   if (o.sendTraceparent) args.push('--send-traceparent');
   if (o.tls) args.push('--tls-cert', o.tls.cert, '--tls-key', o.tls.key);
   if (o.cafile) args.push('--cafile', o.cafile);
+  if (o.slowMs !== undefined) args.push('--slow-ms', String(o.slowMs));
   const proc = await startProcess(scope, {
     name: o.name, cmd: PYTHON, args, netns: o.netns?.name, env: serviceEnv(o.name, o.env), readyPort: { host, port },
   });
@@ -617,8 +620,6 @@ export async function startNginx(scope: Scope, o: {
   name: string; backend: string; listenHost?: string; location?: string; fastcgiScript?: string; uwsgi?: boolean;
   /** Serve HTTPS with this certificate (`url` is then https://). */
   tls?: TlsFiles;
-  /** Call the backend over TLS (proxy_pass https://, connections kept and sessions reused). */
-  backendTls?: boolean;
 }): Promise<Service> {
   const dir = subdir(scope, 'nginx');
   const host = o.listenHost ?? '127.0.0.1';
@@ -630,7 +631,7 @@ export async function startNginx(scope: Scope, o: {
   const pass = o.fastcgiScript
     ? `include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME ${o.fastcgiScript}; fastcgi_pass backend;`
     : o.uwsgi ? 'include /etc/nginx/uwsgi_params; uwsgi_pass backend;'
-      : `proxy_pass ${o.backendTls ? 'https' : 'http'}://backend; proxy_http_version 1.1; proxy_set_header Connection "";`;
+      : 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";';
   const conf = readFileSync(join(FIXTURES, 'nginx.conf'), 'utf8')
     .replaceAll('@DIR@', dir).replaceAll('@LISTEN@', listen).replaceAll('@BACKEND@', o.backend).replaceAll('@ENV@', '')
     .replaceAll('@SSL@', o.tls ? ' ssl' : '').replaceAll('@SERVER@', o.tls ? `ssl_certificate ${o.tls.cert}; ssl_certificate_key ${o.tls.key};` : '')
@@ -801,12 +802,17 @@ export async function runCurl(scope: Scope, o: {
   env?: Record<string, string>; maxTimeS?: number;
   /** More options for every request (a proxy: `-p -x URL`). */
   curlArgs?: string[];
+  /**
+   * A transfer each curl process makes before the test's (`{n}`: the process's number; its status
+   * is not checked): time for the agent to probe the new process before its first HTTPS call.
+   */
+  firstUrl?: string;
 }): Promise<ClientRun> {
   const shares: string[][] = Array.from({ length: o.concurrency }, () => []);
   o.ids.forEach((id, i) => shares[i % o.concurrency].push(id));
   const statuses: Record<string, number> = {};
   const errors: Record<string, string> = {};
-  await Promise.all(shares.filter((s) => s.length).map(async (share) => {
+  await Promise.all(shares.filter((s) => s.length).map(async (share, n) => {
     // Status, then curl's exit code and message: a request that got no response says why.
     const args = ['-sS', '-g', '-o', '/dev/null', '-w', '%{http_code} %{exitcode} %{errormsg}\\n', '--max-time', String(o.maxTimeS ?? 20)];
     if (!o.keepalive) args.push('-H', 'Connection: close');
@@ -815,6 +821,7 @@ export async function runCurl(scope: Scope, o: {
     const headers = (id: string) => (o.headers ?? []).flatMap((h) => ['-H', h.replace('{id}', id)]);
     // One curl process for the whole share: --next keeps the options per URL.
     const urls = share.flatMap((id, i) => [...(i ? ['--next', ...args] : []), ...headers(id), o.urlTemplate.replace('{id}', id)]);
+    if (o.firstUrl) urls.unshift(o.firstUrl.replace('{n}', String(n)), '--next', ...args);
     const out = await runToEnd(scope, {
       name: o.name,
       cmd: 'sh',
@@ -824,7 +831,7 @@ export async function runCurl(scope: Scope, o: {
       // curl exits with its last transfer's code; each transfer's is on its status line
       okExit: () => true,
     });
-    const lines = out.trim().split('\n');
+    const lines = out.trim().split('\n').slice(o.firstUrl ? 1 : 0);
     if (lines.length !== share.length) throw new Error(`${o.name}: ${share.length} requests, ${lines.length} status lines:\n${out}`);
     lines.forEach((line, i) => {
       const [code, exit, ...msg] = line.split(' ');

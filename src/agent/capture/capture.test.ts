@@ -457,12 +457,12 @@ for (const mode of ['socket', 'syscall'] as const) {
     // HTTPS through OpenSSL (docs/kernel.md, "TLS"): the plaintext of SSL_read/SSL_write as data
     // events of the socket (id + TLS_ID), each message's first record numbered alike at both
     // ends; the ciphertext never reported.
-    test('HTTPS through OpenSSL: the plaintext, no ciphertext, one number for each message at both ends', async () => {
+    for (const family of [4, 6] as const) test(`HTTPS through OpenSSL, IPv${family}: the plaintext, no ciphertext, one number for each message at both ends`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'seqtrace-tls-'));
       try {
         execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost',
           '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2'], { stdio: 'ignore' });
-        const r = await runScript<{ pid: number; port: number; requests: string[]; responses: string[] }>(run, TLSPAIR_PY, [join(dir, 'cert.pem'), join(dir, 'key.pem')], {
+        const r = await runScript<{ pid: number; port: number; requests: string[]; responses: string[] }>(run, TLSPAIR_PY, [join(dir, 'cert.pem'), join(dir, 'key.pem'), String(family)], {
           beforeGo: async (pid) => {
             const lib = mappedLibssl('/proc', pid);
             assert.match(lib, /libssl\.so/, 'python3 maps libssl once ssl is imported');
@@ -473,7 +473,8 @@ for (const mode of ['socket', 'syscall'] as const) {
         const evs = data(run.events).filter((e) => e.pid === r.pid);
         assert.ok(evs.length > 0);
         assert.deepEqual(evs.filter((e) => !e.tls).map((e) => `${e.dir} ${e.len} ${text(e.head.subarray(0, 8))}`), [], 'no ciphertext event');
-        assert.ok(evs.every((e) => e.sockId > TLS_ID && e.family === 4), 'ids carry TLS_ID');
+        assert.ok(evs.every((e) => e.sockId > TLS_ID && e.family === family), 'ids carry TLS_ID');
+        if (family === 6) assert.ok(evs.every((e) => e.srcIp === '::1' && e.dstIp === '::1'), 'IPv6 addresses');
         const client = evs.find((e) => e.dir === 'send' && text(e.head).startsWith('GET /tls/1'))!;
         const server = evs.find((e) => e.dir === 'recv' && text(e.head).startsWith('GET /tls/1'))!;
         assert.ok(client && server && client.sockId !== server.sockId);
@@ -507,6 +508,9 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.equal(new Set(responses(client.sockId, 'recv')).size, 3, 'each its own number');
         // the socket's close ends the TLS stream too (its id without TLS_ID)
         await waitFor('the closes of both sockets', () => [client, server].every((x) => run.events.some((e) => e.kind === 'close' && e.sockId === x.sockId - TLS_ID)));
+        // a library that is not there, a relative path: refused, saying so
+        await assert.rejects(run.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'), /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid/);
+        await assert.rejects(run.cap.tlsProcess(process.pid, 'libssl.so.3'), /an absolute path/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

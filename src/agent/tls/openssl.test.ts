@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTlsTracer, mappedLibssl } from './openssl.js';
@@ -67,16 +67,46 @@ test('the tracer tells the loader each process that maps libssl once, through it
   }
 });
 
-test('a process selected at its exec has no libssl yet: looked at again until its dynamic loader mapped it', async () => {
-  const root = procRoot({ 20: ['/usr/bin/curl'] });
+test('after an exec the image has no libssl yet: looked at again until its dynamic loader mapped it (not at a selection)', async () => {
+  const root = procRoot({ 20: ['/usr/bin/curl'], 21: ['/usr/bin/sh'] });
   const told: number[] = [];
   const tracer = createTlsTracer({ enabled: true, procRoot: root, log: () => {}, capture: () => ({ tlsProcess: async (pid) => { told.push(pid); } }) });
   try {
-    await tracer.onTraced(20);
+    tracer.onExec(20);
+    await tracer.onTraced(21);
     writeFileSync(join(root, '20', 'maps'), LINE('/usr/bin/curl') + LINE('/usr/lib/libssl.so.3'));
+    writeFileSync(join(root, '21', 'maps'), LINE('/usr/lib/libssl.so.3'));
     const until = Date.now() + 2000;
     while (told.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-    assert.deepEqual(told, [20]);
+    await new Promise((r) => setTimeout(r, 700)); // past the last look
+    assert.deepEqual(told, [20], 'a process selected long after its exec is looked at once');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a binary whose processes mapped libssl: its next process is probed at its exec, before it maps the library', async () => {
+  const root = procRoot({ 40: ['/usr/lib/libssl.so.3'], 41: [], 42: ['/usr/lib/libc.so.6'], 43: [] });
+  for (const pid of [40, 41]) symlinkSync(process.execPath, join(root, String(pid), 'exe'));
+  for (const pid of [42, 43]) symlinkSync('/bin/sh', join(root, String(pid), 'exe'));
+  const told: string[] = [];
+  const tracer = createTlsTracer({ enabled: true, procRoot: root, log: () => {}, capture: () => ({ tlsProcess: async (pid, path) => { told.push(`${pid} ${path}`); } }) });
+  try {
+    await tracer.onTraced(40);
+    tracer.onExec(41); // maps nothing yet
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(told, [`40 ${root}/40/root/usr/lib/libssl.so.3`, `41 ${root}/41/root/usr/lib/libssl.so.3`]);
+    // a binary that loaded without libssl is not looked at again at its processes' execs
+    tracer.onExec(42);
+    await new Promise((r) => setTimeout(r, 700));
+    writeFileSync(join(root, '43', 'maps'), LINE('/usr/lib/libssl.so.3'));
+    tracer.onExec(43);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(told.length, 2, told.join(', '));
+    // (unless a handshake says otherwise)
+    tracer.onHandshake(43);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(told.length, 3);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@
 // sees one of its connections start a TLS handshake (`onHandshake`), the probes then catch the
 // calls after it. Processes whose TLS is not OpenSSL's with a socket BIO (Go's crypto/tls, Java,
 // Node.js's memory BIO, rustls) have their ciphertext muted as any other protocol's.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Capture } from '../capture/loader.js';
 
 export interface TlsStats {
@@ -18,6 +18,12 @@ export interface TlsStats {
 export interface TlsTracer {
   /** A process was just selected for tracing (the kernel traces it already). Resolves when done. */
   onTraced(pid: number): Promise<void>;
+  /**
+   * A traced process called exec (a new image: a shell's exec of curl). A binary whose processes
+   * used libssl before: probed at once; one not known yet: looked at now and, while it maps no
+   * libssl, again 5, 20, 100 and 500 ms later (its dynamic loader maps it after the exec).
+   */
+  onExec(pid: number): void;
   /** A connection of traced process `pid` began a TLS handshake the probes did not see: look again. */
   onHandshake(pid: number): void;
   /** The process is gone: forget it. */
@@ -62,6 +68,9 @@ export function mappedLibssl(root: string, pid: number): string {
 /** A handshake looked for again at most this often per process. */
 const RECHECK_MS = 5000;
 
+/** After an exec the dynamic loader has yet to map the image's libraries: looked at again after these delays (ms). */
+const LATER_MS = [5, 20, 100, 500];
+
 export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   const root = opts.procRoot ?? '/proc';
   const stats: TlsStats = { processes: 0, errors: 0 };
@@ -69,35 +78,62 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   const probed = new Map<number, string>();
   // pid → when a handshake last made the agent look
   const looked = new Map<number, number>();
+  // binary (dev:inode of its executable) → the libssl its processes mapped, '' none once loaded:
+  // a process of a binary known to use libssl gets its probes at its exec, before its dynamic
+  // loader maps the library (a uprobe with a pid waits for the file to be mapped), so that a
+  // client making its call milliseconds after its exec (curl) is seen from its first call.
+  const binaries = new Map<string, string>();
 
-  // A process selected at its exec has not mapped its libraries yet (the dynamic loader runs
-  // after the exec): looked at again after these delays (ms), while it has none.
-  const LATER_MS = [5, 20, 100, 500];
-
-  async function onTraced(pid: number, attempt = 0): Promise<void> {
-    if (!opts.enabled) return;
-    const lib = mappedLibssl(root, pid);
-    if (!lib) {
-      if (attempt < LATER_MS.length && !probed.has(pid)) setTimeout(() => void onTraced(pid, attempt + 1), LATER_MS[attempt]).unref();
-      return;
+  function binaryOf(pid: number): string {
+    try {
+      const st = statSync(`${root}/${pid}/exe`, { bigint: true });
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return ''; // gone, or a kernel thread
     }
-    if (probed.get(pid) === lib) return;
+  }
+
+  async function probe(pid: number, lib: string): Promise<void> {
     const cap = opts.capture();
-    if (!cap) return;
+    if (!cap || probed.get(pid) === lib) return;
     probed.set(pid, lib);
     try {
       // through the process's root: a process in another mount namespace has its own library
       await cap.tlsProcess(pid, `${root}/${pid}/root${lib}`);
       stats.processes++;
     } catch (e) {
+      if (!existsSync(`${root}/${pid}`)) return; // it exited meanwhile (a short client): nothing to say
       stats.errors++;
       opts.log(`seqtrace agent: process ${pid}'s HTTPS is not traced (OpenSSL's probes on ${lib}): ${(e as Error).message}`);
     }
   }
 
+  /** attempt: after an exec, the how-manieth look (-1: not after an exec, no other look). */
+  async function onTraced(pid: number, attempt = -1): Promise<void> {
+    if (!opts.enabled) return;
+    const lib = mappedLibssl(root, pid);
+    const bin = binaryOf(pid);
+    if (lib) {
+      if (bin) binaries.set(bin, lib);
+      return probe(pid, lib);
+    }
+    if (attempt < 0 || probed.has(pid)) return;
+    if (attempt < LATER_MS.length) setTimeout(() => void onTraced(pid, attempt + 1), LATER_MS[attempt]).unref();
+    else if (bin && !binaries.has(bin)) binaries.set(bin, ''); // loaded without it: no more looks at its execs
+  }
+
+  function onExec(pid: number): void {
+    if (!opts.enabled) return;
+    // (probes on the old image's library stay on the pid: they cover the new image's if it is the same file)
+    const known = binaries.get(binaryOf(pid));
+    if (known) void probe(pid, known);
+    else if (known === undefined) void onTraced(pid, 0);
+  }
+
   return {
     stats,
     onTraced: (pid) => onTraced(pid),
+    onExec,
     onHandshake(pid) {
       if (probed.has(pid)) return;
       const now = Date.now();

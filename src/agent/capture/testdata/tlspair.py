@@ -1,7 +1,7 @@
 """HTTPS between two threads of one process, through Python's ssl module (OpenSSL with a socket
-BIO), for capture.test.ts. Usage: tlspair.py CERT KEY.
+BIO), for capture.test.ts. Usage: tlspair.py CERT KEY [4|6].
 
-After 'go': a TLS listener on 127.0.0.1; a client thread connects and, on one keep-alive
+After 'go': a TLS listener on 127.0.0.1 (or ::1); a client thread connects and, on one keep-alive
 connection, sends three requests: a small GET, a POST whose 40,000-byte body spans several TLS
 records, and a GET the server reads 7 bytes at a time (so most of its reads are answered from a
 record read before). The server answers each with Content-Length. Prints one JSON line {"pid",
@@ -14,6 +14,7 @@ import sys
 import threading
 
 cert, key = sys.argv[1], sys.argv[2]
+host = "::1" if sys.argv[3:] == ["6"] else "127.0.0.1"
 BODY = b"x" * 40000
 REQUESTS = [
     b"GET /tls/1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -26,7 +27,7 @@ server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 server_ctx.load_cert_chain(cert, key)
 client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 client_ctx.load_verify_locations(cert)
-listener = socket.create_server(("127.0.0.1", 0))
+listener = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
 port = listener.getsockname()[1]
 print("ready", flush=True)
 sys.stdin.readline()
@@ -53,7 +54,7 @@ def serve():
 
 server = threading.Thread(target=serve)
 server.start()
-with client_ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as c:
+with client_ctx.wrap_socket(socket.create_connection((host, port)), server_hostname="localhost") as c:
     for i, req in enumerate(REQUESTS):
         c.sendall(req)
         assert read_exactly(c, len(RESPONSES[i]), 65536) == RESPONSES[i]
