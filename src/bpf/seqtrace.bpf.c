@@ -582,7 +582,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 	__u64 id = sk->__sk_common.skc_cookie.counter; /* what the helper returns once it was made */
 	if (!id)
 		id = bpf_get_socket_cookie(sk);
-	if ((bits & ST_PID_TLS) && tls_io(task, sk, tp, true, id, dir, ret, tgid)) /* ciphertext: see tls.bpf.h */
+	if ((bits & ST_PID_TLS) && tls_io(task, sk, tp, true, id, dir, ret, m.buf, tgid)) /* ciphertext: tls.bpf.h */
 		return 0;
 	struct batch *b = begin_event();
 	if (!b)

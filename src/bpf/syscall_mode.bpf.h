@@ -181,7 +181,7 @@ static __always_inline int exit_call(long ret)
 	/* inside an OpenSSL call: ciphertext, whose plaintext comes from tls.bpf.h (before the mute:
 	 * the socket's ciphertext is muted, the call still wants its sequence numbers) */
 	if (!af_unix && (pid_bits(pid_tgid >> 32) & ST_PID_TLS) &&
-	    tls_io(bpf_get_current_task_btf(), sk, (struct tcp_sock *)sk, false, 0, dir, ret, pid_tgid >> 32))
+	    tls_io(bpf_get_current_task_btf(), sk, (struct tcp_sock *)sk, false, 0, dir, ret, m.buf, pid_tgid >> 32))
 		return 0;
 	__u64 id = call_sock_id(sk, af_unix, pid_tgid >> 32);
 	if (!id) /* muted */

@@ -57,9 +57,10 @@ struct {
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
 
-/* OpenSSL connections of traced processes, (SSL *, pid) -> their socket and where the last
- * record they received ended: a call that moves nothing on the socket (a read answered from a
- * record read before; a write whose bytes wait) still names its socket. A new connection at a
+/* OpenSSL connections of traced processes, (SSL *, pid) -> their socket, the records they
+ * received and the number of the last one a read returned: a call that moves nothing on the
+ * socket (a read answered from a record read before; a write whose bytes wait) still names its
+ * socket and its record. A new connection at a
  * reused SSL * shakes hands first, and its handshake's I/O sets the socket afresh. LRU: a
  * connection pushed out is known again at its next call with I/O. */
 struct tls_key {
@@ -67,11 +68,22 @@ struct tls_key {
 	__u32 pid;
 	__u32 _pad;
 };
+#define TLS_RECS 8 /* records a connection received and no read has returned yet (a power of two) */
+struct ssl_rec {
+	__u32 end; /* TCP sequence number past it */
+	__u32 len; /* its length after the 5-byte header */
+};
 struct tls_conn {
 	__u64 sk;
 	__u64 id;
-	__u32 recv_end;
-	__u32 _pad;
+	__u32 recv_end; /* the number of the record the last read returned from */
+	__u32 rec_next; /* TCP sequence number of the next record header it will receive (rec_known) */
+	__u8 rec_known; /* rec_next is known: records are followed in what it receives */
+	__u8 first;     /* recs[first], recs[first + 1], ... (mod TLS_RECS): oldest first */
+	__u8 count;
+	__u8 fresh;     /* made, nothing received yet */
+	__u8 _pad[4];
+	struct ssl_rec recs[TLS_RECS];
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -79,6 +91,95 @@ struct {
 	__type(key, struct tls_key);
 	__type(value, struct tls_conn);
 } tls_conns SEC(".maps");
+
+/* The connection of call c, made if need be (sk: its socket). */
+static __always_inline struct tls_conn *tls_conn_of(struct tls_call *c, __u32 pid, __u64 sk, __u64 id)
+{
+	struct tls_key k = { .ssl = c->ssl, .pid = pid };
+	struct tls_conn *conn = bpf_map_lookup_elem(&tls_conns, &k);
+	if (conn && conn->sk == sk)
+		return conn;
+	struct tls_conn n = { .sk = sk, .id = id, .fresh = 1 };
+	bpf_map_update_elem(&tls_conns, &k, &n, BPF_ANY);
+	return bpf_map_lookup_elem(&tls_conns, &k);
+}
+
+/* The TLS records that begin in `len` bytes received from sequence number `seq` into user memory
+ * at ubuf (0: not one buffer): their headers (type, version, length) give where each ends. Why:
+ * OpenSSL returns the plaintext of one record per read, and with `read_ahead` (nginx) one
+ * receive may take several: the read is then numbered by the record it returned, not by the
+ * last received (tls_pick). Followed from the connection's first received byte (a handshake)
+ * or from a 5-byte receive (OpenSSL without read-ahead reads each header alone); a header split
+ * across receives, or anything not a record header, loses the thread until then. */
+static __always_inline void tls_records(struct tls_conn *conn, __u64 ubuf, __u32 seq, __u32 len, bool start)
+{
+	if (!ubuf) {
+		conn->rec_known = 0;
+		return;
+	}
+	if (start || (!conn->rec_known && len == 5)) {
+		conn->rec_next = seq;
+		conn->rec_known = 1;
+	}
+	if (!conn->rec_known)
+		return;
+	for (int i = 0; i < TLS_RECS; i++) {
+		__u32 off = conn->rec_next - seq;
+		if ((__s32)off < 0 || off + 5 > len) {
+			if ((__s32)off < 0 || off < len) /* behind, or a header split: lost */
+				conn->rec_known = 0;
+			return;
+		}
+		__u8 h[5];
+		if (bpf_probe_read_user(h, sizeof(h), (void *)(ubuf + off))) {
+			conn->rec_known = 0;
+			return;
+		}
+		__u32 rl = (__u32)h[3] << 8 | h[4];
+		if (h[0] < 20 || h[0] > 24 || h[1] != 3 || rl > 18432) { /* not a record header */
+			conn->rec_known = 0;
+			return;
+		}
+		conn->rec_next += 5 + rl;
+		__u32 at = (conn->first + conn->count) & (TLS_RECS - 1);
+		if (conn->count == TLS_RECS) /* full: the oldest goes */
+			conn->first = (conn->first + 1) & (TLS_RECS - 1);
+		else
+			conn->count += 1;
+		conn->recs[at].end = conn->rec_next;
+		conn->recs[at].len = rl;
+	}
+}
+
+/* The number of a read that returned n bytes: the end of the oldest record received whose
+ * plaintext is exactly n bytes (its length less an AEAD record's overhead: 17 in TLS 1.3, 24
+ * with TLS 1.2's AES-GCM, 16 with its ChaCha20), which is then dropped with those before it
+ * (TLS 1.3 session tickets a client reads first, the records of a read that returned less than
+ * a record). Else (a read shorter than its record, CBC, records not followed): `fallback`, the
+ * end of the call's last receive (or the connection's last number), and the records up to it
+ * are dropped. */
+static __always_inline __u32 tls_pick(struct tls_conn *conn, __u32 n, __u32 fallback)
+{
+	for (int i = 0; i < TLS_RECS; i++) {
+		if (i >= conn->count)
+			break;
+		struct ssl_rec *r = &conn->recs[(conn->first + i) & (TLS_RECS - 1)];
+		__u32 over = r->len - n;
+		if (r->len > n && (over == 17 || over == 24 || over == 16)) {
+			__u32 end = r->end;
+			conn->first = (conn->first + i + 1) & (TLS_RECS - 1);
+			conn->count -= i + 1;
+			return end;
+		}
+	}
+	for (int i = 0; i < TLS_RECS; i++) {
+		if (!conn->count || (__s32)(conn->recs[conn->first & (TLS_RECS - 1)].end - fallback) > 0)
+			break;
+		conn->first = (conn->first + 1) & (TLS_RECS - 1);
+		conn->count -= 1;
+	}
+	return fallback;
+}
 
 /* The socket's ciphertext is muted: in `muted` (its bytes outside a call; a mute_gen bump keeps
  * it so in syscall mode), in this CPU's cache (socket mode) or its `seen` entry (syscall mode).
@@ -110,7 +211,7 @@ static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
  * socket's cookie in socket mode; 0 in syscall mode, where its `seen` entry gives it (made if
  * need be, muted or not: sock_id would say 0 for a muted one). */
 static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, struct tcp_sock *tp, bool direct, __u64 id,
-				   __u8 dir, __u32 len, __u32 pid)
+				   __u8 dir, __u32 len, __u64 ubuf, __u32 pid)
 {
 	/* (called for processes with ST_PID_TLS only) A thread that never entered an OpenSSL call
 	 * has no task storage at all: one load instead of the helper call. */
@@ -140,6 +241,12 @@ static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, st
 		c->recv_end = seq + len;
 		c->recv_ns = tcp_stamp(sk, tp, direct, dir, seq, len) ?: bpf_ktime_get_ns();
 		c->io |= TLS_RECVD;
+		struct tls_conn *conn = tls_conn_of(c, pid, (__u64)sk, c->id);
+		if (conn) {
+			/* a handshake's first receive is the connection's first byte (probes on before it) */
+			tls_records(conn, ubuf, seq, len, conn->fresh && !c->buf);
+			conn->fresh = 0;
+		}
 	}
 	return true;
 }
@@ -181,20 +288,15 @@ static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
 	c->active = 0;
 	__u32 pid = task->tgid;
 	struct tls_key k = { .ssl = c->ssl, .pid = pid };
-	struct tls_conn *conn = bpf_map_lookup_elem(&tls_conns, &k);
-	if (c->sk) {
-		if (!conn || conn->sk != c->sk) {
-			struct tls_conn n = { .sk = c->sk, .id = c->id };
-			bpf_map_update_elem(&tls_conns, &k, &n, BPF_ANY);
-			conn = bpf_map_lookup_elem(&tls_conns, &k);
-			if (!conn)
-				return 0;
-		}
+	struct tls_conn *conn = c->sk ? tls_conn_of(c, pid, c->sk, c->id) : bpf_map_lookup_elem(&tls_conns, &k);
+	if (!conn)
+		return 0; /* a socket never seen */
+	if (!c->buf) { /* a handshake: its records are not answers */
 		if (c->io & TLS_RECVD)
 			conn->recv_end = c->recv_end;
+		conn->count = 0;
+		return 0;
 	}
-	if (!conn || !c->buf)
-		return 0; /* a socket never seen, or a handshake */
 	/* all five return an int: rax's upper half is not part of it (-1, "want read", is 2^32 - 1) */
 	__s64 n = (int)ret;
 	if (c->moved) {
@@ -213,7 +315,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
 	__u32 mark;
 	__u64 ts = 0;
 	if (c->dir == ST_DIR_RECV) {
-		mark = conn->recv_end;
+		mark = tls_pick(conn, n, (c->io & TLS_RECVD) ? c->recv_end : conn->recv_end);
+		conn->recv_end = mark;
 		if (c->io & TLS_RECVD)
 			ts = c->recv_ns;
 	} else if (c->io & TLS_SENT) {
