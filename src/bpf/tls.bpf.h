@@ -15,9 +15,12 @@
  * connection give the message (docs/kernel.md "TLS"):
  *  - a write: the sequence number just past its first send, which carried the first TLS
  *    record of the write whole (OpenSSL sends each record with its own write);
- *  - a read: the sequence number just past its last receive: OpenSSL reads whole records and
- *    returns the plaintext of one, the last it read. A read answered from a record read before
- *    (a short buffer) takes that record's.
+ *  - a read: the sequence number just past the record it returned (OpenSSL returns the
+ *    plaintext of one record a read): the records the connection receives are followed by
+ *    their headers (tls_records) and the read takes the one whose plaintext is its length
+ *    (tls_pick; with read-ahead one receive may hold several); else the end of its last
+ *    receive, the record it read last. A read answered from a record read before (a short
+ *    buffer) takes that record's.
  * So a message's first record gets one number at both ends: the linker joins HTTPS calls by it
  * as it joins plain ones. A call with a memory BIO (Node.js, asyncio) moves its ciphertext
  * elsewhere: its plaintext has no socket, and is not reported (docs/agent.md "HTTPS").
