@@ -1,10 +1,12 @@
-// HTTPS through OpenSSL: when a traced process maps libssl (nginx, curl, Python's ssl, PHP,
-// Ruby), the loader attaches OpenSSL's probes to that process (src/bpf/tls_probes.c), and its
-// calls' plaintext arrives as data events of their sockets (DataEvent.tls). A process may load
-// libssl after it was selected (Python imports ssl when first used): the agent asks again when it
-// sees one of its connections start a TLS handshake (`onHandshake`), the probes then catch the
-// calls after it. Processes whose TLS is not OpenSSL's with a socket BIO (Go's crypto/tls, Java,
-// Node.js's memory BIO, rustls) have their ciphertext muted as any other protocol's.
+// HTTPS through OpenSSL (trace_tls): when a traced process maps libssl (nginx, curl, Python's
+// ssl, PHP, Ruby), the loader attaches OpenSSL's probes to that process (src/bpf/tls_probes.c),
+// and its calls' plaintext arrives as data events of their sockets (DataEvent.tls). Looked at
+// when a process is selected and at each exec of a traced one (a binary seen using libssl is
+// probed at once, before its dynamic loader maps it); a process may also load libssl later
+// (Python imports ssl when first used): the agent asks again when it sees one of its
+// connections start a TLS handshake (`onHandshake`), the probes then catch the calls after it.
+// Processes whose TLS is not OpenSSL's with a socket BIO (Go's crypto/tls, Java, Node.js's
+// memory BIO, rustls) have their ciphertext muted as any other protocol's.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Capture } from '../capture/loader.js';
 
