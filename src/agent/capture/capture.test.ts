@@ -625,31 +625,35 @@ for (const mode of ['socket', 'syscall'] as const) {
         // ten holds of ≈ 2.5 ms: without WRITE_LAG_NS, one in twenty would span a write-out
         // (every 50 ms) and take its time, after the read
         const N = 10;
-        let holder: Awaited<ReturnType<typeof holdSoftirqs>> | undefined;
-        let held = '';
-        const r = await runScript<{ pid: number; sends: [number, number][]; reads: number[] }>(run, HELDSEND_PY, ['4', String(N), ...(reply ? ['reply'] : [])], {
-          beforeGo: async (pid) => { holder = await holdSoftirqs(pid); },
-        }).finally(async () => { held = (await holder?.stop()) ?? ''; });
-        const mine = () => data(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('D'));
-        await waitFor('each message sent and read', () => mine().length >= 2 * N);
-        const readInHold: number[] = [];
-        for (let i = 0; i < N; i++) {
-          const ev = (dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`D${i}:`));
-          const sent = ev('send');
-          const read = ev('recv');
-          assert.ok(sent && read, `D${i}: both ends captured`);
-          const [before, after] = r.sends[i];
-          assert.ok(after - before >= 1e6, `D${i}: the send call was held (${((after - before) / 1e6).toFixed(3)} ms; bpftrace said: ${held})`);
-          if (r.reads[i] < after) readInHold.push(i);
-          assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
-          assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
-        }
         // The reader, on the other CPU, must be scheduled within the hold to read while the call
-        // is held; on a busy machine it sometimes is not (CI, 2026-12-06: 1 of 10, twice), and
-        // such a message tests nothing but is still checked above. Half of them must.
-        console.log(`# held sends: read while the call was held: ${readInHold.length} of ${N} (${readInHold.join(' ')})`);
-        assert.ok(readInHold.length >= N / 2, `only ${readInHold.length} of ${N} messages were read while their send call was held (else this tests little)`);
-        assert.equal((await run.cap.refreshStats()).late, 0, 'no event out of time order');
+        // is held; on a busy machine it sometimes is not (CI, 2026-12-06: 1 of 10, twice;
+        // 2026-12-07: 2 of 10), and such a message tests nothing but is still checked. Half of
+        // them must: a run with fewer is made again, up to three times.
+        for (let attempt = 1; ; attempt++) {
+          let holder: Awaited<ReturnType<typeof holdSoftirqs>> | undefined;
+          let held = '';
+          const r = await runScript<{ pid: number; sends: [number, number][]; reads: number[] }>(run, HELDSEND_PY, ['4', String(N), ...(reply ? ['reply'] : [])], {
+            beforeGo: async (pid) => { holder = await holdSoftirqs(pid); },
+          }).finally(async () => { held = (await holder?.stop()) ?? ''; });
+          const mine = () => data(run.events).filter((e) => e.pid === r.pid && text(e.head).startsWith('D'));
+          await waitFor('each message sent and read', () => mine().length >= 2 * N);
+          const readInHold: number[] = [];
+          for (let i = 0; i < N; i++) {
+            const ev = (dir: 'send' | 'recv') => mine().find((e) => e.dir === dir && text(e.head).startsWith(`D${i}:`));
+            const sent = ev('send');
+            const read = ev('recv');
+            assert.ok(sent && read, `D${i}: both ends captured`);
+            const [before, after] = r.sends[i];
+            assert.ok(after - before >= 1e6, `D${i}: the send call was held (${((after - before) / 1e6).toFixed(3)} ms; bpftrace said: ${held})`);
+            if (r.reads[i] < after) readInHold.push(i);
+            assert.ok(Number(sent.tsNs) >= before, `D${i}: stamped after the call began`);
+            assert.ok(sent.tsNs <= read.tsNs, `D${i}: sent at ${sent.tsNs}, ${Number(sent.tsNs - read.tsNs) / 1000} µs after the peer read it (${read.tsNs})`);
+          }
+          console.log(`# held sends: read while the call was held: ${readInHold.length} of ${N} (${readInHold.join(' ')})`);
+          assert.equal((await run.cap.refreshStats()).late, 0, 'no event out of time order');
+          if (readInHold.length >= N / 2) break;
+          assert.ok(attempt < 3, `only ${readInHold.length} of ${N} messages were read while their send call was held, in each of 3 runs (else this tests little)`);
+        }
       });
     }
 
