@@ -102,6 +102,11 @@ struct {
 	__type(value, struct mmsg_pos);
 } mmsg_at SEC(".maps");
 
+/* A field of the socket: a plain load through the trusted BTF pointer of a tp_btf argument
+ * (socket mode, the hot path), else a probe read (syscall mode: sk came from memory).
+ * `direct` is a constant at every call site, so only one of the two is compiled in. */
+#define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
+
 /* Maps and helpers by concern, each header with its own maps (the Go ones in go.bpf.h) */
 #include "sockets.bpf.h"
 #include "payload.bpf.h"
@@ -210,10 +215,6 @@ static __always_inline void fill_unix_tuple(struct st_tuple_unix *t, struct sock
 	__builtin_memset(t->_pad0, 0, sizeof(t->_pad0));
 }
 
-/* A field of the socket: a plain load through the trusted BTF pointer of a tp_btf argument
- * (socket mode, the hot path), else a probe read (syscall mode: sk came from memory).
- * `direct` is a constant at every call site, so only one of the two is compiled in. */
-#define RD(direct, p, ...) ((direct) ? (p)->__VA_ARGS__ : BPF_CORE_READ(p, __VA_ARGS__))
 
 /* Build one data record at s (in the CPU's batch or in scratch); returns its size. sk must be a
  * TCP socket (checked by the caller). The one place a data event's fields are filled. tuple:
@@ -589,7 +590,7 @@ static __always_inline int on_sock(struct sock *sk, int ret, int flags, __u8 dir
 		return 0;
 	bool tuple = true;
 	if (batching(b)) {
-		int known = tcp_sock_cached(sk, id, pid_tgid >> 32, family);
+		int known = tcp_sock_cached(sk, true, id, pid_tgid >> 32, family, true);
 		if (known == SOCK_MUTED) {
 			end_event(b);
 			return 0;

@@ -120,6 +120,13 @@ static __always_inline bool record_sock_muted(struct sock *sk, __u64 id, __u32 p
 	return bpf_map_lookup_elem(&muted, &id) != 0;
 }
 
+/* Whether socket `id` is muted; with `record` also recorded in sk_info (record_sock_muted). A TLS
+ * connection's plaintext (tls.bpf.h) is not recorded: its id is not the socket's. */
+static __always_inline bool sock_muted_now(struct sock *sk, __u64 id, __u32 pid, bool record)
+{
+	return record ? record_sock_muted(sk, id, pid) : bpf_map_lookup_elem(&muted, &id) != 0;
+}
+
 /* What sock_cached found */
 #define SOCK_NEW 0    /* recorded now: the event carries the tuple */
 #define SOCK_CACHED 1 /* its tuple went out earlier: the event leaves it out */
@@ -131,18 +138,14 @@ static __always_inline bool record_sock_muted(struct sock *sk, __u64 id, __u32 p
  * sk_info and in the cache, and the event carries the tuple. Either way a muted socket has no
  * event. (Two processes taking turns on one socket on different CPUs can leave the other one's
  * pid in sk_info: the close then names that one.) `addrs` and `ports` are what the tuple says
- * in 96 bits (TCP: both addresses' last 32 bits, both ports; Unix: the peer's cookie). `record`
- * false: nothing goes to sk_info, only the mute is looked up (a TLS connection's plaintext, whose
- * id is not the socket's: tls.bpf.h). */
+ * in 96 bits (TCP: both addresses' last 32 bits, both ports; Unix: the peer's cookie). `record`:
+ * see sock_muted_now. */
 static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u64 addrs, __u32 ports, bool record)
 {
 	__u32 zero = 0;
 	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
-	__u32 mute;
-	if (!c) {
-		mute = record ? record_sock_muted(sk, id, pid) : bpf_map_lookup_elem(&muted, &id) != 0;
-		return mute ? SOCK_MUTED : SOCK_NEW;
-	}
+	if (!c)
+		return sock_muted_now(sk, id, pid, record) ? SOCK_MUTED : SOCK_NEW;
 	__u32 gen = *(volatile __u32 *)&tuple_gen;
 	if (c->gen != gen) { /* the loader lost a tuple: every socket sends its tuple again */
 		c->epoch += 1;
@@ -152,7 +155,7 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 	if (c->slot[i].id == id && c->slot[i].pid == pid && c->slot[i].addrs == addrs && c->slot[i].ports == ports &&
 	    c->slot[i].epoch == c->epoch)
 		return c->slot[i].muted ? SOCK_MUTED : SOCK_CACHED;
-	mute = record ? record_sock_muted(sk, id, pid) : bpf_map_lookup_elem(&muted, &id) != 0;
+	__u32 mute = sock_muted_now(sk, id, pid, record);
 	c->slot[i].id = id;
 	c->slot[i].pid = pid;
 	c->slot[i].addrs = addrs;
@@ -164,16 +167,16 @@ static __always_inline int sock_cached(struct sock *sk, __u64 id, __u32 pid, __u
 	return mute ? SOCK_MUTED : SOCK_NEW;
 }
 
-/* sock_cached for a TCP socket: its addresses and ports. */
-static __always_inline int tcp_sock_cached(struct sock *sk, __u64 id, __u32 pid, __u16 family)
+/* sock_cached for a TCP socket: its addresses and ports (`direct`: RD, a trusted pointer). */
+static __always_inline int tcp_sock_cached(struct sock *sk, bool direct, __u64 id, __u32 pid, __u16 family, bool record)
 {
 	__u64 addrs;
 	if (family == AF_INET)
-		addrs = sk->__sk_common.skc_addrpair;
+		addrs = RD(direct, sk, __sk_common.skc_addrpair);
 	else
-		addrs = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3] |
-			(__u64)sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3] << 32;
-	return sock_cached(sk, id, pid, addrs, sk->__sk_common.skc_portpair, true);
+		addrs = RD(direct, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]) |
+			(__u64)RD(direct, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]) << 32;
+	return sock_cached(sk, id, pid, addrs, RD(direct, sk, __sk_common.skc_portpair), record);
 }
 
 /* Syscall mode: the id of a socket, remembered in `seen` with the pid that last used it; 0 when

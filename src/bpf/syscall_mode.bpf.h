@@ -104,8 +104,9 @@ static __always_inline bool take_call(__u32 tid, struct call_args *out)
 static __always_inline int exit_call(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 bits = pid_bits(pid_tgid >> 32);
 	struct call_args a;
-	if (!is_traced(pid_tgid >> 32) || !take_call((__u32)pid_tgid, &a))
+	if (!(bits & ST_PID_TRACED) || !take_call((__u32)pid_tgid, &a))
 		return 0;
 	/* a peek moved nothing (socket mode skips it too; PHP's streams peek a byte to see whether
 	 * a connection is alive: taken for a read, its bytes came twice, the first time one early) */
@@ -180,7 +181,7 @@ static __always_inline int exit_call(long ret)
 		return 0;
 	/* inside an OpenSSL call: ciphertext, whose plaintext comes from tls.bpf.h (before the mute:
 	 * the socket's ciphertext is muted, the call still wants its sequence numbers) */
-	if (!af_unix && (pid_bits(pid_tgid >> 32) & ST_PID_TLS) &&
+	if (!af_unix && (bits & ST_PID_TLS) &&
 	    tls_io(bpf_get_current_task_btf(), sk, (struct tcp_sock *)sk, false, 0, dir, ret, m.buf, pid_tgid >> 32))
 		return 0;
 	__u64 id = call_sock_id(sk, af_unix, pid_tgid >> 32);

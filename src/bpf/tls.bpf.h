@@ -186,18 +186,27 @@ static __always_inline __u32 tls_pick(struct tls_conn *conn, __u32 n, __u32 fall
 
 /* The socket's ciphertext is muted: in `muted` (its bytes outside a call; a mute_gen bump keeps
  * it so in syscall mode), in this CPU's cache (socket mode) or its `seen` entry (syscall mode).
- * Socket mode records it in sk_info, so that its close comes. Once per call. */
-static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
+ * Socket mode records it in sk_info, so that its close comes. Once per call. Returns the
+ * socket's id: `id`, its cookie, in socket mode; in syscall mode its `seen` entry's, made if
+ * need be (muted or not: sock_id would say 0 for a muted one). */
+static __always_inline __u64 tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
 {
 	__u8 one = 1;
-	bpf_map_update_elem(&muted, &id, &one, BPF_ANY);
 	if (syscall_mode) {
 		__u64 key = (__u64)sk;
 		struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
+		if (!si || si->ino) { /* none, or a dead Unix socket's at this address */
+			id = sock_id(sk, pid, 0);
+			si = bpf_map_lookup_elem(&seen, &key);
+		} else {
+			id = si->id;
+		}
 		if (si)
 			si->muted = 1;
-		return;
+		bpf_map_update_elem(&muted, &id, &one, BPF_ANY);
+		return id;
 	}
+	bpf_map_update_elem(&muted, &id, &one, BPF_ANY);
 	record_sock(sk, id, pid);
 	__u32 zero = 0;
 	struct sock_cache *c = bpf_map_lookup_elem(&sock_cache, &zero);
@@ -206,13 +215,13 @@ static __always_inline void tls_mute_raw(struct sock *sk, __u64 id, __u32 pid)
 		if (c->slot[i].id == id)
 			c->slot[i].muted = 1;
 	}
+	return id;
 }
 
 /* A socket hook, on a TCP socket of a traced thread that moved `len` bytes: true when the thread
  * is inside an OpenSSL call (its bytes are ciphertext: no event; the call notes the socket, where
  * its records end and when they moved, by TCP's stamps as a plain event is: event_ts). `id`: the
- * socket's cookie in socket mode; 0 in syscall mode, where its `seen` entry gives it (made if
- * need be, muted or not: sock_id would say 0 for a muted one). */
+ * socket's cookie in socket mode; 0 in syscall mode (tls_mute_raw finds it). */
 static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, struct tcp_sock *tp, bool direct, __u64 id,
 				   __u8 dir, __u32 len, __u64 ubuf, __u32 pid)
 {
@@ -224,14 +233,8 @@ static __always_inline bool tls_io(struct task_struct *task, struct sock *sk, st
 	if (!c || !c->active)
 		return false;
 	if (c->sk != (__u64)sk) {
-		if (syscall_mode) {
-			__u64 key = (__u64)sk;
-			struct sock_info *si = bpf_map_lookup_elem(&seen, &key);
-			id = si && !si->ino ? si->id : sock_id(sk, pid, 0);
-		}
 		c->sk = (__u64)sk;
-		c->id = id;
-		tls_mute_raw(sk, id, pid);
+		c->id = tls_mute_raw(sk, id, pid);
 	}
 	__u32 seq = seq_of(sk, tp, direct, dir, len);
 	if (dir == ST_DIR_SEND) {
@@ -267,19 +270,6 @@ static __always_inline int tls_enter(struct pt_regs *ctx, __u64 ssl, __u64 buf, 
 		return 0; /* inside another call: the outer one's */
 	*c = (struct tls_call){ .ssl = ssl, .buf = buf, .moved = moved, .sp = sp, .active = 1, .dir = dir };
 	return 0;
-}
-
-/* The TCP socket sk's tuple went out lately on this CPU for `id` (sock_cached, without sk_info:
- * sk is not a trusted pointer here). */
-static __always_inline int tls_sock_cached(struct sock *sk, __u64 id, __u32 pid)
-{
-	__u64 addrs;
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET)
-		addrs = BPF_CORE_READ(sk, __sk_common.skc_addrpair);
-	else
-		addrs = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]) |
-			(__u64)BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]) << 32;
-	return sock_cached(sk, id, pid, addrs, BPF_CORE_READ(sk, __sk_common.skc_portpair), false);
 }
 
 static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
@@ -335,7 +325,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx, long ret)
 		return 0;
 	bool tuple = true;
 	if (batching(b)) {
-		int known = tls_sock_cached(sk, id, pid);
+		/* (sk is no trusted pointer here; the plaintext's id is not recorded in sk_info) */
+		int known = tcp_sock_cached(sk, false, id, pid, BPF_CORE_READ(sk, __sk_common.skc_family), false);
 		if (known == SOCK_MUTED) {
 			end_event(b);
 			return 0;
