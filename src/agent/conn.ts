@@ -687,7 +687,10 @@ export function createConnTable(opts: ConnTableOptions): ConnTable {
       // entry's thread group with it: the socket's end waits for the client to close too, by
       // when the server's thread may be serving its next request (two groups open: no join).
       // (A client's requests never run until the close.)
-      for (const c of [conns.get(ev.sockId), conns.get(ev.sockId + TLS_ID)]) if (c?.role === ROLE_SERVER) c.respParser!.endOfStream();
+      const c = conns.get(ev.sockId);
+      if (c?.role === ROLE_SERVER) c.respParser!.endOfStream();
+      const tls = conns.get(ev.sockId + TLS_ID); // the socket's plaintext, if it carried TLS
+      if (tls?.role === ROLE_SERVER) tls.respParser!.endOfStream();
     },
     onProcessExit(pid, tsNs) {
       const mine = perPid.get(pid);

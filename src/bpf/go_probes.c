@@ -24,6 +24,7 @@
 #include <bpf/libbpf.h>
 #include "seqtrace.h"
 #include "go_probes.h"
+#include "loader.h"
 
 /* One probe of a binary, as the agent named it. */
 struct go_spec {
@@ -52,19 +53,6 @@ static const char *const probe_names[] = { "newproc1_ret", "newproc_nop5", "roun
 void go_probes_init(const struct go_programs *p)
 {
 	progs = *p;
-}
-
-static bool grow(void **arr, int *cap, int n, size_t size)
-{
-	if (n < *cap)
-		return true;
-	int c = *cap ? *cap * 2 : 16;
-	void *a = realloc(*arr, (size_t)c * size);
-	if (!a)
-		return false;
-	*arr = a;
-	*cap = c;
-	return true;
 }
 
 static bool is_parent_probe(int which)
@@ -98,7 +86,7 @@ bool go_uprobe_command(const char *line)
 	for (int i = 0; i < nspecs; i++)
 		if (specs[i].dev == st.st_dev && specs[i].ino == st.st_ino && specs[i].which == which && specs[i].off == off)
 			return true;
-	if (!grow((void **)&specs, &cap_specs, nspecs, sizeof(*specs))) {
+	if (!grow_array((void **)&specs, &cap_specs, nspecs + 1, sizeof(*specs))) {
 		fprintf(stderr, "seqtrace-loader: uprobe %s: out of memory\n", name);
 		return false;
 	}
@@ -188,7 +176,7 @@ bool go_process_command(const char *line, __u32 *pid_out)
 	if (p) {
 		detach(p); /* the same pid again (a re-exec): start over with its binary now */
 	} else {
-		if (!grow((void **)&procs, &cap_procs, nprocs, sizeof(*procs))) {
+		if (!grow_array((void **)&procs, &cap_procs, nprocs + 1, sizeof(*procs))) {
 			fprintf(stderr, "seqtrace-loader: go %ld: out of memory\n", pid);
 			return false;
 		}

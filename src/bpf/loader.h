@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <time.h>
 #include <linux/types.h>
 
@@ -20,6 +21,24 @@
 #define WRITE_LAG_NS 10000000ULL
 
 struct ring_buffer;
+
+/* The array *arr of *cap elements of `size` bytes made to hold at least `need` (its capacity
+ * doubled from 16 as often as that takes; the go and tls commands' lists). false: no memory,
+ * the array as it was. */
+static inline bool grow_array(void **arr, int *cap, int need, size_t size)
+{
+	if (need <= *cap)
+		return true;
+	int c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	void *a = realloc(*arr, (size_t)c * size);
+	if (!a)
+		return false;
+	*arr = a;
+	*cap = c;
+	return true;
+}
 
 extern bool out_broken;   /* a write to stdout failed: the loader stops */
 

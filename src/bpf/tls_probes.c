@@ -21,6 +21,7 @@
 #include <string.h>
 #include <bpf/libbpf.h>
 #include "tls_probes.h"
+#include "loader.h"
 
 #define TLS_FUNCS 5
 
@@ -95,15 +96,7 @@ void tls_probes_init(const struct tls_programs *p)
 static void detach(struct tls_process *p)
 {
 	pthread_mutex_lock(&lock);
-	if (detacher_running && ndoomed + p->nlinks > cap_doomed) {
-		int c = (ndoomed + p->nlinks) * 2;
-		struct bpf_link **a = realloc(doomed, (size_t)c * sizeof(*a));
-		if (a) {
-			doomed = a;
-			cap_doomed = c;
-		}
-	}
-	bool queued = detacher_running && ndoomed + p->nlinks <= cap_doomed;
+	bool queued = detacher_running && grow_array((void **)&doomed, &cap_doomed, ndoomed + p->nlinks, sizeof(*doomed));
 	if (queued) {
 		memcpy(doomed + ndoomed, p->links, p->nlinks * sizeof(*p->links));
 		ndoomed += p->nlinks;
@@ -160,15 +153,9 @@ bool tls_process_command(const char *line, __u32 *pid_out)
 	if (p) {
 		detach(p); /* the same pid again (a re-exec): its library now */
 	} else {
-		if (nprocs == cap_procs) {
-			int c = cap_procs ? cap_procs * 2 : 16;
-			struct tls_process *a = realloc(procs, (size_t)c * sizeof(*a));
-			if (!a) {
-				fprintf(stderr, "seqtrace-loader: tls %ld: out of memory\n", pid);
-				return false;
-			}
-			procs = a;
-			cap_procs = c;
+		if (!grow_array((void **)&procs, &cap_procs, nprocs + 1, sizeof(*procs))) {
+			fprintf(stderr, "seqtrace-loader: tls %ld: out of memory\n", pid);
+			return false;
 		}
 		p = &procs[nprocs++];
 		*p = (struct tls_process){ .pid = (__u32)pid };
