@@ -5,7 +5,7 @@
  *
  * The agent names a binary's probes once (`uprobe WHICH OFFSET PATH`, kept here by the binary's
  * device and inode) and each Go process of it (`go PID ...`). Probes are attached per process
- * (a perf-event uprobe with a pid installs its breakpoint only in that process's memory): an
+ * (a uprobe with a pid, uprobes.h, installs its breakpoint only in that process's memory): an
  * untraced process running the same binary pays nothing. The goroutine-start probe (newproc*),
  * one uprobe per `go` statement and so one per request of a net/http server, is attached only
  * to a process that can call out: at once when its binary links net/http's client (the agent
@@ -25,6 +25,7 @@
 #include "seqtrace.h"
 #include "go_probes.h"
 #include "loader.h"
+#include "uprobes.h"
 
 /* One probe of a binary, as the agent named it. */
 struct go_spec {
@@ -39,7 +40,7 @@ struct go_process {
 	__u32 pid;
 	bool parents; /* goroutine-start probe attached */
 	int nlinks;
-	struct bpf_link *links[ST_GO_MAX_PROBES];
+	struct uprobe_link links[ST_GO_MAX_PROBES];
 };
 
 static struct go_programs progs;
@@ -124,13 +125,12 @@ static bool attach(struct go_process *p, bool parents)
 			return false;
 		}
 		/* the magic link resolves to the binary's inode, in whatever mount namespace it lives */
-		struct bpf_link *l = bpf_program__attach_uprobe(program(s->which), false, (pid_t)p->pid, exe, (size_t)s->off);
-		if (!l) {
-			fprintf(stderr, "seqtrace-loader: uprobe %s at %llu of %s: %s\n", probe_names[s->which], s->off, exe,
-				strerror(errno));
+		if (!uprobe_attach(program(s->which), (pid_t)p->pid, exe, (unsigned long)s->off, false, &p->links[p->nlinks])) {
+			fprintf(stderr, "seqtrace-loader: uprobe %s at %llu of %s: %s%s\n", probe_names[s->which], s->off, exe,
+				strerror(errno), errno == EACCES ? UPROBE_EACCES_HINT : "");
 			return false;
 		}
-		p->links[p->nlinks++] = l;
+		p->nlinks++;
 	}
 	if (parents)
 		p->parents = true;
@@ -140,7 +140,7 @@ static bool attach(struct go_process *p, bool parents)
 static void detach(struct go_process *p)
 {
 	for (int i = 0; i < p->nlinks; i++)
-		bpf_link__destroy(p->links[i]);
+		uprobe_detach(&p->links[i]);
 	p->nlinks = 0;
 	p->parents = false;
 }

@@ -4,11 +4,13 @@
  *
  *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
  *                   [--batch-bytes N] [--pid PID]... [--provisional-exec] [--exec-env NAME]...
- *                   [--verbose]
+ *                   [--perf-uprobes] [--verbose]
  *   seqtrace-loader --print-layout
  *
  * --provisional-exec: a process that execs is traced from its exec until `add` keeps it or
  *   `del` ends it (with the children it forked meanwhile); its exec event says so.
+ * --perf-uprobes: the go and tls commands' uprobes through perf events even where the kernel
+ *   has uprobe_multi links (uprobes.h): the way of kernels before 6.6, for their tests.
  * --exec-env NAME: an exec's frame carries `NAME=value\0` for each such variable of the new
  *   image's environment, read as the event is taken (a client gone before the agent reads /proc
  *   is still selected and named by its environment).
@@ -57,6 +59,7 @@
 #include "seqtrace.skel.h"
 #include "go_probes.h"
 #include "tls_probes.h"
+#include "uprobes.h"
 #include "loader.h"
 
 #define STATS_EVERY_NS 1000000000ULL
@@ -68,6 +71,7 @@ static struct {
 	unsigned ringbuf_bytes;
 	int batch_bytes; /* -1: default (min(ST_BATCH_MAX, ringbuf_bytes / 8)) */
 	bool provisional; /* --provisional-exec: trace every process from its exec until add or del */
+	bool perf_uprobes; /* --perf-uprobes: no uprobe_multi links */
 	bool verbose;
 	int pids[64];
 	int npids;
@@ -573,6 +577,8 @@ static void parse_args(int argc, char **argv)
 			opt.verbose = true;
 		} else if (!strcmp(a, "--provisional-exec")) {
 			opt.provisional = true;
+		} else if (!strcmp(a, "--perf-uprobes")) {
+			opt.perf_uprobes = true;
 		} else if (!strcmp(a, "--mode")) {
 			i++;
 			if (v && !strcmp(v, "socket"))
@@ -686,6 +692,9 @@ int main(int argc, char **argv)
 	traced_nwords = (pid_max() + ST_PIDS_PER_WORD - 1) / ST_PIDS_PER_WORD;
 	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
+	bool multi = !opt.perf_uprobes && uprobes_prepare(skel->obj);
+	if (opt.verbose)
+		fprintf(stderr, "seqtrace-loader: uprobes %s\n", multi ? "through uprobe_multi links" : "through perf events");
 
 	err = seqtrace_bpf__load(skel);
 	if (err) {

@@ -4,14 +4,14 @@
  * SSL_read_ex, SSL_write, SSL_write_ex and SSL_do_handshake, each with an entry and a return
  * probe, attached to one process on the libssl it maps at PATH (the agent gives
  * /proc/PID/root/..., so a process in another mount namespace has its own library). Found by
- * name in the library's symbols (libbpf). A perf-event uprobe with a pid installs its
+ * name in the library's symbols (elf_func_offset). A uprobe with a pid (uprobes.h) installs its
  * breakpoints in that process's memory only: an untraced process using the same library pays
  * nothing. A process no longer traced (gone, or `del`) loses its probes at the next poll.
  *
- * Destroying a uprobe's perf event waits for RCU grace periods in the kernel (≈ 80 ms a probe
- * here: a process's ten took 0.8 s, and six curls exiting stopped the drain for 5 s, their
- * last events with it). So links are destroyed by a thread of their own (`detacher`), each
- * batch with a thread per link: their grace periods overlap, a batch costs about one.
+ * Removing a uprobe waits for RCU grace periods in the kernel (≈ 80 ms a probe here: a
+ * process's ten took 0.8 s, and six curls exiting stopped the drain for 5 s, their last
+ * events with it). So links are destroyed by a thread of their own (`detacher`), each batch
+ * with a thread per link: their grace periods overlap, a batch costs about one.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +22,7 @@
 #include <bpf/libbpf.h>
 #include "tls_probes.h"
 #include "loader.h"
+#include "uprobes.h"
 
 #define TLS_FUNCS 5
 
@@ -29,7 +30,7 @@
 struct tls_process {
 	__u32 pid;
 	int nlinks;
-	struct bpf_link *links[2 * TLS_FUNCS];
+	struct uprobe_link links[2 * TLS_FUNCS];
 };
 
 static struct tls_programs progs;
@@ -40,26 +41,26 @@ static int nprocs, cap_procs;
 #define DETACH_BATCH 64
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
-static struct bpf_link **doomed;
+static struct uprobe_link *doomed;
 static int ndoomed, cap_doomed;
 static bool stopping, detacher_running;
 static pthread_t detacher;
 
 static void *destroy_one(void *link)
 {
-	bpf_link__destroy(link);
+	uprobe_detach(link);
 	return NULL;
 }
 
 /* n <= DETACH_BATCH links at once: a thread each (one that cannot start: here). */
-static void destroy_batch(struct bpf_link **links, int n)
+static void destroy_batch(struct uprobe_link *links, int n)
 {
 	pthread_t t[DETACH_BATCH];
 	bool started[DETACH_BATCH];
 	for (int i = 0; i < n; i++) {
-		started[i] = !pthread_create(&t[i], NULL, destroy_one, links[i]);
+		started[i] = !pthread_create(&t[i], NULL, destroy_one, &links[i]);
 		if (!started[i])
-			bpf_link__destroy(links[i]);
+			uprobe_detach(&links[i]);
 	}
 	for (int i = 0; i < n; i++)
 		if (started[i])
@@ -68,7 +69,7 @@ static void destroy_batch(struct bpf_link **links, int n)
 
 static void *detach_loop(void *arg)
 {
-	struct bpf_link *batch[DETACH_BATCH];
+	struct uprobe_link batch[DETACH_BATCH];
 	pthread_mutex_lock(&lock);
 	for (;;) {
 		while (!ndoomed && !stopping)
@@ -120,18 +121,21 @@ static bool attach(struct tls_process *p, const char *path)
 		{ "SSL_do_handshake", progs.handshake, true },
 	};
 	for (int i = 0; i < TLS_FUNCS; i++) {
+		long off = elf_func_offset(path, fns[i].name);
+		if (off <= 0) {
+			if (!off && !fns[i].required)
+				continue;
+			fprintf(stderr, "seqtrace-loader: tls %u: %s in %s: %s\n", p->pid, fns[i].name, path,
+				off ? strerror((int)-off) : "no such function");
+			return false;
+		}
 		for (int ret = 0; ret <= 1; ret++) {
-			LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = fns[i].name, .retprobe = ret);
-			struct bpf_link *l = bpf_program__attach_uprobe_opts(ret ? progs.ret : fns[i].prog, (pid_t)p->pid, path, 0, &o);
-			if (!l) {
-				int err = errno;
-				if (!fns[i].required && err == ENOENT)
-					break;
-				fprintf(stderr, "seqtrace-loader: tls %u: %s%s of %s: %s\n", p->pid, fns[i].name, ret ? " (return)" : "",
-					path, strerror(err));
+			if (!uprobe_attach(ret ? progs.ret : fns[i].prog, (pid_t)p->pid, path, (unsigned long)off, ret, &p->links[p->nlinks])) {
+				fprintf(stderr, "seqtrace-loader: tls %u: %s%s of %s: %s%s\n", p->pid, fns[i].name, ret ? " (return)" : "",
+					path, strerror(errno), errno == EACCES ? UPROBE_EACCES_HINT : "");
 				return false;
 			}
-			p->links[p->nlinks++] = l;
+			p->nlinks++;
 		}
 	}
 	return true;

@@ -4,20 +4,25 @@
 //     query work;
 //   * `bin/seqtrace agent` as user nobody with only those four capabilities (ambient, so that
 //     they reach node and its seqtrace-loader child): a traced Python chain's traces arrive whole;
+//     with trace_tls, an HTTPS hop (OpenSSL's uprobes) and a Go service followed by goroutine
+//     (its uprobes) too: uprobes through uprobe_multi links, which need no CAP_SYS_ADMIN where
+//     perf-event uprobes now do (src/bpf/uprobes.h);
 //   * the agent as nobody with no capability: it refuses to start with SEQ_ERR_EBPF_UNAVAILABLE
 //     and says why.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
-  assertRoot, closeScope, ebpfSkipReason, expectStatuses, freePort, newScope, requestIds, runPyClient, SEQTRACE,
-  sleep, startLinker, startProcess, startPyService, type Linker, type Proc, type Scope,
+  assertRoot, closeScope, ebpfSkipReason, expectStatuses, FIXTURES, freePort, newScope, requestIds, runPyClient, SEQTRACE,
+  serviceEnv, sleep, startLinker, startProcess, startPyService, subdir, tlsFiles, type Linker, type Proc, type Scope,
 } from '../e2e/harness.js';
 import { assertExactTraces, hop, listTraces, totalSpans, waitForTraces, type Expect } from '../e2e/trees.js';
 import { loaderOf } from './bpf.js';
+import { goBuild } from '../../src/agent/go/gobuild.js';
+import { ensureGoOffsetsTool } from '../../src/agent/go/offsets.js';
 import { encodeSpans } from '../../src/span/lineprotocol.js';
 import { buildTrace, rng } from '../../src/linker/fixtures.js';
 
@@ -52,7 +57,7 @@ function asNobody(args: string[], caps?: string): string[] {
   return [...base, ...capArgs, '--', ...args];
 }
 
-async function startAgentAs(scope: Scope, linkerPort: number, host: string, caps: string | undefined, readyTimeoutMs: number): Promise<{ proc: Proc; metricsUrl: string }> {
+async function startAgentAs(scope: Scope, linkerPort: number, host: string, caps: string | undefined, readyTimeoutMs: number, extra: string[] = []): Promise<{ proc: Proc; metricsUrl: string }> {
   const dir = nobodyDir(scope, 'agent');
   const metricsPort = await freePort();
   const conf = join(dir, 'seqtrace.toml');
@@ -64,6 +69,7 @@ async function startAgentAs(scope: Scope, linkerPort: number, host: string, caps
     `  metrics_listen = "127.0.0.1:${metricsPort}"`,
     // Only this test's processes (see linker-down.test.ts): others' traced load stays out.
     `  trace_envset = ["SEQT_REL_UNPRIV_${scope.tag.toUpperCase()}"]`,
+    ...extra.map((line) => `  ${line}`),
     '',
   ].join('\n'));
   chmodSync(conf, 0o644);
@@ -158,6 +164,54 @@ describe('reliability: least privilege', { skip }, () => {
     const expected = new Map<string, Expect>(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200, hop(names.a, names.b, `GET /b/${id}`, 200))]));
     const traces = await waitForTraces(linker, { services: Object.values(names), spans: totalSpans(expected) });
     console.log(`# capabilities-only agent figures: ${traces.length} traces, ${traces.reduce((n, x) => n + x.spans.length, 0)} spans for ${ids.length} requests`);
+    assertExactTraces(traces, expected);
+  });
+
+  // Kernels with the fix for CVE-2025-38466 (6.16, and the stable lines from 5.10.240 on) refuse
+  // perf-event uprobes without CAP_SYS_ADMIN: with these four capabilities the Go and OpenSSL
+  // probes failed (EACCES), so Go services were joined by thread only and HTTPS not seen.
+  it('the same agent with trace_tls: an HTTPS hop through OpenSSL and a Go service followed by goroutine (its uprobes, no CAP_SYS_ADMIN)', async () => {
+    const t = scope.tag;
+    ensureGoOffsetsTool();
+    const src = subdir(scope, 'gosrc');
+    cpSync(join(FIXTURES, 'go'), src, { recursive: true });
+    const goBin = goBuild(src, join(subdir(scope, 'gobin'), 'goservice'));
+    const linker = await startLinker(scope);
+    const agent = await startAgentAs(scope, linker.port, `rel-uprobes-${t}`, AGENT_CAPS, 30_000, ['trace_tls = true']);
+    assert.match(statusUid(agent.proc.pid), /^65534\s/, 'the agent runs as nobody');
+
+    // client → a →(HTTPS) b → Go c →(a goroutine) d
+    const names = { client: `up-client-${t}`, a: `up-a-${t}`, b: `up-b-${t}`, c: `up-c-${t}`, d: `up-d-${t}` };
+    const env = { [`SEQT_REL_UNPRIV_${scope.tag.toUpperCase()}`]: '1' };
+    const tls = tlsFiles(scope);
+    const d = await startPyService(scope, { name: names.d, env });
+    const cPort = await freePort();
+    await startProcess(scope, {
+      name: names.c, cmd: goBin, readyPort: { host: '127.0.0.1', port: cPort },
+      env: serviceEnv(names.c, { ...env, PORT: String(cPort), PARALLEL: `http://127.0.0.1:${d.port}/d`, SEQUENTIAL: '' }),
+    });
+    const b = await startPyService(scope, { name: names.b, tls, env, downstreams: [`http://127.0.0.1:${cPort}/c`] });
+    const a = await startPyService(scope, { name: names.a, cafile: tls.cert, keepalive: true, env, downstreams: [`${b.url}/b`] });
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(agent.metricsUrl)).text();
+      return Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    };
+    for (let i = 0; i < 100 && (await metric('seqtrace_agent_go_processes_total{by="goroutine"}') < 1 || await metric('seqtrace_agent_tls_processes_total') < 2); i++) await sleep(100);
+    const ids = requestIds(scope, 'u', 12);
+    const run = await runPyClient(scope, { name: names.client, urlTemplate: `${a.url}/a/{id}`, ids, concurrency: 3, keepalive: true, env });
+    expectStatuses(run, ids, () => 200);
+    const expected = new Map<string, Expect>(ids.map((id) => [id, hop(names.client, names.a, `GET /a/${id}`, 200,
+      hop(names.a, names.b, `GET /b/${id}`, 200, hop(names.b, names.c, `GET /c/${id}`, 200, hop(names.c, names.d, `GET /d/${id}`, 200))))]));
+    const traces = await waitForTraces(linker, { services: Object.values(names), spans: totalSpans(expected) });
+    const counts = {
+      goByGoroutine: await metric('seqtrace_agent_go_processes_total{by="goroutine"}'), goErrors: await metric('seqtrace_agent_go_errors_total'),
+      tlsProcesses: await metric('seqtrace_agent_tls_processes_total'), tlsErrors: await metric('seqtrace_agent_tls_errors_total'),
+    };
+    console.log(`# uprobes without CAP_SYS_ADMIN: ${traces.length} traces for ${ids.length} requests, ${JSON.stringify(counts)}`);
+    assert.equal(counts.goErrors, 0, `the Go probes were refused: ${agent.proc.output().slice(-2000)}`);
+    assert.equal(counts.tlsErrors, 0, `OpenSSL's probes were refused: ${agent.proc.output().slice(-2000)}`);
+    assert.ok(counts.goByGoroutine >= 1, 'the Go service is followed by goroutine');
+    assert.ok(counts.tlsProcesses >= 2, 'both ends of the HTTPS hop are probed');
     assertExactTraces(traces, expected);
   });
 

@@ -510,8 +510,11 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.equal(new Set(responses(client.sockId, 'recv')).size, 3, 'each its own number');
         // the socket's close ends the TLS stream too (its id without TLS_ID)
         await waitFor('the closes of both sockets', () => [client, server].every((x) => run.events.some((e) => e.kind === 'close' && e.sockId === x.sockId - TLS_ID)));
-        // a library that is not there, a relative path: refused, saying so
-        await assert.rejects(run.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'), /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid/);
+        // a library that is not there, a file without OpenSSL, a relative path: refused, saying
+        // why in the loader's words
+        await assert.rejects(run.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'),
+          /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/nonexistent\/libssl\.so\.3: No such file or directory/);
+        await assert.rejects(run.cap.tlsProcess(process.pid, '/bin/true'), /refused OpenSSL's uprobes on \/bin\/true for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/bin\/true: no such function/);
         await assert.rejects(run.cap.tlsProcess(process.pid, 'libssl.so.3'), /an absolute path/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -1260,6 +1263,41 @@ print("done", flush=True)
           return true;
         });
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // Since the fix for CVE-2025-38466 the kernel refuses perf-event uprobes without CAP_SYS_ADMIN;
+  // uprobe_multi links (6.6+) need only the agent's capabilities (src/bpf/uprobes.h).
+  test('uprobes with only the agent\'s capabilities: through uprobe_multi links accepted; through perf events (--perf-uprobes, kernels before 6.6) refused saying why, accepted as root', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seqtrace-uprobes-'));
+    const py = spawn('/usr/bin/python3', ['-c', 'import ssl, time; print("ready", flush=True); time.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((resolve) => py.stdout.once('data', resolve));
+      const pid = py.pid!;
+      const lib = `/proc/${pid}/root${mappedLibssl('/proc', pid)}`;
+      const caps = '+bpf,+perfmon,+sys_ptrace,+dac_read_search';
+      const wrapper = (name: string, asNobody: boolean, perf: boolean): string => {
+        const path = join(dir, name);
+        const priv = asNobody ? `setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,${caps} --ambient-caps=${caps} ` : '';
+        writeFileSync(path, `#!/bin/sh\nexec ${priv}'${defaultLoaderPath()}'${perf ? ' --perf-uprobes' : ''} "$@"\n`, { mode: 0o755 });
+        return path;
+      };
+      const attach = async (loaderPath: string): Promise<void> => {
+        const cap = await startCapture({ mode: 'socket', loaderPath, onEvents() {}, onError() {} });
+        try {
+          await cap.addPid(pid);
+          await cap.tlsProcess(pid, lib);
+        } finally {
+          await cap.close();
+        }
+      };
+      await attach(wrapper('multi-as-nobody', true, false));
+      await attach(wrapper('perf-as-root', false, true));
+      await assert.rejects(attach(wrapper('perf-as-nobody', true, true)),
+        /refused OpenSSL's uprobes .*: seqtrace-loader: tls \d+: SSL_write of .*: Permission denied \(perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6\.6\+, do not\)/);
+    } finally {
+      py.kill();
       rmSync(dir, { recursive: true, force: true });
     }
   });

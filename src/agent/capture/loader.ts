@@ -154,6 +154,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
   }
   const child: ChildProcessByStdio<Writable, Readable, Readable> = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
+  let stderrChars = 0; // ever received: where a command's messages begin (loaderSaid)
   let ready = false;
   let closing = false;
   let failed = false;
@@ -211,6 +212,7 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (s: string) => {
       stderr = (stderr + s).slice(-8192);
+      stderrChars += s.length;
     });
     child.stdin.on('error', () => { /* the exit handler reports why */ });
     child.on('error', (e) => fail(seqError('SEQ_ERR_EBPF_LOAD', `cannot run the eBPF loader ${bin}: ${e.message}`)));
@@ -229,6 +231,16 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
         waiting.push({ resolve, reject });
         child.stdin.write(line + '\n');
       });
+    }
+
+    /**
+     * A refused command's reason: the loader's own lines on stderr since `mark` (stderrChars
+     * when it was sent). They come on the other pipe than its ACK, so maybe just after it.
+     */
+    async function loaderSaid(mark: number): Promise<string> {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const said = stderr.slice(Math.max(0, stderr.length - (stderrChars - mark)));
+      return lastLines(said) || 'the loader gave no reason';
     }
 
     function pidCommand(verb: 'add' | 'del', pid: number): Promise<void> {
@@ -251,29 +263,35 @@ export function startCapture(opts: CaptureOptions): Promise<Capture> {
           if (!Number.isInteger(pid) || pid <= 0 || !nums.every(Number.isSafeInteger) || nums.slice(1).some((n) => n < 0)) {
             return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `go offsets for pid ${pid} are not integers (tls may be negative, others not): ${nums.join(' ')}`));
           }
-          return command(`go ${pid} ${nums.join(' ')}`).then((ok) => {
-            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the Go offsets of pid ${pid} (go-process map full?)`);
+          const mark = stderrChars;
+          return command(`go ${pid} ${nums.join(' ')}`).then(async (ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the Go offsets or uprobes of pid ${pid}: ${await loaderSaid(mark)}`);
           });
         },
         goUprobe(which, path, offset) {
           if (!Number.isSafeInteger(offset) || offset < 0 || /[\n\r]/.test(path) || !path.startsWith('/')) {
             return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `uprobe ${which}: offset ${offset} / path ${JSON.stringify(path)} not accepted (an absolute path without newlines, a non-negative offset)`));
           }
-          return command(`uprobe ${which} ${offset} ${path}`).then((ok) => {
-            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused the ${which} uprobe at offset ${offset} of ${path} (the loader's message is on its stderr)`);
+          const mark = stderrChars;
+          return command(`uprobe ${which} ${offset} ${path}`).then(async (ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the ${which} uprobe at offset ${offset} of ${path} was refused: ${await loaderSaid(mark)}`);
           });
         },
         tlsProcess(pid, path) {
           if (!Number.isInteger(pid) || pid <= 0 || /[\n\r]/.test(path) || !path.startsWith('/')) {
             return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `tls: pid ${pid} / path ${JSON.stringify(path)} not accepted (a positive pid, an absolute path without newlines)`));
           }
-          return command(`tls ${pid} ${path}`).then((ok) => {
-            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused OpenSSL's uprobes on ${path} for pid ${pid} (the loader's message is on its stderr)`);
+          const mark = stderrChars;
+          return command(`tls ${pid} ${path}`).then(async (ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `the kernel refused OpenSSL's uprobes on ${path} for pid ${pid}: ${await loaderSaid(mark)}`);
           });
         },
-        wantShutdowns: () => command('shutdowns').then((ok) => {
-          if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', 'attaching sock_state for shutdown events failed (the loader\'s message is on its stderr)');
-        }),
+        wantShutdowns() {
+          const mark = stderrChars;
+          return command('shutdowns').then(async (ok) => {
+            if (!ok) throw seqError('SEQ_ERR_EBPF_LOAD', `attaching sock_state for shutdown events failed: ${await loaderSaid(mark)}`);
+          });
+        },
         mute: (sockId) => {
           if (!Number.isSafeInteger(sockId) || sockId <= 0) return Promise.reject(seqError('SEQ_ERR_EBPF_LOAD', `mute: socket id ${sockId} is not a positive integer`));
           return command(`mute ${sockId}`);

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Uprobes for the go and tls commands (uprobes.h): uprobe_multi links where the kernel has
+ * them, perf-event uprobes otherwise. Debian's libbpf (1.1) predates uprobe_multi (1.3), so
+ * the link is made with the bpf syscall itself: the attribute's layout is the kernel's UAPI
+ * (union bpf_attr, link_create.uprobe_multi), its constants those of the running kernel's BTF.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "uprobes.h"
+
+#define BPF_TRACE_UPROBE_MULTI_ 48    /* enum bpf_attach_type, kernel 6.6+ */
+#define BPF_F_UPROBE_MULTI_RETURN_ 1U /* link_create.uprobe_multi.flags */
+
+/* union bpf_attr as BPF_LINK_CREATE reads it for a uprobe_multi link */
+struct link_create_uprobe_multi {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u64 path; /* from here: link_create.uprobe_multi */
+	__u64 offsets;
+	__u64 ref_ctr_offsets;
+	__u64 cookies;
+	__u32 cnt;
+	__u32 multi_flags;
+	__u32 pid;
+	__u32 _pad;
+};
+
+static bool multi; /* uprobes_prepare found uprobe_multi links */
+
+static int link_create_uprobe_multi(int prog_fd, const char *path, const unsigned long *off, __u32 cnt, pid_t pid,
+				    bool ret)
+{
+	struct link_create_uprobe_multi a;
+	memset(&a, 0, sizeof(a));
+	a.prog_fd = (__u32)prog_fd;
+	a.attach_type = BPF_TRACE_UPROBE_MULTI_;
+	a.path = (__u64)(unsigned long)path;
+	a.offsets = (__u64)(unsigned long)off;
+	a.cnt = cnt;
+	a.multi_flags = ret ? BPF_F_UPROBE_MULTI_RETURN_ : 0;
+	a.pid = (__u32)pid;
+	return (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+}
+
+/* As libbpf 1.3's probe: a link on "/" (a directory) fails with EBADF only where the kernel
+ * knows uprobe_multi; elsewhere the attach type itself is refused. */
+static bool kernel_has_uprobe_multi(void)
+{
+	const struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = BPF_TRACE_UPROBE_MULTI_);
+	int prog = bpf_prog_load(BPF_PROG_TYPE_KPROBE, NULL, "GPL", insns, 2, &o);
+	if (prog < 0)
+		return false;
+	unsigned long off = 0;
+	int link = link_create_uprobe_multi(prog, "/", &off, 1, 0, false);
+	int err = errno;
+	if (link >= 0)
+		close(link);
+	close(prog);
+	return link < 0 && err == EBADF;
+}
+
+bool uprobes_prepare(struct bpf_object *obj)
+{
+	multi = kernel_has_uprobe_multi();
+	if (!multi)
+		return false;
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, obj)
+		if (bpf_program__type(p) == BPF_PROG_TYPE_KPROBE) /* SEC("uprobe"), SEC("uretprobe") */
+			bpf_program__set_expected_attach_type(p, (enum bpf_attach_type)BPF_TRACE_UPROBE_MULTI_);
+	return true;
+}
+
+bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsigned long off, bool ret,
+		   struct uprobe_link *out)
+{
+	out->fd = -1;
+	out->perf = NULL;
+	if (multi) {
+		out->fd = link_create_uprobe_multi(bpf_program__fd(prog), path, &off, 1, pid, ret);
+		return out->fd >= 0;
+	}
+	LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret);
+	out->perf = bpf_program__attach_uprobe_opts(prog, pid, path, off, &o);
+	return out->perf != NULL;
+}
+
+void uprobe_detach(struct uprobe_link *l)
+{
+	if (l->fd >= 0)
+		close(l->fd); /* the link's last reference: the kernel removes the probe now */
+	else
+		bpf_link__destroy(l->perf);
+	l->fd = -1;
+	l->perf = NULL;
+}
+
+long elf_func_offset(const char *path, const char *name)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	long off = 0;
+	Elf *e = elf_version(EV_CURRENT) == EV_NONE ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	/* .symtab first (a library that has one lists its local functions too), then .dynsym */
+	for (int pass = 0; e && !off && pass < 2; pass++) {
+		Elf_Scn *scn = NULL;
+		while (!off && (scn = elf_nextscn(e, scn))) {
+			GElf_Shdr sh;
+			if (!gelf_getshdr(scn, &sh) || sh.sh_type != (pass ? SHT_DYNSYM : SHT_SYMTAB) || !sh.sh_entsize)
+				continue;
+			Elf_Data *d = elf_getdata(scn, NULL);
+			for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+				GElf_Sym s;
+				GElf_Shdr in;
+				if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC ||
+				    s.st_shndx == SHN_UNDEF || !s.st_value)
+					continue;
+				const char *n = elf_strptr(e, sh.sh_link, s.st_name);
+				if (!n || strcmp(n, name) || !gelf_getshdr(elf_getscn(e, s.st_shndx), &in))
+					continue;
+				/* the address's place in the file, by the section that holds it */
+				off = (long)(s.st_value - in.sh_addr + in.sh_offset);
+				break;
+			}
+		}
+	}
+	if (e)
+		elf_end(e);
+	else
+		off = -ENOEXEC; /* not an ELF file */
+	close(fd);
+	return off;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * How the go and tls commands attach their uprobes (uprobes.c): one function for both ways the
+ * kernel offers. A uprobe_multi link (BPF_LINK_CREATE, kernel 6.6+) needs CAP_BPF and
+ * CAP_PERFMON, as the rest of the loader; a perf-event uprobe needs CAP_SYS_ADMIN on kernels
+ * with the fix for CVE-2025-38466 (6.16, and 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189,
+ * 5.10.240): with the agent's least privileges, Go and TLS probes were refused (EACCES).
+ * Either way the probe is on one process (pid): its breakpoint is written into that
+ * process's memory only.
+ */
+#ifndef SEQTRACE_UPROBES_H
+#define SEQTRACE_UPROBES_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct bpf_object;
+struct bpf_program;
+struct bpf_link;
+
+/* One attached probe: a uprobe_multi link's fd, or (fd < 0) libbpf's perf-event link. */
+struct uprobe_link {
+	int fd;
+	struct bpf_link *perf;
+};
+
+/* Before the object is loaded: whether the kernel has uprobe_multi links, and if so every
+ * uprobe program of obj is loaded for them (its expected attach type), so that uprobe_attach
+ * makes links. Returns whether it has (said once on stderr with --verbose by the caller). */
+bool uprobes_prepare(struct bpf_object *obj);
+
+/* Attaches prog at file offset `off` of `path` (an ELF file) in process pid, as a return
+ * probe with `ret`. false: errno says why (EACCES: see above). */
+bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsigned long off, bool ret,
+		   struct uprobe_link *out);
+
+void uprobe_detach(struct uprobe_link *l);
+
+/* What an EACCES from uprobe_attach means, for its message */
+#define UPROBE_EACCES_HINT                                                                             \
+	" (perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6.6+, do not)"
+
+
+/* The file offset of function `name` in ELF file `path` (its symbol table or dynamic symbols),
+ * for a uprobe; 0 when it has no such function, -errno when the file cannot be read. */
+long elf_func_offset(const char *path, const char *name);
+
+#endif /* SEQTRACE_UPROBES_H */
