@@ -8,12 +8,12 @@
 # the agent mutes the ciphertext; here the loader's `mute` of each connection is not sent, so
 # its raw events go to the loader, an upper bound). Printed per phase: the worker's CPU per
 # request (µs, from schedstat), requests/s, wrk's p99, the loader's CPU per request; medians.
-#   bench/tls-cost.sh [rounds=5] [seconds=5]
+#   [LOADER=path] bench/tls-cost.sh [rounds=5] [seconds=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}; SECS=${2:-5}
 command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" >&2; exit 1; }
-LOADER=src/bpf/build/seqtrace-loader
+LOADER=${LOADER:-src/bpf/build/seqtrace-loader} # another loader: LOADER=path (a wrapper adding --perf-uprobes)
 [ -x "$LOADER" ] || make -s -C src/bpf
 . bench/agent-lib.sh # bench_tmp, cpu_ticks
 . bench/trace-command.sh # start_loader
