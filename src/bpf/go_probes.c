@@ -126,8 +126,9 @@ static bool attach(struct go_process *p, bool parents)
 		}
 		/* the magic link resolves to the binary's inode, in whatever mount namespace it lives */
 		if (!uprobe_attach(program(s->which), (pid_t)p->pid, exe, (unsigned long)s->off, false, &p->links[p->nlinks])) {
+			int err = errno;
 			fprintf(stderr, "seqtrace-loader: uprobe %s at %llu of %s: %s%s\n", probe_names[s->which], s->off, exe,
-				strerror(errno), errno == EACCES ? UPROBE_EACCES_HINT : "");
+				strerror(err), err == EACCES ? UPROBE_EACCES_HINT : "");
 			return false;
 		}
 		p->nlinks++;

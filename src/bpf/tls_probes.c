@@ -4,7 +4,7 @@
  * SSL_read_ex, SSL_write, SSL_write_ex and SSL_do_handshake, each with an entry and a return
  * probe, attached to one process on the libssl it maps at PATH (the agent gives
  * /proc/PID/root/..., so a process in another mount namespace has its own library). Found by
- * name in the library's symbols (elf_func_offset). A uprobe with a pid (uprobes.h) installs its
+ * name in the library's symbols (elf_func_offsets). A uprobe with a pid (uprobes.h) installs its
  * breakpoints in that process's memory only: an untraced process using the same library pays
  * nothing. A process no longer traced (gone, or `del`) loses its probes at the next poll.
  *
@@ -120,19 +120,28 @@ static bool attach(struct tls_process *p, const char *path)
 		{ "SSL_read", progs.read, true },	     { "SSL_read_ex", progs.read_ex, false },
 		{ "SSL_do_handshake", progs.handshake, true },
 	};
+	const char *names[TLS_FUNCS];
+	long offs[TLS_FUNCS];
+	for (int i = 0; i < TLS_FUNCS; i++)
+		names[i] = fns[i].name;
+	int err = elf_func_offsets(path, names, TLS_FUNCS, offs);
+	if (err) {
+		fprintf(stderr, "seqtrace-loader: tls %u: %s: %s\n", p->pid, path, strerror(-err));
+		return false;
+	}
 	for (int i = 0; i < TLS_FUNCS; i++) {
-		long off = elf_func_offset(path, fns[i].name);
-		if (off <= 0) {
-			if (!off && !fns[i].required)
+		if (!offs[i]) {
+			if (!fns[i].required)
 				continue;
-			fprintf(stderr, "seqtrace-loader: tls %u: %s in %s: %s\n", p->pid, fns[i].name, path,
-				off ? strerror((int)-off) : "no such function");
+			fprintf(stderr, "seqtrace-loader: tls %u: %s in %s: no such function\n", p->pid, fns[i].name, path);
 			return false;
 		}
 		for (int ret = 0; ret <= 1; ret++) {
-			if (!uprobe_attach(ret ? progs.ret : fns[i].prog, (pid_t)p->pid, path, (unsigned long)off, ret, &p->links[p->nlinks])) {
+			if (!uprobe_attach(ret ? progs.ret : fns[i].prog, (pid_t)p->pid, path, (unsigned long)offs[i], ret,
+					   &p->links[p->nlinks])) {
+				err = errno;
 				fprintf(stderr, "seqtrace-loader: tls %u: %s%s of %s: %s%s\n", p->pid, fns[i].name, ret ? " (return)" : "",
-					path, strerror(errno), errno == EACCES ? UPROBE_EACCES_HINT : "");
+					path, strerror(err), err == EACCES ? UPROBE_EACCES_HINT : "");
 				return false;
 			}
 			p->nlinks++;

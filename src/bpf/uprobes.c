@@ -109,40 +109,46 @@ void uprobe_detach(struct uprobe_link *l)
 	l->perf = NULL;
 }
 
-long elf_func_offset(const char *path, const char *name)
+int elf_func_offsets(const char *path, const char *const *names, int n, long *offs)
 {
+	for (int k = 0; k < n; k++)
+		offs[k] = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	long off = 0;
 	Elf *e = elf_version(EV_CURRENT) == EV_NONE ? NULL : elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!e) {
+		close(fd);
+		return -ENOEXEC; /* not an ELF file */
+	}
+	int left = n;
 	/* .symtab first (a library that has one lists its local functions too), then .dynsym */
-	for (int pass = 0; e && !off && pass < 2; pass++) {
+	for (int pass = 0; left && pass < 2; pass++) {
 		Elf_Scn *scn = NULL;
-		while (!off && (scn = elf_nextscn(e, scn))) {
+		while (left && (scn = elf_nextscn(e, scn))) {
 			GElf_Shdr sh;
 			if (!gelf_getshdr(scn, &sh) || sh.sh_type != (pass ? SHT_DYNSYM : SHT_SYMTAB) || !sh.sh_entsize)
 				continue;
 			Elf_Data *d = elf_getdata(scn, NULL);
-			for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			for (size_t i = 0; d && left && i < sh.sh_size / sh.sh_entsize; i++) {
 				GElf_Sym s;
-				GElf_Shdr in;
-				if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC ||
-				    s.st_shndx == SHN_UNDEF || !s.st_value)
+				if (!gelf_getsym(d, (int)i, &s) || GELF_ST_TYPE(s.st_info) != STT_FUNC || s.st_shndx == SHN_UNDEF ||
+				    !s.st_value)
 					continue;
-				const char *n = elf_strptr(e, sh.sh_link, s.st_name);
-				if (!n || strcmp(n, name) || !gelf_getshdr(elf_getscn(e, s.st_shndx), &in))
-					continue;
-				/* the address's place in the file, by the section that holds it */
-				off = (long)(s.st_value - in.sh_addr + in.sh_offset);
-				break;
+				const char *name = elf_strptr(e, sh.sh_link, s.st_name);
+				for (int k = 0; name && k < n; k++) {
+					GElf_Shdr in;
+					if (offs[k] || strcmp(name, names[k]) || !gelf_getshdr(elf_getscn(e, s.st_shndx), &in))
+						continue;
+					/* the address's place in the file, by the section that holds it */
+					offs[k] = (long)(s.st_value - in.sh_addr + in.sh_offset);
+					left--;
+					break;
+				}
 			}
 		}
 	}
-	if (e)
-		elf_end(e);
-	else
-		off = -ENOEXEC; /* not an ELF file */
+	elf_end(e);
 	close(fd);
-	return off;
+	return 0;
 }

@@ -41,8 +41,9 @@ void uprobe_detach(struct uprobe_link *l);
 	" (perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6.6+, do not)"
 
 
-/* The file offset of function `name` in ELF file `path` (its symbol table or dynamic symbols),
- * for a uprobe; 0 when it has no such function, -errno when the file cannot be read. */
-long elf_func_offset(const char *path, const char *name);
+/* The file offsets of the n functions `names` in ELF file `path` (its symbol table or dynamic
+ * symbols), for uprobes, into offs (0: no such function). 0, or -errno when the file cannot be
+ * read (-ENOEXEC: not ELF). One pass over the symbols for all of them. */
+int elf_func_offsets(const char *path, const char *const *names, int n, long *offs);
 
 #endif /* SEQTRACE_UPROBES_H */

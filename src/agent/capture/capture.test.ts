@@ -513,7 +513,7 @@ for (const mode of ['socket', 'syscall'] as const) {
         // a library that is not there, a file without OpenSSL, a relative path: refused, saying
         // why in the loader's words
         await assert.rejects(run.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'),
-          /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/nonexistent\/libssl\.so\.3: No such file or directory/);
+          /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid \d+: seqtrace-loader: tls \d+: \/nonexistent\/libssl\.so\.3: No such file or directory/);
         await assert.rejects(run.cap.tlsProcess(process.pid, '/bin/true'), /refused OpenSSL's uprobes on \/bin\/true for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/bin\/true: no such function/);
         await assert.rejects(run.cap.tlsProcess(process.pid, 'libssl.so.3'), /an absolute path/);
       } finally {
