@@ -106,7 +106,7 @@ static struct bpf_program *program(int which)
 }
 
 /* Attaches the probes of p's binary that are (parents) or are not (!parents) goroutine-start
- * probes. On failure the probes attached so far stay (go_detach frees them). */
+ * probes. On failure the probes attached so far stay (detach removes them). */
 static bool attach(struct go_process *p, bool parents)
 {
 	char exe[32];
@@ -140,8 +140,7 @@ static bool attach(struct go_process *p, bool parents)
 
 static void detach(struct go_process *p)
 {
-	for (int i = 0; i < p->nlinks; i++)
-		uprobe_detach(&p->links[i]);
+	uprobes_detach(p->links, p->nlinks);
 	p->nlinks = 0;
 	p->parents = false;
 }

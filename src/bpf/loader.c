@@ -830,6 +830,7 @@ cleanup:
 	output_free();
 	go_probes_free();
 	tls_probes_free();
+	uprobes_free();
 	detach_data_path();
 	bpf_link__destroy(state_prog.link);
 	if (traced_words)

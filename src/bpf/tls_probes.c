@@ -8,14 +8,10 @@
  * breakpoints in that process's memory only: an untraced process using the same library pays
  * nothing. A process no longer traced (gone, or `del`) loses its probes at the next poll.
  *
- * Removing a uprobe waits for RCU grace periods in the kernel (≈ 80 ms a probe here: a
- * process's ten took 0.8 s, and six curls exiting stopped the drain for 5 s, their last
- * events with it). So links are destroyed by a thread of their own (`detacher`), each batch
- * with a thread per link: their grace periods overlap, a batch costs about one.
+ * Their removal waits for grace periods: uprobes_detach does it off the main loop.
  */
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,75 +33,14 @@ static struct tls_programs progs;
 static struct tls_process *procs;
 static int nprocs, cap_procs;
 
-/* Links waiting for the detacher, under `lock`. */
-#define DETACH_BATCH 64
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
-static struct uprobe_link *doomed;
-static int ndoomed, cap_doomed;
-static bool stopping, detacher_running;
-static pthread_t detacher;
-
-static void *destroy_one(void *link)
-{
-	uprobe_detach(link);
-	return NULL;
-}
-
-/* n <= DETACH_BATCH links at once: a thread each (one that cannot start: here). */
-static void destroy_batch(struct uprobe_link *links, int n)
-{
-	pthread_t t[DETACH_BATCH];
-	bool started[DETACH_BATCH];
-	for (int i = 0; i < n; i++) {
-		started[i] = !pthread_create(&t[i], NULL, destroy_one, &links[i]);
-		if (!started[i])
-			uprobe_detach(&links[i]);
-	}
-	for (int i = 0; i < n; i++)
-		if (started[i])
-			pthread_join(t[i], NULL);
-}
-
-static void *detach_loop(void *arg)
-{
-	struct uprobe_link batch[DETACH_BATCH];
-	pthread_mutex_lock(&lock);
-	for (;;) {
-		while (!ndoomed && !stopping)
-			pthread_cond_wait(&more, &lock);
-		if (!ndoomed)
-			break;
-		int n = ndoomed < DETACH_BATCH ? ndoomed : DETACH_BATCH;
-		ndoomed -= n;
-		memcpy(batch, doomed + ndoomed, n * sizeof(*batch));
-		pthread_mutex_unlock(&lock);
-		destroy_batch(batch, n);
-		pthread_mutex_lock(&lock);
-	}
-	pthread_mutex_unlock(&lock);
-	return NULL;
-}
-
 void tls_probes_init(const struct tls_programs *p)
 {
 	progs = *p;
-	detacher_running = !pthread_create(&detacher, NULL, detach_loop, NULL);
 }
 
-/* p's links go to the detacher (destroyed here when it is not running or memory is short). */
 static void detach(struct tls_process *p)
 {
-	pthread_mutex_lock(&lock);
-	bool queued = detacher_running && grow_array((void **)&doomed, &cap_doomed, ndoomed + p->nlinks, sizeof(*doomed));
-	if (queued) {
-		memcpy(doomed + ndoomed, p->links, p->nlinks * sizeof(*p->links));
-		ndoomed += p->nlinks;
-		pthread_cond_signal(&more);
-	}
-	pthread_mutex_unlock(&lock);
-	if (!queued)
-		destroy_batch(p->links, p->nlinks);
+	uprobes_detach(p->links, p->nlinks);
 	p->nlinks = 0;
 }
 
@@ -197,17 +132,7 @@ void tls_probes_free(void)
 {
 	for (int i = 0; i < nprocs; i++)
 		detach(&procs[i]);
-	if (detacher_running) {
-		pthread_mutex_lock(&lock);
-		stopping = true;
-		pthread_cond_signal(&more);
-		pthread_mutex_unlock(&lock);
-		pthread_join(detacher, NULL); /* it destroys what is queued first */
-		detacher_running = false;
-	}
 	free(procs);
-	free(doomed);
 	procs = NULL;
-	doomed = NULL;
-	nprocs = cap_procs = ndoomed = cap_doomed = 0;
+	nprocs = cap_procs = 0;
 }

@@ -9,11 +9,14 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "loader.h"
 #include "uprobes.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48    /* enum bpf_attach_type, kernel 6.6+ */
@@ -99,7 +102,7 @@ bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsign
 	return out->perf != NULL;
 }
 
-void uprobe_detach(struct uprobe_link *l)
+static void detach_now(struct uprobe_link *l)
 {
 	if (l->fd >= 0)
 		close(l->fd); /* the link's last reference: the kernel removes the probe now */
@@ -107,6 +110,100 @@ void uprobe_detach(struct uprobe_link *l)
 		bpf_link__destroy(l->perf);
 	l->fd = -1;
 	l->perf = NULL;
+}
+
+/*
+ * Removing a uprobe waits for grace periods in the kernel (≈ 80 ms each here: a TLS process's
+ * ten probes took 0.8 s, and six curls exiting held the loader's drain for 5 s, their last
+ * events with it). So links are removed by a thread of their own (`detacher`, started at the
+ * first), each batch with a thread per link: their grace periods overlap, a batch costs about
+ * one. Links waiting for it are in `doomed`, under `lock`.
+ */
+#define DETACH_BATCH 64
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
+static struct uprobe_link *doomed;
+static int ndoomed, cap_doomed;
+static bool stopping, detacher_running;
+static pthread_t detacher;
+
+static void *detach_one(void *link)
+{
+	detach_now(link);
+	return NULL;
+}
+
+/* n <= DETACH_BATCH links at once: a thread each (one that cannot start: here). */
+static void detach_batch(struct uprobe_link *links, int n)
+{
+	pthread_t t[DETACH_BATCH];
+	bool started[DETACH_BATCH];
+	for (int i = 0; i < n; i++) {
+		started[i] = !pthread_create(&t[i], NULL, detach_one, &links[i]);
+		if (!started[i])
+			detach_now(&links[i]);
+	}
+	for (int i = 0; i < n; i++)
+		if (started[i])
+			pthread_join(t[i], NULL);
+}
+
+static void *detach_loop(void *arg)
+{
+	struct uprobe_link batch[DETACH_BATCH];
+	pthread_mutex_lock(&lock);
+	for (;;) {
+		while (!ndoomed && !stopping)
+			pthread_cond_wait(&more, &lock);
+		if (!ndoomed)
+			break;
+		int n = ndoomed < DETACH_BATCH ? ndoomed : DETACH_BATCH;
+		ndoomed -= n;
+		memcpy(batch, doomed + ndoomed, n * sizeof(*batch));
+		pthread_mutex_unlock(&lock);
+		detach_batch(batch, n);
+		pthread_mutex_lock(&lock);
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+void uprobes_detach(const struct uprobe_link *links, int n)
+{
+	if (n <= 0)
+		return;
+	pthread_mutex_lock(&lock);
+	if (!detacher_running && !stopping)
+		detacher_running = !pthread_create(&detacher, NULL, detach_loop, NULL);
+	bool queued = detacher_running && grow_array((void **)&doomed, &cap_doomed, ndoomed + n, sizeof(*doomed));
+	if (queued) {
+		memcpy(doomed + ndoomed, links, n * sizeof(*links));
+		ndoomed += n;
+		pthread_cond_signal(&more);
+	}
+	pthread_mutex_unlock(&lock);
+	if (!queued) { /* no thread or no memory: here, one at a time */
+		struct uprobe_link l;
+		for (int i = 0; i < n; i++) {
+			l = links[i];
+			detach_now(&l);
+		}
+	}
+}
+
+void uprobes_free(void)
+{
+	pthread_mutex_lock(&lock);
+	stopping = true;
+	pthread_cond_signal(&more);
+	bool running = detacher_running;
+	pthread_mutex_unlock(&lock);
+	if (running)
+		pthread_join(detacher, NULL); /* it removes what is queued first */
+	detacher_running = false;
+	free(doomed);
+	doomed = NULL;
+	ndoomed = cap_doomed = 0;
 }
 
 int elf_func_offsets(const char *path, const char *const *names, int n, long *offs)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * How the go and tls commands attach their uprobes (uprobes.c): one function for both ways the
- * kernel offers. A uprobe_multi link (BPF_LINK_CREATE, kernel 6.6+) needs CAP_BPF and
+ * How the go and tls commands attach and remove their uprobes (uprobes.c): one function for
+ * both ways the kernel offers, one thread that removes them. A uprobe_multi link (BPF_LINK_CREATE, kernel 6.6+) needs CAP_BPF and
  * CAP_PERFMON, as the rest of the loader; a perf-event uprobe needs CAP_SYS_ADMIN on kernels
  * with the fix for CVE-2025-38466 (6.16, and 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189,
  * 5.10.240): with the agent's least privileges, Go and TLS probes were refused (EACCES).
@@ -34,7 +34,12 @@ bool uprobes_prepare(struct bpf_object *obj);
 bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsigned long off, bool ret,
 		   struct uprobe_link *out);
 
-void uprobe_detach(struct uprobe_link *l);
+/* Removes these n probes (the array may be reused at once): by a thread of the loader's own,
+ * since each removal waits for the kernel's grace periods (uprobes.c). */
+void uprobes_detach(const struct uprobe_link *links, int n);
+
+/* At the loader's exit, after the go and tls commands' frees: removes what is still queued. */
+void uprobes_free(void);
 
 /* What an EACCES from uprobe_attach means, for its message */
 #define UPROBE_EACCES_HINT                                                                             \
