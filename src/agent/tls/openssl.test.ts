@@ -67,6 +67,29 @@ test('the tracer tells the loader each process that maps libssl once, through it
   }
 });
 
+test('a kernel that refuses uprobes to the agent (CAP_SYS_ADMIN) is said once; no process is probed after it', async () => {
+  const root = procRoot({ 30: ['/usr/lib/libssl.so.3'], 31: ['/usr/lib/libssl.so.3'], 32: ['/usr/lib/libssl.so.3'] });
+  const told: number[] = [];
+  const logs: string[] = [];
+  const refusal = 'the kernel refused OpenSSL\'s uprobes on … for pid 30: seqtrace-loader: tls 30: SSL_write of …: Permission denied (perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6.6+, do not)';
+  const tracer = createTlsTracer({
+    enabled: true, procRoot: root, log: (m) => logs.push(m),
+    capture: () => ({ tlsProcess: async (pid) => { told.push(pid); throw new Error(refusal); } }),
+  });
+  try {
+    await tracer.onTraced(30);
+    await tracer.onTraced(31);
+    tracer.onExec(32);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(told, [30], 'asked once');
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], /HTTPS is not traced on this host \(trace_tls\): .*CAP_SYS_ADMIN/);
+    assert.equal(tracer.stats.errors, 1);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('after an exec the image has no libssl yet: looked at again until its dynamic loader mapped it (not at a selection)', async () => {
   const root = procRoot({ 20: ['/usr/bin/curl'], 21: ['/usr/bin/sh'] });
   const told: number[] = [];

@@ -85,6 +85,10 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   // loader maps the library (a uprobe with a pid waits for the file to be mapped), so that a
   // client making its call milliseconds after its exec (curl) is seen from its first call.
   const binaries = new Map<string, string>();
+  // The kernel refuses uprobes to this agent altogether (perf-event uprobes without
+  // CAP_SYS_ADMIN where it has no uprobe_multi links: docs/agent.md, "Privileges"): said once,
+  // then no process is probed, rather than a refusal logged for every process that uses TLS.
+  let refusedForGood = false;
 
   function binaryOf(pid: number): string {
     try {
@@ -97,7 +101,7 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
 
   async function probe(pid: number, lib: string): Promise<void> {
     const cap = opts.capture();
-    if (!cap || probed.get(pid) === lib) return;
+    if (!cap || refusedForGood || probed.get(pid) === lib) return;
     probed.set(pid, lib);
     try {
       // through the process's root: a process in another mount namespace has its own library
@@ -106,7 +110,13 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
     } catch (e) {
       if (!existsSync(`${root}/${pid}`)) return; // it exited meanwhile (a short client): nothing to say
       stats.errors++;
-      opts.log(`seqtrace agent: process ${pid}'s HTTPS is not traced (OpenSSL's probes on ${lib}): ${(e as Error).message}`);
+      const msg = (e as Error).message;
+      if (/CAP_SYS_ADMIN/.test(msg)) {
+        if (!refusedForGood) opts.log(`seqtrace agent: HTTPS is not traced on this host (trace_tls): ${msg}`);
+        refusedForGood = true;
+        return;
+      }
+      opts.log(`seqtrace agent: process ${pid}'s HTTPS is not traced (OpenSSL's probes on ${lib}): ${msg}`);
     }
   }
 
