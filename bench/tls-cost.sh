@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}; SECS=${2:-5}
 command -v wrk >/dev/null || { echo "wrk is needed (scripts/install.sh --test)" >&2; exit 1; }
-LOADER=${LOADER:-src/bpf/build/seqtrace-loader} # another loader: LOADER=path (a wrapper adding --perf-uprobes)
+LOADER=${LOADER:-src/bpf/build/seqtrace-loader} # another loader: LOADER=path (a wrapper adding --uprobes perf)
 [ -x "$LOADER" ] || make -s -C src/bpf
 . bench/agent-lib.sh # bench_tmp, cpu_ticks
 . bench/trace-command.sh # start_loader

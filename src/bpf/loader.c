@@ -4,13 +4,15 @@
  *
  *   seqtrace-loader [--mode socket|syscall|auto] [--capture-bytes N] [--ringbuf-bytes N]
  *                   [--batch-bytes N] [--pid PID]... [--provisional-exec] [--exec-env NAME]...
- *                   [--perf-uprobes] [--verbose]
+ *                   [--uprobes auto|perf|tracefs|perf-or-tracefs] [--verbose]
  *   seqtrace-loader --print-layout
  *
  * --provisional-exec: a process that execs is traced from its exec until `add` keeps it or
  *   `del` ends it (with the children it forked meanwhile); its exec event says so.
- * --perf-uprobes: the go and tls commands' uprobes through perf events even where the kernel
- *   has uprobe_multi links (uprobes.h): the way of kernels before 6.6, for their tests.
+ * --uprobes: how the go and tls commands attach their uprobes (uprobes.h): auto (uprobe_multi
+ *   links where the kernel has them, else perf-or-tracefs: perf events, refused: uprobe events
+ *   in tracefs), or only perf events or only tracefs events (the ways of kernels before 6.6,
+ *   for their tests).
  * --exec-env NAME: an exec's frame carries `NAME=value\0` for each such variable of the new
  *   image's environment, read as the event is taken (a client gone before the agent reads /proc
  *   is still selected and named by its environment).
@@ -71,7 +73,7 @@ static struct {
 	unsigned ringbuf_bytes;
 	int batch_bytes; /* -1: default (min(ST_BATCH_MAX, ringbuf_bytes / 8)) */
 	bool provisional; /* --provisional-exec: trace every process from its exec until add or del */
-	bool perf_uprobes; /* --perf-uprobes: no uprobe_multi links */
+	enum uprobe_way uprobes; /* --uprobes */
 	bool verbose;
 	int pids[64];
 	int npids;
@@ -577,8 +579,21 @@ static void parse_args(int argc, char **argv)
 			opt.verbose = true;
 		} else if (!strcmp(a, "--provisional-exec")) {
 			opt.provisional = true;
-		} else if (!strcmp(a, "--perf-uprobes")) {
-			opt.perf_uprobes = true;
+		} else if (!strcmp(a, "--uprobes")) {
+			i++;
+			if (v && !strcmp(v, "auto"))
+				opt.uprobes = UPROBE_AUTO;
+			else if (v && !strcmp(v, "perf"))
+				opt.uprobes = UPROBE_PERF;
+			else if (v && !strcmp(v, "tracefs"))
+				opt.uprobes = UPROBE_TRACEFS;
+			else if (v && !strcmp(v, "perf-or-tracefs"))
+				opt.uprobes = UPROBE_PERF_OR_TRACEFS;
+			else {
+				fprintf(stderr, "seqtrace-loader: --uprobes must be auto, perf, tracefs or perf-or-tracefs, got \"%s\"\n",
+					v ? v : "");
+				exit(EXIT_USAGE);
+			}
 		} else if (!strcmp(a, "--mode")) {
 			i++;
 			if (v && !strcmp(v, "socket"))
@@ -692,9 +707,10 @@ int main(int argc, char **argv)
 	traced_nwords = (pid_max() + ST_PIDS_PER_WORD - 1) / ST_PIDS_PER_WORD;
 	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
-	bool multi = !opt.perf_uprobes && uprobes_prepare(skel->obj);
+	enum uprobe_way uway = uprobes_prepare(skel->obj, opt.uprobes);
 	if (opt.verbose)
-		fprintf(stderr, "seqtrace-loader: uprobes %s\n", multi ? "through uprobe_multi links" : "through perf events");
+		fprintf(stderr, "seqtrace-loader: uprobes %s\n",
+			uway == UPROBE_MULTI ? "as uprobe_multi links" : uway == UPROBE_TRACEFS ? "as tracefs events" : "as perf events");
 
 	err = seqtrace_bpf__load(skel);
 	if (err) {

@@ -7,6 +7,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <linux/perf_event.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "loader.h"
@@ -38,7 +42,7 @@ struct link_create_uprobe_multi {
 	__u32 _pad;
 };
 
-static bool multi; /* uprobes_prepare found uprobe_multi links */
+static enum uprobe_way way; /* uprobes_prepare's choice */
 
 static int link_create_uprobe_multi(int prog_fd, const char *path, const unsigned long *off, __u32 cnt, pid_t pid,
 				    bool ret)
@@ -76,16 +80,117 @@ static bool kernel_has_uprobe_multi(void)
 	return link < 0 && err == EBADF;
 }
 
-bool uprobes_prepare(struct bpf_object *obj)
+/* ---- uprobe events in tracefs (the kernel's older interface; no capability is checked, the
+ * file's mode is: root may write it). The event is named after the loader and a counter, so
+ * that a loader that died leaves events a later one can tell (tracefs_sweep). */
+
+static const char *tracefs_dir(void)
 {
-	multi = kernel_has_uprobe_multi();
-	if (!multi)
+	/* (only a missing file sends it to debugfs: a user who may not look gets EACCES where it is) */
+	return access("/sys/kernel/tracing/uprobe_events", F_OK) && errno == ENOENT ? "/sys/kernel/debug/tracing"
+										     : "/sys/kernel/tracing";
+}
+
+/* Appends one line to uprobe_events; -errno */
+static int uprobe_events_write(const char *line)
+{
+	char file[64];
+	snprintf(file, sizeof(file), "%s/uprobe_events", tracefs_dir());
+	int fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, line, strlen(line));
+	int err = n < 0 ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+/* Removes the events of loaders that are gone (seqtrace_LPID_N with no process LPID). */
+static void tracefs_sweep(void)
+{
+	char file[64], line[PATH_MAX + 128];
+	snprintf(file, sizeof(file), "%s/uprobe_events", tracefs_dir());
+	FILE *f = fopen(file, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		int lpid;
+		char name[64];
+		if (sscanf(line, "%*c:seqtrace/%63[^ ]", name) != 1 || sscanf(name, "seqtrace_%d_", &lpid) != 1)
+			continue;
+		if (lpid == getpid() || !kill(lpid, 0) || errno != ESRCH)
+			continue;
+		char del[96];
+		snprintf(del, sizeof(del), "-:seqtrace/%s\n", name);
+		uprobe_events_write(del);
+	}
+	fclose(f);
+}
+
+static bool tracefs_attach(struct bpf_program *prog, pid_t pid, const char *path, unsigned long off, bool ret,
+			   struct uprobe_link *out)
+{
+	static unsigned long counter;
+	if (strpbrk(path, " \t\n")) { /* the line's fields are split at spaces */
+		errno = EINVAL;
 		return false;
+	}
+	snprintf(out->event, sizeof(out->event), "seqtrace_%d_%lu", (int)getpid(), counter++);
+	char line[PATH_MAX + 128];
+	snprintf(line, sizeof(line), "%c:seqtrace/%s %s:0x%lx\n", ret ? 'r' : 'p', out->event, path, off);
+	int err = uprobe_events_write(line);
+	if (err) {
+		out->event[0] = 0;
+		errno = -err;
+		return false;
+	}
+	char file[160];
+	snprintf(file, sizeof(file), "%s/events/seqtrace/%s/id", tracefs_dir(), out->event);
+	FILE *f = fopen(file, "re");
+	int id = -1;
+	if (!f || fscanf(f, "%d", &id) != 1)
+		err = f ? -EINVAL : -errno;
+	if (f)
+		fclose(f);
+	int pfd = -1;
+	if (!err) {
+		struct perf_event_attr a;
+		memset(&a, 0, sizeof(a));
+		a.size = sizeof(a);
+		a.type = PERF_TYPE_TRACEPOINT;
+		a.config = (__u64)id;
+		a.sample_period = 1;
+		a.wakeup_events = 1;
+		pfd = (int)syscall(__NR_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		if (pfd < 0)
+			err = -errno;
+	}
+	if (!err && !(out->perf = bpf_program__attach_perf_event(prog, pfd))) /* the link owns pfd from here */
+		err = -errno;
+	if (err) {
+		if (pfd >= 0 && !out->perf)
+			close(pfd);
+		snprintf(line, sizeof(line), "-:seqtrace/%s\n", out->event);
+		uprobe_events_write(line);
+		out->event[0] = 0;
+		errno = -err;
+		return false;
+	}
+	return true;
+}
+
+enum uprobe_way uprobes_prepare(struct bpf_object *obj, enum uprobe_way want)
+{
+	way = want != UPROBE_AUTO ? want : kernel_has_uprobe_multi() ? UPROBE_MULTI : UPROBE_PERF_OR_TRACEFS;
+	if (way == UPROBE_TRACEFS || way == UPROBE_PERF_OR_TRACEFS)
+		tracefs_sweep();
+	if (way != UPROBE_MULTI)
+		return way;
 	struct bpf_program *p;
 	bpf_object__for_each_program(p, obj)
 		if (bpf_program__type(p) == BPF_PROG_TYPE_KPROBE) /* SEC("uprobe"), SEC("uretprobe") */
 			bpf_program__set_expected_attach_type(p, (enum bpf_attach_type)BPF_TRACE_UPROBE_MULTI_);
-	return true;
+	return way;
 }
 
 bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsigned long off, bool ret,
@@ -93,13 +198,25 @@ bool uprobe_attach(struct bpf_program *prog, pid_t pid, const char *path, unsign
 {
 	out->fd = -1;
 	out->perf = NULL;
-	if (multi) {
+	out->event[0] = 0;
+	if (way == UPROBE_MULTI) {
 		out->fd = link_create_uprobe_multi(bpf_program__fd(prog), path, &off, 1, pid, ret);
 		return out->fd >= 0;
 	}
-	LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret);
-	out->perf = bpf_program__attach_uprobe_opts(prog, pid, path, off, &o);
-	return out->perf != NULL;
+	if (way == UPROBE_PERF || way == UPROBE_PERF_OR_TRACEFS) {
+		LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret);
+		if ((out->perf = bpf_program__attach_uprobe_opts(prog, pid, path, off, &o)))
+			return true;
+		/* refused (CAP_SYS_ADMIN, CVE-2025-38466): uprobe events in tracefs, where root may write */
+		if (way == UPROBE_PERF || (errno != EACCES && errno != EPERM))
+			return false;
+		int perf_err = errno;
+		if (tracefs_attach(prog, pid, path, off, ret, out))
+			return true;
+		errno = perf_err; /* the reason the usual way failed, with the hint */
+		return false;
+	}
+	return tracefs_attach(prog, pid, path, off, ret, out);
 }
 
 static void detach_now(struct uprobe_link *l)
@@ -108,8 +225,14 @@ static void detach_now(struct uprobe_link *l)
 		close(l->fd); /* the link's last reference: the kernel removes the probe now */
 	else
 		bpf_link__destroy(l->perf);
+	if (l->event[0]) { /* its perf event closed: the tracefs event can go */
+		char line[96];
+		snprintf(line, sizeof(line), "-:seqtrace/%s\n", l->event);
+		uprobe_events_write(line);
+	}
 	l->fd = -1;
 	l->perf = NULL;
+	l->event[0] = 0;
 }
 
 /*

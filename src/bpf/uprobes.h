@@ -18,16 +18,29 @@ struct bpf_object;
 struct bpf_program;
 struct bpf_link;
 
-/* One attached probe: a uprobe_multi link's fd, or (fd < 0) libbpf's perf-event link. */
+/* One attached probe: a uprobe_multi link's fd, or (fd < 0) libbpf's perf-event link, and the
+ * tracefs event it was made from (event[0] != 0). */
 struct uprobe_link {
 	int fd;
 	struct bpf_link *perf;
+	char event[40];
 };
 
-/* Before the object is loaded: whether the kernel has uprobe_multi links, and if so every
- * uprobe program of obj is loaded for them (its expected attach type), so that uprobe_attach
- * makes links. Returns whether it has (said once on stderr with --verbose by the caller). */
-bool uprobes_prepare(struct bpf_object *obj);
+/* How uprobes are attached (the loader's --uprobes): */
+enum uprobe_way {
+	UPROBE_AUTO,            /* multi where the kernel has it, else perf_or_tracefs */
+	UPROBE_MULTI,           /* uprobe_multi links (kernel 6.6+) */
+	UPROBE_PERF_OR_TRACEFS, /* perf-event uprobes; refused (CAP_SYS_ADMIN): a tracefs uprobe event
+				 * (--uprobes perf-or-tracefs) */
+	UPROBE_PERF,            /* perf-event uprobes only (--uprobes perf: tests, the refusal itself) */
+	UPROBE_TRACEFS,         /* uprobe events in tracefs (/sys/kernel/tracing/uprobe_events, which
+				 * root may write with no capability), a perf event on each (--uprobes tracefs) */
+};
+
+/* Before the object is loaded: the way (auto: asks the kernel whether it has uprobe_multi
+ * links); for links every uprobe program of obj is loaded for them (its expected attach type).
+ * Events a dead loader left in tracefs are removed. Returns the way chosen. */
+enum uprobe_way uprobes_prepare(struct bpf_object *obj, enum uprobe_way want);
 
 /* Attaches prog at file offset `off` of `path` (an ELF file) in process pid, as a return
  * probe with `ret`. false: errno says why (EACCES: see above). */
@@ -43,7 +56,8 @@ void uprobes_free(void);
 
 /* What an EACCES from uprobe_attach means, for its message */
 #define UPROBE_EACCES_HINT                                                                             \
-	" (perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6.6+, do not)"
+	" (perf-event uprobes need CAP_SYS_ADMIN on this kernel, uprobe events a writable "              \
+	"/sys/kernel/tracing/uprobe_events; uprobe_multi links, kernel 6.6+, need neither)"
 
 
 /* The file offsets of the n functions `names` in ELF file `path` (its symbol table or dynamic

@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +39,7 @@ interface Run {
   arrived: Map<CaptureEvent, number>;
 }
 
-async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number; provisionalExec?: boolean; execEnv?: string[] } = {}): Promise<Run> {
+async function start(mode: 'socket' | 'syscall', extra: { ringbufBytes?: number; captureBytes?: number; provisionalExec?: boolean; execEnv?: string[]; uprobes?: 'tracefs' } = {}): Promise<Run> {
   const events: CaptureEvent[] = [];
   const arrived = new Map<CaptureEvent, number>();
   const cap = await startCapture({
@@ -457,20 +457,23 @@ for (const mode of ['socket', 'syscall'] as const) {
     // HTTPS through OpenSSL (docs/kernel.md, "TLS"): the plaintext of SSL_read/SSL_write as data
     // events of the socket (id + TLS_ID), each message's first record numbered alike at both
     // ends; the ciphertext never reported.
-    for (const [family, readahead] of [[4, false], [6, false], [4, true]] as const) test(`HTTPS through OpenSSL, IPv${family}${readahead ? ', a client reading ahead' : ''}: the plaintext, no ciphertext, one number for each message at both ends`, async () => {
+    // (tracefs: the probes as uprobe events in tracefs, the way of kernels before 6.6 whose perf
+    // events want CAP_SYS_ADMIN; a capture of its own)
+    for (const [family, readahead, tracefs] of [[4, false, false], [6, false, false], [4, true, false], [4, false, true]] as const) test(`HTTPS through OpenSSL, IPv${family}${readahead ? ', a client reading ahead' : ''}${tracefs ? ', probes as tracefs uprobe events' : ''}: the plaintext, no ciphertext, one number for each message at both ends`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'seqtrace-tls-'));
+      const tr = tracefs ? await start(mode, { uprobes: 'tracefs' }) : run;
       try {
         execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost',
           '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2'], { stdio: 'ignore' });
-        const r = await runScript<{ pid: number; port: number; requests: string[]; responses: string[] }>(run, TLSPAIR_PY, [join(dir, 'cert.pem'), join(dir, 'key.pem'), String(family), ...(readahead ? ['readahead'] : [])], {
+        const r = await runScript<{ pid: number; port: number; requests: string[]; responses: string[] }>(tr, TLSPAIR_PY, [join(dir, 'cert.pem'), join(dir, 'key.pem'), String(family), ...(readahead ? ['readahead'] : [])], {
           beforeGo: async (pid) => {
             const lib = mappedLibssl('/proc', pid);
             assert.match(lib, /libssl\.so/, 'python3 maps libssl once ssl is imported');
-            await run.cap.tlsProcess(pid, `/proc/${pid}/root${lib}`);
+            await tr.cap.tlsProcess(pid, `/proc/${pid}/root${lib}`);
           },
         });
-        await waitFor('the exit of tlspair.py', () => run.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
-        const evs = data(run.events).filter((e) => e.pid === r.pid);
+        await waitFor('the exit of tlspair.py', () => tr.events.some((e) => e.kind === 'exit' && e.pid === r.pid));
+        const evs = data(tr.events).filter((e) => e.pid === r.pid);
         assert.ok(evs.length > 0);
         assert.deepEqual(evs.filter((e) => !e.tls).map((e) => `${e.dir} ${e.len} ${text(e.head.subarray(0, 8))}`), [], 'no ciphertext event');
         assert.ok(evs.every((e) => e.sockId > TLS_ID && e.family === family), 'ids carry TLS_ID');
@@ -509,14 +512,15 @@ for (const mode of ['socket', 'syscall'] as const) {
         assert.deepEqual(responses(client.sockId, 'recv'), responses(server.sockId, 'send'), 'the responses, as read and as written');
         assert.equal(new Set(responses(client.sockId, 'recv')).size, 3, 'each its own number');
         // the socket's close ends the TLS stream too (its id without TLS_ID)
-        await waitFor('the closes of both sockets', () => [client, server].every((x) => run.events.some((e) => e.kind === 'close' && e.sockId === x.sockId - TLS_ID)));
+        await waitFor('the closes of both sockets', () => [client, server].every((x) => tr.events.some((e) => e.kind === 'close' && e.sockId === x.sockId - TLS_ID)));
         // a library that is not there, a file without OpenSSL, a relative path: refused, saying
         // why in the loader's words
-        await assert.rejects(run.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'),
+        await assert.rejects(tr.cap.tlsProcess(process.pid, '/nonexistent/libssl.so.3'),
           /refused OpenSSL's uprobes on \/nonexistent\/libssl\.so\.3 for pid \d+: seqtrace-loader: tls \d+: \/nonexistent\/libssl\.so\.3: No such file or directory/);
-        await assert.rejects(run.cap.tlsProcess(process.pid, '/bin/true'), /refused OpenSSL's uprobes on \/bin\/true for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/bin\/true: no such function/);
-        await assert.rejects(run.cap.tlsProcess(process.pid, 'libssl.so.3'), /an absolute path/);
+        await assert.rejects(tr.cap.tlsProcess(process.pid, '/bin/true'), /refused OpenSSL's uprobes on \/bin\/true for pid \d+: seqtrace-loader: tls \d+: SSL_write in \/bin\/true: no such function/);
+        await assert.rejects(tr.cap.tlsProcess(process.pid, 'libssl.so.3'), /an absolute path/);
       } finally {
+        if (tracefs) await tr.cap.close();
         rmSync(dir, { recursive: true, force: true });
       }
     });
@@ -1268,8 +1272,9 @@ print("done", flush=True)
   });
 
   // Since the fix for CVE-2025-38466 the kernel refuses perf-event uprobes without CAP_SYS_ADMIN;
-  // uprobe_multi links (6.6+) need only the agent's capabilities (src/bpf/uprobes.h).
-  test('uprobes with only the agent\'s capabilities: through uprobe_multi links accepted; through perf events (--perf-uprobes, kernels before 6.6) refused saying why, accepted as root', async () => {
+  // uprobe_multi links (6.6+) need only the agent's capabilities; uprobe events in tracefs (the
+  // fallback of older kernels) need uid 0, whose tracefs files they are (src/bpf/uprobes.h).
+  test('uprobes with only the agent\'s capabilities: as uprobe_multi links accepted; as perf events (kernels before 6.6) refused saying why, accepted with all; as tracefs events (also as the fallback of refused perf events) accepted for uid 0, refused for nobody', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'seqtrace-uprobes-'));
     const py = spawn('/usr/bin/python3', ['-c', 'import ssl, time; print("ready", flush=True); time.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
@@ -1277,10 +1282,12 @@ print("done", flush=True)
       const pid = py.pid!;
       const lib = `/proc/${pid}/root${mappedLibssl('/proc', pid)}`;
       const caps = '+bpf,+perfmon,+sys_ptrace,+dac_read_search';
-      const wrapper = (name: string, asNobody: boolean, perf: boolean): string => {
-        const path = join(dir, name);
-        const priv = asNobody ? `setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all,${caps} --ambient-caps=${caps} ` : '';
-        writeFileSync(path, `#!/bin/sh\nexec ${priv}'${defaultLoaderPath()}'${perf ? ' --perf-uprobes' : ''} "$@"\n`, { mode: 0o755 });
+      // who: root with every capability, uid 0 with only the four (the DaemonSet's), nobody with the four
+      const wrapper = (who: 'root' | 'uid0' | 'nobody', way: 'auto' | 'perf' | 'tracefs' | 'perf-or-tracefs'): string => {
+        const path = join(dir, `${who}-${way}`);
+        const priv = who === 'root' ? ''
+          : `setpriv ${who === 'nobody' ? '--reuid=65534 --regid=65534 --clear-groups' : `--bounding-set=-all,${caps}`} --inh-caps=-all,${caps} --ambient-caps=${caps} `;
+        writeFileSync(path, `#!/bin/sh\nexec ${priv}'${defaultLoaderPath()}' --uprobes ${way} "$@"\n`, { mode: 0o755 });
         return path;
       };
       const attach = async (loaderPath: string): Promise<void> => {
@@ -1292,10 +1299,19 @@ print("done", flush=True)
           await cap.close();
         }
       };
-      await attach(wrapper('multi-as-nobody', true, false));
-      await attach(wrapper('perf-as-root', false, true));
-      await assert.rejects(attach(wrapper('perf-as-nobody', true, true)),
-        /refused OpenSSL's uprobes .*: seqtrace-loader: tls \d+: SSL_write of .*: Permission denied \(perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6\.6\+, do not\)/);
+      const hint = String.raw`Permission denied \(perf-event uprobes need CAP_SYS_ADMIN on this kernel, uprobe events a writable /sys/kernel/tracing/uprobe_events; uprobe_multi links, kernel 6\.6\+, need neither\)`;
+      await attach(wrapper('nobody', 'auto')); // links, on this kernel
+      await attach(wrapper('root', 'perf'));
+      await assert.rejects(attach(wrapper('uid0', 'perf')), new RegExp(`refused OpenSSL's uprobes .*: seqtrace-loader: tls \\d+: SSL_write of .*: ${hint}`));
+      // an event a dead loader left (pid 4194303: none) is removed by the next that uses tracefs
+      appendFileSync('/sys/kernel/tracing/uprobe_events', `p:seqtrace/seqtrace_4194303_0 ${lib.replace(/^\/proc\/\d+\/root/, '')}:0x1000\n`);
+      await attach(wrapper('uid0', 'tracefs'));
+      await assert.rejects(attach(wrapper('nobody', 'tracefs')), new RegExp(`SSL_write of .*: ${hint}`));
+      // what auto does on a kernel without links: perf events, refused, then tracefs events
+      await attach(wrapper('uid0', 'perf-or-tracefs'));
+      await assert.rejects(attach(wrapper('nobody', 'perf-or-tracefs')), new RegExp(`SSL_write of .*: ${hint}`));
+      const left = readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8').split('\n').filter((l) => l.includes(':seqtrace/'));
+      assert.deepEqual(left, [], 'no uprobe event left in tracefs');
     } finally {
       py.kill();
       rmSync(dir, { recursive: true, force: true });

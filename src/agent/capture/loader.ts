@@ -33,6 +33,13 @@ export interface CaptureOptions {
    * At most 16 names, each without '=' and under 64 bytes.
    */
   execEnv?: readonly string[];
+  /**
+   * How Go and OpenSSL uprobes are attached (docs/kernel.md, "Uprobes and privileges"): 'auto'
+   * (default: uprobe_multi links where the kernel has them, else perf events, else tracefs
+   * events), or 'perf-or-tracefs' (what auto does without links), only 'perf' or only
+   * 'tracefs' events (older kernels' ways, for tests).
+   */
+  uprobes?: 'auto' | 'perf' | 'tracefs' | 'perf-or-tracefs';
   /** The loader binary; default src/bpf/build/seqtrace-loader (env SEQTRACE_LOADER overrides). */
   loaderPath?: string;
   /** Events of one drain of the ring buffer (the array is not reused by the caller's next call). */
@@ -132,6 +139,10 @@ function checkOptions(o: CaptureOptions): string[] {
   }
   for (const pid of o.pids ?? []) args.push('--pid', String(pid));
   if (o.provisionalExec) args.push('--provisional-exec');
+  if (o.uprobes !== undefined) {
+    if (!['auto', 'perf', 'tracefs', 'perf-or-tracefs'].includes(o.uprobes)) throw seqError('SEQ_ERR_EBPF_LOAD', `uprobes "${o.uprobes}" is not one of auto, perf, tracefs, perf-or-tracefs`);
+    args.push('--uprobes', o.uprobes);
+  }
   const env = o.execEnv ?? [];
   if (env.length > EXEC_ENV_MAX || !env.every(isExecEnvName)) {
     throw seqError('SEQ_ERR_EBPF_LOAD', `exec environment names ${JSON.stringify(env)}: at most ${EXEC_ENV_MAX}, each 1 to 63 bytes without '='`);
