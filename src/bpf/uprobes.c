@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Uprobes for the go and tls commands (uprobes.h): uprobe_multi links where the kernel has
- * them, perf-event uprobes otherwise. Debian's libbpf (1.1) predates uprobe_multi (1.3), so
- * the link is made with the bpf syscall itself: the attribute's layout is the kernel's UAPI
- * (union bpf_attr, link_create.uprobe_multi), its constants those of the running kernel's BTF.
+ * them, else perf-event uprobes, else (refused) uprobe events in tracefs; and their removal.
+ * Debian's libbpf (1.1) predates uprobe_multi (1.3), so the link is made with the bpf syscall
+ * itself: the attribute's layout is the kernel's UAPI (union bpf_attr,
+ * link_create.uprobe_multi), its constants the UAPI's (as this kernel's BTF has them).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * How the go and tls commands attach and remove their uprobes (uprobes.c): one function for
- * both ways the kernel offers, one thread that removes them. A uprobe_multi link (BPF_LINK_CREATE, kernel 6.6+) needs CAP_BPF and
- * CAP_PERFMON, as the rest of the loader; a perf-event uprobe needs CAP_SYS_ADMIN on kernels
- * with the fix for CVE-2025-38466 (6.16, and 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189,
- * 5.10.240): with the agent's least privileges, Go and TLS probes were refused (EACCES).
- * Either way the probe is on one process (pid): its breakpoint is written into that
- * process's memory only.
+ * How the go and tls commands attach and remove their uprobes (uprobes.c): one function for the
+ * three ways the kernel offers (enum uprobe_way), one thread that removes them. A uprobe_multi
+ * link (BPF_LINK_CREATE, kernel 6.6+) needs CAP_BPF and CAP_PERFMON, as the rest of the loader;
+ * a perf-event uprobe needs CAP_SYS_ADMIN on kernels with the fix for CVE-2025-38466 (6.16, and
+ * 6.15.7, 6.12.39, 6.6.99, 6.1.146, 5.15.189, 5.10.240): with the agent's least privileges, Go
+ * and TLS probes were refused (EACCES); a uprobe event in tracefs needs only that uid 0 may
+ * write its file. Each way the probe is on one process (pid): its breakpoint is written into
+ * that process's memory only.
  */
 #ifndef SEQTRACE_UPROBES_H
 #define SEQTRACE_UPROBES_H

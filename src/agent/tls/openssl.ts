@@ -85,9 +85,9 @@ export function createTlsTracer(opts: TlsTracerOptions): TlsTracer {
   // loader maps the library (a uprobe with a pid waits for the file to be mapped), so that a
   // client making its call milliseconds after its exec (curl) is seen from its first call.
   const binaries = new Map<string, string>();
-  // The kernel refuses uprobes to this agent altogether (perf-event uprobes without
-  // CAP_SYS_ADMIN where it has no uprobe_multi links: docs/agent.md, "Privileges"): said once,
-  // then no process is probed, rather than a refusal logged for every process that uses TLS.
+  // The kernel refuses uprobes to this agent altogether (no uprobe_multi links, perf-event
+  // uprobes without CAP_SYS_ADMIN, tracefs not writable: docs/agent.md, "Privileges"): said
+  // once, then no process is probed, rather than a refusal logged for every process using TLS.
   let refusedForGood = false;
 
   function binaryOf(pid: number): string {
