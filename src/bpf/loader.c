@@ -568,6 +568,19 @@ static unsigned parse_num(const char *flag, const char *v, unsigned min, unsigne
 	return (unsigned)n;
 }
 
+/* The index of v among a flag's n choices; exits naming them when it is none of them. */
+static int parse_choice(const char *flag, const char *v, const char *const *names, int n)
+{
+	for (int k = 0; v && k < n; k++)
+		if (!strcmp(v, names[k]))
+			return k;
+	fprintf(stderr, "seqtrace-loader: %s must be ", flag);
+	for (int k = 0; k < n; k++)
+		fprintf(stderr, "%s%s", names[k], k + 2 < n ? ", " : k + 1 < n ? " or " : "");
+	fprintf(stderr, ", got \"%s\"\n", v ? v : "");
+	exit(EXIT_USAGE);
+}
+
 static void parse_args(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
@@ -580,33 +593,15 @@ static void parse_args(int argc, char **argv)
 		} else if (!strcmp(a, "--provisional-exec")) {
 			opt.provisional = true;
 		} else if (!strcmp(a, "--uprobes")) {
+			static const char *const names[] = { "auto", "perf", "tracefs", "perf-or-tracefs" };
+			static const enum uprobe_way ways[] = { UPROBE_AUTO, UPROBE_PERF, UPROBE_TRACEFS, UPROBE_PERF_OR_TRACEFS };
 			i++;
-			if (v && !strcmp(v, "auto"))
-				opt.uprobes = UPROBE_AUTO;
-			else if (v && !strcmp(v, "perf"))
-				opt.uprobes = UPROBE_PERF;
-			else if (v && !strcmp(v, "tracefs"))
-				opt.uprobes = UPROBE_TRACEFS;
-			else if (v && !strcmp(v, "perf-or-tracefs"))
-				opt.uprobes = UPROBE_PERF_OR_TRACEFS;
-			else {
-				fprintf(stderr, "seqtrace-loader: --uprobes must be auto, perf, tracefs or perf-or-tracefs, got \"%s\"\n",
-					v ? v : "");
-				exit(EXIT_USAGE);
-			}
+			opt.uprobes = ways[parse_choice(a, v, names, 4)];
 		} else if (!strcmp(a, "--mode")) {
+			static const char *const names[] = { "socket", "syscall", "auto" };
+			static const int modes[] = { ST_MODE_SOCKET, ST_MODE_SYSCALL, 0 };
 			i++;
-			if (v && !strcmp(v, "socket"))
-				opt.mode = ST_MODE_SOCKET;
-			else if (v && !strcmp(v, "syscall"))
-				opt.mode = ST_MODE_SYSCALL;
-			else if (v && !strcmp(v, "auto"))
-				opt.mode = 0;
-			else {
-				fprintf(stderr, "seqtrace-loader: --mode must be socket, syscall or auto, got \"%s\"\n",
-					v ? v : "");
-				exit(EXIT_USAGE);
-			}
+			opt.mode = modes[parse_choice(a, v, names, 3)];
 		} else if (!strcmp(a, "--capture-bytes")) {
 			i++;
 			opt.capture_bytes = parse_num(a, v, 0, ST_CAPTURE_MAX);

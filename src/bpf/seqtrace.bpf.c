@@ -215,7 +215,6 @@ static __always_inline void fill_unix_tuple(struct st_tuple_unix *t, struct sock
 	__builtin_memset(t->_pad0, 0, sizeof(t->_pad0));
 }
 
-
 /* Build one data record at s (in the CPU's batch or in scratch); returns its size. sk must be a
  * TCP socket (checked by the caller). The one place a data event's fields are filled. tuple:
  * whether the record carries the 4-tuple (see st_data_rec). */

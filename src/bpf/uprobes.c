@@ -85,11 +85,15 @@ static bool kernel_has_uprobe_multi(void)
  * file's mode is: root may write it). The event is named after the loader and a counter, so
  * that a loader that died leaves events a later one can tell (tracefs_sweep). */
 
+/* Where tracefs is, looked up once. (Only a missing file sends it to debugfs: a user who may
+ * not look gets EACCES where it is.) */
 static const char *tracefs_dir(void)
 {
-	/* (only a missing file sends it to debugfs: a user who may not look gets EACCES where it is) */
-	return access("/sys/kernel/tracing/uprobe_events", F_OK) && errno == ENOENT ? "/sys/kernel/debug/tracing"
-										     : "/sys/kernel/tracing";
+	static const char *dir;
+	if (!dir)
+		dir = access("/sys/kernel/tracing/uprobe_events", F_OK) && errno == ENOENT ? "/sys/kernel/debug/tracing"
+											   : "/sys/kernel/tracing";
+	return dir;
 }
 
 /* Appends one line to uprobe_events; -errno */

@@ -2,7 +2,7 @@
 // (a Python ThreadingHTTPServer with curl, and a program using every covered syscall).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -1288,6 +1288,16 @@ print("done", flush=True)
     await assert.rejects(startCapture({ ringbufBytes: 5000, onEvents() {}, onError() {} }), /5000 is not a power of two/);
     await assert.rejects(startCapture({ loaderPath: '/nonexistent/loader', onEvents() {}, onError() {} }),
       (e: Error & { code?: string }) => e.code === 'SEQ_ERR_EBPF_LOAD' && /missing/.test(e.message));
+    // the loader itself: a choice it does not know, named with the ones it does (exit 1, usage)
+    for (const [args, said] of [
+      [['--mode', 'x'], '--mode must be socket, syscall or auto, got "x"'],
+      [['--mode'], '--mode must be socket, syscall or auto, got ""'],
+      [['--uprobes', 'nope'], '--uprobes must be auto, perf, tracefs or perf-or-tracefs, got "nope"'],
+    ] as const) {
+      const r = spawnSync(defaultLoaderPath(), [...args], { encoding: 'utf8' });
+      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim(), `seqtrace-loader: ${said}`);
+    }
   });
 });
 
