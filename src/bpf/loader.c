@@ -703,9 +703,14 @@ int main(int argc, char **argv)
 	bpf_map__set_max_entries(skel->maps.traced, traced_nwords);
 	choose_programs(skel, mode);
 	enum uprobe_way uway = uprobes_prepare(skel->obj, opt.uprobes);
+	static const char *const uway_said[] = {
+		[UPROBE_MULTI] = "as uprobe_multi links",
+		[UPROBE_PERF_OR_TRACEFS] = "as perf events, tracefs events where refused",
+		[UPROBE_PERF] = "as perf events",
+		[UPROBE_TRACEFS] = "as tracefs events",
+	};
 	if (opt.verbose)
-		fprintf(stderr, "seqtrace-loader: uprobes %s\n",
-			uway == UPROBE_MULTI ? "as uprobe_multi links" : uway == UPROBE_TRACEFS ? "as tracefs events" : "as perf events");
+		fprintf(stderr, "seqtrace-loader: uprobes %s\n", uway_said[uway]);
 
 	err = seqtrace_bpf__load(skel);
 	if (err) {

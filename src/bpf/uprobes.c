@@ -96,12 +96,20 @@ static const char *tracefs_dir(void)
 	return dir;
 }
 
+/* tracefs's uprobe_events file (first asked for by the main thread, before any event exists
+ * for the detacher's threads to remove) */
+static const char *uprobe_events_file(void)
+{
+	static char file[64];
+	if (!file[0])
+		snprintf(file, sizeof(file), "%s/uprobe_events", tracefs_dir());
+	return file;
+}
+
 /* Appends one line to uprobe_events; -errno */
 static int uprobe_events_write(const char *line)
 {
-	char file[64];
-	snprintf(file, sizeof(file), "%s/uprobe_events", tracefs_dir());
-	int fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
+	int fd = open(uprobe_events_file(), O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	ssize_t n = write(fd, line, strlen(line));
@@ -110,12 +118,19 @@ static int uprobe_events_write(const char *line)
 	return err;
 }
 
+/* Removes the event seqtrace/name (its perf event closed, or never opened) */
+static void uprobe_event_remove(const char *name)
+{
+	char line[96];
+	snprintf(line, sizeof(line), "-:seqtrace/%s\n", name);
+	uprobe_events_write(line);
+}
+
 /* Removes the events of loaders that are gone (seqtrace_LPID_N with no process LPID). */
 static void tracefs_sweep(void)
 {
-	char file[64], line[PATH_MAX + 128];
-	snprintf(file, sizeof(file), "%s/uprobe_events", tracefs_dir());
-	FILE *f = fopen(file, "re");
+	char line[PATH_MAX + 128];
+	FILE *f = fopen(uprobe_events_file(), "re");
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
@@ -125,9 +140,7 @@ static void tracefs_sweep(void)
 			continue;
 		if (lpid == getpid() || !kill(lpid, 0) || errno != ESRCH)
 			continue;
-		char del[96];
-		snprintf(del, sizeof(del), "-:seqtrace/%s\n", name);
-		uprobe_events_write(del);
+		uprobe_event_remove(name);
 	}
 	fclose(f);
 }
@@ -175,8 +188,7 @@ static bool tracefs_attach(struct bpf_program *prog, pid_t pid, const char *path
 	if (err) {
 		if (pfd >= 0 && !out->perf)
 			close(pfd);
-		snprintf(line, sizeof(line), "-:seqtrace/%s\n", out->event);
-		uprobe_events_write(line);
+		uprobe_event_remove(out->event);
 		out->event[0] = 0;
 		errno = -err;
 		return false;
@@ -230,11 +242,8 @@ static void detach_now(struct uprobe_link *l)
 		close(l->fd); /* the link's last reference: the kernel removes the probe now */
 	else
 		bpf_link__destroy(l->perf);
-	if (l->event[0]) { /* its perf event closed: the tracefs event can go */
-		char line[96];
-		snprintf(line, sizeof(line), "-:seqtrace/%s\n", l->event);
-		uprobe_events_write(line);
-	}
+	if (l->event[0]) /* its perf event closed: the tracefs event can go */
+		uprobe_event_remove(l->event);
 	l->fd = -1;
 	l->perf = NULL;
 	l->event[0] = 0;

@@ -10,7 +10,9 @@ import { seqError, type SeqError } from '../../errors.js';
 import { decodeFrame, frameReader, type ControlFrame } from './decode.js';
 import type { CaptureEvent, StatsEvent } from './event.js';
 
-export type CaptureMode = 'socket' | 'syscall' | 'auto';
+const CAPTURE_MODES = ['socket', 'syscall', 'auto'] as const;
+export type CaptureMode = (typeof CAPTURE_MODES)[number];
+const UPROBE_WAYS = ['auto', 'perf', 'tracefs', 'perf-or-tracefs'] as const;
 
 export interface CaptureOptions {
   /** socket: tp_btf sock_send/recv_length (6.3+); syscall: syscall tracepoints; auto: socket when the kernel has it. */
@@ -39,7 +41,7 @@ export interface CaptureOptions {
    * events), or 'perf-or-tracefs' (what auto does without links), only 'perf' or only
    * 'tracefs' events (older kernels' ways, for tests).
    */
-  uprobes?: 'auto' | 'perf' | 'tracefs' | 'perf-or-tracefs';
+  uprobes?: (typeof UPROBE_WAYS)[number];
   /** The loader binary; default src/bpf/build/seqtrace-loader (env SEQTRACE_LOADER overrides). */
   loaderPath?: string;
   /** Events of one drain of the ring buffer (the array is not reused by the caller's next call). */
@@ -121,8 +123,8 @@ export const isExecEnvName = (n: string): boolean => /^[^=\0]+$/.test(n) && Buff
 
 function checkOptions(o: CaptureOptions): string[] {
   const args: string[] = ['--mode', o.mode ?? 'auto'];
-  if (!['socket', 'syscall', 'auto'].includes(o.mode ?? 'auto')) {
-    throw seqError('SEQ_ERR_EBPF_LOAD', `capture mode "${o.mode}" is not one of socket, syscall, auto`);
+  if (!CAPTURE_MODES.includes(o.mode ?? 'auto')) {
+    throw seqError('SEQ_ERR_EBPF_LOAD', `capture mode "${o.mode}" is not one of ${CAPTURE_MODES.join(', ')}`);
   }
   if (o.captureBytes !== undefined) {
     if (!Number.isInteger(o.captureBytes) || o.captureBytes < 0 || o.captureBytes > 4096) {
@@ -140,7 +142,7 @@ function checkOptions(o: CaptureOptions): string[] {
   for (const pid of o.pids ?? []) args.push('--pid', String(pid));
   if (o.provisionalExec) args.push('--provisional-exec');
   if (o.uprobes !== undefined) {
-    if (!['auto', 'perf', 'tracefs', 'perf-or-tracefs'].includes(o.uprobes)) throw seqError('SEQ_ERR_EBPF_LOAD', `uprobes "${o.uprobes}" is not one of auto, perf, tracefs, perf-or-tracefs`);
+    if (!UPROBE_WAYS.includes(o.uprobes)) throw seqError('SEQ_ERR_EBPF_LOAD', `uprobes "${o.uprobes}" is not one of ${UPROBE_WAYS.join(', ')}`);
     args.push('--uprobes', o.uprobes);
   }
   const env = o.execEnv ?? [];

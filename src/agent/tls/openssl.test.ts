@@ -71,7 +71,7 @@ test('a kernel that refuses uprobes to the agent (CAP_SYS_ADMIN) is said once; n
   const root = procRoot({ 30: ['/usr/lib/libssl.so.3'], 31: ['/usr/lib/libssl.so.3'], 32: ['/usr/lib/libssl.so.3'] });
   const told: number[] = [];
   const logs: string[] = [];
-  const refusal = 'the kernel refused OpenSSL\'s uprobes on … for pid 30: seqtrace-loader: tls 30: SSL_write of …: Permission denied (perf-event uprobes need CAP_SYS_ADMIN on this kernel; uprobe_multi links, kernel 6.6+, do not)';
+  const refusal = 'the kernel refused OpenSSL\'s uprobes on … for pid 30: seqtrace-loader: tls 30: SSL_write of …: Permission denied (perf-event uprobes need CAP_SYS_ADMIN on this kernel, uprobe events a writable /sys/kernel/tracing/uprobe_events; uprobe_multi links, kernel 6.6+, need neither)';
   const tracer = createTlsTracer({
     enabled: true, procRoot: root, log: (m) => logs.push(m),
     capture: () => ({ tlsProcess: async (pid) => { told.push(pid); throw new Error(refusal); } }),
